@@ -1,0 +1,240 @@
+//! The command line: options, and turning `-p`/`-h` pairs and synk.conf into a peer list.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
+
+use crate::config::{self, ConfigError, PeerSpec};
+
+/// How entries travel from master to target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CopierChoice {
+    /// rsync where both ends have it, the streaming copier elsewhere.
+    Auto,
+    /// Always rsync (a pair where an end lacks it fails).
+    Rsync,
+    /// Always the built-in streaming copier.
+    Stream,
+}
+
+/// Keep files and directory trees identical across hosts over SSH.
+///
+/// Every PATH is compared on this host (localhost) and every peer; where they differ, the
+/// version with the newest modification time is copied to all the others.
+#[derive(Debug, Parser)]
+#[command(
+    name = "synk",
+    version,
+    disable_help_flag = true,
+    after_help = "Exit status: 0 all in sync, 1 some path not synced, 2 usage or configuration error.\nSee synk(1) and synk.conf(5)."
+)]
+pub struct Cli {
+    /// Print help (-h is taken by --host).
+    #[arg(long, action = ArgAction::Help)]
+    help: Option<bool>,
+
+    /// Print peers' versions, the master and every command run; -vv adds debug tracing.
+    #[arg(short, long, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Print errors only.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Show what would be copied where; change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+
+    /// Read peers from this synk.conf instead of the default locations.
+    #[arg(short = 'f', long = "config", value_name = "CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// ssh_config file for the connections this host makes (ssh -F).
+    #[arg(short = 'F', value_name = "SSH_CONFIG")]
+    pub ssh_config: Option<PathBuf>,
+
+    /// How to copy: rsync, the built-in streaming copier, or rsync where available.
+    #[arg(long, value_enum, default_value_t = CopierChoice::Auto, value_name = "COPIER")]
+    pub copier: CopierChoice,
+
+    /// Use HOST's version wherever it has one, even if older (resolves conflicts).
+    #[arg(long, value_name = "HOST")]
+    pub master: Option<String>,
+
+    /// SSH port of the next -h.
+    #[arg(short = 'p', long = "port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    ports: Vec<u16>,
+
+    /// Add a peer ([user@]host); repeatable. Without -h, peers come from synk.conf.
+    #[arg(short = 'h', long = "host", value_name = "HOST")]
+    hosts: Vec<String>,
+
+    /// Internal: serve the synk protocol on stdin/stdout (run by synk over SSH).
+    #[arg(long, exclusive = true)]
+    pub serve: bool,
+
+    /// Files or directories to synchronise.
+    #[arg(value_name = "PATH", required_unless_present = "serve")]
+    pub paths: Vec<PathBuf>,
+
+    /// `-h` values paired with the `-p` that preceded them.
+    #[arg(skip)]
+    pub peers: Vec<PeerSpec>,
+}
+
+impl Cli {
+    /// Parses the command line, pairing each `-p` with the `-h` that follows it.
+    pub fn parse_from_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let mut cmd = Cli::command();
+        let matches = cmd.try_get_matches_from_mut(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        let host_at: Vec<usize> = matches
+            .indices_of("hosts")
+            .map(Iterator::collect)
+            .unwrap_or_default();
+        let port_at: Vec<usize> = matches
+            .indices_of("ports")
+            .map(Iterator::collect)
+            .unwrap_or_default();
+        let mut ports = port_at.iter().zip(cli.ports.iter()).peekable();
+        let mut peers = Vec::new();
+        for (at, host) in host_at.iter().zip(cli.hosts.iter()) {
+            // The last -p since the previous -h applies to this one.
+            let mut port = None;
+            while let Some((_, p)) = ports.next_if(|(pat, _)| *pat < at) {
+                port = Some(*p);
+            }
+            let spec = PeerSpec::parse(host, port)
+                .map_err(|e| cmd.error(clap::error::ErrorKind::InvalidValue, e.to_string()))?;
+            peers.push(spec);
+        }
+        if ports.next().is_some() {
+            return Err(cmd.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "-p PORT must come before the -h HOST it applies to",
+            ));
+        }
+        cli.peers = peers;
+        Ok(cli)
+    }
+
+    /// The remote peers: `-h` options, else `-f CONFIG`, else the first default config that
+    /// exists. Local mentions and duplicates are dropped (localhost is always a peer).
+    pub fn remote_peers(&self) -> Result<Vec<PeerSpec>, ConfigError> {
+        let listed = if !self.peers.is_empty() {
+            self.peers.clone()
+        } else if let Some(file) = &self.config {
+            config::load_config(file)?
+        } else {
+            match config::default_config_paths()
+                .into_iter()
+                .find(|p| p.exists())
+            {
+                Some(file) => config::load_config(&file)?,
+                None => Vec::new(),
+            }
+        };
+        let mut out: Vec<PeerSpec> = Vec::new();
+        for p in listed {
+            if !p.is_local() && !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::parse_from_args(std::iter::once("synk").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn port_applies_to_the_next_host_only() {
+        let cli = parse(&["-h", "a", "-p", "2222", "-h", "bob@b", "-h", "c", "f"]).unwrap();
+        let shown: Vec<String> = cli.peers.iter().map(|p| p.to_string()).collect();
+        assert_eq!(shown, ["a", "bob@b:2222", "c"]);
+        assert_eq!(cli.paths, [PathBuf::from("f")]);
+    }
+
+    #[test]
+    fn dangling_port_and_bad_hosts_are_usage_errors() {
+        let e = parse(&["-h", "a", "-p", "22", "f"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let e = parse(&["-h", "-oProxyCommand=x", "f"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let e = parse(&["-p", "0", "-h", "a", "f"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn unknown_options_and_missing_paths_are_usage_errors() {
+        assert_eq!(parse(&["--frobnicate", "f"]).unwrap_err().exit_code(), 2);
+        assert_eq!(parse(&["-h", "a"]).unwrap_err().exit_code(), 2);
+        assert_eq!(parse(&["--serve", "f"]).unwrap_err().exit_code(), 2);
+        assert!(parse(&["--serve"]).unwrap().serve);
+    }
+
+    #[test]
+    fn help_is_long_only_and_verbosity_counts() {
+        let e = parse(&["--help"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp);
+        let cli = parse(&["-vv", "-n", "--copier", "stream", "--master", "b", "x"]).unwrap();
+        assert_eq!((cli.verbose, cli.dry_run), (2, true));
+        assert_eq!(cli.copier, CopierChoice::Stream);
+        assert_eq!(cli.master.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn duplicates_and_localhost_are_merged_away() {
+        let cli = parse(&[
+            "-h",
+            "a",
+            "-h",
+            "localhost",
+            "-h",
+            "a",
+            "-h",
+            "me@localhost",
+            "f",
+        ])
+        .unwrap();
+        let peers: Vec<String> = cli
+            .remote_peers()
+            .unwrap()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(peers, ["a", "me@localhost"]);
+    }
+
+    #[test]
+    fn config_file_is_used_without_hosts() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("synk.conf");
+        std::fs::write(&conf, "peer x 2200\npeer y\n").unwrap();
+        let cli = parse(&["-f", conf.to_str().unwrap(), "f"]).unwrap();
+        let peers: Vec<String> = cli
+            .remote_peers()
+            .unwrap()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(peers, ["x:2200", "y"]);
+        std::fs::write(&conf, "peer x\nbogus\n").unwrap();
+        let e = cli.remote_peers().unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("synk.conf:2: unknown keyword \"bogus\""),
+            "{e}"
+        );
+    }
+}

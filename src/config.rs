@@ -1,0 +1,208 @@
+//! Peers: how they are named on the command line and in synk.conf(5).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A remote peer as the user named it: `[user@]host`, with an optional SSH port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PeerSpec {
+    /// Login name, if given as `user@host`.
+    pub user: Option<String>,
+    /// Host name or address, as ssh will resolve it (aliases from ssh_config work).
+    pub host: String,
+    /// SSH port, if not the default.
+    pub port: Option<u16>,
+}
+
+/// Why a peer name or a config file was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A host name that ssh could mistake for an option or that holds odd characters.
+    #[error("invalid host {0:?}: {1}")]
+    BadHost(String, &'static str),
+    /// A line of synk.conf that does not parse.
+    #[error("{file}:{line}: {message}")]
+    Syntax {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The file could not be read.
+    #[error("{0}: {1}")]
+    Read(PathBuf, String),
+}
+
+fn check_name(name: &str, whole: &str) -> Result<(), ConfigError> {
+    let bad = |why| Err(ConfigError::BadHost(whole.to_string(), why));
+    if name.is_empty() {
+        return bad("empty name");
+    }
+    if name.starts_with('-') {
+        // ssh would read it as an option (`-oProxyCommand=…`).
+        return bad("must not start with '-'");
+    }
+    if name
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "'\"`$;&|<>\\/".contains(c))
+    {
+        return bad("contains a character not allowed in a host or user name");
+    }
+    Ok(())
+}
+
+impl PeerSpec {
+    /// Parses `[user@]host` (the last `@` separates, as ssh does).
+    pub fn parse(s: &str, port: Option<u16>) -> Result<Self, ConfigError> {
+        let (user, host) = match s.rfind('@') {
+            Some(i) => (Some(&s[..i]), &s[i + 1..]),
+            None => (None, s),
+        };
+        if let Some(u) = user {
+            check_name(u, s)?;
+        }
+        check_name(host, s)?;
+        Ok(PeerSpec {
+            user: user.map(str::to_string),
+            host: host.to_string(),
+            port,
+        })
+    }
+
+    /// `-h localhost` names the invoking host itself, which synk serves without SSH.
+    pub fn is_local(&self) -> bool {
+        self.host == "localhost" && self.user.is_none() && self.port.is_none()
+    }
+
+    /// `[user@]host`, the destination as ssh and rsync take it.
+    pub fn destination(&self) -> String {
+        match &self.user {
+            Some(u) => format!("{u}@{}", self.host),
+            None => self.host.clone(),
+        }
+    }
+}
+
+impl fmt::Display for PeerSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.destination())?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses synk.conf(5): `peer HOST [PORT]` lines, `#` comments, blank lines.
+pub fn parse_config(text: &str, file: &Path) -> Result<Vec<PeerSpec>, ConfigError> {
+    let mut peers = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let syntax = |message: String| ConfigError::Syntax {
+            file: file.to_path_buf(),
+            line: i + 1,
+            message,
+        };
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words[..] {
+            ["peer", host] => {
+                peers.push(PeerSpec::parse(host, None).map_err(|e| syntax(e.to_string()))?)
+            }
+            ["peer", host, port] => {
+                let port = port
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| syntax(format!("invalid port {port:?}")))?;
+                peers.push(PeerSpec::parse(host, Some(port)).map_err(|e| syntax(e.to_string()))?);
+            }
+            ["peer"] => return Err(syntax("`peer` needs a host".into())),
+            ["peer", ..] => return Err(syntax("expected `peer HOST [PORT]`".into())),
+            [word, ..] => return Err(syntax(format!("unknown keyword {word:?}"))),
+            [] => unreachable!("blank lines are skipped"),
+        }
+    }
+    Ok(peers)
+}
+
+/// Reads and parses a config file.
+pub fn load_config(file: &Path) -> Result<Vec<PeerSpec>, ConfigError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| ConfigError::Read(file.to_path_buf(), e.to_string()))?;
+    parse_config(&text, file)
+}
+
+/// Where synk looks for its peers when no `-h` and no `-f` is given, in order.
+pub fn default_config_paths() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Some(dir) = dirs::config_dir() {
+        v.push(dir.join("synk").join("synk.conf"));
+    }
+    v.push(PathBuf::from("/etc/synk.conf"));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_peers_comments_and_ports() {
+        let text = "# my hosts\npeer alpha\n\n  peer bob@beta 2222  # backup box\npeer gamma#x\n";
+        let peers = parse_config(text, Path::new("synk.conf")).unwrap();
+        assert_eq!(
+            peers,
+            vec![
+                PeerSpec::parse("alpha", None).unwrap(),
+                PeerSpec {
+                    user: Some("bob".into()),
+                    host: "beta".into(),
+                    port: Some(2222)
+                },
+                PeerSpec::parse("gamma", None).unwrap(),
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let f = Path::new("/etc/synk.conf");
+        let e = parse_config("peer a\nhost b\n", f).unwrap_err();
+        assert_eq!(e.to_string(), "/etc/synk.conf:2: unknown keyword \"host\"");
+        let e = parse_config("peer a 99999\n", f).unwrap_err();
+        assert_eq!(e.to_string(), "/etc/synk.conf:1: invalid port \"99999\"");
+        let e = parse_config("\n\npeer\n", f).unwrap_err();
+        assert!(e.to_string().starts_with("/etc/synk.conf:3: "), "{e}");
+        let e = parse_config("peer a 22 x\n", f).unwrap_err();
+        assert!(e.to_string().starts_with("/etc/synk.conf:1: "), "{e}");
+        let e = parse_config("peer -oProxyCommand=x\n", f).unwrap_err();
+        assert!(e.to_string().contains("must not start with '-'"), "{e}");
+    }
+
+    #[test]
+    fn host_names_that_could_be_options_or_shell_are_refused() {
+        assert!(PeerSpec::parse("-oProxyCommand=sh", None).is_err());
+        assert!(PeerSpec::parse("a b", None).is_err());
+        assert!(PeerSpec::parse("$(reboot)", None).is_err());
+        assert!(PeerSpec::parse("-x@host", None).is_err());
+        assert!(PeerSpec::parse("@host", None).is_err());
+        assert!(PeerSpec::parse("host.example.org", None).is_ok());
+        assert!(PeerSpec::parse("::1", None).is_ok());
+    }
+
+    #[test]
+    fn localhost_means_the_local_host_only_when_plain() {
+        assert!(PeerSpec::parse("localhost", None).unwrap().is_local());
+        assert!(!PeerSpec::parse("me@localhost", None).unwrap().is_local());
+        assert!(!PeerSpec::parse("localhost", Some(2222)).unwrap().is_local());
+        assert_eq!(
+            PeerSpec::parse("a@b@c", Some(22)).unwrap().to_string(),
+            "a@b@c:22"
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! synk keeps files and directory trees identical across many hosts over plain SSH.
+//!
+//! The client ([`sync`]) connects to every peer, asks each one's `synk --serve` ([`serve`]) to
+//! [`scan`] the requested paths, decides per entry who holds the newest version ([`plan`]) and
+//! carries it to every other peer with rsync or the built-in streaming copier ([`transfer`]).
+
+pub mod cli;
+pub mod config;
+pub mod paths;
+pub mod peer;
+pub mod plan;
+pub mod proto;
+pub mod report;
+pub mod scan;
+pub mod serve;
+pub mod sync;
+pub mod transfer;

@@ -1,0 +1,56 @@
+//! The `synk` command.
+
+use std::process::ExitCode;
+
+use synk::cli::Cli;
+use synk::report::Reporter;
+use synk::sync::{self, EXIT_UNSYNCED, EXIT_USAGE};
+
+fn main() -> ExitCode {
+    let cli = match Cli::parse_from_args(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE as u8 } else { 0 });
+        }
+    };
+    if cli.serve {
+        return match synk::serve::run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("synk --serve: {e}");
+                ExitCode::from(EXIT_UNSYNCED as u8)
+            }
+        };
+    }
+    init_tracing(cli.verbose);
+    let rep = Reporter::new(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("synk: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_UNSYNCED as u8);
+        }
+    };
+    let code = runtime.block_on(sync::run(cli, &rep));
+    ExitCode::from(code as u8)
+}
+
+/// `-vv` (or `RUST_LOG`) turns on debug tracing on stderr.
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = if verbose >= 2 {
+        "synk=debug"
+    } else {
+        "synk=warn"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

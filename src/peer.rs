@@ -1,0 +1,421 @@
+//! The client's end of a peer: an SSH session (or nothing, for localhost) and a running
+//! `synk --serve` spoken to through the [`proto`](crate::proto) frames.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use openssh::{KnownHosts, Session, SessionBuilder};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::sync::Mutex;
+
+use crate::config::PeerSpec;
+use crate::paths::{check_rel, RootSpec, WirePath};
+use crate::plan::Listing;
+use crate::proto::{
+    read_frame_async, write_frame_async, FrameError, Request, Response, CHUNK, MAGIC,
+    PROTOCOL_VERSION,
+};
+
+/// How long a peer may take to answer the handshake once its SSH session is up.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Lines of a server's stderr kept for error messages.
+const STDERR_TAIL: usize = 12;
+
+/// Options for reaching remote peers.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// ssh_config file (`ssh -F`).
+    pub ssh_config: Option<PathBuf>,
+}
+
+/// What a peer told us in the handshake.
+#[derive(Debug, Clone)]
+pub struct Caps {
+    /// rsync is on the peer's PATH.
+    pub rsync: bool,
+    /// The peer's home directory.
+    pub home: WirePath,
+    /// The peer's synk version.
+    pub version: String,
+}
+
+enum ServeChild {
+    Local(tokio::process::Child),
+    Remote(openssh::Child<Arc<Session>>),
+}
+
+/// A live conversation with one peer's `synk --serve`.
+pub struct Conn {
+    name: String,
+    reader: BufReader<Box<dyn AsyncRead + Unpin + Send>>,
+    writer: BufWriter<Box<dyn AsyncWrite + Unpin + Send>>,
+    child: Option<ServeChild>,
+    stderr: Arc<StdMutex<VecDeque<String>>>,
+}
+
+/// One peer of the run.
+pub struct Peer {
+    /// Name in messages: `localhost` or the host as the user gave it.
+    pub name: String,
+    /// How to reach it (`None`: this host).
+    pub spec: Option<PeerSpec>,
+    /// The SSH session, shared by the serve channel and every rsync to or from this peer.
+    pub session: Option<Arc<Session>>,
+    /// What it can do.
+    pub caps: Caps,
+    /// The serve conversation; one user at a time.
+    pub conn: Mutex<Conn>,
+}
+
+impl Peer {
+    /// True for the invoking host.
+    pub fn is_local(&self) -> bool {
+        self.spec.is_none()
+    }
+}
+
+/// One root as a peer scanned it: its absolute path there and its entries, or the error.
+pub type RootScan = Result<(WirePath, Listing), String>;
+
+/// Connects to a peer and completes the handshake. `None` is localhost, served by a child
+/// process of this very binary.
+pub async fn connect(spec: Option<PeerSpec>, opts: &ConnectOptions) -> Result<Peer> {
+    let name = spec
+        .as_ref()
+        .map_or("localhost".to_string(), |s| s.to_string());
+    let (session, child, stdin, stdout, stderr): (
+        Option<Arc<Session>>,
+        ServeChild,
+        Box<dyn AsyncWrite + Unpin + Send>,
+        Box<dyn AsyncRead + Unpin + Send>,
+        Box<dyn AsyncRead + Unpin + Send>,
+    ) = match &spec {
+        None => {
+            let exe = std::env::current_exe().context("cannot locate the synk executable")?;
+            let mut child = tokio::process::Command::new(exe)
+                .arg("--serve")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .context("cannot start synk --serve")?;
+            let stdin = Box::new(child.stdin.take().expect("piped"));
+            let stdout = Box::new(child.stdout.take().expect("piped"));
+            let stderr = Box::new(child.stderr.take().expect("piped"));
+            (None, ServeChild::Local(child), stdin, stdout, stderr)
+        }
+        Some(spec) => {
+            let session = Arc::new(ssh_session(spec, opts).await?);
+            let mut child = session
+                .clone()
+                .arc_command("synk")
+                .arg("--serve")
+                .stdin(openssh::Stdio::piped())
+                .stdout(openssh::Stdio::piped())
+                .stderr(openssh::Stdio::piped())
+                .spawn()
+                .await
+                .map_err(|e| anyhow!("{name}: cannot start synk --serve: {e}"))?;
+            let stdin = Box::new(child.stdin().take().expect("piped"));
+            let stdout = Box::new(child.stdout().take().expect("piped"));
+            let stderr = Box::new(child.stderr().take().expect("piped"));
+            (
+                Some(session),
+                ServeChild::Remote(child),
+                stdin,
+                stdout,
+                stderr,
+            )
+        }
+    };
+    let tail = Arc::new(StdMutex::new(VecDeque::new()));
+    tokio::spawn(collect_stderr(name.clone(), stderr, tail.clone()));
+    let mut conn = Conn {
+        name: name.clone(),
+        reader: BufReader::with_capacity(CHUNK + 64, stdout),
+        writer: BufWriter::with_capacity(CHUNK + 64, stdin),
+        child: Some(child),
+        stderr: tail,
+    };
+    let caps = match tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.handshake()).await {
+        Ok(Ok(caps)) => caps,
+        Ok(Err(e)) => return Err(conn.explain_failure(e).await),
+        Err(_) => bail!("{name}: no answer from synk --serve within {HANDSHAKE_TIMEOUT:?}"),
+    };
+    Ok(Peer {
+        name,
+        spec,
+        session,
+        caps,
+        conn: Mutex::new(conn),
+    })
+}
+
+/// Opens (or reuses, through ControlMaster) an SSH connection to `spec`.
+async fn ssh_session(spec: &PeerSpec, opts: &ConnectOptions) -> Result<Session> {
+    let mut b = SessionBuilder::default();
+    b.known_hosts_check(KnownHosts::Add)
+        .connect_timeout(Duration::from_secs(10))
+        .server_alive_interval(Duration::from_secs(5));
+    if let Some(user) = &spec.user {
+        b.user(user.clone());
+    }
+    if let Some(port) = spec.port {
+        b.port(port);
+    }
+    if let Some(cfg) = &opts.ssh_config {
+        b.config_file(cfg);
+    }
+    b.connect(&spec.host)
+        .await
+        .map_err(|e| anyhow!("{spec}: ssh: {}", ssh_error_text(&e)))
+}
+
+/// The most useful line of an openssh error: ssh's own message where there is one.
+fn ssh_error_text(e: &openssh::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        parts.push(s.to_string());
+        src = s.source();
+    }
+    parts.dedup();
+    parts.join(": ").replace('\n', " ").trim().to_string()
+}
+
+async fn collect_stderr(
+    name: String,
+    stderr: Box<dyn AsyncRead + Unpin + Send>,
+    tail: Arc<StdMutex<VecDeque<String>>>,
+) {
+    let mut lines = BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::debug!(peer = %name, "serve stderr: {line}");
+        let mut t = tail.lock().expect("stderr tail lock");
+        if t.len() == STDERR_TAIL {
+            t.pop_front();
+        }
+        t.push_back(line);
+    }
+}
+
+impl Conn {
+    /// Sends a request (buffered; see [`Conn::flush`]).
+    pub async fn send(&mut self, req: &Request) -> Result<()> {
+        write_frame_async(&mut self.writer, req)
+            .await
+            .map_err(|e| self.lost(e))
+    }
+
+    /// Pushes buffered requests to the peer.
+    pub async fn flush(&mut self) -> Result<()> {
+        self.writer
+            .flush()
+            .await
+            .map_err(|e| self.lost(FrameError::Io(e)))
+    }
+
+    /// Reads the next response.
+    pub async fn recv(&mut self) -> Result<Response> {
+        read_frame_async(&mut self.reader)
+            .await
+            .map_err(|e| self.lost(e))
+    }
+
+    /// Sends one request and waits for its single answer.
+    pub async fn call(&mut self, req: &Request) -> Result<Response> {
+        self.send(req).await?;
+        self.flush().await?;
+        self.recv().await
+    }
+
+    /// Sends a request that must be answered `Done`.
+    pub async fn op(&mut self, req: &Request) -> Result<(), OpError> {
+        match self.call(req).await.map_err(OpError::Lost)? {
+            Response::Done => Ok(()),
+            Response::Failed(m) => Err(OpError::Failed(m)),
+            other => Err(OpError::Lost(self.unexpected(&other))),
+        }
+    }
+
+    fn lost(&self, e: FrameError) -> anyhow::Error {
+        let tail = self.stderr_tail();
+        match e {
+            FrameError::Closed if tail.is_empty() => anyhow!("{}: connection lost", self.name),
+            FrameError::Closed => anyhow!("{}: connection lost: {tail}", self.name),
+            e => anyhow!("{}: {e}", self.name),
+        }
+    }
+
+    /// An error for a response that makes no sense at this point of the conversation.
+    pub fn unexpected(&self, r: &Response) -> anyhow::Error {
+        let what = format!("{r:?}");
+        let what: String = what.chars().take(60).collect();
+        anyhow!("{}: protocol error: unexpected {what}", self.name)
+    }
+
+    fn stderr_tail(&self) -> String {
+        let t = self.stderr.lock().expect("stderr tail lock");
+        t.iter().cloned().collect::<Vec<_>>().join(" / ")
+    }
+
+    async fn handshake(&mut self) -> Result<Caps> {
+        let hello = Request::Hello {
+            magic: MAGIC,
+            protocol: PROTOCOL_VERSION,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        match self.call(&hello).await? {
+            Response::Hello {
+                magic,
+                protocol,
+                version,
+                rsync,
+                home,
+            } if magic == MAGIC => {
+                if protocol != PROTOCOL_VERSION {
+                    bail!(
+                        "{}: runs synk {version} (protocol {protocol}); this is synk {} (protocol {PROTOCOL_VERSION}): install the same version on every peer",
+                        self.name,
+                        env!("CARGO_PKG_VERSION")
+                    );
+                }
+                Ok(Caps {
+                    rsync,
+                    home,
+                    version,
+                })
+            }
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    /// Turns a failed handshake into the most helpful message we can give.
+    async fn explain_failure(&mut self, e: anyhow::Error) -> anyhow::Error {
+        let status = match self.child.take() {
+            Some(ServeChild::Local(mut c)) => {
+                tokio::time::timeout(Duration::from_secs(5), c.wait())
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok())
+            }
+            Some(ServeChild::Remote(c)) => tokio::time::timeout(Duration::from_secs(5), c.wait())
+                .await
+                .ok()
+                .and_then(|r| r.ok()),
+            None => None,
+        };
+        // Give the stderr reader a moment to catch the last lines.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if status.and_then(|s| s.code()) == Some(127) {
+            return anyhow!(
+                "synk not found on {}: install it or put it in PATH",
+                self.name
+            );
+        }
+        let tail = self.stderr_tail();
+        if tail.is_empty() {
+            e
+        } else {
+            anyhow!("{e} ({tail})")
+        }
+    }
+
+    /// Scans `roots` on this peer. A peer that sends an entry path escaping its root is
+    /// treated as broken: its whole answer is refused.
+    pub async fn scan(
+        &mut self,
+        roots: &[RootSpec],
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<Vec<RootScan>> {
+        self.send(&Request::Scan {
+            roots: roots.to_vec(),
+        })
+        .await?;
+        self.flush().await?;
+        let mut out: Vec<RootScan> = Vec::with_capacity(roots.len());
+        loop {
+            match self.recv().await? {
+                Response::Root { index, result } => {
+                    let index = index as usize;
+                    if index == out.len() {
+                        out.push(result.map(|abs| (abs, Listing::new())));
+                    } else if index + 1 == out.len() {
+                        // A failure on the root after its header: replaces it.
+                        out[index] = result.map(|abs| (abs, Listing::new()));
+                    } else {
+                        bail!("{}: protocol error: root #{index} out of order", self.name);
+                    }
+                }
+                Response::Entries(entries) => {
+                    let Some(Ok((_, listing))) = out.last_mut() else {
+                        bail!("{}: protocol error: entries outside a root", self.name);
+                    };
+                    let mut bytes = 0;
+                    for e in entries {
+                        if let Err(err) = check_rel(&e.rel) {
+                            bail!(
+                                "{}: sent an invalid entry path {:?}: {err}",
+                                self.name,
+                                e.rel
+                            );
+                        }
+                        if let Ok(m) = &e.state {
+                            bytes += m.size;
+                        }
+                        listing.insert(e.rel, e.state);
+                    }
+                    progress(listing.len() as u64, bytes);
+                }
+                Response::ScanDone => break,
+                other => return Err(self.unexpected(&other)),
+            }
+        }
+        if out.len() != roots.len() {
+            bail!(
+                "{}: protocol error: {} roots answered of {}",
+                self.name,
+                out.len(),
+                roots.len()
+            );
+        }
+        Ok(out)
+    }
+
+    /// Ends the conversation: closes the server's input and waits for it to exit.
+    pub async fn close(&mut self) {
+        let _ = self.writer.shutdown().await;
+        match self.child.take() {
+            Some(ServeChild::Local(mut c)) => {
+                let _ = tokio::time::timeout(Duration::from_secs(10), c.wait()).await;
+            }
+            Some(ServeChild::Remote(c)) => {
+                let _ = tokio::time::timeout(Duration::from_secs(10), c.wait()).await;
+            }
+            None => {}
+        }
+    }
+}
+
+/// Why a single operation on a peer failed.
+#[derive(Debug)]
+pub enum OpError {
+    /// The peer answered that the operation failed; the conversation goes on.
+    Failed(String),
+    /// The conversation itself broke; the peer is gone for the rest of the run.
+    Lost(anyhow::Error),
+}
+
+impl std::fmt::Display for OpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpError::Failed(m) => write!(f, "{m}"),
+            OpError::Lost(e) => write!(f, "{e:#}"),
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! The serve protocol: what client and `synk --serve` say to each other over the SSH channel.
+//!
+//! Every message is one frame: a 4-byte big-endian length, then a `postcard` body of at most
+//! [`MAX_FRAME`] bytes. The client speaks first with [`Request::Hello`]; the server answers with
+//! [`Response::Hello`]. Anything else first, a wrong magic, or an oversized frame is garbage and
+//! ends the conversation with an error, never a panic or a wait for bytes that will not come.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::paths::{RootSpec, WirePath};
+
+/// Bumped on every incompatible change to the messages below.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Opens every handshake so a stray banner or a different program is recognised at once.
+pub const MAGIC: [u8; 4] = *b"SYNK";
+/// Largest frame either side accepts.
+pub const MAX_FRAME: usize = 8 << 20;
+/// Size of the file chunks the streaming copier sends.
+pub const CHUNK: usize = 256 << 10;
+/// Entries per scan frame: big enough to amortise framing, small enough to show progress.
+pub const ENTRY_BATCH: usize = 512;
+
+/// A SHA-512 digest.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Digest(#[serde(with = "serde_big_array::BigArray")] pub [u8; 64]);
+
+impl Digest {
+    /// Digest of a finished hasher.
+    pub fn from_hasher(h: sha2::Sha512) -> Self {
+        use sha2::Digest as _;
+        Digest(h.finalize().into())
+    }
+
+    /// Digest of a byte string (symlink targets).
+    pub fn of(bytes: &[u8]) -> Self {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha512::new();
+        h.update(bytes);
+        Self::from_hasher(h)
+    }
+
+    /// Full lowercase hex.
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The first seven hex digits, as the `-v` lines show them.
+    pub fn short(&self) -> String {
+        self.hex()[..7].to_string()
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}…", &self.hex()[..16])
+    }
+}
+
+/// What kind of filesystem object an entry is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link, with its target.
+    Symlink(WirePath),
+    /// A fifo, socket or device: reported, never synced.
+    Special,
+}
+
+impl Kind {
+    /// A short name for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::File => "file",
+            Kind::Dir => "directory",
+            Kind::Symlink(_) => "symlink",
+            Kind::Special => "special file",
+        }
+    }
+}
+
+/// What a peer knows about one entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// File, directory, symlink or special.
+    pub kind: Kind,
+    /// Size in bytes (files only; 0 otherwise).
+    pub size: u64,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime: i64,
+    /// SHA-512 of the content (files) or of the target (symlinks); none for the rest.
+    pub digest: Option<Digest>,
+}
+
+/// One scanned path below a root (`rel` empty: the root itself).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Path relative to the root.
+    pub rel: WirePath,
+    /// Its metadata, or why it could not be read.
+    pub state: Result<Meta, String>,
+}
+
+/// Client to server.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// First frame: who is calling.
+    Hello {
+        /// Always [`MAGIC`].
+        magic: [u8; 4],
+        /// The client's [`PROTOCOL_VERSION`].
+        protocol: u32,
+        /// The client's crate version, for messages.
+        version: String,
+    },
+    /// Scan these roots; later requests name a root by its index in this list.
+    Scan {
+        /// The paths the user asked for.
+        roots: Vec<RootSpec>,
+    },
+    /// Create the missing parent directories of a root (before rsync writes into it).
+    Prepare {
+        /// Index into the last scan's roots.
+        root: u32,
+    },
+    /// Send a file's bytes as [`Response::Data`] frames, then [`Response::ReadDone`].
+    ReadFile {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// Entry below that root.
+        rel: WirePath,
+    },
+    /// Receive a file: [`Request::Data`] frames follow, then [`Request::End`] or [`Request::Abort`].
+    WriteFile {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// Entry below that root.
+        rel: WirePath,
+        /// Permission bits to set.
+        mode: u32,
+        /// Modification time to set (ns).
+        mtime: i64,
+        /// What the bytes must hash to, or the file is discarded.
+        digest: Digest,
+    },
+    /// A chunk of the file being written.
+    Data(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The file is complete: verify and move it into place.
+    End,
+    /// The file will not be completed: discard it.
+    Abort,
+    /// Create a directory (or fix the mode and time of an existing one).
+    MakeDir {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// Entry below that root.
+        rel: WirePath,
+        /// Permission bits.
+        mode: u32,
+        /// Modification time (ns).
+        mtime: i64,
+    },
+    /// Create or replace a symlink.
+    Symlink {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// Entry below that root.
+        rel: WirePath,
+        /// What the link points to.
+        target: WirePath,
+        /// Modification time (ns).
+        mtime: i64,
+    },
+}
+
+/// Server to client.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    /// Answer to [`Request::Hello`].
+    Hello {
+        /// Always [`MAGIC`].
+        magic: [u8; 4],
+        /// The server's [`PROTOCOL_VERSION`].
+        protocol: u32,
+        /// The server's crate version.
+        version: String,
+        /// Whether rsync is on the server's PATH.
+        rsync: bool,
+        /// The server's home directory.
+        home: WirePath,
+    },
+    /// Start of root `index`'s entries: its absolute path there, or why it cannot be scanned.
+    Root {
+        /// Index into the request's roots.
+        index: u32,
+        /// Resolved absolute path, or the error.
+        result: Result<WirePath, String>,
+    },
+    /// Entries of the current root.
+    Entries(Vec<Entry>),
+    /// All roots scanned.
+    ScanDone,
+    /// A chunk of the file being read.
+    Data(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The file was read to its end; this is the digest of the bytes sent.
+    ReadDone(Digest),
+    /// The request succeeded.
+    Done,
+    /// The request failed; the message names the path.
+    Failed(String),
+}
+
+/// Why a frame could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The other side closed the stream.
+    #[error("connection closed")]
+    Closed,
+    /// A length prefix over [`MAX_FRAME`]: the stream is not synk's.
+    #[error("garbled protocol stream (frame of {0} bytes; does a login script print to stdout?)")]
+    TooLarge(usize),
+    /// A body that does not decode.
+    #[error("garbled protocol frame: {0}")]
+    Decode(#[from] postcard::Error),
+    /// Reading or writing failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Serialises `msg` into a length-prefixed frame.
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
+    let mut buf = postcard::to_stdvec(msg)?;
+    if buf.len() > MAX_FRAME {
+        return Err(FrameError::TooLarge(buf.len()));
+    }
+    let len = (buf.len() as u32).to_be_bytes();
+    buf.splice(0..0, len);
+    Ok(buf)
+}
+
+fn check_len(prefix: [u8; 4]) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    Ok(len)
+}
+
+fn map_eof(e: io::Error) -> FrameError {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        FrameError::Closed
+    } else {
+        FrameError::Io(e)
+    }
+}
+
+/// Reads one frame from a blocking reader (the server side).
+pub fn read_frame<T: for<'de> Deserialize<'de>, R: Read>(r: &mut R) -> Result<T, FrameError> {
+    let mut prefix = [0u8; 4];
+    r.read_exact(&mut prefix).map_err(map_eof)?;
+    let mut body = vec![0u8; check_len(prefix)?];
+    r.read_exact(&mut body).map_err(map_eof)?;
+    Ok(postcard::from_bytes(&body)?)
+}
+
+/// Writes one frame to a blocking writer (the server side); the caller flushes.
+pub fn write_frame<T: Serialize, W: Write>(w: &mut W, msg: &T) -> Result<(), FrameError> {
+    w.write_all(&encode(msg)?)?;
+    Ok(())
+}
+
+/// Reads one frame from an async reader (the client side).
+pub async fn read_frame_async<T, R>(r: &mut R) -> Result<T, FrameError>
+where
+    T: for<'de> Deserialize<'de>,
+    R: AsyncRead + Unpin,
+{
+    let mut prefix = [0u8; 4];
+    r.read_exact(&mut prefix).await.map_err(map_eof)?;
+    let mut body = vec![0u8; check_len(prefix)?];
+    r.read_exact(&mut body).await.map_err(map_eof)?;
+    Ok(postcard::from_bytes(&body)?)
+}
+
+/// Writes one frame to an async writer (the client side); the caller flushes.
+pub async fn write_frame_async<T, W>(w: &mut W, msg: &T) -> Result<(), FrameError>
+where
+    T: Serialize,
+    W: AsyncWrite + Unpin,
+{
+    w.write_all(&encode(msg)?).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip_req(msg: &Request) -> Request {
+        let bytes = encode(msg).unwrap();
+        read_frame(&mut &bytes[..]).unwrap()
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let hostile = WirePath(b"a b/'\"$(rm -rf ~);\n-x\xff".to_vec());
+        let msg = Request::WriteFile {
+            root: 3,
+            rel: hostile.clone(),
+            mode: 0o644,
+            mtime: -5,
+            digest: Digest::of(b"x"),
+        };
+        match roundtrip_req(&msg) {
+            Request::WriteFile {
+                root,
+                rel,
+                mode,
+                mtime,
+                digest,
+            } => {
+                assert_eq!((root, &rel, mode, mtime), (3, &hostile, 0o644, -5));
+                assert_eq!(digest, Digest::of(b"x"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let data = vec![7u8; CHUNK];
+        match roundtrip_req(&Request::Data(data.clone())) {
+            Request::Data(d) => assert_eq!(d, data),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let entry = Entry {
+            rel: WirePath(b"dir/link".to_vec()),
+            state: Ok(Meta {
+                kind: Kind::Symlink(WirePath(b"../t".to_vec())),
+                size: 0,
+                mode: 0o777,
+                mtime: 1_700_000_000_123_456_789,
+                digest: Some(Digest::of(b"../t")),
+            }),
+        };
+        let bad = Entry {
+            rel: WirePath(b"secret".to_vec()),
+            state: Err("Permission denied".into()),
+        };
+        let bytes = encode(&Response::Entries(vec![entry.clone(), bad.clone()])).unwrap();
+        match read_frame::<Response, _>(&mut &bytes[..]).unwrap() {
+            Response::Entries(v) => assert_eq!(v, vec![entry, bad]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn async_and_blocking_framing_agree() {
+        let mut buf = Vec::new();
+        write_frame_async(&mut buf, &Response::ScanDone)
+            .await
+            .unwrap();
+        write_frame(&mut buf, &Response::Done).unwrap();
+        let mut r = &buf[..];
+        assert!(matches!(
+            read_frame_async::<Response, _>(&mut r).await.unwrap(),
+            Response::ScanDone
+        ));
+        assert!(matches!(
+            read_frame_async::<Response, _>(&mut r).await.unwrap(),
+            Response::Done
+        ));
+        assert!(matches!(
+            read_frame_async::<Response, _>(&mut r).await,
+            Err(FrameError::Closed)
+        ));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        // A login banner read as a length prefix.
+        let banner = b"Welcome to beta!\n";
+        assert!(matches!(
+            read_frame::<Request, _>(&mut &banner[..]),
+            Err(FrameError::TooLarge(_))
+        ));
+        // A plausible length followed by nonsense.
+        let mut junk = 3u32.to_be_bytes().to_vec();
+        junk.extend_from_slice(&[0xff, 0xff, 0xff]);
+        assert!(matches!(
+            read_frame::<Request, _>(&mut &junk[..]),
+            Err(FrameError::Decode(_))
+        ));
+        // Truncated body.
+        let mut short = 10u32.to_be_bytes().to_vec();
+        short.push(1);
+        assert!(matches!(
+            read_frame::<Request, _>(&mut &short[..]),
+            Err(FrameError::Closed)
+        ));
+    }
+
+    #[test]
+    fn digest_short_form() {
+        let d = Digest::of(b"");
+        assert_eq!(d.short(), "cf83e13");
+        assert_eq!(d.hex().len(), 128);
+    }
+}

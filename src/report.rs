@@ -1,0 +1,135 @@
+//! Everything synk tells the user: `-v` lines on stdout, errors and warnings on stderr,
+//! progress bars on a terminal only.
+
+use std::fmt::Display;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::proto::{Kind, Meta};
+
+/// The run's voice.
+pub struct Reporter {
+    verbose: u8,
+    quiet: bool,
+    bars: MultiProgress,
+    failures: AtomicUsize,
+}
+
+impl Reporter {
+    /// A reporter for `-v` count `verbose` and `-q`; progress only when stderr is a terminal.
+    pub fn new(verbose: u8, quiet: bool) -> Self {
+        let target = if !quiet && std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        Reporter {
+            verbose,
+            quiet,
+            bars: MultiProgress::with_draw_target(target),
+            failures: AtomicUsize::new(0),
+        }
+    }
+
+    /// The `-v` count.
+    pub fn verbosity(&self) -> u8 {
+        self.verbose
+    }
+
+    /// A line on stdout when at least `level` `-v` were given (0: unless `-q`).
+    pub fn say(&self, level: u8, line: impl Display) {
+        if self.verbose >= level && !(self.quiet && level == 0) {
+            self.bars.suspend(|| println!("{line}"));
+        }
+    }
+
+    /// A warning on stderr (not with `-q`); does not affect the exit status.
+    pub fn warn(&self, line: impl Display) {
+        if !self.quiet {
+            self.bars.suspend(|| eprintln!("synk: warning: {line}"));
+        }
+    }
+
+    /// An error on stderr; the run will exit 1.
+    pub fn error(&self, line: impl Display) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.bars.suspend(|| eprintln!("synk: {line}"));
+    }
+
+    /// Errors reported so far.
+    pub fn failures(&self) -> usize {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// A counter with a message, drawn only on a terminal.
+    pub fn spinner(&self, msg: String) -> ProgressBar {
+        let pb = self.bars.add(ProgressBar::new_spinner());
+        pb.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {pos} entries, {bytes_per_sec}")
+                .expect("valid template"),
+        );
+        pb.set_message(msg);
+        pb
+    }
+
+    /// A byte-count bar, drawn only on a terminal.
+    pub fn bytes_bar(&self, len: u64, msg: String) -> ProgressBar {
+        let pb = self.bars.add(ProgressBar::new(len));
+        pb.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        pb.set_message(msg);
+        pb
+    }
+}
+
+/// The C synk's `peer:` line: `peer: HOST PATH SHA7 MTIME`.
+pub fn peer_line(host: &str, path: &str, state: Option<&Result<Meta, String>>) -> String {
+    match state {
+        None => format!("peer: {host} {path} missing"),
+        Some(Err(e)) => format!("peer: {host} {path} unreadable ({e})"),
+        Some(Ok(m)) => {
+            let secs = m.mtime.div_euclid(1_000_000_000);
+            match (&m.kind, &m.digest) {
+                (Kind::Dir, _) => format!("peer: {host} {path} dir {secs}"),
+                (Kind::Special, _) => format!("peer: {host} {path} special {secs}"),
+                (_, Some(d)) => format!("peer: {host} {path} {} {secs}", d.short()),
+                (_, None) => format!("peer: {host} {path} ? {secs}"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Digest;
+
+    #[test]
+    fn peer_lines_match_the_c_tool() {
+        let m = Meta {
+            kind: Kind::File,
+            size: 1,
+            mode: 0o644,
+            mtime: 1_473_157_705_999_999_999,
+            digest: Some(Digest::of(b"")),
+        };
+        assert_eq!(
+            peer_line("keel", "/home/z/file", Some(&Ok(m))),
+            "peer: keel /home/z/file cf83e13 1473157705"
+        );
+        assert_eq!(peer_line("b", "/x", None), "peer: b /x missing");
+        let d = Meta {
+            kind: Kind::Dir,
+            size: 0,
+            mode: 0o755,
+            mtime: 5_000_000_000,
+            digest: None,
+        };
+        assert_eq!(peer_line("b", "/x", Some(&Ok(d))), "peer: b /x dir 5");
+    }
+}

@@ -1,0 +1,263 @@
+//! Walking a root and describing every entry: kind, size, mode, mtime and SHA-512.
+//!
+//! The walk itself is sequential (it is cheap); hashing is spread over every core with rayon,
+//! one file per task, each file streamed through a fixed buffer so memory stays flat whatever
+//! the file size.
+
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use rayon::prelude::*;
+use sha2::Digest as _;
+
+use crate::paths::WirePath;
+use crate::proto::{Digest, Entry, Kind, Meta};
+
+/// Read buffer for hashing: large enough that syscalls vanish from the profile.
+const HASH_BUF: usize = 256 << 10;
+
+/// Modification time of `md` in nanoseconds since the epoch.
+pub fn mtime_ns(md: &Metadata) -> i64 {
+    md.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(md.mtime_nsec())
+}
+
+fn io_msg(e: &io::Error) -> String {
+    // `io::Error`'s Display adds "(os error N)", which says nothing to a user.
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// Describes a non-directory entry from its `lstat` metadata, hashing files and link targets.
+pub fn describe(path: &Path, md: &Metadata) -> Result<Meta, String> {
+    let ft = md.file_type();
+    let base = |kind, size, digest| Meta {
+        kind,
+        size,
+        mode: md.mode() & 0o7777,
+        mtime: mtime_ns(md),
+        digest,
+    };
+    if ft.is_file() {
+        hash_file(path)
+    } else if ft.is_symlink() {
+        let target = fs::read_link(path).map_err(|e| io_msg(&e))?;
+        let target = WirePath::from_path(&target);
+        let digest = Digest::of(target.as_bytes());
+        Ok(base(Kind::Symlink(target), 0, Some(digest)))
+    } else if ft.is_dir() {
+        Ok(base(Kind::Dir, 0, None))
+    } else {
+        Ok(base(Kind::Special, 0, None))
+    }
+}
+
+/// Hashes a regular file without following a symlink swapped in since the walk, and refuses
+/// a result if the file changed while it was being read.
+pub fn hash_file(path: &Path) -> Result<Meta, String> {
+    let mut f = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| io_msg(&e))?;
+    let before = f.metadata().map_err(|e| io_msg(&e))?;
+    if !before.file_type().is_file() {
+        return Err("changed type while being scanned".into());
+    }
+    let digest = hash_reader(&mut f).map_err(|e| io_msg(&e))?;
+    let after = f.metadata().map_err(|e| io_msg(&e))?;
+    if after.len() != before.len() || mtime_ns(&after) != mtime_ns(&before) {
+        return Err("changed while being read; run synk again when it is quiet".into());
+    }
+    Ok(Meta {
+        kind: Kind::File,
+        size: after.len(),
+        mode: after.mode() & 0o7777,
+        mtime: mtime_ns(&after),
+        digest: Some(digest),
+    })
+}
+
+/// SHA-512 of everything `r` yields, read in fixed-size chunks.
+pub fn hash_reader(r: &mut impl Read) -> io::Result<Digest> {
+    let mut hasher = sha2::Sha512::new();
+    let mut buf = vec![0u8; HASH_BUF];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Digest::from_hasher(hasher))
+}
+
+/// Scans `root` and hands every entry to `sink` as soon as it is known (in no fixed order).
+///
+/// A missing root yields no entries. An error on the root itself is returned; an error below
+/// it becomes an entry carrying the message, so one unreadable file does not hide the rest.
+pub fn scan_root(root: &Path, sink: &mut dyn FnMut(Entry)) -> io::Result<()> {
+    let md = match fs::symlink_metadata(root) {
+        Ok(md) => md,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut files: Vec<(WirePath, PathBuf)> = Vec::new();
+    if md.is_dir() {
+        walk(root, &md, sink, &mut files);
+    } else if md.is_file() {
+        files.push((WirePath::default(), root.to_path_buf()));
+    } else {
+        sink(Entry {
+            rel: WirePath::default(),
+            state: describe(root, &md),
+        });
+    }
+    hash_all(files, sink);
+    Ok(())
+}
+
+/// Walks a directory tree depth first, emitting directories, symlinks and specials at once and
+/// collecting regular files for the parallel hashing stage.
+fn walk(
+    root: &Path,
+    root_md: &Metadata,
+    sink: &mut dyn FnMut(Entry),
+    files: &mut Vec<(WirePath, PathBuf)>,
+) {
+    let mut stack = vec![(WirePath::default(), root.to_path_buf(), root_md.clone())];
+    while let Some((rel, path, md)) = stack.pop() {
+        let listing = fs::read_dir(&path).and_then(|rd| rd.collect::<io::Result<Vec<_>>>());
+        let children = match listing {
+            Ok(children) => children,
+            Err(e) => {
+                sink(Entry {
+                    rel,
+                    state: Err(format!("cannot list directory: {}", io_msg(&e))),
+                });
+                continue;
+            }
+        };
+        sink(Entry {
+            rel: rel.clone(),
+            state: describe(&path, &md),
+        });
+        for child in children {
+            let name = WirePath(
+                std::os::unix::ffi::OsStrExt::as_bytes(child.file_name().as_os_str()).to_vec(),
+            );
+            let child_rel = rel.join(&name);
+            let child_path = child.path();
+            match fs::symlink_metadata(&child_path) {
+                Ok(cmd) if cmd.is_dir() => stack.push((child_rel, child_path, cmd)),
+                Ok(cmd) if cmd.is_file() => files.push((child_rel, child_path)),
+                Ok(cmd) => sink(Entry {
+                    rel: child_rel,
+                    state: describe(&child_path, &cmd),
+                }),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {} // gone since listing
+                Err(e) => sink(Entry {
+                    rel: child_rel,
+                    state: Err(io_msg(&e)),
+                }),
+            }
+        }
+    }
+}
+
+/// Hashes files on every core, passing results to `sink` on this thread as they finish.
+fn hash_all(files: Vec<(WirePath, PathBuf)>, sink: &mut dyn FnMut(Entry)) {
+    if files.len() == 1 {
+        let (rel, path) = files.into_iter().next().expect("one file");
+        sink(Entry {
+            state: hash_file(&path),
+            rel,
+        });
+        return;
+    }
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            files.into_par_iter().for_each_with(tx, |tx, (rel, path)| {
+                let state = hash_file(&path);
+                // The receiver outlives this scope; a send error cannot happen.
+                let _ = tx.send(Entry { rel, state });
+            });
+        });
+        for entry in rx {
+            sink(entry);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn scan(root: &Path) -> BTreeMap<Vec<u8>, Result<Meta, String>> {
+        let mut out = BTreeMap::new();
+        scan_root(root, &mut |e| {
+            out.insert(e.rel.0, e.state);
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn scans_a_tree_with_every_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        fs::create_dir_all(r.join("a/b")).unwrap();
+        fs::write(r.join("a/b/f"), b"hello").unwrap();
+        fs::set_permissions(r.join("a/b/f"), fs::Permissions::from_mode(0o640)).unwrap();
+        std::os::unix::fs::symlink("b/f", r.join("a/link")).unwrap();
+        let s = scan(r);
+        let keys: Vec<_> = s
+            .keys()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect();
+        assert_eq!(keys, ["", "a", "a/b", "a/b/f", "a/link"]);
+        let f = s[&b"a/b/f".to_vec()].as_ref().unwrap();
+        assert_eq!(f.kind, Kind::File);
+        assert_eq!(f.size, 5);
+        assert_eq!(f.mode, 0o640);
+        assert_eq!(f.digest, Some(Digest::of(b"hello")));
+        let l = s[&b"a/link".to_vec()].as_ref().unwrap();
+        assert_eq!(l.kind, Kind::Symlink(WirePath(b"b/f".to_vec())));
+        assert_eq!(l.digest, Some(Digest::of(b"b/f")));
+        assert_eq!(s[&b"a".to_vec()].as_ref().unwrap().kind, Kind::Dir);
+    }
+
+    #[test]
+    fn a_file_root_and_a_missing_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("file");
+        fs::write(&f, vec![1u8; 3 * HASH_BUF + 7]).unwrap();
+        let s = scan(&f);
+        assert_eq!(s.len(), 1);
+        let m = s[&Vec::new()].as_ref().unwrap();
+        assert_eq!(m.size, (3 * HASH_BUF + 7) as u64);
+        assert_eq!(m.digest, Some(Digest::of(&vec![1u8; 3 * HASH_BUF + 7])));
+        assert!(scan(&dir.path().join("nope")).is_empty());
+    }
+
+    #[test]
+    fn fifos_are_reported_as_special() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("fifo");
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let s = scan(dir.path());
+        assert_eq!(s[&b"fifo".to_vec()].as_ref().unwrap().kind, Kind::Special);
+    }
+}

@@ -1,0 +1,672 @@
+//! `synk --serve`: the peer side of the protocol, spoken on stdin/stdout.
+//!
+//! The server scans what it is asked to and carries out the copier's writes. It only ever
+//! touches paths inside the roots of the last scan request, refuses entry paths that could
+//! escape them, never follows a symlink on the way to an entry, and never writes a file in
+//! place: bytes go to a temp file beside the target, which is checked against the expected
+//! SHA-512, fsynced and renamed over the old one.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use filetime::FileTime;
+use sha2::Digest as _;
+
+use crate::paths::{check_rel, RootSpec, WirePath};
+use crate::proto::{
+    read_frame, write_frame, Digest, Entry, FrameError, Request, Response, CHUNK, ENTRY_BATCH,
+    MAGIC, PROTOCOL_VERSION,
+};
+use crate::scan;
+
+/// Serves one client on this process's stdin and stdout until the client hangs up.
+pub fn run() -> Result<(), FrameError> {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|h| h.is_absolute())
+        .or_else(dirs::home_dir);
+    let mut server = Server::new(home);
+    let mut r = BufReader::with_capacity(CHUNK + 64, io::stdin().lock());
+    let mut w = BufWriter::with_capacity(CHUNK + 64, io::stdout().lock());
+    server.serve(&mut r, &mut w)
+}
+
+/// The state of one serve session.
+pub struct Server {
+    home: Option<PathBuf>,
+    /// The roots of the last scan, resolved; later requests refer to them by index.
+    roots: Vec<Option<PathBuf>>,
+}
+
+type OpResult = Result<(), String>;
+
+fn msg(path: &Path, e: impl std::fmt::Display) -> String {
+    let e = e.to_string();
+    let e = match e.find(" (os error") {
+        Some(i) => e[..i].to_string(),
+        None => e,
+    };
+    format!("{}: {e}", path.display())
+}
+
+fn to_filetime(ns: i64) -> FileTime {
+    FileTime::from_unix_time(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    )
+}
+
+fn reply(w: &mut impl Write, res: OpResult) -> Result<(), FrameError> {
+    match res {
+        Ok(()) => write_frame(w, &Response::Done),
+        Err(e) => write_frame(w, &Response::Failed(e)),
+    }
+}
+
+impl Server {
+    /// A server resolving home-relative roots against `home`.
+    pub fn new(home: Option<PathBuf>) -> Self {
+        Server {
+            home,
+            roots: Vec::new(),
+        }
+    }
+
+    /// Runs the handshake, then answers requests until end of input.
+    pub fn serve<R: Read, W: Write>(&mut self, r: &mut R, w: &mut W) -> Result<(), FrameError> {
+        match read_frame(r)? {
+            Request::Hello {
+                magic, protocol, ..
+            } if magic == MAGIC => {
+                write_frame(
+                    w,
+                    &Response::Hello {
+                        magic: MAGIC,
+                        protocol: PROTOCOL_VERSION,
+                        version: env!("CARGO_PKG_VERSION").to_string(),
+                        rsync: which::which("rsync").is_ok(),
+                        home: self
+                            .home
+                            .as_deref()
+                            .map(WirePath::from_path)
+                            .unwrap_or_default(),
+                    },
+                )?;
+                w.flush()?;
+                if protocol != PROTOCOL_VERSION {
+                    // The client reports the mismatch; nothing more to say.
+                    return Ok(());
+                }
+            }
+            _ => return Err(protocol_error("the first frame was not a synk handshake")),
+        }
+        loop {
+            let req = match read_frame(r) {
+                Err(FrameError::Closed) => return Ok(()),
+                other => other?,
+            };
+            match req {
+                Request::Scan { roots } => self.scan(&roots, w)?,
+                Request::Prepare { root } => reply(w, self.prepare(root))?,
+                Request::ReadFile { root, rel } => self.read_file(root, &rel, w)?,
+                Request::WriteFile {
+                    root,
+                    rel,
+                    mode,
+                    mtime,
+                    digest,
+                } => {
+                    let res = self.write_file(root, &rel, mode, mtime, digest, r)?;
+                    reply(w, res)?
+                }
+                Request::MakeDir {
+                    root,
+                    rel,
+                    mode,
+                    mtime,
+                } => reply(w, self.make_dir(root, &rel, mode, mtime))?,
+                Request::Symlink {
+                    root,
+                    rel,
+                    target,
+                    mtime,
+                } => reply(w, self.symlink(root, &rel, &target, mtime))?,
+                Request::Hello { .. } | Request::Data(_) | Request::End | Request::Abort => {
+                    return Err(protocol_error("unexpected frame outside a file transfer"))
+                }
+            }
+            w.flush()?;
+        }
+    }
+
+    fn scan<W: Write>(&mut self, roots: &[RootSpec], w: &mut W) -> Result<(), FrameError> {
+        self.roots.clear();
+        for (i, spec) in roots.iter().enumerate() {
+            let index = i as u32;
+            let resolved = match &self.home {
+                Some(home) => spec.resolve(home).map_err(|e| format!("{spec}: {e}")),
+                None if matches!(spec, RootSpec::Home(_)) => {
+                    Err(format!("{spec}: this peer has no home directory"))
+                }
+                None => spec
+                    .resolve(Path::new("/"))
+                    .map_err(|e| format!("{spec}: {e}")),
+            };
+            let abs = match resolved {
+                Ok(abs) => abs,
+                Err(e) => {
+                    self.roots.push(None);
+                    write_frame(
+                        w,
+                        &Response::Root {
+                            index,
+                            result: Err(e),
+                        },
+                    )?;
+                    continue;
+                }
+            };
+            self.roots.push(Some(abs.clone()));
+            // The header goes out with the first entry, so a failure on the root itself can
+            // still replace it.
+            let mut header = Some(Response::Root {
+                index,
+                result: Ok(WirePath::from_path(&abs)),
+            });
+            let mut batch: Vec<Entry> = Vec::with_capacity(ENTRY_BATCH);
+            let mut failed: Option<FrameError> = None;
+            let send = |batch: &mut Vec<Entry>, header: &mut Option<Response>, w: &mut W| {
+                if let Some(h) = header.take() {
+                    write_frame(w, &h)?;
+                }
+                if !batch.is_empty() {
+                    write_frame(w, &Response::Entries(std::mem::take(batch)))?;
+                    w.flush()?;
+                }
+                Ok::<(), FrameError>(())
+            };
+            let res = scan::scan_root(&abs, &mut |e| {
+                batch.push(e);
+                if batch.len() >= ENTRY_BATCH && failed.is_none() {
+                    if let Err(e) = send(&mut batch, &mut header, w) {
+                        failed = Some(e);
+                    }
+                }
+            });
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            match res {
+                Ok(()) => send(&mut batch, &mut header, w)?,
+                Err(e) => write_frame(
+                    w,
+                    &Response::Root {
+                        index,
+                        result: Err(msg(&abs, e)),
+                    },
+                )?,
+            }
+        }
+        write_frame(w, &Response::ScanDone)
+    }
+
+    /// The absolute path of entry `rel` under root `root`, if both are acceptable.
+    fn locate(&self, root: u32, rel: &WirePath) -> Result<(PathBuf, PathBuf), String> {
+        check_rel(rel).map_err(|e| format!("{rel}: refused: {e}"))?;
+        let base = self
+            .roots
+            .get(root as usize)
+            .and_then(Clone::clone)
+            .ok_or_else(|| format!("root #{root} was not scanned in this session"))?;
+        let path = if rel.is_empty() {
+            base.clone()
+        } else {
+            base.join(rel.as_path())
+        };
+        Ok((base, path))
+    }
+
+    /// Makes sure every directory from the filesystem root down to the parent of `rel` exists,
+    /// and that those at or below the synced root are real directories, not symlinks.
+    fn ensure_parents(base: &Path, rel: &WirePath) -> OpResult {
+        let above = if rel.is_empty() {
+            base.parent()
+        } else {
+            Some(base)
+        };
+        if let Some(dir) = above.filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                fs::create_dir_all(dir).map_err(|e| msg(dir, e))?;
+            }
+        }
+        if rel.is_empty() {
+            return Ok(());
+        }
+        let mut chain = vec![base.to_path_buf()];
+        chain.extend(rel.ancestors().map(|a| base.join(a.as_path())));
+        for dir in chain {
+            match fs::symlink_metadata(&dir) {
+                Ok(md) if md.is_dir() => {}
+                Ok(_) => return Err(msg(&dir, "not a directory (refusing to write through it)")),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir(&dir).map_err(|e| msg(&dir, e))?
+                }
+                Err(e) => return Err(msg(&dir, e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn refuse_directory(path: &Path) -> OpResult {
+        match fs::symlink_metadata(path) {
+            Ok(md) if md.is_dir() => Err(msg(path, "is a directory; synk never replaces a tree")),
+            _ => Ok(()),
+        }
+    }
+
+    fn prepare(&self, root: u32) -> OpResult {
+        let (base, _) = self.locate(root, &WirePath::default())?;
+        Self::ensure_parents(&base, &WirePath::default())
+    }
+
+    fn read_file<W: Write>(&self, root: u32, rel: &WirePath, w: &mut W) -> Result<(), FrameError> {
+        let (_, path) = match self.locate(root, rel) {
+            Ok(p) => p,
+            Err(e) => return write_frame(w, &Response::Failed(e)),
+        };
+        let opened = File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&path)
+            .and_then(|f| {
+                if f.metadata()?.is_file() {
+                    Ok(f)
+                } else {
+                    Err(io::Error::other("not a regular file"))
+                }
+            });
+        let mut f = match opened {
+            Ok(f) => f,
+            Err(e) => return write_frame(w, &Response::Failed(msg(&path, e))),
+        };
+        let mut hasher = sha2::Sha512::new();
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                    write_frame(w, &Response::Data(buf[..n].to_vec()))?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return write_frame(w, &Response::Failed(msg(&path, e))),
+            }
+        }
+        write_frame(w, &Response::ReadDone(Digest::from_hasher(hasher)))
+    }
+
+    /// Receives a file. The outer error is a broken conversation; the inner one a failed
+    /// write, reported after the client's data has been drained so the stream stays in step.
+    fn write_file<R: Read>(
+        &self,
+        root: u32,
+        rel: &WirePath,
+        mode: u32,
+        mtime: i64,
+        digest: Digest,
+        r: &mut R,
+    ) -> Result<OpResult, FrameError> {
+        let mut sink = self.locate(root, rel).and_then(|(base, path)| {
+            Self::ensure_parents(&base, rel)?;
+            Self::refuse_directory(&path)?;
+            let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+            let tmp = tempfile::Builder::new()
+                .prefix(".synk-")
+                .suffix(".tmp")
+                .tempfile_in(&dir)
+                .map_err(|e| msg(&dir, e))?;
+            Ok((path, tmp))
+        });
+        let mut hasher = sha2::Sha512::new();
+        loop {
+            match read_frame(r)? {
+                Request::Data(d) => {
+                    if let Ok((path, tmp)) = &mut sink {
+                        if let Err(e) = tmp.write_all(&d) {
+                            sink = Err(msg(path, e));
+                        } else {
+                            hasher.update(&d);
+                        }
+                    }
+                }
+                Request::End => break,
+                Request::Abort => {
+                    return Ok(Err(format!("{rel}: transfer abandoned; old version kept")))
+                }
+                _ => return Err(protocol_error("unexpected frame inside a file transfer")),
+            }
+        }
+        let (path, tmp) = match sink {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        if Digest::from_hasher(hasher) != digest {
+            return Ok(Err(msg(
+                &path,
+                "received bytes do not match the master's SHA-512; old version kept",
+            )));
+        }
+        Ok(Self::install(tmp, &path, mode, mtime))
+    }
+
+    /// Gives a complete temp file its mode and time, makes it durable and renames it into place.
+    fn install(tmp: tempfile::NamedTempFile, path: &Path, mode: u32, mtime: i64) -> OpResult {
+        let f = tmp.as_file();
+        f.set_permissions(fs::Permissions::from_mode(mode & 0o7777))
+            .map_err(|e| msg(path, e))?;
+        f.sync_all().map_err(|e| msg(path, e))?;
+        filetime::set_file_handle_times(f, None, Some(to_filetime(mtime)))
+            .map_err(|e| msg(path, e))?;
+        tmp.persist(path).map_err(|e| msg(path, e.error))?;
+        sync_parent(path);
+        Ok(())
+    }
+
+    fn make_dir(&self, root: u32, rel: &WirePath, mode: u32, mtime: i64) -> OpResult {
+        let (base, path) = self.locate(root, rel)?;
+        Self::ensure_parents(&base, rel)?;
+        match fs::symlink_metadata(&path) {
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => return Err(msg(&path, "exists and is not a directory")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&path).map_err(|e| msg(&path, e))?
+            }
+            Err(e) => return Err(msg(&path, e)),
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o7777))
+            .map_err(|e| msg(&path, e))?;
+        filetime::set_file_mtime(&path, to_filetime(mtime)).map_err(|e| msg(&path, e))
+    }
+
+    fn symlink(&self, root: u32, rel: &WirePath, target: &WirePath, mtime: i64) -> OpResult {
+        let (base, path) = self.locate(root, rel)?;
+        Self::ensure_parents(&base, rel)?;
+        Self::refuse_directory(&path)?;
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        let tmp = tempfile::Builder::new()
+            .prefix(".synk-")
+            .suffix(".tmp")
+            .make_in(dir, |p| std::os::unix::fs::symlink(target.as_path(), p))
+            .map_err(|e| msg(dir, e))?;
+        let t = to_filetime(mtime);
+        filetime::set_symlink_file_times(tmp.path(), t, t).map_err(|e| msg(&path, e))?;
+        tmp.persist(&path).map_err(|e| msg(&path, e.error))?;
+        sync_parent(&path);
+        Ok(())
+    }
+}
+
+/// Makes a rename durable. Best effort: some filesystems refuse to fsync a directory.
+fn sync_parent(path: &Path) {
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+}
+
+fn protocol_error(what: &str) -> FrameError {
+    FrameError::Io(io::Error::new(io::ErrorKind::InvalidData, what.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{encode, Kind};
+
+    fn hello() -> Request {
+        Request::Hello {
+            magic: MAGIC,
+            protocol: PROTOCOL_VERSION,
+            version: "test".into(),
+        }
+    }
+
+    /// Runs a server over the given requests and returns its responses after the handshake.
+    fn converse(home: &Path, reqs: &[Request]) -> (Result<(), FrameError>, Vec<Response>) {
+        let mut input = encode(&hello()).unwrap();
+        for r in reqs {
+            input.extend(encode(r).unwrap());
+        }
+        let mut out = Vec::new();
+        let res = Server::new(Some(home.to_path_buf())).serve(&mut &input[..], &mut out);
+        let mut r = &out[..];
+        let mut resps = Vec::new();
+        while let Ok(resp) = read_frame::<Response, _>(&mut r) {
+            resps.push(resp);
+        }
+        assert!(matches!(resps.remove(0), Response::Hello { .. }));
+        (res, resps)
+    }
+
+    fn w(s: &str) -> WirePath {
+        WirePath(s.as_bytes().to_vec())
+    }
+
+    fn scan_home(rel: &str) -> Request {
+        Request::Scan {
+            roots: vec![RootSpec::Home(w(rel))],
+        }
+    }
+
+    #[test]
+    fn scans_home_relative_roots() {
+        let home = tempfile::tempdir().unwrap();
+        fs::create_dir(home.path().join("notes")).unwrap();
+        fs::write(home.path().join("notes/a"), "A").unwrap();
+        let (res, resps) = converse(home.path(), &[scan_home("notes"), scan_home("absent")]);
+        res.unwrap();
+        let root_abs = WirePath::from_path(&home.path().join("notes"));
+        match &resps[..] {
+            [Response::Root {
+                index: 0,
+                result: Ok(abs),
+            }, Response::Entries(es), Response::ScanDone, Response::Root {
+                index: 0,
+                result: Ok(_),
+            }, Response::ScanDone] => {
+                assert_eq!(abs, &root_abs);
+                assert_eq!(es.len(), 2);
+                assert!(es
+                    .iter()
+                    .any(|e| e.rel == w("a") && e.state.as_ref().unwrap().kind == Kind::File));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn writes_go_through_a_verified_temp_file() {
+        let home = tempfile::tempdir().unwrap();
+        fs::write(home.path().join("f"), "old").unwrap();
+        let write = |content: &[u8], digest: Digest| {
+            vec![
+                scan_home("f"),
+                Request::WriteFile {
+                    root: 0,
+                    rel: WirePath::default(),
+                    mode: 0o600,
+                    mtime: 1_000_000_000_123,
+                    digest,
+                },
+                Request::Data(content.to_vec()),
+                Request::End,
+            ]
+        };
+        // Wrong digest: refused, old content kept, no temp left behind.
+        let (res, resps) = converse(home.path(), &write(b"new", Digest::of(b"other")));
+        res.unwrap();
+        assert!(matches!(resps.last(), Some(Response::Failed(m)) if m.contains("do not match")));
+        assert_eq!(fs::read(home.path().join("f")).unwrap(), b"old");
+        assert_eq!(fs::read_dir(home.path()).unwrap().count(), 1);
+        // Right digest: replaced, with mode and mtime.
+        let (res, resps) = converse(home.path(), &write(b"new", Digest::of(b"new")));
+        res.unwrap();
+        assert!(matches!(resps.last(), Some(Response::Done)), "{resps:?}");
+        let md = fs::metadata(home.path().join("f")).unwrap();
+        assert_eq!(fs::read(home.path().join("f")).unwrap(), b"new");
+        assert_eq!(md.permissions().mode() & 0o7777, 0o600);
+        assert_eq!(scan::mtime_ns(&md), 1_000_000_000_123);
+    }
+
+    #[test]
+    fn aborted_writes_keep_the_old_file() {
+        let home = tempfile::tempdir().unwrap();
+        fs::write(home.path().join("f"), "old").unwrap();
+        let (res, resps) = converse(
+            home.path(),
+            &[
+                scan_home("f"),
+                Request::WriteFile {
+                    root: 0,
+                    rel: WirePath::default(),
+                    mode: 0o644,
+                    mtime: 0,
+                    digest: Digest::of(b"newer"),
+                },
+                Request::Data(b"new".to_vec()),
+                Request::Abort,
+            ],
+        );
+        res.unwrap();
+        assert!(matches!(resps.last(), Some(Response::Failed(_))));
+        assert_eq!(fs::read(home.path().join("f")).unwrap(), b"old");
+        assert_eq!(fs::read_dir(home.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn escaping_paths_and_unscanned_roots_are_refused() {
+        let home = tempfile::tempdir().unwrap();
+        fs::create_dir(home.path().join("d")).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), home.path().join("d/link")).unwrap();
+        let mk = |root, rel: &str| Request::MakeDir {
+            root,
+            rel: w(rel),
+            mode: 0o755,
+            mtime: 0,
+        };
+        let (res, resps) = converse(
+            home.path(),
+            &[
+                mk(0, "x"),
+                scan_home("d"),
+                mk(0, "../escape"),
+                mk(0, "/abs"),
+                mk(0, "link/inside"),
+                mk(1, "x"),
+                Request::ReadFile {
+                    root: 0,
+                    rel: w("../../etc/passwd"),
+                },
+            ],
+        );
+        res.unwrap();
+        let failures: Vec<&String> = resps
+            .iter()
+            .filter_map(|r| match r {
+                Response::Failed(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(failures.len(), 6, "{resps:?}");
+        assert!(failures[0].contains("not scanned"));
+        assert!(failures[3].contains("not a directory"));
+        assert!(!home.path().join("escape").exists());
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn garbage_ends_the_session_with_an_error() {
+        let mut out = Vec::new();
+        let res = Server::new(None).serve(&mut &b"SSH-2.0-banner\r\n"[..], &mut out);
+        assert!(res.is_err());
+        let mut input = encode(&hello()).unwrap();
+        input.extend(encode(&Request::End).unwrap());
+        let res = Server::new(None).serve(&mut &input[..], &mut Vec::new());
+        assert!(res.is_err());
+    }
+
+    #[test]
+    fn read_file_streams_chunks_and_digest() {
+        let home = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..CHUNK * 2 + 5).map(|i| i as u8).collect();
+        fs::write(home.path().join("big"), &data).unwrap();
+        let (res, resps) = converse(
+            home.path(),
+            &[
+                scan_home("big"),
+                Request::ReadFile {
+                    root: 0,
+                    rel: WirePath::default(),
+                },
+            ],
+        );
+        res.unwrap();
+        let mut got = Vec::new();
+        let mut digest = None;
+        for r in resps {
+            match r {
+                Response::Data(d) => got.extend(d),
+                Response::ReadDone(d) => digest = Some(d),
+                _ => {}
+            }
+        }
+        assert_eq!(got, data);
+        assert_eq!(digest, Some(Digest::of(&data)));
+    }
+
+    #[test]
+    fn symlinks_and_directories_are_created() {
+        let home = tempfile::tempdir().unwrap();
+        let (res, resps) = converse(
+            home.path(),
+            &[
+                scan_home("t"),
+                Request::MakeDir {
+                    root: 0,
+                    rel: WirePath::default(),
+                    mode: 0o700,
+                    mtime: 0,
+                },
+                Request::MakeDir {
+                    root: 0,
+                    rel: w("sub"),
+                    mode: 0o750,
+                    mtime: 5_000_000_000,
+                },
+                Request::Symlink {
+                    root: 0,
+                    rel: w("sub/l"),
+                    target: w("../nowhere"),
+                    mtime: 7_000_000_000,
+                },
+            ],
+        );
+        res.unwrap();
+        assert!(
+            resps.iter().skip(2).all(|r| matches!(r, Response::Done)),
+            "{resps:?}"
+        );
+        let l = home.path().join("t/sub/l");
+        assert_eq!(fs::read_link(&l).unwrap(), Path::new("../nowhere"));
+        assert_eq!(
+            scan::mtime_ns(&fs::symlink_metadata(&l).unwrap()),
+            7_000_000_000
+        );
+        let md = fs::metadata(home.path().join("t/sub")).unwrap();
+        assert_eq!(md.permissions().mode() & 0o7777, 0o750);
+    }
+}

@@ -1,0 +1,383 @@
+//! Carrying a root's planned copies to their targets: rsync per (master, target) pair where
+//! both ends have it, the streaming copier elsewhere, every target concurrently.
+
+pub mod rsync;
+pub mod stream;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use futures::future::join_all;
+
+use crate::cli::CopierChoice;
+use crate::paths::WirePath;
+use crate::peer::{OpError, Peer};
+use crate::plan::{Copy, PeerId, Plan};
+use crate::proto::{Kind, Request};
+use crate::report::Reporter;
+
+/// The copier chosen for one (master, target) pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// rsync, run by the client or by a remote master.
+    Rsync,
+    /// The built-in streaming copier through the client.
+    Stream,
+}
+
+/// Picks the copier for a pair from the user's choice and whether each end has rsync.
+pub fn choose(choice: CopierChoice, master_rsync: bool, target_rsync: bool) -> Method {
+    match choice {
+        CopierChoice::Rsync => Method::Rsync,
+        CopierChoice::Stream => Method::Stream,
+        CopierChoice::Auto if master_rsync && target_rsync => Method::Rsync,
+        CopierChoice::Auto => Method::Stream,
+    }
+}
+
+/// Everything needed to carry out one root's plan.
+pub struct RootTransfer<'a> {
+    /// All peers of the run.
+    pub peers: &'a [Peer],
+    /// The root's index in the scan request.
+    pub root: u32,
+    /// The root's absolute path on each peer that scanned it.
+    pub abs: &'a [Option<WirePath>],
+    /// True when the root is a directory (else a single file or symlink).
+    pub root_is_dir: bool,
+    /// The root as the user named it, for messages.
+    pub display: &'a str,
+    /// `--copier`.
+    pub copier: CopierChoice,
+    /// `-F`, for the ssh that client-run rsync starts.
+    pub ssh_config: Option<PathBuf>,
+    /// `-n`.
+    pub dry_run: bool,
+}
+
+/// A target's failure, already reported.
+type Failed = (PeerId, String);
+
+impl RootTransfer<'_> {
+    fn path_of(&self, rel: &WirePath) -> String {
+        if rel.is_empty() {
+            self.display.to_string()
+        } else {
+            format!("{}/{}", self.display.trim_end_matches('/'), rel)
+        }
+    }
+
+    fn name(&self, p: PeerId) -> &str {
+        &self.peers[p].name
+    }
+
+    /// Carries out `plan`; failures are reported through `rep`. Returns the peers whose
+    /// connection broke, so the caller stops using them.
+    pub async fn execute(&self, plan: &Plan, rep: &Reporter) -> HashSet<PeerId> {
+        let mut pairs: BTreeMap<(PeerId, PeerId), Vec<&Copy>> = BTreeMap::new();
+        for c in &plan.copies {
+            for t in &c.targets {
+                pairs.entry((c.master, *t)).or_default().push(c);
+            }
+        }
+        let method = |m: PeerId, t: PeerId| {
+            choose(
+                self.copier,
+                self.peers[m].caps.rsync,
+                self.peers[t].caps.rsync,
+            )
+        };
+        for c in &plan.copies {
+            let targets: Vec<&str> = c.targets.iter().map(|t| self.name(*t)).collect();
+            rep.say(
+                1,
+                format!("master: {} {}", self.name(c.master), self.path_of(&c.rel)),
+            );
+            if self.dry_run {
+                rep.say(
+                    0,
+                    format!(
+                        "would copy {} from {} to {}",
+                        self.path_of(&c.rel),
+                        self.name(c.master),
+                        targets.join(", ")
+                    ),
+                );
+            }
+        }
+        let mut rsync_pairs = Vec::new();
+        let mut stream_pairs: BTreeSet<(PeerId, PeerId)> = BTreeSet::new();
+        for (&(m, t), copies) in &pairs {
+            match method(m, t) {
+                Method::Rsync => rsync_pairs.push((m, t, copies.clone())),
+                Method::Stream => {
+                    stream_pairs.insert((m, t));
+                }
+            }
+        }
+        if self.dry_run {
+            for (m, t, copies) in &rsync_pairs {
+                rep.say(1, format!("synk: {}", self.rsync_job(*m, *t, copies).1));
+            }
+            for (m, t) in &stream_pairs {
+                rep.say(
+                    1,
+                    format!(
+                        "synk: stream {}:{} -> {}",
+                        self.name(*m),
+                        self.display,
+                        self.name(*t)
+                    ),
+                );
+            }
+            return HashSet::new();
+        }
+        let lost = Mutex::new(HashSet::new());
+        let failures = Mutex::new(Vec::<Failed>::new());
+        let (fallback, _) = tokio::join!(
+            self.run_rsyncs(&rsync_pairs, rep, &failures, &lost),
+            self.run_streams(plan, &stream_pairs, rep, &failures, &lost)
+        );
+        if !fallback.is_empty() {
+            self.run_streams(plan, &fallback, rep, &failures, &lost)
+                .await;
+        }
+        lost.into_inner().expect("lost set lock")
+    }
+
+    /// The rsync job for a pair, and how it is shown at `-v`.
+    fn rsync_job(&self, m: PeerId, t: PeerId, copies: &[&Copy]) -> (rsync::Job, String) {
+        let peers = self.peers;
+        let client_runs = peers[m].is_local() || peers[t].is_local();
+        let side = |p: PeerId| {
+            let abs = self.abs[p].clone().unwrap_or_default();
+            let base = if self.root_is_dir {
+                abs
+            } else {
+                WirePath::from_path(abs.as_path().parent().unwrap_or(std::path::Path::new("/")))
+            };
+            let remote = peers[p].spec.as_ref().map(|s| rsync::Remote {
+                dest: s.destination(),
+                port: s.port,
+                control: client_runs
+                    .then(|| {
+                        peers[p]
+                            .session
+                            .as_ref()
+                            .map(|s| s.control_socket().to_path_buf())
+                    })
+                    .flatten(),
+                ssh_config: if client_runs {
+                    self.ssh_config.clone()
+                } else {
+                    None
+                },
+            });
+            rsync::Side { remote, base }
+        };
+        let names = copies
+            .iter()
+            .map(|c| {
+                if !self.root_is_dir {
+                    let abs = self.abs[m].clone().unwrap_or_default();
+                    let name = abs
+                        .as_path()
+                        .file_name()
+                        .map(|n| n.as_ref())
+                        .unwrap_or(std::path::Path::new("."));
+                    WirePath::from_path(std::path::Path::new(name))
+                } else if c.rel.is_empty() {
+                    WirePath(b".".to_vec())
+                } else {
+                    c.rel.clone()
+                }
+            })
+            .collect();
+        let mut src = side(m);
+        if !client_runs {
+            // The master runs rsync: its own files are local to it.
+            src.remote = None;
+        }
+        let job = rsync::Job {
+            src,
+            dst: side(t),
+            names,
+        };
+        let shown = if client_runs {
+            job.display(false)
+        } else {
+            format!("ssh {} {}", self.name(m), job.display(true))
+        };
+        (job, shown)
+    }
+
+    /// Runs every rsync pair at once. Returns the pairs to retry with the streaming copier.
+    async fn run_rsyncs(
+        &self,
+        pairs: &[(PeerId, PeerId, Vec<&Copy>)],
+        rep: &Reporter,
+        failures: &Mutex<Vec<Failed>>,
+        lost: &Mutex<HashSet<PeerId>>,
+    ) -> BTreeSet<(PeerId, PeerId)> {
+        let runs = pairs.iter().map(|(m, t, copies)| async move {
+            let (m, t) = (*m, *t);
+            // rsync creates the root but not its missing parents.
+            let prepared = self.peers[t]
+                .conn
+                .lock()
+                .await
+                .op(&Request::Prepare { root: self.root })
+                .await;
+            if let Err(e) = prepared {
+                self.fail(rep, failures, lost, t, self.display, e);
+                return None;
+            }
+            let (job, shown) = self.rsync_job(m, t, copies);
+            rep.say(1, format!("synk: {shown}"));
+            let spinner = rep.spinner(format!("rsync {} -> {}", self.name(m), self.name(t)));
+            let remote_master = !(self.peers[m].is_local() || self.peers[t].is_local());
+            let outcome = if remote_master {
+                let session = self.peers[m]
+                    .session
+                    .clone()
+                    .expect("remote peers have a session");
+                rsync::run_remote(session, &job).await
+            } else {
+                rsync::run_local(&job).await
+            };
+            spinner.finish_and_clear();
+            match outcome {
+                rsync::Outcome::Done => None,
+                rsync::Outcome::Unreachable(why) if remote_master => {
+                    rep.say(
+                        1,
+                        format!(
+                            "synk: {} cannot reach {} itself ({why}); streaming through this host",
+                            self.name(m),
+                            self.name(t)
+                        ),
+                    );
+                    Some((m, t))
+                }
+                rsync::Outcome::Unreachable(why) | rsync::Outcome::Failed(why) => {
+                    let msg = format!("rsync from {} failed: {why}", self.name(m));
+                    self.fail(rep, failures, lost, t, self.display, OpError::Failed(msg));
+                    None
+                }
+            }
+        });
+        join_all(runs).await.into_iter().flatten().collect()
+    }
+
+    /// Streams every copy whose (master, target) pair is in `pairs`, entry by entry in plan
+    /// order (parents first), each entry to all its targets at once.
+    async fn run_streams(
+        &self,
+        plan: &Plan,
+        pairs: &BTreeSet<(PeerId, PeerId)>,
+        rep: &Reporter,
+        failures: &Mutex<Vec<Failed>>,
+        lost: &Mutex<HashSet<PeerId>>,
+    ) {
+        if pairs.is_empty() {
+            return;
+        }
+        let targets_of = |c: &Copy| -> Vec<PeerId> {
+            let dead = lost.lock().expect("lost set lock").clone();
+            c.targets
+                .iter()
+                .copied()
+                .filter(|t| pairs.contains(&(c.master, *t)) && !dead.contains(t))
+                .collect()
+        };
+        let total: u64 = plan
+            .copies
+            .iter()
+            .filter(|c| c.meta.kind == Kind::File && !targets_of(c).is_empty())
+            .map(|c| c.meta.size)
+            .sum();
+        let bar = rep.bytes_bar(total, format!("stream {}", self.display));
+        for (m, t) in pairs {
+            rep.say(
+                1,
+                format!(
+                    "synk: stream {}:{} -> {}",
+                    self.name(*m),
+                    self.display,
+                    self.name(*t)
+                ),
+            );
+        }
+        let mut made_dirs: Vec<(&Copy, Vec<PeerId>)> = Vec::new();
+        for c in &plan.copies {
+            if lost.lock().expect("lost set lock").contains(&c.master) {
+                continue;
+            }
+            let targets = targets_of(c);
+            if targets.is_empty() {
+                continue;
+            }
+            let results =
+                stream::copy_entry(self.peers, self.root, c, &targets, &|n| bar.inc(n)).await;
+            let mut ok = Vec::new();
+            for (t, r) in results {
+                match r {
+                    Ok(()) => ok.push(t),
+                    Err(e) => self.fail(rep, failures, lost, t, &self.path_of(&c.rel), e),
+                }
+            }
+            if c.meta.kind == Kind::Dir {
+                made_dirs.push((c, ok));
+            }
+        }
+        bar.finish_and_clear();
+        // Writing into a directory bumps its mtime: set the master's again, deepest first.
+        for (c, targets) in made_dirs.iter().rev() {
+            let _ = stream::copy_entry(self.peers, self.root, c, targets, &|_| {}).await;
+        }
+    }
+
+    fn fail(
+        &self,
+        rep: &Reporter,
+        failures: &Mutex<Vec<Failed>>,
+        lost: &Mutex<HashSet<PeerId>>,
+        t: PeerId,
+        path: &str,
+        e: OpError,
+    ) {
+        match e {
+            OpError::Lost(e) => {
+                // Report a broken peer once, not once per entry.
+                if lost.lock().expect("lost set lock").insert(t) {
+                    rep.error(format!("{e:#}"));
+                }
+            }
+            OpError::Failed(m) => {
+                let line = if m.contains(path) || m.starts_with('/') {
+                    format!("{}: {m}", self.name(t))
+                } else {
+                    format!("{}: {path}: {m}", self.name(t))
+                };
+                rep.error(&line);
+                failures.lock().expect("failures lock").push((t, line));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_uses_rsync_only_where_both_ends_have_it() {
+        use CopierChoice::*;
+        assert_eq!(choose(Auto, true, true), Method::Rsync);
+        assert_eq!(choose(Auto, true, false), Method::Stream);
+        assert_eq!(choose(Auto, false, true), Method::Stream);
+        assert_eq!(choose(Stream, true, true), Method::Stream);
+        assert_eq!(choose(Rsync, false, false), Method::Rsync);
+    }
+}

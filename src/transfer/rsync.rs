@@ -1,0 +1,317 @@
+//! Carrying entries with rsync: one run per (master, target) pair, its entries fed through
+//! `--files-from=- --from0` so no file name ever crosses a shell or a command line.
+//!
+//! Only the two base directories appear as arguments. When the master is remote and the
+//! target too, the run happens on the master (`ssh master rsync … target:path`): then every
+//! argument is quoted for the master's shell with `shlex`, bytes and all.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt;
+
+use crate::paths::WirePath;
+
+/// rsync's options: symlinks, permissions, times, compression, arguments shielded from the
+/// remote shell, and every listed file transferred (synk already knows they differ; rsync's
+/// size+mtime quick check could skip a forced `--master` copy).
+pub const RSYNC_OPTS: &[&str] = &["-lptzsI", "--from0", "--files-from=-"];
+
+/// A remote end of an rsync run, as the machine running rsync reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// `[user@]host`.
+    pub dest: String,
+    /// SSH port, if not the default.
+    pub port: Option<u16>,
+    /// ControlMaster socket to reuse (client-run only).
+    pub control: Option<PathBuf>,
+    /// ssh_config file (client-run only).
+    pub ssh_config: Option<PathBuf>,
+}
+
+/// One side of a run: a base directory, local to the runner or on a remote host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Side {
+    /// `None`: on the machine that runs rsync.
+    pub remote: Option<Remote>,
+    /// Absolute directory the listed names are relative to.
+    pub base: WirePath,
+}
+
+/// A complete rsync invocation, before it is run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Source side (the master).
+    pub src: Side,
+    /// Destination side (the target).
+    pub dst: Side,
+    /// Names relative to the bases, sent NUL-separated on stdin.
+    pub names: Vec<WirePath>,
+}
+
+fn ssh_command(r: &Remote, batch: bool) -> String {
+    let mut parts: Vec<String> = vec!["ssh".into()];
+    if let Some(ctl) = &r.control {
+        parts.push("-S".into());
+        parts.push(quote(ctl.as_os_str()));
+        parts.push("-o".into());
+        parts.push("ControlMaster=no".into());
+    }
+    if let Some(cfg) = &r.ssh_config {
+        parts.push("-F".into());
+        parts.push(quote(cfg.as_os_str()));
+    }
+    if batch {
+        parts.push("-o".into());
+        parts.push("BatchMode=yes".into());
+    }
+    if let Some(p) = r.port {
+        parts.push("-p".into());
+        parts.push(p.to_string());
+    }
+    parts.join(" ")
+}
+
+fn quote(s: &OsStr) -> String {
+    String::from_utf8_lossy(&shlex::bytes::try_quote(s.as_bytes()).unwrap_or_default()).into_owned()
+}
+
+fn endpoint(side: &Side) -> OsString {
+    let mut v = Vec::new();
+    if let Some(r) = &side.remote {
+        v.extend_from_slice(r.dest.as_bytes());
+        v.push(b':');
+    }
+    v.extend_from_slice(side.base.as_bytes());
+    if v.last() != Some(&b'/') {
+        v.push(b'/');
+    }
+    OsString::from_vec(v)
+}
+
+impl Job {
+    /// rsync's arguments (program name excluded). `batch` adds `BatchMode=yes` to the remote
+    /// shell, for runs on a remote master where no one could answer a prompt.
+    pub fn args(&self, batch: bool) -> Vec<OsString> {
+        let mut args: Vec<OsString> = RSYNC_OPTS.iter().map(OsString::from).collect();
+        if let Some(r) = self.src.remote.as_ref().or(self.dst.remote.as_ref()) {
+            args.push("-e".into());
+            args.push(ssh_command(r, batch).into());
+        }
+        args.push(endpoint(&self.src));
+        args.push(endpoint(&self.dst));
+        args
+    }
+
+    /// The list fed to `--files-from=- --from0`.
+    pub fn stdin(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        for n in &self.names {
+            v.extend_from_slice(n.as_bytes());
+            v.push(0);
+        }
+        v
+    }
+
+    /// `rsync …` as a shell would read it, for `-v`.
+    pub fn display(&self, batch: bool) -> String {
+        let mut s = String::from("rsync");
+        for a in self.args(batch) {
+            s.push(' ');
+            s.push_str(&quote(&a));
+        }
+        s
+    }
+
+    /// The arguments quoted for a remote shell, or `None` if one holds a NUL byte.
+    pub fn shell_args(&self, batch: bool) -> Option<Vec<OsString>> {
+        self.args(batch)
+            .iter()
+            .map(|a| {
+                shlex::bytes::try_quote(a.as_bytes())
+                    .ok()
+                    .map(|q| OsString::from_vec(q.into_owned()))
+            })
+            .collect()
+    }
+}
+
+/// How an rsync run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything transferred.
+    Done,
+    /// rsync could not reach the other end at all (ssh failed before any data).
+    Unreachable(String),
+    /// rsync ran and failed.
+    Failed(String),
+}
+
+/// Classifies an exit code and stderr.
+pub fn classify(code: Option<i32>, stderr: &str) -> Outcome {
+    let tail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = tail[tail.len().saturating_sub(4)..].join(" / ");
+    match code {
+        Some(0) => Outcome::Done,
+        Some(255) => Outcome::Unreachable(tail),
+        _ if stderr.contains("(0 bytes received so far)") => Outcome::Unreachable(tail),
+        Some(c) => Outcome::Failed(format!("rsync exited with status {c}: {tail}")),
+        None => Outcome::Failed(format!("rsync was killed: {tail}")),
+    }
+}
+
+/// Runs a job on this machine.
+pub async fn run_local(job: &Job) -> Outcome {
+    let mut cmd = tokio::process::Command::new("rsync");
+    cmd.args(job.args(false))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return Outcome::Failed(format!("cannot run rsync: {e}")),
+    };
+    let mut stdin = child.stdin.take().expect("piped");
+    let list = job.stdin();
+    let feed = async move {
+        let _ = stdin.write_all(&list).await;
+        drop(stdin);
+    };
+    let (_, out) = tokio::join!(feed, child.wait_with_output());
+    match out {
+        Ok(out) => classify(out.status.code(), &String::from_utf8_lossy(&out.stderr)),
+        Err(e) => Outcome::Failed(format!("rsync: {e}")),
+    }
+}
+
+/// Runs a job on a remote master through its SSH session.
+pub async fn run_remote(session: Arc<openssh::Session>, job: &Job) -> Outcome {
+    let Some(args) = job.shell_args(true) else {
+        return Outcome::Failed("a path holds a NUL byte".into());
+    };
+    let mut cmd = session.arc_raw_command("rsync");
+    cmd.raw_args(args)
+        .stdin(openssh::Stdio::piped())
+        .stdout(openssh::Stdio::null())
+        .stderr(openssh::Stdio::piped());
+    let mut child = match cmd.spawn().await {
+        Ok(c) => c,
+        Err(e) => return Outcome::Failed(format!("cannot run rsync: {e}")),
+    };
+    let mut stdin = child.stdin().take().expect("piped");
+    let list = job.stdin();
+    let feed = async move {
+        let _ = stdin.write_all(&list).await;
+        let _ = stdin.shutdown().await;
+        drop(stdin);
+    };
+    let (_, out) = tokio::join!(feed, child.wait_with_output());
+    match out {
+        Ok(out) => classify(out.status.code(), &String::from_utf8_lossy(&out.stderr)),
+        Err(e) => Outcome::Failed(format!("rsync: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(s: &[u8]) -> WirePath {
+        WirePath(s.to_vec())
+    }
+
+    fn remote_to_remote() -> Job {
+        Job {
+            src: Side {
+                remote: None,
+                base: w(b"/home/a/my dir"),
+            },
+            dst: Side {
+                remote: Some(Remote {
+                    dest: "bob@beta".into(),
+                    port: Some(2222),
+                    control: None,
+                    ssh_config: None,
+                }),
+                base: w(b"/srv/home/bob/my dir"),
+            },
+            names: vec![w(b"."), w(b"-rf $(reboot);\n'x'"), w(b"\xff\xfe")],
+        }
+    }
+
+    #[test]
+    fn names_travel_on_stdin_never_as_arguments() {
+        let job = remote_to_remote();
+        let args = job.args(true);
+        assert!(args
+            .iter()
+            .all(|a| !a.as_bytes().windows(4).any(|w| w == b"-rf ")));
+        assert_eq!(job.stdin(), b".\0-rf $(reboot);\n'x'\0\xff\xfe\0".to_vec());
+        assert_eq!(
+            job.display(true),
+            "rsync -lptzsI --from0 '--files-from=-' -e 'ssh -o BatchMode=yes -p 2222' '/home/a/my dir/' 'bob@beta:/srv/home/bob/my dir/'"
+        );
+    }
+
+    #[test]
+    fn remote_shell_arguments_are_quoted_bytes() {
+        let mut job = remote_to_remote();
+        job.src.base = w(b"/tmp/it's \xff $(x)");
+        let args = job.shell_args(true).unwrap();
+        // Every argument survives a POSIX shell split intact.
+        let joined: Vec<u8> = args.join(OsStr::new(" ")).into_vec();
+        let split = shlex::bytes::split(&joined).unwrap();
+        let orig: Vec<Vec<u8>> = job.args(true).into_iter().map(|a| a.into_vec()).collect();
+        assert_eq!(split, orig);
+        job.src.base = w(b"/a\0b");
+        assert_eq!(job.shell_args(true), None);
+    }
+
+    #[test]
+    fn client_runs_reuse_the_control_socket() {
+        let job = Job {
+            src: Side {
+                remote: Some(Remote {
+                    dest: "alpha".into(),
+                    port: None,
+                    control: Some(PathBuf::from("/tmp/.ssh-connection x/master")),
+                    ssh_config: Some(PathBuf::from("/etc/ssh cfg")),
+                }),
+                base: w(b"/h/a"),
+            },
+            dst: Side {
+                remote: None,
+                base: w(b"/h/b/"),
+            },
+            names: vec![],
+        };
+        assert_eq!(
+            job.display(false),
+            "rsync -lptzsI --from0 '--files-from=-' -e \"ssh -S '/tmp/.ssh-connection x/master' -o ControlMaster=no -F '/etc/ssh cfg'\" alpha:/h/a/ /h/b/"
+        );
+    }
+
+    #[test]
+    fn exit_codes_are_classified() {
+        assert_eq!(classify(Some(0), ""), Outcome::Done);
+        assert!(matches!(
+            classify(Some(255), "ssh: connect to host x port 22: Connection refused\n"),
+            Outcome::Unreachable(m) if m.contains("Connection refused")
+        ));
+        assert!(matches!(
+            classify(
+                Some(12),
+                "rsync: connection unexpectedly closed (0 bytes received so far) [sender]"
+            ),
+            Outcome::Unreachable(_)
+        ));
+        assert!(
+            matches!(classify(Some(23), "rsync: x: Permission denied"), Outcome::Failed(m) if m.contains("status 23"))
+        );
+    }
+}
