@@ -312,13 +312,16 @@ impl Conn {
         };
         // Give the stderr reader a moment to catch the last lines.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if status.and_then(|s| s.code()) == Some(127) {
+        let tail = self.stderr_tail();
+        let shell_says_missing = tail.contains("synk: not found")
+            || tail.contains("synk: command not found")
+            || tail.contains("synk: No such file");
+        if status.and_then(|s| s.code()) == Some(127) || shell_says_missing {
             return anyhow!(
                 "synk not found on {}: install it or put it in PATH",
                 self.name
             );
         }
-        let tail = self.stderr_tail();
         if tail.is_empty() {
             e
         } else {

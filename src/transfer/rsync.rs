@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::paths::WirePath;
 
@@ -204,15 +204,22 @@ pub async fn run_remote(session: Arc<openssh::Session>, job: &Job) -> Outcome {
         Err(e) => return Outcome::Failed(format!("cannot run rsync: {e}")),
     };
     let mut stdin = child.stdin().take().expect("piped");
+    let mut stderr = child.stderr().take().expect("piped");
     let list = job.stdin();
     let feed = async move {
         let _ = stdin.write_all(&list).await;
         let _ = stdin.shutdown().await;
         drop(stdin);
     };
-    let (_, out) = tokio::join!(feed, child.wait_with_output());
-    match out {
-        Ok(out) => classify(out.status.code(), &String::from_utf8_lossy(&out.stderr)),
+    let mut errs = Vec::new();
+    let drain = stderr.read_to_end(&mut errs);
+    let (_, _, status) = tokio::join!(feed, drain, child.wait());
+    let errs = String::from_utf8_lossy(&errs);
+    match status {
+        Ok(st) => classify(st.code(), &errs),
+        // ssh reports 255 both for its own failures and for the remote command's 255, which
+        // is rsync saying its own ssh could not connect.
+        Err(openssh::Error::RemoteProcessTerminated) => classify(Some(255), &errs),
         Err(e) => Outcome::Failed(format!("rsync: {e}")),
     }
 }

@@ -1,0 +1,488 @@
+//! A multi-peer rig on one machine: a private sshd on a loopback port and one Unix user per
+//! peer, each with a home of its own, so the real binary runs over real SSH (and rsync).
+//!
+//! Peers:
+//! - `alpha`, `beta`, `gamma`: rsync and synk on PATH, keys to reach each other;
+//! - `delta`: synk but no rsync on PATH (exercises the streaming copier);
+//! - `epsilon`: rsync and synk, but no key to reach anyone (remote master fallback);
+//! - `zeta`: no synk on PATH;
+//! - `eta`: a `synk` that prints garbage instead of speaking the protocol.
+//!
+//! Needs root (users, sshd). Without it the tests say so and pass, except under CI=true,
+//! where a missing rig is a failure.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Every peer user the rig creates.
+pub const PEERS: &[&str] = &["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"];
+
+/// Where homes and sshd state live (world-traversable, so peer users can reach their homes).
+const BASE: &str = "/var/tmp/synk-it";
+
+pub struct Rig {
+    pub port: u16,
+    pub dir: PathBuf,
+    pub ssh_config: PathBuf,
+}
+
+pub struct User {
+    pub name: String,
+    pub home: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+fn sh(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Home directories differ in shape on purpose: home-relative paths must not assume one.
+fn home_of(peer: &str) -> PathBuf {
+    match peer {
+        "beta" => PathBuf::from(BASE).join("srv/users").join(peer),
+        "gamma" => PathBuf::from(BASE).join("export/home/deep").join(peer),
+        _ => PathBuf::from(BASE).join("home").join(peer),
+    }
+}
+
+pub fn user(peer: &str) -> User {
+    let name = format!("synkt-{peer}");
+    let home = home_of(peer);
+    let out = Command::new("id")
+        .arg("-u")
+        .arg(&name)
+        .output()
+        .expect("id");
+    if !out.status.success() {
+        // Password `*`: no password login, but not a locked account (sshd without PAM
+        // refuses locked ones even for keys).
+        sh(Command::new("useradd")
+            .args(["-M", "-s", "/bin/sh", "-p", "*", "-d"])
+            .arg(&home)
+            .arg(&name));
+    }
+    let uid: u32 = String::from_utf8(sh(Command::new("id").arg("-u").arg(&name)).stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let gid: u32 = String::from_utf8(sh(Command::new("id").arg("-g").arg(&name)).stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    User {
+        name,
+        home,
+        uid,
+        gid,
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start() -> Result<Rig, String> {
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("not running as root (needs useradd and sshd)".into());
+    }
+    for tool in ["/usr/sbin/sshd", "/usr/bin/ssh-keygen", "/usr/bin/rsync"] {
+        if !Path::new(tool).exists() {
+            return Err(format!(
+                "{tool} missing (apt-get install openssh-server openssh-client rsync)"
+            ));
+        }
+    }
+    fs::create_dir_all(BASE).unwrap();
+    fs::set_permissions(BASE, fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = PathBuf::from(BASE).join(format!("rig-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::create_dir_all("/run/sshd").unwrap();
+
+    let key = dir.join("id_ed25519");
+    sh(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key));
+    let host_key = dir.join("host_ed25519");
+    sh(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&host_key));
+    let pubkey = fs::read_to_string(key.with_extension("pub")).unwrap();
+    let host_pub = fs::read_to_string(host_key.with_extension("pub")).unwrap();
+    let host_pub: Vec<&str> = host_pub.split_whitespace().take(2).collect();
+    fs::write(dir.join("authorized_keys"), &pubkey).unwrap();
+    fs::set_permissions(
+        dir.join("authorized_keys"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+
+    let port = free_port();
+    let known = format!("[127.0.0.1]:{port} {}\n", host_pub.join(" "));
+    fs::write(dir.join("known_hosts"), &known).unwrap();
+
+    // PATH directories: synk everywhere but zeta; rsync everywhere but delta; eta's synk lies.
+    let synk = env!("CARGO_BIN_EXE_synk");
+    let bin = dir.join("bin");
+    let bin_norsync = dir.join("bin-norsync");
+    let bin_garbage = dir.join("bin-garbage");
+    for d in [&bin, &bin_norsync, &bin_garbage] {
+        fs::create_dir_all(d).unwrap();
+    }
+    std::os::unix::fs::symlink(synk, bin.join("synk")).unwrap();
+    std::os::unix::fs::symlink(synk, bin_norsync.join("synk")).unwrap();
+    fs::write(
+        bin_garbage.join("synk"),
+        "#!/bin/sh\necho 'Welcome to eta! Have a nice day.'\nsleep 1\n",
+    )
+    .unwrap();
+    fs::set_permissions(bin_garbage.join("synk"), fs::Permissions::from_mode(0o755)).unwrap();
+
+    let std_path = "/usr/local/bin:/usr/bin:/bin";
+    let config = format!(
+        "Port {port}
+ListenAddress 127.0.0.1
+HostKey {hk}
+PidFile {pid}
+AuthorizedKeysFile {ak}
+StrictModes no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+UsePAM no
+PermitRootLogin no
+MaxSessions 200
+MaxStartups 200:30:400
+LogLevel ERROR
+Match User synkt-delta
+    SetEnv PATH={norsync}
+Match User synkt-zeta
+    SetEnv PATH={std_path}
+Match User synkt-eta
+    SetEnv PATH={garbage}:{std_path}
+Match User synkt-alpha,synkt-beta,synkt-gamma,synkt-epsilon
+    SetEnv PATH={bin}:{std_path}
+",
+        hk = host_key.display(),
+        pid = dir.join("sshd.pid").display(),
+        ak = dir.join("authorized_keys").display(),
+        norsync = bin_norsync.display(),
+        garbage = bin_garbage.display(),
+        bin = bin.display(),
+    );
+    fs::write(dir.join("sshd_config"), config).unwrap();
+
+    for peer in PEERS {
+        let u = user(peer);
+        fs::create_dir_all(&u.home).unwrap();
+        let ssh = u.home.join(".ssh");
+        let _ = fs::remove_dir_all(&ssh);
+        fs::create_dir_all(&ssh).unwrap();
+        if *peer != "epsilon" {
+            fs::copy(&key, ssh.join("id_ed25519")).unwrap();
+            fs::set_permissions(ssh.join("id_ed25519"), fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        fs::write(ssh.join("known_hosts"), &known).unwrap();
+        fs::write(
+            ssh.join("config"),
+            "Host *\n    BatchMode yes\n    StrictHostKeyChecking yes\n",
+        )
+        .unwrap();
+        chown_tree(&u.home, u.uid, u.gid);
+        fs::set_permissions(&u.home, fs::Permissions::from_mode(0o755)).unwrap();
+        let mut parent = u.home.parent();
+        while let Some(p) = parent.filter(|p| p.starts_with(BASE)) {
+            fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
+            parent = p.parent();
+        }
+    }
+
+    let ssh_config = dir.join("ssh_config");
+    fs::write(
+        &ssh_config,
+        format!(
+            "Host *\n    IdentityFile {}\n    IdentitiesOnly yes\n    UserKnownHostsFile {}\n    StrictHostKeyChecking yes\n    BatchMode yes\n    LogLevel ERROR\n",
+            key.display(),
+            dir.join("known_hosts").display()
+        ),
+    )
+    .unwrap();
+
+    // sshd must die with this test process; PDEATHSIG follows the spawning thread, so spawn
+    // it from a thread that lives as long as the process.
+    let cfg = dir.join("sshd_config");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut cmd = Command::new("/usr/sbin/sshd");
+        cmd.arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&cfg)
+            .stdin(Stdio::null());
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn();
+        let ok = child.is_ok();
+        tx.send(child.map(|_| ()).map_err(|e| e.to_string()))
+            .unwrap();
+        if ok {
+            loop {
+                std::thread::park();
+            }
+        }
+    });
+    rx.recv().unwrap()?;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(Rig {
+                port,
+                dir,
+                ssh_config,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err("sshd did not start listening".into())
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
+    if fs::symlink_metadata(path).unwrap().is_dir() {
+        for e in fs::read_dir(path).unwrap() {
+            chown_tree(&e.unwrap().path(), uid, gid);
+        }
+    }
+}
+
+static RIG: OnceLock<Result<Rig, String>> = OnceLock::new();
+
+/// The rig, started on first use; `None` (after saying why) where it cannot run here.
+pub fn rig() -> Option<&'static Rig> {
+    match RIG.get_or_init(start) {
+        Ok(r) => Some(r),
+        Err(why) if std::env::var_os("CI").is_some() => {
+            panic!("test rig unavailable under CI: {why}")
+        }
+        Err(why) => {
+            eprintln!("skipping: test rig unavailable: {why}");
+            None
+        }
+    }
+}
+
+/// One test's slice of every home: `t-NAME` below each peer's home and below a private
+/// local home for the client.
+pub struct Scene {
+    pub rig: &'static Rig,
+    pub name: String,
+    pub local_home: PathBuf,
+}
+
+/// Peer `localhost` is the client; the others are rig users.
+pub const LOCAL: &str = "localhost";
+
+impl Scene {
+    pub fn new(name: &str) -> Option<Scene> {
+        let rig = rig()?;
+        let local_home = PathBuf::from(BASE).join("local").join(name);
+        let _ = fs::remove_dir_all(&local_home);
+        fs::create_dir_all(&local_home).unwrap();
+        let s = Scene {
+            rig,
+            name: name.to_string(),
+            local_home,
+        };
+        for p in PEERS {
+            let _ = fs::remove_dir_all(s.dir(p));
+        }
+        Some(s)
+    }
+
+    /// The home of a peer.
+    pub fn home(&self, peer: &str) -> PathBuf {
+        if peer == LOCAL {
+            self.local_home.clone()
+        } else {
+            home_of(peer)
+        }
+    }
+
+    /// This test's directory on a peer (`~/t-NAME`).
+    pub fn dir(&self, peer: &str) -> PathBuf {
+        self.home(peer).join(format!("t-{}", self.name))
+    }
+
+    /// `~/t-NAME/REL` on a peer.
+    pub fn path(&self, peer: &str, rel: &str) -> PathBuf {
+        if rel.is_empty() {
+            self.dir(peer)
+        } else {
+            self.dir(peer).join(rel)
+        }
+    }
+
+    fn owner(&self, peer: &str) -> (u32, u32) {
+        if peer == LOCAL {
+            (0, 0)
+        } else {
+            let u = user(peer);
+            (u.uid, u.gid)
+        }
+    }
+
+    /// Gives `path` and the directories above it (up to the home) to the peer's user.
+    pub fn own(&self, peer: &str, path: &Path) {
+        let (uid, gid) = self.owner(peer);
+        let home = self.home(peer);
+        let mut p = Some(path);
+        while let Some(q) = p.filter(|q| q.starts_with(&home) && *q != home) {
+            std::os::unix::fs::lchown(q, Some(uid), Some(gid)).unwrap();
+            p = q.parent();
+        }
+    }
+
+    /// Writes a file on a peer with the given mtime (seconds), owned by the peer's user.
+    pub fn write(&self, peer: &str, rel: &str, content: impl AsRef<[u8]>, mtime: i64) -> PathBuf {
+        let p = self.path(peer, rel);
+        self.write_at(peer, &p, content.as_ref(), mtime);
+        p
+    }
+
+    /// Writes at an arbitrary path below the peer's test dir (for non-UTF-8 names).
+    pub fn write_at(&self, peer: &str, p: &Path, content: &[u8], mtime: i64) {
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, content).unwrap();
+        set_mtime(p, mtime);
+        self.own(peer, p);
+    }
+
+    pub fn mkdir(&self, peer: &str, rel: &str) -> PathBuf {
+        let p = self.path(peer, rel);
+        fs::create_dir_all(&p).unwrap();
+        self.own(peer, &p);
+        p
+    }
+
+    pub fn read(&self, peer: &str, rel: &str) -> Option<Vec<u8>> {
+        fs::read(self.path(peer, rel)).ok()
+    }
+
+    /// Runs synk as the client (HOME = the local home) against `peers`, with extra `args`.
+    pub fn synk(&self, peers: &[&str], args: &[&std::ffi::OsStr]) -> Output {
+        let mut cmd = self.command(peers);
+        cmd.args(args);
+        let out = cmd.output().expect("run synk");
+        eprintln!(
+            "$ synk {args:?}\n--- status {:?}\n--- stdout\n{}--- stderr\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// The client command with `-F` and the peers' `-p`/`-h`, before paths are added.
+    pub fn command(&self, peers: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_synk"));
+        cmd.env("HOME", &self.local_home)
+            .env_remove("RUST_LOG")
+            .current_dir(&self.local_home)
+            .stdin(Stdio::null())
+            .arg("-F")
+            .arg(&self.rig.ssh_config);
+        for p in peers {
+            if *p == LOCAL {
+                cmd.args(["-h", "localhost"]);
+            } else {
+                cmd.args(["-p", &self.rig.port.to_string(), "-h", &self.host(p)]);
+            }
+        }
+        cmd
+    }
+
+    /// The `-h` value for a peer.
+    pub fn host(&self, peer: &str) -> String {
+        format!("synkt-{peer}@127.0.0.1")
+    }
+
+    /// How a peer is named in synk's messages.
+    pub fn shown(&self, peer: &str) -> String {
+        if peer == LOCAL {
+            LOCAL.into()
+        } else {
+            format!("{}:{}", self.host(peer), self.rig.port)
+        }
+    }
+
+    /// `t-NAME/REL` as the client passes it: below its own home, so home-relative.
+    pub fn arg(&self, rel: &str) -> std::ffi::OsString {
+        self.path(LOCAL, rel).into_os_string()
+    }
+}
+
+pub fn set_mtime(p: &Path, secs: i64) {
+    let t = filetime::FileTime::from_unix_time(secs, 0);
+    filetime::set_symlink_file_times(p, t, t).unwrap();
+}
+
+pub fn mtime(p: &Path) -> i64 {
+    fs::symlink_metadata(p).unwrap().mtime()
+}
+
+pub fn inode(p: &Path) -> u64 {
+    fs::symlink_metadata(p).unwrap().ino()
+}
+
+pub fn mode(p: &Path) -> u32 {
+    fs::symlink_metadata(p).unwrap().mode() & 0o7777
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+pub fn sha512(p: &Path) -> String {
+    let out = sh(Command::new("sha512sum").arg(p));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

@@ -1,0 +1,570 @@
+#!/usr/bin/env bash
+# synk end-to-end scenarios on the docker rig (docker/rig test runs this after `docker/rig up`).
+#
+#   tests/e2e/run.sh [SCENARIO…]     all scenarios, or only the named ones (see SCENARIOS below)
+#
+# Every scenario sets files on chosen hosts through `docker exec`, runs synk as user synk from one host, and
+# checks every host's tree (per entry: type, mode, mtime, size and SHA-512 of content; symlink targets), not
+# just synk's exit code. The expected result of a sync is computed from the hosts' trees before it: every
+# entry present anywhere, taken from the host with the newest mtime.
+# Output: one line per scenario (ok/FAIL), details for failures (scenario, host, expected vs actual), then
+# the line `N passed, M failed`. Exit status 1 if anything failed.
+set -uo pipefail
+
+P=synk-rig
+HOSTS=(alpha beta gamma delta)
+NET=synk-rig-net
+SYNK_TIMEOUT=${SYNK_TIMEOUT:-600}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/synk-e2e.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+T0=$(( $(date +%s) - 86400 ))          # base mtime for fixtures: a day ago, so "newest" is always explicit
+
+declare -A HOME_OF
+PASSED=0 FAILED=0 FAILED_NAMES=() SCEN="" SCEN_FAILS=0
+
+# ---------------------------------------------------------------- plumbing
+
+c() { echo "$P-$1"; }
+
+# hx HOST SCRIPT [ARG…]: run a bash script as synk on HOST, in its home directory
+hx() { local h=$1 s=$2; shift 2; docker exec -u synk "$(c "$h")" bash -c "cd && $s" bash "$@"; }
+# hxs HOST [ARG…] <<'EOF' … : the same with the script on stdin
+hxs() { local h=$1; shift; docker exec -i -u synk "$(c "$h")" bash -s -- "$@"; }
+hroot() { local h=$1 s=$2; shift 2; docker exec -u root "$(c "$h")" bash -c "$s" bash "$@"; }
+
+fail() {
+    SCEN_FAILS=$((SCEN_FAILS + 1))
+    printf '  FAIL [%s] %s\n' "$SCEN" "$1"
+    shift
+    local l
+    for l in "$@"; do printf '       %s\n' "$l"; done
+}
+
+# run_synk HOST ARG…: synk as user synk on HOST from its home dir; sets RC, $WORK/out, $WORK/err
+run_synk() {
+    local h=$1; shift
+    LAST_CMD="$h\$ synk $*"
+    docker exec -u synk -w "${HOME_OF[$h]}" "$(c "$h")" timeout -k 10 "$SYNK_TIMEOUT" synk "$@" \
+        >"$WORK/out" 2>"$WORK/err"
+    RC=$?
+}
+# run_synk_sh HOST SCRIPT: like run_synk, but the synk command line is bash (for arguments docker exec
+# cannot carry, e.g. non-UTF-8 bytes); the script runs in the home dir and should `exec synk …`
+run_synk_sh() {
+    local h=$1 s=$2
+    LAST_CMD="$h\$ $s"
+    docker exec -u synk -w "${HOME_OF[$h]}" "$(c "$h")" timeout -k 10 "$SYNK_TIMEOUT" bash -c "$s" \
+        >"$WORK/out" 2>"$WORK/err"
+    RC=$?
+}
+
+show_output() {
+    printf '       command: %s (exit %s)\n' "$LAST_CMD" "$RC"
+    sed -e 's/^/       stdout: /' "$WORK/out" | head -n 40
+    sed -e 's/^/       stderr: /' "$WORK/err" | head -n 40
+}
+
+expect_rc() {
+    local want=$1
+    if [[ $RC != "$want" ]]; then
+        fail "synk exit status: expected $want, actual $RC"
+        show_output
+    fi
+}
+
+# ---------------------------------------------------------------- tree manifests
+
+# One line per entry under PATH (the root is "."), tab-separated, names %q-quoted (newlines, tabs, non-UTF-8
+# bytes made visible): NAME f MODE MTIME SIZE:SHA512[0:32] | NAME d MODE MTIME - | NAME l - MTIME TARGET |
+# NAME o MODE MTIME - (other kinds); or "<absent>".
+MANIFEST_SH='
+export LC_ALL=C
+p=$1
+if [ ! -e "$p" ] && [ ! -L "$p" ]; then echo "<absent>"; exit 0; fi
+find "$p" -print0 | sort -z | while IFS= read -r -d "" e; do
+    n=${e#"$p"}; n=${n:-.}
+    if [ -L "$e" ]; then
+        printf "%q\tl\t-\t%s\t%q\n" "$n" "$(stat -c %Y "$e")" "$(readlink "$e")"
+    elif [ -d "$e" ]; then
+        read -r m t <<<"$(stat -c "%a %Y" "$e")"; printf "%q\td\t%s\t%s\t-\n" "$n" "$m" "$t"
+    elif [ -f "$e" ]; then
+        read -r m t s <<<"$(stat -c "%a %Y %s" "$e")"; h=$(sha512sum <"$e")
+        printf "%q\tf\t%s\t%s\t%s:%s\n" "$n" "$m" "$t" "$s" "${h:0:32}"
+    else
+        read -r m t <<<"$(stat -c "%a %Y" "$e")"; printf "%q\to\t%s\t%s\t-\n" "$n" "$m" "$t"
+    fi
+done'
+
+# path of a home-relative REL (no leading /) or absolute path on HOST
+hpath() { if [[ $2 == /* ]]; then echo "$2"; else echo "${HOME_OF[$1]}/$2"; fi; }
+
+sortm() { LC_ALL=C sort -t "$(printf '\t')" -k1,1; }
+manifest() { docker exec -u synk "$(c "$1")" bash -c "$MANIFEST_SH" bash "$(hpath "$1" "$2")"; }
+
+# what must match after a sync: directory and symlink mtimes are not compared (a directory's mtime is the
+# union's business; symlink times are not promised)
+norm() { awk -F'\t' -v OFS='\t' '$2 == "d" || $2 == "l" { $4 = "-" } { print }'; }
+
+# snapshot NAME PATH: record every host's manifest of PATH
+snapshot() {
+    local tag=$1 path=$2 h
+    for h in "${HOSTS[@]}"; do manifest "$h" "$path" >"$WORK/$tag.$h"; done
+}
+
+# union TAG: expected tree after a sync, from snapshot TAG: every entry, from the host with the newest mtime
+union() {
+    local tag=$1 h
+    for h in "${HOSTS[@]}"; do
+        grep -v '^<absent>$' "$WORK/$tag.$h"
+    done | awk -F'\t' '{ n = $1; if (!(n in best) || $4 + 0 > bt[n]) { bt[n] = $4 + 0; best[n] = $0 } }
+                       END { for (n in best) print best[n] }' | sortm
+}
+
+# compare_tree HOST PATH EXPECTED_FILE [LABEL]: HOST's tree at PATH equals EXPECTED_FILE (after norm)
+compare_tree() {
+    local h=$1 path=$2 exp=$3 label=${4:-content}
+    manifest "$h" "$path" | norm | sortm >"$WORK/actual.$h"
+    norm <"$exp" | sortm >"$WORK/expected.$h"
+    if ! cmp -s "$WORK/expected.$h" "$WORK/actual.$h"; then
+        local d
+        d=$(diff "$WORK/expected.$h" "$WORK/actual.$h" | grep '^[<>]' | head -n 20 \
+            | sed -e 's/^</expected:/' -e 's/^>/actual:  /' -e 's/\t/  /g')
+        mapfile -t lines <<<"$d"
+        fail "host $h: $label of $(hpath "$h" "$path") differs (entry mode mtime size:sha512)" "${lines[@]}"
+    fi
+}
+
+# expect_converged TAG PATH [HOST…]: the listed hosts (default all) hold the union of snapshot TAG
+expect_converged() {
+    local tag=$1 path=$2 h; shift 2
+    local hosts=("$@"); ((${#hosts[@]})) || hosts=("${HOSTS[@]}")
+    union "$tag" >"$WORK/$tag.union"
+    for h in "${hosts[@]}"; do compare_tree "$h" "$path" "$WORK/$tag.union"; done
+}
+
+# expect_unchanged TAG PATH [HOST…]: the listed hosts still hold exactly what snapshot TAG recorded
+expect_unchanged() {
+    local tag=$1 path=$2 h; shift 2
+    local hosts=("$@"); ((${#hosts[@]})) || hosts=("${HOSTS[@]}")
+    for h in "${hosts[@]}"; do
+        # directories and symlinks: full manifest, including mtimes
+        manifest "$h" "$path" | sortm >"$WORK/actual.$h"
+        sortm <"$WORK/$tag.$h" >"$WORK/expected.$h"
+        if ! cmp -s "$WORK/expected.$h" "$WORK/actual.$h"; then
+            local d
+            d=$(diff "$WORK/expected.$h" "$WORK/actual.$h" | grep '^[<>]' | head -n 20 \
+                | sed -e 's/^</before:/' -e 's/^>/after: /')
+            mapfile -t lines <<<"$d"
+            fail "host $h: $(hpath "$h" "$path") changed but must not have" "${lines[@]}"
+        fi
+    done
+}
+
+# inode/ctime listing: a rerun that changes nothing keeps every inode, ctime and mtime
+INODES_SH='export LC_ALL=C; [ -e "$1" ] || { echo "<absent>"; exit 0; }
+find "$1" -print0 | sort -z | xargs -0 stat -c "%i %Z %Y %a %n"'
+inodes() { docker exec -u synk "$(c "$1")" bash -c "$INODES_SH" bash "$(hpath "$1" "$2")"; }
+snapshot_inodes() { local h; for h in "${HOSTS[@]}"; do inodes "$h" "$2" >"$WORK/$1.ino.$h"; done; }
+expect_same_inodes() {
+    local tag=$1 path=$2 h
+    for h in "${HOSTS[@]}"; do
+        inodes "$h" "$path" >"$WORK/ino.now.$h"
+        if ! cmp -s "$WORK/$tag.ino.$h" "$WORK/ino.now.$h"; then
+            local d
+            d=$(diff "$WORK/$tag.ino.$h" "$WORK/ino.now.$h" | grep '^[<>]' | head -n 10 \
+                | sed -e 's/^</before (inode ctime mtime mode name):/' -e 's/^>/after:/')
+            mapfile -t lines <<<"$d"
+            fail "host $h: entries under $(hpath "$h" "$path") were touched" "${lines[@]}"
+        fi
+    done
+}
+
+# ---------------------------------------------------------------- fixtures
+
+# put HOST PATH CONTENT MTIME_OFFSET [MODE]: a file with exact content, mtime T0+offset, mode
+put() {
+    local h=$1 path=$2 content=$3 off=$4 mode=${5:-644}
+    hx "$h" 'mkdir -p -- "$(dirname -- "$1")" && printf %s "$2" >"$1" && chmod "$4" "$1" && touch -m -d "@$3" "$1"' \
+        "$(hpath "$h" "$path")" "$content" "$((T0 + off))" "$mode"
+}
+# put_random HOST PATH MIB MTIME_OFFSET: a file of random content
+put_random() {
+    local h=$1 path=$2 mib=$3 off=$4
+    hx "$h" 'mkdir -p -- "$(dirname -- "$1")" && head -c "$2M" /dev/urandom >"$1" && touch -m -d "@$3" "$1"' \
+        "$(hpath "$h" "$path")" "$mib" "$((T0 + off))"
+}
+clean() { local h; for h in "${HOSTS[@]}"; do hx "$h" 'rm -rf ~/e2e /data/e2e; mkdir -p ~/e2e /data/e2e'; done; }
+
+stdout_has() { grep -qE -- "$1" "$WORK/out"; }
+stderr_has() { grep -qE -- "$1" "$WORK/err"; }
+
+wait_ssh() {   # wait_ssh HOST: HOST's sshd answers alpha..delta by name again
+    local h=$1 deadline=$((SECONDS + 90)) o
+    while ((SECONDS < deadline)); do
+        local ok=1
+        for o in "${HOSTS[@]}"; do
+            [[ $o == "$h" ]] && continue
+            docker exec -u synk "$(c "$o")" ssh -o BatchMode=yes -o ConnectTimeout=5 "$h" true \
+                </dev/null >/dev/null 2>&1 || { ok=0; break; }
+        done
+        ((ok)) && return 0
+        sleep 1
+    done
+    fail "host $h did not come back (ssh)"
+    return 1
+}
+
+# make sure every host is running and connected (a failed fault scenario must not break the next one)
+heal() {
+    local h
+    for h in "${HOSTS[@]}"; do
+        hroot "$h" 'tc qdisc del dev eth0 root' >/dev/null 2>&1 || true
+        if [[ $(docker inspect -f '{{.State.Running}}' "$(c "$h")" 2>/dev/null) != true ]]; then
+            docker start "$(c "$h")" >/dev/null; wait_ssh "$h"
+        fi
+        if ! docker inspect -f '{{json .NetworkSettings.Networks}}' "$(c "$h")" | grep -q "\"$NET\""; then
+            docker network connect --alias "$h" "$NET" "$(c "$h")"; wait_ssh "$h"
+        fi
+    done
+}
+
+# ---------------------------------------------------------------- scenarios
+
+PEERS_FROM_ALPHA=(-h beta -h gamma -h delta)
+
+s_local_master() {   # the client itself has the newest version
+    local f=e2e/local/f.txt
+    put alpha $f "alpha v3 (newest)" 300 640
+    put beta  $f "beta v1" 100 644
+    put gamma $f "gamma v2" 200 600
+    put delta $f "delta v1" 150 755
+    snapshot pre $f
+    run_synk alpha -v "${PEERS_FROM_ALPHA[@]}" "${HOME_OF[alpha]}/$f"
+    expect_rc 0
+    expect_converged pre $f
+    stdout_has '^master: ' || { fail "-v printed no 'master: HOST PATH' line"; show_output; }
+}
+
+s_remote_master() {  # master is a remote host: remote -> remote copies (ssh beta rsync … gamma:…), -> local
+    local f=e2e/remote/f.txt
+    put alpha $f "alpha v1" 100 644
+    put beta  $f "beta v4 (newest) $(head -c 3000 /dev/zero | tr '\0' x)" 400 600
+    put gamma $f "gamma v2" 200 644
+    put delta $f "delta v3" 300 644
+    snapshot pre $f
+    run_synk alpha -v "${PEERS_FROM_ALPHA[@]}" "${HOME_OF[alpha]}/$f"
+    expect_rc 0
+    expect_converged pre $f
+    # the beta -> gamma copy must be beta's own rsync to gamma (both have rsync and reach each other)
+    stdout_has '^synk: .*rsync.*gamma:' \
+        || { fail "no remote->remote rsync line (synk: … rsync … gamma:…) in -v output"; show_output; }
+}
+
+s_missing_some() {   # a file missing on some hosts; and a whole PATH missing on some hosts
+    local d=e2e/missing
+    local h; for h in "${HOSTS[@]}"; do hx "$h" 'mkdir -p "$1"' "$(hpath "$h" $d)"; done
+    put beta  $d/only-beta.txt "only on beta" 100 644
+    put alpha $d/two.txt "alpha older" 100 600
+    put gamma $d/two.txt "gamma newer" 200 640
+    put delta $d/sub/x "only on delta, nested" 50 644
+    put gamma e2e/missing-root/f "the PATH exists only on gamma" 10 600
+    snapshot pre $d
+    snapshot pre2 e2e/missing-root
+    run_synk alpha -v "${PEERS_FROM_ALPHA[@]}" "${HOME_OF[alpha]}/$d" "${HOME_OF[alpha]}/e2e/missing-root"
+    expect_rc 0
+    expect_converged pre $d
+    expect_converged pre2 e2e/missing-root
+    # home-relative: gamma's copies are under its own home, nothing under /home/synk there
+    hx gamma '[ ! -e /home/synk ]' || fail "host gamma: /home/synk exists (home-relative path resolved against the client's home)"
+}
+
+s_dir_union() {      # directory union, nested dirs, a symlink; run from the host with a different home
+    local d=e2e/union
+    put alpha $d/a.txt "a from alpha" 100 644
+    put alpha $d/sub/b.txt "b from alpha" 110 600
+    put beta  $d/sub/c.txt "c from beta" 120 644
+    put beta  $d/sub/deep/deeper/e.txt "e from beta, 3 levels down" 130 644
+    put gamma $d/x.sh "#!/bin/sh\necho x\n" 140 755
+    hx gamma 'cd "$1" && ln -s sub/b.txt link-to-b && touch -h -d "@$2" link-to-b' "$(hpath gamma $d)" $((T0 + 150))
+    put delta $d/sub/deep/f.txt "f from delta" 160 640
+    put delta $d/common.txt "common, delta's (newest)" 300 644
+    put alpha $d/common.txt "common, alpha's" 200 644
+    put beta  $d/common.txt "common, beta's" 250 644
+    hx beta 'mkdir -p "$1"/empty-dir' "$(hpath beta $d)"
+    snapshot pre $d
+    run_synk gamma -v -h alpha -h beta -h delta "${HOME_OF[gamma]}/$d"
+    expect_rc 0
+    expect_converged pre $d
+    # the symlink must stay a symlink with the same target everywhere (checked in the manifest), and the
+    # tree must not have been written under gamma's home layout on the others
+    local h; for h in alpha beta delta; do
+        hx "$h" '[ ! -e /srv/home ]' || fail "host $h: /srv/home exists (gamma's home leaked into a path)"
+    done
+}
+
+s_norsync_master() { # delta (no rsync) is the master; client alpha; targets alpha (local), beta, gamma
+    local d=e2e/nors-master
+    put delta $d/f.txt "delta's newest" 500 640
+    put delta $d/g.bin "$(head -c 200000 /dev/urandom | base64)" 500 600
+    put alpha $d/f.txt "alpha old" 100 644
+    put beta  $d/f.txt "beta old" 200 644
+    snapshot pre $d
+    run_synk alpha -v "${PEERS_FROM_ALPHA[@]}" "${HOME_OF[alpha]}/$d"
+    expect_rc 0
+    expect_converged pre $d
+}
+
+s_norsync_target() { # gamma (remote) is master, delta (no rsync) a target; client beta
+    local d=e2e/nors-target
+    put gamma $d/f.txt "gamma's newest" 500 600
+    put gamma $d/sub/h.txt "$(head -c 100000 /dev/urandom | base64)" 450 644
+    put delta $d/f.txt "delta old" 100 644
+    snapshot pre $d
+    run_synk beta -v -h alpha -h gamma -h delta "${HOME_OF[beta]}/$d"
+    expect_rc 0
+    expect_converged pre $d
+}
+
+s_norsync_client() { # synk run on delta (no rsync), delta's version newest: local master without rsync
+    local d=e2e/nors-client
+    put delta $d/f.txt "delta's newest, from delta" 500 640
+    put alpha $d/f.txt "alpha old" 100 644
+    put gamma $d/f.txt "gamma old" 300 644
+    snapshot pre $d
+    run_synk delta -v -h alpha -h beta -h gamma "${HOME_OF[delta]}/$d"
+    expect_rc 0
+    expect_converged pre $d
+}
+
+s_hostile_names() {  # names with spaces, quotes, $(), ;, leading -, newline, non-UTF-8 bytes
+    local d=e2e/hostile
+    local h; for h in "${HOSTS[@]}"; do hx "$h" 'mkdir -p "$1"' "$(hpath "$h" $d)"; done
+    hxs beta "$(hpath beta $d)" $((T0 + 100)) <<'EOF'
+set -e; cd "$1"; t=$2
+names=('with space' "it's" 'dq"uote' '$(touch PWNED)' '`touch PWNED2`' 'semi;colon' '-leading-dash' '--rsync-opt=x'
+       $'new\nline' $'bad\xff\xfebytes' 'back\slash' 'star*' '..dots' $'tab\there' '-' 'a&b|c>d')
+mkdir -p -- 'dir with space/$(id)' $'-dir\n2'
+for n in "${names[@]}" 'dir with space/$(id)/inner;x' $'-dir\n2/-f'; do
+    printf 'content of <%s>\n' "$n" >"$n"; touch -m -d "@$t" -- "./$n"
+done
+ln -s 'with space' 'link to space'
+EOF
+    hxs delta "$(hpath delta $d)" $((T0 + 200)) <<'EOF'
+set -e; cd "$1"
+printf 'from delta\n' >$'\xe9t\xe9 latin1 $(x);y'; touch -m -d "@$2" -- $'\xe9t\xe9 latin1 $(x);y'
+EOF
+    put alpha "$d/semi;colon" "alpha's older semi;colon" 50 600
+    snapshot pre $d
+    run_synk alpha -v "${PEERS_FROM_ALPHA[@]}" "${HOME_OF[alpha]}/$d"
+    expect_rc 0
+    expect_converged pre $d
+
+    # the PATH argument itself hostile (and non-UTF-8). The name travels as a bash $'…' word (ASCII), so
+    # neither this script nor docker exec (which mangles non-UTF-8 argv) carries the raw bytes.
+    local q
+    q=$(cat <<'EOF'
+$'-x;y $(touch PWNED3) \x27q\x27 "dq"\n\xff'
+EOF
+)
+    for h in "${HOSTS[@]}"; do hx "$h" 'mkdir -p e2e/hostile2'; done
+    hx gamma "n=$q; f=e2e/hostile2/\$n; echo 'hostile PATH argument' >\"\$f\"; chmod 600 -- \"\$f\"; touch -m -d @$((T0 + 100)) -- \"\$f\""
+    snapshot pre2 e2e/hostile2
+    run_synk_sh gamma "n=$q; exec synk -v -h alpha -h beta -h delta -- \"\$HOME/e2e/hostile2/\$n\""
+    expect_rc 0
+    expect_converged pre2 e2e/hostile2
+
+    for h in "${HOSTS[@]}"; do
+        local found
+        found=$(hroot "$h" 'find / -xdev -name "PWNED*" 2>/dev/null')
+        [[ -z $found ]] || fail "host $h: a name was run by a shell: $found exists"
+    done
+}
+
+s_big_file() {       # a 200 MB file (absolute, non-home path); one target without rsync
+    local f=/data/e2e/big/big.bin
+    put_random gamma $f 200 500
+    put_random alpha $f 200 100
+    snapshot pre $f
+    local t=$SECONDS
+    run_synk alpha -v "${PEERS_FROM_ALPHA[@]}" $f
+    printf '       (200 MB to 3 hosts: %ss)\n' $((SECONDS - t))
+    expect_rc 0
+    expect_converged pre $f
+}
+
+s_rerun_noop() {     # second run over an in-sync tree changes nothing: same inodes, ctimes, mtimes
+    local d=e2e/rerun
+    put alpha $d/a.txt "a" 100 644
+    put beta  $d/sub/b.txt "b" 200 600
+    hx gamma 'mkdir -p "$1" && ln -sfn sub/b.txt "$1"/l' "$(hpath gamma $d)"
+    put_random delta $d/big.bin 20 300
+    snapshot pre $d
+    run_synk alpha -v "${PEERS_FROM_ALPHA[@]}" "${HOME_OF[alpha]}/$d"
+    expect_rc 0
+    expect_converged pre $d
+    snapshot_inodes first $d
+    sleep 1.1                              # a rewrite would show in ctime
+    run_synk alpha -v "${PEERS_FROM_ALPHA[@]}" "${HOME_OF[alpha]}/$d"
+    expect_rc 0
+    expect_same_inodes first $d
+    if stdout_has '^synk: (rsync|stream|ssh)'; then fail "rerun copied something"; show_output; fi
+}
+
+s_conflict() {       # equal newest mtime, different content: conflict, nothing touched, exit 1
+    local f=e2e/conflict/c.txt
+    put alpha $f "alpha's version" 200 644
+    put beta  $f "beta's version!" 200 644
+    put gamma $f "gamma older" 100 644
+    # kind clash: a file on one host, a directory on another
+    put gamma e2e/conflict/kind "a file on gamma" 100 644
+    put delta e2e/conflict/kind/inside "a dir on delta" 100 644
+    # an unrelated PATH in the same run still syncs
+    put alpha e2e/conflict-ok/g.txt "fine, newest" 300 644
+    put beta  e2e/conflict-ok/g.txt "fine, older" 100 644
+    snapshot pre e2e/conflict
+    snapshot preok e2e/conflict-ok
+    run_synk alpha -v "${PEERS_FROM_ALPHA[@]}" "${HOME_OF[alpha]}/e2e/conflict" "${HOME_OF[alpha]}/e2e/conflict-ok"
+    expect_rc 1
+    stderr_has 'conflict: .*c\.txt' || { fail "stderr names no conflict on c.txt"; show_output; }
+    stderr_has 'conflict: .*kind' || { fail "stderr names no conflict on kind (file vs dir)"; show_output; }
+    expect_unchanged pre e2e/conflict
+    expect_converged preok e2e/conflict-ok
+}
+
+s_dry_run() {        # -n reports but changes nothing
+    local d=e2e/dry
+    put alpha $d/f.txt "alpha newest" 300 600
+    put beta  $d/f.txt "beta old" 100 644
+    put gamma $d/sub/only-gamma "only gamma" 100 644
+    snapshot pre $d
+    snapshot_inodes pre $d
+    run_synk alpha -n -v "${PEERS_FROM_ALPHA[@]}" "${HOME_OF[alpha]}/$d"
+    [[ $RC == 0 || $RC == 1 ]] || { fail "dry run exit status $RC"; show_output; }
+    [[ -s $WORK/out ]] || { fail "dry run -v printed nothing (should report what would be copied)"; show_output; }
+    expect_unchanged pre $d
+    expect_same_inodes pre $d
+}
+
+# a fault scenario: DEAD is out while synk runs from alpha; the others converge, DEAD is named, exit 1; when
+# DEAD is back a rerun converges everything
+fault_common() {
+    local dead=$1 down=$2 up=$3 d=$4
+    put alpha $d/f.txt "alpha old" 100 644
+    put beta  $d/f.txt "beta newest" 400 640
+    put gamma $d/g.txt "gamma only" 200 644
+    put delta $d/f.txt "delta old" 200 644
+    put $dead $d/from-dead.txt "only on the dead host" 50 644
+    snapshot pre $d
+    $down
+    run_synk alpha -v "${PEERS_FROM_ALPHA[@]}" "${HOME_OF[alpha]}/$d"
+    expect_rc 1
+    stderr_has "$dead" || { fail "stderr does not name the dead host $dead"; show_output; }
+    # the live hosts converge on the union of what the live hosts had
+    local h live=(); for h in "${HOSTS[@]}"; do [[ $h == "$dead" ]] || live+=("$h"); done
+    cp "$WORK/pre.$dead" "$WORK/pre.$dead.saved"; echo '<absent>' >"$WORK/pre.$dead"
+    expect_converged pre $d "${live[@]}"
+    cp "$WORK/pre.$dead.saved" "$WORK/pre.$dead"
+    $up
+    run_synk alpha -v "${PEERS_FROM_ALPHA[@]}" "${HOME_OF[alpha]}/$d"
+    expect_rc 0
+    expect_converged pre $d
+}
+stop_delta() { docker stop -t 2 "$(c delta)" >/dev/null; }
+start_delta() { docker start "$(c delta)" >/dev/null; wait_ssh delta; }
+cut_gamma() { docker network disconnect "$NET" "$(c gamma)"; }
+join_gamma() { docker network connect --alias gamma "$NET" "$(c gamma)"; wait_ssh gamma; }
+s_fault_stopped()      { fault_common delta stop_delta start_delta e2e/fault-stop; }
+s_fault_disconnected() { fault_common gamma cut_gamma join_gamma e2e/fault-net; }
+
+# kill_common TARGET HOW COPIER: a large copy alpha -> TARGET is killed once TARGET holds >16 MiB of the new
+# data; TARGET must then have the old file or the new one, nothing in between
+kill_common() {
+    local target=$1 how=$2 d=/data/e2e/kill f=/data/e2e/kill/huge.bin
+    put_random "$target" $f 8 100
+    put_random alpha $f 400 900
+    snapshot pre $f
+    local old new
+    old=$(cut -f4,5 "$WORK/pre.$target"); new=$(cut -f4,5 "$WORK/pre.alpha")
+    # throttle alpha's outgoing traffic so the copy takes a while (~400 MiB at 400 Mbit/s: ~9 s)
+    hroot alpha 'tc qdisc add dev eth0 root tbf rate 400mbit burst 512kb latency 100ms' \
+        || fail "tc on alpha failed (copy will be fast; the kill may come too late)"
+    hroot "$target" 'touch /tmp/kill-marker'
+    LAST_CMD="alpha\$ synk -v -h $target $f"
+    docker exec -u synk "$(c alpha)" timeout -k 10 "$SYNK_TIMEOUT" synk -v -h "$target" "$f" \
+        >"$WORK/out" 2>"$WORK/err" &
+    local pid=$!
+    # watch on the target for a partly written new file (a temp file or the file itself), anywhere likely
+    local seen
+    seen=$(hroot "$target" 'for i in $(seq 600); do
+            x=$(find /data /tmp /var/tmp /home /srv -xdev -type f -newer /tmp/kill-marker -size +16M 2>/dev/null | head -n1)
+            [ -n "$x" ] && { echo "$x"; exit 0; }; sleep 0.05; done; exit 1')
+    if [[ -z $seen ]]; then
+        fail "host $target: no partly written file appeared within 30 s; kill not attempted"
+    else
+        printf '       (killing %s by %s while %s is being written)\n' "$target" "$how" "$seen"
+        case $how in
+            container) docker kill "$(c "$target")" >/dev/null ;;
+            sshd) hroot "$target" 'pkill -KILL -f "^sshd: synk"' ;;
+        esac
+    fi
+    wait $pid; RC=$?
+    hroot alpha 'tc qdisc del dev eth0 root' >/dev/null 2>&1
+    [[ $how == container ]] && { docker start "$(c "$target")" >/dev/null; wait_ssh "$target"; }
+    sleep 1
+    if [[ -n $seen ]]; then
+        [[ $RC == 1 ]] || { fail "synk exit status after the target was killed: expected 1, actual $RC"; show_output; }
+        stderr_has "$target" || { fail "stderr does not name the killed host $target"; show_output; }
+    fi
+    local now; now=$(manifest "$target" $f | cut -f4,5)
+    if [[ $now != "$old" && $now != "$new" ]]; then
+        fail "host $target: $f is neither the old nor the new file after the kill" \
+             "old:    $old" "new:    $new" "actual: $now"
+    fi
+    local junk
+    junk=$(hroot "$target" 'find /data/e2e/kill -type f ! -name huge.bin -printf "%p (%s bytes)\n"')
+    [[ -z $junk ]] || printf '       note: leftover file(s) on %s: %s\n' "$target" "$junk"
+    hroot "$target" 'pgrep -a -f "synk --serve|rsync --server"' >"$WORK/procs" 2>/dev/null \
+        && printf '       note: processes still running on %s: %s\n' "$target" "$(tr '\n' ';' <"$WORK/procs")"
+    # and a rerun converges
+    run_synk alpha -v -h "$target" $f
+    expect_rc 0
+    local h; for h in alpha "$target"; do compare_tree "$h" $f "$WORK/pre.alpha"; done
+}
+s_kill_rsync_container() { kill_common beta container; }
+s_kill_stream_sshd()     { kill_common delta sshd; }
+s_kill_stream_container() { kill_common delta container; }
+
+SCENARIOS=(local_master remote_master missing_some dir_union norsync_master norsync_target norsync_client
+           hostile_names big_file rerun_noop conflict dry_run fault_stopped fault_disconnected
+           kill_rsync_container kill_stream_sshd kill_stream_container)
+
+# ---------------------------------------------------------------- main
+
+for h in "${HOSTS[@]}"; do
+    HOME_OF[$h]=$(docker exec -u synk "$(c "$h")" sh -c 'echo $HOME' 2>/dev/null) \
+        || { echo "rig host $h is not running: docker/rig up first" >&2; exit 2; }
+done
+docker exec "$(c alpha)" synk --version >/dev/null 2>&1 || echo "warning: synk --version failed on alpha" >&2
+
+selected=("$@"); ((${#selected[@]})) || selected=("${SCENARIOS[@]}")
+for s in "${selected[@]}"; do
+    declare -F "s_$s" >/dev/null || { echo "unknown scenario: $s (known: ${SCENARIOS[*]})" >&2; exit 2; }
+done
+
+for s in "${selected[@]}"; do
+    SCEN=$s SCEN_FAILS=0
+    heal; clean
+    t=$SECONDS
+    printf -- '-- %s\n' "$s"
+    "s_$s"
+    if ((SCEN_FAILS == 0)); then
+        PASSED=$((PASSED + 1)); printf 'ok   %s (%ss)\n' "$s" $((SECONDS - t))
+    else
+        FAILED=$((FAILED + 1)); FAILED_NAMES+=("$s"); printf 'FAIL %s (%ss)\n' "$s" $((SECONDS - t))
+    fi
+done
+heal
+
+((FAILED)) && printf 'failed: %s\n' "${FAILED_NAMES[*]}"
+printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
+((FAILED == 0))

@@ -1,0 +1,501 @@
+//! End-to-end runs of the real binary against several peers over a real sshd (see
+//! `common/mod.rs`): every peer is a separate user with its own home.
+
+mod common;
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use common::*;
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+macro_rules! scene {
+    ($name:expr) => {
+        match Scene::new($name) {
+            Some(s) => s,
+            None => return,
+        }
+    };
+}
+
+fn assert_same_everywhere(s: &Scene, peers: &[&str], rel: &str) {
+    let want = s
+        .read(peers[0], rel)
+        .unwrap_or_else(|| panic!("{rel} missing on {}", peers[0]));
+    let p0 = s.path(peers[0], rel);
+    for p in &peers[1..] {
+        let got = s
+            .read(p, rel)
+            .unwrap_or_else(|| panic!("{rel} missing on {p}"));
+        assert!(got == want, "{rel} differs on {p}");
+        let pp = s.path(p, rel);
+        assert_eq!(mtime(&pp), mtime(&p0), "{rel} mtime on {p}");
+        assert_eq!(mode(&pp), mode(&p0), "{rel} mode on {p}");
+    }
+}
+
+#[test]
+fn local_master_reaches_every_peer() {
+    let s = scene!("local-master");
+    let t = now() - 100;
+    let f = s.write(LOCAL, "f", "newest", t);
+    fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    s.write("alpha", "f", "old", t - 50);
+    let out = s.synk(&["alpha", "beta"], &[os("-v"), &s.arg("f")]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_same_everywhere(&s, &[LOCAL, "alpha", "beta"], "f");
+    assert_eq!(s.read("beta", "f").unwrap(), b"newest");
+    assert_eq!(mtime(&s.path("beta", "f")), t);
+    assert_eq!(mode(&s.path("alpha", "f")), 0o640);
+    let o = stdout(&out);
+    assert!(
+        o.contains(&format!("master: localhost {}", f.display())),
+        "{o}"
+    );
+    assert!(
+        o.contains(&format!("peer: {} {} ", s.shown("alpha"), f.display())),
+        "{o}"
+    );
+    assert!(
+        o.contains(&format!(
+            "peer: {} {} missing",
+            s.shown("beta"),
+            f.display()
+        )),
+        "{o}"
+    );
+    assert!(o.contains("synk: rsync "), "{o}");
+}
+
+#[test]
+fn remote_master_reaches_remote_peers_and_localhost() {
+    let s = scene!("remote-master");
+    let t = now() - 10;
+    s.write(LOCAL, "doc", "v1", t - 30);
+    s.write("alpha", "doc", "v1", t - 30);
+    s.write("beta", "doc", "v3 from beta", t);
+    let out = s.synk(&["alpha", "beta", "gamma"], &[os("-v"), &s.arg("doc")]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_same_everywhere(&s, &["beta", LOCAL, "alpha", "gamma"], "doc");
+    assert_eq!(s.read(LOCAL, "doc").unwrap(), b"v3 from beta");
+    let o = stdout(&out);
+    assert!(o.contains(&format!("master: {}", s.shown("beta"))), "{o}");
+    // beta drives rsync to alpha and gamma itself.
+    assert!(
+        o.contains(&format!("synk: ssh {} rsync ", s.shown("beta"))),
+        "{o}"
+    );
+    assert!(!stdout(&out).contains("streaming through"), "{o}");
+}
+
+#[test]
+fn directory_union_with_nested_dirs_and_a_symlink() {
+    let s = scene!("union");
+    let t = now() - 1000;
+    s.write(LOCAL, "tree/a", "A", t);
+    s.write(LOCAL, "tree/sub/b", "B", t + 1);
+    s.write("alpha", "tree/c", "C", t + 2);
+    s.write("alpha", "tree/sub2/deep/e", "E", t + 3);
+    let link = s.path("alpha", "tree/link");
+    std::os::unix::fs::symlink("sub/b", &link).unwrap();
+    s.own("alpha", &link);
+    set_mtime(&link, t + 4);
+    let x = s.write("gamma", "tree/sub/x", "X", t + 5);
+    fs::set_permissions(&x, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = s.synk(&["alpha", "beta", "gamma"], &[&s.arg("tree")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let all = [LOCAL, "alpha", "beta", "gamma"];
+    for rel in [
+        "tree/a",
+        "tree/sub/b",
+        "tree/c",
+        "tree/sub2/deep/e",
+        "tree/sub/x",
+    ] {
+        assert_same_everywhere(&s, &all, rel);
+    }
+    for p in all {
+        assert_eq!(
+            fs::read_link(s.path(p, "tree/link")).unwrap(),
+            Path::new("sub/b"),
+            "{p}"
+        );
+        assert_eq!(mtime(&s.path(p, "tree/link")), t + 4, "{p}");
+        assert_eq!(fs::read(s.path(p, "tree/link")).unwrap(), b"B");
+        assert_eq!(mode(&s.path(p, "tree/sub/x")), 0o600, "{p}");
+    }
+}
+
+#[test]
+fn an_in_sync_rerun_changes_nothing() {
+    let s = scene!("rerun");
+    let t = now() - 500;
+    s.write(LOCAL, "d/one", "1", t);
+    s.write("beta", "d/two/three", "3", t);
+    let peers = ["alpha", "beta", "delta"];
+    let first = s.synk(&peers, &[&s.arg("d")]);
+    assert_eq!(first.status.code(), Some(0));
+    let all = [LOCAL, "alpha", "beta", "delta"];
+    let snapshot = |rel: &str| -> Vec<(u64, i64)> {
+        all.iter()
+            .map(|p| (inode(&s.path(p, rel)), mtime(&s.path(p, rel))))
+            .collect()
+    };
+    let before = (
+        snapshot("d/one"),
+        snapshot("d/two/three"),
+        snapshot("d/two"),
+    );
+    let again = s.synk(&peers, &[os("-v"), &s.arg("d")]);
+    assert_eq!(again.status.code(), Some(0));
+    assert_eq!(
+        (
+            snapshot("d/one"),
+            snapshot("d/two/three"),
+            snapshot("d/two")
+        ),
+        before
+    );
+    let o = stdout(&again);
+    assert!(
+        !o.contains("master:") && !o.contains("synk:"),
+        "nothing to do, yet: {o}"
+    );
+}
+
+#[test]
+fn hostile_names_survive_every_copier() {
+    let s = scene!("hostile");
+    let t = now() - 100;
+    let names: Vec<&[u8]> = vec![
+        b"with space",
+        b"quo'te\"s",
+        b"$(touch PWNED)",
+        b"semi;colon&amp|pipe",
+        b"-rf",
+        b"--files-from=x",
+        b"new\nline",
+        b"\xff\xfe latin1 \xe9",
+        b"*glob?[x]",
+        b"back\\slash",
+    ];
+    // localhost is master for `mine`, alpha (remote) for `theirs`.
+    for n in &names {
+        let local = s.dir(LOCAL).join("mine").join(OsStr::from_bytes(n));
+        s.write_at(LOCAL, &local, n, t);
+        let remote = s.dir("alpha").join("theirs").join(OsStr::from_bytes(n));
+        s.write_at("alpha", &remote, n, t);
+    }
+    let sub = s.dir(LOCAL).join("mine").join("-dir").join("x y");
+    s.write_at(LOCAL, &sub, b"nested", t);
+    let out = s.synk(
+        &["alpha", "beta", "delta"],
+        &[&s.arg("mine"), &s.arg("theirs")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for p in [LOCAL, "alpha", "beta", "delta"] {
+        for n in &names {
+            for root in ["mine", "theirs"] {
+                let f = s.dir(p).join(root).join(OsStr::from_bytes(n));
+                assert_eq!(fs::read(&f).ok().as_deref(), Some(*n), "{p}: {f:?}");
+            }
+        }
+        assert_eq!(fs::read(s.dir(p).join("mine/-dir/x y")).unwrap(), b"nested");
+        for home_file in fs::read_dir(s.home(p)).unwrap() {
+            assert_ne!(home_file.unwrap().file_name(), "PWNED");
+        }
+        assert!(!s.dir(p).join("mine").join("PWNED").exists());
+    }
+}
+
+#[test]
+fn hostile_root_path() {
+    let s = scene!("hostile-root");
+    let name = OsString::from_vec(b"it's a $(dir) \xff".to_vec());
+    use std::os::unix::ffi::OsStringExt;
+    let f = s.dir(LOCAL).join(&name).join("f");
+    s.write_at(LOCAL, &f, b"x", now() - 10);
+    let arg = s.dir(LOCAL).join(&name);
+    let out = s.synk(&["alpha", "beta"], &[arg.as_os_str()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for p in ["alpha", "beta"] {
+        assert_eq!(
+            fs::read(s.dir(p).join(&name).join("f")).unwrap(),
+            b"x",
+            "{p}"
+        );
+    }
+    // And with a remote master driving another remote.
+    s.write_at(
+        "alpha",
+        &s.dir("alpha").join(&name).join("f"),
+        b"newer",
+        now(),
+    );
+    let out = s.synk(&["alpha", "beta"], &[arg.as_os_str()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        fs::read(s.dir("beta").join(&name).join("f")).unwrap(),
+        b"newer"
+    );
+    assert_eq!(fs::read(&f).unwrap(), b"newer");
+}
+
+#[test]
+fn equal_mtime_with_different_content_is_a_conflict() {
+    let s = scene!("tie");
+    let t = now() - 100;
+    s.write(LOCAL, "f", "older", t - 10);
+    s.write("alpha", "f", "alpha's", t);
+    s.write("beta", "f", "beta's", t);
+    let out = s.synk(&["alpha", "beta"], &[&s.arg("f")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(s.read("alpha", "f").unwrap(), b"alpha's");
+    assert_eq!(s.read("beta", "f").unwrap(), b"beta's");
+    assert_eq!(s.read(LOCAL, "f").unwrap(), b"older");
+    assert_eq!(mtime(&s.path("alpha", "f")), t);
+    let e = stderr(&out);
+    assert!(
+        e.contains("conflict") && e.contains(&s.path(LOCAL, "f").display().to_string()),
+        "{e}"
+    );
+    assert!(
+        e.contains(&s.shown("alpha")) && e.contains(&s.shown("beta")),
+        "{e}"
+    );
+    // --master resolves it.
+    let out = s.synk(
+        &["alpha", "beta"],
+        &[os("--master"), os(&s.shown("beta")), &s.arg("f")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_same_everywhere(&s, &["beta", "alpha", LOCAL], "f");
+    assert_eq!(s.read(LOCAL, "f").unwrap(), b"beta's");
+}
+
+#[test]
+fn a_dead_peer_is_named_and_the_others_converge() {
+    let s = scene!("dead");
+    s.write(LOCAL, "f", "fresh", now() - 5);
+    s.write("alpha", "f", "stale", now() - 500);
+    let mut cmd = s.command(&["alpha"]);
+    // Nothing listens on port 1.
+    cmd.args(["-p", "1", "-h", "ghost@127.0.0.1"])
+        .arg(s.arg("f"));
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(e.contains("ghost@127.0.0.1:1"), "{e}");
+    assert!(
+        e.to_lowercase().contains("connection refused") || e.contains("ssh"),
+        "{e}"
+    );
+    assert_eq!(s.read("alpha", "f").unwrap(), b"fresh");
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let s = scene!("dry");
+    let t = now() - 100;
+    s.write(LOCAL, "d/new", "n", t);
+    s.write("alpha", "d/new", "o", t - 20);
+    s.write("alpha", "d/only-alpha", "a", t);
+    let ino = inode(&s.path("alpha", "d/new"));
+    let out = s.synk(&["alpha", "delta"], &[os("-n"), &s.arg("d")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let o = stdout(&out);
+    assert!(
+        o.contains("would copy") && o.contains(&s.path(LOCAL, "d/new").display().to_string()),
+        "{o}"
+    );
+    assert_eq!(s.read("alpha", "d/new").unwrap(), b"o");
+    assert_eq!(inode(&s.path("alpha", "d/new")), ino);
+    assert_eq!(mtime(&s.path("alpha", "d/new")), t - 20);
+    assert!(s.read(LOCAL, "d/only-alpha").is_none());
+    assert!(!s.dir("delta").exists());
+}
+
+#[test]
+fn the_streaming_copier_carries_everything_where_rsync_is_missing() {
+    let s = scene!("stream");
+    let t = now() - 300;
+    // delta has no rsync: master and target by stream, rsync elsewhere.
+    s.write("delta", "s/from-delta", "d", t);
+    let l = s.dir("delta").join("s/link");
+    std::os::unix::fs::symlink("from-delta", &l).unwrap();
+    s.own("delta", &l);
+    let f = s.write("alpha", "s/sub/from-alpha", "a", t + 1);
+    fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o751)).unwrap();
+    let out = s.synk(&["alpha", "delta"], &[os("-v"), &s.arg("s")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("synk: stream "), "{}", stdout(&out));
+    for rel in ["s/from-delta", "s/sub/from-alpha"] {
+        assert_same_everywhere(&s, &[LOCAL, "alpha", "delta"], rel);
+    }
+    assert_eq!(mode(&s.path("delta", "s/sub/from-alpha")), 0o751);
+    assert_eq!(
+        fs::read_link(s.path("alpha", "s/link")).unwrap(),
+        Path::new("from-delta")
+    );
+    // Forced streaming between peers that both have rsync.
+    s.write("beta", "s/from-beta", "b", t + 2);
+    let out = s.synk(
+        &["alpha", "beta", "delta"],
+        &[os("--copier"), os("stream"), os("-v"), &s.arg("s")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("synk: rsync"), "{}", stdout(&out));
+    assert_same_everywhere(&s, &["beta", LOCAL, "alpha", "delta"], "s/from-beta");
+}
+
+#[test]
+fn a_hundred_megabyte_file_arrives_intact_everywhere() {
+    let s = scene!("big");
+    // Incompressible, reproducible bytes.
+    let mut data = vec![0u8; 100 << 20];
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    s.write(LOCAL, "big.bin", &data, now() - 60);
+    s.write("alpha", "big.bin", &data[..1000], now() - 600);
+    let out = s.synk(&["alpha", "delta"], &[&s.arg("big.bin")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let want = sha512(&s.path(LOCAL, "big.bin"));
+    for p in ["alpha", "delta"] {
+        assert_eq!(sha512(&s.path(p, "big.bin")), want, "{p}");
+    }
+}
+
+#[test]
+fn missing_synk_on_a_peer_is_explained() {
+    let s = scene!("no-synk");
+    s.write(LOCAL, "f", "x", now() - 5);
+    let out = s.synk(&["zeta", "alpha"], &[&s.arg("f")]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(
+        e.contains(&format!(
+            "synk not found on {}: install it or put it in PATH",
+            s.shown("zeta")
+        )),
+        "{e}"
+    );
+    assert_eq!(
+        s.read("alpha", "f").unwrap(),
+        b"x",
+        "the reachable peer is still synced"
+    );
+}
+
+#[test]
+fn a_peer_speaking_garbage_is_an_error_not_a_hang() {
+    let s = scene!("garbage");
+    s.write(LOCAL, "f", "x", now() - 5);
+    let out = s.synk(&["eta", "alpha"], &[&s.arg("f")]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(e.contains(&s.shown("eta")) && e.contains("garbled"), "{e}");
+    assert_eq!(s.read("alpha", "f").unwrap(), b"x");
+}
+
+#[test]
+fn a_remote_master_that_cannot_reach_a_target_streams_through_the_client() {
+    let s = scene!("fallback");
+    s.write("epsilon", "f", "from epsilon", now() - 5);
+    s.write("alpha", "f", "old", now() - 500);
+    let out = s.synk(&["epsilon", "alpha"], &[os("-v"), &s.arg("f")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let o = stdout(&out);
+    assert!(o.contains("streaming through this host"), "{o}");
+    assert_same_everywhere(&s, &["epsilon", "alpha", LOCAL], "f");
+}
+
+#[test]
+fn an_unreadable_file_is_reported_and_left_alone() {
+    let s = scene!("unreadable");
+    let t = now() - 100;
+    s.write(LOCAL, "d/secret", "local", t - 50);
+    let secret = s.write("beta", "d/secret", "beta's", t);
+    fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    s.write("beta", "d/fine", "ok", t);
+    let out = s.synk(&["alpha", "beta"], &[&s.arg("d")]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(
+        e.contains(&s.shown("beta")) && e.contains("d/secret") && e.contains("Permission denied"),
+        "{e}"
+    );
+    assert_eq!(s.read(LOCAL, "d/secret").unwrap(), b"local");
+    assert!(s.read("alpha", "d/secret").is_none());
+    assert_same_everywhere(&s, &["beta", LOCAL, "alpha"], "d/fine");
+}
+
+#[test]
+fn missing_parent_directories_are_created() {
+    let s = scene!("parents");
+    s.write(LOCAL, "a/b/c/file", "deep", now() - 5);
+    let out = s.synk(&["alpha", "delta"], &[&s.arg("a/b/c/file")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_same_everywhere(&s, &[LOCAL, "alpha", "delta"], "a/b/c/file");
+}
+
+#[test]
+fn peers_come_from_synk_conf() {
+    let s = scene!("conf");
+    s.write(LOCAL, "f", "conf", now() - 5);
+    let conf = s.local_home.join("synk.conf");
+    fs::write(
+        &conf,
+        format!("# test peers\npeer {} {}\n", s.host("alpha"), s.rig.port),
+    )
+    .unwrap();
+    let mut cmd = s.command(&[]);
+    cmd.arg("-f").arg(&conf).arg(s.arg("f"));
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(s.read("alpha", "f").unwrap(), b"conf");
+    // The default location, $XDG_CONFIG_HOME/synk/synk.conf.
+    s.write(LOCAL, "f", "xdg", now());
+    let xdg = s.local_home.join("xdg");
+    fs::create_dir_all(xdg.join("synk")).unwrap();
+    fs::rename(&conf, xdg.join("synk/synk.conf")).unwrap();
+    let mut cmd = s.command(&[]);
+    cmd.env("XDG_CONFIG_HOME", &xdg).arg(s.arg("f"));
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(s.read("alpha", "f").unwrap(), b"xdg");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let s = scene!("usage");
+    let run = |args: &[&str]| {
+        let mut cmd = s.command(&[]);
+        cmd.args(args);
+        cmd.output().unwrap()
+    };
+    let empty = s.local_home.join("empty.conf");
+    fs::write(&empty, "# nobody\n").unwrap();
+    let out = run(&["-f", empty.to_str().unwrap(), "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no peers"), "{}", stderr(&out));
+    let bad = s.local_home.join("bad.conf");
+    fs::write(&bad, "peer a\npear b\n").unwrap();
+    let out = run(&["-f", bad.to_str().unwrap(), "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("bad.conf:2:"), "{}", stderr(&out));
+    assert_eq!(run(&["--bogus", "x"]).status.code(), Some(2));
+    assert_eq!(
+        run(&["-h", "a", "--master", "zz", "x"]).status.code(),
+        Some(2)
+    );
+}
