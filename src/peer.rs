@@ -392,7 +392,14 @@ impl Conn {
 
     /// Ends the conversation: closes the server's input and waits for it to exit.
     pub async fn close(&mut self) {
-        let _ = self.writer.shutdown().await;
+        // Dropping the pipe is what delivers end-of-file: `shutdown` on a child's stdin
+        // leaves the descriptor open.
+        let mut w = std::mem::replace(
+            &mut self.writer,
+            BufWriter::new(Box::new(tokio::io::sink())),
+        );
+        let _ = w.flush().await;
+        drop(w);
         match self.child.take() {
             Some(ServeChild::Local(mut c)) => {
                 let _ = tokio::time::timeout(Duration::from_secs(10), c.wait()).await;

@@ -396,10 +396,12 @@ impl Scene {
     pub fn synk(&self, peers: &[&str], args: &[&std::ffi::OsStr]) -> Output {
         let mut cmd = self.command(peers);
         cmd.args(args);
+        let started = std::time::Instant::now();
         let out = cmd.output().expect("run synk");
         eprintln!(
-            "$ synk {args:?}\n--- status {:?}\n--- stdout\n{}--- stderr\n{}",
+            "$ synk {args:?}\n--- status {:?} after {:?}\n--- stdout\n{}--- stderr\n{}",
             out.status.code(),
+            started.elapsed(),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
