@@ -20,6 +20,9 @@ use crate::proto::{
     PROTOCOL_VERSION,
 };
 
+type Reader = Box<dyn AsyncRead + Unpin + Send>;
+type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+
 /// How long a peer may take to answer the handshake once its SSH session is up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Lines of a server's stderr kept for error messages.
@@ -51,8 +54,8 @@ enum ServeChild {
 /// A live conversation with one peer's `synk --serve`.
 pub struct Conn {
     name: String,
-    reader: BufReader<Box<dyn AsyncRead + Unpin + Send>>,
-    writer: BufWriter<Box<dyn AsyncWrite + Unpin + Send>>,
+    reader: BufReader<Reader>,
+    writer: BufWriter<Writer>,
     child: Option<ServeChild>,
     stderr: Arc<StdMutex<VecDeque<String>>>,
 }
@@ -87,13 +90,7 @@ pub async fn connect(spec: Option<PeerSpec>, opts: &ConnectOptions) -> Result<Pe
     let name = spec
         .as_ref()
         .map_or("localhost".to_string(), |s| s.to_string());
-    let (session, child, stdin, stdout, stderr): (
-        Option<Arc<Session>>,
-        ServeChild,
-        Box<dyn AsyncWrite + Unpin + Send>,
-        Box<dyn AsyncRead + Unpin + Send>,
-        Box<dyn AsyncRead + Unpin + Send>,
-    ) = match &spec {
+    let (session, child, stdin, stdout, stderr): (_, _, Writer, Reader, Reader) = match &spec {
         None => {
             let exe = std::env::current_exe().context("cannot locate the synk executable")?;
             let mut child = tokio::process::Command::new(exe)
@@ -190,7 +187,7 @@ fn ssh_error_text(e: &openssh::Error) -> String {
 
 async fn collect_stderr(
     name: String,
-    stderr: Box<dyn AsyncRead + Unpin + Send>,
+    stderr: Reader,
     tail: Arc<StdMutex<VecDeque<String>>>,
 ) {
     let mut lines = BufReader::new(stderr).lines();

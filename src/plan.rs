@@ -107,7 +107,7 @@ fn same_kind(a: &Kind, b: &Kind) -> bool {
 /// it (dead, or the root failed there): such a peer is neither master nor target.
 pub fn decide(views: &[Option<&Listing>], forced_master: Option<PeerId>) -> Plan {
     let available: Vec<PeerId> = (0..views.len()).filter(|p| views[*p].is_some()).collect();
-    let mut union: BTreeMap<&WirePath, Vec<(PeerId, &Result<Meta, String>)>> = BTreeMap::new();
+    let mut union: BTreeMap<&WirePath, States<'_>> = BTreeMap::new();
     for &p in &available {
         for (rel, state) in views[p].expect("available") {
             union.entry(rel).or_default().push((p, state));
@@ -141,6 +141,9 @@ pub fn decide(views: &[Option<&Listing>], forced_master: Option<PeerId>) -> Plan
     }
     plan
 }
+
+/// Every peer's state of one entry (peers lacking it are absent).
+type States<'a> = Vec<(PeerId, &'a Result<Meta, String>)>;
 
 enum Outcome {
     Copy(Copy),
@@ -181,12 +184,11 @@ fn decide_entry(
             peers: specials,
         }]));
     }
-    let (first, first_meta) = present[0];
+    let first_meta = present[0].1;
     let everywhere = present.len() == available.len();
     if everywhere && present.iter().all(|(_, m)| same_content(first_meta, m)) {
         return None;
     }
-    let _ = first;
     let forced = forced.and_then(|f| present.iter().find(|(p, _)| *p == f).copied());
     let kinds_clash = present
         .iter()
