@@ -185,11 +185,7 @@ fn ssh_error_text(e: &openssh::Error) -> String {
     parts.join(": ").replace('\n', " ").trim().to_string()
 }
 
-async fn collect_stderr(
-    name: String,
-    stderr: Reader,
-    tail: Arc<StdMutex<VecDeque<String>>>,
-) {
+async fn collect_stderr(name: String, stderr: Reader, tail: Arc<StdMutex<VecDeque<String>>>) {
     let mut lines = BufReader::new(stderr).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         tracing::debug!(peer = %name, "serve stderr: {line}");

@@ -71,7 +71,12 @@ pub fn hash_file(path: &Path) -> Result<Meta, String> {
     if !before.file_type().is_file() {
         return Err("changed type while being scanned".into());
     }
-    let digest = hash_reader(&mut f).map_err(|e| io_msg(&e))?;
+    let digest = if before.len() >= PIPELINE_MIN {
+        hash_pipelined(&mut f)
+    } else {
+        hash_reader(&mut f)
+    }
+    .map_err(|e| io_msg(&e))?;
     let after = f.metadata().map_err(|e| io_msg(&e))?;
     if after.len() != before.len() || mtime_ns(&after) != mtime_ns(&before) {
         return Err("changed while being read; run synk again when it is quiet".into());
@@ -97,6 +102,48 @@ pub fn hash_reader(r: &mut impl Read) -> io::Result<Digest> {
             Err(e) => return Err(e),
         }
     }
+    Ok(Digest::from_hasher(hasher))
+}
+
+/// Files at least this large are read on a second thread while the first hashes.
+const PIPELINE_MIN: u64 = 16 << 20;
+
+/// SHA-512 of `r`, with reading overlapped with hashing: a reader thread fills buffers that
+/// this thread hashes, so the copy out of the page cache costs no hashing time.
+pub fn hash_pipelined(r: &mut (impl Read + Send)) -> io::Result<Digest> {
+    let (full_tx, full_rx) = mpsc::sync_channel::<io::Result<(Vec<u8>, usize)>>(2);
+    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+    for _ in 0..3 {
+        empty_tx.send(vec![0u8; HASH_BUF]).expect("receiver alive");
+    }
+    let mut hasher = sha2::Sha512::new();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            while let Ok(mut buf) = empty_rx.recv() {
+                let res = loop {
+                    match r.read(&mut buf) {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        other => break other,
+                    }
+                };
+                let done = !matches!(res, Ok(n) if n > 0);
+                if full_tx.send(res.map(|n| (buf, n))).is_err() || done {
+                    return;
+                }
+            }
+        });
+        loop {
+            match full_rx.recv() {
+                Ok(Ok((_, 0))) | Err(_) => return Ok(()),
+                Ok(Ok((buf, n))) => {
+                    hasher.update(&buf[..n]);
+                    // The reader may already have stopped; then the buffer is simply dropped.
+                    let _ = empty_tx.send(buf);
+                }
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+    })?;
     Ok(Digest::from_hasher(hasher))
 }
 
@@ -249,6 +296,15 @@ mod tests {
         assert_eq!(m.size, (3 * HASH_BUF + 7) as u64);
         assert_eq!(m.digest, Some(Digest::of(&vec![1u8; 3 * HASH_BUF + 7])));
         assert!(scan(&dir.path().join("nope")).is_empty());
+    }
+
+    #[test]
+    fn pipelined_and_plain_hashing_agree() {
+        let data: Vec<u8> = (0..HASH_BUF * 5 + 123).map(|i| (i * 7) as u8).collect();
+        let plain = hash_reader(&mut &data[..]).unwrap();
+        assert_eq!(hash_pipelined(&mut &data[..]).unwrap(), plain);
+        assert_eq!(plain, Digest::of(&data));
+        assert_eq!(hash_pipelined(&mut &[][..]).unwrap(), Digest::of(b""));
     }
 
     #[test]

@@ -258,6 +258,10 @@ s_remote_master() {  # master is a remote host: remote -> remote copies (ssh bet
     # the beta -> gamma copy must be beta's own rsync to gamma (both have rsync and reach each other)
     stdout_has '^synk: .*rsync.*gamma:' \
         || { fail "no remote->remote rsync line (synk: … rsync … gamma:…) in -v output"; show_output; }
+    if stdout_has 'cannot reach .* itself'; then
+        fail "a remote master could not reach a target by name (fell back to streaming via the client)"
+        show_output
+    fi
 }
 
 s_missing_some() {   # a file missing on some hosts; and a whole PATH missing on some hosts
