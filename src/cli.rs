@@ -27,6 +27,7 @@ pub enum CopierChoice {
     name = "synk",
     version,
     disable_help_flag = true,
+    override_usage = "synk [OPTIONS] [-p PORT] [-h HOST]... [--] PATH...\n       synk --serve",
     after_help = "Exit status: 0 all in sync, 1 some path not synced, 2 usage or configuration error.\nSee synk(1) and synk.conf(5)."
 )]
 pub struct Cli {
