@@ -156,7 +156,9 @@ pub async fn connect(spec: Option<PeerSpec>, opts: &ConnectOptions) -> Result<Pe
 /// Opens (or reuses, through ControlMaster) an SSH connection to `spec`.
 async fn ssh_session(spec: &PeerSpec, opts: &ConnectOptions) -> Result<Session> {
     let mut b = SessionBuilder::default();
-    b.known_hosts_check(KnownHosts::Add)
+    // Unknown host keys fail, as plain `ssh -o BatchMode=yes` would: synk never accepts a
+    // new key on the user's behalf.
+    b.known_hosts_check(KnownHosts::Strict)
         .connect_timeout(Duration::from_secs(10))
         .server_alive_interval(Duration::from_secs(5));
     if let Some(user) = &spec.user {

@@ -67,8 +67,7 @@ impl Reporter {
     pub fn spinner(&self, msg: String) -> ProgressBar {
         let pb = self.bars.add(ProgressBar::new_spinner());
         pb.set_style(
-            ProgressStyle::with_template("{spinner} {msg} {pos} entries, {bytes_per_sec}")
-                .expect("valid template"),
+            ProgressStyle::with_template("{spinner} {msg}: {pos} entries").expect("valid template"),
         );
         pb.set_message(msg);
         pb

@@ -5,7 +5,6 @@
 
 use futures::future::join_all;
 
-use crate::paths::WirePath;
 use crate::peer::{Conn, OpError, Peer};
 use crate::plan::{Copy, PeerId};
 use crate::proto::{Kind, Request, Response};
@@ -158,14 +157,5 @@ async fn fan_out<'a>(
         } else {
             i += 1;
         }
-    }
-}
-
-/// The relative names of copies, for messages.
-pub fn describe(rel: &WirePath) -> String {
-    if rel.is_empty() {
-        ".".into()
-    } else {
-        rel.to_string()
     }
 }
