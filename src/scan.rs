@@ -201,6 +201,9 @@ fn walk(
             let name = WirePath(
                 std::os::unix::ffi::OsStrExt::as_bytes(child.file_name().as_os_str()).to_vec(),
             );
+            if is_temp_name(name.as_bytes()) {
+                continue;
+            }
             let child_rel = rel.join(&name);
             let child_path = child.path();
             match fs::symlink_metadata(&child_path) {
@@ -218,6 +221,16 @@ fn walk(
             }
         }
     }
+}
+
+/// Prefix and suffix of the temp files the server writes before renaming them into place.
+pub const TEMP_PREFIX: &str = ".synk-";
+/// See [`TEMP_PREFIX`].
+pub const TEMP_SUFFIX: &str = ".tmp";
+
+/// A temp file left by an interrupted copy is never synced onwards.
+pub fn is_temp_name(name: &[u8]) -> bool {
+    name.starts_with(TEMP_PREFIX.as_bytes()) && name.ends_with(TEMP_SUFFIX.as_bytes())
 }
 
 /// Hashes files on every core, passing results to `sink` on this thread as they finish.
@@ -266,6 +279,7 @@ mod tests {
         let r = dir.path();
         fs::create_dir_all(r.join("a/b")).unwrap();
         fs::write(r.join("a/b/f"), b"hello").unwrap();
+        fs::write(r.join("a/.synk-x1Yz.tmp"), b"half a copy").unwrap();
         fs::set_permissions(r.join("a/b/f"), fs::Permissions::from_mode(0o640)).unwrap();
         std::os::unix::fs::symlink("b/f", r.join("a/link")).unwrap();
         let s = scan(r);

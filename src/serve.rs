@@ -323,8 +323,8 @@ impl Server {
             Self::refuse_directory(&path)?;
             let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
             let tmp = tempfile::Builder::new()
-                .prefix(".synk-")
-                .suffix(".tmp")
+                .prefix(scan::TEMP_PREFIX)
+                .suffix(scan::TEMP_SUFFIX)
                 .tempfile_in(&dir)
                 .map_err(|e| msg(&dir, e))?;
             Ok((path, tmp))
@@ -396,8 +396,8 @@ impl Server {
         Self::refuse_directory(&path)?;
         let dir = path.parent().unwrap_or(Path::new("/"));
         let tmp = tempfile::Builder::new()
-            .prefix(".synk-")
-            .suffix(".tmp")
+            .prefix(scan::TEMP_PREFIX)
+            .suffix(scan::TEMP_SUFFIX)
             .make_in(dir, |p| std::os::unix::fs::symlink(target.as_path(), p))
             .map_err(|e| msg(dir, e))?;
         let t = to_filetime(mtime);

@@ -499,3 +499,60 @@ fn usage_errors_exit_2() {
         Some(2)
     );
 }
+
+#[test]
+fn a_target_killed_mid_transfer_keeps_its_old_file() {
+    let s = scene!("killed");
+    let old = b"the old version".repeat(1000);
+    s.write("alpha", "big", &old, now() - 900);
+    let data: Vec<u8> = (0..(200u32 << 20) / 4)
+        .flat_map(|i| i.wrapping_mul(2654435761).to_le_bytes())
+        .collect();
+    s.write(LOCAL, "big", &data, now() - 10);
+    let mut cmd = s.command(&["alpha"]);
+    cmd.args(["--copier", "stream"]).arg(s.arg("big"));
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    // Wait until the temp file beside the target is growing, then kill alpha's server.
+    let dir = s.dir("alpha");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let growing = fs::read_dir(&dir).unwrap().flatten().any(|e| {
+            e.file_name().to_string_lossy().starts_with(".synk-")
+                && e.metadata().map(|m| m.len() > 1 << 20).unwrap_or(false)
+        });
+        if growing {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the copy never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let killed = std::process::Command::new("pkill")
+        .args(["-KILL", "-u", "synkt-alpha", "-f", "synk --serve"])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&s.shown("alpha")), "{}", stderr(&out));
+    assert_eq!(s.read("alpha", "big").unwrap(), old, "old content, whole");
+    // A rerun converges and never carries the leftover temp file anywhere.
+    let out = s.synk(&["alpha", "beta"], &[&s.arg("big")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        sha512(&s.path("alpha", "big")),
+        sha512(&s.path(LOCAL, "big"))
+    );
+    for p in [LOCAL, "beta"] {
+        let temps = fs::read_dir(s.dir(p))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".synk-"))
+            .count();
+        assert_eq!(temps, 0, "{p}");
+    }
+}
