@@ -173,6 +173,15 @@ impl TrimSlash for [u8] {
     }
 }
 
+/// How entry `rel` of a root shown as `root` is named in messages.
+pub fn entry_display(root: &str, rel: &WirePath) -> String {
+    if rel.is_empty() {
+        root.to_string()
+    } else {
+        format!("{}/{}", root.trim_end_matches('/'), rel)
+    }
+}
+
 /// Makes `path` absolute against `cwd` and removes `.` and `..` lexically.
 ///
 /// Lexical, not `canonicalize`: the path may not exist here at all (it may exist only on a

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use futures::future::join_all;
 
 use crate::cli::Cli;
-use crate::paths::{absolutize, root_spec, RootSpec, WirePath};
+use crate::paths::{absolutize, entry_display, root_spec, RootSpec, WirePath};
 use crate::peer::{self, ConnectOptions, Peer, RootScan};
 use crate::plan::{self, Listing, PeerId, Problem};
 use crate::proto::Kind;
@@ -166,11 +166,7 @@ struct RootRun<'a> {
 
 impl RootRun<'_> {
     fn path_of(&self, rel: &WirePath) -> String {
-        if rel.is_empty() {
-            self.root.display.clone()
-        } else {
-            format!("{}/{}", self.root.display.trim_end_matches('/'), rel)
-        }
+        entry_display(&self.root.display, rel)
     }
 
     /// Decides and carries out this root; returns peers whose connection broke.

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use futures::future::join_all;
 
 use crate::cli::CopierChoice;
-use crate::paths::WirePath;
+use crate::paths::{entry_display, WirePath};
 use crate::peer::{OpError, Peer};
 use crate::plan::{Copy, PeerId, Plan};
 use crate::proto::{Kind, Request};
@@ -61,11 +61,7 @@ type Failed = (PeerId, String);
 
 impl RootTransfer<'_> {
     fn path_of(&self, rel: &WirePath) -> String {
-        if rel.is_empty() {
-            self.display.to_string()
-        } else {
-            format!("{}/{}", self.display.trim_end_matches('/'), rel)
-        }
+        entry_display(&self.display, rel)
     }
 
     fn name(&self, p: PeerId) -> &str {
