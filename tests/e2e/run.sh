@@ -2,6 +2,7 @@
 # synk end-to-end scenarios on the docker rig (docker/rig test runs this after `docker/rig up`).
 #
 #   tests/e2e/run.sh [SCENARIO…]     all scenarios, or only the named ones (see SCENARIOS below)
+#   E2E_VERBOSE=1 tests/e2e/run.sh …  also show every synk command with its stdout/stderr
 #
 # Every scenario sets files on chosen hosts through `docker exec`, runs synk as user synk from one host, and
 # checks every host's tree (per entry: type, mode, mtime, size and SHA-512 of content; symlink targets), not
@@ -30,6 +31,9 @@ c() { echo "$P-$1"; }
 hx() { local h=$1 s=$2; shift 2; docker exec -u synk "$(c "$h")" bash -c "cd && $s" bash "$@"; }
 # hxs HOST [ARG…] <<'EOF' … : the same with the script on stdin
 hxs() { local h=$1; shift; docker exec -i -u synk "$(c "$h")" bash -s -- "$@"; }
+# fx/fxs: hx/hxs for fixtures: a fixture that fails fails the scenario (it must never pass vacuously)
+fx() { hx "$@" || fail "fixture on host $1 failed (exit $?): ${2:0:120}"; }
+fxs() { hxs "$@" || fail "fixture script on host $1 failed (exit $?)"; }
 hroot() { local h=$1 s=$2; shift 2; docker exec -u root "$(c "$h")" bash -c "$s" bash "$@"; }
 
 fail() {
@@ -47,6 +51,7 @@ run_synk() {
     docker exec -u synk -w "${HOME_OF[$h]}" "$(c "$h")" timeout -k 10 "$SYNK_TIMEOUT" synk "$@" \
         >"$WORK/out" 2>"$WORK/err"
     RC=$?
+    [[ -z ${E2E_VERBOSE:-} ]] || show_output
 }
 # run_synk_sh HOST SCRIPT: like run_synk, but the synk command line is bash (for arguments docker exec
 # cannot carry, e.g. non-UTF-8 bytes); the script runs in the home dir and should `exec synk …`
@@ -56,6 +61,7 @@ run_synk_sh() {
     docker exec -u synk -w "${HOME_OF[$h]}" "$(c "$h")" timeout -k 10 "$SYNK_TIMEOUT" bash -c "$s" \
         >"$WORK/out" 2>"$WORK/err"
     RC=$?
+    [[ -z ${E2E_VERBOSE:-} ]] || show_output
 }
 
 show_output() {
@@ -184,16 +190,18 @@ expect_same_inodes() {
 # put HOST PATH CONTENT MTIME_OFFSET [MODE]: a file with exact content, mtime T0+offset, mode
 put() {
     local h=$1 path=$2 content=$3 off=$4 mode=${5:-644}
-    hx "$h" 'mkdir -p -- "$(dirname -- "$1")" && printf %s "$2" >"$1" && chmod "$4" "$1" && touch -m -d "@$3" "$1"' \
-        "$(hpath "$h" "$path")" "$content" "$((T0 + off))" "$mode"
+    printf %s "$content" | docker exec -i -u synk "$(c "$h")" bash -c \
+        'cd && mkdir -p -- "$(dirname -- "$1")" && cat >"$1" && chmod "$3" "$1" && touch -m -d "@$2" "$1"' \
+        bash "$(hpath "$h" "$path")" "$((T0 + off))" "$mode" \
+        || fail "fixture: writing $path on host $h failed"
 }
 # put_random HOST PATH MIB MTIME_OFFSET: a file of random content
 put_random() {
     local h=$1 path=$2 mib=$3 off=$4
-    hx "$h" 'mkdir -p -- "$(dirname -- "$1")" && head -c "$2M" /dev/urandom >"$1" && touch -m -d "@$3" "$1"' \
+    fx "$h" 'mkdir -p -- "$(dirname -- "$1")" && head -c "$2M" /dev/urandom >"$1" && touch -m -d "@$3" "$1"' \
         "$(hpath "$h" "$path")" "$mib" "$((T0 + off))"
 }
-clean() { local h; for h in "${HOSTS[@]}"; do hx "$h" 'rm -rf ~/e2e /data/e2e; mkdir -p ~/e2e /data/e2e'; done; }
+clean() { local h; for h in "${HOSTS[@]}"; do fx "$h" 'rm -rf ~/e2e /data/e2e; mkdir -p ~/e2e /data/e2e'; done; }
 
 stdout_has() { grep -qE -- "$1" "$WORK/out"; }
 stderr_has() { grep -qE -- "$1" "$WORK/err"; }
@@ -266,7 +274,7 @@ s_remote_master() {  # master is a remote host: remote -> remote copies (ssh bet
 
 s_missing_some() {   # a file missing on some hosts; and a whole PATH missing on some hosts
     local d=e2e/missing
-    local h; for h in "${HOSTS[@]}"; do hx "$h" 'mkdir -p "$1"' "$(hpath "$h" $d)"; done
+    local h; for h in "${HOSTS[@]}"; do fx "$h" 'mkdir -p "$1"' "$(hpath "$h" $d)"; done
     put beta  $d/only-beta.txt "only on beta" 100 644
     put alpha $d/two.txt "alpha older" 100 600
     put gamma $d/two.txt "gamma newer" 200 640
@@ -289,12 +297,12 @@ s_dir_union() {      # directory union, nested dirs, a symlink; run from the hos
     put beta  $d/sub/c.txt "c from beta" 120 644
     put beta  $d/sub/deep/deeper/e.txt "e from beta, 3 levels down" 130 644
     put gamma $d/x.sh "#!/bin/sh\necho x\n" 140 755
-    hx gamma 'cd "$1" && ln -s sub/b.txt link-to-b && touch -h -d "@$2" link-to-b' "$(hpath gamma $d)" $((T0 + 150))
+    fx gamma 'cd "$1" && ln -s sub/b.txt link-to-b && touch -h -d "@$2" link-to-b' "$(hpath gamma $d)" $((T0 + 150))
     put delta $d/sub/deep/f.txt "f from delta" 160 640
     put delta $d/common.txt "common, delta's (newest)" 300 644
     put alpha $d/common.txt "common, alpha's" 200 644
     put beta  $d/common.txt "common, beta's" 250 644
-    hx beta 'mkdir -p "$1"/empty-dir' "$(hpath beta $d)"
+    fx beta 'mkdir -p "$1"/empty-dir' "$(hpath beta $d)"
     snapshot pre $d
     run_synk gamma -v -h alpha -h beta -h delta "${HOME_OF[gamma]}/$d"
     expect_rc 0
@@ -342,8 +350,8 @@ s_norsync_client() { # synk run on delta (no rsync), delta's version newest: loc
 
 s_hostile_names() {  # names with spaces, quotes, $(), ;, leading -, newline, non-UTF-8 bytes
     local d=e2e/hostile
-    local h; for h in "${HOSTS[@]}"; do hx "$h" 'mkdir -p "$1"' "$(hpath "$h" $d)"; done
-    hxs beta "$(hpath beta $d)" $((T0 + 100)) <<'EOF'
+    local h; for h in "${HOSTS[@]}"; do fx "$h" 'mkdir -p "$1"' "$(hpath "$h" $d)"; done
+    fxs beta "$(hpath beta $d)" $((T0 + 100)) <<'EOF'
 set -e; cd "$1"; t=$2
 names=('with space' "it's" 'dq"uote' '$(touch PWNED)' '`touch PWNED2`' 'semi;colon' '-leading-dash' '--rsync-opt=x'
        $'new\nline' $'bad\xff\xfebytes' 'back\slash' 'star*' '..dots' $'tab\there' '-' 'a&b|c>d')
@@ -353,7 +361,7 @@ for n in "${names[@]}" 'dir with space/$(id)/inner;x' $'-dir\n2/-f'; do
 done
 ln -s 'with space' 'link to space'
 EOF
-    hxs delta "$(hpath delta $d)" $((T0 + 200)) <<'EOF'
+    fxs delta "$(hpath delta $d)" $((T0 + 200)) <<'EOF'
 set -e; cd "$1"
 printf 'from delta\n' >$'\xe9t\xe9 latin1 $(x);y'; touch -m -d "@$2" -- $'\xe9t\xe9 latin1 $(x);y'
 EOF
@@ -370,8 +378,8 @@ EOF
 $'-x;y $(touch PWNED3) \x27q\x27 "dq"\n\xff'
 EOF
 )
-    for h in "${HOSTS[@]}"; do hx "$h" 'mkdir -p e2e/hostile2'; done
-    hx gamma "n=$q; f=e2e/hostile2/\$n; echo 'hostile PATH argument' >\"\$f\"; chmod 600 -- \"\$f\"; touch -m -d @$((T0 + 100)) -- \"\$f\""
+    for h in "${HOSTS[@]}"; do fx "$h" 'mkdir -p e2e/hostile2'; done
+    fx gamma "n=$q; f=e2e/hostile2/\$n; echo 'hostile PATH argument' >\"\$f\"; chmod 600 -- \"\$f\"; touch -m -d @$((T0 + 100)) -- \"\$f\""
     snapshot pre2 e2e/hostile2
     run_synk_sh gamma "n=$q; exec synk -v -h alpha -h beta -h delta -- \"\$HOME/e2e/hostile2/\$n\""
     expect_rc 0
@@ -400,7 +408,7 @@ s_rerun_noop() {     # second run over an in-sync tree changes nothing: same ino
     local d=e2e/rerun
     put alpha $d/a.txt "a" 100 644
     put beta  $d/sub/b.txt "b" 200 600
-    hx gamma 'mkdir -p "$1" && ln -sfn sub/b.txt "$1"/l' "$(hpath gamma $d)"
+    fx gamma 'mkdir -p "$1" && ln -sfn sub/b.txt "$1"/l' "$(hpath gamma $d)"
     put_random delta $d/big.bin 20 300
     snapshot pre $d
     run_synk alpha -v "${PEERS_FROM_ALPHA[@]}" "${HOME_OF[alpha]}/$d"
@@ -480,7 +488,7 @@ join_gamma() { docker network connect --alias gamma "$NET" "$(c gamma)"; wait_ss
 s_fault_stopped()      { fault_common delta stop_delta start_delta e2e/fault-stop; }
 s_fault_disconnected() { fault_common gamma cut_gamma join_gamma e2e/fault-net; }
 
-# kill_common TARGET HOW COPIER: a large copy alpha -> TARGET is killed once TARGET holds >16 MiB of the new
+# kill_common TARGET HOW: a large copy alpha -> TARGET is killed once TARGET holds >16 MiB of the new
 # data; TARGET must then have the old file or the new one, nothing in between
 kill_common() {
     local target=$1 how=$2 d=/data/e2e/kill f=/data/e2e/kill/huge.bin
@@ -538,9 +546,32 @@ s_kill_rsync_container() { kill_common beta container; }
 s_kill_stream_sshd()     { kill_common delta sshd; }
 s_kill_stream_container() { kill_common delta container; }
 
+# after a crashed copy, the target's partial temp file (synk's own, or rsync's .NAME.XXXXXX) must not be
+# taken for a real entry: a later sync of the directory must not copy it to the other hosts. (A leftover
+# on the crashed host itself is reported as a note.)
+spread_common() {
+    local target=$1 h names
+    kill_common "$target" container
+    ((SCEN_FAILS)) && return
+    run_synk alpha -v -h beta -h delta /data/e2e/kill
+    for h in alpha beta delta; do
+        names=$(hroot "$h" 'cd /data/e2e/kill 2>/dev/null && ls -A | tr "\n" " "')
+        [[ $names == "huge.bin " ]] && continue
+        if [[ $h == "$target" ]]; then
+            printf '       note: %s still holds [%s] after the directory sync\n' "$h" "$names"
+        else
+            fail "host $h: /data/e2e/kill holds [$names] after a directory sync; expected only huge.bin (a partial copy spread from $target)"
+            show_output
+        fi
+    done
+}
+s_kill_no_partial_spread()       { spread_common delta; }
+s_kill_no_partial_spread_rsync() { spread_common beta; }
+
 SCENARIOS=(local_master remote_master missing_some dir_union norsync_master norsync_target norsync_client
            hostile_names big_file rerun_noop conflict dry_run fault_stopped fault_disconnected
-           kill_rsync_container kill_stream_sshd kill_stream_container)
+           kill_rsync_container kill_stream_sshd kill_stream_container
+           kill_no_partial_spread kill_no_partial_spread_rsync)
 
 # ---------------------------------------------------------------- main
 
