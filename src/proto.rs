@@ -21,6 +21,9 @@ pub const MAGIC: [u8; 4] = *b"SYNK";
 pub const MAX_FRAME: usize = 8 << 20;
 /// Size of the file chunks the streaming copier sends.
 pub const CHUNK: usize = 256 << 10;
+/// rsync's `--temp-dir`, relative to its destination base. Its name marks it as synk's
+/// temp (see [`crate::scan::is_temp_name`]), so a copy killed half way is never synced on.
+pub const RSYNC_TEMP_DIR: &str = ".synk-rsync.tmp";
 /// Entries per scan frame: big enough to amortise framing, small enough to show progress.
 pub const ENTRY_BATCH: usize = 512;
 
@@ -126,10 +129,20 @@ pub enum Request {
         /// The paths the user asked for.
         roots: Vec<RootSpec>,
     },
-    /// Create the missing parent directories of a root (before rsync writes into it).
+    /// Before rsync writes into a root: create its missing parents (and the root itself when
+    /// it is a directory) and rsync's scratch directory, [`RSYNC_TEMP_DIR`], in its base.
     Prepare {
         /// Index into the last scan's roots.
         root: u32,
+        /// The root is a directory (else rsync's base is the root's parent).
+        dir: bool,
+    },
+    /// After rsync: remove the scratch directory if it is empty.
+    Cleanup {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// As in [`Request::Prepare`].
+        dir: bool,
     },
     /// Send a file's bytes as [`Response::Data`] frames, then [`Response::ReadDone`].
     ReadFile {

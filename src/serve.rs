@@ -17,7 +17,7 @@ use sha2::Digest as _;
 use crate::paths::{check_rel, RootSpec, WirePath};
 use crate::proto::{
     read_frame, write_frame, Digest, Entry, FrameError, Request, Response, CHUNK, ENTRY_BATCH,
-    MAGIC, PROTOCOL_VERSION,
+    MAGIC, PROTOCOL_VERSION, RSYNC_TEMP_DIR,
 };
 use crate::scan;
 
@@ -109,7 +109,8 @@ impl Server {
             };
             match req {
                 Request::Scan { roots } => self.scan(&roots, w)?,
-                Request::Prepare { root } => reply(w, self.prepare(root))?,
+                Request::Prepare { root, dir } => reply(w, self.prepare(root, dir))?,
+                Request::Cleanup { root, dir } => reply(w, self.cleanup(root, dir))?,
                 Request::ReadFile { root, rel } => self.read_file(root, &rel, w)?,
                 Request::WriteFile {
                     root,
@@ -266,9 +267,40 @@ impl Server {
         }
     }
 
-    fn prepare(&self, root: u32) -> OpResult {
-        let (base, _) = self.locate(root, &WirePath::default())?;
-        Self::ensure_parents(&base, &WirePath::default())
+    /// The directory rsync writes into for root `root`, and its scratch directory there.
+    fn rsync_base(&self, root: u32, dir: bool) -> Result<(PathBuf, PathBuf), String> {
+        let (path, _) = self.locate(root, &WirePath::default())?;
+        let base = if dir {
+            path
+        } else {
+            path.parent().unwrap_or(Path::new("/")).to_path_buf()
+        };
+        let scratch = base.join(RSYNC_TEMP_DIR);
+        Ok((base, scratch))
+    }
+
+    fn prepare(&self, root: u32, dir: bool) -> OpResult {
+        let (path, _) = self.locate(root, &WirePath::default())?;
+        Self::ensure_parents(&path, &WirePath::default())?;
+        let (base, scratch) = self.rsync_base(root, dir)?;
+        if dir {
+            match fs::symlink_metadata(&base) {
+                Ok(md) if md.is_dir() => {}
+                Ok(_) => return Err(msg(&base, "not a directory")),
+                Err(_) => fs::create_dir(&base).map_err(|e| msg(&base, e))?,
+            }
+        }
+        match fs::create_dir(&scratch) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(msg(&scratch, e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn cleanup(&self, root: u32, dir: bool) -> OpResult {
+        let (_, scratch) = self.rsync_base(root, dir)?;
+        // Not empty: another run is using it, or a killed one left debris that scans skip.
+        let _ = fs::remove_dir(&scratch);
+        Ok(())
     }
 
     fn read_file<W: Write>(&self, root: u32, rel: &WirePath, w: &mut W) -> Result<(), FrameError> {

@@ -23,6 +23,19 @@ macro_rules! scene {
     };
 }
 
+/// Incompressible, reproducible bytes.
+fn noise(len: usize) -> Vec<u8> {
+    let mut data = vec![0u8; len];
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    data
+}
+
 fn assert_same_everywhere(s: &Scene, peers: &[&str], rel: &str) {
     let want = s
         .read(peers[0], rel)
@@ -356,15 +369,7 @@ fn the_streaming_copier_carries_everything_where_rsync_is_missing() {
 #[test]
 fn a_hundred_megabyte_file_arrives_intact_everywhere() {
     let s = scene!("big");
-    // Incompressible, reproducible bytes.
-    let mut data = vec![0u8; 100 << 20];
-    let mut x: u64 = 0x9E3779B97F4A7C15;
-    for chunk in data.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
+    let data = noise(100 << 20);
     s.write(LOCAL, "big.bin", &data, now() - 60);
     s.write("alpha", "big.bin", &data[..1000], now() - 600);
     let out = s.synk(&["alpha", "delta"], &[&s.arg("big.bin")]);
@@ -501,30 +506,53 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
-fn a_target_killed_mid_transfer_keeps_its_old_file() {
-    let s = scene!("killed");
+fn a_target_killed_mid_stream_keeps_its_old_file() {
+    killed_mid_transfer("killed-stream", "stream");
+}
+
+#[test]
+fn a_target_killed_mid_rsync_keeps_its_old_file() {
+    killed_mid_transfer("killed-rsync", "rsync");
+}
+
+fn killed_mid_transfer(name: &str, copier: &str) {
+    let s = scene!(name);
     let old = b"the old version".repeat(1000);
     s.write("alpha", "big", &old, now() - 900);
-    let data: Vec<u8> = (0..(200u32 << 20) / 4)
-        .flat_map(|i| i.wrapping_mul(2654435761).to_le_bytes())
-        .collect();
+    let data = noise(200 << 20);
     s.write(LOCAL, "big", &data, now() - 10);
     let mut cmd = s.command(&["alpha"]);
-    cmd.args(["--copier", "stream"]).arg(s.arg("big"));
+    cmd.args(["--copier", copier]).arg(s.arg("big"));
     cmd.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
+    let mut child = cmd.spawn().unwrap();
     // Wait until the temp file beside the target is growing, then kill alpha's server.
-    let dir = s.dir("alpha");
+    // rsync writes into synk's scratch directory, the streaming copier beside the target.
+    let dir = if copier == "rsync" {
+        s.dir("alpha").join(".synk-rsync.tmp")
+    } else {
+        s.dir("alpha")
+    };
+    let victim = if copier == "rsync" {
+        "rsync"
+    } else {
+        "synk --serve"
+    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let growing = fs::read_dir(&dir).unwrap().flatten().any(|e| {
-            e.file_name().to_string_lossy().starts_with(".synk-")
-                && e.metadata().map(|m| m.len() > 1 << 20).unwrap_or(false)
+        let growing = fs::read_dir(&dir).into_iter().flatten().flatten().any(|e| {
+            (copier == "rsync" || e.file_name().to_string_lossy().starts_with(".synk-"))
+                && e.metadata()
+                    .map(|m| m.is_file() && m.len() > 1 << 20)
+                    .unwrap_or(false)
         });
         if growing {
             break;
         }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the copy ended before it was seen"
+        );
         assert!(
             std::time::Instant::now() < deadline,
             "the copy never started"
@@ -532,7 +560,7 @@ fn a_target_killed_mid_transfer_keeps_its_old_file() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     let killed = std::process::Command::new("pkill")
-        .args(["-KILL", "-u", "synkt-alpha", "-f", "synk --serve"])
+        .args(["-KILL", "-u", "synkt-alpha", "-f", victim])
         .status()
         .unwrap();
     assert!(killed.success());
@@ -548,11 +576,11 @@ fn a_target_killed_mid_transfer_keeps_its_old_file() {
         sha512(&s.path(LOCAL, "big"))
     );
     for p in [LOCAL, "beta"] {
-        let temps = fs::read_dir(s.dir(p))
+        let names: Vec<String> = fs::read_dir(s.dir(p))
             .unwrap()
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(".synk-"))
-            .count();
-        assert_eq!(temps, 0, "{p}");
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["big"], "{p}");
     }
 }

@@ -216,54 +216,83 @@ impl RootTransfer<'_> {
         failures: &Mutex<Vec<Failed>>,
         lost: &Mutex<HashSet<PeerId>>,
     ) -> BTreeSet<(PeerId, PeerId)> {
-        let runs = pairs.iter().map(|(m, t, copies)| async move {
-            let (m, t) = (*m, *t);
-            // rsync creates the root but not its missing parents.
-            let prepared = self.peers[t]
+        // rsync creates neither the root's missing parents nor its scratch directory. One
+        // Prepare and one Cleanup per target: its runs from different masters share them.
+        let dir = self.root_is_dir;
+        let targets: BTreeSet<PeerId> = pairs.iter().map(|(_, t, _)| *t).collect();
+        let prepared = join_all(targets.iter().map(|t| async move {
+            let r = self.peers[*t]
                 .conn
                 .lock()
                 .await
-                .op(&Request::Prepare { root: self.root })
+                .op(&Request::Prepare {
+                    root: self.root,
+                    dir,
+                })
                 .await;
-            if let Err(e) = prepared {
-                self.fail(rep, failures, lost, t, self.display, e);
-                return None;
+            (*t, r)
+        }))
+        .await;
+        let mut ready = BTreeSet::new();
+        for (t, r) in prepared {
+            match r {
+                Ok(()) => {
+                    ready.insert(t);
+                }
+                Err(e) => self.fail(rep, failures, lost, t, self.display, e),
             }
-            let (job, shown) = self.rsync_job(m, t, copies);
-            rep.say(1, format!("synk: {shown}"));
-            let spinner = rep.spinner(format!("rsync {} -> {}", self.name(m), self.name(t)));
-            let remote_master = !(self.peers[m].is_local() || self.peers[t].is_local());
-            let outcome = if remote_master {
-                let session = self.peers[m]
-                    .session
-                    .clone()
-                    .expect("remote peers have a session");
-                rsync::run_remote(session, &job).await
-            } else {
-                rsync::run_local(&job).await
-            };
-            spinner.finish_and_clear();
-            match outcome {
-                rsync::Outcome::Done => None,
-                rsync::Outcome::Unreachable(why) if remote_master => {
-                    rep.say(
-                        1,
-                        format!(
+        }
+        let runs =
+            pairs
+                .iter()
+                .filter(|(_, t, _)| ready.contains(t))
+                .map(|(m, t, copies)| async move {
+                    let (m, t) = (*m, *t);
+                    let (job, shown) = self.rsync_job(m, t, copies);
+                    rep.say(1, format!("synk: {shown}"));
+                    let spinner =
+                        rep.spinner(format!("rsync {} -> {}", self.name(m), self.name(t)));
+                    let remote_master = !(self.peers[m].is_local() || self.peers[t].is_local());
+                    let outcome = if remote_master {
+                        let session = self.peers[m]
+                            .session
+                            .clone()
+                            .expect("remote peers have a session");
+                        rsync::run_remote(session, &job).await
+                    } else {
+                        rsync::run_local(&job).await
+                    };
+                    spinner.finish_and_clear();
+                    match outcome {
+                        rsync::Outcome::Done => None,
+                        rsync::Outcome::Unreachable(why) if remote_master => {
+                            rep.say(
+                                1,
+                                format!(
                             "synk: {} cannot reach {} itself ({why}); streaming through this host",
                             self.name(m),
                             self.name(t)
                         ),
-                    );
-                    Some((m, t))
-                }
-                rsync::Outcome::Unreachable(why) | rsync::Outcome::Failed(why) => {
-                    let msg = format!("rsync from {} failed: {why}", self.name(m));
-                    self.fail(rep, failures, lost, t, self.display, OpError::Failed(msg));
-                    None
-                }
-            }
-        });
-        join_all(runs).await.into_iter().flatten().collect()
+                            );
+                            Some((m, t))
+                        }
+                        rsync::Outcome::Unreachable(why) | rsync::Outcome::Failed(why) => {
+                            let msg = format!("rsync from {} failed: {why}", self.name(m));
+                            self.fail(rep, failures, lost, t, self.display, OpError::Failed(msg));
+                            None
+                        }
+                    }
+                });
+        let fallback = join_all(runs).await.into_iter().flatten().collect();
+        join_all(ready.iter().map(|t| async move {
+            let cleanup = Request::Cleanup {
+                root: self.root,
+                dir,
+            };
+            let _ = self.peers[*t].conn.lock().await.op(&cleanup).await;
+        }))
+        .await;
+        fallback
     }
 
     /// Streams every copy whose (master, target) pair is in `pairs`, entry by entry in plan

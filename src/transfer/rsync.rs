@@ -18,7 +18,14 @@ use crate::paths::WirePath;
 /// rsync's options: symlinks, permissions, times, compression, arguments shielded from the
 /// remote shell, and every listed file transferred (synk already knows they differ; rsync's
 /// size+mtime quick check could skip a forced `--master` copy).
-pub const RSYNC_OPTS: &[&str] = &["-lptzsI", "--from0", "--files-from=-"];
+/// Its temp files go to synk's scratch directory, which scans skip, so a receiver killed
+/// mid-file leaves nothing that a later run would mistake for user data.
+pub const RSYNC_OPTS: &[&str] = &[
+    "-lptzsI",
+    "--temp-dir=.synk-rsync.tmp",
+    "--from0",
+    "--files-from=-",
+];
 
 /// A remote end of an rsync run, as the machine running rsync reaches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -261,7 +268,7 @@ mod tests {
         assert_eq!(job.stdin(), b".\0-rf $(reboot);\n'x'\0\xff\xfe\0".to_vec());
         assert_eq!(
             job.display(true),
-            "rsync -lptzsI --from0 '--files-from=-' -e 'ssh -o BatchMode=yes -p 2222' '/home/a/my dir/' 'bob@beta:/srv/home/bob/my dir/'"
+            "rsync -lptzsI '--temp-dir=.synk-rsync.tmp' --from0 '--files-from=-' -e 'ssh -o BatchMode=yes -p 2222' '/home/a/my dir/' 'bob@beta:/srv/home/bob/my dir/'"
         );
     }
 
@@ -299,8 +306,17 @@ mod tests {
         };
         assert_eq!(
             job.display(false),
-            "rsync -lptzsI --from0 '--files-from=-' -e \"ssh -S '/tmp/.ssh-connection x/master' -o ControlMaster=no -F '/etc/ssh cfg'\" alpha:/h/a/ /h/b/"
+            "rsync -lptzsI '--temp-dir=.synk-rsync.tmp' --from0 '--files-from=-' -e \"ssh -S '/tmp/.ssh-connection x/master' -o ControlMaster=no -F '/etc/ssh cfg'\" alpha:/h/a/ /h/b/"
         );
+    }
+
+    #[test]
+    fn rsync_temp_files_land_where_scans_never_look() {
+        let opt = format!("--temp-dir={}", crate::proto::RSYNC_TEMP_DIR);
+        assert!(RSYNC_OPTS.contains(&opt.as_str()));
+        assert!(crate::scan::is_temp_name(
+            crate::proto::RSYNC_TEMP_DIR.as_bytes()
+        ));
     }
 
     #[test]
