@@ -61,7 +61,7 @@ type Failed = (PeerId, String);
 
 impl RootTransfer<'_> {
     fn path_of(&self, rel: &WirePath) -> String {
-        entry_display(&self.display, rel)
+        entry_display(self.display, rel)
     }
 
     fn name(&self, p: PeerId) -> &str {
