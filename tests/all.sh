@@ -7,8 +7,6 @@ cd "$(dirname "$0")/.."
 echo "== cargo test (unit + end-to-end over sshd)"
 cargo test --locked
 
-echo "== multi-host rig (docker/)"
+echo "== multi-host rig (docker/): build, start, every scenario, tear down"
 cargo build --release --locked
-trap 'docker/rig down >/dev/null 2>&1 || true' EXIT
-docker/rig up
-docker/rig test
+docker/rig ci
