@@ -144,6 +144,7 @@ pub async fn connect(spec: Option<PeerSpec>, opts: &ConnectOptions) -> Result<Pe
         Ok(Err(e)) => return Err(conn.explain_failure(e).await),
         Err(_) => bail!("{name}: no answer from synk --serve within {HANDSHAKE_TIMEOUT:?}"),
     };
+    tracing::debug!(peer = %name, rsync = caps.rsync, version = %caps.version, home = %caps.home, "connected");
     Ok(Peer {
         name,
         spec,

@@ -195,6 +195,12 @@ impl RootRun<'_> {
             }
         }
         let plan = plan::decide(&views, self.forced);
+        tracing::debug!(
+            root = %self.root.display,
+            copies = plan.copies.len(),
+            problems = plan.problems.len(),
+            "decided"
+        );
         self.report(&plan, &views, rep);
         if plan.copies.is_empty() {
             return HashSet::new();

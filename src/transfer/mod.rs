@@ -249,6 +249,7 @@ impl RootTransfer<'_> {
                 .map(|(m, t, copies)| async move {
                     let (m, t) = (*m, *t);
                     let (job, shown) = self.rsync_job(m, t, copies);
+                    tracing::debug!(entries = job.names.len(), "{shown}");
                     rep.say(1, format!("synk: {shown}"));
                     let spinner =
                         rep.spinner(format!("rsync {} -> {}", self.name(m), self.name(t)));
