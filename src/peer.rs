@@ -241,6 +241,10 @@ impl Conn {
 
     fn lost(&self, e: FrameError) -> anyhow::Error {
         let tail = self.stderr_tail();
+        let e = match e {
+            FrameError::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe => FrameError::Closed,
+            e => e,
+        };
         match e {
             FrameError::Closed if tail.is_empty() => anyhow!("{}: connection lost", self.name),
             FrameError::Closed => anyhow!("{}: connection lost: {tail}", self.name),
@@ -423,5 +427,98 @@ impl std::fmt::Display for OpError {
             OpError::Failed(m) => write!(f, "{m}"),
             OpError::Lost(e) => write!(f, "{e:#}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{read_frame_async, write_frame_async};
+
+    /// A conversation with an in-memory server task instead of a child process.
+    fn fake_peer<F, Fut>(server: F) -> Conn
+    where
+        F: FnOnce(tokio::io::DuplexStream, tokio::io::DuplexStream) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (client_w, server_r) = tokio::io::duplex(1 << 16);
+        let (server_w, client_r) = tokio::io::duplex(1 << 16);
+        tokio::spawn(server(server_r, server_w));
+        Conn {
+            name: "beta".into(),
+            reader: BufReader::new(Box::new(client_r)),
+            writer: BufWriter::new(Box::new(client_w)),
+            child: None,
+            stderr: Arc::new(StdMutex::new(VecDeque::new())),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_protocol_mismatch_names_the_peer_and_both_versions() {
+        let mut conn = fake_peer(|mut r, mut w| async move {
+            let _: Request = read_frame_async(&mut r).await.unwrap();
+            let hello = Response::Hello {
+                magic: MAGIC,
+                protocol: PROTOCOL_VERSION + 1,
+                version: "9.9.9".into(),
+                rsync: true,
+                home: WirePath::default(),
+            };
+            write_frame_async(&mut w, &hello).await.unwrap();
+            w.flush().await.unwrap();
+        });
+        let e = conn.handshake().await.unwrap_err().to_string();
+        assert!(e.starts_with("beta: runs synk 9.9.9 (protocol 2)"), "{e}");
+        assert!(e.contains("install the same version on every peer"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_first_answer_or_silence_is_an_error() {
+        let mut conn = fake_peer(|mut r, mut w| async move {
+            let _: Request = read_frame_async(&mut r).await.unwrap();
+            w.write_all(b"Last login: yesterday\n").await.unwrap();
+        });
+        let e = conn.handshake().await.unwrap_err().to_string();
+        assert!(e.starts_with("beta: garbled protocol stream"), "{e}");
+        let mut conn = fake_peer(|mut r, mut w| async move {
+            let _: Request = read_frame_async(&mut r).await.unwrap();
+            write_frame_async(&mut w, &Response::ScanDone)
+                .await
+                .unwrap();
+            w.flush().await.unwrap();
+        });
+        let e = conn.handshake().await.unwrap_err().to_string();
+        assert!(
+            e.starts_with("beta: protocol error: unexpected ScanDone"),
+            "{e}"
+        );
+        let mut conn = fake_peer(|_r, _w| async move {});
+        let e = conn.handshake().await.unwrap_err().to_string();
+        assert_eq!(e, "beta: connection lost");
+    }
+
+    #[tokio::test]
+    async fn a_peer_sending_an_escaping_path_is_refused() {
+        use crate::proto::Entry;
+        let mut conn = fake_peer(|mut r, mut w| async move {
+            let _: Request = read_frame_async(&mut r).await.unwrap();
+            for resp in [
+                Response::Root {
+                    index: 0,
+                    result: Ok(WirePath(b"/h".to_vec())),
+                },
+                Response::Entries(vec![Entry {
+                    rel: WirePath(b"../../etc/passwd".to_vec()),
+                    state: Err("x".into()),
+                }]),
+                Response::ScanDone,
+            ] {
+                write_frame_async(&mut w, &resp).await.unwrap();
+            }
+            w.flush().await.unwrap();
+        });
+        let roots = [RootSpec::Home(WirePath(b"notes".to_vec()))];
+        let e = conn.scan(&roots, |_, _| {}).await.unwrap_err().to_string();
+        assert!(e.starts_with("beta: sent an invalid entry path"), "{e}");
     }
 }
