@@ -4,6 +4,7 @@
 //! [`scan`] the requested paths, decides per entry who holds the newest version ([`plan`]) and
 //! carries it to every other peer with rsync or the built-in streaming copier ([`transfer`]).
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod paths;

@@ -13,6 +13,7 @@ use std::sync::mpsc;
 use rayon::prelude::*;
 use sha2::Digest as _;
 
+use crate::cache::{DigestCache, Stamp};
 use crate::paths::WirePath;
 use crate::proto::{Digest, Entry, Kind, Meta};
 
@@ -151,24 +152,26 @@ pub fn hash_pipelined(r: &mut (impl Read + Send)) -> io::Result<Digest> {
 ///
 /// A missing root yields no entries. An error on the root itself is returned; an error below
 /// it becomes an entry carrying the message, so one unreadable file does not hide the rest.
-pub fn scan_root(root: &Path, sink: &mut dyn FnMut(Entry)) -> io::Result<()> {
+///
+/// Files whose stamp `cache` knows are not read again; every digest computed is offered to it.
+pub fn scan_root(root: &Path, cache: &DigestCache, sink: &mut dyn FnMut(Entry)) -> io::Result<()> {
     let md = match fs::symlink_metadata(root) {
         Ok(md) => md,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
-    let mut files: Vec<(WirePath, PathBuf)> = Vec::new();
+    let mut files: Vec<(WirePath, PathBuf, Metadata)> = Vec::new();
     if md.is_dir() {
         walk(root, &md, sink, &mut files);
     } else if md.is_file() {
-        files.push((WirePath::default(), root.to_path_buf()));
+        files.push((WirePath::default(), root.to_path_buf(), md));
     } else {
         sink(Entry {
             rel: WirePath::default(),
             state: describe(root, &md),
         });
     }
-    hash_all(files, sink);
+    hash_all(files, cache, sink);
     Ok(())
 }
 
@@ -178,7 +181,7 @@ fn walk(
     root: &Path,
     root_md: &Metadata,
     sink: &mut dyn FnMut(Entry),
-    files: &mut Vec<(WirePath, PathBuf)>,
+    files: &mut Vec<(WirePath, PathBuf, Metadata)>,
 ) {
     let mut stack = vec![(WirePath::default(), root.to_path_buf(), root_md.clone())];
     while let Some((rel, path, md)) = stack.pop() {
@@ -208,7 +211,7 @@ fn walk(
             let child_path = child.path();
             match fs::symlink_metadata(&child_path) {
                 Ok(cmd) if cmd.is_dir() => stack.push((child_rel, child_path, cmd)),
-                Ok(cmd) if cmd.is_file() => files.push((child_rel, child_path)),
+                Ok(cmd) if cmd.is_file() => files.push((child_rel, child_path, cmd)),
                 Ok(cmd) => sink(Entry {
                     rel: child_rel,
                     state: describe(&child_path, &cmd),
@@ -233,24 +236,57 @@ pub fn is_temp_name(name: &[u8]) -> bool {
     name.starts_with(TEMP_PREFIX.as_bytes()) && name.ends_with(TEMP_SUFFIX.as_bytes())
 }
 
+/// Describes one regular file: from the cache when its stamp is known, else by hashing it.
+fn file_entry(rel: WirePath, path: &Path, md: &Metadata, cache: &DigestCache) -> Entry {
+    let stamp = Stamp::of(md);
+    let state = match cache.lookup(&rel, &stamp) {
+        Some(digest) => Ok(Meta {
+            kind: Kind::File,
+            size: md.len(),
+            mode: md.mode() & 0o7777,
+            mtime: mtime_ns(md),
+            digest: Some(digest),
+        }),
+        None => {
+            let res = hash_file(path);
+            if let Ok(Meta {
+                digest: Some(d),
+                mtime,
+                size,
+                ..
+            }) = &res
+            {
+                // Only what the walk saw is recorded, and only if hashing saw the same file.
+                if *mtime == stamp.mtime() && *size == md.len() {
+                    cache.keep(&rel, stamp, *d);
+                }
+            }
+            res
+        }
+    };
+    Entry { rel, state }
+}
+
 /// Hashes files on every core, passing results to `sink` on this thread as they finish.
-fn hash_all(files: Vec<(WirePath, PathBuf)>, sink: &mut dyn FnMut(Entry)) {
+fn hash_all(
+    files: Vec<(WirePath, PathBuf, Metadata)>,
+    cache: &DigestCache,
+    sink: &mut dyn FnMut(Entry),
+) {
     if files.len() == 1 {
-        let (rel, path) = files.into_iter().next().expect("one file");
-        sink(Entry {
-            state: hash_file(&path),
-            rel,
-        });
+        let (rel, path, md) = files.into_iter().next().expect("one file");
+        sink(file_entry(rel, &path, &md, cache));
         return;
     }
     let (tx, rx) = mpsc::channel();
     std::thread::scope(|s| {
         s.spawn(move || {
-            files.into_par_iter().for_each_with(tx, |tx, (rel, path)| {
-                let state = hash_file(&path);
-                // The receiver outlives this scope; a send error cannot happen.
-                let _ = tx.send(Entry { rel, state });
-            });
+            files
+                .into_par_iter()
+                .for_each_with(tx, |tx, (rel, path, md)| {
+                    // The receiver outlives this scope; a send error cannot happen.
+                    let _ = tx.send(file_entry(rel, &path, &md, cache));
+                });
         });
         for entry in rx {
             sink(entry);
@@ -266,7 +302,7 @@ mod tests {
 
     fn scan(root: &Path) -> BTreeMap<Vec<u8>, Result<Meta, String>> {
         let mut out = BTreeMap::new();
-        scan_root(root, &mut |e| {
+        scan_root(root, &DigestCache::disabled(), &mut |e| {
             out.insert(e.rel.0, e.state);
         })
         .unwrap();

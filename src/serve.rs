@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use filetime::FileTime;
 use sha2::Digest as _;
 
+use crate::cache::DigestCache;
 use crate::paths::{check_rel, RootSpec, WirePath};
 use crate::proto::{
     read_frame, write_frame, Digest, Entry, FrameError, Request, Response, CHUNK, ENTRY_BATCH,
@@ -28,6 +29,7 @@ pub fn run() -> Result<(), FrameError> {
         .filter(|h| h.is_absolute())
         .or_else(dirs::home_dir);
     let mut server = Server::new(home);
+    server.cache_dir = dirs::cache_dir();
     let mut r = BufReader::with_capacity(CHUNK + 64, io::stdin().lock());
     let mut w = BufWriter::with_capacity(CHUNK + 64, io::stdout().lock());
     server.serve(&mut r, &mut w)
@@ -36,6 +38,8 @@ pub fn run() -> Result<(), FrameError> {
 /// The state of one serve session.
 pub struct Server {
     home: Option<PathBuf>,
+    /// Where digests of earlier scans are kept (`None`: hash everything every time).
+    pub cache_dir: Option<PathBuf>,
     /// The roots of the last scan, resolved; later requests refer to them by index.
     roots: Vec<Option<PathBuf>>,
 }
@@ -66,10 +70,11 @@ fn reply(w: &mut impl Write, res: OpResult) -> Result<(), FrameError> {
 }
 
 impl Server {
-    /// A server resolving home-relative roots against `home`.
+    /// A server resolving home-relative roots against `home`, without a digest cache.
     pub fn new(home: Option<PathBuf>) -> Self {
         Server {
             home,
+            cache_dir: None,
             roots: Vec::new(),
         }
     }
@@ -188,7 +193,8 @@ impl Server {
                 }
                 Ok::<(), FrameError>(())
             };
-            let res = scan::scan_root(&abs, &mut |e| {
+            let cache = DigestCache::for_root(self.cache_dir.as_deref(), &abs);
+            let res = scan::scan_root(&abs, &cache, &mut |e| {
                 batch.push(e);
                 if batch.len() >= ENTRY_BATCH && failed.is_none() {
                     if let Err(e) = send(&mut batch, &mut header, w) {
@@ -199,6 +205,7 @@ impl Server {
             if let Some(e) = failed {
                 return Err(e);
             }
+            cache.save();
             match res {
                 Ok(()) => send(&mut batch, &mut header, w)?,
                 Err(e) => write_frame(

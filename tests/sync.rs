@@ -584,3 +584,24 @@ fn killed_mid_transfer(name: &str, copier: &str) {
         assert_eq!(names, ["big"], "{p}");
     }
 }
+
+#[test]
+fn the_digest_cache_never_hides_a_change() {
+    let s = scene!("cache");
+    let t = now() - 100;
+    s.write(LOCAL, "f", "same size A", t);
+    s.write("alpha", "f", "same size A", t);
+    // Old enough for the peers to record their digests in their caches.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let out = s.synk(&["alpha"], &[&s.arg("f")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let cached = fs::read_dir(s.home("alpha").join(".cache/synk"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(cached > 0, "alpha kept no digest cache");
+    // Same size, same mtime, new content: only the ctime tells.
+    s.write("alpha", "f", "same size B", t);
+    let out = s.synk(&["alpha"], &[&s.arg("f")]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("conflict"), "{}", stderr(&out));
+}
