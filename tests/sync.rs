@@ -526,28 +526,29 @@ fn killed_mid_transfer(name: &str, copier: &str) {
     cmd.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
-    // Wait until the temp file beside the target is growing, then kill alpha's server.
+    // Wait until the temp file is growing, then kill the process writing it.
     // rsync writes into synk's scratch directory, the streaming copier beside the target.
     let dir = if copier == "rsync" {
         s.dir("alpha").join(".synk-rsync.tmp")
     } else {
         s.dir("alpha")
     };
-    let victim = if copier == "rsync" {
-        "rsync"
-    } else {
-        "synk --serve"
-    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let growing = fs::read_dir(&dir).into_iter().flatten().flatten().any(|e| {
-            (copier == "rsync" || e.file_name().to_string_lossy().starts_with(".synk-"))
-                && e.metadata()
-                    .map(|m| m.is_file() && m.len() > 1 << 20)
-                    .unwrap_or(false)
-        });
-        if growing {
-            break;
+    // The receiver (rsync or synk --serve) is whoever holds the growing temp file: kill just
+    // that process, not others that parallel tests run as the same user.
+    let temp = loop {
+        let growing = fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|e| {
+                (copier == "rsync" || e.file_name().to_string_lossy().starts_with(".synk-"))
+                    && e.metadata()
+                        .map(|m| m.is_file() && m.len() > 1 << 20)
+                        .unwrap_or(false)
+            });
+        if let Some(e) = growing {
+            break e.path();
         }
         assert!(
             child.try_wait().unwrap().is_none(),
@@ -558,12 +559,8 @@ fn killed_mid_transfer(name: &str, copier: &str) {
             "the copy never started"
         );
         std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    let killed = std::process::Command::new("pkill")
-        .args(["-KILL", "-u", "synkt-alpha", "-f", victim])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    };
+    assert!(kill_holders(&temp) > 0, "nobody held {temp:?}");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains(&s.shown("alpha")), "{}", stderr(&out));
@@ -604,4 +601,45 @@ fn the_digest_cache_never_hides_a_change() {
     let out = s.synk(&["alpha"], &[&s.arg("f")]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("conflict"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_master_killed_mid_stream_is_named_once_and_targets_keep_their_files() {
+    let s = scene!("master-killed");
+    let old = b"old".repeat(1000);
+    s.write(LOCAL, "big", &old, now() - 900);
+    s.write("delta", "big", &old, now() - 900);
+    s.write("alpha", "big", noise(200 << 20), now() - 10);
+    let mut cmd = s.command(&["alpha", "delta"]);
+    cmd.args(["--copier", "stream"]).arg(s.arg("big"));
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !fs::read_dir(s.dir(LOCAL)).unwrap().flatten().any(|e| {
+        e.file_name().to_string_lossy().starts_with(".synk-")
+            && e.metadata().map(|m| m.len() > 1 << 20).unwrap_or(false)
+    }) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the copy ended before it was seen"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the copy never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // alpha's server is the one process reading its copy of the file.
+    assert!(kill_holders(&s.path("alpha", "big")) > 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert_eq!(e.matches(&s.shown("alpha")).count(), 1, "{e}");
+    assert!(
+        e.contains(&s.path(LOCAL, "big").display().to_string()),
+        "{e}"
+    );
+    assert_eq!(s.read(LOCAL, "big").unwrap(), old);
+    assert_eq!(s.read("delta", "big").unwrap(), old);
 }

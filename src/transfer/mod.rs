@@ -56,9 +56,6 @@ pub struct RootTransfer<'a> {
     pub dry_run: bool,
 }
 
-/// A target's failure, already reported.
-type Failed = (PeerId, String);
-
 impl RootTransfer<'_> {
     fn path_of(&self, rel: &WirePath) -> String {
         entry_display(self.display, rel)
@@ -117,27 +114,17 @@ impl RootTransfer<'_> {
                 rep.say(1, format!("synk: {}", self.rsync_job(*m, *t, copies).1));
             }
             for (m, t) in &stream_pairs {
-                rep.say(
-                    1,
-                    format!(
-                        "synk: stream {}:{} -> {}",
-                        self.name(*m),
-                        self.display,
-                        self.name(*t)
-                    ),
-                );
+                rep.say(1, self.stream_line(*m, *t));
             }
             return HashSet::new();
         }
         let lost = Mutex::new(HashSet::new());
-        let failures = Mutex::new(Vec::<Failed>::new());
         let (fallback, _) = tokio::join!(
-            self.run_rsyncs(&rsync_pairs, rep, &failures, &lost),
-            self.run_streams(plan, &stream_pairs, rep, &failures, &lost)
+            self.run_rsyncs(&rsync_pairs, rep, &lost),
+            self.run_streams(plan, &stream_pairs, rep, &lost)
         );
         if !fallback.is_empty() {
-            self.run_streams(plan, &fallback, rep, &failures, &lost)
-                .await;
+            self.run_streams(plan, &fallback, rep, &lost).await;
         }
         lost.into_inner().expect("lost set lock")
     }
@@ -145,7 +132,7 @@ impl RootTransfer<'_> {
     /// The rsync job for a pair, and how it is shown at `-v`.
     fn rsync_job(&self, m: PeerId, t: PeerId, copies: &[&Copy]) -> (rsync::Job, String) {
         let peers = self.peers;
-        let client_runs = peers[m].is_local() || peers[t].is_local();
+        let client_runs = self.client_runs(m, t);
         let side = |p: PeerId| {
             let abs = self.abs[p].clone().unwrap_or_default();
             let base = if self.root_is_dir {
@@ -172,24 +159,23 @@ impl RootTransfer<'_> {
             });
             rsync::Side { remote, base }
         };
-        let names = copies
-            .iter()
-            .map(|c| {
-                if !self.root_is_dir {
-                    let abs = self.abs[m].clone().unwrap_or_default();
-                    let name = abs
-                        .as_path()
-                        .file_name()
-                        .map(|n| n.as_ref())
-                        .unwrap_or(std::path::Path::new("."));
-                    WirePath::from_path(std::path::Path::new(name))
-                } else if c.rel.is_empty() {
-                    WirePath(b".".to_vec())
-                } else {
-                    c.rel.clone()
-                }
-            })
-            .collect();
+        // A directory root lists its entries; a file root is the one name in its parent.
+        let names = if self.root_is_dir {
+            copies
+                .iter()
+                .map(|c| {
+                    if c.rel.is_empty() {
+                        WirePath(b".".to_vec())
+                    } else {
+                        c.rel.clone()
+                    }
+                })
+                .collect()
+        } else {
+            let abs = self.abs[m].clone().unwrap_or_default();
+            let name = abs.as_path().file_name().unwrap_or(".".as_ref());
+            vec![WirePath::from_path(std::path::Path::new(name))]
+        };
         let mut src = side(m);
         if !client_runs {
             // The master runs rsync: its own files are local to it.
@@ -213,7 +199,6 @@ impl RootTransfer<'_> {
         &self,
         pairs: &[(PeerId, PeerId, Vec<&Copy>)],
         rep: &Reporter,
-        failures: &Mutex<Vec<Failed>>,
         lost: &Mutex<HashSet<PeerId>>,
     ) -> BTreeSet<(PeerId, PeerId)> {
         // rsync creates neither the root's missing parents nor its scratch directory. One
@@ -239,7 +224,7 @@ impl RootTransfer<'_> {
                 Ok(()) => {
                     ready.insert(t);
                 }
-                Err(e) => self.fail(rep, failures, lost, t, self.display, e),
+                Err(e) => self.fail(rep, lost, t, self.display, e),
             }
         }
         let runs =
@@ -253,7 +238,7 @@ impl RootTransfer<'_> {
                     rep.say(1, format!("synk: {shown}"));
                     let spinner =
                         rep.spinner(format!("rsync {} -> {}", self.name(m), self.name(t)));
-                    let remote_master = !(self.peers[m].is_local() || self.peers[t].is_local());
+                    let remote_master = !self.client_runs(m, t);
                     let outcome = if remote_master {
                         let session = self.peers[m]
                             .session
@@ -279,7 +264,7 @@ impl RootTransfer<'_> {
                         }
                         rsync::Outcome::Unreachable(why) | rsync::Outcome::Failed(why) => {
                             let msg = format!("rsync from {} failed: {why}", self.name(m));
-                            self.fail(rep, failures, lost, t, self.display, OpError::Failed(msg));
+                            self.fail(rep, lost, t, self.display, OpError::Failed(msg));
                             None
                         }
                     }
@@ -303,14 +288,13 @@ impl RootTransfer<'_> {
         plan: &Plan,
         pairs: &BTreeSet<(PeerId, PeerId)>,
         rep: &Reporter,
-        failures: &Mutex<Vec<Failed>>,
         lost: &Mutex<HashSet<PeerId>>,
     ) {
         if pairs.is_empty() {
             return;
         }
         let targets_of = |c: &Copy| -> Vec<PeerId> {
-            let dead = lost.lock().expect("lost set lock").clone();
+            let dead = lost.lock().expect("lost set lock");
             c.targets
                 .iter()
                 .copied()
@@ -325,15 +309,7 @@ impl RootTransfer<'_> {
             .sum();
         let bar = rep.bytes_bar(total, format!("stream {}", self.display));
         for (m, t) in pairs {
-            rep.say(
-                1,
-                format!(
-                    "synk: stream {}:{} -> {}",
-                    self.name(*m),
-                    self.display,
-                    self.name(*t)
-                ),
-            );
+            rep.say(1, self.stream_line(*m, *t));
         }
         let mut made_dirs: Vec<(&Copy, Vec<PeerId>)> = Vec::new();
         for c in &plan.copies {
@@ -350,7 +326,7 @@ impl RootTransfer<'_> {
             for (t, r) in results {
                 match r {
                     Ok(()) => ok.push(t),
-                    Err(e) => self.fail(rep, failures, lost, t, &self.path_of(&c.rel), e),
+                    Err(e) => self.fail(rep, lost, t, &self.path_of(&c.rel), e),
                 }
             }
             if c.meta.kind == Kind::Dir {
@@ -364,32 +340,42 @@ impl RootTransfer<'_> {
         }
     }
 
+    /// Reports a failure on peer `p` while working on `path`.
     fn fail(
         &self,
         rep: &Reporter,
-        failures: &Mutex<Vec<Failed>>,
         lost: &Mutex<HashSet<PeerId>>,
-        t: PeerId,
+        p: PeerId,
         path: &str,
         e: OpError,
     ) {
         match e {
             OpError::Lost(e) => {
                 // Report a broken peer once, not once per entry.
-                if lost.lock().expect("lost set lock").insert(t) {
-                    rep.error(format!("{e:#}"));
+                if lost.lock().expect("lost set lock").insert(p) {
+                    rep.error(format!("{e:#} (while syncing {path})"));
                 }
             }
-            OpError::Failed(m) => {
-                let line = if m.contains(path) || m.starts_with('/') {
-                    format!("{}: {m}", self.name(t))
-                } else {
-                    format!("{}: {path}: {m}", self.name(t))
-                };
-                rep.error(&line);
-                failures.lock().expect("failures lock").push((t, line));
+            OpError::Failed(m) if m.contains(path) || m.starts_with('/') => {
+                rep.error(format!("{}: {m}", self.name(p)))
             }
+            OpError::Failed(m) => rep.error(format!("{}: {path}: {m}", self.name(p))),
         }
+    }
+
+    /// Whether this host runs the pair's rsync (it is one of the ends) or the master does.
+    fn client_runs(&self, m: PeerId, t: PeerId) -> bool {
+        self.peers[m].is_local() || self.peers[t].is_local()
+    }
+
+    /// The `-v` line announcing a streamed pair.
+    fn stream_line(&self, m: PeerId, t: PeerId) -> String {
+        format!(
+            "synk: stream {}:{} -> {}",
+            self.name(m),
+            self.display,
+            self.name(t)
+        )
     }
 }
 

@@ -9,7 +9,8 @@ use crate::peer::{Conn, OpError, Peer};
 use crate::plan::{Copy, PeerId};
 use crate::proto::{Kind, Request, Response};
 
-/// The result of copying one entry to one target.
+/// The result of copying one entry to one target; a broken master is reported under its own
+/// id, as a [`OpError::Lost`].
 pub type TargetResult = (PeerId, Result<(), OpError>);
 
 /// Copies one entry from `copy.master` to `targets`, concurrently to all of them.
@@ -88,8 +89,9 @@ async fn copy_file(
         root,
         rel: copy.rel.clone(),
     };
-    let master_err = match master.call(&read).await {
-        Err(e) => Some(format!("{e:#}")),
+    let name = &peers[copy.master].name;
+    let master_err: Option<OpError> = match master.call(&read).await {
+        Err(e) => Some(OpError::Lost(e)),
         Ok(mut resp) => loop {
             match resp {
                 Response::Data(d) => {
@@ -98,17 +100,17 @@ async fn copy_file(
                 }
                 Response::ReadDone(d) if d == digest => break None,
                 Response::ReadDone(_) => {
-                    break Some(format!(
-                        "{}: {}: changed since it was scanned; run synk again",
-                        peers[copy.master].name, copy.rel
-                    ))
+                    break Some(OpError::Failed(format!(
+                        "{name}: {}: changed since it was scanned; run synk again",
+                        copy.rel
+                    )))
                 }
-                Response::Failed(m) => break Some(format!("{}: {m}", peers[copy.master].name)),
-                other => break Some(format!("{:#}", master.unexpected(&other))),
+                Response::Failed(m) => break Some(OpError::Failed(format!("{name}: {m}"))),
+                other => break Some(OpError::Lost(master.unexpected(&other))),
             }
             resp = match master.recv().await {
                 Ok(r) => r,
-                Err(e) => break Some(format!("{e:#}")),
+                Err(e) => break Some(OpError::Lost(e)),
             };
         },
     };
@@ -132,12 +134,18 @@ async fn copy_file(
     }))
     .await;
     for (t, r) in answers {
-        let r = match (&master_err, r) {
-            // The target only knows it was told to abort; say why.
-            (Some(why), Err(OpError::Failed(_))) => Err(OpError::Failed(why.clone())),
-            (_, r) => r,
-        };
-        results.push((t, r));
+        match (&master_err, r) {
+            // The target only knows it was told to abort: say why, or, when the master
+            // itself is gone, let that one report stand for every target.
+            (Some(OpError::Failed(why)), Err(OpError::Failed(_))) => {
+                results.push((t, Err(OpError::Failed(why.clone()))))
+            }
+            (Some(OpError::Lost(_)), Err(OpError::Failed(_))) => {}
+            (_, r) => results.push((t, r)),
+        }
+    }
+    if let Some(lost @ OpError::Lost(_)) = master_err {
+        results.push((copy.master, Err(lost)));
     }
     results
 }

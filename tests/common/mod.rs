@@ -488,3 +488,25 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// SIGKILLs every process that has `path` open, and only those: tests run in parallel, so
+/// killing by user or name would hit other tests' peers. Returns how many were killed.
+pub fn kill_holders(path: &Path) -> usize {
+    let mut killed = 0;
+    for proc_dir in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = proc_dir.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(fds) = fs::read_dir(proc_dir.path().join("fd")) else {
+            continue;
+        };
+        if fds
+            .flatten()
+            .any(|fd| fs::read_link(fd.path()).ok().as_deref() == Some(path))
+        {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            killed += 1;
+        }
+    }
+    killed
+}
