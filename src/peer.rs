@@ -16,7 +16,7 @@ use crate::config::PeerSpec;
 use crate::paths::{check_rel, RootSpec, WirePath};
 use crate::plan::Listing;
 use crate::proto::{
-    read_frame_async, write_frame_async, FrameError, Request, Response, CHUNK, MAGIC,
+    read_frame_async, write_frame_async, FrameError, Kind, Request, Response, CHUNK, MAGIC,
     PROTOCOL_VERSION,
 };
 
@@ -49,6 +49,16 @@ pub struct Caps {
 enum ServeChild {
     Local(tokio::process::Child),
     Remote(openssh::Child<Arc<Session>>),
+}
+
+impl ServeChild {
+    /// Waits up to `limit` for the server process to exit.
+    async fn wait(self, limit: Duration) -> Option<std::process::ExitStatus> {
+        match self {
+            ServeChild::Local(mut c) => tokio::time::timeout(limit, c.wait()).await.ok()?.ok(),
+            ServeChild::Remote(c) => tokio::time::timeout(limit, c.wait()).await.ok()?.ok(),
+        }
+    }
 }
 
 /// A live conversation with one peer's `synk --serve`.
@@ -298,16 +308,7 @@ impl Conn {
     /// Turns a failed handshake into the most helpful message we can give.
     async fn explain_failure(&mut self, e: anyhow::Error) -> anyhow::Error {
         let status = match self.child.take() {
-            Some(ServeChild::Local(mut c)) => {
-                tokio::time::timeout(Duration::from_secs(5), c.wait())
-                    .await
-                    .ok()
-                    .and_then(|r| r.ok())
-            }
-            Some(ServeChild::Remote(c)) => tokio::time::timeout(Duration::from_secs(5), c.wait())
-                .await
-                .ok()
-                .and_then(|r| r.ok()),
+            Some(c) => c.wait(Duration::from_secs(5)).await,
             None => None,
         };
         // Give the stderr reader a moment to catch the last lines.
@@ -369,6 +370,16 @@ impl Conn {
                             );
                         }
                         if let Ok(m) = &e.state {
+                            // The decision and the copiers rely on every file and symlink
+                            // carrying its digest.
+                            let needs = matches!(m.kind, Kind::File | Kind::Symlink(_));
+                            if needs != m.digest.is_some() {
+                                bail!(
+                                    "{}: sent {:?} without the digest its kind needs",
+                                    self.name,
+                                    e.rel
+                                );
+                            }
                             bytes += m.size;
                         }
                         listing.insert(e.rel, e.state);
@@ -400,14 +411,8 @@ impl Conn {
         );
         let _ = w.flush().await;
         drop(w);
-        match self.child.take() {
-            Some(ServeChild::Local(mut c)) => {
-                let _ = tokio::time::timeout(Duration::from_secs(10), c.wait()).await;
-            }
-            Some(ServeChild::Remote(c)) => {
-                let _ = tokio::time::timeout(Duration::from_secs(10), c.wait()).await;
-            }
-            None => {}
+        if let Some(c) = self.child.take() {
+            c.wait(Duration::from_secs(10)).await;
         }
     }
 }
@@ -495,6 +500,38 @@ mod tests {
         let mut conn = fake_peer(|_r, _w| async move {});
         let e = conn.handshake().await.unwrap_err().to_string();
         assert_eq!(e, "beta: connection lost");
+    }
+
+    #[tokio::test]
+    async fn a_file_without_a_digest_is_refused() {
+        use crate::proto::{Entry, Meta};
+        let mut conn = fake_peer(|mut r, mut w| async move {
+            let _: Request = read_frame_async(&mut r).await.unwrap();
+            let bare = Meta {
+                kind: Kind::File,
+                size: 1,
+                mode: 0o644,
+                mtime: 0,
+                digest: None,
+            };
+            for resp in [
+                Response::Root {
+                    index: 0,
+                    result: Ok(WirePath(b"/h".to_vec())),
+                },
+                Response::Entries(vec![Entry {
+                    rel: WirePath(b"f".to_vec()),
+                    state: Ok(bare),
+                }]),
+                Response::ScanDone,
+            ] {
+                write_frame_async(&mut w, &resp).await.unwrap();
+            }
+            w.flush().await.unwrap();
+        });
+        let roots = [RootSpec::Home(WirePath(b"notes".to_vec()))];
+        let e = conn.scan(&roots, |_, _| {}).await.unwrap_err().to_string();
+        assert!(e.contains("without the digest"), "{e}");
     }
 
     #[tokio::test]
