@@ -27,8 +27,8 @@ pub fn mtime_ns(md: &Metadata) -> i64 {
         .saturating_add(md.mtime_nsec())
 }
 
-fn io_msg(e: &io::Error) -> String {
-    // `io::Error`'s Display adds "(os error N)", which says nothing to a user.
+/// An I/O error's message without the "(os error N)" that says nothing to a user.
+pub(crate) fn io_msg(e: &io::Error) -> String {
     let s = e.to_string();
     match s.find(" (os error") {
         Some(i) => s[..i].to_string(),
@@ -36,7 +36,7 @@ fn io_msg(e: &io::Error) -> String {
     }
 }
 
-/// Describes a non-directory entry from its `lstat` metadata, hashing files and link targets.
+/// Describes an entry from its `lstat` metadata, hashing files and link targets.
 pub fn describe(path: &Path, md: &Metadata) -> Result<Meta, String> {
     let ft = md.file_type();
     let base = |kind, size, digest| Meta {

@@ -46,13 +46,26 @@ pub struct Server {
 
 type OpResult = Result<(), String>;
 
-fn msg(path: &Path, e: impl std::fmt::Display) -> String {
-    let e = e.to_string();
-    let e = match e.find(" (os error") {
-        Some(i) => e[..i].to_string(),
-        None => e,
-    };
-    format!("{}: {e}", path.display())
+/// `PATH: error`, for an I/O error or a plain reason.
+fn msg(path: &Path, e: impl IntoMsg) -> String {
+    format!("{}: {}", path.display(), e.into_msg())
+}
+
+/// What [`msg`] accepts: I/O errors lose their "(os error N)", reasons pass as they are.
+trait IntoMsg {
+    fn into_msg(self) -> String;
+}
+
+impl IntoMsg for io::Error {
+    fn into_msg(self) -> String {
+        scan::io_msg(&self)
+    }
+}
+
+impl IntoMsg for &str {
+    fn into_msg(self) -> String {
+        self.to_string()
+    }
 }
 
 fn to_filetime(ns: i64) -> FileTime {

@@ -1,6 +1,6 @@
 //! One run of the client: connect, scan, decide, copy, report.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 
 use futures::future::join_all;
@@ -268,24 +268,15 @@ fn report_peers(
     if rep.verbosity() == 0 {
         return;
     }
-    let mut rels: Vec<&WirePath> = plan.copies.iter().map(|c| &c.rel).collect();
-    for p in &plan.problems {
-        if let Problem::Conflict { rel, .. } | Problem::Unreadable { rel, .. } = p {
-            rels.push(rel);
-        }
-    }
-    let all: Vec<&WirePath>;
-    if rep.verbosity() >= 2 {
-        let mut set: std::collections::BTreeSet<&WirePath> = std::collections::BTreeSet::new();
-        for l in views.iter().flatten() {
-            set.extend(l.keys());
-        }
-        all = set.into_iter().collect();
-        rels = all;
+    let rels: BTreeSet<&WirePath> = if rep.verbosity() >= 2 {
+        views.iter().flatten().flat_map(|l| l.keys()).collect()
     } else {
-        rels.sort();
-        rels.dedup();
-    }
+        let problems = plan.problems.iter().filter_map(|p| match p {
+            Problem::Conflict { rel, .. } | Problem::Unreadable { rel, .. } => Some(rel),
+            _ => None,
+        });
+        plan.copies.iter().map(|c| &c.rel).chain(problems).collect()
+    };
     for rel in rels {
         for (p, v) in views.iter().enumerate() {
             if let Some(l) = v {

@@ -148,6 +148,14 @@ expect_converged() {
     for h in "${hosts[@]}"; do compare_tree "$h" "$path" "$WORK/$tag.union"; done
 }
 
+# fail_diff MESSAGE BEFORE_FILE AFTER_FILE MAX_LINES BEFORE_LABEL AFTER_LABEL: fail with the changed lines
+fail_diff() {
+    local d lines
+    d=$(diff "$2" "$3" | grep '^[<>]' | head -n "$4" | sed -e "s/^</$5/" -e "s/^>/$6/")
+    mapfile -t lines <<<"$d"
+    fail "$1" "${lines[@]}"
+}
+
 # expect_unchanged TAG PATH [HOST…]: the listed hosts still hold exactly what snapshot TAG recorded
 expect_unchanged() {
     local tag=$1 path=$2 h; shift 2
@@ -156,13 +164,9 @@ expect_unchanged() {
         # directories and symlinks: full manifest, including mtimes
         manifest "$h" "$path" | sortm >"$WORK/actual.$h"
         sortm <"$WORK/$tag.$h" >"$WORK/expected.$h"
-        if ! cmp -s "$WORK/expected.$h" "$WORK/actual.$h"; then
-            local d
-            d=$(diff "$WORK/expected.$h" "$WORK/actual.$h" | grep '^[<>]' | head -n 20 \
-                | sed -e 's/^</before:/' -e 's/^>/after: /')
-            mapfile -t lines <<<"$d"
-            fail "host $h: $(hpath "$h" "$path") changed but must not have" "${lines[@]}"
-        fi
+        cmp -s "$WORK/expected.$h" "$WORK/actual.$h" ||
+            fail_diff "host $h: $(hpath "$h" "$path") changed but must not have" \
+                "$WORK/expected.$h" "$WORK/actual.$h" 20 "before:" "after: "
     done
 }
 
@@ -175,13 +179,9 @@ expect_same_inodes() {
     local tag=$1 path=$2 h
     for h in "${HOSTS[@]}"; do
         inodes "$h" "$path" >"$WORK/ino.now.$h"
-        if ! cmp -s "$WORK/$tag.ino.$h" "$WORK/ino.now.$h"; then
-            local d
-            d=$(diff "$WORK/$tag.ino.$h" "$WORK/ino.now.$h" | grep '^[<>]' | head -n 10 \
-                | sed -e 's/^</before (inode ctime mtime mode name):/' -e 's/^>/after:/')
-            mapfile -t lines <<<"$d"
-            fail "host $h: entries under $(hpath "$h" "$path") were touched" "${lines[@]}"
-        fi
+        cmp -s "$WORK/$tag.ino.$h" "$WORK/ino.now.$h" ||
+            fail_diff "host $h: entries under $(hpath "$h" "$path") were touched" \
+                "$WORK/$tag.ino.$h" "$WORK/ino.now.$h" 10 "before (inode ctime mtime mode name):" "after:"
     done
 }
 
