@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
 
-use crate::config::{self, ConfigError, PeerSpec};
+use crate::config::{self, Config, ConfigError, PeerSpec};
+use crate::peer::ConnectOptions;
+use crate::ssh::SshOptions;
 
 /// How entries travel from master to target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -54,6 +56,18 @@ pub struct Cli {
     /// ssh_config file for the connections this host makes (ssh -F).
     #[arg(short = 'F', value_name = "SSH_CONFIG")]
     pub ssh_config: Option<PathBuf>,
+
+    /// Pass OPTION to ssh as `-o OPTION` (repeatable); also `ssh-option` in synk.conf.
+    #[arg(short = 'o', long = "ssh-option", value_name = "OPTION")]
+    pub ssh_options: Vec<String>,
+
+    /// Never install synk on a peer that lacks it or runs another version.
+    #[arg(long)]
+    pub no_install: bool,
+
+    /// The synk executable on peers (`~/` is the peer's home; installed there if needed).
+    #[arg(long, value_name = "PATH")]
+    pub synk_path: Option<String>,
 
     /// How to copy: rsync, the built-in streaming copier, or rsync where available.
     #[arg(long, value_enum, default_value_t = CopierChoice::Auto, value_name = "COPIER")]
@@ -124,29 +138,52 @@ impl Cli {
         Ok(cli)
     }
 
-    /// The remote peers: `-h` options, else `-f CONFIG`, else the first default config that
-    /// exists. Local mentions and duplicates are dropped (localhost is always a peer).
-    pub fn remote_peers(&self) -> Result<Vec<PeerSpec>, ConfigError> {
+    /// The config file in force: `-f CONFIG`, else the first default one that exists.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        if let Some(file) = &self.config {
+            return config::load_config(file);
+        }
+        match config::default_config_paths()
+            .into_iter()
+            .find(|p| p.exists())
+        {
+            Some(file) => config::load_config(&file),
+            None => Ok(Config::default()),
+        }
+    }
+
+    /// The remote peers: `-h` options, else the config's. Local mentions and duplicates are
+    /// dropped (localhost is always a peer).
+    pub fn remote_peers(&self, cfg: &Config) -> Vec<PeerSpec> {
         let listed = if !self.peers.is_empty() {
-            self.peers.clone()
-        } else if let Some(file) = &self.config {
-            config::load_config(file)?
+            &self.peers
         } else {
-            match config::default_config_paths()
-                .into_iter()
-                .find(|p| p.exists())
-            {
-                Some(file) => config::load_config(&file)?,
-                None => Vec::new(),
-            }
+            &cfg.peers
         };
         let mut out: Vec<PeerSpec> = Vec::new();
         for p in listed {
-            if !p.is_local() && !out.contains(&p) {
-                out.push(p);
+            if !p.is_local() && !out.contains(p) {
+                out.push(p.clone());
             }
         }
-        Ok(out)
+        out
+    }
+
+    /// How to reach peers: the command line's choices, then the config's.
+    pub fn connect_options(&self, cfg: &Config) -> ConnectOptions {
+        ConnectOptions {
+            ssh: SshOptions {
+                config: self.ssh_config.clone(),
+                options: self
+                    .ssh_options
+                    .iter()
+                    .chain(&cfg.ssh_options)
+                    .cloned()
+                    .collect(),
+            },
+            install: !self.no_install && cfg.install.unwrap_or(true),
+            synk_path: self.synk_path.clone().or_else(|| cfg.synk_path.clone()),
+        }
     }
 }
 
@@ -209,12 +246,36 @@ mod tests {
         ])
         .unwrap();
         let peers: Vec<String> = cli
-            .remote_peers()
-            .unwrap()
+            .remote_peers(&cli.config().unwrap())
             .iter()
             .map(|p| p.to_string())
             .collect();
         assert_eq!(peers, ["a", "me@localhost"]);
+    }
+
+    #[test]
+    fn ssh_options_and_install_come_from_both_places_command_line_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("synk.conf");
+        std::fs::write(&conf, "ssh-option Port=2200\nsynk-path /opt/synk\n").unwrap();
+        let cli = parse(&[
+            "-f",
+            conf.to_str().unwrap(),
+            "-o",
+            "ProxyJump=gw",
+            "-h",
+            "a",
+            "f",
+        ])
+        .unwrap();
+        let o = cli.connect_options(&cli.config().unwrap());
+        assert_eq!(o.ssh.options, ["ProxyJump=gw", "Port=2200"]);
+        assert!(o.install);
+        assert_eq!(o.synk_path.as_deref(), Some("/opt/synk"));
+        let cli = parse(&["--no-install", "--synk-path", "~/s", "-h", "a", "f"]).unwrap();
+        let o = cli.connect_options(&Config::default());
+        assert!(!o.install);
+        assert_eq!(o.synk_path.as_deref(), Some("~/s"));
     }
 
     #[test]
@@ -224,14 +285,13 @@ mod tests {
         std::fs::write(&conf, "peer x 2200\npeer y\n").unwrap();
         let cli = parse(&["-f", conf.to_str().unwrap(), "f"]).unwrap();
         let peers: Vec<String> = cli
-            .remote_peers()
-            .unwrap()
+            .remote_peers(&cli.config().unwrap())
             .iter()
             .map(|p| p.to_string())
             .collect();
         assert_eq!(peers, ["x:2200", "y"]);
         std::fs::write(&conf, "peer x\nbogus\n").unwrap();
-        let e = cli.remote_peers().unwrap_err();
+        let e = cli.config().unwrap_err();
         assert!(
             e.to_string()
                 .ends_with("synk.conf:2: unknown keyword \"bogus\""),

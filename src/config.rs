@@ -95,9 +95,23 @@ impl fmt::Display for PeerSpec {
     }
 }
 
-/// Parses synk.conf(5): `peer HOST [PORT]` lines, `#` comments, blank lines.
-pub fn parse_config(text: &str, file: &Path) -> Result<Vec<PeerSpec>, ConfigError> {
-    let mut peers = Vec::new();
+/// What synk.conf(5) says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    /// `peer HOST [PORT]` lines, in order.
+    pub peers: Vec<PeerSpec>,
+    /// `ssh-option OPTION` lines: passed to ssh as `-o OPTION`, after the command line's.
+    pub ssh_options: Vec<String>,
+    /// `install yes|no` (`no-install` is `install no`); `None` when not said.
+    pub install: Option<bool>,
+    /// `synk-path PATH`: the synk executable on every peer.
+    pub synk_path: Option<String>,
+}
+
+/// Parses synk.conf(5): `peer HOST [PORT]`, `ssh-option OPTION`, `install yes|no`,
+/// `no-install`, `synk-path PATH`; `#` comments, blank lines.
+pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    let mut cfg = Config::default();
     for (i, raw) in text.lines().enumerate() {
         let syntax = |message: String| ConfigError::Syntax {
             file: file.to_path_buf(),
@@ -109,29 +123,39 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Vec<PeerSpec>, ConfigErro
             continue;
         }
         let words: Vec<&str> = line.split_whitespace().collect();
+        // The rest of the line after the keyword, for values that may hold spaces.
+        let rest = line[words[0].len()..].trim();
         match words[..] {
-            ["peer", host] => {
-                peers.push(PeerSpec::parse(host, None).map_err(|e| syntax(e.to_string()))?)
-            }
+            ["peer", host] => cfg
+                .peers
+                .push(PeerSpec::parse(host, None).map_err(|e| syntax(e.to_string()))?),
             ["peer", host, port] => {
                 let port = port
                     .parse::<u16>()
                     .ok()
                     .filter(|p| *p != 0)
                     .ok_or_else(|| syntax(format!("invalid port {port:?}")))?;
-                peers.push(PeerSpec::parse(host, Some(port)).map_err(|e| syntax(e.to_string()))?);
+                cfg.peers
+                    .push(PeerSpec::parse(host, Some(port)).map_err(|e| syntax(e.to_string()))?);
             }
             ["peer"] => return Err(syntax("`peer` needs a host".into())),
             ["peer", ..] => return Err(syntax("expected `peer HOST [PORT]`".into())),
+            ["ssh-option"] => return Err(syntax("`ssh-option` needs an ssh option".into())),
+            ["ssh-option", ..] => cfg.ssh_options.push(rest.to_string()),
+            ["install", "yes"] => cfg.install = Some(true),
+            ["install", "no"] | ["no-install"] => cfg.install = Some(false),
+            ["install", ..] => return Err(syntax("expected `install yes` or `install no`".into())),
+            ["synk-path"] => return Err(syntax("`synk-path` needs a path".into())),
+            ["synk-path", ..] => cfg.synk_path = Some(rest.to_string()),
             [word, ..] => return Err(syntax(format!("unknown keyword {word:?}"))),
             [] => unreachable!("blank lines are skipped"),
         }
     }
-    Ok(peers)
+    Ok(cfg)
 }
 
 /// Reads and parses a config file.
-pub fn load_config(file: &Path) -> Result<Vec<PeerSpec>, ConfigError> {
+pub fn load_config(file: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| ConfigError::Read(file.to_path_buf(), e.to_string()))?;
     parse_config(&text, file)
@@ -154,7 +178,7 @@ mod tests {
     #[test]
     fn parses_peers_comments_and_ports() {
         let text = "# my hosts\npeer alpha\n\n  peer bob@beta 2222  # backup box\npeer gamma#x\n";
-        let peers = parse_config(text, Path::new("synk.conf")).unwrap();
+        let peers = parse_config(text, Path::new("synk.conf")).unwrap().peers;
         assert_eq!(
             peers,
             vec![
@@ -167,6 +191,26 @@ mod tests {
                 PeerSpec::parse("gamma", None).unwrap(),
             ]
         );
+    }
+
+    #[test]
+    fn ssh_options_and_install_settings() {
+        let text = "ssh-option ProxyJump gw\nssh-option StrictHostKeyChecking=no\nno-install\nsynk-path ~/bin/my synk\n";
+        let cfg = parse_config(text, Path::new("c")).unwrap();
+        assert_eq!(
+            cfg.ssh_options,
+            ["ProxyJump gw", "StrictHostKeyChecking=no"]
+        );
+        assert_eq!(cfg.install, Some(false));
+        assert_eq!(cfg.synk_path.as_deref(), Some("~/bin/my synk"));
+        assert_eq!(
+            parse_config("install yes\n", Path::new("c"))
+                .unwrap()
+                .install,
+            Some(true)
+        );
+        let e = parse_config("install maybe\n", Path::new("c")).unwrap_err();
+        assert_eq!(e.to_string(), "c:1: expected `install yes` or `install no`");
     }
 
     #[test]

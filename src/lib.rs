@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod install;
 pub mod paths;
 pub mod peer;
 pub mod plan;
@@ -14,5 +15,6 @@ pub mod proto;
 pub mod report;
 pub mod scan;
 pub mod serve;
+pub mod ssh;
 pub mod sync;
 pub mod transfer;

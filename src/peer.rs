@@ -2,23 +2,24 @@
 //! `synk --serve` spoken to through the [`proto`](crate::proto) frames.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use openssh::{KnownHosts, Session, SessionBuilder};
+use openssh::Session;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::Mutex;
 
 use crate::config::PeerSpec;
+use crate::install;
 use crate::paths::{check_rel, RootSpec, WirePath};
 use crate::plan::Listing;
 use crate::proto::{
     read_frame_async, write_frame_async, FrameError, Kind, Request, Response, CHUNK, MAGIC,
     PROTOCOL_VERSION,
 };
+use crate::ssh::{self, SshOptions};
 
 type Reader = Box<dyn AsyncRead + Unpin + Send>;
 type Writer = Box<dyn AsyncWrite + Unpin + Send>;
@@ -31,8 +32,12 @@ const STDERR_TAIL: usize = 12;
 /// Options for reaching remote peers.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectOptions {
-    /// ssh_config file (`ssh -F`).
-    pub ssh_config: Option<PathBuf>,
+    /// The user's ssh configuration and extra options.
+    pub ssh: SshOptions,
+    /// Install synk on a peer that lacks it or runs another protocol.
+    pub install: bool,
+    /// The synk executable on peers (`~/` is the peer's home), instead of the cache or PATH.
+    pub synk_path: Option<String>,
 }
 
 /// What a peer told us in the handshake.
@@ -82,6 +87,8 @@ pub struct Peer {
     pub caps: Caps,
     /// The serve conversation; one user at a time.
     pub conn: Mutex<Conn>,
+    /// What was done to run synk there (installed or upgraded), for `-v`.
+    pub installed: Option<String>,
 }
 
 impl Peer {
@@ -95,107 +102,165 @@ impl Peer {
 pub type RootScan = Result<(WirePath, Listing), String>;
 
 /// Connects to a peer and completes the handshake. `None` is localhost, served by a child
-/// process of this very binary.
+/// process of this very binary. A remote peer without synk, or with one speaking another
+/// protocol, gets this executable installed first (unless `opts.install` is off).
 pub async fn connect(spec: Option<PeerSpec>, opts: &ConnectOptions) -> Result<Peer> {
-    let name = spec
-        .as_ref()
-        .map_or("localhost".to_string(), |s| s.to_string());
-    let (session, child, stdin, stdout, stderr): (_, _, Writer, Reader, Reader) = match &spec {
-        None => {
-            let exe = std::env::current_exe().context("cannot locate the synk executable")?;
-            let mut child = tokio::process::Command::new(exe)
-                .arg("--serve")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true)
-                .spawn()
-                .context("cannot start synk --serve")?;
-            let stdin = Box::new(child.stdin.take().expect("piped"));
-            let stdout = Box::new(child.stdout.take().expect("piped"));
-            let stderr = Box::new(child.stderr.take().expect("piped"));
-            (None, ServeChild::Local(child), stdin, stdout, stderr)
-        }
-        Some(spec) => {
-            let session = Arc::new(ssh_session(spec, opts).await?);
-            let mut child = session
-                .clone()
-                .arc_command("synk")
-                .arg("--serve")
-                .stdin(openssh::Stdio::piped())
-                .stdout(openssh::Stdio::piped())
-                .stderr(openssh::Stdio::piped())
-                .spawn()
-                .await
-                .map_err(|e| anyhow!("{name}: cannot start synk --serve: {e}"))?;
-            let stdin = Box::new(child.stdin().take().expect("piped"));
-            let stdout = Box::new(child.stdout().take().expect("piped"));
-            let stderr = Box::new(child.stderr().take().expect("piped"));
-            (
-                Some(session),
-                ServeChild::Remote(child),
-                stdin,
-                stdout,
-                stderr,
-            )
-        }
+    let Some(remote) = &spec else {
+        let exe = std::env::current_exe().context("cannot locate the synk executable")?;
+        let mut child = tokio::process::Command::new(exe)
+            .arg("--serve")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start synk --serve")?;
+        let stdin = Box::new(child.stdin.take().expect("piped"));
+        let stdout = Box::new(child.stdout.take().expect("piped"));
+        let stderr = Box::new(child.stderr.take().expect("piped"));
+        let (conn, caps) = start("localhost", ServeChild::Local(child), stdin, stdout, stderr)
+            .await
+            .map_err(|e| e.into_error("localhost", false))?;
+        return Ok(Peer::new("localhost".into(), None, None, caps, conn, None));
     };
+    let name = remote.to_string();
+    let session = Arc::new(
+        ssh::connect(remote, &opts.ssh)
+            .await
+            .map_err(|e| anyhow!("{name}: {e:#}"))?,
+    );
+    let synk_path = opts.synk_path.as_deref();
+    let (conn, caps, installed) = match start_remote(&name, &session, synk_path).await {
+        Ok((conn, caps)) => (conn, caps, None),
+        Err(e @ (StartError::Missing | StartError::Mismatch { .. })) if opts.install => {
+            let was = match &e {
+                StartError::Mismatch { version, .. } => Some(version.clone()),
+                _ => None,
+            };
+            let at = install::install(&name, &session, synk_path).await?;
+            let (conn, caps) = start_remote(&name, &session, synk_path)
+                .await
+                .map_err(|e| e.into_error(&name, true))?;
+            let this = env!("CARGO_PKG_VERSION");
+            let note = match was {
+                Some(v) => format!("upgraded synk {v} to {this} at {at}"),
+                None => format!("installed synk {this} at {at}"),
+            };
+            (conn, caps, Some(note))
+        }
+        Err(e) => return Err(e.into_error(&name, opts.install)),
+    };
+    Ok(Peer::new(name, spec, Some(session), caps, conn, installed))
+}
+
+impl Peer {
+    fn new(
+        name: String,
+        spec: Option<PeerSpec>,
+        session: Option<Arc<Session>>,
+        caps: Caps,
+        conn: Conn,
+        installed: Option<String>,
+    ) -> Peer {
+        tracing::debug!(peer = %name, rsync = caps.rsync, version = %caps.version, home = %caps.home, "connected");
+        Peer {
+            name,
+            spec,
+            session,
+            caps,
+            conn: Mutex::new(conn),
+            installed,
+        }
+    }
+}
+
+/// Why `synk --serve` could not be started on a peer.
+#[derive(Debug)]
+enum StartError {
+    /// No synk there.
+    Missing,
+    /// A synk that speaks another protocol.
+    Mismatch {
+        /// Its version.
+        version: String,
+        /// Its protocol.
+        protocol: u32,
+    },
+    /// Anything else, with its message.
+    Failed(anyhow::Error),
+}
+
+impl StartError {
+    fn into_error(self, name: &str, install: bool) -> anyhow::Error {
+        let this = env!("CARGO_PKG_VERSION");
+        let hint = if install {
+            ""
+        } else {
+            " (or drop --no-install to let synk install itself)"
+        };
+        match self {
+            StartError::Missing if install => {
+                anyhow!("synk not found on {name}, even after installing it")
+            }
+            StartError::Missing => anyhow!("synk not found on {name}: install it or put it in PATH{hint}"),
+            StartError::Mismatch { version, protocol } => anyhow!(
+                "{name}: runs synk {version} (protocol {protocol}); this is synk {this} (protocol {PROTOCOL_VERSION}): install the same version on every peer{hint}"
+            ),
+            StartError::Failed(e) => e,
+        }
+    }
+}
+
+/// Starts `synk --serve` on a remote peer and completes the handshake.
+async fn start_remote(
+    name: &str,
+    session: &Arc<Session>,
+    synk_path: Option<&str>,
+) -> Result<(Conn, Caps), StartError> {
+    let mut child = session
+        .clone()
+        .arc_raw_command(install::serve_command(synk_path))
+        .stdin(openssh::Stdio::piped())
+        .stdout(openssh::Stdio::piped())
+        .stderr(openssh::Stdio::piped())
+        .spawn()
+        .await
+        .map_err(|e| StartError::Failed(anyhow!("{name}: cannot start synk --serve: {e}")))?;
+    let stdin = Box::new(child.stdin().take().expect("piped"));
+    let stdout = Box::new(child.stdout().take().expect("piped"));
+    let stderr = Box::new(child.stderr().take().expect("piped"));
+    start(name, ServeChild::Remote(child), stdin, stdout, stderr).await
+}
+
+/// Completes the handshake with a freshly started server.
+async fn start(
+    name: &str,
+    child: ServeChild,
+    stdin: Writer,
+    stdout: Reader,
+    stderr: Reader,
+) -> Result<(Conn, Caps), StartError> {
     let tail = Arc::new(StdMutex::new(VecDeque::new()));
-    tokio::spawn(collect_stderr(name.clone(), stderr, tail.clone()));
+    tokio::spawn(collect_stderr(name.to_string(), stderr, tail.clone()));
     let mut conn = Conn {
-        name: name.clone(),
+        name: name.to_string(),
         reader: BufReader::with_capacity(CHUNK + 64, stdout),
         writer: BufWriter::with_capacity(CHUNK + 64, stdin),
         child: Some(child),
         stderr: tail,
     };
-    let caps = match tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.handshake()).await {
-        Ok(Ok(caps)) => caps,
-        Ok(Err(e)) => return Err(conn.explain_failure(e).await),
-        Err(_) => bail!("{name}: no answer from synk --serve within {HANDSHAKE_TIMEOUT:?}"),
-    };
-    tracing::debug!(peer = %name, rsync = caps.rsync, version = %caps.version, home = %caps.home, "connected");
-    Ok(Peer {
-        name,
-        spec,
-        session,
-        caps,
-        conn: Mutex::new(conn),
-    })
-}
-
-/// Opens (or reuses, through ControlMaster) an SSH connection to `spec`.
-async fn ssh_session(spec: &PeerSpec, opts: &ConnectOptions) -> Result<Session> {
-    let mut b = SessionBuilder::default();
-    // Unknown host keys fail, as plain `ssh -o BatchMode=yes` would: synk never accepts a
-    // new key on the user's behalf.
-    b.known_hosts_check(KnownHosts::Strict)
-        .connect_timeout(Duration::from_secs(10))
-        .server_alive_interval(Duration::from_secs(5));
-    if let Some(user) = &spec.user {
-        b.user(user.clone());
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.handshake()).await {
+        Ok(Ok(caps)) => Ok((conn, caps)),
+        Ok(Err(e @ StartError::Mismatch { .. })) => {
+            conn.close().await;
+            Err(e)
+        }
+        Ok(Err(StartError::Failed(e))) => Err(conn.explain_failure(e).await),
+        Ok(Err(StartError::Missing)) => Err(StartError::Missing),
+        Err(_) => Err(StartError::Failed(anyhow!(
+            "{name}: no answer from synk --serve within {HANDSHAKE_TIMEOUT:?}"
+        ))),
     }
-    if let Some(port) = spec.port {
-        b.port(port);
-    }
-    if let Some(cfg) = &opts.ssh_config {
-        b.config_file(cfg);
-    }
-    b.connect(&spec.host)
-        .await
-        .map_err(|e| anyhow!("{spec}: ssh: {}", ssh_error_text(&e)))
-}
-
-/// The most useful line of an openssh error: ssh's own message where there is one.
-fn ssh_error_text(e: &openssh::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        parts.push(s.to_string());
-        src = s.source();
-    }
-    parts.dedup();
-    parts.join(": ").replace('\n', " ").trim().to_string()
 }
 
 async fn collect_stderr(name: String, stderr: Reader, tail: Arc<StdMutex<VecDeque<String>>>) {
@@ -274,13 +339,13 @@ impl Conn {
         t.iter().cloned().collect::<Vec<_>>().join(" / ")
     }
 
-    async fn handshake(&mut self) -> Result<Caps> {
+    async fn handshake(&mut self) -> Result<Caps, StartError> {
         let hello = Request::Hello {
             magic: MAGIC,
             protocol: PROTOCOL_VERSION,
             version: env!("CARGO_PKG_VERSION").to_string(),
         };
-        match self.call(&hello).await? {
+        match self.call(&hello).await.map_err(StartError::Failed)? {
             Response::Hello {
                 magic,
                 protocol,
@@ -289,11 +354,7 @@ impl Conn {
                 home,
             } if magic == MAGIC => {
                 if protocol != PROTOCOL_VERSION {
-                    bail!(
-                        "{}: runs synk {version} (protocol {protocol}); this is synk {} (protocol {PROTOCOL_VERSION}): install the same version on every peer",
-                        self.name,
-                        env!("CARGO_PKG_VERSION")
-                    );
+                    return Err(StartError::Mismatch { version, protocol });
                 }
                 Ok(Caps {
                     rsync,
@@ -301,12 +362,12 @@ impl Conn {
                     version,
                 })
             }
-            other => Err(self.unexpected(&other)),
+            other => Err(StartError::Failed(self.unexpected(&other))),
         }
     }
 
     /// Turns a failed handshake into the most helpful message we can give.
-    async fn explain_failure(&mut self, e: anyhow::Error) -> anyhow::Error {
+    async fn explain_failure(&mut self, e: anyhow::Error) -> StartError {
         let status = match self.child.take() {
             Some(c) => c.wait(Duration::from_secs(5)).await,
             None => None,
@@ -318,16 +379,13 @@ impl Conn {
             || tail.contains("synk: command not found")
             || tail.contains("synk: No such file");
         if status.and_then(|s| s.code()) == Some(127) || shell_says_missing {
-            return anyhow!(
-                "synk not found on {}: install it or put it in PATH",
-                self.name
-            );
+            return StartError::Missing;
         }
-        if tail.is_empty() {
+        StartError::Failed(if tail.is_empty() {
             e
         } else {
             anyhow!("{e} ({tail})")
-        }
+        })
     }
 
     /// Scans `roots` on this peer. A peer that sends an entry path escaping its root is
@@ -472,7 +530,12 @@ mod tests {
             write_frame_async(&mut w, &hello).await.unwrap();
             w.flush().await.unwrap();
         });
-        let e = conn.handshake().await.unwrap_err().to_string();
+        let e = conn
+            .handshake()
+            .await
+            .unwrap_err()
+            .into_error("beta", false)
+            .to_string();
         assert!(e.starts_with("beta: runs synk 9.9.9 (protocol 2)"), "{e}");
         assert!(e.contains("install the same version on every peer"), "{e}");
     }
@@ -483,7 +546,12 @@ mod tests {
             let _: Request = read_frame_async(&mut r).await.unwrap();
             w.write_all(b"Last login: yesterday\n").await.unwrap();
         });
-        let e = conn.handshake().await.unwrap_err().to_string();
+        let e = conn
+            .handshake()
+            .await
+            .unwrap_err()
+            .into_error("beta", false)
+            .to_string();
         assert!(e.starts_with("beta: garbled protocol stream"), "{e}");
         let mut conn = fake_peer(|mut r, mut w| async move {
             let _: Request = read_frame_async(&mut r).await.unwrap();
@@ -492,13 +560,23 @@ mod tests {
                 .unwrap();
             w.flush().await.unwrap();
         });
-        let e = conn.handshake().await.unwrap_err().to_string();
+        let e = conn
+            .handshake()
+            .await
+            .unwrap_err()
+            .into_error("beta", false)
+            .to_string();
         assert!(
             e.starts_with("beta: protocol error: unexpected ScanDone"),
             "{e}"
         );
         let mut conn = fake_peer(|_r, _w| async move {});
-        let e = conn.handshake().await.unwrap_err().to_string();
+        let e = conn
+            .handshake()
+            .await
+            .unwrap_err()
+            .into_error("beta", false)
+            .to_string();
         assert_eq!(e, "beta: connection lost");
     }
 

@@ -7,7 +7,7 @@ use futures::future::join_all;
 
 use crate::cli::Cli;
 use crate::paths::{absolutize, entry_display, root_spec, RootSpec, WirePath};
-use crate::peer::{self, ConnectOptions, Peer, RootScan};
+use crate::peer::{self, Peer, RootScan};
 use crate::plan::{self, Listing, PeerId, Problem};
 use crate::proto::Kind;
 use crate::report::{peer_line, Reporter};
@@ -28,13 +28,14 @@ struct Root {
 
 /// Runs synk as the client and returns the exit status.
 pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
-    let remotes = match cli.remote_peers() {
-        Ok(r) => r,
+    let cfg = match cli.config() {
+        Ok(c) => c,
         Err(e) => {
             rep.error(e);
             return EXIT_USAGE;
         }
     };
+    let remotes = cli.remote_peers(&cfg);
     if remotes.is_empty() {
         rep.error("no peers: give -h HOST, or list peers in synk.conf (see synk.conf(5))");
         return EXIT_USAGE;
@@ -79,9 +80,7 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         },
     };
 
-    let opts = ConnectOptions {
-        ssh_config: cli.ssh_config.clone(),
-    };
+    let opts = cli.connect_options(&cfg);
     let connected = join_all(specs.into_iter().map(|s| peer::connect(s, &opts))).await;
     // From here on, peer ids index the peers that answered; the others were reported.
     let mut peers: Vec<Peer> = Vec::new();
@@ -89,6 +88,9 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
     for (i, c) in connected.into_iter().enumerate() {
         match c {
             Ok(p) => {
+                if let Some(note) = &p.installed {
+                    rep.say(1, format!("{}: {note}", p.name));
+                }
                 if forced == Some(i) {
                     forced_id = Some(peers.len());
                 }

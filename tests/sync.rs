@@ -1,6 +1,7 @@
 //! End-to-end runs of the real binary against several peers over a real sshd (see
 //! `common/mod.rs`): every peer is a separate user with its own home.
 
+#[macro_use]
 mod common;
 
 use std::ffi::{OsStr, OsString};
@@ -9,19 +10,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use common::*;
-
-fn os(s: &str) -> &OsStr {
-    OsStr::new(s)
-}
-
-macro_rules! scene {
-    ($name:expr) => {
-        match Scene::new($name) {
-            Some(s) => s,
-            None => return,
-        }
-    };
-}
 
 /// Incompressible, reproducible bytes.
 fn noise(len: usize) -> Vec<u8> {
@@ -34,22 +22,6 @@ fn noise(len: usize) -> Vec<u8> {
         chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
     }
     data
-}
-
-fn assert_same_everywhere(s: &Scene, peers: &[&str], rel: &str) {
-    let want = s
-        .read(peers[0], rel)
-        .unwrap_or_else(|| panic!("{rel} missing on {}", peers[0]));
-    let p0 = s.path(peers[0], rel);
-    for p in &peers[1..] {
-        let got = s
-            .read(p, rel)
-            .unwrap_or_else(|| panic!("{rel} missing on {p}"));
-        assert!(got == want, "{rel} differs on {p}");
-        let pp = s.path(p, rel);
-        assert_eq!(mtime(&pp), mtime(&p0), "{rel} mtime on {p}");
-        assert_eq!(mode(&pp), mode(&p0), "{rel} mode on {p}");
-    }
 }
 
 #[test]
@@ -378,27 +350,6 @@ fn a_hundred_megabyte_file_arrives_intact_everywhere() {
     for p in ["alpha", "delta"] {
         assert_eq!(sha512(&s.path(p, "big.bin")), want, "{p}");
     }
-}
-
-#[test]
-fn missing_synk_on_a_peer_is_explained() {
-    let s = scene!("no-synk");
-    s.write(LOCAL, "f", "x", now() - 5);
-    let out = s.synk(&["zeta", "alpha"], &[&s.arg("f")]);
-    assert_eq!(out.status.code(), Some(1));
-    let e = stderr(&out);
-    assert!(
-        e.contains(&format!(
-            "synk not found on {}: install it or put it in PATH",
-            s.shown("zeta")
-        )),
-        "{e}"
-    );
-    assert_eq!(
-        s.read("alpha", "f").unwrap(),
-        b"x",
-        "the reachable peer is still synced"
-    );
 }
 
 #[test]

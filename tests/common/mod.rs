@@ -5,8 +5,13 @@
 //! - `alpha`, `beta`, `gamma`: rsync and synk on PATH, keys to reach each other;
 //! - `delta`: synk but no rsync on PATH (exercises the streaming copier);
 //! - `epsilon`: rsync and synk, but no key to reach anyone (remote master fallback);
-//! - `zeta`: no synk on PATH;
-//! - `eta`: a `synk` that prints garbage instead of speaking the protocol.
+//! - `zeta`: no synk on PATH (synk installs itself there);
+//! - `eta`: a `synk` that prints garbage instead of speaking the protocol;
+//! - `theta`: an older synk that answers with an older protocol (upgraded by install);
+//! - `iota`: no synk on PATH, used with `--no-install`.
+//!
+//! Every peer's PATH is built here from chosen tools only, so nothing installed on the machine
+//! running the tests (a `synk` in /usr/local/bin, say) changes what a peer has.
 //!
 //! Needs root (users, sshd). Without it the tests say so and pass, except under CI=true,
 //! where a missing rig is a failure.
@@ -22,7 +27,29 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Every peer user the rig creates.
-pub const PEERS: &[&str] = &["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"];
+pub const PEERS: &[&str] = &[
+    "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota",
+];
+
+/// The tools every peer has on PATH (rsync and synk are added per peer).
+const BASE_TOOLS: &[&str] = &[
+    "sh",
+    "cat",
+    "chmod",
+    "cut",
+    "dirname",
+    "find",
+    "mkdir",
+    "mv",
+    "rm",
+    "sha512sum",
+    "sleep",
+    "ssh",
+    "uname",
+    "true",
+    "ls",
+    "env",
+];
 
 /// Where homes and sshd state live (world-traversable, so peer users can reach their homes).
 const BASE: &str = "/var/tmp/synk-it";
@@ -142,24 +169,68 @@ fn start() -> Result<Rig, String> {
     let known = format!("[127.0.0.1]:{port} {}\n", host_pub.join(" "));
     fs::write(dir.join("known_hosts"), &known).unwrap();
 
-    // PATH directories: synk everywhere but zeta; rsync everywhere but delta; eta's synk lies.
+    // PATH directories, from nothing but chosen tools: synk everywhere but zeta and iota;
+    // rsync everywhere but delta; eta's synk lies; theta's synk is older.
     let synk = env!("CARGO_BIN_EXE_synk");
-    let bin = dir.join("bin");
-    let bin_norsync = dir.join("bin-norsync");
-    let bin_garbage = dir.join("bin-garbage");
-    for d in [&bin, &bin_norsync, &bin_garbage] {
-        fs::create_dir_all(d).unwrap();
+    let dirs = [
+        "base",
+        "bin",
+        "bin-norsync",
+        "bin-rsync",
+        "bin-garbage",
+        "bin-old",
+    ];
+    for d in dirs {
+        fs::create_dir_all(dir.join(d)).unwrap();
     }
-    std::os::unix::fs::symlink(synk, bin.join("synk")).unwrap();
-    std::os::unix::fs::symlink(synk, bin_norsync.join("synk")).unwrap();
-    fs::write(
-        bin_garbage.join("synk"),
-        "#!/bin/sh\necho 'Welcome to eta! Have a nice day.'\nsleep 1\n",
-    )
+    for tool in BASE_TOOLS {
+        let found = ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("{tool} not found in /usr/bin or /bin"));
+        std::os::unix::fs::symlink(found, dir.join("base").join(tool)).unwrap();
+    }
+    let link = |target: &str, d: &str, name: &str| {
+        std::os::unix::fs::symlink(target, dir.join(d).join(name)).unwrap()
+    };
+    link(synk, "bin", "synk");
+    link("/usr/bin/rsync", "bin", "rsync");
+    link(synk, "bin-norsync", "synk");
+    link("/usr/bin/rsync", "bin-rsync", "rsync");
+    let script = |d: &str, text: String| {
+        let p = dir.join(d).join("synk");
+        fs::write(&p, text).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    script(
+        "bin-garbage",
+        "#!/bin/sh\necho 'Welcome to eta! Have a nice day.'\nsleep 1\n".into(),
+    );
+    // An older synk: answers the handshake with the protocol before this one.
+    let hello = synk::proto::encode(&synk::proto::Response::Hello {
+        magic: synk::proto::MAGIC,
+        protocol: synk::proto::PROTOCOL_VERSION - 1,
+        version: "0.0.1".into(),
+        rsync: true,
+        home: synk::paths::WirePath(b"/nowhere".to_vec()),
+    })
     .unwrap();
-    fs::set_permissions(bin_garbage.join("synk"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(dir.join("old-hello"), hello).unwrap();
+    script(
+        "bin-old",
+        format!(
+            "#!/bin/sh\ncat {}\ncat >/dev/null\n",
+            dir.join("old-hello").display()
+        ),
+    );
+    let path_of = |ds: &[&str]| {
+        ds.iter()
+            .map(|d| dir.join(d).display().to_string())
+            .collect::<Vec<_>>()
+            .join(":")
+    };
 
-    let std_path = "/usr/local/bin:/usr/bin:/bin";
     let config = format!(
         "Port {port}
 ListenAddress 127.0.0.1
@@ -177,19 +248,23 @@ MaxStartups 200:30:400
 LogLevel ERROR
 Match User synkt-delta
     SetEnv PATH={norsync}
-Match User synkt-zeta
-    SetEnv PATH={std_path}
+Match User synkt-zeta,synkt-iota
+    SetEnv PATH={rsync_only}
 Match User synkt-eta
-    SetEnv PATH={garbage}:{std_path}
+    SetEnv PATH={garbage}
+Match User synkt-theta
+    SetEnv PATH={old}
 Match User synkt-alpha,synkt-beta,synkt-gamma,synkt-epsilon
-    SetEnv PATH={bin}:{std_path}
+    SetEnv PATH={bin}
 ",
         hk = host_key.display(),
         pid = dir.join("sshd.pid").display(),
         ak = dir.join("authorized_keys").display(),
-        norsync = bin_norsync.display(),
-        garbage = bin_garbage.display(),
-        bin = bin.display(),
+        norsync = path_of(&["bin-norsync", "base"]),
+        rsync_only = path_of(&["bin-rsync", "base"]),
+        garbage = path_of(&["bin-garbage", "base"]),
+        old = path_of(&["bin-old", "bin-rsync", "base"]),
+        bin = path_of(&["bin", "base"]),
     );
     fs::write(dir.join("sshd_config"), config).unwrap();
 
@@ -198,6 +273,8 @@ Match User synkt-alpha,synkt-beta,synkt-gamma,synkt-epsilon
         fs::create_dir_all(&u.home).unwrap();
         let ssh = u.home.join(".ssh");
         let _ = fs::remove_dir_all(&ssh);
+        // Nothing from an earlier run: installed copies of synk, digest caches.
+        let _ = fs::remove_dir_all(u.home.join(".cache"));
         fs::create_dir_all(&ssh).unwrap();
         if *peer != "epsilon" {
             fs::copy(&key, ssh.join("id_ed25519")).unwrap();
@@ -394,7 +471,11 @@ impl Scene {
 
     /// Runs synk as the client (HOME = the local home) against `peers`, with extra `args`.
     pub fn synk(&self, peers: &[&str], args: &[&std::ffi::OsStr]) -> Output {
-        let mut cmd = self.command(peers);
+        self.run(self.command(peers), args)
+    }
+
+    /// Runs a prepared client command with extra `args`, echoing what it printed.
+    pub fn run(&self, mut cmd: Command, args: &[&std::ffi::OsStr]) -> Output {
         cmd.args(args);
         let started = std::time::Instant::now();
         let out = cmd.output().expect("run synk");
@@ -410,13 +491,22 @@ impl Scene {
 
     /// The client command with `-F` and the peers' `-p`/`-h`, before paths are added.
     pub fn command(&self, peers: &[&str]) -> Command {
+        self.command_with(&self.rig.ssh_config, peers)
+    }
+
+    /// [`Scene::command`] with another ssh_config file.
+    pub fn command_with(&self, ssh_config: &Path, peers: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_synk"));
         cmd.env("HOME", &self.local_home)
             .env_remove("RUST_LOG")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_CACHE_HOME")
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("SSH_AUTH_SOCK")
             .current_dir(&self.local_home)
             .stdin(Stdio::null())
             .arg("-F")
-            .arg(&self.rig.ssh_config);
+            .arg(ssh_config);
         for p in peers {
             if *p == LOCAL {
                 cmd.args(["-h", "localhost"]);
@@ -444,6 +534,38 @@ impl Scene {
     /// `t-NAME/REL` as the client passes it: below its own home, so home-relative.
     pub fn arg(&self, rel: &str) -> std::ffi::OsString {
         self.path(LOCAL, rel).into_os_string()
+    }
+}
+
+/// A [`Scene`], or an early return from the test where the rig cannot run here.
+macro_rules! scene {
+    ($name:expr) => {
+        match Scene::new($name) {
+            Some(s) => s,
+            None => return,
+        }
+    };
+}
+
+/// An argument from a string.
+pub fn os(s: &str) -> &std::ffi::OsStr {
+    std::ffi::OsStr::new(s)
+}
+
+/// `rel` has the same content, mtime and mode on every peer.
+pub fn assert_same_everywhere(s: &Scene, peers: &[&str], rel: &str) {
+    let want = s
+        .read(peers[0], rel)
+        .unwrap_or_else(|| panic!("{rel} missing on {}", peers[0]));
+    let p0 = s.path(peers[0], rel);
+    for p in &peers[1..] {
+        let got = s
+            .read(p, rel)
+            .unwrap_or_else(|| panic!("{rel} missing on {p}"));
+        assert!(got == want, "{rel} differs on {p}");
+        let pp = s.path(p, rel);
+        assert_eq!(mtime(&pp), mtime(&p0), "{rel} mtime on {p}");
+        assert_eq!(mode(&pp), mode(&p0), "{rel} mode on {p}");
     }
 }
 

@@ -1,0 +1,233 @@
+//! Reaching peers as `ssh` does (the user's ssh configuration, host-key policy, ProxyJump) and
+//! zero-install peers (synk sends itself where it is missing or older), over a real sshd.
+
+#[macro_use]
+mod common;
+
+use std::fs;
+use std::path::PathBuf;
+
+use common::*;
+
+/// An ssh_config for the client: `extra` first (first value wins), then the rig's key.
+fn client_config(s: &Scene, file: &str, extra: &str) -> PathBuf {
+    let key = s.rig.dir.join("id_ed25519");
+    let p = s.local_home.join(file);
+    fs::write(
+        &p,
+        format!(
+            "{extra}\nHost *\n    IdentityFile {}\n    IdentitiesOnly yes\n    BatchMode yes\n    LogLevel ERROR\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// The copy synk installed in a peer's cache.
+fn cached_copy(peer: &str) -> PathBuf {
+    user(peer)
+        .home
+        .join(".cache/synk/bin")
+        .join(format!("synk-{}", env!("CARGO_PKG_VERSION")))
+}
+
+#[test]
+fn a_config_without_host_key_checking_is_obeyed() {
+    let s = scene!("lax-keys");
+    s.write(LOCAL, "f", "lax", now() - 5);
+    // No known_hosts at all: only the user's own policy lets this connect.
+    let cfg = client_config(
+        &s,
+        "lax_config",
+        "Host *\n    StrictHostKeyChecking no\n    UserKnownHostsFile /dev/null",
+    );
+    let out = s.run(s.command_with(&cfg, &["alpha", "beta"]), &[&s.arg("f")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_same_everywhere(&s, &[LOCAL, "alpha", "beta"], "f");
+}
+
+#[test]
+fn an_unknown_host_key_under_a_strict_policy_names_the_peer_and_the_others_sync() {
+    let s = scene!("strict-keys");
+    s.write(LOCAL, "f", "strict", now() - 5);
+    let known = s.rig.dir.join("known_hosts");
+    let cfg = client_config(
+        &s,
+        "strict_config",
+        &format!(
+            "Match user synkt-beta\n    UserKnownHostsFile /dev/null\nHost *\n    StrictHostKeyChecking yes\n    UserKnownHostsFile {}",
+            known.display()
+        ),
+    );
+    let out = s.run(s.command_with(&cfg, &["alpha", "beta"]), &[&s.arg("f")]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(e.contains(&s.shown("beta")), "{e}");
+    assert!(e.contains("host key"), "{e}");
+    assert!(
+        e.contains(&format!(
+            "`ssh -p {} synkt-beta@127.0.0.1` once",
+            s.rig.port
+        )),
+        "{e}"
+    );
+    assert_eq!(s.read("alpha", "f").unwrap(), b"strict");
+    assert!(s.read("beta", "f").is_none());
+}
+
+#[test]
+fn a_peer_behind_a_proxy_jump_is_reached_through_it() {
+    let s = scene!("jump");
+    s.write(LOCAL, "f", "jumped", now() - 5);
+    let known = s.rig.dir.join("known_hosts");
+    let jump = |via: &str| {
+        format!(
+            "Match user synkt-gamma\n    ProxyJump {via}\nHost *\n    StrictHostKeyChecking yes\n    UserKnownHostsFile {}",
+            known.display()
+        )
+    };
+    // A jump host that cannot be reached: gamma fails, which shows the jump is taken.
+    let dead = client_config(&s, "dead_jump", &jump("synkt-alpha@127.0.0.1:1"));
+    let out = s.run(s.command_with(&dead, &["alpha", "gamma"]), &[&s.arg("f")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&s.shown("gamma")), "{}", stderr(&out));
+    assert!(s.read("gamma", "f").is_none());
+    let cfg = client_config(
+        &s,
+        "jump",
+        &jump(&format!("synkt-alpha@127.0.0.1:{}", s.rig.port)),
+    );
+    let out = s.run(s.command_with(&cfg, &["alpha", "gamma"]), &[&s.arg("f")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_same_everywhere(&s, &[LOCAL, "alpha", "gamma"], "f");
+}
+
+#[test]
+fn extra_ssh_options_pass_through_unchanged() {
+    let s = scene!("ssh-option");
+    s.write(LOCAL, "f", "opt", now() - 5);
+    // Only the -o option points ssh at a known_hosts file that knows the rig's key.
+    let cfg = client_config(&s, "bare", "Host *\n    StrictHostKeyChecking yes");
+    let known = format!(
+        "UserKnownHostsFile={}",
+        s.rig.dir.join("known_hosts").display()
+    );
+    let out = s.run(s.command_with(&cfg, &["alpha"]), &[&s.arg("f")]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "no known key without the option"
+    );
+    let out = s.run(
+        s.command_with(&cfg, &["alpha"]),
+        &[os("-o"), os(&known), &s.arg("f")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_same_everywhere(&s, &[LOCAL, "alpha"], "f");
+}
+
+#[test]
+fn synk_installs_itself_on_a_peer_without_it_and_reuses_the_copy() {
+    let s = scene!("install");
+    s.write(LOCAL, "f", "installed", now() - 5);
+    let out = s.synk(&["zeta", "alpha"], &[os("-v"), &s.arg("f")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(
+        said.contains(&format!("{}: installed synk", s.shown("zeta"))),
+        "{said}"
+    );
+    let copy = cached_copy("zeta");
+    assert_eq!(
+        sha512(&copy),
+        sha512(std::path::Path::new(env!("CARGO_BIN_EXE_synk")))
+    );
+    assert_eq!(mode(&copy) & 0o111, 0o111, "executable");
+    assert_same_everywhere(&s, &[LOCAL, "zeta", "alpha"], "f");
+    let before = (inode(&copy), mtime(&copy));
+    let leftovers: Vec<_> = fs::read_dir(copy.parent().unwrap()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "only the copy, no temp files");
+
+    s.write(LOCAL, "f", "second run", now() - 2);
+    let out = s.synk(&["zeta", "alpha"], &[os("-v"), &s.arg("f")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("installed synk"), "{}", stdout(&out));
+    assert_eq!(
+        (inode(&copy), mtime(&copy)),
+        before,
+        "reused, not sent again"
+    );
+    assert_eq!(s.read("zeta", "f").unwrap(), b"second run");
+}
+
+#[test]
+fn an_older_synk_on_a_peer_is_upgraded() {
+    let s = scene!("upgrade");
+    s.write(LOCAL, "f", "upgraded", now() - 5);
+    let out = s.synk(&["theta"], &[os("-v"), &s.arg("f")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(
+        said.contains(&format!(
+            "{}: upgraded synk 0.0.1 to {}",
+            s.shown("theta"),
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{said}"
+    );
+    assert_same_everywhere(&s, &[LOCAL, "theta"], "f");
+    let out = s.synk(&["theta"], &[os("-v"), &s.arg("f")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("synk 0.0.1"), "{}", stdout(&out));
+}
+
+#[test]
+fn no_install_leaves_a_peer_without_synk_alone_and_says_so() {
+    let s = scene!("no-install");
+    s.write(LOCAL, "f", "x", now() - 5);
+    let out = s.synk(&["iota", "alpha"], &[os("--no-install"), &s.arg("f")]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(
+        e.contains(&format!(
+            "synk not found on {}: install it or put it in PATH (or drop --no-install",
+            s.shown("iota")
+        )),
+        "{e}"
+    );
+    assert_eq!(s.read("alpha", "f").unwrap(), b"x", "the others still sync");
+    assert!(!cached_copy("iota").exists());
+
+    // The same from synk.conf.
+    let conf = s.local_home.join("synk.conf");
+    fs::write(&conf, "no-install\n").unwrap();
+    let out = s.synk(&["iota"], &[os("-f"), conf.as_os_str(), &s.arg("f")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--no-install"), "{}", stderr(&out));
+    assert!(!cached_copy("iota").exists());
+}
+
+#[test]
+fn a_named_synk_path_is_where_synk_runs_and_installs() {
+    let s = scene!("synk-path");
+    s.write(LOCAL, "f", "named", now() - 5);
+    let named = format!("~/t-{}/tools/synk", s.name);
+    let out = s.synk(
+        &["iota"],
+        &[os("-v"), os("--synk-path"), os(&named), &s.arg("f")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let at = s.path("iota", "tools/synk");
+    assert!(
+        stdout(&out).contains(&format!("at {}", at.display())),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        sha512(&at),
+        sha512(std::path::Path::new(env!("CARGO_BIN_EXE_synk")))
+    );
+    assert_same_everywhere(&s, &[LOCAL, "iota"], "f");
+    assert!(!cached_copy("iota").exists(), "not in the cache");
+}
