@@ -231,3 +231,41 @@ fn a_named_synk_path_is_where_synk_runs_and_installs() {
     assert_same_everywhere(&s, &[LOCAL, "iota"], "f");
     assert!(!cached_copy("iota").exists(), "not in the cache");
 }
+
+/// The older synk of the tests and of the docker rig answers with this recorded frame.
+fn old_hello() -> synk::proto::Response {
+    synk::proto::Response::Hello {
+        magic: synk::proto::MAGIC,
+        protocol: 0,
+        version: "0.0.1".into(),
+        rsync: true,
+        home: synk::paths::WirePath(b"/nowhere".to_vec()),
+    }
+}
+
+#[test]
+fn the_recorded_older_synk_speaks_an_older_protocol() {
+    let bytes = fs::read(OLD_HELLO).unwrap();
+    let again = "re-record: cargo test --test reach record_the_older_synk -- --ignored";
+    let got: synk::proto::Response = synk::proto::read_frame(&mut &bytes[..]).expect(again);
+    match got {
+        synk::proto::Response::Hello {
+            magic,
+            protocol,
+            version,
+            ..
+        } => {
+            assert_eq!(magic, synk::proto::MAGIC, "{again}");
+            assert!(protocol < synk::proto::PROTOCOL_VERSION, "{again}");
+            assert_eq!(version, "0.0.1", "{again}");
+        }
+        other => panic!("{other:?}: {again}"),
+    }
+}
+
+/// Writes `tests/e2e/old-hello.bin` again (after a change to the handshake's shape).
+#[test]
+#[ignore]
+fn record_the_older_synk() {
+    fs::write(OLD_HELLO, synk::proto::encode(&old_hello()).unwrap()).unwrap();
+}

@@ -51,6 +51,9 @@ const BASE_TOOLS: &[&str] = &[
     "env",
 ];
 
+/// The handshake answer of an older synk, recorded (see `tests/reach.rs`).
+pub const OLD_HELLO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/old-hello.bin");
+
 /// Where homes and sshd state live (world-traversable, so peer users can reach their homes).
 const BASE: &str = "/var/tmp/synk-it";
 
@@ -207,16 +210,8 @@ fn start() -> Result<Rig, String> {
         "bin-garbage",
         "#!/bin/sh\necho 'Welcome to eta! Have a nice day.'\nsleep 1\n".into(),
     );
-    // An older synk: answers the handshake with the protocol before this one.
-    let hello = synk::proto::encode(&synk::proto::Response::Hello {
-        magic: synk::proto::MAGIC,
-        protocol: synk::proto::PROTOCOL_VERSION - 1,
-        version: "0.0.1".into(),
-        rsync: true,
-        home: synk::paths::WirePath(b"/nowhere".to_vec()),
-    })
-    .unwrap();
-    fs::write(dir.join("old-hello"), hello).unwrap();
+    // An older synk: answers the handshake with an older protocol (the rig's recording).
+    fs::copy(OLD_HELLO, dir.join("old-hello")).unwrap();
     script(
         "bin-old",
         format!(

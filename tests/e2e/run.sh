@@ -568,14 +568,103 @@ spread_common() {
 s_kill_no_partial_spread()       { spread_common delta; }
 s_kill_no_partial_spread_rsync() { spread_common beta; }
 
+
+# ---------------------------------------------------------------- reaching peers (ssh config, install)
+
+# ssh_conf HOST NAME TEXT: an ssh_config file ~/e2e/NAME on HOST
+ssh_conf() { printf '%s\n' "$3" | docker exec -i -u synk "$(c "$1")" bash -c 'cat >"$HOME/e2e/$1"' bash "$2" \
+    || fail "fixture: ssh config $2 on $1"; }
+
+s_ssh_no_known_hosts() {   # the user's own "StrictHostKeyChecking no" + no known_hosts is obeyed
+    local f=e2e/lax.txt
+    put beta $f "from beta, no known hosts" 100
+    ssh_conf beta lax $'Host *\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  GlobalKnownHostsFile /dev/null\n  LogLevel ERROR'
+    # without the user's policy, no key is known: ssh itself refuses
+    hx beta 'ssh -F ~/e2e/lax -o StrictHostKeyChecking=yes -o BatchMode=yes alpha true' </dev/null >/dev/null 2>&1 \
+        && fail "fixture: alpha's host key is known despite the empty known_hosts"
+    snapshot pre $f
+    run_synk beta -F "${HOME_OF[beta]}/e2e/lax" -h alpha -h gamma "${HOME_OF[beta]}/$f"
+    expect_rc 0
+    expect_converged pre $f alpha beta gamma
+}
+
+s_ssh_unknown_key_strict() {   # strict policy, unknown key on one peer: named, with advice; others sync
+    local f=e2e/strict.txt
+    put beta $f "from beta, strict" 100
+    ssh_conf beta strict $'Host gamma\n  GlobalKnownHostsFile /dev/null\n  UserKnownHostsFile /dev/null\nHost *\n  StrictHostKeyChecking yes'
+    snapshot pre $f
+    run_synk beta -F "${HOME_OF[beta]}/e2e/strict" -h alpha -h gamma "${HOME_OF[beta]}/$f"
+    expect_rc 1
+    stderr_has '^synk: gamma: ssh: .*[Hh]ost key.*accept it with `ssh gamma` once' \
+        || { fail "no error naming gamma and how to accept its key"; show_output; }
+    expect_converged pre $f alpha beta
+    expect_unchanged pre $f gamma
+}
+
+# zeta is on a network only alpha joins, and has no synk.
+zeta_cache() { hx zeta 'ls -i "$HOME/.cache/synk/bin/" 2>/dev/null | grep -v "^total"'; }
+
+s_no_install() {   # --no-install: a peer without synk is named, told what to do, and left as it was
+    local f=e2e/noinst.txt
+    fx zeta 'rm -rf ~/.cache/synk ~/e2e; mkdir -p ~/e2e'
+    put beta $f "from beta" 100
+    ssh_conf beta jump $'Host zeta\n  ProxyJump alpha'
+    run_synk beta --no-install -F "${HOME_OF[beta]}/e2e/jump" -h alpha -h zeta "${HOME_OF[beta]}/$f"
+    expect_rc 1
+    stderr_has 'synk not found on zeta: install it or put it in PATH \(or drop --no-install' \
+        || { fail "no 'synk not found on zeta … --no-install' error"; show_output; }
+    [[ -z $(zeta_cache) ]] || fail "zeta got a copy of synk despite --no-install"
+    [[ $(hx alpha 'cat ~/e2e/noinst.txt') == "from beta" ]] || fail "alpha was not synced"
+}
+
+s_jump_and_install() {   # zeta only through ProxyJump alpha; synk installs itself there, then reuses it
+    local f=e2e/jump.txt
+    fx zeta 'rm -rf ~/.cache/synk ~/e2e; mkdir -p ~/e2e'
+    hx beta 'ssh -o BatchMode=yes -o ConnectTimeout=3 zeta true' </dev/null >/dev/null 2>&1 \
+        && fail "fixture: beta reaches zeta directly; the ProxyJump is not needed"
+    hroot zeta 'command -v synk' >/dev/null && fail "fixture: zeta has a synk on PATH"
+    put beta $f "through the jump" 100
+    ssh_conf beta jump $'Host zeta\n  ProxyJump alpha'
+    run_synk beta -v -F "${HOME_OF[beta]}/e2e/jump" -h alpha -h zeta "${HOME_OF[beta]}/$f"
+    expect_rc 0
+    stdout_has '^zeta: installed synk .* at /home/synk/.cache/synk/bin/synk-' \
+        || { fail "-v did not say that synk was installed on zeta"; show_output; }
+    [[ $(hx zeta 'cat ~/e2e/jump.txt') == "through the jump" ]] || fail "zeta does not hold the file"
+    [[ $(hx zeta 'sha512sum <"$(ls -d ~/.cache/synk/bin/synk-*)"') == $(hroot beta 'sha512sum </usr/local/bin/synk') ]] \
+        || fail "zeta's copy differs from the client's synk"
+    local before; before=$(zeta_cache)
+    put beta $f "second run" 200
+    run_synk beta -v -F "${HOME_OF[beta]}/e2e/jump" -h alpha -h zeta "${HOME_OF[beta]}/$f"
+    expect_rc 0
+    stdout_has 'installed synk' && fail "synk was installed again on the second run"
+    [[ $(zeta_cache) == "$before" ]] || fail "zeta's copy changed on the second run: [$before] -> [$(zeta_cache)]"
+    [[ $(hx zeta 'cat ~/e2e/jump.txt') == "second run" ]] || fail "the second run did not reach zeta"
+}
+
+s_upgrade_older() {   # an older synk on PATH (epsilon): upgraded into the cache, the run goes on
+    local f=e2e/upgrade.txt
+    docker cp "$(dirname "$0")/old-hello.bin" "$(c epsilon):/usr/local/lib/synk-old-hello.bin" >/dev/null
+    hroot epsilon 'mv /usr/local/bin/synk /usr/local/bin/synk.real &&
+        printf "#!/bin/sh\ncat /usr/local/lib/synk-old-hello.bin\ncat >/dev/null\n" >/usr/local/bin/synk &&
+        chmod 755 /usr/local/bin/synk /usr/local/lib/synk-old-hello.bin' || fail "fixture: older synk on epsilon"
+    fx epsilon 'rm -rf ~/.cache/synk ~/e2e; mkdir -p ~/e2e'
+    put alpha $f "upgraded" 100
+    run_synk alpha -v -h epsilon "${HOME_OF[alpha]}/$f"
+    expect_rc 0
+    stdout_has '^epsilon: upgraded synk 0\.0\.1 to ' || { fail "-v did not say epsilon was upgraded"; show_output; }
+    [[ $(hx epsilon 'cat ~/e2e/upgrade.txt') == "upgraded" ]] || fail "epsilon does not hold the file"
+    hroot epsilon 'mv -f /usr/local/bin/synk.real /usr/local/bin/synk; rm -rf /home/synk/.cache/synk/bin'
+}
+
 SCENARIOS=(local_master remote_master missing_some dir_union norsync_master norsync_target norsync_client
            hostile_names big_file rerun_noop conflict dry_run fault_stopped fault_disconnected
            kill_rsync_container kill_stream_sshd kill_stream_container
-           kill_no_partial_spread kill_no_partial_spread_rsync)
+           kill_no_partial_spread kill_no_partial_spread_rsync
+           ssh_no_known_hosts ssh_unknown_key_strict no_install jump_and_install upgrade_older)
 
 # ---------------------------------------------------------------- main
 
-for h in "${HOSTS[@]}"; do
+for h in "${HOSTS[@]}" epsilon zeta; do
     HOME_OF[$h]=$(docker exec -u synk "$(c "$h")" sh -c 'echo $HOME' 2>/dev/null) \
         || { echo "rig host $h is not running: docker/rig up first" >&2; exit 2; }
 done
