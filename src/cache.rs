@@ -167,12 +167,12 @@ impl DigestCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::Entry;
     use crate::scan::scan_root;
+    use crate::scan::Found;
 
     fn digest_of(root: &Path, cache: &DigestCache) -> Digest {
         let mut got = None;
-        scan_root(root, cache, &mut |e: Entry| got = e.state.unwrap().digest).unwrap();
+        scan_root(root, cache, &mut |e: Found| got = e.state.unwrap().digest).unwrap();
         got.expect("one file")
     }
 

@@ -85,17 +85,56 @@ pub struct Cli {
     #[arg(short = 'h', long = "host", value_name = "HOST")]
     hosts: Vec<String>,
 
+    /// Sync the deletions of a root that is empty now on some peer (else that peer is left out).
+    #[arg(long)]
+    pub confirm_empty: bool,
+
+    /// List the kept versions of PATH (and below it) on every peer.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["restore", "paths"])]
+    pub versions: Option<PathBuf>,
+
+    /// Bring back the newest kept version of PATH (a file, or what is gone below a directory)
+    /// and sync it to every peer.
+    #[arg(long, value_name = "PATH", conflicts_with = "paths")]
+    pub restore: Option<PathBuf>,
+
+    /// With --restore: the version that was current at TIME (`2026-11-25 14:00`, RFC 3339, or
+    /// an age such as `2h` or `3days`).
+    #[arg(long, value_name = "TIME", requires = "restore", value_parser = parse_at)]
+    pub at: Option<i64>,
+
+    /// Append the operations log to FILE (default ~/.local/state/synk/synk.log).
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
     /// Internal: serve the synk protocol on stdin/stdout (run by synk over SSH).
     #[arg(long, exclusive = true)]
     pub serve: bool,
 
     /// Files or directories to synchronise.
-    #[arg(value_name = "PATH", required_unless_present = "serve")]
+    #[arg(value_name = "PATH", required_unless_present_any = ["serve", "versions", "restore"])]
     pub paths: Vec<PathBuf>,
 
     /// `-h` values paired with the `-p` that preceded them.
     #[arg(skip)]
     pub peers: Vec<PeerSpec>,
+}
+
+/// `--at`: an absolute time (RFC 3339, the `T` and zone optional, UTC) or an age (`2h`), as
+/// nanoseconds since the epoch.
+fn parse_at(s: &str) -> Result<i64, String> {
+    let t = humantime::parse_rfc3339_weak(s)
+        .or_else(|_| humantime::parse_rfc3339_weak(&format!("{s}:00")))
+        .or_else(|_| humantime::parse_rfc3339(s))
+        .or_else(|_| {
+            humantime::parse_duration(s.trim_end_matches(" ago"))
+                .map(|d| std::time::SystemTime::now() - d)
+        })
+        .map_err(|_| format!("{s:?} is neither a time (2026-11-25 14:00) nor an age (2h)"))?;
+    let d = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| format!("{s:?} is before 1970"))?;
+    Ok(d.as_nanos() as i64)
 }
 
 impl Cli {
@@ -135,6 +174,15 @@ impl Cli {
             ));
         }
         cli.peers = peers;
+        if cli.at.is_some() && cli.restore.is_none() {
+            return Err(cmd.error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "--at TIME goes with --restore PATH",
+            ));
+        }
+        if let Some(p) = cli.versions.as_ref().or(cli.restore.as_ref()) {
+            cli.paths = vec![p.clone()];
+        }
         Ok(cli)
     }
 
@@ -276,6 +324,36 @@ mod tests {
         let o = cli.connect_options(&Config::default());
         assert!(!o.install);
         assert_eq!(o.synk_path.as_deref(), Some("~/s"));
+    }
+
+    #[test]
+    fn versions_and_restore_take_their_path_and_at_takes_times_or_ages() {
+        let cli = parse(&["-h", "a", "--versions", "notes"]).unwrap();
+        assert_eq!(cli.paths, [PathBuf::from("notes")]);
+        let cli = parse(&["-h", "a", "--restore", "n", "--at", "2026-01-02 03:04"]).unwrap();
+        assert_eq!(cli.at, Some(1_767_323_040_000_000_000));
+        let cli = parse(&["-h", "a", "--restore", "n", "--at", "2h"]).unwrap();
+        let ago = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64
+            - cli.at.unwrap();
+        assert!(
+            (7_190_000_000_000..7_210_000_000_000).contains(&ago),
+            "{ago}"
+        );
+        assert_eq!(
+            parse(&["-h", "a", "--at", "2h", "f"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        assert_eq!(
+            parse(&["-h", "a", "--restore", "n", "--at", "soon"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
     }
 
     #[test]

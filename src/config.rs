@@ -3,6 +3,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::versions::Retention;
+
 /// A remote peer as the user named it: `[user@]host`, with an optional SSH port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PeerSpec {
@@ -106,6 +108,10 @@ pub struct Config {
     pub install: Option<bool>,
     /// `synk-path PATH`: the synk executable on every peer.
     pub synk_path: Option<String>,
+    /// `keep-versions N`, `keep-days D`: how long kept versions stay.
+    pub retention: Retention,
+    /// `log FILE`: the operations log.
+    pub log: Option<PathBuf>,
 }
 
 /// Parses synk.conf(5): `peer HOST [PORT]`, `ssh-option OPTION`, `install yes|no`,
@@ -145,6 +151,21 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
             ["install", "yes"] => cfg.install = Some(true),
             ["install", "no"] | ["no-install"] => cfg.install = Some(false),
             ["install", ..] => return Err(syntax("expected `install yes` or `install no`".into())),
+            ["keep-versions", n] => {
+                cfg.retention.versions = n
+                    .parse()
+                    .map_err(|_| syntax(format!("invalid number {n:?}")))?
+            }
+            ["keep-days", n] => {
+                cfg.retention.days = n
+                    .parse()
+                    .map_err(|_| syntax(format!("invalid number {n:?}")))?
+            }
+            ["keep-versions" | "keep-days", ..] => {
+                return Err(syntax(format!("expected `{} N`", words[0])))
+            }
+            ["log"] => return Err(syntax("`log` needs a file".into())),
+            ["log", ..] => cfg.log = Some(PathBuf::from(rest)),
             ["synk-path"] => return Err(syntax("`synk-path` needs a path".into())),
             ["synk-path", ..] => cfg.synk_path = Some(rest.to_string()),
             [word, ..] => return Err(syntax(format!("unknown keyword {word:?}"))),

@@ -4,17 +4,22 @@
 //! [`scan`] the requested paths, decides per entry who holds the newest version ([`plan`]) and
 //! carries it to every other peer with rsync or the built-in streaming copier ([`transfer`]).
 
+pub mod apply;
 pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod install;
+pub mod oplog;
 pub mod paths;
 pub mod peer;
 pub mod plan;
 pub mod proto;
 pub mod report;
+pub mod restore;
 pub mod scan;
 pub mod serve;
 pub mod ssh;
+pub mod state;
 pub mod sync;
 pub mod transfer;
+pub mod versions;

@@ -14,12 +14,13 @@ use tokio::sync::Mutex;
 use crate::config::PeerSpec;
 use crate::install;
 use crate::paths::{check_rel, RootSpec, WirePath};
-use crate::plan::Listing;
+use crate::plan::{Listing, Seen};
 use crate::proto::{
     read_frame_async, write_frame_async, FrameError, Kind, Request, Response, CHUNK, MAGIC,
     PROTOCOL_VERSION,
 };
 use crate::ssh::{self, SshOptions};
+use crate::versions::Retention;
 
 type Reader = Box<dyn AsyncRead + Unpin + Send>;
 type Writer = Box<dyn AsyncWrite + Unpin + Send>;
@@ -89,6 +90,8 @@ pub struct Peer {
     pub conn: Mutex<Conn>,
     /// What was done to run synk there (installed or upgraded), for `-v`.
     pub installed: Option<String>,
+    /// A short name for file names (conflict copies): the host, or this host's name.
+    pub label: String,
 }
 
 impl Peer {
@@ -163,6 +166,10 @@ impl Peer {
         installed: Option<String>,
     ) -> Peer {
         tracing::debug!(peer = %name, rsync = caps.rsync, version = %caps.version, home = %caps.home, "connected");
+        let label = match &spec {
+            Some(s) => s.destination(),
+            None => local_hostname(),
+        };
         Peer {
             name,
             spec,
@@ -170,7 +177,20 @@ impl Peer {
             caps,
             conn: Mutex::new(conn),
             installed,
+            label,
         }
+    }
+}
+
+/// This host's name, for conflict copies made from its versions.
+fn local_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is as long as we say; gethostname NUL-terminates within it.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(0);
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(h) if ok && !h.is_empty() => h.to_string(),
+        _ => "localhost".to_string(),
     }
 }
 
@@ -393,10 +413,12 @@ impl Conn {
     pub async fn scan(
         &mut self,
         roots: &[RootSpec],
+        retention: Retention,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<Vec<RootScan>> {
         self.send(&Request::Scan {
             roots: roots.to_vec(),
+            retention,
         })
         .await?;
         self.flush().await?;
@@ -427,7 +449,7 @@ impl Conn {
                                 e.rel
                             );
                         }
-                        if let Ok(m) = &e.state {
+                        if let Ok(Some(m)) = &e.state {
                             // The decision and the copiers rely on every file and symlink
                             // carrying its digest.
                             let needs = matches!(m.kind, Kind::File | Kind::Symlink(_));
@@ -440,7 +462,13 @@ impl Conn {
                             }
                             bytes += m.size;
                         }
-                        listing.insert(e.rel, e.state);
+                        listing.insert(
+                            e.rel,
+                            Seen {
+                                state: e.state,
+                                vv: e.vv,
+                            },
+                        );
                     }
                     progress(listing.len() as u64, bytes);
                 }
@@ -536,7 +564,8 @@ mod tests {
             .unwrap_err()
             .into_error("beta", false)
             .to_string();
-        assert!(e.starts_with("beta: runs synk 9.9.9 (protocol 2)"), "{e}");
+        let want = format!("beta: runs synk 9.9.9 (protocol {})", PROTOCOL_VERSION + 1);
+        assert!(e.starts_with(&want), "{e}");
         assert!(e.contains("install the same version on every peer"), "{e}");
     }
 
@@ -599,7 +628,8 @@ mod tests {
                 },
                 Response::Entries(vec![Entry {
                     rel: WirePath(b"f".to_vec()),
-                    state: Ok(bare),
+                    state: Ok(Some(bare)),
+                    vv: None,
                 }]),
                 Response::ScanDone,
             ] {
@@ -608,7 +638,11 @@ mod tests {
             w.flush().await.unwrap();
         });
         let roots = [RootSpec::Home(WirePath(b"notes".to_vec()))];
-        let e = conn.scan(&roots, |_, _| {}).await.unwrap_err().to_string();
+        let e = conn
+            .scan(&roots, Retention::default(), |_, _| {})
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("without the digest"), "{e}");
     }
 
@@ -625,6 +659,7 @@ mod tests {
                 Response::Entries(vec![Entry {
                     rel: WirePath(b"../../etc/passwd".to_vec()),
                     state: Err("x".into()),
+                    vv: None,
                 }]),
                 Response::ScanDone,
             ] {
@@ -633,7 +668,11 @@ mod tests {
             w.flush().await.unwrap();
         });
         let roots = [RootSpec::Home(WirePath(b"notes".to_vec()))];
-        let e = conn.scan(&roots, |_, _| {}).await.unwrap_err().to_string();
+        let e = conn
+            .scan(&roots, Retention::default(), |_, _| {})
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("beta: sent an invalid entry path"), "{e}");
     }
 }

@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::paths::{RootSpec, WirePath};
+use crate::state::{Record, Vv};
+use crate::versions::{Kept, Retention};
 
 /// Bumped on every incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Opens every handshake so a stray banner or a different program is recognised at once.
 pub const MAGIC: [u8; 4] = *b"SYNK";
 /// Largest frame either side accepts.
@@ -103,13 +105,16 @@ pub struct Meta {
     pub digest: Option<Digest>,
 }
 
-/// One scanned path below a root (`rel` empty: the root itself).
+/// One path below a root (`rel` empty: the root itself) as a peer holds it now, with its
+/// version: a scanned entry, or one the peer's state remembers that is gone now.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     /// Path relative to the root.
     pub rel: WirePath,
-    /// Its metadata, or why it could not be read.
-    pub state: Result<Meta, String>,
+    /// Its metadata (`None`: deleted), or why it could not be read.
+    pub state: Result<Option<Meta>, String>,
+    /// Its version; `None` when the peer's state has no record of the entry.
+    pub vv: Option<Vv>,
 }
 
 /// Client to server.
@@ -128,6 +133,83 @@ pub enum Request {
     Scan {
         /// The paths the user asked for.
         roots: Vec<RootSpec>,
+        /// How long kept versions stay on this peer.
+        retention: Retention,
+    },
+    /// Root `root` is a single file: its other entries (conflict copies) are siblings in its
+    /// directory.
+    Siblings {
+        /// Index into the last scan's roots.
+        root: u32,
+    },
+    /// Keep a conflict's losing version under another name in the same tree (and in the
+    /// version store).
+    Rename {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// The entry.
+        rel: WirePath,
+        /// Its new name.
+        to: WirePath,
+    },
+    /// Take an entry out of the tree into the version store (files and symlinks) or remove an
+    /// empty directory.
+    Remove {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// The entry.
+        rel: WirePath,
+        /// A deletion (else the entry is being replaced by another kind).
+        deleted: bool,
+    },
+    /// Keep these entries' current versions before copies replace them.
+    Keep {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// The entries.
+        rels: Vec<WirePath>,
+    },
+    /// Make `rel` a copy of `from`, a file this peer already holds (a rename, or the same
+    /// content elsewhere): no bytes cross the network.
+    Clone {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// The local file with the wanted content.
+        from: WirePath,
+        /// The entry to create or replace.
+        rel: WirePath,
+        /// Permission bits to set.
+        mode: u32,
+        /// Modification time to set (ns).
+        mtime: i64,
+        /// What the bytes must hash to.
+        digest: Digest,
+    },
+    /// New state records for a root, sent before [`Request::Commit`] (no answer).
+    Records {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// Records replacing what the peer reported.
+        set: Vec<Record>,
+        /// Entries whose action failed here: their old record stays.
+        unchanged: Vec<WirePath>,
+    },
+    /// Write the root's new state: what was reported, overridden by [`Request::Records`].
+    Commit {
+        /// Index into the last scan's roots.
+        root: u32,
+    },
+    /// List the kept versions of a path and everything below it ([`Response::Versions`]).
+    Versions {
+        /// The path.
+        path: RootSpec,
+    },
+    /// Put a kept version back at its path (the current one is kept in turn).
+    Restore {
+        /// The absolute path.
+        path: WirePath,
+        /// The version's id in the store.
+        id: String,
     },
     /// Before rsync writes into a root: create its missing parents (and the root itself when
     /// it is a directory) and rsync's scratch directory, [`RSYNC_TEMP_DIR`], in its base.
@@ -210,6 +292,8 @@ pub enum Response {
         /// The server's home directory.
         home: WirePath,
     },
+    /// Kept versions, answering [`Request::Versions`].
+    Versions(Vec<Kept>),
     /// Start of root `index`'s entries: its absolute path there, or why it cannot be scanned.
     Root {
         /// Index into the request's roots.
@@ -356,17 +440,19 @@ mod tests {
     fn responses_round_trip() {
         let entry = Entry {
             rel: WirePath(b"dir/link".to_vec()),
-            state: Ok(Meta {
+            state: Ok(Some(Meta {
                 kind: Kind::Symlink(WirePath(b"../t".to_vec())),
                 size: 0,
                 mode: 0o777,
                 mtime: 1_700_000_000_123_456_789,
                 digest: Some(Digest::of(b"../t")),
-            }),
+            })),
+            vv: Some(Vv(vec![(7, 3), (9, 1_700_000_000_000)])),
         };
         let bad = Entry {
             rel: WirePath(b"secret".to_vec()),
             state: Err("Permission denied".into()),
+            vv: None,
         };
         let bytes = encode(&Response::Entries(vec![entry.clone(), bad.clone()])).unwrap();
         match read_frame::<Response, _>(&mut &bytes[..]).unwrap() {

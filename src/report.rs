@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::proto::{Kind, Meta};
+use crate::plan::Seen;
+use crate::proto::Kind;
 
 /// The run's voice.
 pub struct Reporter {
@@ -15,6 +16,8 @@ pub struct Reporter {
     quiet: bool,
     bars: MultiProgress,
     failures: AtomicUsize,
+    conflicts: AtomicUsize,
+    pending: AtomicUsize,
 }
 
 impl Reporter {
@@ -30,6 +33,8 @@ impl Reporter {
             quiet,
             bars: MultiProgress::with_draw_target(target),
             failures: AtomicUsize::new(0),
+            conflicts: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
         }
     }
 
@@ -63,6 +68,29 @@ impl Reporter {
         self.failures.load(Ordering::Relaxed)
     }
 
+    /// A conflict on stderr (not with `-q`): both versions were kept.
+    pub fn conflict(&self, line: impl Display) {
+        self.conflicts.fetch_add(1, Ordering::Relaxed);
+        if !self.quiet {
+            self.bars.suspend(|| eprintln!("synk: conflict: {line}"));
+        }
+    }
+
+    /// Conflicts reported so far.
+    pub fn conflicts(&self) -> usize {
+        self.conflicts.load(Ordering::Relaxed)
+    }
+
+    /// A dry run found something that it would change.
+    pub fn pending(&self) {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether a dry run found anything to change.
+    pub fn any_pending(&self) -> bool {
+        self.pending.load(Ordering::Relaxed) > 0
+    }
+
     /// A counter with a message, drawn only on a terminal.
     pub fn spinner(&self, msg: String) -> ProgressBar {
         let pb = self.bars.add(ProgressBar::new_spinner());
@@ -87,11 +115,12 @@ impl Reporter {
 }
 
 /// The C synk's `peer:` line: `peer: HOST PATH SHA7 MTIME`.
-pub fn peer_line(host: &str, path: &str, state: Option<&Result<Meta, String>>) -> String {
-    match state {
+pub fn peer_line(host: &str, path: &str, seen: Option<&Seen>) -> String {
+    match seen.map(|s| &s.state) {
         None => format!("peer: {host} {path} missing"),
+        Some(Ok(None)) => format!("peer: {host} {path} deleted"),
         Some(Err(e)) => format!("peer: {host} {path} unreadable ({e})"),
-        Some(Ok(m)) => {
+        Some(Ok(Some(m))) => {
             let secs = m.mtime.div_euclid(1_000_000_000);
             match (&m.kind, &m.digest) {
                 (Kind::Dir, _) => format!("peer: {host} {path} dir {secs}"),
@@ -106,7 +135,14 @@ pub fn peer_line(host: &str, path: &str, state: Option<&Result<Meta, String>>) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::Digest;
+    use crate::proto::{Digest, Meta};
+
+    fn seen(m: Meta) -> Seen {
+        Seen {
+            state: Ok(Some(m)),
+            vv: None,
+        }
+    }
 
     #[test]
     fn peer_lines_match_the_c_tool() {
@@ -118,7 +154,7 @@ mod tests {
             digest: Some(Digest::of(b"")),
         };
         assert_eq!(
-            peer_line("keel", "/home/z/file", Some(&Ok(m))),
+            peer_line("keel", "/home/z/file", Some(&seen(m))),
             "peer: keel /home/z/file cf83e13 1473157705"
         );
         assert_eq!(peer_line("b", "/x", None), "peer: b /x missing");
@@ -129,6 +165,6 @@ mod tests {
             mtime: 5_000_000_000,
             digest: None,
         };
-        assert_eq!(peer_line("b", "/x", Some(&Ok(d))), "peer: b /x dir 5");
+        assert_eq!(peer_line("b", "/x", Some(&seen(d))), "peer: b /x dir 5");
     }
 }

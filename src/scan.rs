@@ -15,7 +15,7 @@ use sha2::Digest as _;
 
 use crate::cache::{DigestCache, Stamp};
 use crate::paths::WirePath;
-use crate::proto::{Digest, Entry, Kind, Meta};
+use crate::proto::{Digest, Kind, Meta};
 
 /// Read buffer for hashing: large enough that syscalls vanish from the profile.
 const HASH_BUF: usize = 256 << 10;
@@ -154,7 +154,7 @@ pub fn hash_pipelined(r: &mut (impl Read + Send)) -> io::Result<Digest> {
 /// it becomes an entry carrying the message, so one unreadable file does not hide the rest.
 ///
 /// Files whose stamp `cache` knows are not read again; every digest computed is offered to it.
-pub fn scan_root(root: &Path, cache: &DigestCache, sink: &mut dyn FnMut(Entry)) -> io::Result<()> {
+pub fn scan_root(root: &Path, cache: &DigestCache, sink: &mut dyn FnMut(Found)) -> io::Result<()> {
     let md = match fs::symlink_metadata(root) {
         Ok(md) => md,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -166,7 +166,7 @@ pub fn scan_root(root: &Path, cache: &DigestCache, sink: &mut dyn FnMut(Entry)) 
     } else if md.is_file() {
         files.push((WirePath::default(), root.to_path_buf(), md));
     } else {
-        sink(Entry {
+        sink(Found {
             rel: WirePath::default(),
             state: describe(root, &md),
         });
@@ -180,7 +180,7 @@ pub fn scan_root(root: &Path, cache: &DigestCache, sink: &mut dyn FnMut(Entry)) 
 fn walk(
     root: &Path,
     root_md: &Metadata,
-    sink: &mut dyn FnMut(Entry),
+    sink: &mut dyn FnMut(Found),
     files: &mut Vec<(WirePath, PathBuf, Metadata)>,
 ) {
     let mut stack = vec![(WirePath::default(), root.to_path_buf(), root_md.clone())];
@@ -189,14 +189,14 @@ fn walk(
         let children = match listing {
             Ok(children) => children,
             Err(e) => {
-                sink(Entry {
+                sink(Found {
                     rel,
                     state: Err(format!("cannot list directory: {}", io_msg(&e))),
                 });
                 continue;
             }
         };
-        sink(Entry {
+        sink(Found {
             rel: rel.clone(),
             state: describe(&path, &md),
         });
@@ -205,6 +205,7 @@ fn walk(
                 std::os::unix::ffi::OsStrExt::as_bytes(child.file_name().as_os_str()).to_vec(),
             );
             if is_temp_name(name.as_bytes()) {
+                remove_if_stale(&child.path());
                 continue;
             }
             let child_rel = rel.join(&name);
@@ -212,12 +213,12 @@ fn walk(
             match fs::symlink_metadata(&child_path) {
                 Ok(cmd) if cmd.is_dir() => stack.push((child_rel, child_path, cmd)),
                 Ok(cmd) if cmd.is_file() => files.push((child_rel, child_path, cmd)),
-                Ok(cmd) => sink(Entry {
+                Ok(cmd) => sink(Found {
                     rel: child_rel,
                     state: describe(&child_path, &cmd),
                 }),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {} // gone since listing
-                Err(e) => sink(Entry {
+                Err(e) => sink(Found {
                     rel: child_rel,
                     state: Err(io_msg(&e)),
                 }),
@@ -236,8 +237,54 @@ pub fn is_temp_name(name: &[u8]) -> bool {
     name.starts_with(TEMP_PREFIX.as_bytes()) && name.ends_with(TEMP_SUFFIX.as_bytes())
 }
 
+/// One entry the walk found: its path below the root and its metadata, or why it can't be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Path relative to the root.
+    pub rel: WirePath,
+    /// Its metadata, or the error.
+    pub state: Result<Meta, String>,
+}
+
+/// Takes an exclusive `flock` on `f` without waiting; true when it was free.
+pub fn try_lock(f: &File) -> bool {
+    use std::os::unix::io::AsRawFd;
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// Removes a temp file or rsync scratch directory that no live synk is writing. Writers hold
+/// an exclusive `flock` on what they write (see serve), so a lock that is free means a run
+/// was killed; a symlink (which cannot be locked) is stale after a minute.
+pub fn remove_if_stale(path: &Path) {
+    let Ok(md) = fs::symlink_metadata(path) else {
+        return;
+    };
+    let stale = if md.file_type().is_symlink() {
+        let age = std::time::SystemTime::now()
+            .duration_since(md.modified().unwrap_or(std::time::UNIX_EPOCH))
+            .unwrap_or_default();
+        age > std::time::Duration::from_secs(60)
+    } else {
+        File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .map(|f| try_lock(&f))
+            .unwrap_or(false)
+    };
+    if !stale {
+        return;
+    }
+    tracing::debug!(path = %path.display(), "removing a temp left by an interrupted run");
+    let _ = if md.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    };
+}
+
 /// Describes one regular file: from the cache when its stamp is known, else by hashing it.
-fn file_entry(rel: WirePath, path: &Path, md: &Metadata, cache: &DigestCache) -> Entry {
+fn file_entry(rel: WirePath, path: &Path, md: &Metadata, cache: &DigestCache) -> Found {
     let stamp = Stamp::of(md);
     let state = match cache.lookup(&rel, &stamp) {
         Some(digest) => Ok(Meta {
@@ -264,14 +311,14 @@ fn file_entry(rel: WirePath, path: &Path, md: &Metadata, cache: &DigestCache) ->
             res
         }
     };
-    Entry { rel, state }
+    Found { rel, state }
 }
 
 /// Hashes files on every core, passing results to `sink` on this thread as they finish.
 fn hash_all(
     files: Vec<(WirePath, PathBuf, Metadata)>,
     cache: &DigestCache,
-    sink: &mut dyn FnMut(Entry),
+    sink: &mut dyn FnMut(Found),
 ) {
     if files.len() == 1 {
         let (rel, path, md) = files.into_iter().next().expect("one file");

@@ -5,13 +5,17 @@ use std::path::PathBuf;
 
 use futures::future::join_all;
 
+use crate::apply::Apply;
 use crate::cli::Cli;
+use crate::oplog::{self, OpLog};
 use crate::paths::{absolutize, entry_display, root_spec, RootSpec, WirePath};
 use crate::peer::{self, Peer, RootScan};
-use crate::plan::{self, Listing, PeerId, Problem};
+use crate::plan::{self, Listing, PeerId, Plan, Problem, Seen};
 use crate::proto::Kind;
 use crate::report::{peer_line, Reporter};
+use crate::restore;
 use crate::transfer::RootTransfer;
+use crate::versions::Retention;
 
 /// Exit status: everything in sync.
 pub const EXIT_OK: i32 = 0;
@@ -19,6 +23,10 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_UNSYNCED: i32 = 1;
 /// Exit status: usage or configuration error.
 pub const EXIT_USAGE: i32 = 2;
+/// Exit status: in sync, but conflicting versions were kept under conflict names.
+pub const EXIT_CONFLICTS: i32 = 3;
+/// Exit status: a dry run found something it would change.
+pub const EXIT_PENDING: i32 = 4;
 
 /// A requested path: how it is shown and how it travels.
 struct Root {
@@ -110,7 +118,49 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         return EXIT_UNSYNCED;
     }
     let specs_wire: Vec<RootSpec> = roots.iter().map(|r| r.spec.clone()).collect();
-    let scans = scan_all(&peers, &specs_wire, rep).await;
+    let retention = cfg.retention;
+    if cli.versions.is_some() {
+        let n = restore::list(&peers, &specs_wire[0], &roots[0].display, rep).await;
+        close_all(&peers).await;
+        return exit_code(rep, n == 0);
+    }
+    let mut scans = scan_all(&peers, &specs_wire, retention, rep).await;
+    if cli.restore.is_some() {
+        let exists = |p: PeerId, path: &WirePath| existing(&scans, p, path);
+        let n = restore::restore(
+            &peers,
+            &specs_wire[0],
+            &roots[0].display,
+            cli.at,
+            &exists,
+            rep,
+        )
+        .await;
+        if n == 0 {
+            close_all(&peers).await;
+            return exit_code(rep, false);
+        }
+        scans = scan_all(&peers, &specs_wire, retention, rep).await;
+    }
+    let log = if cli.dry_run {
+        OpLog::none()
+    } else {
+        match cli
+            .log
+            .clone()
+            .or(cfg.log.clone())
+            .or_else(oplog::default_path)
+        {
+            Some(path) => OpLog::open(&path).unwrap_or_else(|e| {
+                rep.warn(format!(
+                    "{}: cannot open the operations log: {e}",
+                    path.display()
+                ));
+                OpLog::none()
+            }),
+            None => OpLog::none(),
+        }
+    };
     let mut dead: HashSet<PeerId> = (0..peers.len()).filter(|i| scans[*i].is_none()).collect();
     for (i, root) in roots.iter().enumerate() {
         let ctx = RootRun {
@@ -120,29 +170,61 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
             scans: &scans,
             forced: forced_id,
             cli: &cli,
+            log: &log,
         };
         let lost = ctx.sync(&dead, rep).await;
         dead.extend(lost);
     }
     close_all(&peers).await;
-    if rep.failures() > 0 {
+    exit_code(rep, false)
+}
+
+/// The exit status after a run: errors first, then conflicts, then changes a dry run found.
+fn exit_code(rep: &Reporter, nothing_found: bool) -> i32 {
+    if rep.failures() > 0 || nothing_found {
         EXIT_UNSYNCED
+    } else if rep.conflicts() > 0 {
+        EXIT_CONFLICTS
+    } else if rep.any_pending() {
+        EXIT_PENDING
     } else {
         EXIT_OK
     }
+}
+
+/// Whether the absolute `path` holds an entry on peer `p` (the root itself counts as gone, so
+/// that `--restore` of a file brings back its older version).
+fn existing(scans: &[Option<Vec<RootScan>>], p: PeerId, path: &WirePath) -> bool {
+    let Some(Some(roots)) = scans.get(p) else {
+        return false;
+    };
+    roots.iter().flatten().any(|(abs, listing)| {
+        let (a, b) = (abs.as_bytes(), path.as_bytes());
+        b.len() > a.len()
+            && b.starts_with(a)
+            && b[a.len()] == b'/'
+            && matches!(
+                listing.get(&WirePath(b[a.len() + 1..].to_vec())),
+                Some(Seen {
+                    state: Ok(Some(_)),
+                    ..
+                })
+            )
+    })
 }
 
 /// Scans every root on every live peer at once.
 async fn scan_all(
     peers: &[Peer],
     roots: &[RootSpec],
+    retention: Retention,
     rep: &Reporter,
 ) -> Vec<Option<Vec<RootScan>>> {
     let scans = peers.iter().map(|peer| async move {
         let spinner = rep.spinner(format!("scanning {}", peer.name));
         let mut conn = peer.conn.lock().await;
         let res = conn
-            .scan(roots, |entries, _| spinner.set_position(entries))
+            .scan(roots, retention, |entries, _| spinner.set_position(entries))
             .await;
         spinner.finish_and_clear();
         match res {
@@ -164,11 +246,16 @@ struct RootRun<'a> {
     scans: &'a [Option<Vec<RootScan>>],
     forced: Option<PeerId>,
     cli: &'a Cli,
+    log: &'a OpLog,
 }
 
 impl RootRun<'_> {
     fn path_of(&self, rel: &WirePath) -> String {
         entry_display(&self.root.display, rel)
+    }
+
+    fn name(&self, p: PeerId) -> &str {
+        &self.peers[p].name
     }
 
     /// Decides and carries out this root; returns peers whose connection broke.
@@ -186,7 +273,7 @@ impl RootRun<'_> {
                     abs.push(Some(a.clone()));
                 }
                 Some(Err(e)) => {
-                    rep.error(format!("{}: {e}", self.peers[p].name));
+                    rep.error(format!("{}: {e}", self.name(p)));
                     views.push(None);
                     abs.push(None);
                 }
@@ -196,72 +283,222 @@ impl RootRun<'_> {
                 }
             }
         }
-        let plan = plan::decide(&views, self.forced);
-        tracing::debug!(
-            root = %self.root.display,
-            copies = plan.copies.len(),
-            problems = plan.problems.len(),
-            "decided"
-        );
-        self.report(&plan, &views, rep);
-        if plan.copies.is_empty() {
-            return HashSet::new();
-        }
+        let names: Vec<String> = self.peers.iter().map(|p| p.label.clone()).collect();
         let root_is_dir = views
             .iter()
             .flatten()
             .filter_map(|l| l.get(&WirePath::default()))
-            .any(|s| matches!(s, Ok(m) if m.kind == Kind::Dir));
-        let transfer = RootTransfer {
-            peers: self.peers,
-            root: self.index as u32,
-            abs: &abs,
-            root_is_dir,
-            display: &self.root.display,
-            copier: self.cli.copier,
-            ssh_config: self.cli.ssh_config.clone(),
-            dry_run: self.cli.dry_run,
-        };
-        transfer.execute(&plan, rep).await
+            .any(|s| matches!(&s.state, Ok(Some(m)) if m.kind == Kind::Dir));
+        let file_name = std::path::Path::new(&self.root.display)
+            .file_name()
+            .map(|n| n.as_encoded_bytes());
+        let plan = plan::decide(&plan::Input {
+            views: &views,
+            names: &names,
+            forced: self.forced,
+            confirm_empty: self.cli.confirm_empty,
+            file_name: file_name.filter(|_| !root_is_dir),
+        });
+        tracing::debug!(
+            root = %self.root.display,
+            copies = plan.copies.len(),
+            removes = plan.removes.len(),
+            conflicts = plan.conflicts.len(),
+            problems = plan.problems.len(),
+            "decided"
+        );
+        self.report(&plan, &views, rep);
+        // Peers whose state is written: every one that scanned the root and was not left out.
+        let left_out: HashSet<PeerId> = plan
+            .problems
+            .iter()
+            .filter_map(|p| match p {
+                Problem::EmptyRoot { peer, .. } => Some(*peer),
+                _ => None,
+            })
+            .collect();
+        let committing: Vec<PeerId> = (0..views.len())
+            .filter(|p| views[*p].is_some() && !left_out.contains(p))
+            .collect();
+        if self.cli.dry_run {
+            if !plan.is_noop() {
+                rep.pending();
+            }
+            self.show_dry_run(&plan, rep);
+        }
+        let mut lost = HashSet::new();
+        if !plan.is_noop() {
+            let siblings = if !root_is_dir && !plan.renames.is_empty() {
+                committing.clone()
+            } else {
+                Vec::new()
+            };
+            let apply = Apply {
+                peers: self.peers,
+                root: self.index as u32,
+                display: &self.root.display,
+                siblings,
+            };
+            if !self.cli.dry_run {
+                lost = apply.before_copies(&plan, rep).await;
+            }
+            let transfer = RootTransfer {
+                peers: self.peers,
+                root: self.index as u32,
+                abs: &abs,
+                root_is_dir,
+                display: &self.root.display,
+                copier: self.cli.copier,
+                ssh_config: self.cli.ssh_config.clone(),
+                dry_run: self.cli.dry_run,
+            };
+            let copies_lost = transfer.execute(&plan, &lost, rep).await;
+            lost.extend(copies_lost);
+            if !self.cli.dry_run {
+                self.log_actions(&plan, &views);
+            }
+        }
+        if !self.cli.dry_run {
+            let live: Vec<PeerId> = committing
+                .into_iter()
+                .filter(|p| !lost.contains(p))
+                .collect();
+            Apply {
+                peers: self.peers,
+                root: self.index as u32,
+                display: &self.root.display,
+                siblings: Vec::new(),
+            }
+            .commit(&plan, &live, rep)
+            .await;
+        }
+        lost
     }
 
-    fn report(&self, plan: &plan::Plan, views: &[Option<&Listing>], rep: &Reporter) {
-        let name = |p: &PeerId| self.peers[*p].name.as_str();
+    fn report(&self, plan: &Plan, views: &[Option<&Listing>], rep: &Reporter) {
         report_peers(plan, views, self.peers, rep, &|rel| self.path_of(rel));
+        for c in &plan.copies {
+            rep.say(
+                1,
+                format!("master: {} {}", self.name(c.master), self.path_of(&c.rel)),
+            );
+        }
+        for c in &plan.conflicts {
+            let kept: Vec<String> = c
+                .kept
+                .iter()
+                .map(|(p, to)| format!("{}'s as {}", self.name(*p), self.path_of(to)))
+                .collect();
+            rep.conflict(format!(
+                "{}: changed on {} and {}; {}'s version keeps the name, {} (every version reaches every peer)",
+                self.path_of(&c.rel),
+                self.name(c.winner),
+                c.kept.iter().map(|(p, _)| self.name(*p)).collect::<Vec<_>>().join(", "),
+                self.name(c.winner),
+                kept.join(", ")
+            ));
+        }
         for p in &plan.problems {
             match p {
-                Problem::Conflict { rel, peers, reason } => {
-                    let who: Vec<&str> = peers.iter().map(name).collect();
-                    rep.error(format!(
-                        "conflict: {}: {reason} on {}; left untouched (use --master HOST to pick one)",
-                        self.path_of(rel),
-                        who.join(", ")
-                    ));
-                }
                 Problem::Unreadable { rel, peer, error } => rep.error(format!(
-                    "{}: {}: {error}; left untouched everywhere",
-                    name(peer),
+                    "{}: {}: {error}; not synced there (the other peers were)",
+                    self.name(*peer),
                     self.path_of(rel)
                 )),
                 Problem::Special { rel, peers } => {
-                    let who: Vec<&str> = peers.iter().map(name).collect();
+                    let who: Vec<&str> = peers.iter().map(|p| self.name(*p)).collect();
                     rep.warn(format!(
                         "{}: special file on {} skipped",
                         self.path_of(rel),
                         who.join(", ")
                     ));
                 }
+                Problem::EmptyRoot { peer, held } => rep.error(format!(
+                    "{}: {} is empty or missing there but held {held} entries after the last sync (an unmounted disk?); left out, nothing deleted. If you emptied it on purpose, run again with --confirm-empty",
+                    self.name(*peer),
+                    self.root.display
+                )),
                 Problem::Missing => {
                     rep.error(format!("{}: no such file on any peer", self.root.display))
                 }
             }
         }
     }
+
+    /// `-n`: what would change, one line per action.
+    fn show_dry_run(&self, plan: &Plan, rep: &Reporter) {
+        for (peer, rel, action, from) in actions(plan) {
+            let from = from
+                .map(|f| format!(" from {}", self.name(f)))
+                .unwrap_or_default();
+            rep.say(
+                0,
+                format!(
+                    "would {action} {} on {}{from}",
+                    self.path_of(&rel),
+                    self.name(peer)
+                ),
+            );
+        }
+    }
+
+    fn log_actions(&self, plan: &Plan, views: &[Option<&Listing>]) {
+        for (peer, rel, action, from) in actions(plan) {
+            let created = action == "copy"
+                && !views[peer]
+                    .and_then(|l| l.get(&rel))
+                    .is_some_and(|s| matches!(s.state, Ok(Some(_))));
+            let word = match action {
+                "copy" if created => "created",
+                "copy" => "updated",
+                "delete" => "deleted",
+                "keep" => "version kept",
+                "rename" => "conflict",
+                other => other,
+            };
+            self.log.line(
+                &self.root.display,
+                &rel.to_string(),
+                self.name(peer),
+                word,
+                from.map(|f| self.name(f)),
+            );
+        }
+    }
 }
 
-/// `-v`: every peer's version of each entry that differs (`-vv`: of every entry).
+/// Every action of a plan: (peer, entry, verb, from whom).
+fn actions(plan: &Plan) -> Vec<(PeerId, WirePath, &'static str, Option<PeerId>)> {
+    let mut out = Vec::new();
+    for r in &plan.renames {
+        out.push((r.peer, r.rel.clone(), "rename", None));
+        out.push((r.peer, r.to.clone(), "keep", None));
+    }
+    for (p, rel) in &plan.keeps {
+        out.push((*p, rel.clone(), "keep", None));
+    }
+    for c in &plan.clones {
+        out.push((c.peer, c.rel.clone(), "copy", Some(c.peer)));
+    }
+    for r in &plan.removes {
+        out.push((
+            r.peer,
+            r.rel.clone(),
+            if r.deleted { "delete" } else { "keep" },
+            None,
+        ));
+    }
+    for c in &plan.copies {
+        for t in &c.targets {
+            out.push((*t, c.rel.clone(), "copy", Some(c.master)));
+        }
+    }
+    out
+}
+
+/// `-v`: every peer's version of each entry that changes (`-vv`: of every entry).
 fn report_peers(
-    plan: &plan::Plan,
+    plan: &Plan,
     views: &[Option<&Listing>],
     peers: &[Peer],
     rep: &Reporter,
@@ -274,10 +511,16 @@ fn report_peers(
         views.iter().flatten().flat_map(|l| l.keys()).collect()
     } else {
         let problems = plan.problems.iter().filter_map(|p| match p {
-            Problem::Conflict { rel, .. } | Problem::Unreadable { rel, .. } => Some(rel),
+            Problem::Unreadable { rel, .. } => Some(rel),
             _ => None,
         });
-        plan.copies.iter().map(|c| &c.rel).chain(problems).collect()
+        plan.copies
+            .iter()
+            .map(|c| &c.rel)
+            .chain(plan.removes.iter().map(|r| &r.rel))
+            .chain(plan.conflicts.iter().map(|c| &c.rel))
+            .chain(problems)
+            .collect()
     };
     for rel in rels {
         for (p, v) in views.iter().enumerate() {

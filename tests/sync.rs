@@ -232,35 +232,50 @@ fn hostile_root_path() {
 }
 
 #[test]
-fn equal_mtime_with_different_content_is_a_conflict() {
+fn equal_mtime_with_different_content_keeps_both_versions() {
     let s = scene!("tie");
     let t = now() - 100;
-    s.write(LOCAL, "f", "older", t - 10);
-    s.write("alpha", "f", "alpha's", t);
-    s.write("beta", "f", "beta's", t);
-    let out = s.synk(&["alpha", "beta"], &[&s.arg("f")]);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(s.read("alpha", "f").unwrap(), b"alpha's");
-    assert_eq!(s.read("beta", "f").unwrap(), b"beta's");
-    assert_eq!(s.read(LOCAL, "f").unwrap(), b"older");
-    assert_eq!(mtime(&s.path("alpha", "f")), t);
+    s.write(LOCAL, "f.txt", "older", t - 10);
+    s.write("alpha", "f.txt", "alpha's", t);
+    s.write("beta", "f.txt", "beta's", t);
+    let out = s.synk(&["alpha", "beta"], &[&s.arg("f.txt")]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "conflicts kept: {}",
+        stderr(&out)
+    );
     let e = stderr(&out);
     assert!(
-        e.contains("conflict") && e.contains(&s.path(LOCAL, "f").display().to_string()),
+        e.contains("conflict") && e.contains(&s.path(LOCAL, "f.txt").display().to_string()),
         "{e}"
     );
     assert!(
         e.contains(&s.shown("alpha")) && e.contains(&s.shown("beta")),
         "{e}"
     );
-    // --master resolves it.
-    let out = s.synk(
-        &["alpha", "beta"],
-        &[os("--master"), os(&s.shown("beta")), &s.arg("f")],
-    );
+    // Every peer holds the winner under the name and the loser beside it.
+    let names: Vec<String> = fs::read_dir(s.dir(LOCAL))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let copy = names
+        .iter()
+        .find(|n| n.starts_with("f.synk-conflict-") && n.ends_with(".txt"))
+        .unwrap_or_else(|| panic!("no conflict copy in {names:?}"));
+    let winner = s.read(LOCAL, "f.txt").unwrap();
+    let loser = s.read(LOCAL, copy).unwrap();
+    let mut both = [winner.clone(), loser.clone()];
+    both.sort();
+    assert_eq!(both, [b"alpha's".to_vec(), b"beta's".to_vec()]);
+    for p in ["alpha", "beta"] {
+        assert_eq!(s.read(p, "f.txt").unwrap(), winner, "{p}");
+        assert_eq!(s.read(p, copy).unwrap(), loser, "{p}");
+    }
+    // The next run is quiet and exits 0.
+    let out = s.synk(&["alpha", "beta"], &[&s.arg("f.txt")]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_same_everywhere(&s, &["beta", "alpha", LOCAL], "f");
-    assert_eq!(s.read(LOCAL, "f").unwrap(), b"beta's");
+    assert_eq!(stderr(&out), "");
 }
 
 #[test]
@@ -292,7 +307,12 @@ fn dry_run_changes_nothing() {
     s.write("alpha", "d/only-alpha", "a", t);
     let ino = inode(&s.path("alpha", "d/new"));
     let out = s.synk(&["alpha", "delta"], &[os("-n"), &s.arg("d")]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "changes pending: {}",
+        stderr(&out)
+    );
     let o = stdout(&out);
     assert!(
         o.contains("would copy") && o.contains(&s.path(LOCAL, "d/new").display().to_string()),
@@ -390,8 +410,11 @@ fn an_unreadable_file_is_reported_and_left_alone() {
         e.contains(&s.shown("beta")) && e.contains("d/secret") && e.contains("Permission denied"),
         "{e}"
     );
+    // The others still converge; the peer that cannot read it keeps its own.
     assert_eq!(s.read(LOCAL, "d/secret").unwrap(), b"local");
-    assert!(s.read("alpha", "d/secret").is_none());
+    assert_eq!(s.read("alpha", "d/secret").unwrap(), b"local");
+    fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    assert_eq!(s.read("beta", "d/secret").unwrap(), b"beta's");
     assert_same_everywhere(&s, &["beta", LOCAL, "alpha"], "d/fine");
 }
 
@@ -547,11 +570,11 @@ fn the_digest_cache_never_hides_a_change() {
         .map(|d| d.count())
         .unwrap_or(0);
     assert!(cached > 0, "alpha kept no digest cache");
-    // Same size, same mtime, new content: only the ctime tells.
+    // Same size, same mtime, new content: only the ctime tells, and the change wins.
     s.write("alpha", "f", "same size B", t);
     let out = s.synk(&["alpha"], &[&s.arg("f")]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("conflict"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(s.read(LOCAL, "f").unwrap(), b"same size B");
 }
 
 #[test]

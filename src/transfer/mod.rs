@@ -67,10 +67,15 @@ impl RootTransfer<'_> {
 
     /// Carries out `plan`; failures are reported through `rep`. Returns the peers whose
     /// connection broke, so the caller stops using them.
-    pub async fn execute(&self, plan: &Plan, rep: &Reporter) -> HashSet<PeerId> {
+    pub async fn execute(
+        &self,
+        plan: &Plan,
+        lost: &HashSet<PeerId>,
+        rep: &Reporter,
+    ) -> HashSet<PeerId> {
         let mut pairs: BTreeMap<(PeerId, PeerId), Vec<&Copy>> = BTreeMap::new();
-        for c in &plan.copies {
-            for t in &c.targets {
+        for c in plan.copies.iter().filter(|c| !lost.contains(&c.master)) {
+            for t in c.targets.iter().filter(|t| !lost.contains(t)) {
                 pairs.entry((c.master, *t)).or_default().push(c);
             }
         }
@@ -81,24 +86,6 @@ impl RootTransfer<'_> {
                 self.peers[t].caps.rsync,
             )
         };
-        for c in &plan.copies {
-            let targets: Vec<&str> = c.targets.iter().map(|t| self.name(*t)).collect();
-            rep.say(
-                1,
-                format!("master: {} {}", self.name(c.master), self.path_of(&c.rel)),
-            );
-            if self.dry_run {
-                rep.say(
-                    0,
-                    format!(
-                        "would copy {} from {} to {}",
-                        self.path_of(&c.rel),
-                        self.name(c.master),
-                        targets.join(", ")
-                    ),
-                );
-            }
-        }
         let mut rsync_pairs = Vec::new();
         let mut stream_pairs: BTreeSet<(PeerId, PeerId)> = BTreeSet::new();
         for (&(m, t), copies) in &pairs {
@@ -172,9 +159,19 @@ impl RootTransfer<'_> {
                 })
                 .collect()
         } else {
+            // Other entries of a file root are its siblings (conflict copies).
             let abs = self.abs[m].clone().unwrap_or_default();
             let name = abs.as_path().file_name().unwrap_or(".".as_ref());
-            vec![WirePath::from_path(std::path::Path::new(name))]
+            copies
+                .iter()
+                .map(|c| {
+                    if c.rel.is_empty() {
+                        WirePath::from_path(std::path::Path::new(name))
+                    } else {
+                        c.rel.clone()
+                    }
+                })
+                .collect()
         };
         let mut src = side(m);
         if !client_runs {

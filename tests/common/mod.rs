@@ -268,8 +268,10 @@ Match User synkt-alpha,synkt-beta,synkt-gamma,synkt-epsilon
         fs::create_dir_all(&u.home).unwrap();
         let ssh = u.home.join(".ssh");
         let _ = fs::remove_dir_all(&ssh);
-        // Nothing from an earlier run: installed copies of synk, digest caches.
+        // Nothing from an earlier run: installed copies of synk, digest caches, sync state
+        // and kept versions.
         let _ = fs::remove_dir_all(u.home.join(".cache"));
+        let _ = fs::remove_dir_all(u.home.join(".local"));
         fs::create_dir_all(&ssh).unwrap();
         if *peer != "epsilon" {
             fs::copy(&key, ssh.join("id_ed25519")).unwrap();

@@ -14,13 +14,16 @@ use std::path::{Path, PathBuf};
 use filetime::FileTime;
 use sha2::Digest as _;
 
-use crate::cache::DigestCache;
-use crate::paths::{check_rel, RootSpec, WirePath};
+use crate::paths::{check_rel, WirePath};
 use crate::proto::{
-    read_frame, write_frame, Digest, Entry, FrameError, Request, Response, CHUNK, ENTRY_BATCH,
-    MAGIC, PROTOCOL_VERSION, RSYNC_TEMP_DIR,
+    read_frame, write_frame, Digest, FrameError, Request, Response, CHUNK, MAGIC, PROTOCOL_VERSION,
+    RSYNC_TEMP_DIR,
 };
 use crate::scan;
+use crate::state;
+use crate::versions::{Retention, Store};
+
+mod history;
 
 /// Serves one client on this process's stdin and stdout until the client hangs up.
 pub fn run() -> Result<(), FrameError> {
@@ -30,6 +33,7 @@ pub fn run() -> Result<(), FrameError> {
         .or_else(dirs::home_dir);
     let mut server = Server::new(home);
     server.cache_dir = dirs::cache_dir();
+    server.with_state(state::state_dir(server.home.as_deref()));
     let mut r = BufReader::with_capacity(CHUNK + 64, io::stdin().lock());
     let mut w = BufWriter::with_capacity(CHUNK + 64, io::stdout().lock());
     server.serve(&mut r, &mut w)
@@ -40,8 +44,20 @@ pub struct Server {
     home: Option<PathBuf>,
     /// Where digests of earlier scans are kept (`None`: hash everything every time).
     pub cache_dir: Option<PathBuf>,
-    /// The roots of the last scan, resolved; later requests refer to them by index.
-    roots: Vec<Option<PathBuf>>,
+    /// Where sync state and kept versions live (`None`: nowhere; nothing is deleted then).
+    state_dir: Option<PathBuf>,
+    /// This peer's stable key (0 without a state directory).
+    key: u64,
+    /// The kept-version store.
+    store: Option<Store>,
+    /// How long kept versions stay, as the client's config says.
+    retention: Retention,
+    /// The store was pruned in this session.
+    pruned: bool,
+    /// The roots of the last scan; later requests refer to them by index.
+    roots: Vec<Option<history::RootCtx>>,
+    /// Locks on rsync scratch directories in use, so scans elsewhere see them as live.
+    scratch_locks: Vec<File>,
 }
 
 type OpResult = Result<(), String>;
@@ -88,8 +104,29 @@ impl Server {
         Server {
             home,
             cache_dir: None,
+            state_dir: None,
+            key: 0,
+            store: None,
+            retention: Retention::default(),
+            pruned: false,
             roots: Vec::new(),
+            scratch_locks: Vec::new(),
         }
+    }
+
+    /// Keeps sync state and versions in `dir`. Without one, the server still scans and copies
+    /// but refuses to delete or replace anything it could not keep.
+    pub fn with_state(&mut self, dir: Option<PathBuf>) {
+        self.key = match dir.as_deref().map(state::peer_key) {
+            Some(Ok(k)) => k,
+            Some(Err(e)) => {
+                tracing::warn!("no sync state: {e}");
+                0
+            }
+            None => 0,
+        };
+        self.store = dir.as_deref().filter(|_| self.key != 0).map(Store::new);
+        self.state_dir = dir.filter(|_| self.key != 0);
     }
 
     /// Runs the handshake, then answers requests until end of input.
@@ -126,7 +163,40 @@ impl Server {
                 other => other?,
             };
             match req {
-                Request::Scan { roots } => self.scan(&roots, w)?,
+                Request::Scan { roots, retention } => {
+                    self.retention = retention;
+                    self.scan(&roots, w)?
+                }
+                Request::Rename { root, rel, to } => reply(w, self.rename(root, &rel, &to))?,
+                Request::Remove { root, rel, deleted } => {
+                    reply(w, self.remove(root, &rel, deleted))?
+                }
+                Request::Keep { root, rels } => reply(w, self.keep(root, &rels))?,
+                Request::Clone {
+                    root,
+                    from,
+                    rel,
+                    mode,
+                    mtime,
+                    digest,
+                } => reply(w, self.clone_local(root, &from, &rel, mode, mtime, digest))?,
+                Request::Records {
+                    root,
+                    set,
+                    unchanged,
+                } => {
+                    // No answer: a failure shows at the commit.
+                    if let Err(e) = self.records(root, set, unchanged) {
+                        tracing::warn!("{e}");
+                    }
+                }
+                Request::Commit { root } => reply(w, self.commit(root))?,
+                Request::Versions { path } => match self.versions(&path) {
+                    Ok(v) => write_frame(w, &Response::Versions(v))?,
+                    Err(e) => write_frame(w, &Response::Failed(e))?,
+                },
+                Request::Restore { path, id } => reply(w, self.restore(&path, &id))?,
+                Request::Siblings { root } => reply(w, self.siblings(root))?,
                 Request::Prepare { root, dir } => reply(w, self.prepare(root, dir))?,
                 Request::Cleanup { root, dir } => reply(w, self.cleanup(root, dir))?,
                 Request::ReadFile { root, rel } => self.read_file(root, &rel, w)?,
@@ -160,87 +230,19 @@ impl Server {
         }
     }
 
-    fn scan<W: Write>(&mut self, roots: &[RootSpec], w: &mut W) -> Result<(), FrameError> {
-        self.roots.clear();
-        for (i, spec) in roots.iter().enumerate() {
-            let index = i as u32;
-            let resolved = match &self.home {
-                Some(home) => spec.resolve(home).map_err(|e| format!("{spec}: {e}")),
-                None if matches!(spec, RootSpec::Home(_)) => {
-                    Err(format!("{spec}: this peer has no home directory"))
-                }
-                None => spec
-                    .resolve(Path::new("/"))
-                    .map_err(|e| format!("{spec}: {e}")),
-            };
-            let abs = match resolved {
-                Ok(abs) => abs,
-                Err(e) => {
-                    self.roots.push(None);
-                    write_frame(
-                        w,
-                        &Response::Root {
-                            index,
-                            result: Err(e),
-                        },
-                    )?;
-                    continue;
-                }
-            };
-            self.roots.push(Some(abs.clone()));
-            // The header goes out with the first entry, so a failure on the root itself can
-            // still replace it.
-            let mut header = Some(Response::Root {
-                index,
-                result: Ok(WirePath::from_path(&abs)),
-            });
-            let mut batch: Vec<Entry> = Vec::with_capacity(ENTRY_BATCH);
-            let mut failed: Option<FrameError> = None;
-            let send = |batch: &mut Vec<Entry>, header: &mut Option<Response>, w: &mut W| {
-                if let Some(h) = header.take() {
-                    write_frame(w, &h)?;
-                }
-                if !batch.is_empty() {
-                    write_frame(w, &Response::Entries(std::mem::take(batch)))?;
-                    w.flush()?;
-                }
-                Ok::<(), FrameError>(())
-            };
-            let cache = DigestCache::for_root(self.cache_dir.as_deref(), &abs);
-            let res = scan::scan_root(&abs, &cache, &mut |e| {
-                batch.push(e);
-                if batch.len() >= ENTRY_BATCH && failed.is_none() {
-                    if let Err(e) = send(&mut batch, &mut header, w) {
-                        failed = Some(e);
-                    }
-                }
-            });
-            if let Some(e) = failed {
-                return Err(e);
-            }
-            cache.save();
-            match res {
-                Ok(()) => send(&mut batch, &mut header, w)?,
-                Err(e) => write_frame(
-                    w,
-                    &Response::Root {
-                        index,
-                        result: Err(msg(&abs, e)),
-                    },
-                )?,
-            }
-        }
-        write_frame(w, &Response::ScanDone)
-    }
-
     /// The absolute path of entry `rel` under root `root`, if both are acceptable.
     fn locate(&self, root: u32, rel: &WirePath) -> Result<(PathBuf, PathBuf), String> {
         check_rel(rel).map_err(|e| format!("{rel}: refused: {e}"))?;
-        let base = self
+        let ctx = self
             .roots
             .get(root as usize)
-            .and_then(Clone::clone)
+            .and_then(Option::as_ref)
             .ok_or_else(|| format!("root #{root} was not scanned in this session"))?;
+        let mut base = ctx.abs.clone();
+        if ctx.siblings && !rel.is_empty() {
+            // A file root's other entries (conflict copies) live beside it.
+            base = base.parent().unwrap_or(Path::new("/")).to_path_buf();
+        }
         let path = if rel.is_empty() {
             base.clone()
         } else {
@@ -299,7 +301,7 @@ impl Server {
         Ok((base, scratch))
     }
 
-    fn prepare(&self, root: u32, dir: bool) -> OpResult {
+    fn prepare(&mut self, root: u32, dir: bool) -> OpResult {
         let (path, _) = self.locate(root, &WirePath::default())?;
         Self::ensure_parents(&path, &WirePath::default())?;
         let (base, scratch) = self.rsync_base(root, dir)?;
@@ -311,9 +313,15 @@ impl Server {
             }
         }
         match fs::create_dir(&scratch) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(msg(&scratch, e)),
-            _ => Ok(()),
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(msg(&scratch, e)),
+            _ => {}
         }
+        // Held until the session ends: a scan elsewhere must not take it for a killed run's.
+        if let Ok(f) = File::open(&scratch) {
+            scan::try_lock(&f);
+            self.scratch_locks.push(f);
+        }
+        Ok(())
     }
 
     fn cleanup(&self, root: u32, dir: bool) -> OpResult {
@@ -373,12 +381,7 @@ impl Server {
         let mut sink = self.locate(root, rel).and_then(|(base, path)| {
             Self::ensure_parents(&base, rel)?;
             Self::refuse_directory(&path)?;
-            let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-            let tmp = tempfile::Builder::new()
-                .prefix(scan::TEMP_PREFIX)
-                .suffix(scan::TEMP_SUFFIX)
-                .tempfile_in(&dir)
-                .map_err(|e| msg(&dir, e))?;
+            let tmp = temp_beside(&path)?;
             Ok((path, tmp))
         });
         let mut hasher = sha2::Sha512::new();
@@ -460,6 +463,18 @@ impl Server {
     }
 }
 
+/// A new temp file beside `path`, locked so that scans know a live run is writing it.
+fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile, String> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let tmp = tempfile::Builder::new()
+        .prefix(scan::TEMP_PREFIX)
+        .suffix(scan::TEMP_SUFFIX)
+        .tempfile_in(dir)
+        .map_err(|e| msg(dir, e))?;
+    scan::try_lock(tmp.as_file());
+    Ok(tmp)
+}
+
 /// Makes a rename durable. Best effort: some filesystems refuse to fsync a directory.
 fn sync_parent(path: &Path) {
     if let Some(dir) = path.parent() {
@@ -476,6 +491,7 @@ fn protocol_error(what: &str) -> FrameError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::paths::RootSpec;
     use crate::proto::{encode, Kind};
 
     fn hello() -> Request {
@@ -510,6 +526,7 @@ mod tests {
     fn scan_home(rel: &str) -> Request {
         Request::Scan {
             roots: vec![RootSpec::Home(w(rel))],
+            retention: Retention::default(),
         }
     }
 
@@ -531,9 +548,8 @@ mod tests {
             }, Response::ScanDone] => {
                 assert_eq!(abs, &root_abs);
                 assert_eq!(es.len(), 2);
-                assert!(es
-                    .iter()
-                    .any(|e| e.rel == w("a") && e.state.as_ref().unwrap().kind == Kind::File));
+                assert!(es.iter().any(|e| e.rel == w("a")
+                    && e.state.as_ref().unwrap().as_ref().unwrap().kind == Kind::File));
             }
             other => panic!("{other:?}"),
         }

@@ -1,0 +1,158 @@
+//! Carrying out what a root's plan asks of each peer's own tree, through its `synk --serve`:
+//! conflict renames, keeping versions, local clones and removals before the copies, and the new
+//! sync state after them. Peers work concurrently; each one's steps run in plan order.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+
+use futures::future::join_all;
+
+use crate::paths::{entry_display, WirePath};
+use crate::peer::{OpError, Peer};
+use crate::plan::{PeerId, Plan};
+use crate::proto::Request;
+use crate::report::Reporter;
+
+/// Records per frame.
+const RECORD_BATCH: usize = 2048;
+
+/// One root's changes to peers' trees.
+pub struct Apply<'a> {
+    /// All peers of the run.
+    pub peers: &'a [Peer],
+    /// The root's index in the scan request.
+    pub root: u32,
+    /// The root as the user named it, for messages.
+    pub display: &'a str,
+    /// For a single-file root with conflict copies beside it: every peer taking part, told
+    /// first that the root's other entries are its siblings.
+    pub siblings: Vec<PeerId>,
+}
+
+/// One request for a peer and the entry it is about, for messages.
+struct Step {
+    rel: WirePath,
+    req: Request,
+}
+
+impl Apply<'_> {
+    fn path_of(&self, rel: &WirePath) -> String {
+        entry_display(self.display, rel)
+    }
+
+    /// Every peer's steps before the copies, in order: renames, keeps, clones, removals.
+    fn steps(&self, plan: &Plan) -> BTreeMap<PeerId, Vec<Step>> {
+        let root = self.root;
+        let mut steps: BTreeMap<PeerId, Vec<Step>> = BTreeMap::new();
+        for &p in &self.siblings {
+            steps.entry(p).or_default().push(Step {
+                rel: WirePath::default(),
+                req: Request::Siblings { root },
+            });
+        }
+        for r in &plan.renames {
+            steps.entry(r.peer).or_default().push(Step {
+                rel: r.rel.clone(),
+                req: Request::Rename {
+                    root,
+                    rel: r.rel.clone(),
+                    to: r.to.clone(),
+                },
+            });
+        }
+        let mut keeps: BTreeMap<PeerId, Vec<WirePath>> = BTreeMap::new();
+        for (p, rel) in &plan.keeps {
+            keeps.entry(*p).or_default().push(rel.clone());
+        }
+        for (p, rels) in keeps {
+            steps.entry(p).or_default().push(Step {
+                rel: rels[0].clone(),
+                req: Request::Keep { root, rels },
+            });
+        }
+        for c in &plan.clones {
+            steps.entry(c.peer).or_default().push(Step {
+                rel: c.rel.clone(),
+                req: Request::Clone {
+                    root,
+                    from: c.from.clone(),
+                    rel: c.rel.clone(),
+                    mode: c.meta.mode,
+                    mtime: c.meta.mtime,
+                    digest: c.meta.digest.expect("files carry digests"),
+                },
+            });
+        }
+        for r in &plan.removes {
+            steps.entry(r.peer).or_default().push(Step {
+                rel: r.rel.clone(),
+                req: Request::Remove {
+                    root,
+                    rel: r.rel.clone(),
+                    deleted: r.deleted,
+                },
+            });
+        }
+        steps
+    }
+
+    /// Runs every peer's steps before the copies. Returns the peers whose connection broke.
+    pub async fn before_copies(&self, plan: &Plan, rep: &Reporter) -> HashSet<PeerId> {
+        let lost = Mutex::new(HashSet::new());
+        let steps = self.steps(plan);
+        join_all(steps.into_iter().map(|(p, steps)| {
+            let lost = &lost;
+            async move {
+                let peer = &self.peers[p];
+                let mut conn = peer.conn.lock().await;
+                for s in steps {
+                    match conn.op(&s.req).await {
+                        Ok(()) => {}
+                        Err(OpError::Failed(m)) => {
+                            rep.error(format!("{}: {}: {m}", peer.name, self.path_of(&s.rel)))
+                        }
+                        Err(OpError::Lost(e)) => {
+                            rep.error(format!("{e:#}"));
+                            lost.lock().expect("lost set lock").insert(p);
+                            return;
+                        }
+                    }
+                }
+            }
+        }))
+        .await;
+        lost.into_inner().expect("lost set lock")
+    }
+
+    /// Writes the root's new sync state on every peer in `peers`: each checks every record
+    /// against its disk and keeps its old one where the change did not arrive.
+    pub async fn commit(&self, plan: &Plan, peers: &[PeerId], rep: &Reporter) {
+        join_all(peers.iter().map(|&p| async move {
+            let peer = &self.peers[p];
+            let mut conn = peer.conn.lock().await;
+            let set = plan.records.get(p).map(Vec::as_slice).unwrap_or_default();
+            // In batches that stay well below the frame limit.
+            let mut sent = Ok(());
+            for batch in set.chunks(RECORD_BATCH) {
+                sent = conn
+                    .send(&Request::Records {
+                        root: self.root,
+                        set: batch.to_vec(),
+                        unchanged: Vec::new(),
+                    })
+                    .await;
+                if sent.is_err() {
+                    break;
+                }
+            }
+            let res = match sent {
+                Ok(()) => conn.op(&Request::Commit { root: self.root }).await,
+                Err(e) => Err(OpError::Lost(e)),
+            };
+            if let Err(e) = res {
+                rep.error(format!("{}: {}: {e}", peer.name, self.display));
+            }
+        }))
+        .await;
+    }
+}

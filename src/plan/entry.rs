@@ -1,0 +1,144 @@
+//! The decision for one entry, from every peer's version of it and what that peer held after
+//! the last sync (its version vector).
+
+use crate::proto::{Kind, Meta};
+use crate::state::{Content, Order, Vv};
+
+use super::{PeerId, Seen};
+
+/// What one peer holds at a path, as the decision sees it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Version<'a> {
+    pub peer: PeerId,
+    /// `None`: deleted since the last sync (or a remembered deletion).
+    pub meta: Option<&'a Meta>,
+    /// `None`: this peer has no history of the entry.
+    pub vv: Option<&'a Vv>,
+}
+
+impl Version<'_> {
+    fn content(&self) -> Content {
+        Content::of(self.meta)
+    }
+}
+
+/// The outcome for one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// `winner` (a peer holding the winning version; `None`: the entry is deleted) goes
+    /// everywhere. `losers` hold versions that changed concurrently: each is kept under a
+    /// conflict name.
+    Win {
+        /// A peer holding the winning version, or `None` for a deletion.
+        winner: Option<PeerId>,
+        /// One peer per conflicting version that loses the name.
+        losers: Vec<PeerId>,
+    },
+}
+
+/// Newest modification time first; ties broken by content so that every client picks the same.
+fn newest<'a>(vs: &[Version<'a>]) -> Version<'a> {
+    *vs.iter()
+        .filter(|v| v.meta.is_some())
+        .max_by(|a, b| {
+            let (ma, mb) = (a.meta.expect("present"), b.meta.expect("present"));
+            ma.mtime
+                .cmp(&mb.mtime)
+                .then_with(|| ma.digest.map(|d| d.0).cmp(&mb.digest.map(|d| d.0)))
+                .then_with(|| b.peer.cmp(&a.peer))
+        })
+        .expect("a present version")
+}
+
+/// One peer per distinct content, in the order given.
+fn distinct<'a>(vs: &[Version<'a>]) -> Vec<Version<'a>> {
+    let mut out: Vec<Version<'a>> = Vec::new();
+    for v in vs {
+        if !out.iter().any(|o| o.content() == v.content()) {
+            out.push(*v);
+        }
+    }
+    out
+}
+
+/// Decides one entry from the versions of the peers that hold or remember it (at least one). `forced` is the
+/// `--master` peer, whose version wins outright where it has one.
+pub(super) fn verdict(versions: &[Version<'_>], forced: Option<PeerId>) -> Verdict {
+    let kinds = distinct(versions);
+    if kinds.len() == 1 {
+        let v = kinds[0];
+        return Verdict::Win {
+            winner: v.meta.map(|_| v.peer),
+            losers: vec![],
+        };
+    }
+    if let Some(f) = forced.and_then(|f| versions.iter().find(|v| v.peer == f)) {
+        return Verdict::Win {
+            winner: f.meta.map(|_| f.peer),
+            losers: vec![],
+        };
+    }
+    // The versions no other version descends from: what changed since the last sync. A peer
+    // without history of the entry cannot be placed, so it is a candidate too.
+    let heads: Vec<Version<'_>> = versions
+        .iter()
+        .filter(|v| match v.vv {
+            None => true,
+            Some(mine) => !versions.iter().any(|o| {
+                o.vv.is_some_and(|theirs| mine.compare(theirs) == Order::Before)
+            }),
+        })
+        .copied()
+        .collect();
+    let heads = distinct(&heads);
+    if heads.len() == 1 {
+        let h = heads[0];
+        return Verdict::Win {
+            winner: h.meta.map(|_| h.peer),
+            losers: vec![],
+        };
+    }
+    let present: Vec<Version<'_>> = heads.iter().filter(|v| v.meta.is_some()).copied().collect();
+    if present.len() == 1 {
+        // Modified here, deleted there: the modification wins.
+        return Verdict::Win {
+            winner: Some(present[0].peer),
+            losers: vec![],
+        };
+    }
+    // Several versions changed independently. A directory keeps its name (its entries decide
+    // for themselves); otherwise the newest keeps it.
+    let winner = present
+        .iter()
+        .find(|v| v.meta.is_some_and(|m| m.kind == Kind::Dir))
+        .copied()
+        .unwrap_or_else(|| newest(&present));
+    let wm = winner.meta.expect("present");
+    // Without history, the newest simply wins (the others are kept as versions), unless the
+    // times tie: then nothing says which is newer, and both must survive.
+    let no_history = present.iter().any(|v| v.vv.is_none());
+    let losers = present
+        .iter()
+        .filter(|v| v.content() != winner.content())
+        .filter(|v| !no_history || v.meta.expect("present").mtime == wm.mtime)
+        .map(|v| v.peer)
+        .collect();
+    Verdict::Win {
+        winner: Some(winner.peer),
+        losers,
+    }
+}
+
+/// The versions of the peers that have a say on an entry: those holding or remembering it.
+pub(super) fn versions_of<'a>(seen: &[(PeerId, &'a Seen)]) -> Vec<Version<'a>> {
+    seen.iter()
+        .filter_map(|(p, s)| match &s.state {
+            Ok(meta) => Some(Version {
+                peer: *p,
+                meta: meta.as_ref(),
+                vv: s.vv.as_ref(),
+            }),
+            Err(_) => None,
+        })
+        .collect()
+}

@@ -1,0 +1,571 @@
+//! The decision: given every peer's scan of one root, with what each held after the last sync,
+//! what must change where.
+//!
+//! Pure: no I/O, no clocks, no peers; every rule is unit-tested (`tests.rs`).
+//!
+//! Per entry (the root itself and everything below it, the union over all peers):
+//! - a version is judged against the peer's remembered state: changed on one peer (or on
+//!   several to the same content), it goes everywhere, whatever the mtimes say;
+//! - deleted on one peer and unchanged elsewhere: deleted everywhere (kept as a version);
+//! - modified on one peer and deleted on another: the modification wins;
+//! - changed on several peers to different contents: a conflict; the newest keeps the name
+//!   (a directory always does), every other version is kept beside it under a conflict name;
+//! - no history for an entry (first sync, a new peer): the newest mtime wins; equal mtimes
+//!   with different content are a conflict as above;
+//! - a directory that must stay because something new is inside it stays;
+//! - `--master` makes a peer's version win outright wherever it has one;
+//! - an entry a peer cannot read leaves that peer out of it and of everything below it;
+//! - a root that is empty now on a peer that held entries is never a mass deletion: that peer
+//!   is left out of the root (unless the user confirms);
+//! - fifos, sockets and devices are reported and skipped.
+
+mod entry;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::paths::WirePath;
+use crate::proto::{Digest, Kind, Meta};
+use crate::state::{Content, Record, Vv};
+use entry::{verdict, versions_of, Verdict, Version};
+
+/// Index of a peer in the run's peer list (0 is always localhost).
+pub type PeerId = usize;
+
+/// One entry as a peer reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    /// Its metadata (`None`: deleted since the last sync, or a remembered deletion), or why
+    /// it cannot be read.
+    pub state: Result<Option<Meta>, String>,
+    /// Its version vector; `None` when the peer has no history of the entry.
+    pub vv: Option<Vv>,
+}
+
+/// What one peer holds under one root: every entry by relative path.
+pub type Listing = BTreeMap<WirePath, Seen>;
+
+/// One entry to carry from its master to peers that lack it or hold something else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copy {
+    /// Path below the root (empty: the root itself).
+    pub rel: WirePath,
+    /// A peer holding the winning version.
+    pub master: PeerId,
+    /// Peers that must receive it.
+    pub targets: Vec<PeerId>,
+    /// The winning version's metadata.
+    pub meta: Meta,
+}
+
+/// An entry a peer takes out of its tree, into its version store (directories: removed once
+/// empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remove {
+    /// The entry.
+    pub rel: WirePath,
+    /// The peer.
+    pub peer: PeerId,
+    /// A deletion (else it makes room for another kind of entry).
+    pub deleted: bool,
+}
+
+/// A conflict's losing version, renamed on the peer holding it and then copied everywhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rename {
+    /// The entry.
+    pub rel: WirePath,
+    /// The peer holding the losing version.
+    pub peer: PeerId,
+    /// Its conflict name.
+    pub to: WirePath,
+}
+
+/// A file a target makes from a file it already holds with the same content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clone {
+    /// The entry to create or replace.
+    pub rel: WirePath,
+    /// The peer.
+    pub peer: PeerId,
+    /// The file there with the wanted content.
+    pub from: WirePath,
+    /// The wanted version's metadata.
+    pub meta: Meta,
+}
+
+/// A conflict, for the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The entry.
+    pub rel: WirePath,
+    /// The peer whose version keeps the name.
+    pub winner: PeerId,
+    /// Each other version: the peer it came from and its new name.
+    pub kept: Vec<(PeerId, WirePath)>,
+}
+
+/// Why an entry or a peer is left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// A peer could not read the entry: it is left out of it and of everything below it.
+    Unreadable {
+        /// The entry.
+        rel: WirePath,
+        /// The peer that failed.
+        peer: PeerId,
+        /// Its error.
+        error: String,
+    },
+    /// A fifo, socket or device: never synced.
+    Special {
+        /// The entry.
+        rel: WirePath,
+        /// The peers holding one.
+        peers: Vec<PeerId>,
+    },
+    /// The root is empty or missing on a peer that held entries after the last sync.
+    EmptyRoot {
+        /// The peer.
+        peer: PeerId,
+        /// How many entries it held.
+        held: usize,
+    },
+    /// No peer has the root at all.
+    Missing,
+}
+
+/// Everything the decision produced for one root, in the order it is carried out.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Conflict copies: losing versions get their new names first.
+    pub renames: Vec<Rename>,
+    /// Versions that copies will replace, kept first (same-kind replacements).
+    pub keeps: Vec<(PeerId, WirePath)>,
+    /// Files made from content a target already holds.
+    pub clones: Vec<Clone>,
+    /// Entries to take out: deletions and kind changes, children before parents.
+    pub removes: Vec<Remove>,
+    /// Copies, parents before children.
+    pub copies: Vec<Copy>,
+    /// Per peer: the records its state takes when the run is over (where they differ from
+    /// what it reported).
+    pub records: Vec<Vec<Record>>,
+    /// Conflicts resolved by keeping both versions.
+    pub conflicts: Vec<Conflict>,
+    /// Entries and peers left out, and why.
+    pub problems: Vec<Problem>,
+}
+
+impl Plan {
+    /// True when something is wrong enough that the run must not exit 0.
+    pub fn has_failures(&self) -> bool {
+        self.problems
+            .iter()
+            .any(|p| !matches!(p, Problem::Special { .. }))
+    }
+
+    /// True when the plan changes nothing on any peer (records aside).
+    pub fn is_noop(&self) -> bool {
+        self.renames.is_empty()
+            && self.clones.is_empty()
+            && self.removes.is_empty()
+            && self.copies.is_empty()
+    }
+}
+
+/// What the decision is given for one root.
+pub struct Input<'a> {
+    /// Each peer's listing, or `None` when that peer could not scan the root.
+    pub views: &'a [Option<&'a Listing>],
+    /// Peer names, for conflict copies' names.
+    pub names: &'a [String],
+    /// `--master`.
+    pub forced: Option<PeerId>,
+    /// The user confirmed that roots found empty were emptied on purpose.
+    pub confirm_empty: bool,
+    /// For a root that is a single file, its name: its conflict copies go beside it.
+    pub file_name: Option<&'a [u8]>,
+}
+
+/// The number of entries a peer held below the root at the last sync when the root is empty
+/// or missing there now and more than one entry is gone; `None` when it is not suddenly empty.
+pub fn suddenly_empty(listing: &Listing) -> Option<usize> {
+    // Counted below the root only: a single file deleted on purpose is not an empty tree.
+    let mut held = 0;
+    let mut deleted = 0;
+    for (_, seen) in listing.iter().filter(|(rel, _)| !rel.is_empty()) {
+        match &seen.state {
+            Ok(Some(_)) => held += 1,
+            Ok(None) if seen.vv.is_some() => deleted += 1,
+            _ => {}
+        }
+    }
+    // One entry gone is an ordinary deletion, even of the last one.
+    (held == 0 && deleted > 1).then_some(deleted)
+}
+
+/// `NAME.synk-conflict-YYYYMMDD-HHMMSS-PEER.EXT`: the extension stays last, so it still opens.
+pub fn conflict_name(rel: &WirePath, mtime_ns: i64, peer: &str) -> WirePath {
+    let bytes = rel.as_bytes();
+    let cut = bytes.iter().rposition(|b| *b == b'/').map_or(0, |i| i + 1);
+    let (dir, name) = bytes.split_at(cut);
+    // A leading dot is a hidden file's, not an extension's.
+    let dot = name.iter().rposition(|b| *b == b'.').filter(|i| *i > 0);
+    let (stem, ext) = match dot {
+        Some(i) => name.split_at(i),
+        None => (name, &b""[..]),
+    };
+    let secs = mtime_ns.div_euclid(1_000_000_000).max(0) as u64;
+    let when = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+    )
+    .to_string();
+    // 2026-11-25T09:45:27Z -> 20261125-094527
+    let stamp: String = when
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .map(|c| if c == 'T' { '-' } else { c })
+        .collect();
+    let peer: String = peer
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut out = dir.to_vec();
+    out.extend_from_slice(stem);
+    out.extend_from_slice(format!(".synk-conflict-{stamp}-{peer}").as_bytes());
+    out.extend_from_slice(ext);
+    WirePath(out)
+}
+
+/// The decision for one path, before actions are derived from it.
+struct Decided<'a> {
+    rel: &'a WirePath,
+    versions: Vec<Version<'a>>,
+    /// Peers that take part: every available peer not left out of this path.
+    peers: Vec<PeerId>,
+    winner: Option<PeerId>,
+    losers: Vec<PeerId>,
+}
+
+impl Decided<'_> {
+    fn version(&self, p: PeerId) -> Option<&Version<'_>> {
+        self.versions.iter().find(|v| v.peer == p)
+    }
+
+    fn winner_meta(&self) -> Option<&Meta> {
+        self.winner
+            .and_then(|w| self.version(w))
+            .and_then(|v| v.meta)
+    }
+
+    /// The version vector every peer records: it contains every version seen.
+    fn joined(&self) -> Vv {
+        self.versions
+            .iter()
+            .filter_map(|v| v.vv)
+            .fold(Vv::default(), |acc, v| acc.join(v))
+    }
+}
+
+/// Decides one root.
+pub fn decide(input: &Input<'_>) -> Plan {
+    let mut plan = Plan {
+        records: vec![Vec::new(); input.views.len()],
+        ..Plan::default()
+    };
+    let mut available: Vec<PeerId> = Vec::new();
+    for (p, v) in input.views.iter().enumerate() {
+        let Some(listing) = v else { continue };
+        match suddenly_empty(listing) {
+            Some(held) if !input.confirm_empty => {
+                plan.problems.push(Problem::EmptyRoot { peer: p, held });
+            }
+            _ => available.push(p),
+        }
+    }
+    let mut union: BTreeMap<&WirePath, Vec<(PeerId, &Seen)>> = BTreeMap::new();
+    for &p in &available {
+        for (rel, seen) in input.views[p].expect("available") {
+            union.entry(rel).or_default().push((p, seen));
+        }
+    }
+    if union.is_empty() {
+        if !available.is_empty() && plan.problems.is_empty() {
+            plan.problems.push(Problem::Missing);
+        }
+        return plan;
+    }
+
+    // Peers left out of a subtree: (peer, entry) where the peer could not read the entry.
+    let mut blocked: HashSet<(PeerId, WirePath)> = HashSet::new();
+    let mut decided: Vec<Decided<'_>> = Vec::new();
+    for (rel, seen) in &union {
+        let out_of: Vec<PeerId> = available
+            .iter()
+            .copied()
+            .filter(|p| {
+                !blocked.is_empty()
+                    && !rel.is_empty()
+                    && (blocked.contains(&(*p, WirePath::default()))
+                        || rel.ancestors().any(|a| blocked.contains(&(*p, a))))
+            })
+            .collect();
+        let seen: Vec<(PeerId, &Seen)> = seen
+            .iter()
+            .filter(|(p, _)| !out_of.contains(p))
+            .copied()
+            .collect();
+        let mut unreadable = Vec::new();
+        for (p, s) in &seen {
+            if let Err(e) = &s.state {
+                plan.problems.push(Problem::Unreadable {
+                    rel: (*rel).clone(),
+                    peer: *p,
+                    error: e.clone(),
+                });
+                blocked.insert((*p, (*rel).clone()));
+                unreadable.push(*p);
+            }
+        }
+        let specials: Vec<PeerId> = seen
+            .iter()
+            .filter(|(_, s)| matches!(&s.state, Ok(Some(m)) if m.kind == Kind::Special))
+            .map(|(p, _)| *p)
+            .collect();
+        if !specials.is_empty() {
+            plan.problems.push(Problem::Special {
+                rel: (*rel).clone(),
+                peers: specials,
+            });
+            continue;
+        }
+        let versions = versions_of(&seen);
+        if versions.is_empty() {
+            continue;
+        }
+        let forced = input.forced.filter(|f| !unreadable.contains(f));
+        let Verdict::Win { winner, losers } = verdict(&versions, forced);
+        let peers = available
+            .iter()
+            .copied()
+            .filter(|p| !out_of.contains(p) && !unreadable.contains(p))
+            .collect();
+        decided.push(Decided {
+            rel,
+            versions,
+            peers,
+            winner,
+            losers,
+        });
+    }
+
+    keep_needed_directories(&mut decided);
+    for d in &decided {
+        actions(d, input, &mut plan);
+    }
+    plan.removes.reverse();
+    plan.clones = clones(&mut plan.copies, &plan.renames, input.views);
+    plan.copies.retain(|c| !c.targets.is_empty());
+    plan
+}
+
+/// A directory that something new inside must keep stays: its deletion is undone, and a file
+/// or symlink that replaced it concurrently is kept under a conflict name instead.
+fn keep_needed_directories(decided: &mut [Decided<'_>]) {
+    let mut needed: HashSet<WirePath> = HashSet::new();
+    for d in decided.iter_mut().rev() {
+        let is_dir = matches!(d.winner_meta(), Some(m) if m.kind == Kind::Dir);
+        if needed.contains(d.rel) && !is_dir {
+            let dir = d
+                .versions
+                .iter()
+                .find(|v| v.meta.is_some_and(|m| m.kind == Kind::Dir))
+                .map(|v| v.peer);
+            if let Some(dir) = dir {
+                let others: Vec<PeerId> = d
+                    .versions
+                    .iter()
+                    .filter(|v| v.meta.is_some_and(|m| m.kind != Kind::Dir))
+                    .map(|v| v.peer)
+                    .collect();
+                let mut losers: Vec<PeerId> = Vec::new();
+                for p in others {
+                    let c = d.version(p).map(|v| Content::of(v.meta));
+                    if !losers
+                        .iter()
+                        .any(|l| d.version(*l).map(|v| Content::of(v.meta)) == c)
+                    {
+                        losers.push(p);
+                    }
+                }
+                d.winner = Some(dir);
+                d.losers = losers;
+            }
+        }
+        if d.winner.is_some() && !d.rel.is_empty() {
+            needed.insert(WirePath::default());
+            needed.extend(d.rel.ancestors());
+        }
+    }
+}
+
+/// The actions and records of one decided path.
+fn actions(d: &Decided<'_>, input: &Input<'_>, plan: &mut Plan) {
+    let vv = d.joined();
+    let rel = d.rel;
+    let record = |meta: Option<&Meta>| Record {
+        rel: rel.clone(),
+        meta: meta.cloned(),
+        vv: vv.clone(),
+    };
+    let Some(meta) = d.winner_meta() else {
+        // A deletion: every peer holding the entry takes it out.
+        for &p in &d.peers {
+            let Some(v) = d.version(p) else { continue };
+            if v.meta.is_some() {
+                plan.removes.push(Remove {
+                    rel: rel.clone(),
+                    peer: p,
+                    deleted: true,
+                });
+            } else if v.vv == Some(&vv) {
+                continue;
+            }
+            plan.records[p].push(record(None));
+        }
+        return;
+    };
+    let winner = d.winner.expect("a winner");
+    let want = Content::of(Some(meta));
+    let mut kept = Vec::new();
+    for &l in &d.losers {
+        let lm = d
+            .version(l)
+            .and_then(|v| v.meta)
+            .expect("a loser holds a version");
+        // A single-file root's copy goes beside it, outside the root: it has no record there.
+        let sibling = rel.is_empty().then_some(input.file_name).flatten();
+        let named = sibling.map_or(rel.clone(), |n| WirePath(n.to_vec()));
+        let to = conflict_name(&named, lm.mtime, &input.names[l]);
+        plan.renames.push(Rename {
+            rel: rel.clone(),
+            peer: l,
+            to: to.clone(),
+        });
+        let targets: Vec<PeerId> = d.peers.iter().copied().filter(|p| *p != l).collect();
+        for &p in d.peers.iter().filter(|_| sibling.is_none()) {
+            plan.records[p].push(Record {
+                rel: to.clone(),
+                meta: Some(lm.clone()),
+                vv: vv.clone(),
+            });
+        }
+        if !targets.is_empty() {
+            plan.copies.push(Copy {
+                rel: to.clone(),
+                master: l,
+                targets,
+                meta: lm.clone(),
+            });
+        }
+        kept.push((l, to));
+    }
+    if !kept.is_empty() {
+        plan.conflicts.push(Conflict {
+            rel: rel.clone(),
+            winner,
+            kept,
+        });
+    }
+    let mut targets = Vec::new();
+    for &p in &d.peers {
+        let v = d.version(p);
+        let holds = v.and_then(|v| v.meta);
+        let renamed = d.losers.contains(&p);
+        match holds {
+            Some(m) if !renamed && Content::of(Some(m)) == want => {
+                if v.and_then(|v| v.vv) != Some(&vv) {
+                    plan.records[p].push(record(Some(meta)));
+                }
+                continue;
+            }
+            Some(m) if !renamed => {
+                let same_kind = (m.kind == Kind::Dir) == (meta.kind == Kind::Dir);
+                if same_kind {
+                    // A file or symlink replaced by another: kept before the copy lands.
+                    plan.keeps.push((p, rel.clone()));
+                } else {
+                    plan.removes.push(Remove {
+                        rel: rel.clone(),
+                        peer: p,
+                        deleted: false,
+                    });
+                }
+            }
+            _ => {}
+        }
+        targets.push(p);
+        plan.records[p].push(record(Some(meta)));
+    }
+    if !targets.is_empty() {
+        plan.copies.push(Copy {
+            rel: rel.clone(),
+            master: winner,
+            targets,
+            meta: meta.clone(),
+        });
+    }
+}
+
+/// Moves copies of files a target already holds elsewhere (a rename, a duplicate) out of the
+/// copies and into local clones: no bytes cross the network for them.
+fn clones(copies: &mut [Copy], renames: &[Rename], views: &[Option<&Listing>]) -> Vec<Clone> {
+    let mut index: HashMap<PeerId, HashMap<Digest, &WirePath>> = HashMap::new();
+    let mut out = Vec::new();
+    for c in copies.iter_mut() {
+        if c.meta.kind != Kind::File {
+            continue;
+        }
+        let Some(digest) = c.meta.digest else {
+            continue;
+        };
+        c.targets.retain(|&t| {
+            let Some(listing) = views[t] else { return true };
+            let files = index.entry(t).or_insert_with(|| {
+                listing
+                    .iter()
+                    .filter_map(|(rel, s)| match &s.state {
+                        Ok(Some(m)) if m.kind == Kind::File => Some((m.digest?, rel)),
+                        _ => None,
+                    })
+                    .filter(|(_, rel)| !renames.iter().any(|r| r.peer == t && &&r.rel == rel))
+                    .collect()
+            });
+            // Only into a free path or over a file: a directory there goes first.
+            let free = !matches!(listing.get(&c.rel), Some(Seen { state: Ok(Some(m)), .. }) if m.kind == Kind::Dir);
+            match files.get(&digest) {
+                Some(from) if free && **from != c.rel => {
+                    out.push(Clone {
+                        rel: c.rel.clone(),
+                        peer: t,
+                        from: (*from).clone(),
+                        meta: c.meta.clone(),
+                    });
+                    false
+                }
+                _ => true,
+            }
+        });
+    }
+    out
+}

@@ -1,0 +1,582 @@
+//! The server's memory: scanning against the remembered state, keeping versions before
+//! anything is replaced or deleted, committing the new state, listing and restoring versions.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::Digest as _;
+
+use super::{msg, sync_parent, to_filetime, OpResult, Server};
+use crate::cache::DigestCache;
+use crate::paths::{RootSpec, WirePath};
+use crate::proto::{
+    write_frame, Digest, Entry, FrameError, Kind, Meta, Response, CHUNK, ENTRY_BATCH,
+};
+use crate::scan::{self, Found};
+use crate::state::{now_ms, Content, Record, RootState, Vv};
+use crate::versions::{Kept, Take, Why};
+
+/// What this peer reported for one entry in the last scan.
+#[derive(Debug, Clone)]
+pub(super) enum Reported {
+    /// Present (or deleted, `None`) with this version.
+    Held(Option<Meta>, Option<Vv>),
+    /// Unreadable, or a special file: its old record stays.
+    Unknown,
+}
+
+/// One root of the session: where it is, its state, and what the client decided for it.
+#[derive(Debug)]
+pub(super) struct RootCtx {
+    pub(super) abs: PathBuf,
+    /// The root is a single file whose other entries are siblings in its directory.
+    pub(super) siblings: bool,
+    state: RootState,
+    reported: BTreeMap<WirePath, Reported>,
+    set: BTreeMap<WirePath, Record>,
+    unchanged: HashSet<WirePath>,
+}
+
+impl RootCtx {
+    /// The metadata this peer reported for an entry, if it holds one.
+    pub(super) fn meta(&self, rel: &WirePath) -> Option<&Meta> {
+        match self.reported.get(rel) {
+            Some(Reported::Held(Some(m), _)) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+fn below_any(rel: &WirePath, dirs: &[WirePath]) -> bool {
+    dirs.iter().any(|d| {
+        d.is_empty()
+            || (rel.as_bytes().len() > d.as_bytes().len()
+                && rel.as_bytes().starts_with(d.as_bytes())
+                && rel.as_bytes()[d.as_bytes().len()] == b'/')
+    })
+}
+
+impl Server {
+    fn resolve(&self, spec: &RootSpec) -> Result<PathBuf, String> {
+        match &self.home {
+            Some(home) => spec.resolve(home).map_err(|e| format!("{spec}: {e}")),
+            None if matches!(spec, RootSpec::Home(_)) => {
+                Err(format!("{spec}: this peer has no home directory"))
+            }
+            None => spec
+                .resolve(Path::new("/"))
+                .map_err(|e| format!("{spec}: {e}")),
+        }
+    }
+
+    /// Scans every root, reporting each entry with its version against the remembered state,
+    /// then the remembered entries that are gone.
+    pub(super) fn scan<W: Write>(
+        &mut self,
+        roots: &[RootSpec],
+        w: &mut W,
+    ) -> Result<(), FrameError> {
+        self.roots.clear();
+        for (i, spec) in roots.iter().enumerate() {
+            let index = i as u32;
+            let loaded = self.resolve(spec).and_then(|abs| {
+                RootState::load(self.state_dir.as_deref(), &abs)
+                    .map(|st| (abs, st))
+                    .map_err(|e| format!("{spec}: {}", scan::io_msg(&e)))
+            });
+            let (abs, state) = match loaded {
+                Ok(x) => x,
+                Err(e) => {
+                    self.roots.push(None);
+                    write_frame(
+                        w,
+                        &Response::Root {
+                            index,
+                            result: Err(e),
+                        },
+                    )?;
+                    continue;
+                }
+            };
+            let mut ctx = RootCtx {
+                abs: abs.clone(),
+                siblings: false,
+                state,
+                reported: BTreeMap::new(),
+                set: BTreeMap::new(),
+                unchanged: HashSet::new(),
+            };
+            let res = self.scan_one(index, &mut ctx, w);
+            self.roots.push(Some(ctx));
+            res?;
+        }
+        write_frame(w, &Response::ScanDone)
+    }
+
+    fn scan_one<W: Write>(
+        &self,
+        index: u32,
+        ctx: &mut RootCtx,
+        w: &mut W,
+    ) -> Result<(), FrameError> {
+        let abs = ctx.abs.clone();
+        // The header goes out with the first entries, so a failure on the root itself can
+        // still replace it.
+        let mut out = Emitter {
+            w,
+            header: Some(Response::Root {
+                index,
+                result: Ok(WirePath::from_path(&abs)),
+            }),
+            batch: Vec::with_capacity(ENTRY_BATCH),
+            failed: None,
+        };
+        let now = now_ms();
+        let key = self.key;
+        let mut unknown_dirs: Vec<WirePath> = Vec::new();
+        let cache = DigestCache::for_root(self.cache_dir.as_deref(), &abs);
+        let state = &ctx.state;
+        let reported = &mut ctx.reported;
+        let res = scan::scan_root(&abs, &cache, &mut |found: Found| {
+            let base = state.get(&found.rel);
+            let (entry, rep) = versioned(found, base, key, now);
+            if matches!(rep, Reported::Unknown) && entry.state.is_err() {
+                unknown_dirs.push(entry.rel.clone());
+            }
+            reported.insert(entry.rel.clone(), rep);
+            out.push(entry);
+        });
+        cache.save();
+        if let Err(e) = res {
+            out.header = None;
+            out.batch.clear();
+            out.check()?;
+            return write_frame(
+                out.w,
+                &Response::Root {
+                    index,
+                    result: Err(msg(&abs, e)),
+                },
+            );
+        }
+        // Remembered entries that are gone: deleted here since the last sync, or tombstones.
+        // Nothing below an unreadable directory is taken as deleted.
+        for r in state.records() {
+            if reported.contains_key(&r.rel) || below_any(&r.rel, &unknown_dirs) {
+                continue;
+            }
+            let vv = match r.meta {
+                Some(_) => r.vv.bumped(key, now),
+                None => r.vv.clone(),
+            };
+            reported.insert(r.rel.clone(), Reported::Held(None, Some(vv.clone())));
+            out.push(Entry {
+                rel: r.rel.clone(),
+                state: Ok(None),
+                vv: Some(vv),
+            });
+        }
+        out.flush()
+    }
+
+    fn ctx(&self, root: u32) -> Result<&RootCtx, String> {
+        self.roots
+            .get(root as usize)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| format!("root #{root} was not scanned in this session"))
+    }
+
+    fn ctx_mut(&mut self, root: u32) -> Result<&mut RootCtx, String> {
+        self.roots
+            .get_mut(root as usize)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| format!("root #{root} was not scanned in this session"))
+    }
+
+    fn store(&self) -> Result<&crate::versions::Store, String> {
+        self.store
+            .as_ref()
+            .ok_or_else(|| "this peer has no state directory to keep versions in".to_string())
+    }
+
+    /// The metadata of the entry at `path`: as scanned, or read now.
+    fn meta_of(&self, root: u32, rel: &WirePath, path: &Path) -> Result<Meta, String> {
+        if let Some(m) = self.ctx(root)?.meta(rel) {
+            return Ok(m.clone());
+        }
+        let md = fs::symlink_metadata(path).map_err(|e| msg(path, e))?;
+        scan::describe(path, &md).map_err(|e| msg(path, e.as_str()))
+    }
+
+    /// Takes an entry out of the tree: files and symlinks into the version store, empty
+    /// directories removed. Gone already is fine.
+    pub(super) fn remove(&self, root: u32, rel: &WirePath, deleted: bool) -> OpResult {
+        let (_, path) = self.locate(root, rel)?;
+        let md = match fs::symlink_metadata(&path) {
+            Ok(md) => md,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(msg(&path, e)),
+        };
+        if md.is_dir() {
+            // Temps of a killed run are not the user's: they never keep a directory alive.
+            if let Ok(list) = fs::read_dir(&path) {
+                for e in list.flatten() {
+                    if scan::is_temp_name(e.file_name().as_encoded_bytes()) {
+                        scan::remove_if_stale(&e.path());
+                    }
+                }
+            }
+            return fs::remove_dir(&path).map_err(|e| {
+                if e.kind() == io::ErrorKind::DirectoryNotEmpty {
+                    msg(
+                        &path,
+                        "directory holds entries this sync did not expect; kept",
+                    )
+                } else {
+                    msg(&path, e)
+                }
+            });
+        }
+        let meta = self.meta_of(root, rel, &path)?;
+        let why = if deleted {
+            Why::Deleted
+        } else {
+            Why::Overwritten
+        };
+        self.store()?
+            .keep(&path, &meta, why, Take::Move)
+            .map_err(|e| msg(&path, e))?;
+        sync_parent(&path);
+        Ok(())
+    }
+
+    /// Gives a conflict's losing version another name, keeping it in the store as well.
+    pub(super) fn rename(&self, root: u32, rel: &WirePath, to: &WirePath) -> OpResult {
+        let (_, path) = self.locate(root, rel)?;
+        let (_, dest) = self.locate(root, to)?;
+        if fs::symlink_metadata(&dest).is_ok() {
+            return Err(msg(&dest, "exists already; conflict copy not made"));
+        }
+        let meta = self.meta_of(root, rel, &path)?;
+        if meta.kind != Kind::Dir {
+            self.store()?
+                .keep(&path, &meta, Why::Conflict, Take::Link)
+                .map_err(|e| msg(&path, e))?;
+        }
+        fs::rename(&path, &dest).map_err(|e| msg(&path, e))?;
+        sync_parent(&dest);
+        Ok(())
+    }
+
+    /// Keeps the current versions of entries that copies are about to replace.
+    pub(super) fn keep(&self, root: u32, rels: &[WirePath]) -> OpResult {
+        for rel in rels {
+            let (_, path) = self.locate(root, rel)?;
+            match fs::symlink_metadata(&path) {
+                Ok(md) if md.is_file() || md.file_type().is_symlink() => {}
+                _ => continue,
+            }
+            let meta = self.meta_of(root, rel, &path)?;
+            self.store()?
+                .keep(&path, &meta, Why::Overwritten, Take::Link)
+                .map_err(|e| msg(&path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Copies a file this peer holds to another entry, verified against `digest`.
+    pub(super) fn clone_local(
+        &self,
+        root: u32,
+        from: &WirePath,
+        rel: &WirePath,
+        mode: u32,
+        mtime: i64,
+        digest: Digest,
+    ) -> OpResult {
+        let (_, src) = self.locate(root, from)?;
+        let (base, path) = self.locate(root, rel)?;
+        Self::ensure_parents(&base, rel)?;
+        Self::refuse_directory(&path)?;
+        let tmp = copy_to_temp(&src, &path, &digest)?;
+        Self::install(tmp, &path, mode, mtime)
+    }
+
+    /// Marks a root as a single file: its other entries are siblings beside it.
+    pub(super) fn siblings(&mut self, root: u32) -> OpResult {
+        self.ctx_mut(root)?.siblings = true;
+        Ok(())
+    }
+
+    /// Records what the client decided for some entries of a root.
+    pub(super) fn records(
+        &mut self,
+        root: u32,
+        set: Vec<Record>,
+        unchanged: Vec<WirePath>,
+    ) -> OpResult {
+        let ctx = self.ctx_mut(root)?;
+        ctx.set.extend(set.into_iter().map(|r| (r.rel.clone(), r)));
+        ctx.unchanged.extend(unchanged);
+        Ok(())
+    }
+
+    /// Writes the root's new state: every entry as reported, but as decided where the client
+    /// said so, and as before where an action failed or the entry could not be read.
+    pub(super) fn commit(&mut self, root: u32) -> OpResult {
+        let ctx = self.ctx_mut(root)?;
+        let mut new: BTreeMap<WirePath, Record> = BTreeMap::new();
+        let mut set = std::mem::take(&mut ctx.set);
+        for (rel, rep) in &ctx.reported {
+            let old = ctx.state.get(rel);
+            let keep_old = ctx.unchanged.contains(rel) || matches!(rep, Reported::Unknown);
+            let rec = if keep_old {
+                old.cloned()
+            } else if let Some(r) = set.remove(rel) {
+                // Only what actually arrived: where the decided version is not on disk (its
+                // copy failed), the old record stays and the next run tries again.
+                if arrived(&ctx.abs, &r) {
+                    Some(r)
+                } else {
+                    old.cloned()
+                }
+            } else {
+                match rep {
+                    Reported::Held(meta, vv) => Some(Record {
+                        rel: rel.clone(),
+                        meta: meta.clone(),
+                        vv: vv.clone().unwrap_or_default(),
+                    }),
+                    Reported::Unknown => None,
+                }
+            };
+            if let Some(r) = rec {
+                new.insert(rel.clone(), r);
+            }
+        }
+        // Records below unreadable directories were not reported: they stay.
+        for r in ctx.state.records() {
+            if !ctx.reported.contains_key(&r.rel) {
+                new.entry(r.rel.clone()).or_insert_with(|| r.clone());
+            }
+        }
+        // Entries this sync created (conflict copies).
+        new.extend(set.into_iter().filter(|(_, r)| arrived(&ctx.abs, r)));
+        ctx.unchanged.clear();
+        let abs = ctx.abs.clone();
+        ctx.state.save(new).map_err(|e| {
+            msg(
+                &abs,
+                format!("cannot save sync state: {}", scan::io_msg(&e)).as_str(),
+            )
+        })?;
+        if !self.pruned {
+            self.pruned = true;
+            if let Some(store) = &self.store {
+                if let Err(e) = store.prune(self.retention) {
+                    tracing::warn!("pruning kept versions: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The kept versions of a path and everything below it.
+    pub(super) fn versions(&self, spec: &RootSpec) -> Result<Vec<Kept>, String> {
+        let abs = self.resolve(spec)?;
+        Ok(self
+            .store
+            .as_ref()
+            .map(|s| s.list(&abs))
+            .unwrap_or_default())
+    }
+
+    /// Puts a kept version back at `path`, keeping what is there now.
+    pub(super) fn restore(&self, path: &WirePath, id: &str) -> OpResult {
+        let path = path.as_path().to_path_buf();
+        if !path.is_absolute()
+            || crate::paths::check_rel(&WirePath(path.as_os_str().as_encoded_bytes()[1..].to_vec()))
+                .is_err()
+        {
+            return Err(msg(&path, "refused: not a plain absolute path"));
+        }
+        let store = self.store()?;
+        let kept = store
+            .list(&path)
+            .into_iter()
+            .find(|k| k.id == id && k.path.as_path() == path)
+            .ok_or_else(|| msg(&path, "no such kept version"))?;
+        let obj = store
+            .object_path(id)
+            .ok_or_else(|| msg(&path, "no such kept version"))?;
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        fs::create_dir_all(parent).map_err(|e| msg(parent, e))?;
+        Self::refuse_directory(&path)?;
+        if let Ok(md) = fs::symlink_metadata(&path) {
+            let now = scan::describe(&path, &md).map_err(|e| msg(&path, e.as_str()))?;
+            store
+                .keep(&path, &now, Why::Overwritten, Take::Link)
+                .map_err(|e| msg(&path, e))?;
+        }
+        match &kept.meta.kind {
+            Kind::Symlink(target) => {
+                let tmp = tempfile::Builder::new()
+                    .prefix(scan::TEMP_PREFIX)
+                    .suffix(scan::TEMP_SUFFIX)
+                    .make_in(parent, |p| std::os::unix::fs::symlink(target.as_path(), p))
+                    .map_err(|e| msg(parent, e))?;
+                let t = to_filetime(kept.meta.mtime);
+                filetime::set_symlink_file_times(tmp.path(), t, t).map_err(|e| msg(&path, e))?;
+                tmp.persist(&path).map_err(|e| msg(&path, e.error))?;
+                sync_parent(&path);
+                Ok(())
+            }
+            Kind::File => {
+                let digest = kept.meta.digest.unwrap_or(Digest([0; 64]));
+                let tmp = copy_to_temp(&obj, &path, &digest)?;
+                Self::install(tmp, &path, kept.meta.mode, kept.meta.mtime)
+            }
+            _ => Err(msg(&path, "kept version is not a file or symlink")),
+        }
+    }
+}
+
+/// Whether the entry on disk is the version `r` records: same kind, and for files the same
+/// size and mtime (copies set the master's) or else the same digest; symlinks the same target.
+fn arrived(root: &Path, r: &Record) -> bool {
+    let path = if r.rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(r.rel.as_path())
+    };
+    let md = fs::symlink_metadata(&path);
+    match (&r.meta, md) {
+        (None, Err(e)) => e.kind() == io::ErrorKind::NotFound,
+        (None, Ok(_)) | (Some(_), Err(_)) => false,
+        (Some(m), Ok(md)) => match &m.kind {
+            Kind::Dir => md.is_dir(),
+            Kind::Symlink(t) => {
+                md.file_type().is_symlink()
+                    && fs::read_link(&path)
+                        .is_ok_and(|l| l.as_os_str().as_encoded_bytes() == t.as_bytes())
+            }
+            Kind::File if md.is_file() && md.len() == m.size => {
+                scan::mtime_ns(&md) == m.mtime
+                    || fs::File::open(&path)
+                        .and_then(|mut f| scan::hash_pipelined(&mut f))
+                        .is_ok_and(|d| Some(d) == m.digest)
+            }
+            _ => false,
+        },
+    }
+}
+
+/// Sends a root's entries in batches, the root's header before the first.
+struct Emitter<'w, W: Write> {
+    w: &'w mut W,
+    header: Option<Response>,
+    batch: Vec<Entry>,
+    /// The first write that failed; later entries are dropped.
+    failed: Option<FrameError>,
+}
+
+impl<W: Write> Emitter<'_, W> {
+    fn push(&mut self, e: Entry) {
+        if self.failed.is_some() {
+            return;
+        }
+        self.batch.push(e);
+        if self.batch.len() >= ENTRY_BATCH {
+            if let Err(e) = self.flush() {
+                self.failed = Some(e);
+            }
+        }
+    }
+
+    fn check(&mut self) -> Result<(), FrameError> {
+        match self.failed.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), FrameError> {
+        self.check()?;
+        if let Some(h) = self.header.take() {
+            write_frame(self.w, &h)?;
+        }
+        if !self.batch.is_empty() {
+            write_frame(self.w, &Response::Entries(std::mem::take(&mut self.batch)))?;
+            self.w.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// The entry to report for what the walk found, given the remembered record.
+fn versioned(found: Found, base: Option<&Record>, key: u64, now: u64) -> (Entry, Reported) {
+    let rel = found.rel;
+    match found.state {
+        Err(e) => (
+            Entry {
+                rel,
+                state: Err(e),
+                vv: base.map(|b| b.vv.clone()),
+            },
+            Reported::Unknown,
+        ),
+        Ok(meta) if meta.kind == Kind::Special => (
+            Entry {
+                rel,
+                state: Ok(Some(meta)),
+                vv: None,
+            },
+            Reported::Unknown,
+        ),
+        Ok(meta) => {
+            let vv = match base {
+                None => None,
+                Some(b) if Content::of(b.meta.as_ref()) == Content::of(Some(&meta)) => {
+                    Some(b.vv.clone())
+                }
+                Some(b) => Some(b.vv.bumped(key, now)),
+            };
+            let rep = Reported::Held(Some(meta.clone()), vv.clone());
+            (
+                Entry {
+                    rel,
+                    state: Ok(Some(meta)),
+                    vv,
+                },
+                rep,
+            )
+        }
+    }
+}
+
+/// Copies `src` into a locked temp file beside `dest`, checking the bytes against `digest`.
+fn copy_to_temp(
+    src: &Path,
+    dest: &Path,
+    digest: &Digest,
+) -> Result<tempfile::NamedTempFile, String> {
+    let dir = dest.parent().unwrap_or(Path::new("/"));
+    let mut tmp = super::temp_beside(dest)?;
+    let mut f = fs::File::open(src).map_err(|e| msg(src, e))?;
+    let mut hasher = sha2::Sha512::new();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| msg(src, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        tmp.write_all(&buf[..n]).map_err(|e| msg(dir, e))?;
+    }
+    if Digest::from_hasher(hasher) != *digest {
+        return Err(msg(src, "changed since the scan; not copied"));
+    }
+    Ok(tmp)
+}

@@ -1,0 +1,466 @@
+//! Sync state: what each peer held after the last sync it took part in, so a change is judged
+//! against that memory and never by comparing clocks across hosts.
+//!
+//! Every peer has a stable random key (created once, kept in `$XDG_STATE_HOME/synk/key`) and,
+//! per synced root, a state file with one [`Record`] per entry: its metadata (or a tombstone for
+//! an entry deleted by a sync) and a version vector ([`Vv`]). A peer that finds an entry changed
+//! since its record bumps its own counter in the entry's vector, so versions made on different
+//! peers are ordered by causality (Syncthing does the same), and two vectors that neither
+//! dominates are a conflict.
+//!
+//! A state file covers a root and everything below it. A later sync of a path inside an already
+//! recorded root uses and updates that root's file (so `synk --restore ~/notes/a` sees the same
+//! history as `synk ~/notes`); a sync of a parent root absorbs the files of the roots below it.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::paths::WirePath;
+use crate::proto::{Digest, Kind, Meta};
+
+/// Bumped whenever the state file format changes; an unknown format is an error, never ignored
+/// (ignoring it would turn every remembered deletion into a resurrection).
+const FORMAT: u32 = 1;
+
+/// A version vector: for each peer key that changed the entry, that peer's counter. Sorted by
+/// key, no zero counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Vv(pub Vec<(u64, u64)>);
+
+/// How two version vectors relate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// The same history.
+    Equal,
+    /// The left one is strictly older: every counter ≤, one <.
+    Before,
+    /// The left one is strictly newer.
+    After,
+    /// Neither contains the other: changed independently.
+    Concurrent,
+}
+
+impl Vv {
+    /// The counter of `key` (0 when absent).
+    pub fn get(&self, key: u64) -> u64 {
+        self.0
+            .binary_search_by_key(&key, |(k, _)| *k)
+            .map(|i| self.0[i].1)
+            .unwrap_or(0)
+    }
+
+    /// This vector with `key`'s counter moved past both its current value and `now_ms`: the
+    /// clock only keeps counters unique across crashes, it never orders peers.
+    pub fn bumped(&self, key: u64, now_ms: u64) -> Vv {
+        let next = (self.get(key) + 1).max(now_ms);
+        let mut v = self.0.clone();
+        match v.binary_search_by_key(&key, |(k, _)| *k) {
+            Ok(i) => v[i].1 = next,
+            Err(i) => v.insert(i, (key, next)),
+        }
+        Vv(v)
+    }
+
+    /// The least vector that contains both.
+    pub fn join(&self, other: &Vv) -> Vv {
+        let mut out: BTreeMap<u64, u64> = self.0.iter().copied().collect();
+        for (k, c) in &other.0 {
+            let e = out.entry(*k).or_default();
+            *e = (*e).max(*c);
+        }
+        Vv(out.into_iter().collect())
+    }
+
+    /// Compares two histories.
+    pub fn compare(&self, other: &Vv) -> Order {
+        let (mut less, mut more) = (false, false);
+        let keys = self.0.iter().chain(other.0.iter()).map(|(k, _)| *k);
+        for k in keys {
+            match self.get(k).cmp(&other.get(k)) {
+                Ordering::Less => less = true,
+                Ordering::Greater => more = true,
+                Ordering::Equal => {}
+            }
+        }
+        match (less, more) {
+            (false, false) => Order::Equal,
+            (true, false) => Order::Before,
+            (false, true) => Order::After,
+            (true, true) => Order::Concurrent,
+        }
+    }
+}
+
+/// Milliseconds since the epoch, for [`Vv::bumped`].
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// What synk compares to decide whether two versions are the same: kind, and the digest of
+/// files and symlinks. Mode and mtime travel with a version but do not make a new one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Content {
+    /// A directory.
+    Dir,
+    /// A file with this SHA-512.
+    File(Digest),
+    /// A symlink with this target.
+    Symlink(WirePath),
+    /// Deleted.
+    Gone,
+}
+
+impl Content {
+    /// The content of an entry's metadata (`None`: deleted).
+    pub fn of(meta: Option<&Meta>) -> Content {
+        match meta {
+            None => Content::Gone,
+            Some(m) => match &m.kind {
+                Kind::Dir => Content::Dir,
+                Kind::Symlink(t) => Content::Symlink(t.clone()),
+                Kind::File => Content::File(m.digest.unwrap_or(Digest([0; 64]))),
+                Kind::Special => Content::Gone,
+            },
+        }
+    }
+}
+
+/// One entry as a peer held it after a sync.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Path below the root.
+    pub rel: WirePath,
+    /// The entry's metadata, or `None` for a deletion that was synced (a tombstone), so a peer
+    /// that missed the sync is told to delete rather than asked to bring the entry back.
+    pub meta: Option<Meta>,
+    /// Its version.
+    pub vv: Vv,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    format: u32,
+    /// The absolute root the records are relative to.
+    root: WirePath,
+    /// Sorted by `rel`.
+    records: Vec<Record>,
+}
+
+/// Where a peer keeps its state: `$XDG_STATE_HOME/synk` (`~/.local/state/synk`).
+pub fn state_dir(home: Option<&Path>) -> Option<PathBuf> {
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| home.map(|h| h.join(".local/state")))
+        .map(|d| d.join("synk"))
+}
+
+/// This peer's stable key, created on first use.
+pub fn peer_key(dir: &Path) -> io::Result<u64> {
+    let file = dir.join("key");
+    if let Ok(text) = fs::read_to_string(&file) {
+        if let Ok(k) = u64::from_str_radix(text.trim(), 16) {
+            return Ok(k);
+        }
+    }
+    let mut bytes = [0u8; 8];
+    fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let key = u64::from_le_bytes(bytes).max(1);
+    fs::create_dir_all(dir)?;
+    write_atomic(&file, format!("{key:016x}\n").as_bytes())?;
+    // Two first runs at once: whichever rename came last is the key for good.
+    let text = fs::read_to_string(&file)?;
+    u64::from_str_radix(text.trim(), 16).map_err(io::Error::other)
+}
+
+/// Writes `bytes` to a temp file beside `path`, fsyncs it and renames it over `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".synk-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn file_for(dir: &Path, root: &Path) -> PathBuf {
+    let d = Digest::of(root.as_os_str().as_encoded_bytes());
+    dir.join("roots").join(format!("{}.state", &d.hex()[..32]))
+}
+
+/// The remembered state of one root on this peer.
+#[derive(Debug, Default)]
+pub struct RootState {
+    /// The state file this root's records live in (its own or an ancestor root's).
+    file: Option<PathBuf>,
+    /// The root of that file.
+    file_root: PathBuf,
+    /// `rel` of the scanned root inside the file's root (empty when they are the same).
+    prefix: WirePath,
+    /// Records of the scanned root, relative to it.
+    records: BTreeMap<WirePath, Record>,
+    /// Records of the file outside the scanned root, kept as they are.
+    others: Vec<Record>,
+    /// State files of roots below this one, absorbed on save.
+    absorbed: Vec<PathBuf>,
+}
+
+fn read_stored(file: &Path) -> io::Result<Option<Stored>> {
+    let bytes = match fs::read(file) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let stored: Stored = postcard::from_bytes(&bytes)
+        .map_err(|e| io::Error::other(format!("{}: unreadable state: {e}", file.display())))?;
+    if stored.format != FORMAT {
+        return Err(io::Error::other(format!(
+            "{}: state written by another synk version (format {}); move it away to start afresh",
+            file.display(),
+            stored.format
+        )));
+    }
+    Ok(Some(stored))
+}
+
+fn strip(rel: &WirePath, prefix: &WirePath) -> Option<WirePath> {
+    if prefix.is_empty() {
+        return Some(rel.clone());
+    }
+    let (r, p) = (rel.as_bytes(), prefix.as_bytes());
+    if r == p {
+        Some(WirePath::default())
+    } else if r.len() > p.len() && r.starts_with(p) && r[p.len()] == b'/' {
+        Some(WirePath(r[p.len() + 1..].to_vec()))
+    } else {
+        None
+    }
+}
+
+impl RootState {
+    /// Loads the state of `root` from `dir` (`None`: this peer keeps no state). A root inside
+    /// an already recorded root uses that root's records.
+    pub fn load(dir: Option<&Path>, root: &Path) -> io::Result<RootState> {
+        let Some(dir) = dir else {
+            return Ok(RootState::default());
+        };
+        let mut candidates = vec![root.to_path_buf()];
+        candidates.extend(root.ancestors().skip(1).map(Path::to_path_buf));
+        for base in candidates {
+            let file = file_for(dir, &base);
+            let Some(stored) = read_stored(&file)? else {
+                continue;
+            };
+            if stored.root.as_path() != base {
+                continue; // a hash collision: not ours
+            }
+            let prefix = root
+                .strip_prefix(&base)
+                .map(WirePath::from_path)
+                .unwrap_or_default();
+            let mut st = RootState {
+                file: Some(file),
+                file_root: base,
+                prefix: prefix.clone(),
+                ..RootState::default()
+            };
+            for r in stored.records {
+                match strip(&r.rel, &prefix) {
+                    Some(rel) => {
+                        st.records.insert(rel.clone(), Record { rel, ..r });
+                    }
+                    None => st.others.push(r),
+                }
+            }
+            if st.prefix.is_empty() {
+                st.absorb_below(dir, root)?;
+            }
+            return Ok(st);
+        }
+        let mut st = RootState {
+            file: Some(file_for(dir, root)),
+            file_root: root.to_path_buf(),
+            ..RootState::default()
+        };
+        st.absorb_below(dir, root)?;
+        Ok(st)
+    }
+
+    /// Takes in the records of state files of roots below `root`, where this root has none.
+    fn absorb_below(&mut self, dir: &Path, root: &Path) -> io::Result<()> {
+        let Ok(list) = fs::read_dir(dir.join("roots")) else {
+            return Ok(());
+        };
+        for e in list.flatten() {
+            let path = e.path();
+            if Some(&path) == self.file.as_ref() || path.extension() != Some("state".as_ref()) {
+                continue;
+            }
+            let Ok(Some(stored)) = read_stored(&path) else {
+                continue;
+            };
+            let Ok(below) = stored.root.as_path().strip_prefix(root) else {
+                continue;
+            };
+            if below.as_os_str().is_empty() {
+                continue;
+            }
+            let below = WirePath::from_path(below);
+            for r in stored.records {
+                let rel = below.join(&r.rel);
+                self.records
+                    .entry(rel.clone())
+                    .or_insert(Record { rel, ..r });
+            }
+            self.absorbed.push(path);
+        }
+        Ok(())
+    }
+
+    /// The record of an entry below the scanned root.
+    pub fn get(&self, rel: &WirePath) -> Option<&Record> {
+        self.records.get(rel)
+    }
+
+    /// Every record below the scanned root, in path order.
+    pub fn records(&self) -> impl Iterator<Item = &Record> {
+        self.records.values()
+    }
+
+    /// True when nothing is remembered for this root.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Replaces the records of the scanned root and writes the file atomically.
+    pub fn save(&mut self, records: BTreeMap<WirePath, Record>) -> io::Result<()> {
+        let Some(file) = self.file.clone() else {
+            return Ok(());
+        };
+        if records == self.records && self.absorbed.is_empty() {
+            return Ok(()); // an in-sync re-check writes nothing
+        }
+        self.records = records;
+        let mut all: Vec<Record> = self.others.clone();
+        all.extend(self.records.values().map(|r| Record {
+            rel: self.prefix.join(&r.rel),
+            ..r.clone()
+        }));
+        all.sort_by(|a, b| a.rel.cmp(&b.rel));
+        let stored = Stored {
+            format: FORMAT,
+            root: WirePath::from_path(&self.file_root),
+            records: all,
+        };
+        let bytes = postcard::to_stdvec(&stored).map_err(io::Error::other)?;
+        write_atomic(&file, &bytes)?;
+        for f in self.absorbed.drain(..) {
+            let _ = fs::remove_file(f);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vv(pairs: &[(u64, u64)]) -> Vv {
+        Vv(pairs.to_vec())
+    }
+
+    #[test]
+    fn vectors_order_by_causality() {
+        let a = vv(&[(1, 5)]);
+        let b = vv(&[(1, 5), (2, 1)]);
+        let c = vv(&[(1, 6)]);
+        assert_eq!(a.compare(&a), Order::Equal);
+        assert_eq!(a.compare(&b), Order::Before);
+        assert_eq!(b.compare(&a), Order::After);
+        assert_eq!(b.compare(&c), Order::Concurrent);
+        assert_eq!(Vv::default().compare(&a), Order::Before);
+        assert_eq!(b.join(&c), vv(&[(1, 6), (2, 1)]));
+    }
+
+    #[test]
+    fn bumps_move_past_the_clock_and_the_old_counter() {
+        let v = vv(&[(3, 100)]);
+        assert_eq!(v.bumped(3, 50), vv(&[(3, 101)]));
+        assert_eq!(v.bumped(3, 500), vv(&[(3, 500)]));
+        assert_eq!(v.bumped(1, 7), vv(&[(1, 7), (3, 100)]));
+    }
+
+    fn rec(rel: &str, n: u64) -> Record {
+        Record {
+            rel: WirePath(rel.as_bytes().to_vec()),
+            meta: None,
+            vv: vv(&[(1, n)]),
+        }
+    }
+
+    #[test]
+    fn a_sub_root_uses_and_updates_its_parents_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new("/data/notes");
+        let mut st = RootState::load(Some(dir.path()), root).unwrap();
+        assert!(st.is_empty());
+        let recs: BTreeMap<_, _> = ["", "a", "sub", "sub/x"]
+            .iter()
+            .map(|r| (WirePath(r.as_bytes().to_vec()), rec(r, 1)))
+            .collect();
+        st.save(recs).unwrap();
+
+        let mut sub = RootState::load(Some(dir.path()), &root.join("sub")).unwrap();
+        let rels: Vec<String> = sub.records().map(|r| r.rel.to_string()).collect();
+        assert_eq!(rels, ["", "x"]);
+        let mut changed: BTreeMap<_, _> =
+            sub.records().map(|r| (r.rel.clone(), r.clone())).collect();
+        changed.get_mut(&WirePath(b"x".to_vec())).unwrap().vv = vv(&[(1, 9)]);
+        sub.save(changed).unwrap();
+
+        let whole = RootState::load(Some(dir.path()), root).unwrap();
+        let x = whole.get(&WirePath(b"sub/x".to_vec())).unwrap();
+        assert_eq!(x.vv, vv(&[(1, 9)]));
+        assert!(whole.get(&WirePath(b"a".to_vec())).is_some());
+        assert_eq!(fs::read_dir(dir.path().join("roots")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_parent_root_absorbs_the_files_below_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = RootState::load(Some(dir.path()), Path::new("/d/a/f")).unwrap();
+        f.save([(WirePath::default(), rec("", 4))].into()).unwrap();
+        let mut top = RootState::load(Some(dir.path()), Path::new("/d")).unwrap();
+        assert_eq!(
+            top.get(&WirePath(b"a/f".to_vec())).unwrap().vv,
+            vv(&[(1, 4)])
+        );
+        let recs = top.records().map(|r| (r.rel.clone(), r.clone())).collect();
+        top.save(recs).unwrap();
+        assert_eq!(fs::read_dir(dir.path().join("roots")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn the_peer_key_is_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = peer_key(dir.path()).unwrap();
+        assert_eq!(peer_key(dir.path()).unwrap(), k);
+        assert_ne!(k, 0);
+    }
+}
