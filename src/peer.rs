@@ -467,6 +467,7 @@ impl Conn {
                             Seen {
                                 state: e.state,
                                 vv: e.vv,
+                                changed: e.changed,
                             },
                         );
                     }
@@ -630,6 +631,7 @@ mod tests {
                     rel: WirePath(b"f".to_vec()),
                     state: Ok(Some(bare)),
                     vv: None,
+                    changed: true,
                 }]),
                 Response::ScanDone,
             ] {
@@ -660,6 +662,7 @@ mod tests {
                     rel: WirePath(b"../../etc/passwd".to_vec()),
                     state: Err("x".into()),
                     vv: None,
+                    changed: false,
                 }]),
                 Response::ScanDone,
             ] {

@@ -115,6 +115,8 @@ pub struct Entry {
     pub state: Result<Option<Meta>, String>,
     /// Its version; `None` when the peer's state has no record of the entry.
     pub vv: Option<Vv>,
+    /// It is new, changed or deleted since the last sync (a remembered deletion is not).
+    pub changed: bool,
 }
 
 /// Client to server.
@@ -448,11 +450,13 @@ mod tests {
                 digest: Some(Digest::of(b"../t")),
             })),
             vv: Some(Vv(vec![(7, 3), (9, 1_700_000_000_000)])),
+            changed: true,
         };
         let bad = Entry {
             rel: WirePath(b"secret".to_vec()),
             state: Err("Permission denied".into()),
             vv: None,
+            changed: false,
         };
         let bytes = encode(&Response::Entries(vec![entry.clone(), bad.clone()])).unwrap();
         match read_frame::<Response, _>(&mut &bytes[..]).unwrap() {

@@ -141,6 +141,7 @@ mod tests {
         Seen {
             state: Ok(Some(m)),
             vv: None,
+            changed: true,
         }
     }
 

@@ -71,30 +71,49 @@ pub async fn list(peers: &[Peer], spec: &RootSpec, display: &str, rep: &Reporter
     all.len()
 }
 
-/// Which kept version of each path to bring back. `at`: the version that was current then
-/// (it had been written by then and was replaced after); otherwise the newest, for paths that
-/// `exists` says are gone now (the caller counts the path asked for as gone, so a file's
-/// older version comes back).
+/// The path of `abs` below `root` (empty: the root itself), if it is there.
+fn below(root: &WirePath, abs: &WirePath) -> Option<WirePath> {
+    let (r, a) = (root.as_bytes(), abs.as_bytes());
+    if a == r {
+        Some(WirePath::default())
+    } else if a.len() > r.len() && a.starts_with(r) && a[r.len()] == b'/' {
+        Some(WirePath(a[r.len() + 1..].to_vec()))
+    } else {
+        None
+    }
+}
+
+/// Which kept version of each entry to bring back, entries named below the root on every peer
+/// (`roots[p]`: the root's absolute path on peer `p`). `at`: the version that was current then
+/// (the latest written by then among those replaced after it); otherwise the newest, for
+/// entries that `exists` says are gone now (the root itself always counts as gone, so a
+/// file's older version comes back).
 pub fn choose(
     all: &[(PeerId, Kept)],
+    roots: &[Option<WirePath>],
     at: Option<i64>,
     exists: &dyn Fn(PeerId, &WirePath) -> bool,
 ) -> Vec<(PeerId, Kept)> {
-    let mut by_path: BTreeMap<&WirePath, Vec<&(PeerId, Kept)>> = BTreeMap::new();
+    let mut by_rel: BTreeMap<WirePath, Vec<&(PeerId, Kept)>> = BTreeMap::new();
     for v in all {
-        by_path.entry(&v.1.path).or_default().push(v);
+        let Some(Some(root)) = roots.get(v.0) else {
+            continue;
+        };
+        if let Some(rel) = below(root, &v.1.path) {
+            by_rel.entry(rel).or_default().push(v);
+        }
     }
     let mut out = Vec::new();
-    for (path, vs) in by_path {
+    for (rel, vs) in by_rel {
         let pick = match at {
             Some(t) => vs
                 .iter()
                 .filter(|(_, k)| k.meta.mtime <= t && t < k.replaced)
-                .min_by_key(|(p, k)| (k.replaced, *p)),
+                .max_by_key(|(p, k)| (k.meta.mtime, k.replaced, usize::MAX - p)),
             None => vs
                 .iter()
                 .max_by_key(|(p, k)| (k.replaced, usize::MAX - p))
-                .filter(|(p, _)| !exists(*p, path)),
+                .filter(|(p, _)| rel.is_empty() || !exists(*p, &rel)),
         };
         if let Some(v) = pick {
             out.push((*v).clone());
@@ -108,12 +127,13 @@ pub async fn restore(
     peers: &[Peer],
     spec: &RootSpec,
     display: &str,
+    roots: &[Option<WirePath>],
     at: Option<i64>,
     exists: &dyn Fn(PeerId, &WirePath) -> bool,
     rep: &Reporter,
 ) -> usize {
     let all = gather(peers, spec, rep).await;
-    let chosen = choose(&all, at, exists);
+    let chosen = choose(&all, roots, at, exists);
     if chosen.is_empty() {
         rep.error(format!(
             "{display}: no kept version to restore{}",
@@ -173,29 +193,38 @@ mod tests {
 
     #[test]
     fn the_newest_or_the_one_current_at_a_time_is_chosen() {
+        // Peers 0 and 1 have the root at different absolute paths.
+        let roots = [
+            Some(WirePath(b"/h0/d".to_vec())),
+            Some(WirePath(b"/h1/d".to_vec())),
+        ];
         let all = vec![
-            (0, kept("/d/a", 10, 20)),
-            (1, kept("/d/a", 20, 30)),
-            (0, kept("/d/b", 5, 40)),
+            (0, kept("/h0/d/a", 10, 20)),
+            (1, kept("/h1/d/a", 20, 30)),
+            (0, kept("/h0/d/b", 5, 40)),
+            (1, kept("/elsewhere/b", 5, 50)),
         ];
         let none = |_: PeerId, _: &WirePath| false;
         let ids =
             |v: Vec<(PeerId, Kept)>| v.into_iter().map(|(p, k)| (p, k.id)).collect::<Vec<_>>();
         assert_eq!(
-            ids(choose(&all, None, &none)),
+            ids(choose(&all, &roots, None, &none)),
             [(1, "30".into()), (0, "40".into())]
         );
         assert_eq!(
-            ids(choose(&all, Some(15), &none)),
+            ids(choose(&all, &roots, Some(15), &none)),
             [(0, "20".into()), (0, "40".into())]
         );
         assert_eq!(
-            ids(choose(&all, Some(25), &none)),
+            ids(choose(&all, &roots, Some(25), &none)),
             [(1, "30".into()), (0, "40".into())]
         );
-        assert_eq!(ids(choose(&all, Some(50), &none)), []);
-        // Below a directory, without a time: only what is gone now.
-        let a_exists = |_: PeerId, p: &WirePath| p.as_bytes() == b"/d/a";
-        assert_eq!(ids(choose(&all, None, &a_exists)), [(0, "40".into())]);
+        assert_eq!(ids(choose(&all, &roots, Some(50), &none)), []);
+        // Without a time: only what is gone now.
+        let a_exists = |_: PeerId, rel: &WirePath| rel.as_bytes() == b"a";
+        assert_eq!(
+            ids(choose(&all, &roots, None, &a_exists)),
+            [(0, "40".into())]
+        );
     }
 }

@@ -117,7 +117,8 @@ pub fn master_args(
         "-f".into(),
         "-N".into(),
         "-o".into(),
-        "ControlPersist=yes".into(),
+        // Idle for a minute once a run is done (or was killed): then the master goes too.
+        "ControlPersist=60".into(),
         "-o".into(),
         "BatchMode=yes".into(),
     ];

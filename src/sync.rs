@@ -126,11 +126,29 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
     }
     let mut scans = scan_all(&peers, &specs_wire, retention, rep).await;
     if cli.restore.is_some() {
-        let exists = |p: PeerId, path: &WirePath| existing(&scans, p, path);
+        let first = |p: PeerId| match scans.get(p) {
+            Some(Some(s)) => s.first().and_then(|r| r.as_ref().ok()),
+            _ => None,
+        };
+        let abs: Vec<Option<WirePath>> = (0..peers.len())
+            .map(|p| first(p).map(|(a, _)| a.clone()))
+            .collect();
+        let exists = |p: PeerId, rel: &WirePath| {
+            first(p).is_some_and(|(_, l)| {
+                matches!(
+                    l.get(rel),
+                    Some(Seen {
+                        state: Ok(Some(_)),
+                        ..
+                    })
+                )
+            })
+        };
         let n = restore::restore(
             &peers,
             &specs_wire[0],
             &roots[0].display,
+            &abs,
             cli.at,
             &exists,
             rep,
@@ -190,27 +208,6 @@ fn exit_code(rep: &Reporter, nothing_found: bool) -> i32 {
     } else {
         EXIT_OK
     }
-}
-
-/// Whether the absolute `path` holds an entry on peer `p` (the root itself counts as gone, so
-/// that `--restore` of a file brings back its older version).
-fn existing(scans: &[Option<Vec<RootScan>>], p: PeerId, path: &WirePath) -> bool {
-    let Some(Some(roots)) = scans.get(p) else {
-        return false;
-    };
-    roots.iter().flatten().any(|(abs, listing)| {
-        let (a, b) = (abs.as_bytes(), path.as_bytes());
-        b.len() > a.len()
-            && b.starts_with(a)
-            && b[a.len()] == b'/'
-            && matches!(
-                listing.get(&WirePath(b[a.len() + 1..].to_vec())),
-                Some(Seen {
-                    state: Ok(Some(_)),
-                    ..
-                })
-            )
-    })
 }
 
 /// Scans every root on every live peer at once.
@@ -307,7 +304,7 @@ impl RootRun<'_> {
             problems = plan.problems.len(),
             "decided"
         );
-        self.report(&plan, &views, rep);
+        self.report(&plan, &views, root_is_dir, rep);
         // Peers whose state is written: every one that scanned the root and was not left out.
         let left_out: HashSet<PeerId> = plan
             .problems
@@ -375,7 +372,12 @@ impl RootRun<'_> {
         lost
     }
 
-    fn report(&self, plan: &Plan, views: &[Option<&Listing>], rep: &Reporter) {
+    fn report(&self, plan: &Plan, views: &[Option<&Listing>], root_is_dir: bool, rep: &Reporter) {
+        // A single-file root's conflict copies sit beside it.
+        let copy_path = |to: &WirePath| match std::path::Path::new(&self.root.display).parent() {
+            Some(dir) if !root_is_dir => dir.join(to.as_path()).display().to_string(),
+            _ => self.path_of(to),
+        };
         report_peers(plan, views, self.peers, rep, &|rel| self.path_of(rel));
         for c in &plan.copies {
             rep.say(
@@ -387,7 +389,7 @@ impl RootRun<'_> {
             let kept: Vec<String> = c
                 .kept
                 .iter()
-                .map(|(p, to)| format!("{}'s as {}", self.name(*p), self.path_of(to)))
+                .map(|(p, to)| format!("{}'s as {}", self.name(*p), copy_path(to)))
                 .collect();
             rep.conflict(format!(
                 "{}: changed on {} and {}; {}'s version keeps the name, {} (every version reaches every peer)",

@@ -43,6 +43,8 @@ pub struct Seen {
     pub state: Result<Option<Meta>, String>,
     /// Its version vector; `None` when the peer has no history of the entry.
     pub vv: Option<Vv>,
+    /// New, changed or deleted since the last sync (a remembered deletion is not).
+    pub changed: bool,
 }
 
 /// What one peer holds under one root: every entry by relative path.
@@ -200,7 +202,7 @@ pub fn suddenly_empty(listing: &Listing) -> Option<usize> {
     for (_, seen) in listing.iter().filter(|(rel, _)| !rel.is_empty()) {
         match &seen.state {
             Ok(Some(_)) => held += 1,
-            Ok(None) if seen.vv.is_some() => deleted += 1,
+            Ok(None) if seen.changed => deleted += 1,
             _ => {}
         }
     }

@@ -47,6 +47,7 @@ fn held(m: Meta, v: &[(u64, u64)]) -> Seen {
     Seen {
         state: Ok(Some(m)),
         vv: Some(vv(v)),
+        changed: false,
     }
 }
 
@@ -55,14 +56,24 @@ fn new(m: Meta) -> Seen {
     Seen {
         state: Ok(Some(m)),
         vv: None,
+        changed: true,
     }
 }
 
-/// Gone, with history `v` (deleted since the last sync, or a remembered deletion).
+/// Deleted since the last sync, with history `v`.
 fn gone(v: &[(u64, u64)]) -> Seen {
     Seen {
         state: Ok(None),
         vv: Some(vv(v)),
+        changed: true,
+    }
+}
+
+/// A deletion remembered from an earlier sync.
+fn tombstone(v: &[(u64, u64)]) -> Seen {
+    Seen {
+        changed: false,
+        ..gone(v)
     }
 }
 
@@ -192,8 +203,8 @@ fn a_peer_that_missed_a_deletion_catches_up() {
     assert_eq!(removes(&plan), [("f".into(), 1, true)]);
     // Tombstones everywhere afterwards: nothing to do, nothing to write.
     let plan = run(&[
-        listing(vec![("", held(dir(), &[])), ("f", gone(&[(1, 4)]))]),
-        listing(vec![("", held(dir(), &[])), ("f", gone(&[(1, 4)]))]),
+        listing(vec![("", held(dir(), &[])), ("f", tombstone(&[(1, 4)]))]),
+        listing(vec![("", held(dir(), &[])), ("f", tombstone(&[(1, 4)]))]),
     ]);
     assert!(
         plan.is_noop() && plan.records.iter().all(Vec::is_empty),
@@ -387,6 +398,7 @@ fn an_unreadable_entry_leaves_that_peer_out_and_the_others_converge() {
                 Seen {
                     state: Err("Permission denied".into()),
                     vv: Some(vv(&[(1, 1)])),
+                    changed: false,
                 },
             ),
         ]),
@@ -431,6 +443,13 @@ fn an_emptied_root_is_no_mass_deletion_unless_confirmed() {
     assert!(suddenly_empty(&one_file).is_none());
     let last_entry = listing(vec![("", held(dir(), &[])), ("a", gone(&[(1, 2)]))]);
     assert!(suddenly_empty(&last_entry).is_none());
+    // Deletions synced earlier are not news.
+    let remembered = listing(vec![
+        ("", tombstone(&[(1, 2)])),
+        ("a", tombstone(&[(1, 2)])),
+        ("b", tombstone(&[(1, 2)])),
+    ]);
+    assert!(suddenly_empty(&remembered).is_none());
 }
 
 #[test]

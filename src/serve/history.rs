@@ -167,15 +167,18 @@ impl Server {
             if reported.contains_key(&r.rel) || below_any(&r.rel, &unknown_dirs) {
                 continue;
             }
-            let vv = match r.meta {
-                Some(_) => r.vv.bumped(key, now),
-                None => r.vv.clone(),
+            let gone_now = r.meta.is_some();
+            let vv = if gone_now {
+                r.vv.bumped(key, now)
+            } else {
+                r.vv.clone()
             };
             reported.insert(r.rel.clone(), Reported::Held(None, Some(vv.clone())));
             out.push(Entry {
                 rel: r.rel.clone(),
                 state: Ok(None),
                 vv: Some(vv),
+                changed: gone_now,
             });
         }
         out.flush()
@@ -524,6 +527,7 @@ fn versioned(found: Found, base: Option<&Record>, key: u64, now: u64) -> (Entry,
                 rel,
                 state: Err(e),
                 vv: base.map(|b| b.vv.clone()),
+                changed: false,
             },
             Reported::Unknown,
         ),
@@ -532,16 +536,17 @@ fn versioned(found: Found, base: Option<&Record>, key: u64, now: u64) -> (Entry,
                 rel,
                 state: Ok(Some(meta)),
                 vv: None,
+                changed: false,
             },
             Reported::Unknown,
         ),
         Ok(meta) => {
-            let vv = match base {
-                None => None,
+            let (vv, changed) = match base {
+                None => (None, true),
                 Some(b) if Content::of(b.meta.as_ref()) == Content::of(Some(&meta)) => {
-                    Some(b.vv.clone())
+                    (Some(b.vv.clone()), false)
                 }
-                Some(b) => Some(b.vv.bumped(key, now)),
+                Some(b) => (Some(b.vv.bumped(key, now)), true),
             };
             let rep = Reported::Held(Some(meta.clone()), vv.clone());
             (
@@ -549,6 +554,7 @@ fn versioned(found: Found, base: Option<&Record>, key: u64, now: u64) -> (Entry,
                     rel,
                     state: Ok(Some(meta)),
                     vv,
+                    changed,
                 },
                 rep,
             )

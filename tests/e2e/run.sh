@@ -201,7 +201,13 @@ put_random() {
     fx "$h" 'mkdir -p -- "$(dirname -- "$1")" && head -c "$2M" /dev/urandom >"$1" && touch -m -d "@$3" "$1"' \
         "$(hpath "$h" "$path")" "$mib" "$((T0 + off))"
 }
-clean() { local h; for h in "${HOSTS[@]}"; do fx "$h" 'rm -rf ~/e2e /data/e2e; mkdir -p ~/e2e /data/e2e'; done; }
+# every scenario starts from nothing remembered: trees, sync state and kept versions
+clean() {
+    local h
+    for h in "${HOSTS[@]}"; do
+        fx "$h" 'rm -rf ~/e2e /data/e2e ~/.local/state/synk; mkdir -p ~/e2e /data/e2e'
+    done
+}
 
 stdout_has() { grep -qE -- "$1" "$WORK/out"; }
 stderr_has() { grep -qE -- "$1" "$WORK/err"; }
