@@ -1,0 +1,63 @@
+# Shared by the sshd benchmarks: a private sshd on loopback that serves root by key, a tree
+# of small files, and a best-of-N timer. Source it after `set -euo pipefail`; it sets $synk
+# and $work (removed on exit) and starts nothing until asked.
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cargo build --release --quiet
+synk=$PWD/target/release/synk
+work=$(mktemp -d /var/tmp/synk-bench.XXXXXX)
+trap 'for p in "$work"/sshd*.pid; do kill "$(cat "$p")" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+ssh-keygen -q -t ed25519 -N '' -f "$work/key"
+ssh-keygen -q -t ed25519 -N '' -f "$work/host"
+cp "$work/key.pub" "$work/authorized_keys"
+mkdir -p "$work/bin" /run/sshd
+ln -s "$synk" "$work/bin/synk"
+cat > "$work/ssh_config" <<CFG
+Host *
+    IdentityFile $work/key
+    IdentitiesOnly yes
+    UserKnownHostsFile $work/known_hosts
+    BatchMode yes
+CFG
+
+# start_sshd NAME [SSHD_CONFIG_LINE…]: an sshd on a free port listening on 127.0.0.1 and
+# 127.0.0.2, with extra config lines; prints the port.
+start_sshd() {
+    local name=$1 port; shift
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    {
+        printf '%s\n' "Port $port" "ListenAddress 127.0.0.1" "ListenAddress 127.0.0.2" \
+            "HostKey $work/host" "PidFile $work/sshd-$name.pid" "AuthorizedKeysFile $work/authorized_keys" \
+            "PermitRootLogin prohibit-password" "StrictModes no" "UsePAM no" "MaxStartups 100"
+        printf '%s\n' "$@"
+    } >"$work/sshd-$name.conf"
+    for a in 127.0.0.1 127.0.0.2; do
+        echo "[$a]:$port $(cut -d' ' -f1,2 "$work/host.pub")" >>"$work/known_hosts"
+    done
+    /usr/sbin/sshd -f "$work/sshd-$name.conf"
+    for _ in $(seq 50); do nc -z 127.0.0.1 "$port" 2>/dev/null && break; sleep 0.1; done
+    echo "$port"
+}
+
+# make_tree DIR FILES: small files of random content in 100 directories.
+make_tree() {
+    python3 - "$1" "$2" <<'PY'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    d = os.path.join(root, f"d{i % 100:03}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i:06}"), "wb") as f:
+        f.write(os.urandom(1 + i % 4096))
+PY
+}
+
+# time_it CMD…: best of 5 wall-clock runs, in seconds.
+time_it() {
+    local best=999
+    for _ in 1 2 3 4 5; do
+        local t0 t1
+        t0=$(date +%s.%N); "$@" >/dev/null; t1=$(date +%s.%N)
+        best=$(python3 -c "print(min($best, $t1 - $t0))")
+    done
+    echo "$best"
+}
