@@ -115,12 +115,15 @@ pub(super) fn verdict(versions: &[Version<'_>], forced: Option<PeerId>) -> Verdi
         .unwrap_or_else(|| newest(&present));
     let wm = winner.meta.expect("present");
     // Without history, the newest simply wins (the others are kept as versions), unless the
-    // times tie: then nothing says which is newer, and both must survive.
+    // times tie (nothing says which is newer) or a directory takes the name of a file or
+    // symlink: then both must stay in sight.
     let no_history = present.iter().any(|v| v.vv.is_none());
     let losers = present
         .iter()
         .filter(|v| v.content() != winner.content())
-        .filter(|v| !no_history || v.meta.expect("present").mtime == wm.mtime)
+        .filter(|v| {
+            !no_history || wm.kind == Kind::Dir || v.meta.expect("present").mtime == wm.mtime
+        })
         .map(|v| v.peer)
         .collect();
     Verdict::Win {

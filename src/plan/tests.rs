@@ -303,6 +303,26 @@ fn without_history_the_newest_wins_and_a_tie_is_a_conflict() {
 }
 
 #[test]
+fn a_file_meeting_a_directory_without_history_is_kept_beside_it() {
+    let plan = run(&[
+        listing(vec![("", held(dir(), &[])), ("k", new(file("f", 500)))]),
+        listing(vec![
+            ("", held(dir(), &[])),
+            ("k", new(dir())),
+            ("k/in", new(file("i", 1))),
+        ]),
+    ]);
+    assert_eq!(plan.conflicts.len(), 1);
+    assert_eq!(plan.conflicts[0].winner, 1);
+    assert_eq!(plan.renames[0].peer, 0);
+    assert_eq!(
+        copies(&plan)[0].1,
+        0,
+        "the file reaches peer 1 under its conflict name"
+    );
+}
+
+#[test]
 fn a_directory_deleted_here_while_a_file_was_added_there_keeps_the_new_file() {
     let plan = run(&[
         listing(vec![

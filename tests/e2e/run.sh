@@ -428,27 +428,40 @@ s_rerun_noop() {     # second run over an in-sync tree changes nothing: same ino
     if stdout_has '^synk: (rsync|stream|ssh)'; then fail "rerun copied something"; show_output; fi
 }
 
-s_conflict() {       # equal newest mtime, different content: conflict, nothing touched, exit 1
+s_conflict() {       # equal newest mtime, different content: both kept (conflict copy everywhere), exit 3
     local f=e2e/conflict/c.txt
     put alpha $f "alpha's version" 200 644
     put beta  $f "beta's version!" 200 644
     put gamma $f "gamma older" 100 644
-    # kind clash: a file on one host, a directory on another
+    # kind clash: a file on one host, a directory on another: the directory keeps the name
     put gamma e2e/conflict/kind "a file on gamma" 100 644
     put delta e2e/conflict/kind/inside "a dir on delta" 100 644
     # an unrelated PATH in the same run still syncs
     put alpha e2e/conflict-ok/g.txt "fine, newest" 300 644
     put beta  e2e/conflict-ok/g.txt "fine, older" 100 644
-    snapshot pre e2e/conflict
     snapshot preok e2e/conflict-ok
     run_synk alpha -v "${PEERS_FROM_ALPHA[@]}" "${HOME_OF[alpha]}/e2e/conflict" "${HOME_OF[alpha]}/e2e/conflict-ok"
-    expect_rc 1
+    expect_rc 3
     stderr_has 'conflict: .*c\.txt' || { fail "stderr names no conflict on c.txt"; show_output; }
     stderr_has 'conflict: .*kind' || { fail "stderr names no conflict on kind (file vs dir)"; show_output; }
-    expect_unchanged pre e2e/conflict
+    local h want
+    want=$(hx alpha 'cat ~/e2e/conflict/c.txt')
+    for h in "${HOSTS[@]}"; do
+        local got copies
+        got=$(hx "$h" 'cat ~/e2e/conflict/c.txt')
+        [[ $got == "$want" ]] || fail "host $h: c.txt is [$got], expected [$want]"
+        copies=$(hx "$h" 'cat ~/e2e/conflict/c.synk-conflict-*.txt 2>/dev/null')
+        [[ "$want$copies" == *"alpha's version"* && "$want$copies" == *"beta's version!"* ]] \
+            || fail "host $h: both versions of c.txt not kept (name: [$got], copies: [$copies])"
+        [[ $(hx "$h" 'cat ~/e2e/conflict/kind/inside') == "a dir on delta" ]] || fail "host $h: kind/ is not delta's directory"
+        [[ $(hx "$h" 'cat ~/e2e/conflict/kind.synk-conflict-*-gamma 2>/dev/null') == "a file on gamma" ]] \
+            || fail "host $h: gamma's file 'kind' not kept as a conflict copy"
+    done
     expect_converged preok e2e/conflict-ok
+    run_synk alpha "${PEERS_FROM_ALPHA[@]}" "${HOME_OF[alpha]}/e2e/conflict" "${HOME_OF[alpha]}/e2e/conflict-ok"
+    expect_rc 0
+    [[ -s $WORK/err ]] && { fail "the run after the conflict is not quiet"; show_output; }
 }
-
 s_dry_run() {        # -n reports but changes nothing
     local d=e2e/dry
     put alpha $d/f.txt "alpha newest" 300 600
@@ -457,7 +470,7 @@ s_dry_run() {        # -n reports but changes nothing
     snapshot pre $d
     snapshot_inodes pre $d
     run_synk alpha -n -v "${PEERS_FROM_ALPHA[@]}" "${HOME_OF[alpha]}/$d"
-    [[ $RC == 0 || $RC == 1 ]] || { fail "dry run exit status $RC"; show_output; }
+    [[ $RC == 4 ]] || { fail "dry run exit status $RC, expected 4 (changes pending)"; show_output; }
     [[ -s $WORK/out ]] || { fail "dry run -v printed nothing (should report what would be copied)"; show_output; }
     expect_unchanged pre $d
     expect_same_inodes pre $d
@@ -575,6 +588,136 @@ s_kill_no_partial_spread()       { spread_common delta; }
 s_kill_no_partial_spread_rsync() { spread_common beta; }
 
 
+# ---------------------------------------------------------------- nothing lost (sync state, versions)
+
+# a tree synced on every host; $1: its home-relative path
+synced_tree() {
+    put alpha "$1/a.txt" "a one" 100
+    put alpha "$1/b.txt" "b one" 100
+    put alpha "$1/sub/c.txt" "c one" 100
+    run_synk alpha "${PEERS_FROM_ALPHA[@]}" "${HOME_OF[alpha]}/$1"
+    expect_rc 0
+}
+# has HOST REL: the file exists on HOST
+has() { hx "$1" '[ -e "$1" ]' "$(hpath "$1" "$2")"; }
+
+s_delete_propagates() {   # deleted on gamma (not the client): gone everywhere, kept as a version everywhere
+    local d=e2e/del
+    synced_tree $d
+    fx gamma "rm ~/$d/a.txt"
+    run_synk alpha -v "${PEERS_FROM_ALPHA[@]}" "${HOME_OF[alpha]}/$d"
+    expect_rc 0
+    local h
+    for h in "${HOSTS[@]}"; do
+        has "$h" $d/a.txt && fail "host $h: a.txt still there after its deletion on gamma"
+        has "$h" $d/b.txt || fail "host $h: b.txt lost"
+    done
+    run_synk alpha "${PEERS_FROM_ALPHA[@]}" "${HOME_OF[alpha]}/$d"
+    has beta $d/a.txt && fail "a.txt came back on the second run"
+    run_synk alpha "${PEERS_FROM_ALPHA[@]}" --versions "${HOME_OF[alpha]}/$d/a.txt"
+    expect_rc 0
+    for h in localhost beta delta; do
+        stdout_has "^$h	.*	deleted	" || { fail "--versions lists no deleted a.txt on $h"; show_output; }
+    done
+    # and back
+    run_synk alpha --restore "${HOME_OF[alpha]}/$d/a.txt" "${PEERS_FROM_ALPHA[@]}"
+    expect_rc 0
+    for h in "${HOSTS[@]}"; do
+        [[ $(hx "$h" "cat ~/$d/a.txt") == "a one" ]] || fail "host $h: a.txt not restored"
+    done
+}
+
+s_conflict_history() {   # edited on beta and delta since the last sync: both versions everywhere, rerun quiet
+    local d=e2e/hist
+    synced_tree $d
+    put beta  $d/b.txt "beta's edit" 400
+    put delta $d/b.txt "delta's edit" 500
+    run_synk alpha "${PEERS_FROM_ALPHA[@]}" "${HOME_OF[alpha]}/$d"
+    expect_rc 3
+    stderr_has "conflict: .*b\.txt: changed on delta and beta" || { fail "no conflict naming delta and beta"; show_output; }
+    local h
+    for h in "${HOSTS[@]}"; do
+        [[ $(hx "$h" "cat ~/$d/b.txt") == "delta's edit" ]] || fail "host $h: b.txt is not the newest edit"
+        [[ $(hx "$h" "cat ~/$d/b.synk-conflict-*-beta.txt") == "beta's edit" ]] || fail "host $h: beta's edit not kept"
+    done
+    run_synk alpha "${PEERS_FROM_ALPHA[@]}" "${HOME_OF[alpha]}/$d"
+    expect_rc 0
+    [[ -s $WORK/err ]] && { fail "the run after the conflict is not quiet"; show_output; }
+}
+
+s_old_mtime_change() {   # a change made with an old mtime (tar x, cp -p) on delta wins
+    local d=e2e/oldm
+    synced_tree $d
+    put delta $d/a.txt "from an old backup" -50000
+    run_synk beta "-h" alpha -h gamma -h delta "${HOME_OF[beta]}/$d"
+    expect_rc 0
+    local h
+    for h in "${HOSTS[@]}"; do
+        [[ $(hx "$h" "cat ~/$d/a.txt") == "from an old backup" ]] || fail "host $h: the old-mtime change lost"
+    done
+}
+
+s_emptied_root() {   # gamma's tree is suddenly empty (unmounted disk): gamma named, nothing deleted
+    local d=e2e/empty
+    synced_tree $d
+    fx gamma "rm -rf ~/$d/* "
+    run_synk alpha "${PEERS_FROM_ALPHA[@]}" "${HOME_OF[alpha]}/$d"
+    expect_rc 1
+    stderr_has '^synk: gamma: .*empty.*--confirm-empty' || { fail "no error naming gamma and --confirm-empty"; show_output; }
+    local h
+    for h in alpha beta delta; do
+        has "$h" $d/sub/c.txt || fail "host $h: lost sub/c.txt to gamma's empty tree"
+    done
+}
+
+s_missed_sync() {   # delta is down while gamma deletes; when it is back, it deletes too
+    local d=e2e/missed
+    synced_tree $d
+    docker stop "$(c delta)" >/dev/null
+    fx gamma "rm ~/$d/a.txt"
+    run_synk alpha -h beta -h gamma "${HOME_OF[alpha]}/$d"
+    expect_rc 0
+    docker start "$(c delta)" >/dev/null; wait_ssh delta
+    run_synk beta -h alpha -h gamma -h delta "${HOME_OF[beta]}/$d"
+    expect_rc 0
+    has delta $d/a.txt && fail "delta kept a.txt deleted while it was away"
+    local h
+    for h in "${HOSTS[@]}"; do has "$h" $d/a.txt && fail "host $h: a.txt came back"; done
+}
+
+s_two_clients() {   # alpha and beta each drive the same peers; one history
+    local d=e2e/clients
+    synced_tree $d
+    fx delta "rm ~/$d/b.txt"
+    run_synk beta -h gamma -h delta "${HOME_OF[beta]}/$d"
+    expect_rc 0
+    run_synk alpha "${PEERS_FROM_ALPHA[@]}" "${HOME_OF[alpha]}/$d"
+    expect_rc 0
+    local h
+    for h in "${HOSTS[@]}"; do has "$h" $d/b.txt && fail "host $h: b.txt resurrected by the other client"; done
+}
+
+s_kill_client_rerun() {   # the client is killed mid-copy; the rerun converges, no false conflict, no temps
+    local d=/data/e2e/killc
+    fx alpha "mkdir -p $d && echo keep >$d/k.txt && head -c 300M /dev/urandom >$d/big.bin"
+    run_synk alpha -h beta -h gamma $d/k.txt
+    docker exec -u synk -d "$(c alpha)" bash -c "synk --copier stream -h beta -h gamma $d >/dev/null 2>&1"
+    local i
+    for i in $(seq 100); do
+        hx beta "ls -a $d 2>/dev/null | grep -q '^\.synk-'" && break
+        sleep 0.1
+    done
+    hroot alpha 'pkill -KILL -x synk' || true
+    run_synk alpha -h beta -h gamma $d
+    expect_rc 0
+    stderr_has conflict && { fail "a false conflict after the killed run"; show_output; }
+    local h
+    for h in alpha beta gamma; do
+        [[ $(hx "$h" "sha512sum <$d/big.bin") == $(hx alpha "sha512sum <$d/big.bin") ]] || fail "host $h: big.bin differs"
+        [[ -z $(hx "$h" "ls -a $d | grep '^\.synk-'") ]] || fail "host $h: temp files left in $d"
+    done
+}
+
 # ---------------------------------------------------------------- reaching peers (ssh config, install)
 
 # ssh_conf HOST NAME TEXT: an ssh_config file ~/e2e/NAME on HOST
@@ -666,6 +809,8 @@ SCENARIOS=(local_master remote_master missing_some dir_union norsync_master nors
            hostile_names big_file rerun_noop conflict dry_run fault_stopped fault_disconnected
            kill_rsync_container kill_stream_sshd kill_stream_container
            kill_no_partial_spread kill_no_partial_spread_rsync
+           delete_propagates conflict_history old_mtime_change emptied_root missed_sync two_clients
+           kill_client_rerun
            ssh_no_known_hosts ssh_unknown_key_strict no_install jump_and_install upgrade_older)
 
 # ---------------------------------------------------------------- main
