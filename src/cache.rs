@@ -172,7 +172,13 @@ mod tests {
 
     fn digest_of(root: &Path, cache: &DigestCache) -> Digest {
         let mut got = None;
-        scan_root(root, cache, &mut |e: Found| got = e.state.unwrap().digest).unwrap();
+        scan_root(
+            root,
+            cache,
+            &crate::exclude::Excludes::none(),
+            &mut |e: Found| got = e.state.unwrap().digest,
+        )
+        .unwrap();
         got.expect("one file")
     }
 

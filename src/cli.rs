@@ -73,6 +73,32 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = CopierChoice::Auto, value_name = "COPIER")]
     pub copier: CopierChoice,
 
+    /// Leave out entries matching PATTERN (gitignore syntax; repeatable; also `exclude` in
+    /// synk.conf and a `.synkignore` file at a root).
+    #[arg(long = "exclude", value_name = "PATTERN")]
+    pub excludes: Vec<String>,
+
+    /// Add PATH to the tracked paths of the config file (`path` lines) and exit.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["forget", "versions", "restore"])]
+    pub add: Option<PathBuf>,
+
+    /// Remove PATH from the tracked paths of the config file and exit.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["versions", "restore"])]
+    pub forget: Option<PathBuf>,
+
+    /// Compress data on the wire (rsync -z); off by default: it costs CPU on fast links.
+    #[arg(short = 'z', long)]
+    pub compress: bool,
+
+    /// Limit each transfer to RATE per second (rsync and the streaming copier alike): a number
+    /// of KiB, or with a unit: 500K, 10M, 1G.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub bwlimit: Option<u64>,
+
+    /// Skip files bigger than SIZE (bytes, or 10M, 2G …): reported, never copied or deleted.
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
+    pub max_size: Option<u64>,
+
     /// Use HOST's version wherever it has one, even if older (resolves conflicts).
     #[arg(long, value_name = "HOST")]
     pub master: Option<String>,
@@ -107,17 +133,43 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
 
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell) and exit.
+    #[arg(long, value_name = "SHELL", exclusive = true)]
+    pub completions: Option<clap_complete::Shell>,
+
     /// Internal: serve the synk protocol on stdin/stdout (run by synk over SSH).
     #[arg(long, exclusive = true)]
     pub serve: bool,
 
-    /// Files or directories to synchronise.
-    #[arg(value_name = "PATH", required_unless_present_any = ["serve", "versions", "restore"])]
+    /// Files or directories to synchronise (none: the config's `path` lines); a first word
+    /// `@NAME` reads the profile NAME.conf instead of synk.conf.
+    #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+
+    /// `@NAME` from the command line.
+    #[arg(skip)]
+    pub profile: Option<String>,
 
     /// `-h` values paired with the `-p` that preceded them.
     #[arg(skip)]
     pub peers: Vec<PeerSpec>,
+}
+
+/// A size: bytes, or with a binary unit (`10M` is 10 MiB, as for rsync).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(s)
+        .map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// A rate per second: KiB, or with a binary unit (`10M` is 10 MiB/s, as for rsync).
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    parse_size::Config::new()
+        .with_binary()
+        .with_default_factor(1024)
+        .parse_size(s)
+        .map_err(|e| format!("{s:?}: {e}"))
 }
 
 /// `--at`: an absolute time (RFC 3339, the `T` and zone optional, UTC) or an age (`2h`), as
@@ -180,16 +232,45 @@ impl Cli {
                 "--at TIME goes with --restore PATH",
             ));
         }
+        if let Some(first) = cli.paths.first().and_then(|p| p.to_str()) {
+            if let Some(name) = first.strip_prefix('@') {
+                if name.is_empty() || name.contains('/') {
+                    return Err(cmd.error(
+                        clap::error::ErrorKind::InvalidValue,
+                        format!("{first}: a profile is @NAME, read from NAME.conf"),
+                    ));
+                }
+                cli.profile = Some(name.to_string());
+                cli.paths.remove(0);
+            }
+        }
         if let Some(p) = cli.versions.as_ref().or(cli.restore.as_ref()) {
             cli.paths = vec![p.clone()];
         }
         Ok(cli)
     }
 
+    /// The config file `--add` and `--forget` edit: `-f`, else the profile's, else the user's.
+    pub fn config_to_edit(&self) -> Option<PathBuf> {
+        self.config
+            .clone()
+            .or_else(|| config::user_config_path(self.profile.as_deref()))
+    }
+
+    /// Writes the completion script for `shell`.
+    pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+        clap_complete::generate(shell, &mut Cli::command(), "synk", out);
+    }
+
     /// The config file in force: `-f CONFIG`, else the first default one that exists.
     pub fn config(&self) -> Result<Config, ConfigError> {
         if let Some(file) = &self.config {
             return config::load_config(file);
+        }
+        if let Some(name) = &self.profile {
+            let file = config::user_config_path(Some(name))
+                .unwrap_or_else(|| PathBuf::from(format!("{name}.conf")));
+            return config::load_config(&file);
         }
         match config::default_config_paths()
             .into_iter()
@@ -264,8 +345,11 @@ mod tests {
     #[test]
     fn unknown_options_and_missing_paths_are_usage_errors() {
         assert_eq!(parse(&["--frobnicate", "f"]).unwrap_err().exit_code(), 2);
-        assert_eq!(parse(&["-h", "a"]).unwrap_err().exit_code(), 2);
         assert_eq!(parse(&["--serve", "f"]).unwrap_err().exit_code(), 2);
+        assert!(
+            parse(&["-h", "a"]).unwrap().paths.is_empty(),
+            "the config's paths then"
+        );
         assert!(parse(&["--serve"]).unwrap().serve);
     }
 
@@ -352,6 +436,59 @@ mod tests {
             parse(&["-h", "a", "--restore", "n", "--at", "soon"])
                 .unwrap_err()
                 .exit_code(),
+            2
+        );
+    }
+
+    #[test]
+    fn sizes_and_rates_read_like_rsync() {
+        let cli = parse(&[
+            "-h",
+            "a",
+            "--bwlimit",
+            "500",
+            "--max-size",
+            "10M",
+            "-z",
+            "f",
+        ])
+        .unwrap();
+        assert_eq!(cli.bwlimit, Some(500 * 1024));
+        assert_eq!(cli.max_size, Some(10 << 20));
+        assert!(cli.compress);
+        assert_eq!(parse_rate("2M"), Ok(2 << 20));
+        assert_eq!(parse_bytes("1500"), Ok(1500));
+        assert_eq!(
+            parse(&["-h", "a", "--max-size", "lots", "f"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_profile_is_the_first_word_and_excludes_repeat() {
+        let cli = parse(&["@work", "--exclude", "*.o", "--exclude", "tmp/", "f"]).unwrap();
+        assert_eq!(cli.profile.as_deref(), Some("work"));
+        assert_eq!(cli.paths, [PathBuf::from("f")]);
+        assert_eq!(cli.excludes, ["*.o", "tmp/"]);
+        assert_eq!(parse(&["@", "f"]).unwrap_err().exit_code(), 2);
+        let cli = parse(&["--add", "notes"]).unwrap();
+        assert_eq!(cli.add, Some(PathBuf::from("notes")));
+    }
+
+    #[test]
+    fn completions_name_the_options() {
+        let cli = parse(&["--completions", "bash"]).unwrap();
+        let mut out = Vec::new();
+        Cli::write_completions(cli.completions.unwrap(), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("--restore") && text.contains("--confirm-empty"),
+            "{text}"
+        );
+        assert_eq!(
+            parse(&["--completions", "tcsh"]).unwrap_err().exit_code(),
             2
         );
     }

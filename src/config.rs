@@ -112,6 +112,16 @@ pub struct Config {
     pub retention: Retention,
     /// `log FILE`: the operations log.
     pub log: Option<PathBuf>,
+    /// `compress yes|no`.
+    pub compress: Option<bool>,
+    /// `bwlimit RATE`, in bytes per second.
+    pub bwlimit: Option<u64>,
+    /// `max-size SIZE`, in bytes.
+    pub max_size: Option<u64>,
+    /// `exclude PATTERN` lines (gitignore syntax).
+    pub excludes: Vec<String>,
+    /// `path PATH` lines: what a bare `synk` syncs.
+    pub paths: Vec<String>,
 }
 
 /// Parses synk.conf(5): `peer HOST [PORT]`, `ssh-option OPTION`, `install yes|no`,
@@ -164,6 +174,22 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
             ["keep-versions" | "keep-days", ..] => {
                 return Err(syntax(format!("expected `{} N`", words[0])))
             }
+            ["compress", "yes"] => cfg.compress = Some(true),
+            ["compress", "no"] => cfg.compress = Some(false),
+            ["compress", ..] => {
+                return Err(syntax("expected `compress yes` or `compress no`".into()))
+            }
+            ["bwlimit", rate] => cfg.bwlimit = Some(crate::cli::parse_rate(rate).map_err(syntax)?),
+            ["max-size", size] => {
+                cfg.max_size = Some(crate::cli::parse_bytes(size).map_err(syntax)?)
+            }
+            ["bwlimit" | "max-size", ..] => {
+                return Err(syntax(format!("expected `{} VALUE`", words[0])))
+            }
+            ["exclude"] => return Err(syntax("`exclude` needs a pattern".into())),
+            ["exclude", ..] => cfg.excludes.push(rest.to_string()),
+            ["path"] => return Err(syntax("`path` needs a path".into())),
+            ["path", ..] => cfg.paths.push(rest.to_string()),
             ["log"] => return Err(syntax("`log` needs a file".into())),
             ["log", ..] => cfg.log = Some(PathBuf::from(rest)),
             ["synk-path"] => return Err(syntax("`synk-path` needs a path".into())),
@@ -180,6 +206,74 @@ pub fn load_config(file: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| ConfigError::Read(file.to_path_buf(), e.to_string()))?;
     parse_config(&text, file)
+}
+
+/// A `path` value as written in synk.conf: `~/…` below `home`, else absolute.
+pub fn path_value(abs: &Path, home: Option<&Path>) -> String {
+    match home.and_then(|h| abs.strip_prefix(h).ok()) {
+        Some(rel) if !rel.as_os_str().is_empty() => format!("~/{}", rel.display()),
+        _ => abs.display().to_string(),
+    }
+}
+
+/// A `path` value as a path: `~/` is `home`.
+pub fn expand_path(value: &str, home: Option<&Path>) -> PathBuf {
+    match (value.strip_prefix("~/"), home) {
+        (Some(rel), Some(h)) => h.join(rel),
+        _ => PathBuf::from(value),
+    }
+}
+
+fn is_path_line(line: &str, value: &str) -> bool {
+    let line = line.split('#').next().unwrap_or("").trim();
+    line.strip_prefix("path")
+        .filter(|rest| rest.starts_with(char::is_whitespace))
+        .map(str::trim)
+        .is_some_and(|v| v.trim_end_matches('/') == value.trim_end_matches('/'))
+}
+
+/// Appends `path VALUE` to `file` (created if need be), keeping everything in it as it is.
+/// Returns false when the path was there already.
+pub fn add_path(file: &Path, value: &str) -> std::io::Result<bool> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    if text.lines().any(|l| is_path_line(l, value)) {
+        return Ok(false);
+    }
+    let mut new = text;
+    if !new.is_empty() && !new.ends_with('\n') {
+        new.push('\n');
+    }
+    new.push_str(&format!("path {value}\n"));
+    crate::state::write_atomic(file, new.as_bytes())?;
+    Ok(true)
+}
+
+/// Removes the `path VALUE` lines from `file`, keeping every other line (comments included).
+/// Returns how many were removed.
+pub fn forget_path(file: &Path, value: &str) -> std::io::Result<usize> {
+    let text = std::fs::read_to_string(file)?;
+    let kept: Vec<&str> = text
+        .split_inclusive('\n')
+        .filter(|l| !is_path_line(l, value))
+        .collect();
+    let removed = text.split_inclusive('\n').count() - kept.len();
+    if removed > 0 {
+        crate::state::write_atomic(file, kept.concat().as_bytes())?;
+    }
+    Ok(removed)
+}
+
+/// The per-user synk.conf, or a profile's (`synk @NAME`: `NAME.conf` beside it).
+pub fn user_config_path(profile: Option<&str>) -> Option<PathBuf> {
+    let dir = dirs::config_dir()?.join("synk");
+    Some(match profile {
+        Some(name) => dir.join(format!("{name}.conf")),
+        None => dir.join("synk.conf"),
+    })
 }
 
 /// Where synk looks for its peers when no `-h` and no `-f` is given, in order.
@@ -232,6 +326,38 @@ mod tests {
         );
         let e = parse_config("install maybe\n", Path::new("c")).unwrap_err();
         assert_eq!(e.to_string(), "c:1: expected `install yes` or `install no`");
+    }
+
+    #[test]
+    fn add_and_forget_keep_comments_and_other_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("synk.conf");
+        std::fs::write(&f, "# my hosts\npeer a  # desk\npath ~/notes # daily\n").unwrap();
+        assert!(add_path(&f, "/etc/app").unwrap());
+        assert!(!add_path(&f, "~/notes/").unwrap(), "already there");
+        assert_eq!(
+            std::fs::read_to_string(&f).unwrap(),
+            "# my hosts\npeer a  # desk\npath ~/notes # daily\npath /etc/app\n"
+        );
+        assert_eq!(forget_path(&f, "~/notes").unwrap(), 1);
+        assert_eq!(forget_path(&f, "~/nothing").unwrap(), 0);
+        assert_eq!(
+            std::fs::read_to_string(&f).unwrap(),
+            "# my hosts\npeer a  # desk\npath /etc/app\n"
+        );
+        let new = dir.path().join("sub/new.conf");
+        assert!(add_path(&new, "~/x").unwrap());
+        assert_eq!(std::fs::read_to_string(&new).unwrap(), "path ~/x\n");
+        let home = Path::new("/home/u");
+        assert_eq!(
+            path_value(Path::new("/home/u/notes"), Some(home)),
+            "~/notes"
+        );
+        assert_eq!(path_value(Path::new("/srv/x"), Some(home)), "/srv/x");
+        assert_eq!(
+            expand_path("~/notes", Some(home)),
+            Path::new("/home/u/notes")
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod apply;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod exclude;
 pub mod install;
 pub mod oplog;
 pub mod paths;

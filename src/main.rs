@@ -14,6 +14,10 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE as u8 } else { 0 });
         }
     };
+    if let Some(shell) = cli.completions {
+        Cli::write_completions(shell, &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     if cli.serve {
         return match synk::serve::run() {
             Ok(()) => ExitCode::SUCCESS,

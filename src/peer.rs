@@ -414,11 +414,13 @@ impl Conn {
         &mut self,
         roots: &[RootSpec],
         retention: Retention,
+        excludes: &[String],
         mut progress: impl FnMut(u64, u64),
     ) -> Result<Vec<RootScan>> {
         self.send(&Request::Scan {
             roots: roots.to_vec(),
             retention,
+            excludes: excludes.to_vec(),
         })
         .await?;
         self.flush().await?;
@@ -641,7 +643,7 @@ mod tests {
         });
         let roots = [RootSpec::Home(WirePath(b"notes".to_vec()))];
         let e = conn
-            .scan(&roots, Retention::default(), |_, _| {})
+            .scan(&roots, Retention::default(), &[], |_, _| {})
             .await
             .unwrap_err()
             .to_string();
@@ -672,7 +674,7 @@ mod tests {
         });
         let roots = [RootSpec::Home(WirePath(b"notes".to_vec()))];
         let e = conn
-            .scan(&roots, Retention::default(), |_, _| {})
+            .scan(&roots, Retention::default(), &[], |_, _| {})
             .await
             .unwrap_err()
             .to_string();

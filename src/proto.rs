@@ -137,6 +137,8 @@ pub enum Request {
         roots: Vec<RootSpec>,
         /// How long kept versions stay on this peer.
         retention: Retention,
+        /// Gitignore-style patterns left out (with each root's `.synkignore`).
+        excludes: Vec<String>,
     },
     /// Root `root` is a single file: its other entries (conflict copies) are siblings in its
     /// directory.

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use sha2::Digest as _;
 
 use crate::cache::{DigestCache, Stamp};
+use crate::exclude::Excludes;
 use crate::paths::WirePath;
 use crate::proto::{Digest, Kind, Meta};
 
@@ -154,7 +155,13 @@ pub fn hash_pipelined(r: &mut (impl Read + Send)) -> io::Result<Digest> {
 /// it becomes an entry carrying the message, so one unreadable file does not hide the rest.
 ///
 /// Files whose stamp `cache` knows are not read again; every digest computed is offered to it.
-pub fn scan_root(root: &Path, cache: &DigestCache, sink: &mut dyn FnMut(Found)) -> io::Result<()> {
+/// Entries `excludes` matches are skipped, directories with everything below them.
+pub fn scan_root(
+    root: &Path,
+    cache: &DigestCache,
+    excludes: &Excludes,
+    sink: &mut dyn FnMut(Found),
+) -> io::Result<()> {
     let md = match fs::symlink_metadata(root) {
         Ok(md) => md,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -162,7 +169,7 @@ pub fn scan_root(root: &Path, cache: &DigestCache, sink: &mut dyn FnMut(Found)) 
     };
     let mut files: Vec<(WirePath, PathBuf, Metadata)> = Vec::new();
     if md.is_dir() {
-        walk(root, &md, sink, &mut files);
+        walk(root, &md, excludes, sink, &mut files);
     } else if md.is_file() {
         files.push((WirePath::default(), root.to_path_buf(), md));
     } else {
@@ -180,6 +187,7 @@ pub fn scan_root(root: &Path, cache: &DigestCache, sink: &mut dyn FnMut(Found)) 
 fn walk(
     root: &Path,
     root_md: &Metadata,
+    excludes: &Excludes,
     sink: &mut dyn FnMut(Found),
     files: &mut Vec<(WirePath, PathBuf, Metadata)>,
 ) {
@@ -210,6 +218,10 @@ fn walk(
             }
             let child_rel = rel.join(&name);
             let child_path = child.path();
+            let is_dir = child.file_type().is_ok_and(|t| t.is_dir());
+            if excludes.excludes(&child_rel, is_dir) {
+                continue;
+            }
             match fs::symlink_metadata(&child_path) {
                 Ok(cmd) if cmd.is_dir() => stack.push((child_rel, child_path, cmd)),
                 Ok(cmd) if cmd.is_file() => files.push((child_rel, child_path, cmd)),
@@ -349,9 +361,14 @@ mod tests {
 
     fn scan(root: &Path) -> BTreeMap<Vec<u8>, Result<Meta, String>> {
         let mut out = BTreeMap::new();
-        scan_root(root, &DigestCache::disabled(), &mut |e| {
-            out.insert(e.rel.0, e.state);
-        })
+        scan_root(
+            root,
+            &DigestCache::disabled(),
+            &Excludes::none(),
+            &mut |e| {
+                out.insert(e.rel.0, e.state);
+            },
+        )
         .unwrap();
         out
     }

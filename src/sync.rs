@@ -7,6 +7,7 @@ use futures::future::join_all;
 
 use crate::apply::Apply;
 use crate::cli::Cli;
+use crate::config;
 use crate::oplog::{self, OpLog};
 use crate::paths::{absolutize, entry_display, root_spec, RootSpec, WirePath};
 use crate::peer::{self, Peer, RootScan};
@@ -14,6 +15,7 @@ use crate::plan::{self, Listing, PeerId, Plan, Problem, Seen};
 use crate::proto::Kind;
 use crate::report::{peer_line, Reporter};
 use crate::restore;
+use crate::transfer::rsync::Tuning;
 use crate::transfer::RootTransfer;
 use crate::versions::Retention;
 
@@ -43,11 +45,6 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let remotes = cli.remote_peers(&cfg);
-    if remotes.is_empty() {
-        rep.error("no peers: give -h HOST, or list peers in synk.conf (see synk.conf(5))");
-        return EXIT_USAGE;
-    }
     let cwd = match std::env::current_dir() {
         Ok(c) => c,
         Err(e) => {
@@ -58,8 +55,27 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .or_else(dirs::home_dir);
-    let roots: Vec<Root> = cli
-        .paths
+    if let Some(code) = edit_tracked(&cli, &cwd, home.as_deref(), rep) {
+        return code;
+    }
+    let remotes = cli.remote_peers(&cfg);
+    if remotes.is_empty() {
+        rep.error("no peers: give -h HOST, or list peers in synk.conf (see synk.conf(5))");
+        return EXIT_USAGE;
+    }
+    let paths: Vec<PathBuf> = if cli.paths.is_empty() {
+        cfg.paths
+            .iter()
+            .map(|v| config::expand_path(v, home.as_deref()))
+            .collect()
+    } else {
+        cli.paths.clone()
+    };
+    if paths.is_empty() {
+        rep.error("nothing to sync: give PATH, or add `path` lines to synk.conf (synk --add PATH)");
+        return EXIT_USAGE;
+    }
+    let roots: Vec<Root> = paths
         .iter()
         .map(|p| Root {
             display: absolutize(p, &cwd).display().to_string(),
@@ -124,7 +140,8 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         close_all(&peers).await;
         return exit_code(rep, n == 0);
     }
-    let mut scans = scan_all(&peers, &specs_wire, retention, rep).await;
+    let excludes: Vec<String> = cfg.excludes.iter().chain(&cli.excludes).cloned().collect();
+    let mut scans = scan_all(&peers, &specs_wire, retention, &excludes, rep).await;
     if cli.restore.is_some() {
         let first = |p: PeerId| match scans.get(p) {
             Some(Some(s)) => s.first().and_then(|r| r.as_ref().ok()),
@@ -158,7 +175,7 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
             close_all(&peers).await;
             return exit_code(rep, false);
         }
-        scans = scan_all(&peers, &specs_wire, retention, rep).await;
+        scans = scan_all(&peers, &specs_wire, retention, &excludes, rep).await;
     }
     let log = if cli.dry_run {
         OpLog::none()
@@ -189,12 +206,68 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
             forced: forced_id,
             cli: &cli,
             log: &log,
+            tuning: Tuning {
+                compress: cli.compress || cfg.compress.unwrap_or(false),
+                bwlimit: cli.bwlimit.or(cfg.bwlimit),
+            },
+            max_size: cli.max_size.or(cfg.max_size),
         };
         let lost = ctx.sync(&dead, rep).await;
         dead.extend(lost);
     }
     close_all(&peers).await;
     exit_code(rep, false)
+}
+
+/// `--add PATH` / `--forget PATH`: edits the tracked paths and returns the exit status, or
+/// `None` when neither was asked for.
+fn edit_tracked(
+    cli: &Cli,
+    cwd: &std::path::Path,
+    home: Option<&std::path::Path>,
+    rep: &Reporter,
+) -> Option<i32> {
+    let (path, adding) = match (&cli.add, &cli.forget) {
+        (Some(p), _) => (p, true),
+        (None, Some(p)) => (p, false),
+        (None, None) => return None,
+    };
+    let Some(file) = cli.config_to_edit() else {
+        rep.error("no configuration directory to keep tracked paths in (is HOME set?)");
+        return Some(EXIT_USAGE);
+    };
+    let value = config::path_value(&absolutize(path, cwd), home);
+    let shown = file.display();
+    let res = if adding {
+        config::add_path(&file, &value).map(|added| {
+            let said = if added {
+                "now tracked in"
+            } else {
+                "was already tracked in"
+            };
+            rep.say(0, format!("{value} {said} {shown}"));
+            EXIT_OK
+        })
+    } else {
+        config::forget_path(&file, &value).map(|n| {
+            if n == 0 {
+                rep.error(format!("{value} is not tracked in {shown}"));
+                EXIT_UNSYNCED
+            } else {
+                rep.say(
+                    0,
+                    format!(
+                        "{value} is no longer tracked in {shown} (its files stay where they are)"
+                    ),
+                );
+                EXIT_OK
+            }
+        })
+    };
+    Some(res.unwrap_or_else(|e| {
+        rep.error(format!("{shown}: {e}"));
+        EXIT_USAGE
+    }))
 }
 
 /// The exit status after a run: errors first, then conflicts, then changes a dry run found.
@@ -215,13 +288,16 @@ async fn scan_all(
     peers: &[Peer],
     roots: &[RootSpec],
     retention: Retention,
+    excludes: &[String],
     rep: &Reporter,
 ) -> Vec<Option<Vec<RootScan>>> {
     let scans = peers.iter().map(|peer| async move {
         let spinner = rep.spinner(format!("scanning {}", peer.name));
         let mut conn = peer.conn.lock().await;
         let res = conn
-            .scan(roots, retention, |entries, _| spinner.set_position(entries))
+            .scan(roots, retention, excludes, |entries, _| {
+                spinner.set_position(entries)
+            })
             .await;
         spinner.finish_and_clear();
         match res {
@@ -244,6 +320,8 @@ struct RootRun<'a> {
     forced: Option<PeerId>,
     cli: &'a Cli,
     log: &'a OpLog,
+    tuning: Tuning,
+    max_size: Option<u64>,
 }
 
 impl RootRun<'_> {
@@ -295,6 +373,7 @@ impl RootRun<'_> {
             forced: self.forced,
             confirm_empty: self.cli.confirm_empty,
             file_name: file_name.filter(|_| !root_is_dir),
+            max_size: self.max_size,
         });
         tracing::debug!(
             root = %self.root.display,
@@ -348,6 +427,7 @@ impl RootRun<'_> {
                 copier: self.cli.copier,
                 ssh_config: self.cli.ssh_config.clone(),
                 dry_run: self.cli.dry_run,
+                tuning: self.tuning,
             };
             let copies_lost = transfer.execute(&plan, &lost, rep).await;
             lost.extend(copies_lost);
@@ -419,6 +499,11 @@ impl RootRun<'_> {
                     "{}: {} is empty or missing there but held {held} entries after the last sync (an unmounted disk?); left out, nothing deleted. If you emptied it on purpose, run again with --confirm-empty",
                     self.name(*peer),
                     self.root.display
+                )),
+                Problem::TooBig { rel, size } => rep.warn(format!(
+                    "{}: {} bytes, over --max-size: skipped (nothing copied or deleted)",
+                    self.path_of(rel),
+                    size
                 )),
                 Problem::Missing => {
                     rep.error(format!("{}: no such file on any peer", self.root.display))

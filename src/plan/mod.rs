@@ -136,6 +136,13 @@ pub enum Problem {
         /// How many entries it held.
         held: usize,
     },
+    /// A file over `--max-size` on some peer: the entry is left alone everywhere.
+    TooBig {
+        /// The entry.
+        rel: WirePath,
+        /// The biggest version's size.
+        size: u64,
+    },
     /// No peer has the root at all.
     Missing,
 }
@@ -167,7 +174,7 @@ impl Plan {
     pub fn has_failures(&self) -> bool {
         self.problems
             .iter()
-            .any(|p| !matches!(p, Problem::Special { .. }))
+            .any(|p| !matches!(p, Problem::Special { .. } | Problem::TooBig { .. }))
     }
 
     /// True when the plan changes nothing on any peer (records aside).
@@ -191,6 +198,8 @@ pub struct Input<'a> {
     pub confirm_empty: bool,
     /// For a root that is a single file, its name: its conflict copies go beside it.
     pub file_name: Option<&'a [u8]>,
+    /// `--max-size`: entries with a bigger file version anywhere are left alone.
+    pub max_size: Option<u64>,
 }
 
 /// The number of entries a peer held below the root at the last sync when the root is empty
@@ -354,6 +363,19 @@ pub fn decide(input: &Input<'_>) -> Plan {
         let versions = versions_of(&seen);
         if versions.is_empty() {
             continue;
+        }
+        let biggest = versions
+            .iter()
+            .filter_map(|v| v.meta.filter(|m| m.kind == Kind::File).map(|m| m.size))
+            .max();
+        if let (Some(max), Some(size)) = (input.max_size, biggest) {
+            if size > max {
+                plan.problems.push(Problem::TooBig {
+                    rel: (*rel).clone(),
+                    size,
+                });
+                continue;
+            }
         }
         let forced = input.forced.filter(|f| !unreadable.contains(f));
         let Verdict::Win { winner, losers } = verdict(&versions, forced);

@@ -96,6 +96,7 @@ fn run_with(ls: &[Listing], forced: Option<PeerId>, confirm_empty: bool) -> Plan
         forced,
         confirm_empty,
         file_name: None,
+        max_size: None,
     })
 }
 
@@ -525,11 +526,50 @@ fn a_single_file_roots_conflict_copy_goes_beside_it_without_a_record() {
         forced: None,
         confirm_empty: false,
         file_name: Some(b"notes.md"),
+        max_size: None,
     });
     let to = &plan.renames[0].to;
     assert!(to.to_string().starts_with("notes.synk-conflict-"), "{to}");
     assert!(to.to_string().ends_with(".md"), "{to}");
     assert!(plan.records.iter().flatten().all(|r| r.rel.is_empty()));
+}
+
+#[test]
+fn files_over_the_size_limit_are_left_alone_everywhere() {
+    let ls = [
+        listing(vec![
+            ("", held(dir(), &[])),
+            ("big", gone(&[(1, 2)])),
+            ("small", new(file("s", 1))),
+        ]),
+        listing(vec![
+            ("", held(dir(), &[])),
+            ("big", held(file("0123456789", 1), &[(1, 1)])),
+        ]),
+    ];
+    let views: Vec<Option<&Listing>> = ls.iter().map(Some).collect();
+    let names = names();
+    let plan = decide(&Input {
+        views: &views,
+        names: &names,
+        forced: None,
+        confirm_empty: false,
+        file_name: None,
+        max_size: Some(5),
+    });
+    assert!(
+        plan.removes.is_empty(),
+        "never deleted because of the limit"
+    );
+    assert_eq!(copies(&plan), [("small".into(), 0, vec![1])]);
+    assert_eq!(
+        plan.problems,
+        [Problem::TooBig {
+            rel: w("big"),
+            size: 10
+        }]
+    );
+    assert!(!plan.has_failures());
 }
 
 #[test]

@@ -10,6 +10,7 @@ use sha2::Digest as _;
 
 use super::{msg, sync_parent, to_filetime, OpResult, Server};
 use crate::cache::DigestCache;
+use crate::exclude::Excludes;
 use crate::paths::{RootSpec, WirePath};
 use crate::proto::{
     write_frame, Digest, Entry, FrameError, Kind, Meta, Response, CHUNK, ENTRY_BATCH,
@@ -33,6 +34,8 @@ pub(super) struct RootCtx {
     pub(super) abs: PathBuf,
     /// The root is a single file whose other entries are siblings in its directory.
     pub(super) siblings: bool,
+    /// What is left out of the scan (and so of deletions).
+    excludes: Excludes,
     state: RootState,
     reported: BTreeMap<WirePath, Reported>,
     set: BTreeMap<WirePath, Record>,
@@ -76,17 +79,19 @@ impl Server {
     pub(super) fn scan<W: Write>(
         &mut self,
         roots: &[RootSpec],
+        excludes: &[String],
         w: &mut W,
     ) -> Result<(), FrameError> {
         self.roots.clear();
         for (i, spec) in roots.iter().enumerate() {
             let index = i as u32;
             let loaded = self.resolve(spec).and_then(|abs| {
+                let ex = Excludes::new(&abs, excludes).map_err(|e| format!("{spec}: {e}"))?;
                 RootState::load(self.state_dir.as_deref(), &abs)
-                    .map(|st| (abs, st))
+                    .map(|st| (abs, st, ex))
                     .map_err(|e| format!("{spec}: {}", scan::io_msg(&e)))
             });
-            let (abs, state) = match loaded {
+            let (abs, state, excludes) = match loaded {
                 Ok(x) => x,
                 Err(e) => {
                     self.roots.push(None);
@@ -103,6 +108,7 @@ impl Server {
             let mut ctx = RootCtx {
                 abs: abs.clone(),
                 siblings: false,
+                excludes,
                 state,
                 reported: BTreeMap::new(),
                 set: BTreeMap::new(),
@@ -139,7 +145,8 @@ impl Server {
         let cache = DigestCache::for_root(self.cache_dir.as_deref(), &abs);
         let state = &ctx.state;
         let reported = &mut ctx.reported;
-        let res = scan::scan_root(&abs, &cache, &mut |found: Found| {
+        let excludes = &ctx.excludes;
+        let res = scan::scan_root(&abs, &cache, excludes, &mut |found: Found| {
             let base = state.get(&found.rel);
             let (entry, rep) = versioned(found, base, key, now);
             if matches!(rep, Reported::Unknown) && entry.state.is_err() {
@@ -164,7 +171,11 @@ impl Server {
         // Remembered entries that are gone: deleted here since the last sync, or tombstones.
         // Nothing below an unreadable directory is taken as deleted.
         for r in state.records() {
-            if reported.contains_key(&r.rel) || below_any(&r.rel, &unknown_dirs) {
+            let is_dir = matches!(&r.meta, Some(m) if m.kind == Kind::Dir);
+            if reported.contains_key(&r.rel)
+                || below_any(&r.rel, &unknown_dirs)
+                || excludes.excludes(&r.rel, is_dir)
+            {
                 continue;
             }
             let gone_now = r.meta.is_some();

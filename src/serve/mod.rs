@@ -163,9 +163,13 @@ impl Server {
                 other => other?,
             };
             match req {
-                Request::Scan { roots, retention } => {
+                Request::Scan {
+                    roots,
+                    retention,
+                    excludes,
+                } => {
                     self.retention = retention;
-                    self.scan(&roots, w)?
+                    self.scan(&roots, &excludes, w)?
                 }
                 Request::Rename { root, rel, to } => reply(w, self.rename(root, &rel, &to))?,
                 Request::Remove { root, rel, deleted } => {
@@ -527,6 +531,7 @@ mod tests {
         Request::Scan {
             roots: vec![RootSpec::Home(w(rel))],
             retention: Retention::default(),
+            excludes: Vec::new(),
         }
     }
 

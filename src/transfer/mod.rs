@@ -54,6 +54,8 @@ pub struct RootTransfer<'a> {
     pub ssh_config: Option<PathBuf>,
     /// `-n`.
     pub dry_run: bool,
+    /// `--compress`, `--bwlimit`.
+    pub tuning: rsync::Tuning,
 }
 
 impl RootTransfer<'_> {
@@ -75,9 +77,17 @@ impl RootTransfer<'_> {
     ) -> HashSet<PeerId> {
         let mut pairs: BTreeMap<(PeerId, PeerId), Vec<&Copy>> = BTreeMap::new();
         for c in plan.copies.iter().filter(|c| !lost.contains(&c.master)) {
+            if c.rel.is_empty() && c.meta.kind == Kind::Dir {
+                // A root directory is made by each target's serve: rsync, handed ".", would
+                // copy everything in it, decided or not.
+                continue;
+            }
             for t in c.targets.iter().filter(|t| !lost.contains(t)) {
                 pairs.entry((c.master, *t)).or_default().push(c);
             }
+        }
+        if !self.dry_run {
+            self.make_root_dirs(plan, lost, rep).await;
         }
         let method = |m: PeerId, t: PeerId| {
             choose(
@@ -114,6 +124,29 @@ impl RootTransfer<'_> {
             self.run_streams(plan, &fallback, rep, &lost).await;
         }
         lost.into_inner().expect("lost set lock")
+    }
+
+    /// Creates the root directory (with its mode and time) on targets that lack it.
+    async fn make_root_dirs(&self, plan: &Plan, lost: &HashSet<PeerId>, rep: &Reporter) {
+        for c in plan
+            .copies
+            .iter()
+            .filter(|c| c.rel.is_empty() && c.meta.kind == Kind::Dir)
+        {
+            let targets: Vec<PeerId> = c
+                .targets
+                .iter()
+                .copied()
+                .filter(|t| !lost.contains(t))
+                .collect();
+            for (t, r) in
+                stream::copy_entry(self.peers, self.root, c, &targets, None, &|_| {}).await
+            {
+                if let Err(e) = r {
+                    rep.error(format!("{}: {}: {e}", self.name(t), self.display));
+                }
+            }
+        }
     }
 
     /// The rsync job for a pair, and how it is shown at `-v`.
@@ -182,6 +215,7 @@ impl RootTransfer<'_> {
             src,
             dst: side(t),
             names,
+            tuning: self.tuning,
         };
         let shown = if client_runs {
             job.display(false)
@@ -310,6 +344,9 @@ impl RootTransfer<'_> {
         }
         let mut made_dirs: Vec<(&Copy, Vec<PeerId>)> = Vec::new();
         for c in &plan.copies {
+            if c.rel.is_empty() && c.meta.kind == Kind::Dir {
+                continue; // made by make_root_dirs
+            }
             if lost.lock().expect("lost set lock").contains(&c.master) {
                 continue;
             }
@@ -317,8 +354,15 @@ impl RootTransfer<'_> {
             if targets.is_empty() {
                 continue;
             }
-            let results =
-                stream::copy_entry(self.peers, self.root, c, &targets, &|n| bar.inc(n)).await;
+            let results = stream::copy_entry(
+                self.peers,
+                self.root,
+                c,
+                &targets,
+                self.tuning.bwlimit,
+                &|n| bar.inc(n),
+            )
+            .await;
             let mut ok = Vec::new();
             for (t, r) in results {
                 match r {
@@ -333,7 +377,15 @@ impl RootTransfer<'_> {
         bar.finish_and_clear();
         // Writing into a directory bumps its mtime: set the master's again, deepest first.
         for (c, targets) in made_dirs.iter().rev() {
-            let _ = stream::copy_entry(self.peers, self.root, c, targets, &|_| {}).await;
+            let _ = stream::copy_entry(
+                self.peers,
+                self.root,
+                c,
+                targets,
+                self.tuning.bwlimit,
+                &|_| {},
+            )
+            .await;
         }
     }
 

@@ -21,7 +21,7 @@ use crate::paths::WirePath;
 /// Its temp files go to synk's scratch directory, which scans skip, so a receiver killed
 /// mid-file leaves nothing that a later run would mistake for user data.
 pub const RSYNC_OPTS: &[&str] = &[
-    "-lptzsI",
+    "-lptsI",
     "--temp-dir=.synk-rsync.tmp",
     "--from0",
     "--files-from=-",
@@ -49,6 +49,15 @@ pub struct Side {
     pub base: WirePath,
 }
 
+/// How copies travel, whatever the copier: the user's `--compress` and `--bwlimit`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tuning {
+    /// Compress on the wire (`rsync -z`); off by default: it costs CPU on fast links.
+    pub compress: bool,
+    /// Bytes per second per transfer at most (`None`: no limit).
+    pub bwlimit: Option<u64>,
+}
+
 /// A complete rsync invocation, before it is run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
@@ -58,6 +67,8 @@ pub struct Job {
     pub dst: Side,
     /// Names relative to the bases, sent NUL-separated on stdin.
     pub names: Vec<WirePath>,
+    /// Compression and bandwidth limit.
+    pub tuning: Tuning,
 }
 
 fn ssh_command(r: &Remote, batch: bool) -> String {
@@ -105,6 +116,13 @@ impl Job {
     /// shell, for runs on a remote master where no one could answer a prompt.
     pub fn args(&self, batch: bool) -> Vec<OsString> {
         let mut args: Vec<OsString> = RSYNC_OPTS.iter().map(OsString::from).collect();
+        if self.tuning.compress {
+            args.push("-z".into());
+        }
+        if let Some(bps) = self.tuning.bwlimit {
+            // rsync counts in units of 1024 bytes per second; never 0, which means no limit.
+            args.push(format!("--bwlimit={}", (bps / 1024).max(1)).into());
+        }
         if let Some(r) = self.src.remote.as_ref().or(self.dst.remote.as_ref()) {
             args.push("-e".into());
             args.push(ssh_command(r, batch).into());
@@ -255,7 +273,20 @@ mod tests {
                 base: w(b"/srv/home/bob/my dir"),
             },
             names: vec![w(b"."), w(b"-rf $(reboot);\n'x'"), w(b"\xff\xfe")],
+            tuning: Tuning::default(),
         }
+    }
+
+    #[test]
+    fn compression_is_off_unless_asked_and_bwlimit_is_in_kib() {
+        let mut job = remote_to_remote();
+        assert!(!job.display(true).contains(" -z"));
+        job.tuning = Tuning {
+            compress: true,
+            bwlimit: Some(10 << 20),
+        };
+        let shown = job.display(true);
+        assert!(shown.starts_with("rsync -lptsI '--temp-dir=.synk-rsync.tmp' --from0 '--files-from=-' -z '--bwlimit=10240' "), "{shown}");
     }
 
     #[test]
@@ -268,7 +299,7 @@ mod tests {
         assert_eq!(job.stdin(), b".\0-rf $(reboot);\n'x'\0\xff\xfe\0".to_vec());
         assert_eq!(
             job.display(true),
-            "rsync -lptzsI '--temp-dir=.synk-rsync.tmp' --from0 '--files-from=-' -e 'ssh -o BatchMode=yes -p 2222' '/home/a/my dir/' 'bob@beta:/srv/home/bob/my dir/'"
+            "rsync -lptsI '--temp-dir=.synk-rsync.tmp' --from0 '--files-from=-' -e 'ssh -o BatchMode=yes -p 2222' '/home/a/my dir/' 'bob@beta:/srv/home/bob/my dir/'"
         );
     }
 
@@ -303,10 +334,11 @@ mod tests {
                 base: w(b"/h/b/"),
             },
             names: vec![],
+            tuning: Tuning::default(),
         };
         assert_eq!(
             job.display(false),
-            "rsync -lptzsI '--temp-dir=.synk-rsync.tmp' --from0 '--files-from=-' -e \"ssh -S '/tmp/.ssh-connection x/master' -o ControlMaster=no -F '/etc/ssh cfg'\" alpha:/h/a/ /h/b/"
+            "rsync -lptsI '--temp-dir=.synk-rsync.tmp' --from0 '--files-from=-' -e \"ssh -S '/tmp/.ssh-connection x/master' -o ControlMaster=no -F '/etc/ssh cfg'\" alpha:/h/a/ /h/b/"
         );
     }
 

@@ -19,6 +19,7 @@ pub async fn copy_entry(
     root: u32,
     copy: &Copy,
     targets: &[PeerId],
+    bwlimit: Option<u64>,
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Vec<TargetResult> {
     let meta = &copy.meta;
@@ -41,7 +42,7 @@ pub async fn copy_entry(
             };
             on_each(peers, targets, &req).await
         }
-        Kind::File => copy_file(peers, root, copy, targets, on_bytes).await,
+        Kind::File => copy_file(peers, root, copy, targets, bwlimit, on_bytes).await,
         Kind::Special => targets
             .iter()
             .map(|t| {
@@ -62,13 +63,44 @@ async fn on_each(peers: &[Peer], targets: &[PeerId], req: &Request) -> Vec<Targe
     .await
 }
 
+/// Keeps a transfer at or under a rate, like rsync's `--bwlimit`.
+struct Throttle {
+    limit: Option<u64>,
+    start: std::time::Instant,
+    sent: u64,
+}
+
+impl Throttle {
+    fn new(limit: Option<u64>) -> Throttle {
+        Throttle {
+            limit,
+            start: std::time::Instant::now(),
+            sent: 0,
+        }
+    }
+
+    /// Counts `n` bytes and waits until they are due.
+    async fn pace(&mut self, n: usize) {
+        let Some(limit) = self.limit.filter(|l| *l > 0) else {
+            return;
+        };
+        self.sent += n as u64;
+        let due = std::time::Duration::from_secs_f64(self.sent as f64 / limit as f64);
+        if let Some(wait) = due.checked_sub(self.start.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
 async fn copy_file(
     peers: &[Peer],
     root: u32,
     copy: &Copy,
     targets: &[PeerId],
+    bwlimit: Option<u64>,
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Vec<TargetResult> {
+    let mut throttle = Throttle::new(bwlimit);
     let digest = copy.meta.digest.expect("files carry a digest");
     let mut master = peers[copy.master].conn.lock().await;
     let mut outs: Vec<(PeerId, tokio::sync::MutexGuard<'_, Conn>)> = Vec::new();
@@ -96,7 +128,9 @@ async fn copy_file(
             match resp {
                 Response::Data(d) => {
                     on_bytes(d.len() as u64);
+                    let n = d.len();
                     fan_out(&mut outs, &mut results, &Request::Data(d)).await;
+                    throttle.pace(n).await;
                 }
                 Response::ReadDone(d) if d == digest => break None,
                 Response::ReadDone(_) => {

@@ -1,0 +1,93 @@
+//! Excludes: gitignore-style patterns (`exclude` in synk.conf(5), `--exclude`, and a
+//! `.synkignore` file at a root), matched by the `ignore` crate. An excluded entry is never
+//! scanned, hashed, copied, deleted or kept as a version, and excluding something later never
+//! deletes it: its remembered state is left as it was.
+
+use std::path::Path;
+
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+
+use crate::paths::WirePath;
+
+/// The per-root file of patterns.
+pub const IGNORE_FILE: &str = ".synkignore";
+
+/// The patterns in force for one root.
+#[derive(Debug, Clone)]
+pub struct Excludes(Option<Gitignore>);
+
+impl Excludes {
+    /// Nothing excluded (beyond synk's own temp files, which the scan always skips).
+    pub fn none() -> Excludes {
+        Excludes(None)
+    }
+
+    /// `patterns`, then the root's `.synkignore` (when the root is a directory that has one).
+    pub fn new(root: &Path, patterns: &[String]) -> Result<Excludes, String> {
+        let file = root.join(IGNORE_FILE);
+        if patterns.is_empty() && !file.is_file() {
+            return Ok(Excludes::none());
+        }
+        let mut b = GitignoreBuilder::new(root);
+        for p in patterns {
+            b.add_line(None, p)
+                .map_err(|e| format!("exclude {p:?}: {e}"))?;
+        }
+        if file.is_file() {
+            if let Some(e) = b.add(&file) {
+                return Err(format!("{}: {e}", file.display()));
+            }
+        }
+        b.build()
+            .map(|g| Excludes(Some(g)))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Whether the entry at `rel` below the root is excluded; never the root itself.
+    pub fn excludes(&self, rel: &WirePath, is_dir: bool) -> bool {
+        match &self.0 {
+            Some(g) if !rel.is_empty() => g
+                .matched_path_or_any_parents(rel.as_path(), is_dir)
+                .is_ignore(),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(s: &str) -> WirePath {
+        WirePath(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn gitignore_patterns_from_options_and_the_root_file() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(
+            root.path().join(IGNORE_FILE),
+            "# build output\n/target/\n!keep.log\n",
+        )
+        .unwrap();
+        let ex = Excludes::new(root.path(), &["*.log".into(), "cache/".into()]).unwrap();
+        assert!(ex.excludes(&w("a.log"), false));
+        assert!(ex.excludes(&w("sub/b.log"), false));
+        assert!(
+            !ex.excludes(&w("keep.log"), false),
+            "negation in .synkignore"
+        );
+        assert!(ex.excludes(&w("target"), true));
+        assert!(!ex.excludes(&w("sub/target"), true), "anchored");
+        assert!(
+            ex.excludes(&w("x/cache/y"), false),
+            "below an excluded directory"
+        );
+        assert!(
+            !ex.excludes(&w("cache"), false),
+            "a file named like a directory pattern"
+        );
+        assert!(!ex.excludes(&w(""), true));
+        assert!(!Excludes::none().excludes(&w("a.log"), false));
+    }
+}
