@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use futures::future::join_all;
 
-use crate::paths::{entry_display, WirePath};
+use crate::paths::WirePath;
 use crate::peer::{OpError, Peer};
 use crate::plan::{PeerId, Plan};
 use crate::proto::Request;
@@ -15,6 +15,8 @@ use crate::report::Reporter;
 
 /// Records per frame.
 const RECORD_BATCH: usize = 2048;
+/// Entries per Keep request.
+const KEEP_BATCH: usize = 1024;
 
 /// One root's changes to peers' trees.
 pub struct Apply<'a> {
@@ -29,6 +31,9 @@ pub struct Apply<'a> {
     pub siblings: Vec<PeerId>,
 }
 
+/// Entries whose step failed on a peer.
+pub type Failed = HashSet<(PeerId, WirePath)>;
+
 /// One request for a peer and the entry it is about, for messages.
 struct Step {
     rel: WirePath,
@@ -36,10 +41,6 @@ struct Step {
 }
 
 impl Apply<'_> {
-    fn path_of(&self, rel: &WirePath) -> String {
-        entry_display(self.display, rel)
-    }
-
     /// Every peer's steps before the copies, in order: renames, keeps, clones, removals.
     fn steps(&self, plan: &Plan) -> BTreeMap<PeerId, Vec<Step>> {
         let root = self.root;
@@ -65,10 +66,15 @@ impl Apply<'_> {
             keeps.entry(*p).or_default().push(rel.clone());
         }
         for (p, rels) in keeps {
-            steps.entry(p).or_default().push(Step {
-                rel: rels[0].clone(),
-                req: Request::Keep { root, rels },
-            });
+            for batch in rels.chunks(KEEP_BATCH) {
+                steps.entry(p).or_default().push(Step {
+                    rel: batch[0].clone(),
+                    req: Request::Keep {
+                        root,
+                        rels: batch.to_vec(),
+                    },
+                });
+            }
         }
         for c in &plan.clones {
             steps.entry(c.peer).or_default().push(Step {
@@ -96,20 +102,35 @@ impl Apply<'_> {
         steps
     }
 
-    /// Runs every peer's steps before the copies. Returns the peers whose connection broke.
-    pub async fn before_copies(&self, plan: &Plan, rep: &Reporter) -> HashSet<PeerId> {
+    /// Runs every peer's steps before the copies. Returns the peers whose connection broke and
+    /// the entries whose step failed on a peer: nothing may replace those there afterwards,
+    /// since their old version could not be kept.
+    pub async fn before_copies(&self, plan: &Plan, rep: &Reporter) -> (HashSet<PeerId>, Failed) {
         let lost = Mutex::new(HashSet::new());
+        let failed = Mutex::new(HashSet::new());
         let steps = self.steps(plan);
         join_all(steps.into_iter().map(|(p, steps)| {
-            let lost = &lost;
+            let (lost, failed) = (&lost, &failed);
             async move {
                 let peer = &self.peers[p];
                 let mut conn = peer.conn.lock().await;
                 for s in steps {
+                    let rels: Vec<&WirePath> = match &s.req {
+                        Request::Keep { rels, .. } => rels.iter().collect(),
+                        _ => vec![&s.rel],
+                    };
+                    {
+                        let f = failed.lock().expect("failed set lock");
+                        if rels.iter().any(|r| f.contains(&(p, (*r).clone()))) {
+                            continue;
+                        }
+                    }
                     match conn.op(&s.req).await {
                         Ok(()) => {}
                         Err(OpError::Failed(m)) => {
-                            rep.error(format!("{}: {}: {m}", peer.name, self.path_of(&s.rel)))
+                            rep.error(format!("{}: {m}", peer.name));
+                            let mut f = failed.lock().expect("failed set lock");
+                            f.extend(rels.into_iter().map(|r| (p, r.clone())));
                         }
                         Err(OpError::Lost(e)) => {
                             rep.error(format!("{e:#}"));
@@ -121,7 +142,10 @@ impl Apply<'_> {
             }
         }))
         .await;
-        lost.into_inner().expect("lost set lock")
+        (
+            lost.into_inner().expect("lost set lock"),
+            failed.into_inner().expect("failed set lock"),
+        )
     }
 
     /// Writes the root's new sync state on every peer in `peers`: each checks every record
@@ -138,7 +162,6 @@ impl Apply<'_> {
                     .send(&Request::Records {
                         root: self.root,
                         set: batch.to_vec(),
-                        unchanged: Vec::new(),
                     })
                     .await;
                 if sent.is_err() {

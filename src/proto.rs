@@ -195,8 +195,6 @@ pub enum Request {
         root: u32,
         /// Records replacing what the peer reported.
         set: Vec<Record>,
-        /// Entries whose action failed here: their old record stays.
-        unchanged: Vec<WirePath>,
     },
     /// Write the root's new state: what was reported, overridden by [`Request::Records`].
     Commit {

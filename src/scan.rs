@@ -271,6 +271,20 @@ pub fn remove_if_stale(path: &Path) {
     let Ok(md) = fs::symlink_metadata(path) else {
         return;
     };
+    // Only what synk itself makes: its scratch directory, and temp files (`.synk-` and six
+    // random characters); a user's file that merely looks alike is never touched.
+    let name = path
+        .file_name()
+        .map(|n| n.as_encoded_bytes())
+        .unwrap_or_default();
+    let ours = if md.is_dir() {
+        name == crate::proto::RSYNC_TEMP_DIR.as_bytes()
+    } else {
+        name.len() == TEMP_PREFIX.len() + 6 + TEMP_SUFFIX.len()
+    };
+    if !ours {
+        return;
+    }
     let stale = if md.file_type().is_symlink() {
         let age = std::time::SystemTime::now()
             .duration_since(md.modified().unwrap_or(std::time::UNIX_EPOCH))

@@ -415,8 +415,18 @@ impl RootRun<'_> {
                 display: &self.root.display,
                 siblings,
             };
+            let mut copies_plan = None;
             if !self.cli.dry_run {
-                lost = apply.before_copies(&plan, rep).await;
+                let (gone, failed) = apply.before_copies(&plan, rep).await;
+                lost = gone;
+                if !failed.is_empty() {
+                    // Never replace what could not be kept first.
+                    let mut p = plan.clone();
+                    for c in &mut p.copies {
+                        c.targets.retain(|t| !failed.contains(&(*t, c.rel.clone())));
+                    }
+                    copies_plan = Some(p);
+                }
             }
             let transfer = RootTransfer {
                 peers: self.peers,
@@ -429,7 +439,9 @@ impl RootRun<'_> {
                 dry_run: self.cli.dry_run,
                 tuning: self.tuning,
             };
-            let copies_lost = transfer.execute(&plan, &lost, rep).await;
+            let copies_lost = transfer
+                .execute(copies_plan.as_ref().unwrap_or(&plan), &lost, rep)
+                .await;
             lost.extend(copies_lost);
             if !self.cli.dry_run {
                 self.log_actions(&plan, &views);

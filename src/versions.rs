@@ -10,7 +10,6 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -158,10 +157,11 @@ impl Store {
         };
         if let Err(e) = linked {
             // Another filesystem (or no hard links): copy, then remove what was moved.
-            if !matches!(meta.kind, Kind::File) {
-                return Err(e);
+            match &meta.kind {
+                Kind::File => copy_durably(path, &obj)?,
+                Kind::Symlink(_) => std::os::unix::fs::symlink(fs::read_link(path)?, &obj)?,
+                _ => return Err(e),
             }
-            copy_durably(path, &obj)?;
             if take == Take::Move {
                 fs::remove_file(path)?;
             }
@@ -267,7 +267,6 @@ fn copy_durably(from: &Path, to: &Path) -> io::Result<()> {
     File::open(to)?.sync_all()?;
     let md = fs::metadata(from)?;
     filetime::set_file_mtime(to, filetime::FileTime::from_last_modification_time(&md))?;
-    let _ = md.ino();
     Ok(())
 }
 

@@ -78,17 +78,34 @@ pub(super) fn verdict(versions: &[Version<'_>], forced: Option<PeerId>) -> Verdi
             losers: vec![],
         };
     }
-    // The versions no other version descends from: what changed since the last sync. A peer
-    // without history of the entry cannot be placed, so it is a candidate too.
+    // A peer without history of the entry that holds what another peer holds with history
+    // (a copy that landed just before a run was killed) shares that history; one that holds
+    // something nobody else has cannot be placed, so it is a candidate below.
+    let history: Vec<Option<Vv>> = versions
+        .iter()
+        .map(|v| match v.vv {
+            Some(vv) => Some(vv.clone()),
+            None => versions
+                .iter()
+                .filter(|o| o.content() == v.content())
+                .filter_map(|o| o.vv)
+                .fold(None, |acc: Option<Vv>, vv| {
+                    Some(acc.map_or_else(|| vv.clone(), |a| a.join(vv)))
+                }),
+        })
+        .collect();
+    // The versions no other version descends from: what changed since the last sync.
     let heads: Vec<Version<'_>> = versions
         .iter()
-        .filter(|v| match v.vv {
+        .zip(&history)
+        .filter(|(_, h)| match h {
             None => true,
-            Some(mine) => !versions.iter().any(|o| {
-                o.vv.is_some_and(|theirs| mine.compare(theirs) == Order::Before)
-            }),
+            Some(mine) => !history
+                .iter()
+                .flatten()
+                .any(|theirs| mine.compare(theirs) == Order::Before),
         })
-        .copied()
+        .map(|(v, _)| *v)
         .collect();
     let heads = distinct(&heads);
     if heads.len() == 1 {
@@ -114,15 +131,14 @@ pub(super) fn verdict(versions: &[Version<'_>], forced: Option<PeerId>) -> Verdi
         .copied()
         .unwrap_or_else(|| newest(&present));
     let wm = winner.meta.expect("present");
-    // Without history, the newest simply wins (the others are kept as versions), unless the
-    // times tie (nothing says which is newer) or a directory takes the name of a file or
-    // symlink: then both must stay in sight.
-    let no_history = present.iter().any(|v| v.vv.is_none());
+    // A version with history that lost was changed concurrently: a conflict, kept in sight. One
+    // without history simply loses to the newest (it is kept as a version), unless the times
+    // tie (nothing says which is newer) or a directory takes the name of a file or symlink.
     let losers = present
         .iter()
         .filter(|v| v.content() != winner.content())
         .filter(|v| {
-            !no_history || wm.kind == Kind::Dir || v.meta.expect("present").mtime == wm.mtime
+            v.vv.is_some() || wm.kind == Kind::Dir || v.meta.expect("present").mtime == wm.mtime
         })
         .map(|v| v.peer)
         .collect();

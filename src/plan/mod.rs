@@ -556,6 +556,11 @@ fn actions(d: &Decided<'_>, input: &Input<'_>, plan: &mut Plan) {
 fn clones(copies: &mut [Copy], renames: &[Rename], views: &[Option<&Listing>]) -> Vec<Clone> {
     let mut index: HashMap<PeerId, HashMap<Digest, &WirePath>> = HashMap::new();
     let mut out = Vec::new();
+    // Every (target, entry) some copy writes: a clone must not read from one of those.
+    let written: HashSet<(PeerId, WirePath)> = copies
+        .iter()
+        .flat_map(|c| c.targets.iter().map(|t| (*t, c.rel.clone())))
+        .collect();
     for c in copies.iter_mut() {
         if c.meta.kind != Kind::File {
             continue;
@@ -573,6 +578,8 @@ fn clones(copies: &mut [Copy], renames: &[Rename], views: &[Option<&Listing>]) -
                         _ => None,
                     })
                     .filter(|(_, rel)| !renames.iter().any(|r| r.peer == t && &&r.rel == rel))
+                    // Not from a path a copy rewrites there: its content changes first.
+                    .filter(|(_, rel)| !written.contains(&(t, (*rel).clone())))
                     .collect()
             });
             // Only into a free path or over a file: a directory there goes first.

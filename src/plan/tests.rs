@@ -535,6 +535,57 @@ fn a_single_file_roots_conflict_copy_goes_beside_it_without_a_record() {
 }
 
 #[test]
+fn a_copy_that_landed_before_a_killed_run_shares_the_history_of_its_content() {
+    // f reached peer 2 but the run died before peer 2 recorded it; then peer 0 deleted f.
+    let plan = run(&[
+        listing(vec![
+            ("", held(dir(), &[])),
+            ("keep", held(file("k", 1), &[])),
+            ("f", gone(&[(1, 3)])),
+        ]),
+        listing(vec![
+            ("", held(dir(), &[])),
+            ("keep", held(file("k", 1), &[])),
+            ("f", held(file("x", 1), &[(1, 2)])),
+        ]),
+        listing(vec![
+            ("", held(dir(), &[])),
+            ("keep", held(file("k", 1), &[])),
+            ("f", new(file("x", 1))),
+        ]),
+    ]);
+    assert_eq!(
+        removes(&plan),
+        [("f".into(), 2, true), ("f".into(), 1, true)],
+        "no resurrection"
+    );
+    assert!(plan.copies.is_empty());
+}
+
+#[test]
+fn a_concurrent_edit_is_a_conflict_even_when_a_new_peer_joins() {
+    let plan = run(&[
+        listing(vec![
+            ("", held(dir(), &[])),
+            ("f", held(file("mine", 5), &[(1, 2)])),
+        ]),
+        listing(vec![
+            ("", held(dir(), &[])),
+            ("f", held(file("theirs", 9), &[(1, 1), (2, 1)])),
+        ]),
+        listing(vec![("", held(dir(), &[])), ("f", new(file("stale", 1)))]),
+    ]);
+    assert_eq!(plan.conflicts.len(), 1);
+    assert_eq!(plan.conflicts[0].winner, 1);
+    assert_eq!(
+        plan.conflicts[0].kept.len(),
+        1,
+        "the new peer's stale copy is only kept as a version"
+    );
+    assert_eq!(plan.conflicts[0].kept[0].0, 0);
+}
+
+#[test]
 fn files_over_the_size_limit_are_left_alone_everywhere() {
     let ls = [
         listing(vec![

@@ -1,7 +1,7 @@
 //! The server's memory: scanning against the remembered state, keeping versions before
 //! anything is replaced or deleted, committing the new state, listing and restoring versions.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -39,7 +39,6 @@ pub(super) struct RootCtx {
     state: RootState,
     reported: BTreeMap<WirePath, Reported>,
     set: BTreeMap<WirePath, Record>,
-    unchanged: HashSet<WirePath>,
 }
 
 impl RootCtx {
@@ -112,7 +111,6 @@ impl Server {
                 state,
                 reported: BTreeMap::new(),
                 set: BTreeMap::new(),
-                unchanged: HashSet::new(),
             };
             let res = self.scan_one(index, &mut ctx, w);
             self.roots.push(Some(ctx));
@@ -325,15 +323,9 @@ impl Server {
     }
 
     /// Records what the client decided for some entries of a root.
-    pub(super) fn records(
-        &mut self,
-        root: u32,
-        set: Vec<Record>,
-        unchanged: Vec<WirePath>,
-    ) -> OpResult {
+    pub(super) fn records(&mut self, root: u32, set: Vec<Record>) -> OpResult {
         let ctx = self.ctx_mut(root)?;
         ctx.set.extend(set.into_iter().map(|r| (r.rel.clone(), r)));
-        ctx.unchanged.extend(unchanged);
         Ok(())
     }
 
@@ -345,7 +337,7 @@ impl Server {
         let mut set = std::mem::take(&mut ctx.set);
         for (rel, rep) in &ctx.reported {
             let old = ctx.state.get(rel);
-            let keep_old = ctx.unchanged.contains(rel) || matches!(rep, Reported::Unknown);
+            let keep_old = matches!(rep, Reported::Unknown);
             let rec = if keep_old {
                 old.cloned()
             } else if let Some(r) = set.remove(rel) {
@@ -378,7 +370,6 @@ impl Server {
         }
         // Entries this sync created (conflict copies).
         new.extend(set.into_iter().filter(|(_, r)| arrived(&ctx.abs, r)));
-        ctx.unchanged.clear();
         let abs = ctx.abs.clone();
         ctx.state.save(new).map_err(|e| {
             msg(

@@ -184,13 +184,9 @@ impl Server {
                     mtime,
                     digest,
                 } => reply(w, self.clone_local(root, &from, &rel, mode, mtime, digest))?,
-                Request::Records {
-                    root,
-                    set,
-                    unchanged,
-                } => {
+                Request::Records { root, set } => {
                     // No answer: a failure shows at the commit.
-                    if let Err(e) = self.records(root, set, unchanged) {
+                    if let Err(e) = self.records(root, set) {
                         tracing::warn!("{e}");
                     }
                 }
