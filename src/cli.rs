@@ -86,6 +86,16 @@ pub struct Cli {
     #[arg(long, value_name = "PATH", conflicts_with_all = ["versions", "restore"])]
     pub forget: Option<PathBuf>,
 
+    /// Sync again every INTERVAL (`30s`, `5m`, `1h`) until stopped, keeping the connections
+    /// open between runs.
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_interval, conflicts_with_all = ["dry_run", "versions", "restore"])]
+    pub every: Option<std::time::Duration>,
+
+    /// Sync soon after anything changes on any peer, until stopped (and every --every
+    /// INTERVAL, 5m by default, where a peer cannot watch).
+    #[arg(long, conflicts_with_all = ["dry_run", "versions", "restore"])]
+    pub watch: bool,
+
     /// Compress data on the wire (rsync -z); off by default: it costs CPU on fast links.
     #[arg(short = 'z', long)]
     pub compress: bool,
@@ -170,6 +180,15 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
         .with_default_factor(1024)
         .parse_size(s)
         .map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// `--every`: a human duration, at least a second.
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 30s, 5m, 1h)"))?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err(format!("{s:?}: at least 1s"));
+    }
+    Ok(d)
 }
 
 /// `--at`: an absolute time (RFC 3339, the `T` and zone optional, UTC) or an age (`2h`), as
@@ -475,6 +494,31 @@ mod tests {
         assert_eq!(parse(&["@", "f"]).unwrap_err().exit_code(), 2);
         let cli = parse(&["--add", "notes"]).unwrap();
         assert_eq!(cli.add, Some(PathBuf::from("notes")));
+    }
+
+    #[test]
+    fn every_takes_a_human_interval() {
+        let cli = parse(&["-h", "a", "--every", "5m", "f"]).unwrap();
+        assert_eq!(cli.every, Some(std::time::Duration::from_secs(300)));
+        assert!(parse(&["-h", "a", "--watch", "f"]).unwrap().watch);
+        assert_eq!(
+            parse(&["-h", "a", "--every", "soon", "f"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        assert_eq!(
+            parse(&["-h", "a", "--every", "1ms", "f"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        assert_eq!(
+            parse(&["-h", "a", "--every", "1m", "-n", "f"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
     }
 
     #[test]

@@ -490,6 +490,19 @@ impl Conn {
         Ok(out)
     }
 
+    /// Waits up to `wait` for the peer to see a change under the scanned roots: `Some(changed)`,
+    /// or `None` where it cannot watch. `reset` forgets changes seen before.
+    pub async fn watch(&mut self, wait: Duration, reset: bool) -> Result<Option<bool>> {
+        let req = Request::Watch {
+            wait_ms: wait.as_millis().min(u32::MAX as u128) as u32,
+            reset,
+        };
+        match self.call(&req).await? {
+            Response::Watched { changed, supported } => Ok(supported.then_some(changed)),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
     /// Ends the conversation: closes the server's input and waits for it to exit.
     pub async fn close(&mut self) {
         // Dropping the pipe is what delivers end-of-file: `shutdown` on a child's stdin

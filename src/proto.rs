@@ -140,6 +140,14 @@ pub enum Request {
         /// Gitignore-style patterns left out (with each root's `.synkignore`).
         excludes: Vec<String>,
     },
+    /// Wait up to `wait_ms` for a change under the roots of the last scan
+    /// ([`Response::Watched`]); `reset` first forgets the changes seen so far.
+    Watch {
+        /// How long to wait at most.
+        wait_ms: u32,
+        /// Forget earlier changes first.
+        reset: bool,
+    },
     /// Root `root` is a single file: its other entries (conflict copies) are siblings in its
     /// directory.
     Siblings {
@@ -293,6 +301,13 @@ pub enum Response {
         rsync: bool,
         /// The server's home directory.
         home: WirePath,
+    },
+    /// Answers [`Request::Watch`].
+    Watched {
+        /// Something changed under the roots.
+        changed: bool,
+        /// This peer can watch at all (else the client looks at intervals).
+        supported: bool,
     },
     /// Kept versions, answering [`Request::Versions`].
     Versions(Vec<Kept>),

@@ -63,6 +63,13 @@ impl Reporter {
         self.bars.suspend(|| eprintln!("synk: {line}"));
     }
 
+    /// Forgets the counts of the previous run (periodic and watch mode).
+    pub fn reset(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        self.conflicts.store(0, Ordering::Relaxed);
+        self.pending.store(0, Ordering::Relaxed);
+    }
+
     /// Errors reported so far.
     pub fn failures(&self) -> usize {
         self.failures.load(Ordering::Relaxed)

@@ -197,3 +197,172 @@ fn completions_are_generated_for_each_shell() {
         assert!(text.contains("bwlimit"), "{shell}");
     }
 }
+
+/// Waits up to `secs` for `cond`.
+fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// PIDs of `synk --serve` processes of a peer's user.
+fn serve_pids(peer: &str) -> Vec<String> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-u", &user(peer).name, "-x", "synk"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+/// A background synk that is killed if the test fails before stopping it.
+struct Background(std::process::Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn stop(bg: &mut Background) -> Output {
+    let child = &mut bg.0;
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait().unwrap();
+    use std::io::Read;
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    if let Some(mut o) = child.stdout.take() {
+        o.read_to_string(&mut stdout).unwrap();
+    }
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    eprintln!("--- background synk stdout\n{stdout}--- stderr\n{stderr}");
+    Output {
+        status: out,
+        stdout: stdout.into_bytes(),
+        stderr: stderr.into_bytes(),
+    }
+}
+
+#[test]
+fn every_keeps_the_sessions_open_and_stops_cleanly_on_sigterm() {
+    let s = scene!("d-every");
+    s.write(LOCAL, "d/a", "one", now() - 100);
+    let before = serve_pids("gamma");
+    let mut child = s
+        .command(&["gamma"])
+        .args(["--every", "1s"])
+        .arg(s.arg("d"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map(Background)
+        .unwrap();
+    assert!(
+        eventually(20, || s.read("gamma", "d/a").is_some()),
+        "first run"
+    );
+    let pids: Vec<String> = serve_pids("gamma")
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert_eq!(pids.len(), 1, "one serve process: {pids:?}");
+    s.write("gamma", "d/b", "from alpha", now() - 10);
+    assert!(
+        eventually(20, || s.read(LOCAL, "d/b").is_some()),
+        "a later run"
+    );
+    let now: Vec<String> = serve_pids("gamma")
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert_eq!(now, pids, "the same session, no new handshake");
+    let out = stop(&mut child);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        eventually(10, || !serve_pids("gamma").contains(&pids[0])),
+        "the session is closed"
+    );
+}
+
+#[test]
+fn a_peer_that_drops_is_named_and_reconnected_while_the_others_go_on() {
+    let s = scene!("d-drop");
+    s.write(LOCAL, "d/a", "one", now() - 100);
+    let mut child = s
+        .command(&["epsilon", "delta"])
+        .args(["--every", "1s"])
+        .arg(s.arg("d"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map(Background)
+        .unwrap();
+    assert!(eventually(20, || s.read("delta", "d/a").is_some()));
+    for pid in serve_pids("epsilon") {
+        unsafe { libc::kill(pid.parse().unwrap(), libc::SIGKILL) };
+    }
+    s.write(LOCAL, "d/b", "two", now() - 10);
+    assert!(
+        eventually(20, || s.read("delta", "d/b").is_some()),
+        "the others go on"
+    );
+    assert!(
+        eventually(30, || s.read("epsilon", "d/b").is_some()),
+        "alpha is back"
+    );
+    let out = stop(&mut child);
+    assert!(
+        stderr(&out).contains(&s.shown("epsilon")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("reconnected"), "{}", stdout(&out));
+}
+
+#[test]
+fn watch_syncs_soon_after_a_change_on_any_peer() {
+    let s = scene!("d-watch");
+    s.write(LOCAL, "d/a", "one", now() - 100);
+    let mut child = s
+        .command(&["alpha", "beta"])
+        .args(["--watch", "--every", "1h"])
+        .arg(s.arg("d"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map(Background)
+        .unwrap();
+    assert!(
+        eventually(20, || s.read("beta", "d/a").is_some()),
+        "first run"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    // A change on a remote peer reaches the others without a new command (and long before
+    // the hour is up).
+    s.write("beta", "d/from-beta", "hello", now() - 5);
+    assert!(
+        eventually(15, || s.read("alpha", "d/from-beta").is_some()),
+        "alpha"
+    );
+    assert_eq!(s.read(LOCAL, "d/from-beta").unwrap(), b"hello");
+    let out = stop(&mut child);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

@@ -10,6 +10,7 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use filetime::FileTime;
 use sha2::Digest as _;
@@ -24,6 +25,7 @@ use crate::state;
 use crate::versions::{Retention, Store};
 
 mod history;
+mod watch;
 
 /// Serves one client on this process's stdin and stdout until the client hangs up.
 pub fn run() -> Result<(), FrameError> {
@@ -58,6 +60,8 @@ pub struct Server {
     roots: Vec<Option<history::RootCtx>>,
     /// Locks on rsync scratch directories in use, so scans elsewhere see them as live.
     scratch_locks: Vec<File>,
+    /// The watch over the scanned roots (`--watch`), made on first use; `Err`: impossible.
+    watch: Option<Result<watch::Watch, String>>,
 }
 
 type OpResult = Result<(), String>;
@@ -111,6 +115,7 @@ impl Server {
             pruned: false,
             roots: Vec::new(),
             scratch_locks: Vec::new(),
+            watch: None,
         }
     }
 
@@ -197,6 +202,10 @@ impl Server {
                 },
                 Request::Restore { path, id } => reply(w, self.restore(&path, &id))?,
                 Request::Siblings { root } => reply(w, self.siblings(root))?,
+                Request::Watch { wait_ms, reset } => {
+                    let answer = self.watch(Duration::from_millis(wait_ms.into()), reset);
+                    write_frame(w, &answer)?
+                }
                 Request::Prepare { root, dir } => reply(w, self.prepare(root, dir))?,
                 Request::Cleanup { root, dir } => reply(w, self.cleanup(root, dir))?,
                 Request::ReadFile { root, rel } => self.read_file(root, &rel, w)?,
@@ -227,6 +236,33 @@ impl Server {
                 }
             }
             w.flush()?;
+        }
+    }
+
+    /// Waits for a change under the roots of the last scan.
+    fn watch(&mut self, wait: Duration, reset: bool) -> Response {
+        let roots: Vec<PathBuf> = self.roots.iter().flatten().map(|c| c.abs.clone()).collect();
+        let watch = self
+            .watch
+            .get_or_insert_with(|| watch::Watch::new(&roots).map_err(|e| e.to_string()));
+        match watch {
+            Ok(w) => {
+                if reset {
+                    w.reset();
+                }
+                Response::Watched {
+                    changed: w.wait(wait),
+                    supported: true,
+                }
+            }
+            Err(e) => {
+                tracing::debug!("cannot watch: {e}");
+                std::thread::sleep(wait);
+                Response::Watched {
+                    changed: false,
+                    supported: false,
+                }
+            }
         }
     }
 

@@ -1,327 +1,31 @@
-//! One run of the client: connect, scan, decide, copy, report.
+//! One root's part of a run: decide, change each peer's tree, copy, commit, report, log.
 
 use std::collections::{BTreeSet, HashSet};
-use std::path::PathBuf;
-
-use futures::future::join_all;
 
 use crate::apply::Apply;
 use crate::cli::Cli;
-use crate::config;
-use crate::oplog::{self, OpLog};
-use crate::paths::{absolutize, entry_display, root_spec, RootSpec, WirePath};
-use crate::peer::{self, Peer, RootScan};
-use crate::plan::{self, Listing, PeerId, Plan, Problem, Seen};
+use crate::oplog::OpLog;
+use crate::paths::{entry_display, WirePath};
+use crate::peer::{Peer, RootScan};
+use crate::plan::{self, Listing, PeerId, Plan, Problem};
 use crate::proto::Kind;
 use crate::report::{peer_line, Reporter};
-use crate::restore;
 use crate::transfer::rsync::Tuning;
 use crate::transfer::RootTransfer;
-use crate::versions::Retention;
 
-/// Exit status: everything in sync.
-pub const EXIT_OK: i32 = 0;
-/// Exit status: some path not synced.
-pub const EXIT_UNSYNCED: i32 = 1;
-/// Exit status: usage or configuration error.
-pub const EXIT_USAGE: i32 = 2;
-/// Exit status: in sync, but conflicting versions were kept under conflict names.
-pub const EXIT_CONFLICTS: i32 = 3;
-/// Exit status: a dry run found something it would change.
-pub const EXIT_PENDING: i32 = 4;
-
-/// A requested path: how it is shown and how it travels.
-struct Root {
-    display: String,
-    spec: RootSpec,
-}
-
-/// Runs synk as the client and returns the exit status.
-pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
-    let cfg = match cli.config() {
-        Ok(c) => c,
-        Err(e) => {
-            rep.error(e);
-            return EXIT_USAGE;
-        }
-    };
-    let cwd = match std::env::current_dir() {
-        Ok(c) => c,
-        Err(e) => {
-            rep.error(format!("cannot read the current directory: {e}"));
-            return EXIT_USAGE;
-        }
-    };
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .or_else(dirs::home_dir);
-    if let Some(code) = edit_tracked(&cli, &cwd, home.as_deref(), rep) {
-        return code;
-    }
-    let remotes = cli.remote_peers(&cfg);
-    if remotes.is_empty() {
-        rep.error("no peers: give -h HOST, or list peers in synk.conf (see synk.conf(5))");
-        return EXIT_USAGE;
-    }
-    let paths: Vec<PathBuf> = if cli.paths.is_empty() {
-        cfg.paths
-            .iter()
-            .map(|v| config::expand_path(v, home.as_deref()))
-            .collect()
-    } else {
-        cli.paths.clone()
-    };
-    if paths.is_empty() {
-        rep.error("nothing to sync: give PATH, or add `path` lines to synk.conf (synk --add PATH)");
-        return EXIT_USAGE;
-    }
-    let roots: Vec<Root> = paths
-        .iter()
-        .map(|p| Root {
-            display: absolutize(p, &cwd).display().to_string(),
-            spec: root_spec(p, &cwd, home.as_deref()),
-        })
-        .collect();
-    if let Some(bad) = roots.iter().find(|r| r.spec.check().is_err()) {
-        rep.error(format!("{}: not a path synk can sync", bad.display));
-        return EXIT_USAGE;
-    }
-
-    let specs: Vec<_> = std::iter::once(None)
-        .chain(remotes.into_iter().map(Some))
-        .collect();
-    let forced = match &cli.master {
-        None => None,
-        Some(name) => match specs.iter().position(|s| match s {
-            None => name == "localhost",
-            Some(s) => *name == s.to_string() || *name == s.destination() || *name == s.host,
-        }) {
-            Some(i) => Some(i),
-            None => {
-                rep.error(format!("--master {name}: not one of the peers"));
-                return EXIT_USAGE;
-            }
-        },
-    };
-
-    let opts = cli.connect_options(&cfg);
-    let connected = join_all(specs.into_iter().map(|s| peer::connect(s, &opts))).await;
-    // From here on, peer ids index the peers that answered; the others were reported.
-    let mut peers: Vec<Peer> = Vec::new();
-    let mut forced_id = None;
-    for (i, c) in connected.into_iter().enumerate() {
-        match c {
-            Ok(p) => {
-                if let Some(note) = &p.installed {
-                    rep.say(1, format!("{}: {note}", p.name));
-                }
-                if forced == Some(i) {
-                    forced_id = Some(peers.len());
-                }
-                peers.push(p);
-            }
-            Err(e) => rep.error(format!("{e:#}")),
-        }
-    }
-    if forced.is_some() && forced_id.is_none() {
-        rep.error("the --master peer is unreachable: nothing synced");
-        close_all(&peers).await;
-        return EXIT_UNSYNCED;
-    }
-    if peers.len() < 2 {
-        rep.error("fewer than two peers reachable: nothing can be synced");
-        close_all(&peers).await;
-        return EXIT_UNSYNCED;
-    }
-    let specs_wire: Vec<RootSpec> = roots.iter().map(|r| r.spec.clone()).collect();
-    let retention = cfg.retention;
-    if cli.versions.is_some() {
-        let n = restore::list(&peers, &specs_wire[0], &roots[0].display, rep).await;
-        close_all(&peers).await;
-        return exit_code(rep, n == 0);
-    }
-    let excludes: Vec<String> = cfg.excludes.iter().chain(&cli.excludes).cloned().collect();
-    let mut scans = scan_all(&peers, &specs_wire, retention, &excludes, rep).await;
-    if cli.restore.is_some() {
-        let first = |p: PeerId| match scans.get(p) {
-            Some(Some(s)) => s.first().and_then(|r| r.as_ref().ok()),
-            _ => None,
-        };
-        let abs: Vec<Option<WirePath>> = (0..peers.len())
-            .map(|p| first(p).map(|(a, _)| a.clone()))
-            .collect();
-        let exists = |p: PeerId, rel: &WirePath| {
-            first(p).is_some_and(|(_, l)| {
-                matches!(
-                    l.get(rel),
-                    Some(Seen {
-                        state: Ok(Some(_)),
-                        ..
-                    })
-                )
-            })
-        };
-        let n = restore::restore(
-            &peers,
-            &specs_wire[0],
-            &roots[0].display,
-            &abs,
-            cli.at,
-            &exists,
-            rep,
-        )
-        .await;
-        if n == 0 {
-            close_all(&peers).await;
-            return exit_code(rep, false);
-        }
-        scans = scan_all(&peers, &specs_wire, retention, &excludes, rep).await;
-    }
-    let log = if cli.dry_run {
-        OpLog::none()
-    } else {
-        match cli
-            .log
-            .clone()
-            .or(cfg.log.clone())
-            .or_else(oplog::default_path)
-        {
-            Some(path) => OpLog::open(&path).unwrap_or_else(|e| {
-                rep.warn(format!(
-                    "{}: cannot open the operations log: {e}",
-                    path.display()
-                ));
-                OpLog::none()
-            }),
-            None => OpLog::none(),
-        }
-    };
-    let mut dead: HashSet<PeerId> = (0..peers.len()).filter(|i| scans[*i].is_none()).collect();
-    for (i, root) in roots.iter().enumerate() {
-        let ctx = RootRun {
-            index: i,
-            root,
-            peers: &peers,
-            scans: &scans,
-            forced: forced_id,
-            cli: &cli,
-            log: &log,
-            tuning: Tuning {
-                compress: cli.compress || cfg.compress.unwrap_or(false),
-                bwlimit: cli.bwlimit.or(cfg.bwlimit),
-            },
-            max_size: cli.max_size.or(cfg.max_size),
-        };
-        let lost = ctx.sync(&dead, rep).await;
-        dead.extend(lost);
-    }
-    close_all(&peers).await;
-    exit_code(rep, false)
-}
-
-/// `--add PATH` / `--forget PATH`: edits the tracked paths and returns the exit status, or
-/// `None` when neither was asked for.
-fn edit_tracked(
-    cli: &Cli,
-    cwd: &std::path::Path,
-    home: Option<&std::path::Path>,
-    rep: &Reporter,
-) -> Option<i32> {
-    let (path, adding) = match (&cli.add, &cli.forget) {
-        (Some(p), _) => (p, true),
-        (None, Some(p)) => (p, false),
-        (None, None) => return None,
-    };
-    let Some(file) = cli.config_to_edit() else {
-        rep.error("no configuration directory to keep tracked paths in (is HOME set?)");
-        return Some(EXIT_USAGE);
-    };
-    let value = config::path_value(&absolutize(path, cwd), home);
-    let shown = file.display();
-    let res = if adding {
-        config::add_path(&file, &value).map(|added| {
-            let said = if added {
-                "now tracked in"
-            } else {
-                "was already tracked in"
-            };
-            rep.say(0, format!("{value} {said} {shown}"));
-            EXIT_OK
-        })
-    } else {
-        config::forget_path(&file, &value).map(|n| {
-            if n == 0 {
-                rep.error(format!("{value} is not tracked in {shown}"));
-                EXIT_UNSYNCED
-            } else {
-                rep.say(
-                    0,
-                    format!(
-                        "{value} is no longer tracked in {shown} (its files stay where they are)"
-                    ),
-                );
-                EXIT_OK
-            }
-        })
-    };
-    Some(res.unwrap_or_else(|e| {
-        rep.error(format!("{shown}: {e}"));
-        EXIT_USAGE
-    }))
-}
-
-/// The exit status after a run: errors first, then conflicts, then changes a dry run found.
-fn exit_code(rep: &Reporter, nothing_found: bool) -> i32 {
-    if rep.failures() > 0 || nothing_found {
-        EXIT_UNSYNCED
-    } else if rep.conflicts() > 0 {
-        EXIT_CONFLICTS
-    } else if rep.any_pending() {
-        EXIT_PENDING
-    } else {
-        EXIT_OK
-    }
-}
-
-/// Scans every root on every live peer at once.
-async fn scan_all(
-    peers: &[Peer],
-    roots: &[RootSpec],
-    retention: Retention,
-    excludes: &[String],
-    rep: &Reporter,
-) -> Vec<Option<Vec<RootScan>>> {
-    let scans = peers.iter().map(|peer| async move {
-        let spinner = rep.spinner(format!("scanning {}", peer.name));
-        let mut conn = peer.conn.lock().await;
-        let res = conn
-            .scan(roots, retention, excludes, |entries, _| {
-                spinner.set_position(entries)
-            })
-            .await;
-        spinner.finish_and_clear();
-        match res {
-            Ok(s) => Some(s),
-            Err(e) => {
-                rep.error(format!("{e:#}"));
-                None
-            }
-        }
-    });
-    join_all(scans).await
-}
+use super::Root;
 
 /// One root's part of the run.
-struct RootRun<'a> {
-    index: usize,
-    root: &'a Root,
-    peers: &'a [Peer],
-    scans: &'a [Option<Vec<RootScan>>],
-    forced: Option<PeerId>,
-    cli: &'a Cli,
-    log: &'a OpLog,
-    tuning: Tuning,
-    max_size: Option<u64>,
+pub(super) struct RootRun<'a> {
+    pub(super) index: usize,
+    pub(super) root: &'a Root,
+    pub(super) peers: &'a [Peer],
+    pub(super) scans: &'a [Option<Vec<RootScan>>],
+    pub(super) forced: Option<PeerId>,
+    pub(super) cli: &'a Cli,
+    pub(super) log: &'a OpLog,
+    pub(super) tuning: Tuning,
+    pub(super) max_size: Option<u64>,
 }
 
 impl RootRun<'_> {
@@ -334,7 +38,7 @@ impl RootRun<'_> {
     }
 
     /// Decides and carries out this root; returns peers whose connection broke.
-    async fn sync(&self, dead: &HashSet<PeerId>, rep: &Reporter) -> HashSet<PeerId> {
+    pub(super) async fn sync(&self, dead: &HashSet<PeerId>, rep: &Reporter) -> HashSet<PeerId> {
         let mut views: Vec<Option<&Listing>> = Vec::new();
         let mut abs: Vec<Option<WirePath>> = Vec::new();
         for (p, scan) in self.scans.iter().enumerate() {
@@ -628,11 +332,4 @@ fn report_peers(
             }
         }
     }
-}
-
-async fn close_all(peers: &[Peer]) {
-    join_all(peers.iter().map(|p| async move {
-        p.conn.lock().await.close().await;
-    }))
-    .await;
 }

@@ -1,0 +1,107 @@
+//! Watching the roots of the last scan for changes (`--watch`), with the `notify` crate:
+//! inotify on Linux. Events about synk's own temp files are ignored; the client drains the
+//! changes its own copies cause after each run.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
+
+use crate::scan::is_temp_name;
+
+/// A live watch over some roots.
+pub struct Watch {
+    _watcher: RecommendedWatcher,
+    events: Receiver<notify::Result<notify::Event>>,
+    /// Single-file roots: their directory is watched, only their own events count.
+    files: Vec<PathBuf>,
+}
+
+impl Watch {
+    /// Watches `roots`: directories recursively, files through their directory.
+    pub fn new(roots: &[PathBuf]) -> notify::Result<Watch> {
+        let (tx, events) = channel();
+        let mut watcher = notify::recommended_watcher(move |e| {
+            let _ = tx.send(e);
+        })?;
+        let mut files = Vec::new();
+        for root in roots {
+            if root.is_dir() {
+                watcher.watch(root, RecursiveMode::Recursive)?;
+            } else if let Some(dir) = root.parent().filter(|d| d.is_dir()) {
+                watcher.watch(dir, RecursiveMode::NonRecursive)?;
+                files.push(root.clone());
+            }
+        }
+        Ok(Watch {
+            _watcher: watcher,
+            events,
+            files,
+        })
+    }
+
+    fn counts(&self, e: &notify::Event) -> bool {
+        if matches!(e.kind, notify::EventKind::Access(_)) {
+            return false;
+        }
+        e.paths.iter().any(|p| {
+            let temp = p
+                .file_name()
+                .is_some_and(|n| is_temp_name(n.as_encoded_bytes()))
+                || p.components().any(|c| {
+                    c.as_os_str().as_encoded_bytes() == crate::proto::RSYNC_TEMP_DIR.as_bytes()
+                });
+            let outside = p
+                .parent()
+                .is_some_and(|d| self.files.iter().any(|f| f.parent() == Some(d)))
+                && !self.files.iter().any(|f| f.as_path() == Path::new(p));
+            !temp && !outside
+        })
+    }
+
+    /// Forgets what happened so far.
+    pub fn reset(&self) {
+        while self.events.try_recv().is_ok() {}
+    }
+
+    /// Whether something changed within `wait`.
+    pub fn wait(&self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(Ok(e)) if self.counts(&e) => return true,
+                // An overflowed queue lost events: assume a change.
+                Ok(Err(_)) => return true,
+                Ok(Ok(_)) => {}
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    return false
+                }
+            }
+            if left.is_zero() {
+                return false;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_in_the_tree_is_seen_and_temp_files_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("r");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        let w = Watch::new(std::slice::from_ref(&root)).unwrap();
+        assert!(!w.wait(Duration::from_millis(100)));
+        std::fs::write(root.join("sub/.synk-abcdef.tmp"), "x").unwrap();
+        assert!(!w.wait(Duration::from_millis(300)), "synk's own temp file");
+        std::fs::write(root.join("sub/new"), "x").unwrap();
+        assert!(w.wait(Duration::from_secs(2)));
+        w.reset();
+        assert!(!w.wait(Duration::from_millis(100)));
+    }
+}

@@ -1,0 +1,284 @@
+//! The client: connect, scan, decide, copy, report; once, or again and again (`--every`,
+//! `--watch`). `root.rs` carries one root through a run, `session.rs` keeps the peers.
+
+use std::path::PathBuf;
+
+use futures::future::join_all;
+
+use crate::cli::Cli;
+use crate::config;
+use crate::oplog::{self, OpLog};
+use crate::paths::{absolutize, root_spec, RootSpec, WirePath};
+use crate::peer::Peer;
+use crate::plan::{PeerId, Seen};
+use crate::report::Reporter;
+use crate::restore;
+use crate::transfer::rsync::Tuning;
+
+/// Exit status: everything in sync.
+pub const EXIT_OK: i32 = 0;
+/// Exit status: some path not synced.
+pub const EXIT_UNSYNCED: i32 = 1;
+/// Exit status: usage or configuration error.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit status: in sync, but conflicting versions were kept under conflict names.
+pub const EXIT_CONFLICTS: i32 = 3;
+/// Exit status: a dry run found something it would change.
+pub const EXIT_PENDING: i32 = 4;
+
+mod root;
+mod session;
+
+use session::{Session, Settings};
+
+/// A requested path: how it is shown and how it travels.
+struct Root {
+    display: String,
+    spec: RootSpec,
+}
+
+/// Runs synk as the client and returns the exit status.
+pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
+    let cfg = match cli.config() {
+        Ok(c) => c,
+        Err(e) => {
+            rep.error(e);
+            return EXIT_USAGE;
+        }
+    };
+    let cwd = match std::env::current_dir() {
+        Ok(c) => c,
+        Err(e) => {
+            rep.error(format!("cannot read the current directory: {e}"));
+            return EXIT_USAGE;
+        }
+    };
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .or_else(dirs::home_dir);
+    if let Some(code) = edit_tracked(&cli, &cwd, home.as_deref(), rep) {
+        return code;
+    }
+    let remotes = cli.remote_peers(&cfg);
+    if remotes.is_empty() {
+        rep.error("no peers: give -h HOST, or list peers in synk.conf (see synk.conf(5))");
+        return EXIT_USAGE;
+    }
+    let paths: Vec<PathBuf> = if cli.paths.is_empty() {
+        cfg.paths
+            .iter()
+            .map(|v| config::expand_path(v, home.as_deref()))
+            .collect()
+    } else {
+        cli.paths.clone()
+    };
+    if paths.is_empty() {
+        rep.error("nothing to sync: give PATH, or add `path` lines to synk.conf (synk --add PATH)");
+        return EXIT_USAGE;
+    }
+    let roots: Vec<Root> = paths
+        .iter()
+        .map(|p| Root {
+            display: absolutize(p, &cwd).display().to_string(),
+            spec: root_spec(p, &cwd, home.as_deref()),
+        })
+        .collect();
+    if let Some(bad) = roots.iter().find(|r| r.spec.check().is_err()) {
+        rep.error(format!("{}: not a path synk can sync", bad.display));
+        return EXIT_USAGE;
+    }
+
+    let specs: Vec<_> = std::iter::once(None)
+        .chain(remotes.into_iter().map(Some))
+        .collect();
+    let forced = match &cli.master {
+        None => None,
+        Some(name) => match specs.iter().position(|s| match s {
+            None => name == "localhost",
+            Some(s) => *name == s.to_string() || *name == s.destination() || *name == s.host,
+        }) {
+            Some(i) => Some(i),
+            None => {
+                rep.error(format!("--master {name}: not one of the peers"));
+                return EXIT_USAGE;
+            }
+        },
+    };
+
+    let opts = cli.connect_options(&cfg);
+    let settings = Settings {
+        retention: cfg.retention,
+        excludes: cfg.excludes.iter().chain(&cli.excludes).cloned().collect(),
+        tuning: Tuning {
+            compress: cli.compress || cfg.compress.unwrap_or(false),
+            bwlimit: cli.bwlimit.or(cfg.bwlimit),
+        },
+        max_size: cli.max_size.or(cfg.max_size),
+        log: open_log(&cli, &cfg, rep),
+    };
+    let mut session = Session::new(specs, opts, forced);
+    session.connect(rep).await;
+    if cli.every.is_some() || cli.watch {
+        let interval = cli.every.unwrap_or(DEFAULT_WATCH_INTERVAL);
+        return session::repeat(&mut session, &cli, &roots, &settings, interval, rep).await;
+    }
+    if !session.ready(rep) {
+        session.close().await;
+        return EXIT_UNSYNCED;
+    }
+    let code = once(&mut session, &cli, &roots, &settings, rep).await;
+    session.close().await;
+    code
+}
+
+/// Without `--every` or `--watch`, how often `--watch` looks anyway.
+const DEFAULT_WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// One run: a sync, or `--versions`, or `--restore` and the sync after it.
+async fn once(
+    session: &mut Session,
+    cli: &Cli,
+    roots: &[Root],
+    settings: &Settings,
+    rep: &Reporter,
+) -> i32 {
+    let peers = &session.peers;
+    let specs: Vec<RootSpec> = roots.iter().map(|r| r.spec.clone()).collect();
+    if cli.versions.is_some() {
+        let n = restore::list(peers, &specs[0], &roots[0].display, rep).await;
+        return exit_code(rep, n == 0);
+    }
+    let mut scans = None;
+    if cli.restore.is_some() {
+        let before = session.scan(&specs, settings, rep).await;
+        let first = |p: PeerId| match before.get(p) {
+            Some(Some(s)) => s.first().and_then(|r| r.as_ref().ok()),
+            _ => None,
+        };
+        let abs: Vec<Option<WirePath>> = (0..peers.len())
+            .map(|p| first(p).map(|(a, _)| a.clone()))
+            .collect();
+        let exists = |p: PeerId, rel: &WirePath| {
+            first(p).is_some_and(|(_, l)| {
+                matches!(
+                    l.get(rel),
+                    Some(Seen {
+                        state: Ok(Some(_)),
+                        ..
+                    })
+                )
+            })
+        };
+        let n = restore::restore(
+            peers,
+            &specs[0],
+            &roots[0].display,
+            &abs,
+            cli.at,
+            &exists,
+            rep,
+        )
+        .await;
+        if n == 0 {
+            return exit_code(rep, false);
+        }
+    } else {
+        scans = Some(session.scan(&specs, settings, rep).await);
+    }
+    session.run_once(cli, roots, settings, scans, rep).await;
+    exit_code(rep, false)
+}
+
+/// The operations log: `--log`, synk.conf's `log`, or the default; none for a dry run.
+fn open_log(cli: &Cli, cfg: &config::Config, rep: &Reporter) -> OpLog {
+    if cli.dry_run {
+        return OpLog::none();
+    }
+    match cli
+        .log
+        .clone()
+        .or(cfg.log.clone())
+        .or_else(oplog::default_path)
+    {
+        Some(path) => OpLog::open(&path).unwrap_or_else(|e| {
+            rep.warn(format!(
+                "{}: cannot open the operations log: {e}",
+                path.display()
+            ));
+            OpLog::none()
+        }),
+        None => OpLog::none(),
+    }
+}
+
+/// `--add PATH` / `--forget PATH`: edits the tracked paths and returns the exit status, or
+/// `None` when neither was asked for.
+fn edit_tracked(
+    cli: &Cli,
+    cwd: &std::path::Path,
+    home: Option<&std::path::Path>,
+    rep: &Reporter,
+) -> Option<i32> {
+    let (path, adding) = match (&cli.add, &cli.forget) {
+        (Some(p), _) => (p, true),
+        (None, Some(p)) => (p, false),
+        (None, None) => return None,
+    };
+    let Some(file) = cli.config_to_edit() else {
+        rep.error("no configuration directory to keep tracked paths in (is HOME set?)");
+        return Some(EXIT_USAGE);
+    };
+    let value = config::path_value(&absolutize(path, cwd), home);
+    let shown = file.display();
+    let res = if adding {
+        config::add_path(&file, &value).map(|added| {
+            let said = if added {
+                "now tracked in"
+            } else {
+                "was already tracked in"
+            };
+            rep.say(0, format!("{value} {said} {shown}"));
+            EXIT_OK
+        })
+    } else {
+        config::forget_path(&file, &value).map(|n| {
+            if n == 0 {
+                rep.error(format!("{value} is not tracked in {shown}"));
+                EXIT_UNSYNCED
+            } else {
+                rep.say(
+                    0,
+                    format!(
+                        "{value} is no longer tracked in {shown} (its files stay where they are)"
+                    ),
+                );
+                EXIT_OK
+            }
+        })
+    };
+    Some(res.unwrap_or_else(|e| {
+        rep.error(format!("{shown}: {e}"));
+        EXIT_USAGE
+    }))
+}
+
+/// The exit status after a run: errors first, then conflicts, then changes a dry run found.
+fn exit_code(rep: &Reporter, nothing_found: bool) -> i32 {
+    if rep.failures() > 0 || nothing_found {
+        EXIT_UNSYNCED
+    } else if rep.conflicts() > 0 {
+        EXIT_CONFLICTS
+    } else if rep.any_pending() {
+        EXIT_PENDING
+    } else {
+        EXIT_OK
+    }
+}
+
+/// Ends every peer's conversation.
+async fn close_all(peers: &[Peer]) {
+    join_all(peers.iter().map(|p| async move {
+        p.conn.lock().await.close().await;
+    }))
+    .await;
+}

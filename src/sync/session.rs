@@ -1,0 +1,339 @@
+//! The peers of a run, kept connected across runs in periodic (`--every`) and watch (`--watch`)
+//! mode: a peer that drops is named and reconnected with backoff while the others go on.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+
+use crate::cli::Cli;
+use crate::config::PeerSpec;
+use crate::oplog::OpLog;
+use crate::paths::RootSpec;
+use crate::peer::{self, ConnectOptions, Peer, RootScan};
+use crate::plan::PeerId;
+use crate::report::Reporter;
+use crate::transfer::rsync::Tuning;
+use crate::versions::Retention;
+
+use super::root::RootRun;
+use super::{Root, EXIT_UNSYNCED};
+
+/// The first wait before reconnecting a peer that dropped; doubled up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How long one watch poll waits on each peer before looking again.
+const WATCH_POLL: Duration = Duration::from_secs(1);
+/// Changes that come together are synced together: quiet this long first.
+const DEBOUNCE: Duration = Duration::from_millis(400);
+
+/// What every run of a session is given besides the roots.
+pub(super) struct Settings {
+    pub retention: Retention,
+    pub excludes: Vec<String>,
+    pub tuning: Tuning,
+    pub max_size: Option<u64>,
+    pub log: OpLog,
+}
+
+/// The peers: every one that was asked for (localhost first), and those connected now.
+pub(super) struct Session {
+    specs: Vec<Option<PeerSpec>>,
+    opts: ConnectOptions,
+    /// `--master`, as an index into `specs`.
+    forced: Option<usize>,
+    /// Connected peers, in `specs` order; `spec_of[i]` is the index of `peers[i]`.
+    pub peers: Vec<Peer>,
+    spec_of: Vec<usize>,
+    /// When a peer that dropped may be tried again, and the wait after that.
+    retry: HashMap<usize, (Instant, Duration)>,
+}
+
+impl Session {
+    pub fn new(specs: Vec<Option<PeerSpec>>, opts: ConnectOptions, forced: Option<usize>) -> Self {
+        Session {
+            specs,
+            opts,
+            forced,
+            peers: Vec::new(),
+            spec_of: Vec::new(),
+            retry: HashMap::new(),
+        }
+    }
+
+    /// Connects every peer that is not connected and whose retry time has come.
+    pub async fn connect(&mut self, rep: &Reporter) {
+        let now = Instant::now();
+        let wanted: Vec<usize> = (0..self.specs.len())
+            .filter(|i| !self.spec_of.contains(i))
+            .filter(|i| self.retry.get(i).is_none_or(|(at, _)| *at <= now))
+            .collect();
+        let opts = &self.opts;
+        let specs = &self.specs;
+        let connected = join_all(
+            wanted
+                .iter()
+                .map(|i| async move { (*i, peer::connect(specs[*i].clone(), opts).await) }),
+        )
+        .await;
+        for (i, c) in connected {
+            match c {
+                Ok(p) => {
+                    if let Some(note) = &p.installed {
+                        rep.say(1, format!("{}: {note}", p.name));
+                    }
+                    if self.retry.remove(&i).is_some() {
+                        rep.say(0, format!("{}: reconnected", p.name));
+                    }
+                    let at = self.spec_of.partition_point(|s| *s < i);
+                    self.spec_of.insert(at, i);
+                    self.peers.insert(at, p);
+                }
+                Err(e) => {
+                    let wait = self.retry.get(&i).map_or(FIRST_BACKOFF, |(_, w)| *w);
+                    rep.error(format!("{e:#}"));
+                    self.retry
+                        .insert(i, (Instant::now() + wait, (wait * 2).min(MAX_BACKOFF)));
+                }
+            }
+        }
+    }
+
+    /// The `--master` peer's id among the connected ones, or `Err` when it is not connected.
+    pub fn forced_id(&self) -> Result<Option<PeerId>, ()> {
+        match self.forced {
+            None => Ok(None),
+            Some(i) => self
+                .spec_of
+                .iter()
+                .position(|s| *s == i)
+                .map(Some)
+                .ok_or(()),
+        }
+    }
+
+    /// Whether a run can go ahead; says why not.
+    pub fn ready(&self, rep: &Reporter) -> bool {
+        if self.forced_id().is_err() {
+            rep.error("the --master peer is unreachable: nothing synced");
+            return false;
+        }
+        if self.peers.len() < 2 {
+            rep.error("fewer than two peers reachable: nothing can be synced");
+            return false;
+        }
+        true
+    }
+
+    /// Scans every root on every peer at once.
+    pub async fn scan(
+        &self,
+        roots: &[RootSpec],
+        s: &Settings,
+        rep: &Reporter,
+    ) -> Vec<Option<Vec<RootScan>>> {
+        join_all(self.peers.iter().map(|peer| async move {
+            let spinner = rep.spinner(format!("scanning {}", peer.name));
+            let mut conn = peer.conn.lock().await;
+            let res = conn
+                .scan(roots, s.retention, &s.excludes, |entries, _| {
+                    spinner.set_position(entries)
+                })
+                .await;
+            spinner.finish_and_clear();
+            match res {
+                Ok(scan) => Some(scan),
+                Err(e) => {
+                    rep.error(format!("{e:#}"));
+                    None
+                }
+            }
+        }))
+        .await
+    }
+
+    /// One sync of every root, from `scans` (or a fresh scan). Peers whose connection broke
+    /// are dropped, to be reconnected later.
+    pub async fn run_once(
+        &mut self,
+        cli: &Cli,
+        roots: &[Root],
+        s: &Settings,
+        scans: Option<Vec<Option<Vec<RootScan>>>>,
+        rep: &Reporter,
+    ) {
+        let specs: Vec<RootSpec> = roots.iter().map(|r| r.spec.clone()).collect();
+        let scans = match scans {
+            Some(scans) => scans,
+            None => self.scan(&specs, s, rep).await,
+        };
+        let forced = self.forced_id().unwrap_or(None);
+        let mut dead: HashSet<PeerId> = (0..self.peers.len())
+            .filter(|i| scans[*i].is_none())
+            .collect();
+        for (i, root) in roots.iter().enumerate() {
+            let run = RootRun {
+                index: i,
+                root,
+                peers: &self.peers,
+                scans: &scans,
+                forced,
+                cli,
+                log: &s.log,
+                tuning: s.tuning,
+                max_size: s.max_size,
+            };
+            let lost = run.sync(&dead, rep).await;
+            dead.extend(lost);
+        }
+        self.drop_peers(&dead).await;
+    }
+
+    /// Closes and forgets the given peers; they are tried again after a backoff.
+    async fn drop_peers(&mut self, dead: &HashSet<PeerId>) {
+        let mut ids: Vec<PeerId> = dead.iter().copied().collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        for p in ids {
+            let peer = self.peers.remove(p);
+            let spec = self.spec_of.remove(p);
+            self.retry
+                .entry(spec)
+                .or_insert((Instant::now() + FIRST_BACKOFF, FIRST_BACKOFF * 2));
+            peer.conn.lock().await.close().await;
+        }
+    }
+
+    /// Ends every conversation.
+    pub async fn close(&self) {
+        super::close_all(&self.peers).await;
+    }
+
+    /// Waits until a peer reports a change under the roots (then a short quiet), `limit`
+    /// passes, or `stop` is set. Peers that cannot watch are left to `limit`.
+    async fn wait_for_change(&mut self, limit: Duration, stop: &AtomicBool, rep: &Reporter) {
+        let deadline = Instant::now() + limit;
+        let mut unwatched: HashSet<usize> = HashSet::new();
+        while Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
+            let poll = WATCH_POLL.min(deadline - Instant::now());
+            let answers = join_all(self.peers.iter().enumerate().map(|(p, peer)| async move {
+                let mut conn = peer.conn.lock().await;
+                (p, conn.watch(poll, false).await)
+            }))
+            .await;
+            let mut changed = false;
+            let mut dead = HashSet::new();
+            for (p, a) in answers {
+                match a {
+                    Ok(Some(c)) => changed |= c,
+                    Ok(None) => {
+                        if unwatched.insert(self.spec_of[p]) {
+                            rep.warn(format!(
+                                "{}: cannot watch for changes there; checked every {}",
+                                self.peers[p].name,
+                                humantime::format_duration(limit)
+                            ));
+                        }
+                    }
+                    Err(e) => {
+                        rep.error(format!("{e:#}"));
+                        dead.insert(p);
+                    }
+                }
+            }
+            if !dead.is_empty() {
+                self.drop_peers(&dead).await;
+            }
+            if self.spec_of.len() < self.specs.len() {
+                // Someone to reconnect: go round again soon, not only at the limit.
+                self.connect(rep).await;
+            }
+            if changed {
+                tokio::time::sleep(DEBOUNCE).await;
+                // Drain what the quiet time collected: the run will see it anyway.
+                join_all(self.peers.iter().map(|peer| async move {
+                    let _ = peer.conn.lock().await.watch(Duration::ZERO, true).await;
+                }))
+                .await;
+                return;
+            }
+        }
+    }
+}
+
+/// Stops the loop on SIGINT or SIGTERM after the current run; a second signal exits at once
+/// (temp files of a copy cut short are removed by the next run, never synced).
+fn stop_on_signals() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(AtomicUsize::new(0));
+    for kind in [
+        tokio::signal::unix::SignalKind::interrupt(),
+        tokio::signal::unix::SignalKind::terminate(),
+    ] {
+        let (stop, seen) = (stop.clone(), seen.clone());
+        if let Ok(mut sig) = tokio::signal::unix::signal(kind) {
+            tokio::spawn(async move {
+                while sig.recv().await.is_some() {
+                    if seen.fetch_add(1, Ordering::SeqCst) > 0 {
+                        std::process::exit(130);
+                    }
+                    eprintln!("synk: stopping after the current run (again to stop now)");
+                    stop.store(true, Ordering::SeqCst);
+                }
+            });
+        }
+    }
+    stop
+}
+
+/// `--every` and `--watch`: sync, then wait for the interval or a change, until stopped.
+/// Returns the exit status of the last run.
+pub(super) async fn repeat(
+    session: &mut Session,
+    cli: &Cli,
+    roots: &[Root],
+    s: &Settings,
+    interval: Duration,
+    rep: &Reporter,
+) -> i32 {
+    let stop = stop_on_signals();
+    let mut round = 0u64;
+    loop {
+        rep.reset();
+        session.connect(rep).await;
+        let code = if session.ready(rep) {
+            round += 1;
+            let started = Instant::now();
+            session.run_once(cli, roots, s, None, rep).await;
+            let code = super::exit_code(rep, false);
+            s.log.line(
+                "-",
+                "-",
+                "-",
+                &format!("run {round} ended with status {code}"),
+                None,
+            );
+            tracing::debug!(round, code, took = ?started.elapsed(), "run done");
+            code
+        } else {
+            EXIT_UNSYNCED
+        };
+        if stop.load(Ordering::SeqCst) {
+            session.close().await;
+            return code;
+        }
+        if cli.watch {
+            session.wait_for_change(interval, &stop, rep).await;
+        } else {
+            let until = Instant::now() + interval;
+            while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(200).min(until - Instant::now())).await;
+            }
+        }
+        if stop.load(Ordering::SeqCst) {
+            session.close().await;
+            return code;
+        }
+    }
+}
