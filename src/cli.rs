@@ -96,6 +96,11 @@ pub struct Cli {
     #[arg(long, conflicts_with_all = ["dry_run", "versions", "restore"])]
     pub watch: bool,
 
+    /// Describe the run as one JSON document on stdout (one per run with --every/--watch);
+    /// messages stay on stderr. The schema is in synk(1).
+    #[arg(long)]
+    pub json: bool,
+
     /// Compress data on the wire (rsync -z); off by default: it costs CPU on fast links.
     #[arg(short = 'z', long)]
     pub compress: bool,

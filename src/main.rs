@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         };
     }
     init_tracing(cli.verbose);
-    let rep = Reporter::new(cli.verbose, cli.quiet);
+    let rep = Reporter::new(cli.verbose, cli.quiet).with_json(cli.json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

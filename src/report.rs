@@ -4,6 +4,7 @@
 use std::fmt::Display;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -18,6 +19,17 @@ pub struct Reporter {
     failures: AtomicUsize,
     conflicts: AtomicUsize,
     pending: AtomicUsize,
+    /// `--json`: what the run's document collects.
+    json: Option<Mutex<JsonDoc>>,
+}
+
+/// What `--json` collects during a run.
+#[derive(Default)]
+struct JsonDoc {
+    roots: Vec<serde_json::Value>,
+    errors: Vec<String>,
+    warnings: Vec<String>,
+    conflicts: Vec<String>,
 }
 
 impl Reporter {
@@ -35,7 +47,51 @@ impl Reporter {
             failures: AtomicUsize::new(0),
             conflicts: AtomicUsize::new(0),
             pending: AtomicUsize::new(0),
+            json: None,
         }
+    }
+
+    /// `--json`: the run is described by one JSON document on stdout (see
+    /// [`Reporter::json_document`]); lines meant for stdout go to stderr instead.
+    pub fn with_json(mut self, on: bool) -> Self {
+        self.json = on.then(|| Mutex::new(JsonDoc::default()));
+        self
+    }
+
+    /// Whether `--json` is on.
+    pub fn json(&self) -> bool {
+        self.json.is_some()
+    }
+
+    /// Adds one root's part to the document.
+    pub fn add_json_root(&self, root: serde_json::Value) {
+        if let Some(doc) = &self.json {
+            doc.lock().expect("json lock").roots.push(root);
+        }
+    }
+
+    fn note(&self, f: impl FnOnce(&mut JsonDoc)) {
+        if let Some(doc) = &self.json {
+            f(&mut doc.lock().expect("json lock"));
+        }
+    }
+
+    /// The run's document, emptied for the next run: exit status, time, roots, messages.
+    pub fn json_document(&self, exit: i32, seconds: f64, dry_run: bool) -> serde_json::Value {
+        let Some(doc) = &self.json else {
+            return serde_json::Value::Null;
+        };
+        let doc = std::mem::take(&mut *doc.lock().expect("json lock"));
+        serde_json::json!({
+            "synk": env!("CARGO_PKG_VERSION"),
+            "exit": exit,
+            "dry_run": dry_run,
+            "seconds": seconds,
+            "roots": doc.roots,
+            "conflicts": doc.conflicts,
+            "errors": doc.errors,
+            "warnings": doc.warnings,
+        })
     }
 
     /// The `-v` count.
@@ -46,12 +102,17 @@ impl Reporter {
     /// A line on stdout when at least `level` `-v` were given (0: unless `-q`).
     pub fn say(&self, level: u8, line: impl Display) {
         if self.verbose >= level && !(self.quiet && level == 0) {
-            self.bars.suspend(|| println!("{line}"));
+            if self.json.is_some() {
+                self.bars.suspend(|| eprintln!("{line}"));
+            } else {
+                self.bars.suspend(|| println!("{line}"));
+            }
         }
     }
 
     /// A warning on stderr (not with `-q`); does not affect the exit status.
     pub fn warn(&self, line: impl Display) {
+        self.note(|d| d.warnings.push(line.to_string()));
         if !self.quiet {
             self.bars.suspend(|| eprintln!("synk: warning: {line}"));
         }
@@ -60,6 +121,7 @@ impl Reporter {
     /// An error on stderr; the run will exit 1.
     pub fn error(&self, line: impl Display) {
         self.failures.fetch_add(1, Ordering::Relaxed);
+        self.note(|d| d.errors.push(line.to_string()));
         self.bars.suspend(|| eprintln!("synk: {line}"));
     }
 
@@ -78,6 +140,7 @@ impl Reporter {
     /// A conflict on stderr (not with `-q`): both versions were kept.
     pub fn conflict(&self, line: impl Display) {
         self.conflicts.fetch_add(1, Ordering::Relaxed);
+        self.note(|d| d.conflicts.push(line.to_string()));
         if !self.quiet {
             self.bars.suspend(|| eprintln!("synk: conflict: {line}"));
         }

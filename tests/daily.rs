@@ -366,3 +366,46 @@ fn watch_syncs_soon_after_a_change_on_any_peer() {
     let out = stop(&mut child);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+#[test]
+fn json_describes_the_run_on_stdout() {
+    let s = scene!("d-json");
+    let t = now() - 100;
+    s.write(LOCAL, "d/a", "a", t);
+    s.write(LOCAL, "d/gone", "g", t);
+    ok(&s.synk(&["alpha"], &[&s.arg("d")]));
+    fs::remove_file(s.path("alpha", "d/gone")).unwrap();
+    s.write(LOCAL, "d/new", "n", t + 5);
+    let out = s.synk(&["alpha"], &[os("--json"), os("-v"), &s.arg("d")]);
+    ok(&out);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", stdout(&out)));
+    assert_eq!(doc["exit"], 0);
+    assert_eq!(doc["dry_run"], false);
+    let root = &doc["roots"][0];
+    assert_eq!(root["root"], s.path(LOCAL, "d").display().to_string());
+    let entry = |p: &str| {
+        root["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["path"] == p)
+            .cloned()
+            .unwrap_or_else(|| panic!("no entry {p} in {root}"))
+    };
+    let new = entry("new");
+    assert_eq!(new["decision"], "copy");
+    assert_eq!(new["winner"], "localhost");
+    assert_eq!(new["actions"][0]["peer"], s.shown("alpha"));
+    assert_eq!(new["actions"][0]["action"], "created");
+    let gone = entry("gone");
+    assert_eq!(gone["decision"], "delete");
+    assert!(gone["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["peer"] == "localhost" && a["action"] == "deleted"));
+    assert!(root["bytes"].as_u64().unwrap() >= 1);
+    // -v lines went to stderr, not into the document.
+    assert!(stderr(&out).contains("peer: "), "{}", stderr(&out));
+}

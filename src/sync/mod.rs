@@ -124,11 +124,22 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
     }
     if !session.ready(rep) {
         session.close().await;
+        print_json(rep, EXIT_UNSYNCED, std::time::Instant::now(), cli.dry_run);
         return EXIT_UNSYNCED;
     }
+    let started = std::time::Instant::now();
     let code = once(&mut session, &cli, &roots, &settings, rep).await;
     session.close().await;
+    print_json(rep, code, started, cli.dry_run);
     code
+}
+
+/// `--json`: the run's document on stdout.
+fn print_json(rep: &Reporter, code: i32, started: std::time::Instant, dry_run: bool) {
+    if rep.json() {
+        let doc = rep.json_document(code, started.elapsed().as_secs_f64(), dry_run);
+        println!("{doc}");
+    }
 }
 
 /// Without `--every` or `--watch`, how often `--watch` looks anyway.

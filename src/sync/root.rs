@@ -1,6 +1,8 @@
 //! One root's part of a run: decide, change each peer's tree, copy, commit, report, log.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use serde_json::{json, Value};
 
 use crate::apply::Apply;
 use crate::cli::Cli;
@@ -39,6 +41,7 @@ impl RootRun<'_> {
 
     /// Decides and carries out this root; returns peers whose connection broke.
     pub(super) async fn sync(&self, dead: &HashSet<PeerId>, rep: &Reporter) -> HashSet<PeerId> {
+        let started = std::time::Instant::now();
         let mut views: Vec<Option<&Listing>> = Vec::new();
         let mut abs: Vec<Option<WirePath>> = Vec::new();
         for (p, scan) in self.scans.iter().enumerate() {
@@ -165,6 +168,9 @@ impl RootRun<'_> {
             .commit(&plan, &live, rep)
             .await;
         }
+        if rep.json() {
+            rep.add_json_root(self.json(&plan, &views, started));
+        }
         lost
     }
 
@@ -245,20 +251,34 @@ impl RootRun<'_> {
         }
     }
 
+    /// Every action with the word the log and `--json` use for it.
+    fn worded(
+        &self,
+        plan: &Plan,
+        views: &[Option<&Listing>],
+    ) -> Vec<(PeerId, WirePath, &'static str, Option<PeerId>)> {
+        actions(plan)
+            .into_iter()
+            .map(|(peer, rel, action, from)| {
+                let created = action == "copy"
+                    && !views[peer]
+                        .and_then(|l| l.get(&rel))
+                        .is_some_and(|s| matches!(s.state, Ok(Some(_))));
+                let word = match action {
+                    "copy" if created => "created",
+                    "copy" => "updated",
+                    "delete" => "deleted",
+                    "keep" => "version kept",
+                    "rename" => "conflict",
+                    other => other,
+                };
+                (peer, rel, word, from)
+            })
+            .collect()
+    }
+
     fn log_actions(&self, plan: &Plan, views: &[Option<&Listing>]) {
-        for (peer, rel, action, from) in actions(plan) {
-            let created = action == "copy"
-                && !views[peer]
-                    .and_then(|l| l.get(&rel))
-                    .is_some_and(|s| matches!(s.state, Ok(Some(_))));
-            let word = match action {
-                "copy" if created => "created",
-                "copy" => "updated",
-                "delete" => "deleted",
-                "keep" => "version kept",
-                "rename" => "conflict",
-                other => other,
-            };
+        for (peer, rel, word, from) in self.worded(plan, views) {
             self.log.line(
                 &self.root.display,
                 &rel.to_string(),
@@ -267,6 +287,75 @@ impl RootRun<'_> {
                 from.map(|f| self.name(f)),
             );
         }
+    }
+
+    /// This root's part of the `--json` document (see synk(1), JSON OUTPUT).
+    fn json(&self, plan: &Plan, views: &[Option<&Listing>], started: std::time::Instant) -> Value {
+        let mut entries: BTreeMap<WirePath, Value> = BTreeMap::new();
+        let entry = |entries: &mut BTreeMap<WirePath, Value>, rel: &WirePath, decision: &str| {
+            entries
+                .entry(rel.clone())
+                .or_insert_with(
+                    || json!({"path": rel.to_string(), "decision": decision, "actions": []}),
+                )
+                .clone()
+        };
+        for c in &plan.copies {
+            let mut e = entry(&mut entries, &c.rel, "copy");
+            e["winner"] = json!(self.name(c.master));
+            entries.insert(c.rel.clone(), e);
+        }
+        for r in &plan.removes {
+            let decision = if r.deleted { "delete" } else { "replace" };
+            let e = entry(&mut entries, &r.rel, decision);
+            entries.insert(r.rel.clone(), e);
+        }
+        for c in &plan.conflicts {
+            let mut e = entry(&mut entries, &c.rel, "conflict");
+            e["decision"] = json!("conflict");
+            e["winner"] = json!(self.name(c.winner));
+            e["kept"] = c
+                .kept
+                .iter()
+                .map(|(p, to)| json!({"peer": self.name(*p), "as": to.to_string()}))
+                .collect();
+            entries.insert(c.rel.clone(), e);
+        }
+        for (peer, rel, word, from) in self.worded(plan, views) {
+            let mut e = entry(&mut entries, &rel, "copy");
+            if let Some(list) = e["actions"].as_array_mut() {
+                list.push(json!({
+                    "peer": self.name(peer),
+                    "action": word,
+                    "from": from.map(|f| self.name(f)),
+                }));
+            }
+            entries.insert(rel, e);
+        }
+        let problems: Vec<Value> = plan
+            .problems
+            .iter()
+            .map(|p| match p {
+                Problem::Unreadable { rel, peer, error } => json!({"problem": "unreadable", "path": rel.to_string(), "peer": self.name(*peer), "error": error}),
+                Problem::Special { rel, peers } => json!({"problem": "special", "path": rel.to_string(), "peers": peers.iter().map(|p| self.name(*p)).collect::<Vec<_>>()}),
+                Problem::EmptyRoot { peer, held } => json!({"problem": "empty-root", "peer": self.name(*peer), "held": held}),
+                Problem::TooBig { rel, size } => json!({"problem": "too-big", "path": rel.to_string(), "size": size}),
+                Problem::Missing => json!({"problem": "missing"}),
+            })
+            .collect();
+        let bytes: u64 = plan
+            .copies
+            .iter()
+            .filter(|c| c.meta.kind == Kind::File)
+            .map(|c| c.meta.size * c.targets.len() as u64)
+            .sum();
+        json!({
+            "root": self.root.display,
+            "entries": entries.into_values().collect::<Vec<_>>(),
+            "problems": problems,
+            "bytes": bytes,
+            "seconds": started.elapsed().as_secs_f64(),
+        })
     }
 }
 

@@ -315,6 +315,7 @@ pub(super) async fn repeat(
                 None,
             );
             tracing::debug!(round, code, took = ?started.elapsed(), "run done");
+            super::print_json(rep, code, started, false);
             code
         } else {
             EXIT_UNSYNCED

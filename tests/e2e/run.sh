@@ -718,6 +718,46 @@ s_kill_client_rerun() {   # the client is killed mid-copy; the rerun converges, 
     done
 }
 
+# ---------------------------------------------------------------- periodic and watch mode
+
+# bg_synk HOST ARGS…: synk running detached as synk on HOST (stopped by stop_bg HOST)
+bg_synk() { local h=$1; shift; docker exec -u synk -d -w "${HOME_OF[$h]}" "$(c "$h")" synk "$@" >/dev/null; }
+stop_bg() { hroot "$1" 'pkill -TERM -x synk; for i in $(seq 50); do pgrep -x synk >/dev/null || exit 0; sleep 0.2; done; pkill -KILL -x synk'; }
+# wait_file HOST REL CONTENT SECS: REL on HOST holds CONTENT within SECS
+wait_file() {
+    local i
+    for i in $(seq $(( $4 * 5 ))); do
+        [[ $(hx "$1" "cat ~/$2 2>/dev/null") == "$3" ]] && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+s_watch_across_hosts() {   # synk --watch on alpha: a change on gamma reaches beta and alpha, no new command
+    local d=e2e/watch
+    put alpha $d/a.txt "from alpha" 100
+    bg_synk alpha --watch --every 1h -h beta -h gamma "${HOME_OF[alpha]}/$d"
+    wait_file beta $d/a.txt "from alpha" 30 || fail "the first run did not reach beta"
+    sleep 2
+    put gamma $d/g.txt "from gamma" 200
+    wait_file beta $d/g.txt "from gamma" 20 || fail "gamma's change did not reach beta"
+    wait_file alpha $d/g.txt "from gamma" 5 || fail "gamma's change did not reach alpha"
+    stop_bg alpha
+}
+
+s_every_across_hosts() {   # synk --every 2s on beta; delta drops out for a while and catches up
+    local d=e2e/every
+    put beta $d/b.txt "one" 100
+    bg_synk beta --every 2s -h alpha -h delta "${HOME_OF[beta]}/$d"
+    wait_file delta $d/b.txt "one" 30 || fail "the first run did not reach delta"
+    docker network disconnect "$NET" "$(c delta)"
+    put alpha $d/b.txt "two" 300
+    wait_file beta $d/b.txt "two" 20 || fail "alpha's change did not reach beta while delta was away"
+    docker network connect --alias delta "$NET" "$(c delta)"
+    wait_file delta $d/b.txt "two" 60 || fail "delta did not catch up after it came back"
+    stop_bg beta
+}
+
 # ---------------------------------------------------------------- reaching peers (ssh config, install)
 
 # ssh_conf HOST NAME TEXT: an ssh_config file ~/e2e/NAME on HOST
@@ -810,7 +850,7 @@ SCENARIOS=(local_master remote_master missing_some dir_union norsync_master nors
            kill_rsync_container kill_stream_sshd kill_stream_container
            kill_no_partial_spread kill_no_partial_spread_rsync
            delete_propagates conflict_history old_mtime_change emptied_root missed_sync two_clients
-           kill_client_rerun
+           kill_client_rerun watch_across_hosts every_across_hosts
            ssh_no_known_hosts ssh_unknown_key_strict no_install jump_and_install upgrade_older)
 
 # ---------------------------------------------------------------- main
