@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Every performance measure of synk in one run, each against its reference tool measured in
+# the same run on the same machine, printed as one table (the README's comes from it).
+#
+#   benches/run.sh              (needs root: it makes three peer users and a private sshd)
+#   BENCH_SMALL=1 benches/run.sh   a quick pass with smaller trees (not for the README)
+#
+#   P1  SHA-512 of a 1 GiB file                     vs sha512sum
+#   P2  in-sync re-check, 10k files, 3 peers        vs Unison re-checking ONE pair
+#   P3  first sync of 1 GiB (4 x 256 MiB), 3 peers  vs rsync -a to each peer in turn
+#   P4  one in-sync file on 3 peers                 vs 3 parallel `ssh HOST true`
+#   P5  100k files, 3 peers, in sync: client peak RSS, and time vs Unison on ONE pair
+#   P6  periodic re-check (--every), 10k files, 3 peers, sessions kept open   vs ssh HOST true
+#
+# The peers are users bench1..3 of this machine behind an sshd on loopback, each with a home
+# of its own; the client is root with a home of its own. Not a test: it never fails for being
+# slow. P7 (relay fan-out over rate-limited links) needs the docker rig and is not here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+need=()
+for pkg in openssh-server openssh-client rsync unison time python3; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if ((${#need[@]})); then
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+source benches/lib.sh
+
+small=${BENCH_SMALL:-}
+n_recheck=$([[ -n $small ]] && echo 1000 || echo 10000)
+n_big=$([[ -n $small ]] && echo 10000 || echo 100000)
+mib_each=$([[ -n $small ]] && echo 32 || echo 256)
+
+# Peers: users with homes below $work, reached as user@127.0.0.1 through one sshd.
+peers=(bench1 bench2 bench3)
+for u in "${peers[@]}"; do
+    id -u "$u" >/dev/null 2>&1 || useradd -M -s /bin/sh -p '*' -d "$work/home/$u" "$u"
+    mkdir -p "$work/home/$u/.ssh"
+    cp "$work/key.pub" "$work/home/$u/.ssh/authorized_keys"
+    chown -R "$u:$u" "$work/home/$u"
+done
+chmod 755 "$work" "$work/home"
+mkdir -p "$work/client"
+port=$(start_sshd main "SetEnv PATH=$work/bin:/usr/bin:/bin" "AuthorizedKeysFile .ssh/authorized_keys")
+export HOME=$work/client
+hosts=()
+for u in "${peers[@]}"; do hosts+=(-p "$port" -h "$u@127.0.0.1"); done
+synk_cmd=("$synk" -q -F "$work/ssh_config" "${hosts[@]}")
+ssh_true() { ssh -F "$work/ssh_config" -p "$port" "$1@127.0.0.1" true; }
+
+rows=()
+row() { rows+=("$(printf '%s\t%s\t%s\t%s\t%s' "$@")"); }
+ratio() { python3 -c "print(f'{$1/$2:.2f}x')"; }
+ms() { python3 -c "print(f'{$1*1000:.0f} ms')"; }
+secs() { python3 -c "print(f'{$1:.2f} s')"; }
+
+# P1: hashing throughput (benches/hash.rs, both sides on the same file in the page cache).
+head -c 1G /dev/urandom >"$work/big.bin"
+SYNK_BENCH_FILE=$work/big.bin cargo bench --quiet --bench hash >"$work/hash.txt" 2>/dev/null
+p1_synk=$(awk '/^synk hash/ {print $3}' "$work/hash.txt")
+p1_ref=$(awk '/^sha512sum/ {print $2}' "$work/hash.txt")
+row P1 "SHA-512 of 1 GiB (throughput)" "$p1_synk MB/s" "sha512sum $p1_ref MB/s" "$(python3 -c "print(f'{$p1_synk/$p1_ref:.2f}x (higher is better)')")"
+rm -f "$work/big.bin"
+
+# P2 and P6: a re-check of an in-sync tree.
+make_tree "$work/client/tree" "$n_recheck"
+"${synk_cmd[@]}" "$work/client/tree"        # first sync: every peer gets the tree
+"${synk_cmd[@]}" "$work/client/tree"        # warm: state and digest caches written
+p2_synk=$(time_it "${synk_cmd[@]}" "$work/client/tree")
+unison_pair() {
+    unison -batch -auto -silent -times -perms 0 -sshargs "-F $work/ssh_config -p $port" \
+        "$work/client/tree" "ssh://bench1@127.0.0.1/$work/home/bench1/tree" >/dev/null 2>&1
+}
+unison_pair || true                           # builds Unison's archives
+p2_ref=$(time_it unison_pair)
+row P2 "in-sync re-check, $n_recheck files, 3 peers" "$(ms "$p2_synk")" "Unison, 1 pair: $(ms "$p2_ref")" "$(ratio "$p2_synk" "$p2_ref")"
+
+# P6: the same re-check in periodic mode, sessions open: the runs after the first.
+timeout 60 "$synk" -F "$work/ssh_config" "${hosts[@]}" --every 1s --json "$work/client/tree" \
+    >"$work/every.json" 2>/dev/null &
+sleep 12; kill -TERM $! 2>/dev/null || true; wait || true
+p6_synk=$(python3 - "$work/every.json" <<'PY'
+import json, sys
+runs = [json.loads(l)["seconds"] for l in open(sys.argv[1]) if l.strip()]
+print(min(runs[1:]) if len(runs) > 1 else "nan")
+PY
+)
+p6_ref=$(time_it ssh_true bench1)
+row P6 "periodic re-check, $n_recheck files, 3 peers" "$(ms "$p6_synk")" "ssh HOST true: $(ms "$p6_ref")" "$(ratio "$p6_synk" "$p6_ref")"
+
+# P4: one in-sync file; the floor is connecting to three hosts at once.
+echo one >"$work/client/one.txt"
+"${synk_cmd[@]}" "$work/client/one.txt"
+p4_synk=$(time_it "${synk_cmd[@]}" "$work/client/one.txt")
+three_ssh() { ssh_true bench1 & ssh_true bench2 & ssh_true bench3 & wait; }
+p4_ref=$(time_it three_ssh)
+row P4 "one in-sync file, 3 peers" "$(ms "$p4_synk")" "3 parallel ssh true: $(ms "$p4_ref")" "$(ratio "$p4_synk" "$p4_ref")"
+
+# P3: first sync of big files to every peer, against rsync to each in turn.
+mkdir -p "$work/client/bulk"
+for i in 1 2 3 4; do head -c "${mib_each}M" /dev/urandom >"$work/client/bulk/f$i"; done
+clear_bulk() { for u in "${peers[@]}"; do rm -rf "$work/home/$u/bulk" "$work/home/$u/.local/state"; done; rm -rf "$work/client/.local/state"; }
+first_sync() { clear_bulk; "${synk_cmd[@]}" "$work/client/bulk"; }
+rsync_each() {
+    clear_bulk
+    for u in "${peers[@]}"; do
+        rsync -a -e "ssh -F $work/ssh_config -p $port" "$work/client/bulk/" "$u@127.0.0.1:$work/home/$u/bulk/"
+    done
+}
+p3_synk=$(time_it first_sync)
+p3_ref=$(time_it rsync_each)
+total=$((4 * mib_each))
+row P3 "first sync of $total MiB (4 files), 3 peers" "$(secs "$p3_synk")" "rsync -a to each: $(secs "$p3_ref")" "$(ratio "$p3_synk" "$p3_ref")"
+clear_bulk; rm -rf "$work/client/bulk"
+
+# P5: a big tree, in sync: memory and time.
+make_tree "$work/client/many" "$n_big"
+for u in "${peers[@]}"; do cp -a "$work/client/many" "$work/home/$u/many"; chown -R "$u:$u" "$work/home/$u/many"; done
+"${synk_cmd[@]}" "$work/client/many"        # records state everywhere
+"${synk_cmd[@]}" "$work/client/many"        # warm
+rss=$( { /usr/bin/time -f '%M' "${synk_cmd[@]}" "$work/client/many" >/dev/null; } 2>&1 | tail -n1)
+p5_synk=$(time_it "${synk_cmd[@]}" "$work/client/many")
+unison_many() {
+    unison -batch -auto -silent -times -perms 0 -sshargs "-F $work/ssh_config -p $port" \
+        "$work/client/many" "ssh://bench1@127.0.0.1/$work/home/bench1/many" >/dev/null 2>&1
+}
+unison_many || true
+urss=$( { /usr/bin/time -f '%M' bash -c "$(declare -f unison_many); work=$work port=$port unison_many" >/dev/null; } 2>&1 | tail -n1)
+p5_ref=$(time_it unison_many)
+row P5 "$n_big files, 3 peers, in sync: client peak RSS" "$((rss / 1024)) MB" "Unison, 1 pair: $((urss / 1024)) MB" "$(python3 -c "print(f'{$rss/$urss:.2f}x')")"
+row P5b "$n_big files, 3 peers, in-sync re-check" "$(secs "$p5_synk")" "Unison, 1 pair: $(secs "$p5_ref")" "$(ratio "$p5_synk" "$p5_ref")"
+
+echo
+echo "synk $("$synk" --version | cut -d' ' -f2), $(nproc) cores, best of 5 where timed"
+printf '| # | measure | synk | reference | ratio |\n| --- | --- | --- | --- | --- |\n'
+for r in "${rows[@]}"; do
+    IFS=$'\t' read -r a b c d e <<<"$r"
+    printf '| %s | %s | %s | %s | %s |\n' "$a" "$b" "$c" "$d" "$e"
+done
