@@ -148,6 +148,20 @@ impl Store {
         File::open("/dev/urandom")?.read_exact(&mut rand)?;
         let id = format!("{replaced}-{:08x}", u32::from_le_bytes(rand));
         let obj = self.object(&id);
+        let kept = Kept {
+            path: WirePath::from_path(path),
+            id,
+            meta: meta.clone(),
+            replaced,
+            why,
+        };
+        // The record first: a crash (or a full disk) after it leaves a record without its
+        // object, which listings skip; the other order would leave a version no one can find.
+        let body = postcard::to_stdvec(&kept).map_err(io::Error::other)?;
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend(body);
+        lock.0.write_all(&frame)?;
+        lock.0.sync_data()?;
         let linked = match take {
             Take::Move => fs::rename(path, &obj),
             Take::Link if matches!(meta.kind, Kind::Symlink(_)) => {
@@ -166,18 +180,6 @@ impl Store {
                 fs::remove_file(path)?;
             }
         }
-        let kept = Kept {
-            path: WirePath::from_path(path),
-            id,
-            meta: meta.clone(),
-            replaced,
-            why,
-        };
-        let body = postcard::to_stdvec(&kept).map_err(io::Error::other)?;
-        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
-        frame.extend(body);
-        lock.0.write_all(&frame)?;
-        lock.0.sync_data()?;
         Ok(kept)
     }
 

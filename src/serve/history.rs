@@ -214,12 +214,30 @@ impl Server {
     }
 
     /// The metadata of the entry at `path`: as scanned, or read now.
+    /// The metadata of the entry at `path` as scanned, provided it is still that version: one
+    /// changed since the scan (the user saved it meanwhile) is left for the next run, never
+    /// deleted or replaced under a description that is no longer true.
     fn meta_of(&self, root: u32, rel: &WirePath, path: &Path) -> Result<Meta, String> {
-        if let Some(m) = self.ctx(root)?.meta(rel) {
-            return Ok(m.clone());
-        }
         let md = fs::symlink_metadata(path).map_err(|e| msg(path, e))?;
-        scan::describe(path, &md).map_err(|e| msg(path, e.as_str()))
+        match self.ctx(root)?.meta(rel) {
+            Some(m) => {
+                let same = match &m.kind {
+                    Kind::File => {
+                        md.is_file() && md.len() == m.size && scan::mtime_ns(&md) == m.mtime
+                    }
+                    Kind::Symlink(t) => fs::read_link(path)
+                        .is_ok_and(|l| l.as_os_str().as_encoded_bytes() == t.as_bytes()),
+                    Kind::Dir => md.is_dir(),
+                    Kind::Special => true,
+                };
+                if same {
+                    Ok(m.clone())
+                } else {
+                    Err(msg(path, "changed since the scan; left for the next run"))
+                }
+            }
+            None => scan::describe(path, &md).map_err(|e| msg(path, e.as_str())),
+        }
     }
 
     /// Takes an entry out of the tree: files and symlinks into the version store, empty

@@ -101,6 +101,8 @@ mod tests {
         assert!(!w.wait(Duration::from_millis(300)), "synk's own temp file");
         std::fs::write(root.join("sub/new"), "x").unwrap();
         assert!(w.wait(Duration::from_secs(2)));
+        // The rest of that write's events (modify, close) come in a burst; then quiet.
+        std::thread::sleep(Duration::from_millis(500));
         w.reset();
         assert!(!w.wait(Duration::from_millis(100)));
     }
