@@ -232,6 +232,18 @@ impl Drop for Background {
     }
 }
 
+/// synk with `args` on the scene's `d`, in the background, its output captured.
+fn background(s: &Scene, peers: &[&str], args: &[&str]) -> Background {
+    s.command(peers)
+        .args(args)
+        .arg(s.arg("d"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map(Background)
+        .unwrap()
+}
+
 fn stop(bg: &mut Background) -> Output {
     let child = &mut bg.0;
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -268,14 +280,7 @@ fn every_keeps_the_sessions_open_and_stops_cleanly_on_sigterm() {
     let s = scene!("d-every");
     s.write(LOCAL, "d/a", "one", now() - 100);
     let before = serve_pids("gamma");
-    let mut child = s
-        .command(&["gamma"])
-        .args(["--every", "1s"])
-        .arg(s.arg("d"))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map(Background)
-        .unwrap();
+    let mut child = background(&s, &["gamma"], &["--every", "1s"]);
     assert!(
         eventually(20, || s.read("gamma", "d/a").is_some()),
         "first run"
@@ -307,15 +312,7 @@ fn every_keeps_the_sessions_open_and_stops_cleanly_on_sigterm() {
 fn a_peer_that_drops_is_named_and_reconnected_while_the_others_go_on() {
     let s = scene!("d-drop");
     s.write(LOCAL, "d/a", "one", now() - 100);
-    let mut child = s
-        .command(&["epsilon", "delta"])
-        .args(["--every", "1s"])
-        .arg(s.arg("d"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map(Background)
-        .unwrap();
+    let mut child = background(&s, &["epsilon", "delta"], &["--every", "1s"]);
     assert!(eventually(20, || s.read("delta", "d/a").is_some()));
     for pid in serve_pids("epsilon") {
         unsafe { libc::kill(pid.parse().unwrap(), libc::SIGKILL) };
@@ -342,14 +339,7 @@ fn a_peer_that_drops_is_named_and_reconnected_while_the_others_go_on() {
 fn watch_syncs_soon_after_a_change_on_any_peer() {
     let s = scene!("d-watch");
     s.write(LOCAL, "d/a", "one", now() - 100);
-    let mut child = s
-        .command(&["alpha", "beta"])
-        .args(["--watch", "--every", "1h"])
-        .arg(s.arg("d"))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map(Background)
-        .unwrap();
+    let mut child = background(&s, &["alpha", "beta"], &["--watch", "--every", "1h"]);
     assert!(
         eventually(20, || s.read("beta", "d/a").is_some()),
         "first run"
