@@ -2,6 +2,8 @@
 # of small files, and a best-of-N timer. Source it after `set -euo pipefail`; it sets $synk
 # and $work (removed on exit) and starts nothing until asked.
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# Scripts may give synk a HOME of its own; cargo keeps using the real one.
+export CARGO_HOME=${CARGO_HOME:-$HOME/.cargo} RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}
 cargo build --release --quiet
 synk=$PWD/target/release/synk
 work=$(mktemp -d /var/tmp/synk-bench.XXXXXX)
@@ -34,7 +36,7 @@ start_sshd() {
         echo "[$a]:$port $(cut -d' ' -f1,2 "$work/host.pub")" >>"$work/known_hosts"
     done
     /usr/sbin/sshd -f "$work/sshd-$name.conf"
-    for _ in $(seq 50); do nc -z 127.0.0.1 "$port" 2>/dev/null && break; sleep 0.1; done
+    for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
     echo "$port"
 }
 

@@ -35,7 +35,7 @@ mib_each=$([[ -n $small ]] && echo 32 || echo 256)
 # Peers: users with homes below $work, reached as user@127.0.0.1 through one sshd.
 peers=(bench1 bench2 bench3)
 for u in "${peers[@]}"; do
-    id -u "$u" >/dev/null 2>&1 || useradd -M -s /bin/sh -p '*' -d "$work/home/$u" "$u"
+    if id -u "$u" >/dev/null 2>&1; then usermod -d "$work/home/$u" "$u"; else useradd -M -s /bin/sh -p '*' -d "$work/home/$u" "$u"; fi
     mkdir -p "$work/home/$u/.ssh"
     cp "$work/key.pub" "$work/home/$u/.ssh/authorized_keys"
     chown -R "$u:$u" "$work/home/$u"
@@ -67,12 +67,14 @@ rm -f "$work/big.bin"
 make_tree "$work/client/tree" "$n_recheck"
 "${synk_cmd[@]}" "$work/client/tree"        # first sync: every peer gets the tree
 "${synk_cmd[@]}" "$work/client/tree"        # warm: state and digest caches written
+"${synk_cmd[@]}" "$work/client/tree" || { echo "synk: the tree is not in sync" >&2; exit 1; }
 p2_synk=$(time_it "${synk_cmd[@]}" "$work/client/tree")
 unison_pair() {
     unison -batch -auto -silent -times -perms 0 -sshargs "-F $work/ssh_config -p $port" \
         "$work/client/tree" "ssh://bench1@127.0.0.1/$work/home/bench1/tree" >/dev/null 2>&1
 }
 unison_pair || true                           # builds Unison's archives
+unison_pair || { echo "unison does not work here: no reference for P2" >&2; exit 1; }
 p2_ref=$(time_it unison_pair)
 row P2 "in-sync re-check, $n_recheck files, 3 peers" "$(ms "$p2_synk")" "Unison, 1 pair: $(ms "$p2_ref")" "$(ratio "$p2_synk" "$p2_ref")"
 
@@ -126,6 +128,7 @@ unison_many() {
         "$work/client/many" "ssh://bench1@127.0.0.1/$work/home/bench1/many" >/dev/null 2>&1
 }
 unison_many || true
+unison_many || { echo "unison does not work here: no reference for P5" >&2; exit 1; }
 urss=$( { /usr/bin/time -f '%M' bash -c "$(declare -f unison_many); work=$work port=$port unison_many" >/dev/null; } 2>&1 | tail -n1)
 p5_ref=$(time_it unison_many)
 row P5 "$n_big files, 3 peers, in sync: client peak RSS" "$((rss / 1024)) MB" "Unison, 1 pair: $((urss / 1024)) MB" "$(python3 -c "print(f'{$rss/$urss:.2f}x')")"

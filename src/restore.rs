@@ -130,6 +130,7 @@ pub async fn restore(
     roots: &[Option<WirePath>],
     at: Option<i64>,
     exists: &dyn Fn(PeerId, &WirePath) -> bool,
+    dry_run: bool,
     rep: &Reporter,
 ) -> usize {
     let all = gather(peers, spec, rep).await;
@@ -139,6 +140,21 @@ pub async fn restore(
             "{display}: no kept version to restore{}",
             at.map(|t| format!(" at {}", when(t))).unwrap_or_default()
         ));
+        return 0;
+    }
+    if dry_run {
+        for (p, k) in &chosen {
+            rep.pending();
+            rep.say(
+                0,
+                format!(
+                    "would restore {} on {} (the version replaced {})",
+                    k.path,
+                    peers[*p].name,
+                    when(k.replaced)
+                ),
+            );
+        }
         return 0;
     }
     let mut restored = 0;

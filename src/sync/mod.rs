@@ -187,6 +187,7 @@ async fn once(
             &abs,
             cli.at,
             &exists,
+            cli.dry_run,
             rep,
         )
         .await;
