@@ -73,6 +73,8 @@ pub struct DigestCache {
     fresh: Mutex<Vec<Record>>,
     /// Entries changed after this instant (ns) are not recorded.
     trusted_before: i64,
+    /// Some digest was computed, not found: the file must be written again.
+    missed: std::sync::atomic::AtomicBool,
 }
 
 fn now_ns() -> i64 {
@@ -116,6 +118,7 @@ impl DigestCache {
             known,
             fresh: Mutex::new(Vec::new()),
             trusted_before: now_ns() - SETTLE_NS,
+            missed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -126,7 +129,11 @@ impl DigestCache {
                 self.keep(rel, *stamp, *d);
                 Some(*d)
             }
-            _ => None,
+            _ => {
+                self.missed
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                None
+            }
         }
     }
 
@@ -145,6 +152,10 @@ impl DigestCache {
     pub fn save(self) {
         let Some(file) = self.file else { return };
         let records = self.fresh.into_inner().expect("cache lock");
+        // Every file found by its stamp and none gone: the file on disk says it all already.
+        if !self.missed.into_inner() && records.len() == self.known.len() {
+            return;
+        }
         let stored = Stored {
             format: FORMAT,
             records,

@@ -122,19 +122,29 @@ pub fn choose(
     out
 }
 
+/// What `--restore` is asked for, besides the path.
+pub struct Ask<'a> {
+    /// The root's absolute path on each peer (see [`choose`]).
+    pub roots: &'a [Option<WirePath>],
+    /// `--at`.
+    pub at: Option<i64>,
+    /// Whether an entry below the root exists now on a peer.
+    pub exists: &'a dyn Fn(PeerId, &WirePath) -> bool,
+    /// `-n`: say what would be restored, restore nothing.
+    pub dry_run: bool,
+}
+
 /// Puts the chosen versions back on the peers that kept them. Returns how many were restored.
 pub async fn restore(
     peers: &[Peer],
     spec: &RootSpec,
     display: &str,
-    roots: &[Option<WirePath>],
-    at: Option<i64>,
-    exists: &dyn Fn(PeerId, &WirePath) -> bool,
-    dry_run: bool,
+    ask: &Ask<'_>,
     rep: &Reporter,
 ) -> usize {
     let all = gather(peers, spec, rep).await;
-    let chosen = choose(&all, roots, at, exists);
+    let chosen = choose(&all, ask.roots, ask.at, ask.exists);
+    let (at, dry_run) = (ask.at, ask.dry_run);
     if chosen.is_empty() {
         rep.error(format!(
             "{display}: no kept version to restore{}",

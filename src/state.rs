@@ -343,6 +343,11 @@ impl RootState {
         self.records.values()
     }
 
+    /// True when saving would fold the state files of roots below this one into its own.
+    pub fn absorbs(&self) -> bool {
+        !self.absorbed.is_empty()
+    }
+
     /// True when nothing is remembered for this root.
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()

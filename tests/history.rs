@@ -70,7 +70,10 @@ fn restore_brings_a_deleted_file_back_everywhere() {
     ok(&s.synk(&["alpha", "beta"], &[&s.arg("d")]));
     assert!(s.read(LOCAL, "d/a").is_none());
     // A dry run says what it would bring back, and brings back nothing.
-    let out = s.synk(&["alpha", "beta"], &[os("-n"), os("--restore"), &s.arg("d/a")]);
+    let out = s.synk(
+        &["alpha", "beta"],
+        &[os("-n"), os("--restore"), &s.arg("d/a")],
+    );
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert!(stdout(&out).contains("would restore"), "{}", stdout(&out));
     assert!(s.read(LOCAL, "d/a").is_none() && s.read("beta", "d/a").is_none());

@@ -36,6 +36,8 @@ pub(super) struct RootCtx {
     pub(super) siblings: bool,
     /// What is left out of the scan (and so of deletions).
     excludes: Excludes,
+    /// Something differs from the remembered state: new, changed or deleted entries.
+    dirty: bool,
     state: RootState,
     reported: BTreeMap<WirePath, Reported>,
     set: BTreeMap<WirePath, Record>,
@@ -108,6 +110,7 @@ impl Server {
                 abs: abs.clone(),
                 siblings: false,
                 excludes,
+                dirty: false,
                 state,
                 reported: BTreeMap::new(),
                 set: BTreeMap::new(),
@@ -144,9 +147,11 @@ impl Server {
         let state = &ctx.state;
         let reported = &mut ctx.reported;
         let excludes = &ctx.excludes;
+        let mut dirty = false;
         let res = scan::scan_root(&abs, &cache, excludes, &mut |found: Found| {
             let base = state.get(&found.rel);
             let (entry, rep) = versioned(found, base, key, now);
+            dirty |= entry.changed;
             if matches!(rep, Reported::Unknown) && entry.state.is_err() {
                 unknown_dirs.push(entry.rel.clone());
             }
@@ -177,6 +182,7 @@ impl Server {
                 continue;
             }
             let gone_now = r.meta.is_some();
+            dirty |= gone_now;
             let vv = if gone_now {
                 r.vv.bumped(key, now)
             } else {
@@ -190,6 +196,7 @@ impl Server {
                 changed: gone_now,
             });
         }
+        ctx.dirty = dirty;
         out.flush()
     }
 
@@ -351,6 +358,10 @@ impl Server {
     /// said so, and as before where an action failed or the entry could not be read.
     pub(super) fn commit(&mut self, root: u32) -> OpResult {
         let ctx = self.ctx_mut(root)?;
+        if !ctx.dirty && ctx.set.is_empty() && !ctx.state.absorbs() {
+            // An in-sync re-check: the state already says what the scan found.
+            return self.prune_once();
+        }
         let mut new: BTreeMap<WirePath, Record> = BTreeMap::new();
         let mut set = std::mem::take(&mut ctx.set);
         for (rel, rep) in &ctx.reported {
@@ -395,6 +406,11 @@ impl Server {
                 format!("cannot save sync state: {}", scan::io_msg(&e)).as_str(),
             )
         })?;
+        self.prune_once()
+    }
+
+    /// Prunes kept versions, once a session.
+    fn prune_once(&mut self) -> OpResult {
         if !self.pruned {
             self.pruned = true;
             if let Some(store) = &self.store {

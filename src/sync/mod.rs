@@ -9,7 +9,7 @@ use crate::cli::Cli;
 use crate::config;
 use crate::oplog::{self, OpLog};
 use crate::paths::{absolutize, root_spec, RootSpec, WirePath};
-use crate::peer::Peer;
+use crate::peer::{Peer, RootScan};
 use crate::plan::{PeerId, Seen};
 use crate::report::Reporter;
 use crate::restore;
@@ -117,18 +117,24 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         log: open_log(&cli, &cfg, rep),
     };
     let mut session = Session::new(specs, opts, forced);
-    session.connect(rep).await;
     if cli.every.is_some() || cli.watch {
         let interval = cli.every.unwrap_or(DEFAULT_WATCH_INTERVAL);
         return session::repeat(&mut session, &cli, &roots, &settings, interval, rep).await;
     }
+    let started = std::time::Instant::now();
+    // Scans start on each peer as soon as it is connected, except for --versions.
+    let specs: Vec<RootSpec> = roots.iter().map(|r| r.spec.clone()).collect();
+    let scan = cli
+        .versions
+        .is_none()
+        .then_some((specs.as_slice(), &settings));
+    let scans = session.connect_scan(scan, rep).await;
     if !session.ready(rep) {
         session.close().await;
-        print_json(rep, EXIT_UNSYNCED, std::time::Instant::now(), cli.dry_run);
+        print_json(rep, EXIT_UNSYNCED, started, cli.dry_run);
         return EXIT_UNSYNCED;
     }
-    let started = std::time::Instant::now();
-    let code = once(&mut session, &cli, &roots, &settings, rep).await;
+    let code = once(&mut session, &cli, &roots, &settings, scans, rep).await;
     session.close().await;
     print_json(rep, code, started, cli.dry_run);
     code
@@ -151,6 +157,7 @@ async fn once(
     cli: &Cli,
     roots: &[Root],
     settings: &Settings,
+    before: Vec<Option<Vec<RootScan>>>,
     rep: &Reporter,
 ) -> i32 {
     let peers = &session.peers;
@@ -161,7 +168,6 @@ async fn once(
     }
     let mut scans = None;
     if cli.restore.is_some() {
-        let before = session.scan(&specs, settings, rep).await;
         let first = |p: PeerId| match before.get(p) {
             Some(Some(s)) => s.first().and_then(|r| r.as_ref().ok()),
             _ => None,
@@ -180,22 +186,18 @@ async fn once(
                 )
             })
         };
-        let n = restore::restore(
-            peers,
-            &specs[0],
-            &roots[0].display,
-            &abs,
-            cli.at,
-            &exists,
-            cli.dry_run,
-            rep,
-        )
-        .await;
+        let ask = restore::Ask {
+            roots: &abs,
+            at: cli.at,
+            exists: &exists,
+            dry_run: cli.dry_run,
+        };
+        let n = restore::restore(peers, &specs[0], &roots[0].display, &ask, rep).await;
         if n == 0 {
             return exit_code(rep, false);
         }
     } else {
-        scans = Some(session.scan(&specs, settings, rep).await);
+        scans = Some(before);
     }
     session.run_once(cli, roots, settings, scans, rep).await;
     exit_code(rep, false)

@@ -65,6 +65,17 @@ impl Session {
 
     /// Connects every peer that is not connected and whose retry time has come.
     pub async fn connect(&mut self, rep: &Reporter) {
+        self.connect_scan(None, rep).await;
+    }
+
+    /// Connects the peers that are not connected (as [`Session::connect`]) and, with
+    /// `scan`, scans the roots on every peer, each one as soon as it is connected: the local
+    /// peer's scan and the others' handshakes overlap. Returns the scans in peer order.
+    pub async fn connect_scan(
+        &mut self,
+        scan: Option<(&[RootSpec], &Settings)>,
+        rep: &Reporter,
+    ) -> Vec<Option<Vec<RootScan>>> {
         let now = Instant::now();
         let wanted: Vec<usize> = (0..self.specs.len())
             .filter(|i| !self.spec_of.contains(i))
@@ -72,13 +83,24 @@ impl Session {
             .collect();
         let opts = &self.opts;
         let specs = &self.specs;
-        let connected = join_all(
-            wanted
-                .iter()
-                .map(|i| async move { (*i, peer::connect(specs[*i].clone(), opts).await) }),
-        )
-        .await;
-        for (i, c) in connected {
+        let fresh = join_all(wanted.iter().map(|i| async move {
+            let peer = peer::connect(specs[*i].clone(), opts).await;
+            let scanned = match (&peer, scan) {
+                (Ok(p), Some((roots, s))) => Some(scan_peer(p, roots, s, rep).await),
+                _ => None,
+            };
+            (*i, peer, scanned)
+        }));
+        let old = join_all(self.peers.iter().map(|p| async move {
+            match scan {
+                Some((roots, s)) => Some(scan_peer(p, roots, s, rep).await),
+                None => None,
+            }
+        }));
+        let (connected, old_scans) = tokio::join!(fresh, old);
+        let mut scans: Vec<Option<Vec<RootScan>>> =
+            old_scans.into_iter().map(Option::flatten).collect();
+        for (i, c, scanned) in connected {
             match c {
                 Ok(p) => {
                     if let Some(note) = &p.installed {
@@ -90,6 +112,7 @@ impl Session {
                     let at = self.spec_of.partition_point(|s| *s < i);
                     self.spec_of.insert(at, i);
                     self.peers.insert(at, p);
+                    scans.insert(at, scanned.flatten());
                 }
                 Err(e) => {
                     let wait = self.retry.get(&i).map_or(FIRST_BACKOFF, |(_, w)| *w);
@@ -99,6 +122,7 @@ impl Session {
                 }
             }
         }
+        scans
     }
 
     /// The `--master` peer's id among the connected ones, or `Err` when it is not connected.
@@ -134,24 +158,7 @@ impl Session {
         s: &Settings,
         rep: &Reporter,
     ) -> Vec<Option<Vec<RootScan>>> {
-        join_all(self.peers.iter().map(|peer| async move {
-            let spinner = rep.spinner(format!("scanning {}", peer.name));
-            let mut conn = peer.conn.lock().await;
-            let res = conn
-                .scan(roots, s.retention, &s.excludes, |entries, _| {
-                    spinner.set_position(entries)
-                })
-                .await;
-            spinner.finish_and_clear();
-            match res {
-                Ok(scan) => Some(scan),
-                Err(e) => {
-                    rep.error(format!("{e:#}"));
-                    None
-                }
-            }
-        }))
-        .await
+        join_all(self.peers.iter().map(|peer| scan_peer(peer, roots, s, rep))).await
     }
 
     /// One sync of every root, from `scans` (or a fresh scan). Peers whose connection broke
@@ -262,6 +269,30 @@ impl Session {
     }
 }
 
+/// Scans the roots on one peer; `None` (after saying why) when it fails.
+async fn scan_peer(
+    peer: &Peer,
+    roots: &[RootSpec],
+    s: &Settings,
+    rep: &Reporter,
+) -> Option<Vec<RootScan>> {
+    let spinner = rep.spinner(format!("scanning {}", peer.name));
+    let mut conn = peer.conn.lock().await;
+    let res = conn
+        .scan(roots, s.retention, &s.excludes, |entries, _| {
+            spinner.set_position(entries)
+        })
+        .await;
+    spinner.finish_and_clear();
+    match res {
+        Ok(scan) => Some(scan),
+        Err(e) => {
+            rep.error(format!("{e:#}"));
+            None
+        }
+    }
+}
+
 /// Stops the loop on SIGINT or SIGTERM after the current run; a second signal exits at once
 /// (temp files of a copy cut short are removed by the next run, never synced).
 fn stop_on_signals() -> Arc<AtomicBool> {
@@ -301,11 +332,12 @@ pub(super) async fn repeat(
     let mut round = 0u64;
     loop {
         rep.reset();
-        session.connect(rep).await;
+        let started = Instant::now();
+        let specs: Vec<RootSpec> = roots.iter().map(|r| r.spec.clone()).collect();
+        let scans = session.connect_scan(Some((&specs, s)), rep).await;
         let code = if session.ready(rep) {
             round += 1;
-            let started = Instant::now();
-            session.run_once(cli, roots, s, None, rep).await;
+            session.run_once(cli, roots, s, Some(scans), rep).await;
             let code = super::exit_code(rep, false);
             s.log.line(
                 "-",
