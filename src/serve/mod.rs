@@ -8,17 +8,14 @@
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use filetime::FileTime;
-use sha2::Digest as _;
 
 use crate::paths::{check_rel, WirePath};
 use crate::proto::{
-    read_frame, write_frame, Digest, FrameError, Request, Response, CHUNK, MAGIC, PROTOCOL_VERSION,
-    RSYNC_TEMP_DIR,
+    read_frame, write_frame, FrameError, Request, Response, CHUNK, MAGIC, PROTOCOL_VERSION,
 };
 use crate::scan;
 use crate::state;
@@ -26,6 +23,9 @@ use crate::versions::{Retention, Store};
 
 mod history;
 mod watch;
+mod write;
+
+use write::{sync_parent, temp_beside};
 
 /// Serves one client on this process's stdin and stdout until the client hangs up.
 pub fn run() -> Result<(), FrameError> {
@@ -324,200 +324,6 @@ impl Server {
             _ => Ok(()),
         }
     }
-
-    /// The directory rsync writes into for root `root`, and its scratch directory there.
-    fn rsync_base(&self, root: u32, dir: bool) -> Result<(PathBuf, PathBuf), String> {
-        let (path, _) = self.locate(root, &WirePath::default())?;
-        let base = if dir {
-            path
-        } else {
-            path.parent().unwrap_or(Path::new("/")).to_path_buf()
-        };
-        let scratch = base.join(RSYNC_TEMP_DIR);
-        Ok((base, scratch))
-    }
-
-    fn prepare(&mut self, root: u32, dir: bool) -> OpResult {
-        let (path, _) = self.locate(root, &WirePath::default())?;
-        Self::ensure_parents(&path, &WirePath::default())?;
-        let (base, scratch) = self.rsync_base(root, dir)?;
-        if dir {
-            match fs::symlink_metadata(&base) {
-                Ok(md) if md.is_dir() => {}
-                Ok(_) => return Err(msg(&base, "not a directory")),
-                Err(_) => fs::create_dir(&base).map_err(|e| msg(&base, e))?,
-            }
-        }
-        match fs::create_dir(&scratch) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(msg(&scratch, e)),
-            _ => {}
-        }
-        // Held until the session ends: a scan elsewhere must not take it for a killed run's.
-        if let Ok(f) = File::open(&scratch) {
-            scan::try_lock(&f);
-            self.scratch_locks.push(f);
-        }
-        Ok(())
-    }
-
-    fn cleanup(&self, root: u32, dir: bool) -> OpResult {
-        let (_, scratch) = self.rsync_base(root, dir)?;
-        // Not empty: another run is using it, or a killed one left debris that scans skip.
-        let _ = fs::remove_dir(&scratch);
-        Ok(())
-    }
-
-    fn read_file<W: Write>(&self, root: u32, rel: &WirePath, w: &mut W) -> Result<(), FrameError> {
-        let (_, path) = match self.locate(root, rel) {
-            Ok(p) => p,
-            Err(e) => return write_frame(w, &Response::Failed(e)),
-        };
-        let opened = File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&path)
-            .and_then(|f| {
-                if f.metadata()?.is_file() {
-                    Ok(f)
-                } else {
-                    Err(io::Error::other("not a regular file"))
-                }
-            });
-        let mut f = match opened {
-            Ok(f) => f,
-            Err(e) => return write_frame(w, &Response::Failed(msg(&path, e))),
-        };
-        let mut hasher = sha2::Sha512::new();
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    hasher.update(&buf[..n]);
-                    write_frame(w, &Response::Data(buf[..n].to_vec()))?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return write_frame(w, &Response::Failed(msg(&path, e))),
-            }
-        }
-        write_frame(w, &Response::ReadDone(Digest::from_hasher(hasher)))
-    }
-
-    /// Receives a file. The outer error is a broken conversation; the inner one a failed
-    /// write, reported after the client's data has been drained so the stream stays in step.
-    fn write_file<R: Read>(
-        &self,
-        root: u32,
-        rel: &WirePath,
-        mode: u32,
-        mtime: i64,
-        digest: Digest,
-        r: &mut R,
-    ) -> Result<OpResult, FrameError> {
-        let mut sink = self.locate(root, rel).and_then(|(base, path)| {
-            Self::ensure_parents(&base, rel)?;
-            Self::refuse_directory(&path)?;
-            let tmp = temp_beside(&path)?;
-            Ok((path, tmp))
-        });
-        let mut hasher = sha2::Sha512::new();
-        loop {
-            match read_frame(r)? {
-                Request::Data(d) => {
-                    if let Ok((path, tmp)) = &mut sink {
-                        if let Err(e) = tmp.write_all(&d) {
-                            sink = Err(msg(path, e));
-                        } else {
-                            hasher.update(&d);
-                        }
-                    }
-                }
-                Request::End => break,
-                Request::Abort => {
-                    return Ok(Err(format!("{rel}: transfer abandoned; old version kept")))
-                }
-                _ => return Err(protocol_error("unexpected frame inside a file transfer")),
-            }
-        }
-        let (path, tmp) = match sink {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
-        if Digest::from_hasher(hasher) != digest {
-            return Ok(Err(msg(
-                &path,
-                "received bytes do not match the master's SHA-512; old version kept",
-            )));
-        }
-        Ok(Self::install(tmp, &path, mode, mtime))
-    }
-
-    /// Gives a complete temp file its mode and time, makes it durable and renames it into place.
-    fn install(tmp: tempfile::NamedTempFile, path: &Path, mode: u32, mtime: i64) -> OpResult {
-        let f = tmp.as_file();
-        f.set_permissions(fs::Permissions::from_mode(mode & 0o7777))
-            .map_err(|e| msg(path, e))?;
-        f.sync_all().map_err(|e| msg(path, e))?;
-        filetime::set_file_handle_times(f, None, Some(to_filetime(mtime)))
-            .map_err(|e| msg(path, e))?;
-        tmp.persist(path).map_err(|e| msg(path, e.error))?;
-        sync_parent(path);
-        Ok(())
-    }
-
-    fn make_dir(&self, root: u32, rel: &WirePath, mode: u32, mtime: i64) -> OpResult {
-        let (base, path) = self.locate(root, rel)?;
-        Self::ensure_parents(&base, rel)?;
-        match fs::symlink_metadata(&path) {
-            Ok(md) if md.is_dir() => {}
-            Ok(_) => return Err(msg(&path, "exists and is not a directory")),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(&path).map_err(|e| msg(&path, e))?
-            }
-            Err(e) => return Err(msg(&path, e)),
-        }
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o7777))
-            .map_err(|e| msg(&path, e))?;
-        filetime::set_file_mtime(&path, to_filetime(mtime)).map_err(|e| msg(&path, e))
-    }
-
-    fn symlink(&self, root: u32, rel: &WirePath, target: &WirePath, mtime: i64) -> OpResult {
-        let (base, path) = self.locate(root, rel)?;
-        Self::ensure_parents(&base, rel)?;
-        Self::refuse_directory(&path)?;
-        let dir = path.parent().unwrap_or(Path::new("/"));
-        let tmp = tempfile::Builder::new()
-            .prefix(scan::TEMP_PREFIX)
-            .suffix(scan::TEMP_SUFFIX)
-            .make_in(dir, |p| std::os::unix::fs::symlink(target.as_path(), p))
-            .map_err(|e| msg(dir, e))?;
-        let t = to_filetime(mtime);
-        filetime::set_symlink_file_times(tmp.path(), t, t).map_err(|e| msg(&path, e))?;
-        tmp.persist(&path).map_err(|e| msg(&path, e.error))?;
-        sync_parent(&path);
-        Ok(())
-    }
-}
-
-/// A new temp file beside `path`, locked so that scans know a live run is writing it.
-fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile, String> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let tmp = tempfile::Builder::new()
-        .prefix(scan::TEMP_PREFIX)
-        .suffix(scan::TEMP_SUFFIX)
-        .tempfile_in(dir)
-        .map_err(|e| msg(dir, e))?;
-    scan::try_lock(tmp.as_file());
-    Ok(tmp)
-}
-
-/// Makes a rename durable. Best effort: some filesystems refuse to fsync a directory.
-fn sync_parent(path: &Path) {
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
 }
 
 fn protocol_error(what: &str) -> FrameError {
@@ -528,7 +334,8 @@ fn protocol_error(what: &str) -> FrameError {
 mod tests {
     use super::*;
     use crate::paths::RootSpec;
-    use crate::proto::{encode, Kind};
+    use crate::proto::{encode, Digest, Kind};
+    use std::os::unix::fs::PermissionsExt;
 
     fn hello() -> Request {
         Request::Hello {
