@@ -209,7 +209,8 @@ pub enum Request {
         /// Index into the last scan's roots.
         root: u32,
     },
-    /// List the kept versions of a path and everything below it ([`Response::Versions`]).
+    /// List the kept versions of a path and everything below it ([`Response::Versions`]
+    /// frames, then [`Response::Done`]).
     Versions {
         /// The path.
         path: RootSpec,
@@ -309,7 +310,7 @@ pub enum Response {
         /// This peer can watch at all (else the client looks at intervals).
         supported: bool,
     },
-    /// Kept versions, answering [`Request::Versions`].
+    /// Kept versions, answering [`Request::Versions`] in batches; [`Response::Done`] ends them.
     Versions(Vec<Kept>),
     /// Start of root `index`'s entries: its absolute path there, or why it cannot be scanned.
     Root {

@@ -17,11 +17,17 @@ async fn gather(peers: &[Peer], spec: &RootSpec, rep: &Reporter) -> Vec<(PeerId,
     let answers = join_all(peers.iter().map(|peer| async move {
         let mut conn = peer.conn.lock().await;
         let req = Request::Versions { path: spec.clone() };
-        match conn.call(&req).await {
-            Ok(Response::Versions(v)) => Ok(v),
-            Ok(Response::Failed(m)) => Err(format!("{}: {m}", peer.name)),
-            Ok(other) => Err(format!("{:#}", conn.unexpected(&other))),
-            Err(e) => Err(format!("{e:#}")),
+        let mut all = Vec::new();
+        let mut next = conn.call(&req).await;
+        loop {
+            match next {
+                Ok(Response::Versions(v)) => all.extend(v),
+                Ok(Response::Done) => return Ok(all),
+                Ok(Response::Failed(m)) => return Err(format!("{}: {m}", peer.name)),
+                Ok(other) => return Err(format!("{:#}", conn.unexpected(&other))),
+                Err(e) => return Err(format!("{e:#}")),
+            }
+            next = conn.recv().await;
         }
     }))
     .await;

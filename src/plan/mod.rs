@@ -377,13 +377,17 @@ pub fn decide(input: &Input<'_>) -> Plan {
                 continue;
             }
         }
-        let forced = input.forced.filter(|f| !unreadable.contains(f));
-        let Verdict::Win { winner, losers } = verdict(&versions, forced);
-        let peers = available
+        let peers: Vec<PeerId> = available
             .iter()
             .copied()
             .filter(|p| !out_of.contains(p) && !unreadable.contains(p))
             .collect();
+        if in_sync(&versions, peers.len()) {
+            // The common case of a re-check: nothing to do, nothing to record.
+            continue;
+        }
+        let forced = input.forced.filter(|f| !unreadable.contains(f));
+        let Verdict::Win { winner, losers } = verdict(&versions, forced);
         decided.push(Decided {
             rel,
             versions,
@@ -401,6 +405,18 @@ pub fn decide(input: &Input<'_>) -> Plan {
     plan.clones = clones(&mut plan.copies, &plan.renames, input.views);
     plan.copies.retain(|c| !c.targets.is_empty());
     plan
+}
+
+/// Every one of `peers` peers holds the same content with the same history.
+fn in_sync(versions: &[Version<'_>], peers: usize) -> bool {
+    let Some(first) = versions.first() else {
+        return false;
+    };
+    versions.len() == peers
+        && first.vv.is_some()
+        && versions
+            .iter()
+            .all(|v| v.vv == first.vv && Content::of(v.meta) == Content::of(first.meta))
 }
 
 /// A directory that something new inside must keep stays: its deletion is undone, and a file

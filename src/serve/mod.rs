@@ -27,6 +27,9 @@ mod write;
 
 use write::{sync_parent, temp_beside};
 
+/// Kept versions per [`Response::Versions`] frame.
+const VERSIONS_BATCH: usize = 1024;
+
 /// Serves one client on this process's stdin and stdout until the client hangs up.
 pub fn run() -> Result<(), FrameError> {
     let home = std::env::var_os("HOME")
@@ -197,7 +200,13 @@ impl Server {
                 }
                 Request::Commit { root } => reply(w, self.commit(root))?,
                 Request::Versions { path } => match self.versions(&path) {
-                    Ok(v) => write_frame(w, &Response::Versions(v))?,
+                    Ok(v) => {
+                        // In batches that stay below the frame limit, then Done.
+                        for batch in v.chunks(VERSIONS_BATCH) {
+                            write_frame(w, &Response::Versions(batch.to_vec()))?;
+                        }
+                        write_frame(w, &Response::Done)?
+                    }
                     Err(e) => write_frame(w, &Response::Failed(e))?,
                 },
                 Request::Restore { path, id } => reply(w, self.restore(&path, &id))?,
