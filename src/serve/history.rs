@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::Digest as _;
 
-use super::{msg, sync_parent, to_filetime, OpResult, Server};
+use super::{msg, sync_parent, OpResult, Server};
 use crate::cache::DigestCache;
 use crate::exclude::Excludes;
 use crate::paths::{RootSpec, WirePath};
@@ -460,18 +460,7 @@ impl Server {
                 .map_err(|e| msg(&path, e))?;
         }
         match &kept.meta.kind {
-            Kind::Symlink(target) => {
-                let tmp = tempfile::Builder::new()
-                    .prefix(scan::TEMP_PREFIX)
-                    .suffix(scan::TEMP_SUFFIX)
-                    .make_in(parent, |p| std::os::unix::fs::symlink(target.as_path(), p))
-                    .map_err(|e| msg(parent, e))?;
-                let t = to_filetime(kept.meta.mtime);
-                filetime::set_symlink_file_times(tmp.path(), t, t).map_err(|e| msg(&path, e))?;
-                tmp.persist(&path).map_err(|e| msg(&path, e.error))?;
-                sync_parent(&path);
-                Ok(())
-            }
+            Kind::Symlink(target) => super::write::install_symlink(&path, target, kept.meta.mtime),
             Kind::File => {
                 let digest = kept.meta.digest.unwrap_or(Digest([0; 64]));
                 let tmp = copy_to_temp(&obj, &path, &digest)?;

@@ -193,18 +193,24 @@ impl Server {
         let (base, path) = self.locate(root, rel)?;
         Self::ensure_parents(&base, rel)?;
         Self::refuse_directory(&path)?;
-        let dir = path.parent().unwrap_or(Path::new("/"));
-        let tmp = tempfile::Builder::new()
-            .prefix(scan::TEMP_PREFIX)
-            .suffix(scan::TEMP_SUFFIX)
-            .make_in(dir, |p| std::os::unix::fs::symlink(target.as_path(), p))
-            .map_err(|e| msg(dir, e))?;
-        let t = to_filetime(mtime);
-        filetime::set_symlink_file_times(tmp.path(), t, t).map_err(|e| msg(&path, e))?;
-        tmp.persist(&path).map_err(|e| msg(&path, e.error))?;
-        sync_parent(&path);
-        Ok(())
+        install_symlink(&path, target, mtime)
     }
+}
+
+/// Makes `path` a symlink to `target` with time `mtime`: made beside it under a temp name,
+/// then renamed over whatever is there.
+pub(super) fn install_symlink(path: &Path, target: &WirePath, mtime: i64) -> OpResult {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let tmp = tempfile::Builder::new()
+        .prefix(scan::TEMP_PREFIX)
+        .suffix(scan::TEMP_SUFFIX)
+        .make_in(dir, |p| std::os::unix::fs::symlink(target.as_path(), p))
+        .map_err(|e| msg(dir, e))?;
+    let t = to_filetime(mtime);
+    filetime::set_symlink_file_times(tmp.path(), t, t).map_err(|e| msg(path, e))?;
+    tmp.persist(path).map_err(|e| msg(path, e.error))?;
+    sync_parent(path);
+    Ok(())
 }
 
 /// A new temp file beside `path`, locked so that scans know a live run is writing it.
