@@ -51,6 +51,21 @@ impl WirePath {
         WirePath(v)
     }
 
+    /// This path relative to `base` when it is `base` itself (empty) or below it; `None`
+    /// elsewhere. An empty `base` (a root) contains every relative path.
+    pub fn below(&self, base: &WirePath) -> Option<WirePath> {
+        let (a, b) = (self.as_bytes(), base.as_bytes());
+        if b.is_empty() {
+            Some(self.clone())
+        } else if a == b {
+            Some(WirePath::default())
+        } else if a.len() > b.len() && a.starts_with(b) && a[b.len()] == b'/' {
+            Some(WirePath(a[b.len() + 1..].to_vec()))
+        } else {
+            None
+        }
+    }
+
     /// The proper ancestors of a relative path, nearest root first: `a/b/c` gives `a`, `a/b`.
     pub fn ancestors(&self) -> impl Iterator<Item = WirePath> + '_ {
         self.0
@@ -222,6 +237,17 @@ pub fn root_spec(path: &Path, cwd: &Path, home: Option<&Path>) -> RootSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn below_is_a_whole_component_prefix() {
+        let w = |s: &str| WirePath(s.as_bytes().to_vec());
+        assert_eq!(w("a/b/c").below(&w("a/b")), Some(w("c")));
+        assert_eq!(w("a/b").below(&w("a/b")), Some(w("")));
+        assert_eq!(w("a/bc").below(&w("a/b")), None);
+        assert_eq!(w("a").below(&w("a/b")), None);
+        assert_eq!(w("x").below(&w("")), Some(w("x")));
+        assert_eq!(w("/h/d/f").below(&w("/h/d")), Some(w("f")));
+    }
 
     fn w(s: &str) -> WirePath {
         WirePath(s.as_bytes().to_vec())

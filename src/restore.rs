@@ -77,18 +77,6 @@ pub async fn list(peers: &[Peer], spec: &RootSpec, display: &str, rep: &Reporter
     all.len()
 }
 
-/// The path of `abs` below `root` (empty: the root itself), if it is there.
-fn below(root: &WirePath, abs: &WirePath) -> Option<WirePath> {
-    let (r, a) = (root.as_bytes(), abs.as_bytes());
-    if a == r {
-        Some(WirePath::default())
-    } else if a.len() > r.len() && a.starts_with(r) && a[r.len()] == b'/' {
-        Some(WirePath(a[r.len() + 1..].to_vec()))
-    } else {
-        None
-    }
-}
-
 /// Which kept version of each entry to bring back, entries named below the root on every peer
 /// (`roots[p]`: the root's absolute path on peer `p`). `at`: the version that was current then
 /// (the latest written by then among those replaced after it); otherwise the newest, for
@@ -105,7 +93,7 @@ pub fn choose(
         let Some(Some(root)) = roots.get(v.0) else {
             continue;
         };
-        if let Some(rel) = below(root, &v.1.path) {
+        if let Some(rel) = v.1.path.below(root) {
             by_rel.entry(rel).or_default().push(v);
         }
     }

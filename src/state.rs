@@ -239,20 +239,6 @@ fn read_stored(file: &Path) -> io::Result<Option<Stored>> {
     Ok(Some(stored))
 }
 
-fn strip(rel: &WirePath, prefix: &WirePath) -> Option<WirePath> {
-    if prefix.is_empty() {
-        return Some(rel.clone());
-    }
-    let (r, p) = (rel.as_bytes(), prefix.as_bytes());
-    if r == p {
-        Some(WirePath::default())
-    } else if r.len() > p.len() && r.starts_with(p) && r[p.len()] == b'/' {
-        Some(WirePath(r[p.len() + 1..].to_vec()))
-    } else {
-        None
-    }
-}
-
 impl RootState {
     /// Loads the state of `root` from `dir` (`None`: this peer keeps no state). A root inside
     /// an already recorded root uses that root's records.
@@ -281,7 +267,7 @@ impl RootState {
                 ..RootState::default()
             };
             for r in stored.records {
-                match strip(&r.rel, &prefix) {
+                match r.rel.below(&prefix) {
                     Some(rel) => {
                         st.records.insert(rel.clone(), Record { rel, ..r });
                     }

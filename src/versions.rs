@@ -206,13 +206,10 @@ impl Store {
 
     /// The versions kept of `path` and of everything below it, oldest first.
     pub fn list(&self, path: &Path) -> Vec<Kept> {
-        let p = path.as_os_str().as_encoded_bytes();
+        let base = WirePath::from_path(path);
         self.read_all()
             .into_iter()
-            .filter(|k| {
-                let b = k.path.as_bytes();
-                b == p || (b.len() > p.len() && b.starts_with(p) && b[p.len()] == b'/')
-            })
+            .filter(|k| k.path.below(&base).is_some())
             .filter(|k| self.object(&k.id).symlink_metadata().is_ok())
             .collect()
     }

@@ -54,12 +54,7 @@ impl RootCtx {
 }
 
 fn below_any(rel: &WirePath, dirs: &[WirePath]) -> bool {
-    dirs.iter().any(|d| {
-        d.is_empty()
-            || (rel.as_bytes().len() > d.as_bytes().len()
-                && rel.as_bytes().starts_with(d.as_bytes())
-                && rel.as_bytes()[d.as_bytes().len()] == b'/')
-    })
+    dirs.iter().any(|d| rel != d && rel.below(d).is_some())
 }
 
 impl Server {
