@@ -560,6 +560,15 @@ mod tests {
         }
     }
 
+    /// The message a failed handshake with peer "beta" gives (without --no-install).
+    async fn handshake_error(conn: &mut Conn) -> String {
+        conn.handshake()
+            .await
+            .unwrap_err()
+            .into_error("beta", false)
+            .to_string()
+    }
+
     #[tokio::test]
     async fn a_protocol_mismatch_names_the_peer_and_both_versions() {
         let mut conn = fake_peer(|mut r, mut w| async move {
@@ -574,12 +583,7 @@ mod tests {
             write_frame_async(&mut w, &hello).await.unwrap();
             w.flush().await.unwrap();
         });
-        let e = conn
-            .handshake()
-            .await
-            .unwrap_err()
-            .into_error("beta", false)
-            .to_string();
+        let e = handshake_error(&mut conn).await;
         let want = format!("beta: runs synk 9.9.9 (protocol {})", PROTOCOL_VERSION + 1);
         assert!(e.starts_with(&want), "{e}");
         assert!(e.contains("install the same version on every peer"), "{e}");
@@ -591,12 +595,7 @@ mod tests {
             let _: Request = read_frame_async(&mut r).await.unwrap();
             w.write_all(b"Last login: yesterday\n").await.unwrap();
         });
-        let e = conn
-            .handshake()
-            .await
-            .unwrap_err()
-            .into_error("beta", false)
-            .to_string();
+        let e = handshake_error(&mut conn).await;
         assert!(e.starts_with("beta: garbled protocol stream"), "{e}");
         let mut conn = fake_peer(|mut r, mut w| async move {
             let _: Request = read_frame_async(&mut r).await.unwrap();
@@ -605,23 +604,13 @@ mod tests {
                 .unwrap();
             w.flush().await.unwrap();
         });
-        let e = conn
-            .handshake()
-            .await
-            .unwrap_err()
-            .into_error("beta", false)
-            .to_string();
+        let e = handshake_error(&mut conn).await;
         assert!(
             e.starts_with("beta: protocol error: unexpected ScanDone"),
             "{e}"
         );
         let mut conn = fake_peer(|_r, _w| async move {});
-        let e = conn
-            .handshake()
-            .await
-            .unwrap_err()
-            .into_error("beta", false)
-            .to_string();
+        let e = handshake_error(&mut conn).await;
         assert_eq!(e, "beta: connection lost");
     }
 
