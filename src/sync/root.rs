@@ -123,9 +123,11 @@ impl RootRun<'_> {
                 siblings,
             };
             let mut copies_plan = None;
+            let mut failed = HashSet::new();
             if !self.cli.dry_run {
-                let (gone, failed) = apply.before_copies(&plan, rep).await;
+                let (gone, step_failed) = apply.before_copies(&plan, rep).await;
                 lost = gone;
+                failed = step_failed;
                 if !failed.is_empty() {
                     // Never replace what could not be kept first.
                     let mut p = plan.clone();
@@ -151,7 +153,11 @@ impl RootRun<'_> {
                 .await;
             lost.extend(copies_lost);
             if !self.cli.dry_run {
-                self.log_actions(&plan, &views);
+                // What a failed step or a lost peer did not do is not logged as done.
+                let skip = |p: PeerId, rel: &WirePath| {
+                    lost.contains(&p) || failed.contains(&(p, rel.clone()))
+                };
+                self.log_actions(&plan, &views, &skip);
             }
         }
         if !self.cli.dry_run {
@@ -277,8 +283,16 @@ impl RootRun<'_> {
             .collect()
     }
 
-    fn log_actions(&self, plan: &Plan, views: &[Option<&Listing>]) {
+    fn log_actions(
+        &self,
+        plan: &Plan,
+        views: &[Option<&Listing>],
+        skip: &dyn Fn(PeerId, &WirePath) -> bool,
+    ) {
         for (peer, rel, word, from) in self.worded(plan, views) {
+            if skip(peer, &rel) {
+                continue;
+            }
             self.log.line(
                 &self.root.display,
                 &rel.to_string(),
