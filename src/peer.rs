@@ -14,9 +14,9 @@ use tokio::sync::Mutex;
 use crate::config::PeerSpec;
 use crate::install;
 use crate::paths::{check_rel, RootSpec, WirePath};
-use crate::plan::{Listing, Seen};
+use crate::plan::{Briefs, Listing, Seen};
 use crate::proto::{
-    read_frame_async, write_frame_async, FrameError, Kind, Request, Response, CHUNK, MAGIC,
+    read_frame_async, write_frame_async, Entry, FrameError, Kind, Request, Response, CHUNK, MAGIC,
     PROTOCOL_VERSION,
 };
 use crate::ssh::{self, SshOptions};
@@ -29,6 +29,8 @@ type Writer = Box<dyn AsyncWrite + Unpin + Send>;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Lines of a server's stderr kept for error messages.
 const STDERR_TAIL: usize = 12;
+/// Path bytes per [`Request::Detail`], well below a frame's limit.
+const DETAIL_BYTES: usize = 1 << 20;
 
 /// Options for reaching remote peers.
 #[derive(Debug, Clone, Default)]
@@ -102,7 +104,29 @@ impl Peer {
 }
 
 /// One root as a peer scanned it: its absolute path there and its entries, or the error.
-pub type RootScan = Result<(WirePath, Listing), String>;
+pub type RootScan = Result<Scanned, String>;
+
+/// One root as a peer scanned it.
+#[derive(Debug, Default)]
+pub struct Scanned {
+    /// The root's absolute path there.
+    pub abs: WirePath,
+    /// Entries reported in full, and (once settled) the briefs the decision needs in full.
+    pub listing: Listing,
+    /// Entries reported in brief, until [`crate::plan::settle`] has looked at them.
+    pub briefs: Briefs,
+    /// Entries held there that settling found in sync on every peer.
+    pub settled: usize,
+}
+
+impl Scanned {
+    fn new(abs: WirePath) -> Self {
+        Scanned {
+            abs,
+            ..Scanned::default()
+        }
+    }
+}
 
 /// Connects to a peer and completes the handshake. `None` is localhost, served by a child
 /// process of this very binary. A remote peer without synk, or with one speaking another
@@ -415,65 +439,59 @@ impl Conn {
         roots: &[RootSpec],
         retention: Retention,
         excludes: &[String],
+        brief: bool,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<Vec<RootScan>> {
         self.send(&Request::Scan {
             roots: roots.to_vec(),
             retention,
             excludes: excludes.to_vec(),
+            brief,
         })
         .await?;
         self.flush().await?;
         let mut out: Vec<RootScan> = Vec::with_capacity(roots.len());
+        let mut seen = 0u64;
         loop {
             match self.recv().await? {
                 Response::Root { index, result } => {
                     let index = index as usize;
                     if index == out.len() {
-                        out.push(result.map(|abs| (abs, Listing::new())));
+                        out.push(result.map(Scanned::new));
                     } else if index + 1 == out.len() {
                         // A failure on the root after its header: replaces it.
-                        out[index] = result.map(|abs| (abs, Listing::new()));
+                        out[index] = result.map(Scanned::new);
                     } else {
                         bail!("{}: protocol error: root #{index} out of order", self.name);
                     }
                 }
                 Response::Entries(entries) => {
-                    let Some(Ok((_, listing))) = out.last_mut() else {
+                    let Some(Ok(scanned)) = out.last_mut() else {
                         bail!("{}: protocol error: entries outside a root", self.name);
                     };
-                    let mut bytes = 0;
-                    for e in entries {
-                        if let Err(err) = check_rel(&e.rel) {
+                    seen += entries.len() as u64;
+                    let bytes = self.take_entries(entries, &mut scanned.listing)?;
+                    progress(seen, bytes);
+                }
+                Response::Briefs(briefs) => {
+                    let Some(Ok(scanned)) = out.last_mut() else {
+                        bail!("{}: protocol error: entries outside a root", self.name);
+                    };
+                    for b in briefs {
+                        if b.rel.is_empty() {
+                            bail!("{}: protocol error: the root in brief", self.name);
+                        }
+                        if let Err(err) = check_rel(&b.rel) {
                             bail!(
                                 "{}: sent an invalid entry path {:?}: {err}",
                                 self.name,
-                                e.rel
+                                b.rel
                             );
                         }
-                        if let Ok(Some(m)) = &e.state {
-                            // The decision and the copiers rely on every file and symlink
-                            // carrying its digest.
-                            let needs = matches!(m.kind, Kind::File | Kind::Symlink(_));
-                            if needs != m.digest.is_some() {
-                                bail!(
-                                    "{}: sent {:?} without the digest its kind needs",
-                                    self.name,
-                                    e.rel
-                                );
-                            }
-                            bytes += m.size;
-                        }
-                        listing.insert(
-                            e.rel,
-                            Seen {
-                                state: e.state,
-                                vv: e.vv,
-                                changed: e.changed,
-                            },
-                        );
+                        scanned.briefs.push(b);
+                        seen += 1;
                     }
-                    progress(listing.len() as u64, bytes);
+                    progress(seen, 0);
                 }
                 Response::ScanDone => break,
                 other => return Err(self.unexpected(&other)),
@@ -488,6 +506,79 @@ impl Conn {
             );
         }
         Ok(out)
+    }
+
+    /// Checks and adds scanned entries to `listing`; returns the bytes of files among them.
+    fn take_entries(&self, entries: Vec<Entry>, listing: &mut Listing) -> Result<u64> {
+        let mut bytes = 0;
+        for e in entries {
+            if let Err(err) = check_rel(&e.rel) {
+                bail!(
+                    "{}: sent an invalid entry path {:?}: {err}",
+                    self.name,
+                    e.rel
+                );
+            }
+            if let Ok(Some(m)) = &e.state {
+                // The decision and the copiers rely on every file and symlink carrying its
+                // digest.
+                let needs = matches!(m.kind, Kind::File | Kind::Symlink(_));
+                if needs != m.digest.is_some() {
+                    bail!(
+                        "{}: sent {:?} without the digest its kind needs",
+                        self.name,
+                        e.rel
+                    );
+                }
+                bytes += m.size;
+            }
+            listing.insert(
+                e.rel,
+                Seen {
+                    state: e.state,
+                    vv: e.vv,
+                    changed: e.changed,
+                },
+            );
+        }
+        Ok(bytes)
+    }
+
+    /// Fetches in full the entries of root `root` that the last scan sent in brief, into
+    /// `listing`. Asks in slices, so no request outgrows a frame.
+    pub async fn detail(
+        &mut self,
+        root: u32,
+        rels: Vec<WirePath>,
+        listing: &mut Listing,
+    ) -> Result<(), OpError> {
+        let mut rels = rels.into_iter().peekable();
+        while rels.peek().is_some() {
+            let mut slice = Vec::new();
+            let mut size = 0;
+            while let Some(r) = rels.next_if(|r| size + r.as_bytes().len() < DETAIL_BYTES) {
+                size += r.as_bytes().len() + 8;
+                slice.push(r);
+            }
+            let asked = slice.len();
+            self.send(&Request::Detail { root, rels: slice })
+                .await
+                .map_err(OpError::Lost)?;
+            self.flush().await.map_err(OpError::Lost)?;
+            let mut got = 0;
+            loop {
+                match self.recv().await.map_err(OpError::Lost)? {
+                    Response::Entries(entries) => {
+                        got += entries.len();
+                        self.take_entries(entries, listing).map_err(OpError::Lost)?;
+                    }
+                    Response::Done if got == asked => break,
+                    Response::Failed(m) => return Err(OpError::Failed(m)),
+                    other => return Err(OpError::Lost(self.unexpected(&other))),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Waits up to `wait` for the peer to see a change under the scanned roots: `Some(changed)`,
@@ -645,7 +736,7 @@ mod tests {
         });
         let roots = [RootSpec::Home(WirePath(b"notes".to_vec()))];
         let e = conn
-            .scan(&roots, Retention::default(), &[], |_, _| {})
+            .scan(&roots, Retention::default(), &[], true, |_, _| {})
             .await
             .unwrap_err()
             .to_string();
@@ -676,10 +767,58 @@ mod tests {
         });
         let roots = [RootSpec::Home(WirePath(b"notes".to_vec()))];
         let e = conn
-            .scan(&roots, Retention::default(), &[], |_, _| {})
+            .scan(&roots, Retention::default(), &[], true, |_, _| {})
             .await
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("beta: sent an invalid entry path"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_peer_sending_an_escaping_path_in_brief_is_refused() {
+        let mut conn = fake_peer(|mut r, mut w| async move {
+            let _: Request = read_frame_async(&mut r).await.unwrap();
+            for resp in [
+                Response::Root {
+                    index: 0,
+                    result: Ok(WirePath(b"/h".to_vec())),
+                },
+                Response::Briefs(vec![crate::proto::Brief {
+                    rel: WirePath(b"a/../../x".to_vec()),
+                    fp: [0; 16],
+                    size: 0,
+                    gone: false,
+                }]),
+                Response::ScanDone,
+            ] {
+                write_frame_async(&mut w, &resp).await.unwrap();
+            }
+            w.flush().await.unwrap();
+        });
+        let roots = [RootSpec::Home(WirePath(b"notes".to_vec()))];
+        let e = conn
+            .scan(&roots, Retention::default(), &[], true, |_, _| {})
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("beta: sent an invalid entry path"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_detail_answer_short_of_entries_is_a_protocol_error() {
+        let mut conn = fake_peer(|mut r, mut w| async move {
+            let _: Request = read_frame_async(&mut r).await.unwrap();
+            write_frame_async(&mut w, &Response::Done).await.unwrap();
+            w.flush().await.unwrap();
+        });
+        let mut listing = Listing::new();
+        let e = conn
+            .detail(0, vec![WirePath(b"x".to_vec())], &mut listing)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, OpError::Lost(e) if e.to_string().contains("protocol error")),
+            "{e:?}"
+        );
     }
 }

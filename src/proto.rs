@@ -16,7 +16,7 @@ use crate::state::{Record, Vv};
 use crate::versions::{Kept, Retention};
 
 /// Bumped on every incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Opens every handshake so a stray banner or a different program is recognised at once.
 pub const MAGIC: [u8; 4] = *b"SYNK";
 /// Largest frame either side accepts.
@@ -119,6 +119,21 @@ pub struct Entry {
     pub changed: bool,
 }
 
+/// An entry unchanged since the last sync, in brief: the client compares fingerprints across
+/// peers and asks for the full entry ([`Request::Detail`]) only where they differ, so an
+/// in-sync tree costs a few dozen bytes per entry on the wire and in the client's memory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Brief {
+    /// Path relative to the root (never the root itself: that is always a full entry).
+    pub rel: WirePath,
+    /// [`crate::state::fingerprint`] of the entry's content and version.
+    pub fp: [u8; 16],
+    /// Size in bytes (files; 0 otherwise), for `--max-size`.
+    pub size: u64,
+    /// A remembered deletion, not an entry held now.
+    pub gone: bool,
+}
+
 /// Client to server.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
@@ -139,6 +154,8 @@ pub enum Request {
         retention: Retention,
         /// Gitignore-style patterns left out (with each root's `.synkignore`).
         excludes: Vec<String>,
+        /// Report entries unchanged since the last sync as [`Brief`]s.
+        brief: bool,
     },
     /// Wait up to `wait_ms` for a change under the roots of the last scan
     /// ([`Response::Watched`]); `reset` first forgets the changes seen so far.
@@ -285,6 +302,14 @@ pub enum Request {
         /// Modification time (ns).
         mtime: i64,
     },
+    /// The full entries of these paths of root `root`, as the last scan found them, where it
+    /// sent them as [`Brief`]s: [`Response::Entries`] frames, then [`Response::Done`].
+    Detail {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// Paths below the root.
+        rels: Vec<WirePath>,
+    },
 }
 
 /// Server to client.
@@ -331,6 +356,8 @@ pub enum Response {
     Done,
     /// The request failed; the message names the path.
     Failed(String),
+    /// Entries of the current root that are unchanged since the last sync, in brief.
+    Briefs(Vec<Brief>),
 }
 
 /// Why a frame could not be read or written.

@@ -20,6 +20,7 @@
 //! - fifos, sockets and devices are reported and skipped.
 
 mod entry;
+mod settle;
 #[cfg(test)]
 mod tests;
 
@@ -31,6 +32,7 @@ use crate::paths::WirePath;
 use crate::proto::{Digest, Kind, Meta};
 use crate::state::{Content, Record, Vv};
 use entry::{verdict, versions_of, Verdict, Version};
+pub use settle::{settle, Briefs, Settled};
 
 /// Index of a peer in the run's peer list (0 is always localhost).
 pub type PeerId = usize;
@@ -200,13 +202,17 @@ pub struct Input<'a> {
     pub file_name: Option<&'a [u8]>,
     /// `--max-size`: entries with a bigger file version anywhere are left alone.
     pub max_size: Option<u64>,
+    /// Per peer, entries it holds that were settled in sync before the decision and so are
+    /// not in its view ([`settle`]); missing: none.
+    pub settled: &'a [usize],
 }
 
 /// The number of entries a peer held below the root at the last sync when the root is empty
 /// or missing there now and more than one entry is gone; `None` when it is not suddenly empty.
-pub fn suddenly_empty(listing: &Listing) -> Option<usize> {
+/// `settled`: entries the peer holds that are not in `listing` (settled in sync).
+pub fn suddenly_empty(listing: &Listing, settled: usize) -> Option<usize> {
     // Counted below the root only: a single file deleted on purpose is not an empty tree.
-    let mut held = 0;
+    let mut held = settled;
     let mut deleted = 0;
     for (_, seen) in listing.iter().filter(|(rel, _)| !rel.is_empty()) {
         match &seen.state {
@@ -297,7 +303,7 @@ pub fn decide(input: &Input<'_>) -> Plan {
     let mut available: Vec<PeerId> = Vec::new();
     for (p, v) in input.views.iter().enumerate() {
         let Some(listing) = v else { continue };
-        match suddenly_empty(listing) {
+        match suddenly_empty(listing, input.settled.get(p).copied().unwrap_or(0)) {
             Some(held) if !input.confirm_empty => {
                 plan.problems.push(Problem::EmptyRoot { peer: p, held });
             }

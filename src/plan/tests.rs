@@ -97,6 +97,7 @@ fn run_with(ls: &[Listing], forced: Option<PeerId>, confirm_empty: bool) -> Plan
         confirm_empty,
         file_name: None,
         max_size: None,
+        settled: &[],
     })
 }
 
@@ -459,18 +460,21 @@ fn an_emptied_root_is_no_mass_deletion_unless_confirmed() {
         ("a", gone(&[(1, 2)])),
         ("b", gone(&[(1, 2)])),
     ]);
-    assert!(suddenly_empty(&missing).is_some());
+    assert!(suddenly_empty(&missing, 0).is_some());
     let one_file = listing(vec![("", gone(&[(1, 2)]))]);
-    assert!(suddenly_empty(&one_file).is_none());
+    assert!(suddenly_empty(&one_file, 0).is_none());
     let last_entry = listing(vec![("", held(dir(), &[])), ("a", gone(&[(1, 2)]))]);
-    assert!(suddenly_empty(&last_entry).is_none());
+    assert!(suddenly_empty(&last_entry, 0).is_none());
     // Deletions synced earlier are not news.
     let remembered = listing(vec![
         ("", tombstone(&[(1, 2)])),
         ("a", tombstone(&[(1, 2)])),
         ("b", tombstone(&[(1, 2)])),
     ]);
-    assert!(suddenly_empty(&remembered).is_none());
+    assert!(suddenly_empty(&remembered, 0).is_none());
+    // Entries held there but settled in sync before the decision: not empty.
+    assert_eq!(suddenly_empty(&missing, 0), Some(2));
+    assert!(suddenly_empty(&missing, 1).is_none());
 }
 
 #[test]
@@ -527,6 +531,7 @@ fn a_single_file_roots_conflict_copy_goes_beside_it_without_a_record() {
         confirm_empty: false,
         file_name: Some(b"notes.md"),
         max_size: None,
+        settled: &[],
     });
     let to = &plan.renames[0].to;
     assert!(to.to_string().starts_with("notes.synk-conflict-"), "{to}");
@@ -607,6 +612,7 @@ fn files_over_the_size_limit_are_left_alone_everywhere() {
         confirm_empty: false,
         file_name: None,
         max_size: Some(5),
+        settled: &[],
     });
     assert!(
         plan.removes.is_empty(),

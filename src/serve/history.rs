@@ -13,10 +13,10 @@ use crate::cache::DigestCache;
 use crate::exclude::Excludes;
 use crate::paths::{RootSpec, WirePath};
 use crate::proto::{
-    write_frame, Digest, Entry, FrameError, Kind, Meta, Response, CHUNK, ENTRY_BATCH,
+    write_frame, Brief, Digest, Entry, FrameError, Kind, Meta, Response, CHUNK, ENTRY_BATCH,
 };
 use crate::scan::{self, Found};
-use crate::state::{now_ms, Content, Record, RootState, Vv};
+use crate::state::{fingerprint, now_ms, Content, Record, RootState, Vv};
 use crate::versions::{Kept, Take, Why};
 
 /// What this peer reported for one entry in the last scan.
@@ -76,6 +76,7 @@ impl Server {
         &mut self,
         roots: &[RootSpec],
         excludes: &[String],
+        brief: bool,
         w: &mut W,
     ) -> Result<(), FrameError> {
         self.roots.clear();
@@ -110,7 +111,7 @@ impl Server {
                 reported: BTreeMap::new(),
                 set: BTreeMap::new(),
             };
-            let res = self.scan_one(index, &mut ctx, w);
+            let res = self.scan_one(index, &mut ctx, brief, w);
             self.roots.push(Some(ctx));
             res?;
         }
@@ -121,6 +122,7 @@ impl Server {
         &self,
         index: u32,
         ctx: &mut RootCtx,
+        brief: bool,
         w: &mut W,
     ) -> Result<(), FrameError> {
         let abs = ctx.abs.clone();
@@ -133,6 +135,7 @@ impl Server {
                 result: Ok(WirePath::from_path(&abs)),
             }),
             batch: Vec::with_capacity(ENTRY_BATCH),
+            briefs: brief.then(|| Vec::with_capacity(ENTRY_BATCH)),
             failed: None,
         };
         let now = now_ms();
@@ -157,6 +160,9 @@ impl Server {
         if let Err(e) = res {
             out.header = None;
             out.batch.clear();
+            if let Some(b) = &mut out.briefs {
+                b.clear();
+            }
             out.check()?;
             return write_frame(
                 out.w,
@@ -193,6 +199,42 @@ impl Server {
         }
         ctx.dirty = dirty;
         out.flush()
+    }
+
+    /// Answers [`crate::proto::Request::Detail`]: the full entries behind briefs of the last
+    /// scan, in batches, then `Done` (or `Failed` for a path the scan did not report).
+    pub(super) fn detail<W: Write>(
+        &self,
+        root: u32,
+        rels: Vec<WirePath>,
+        w: &mut W,
+    ) -> Result<(), FrameError> {
+        let ctx = match self.ctx(root) {
+            Ok(c) => c,
+            Err(e) => return write_frame(w, &Response::Failed(e)),
+        };
+        let mut batch = Vec::with_capacity(ENTRY_BATCH.min(rels.len()));
+        for rel in rels {
+            let Some(Reported::Held(meta, Some(vv))) = ctx.reported.get(&rel) else {
+                return write_frame(
+                    w,
+                    &Response::Failed(format!("{rel:?}: not in brief in the last scan")),
+                );
+            };
+            batch.push(Entry {
+                state: Ok(meta.clone()),
+                vv: Some(vv.clone()),
+                changed: false,
+                rel,
+            });
+            if batch.len() >= ENTRY_BATCH {
+                write_frame(w, &Response::Entries(std::mem::take(&mut batch)))?;
+            }
+        }
+        if !batch.is_empty() {
+            write_frame(w, &Response::Entries(batch))?;
+        }
+        write_frame(w, &Response::Done)
     }
 
     fn ctx(&self, root: u32) -> Result<&RootCtx, String> {
@@ -501,6 +543,8 @@ struct Emitter<'w, W: Write> {
     w: &'w mut W,
     header: Option<Response>,
     batch: Vec<Entry>,
+    /// With `Some`, entries unchanged since the last sync go out in brief.
+    briefs: Option<Vec<Brief>>,
     /// The first write that failed; later entries are dropped.
     failed: Option<FrameError>,
 }
@@ -510,8 +554,23 @@ impl<W: Write> Emitter<'_, W> {
         if self.failed.is_some() {
             return;
         }
-        self.batch.push(e);
-        if self.batch.len() >= ENTRY_BATCH {
+        let full = match &mut self.briefs {
+            Some(briefs) => match brief_of(e) {
+                Ok(b) => {
+                    briefs.push(b);
+                    briefs.len() >= ENTRY_BATCH
+                }
+                Err(e) => {
+                    self.batch.push(e);
+                    self.batch.len() >= ENTRY_BATCH
+                }
+            },
+            None => {
+                self.batch.push(e);
+                self.batch.len() >= ENTRY_BATCH
+            }
+        };
+        if full {
             if let Err(e) = self.flush() {
                 self.failed = Some(e);
             }
@@ -530,12 +589,39 @@ impl<W: Write> Emitter<'_, W> {
         if let Some(h) = self.header.take() {
             write_frame(self.w, &h)?;
         }
+        let mut wrote = false;
         if !self.batch.is_empty() {
             write_frame(self.w, &Response::Entries(std::mem::take(&mut self.batch)))?;
+            wrote = true;
+        }
+        if let Some(briefs) = self.briefs.as_mut().filter(|b| !b.is_empty()) {
+            write_frame(self.w, &Response::Briefs(std::mem::take(briefs)))?;
+            wrote = true;
+        }
+        if wrote {
             self.w.flush()?;
         }
         Ok(())
     }
+}
+
+/// The brief form of an entry unchanged since the last sync; any other entry back as it was
+/// (new, changed, unreadable or special entries, and the root itself, always go out in full).
+fn brief_of(e: Entry) -> Result<Brief, Entry> {
+    let meta = match (&e.state, &e.vv) {
+        (Ok(m), Some(_)) if !e.changed && !e.rel.is_empty() => m.as_ref(),
+        _ => return Err(e),
+    };
+    if meta.is_some_and(|m| m.kind == Kind::Special) {
+        return Err(e);
+    }
+    let vv = e.vv.as_ref().expect("matched above");
+    Ok(Brief {
+        fp: fingerprint(&Content::of(meta), vv),
+        size: meta.map_or(0, |m| m.size),
+        gone: meta.is_none(),
+        rel: e.rel,
+    })
 }
 
 /// The entry to report for what the walk found, given the remembered record.

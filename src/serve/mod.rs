@@ -175,10 +175,12 @@ impl Server {
                     roots,
                     retention,
                     excludes,
+                    brief,
                 } => {
                     self.retention = retention;
-                    self.scan(&roots, &excludes, w)?
+                    self.scan(&roots, &excludes, brief, w)?
                 }
+                Request::Detail { root, rels } => self.detail(root, rels, w)?,
                 Request::Rename { root, rel, to } => reply(w, self.rename(root, &rel, &to))?,
                 Request::Remove { root, rel, deleted } => {
                     reply(w, self.remove(root, &rel, deleted))?
@@ -380,6 +382,7 @@ mod tests {
             roots: vec![RootSpec::Home(w(rel))],
             retention: Retention::default(),
             excludes: Vec::new(),
+            brief: false,
         }
     }
 

@@ -28,6 +28,7 @@ pub const EXIT_PENDING: i32 = 4;
 
 mod root;
 mod session;
+mod settle;
 
 use session::{Session, Settings};
 
@@ -115,6 +116,9 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         },
         max_size: cli.max_size.or(cfg.max_size),
         log: open_log(&cli, &cfg, rep),
+        // -vv shows every peer's version of every entry, and --restore looks up what each
+        // peer holds: both need every entry in full.
+        brief: cli.verbose < 2 && cli.restore.is_none(),
     };
     let mut session = Session::new(specs, opts, forced);
     if cli.every.is_some() || cli.watch {
@@ -173,12 +177,12 @@ async fn once(
             _ => None,
         };
         let abs: Vec<Option<WirePath>> = (0..peers.len())
-            .map(|p| first(p).map(|(a, _)| a.clone()))
+            .map(|p| first(p).map(|s| s.abs.clone()))
             .collect();
         let exists = |p: PeerId, rel: &WirePath| {
-            first(p).is_some_and(|(_, l)| {
+            first(p).is_some_and(|s| {
                 matches!(
-                    l.get(rel),
+                    s.listing.get(rel),
                     Some(Seen {
                         state: Ok(Some(_)),
                         ..

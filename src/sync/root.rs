@@ -43,6 +43,7 @@ impl RootRun<'_> {
     pub(super) async fn sync(&self, dead: &HashSet<PeerId>, rep: &Reporter) -> HashSet<PeerId> {
         let started = std::time::Instant::now();
         let mut views: Vec<Option<&Listing>> = Vec::new();
+        let mut settled: Vec<usize> = Vec::new();
         let mut abs: Vec<Option<WirePath>> = Vec::new();
         for (p, scan) in self.scans.iter().enumerate() {
             let this = match scan {
@@ -50,17 +51,20 @@ impl RootRun<'_> {
                 _ => None,
             };
             match this {
-                Some(Ok((a, listing))) => {
-                    views.push(Some(listing));
-                    abs.push(Some(a.clone()));
+                Some(Ok(scanned)) => {
+                    views.push(Some(&scanned.listing));
+                    settled.push(scanned.settled);
+                    abs.push(Some(scanned.abs.clone()));
                 }
                 Some(Err(e)) => {
                     rep.error(format!("{}: {e}", self.name(p)));
                     views.push(None);
+                    settled.push(0);
                     abs.push(None);
                 }
                 None => {
                     views.push(None);
+                    settled.push(0);
                     abs.push(None);
                 }
             }
@@ -81,6 +85,7 @@ impl RootRun<'_> {
             confirm_empty: self.cli.confirm_empty,
             file_name: file_name.filter(|_| !root_is_dir),
             max_size: self.max_size,
+            settled: &settled,
         });
         tracing::debug!(
             root = %self.root.display,

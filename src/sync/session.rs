@@ -36,6 +36,8 @@ pub(super) struct Settings {
     pub tuning: Tuning,
     pub max_size: Option<u64>,
     pub log: OpLog,
+    /// Ask peers for entries unchanged since the last sync in brief ([`plan::settle`]).
+    pub brief: bool,
 }
 
 /// The peers: every one that was asked for (localhost first), and those connected now.
@@ -172,10 +174,13 @@ impl Session {
         rep: &Reporter,
     ) {
         let specs: Vec<RootSpec> = roots.iter().map(|r| r.spec.clone()).collect();
-        let scans = match scans {
+        let mut scans = match scans {
             Some(scans) => scans,
             None => self.scan(&specs, s, rep).await,
         };
+        for root in 0..roots.len() {
+            super::settle::settle_root(&self.peers, &mut scans, root, s.max_size, rep).await;
+        }
         let forced = self.forced_id().unwrap_or(None);
         let mut dead: HashSet<PeerId> = (0..self.peers.len())
             .filter(|i| scans[*i].is_none())
@@ -279,7 +284,7 @@ async fn scan_peer(
     let spinner = rep.spinner(format!("scanning {}", peer.name));
     let mut conn = peer.conn.lock().await;
     let res = conn
-        .scan(roots, s.retention, &s.excludes, |entries, _| {
+        .scan(roots, s.retention, &s.excludes, s.brief, |entries, _| {
             spinner.set_position(entries)
         })
         .await;

@@ -1,0 +1,213 @@
+//! Settling what is in sync before the decision. Peers report entries unchanged since the last
+//! sync in brief (path and fingerprint); a path whose brief every peer sent with the same
+//! fingerprint is in sync and needs nothing. Only the other briefs are asked for in full, so the
+//! client never holds every peer's full listing of a tree that is mostly in sync.
+
+use crate::paths::WirePath;
+use crate::proto::Brief;
+
+/// One peer's briefs for one root, packed: the paths back to back in one buffer, the rest in
+/// columns (a few dozen bytes an entry, against a few hundred for a full entry in a map).
+#[derive(Debug, Default)]
+pub struct Briefs {
+    names: Vec<u8>,
+    ends: Vec<usize>,
+    fps: Vec<[u8; 16]>,
+    sizes: Vec<u64>,
+    gone: Vec<bool>,
+}
+
+impl Briefs {
+    /// Adds one brief.
+    pub fn push(&mut self, b: Brief) {
+        self.names.extend_from_slice(b.rel.as_bytes());
+        self.ends.push(self.names.len());
+        self.fps.push(b.fp);
+        self.sizes.push(b.size);
+        self.gone.push(b.gone);
+    }
+
+    /// How many briefs there are.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// No briefs at all.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The path of brief `i`.
+    pub fn rel(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.names[start..self.ends[i]]
+    }
+
+    /// Brief indices in path order.
+    fn sorted(&self) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..self.len() as u32).collect();
+        order.sort_unstable_by(|a, b| self.rel(*a as usize).cmp(self.rel(*b as usize)));
+        order
+    }
+}
+
+/// What settling found for one root.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// Per peer: the paths it sent in brief that the decision needs in full.
+    pub want: Vec<Vec<WirePath>>,
+    /// Per peer: entries it holds now that are in sync on every peer (not in its view, but
+    /// counted by the empty-root check).
+    pub held: Vec<usize>,
+    /// Paths found in sync on every peer.
+    pub in_sync: usize,
+}
+
+/// Settles the paths every peer (each `Some` in `briefs`, in peer order) sent in brief with the
+/// same fingerprint; every other brief is wanted in full. With `max_size`, a file over it is
+/// never settled here, so the decision still reports it.
+pub fn settle(briefs: &[Option<&Briefs>], max_size: Option<u64>) -> Settled {
+    let n = briefs.len();
+    let mut out = Settled {
+        want: vec![Vec::new(); n],
+        held: vec![0; n],
+        in_sync: 0,
+    };
+    let peers: Vec<(usize, &Briefs, Vec<u32>)> = briefs
+        .iter()
+        .enumerate()
+        .filter_map(|(p, b)| b.map(|b| (p, b, b.sorted())))
+        .collect();
+    let mut at = vec![0usize; peers.len()];
+    let head = |k: usize, at: &[usize]| -> Option<(usize, &[u8])> {
+        let (_, b, order) = &peers[k];
+        order.get(at[k]).map(|i| (*i as usize, b.rel(*i as usize)))
+    };
+    let mut here: Vec<(usize, usize)> = Vec::with_capacity(peers.len());
+    loop {
+        let Some(min) = (0..peers.len())
+            .filter_map(|k| head(k, &at).map(|(_, rel)| rel))
+            .min()
+        else {
+            break;
+        };
+        here.clear();
+        for k in 0..peers.len() {
+            if let Some((i, rel)) = head(k, &at) {
+                if rel == min {
+                    here.push((k, i));
+                }
+            }
+        }
+        let fp = |&(k, i): &(usize, usize)| peers[k].1.fps[i];
+        let too_big = |&(k, i): &(usize, usize)| {
+            max_size.is_some_and(|m| !peers[k].1.gone[i] && peers[k].1.sizes[i] > m)
+        };
+        let settled = here.len() == peers.len()
+            && here.iter().all(|h| fp(h) == fp(&here[0]))
+            && !here.iter().any(too_big);
+        if settled {
+            out.in_sync += 1;
+        }
+        for &(k, i) in &here {
+            let (p, b, _) = &peers[k];
+            if settled {
+                out.held[*p] += usize::from(!b.gone[i]);
+            } else {
+                out.want[*p].push(WirePath(min.to_vec()));
+            }
+            at[k] += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn briefs(list: &[(&str, u8, bool)]) -> Briefs {
+        let mut b = Briefs::default();
+        for (rel, fp, gone) in list {
+            b.push(Brief {
+                rel: WirePath(rel.as_bytes().to_vec()),
+                fp: [*fp; 16],
+                size: if *gone { 0 } else { 10 * u64::from(*fp) },
+                gone: *gone,
+            });
+        }
+        b
+    }
+
+    fn wanted(s: &Settled, p: usize) -> Vec<String> {
+        s.want[p].iter().map(|r| r.to_string()).collect()
+    }
+
+    #[test]
+    fn same_fingerprint_everywhere_is_settled() {
+        // Out of order on purpose: serves send briefs in walk order.
+        let a = briefs(&[("b", 1, false), ("a", 1, false), ("gone", 3, true)]);
+        let b = briefs(&[("a", 1, false), ("gone", 3, true), ("b", 1, false)]);
+        let s = settle(&[Some(&a), Some(&b)], None);
+        assert_eq!(s.in_sync, 3);
+        assert_eq!(s.held, vec![2, 2], "a remembered deletion is not held");
+        assert!(s.want.iter().all(Vec::is_empty));
+    }
+
+    #[test]
+    fn differing_or_missing_briefs_are_wanted_from_every_peer_that_sent_one() {
+        let a = briefs(&[
+            ("same", 1, false),
+            ("differs", 1, false),
+            ("only-a", 1, false),
+        ]);
+        let b = briefs(&[("same", 1, false), ("differs", 2, false)]);
+        let c = briefs(&[
+            ("same", 1, false),
+            ("differs", 1, false),
+            ("only-a", 1, false),
+        ]);
+        let s = settle(&[Some(&a), Some(&b), Some(&c)], None);
+        assert_eq!(s.in_sync, 1);
+        assert_eq!(wanted(&s, 0), ["differs", "only-a"]);
+        assert_eq!(wanted(&s, 1), ["differs"]);
+        assert_eq!(wanted(&s, 2), ["differs", "only-a"]);
+        assert_eq!(s.held, vec![1, 1, 1]);
+    }
+
+    #[test]
+    fn peers_without_a_listing_do_not_count() {
+        let a = briefs(&[("x", 1, false)]);
+        let b = briefs(&[("x", 1, false)]);
+        let s = settle(&[Some(&a), None, Some(&b)], None);
+        assert_eq!(s.in_sync, 1);
+        assert_eq!(s.held, vec![1, 0, 1]);
+        // A peer that sent x in full (not in brief) keeps the row open.
+        let empty = Briefs::default();
+        let s = settle(&[Some(&a), Some(&empty), Some(&b)], None);
+        assert_eq!(s.in_sync, 0);
+        assert_eq!(wanted(&s, 0), ["x"]);
+        assert_eq!(wanted(&s, 2), ["x"]);
+    }
+
+    #[test]
+    fn files_over_max_size_are_left_to_the_decision() {
+        let a = briefs(&[("small", 1, false), ("big", 9, false), ("gone", 9, true)]);
+        let b = briefs(&[("small", 1, false), ("big", 9, false), ("gone", 9, true)]);
+        let s = settle(&[Some(&a), Some(&b)], Some(50));
+        assert_eq!(s.in_sync, 2);
+        assert_eq!(wanted(&s, 0), ["big"]);
+        assert_eq!(wanted(&s, 1), ["big"]);
+    }
+
+    #[test]
+    fn paths_sort_bytewise_not_by_walk_order() {
+        let a = briefs(&[("d", 1, false), ("d/x", 1, false), ("d.txt", 1, false)]);
+        let b = briefs(&[("d.txt", 1, false), ("d", 1, false), ("d/x", 2, false)]);
+        let s = settle(&[Some(&a), Some(&b)], None);
+        assert_eq!(s.in_sync, 2);
+        assert_eq!(wanted(&s, 0), ["d/x"]);
+        assert_eq!(a.len(), 3);
+        assert_eq!(a.rel(1), b"d/x");
+    }
+}
