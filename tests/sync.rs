@@ -617,3 +617,30 @@ fn a_master_killed_mid_stream_is_named_once_and_targets_keep_their_files() {
     assert_eq!(s.read(LOCAL, "big").unwrap(), old);
     assert_eq!(s.read("delta", "big").unwrap(), old);
 }
+
+#[test]
+fn a_few_changed_bytes_in_a_big_file_travel_as_an_rsync_delta() {
+    let s = scene!("delta-bytes");
+    let t = now() - 100;
+    let mut data = noise(8 << 20);
+    s.write(LOCAL, "d/big", &data, t);
+    let out = s.synk(&["alpha", "beta"], &[&s.arg("d")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // 16 bytes change in the middle on alpha: alpha's rsync feeds beta, the client's feeds
+    // this host, and each must send about a block, not 8 MiB.
+    data[4_000_000..4_000_016].copy_from_slice(b"sixteen changed!");
+    s.write("alpha", "d/big", &data, t + 10);
+    let out = s.synk(&["alpha", "beta"], &[os("--json"), &s.arg("d")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_same_everywhere(&s, &[LOCAL, "alpha", "beta"], "d/big");
+    assert_eq!(s.read("beta", "d/big").unwrap(), data);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let root = &doc["roots"][0];
+    let literal = root["literal_bytes"].as_u64().unwrap();
+    let matched = root["matched_bytes"].as_u64().unwrap();
+    assert!(
+        literal < 512 << 10,
+        "{literal} bytes sent literally: {root}"
+    );
+    assert!(matched > 15 << 20, "only {matched} bytes matched: {root}");
+}

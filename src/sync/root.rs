@@ -13,7 +13,7 @@ use crate::plan::{self, Listing, PeerId, Plan, Problem};
 use crate::proto::Kind;
 use crate::report::{peer_line, Reporter};
 use crate::transfer::rsync::Tuning;
-use crate::transfer::RootTransfer;
+use crate::transfer::{RootTransfer, WireStats};
 
 use super::Root;
 
@@ -115,6 +115,7 @@ impl RootRun<'_> {
             self.show_dry_run(&plan, rep);
         }
         let mut lost = HashSet::new();
+        let mut wire = WireStats::default();
         if !plan.is_noop() {
             let siblings = if !root_is_dir && !plan.renames.is_empty() {
                 committing.clone()
@@ -153,10 +154,11 @@ impl RootRun<'_> {
                 dry_run: self.cli.dry_run,
                 tuning: self.tuning,
             };
-            let copies_lost = transfer
+            let (copies_lost, stats) = transfer
                 .execute(copies_plan.as_ref().unwrap_or(&plan), &lost, rep)
                 .await;
             lost.extend(copies_lost);
+            wire = stats;
             if !self.cli.dry_run {
                 // What a failed step or a lost peer did not do is not logged as done.
                 let skip = |p: PeerId, rel: &WirePath| {
@@ -180,7 +182,7 @@ impl RootRun<'_> {
             .await;
         }
         if rep.json() {
-            rep.add_json_root(self.json(&plan, &views, started));
+            rep.add_json_root(self.json(&plan, &views, wire, started));
         }
         lost
     }
@@ -309,7 +311,13 @@ impl RootRun<'_> {
     }
 
     /// This root's part of the `--json` document (see synk(1), JSON OUTPUT).
-    fn json(&self, plan: &Plan, views: &[Option<&Listing>], started: std::time::Instant) -> Value {
+    fn json(
+        &self,
+        plan: &Plan,
+        views: &[Option<&Listing>],
+        wire: WireStats,
+        started: std::time::Instant,
+    ) -> Value {
         let mut entries: BTreeMap<WirePath, Value> = BTreeMap::new();
         let entry = |entries: &mut BTreeMap<WirePath, Value>, rel: &WirePath, decision: &str| {
             entries
@@ -373,6 +381,8 @@ impl RootRun<'_> {
             "entries": entries.into_values().collect::<Vec<_>>(),
             "problems": problems,
             "bytes": bytes,
+            "literal_bytes": wire.literal,
+            "matched_bytes": wire.matched,
             "seconds": started.elapsed().as_secs_f64(),
         })
     }

@@ -17,6 +17,24 @@ use crate::plan::{Copy, PeerId, Plan};
 use crate::proto::{Kind, Request};
 use crate::report::Reporter;
 
+/// What crossed the wire for a root's copies: bytes sent as they are, and bytes rsync's delta
+/// algorithm found already on the target (a few changed bytes in a big file cost a few
+/// blocks, not the file).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WireStats {
+    /// Bytes sent literally.
+    pub literal: u64,
+    /// Bytes matched against the target's old version and not sent.
+    pub matched: u64,
+}
+
+impl WireStats {
+    fn add(&mut self, o: WireStats) {
+        self.literal += o.literal;
+        self.matched += o.matched;
+    }
+}
+
 /// The copier chosen for one (master, target) pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -68,13 +86,13 @@ impl RootTransfer<'_> {
     }
 
     /// Carries out `plan`; failures are reported through `rep`. Returns the peers whose
-    /// connection broke, so the caller stops using them.
+    /// connection broke, so the caller stops using them, and what crossed the wire.
     pub async fn execute(
         &self,
         plan: &Plan,
         lost: &HashSet<PeerId>,
         rep: &Reporter,
-    ) -> HashSet<PeerId> {
+    ) -> (HashSet<PeerId>, WireStats) {
         let mut pairs: BTreeMap<(PeerId, PeerId), Vec<&Copy>> = BTreeMap::new();
         for c in plan.copies.iter().filter(|c| !lost.contains(&c.master)) {
             if c.rel.is_empty() && c.meta.kind == Kind::Dir {
@@ -113,17 +131,21 @@ impl RootTransfer<'_> {
             for (m, t) in &stream_pairs {
                 rep.say(1, self.stream_line(*m, *t));
             }
-            return HashSet::new();
+            return (HashSet::new(), WireStats::default());
         }
         let lost = Mutex::new(HashSet::new());
+        let wire = Mutex::new(WireStats::default());
         let (fallback, _) = tokio::join!(
-            self.run_rsyncs(&rsync_pairs, rep, &lost),
-            self.run_streams(plan, &stream_pairs, rep, &lost)
+            self.run_rsyncs(&rsync_pairs, rep, &lost, &wire),
+            self.run_streams(plan, &stream_pairs, rep, &lost, &wire)
         );
         if !fallback.is_empty() {
-            self.run_streams(plan, &fallback, rep, &lost).await;
+            self.run_streams(plan, &fallback, rep, &lost, &wire).await;
         }
-        lost.into_inner().expect("lost set lock")
+        (
+            lost.into_inner().expect("lost set lock"),
+            wire.into_inner().expect("wire stats lock"),
+        )
     }
 
     /// Creates the root directory (with its mode and time) on targets that lack it.
@@ -231,6 +253,7 @@ impl RootTransfer<'_> {
         pairs: &[(PeerId, PeerId, Vec<&Copy>)],
         rep: &Reporter,
         lost: &Mutex<HashSet<PeerId>>,
+        wire: &Mutex<WireStats>,
     ) -> BTreeSet<(PeerId, PeerId)> {
         // rsync creates neither the root's missing parents nor its scratch directory. One
         // Prepare and one Cleanup per target: its runs from different masters share them.
@@ -281,7 +304,21 @@ impl RootTransfer<'_> {
                     };
                     spinner.finish_and_clear();
                     match outcome {
-                        rsync::Outcome::Done => None,
+                        rsync::Outcome::Done(stats) => {
+                            rep.say(
+                                1,
+                                format!(
+                                    "synk: rsync {} -> {}: {} sent, {} matched on {}",
+                                    self.name(m),
+                                    self.name(t),
+                                    indicatif::HumanBytes(stats.literal),
+                                    indicatif::HumanBytes(stats.matched),
+                                    self.name(t)
+                                ),
+                            );
+                            wire.lock().expect("wire stats lock").add(stats);
+                            None
+                        }
                         rsync::Outcome::Unreachable(why) if remote_master => {
                             rep.say(
                                 1,
@@ -320,6 +357,7 @@ impl RootTransfer<'_> {
         pairs: &BTreeSet<(PeerId, PeerId)>,
         rep: &Reporter,
         lost: &Mutex<HashSet<PeerId>>,
+        wire: &Mutex<WireStats>,
     ) {
         if pairs.is_empty() {
             return;
@@ -339,6 +377,10 @@ impl RootTransfer<'_> {
             .map(|c| c.meta.size)
             .sum();
         let bar = rep.bytes_bar(total, format!("stream {}", self.display));
+        let on_bytes = |n: u64| {
+            bar.inc(n);
+            wire.lock().expect("wire stats lock").literal += n;
+        };
         for (m, t) in pairs {
             rep.say(1, self.stream_line(*m, *t));
         }
@@ -360,7 +402,7 @@ impl RootTransfer<'_> {
                 c,
                 &targets,
                 self.tuning.bwlimit,
-                &|n| bar.inc(n),
+                &on_bytes,
             )
             .await;
             let mut ok = Vec::new();

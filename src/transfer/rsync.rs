@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::WireStats;
 use crate::paths::WirePath;
 
 /// rsync's options: symlinks, permissions, times, compression, arguments shielded from the
@@ -20,8 +21,11 @@ use crate::paths::WirePath;
 /// size+mtime quick check could skip a forced `--master` copy).
 /// Its temp files go to synk's scratch directory, which scans skip, so a receiver killed
 /// mid-file leaves nothing that a later run would mistake for user data.
+/// `--stats` tells how much of each run travelled as literal data and how much rsync's delta
+/// algorithm matched against the target's old file (see [`parse_stats`]).
 pub const RSYNC_OPTS: &[&str] = &[
     "-lptsI",
+    "--stats",
     "--temp-dir=.synk-rsync.tmp",
     "--from0",
     "--files-from=-",
@@ -168,12 +172,44 @@ impl Job {
 /// How an rsync run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Everything transferred.
-    Done,
+    /// Everything transferred; what crossed the wire.
+    Done(WireStats),
     /// rsync could not reach the other end at all (ssh failed before any data).
     Unreachable(String),
     /// rsync ran and failed.
     Failed(String),
+}
+
+/// The literal and matched byte counts of rsync's `--stats` (`Literal data: 2,896 bytes`);
+/// zero for what it does not say.
+pub fn parse_stats(stdout: &str) -> WireStats {
+    let count = |label: &str| -> u64 {
+        stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .map(|rest| {
+                rest.split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .filter(char::is_ascii_digit)
+                    .collect::<String>()
+            })
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0)
+    };
+    WireStats {
+        literal: count("Literal data:"),
+        matched: count("Matched data:"),
+    }
+}
+
+/// Adds what rsync's standard output says to a finished run.
+fn with_stats(outcome: Outcome, stdout: &[u8]) -> Outcome {
+    match outcome {
+        Outcome::Done(_) => Outcome::Done(parse_stats(&String::from_utf8_lossy(stdout))),
+        other => other,
+    }
 }
 
 /// Classifies an exit code and stderr.
@@ -181,7 +217,7 @@ pub fn classify(code: Option<i32>, stderr: &str) -> Outcome {
     let tail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     let tail = tail[tail.len().saturating_sub(4)..].join(" / ");
     match code {
-        Some(0) => Outcome::Done,
+        Some(0) => Outcome::Done(WireStats::default()),
         Some(255) => Outcome::Unreachable(tail),
         _ if stderr.contains("(0 bytes received so far)") => Outcome::Unreachable(tail),
         Some(c) => Outcome::Failed(format!("rsync exited with status {c}: {tail}")),
@@ -194,7 +230,7 @@ pub async fn run_local(job: &Job) -> Outcome {
     let mut cmd = tokio::process::Command::new("rsync");
     cmd.args(job.args(false))
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = match cmd.spawn() {
@@ -209,7 +245,10 @@ pub async fn run_local(job: &Job) -> Outcome {
     };
     let (_, out) = tokio::join!(feed, child.wait_with_output());
     match out {
-        Ok(out) => classify(out.status.code(), &String::from_utf8_lossy(&out.stderr)),
+        Ok(out) => with_stats(
+            classify(out.status.code(), &String::from_utf8_lossy(&out.stderr)),
+            &out.stdout,
+        ),
         Err(e) => Outcome::Failed(format!("rsync: {e}")),
     }
 }
@@ -222,7 +261,7 @@ pub async fn run_remote(session: Arc<openssh::Session>, job: &Job) -> Outcome {
     let mut cmd = session.arc_raw_command("rsync");
     cmd.raw_args(args)
         .stdin(openssh::Stdio::piped())
-        .stdout(openssh::Stdio::null())
+        .stdout(openssh::Stdio::piped())
         .stderr(openssh::Stdio::piped());
     let mut child = match cmd.spawn().await {
         Ok(c) => c,
@@ -230,18 +269,20 @@ pub async fn run_remote(session: Arc<openssh::Session>, job: &Job) -> Outcome {
     };
     let mut stdin = child.stdin().take().expect("piped");
     let mut stderr = child.stderr().take().expect("piped");
+    let mut stdout = child.stdout().take().expect("piped");
     let list = job.stdin();
     let feed = async move {
         let _ = stdin.write_all(&list).await;
         let _ = stdin.shutdown().await;
         drop(stdin);
     };
-    let mut errs = Vec::new();
+    let (mut errs, mut out) = (Vec::new(), Vec::new());
     let drain = stderr.read_to_end(&mut errs);
-    let (_, _, status) = tokio::join!(feed, drain, child.wait());
+    let report = stdout.read_to_end(&mut out);
+    let (_, _, _, status) = tokio::join!(feed, drain, report, child.wait());
     let errs = String::from_utf8_lossy(&errs);
     match status {
-        Ok(st) => classify(st.code(), &errs),
+        Ok(st) => with_stats(classify(st.code(), &errs), &out),
         // ssh reports 255 both for its own failures and for the remote command's 255, which
         // is rsync saying its own ssh could not connect.
         Err(openssh::Error::RemoteProcessTerminated) => classify(Some(255), &errs),
@@ -286,7 +327,7 @@ mod tests {
             bwlimit: Some(10 << 20),
         };
         let shown = job.display(true);
-        assert!(shown.starts_with("rsync -lptsI '--temp-dir=.synk-rsync.tmp' --from0 '--files-from=-' -z '--bwlimit=10240' "), "{shown}");
+        assert!(shown.starts_with("rsync -lptsI --stats '--temp-dir=.synk-rsync.tmp' --from0 '--files-from=-' -z '--bwlimit=10240' "), "{shown}");
     }
 
     #[test]
@@ -299,7 +340,7 @@ mod tests {
         assert_eq!(job.stdin(), b".\0-rf $(reboot);\n'x'\0\xff\xfe\0".to_vec());
         assert_eq!(
             job.display(true),
-            "rsync -lptsI '--temp-dir=.synk-rsync.tmp' --from0 '--files-from=-' -e 'ssh -o BatchMode=yes -p 2222' '/home/a/my dir/' 'bob@beta:/srv/home/bob/my dir/'"
+            "rsync -lptsI --stats '--temp-dir=.synk-rsync.tmp' --from0 '--files-from=-' -e 'ssh -o BatchMode=yes -p 2222' '/home/a/my dir/' 'bob@beta:/srv/home/bob/my dir/'"
         );
     }
 
@@ -338,7 +379,7 @@ mod tests {
         };
         assert_eq!(
             job.display(false),
-            "rsync -lptsI '--temp-dir=.synk-rsync.tmp' --from0 '--files-from=-' -e \"ssh -S '/tmp/.ssh-connection x/master' -o ControlMaster=no -F '/etc/ssh cfg'\" alpha:/h/a/ /h/b/"
+            "rsync -lptsI --stats '--temp-dir=.synk-rsync.tmp' --from0 '--files-from=-' -e \"ssh -S '/tmp/.ssh-connection x/master' -o ControlMaster=no -F '/etc/ssh cfg'\" alpha:/h/a/ /h/b/"
         );
     }
 
@@ -352,8 +393,26 @@ mod tests {
     }
 
     #[test]
+    fn stats_count_literal_and_matched_bytes() {
+        let out = "Number of files: 1 (reg: 1)\nTotal file size: 8,388,608 bytes\n\
+                   Literal data: 2,896 bytes\nMatched data: 8,385,712 bytes\n";
+        assert_eq!(
+            parse_stats(out),
+            WireStats {
+                literal: 2896,
+                matched: 8_385_712
+            }
+        );
+        assert_eq!(parse_stats("garbage\n"), WireStats::default());
+        assert_eq!(
+            with_stats(Outcome::Failed("x".into()), out.as_bytes()),
+            Outcome::Failed("x".into())
+        );
+    }
+
+    #[test]
     fn exit_codes_are_classified() {
-        assert_eq!(classify(Some(0), ""), Outcome::Done);
+        assert_eq!(classify(Some(0), ""), Outcome::Done(WireStats::default()));
         assert!(matches!(
             classify(Some(255), "ssh: connect to host x port 22: Connection refused\n"),
             Outcome::Unreachable(m) if m.contains("Connection refused")
