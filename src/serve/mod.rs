@@ -345,7 +345,7 @@ fn protocol_error(what: &str) -> FrameError {
 mod tests {
     use super::*;
     use crate::paths::RootSpec;
-    use crate::proto::{encode, Digest, Kind};
+    use crate::proto::{encode, Digest, Entry, Kind};
     use std::os::unix::fs::PermissionsExt;
 
     fn hello() -> Request {
@@ -358,12 +358,23 @@ mod tests {
 
     /// Runs a server over the given requests and returns its responses after the handshake.
     fn converse(home: &Path, reqs: &[Request]) -> (Result<(), FrameError>, Vec<Response>) {
+        converse_in(home, None, reqs)
+    }
+
+    /// [`converse`] with sync state kept in `state`.
+    fn converse_in(
+        home: &Path,
+        state: Option<&Path>,
+        reqs: &[Request],
+    ) -> (Result<(), FrameError>, Vec<Response>) {
         let mut input = encode(&hello()).unwrap();
         for r in reqs {
             input.extend(encode(r).unwrap());
         }
         let mut out = Vec::new();
-        let res = Server::new(Some(home.to_path_buf())).serve(&mut &input[..], &mut out);
+        let mut server = Server::new(Some(home.to_path_buf()));
+        server.with_state(state.map(Path::to_path_buf));
+        let res = server.serve(&mut &input[..], &mut out);
         let mut r = &out[..];
         let mut resps = Vec::new();
         while let Ok(resp) = read_frame::<Response, _>(&mut r) {
@@ -384,6 +395,72 @@ mod tests {
             excludes: Vec::new(),
             brief: false,
         }
+    }
+
+    #[test]
+    fn unchanged_entries_go_in_brief_and_come_back_in_full_on_request() {
+        let home = tempfile::tempdir().unwrap();
+        fs::create_dir(home.path().join("notes")).unwrap();
+        fs::write(home.path().join("notes/a"), "A").unwrap();
+        let brief = || Request::Scan {
+            roots: vec![RootSpec::Home(w("notes"))],
+            retention: Retention::default(),
+            excludes: Vec::new(),
+            brief: true,
+        };
+        // First scan: nothing remembered, everything in full; the commit records it.
+        let state = home.path().join("state");
+        let (res, resps) = converse_in(
+            home.path(),
+            Some(&state),
+            &[brief(), Request::Commit { root: 0 }],
+        );
+        res.unwrap();
+        assert!(!resps.iter().any(|r| matches!(r, Response::Briefs(_))));
+        fs::write(home.path().join("notes/b"), "B").unwrap();
+        let detail = |rel: &str| Request::Detail {
+            root: 0,
+            rels: vec![w(rel)],
+        };
+        let (res, resps) = converse_in(
+            home.path(),
+            Some(&state),
+            &[brief(), detail("a"), detail("b")],
+        );
+        res.unwrap();
+        let full: Vec<&Entry> = resps
+            .iter()
+            .filter_map(|r| match r {
+                Response::Entries(es) => Some(es),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let briefs: Vec<&crate::proto::Brief> = resps
+            .iter()
+            .filter_map(|r| match r {
+                Response::Briefs(bs) => Some(bs),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        // The root and the new b in full, the unchanged a in brief, then a in full on request.
+        let names: Vec<String> = full.iter().map(|e| e.rel.to_string()).collect();
+        assert_eq!(names, ["", "b", "a"], "{resps:?}");
+        assert_eq!(briefs.len(), 1);
+        assert_eq!(briefs[0].rel, w("a"));
+        assert!(!briefs[0].gone);
+        let a = full[2];
+        assert!(!a.changed && a.vv.is_some());
+        assert_eq!(
+            briefs[0].fp,
+            crate::state::fingerprint(
+                &crate::state::Content::of(a.state.as_ref().unwrap().as_ref()),
+                a.vv.as_ref().unwrap()
+            )
+        );
+        // b was not sent in brief: asking for it is refused.
+        assert!(matches!(resps.last(), Some(Response::Failed(m)) if m.contains("not in brief")));
     }
 
     #[test]
