@@ -9,17 +9,19 @@
 #   P2  in-sync re-check, 10k files, 3 peers        vs Unison re-checking ONE pair
 #   P3  first sync of 1 GiB (4 x 256 MiB), 3 peers  vs rsync -a to each peer in turn
 #   P4  one in-sync file on 3 peers                 vs 3 parallel `ssh HOST true`
-#   P5  100k files, 3 peers, in sync: client peak RSS, and time vs Unison on ONE pair
+#   P5  100k files, 3 peers, in sync: client peak RSS (and the local peer's serve's), and
+#       time vs Unison on ONE pair
 #   P6  periodic re-check (--every), 10k files, 3 peers, sessions kept open   vs ssh HOST true
 #
 # The peers are users bench1..3 of this machine behind an sshd on loopback, each with a home
 # of its own; the client is root with a home of its own. Not a test: it never fails for being
-# slow. P7 (relay fan-out over rate-limited links) needs the docker rig and is not here.
+# slow. P7 (relay fan-out over rate-limited links) needs rate-limited links between many hosts
+# and is not measured here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in openssh-server openssh-client rsync unison time python3; do
+for pkg in openssh-server openssh-client rsync unison time python3 procps; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then
@@ -121,7 +123,20 @@ make_tree "$work/client/many" "$n_big"
 for u in "${peers[@]}"; do cp -a "$work/client/many" "$work/home/$u/many"; chown -R "$u:$u" "$work/home/$u/many"; done
 "${synk_cmd[@]}" "$work/client/many"        # records state everywhere
 "${synk_cmd[@]}" "$work/client/many"        # warm
-rss=$( { /usr/bin/time -f '%M' "${synk_cmd[@]}" "$work/client/many" >/dev/null; } 2>&1 | tail -n1)
+# Peak RSS of the client process alone and of the local peer's serve (its child), read from
+# the kernel's high-water marks while the run goes on.
+"${synk_cmd[@]}" "$work/client/many" & pid=$!
+rss=0 serve_rss=0
+while kill -0 "$pid" 2>/dev/null; do
+    h=$(awk '/VmHWM/{print $2}' "/proc/$pid/status" 2>/dev/null || true)
+    ((${h:-0} > rss)) && rss=$h
+    for c in $(pgrep -P "$pid" -x synk || true); do
+        h=$(awk '/VmHWM/{print $2}' "/proc/$c/status" 2>/dev/null || true)
+        ((${h:-0} > serve_rss)) && serve_rss=$h
+    done
+    sleep 0.02
+done
+wait "$pid"
 p5_synk=$(time_it "${synk_cmd[@]}" "$work/client/many")
 unison_many() {
     unison -batch -auto -silent -times -perms 0 -sshargs "-F $work/ssh_config -p $port" \
@@ -132,6 +147,7 @@ unison_many || { echo "unison does not work here: no reference for P5" >&2; exit
 urss=$( { /usr/bin/time -f '%M' bash -c "$(declare -f unison_many); work=$work port=$port unison_many" >/dev/null; } 2>&1 | tail -n1)
 p5_ref=$(time_it unison_many)
 row P5 "$n_big files, 3 peers, in sync: client peak RSS" "$((rss / 1024)) MB" "Unison, 1 pair: $((urss / 1024)) MB" "$(python3 -c "print(f'{$rss/$urss:.2f}x')")"
+row P5s "the same, the local peer's serve" "$((serve_rss / 1024)) MB" "Unison, 1 pair: $((urss / 1024)) MB" "$(python3 -c "print(f'{$serve_rss/$urss:.2f}x')")"
 row P5b "$n_big files, 3 peers, in-sync re-check" "$(secs "$p5_synk")" "Unison, 1 pair: $(secs "$p5_ref")" "$(ratio "$p5_synk" "$p5_ref")"
 
 echo

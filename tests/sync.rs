@@ -644,3 +644,44 @@ fn a_few_changed_bytes_in_a_big_file_travel_as_an_rsync_delta() {
     );
     assert!(matched > 15 << 20, "only {matched} bytes matched: {root}");
 }
+
+#[test]
+fn targets_that_have_a_copy_pass_it_on() {
+    let s = scene!("relay");
+    let t = now() - 100;
+    s.write(LOCAL, "d/a", noise(1 << 20), t);
+    s.write(LOCAL, "d/sub/b", "b", t);
+    let out = s.synk(&["alpha", "beta", "gamma"], &[os("-v"), &s.arg("d")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for rel in ["d/a", "d/sub/b"] {
+        assert_same_everywhere(&s, &[LOCAL, "alpha", "beta", "gamma"], rel);
+    }
+    // The master feeds two targets at once; the third gets the copies from one of them.
+    let err = stdout(&out);
+    let relayed = ["alpha", "beta", "gamma"]
+        .iter()
+        .filter(|p| err.contains(&format!("synk: rsync {} -> ", s.shown(p))))
+        .count();
+    let from_master = err.matches("synk: rsync localhost -> ").count();
+    assert_eq!((from_master, relayed), (2, 1), "{err}");
+}
+
+#[test]
+fn a_relay_that_cannot_reach_a_target_leaves_it_to_the_master() {
+    // epsilon has no key to reach anyone: whatever it is asked to pass on comes from the
+    // master instead.
+    let s = scene!("relay-fallback");
+    let t = now() - 100;
+    s.write(LOCAL, "d/a", noise(64 << 10), t);
+    let peers = ["epsilon", "alpha", "beta", "gamma"];
+    let out = s.synk(&peers, &[os("-v"), &s.arg("d")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut all = vec![LOCAL];
+    all.extend(peers);
+    assert_same_everywhere(&s, &all, "d/a");
+    let err = stdout(&out);
+    assert!(
+        !err.contains(&format!("synk: rsync {} -> ", s.shown("epsilon"))),
+        "{err}"
+    );
+}

@@ -84,13 +84,10 @@ pub fn settle(briefs: &[Option<&Briefs>], max_size: Option<u64>) -> Settled {
         order.get(at[k]).map(|i| (*i as usize, b.rel(*i as usize)))
     };
     let mut here: Vec<(usize, usize)> = Vec::with_capacity(peers.len());
-    loop {
-        let Some(min) = (0..peers.len())
-            .filter_map(|k| head(k, &at).map(|(_, rel)| rel))
-            .min()
-        else {
-            break;
-        };
+    while let Some(min) = (0..peers.len())
+        .filter_map(|k| head(k, &at).map(|(_, rel)| rel))
+        .min()
+    {
         here.clear();
         for k in 0..peers.len() {
             if let Some((i, rel)) = head(k, &at) {

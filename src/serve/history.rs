@@ -555,12 +555,17 @@ impl<W: Write> Emitter<'_, W> {
             return;
         }
         let full = match &mut self.briefs {
-            Some(briefs) => match brief_of(e) {
-                Ok(b) => {
-                    briefs.push(b);
+            Some(briefs) => match brief_of(&e) {
+                Some((fp, size, gone)) => {
+                    briefs.push(Brief {
+                        rel: e.rel,
+                        fp,
+                        size,
+                        gone,
+                    });
                     briefs.len() >= ENTRY_BATCH
                 }
-                Err(e) => {
+                None => {
                     self.batch.push(e);
                     self.batch.len() >= ENTRY_BATCH
                 }
@@ -605,23 +610,22 @@ impl<W: Write> Emitter<'_, W> {
     }
 }
 
-/// The brief form of an entry unchanged since the last sync; any other entry back as it was
-/// (new, changed, unreadable or special entries, and the root itself, always go out in full).
-fn brief_of(e: Entry) -> Result<Brief, Entry> {
-    let meta = match (&e.state, &e.vv) {
-        (Ok(m), Some(_)) if !e.changed && !e.rel.is_empty() => m.as_ref(),
-        _ => return Err(e),
+/// The fingerprint, size and deletion mark of an entry unchanged since the last sync, sent in
+/// brief; `None` for the rest (new, changed, unreadable or special entries, and the root
+/// itself, always go out in full).
+fn brief_of(e: &Entry) -> Option<([u8; 16], u64, bool)> {
+    let (meta, vv) = match (&e.state, &e.vv) {
+        (Ok(m), Some(vv)) if !e.changed && !e.rel.is_empty() => (m.as_ref(), vv),
+        _ => return None,
     };
     if meta.is_some_and(|m| m.kind == Kind::Special) {
-        return Err(e);
+        return None;
     }
-    let vv = e.vv.as_ref().expect("matched above");
-    Ok(Brief {
-        fp: fingerprint(&Content::of(meta), vv),
-        size: meta.map_or(0, |m| m.size),
-        gone: meta.is_none(),
-        rel: e.rel,
-    })
+    Some((
+        fingerprint(&Content::of(meta), vv),
+        meta.map_or(0, |m| m.size),
+        meta.is_none(),
+    ))
 }
 
 /// The entry to report for what the walk found, given the remembered record.

@@ -1,6 +1,7 @@
 //! Carrying a root's planned copies to their targets: rsync per (master, target) pair where
 //! both ends have it, the streaming copier elsewhere, every target concurrently.
 
+pub mod relay;
 pub mod rsync;
 pub mod stream;
 
@@ -9,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use futures::future::join_all;
+use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::cli::CopierChoice;
 use crate::paths::{entry_display, WirePath};
@@ -34,6 +36,9 @@ impl WireStats {
         self.matched += o.matched;
     }
 }
+
+/// One master's copies and the targets that need exactly those.
+type Group<'c> = (&'c [&'c Copy], Vec<PeerId>);
 
 /// The copier chosen for one (master, target) pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,7 +252,8 @@ impl RootTransfer<'_> {
         (job, shown)
     }
 
-    /// Runs every rsync pair at once. Returns the pairs to retry with the streaming copier.
+    /// Runs every rsync pair, each master's copies spreading as a relay tree. Returns the
+    /// pairs to retry with the streaming copier.
     async fn run_rsyncs(
         &self,
         pairs: &[(PeerId, PeerId, Vec<&Copy>)],
@@ -281,63 +287,20 @@ impl RootTransfer<'_> {
                 Err(e) => self.fail(rep, lost, t, self.display, e),
             }
         }
-        let runs =
-            pairs
-                .iter()
-                .filter(|(_, t, _)| ready.contains(t))
-                .map(|(m, t, copies)| async move {
-                    let (m, t) = (*m, *t);
-                    let (job, shown) = self.rsync_job(m, t, copies);
-                    tracing::debug!(entries = job.names.len(), "{shown}");
-                    rep.say(1, format!("synk: {shown}"));
-                    let spinner =
-                        rep.spinner(format!("rsync {} -> {}", self.name(m), self.name(t)));
-                    let remote_master = !self.client_runs(m, t);
-                    let outcome = if remote_master {
-                        let session = self.peers[m]
-                            .session
-                            .clone()
-                            .expect("remote peers have a session");
-                        rsync::run_remote(session, &job).await
-                    } else {
-                        rsync::run_local(&job).await
-                    };
-                    spinner.finish_and_clear();
-                    match outcome {
-                        rsync::Outcome::Done(stats) => {
-                            rep.say(
-                                1,
-                                format!(
-                                    "synk: rsync {} -> {}: {} sent, {} matched on {}",
-                                    self.name(m),
-                                    self.name(t),
-                                    indicatif::HumanBytes(stats.literal),
-                                    indicatif::HumanBytes(stats.matched),
-                                    self.name(t)
-                                ),
-                            );
-                            wire.lock().expect("wire stats lock").add(stats);
-                            None
-                        }
-                        rsync::Outcome::Unreachable(why) if remote_master => {
-                            rep.say(
-                                1,
-                                format!(
-                            "synk: {} cannot reach {} itself ({why}); streaming through this host",
-                            self.name(m),
-                            self.name(t)
-                        ),
-                            );
-                            Some((m, t))
-                        }
-                        rsync::Outcome::Unreachable(why) | rsync::Outcome::Failed(why) => {
-                            let msg = format!("rsync from {} failed: {why}", self.name(m));
-                            self.fail(rep, lost, t, self.display, OpError::Failed(msg));
-                            None
-                        }
-                    }
-                });
-        let fallback = join_all(runs).await.into_iter().flatten().collect();
+        // Targets that need the same copies from the same master share one fan-out.
+        let mut groups: BTreeMap<(PeerId, Vec<&WirePath>), Group> = BTreeMap::new();
+        for (m, t, copies) in pairs.iter().filter(|(_, t, _)| ready.contains(t)) {
+            let key = (*m, copies.iter().map(|c| &c.rel).collect());
+            groups.entry(key).or_insert((copies, Vec::new())).1.push(*t);
+        }
+        let fallback =
+            join_all(groups.into_iter().map(|((m, _), (copies, targets))| {
+                self.fan_out(m, copies, targets, rep, lost, wire)
+            }))
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         join_all(ready.iter().map(|t| async move {
             let cleanup = Request::Cleanup {
                 root: self.root,
@@ -347,6 +310,100 @@ impl RootTransfer<'_> {
         }))
         .await;
         fallback
+    }
+
+    /// Carries `copies` from master `m` to `targets` with rsync as a tree ([`relay::Fanout`]):
+    /// each target that has them feeds others. Returns the pairs to stream instead.
+    async fn fan_out(
+        &self,
+        m: PeerId,
+        copies: &[&Copy],
+        targets: Vec<PeerId>,
+        rep: &Reporter,
+        lost: &Mutex<HashSet<PeerId>>,
+        wire: &Mutex<WireStats>,
+    ) -> Vec<(PeerId, PeerId)> {
+        let mut plan = relay::Fanout::new(m, &targets);
+        let mut running = FuturesUnordered::new();
+        let mut fallback = Vec::new();
+        loop {
+            while let Some((from, t)) = plan.start() {
+                running.push(async move { (from, t, self.rsync_pair(from, t, copies, rep).await) });
+            }
+            let Some((from, t, outcome)) = running.next().await else {
+                break;
+            };
+            let ok = matches!(outcome, rsync::Outcome::Done(_));
+            let retried = plan.finished(from, t, ok);
+            match outcome {
+                rsync::Outcome::Done(stats) => {
+                    rep.say(
+                        1,
+                        format!(
+                            "synk: rsync {} -> {}: {} sent, {} matched",
+                            self.name(from),
+                            self.name(t),
+                            indicatif::HumanBytes(stats.literal),
+                            indicatif::HumanBytes(stats.matched),
+                        ),
+                    );
+                    wire.lock().expect("wire stats lock").add(stats);
+                }
+                rsync::Outcome::Unreachable(why) | rsync::Outcome::Failed(why) if retried => {
+                    rep.say(
+                        1,
+                        format!(
+                            "synk: {} could not pass {} on to {} ({why}); sending from {}",
+                            self.name(from),
+                            self.display,
+                            self.name(t),
+                            self.name(m)
+                        ),
+                    );
+                }
+                rsync::Outcome::Unreachable(why) if !self.client_runs(m, t) => {
+                    rep.say(
+                        1,
+                        format!(
+                            "synk: {} cannot reach {} itself ({why}); streaming through this host",
+                            self.name(m),
+                            self.name(t)
+                        ),
+                    );
+                    fallback.push((m, t));
+                }
+                rsync::Outcome::Unreachable(why) | rsync::Outcome::Failed(why) => {
+                    let msg = format!("rsync from {} failed: {why}", self.name(from));
+                    self.fail(rep, lost, t, self.display, OpError::Failed(msg));
+                }
+            }
+        }
+        fallback
+    }
+
+    /// One rsync run from `from` (the master or a relay) to `t`.
+    async fn rsync_pair(
+        &self,
+        from: PeerId,
+        t: PeerId,
+        copies: &[&Copy],
+        rep: &Reporter,
+    ) -> rsync::Outcome {
+        let (job, shown) = self.rsync_job(from, t, copies);
+        tracing::debug!(entries = job.names.len(), "{shown}");
+        rep.say(1, format!("synk: {shown}"));
+        let spinner = rep.spinner(format!("rsync {} -> {}", self.name(from), self.name(t)));
+        let outcome = if self.client_runs(from, t) {
+            rsync::run_local(&job).await
+        } else {
+            let session = self.peers[from]
+                .session
+                .clone()
+                .expect("remote peers have a session");
+            rsync::run_remote(session, &job).await
+        };
+        spinner.finish_and_clear();
+        outcome
     }
 
     /// Streams every copy whose (master, target) pair is in `pairs`, entry by entry in plan
