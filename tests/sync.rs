@@ -651,25 +651,26 @@ fn targets_that_have_a_copy_pass_it_on() {
     let t = now() - 100;
     s.write(LOCAL, "d/a", noise(1 << 20), t);
     s.write(LOCAL, "d/sub/b", "b", t);
-    let out = s.synk(&["alpha", "beta", "gamma"], &[os("-v"), &s.arg("d")]);
+    let peers = ["alpha", "beta", "gamma", "epsilon"];
+    let out = s.synk(&peers, &[os("-v"), &s.arg("d")]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     for rel in ["d/a", "d/sub/b"] {
-        assert_same_everywhere(&s, &[LOCAL, "alpha", "beta", "gamma"], rel);
+        assert_same_everywhere(&s, &[LOCAL, "alpha", "beta", "gamma", "epsilon"], rel);
     }
-    // The master feeds two targets at once; the third gets the copies from one of them.
+    // The master feeds three targets at once; the fourth gets the copies from one of them.
     let err = stdout(&out);
     let relayed = ["alpha", "beta", "gamma"]
         .iter()
         .filter(|p| err.contains(&format!("synk: rsync {} -> ", s.shown(p))))
         .count();
     let from_master = err.matches("synk: rsync localhost -> ").count();
-    assert_eq!((from_master, relayed), (2, 1), "{err}");
+    assert_eq!((from_master, relayed), (3, 1), "{err}");
 }
 
 #[test]
 fn a_relay_that_cannot_reach_a_target_leaves_it_to_the_master() {
-    // epsilon has no key to reach anyone: whatever it is asked to pass on comes from the
-    // master instead.
+    // epsilon has no key to reach anyone: when it is the first to have the copies, what it
+    // is asked to pass on comes from the master instead.
     let s = scene!("relay-fallback");
     let t = now() - 100;
     s.write(LOCAL, "d/a", noise(64 << 10), t);

@@ -6,31 +6,31 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use openssh::Session;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::Mutex;
 
 use crate::config::PeerSpec;
 use crate::install;
-use crate::paths::{check_rel, RootSpec, WirePath};
-use crate::plan::{Briefs, Listing, Seen};
+use crate::paths::WirePath;
 use crate::proto::{
-    read_frame_async, write_frame_async, Entry, FrameError, Kind, Request, Response, CHUNK, MAGIC,
+    read_frame_async, write_frame_async, FrameError, Request, Response, CHUNK, MAGIC,
     PROTOCOL_VERSION,
 };
 use crate::ssh::{self, SshOptions};
-use crate::versions::Retention;
 
 type Reader = Box<dyn AsyncRead + Unpin + Send>;
 type Writer = Box<dyn AsyncWrite + Unpin + Send>;
 
 /// How long a peer may take to answer the handshake once its SSH session is up.
+mod listing;
+
+pub use listing::{RootScan, Scanned};
+
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Lines of a server's stderr kept for error messages.
 const STDERR_TAIL: usize = 12;
-/// Path bytes per [`Request::Detail`], well below a frame's limit.
-const DETAIL_BYTES: usize = 1 << 20;
 
 /// Options for reaching remote peers.
 #[derive(Debug, Clone, Default)]
@@ -100,31 +100,6 @@ impl Peer {
     /// True for the invoking host.
     pub fn is_local(&self) -> bool {
         self.spec.is_none()
-    }
-}
-
-/// One root as a peer scanned it: its absolute path there and its entries, or the error.
-pub type RootScan = Result<Scanned, String>;
-
-/// One root as a peer scanned it.
-#[derive(Debug, Default)]
-pub struct Scanned {
-    /// The root's absolute path there.
-    pub abs: WirePath,
-    /// Entries reported in full, and (once settled) the briefs the decision needs in full.
-    pub listing: Listing,
-    /// Entries reported in brief, until [`crate::plan::settle`] has looked at them.
-    pub briefs: Briefs,
-    /// Entries held there that settling found in sync on every peer.
-    pub settled: usize,
-}
-
-impl Scanned {
-    fn new(abs: WirePath) -> Self {
-        Scanned {
-            abs,
-            ..Scanned::default()
-        }
     }
 }
 
@@ -432,155 +407,6 @@ impl Conn {
         })
     }
 
-    /// Scans `roots` on this peer. A peer that sends an entry path escaping its root is
-    /// treated as broken: its whole answer is refused.
-    pub async fn scan(
-        &mut self,
-        roots: &[RootSpec],
-        retention: Retention,
-        excludes: &[String],
-        brief: bool,
-        mut progress: impl FnMut(u64, u64),
-    ) -> Result<Vec<RootScan>> {
-        self.send(&Request::Scan {
-            roots: roots.to_vec(),
-            retention,
-            excludes: excludes.to_vec(),
-            brief,
-        })
-        .await?;
-        self.flush().await?;
-        let mut out: Vec<RootScan> = Vec::with_capacity(roots.len());
-        let mut seen = 0u64;
-        loop {
-            match self.recv().await? {
-                Response::Root { index, result } => {
-                    let index = index as usize;
-                    if index == out.len() {
-                        out.push(result.map(Scanned::new));
-                    } else if index + 1 == out.len() {
-                        // A failure on the root after its header: replaces it.
-                        out[index] = result.map(Scanned::new);
-                    } else {
-                        bail!("{}: protocol error: root #{index} out of order", self.name);
-                    }
-                }
-                Response::Entries(entries) => {
-                    let Some(Ok(scanned)) = out.last_mut() else {
-                        bail!("{}: protocol error: entries outside a root", self.name);
-                    };
-                    seen += entries.len() as u64;
-                    let bytes = self.take_entries(entries, &mut scanned.listing)?;
-                    progress(seen, bytes);
-                }
-                Response::Briefs(briefs) => {
-                    let Some(Ok(scanned)) = out.last_mut() else {
-                        bail!("{}: protocol error: entries outside a root", self.name);
-                    };
-                    for b in briefs {
-                        if b.rel.is_empty() {
-                            bail!("{}: protocol error: the root in brief", self.name);
-                        }
-                        if let Err(err) = check_rel(&b.rel) {
-                            bail!(
-                                "{}: sent an invalid entry path {:?}: {err}",
-                                self.name,
-                                b.rel
-                            );
-                        }
-                        scanned.briefs.push(b);
-                        seen += 1;
-                    }
-                    progress(seen, 0);
-                }
-                Response::ScanDone => break,
-                other => return Err(self.unexpected(&other)),
-            }
-        }
-        if out.len() != roots.len() {
-            bail!(
-                "{}: protocol error: {} roots answered of {}",
-                self.name,
-                out.len(),
-                roots.len()
-            );
-        }
-        Ok(out)
-    }
-
-    /// Checks and adds scanned entries to `listing`; returns the bytes of files among them.
-    fn take_entries(&self, entries: Vec<Entry>, listing: &mut Listing) -> Result<u64> {
-        let mut bytes = 0;
-        for e in entries {
-            if let Err(err) = check_rel(&e.rel) {
-                bail!(
-                    "{}: sent an invalid entry path {:?}: {err}",
-                    self.name,
-                    e.rel
-                );
-            }
-            if let Ok(Some(m)) = &e.state {
-                // The decision and the copiers rely on every file and symlink carrying its
-                // digest.
-                let needs = matches!(m.kind, Kind::File | Kind::Symlink(_));
-                if needs != m.digest.is_some() {
-                    bail!(
-                        "{}: sent {:?} without the digest its kind needs",
-                        self.name,
-                        e.rel
-                    );
-                }
-                bytes += m.size;
-            }
-            listing.insert(
-                e.rel,
-                Seen {
-                    state: e.state,
-                    vv: e.vv,
-                    changed: e.changed,
-                },
-            );
-        }
-        Ok(bytes)
-    }
-
-    /// Fetches in full the entries of root `root` that the last scan sent in brief, into
-    /// `listing`. Asks in slices, so no request outgrows a frame.
-    pub async fn detail(
-        &mut self,
-        root: u32,
-        rels: Vec<WirePath>,
-        listing: &mut Listing,
-    ) -> Result<(), OpError> {
-        let mut rels = rels.into_iter().peekable();
-        while rels.peek().is_some() {
-            let mut slice = Vec::new();
-            let mut size = 0;
-            while let Some(r) = rels.next_if(|r| size + r.as_bytes().len() < DETAIL_BYTES) {
-                size += r.as_bytes().len() + 8;
-                slice.push(r);
-            }
-            let asked = slice.len();
-            self.send(&Request::Detail { root, rels: slice })
-                .await
-                .map_err(OpError::Lost)?;
-            self.flush().await.map_err(OpError::Lost)?;
-            let mut got = 0;
-            loop {
-                match self.recv().await.map_err(OpError::Lost)? {
-                    Response::Entries(entries) => {
-                        got += entries.len();
-                        self.take_entries(entries, listing).map_err(OpError::Lost)?;
-                    }
-                    Response::Done if got == asked => break,
-                    Response::Failed(m) => return Err(OpError::Failed(m)),
-                    other => return Err(OpError::Lost(self.unexpected(&other))),
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Waits up to `wait` for the peer to see a change under the scanned roots: `Some(changed)`,
     /// or `None` where it cannot watch. `reset` forgets changes seen before.
     pub async fn watch(&mut self, wait: Duration, reset: bool) -> Result<Option<bool>> {
@@ -634,7 +460,7 @@ mod tests {
     use crate::proto::{read_frame_async, write_frame_async};
 
     /// A conversation with an in-memory server task instead of a child process.
-    fn fake_peer<F, Fut>(server: F) -> Conn
+    pub(super) fn fake_peer<F, Fut>(server: F) -> Conn
     where
         F: FnOnce(tokio::io::DuplexStream, tokio::io::DuplexStream) -> Fut,
         Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -703,122 +529,5 @@ mod tests {
         let mut conn = fake_peer(|_r, _w| async move {});
         let e = handshake_error(&mut conn).await;
         assert_eq!(e, "beta: connection lost");
-    }
-
-    #[tokio::test]
-    async fn a_file_without_a_digest_is_refused() {
-        use crate::proto::{Entry, Meta};
-        let mut conn = fake_peer(|mut r, mut w| async move {
-            let _: Request = read_frame_async(&mut r).await.unwrap();
-            let bare = Meta {
-                kind: Kind::File,
-                size: 1,
-                mode: 0o644,
-                mtime: 0,
-                digest: None,
-            };
-            for resp in [
-                Response::Root {
-                    index: 0,
-                    result: Ok(WirePath(b"/h".to_vec())),
-                },
-                Response::Entries(vec![Entry {
-                    rel: WirePath(b"f".to_vec()),
-                    state: Ok(Some(bare)),
-                    vv: None,
-                    changed: true,
-                }]),
-                Response::ScanDone,
-            ] {
-                write_frame_async(&mut w, &resp).await.unwrap();
-            }
-            w.flush().await.unwrap();
-        });
-        let roots = [RootSpec::Home(WirePath(b"notes".to_vec()))];
-        let e = conn
-            .scan(&roots, Retention::default(), &[], true, |_, _| {})
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("without the digest"), "{e}");
-    }
-
-    #[tokio::test]
-    async fn a_peer_sending_an_escaping_path_is_refused() {
-        use crate::proto::Entry;
-        let mut conn = fake_peer(|mut r, mut w| async move {
-            let _: Request = read_frame_async(&mut r).await.unwrap();
-            for resp in [
-                Response::Root {
-                    index: 0,
-                    result: Ok(WirePath(b"/h".to_vec())),
-                },
-                Response::Entries(vec![Entry {
-                    rel: WirePath(b"../../etc/passwd".to_vec()),
-                    state: Err("x".into()),
-                    vv: None,
-                    changed: false,
-                }]),
-                Response::ScanDone,
-            ] {
-                write_frame_async(&mut w, &resp).await.unwrap();
-            }
-            w.flush().await.unwrap();
-        });
-        let roots = [RootSpec::Home(WirePath(b"notes".to_vec()))];
-        let e = conn
-            .scan(&roots, Retention::default(), &[], true, |_, _| {})
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("beta: sent an invalid entry path"), "{e}");
-    }
-
-    #[tokio::test]
-    async fn a_peer_sending_an_escaping_path_in_brief_is_refused() {
-        let mut conn = fake_peer(|mut r, mut w| async move {
-            let _: Request = read_frame_async(&mut r).await.unwrap();
-            for resp in [
-                Response::Root {
-                    index: 0,
-                    result: Ok(WirePath(b"/h".to_vec())),
-                },
-                Response::Briefs(vec![crate::proto::Brief {
-                    rel: WirePath(b"a/../../x".to_vec()),
-                    fp: [0; 16],
-                    size: 0,
-                    gone: false,
-                }]),
-                Response::ScanDone,
-            ] {
-                write_frame_async(&mut w, &resp).await.unwrap();
-            }
-            w.flush().await.unwrap();
-        });
-        let roots = [RootSpec::Home(WirePath(b"notes".to_vec()))];
-        let e = conn
-            .scan(&roots, Retention::default(), &[], true, |_, _| {})
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("beta: sent an invalid entry path"), "{e}");
-    }
-
-    #[tokio::test]
-    async fn a_detail_answer_short_of_entries_is_a_protocol_error() {
-        let mut conn = fake_peer(|mut r, mut w| async move {
-            let _: Request = read_frame_async(&mut r).await.unwrap();
-            write_frame_async(&mut w, &Response::Done).await.unwrap();
-            w.flush().await.unwrap();
-        });
-        let mut listing = Listing::new();
-        let e = conn
-            .detail(0, vec![WirePath(b"x".to_vec())], &mut listing)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&e, OpError::Lost(e) if e.to_string().contains("protocol error")),
-            "{e:?}"
-        );
     }
 }

@@ -1,0 +1,280 @@
+//! What a peer holds: the scan conversation (entries in full and in brief) and fetching in
+//! full what settling leaves open.
+
+use anyhow::{bail, Result};
+
+use super::{Conn, OpError};
+use crate::paths::{check_rel, RootSpec, WirePath};
+use crate::plan::{Briefs, Listing, Seen};
+use crate::proto::{Entry, Kind, Request, Response};
+use crate::versions::Retention;
+
+/// Path bytes per [`Request::Detail`], well below a frame's limit.
+const DETAIL_BYTES: usize = 1 << 20;
+
+/// One root as a peer scanned it: its absolute path there and its entries, or the error.
+pub type RootScan = Result<Scanned, String>;
+
+/// One root as a peer scanned it.
+#[derive(Debug, Default)]
+pub struct Scanned {
+    /// The root's absolute path there.
+    pub abs: WirePath,
+    /// Entries reported in full, and (once settled) the briefs the decision needs in full.
+    pub listing: Listing,
+    /// Entries reported in brief, until [`crate::plan::settle`] has looked at them.
+    pub briefs: Briefs,
+    /// Entries held there that settling found in sync on every peer.
+    pub settled: usize,
+}
+
+impl Scanned {
+    fn new(abs: WirePath) -> Self {
+        Scanned {
+            abs,
+            ..Scanned::default()
+        }
+    }
+}
+
+impl Conn {
+    /// Scans `roots` on this peer. A peer that sends an entry path escaping its root is
+    /// treated as broken: its whole answer is refused.
+    pub async fn scan(
+        &mut self,
+        roots: &[RootSpec],
+        retention: Retention,
+        excludes: &[String],
+        brief: bool,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<Vec<RootScan>> {
+        self.send(&Request::Scan {
+            roots: roots.to_vec(),
+            retention,
+            excludes: excludes.to_vec(),
+            brief,
+        })
+        .await?;
+        self.flush().await?;
+        let mut out: Vec<RootScan> = Vec::with_capacity(roots.len());
+        let mut seen = 0u64;
+        loop {
+            match self.recv().await? {
+                Response::Root { index, result } => {
+                    let index = index as usize;
+                    if index == out.len() {
+                        out.push(result.map(Scanned::new));
+                    } else if index + 1 == out.len() {
+                        // A failure on the root after its header: replaces it.
+                        out[index] = result.map(Scanned::new);
+                    } else {
+                        bail!("{}: protocol error: root #{index} out of order", self.name);
+                    }
+                }
+                Response::Entries(entries) => {
+                    let Some(Ok(scanned)) = out.last_mut() else {
+                        bail!("{}: protocol error: entries outside a root", self.name);
+                    };
+                    seen += entries.len() as u64;
+                    let bytes = self.take_entries(entries, &mut scanned.listing)?;
+                    progress(seen, bytes);
+                }
+                Response::Briefs(briefs) => {
+                    let Some(Ok(scanned)) = out.last_mut() else {
+                        bail!("{}: protocol error: entries outside a root", self.name);
+                    };
+                    for b in briefs {
+                        if b.rel.is_empty() {
+                            bail!("{}: protocol error: the root in brief", self.name);
+                        }
+                        if let Err(err) = check_rel(&b.rel) {
+                            bail!(
+                                "{}: sent an invalid entry path {:?}: {err}",
+                                self.name,
+                                b.rel
+                            );
+                        }
+                        scanned.briefs.push(b);
+                        seen += 1;
+                    }
+                    progress(seen, 0);
+                }
+                Response::ScanDone => break,
+                other => return Err(self.unexpected(&other)),
+            }
+        }
+        if out.len() != roots.len() {
+            bail!(
+                "{}: protocol error: {} roots answered of {}",
+                self.name,
+                out.len(),
+                roots.len()
+            );
+        }
+        Ok(out)
+    }
+
+    /// Checks and adds scanned entries to `listing`; returns the bytes of files among them.
+    fn take_entries(&self, entries: Vec<Entry>, listing: &mut Listing) -> Result<u64> {
+        let mut bytes = 0;
+        for e in entries {
+            if let Err(err) = check_rel(&e.rel) {
+                bail!(
+                    "{}: sent an invalid entry path {:?}: {err}",
+                    self.name,
+                    e.rel
+                );
+            }
+            if let Ok(Some(m)) = &e.state {
+                // The decision and the copiers rely on every file and symlink carrying its
+                // digest.
+                let needs = matches!(m.kind, Kind::File | Kind::Symlink(_));
+                if needs != m.digest.is_some() {
+                    bail!(
+                        "{}: sent {:?} without the digest its kind needs",
+                        self.name,
+                        e.rel
+                    );
+                }
+                bytes += m.size;
+            }
+            listing.insert(
+                e.rel,
+                Seen {
+                    state: e.state,
+                    vv: e.vv,
+                    changed: e.changed,
+                },
+            );
+        }
+        Ok(bytes)
+    }
+
+    /// Fetches in full the entries of root `root` that the last scan sent in brief, into
+    /// `listing`. Asks in slices, so no request outgrows a frame.
+    pub async fn detail(
+        &mut self,
+        root: u32,
+        rels: Vec<WirePath>,
+        listing: &mut Listing,
+    ) -> Result<(), OpError> {
+        let mut rels = rels.into_iter().peekable();
+        while rels.peek().is_some() {
+            let mut slice = Vec::new();
+            let mut size = 0;
+            while let Some(r) = rels.next_if(|r| size + r.as_bytes().len() < DETAIL_BYTES) {
+                size += r.as_bytes().len() + 8;
+                slice.push(r);
+            }
+            let asked = slice.len();
+            self.send(&Request::Detail { root, rels: slice })
+                .await
+                .map_err(OpError::Lost)?;
+            self.flush().await.map_err(OpError::Lost)?;
+            let mut got = 0;
+            loop {
+                match self.recv().await.map_err(OpError::Lost)? {
+                    Response::Entries(entries) => {
+                        got += entries.len();
+                        self.take_entries(entries, listing).map_err(OpError::Lost)?;
+                    }
+                    Response::Done if got == asked => break,
+                    Response::Failed(m) => return Err(OpError::Failed(m)),
+                    other => return Err(OpError::Lost(self.unexpected(&other))),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::fake_peer;
+    use super::*;
+    use crate::proto::{read_frame_async, write_frame_async};
+    use tokio::io::AsyncWriteExt;
+
+    /// The error of a scan whose peer answers a root "/h" holding `frames`.
+    async fn scan_error(frames: Vec<Response>) -> String {
+        let mut conn = fake_peer(|mut r, mut w| async move {
+            let _: Request = read_frame_async(&mut r).await.unwrap();
+            let root = Response::Root {
+                index: 0,
+                result: Ok(WirePath(b"/h".to_vec())),
+            };
+            for resp in std::iter::once(root)
+                .chain(frames)
+                .chain([Response::ScanDone])
+            {
+                write_frame_async(&mut w, &resp).await.unwrap();
+            }
+            w.flush().await.unwrap();
+        });
+        let roots = [RootSpec::Home(WirePath(b"notes".to_vec()))];
+        conn.scan(&roots, Retention::default(), &[], true, |_, _| {})
+            .await
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn a_file_without_a_digest_is_refused() {
+        use crate::proto::{Entry, Meta};
+        let bare = Meta {
+            kind: Kind::File,
+            size: 1,
+            mode: 0o644,
+            mtime: 0,
+            digest: None,
+        };
+        let e = scan_error(vec![Response::Entries(vec![Entry {
+            rel: WirePath(b"f".to_vec()),
+            state: Ok(Some(bare)),
+            vv: None,
+            changed: true,
+        }])])
+        .await;
+        assert!(e.contains("without the digest"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_peer_sending_an_escaping_path_is_refused() {
+        use crate::proto::Entry;
+        let e = scan_error(vec![Response::Entries(vec![Entry {
+            rel: WirePath(b"../../etc/passwd".to_vec()),
+            state: Err("x".into()),
+            vv: None,
+            changed: false,
+        }])])
+        .await;
+        assert!(e.starts_with("beta: sent an invalid entry path"), "{e}");
+        // In brief too.
+        let e = scan_error(vec![Response::Briefs(vec![crate::proto::Brief {
+            rel: WirePath(b"a/../../x".to_vec()),
+            fp: [0; 16],
+            size: 0,
+            gone: false,
+        }])])
+        .await;
+        assert!(e.starts_with("beta: sent an invalid entry path"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_detail_answer_short_of_entries_is_a_protocol_error() {
+        let mut conn = fake_peer(|mut r, mut w| async move {
+            let _: Request = read_frame_async(&mut r).await.unwrap();
+            write_frame_async(&mut w, &Response::Done).await.unwrap();
+            w.flush().await.unwrap();
+        });
+        let mut listing = Listing::new();
+        let e = conn
+            .detail(0, vec![WirePath(b"x".to_vec())], &mut listing)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, OpError::Lost(e) if e.to_string().contains("protocol error")),
+            "{e:?}"
+        );
+    }
+}
