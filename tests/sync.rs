@@ -686,3 +686,34 @@ fn a_relay_that_cannot_reach_a_target_leaves_it_to_the_master() {
         "{err}"
     );
 }
+
+#[test]
+fn a_big_tree_travels_in_units_that_targets_trade() {
+    // Two units of a little over 64 MiB: the master starts the targets on different units, and
+    // they pass them on to each other while it feeds the rest.
+    let s = scene!("relay-units");
+    let t = now() - 100;
+    let big = noise((64 << 20) + 1);
+    s.write(LOCAL, "d/one", &big, t);
+    s.write(LOCAL, "d/sub/two", &big[1..], t);
+    let peers = ["alpha", "beta", "gamma", "epsilon"];
+    let out = s.synk(&peers, &[os("-v"), &s.arg("d")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut all = vec![LOCAL];
+    all.extend(peers);
+    for rel in ["d/one", "d/sub/two"] {
+        assert_same_everywhere(&s, &all, rel);
+    }
+    let log = stdout(&out);
+    let relayed: usize = ["alpha", "beta", "gamma"]
+        .iter()
+        .map(|p| {
+            log.matches(&format!("synk: rsync {} -> ", s.shown(p)))
+                .count()
+        })
+        .sum();
+    let from_master = log.matches("synk: rsync localhost -> ").count();
+    // 2 units × 4 targets = 8 runs that arrived, some of them from relays.
+    assert_eq!(from_master + relayed, 8, "{log}");
+    assert!(relayed >= 2, "{log}");
+}

@@ -312,8 +312,9 @@ impl RootTransfer<'_> {
         fallback
     }
 
-    /// Carries `copies` from master `m` to `targets` with rsync as a tree ([`relay::Fanout`]):
-    /// each target that has them feeds others. Returns the pairs to stream instead.
+    /// Carries `copies` from master `m` to `targets` with rsync as a pipelined tree
+    /// ([`relay::Fanout`]): each target that has a unit feeds it on. Returns the pairs to
+    /// stream instead.
     async fn fan_out(
         &self,
         m: PeerId,
@@ -323,20 +324,27 @@ impl RootTransfer<'_> {
         lost: &Mutex<HashSet<PeerId>>,
         wire: &Mutex<WireStats>,
     ) -> Vec<(PeerId, PeerId)> {
-        let mut plan = relay::Fanout::new(m, &targets);
+        let units = relay::units(copies);
+        let mut plan = relay::Fanout::new(m, &targets, units.len());
         let mut running = FuturesUnordered::new();
         let mut fallback = Vec::new();
         loop {
-            while let Some((from, t)) = plan.start() {
-                running.push(async move { (from, t, self.rsync_pair(from, t, copies, rep).await) });
+            while let Some(job) = plan.start() {
+                let unit = &units[job.unit];
+                running
+                    .push(async move { (job, self.rsync_pair(job.from, job.to, unit, rep).await) });
             }
-            let Some((from, t, outcome)) = running.next().await else {
+            let Some((job, outcome)) = running.next().await else {
                 break;
             };
-            let ok = matches!(outcome, rsync::Outcome::Done(_));
-            let retried = plan.finished(from, t, ok);
-            match outcome {
-                rsync::Outcome::Done(stats) => {
+            let (from, t) = (job.from, job.to);
+            let ended = match outcome {
+                rsync::Outcome::Done(_) => relay::Ended::Done,
+                rsync::Outcome::Unreachable(_) => relay::Ended::Unreachable,
+                rsync::Outcome::Failed(_) => relay::Ended::Failed,
+            };
+            match (plan.finished(job, ended), outcome) {
+                (_, rsync::Outcome::Done(stats)) => {
                     rep.say(
                         1,
                         format!(
@@ -349,19 +357,21 @@ impl RootTransfer<'_> {
                     );
                     wire.lock().expect("wire stats lock").add(stats);
                 }
-                rsync::Outcome::Unreachable(why) | rsync::Outcome::Failed(why) if retried => {
+                (
+                    relay::Then::Retry,
+                    rsync::Outcome::Unreachable(why) | rsync::Outcome::Failed(why),
+                ) => {
                     rep.say(
                         1,
                         format!(
-                            "synk: {} could not pass {} on to {} ({why}); sending from {}",
+                            "synk: {} could not pass {} on to {} ({why}); sending from another peer",
                             self.name(from),
                             self.display,
                             self.name(t),
-                            self.name(m)
                         ),
                     );
                 }
-                rsync::Outcome::Unreachable(why) if !self.client_runs(m, t) => {
+                (_, rsync::Outcome::Unreachable(why)) if !self.client_runs(m, t) => {
                     rep.say(
                         1,
                         format!(
@@ -372,7 +382,7 @@ impl RootTransfer<'_> {
                     );
                     fallback.push((m, t));
                 }
-                rsync::Outcome::Unreachable(why) | rsync::Outcome::Failed(why) => {
+                (_, rsync::Outcome::Unreachable(why) | rsync::Outcome::Failed(why)) => {
                     let msg = format!("rsync from {} failed: {why}", self.name(from));
                     self.fail(rep, lost, t, self.display, OpError::Failed(msg));
                 }
