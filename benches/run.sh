@@ -15,8 +15,9 @@
 #
 # The peers are users bench1..3 of this machine behind an sshd on loopback, each with a home
 # of its own; the client is root with a home of its own. Not a test: it never fails for being
-# slow. P7 (relay fan-out over rate-limited links) needs rate-limited links between many hosts
-# and is not measured here.
+# slow.
+#   P7  1 GiB to 8 peers vs to 1 peer, every link rate-limited: benches/relay.sh on nine docker
+#       hosts, run from here where Docker is available
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -149,6 +150,20 @@ p5_ref=$(time_it unison_many)
 row P5 "$n_big files, 3 peers, in sync: client peak RSS" "$((rss / 1024)) MB" "Unison, 1 pair: $((urss / 1024)) MB" "$(python3 -c "print(f'{$rss/$urss:.2f}x')")"
 row P5s "the same, the local peer's serve" "$((serve_rss / 1024)) MB" "Unison, 1 pair: $((urss / 1024)) MB" "$(python3 -c "print(f'{$serve_rss/$urss:.2f}x')")"
 row P5b "$n_big files, 3 peers, in-sync re-check" "$(secs "$p5_synk")" "Unison, 1 pair: $(secs "$p5_ref")" "$(ratio "$p5_synk" "$p5_ref")"
+
+# P7: relay fan-out over rate-limited links, on nine docker hosts (benches/relay.sh), where Docker
+# runs here; BENCH_NO_RELAY=1 leaves it out.
+if [[ -z ${BENCH_NO_RELAY:-} ]] && docker info >/dev/null 2>&1; then
+    if p7=$(BENCH_MIB=$([[ -n $small ]] && echo 256 || echo 1024) benches/relay.sh 2>"$work/relay.err" | tail -n1) \
+        && [[ $p7 == "| P7 "* ]]; then
+        p7=${p7#| }; p7=${p7% |}
+        rows+=("${p7// | /$'\t'}")
+    else
+        echo "P7 did not run: $(tail -n3 "$work/relay.err")" >&2
+    fi
+else
+    echo "P7 left out: no Docker here (benches/relay.sh)" >&2
+fi
 
 echo
 echo "synk $("$synk" --version | cut -d' ' -f2), $(nproc) cores, best of 5 where timed"

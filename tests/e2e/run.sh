@@ -410,6 +410,19 @@ s_big_file() {       # a 200 MB file (absolute, non-home path); one target witho
     expect_converged pre $f
 }
 
+s_relay_units() {    # two units of ~70 MB: the rsync targets pass them to each other; delta streams
+    local d=/data/e2e/relay
+    put_random alpha $d/one.bin 70 100
+    put_random alpha $d/sub/two.bin 70 100
+    snapshot pre $d
+    run_synk alpha -v "${PEERS_FROM_ALPHA[@]}" $d
+    expect_rc 0
+    expect_converged pre $d
+    if ! stdout_has '^synk: rsync (beta|gamma) -> (beta|gamma): '; then
+        fail "no target passed a unit on"; show_output
+    fi
+}
+
 s_rerun_noop() {     # second run over an in-sync tree changes nothing: same inodes, ctimes, mtimes
     local d=e2e/rerun
     put alpha $d/a.txt "a" 100 644
@@ -846,7 +859,7 @@ s_upgrade_older() {   # an older synk on PATH (epsilon): upgraded into the cache
 }
 
 SCENARIOS=(local_master remote_master missing_some dir_union norsync_master norsync_target norsync_client
-           hostile_names big_file rerun_noop conflict dry_run fault_stopped fault_disconnected
+           hostile_names big_file relay_units rerun_noop conflict dry_run fault_stopped fault_disconnected
            kill_rsync_container kill_stream_sshd kill_stream_container
            kill_no_partial_spread kill_no_partial_spread_rsync
            delete_propagates conflict_history old_mtime_change emptied_root missed_sync two_clients
