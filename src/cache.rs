@@ -1,26 +1,26 @@
 //! A peer's record of digests it already computed, so a re-check reads only what changed.
 //!
 //! One file per root under `$XDG_CACHE_HOME/synk/` (`~/.cache/synk/`), keyed by the entry's
-//! device, inode, size, mtime and ctime — the stamp git's index trusts too: content cannot
-//! change without the ctime changing. Entries touched in the last seconds before a scan are
+//! device and inode and trusted while size, mtime and ctime hold — the stamp git's index
+//! trusts too: content cannot change without the ctime changing. No paths: a few dozen bytes
+//! an entry, in a sorted array. Entries touched in the last seconds before a scan are
 //! not recorded (a write in the same clock tick could go unseen). A cache that is missing,
 //! unreadable or from another version is simply ignored: it can cost time, never correctness.
 
-use std::collections::HashMap;
 use std::fs::Metadata;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::paths::WirePath;
 use crate::proto::Digest;
 
 /// Bumped whenever the file format or the meaning of a stamp changes.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 /// Entries changed this recently before the scan began are not trusted later.
 const SETTLE_NS: i64 = 2_000_000_000;
 
@@ -40,6 +40,16 @@ impl Stamp {
         self.mtime
     }
 
+    /// The size the stamp holds.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// What identifies the file itself, whatever its name: device and inode.
+    fn file(&self) -> (u64, u64) {
+        (self.dev, self.ino)
+    }
+
     /// The stamp of a file's current metadata.
     pub fn of(md: &Metadata) -> Self {
         let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
@@ -53,9 +63,8 @@ impl Stamp {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Copy, Serialize, Deserialize)]
 struct Record {
-    rel: WirePath,
     stamp: Stamp,
     digest: Digest,
 }
@@ -69,12 +78,16 @@ struct Stored {
 /// The cache of one root for one scan: lookups from the last scan, records for the next.
 pub struct DigestCache {
     file: Option<PathBuf>,
-    known: HashMap<WirePath, (Stamp, Digest)>,
+    /// Records of the last scan, sorted by device and inode.
+    known: Vec<Record>,
+    /// Which of `known` this scan found unchanged.
+    seen: Vec<AtomicBool>,
+    /// Digests this scan computed.
     fresh: Mutex<Vec<Record>>,
     /// Entries changed after this instant (ns) are not recorded.
     trusted_before: i64,
     /// Some digest was computed, not found: the file must be written again.
-    missed: std::sync::atomic::AtomicBool,
+    missed: AtomicBool,
 }
 
 fn now_ns() -> i64 {
@@ -101,61 +114,67 @@ impl DigestCache {
 
     /// The cache kept in `file`.
     pub fn at(file: Option<PathBuf>) -> Self {
-        let known = file
+        let mut known: Vec<Record> = file
             .as_deref()
             .and_then(|f| std::fs::read(f).ok())
             .and_then(|bytes| postcard::from_bytes::<Stored>(&bytes).ok())
             .filter(|s| s.format == FORMAT)
-            .map(|s| {
-                s.records
-                    .into_iter()
-                    .map(|r| (r.rel, (r.stamp, r.digest)))
-                    .collect()
-            })
+            .map(|s| s.records)
             .unwrap_or_default();
+        known.sort_unstable_by_key(|r| r.stamp.file());
+        known.dedup_by_key(|r| r.stamp.file());
         DigestCache {
             file,
+            seen: known.iter().map(|_| AtomicBool::new(false)).collect(),
             known,
             fresh: Mutex::new(Vec::new()),
             trusted_before: now_ns() - SETTLE_NS,
-            missed: std::sync::atomic::AtomicBool::new(false),
+            missed: AtomicBool::new(false),
         }
     }
 
-    /// The digest recorded for `rel` if its stamp is unchanged.
-    pub fn lookup(&self, rel: &WirePath, stamp: &Stamp) -> Option<Digest> {
-        match self.known.get(rel) {
-            Some((s, d)) if s == stamp => {
-                self.keep(rel, *stamp, *d);
-                Some(*d)
+    /// The digest recorded for the file with this stamp, if it is unchanged.
+    pub fn lookup(&self, stamp: &Stamp) -> Option<Digest> {
+        let at = self
+            .known
+            .binary_search_by_key(&stamp.file(), |r| r.stamp.file());
+        match at {
+            Ok(i) if self.known[i].stamp == *stamp => {
+                self.seen[i].store(true, Ordering::Relaxed);
+                Some(self.known[i].digest)
             }
             _ => {
-                self.missed
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                self.missed.store(true, Ordering::Relaxed);
                 None
             }
         }
     }
 
     /// Remembers a freshly computed digest, unless the file changed too recently to trust.
-    pub fn keep(&self, rel: &WirePath, stamp: Stamp, digest: Digest) {
+    pub fn keep(&self, stamp: Stamp, digest: Digest) {
         if self.file.is_some() && stamp.mtime.max(stamp.ctime) < self.trusted_before {
-            self.fresh.lock().expect("cache lock").push(Record {
-                rel: rel.clone(),
-                stamp,
-                digest,
-            });
+            self.fresh
+                .lock()
+                .expect("cache lock")
+                .push(Record { stamp, digest });
         }
     }
 
     /// Writes what this scan saw (temp file and rename; errors only cost the next scan time).
     pub fn save(self) {
         let Some(file) = self.file else { return };
-        let records = self.fresh.into_inner().expect("cache lock");
+        let seen: Vec<bool> = self.seen.into_iter().map(AtomicBool::into_inner).collect();
         // Every file found by its stamp and none gone: the file on disk says it all already.
-        if !self.missed.into_inner() && records.len() == self.known.len() {
+        if !self.missed.into_inner() && seen.iter().all(|s| *s) {
             return;
         }
+        let mut records = self.fresh.into_inner().expect("cache lock");
+        records.extend(
+            self.known
+                .into_iter()
+                .zip(seen)
+                .filter_map(|(r, seen)| seen.then_some(r)),
+        );
         let stored = Stored {
             format: FORMAT,
             records,
@@ -215,7 +234,6 @@ mod tests {
         let stored = Stored {
             format: FORMAT,
             records: vec![Record {
-                rel: WirePath::default(),
                 stamp: Stamp::of(&std::fs::metadata(&f).unwrap()),
                 digest: fake,
             }],

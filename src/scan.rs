@@ -167,19 +167,45 @@ pub fn scan_root(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
-    let mut files: Vec<(WirePath, PathBuf, Metadata)> = Vec::new();
+    let mut files: Vec<FileAt> = Vec::new();
     if md.is_dir() {
         walk(root, &md, excludes, sink, &mut files);
     } else if md.is_file() {
-        files.push((WirePath::default(), root.to_path_buf(), md));
+        files.push(FileAt::of(WirePath::default(), &md));
     } else {
         sink(Found {
             rel: WirePath::default(),
             state: describe(root, &md),
         });
     }
-    hash_all(files, cache, sink);
+    hash_all(root, files, cache, sink);
     Ok(())
+}
+
+/// A regular file the walk found, waiting to be hashed: what describing it needs and no more
+/// (its path is rebuilt from the root; a 100k-file tree waits in a few megabytes).
+struct FileAt {
+    rel: WirePath,
+    stamp: Stamp,
+    mode: u32,
+}
+
+impl FileAt {
+    fn of(rel: WirePath, md: &Metadata) -> Self {
+        FileAt {
+            rel,
+            stamp: Stamp::of(md),
+            mode: md.mode() & 0o7777,
+        }
+    }
+
+    fn path(&self, root: &Path) -> PathBuf {
+        if self.rel.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(self.rel.as_path())
+        }
+    }
 }
 
 /// Walks a directory tree depth first, emitting directories, symlinks and specials at once and
@@ -189,7 +215,7 @@ fn walk(
     root_md: &Metadata,
     excludes: &Excludes,
     sink: &mut dyn FnMut(Found),
-    files: &mut Vec<(WirePath, PathBuf, Metadata)>,
+    files: &mut Vec<FileAt>,
 ) {
     let mut stack = vec![(WirePath::default(), root.to_path_buf(), root_md.clone())];
     while let Some((rel, path, md)) = stack.pop() {
@@ -224,7 +250,7 @@ fn walk(
             }
             match fs::symlink_metadata(&child_path) {
                 Ok(cmd) if cmd.is_dir() => stack.push((child_rel, child_path, cmd)),
-                Ok(cmd) if cmd.is_file() => files.push((child_rel, child_path, cmd)),
+                Ok(cmd) if cmd.is_file() => files.push(FileAt::of(child_rel, &cmd)),
                 Ok(cmd) => sink(Found {
                     rel: child_rel,
                     state: describe(&child_path, &cmd),
@@ -310,18 +336,18 @@ pub fn remove_if_stale(path: &Path) {
 }
 
 /// Describes one regular file: from the cache when its stamp is known, else by hashing it.
-fn file_entry(rel: WirePath, path: &Path, md: &Metadata, cache: &DigestCache) -> Found {
-    let stamp = Stamp::of(md);
-    let state = match cache.lookup(&rel, &stamp) {
+fn file_entry(root: &Path, f: FileAt, cache: &DigestCache) -> Found {
+    let stamp = f.stamp;
+    let state = match cache.lookup(&stamp) {
         Some(digest) => Ok(Meta {
             kind: Kind::File,
-            size: md.len(),
-            mode: md.mode() & 0o7777,
-            mtime: mtime_ns(md),
+            size: stamp.size(),
+            mode: f.mode,
+            mtime: stamp.mtime(),
             digest: Some(digest),
         }),
         None => {
-            let res = hash_file(path);
+            let res = hash_file(&f.path(root));
             if let Ok(Meta {
                 digest: Some(d),
                 mtime,
@@ -330,36 +356,30 @@ fn file_entry(rel: WirePath, path: &Path, md: &Metadata, cache: &DigestCache) ->
             }) = &res
             {
                 // Only what the walk saw is recorded, and only if hashing saw the same file.
-                if *mtime == stamp.mtime() && *size == md.len() {
-                    cache.keep(&rel, stamp, *d);
+                if *mtime == stamp.mtime() && *size == stamp.size() {
+                    cache.keep(stamp, *d);
                 }
             }
             res
         }
     };
-    Found { rel, state }
+    Found { rel: f.rel, state }
 }
 
 /// Hashes files on every core, passing results to `sink` on this thread as they finish.
-fn hash_all(
-    files: Vec<(WirePath, PathBuf, Metadata)>,
-    cache: &DigestCache,
-    sink: &mut dyn FnMut(Found),
-) {
+fn hash_all(root: &Path, files: Vec<FileAt>, cache: &DigestCache, sink: &mut dyn FnMut(Found)) {
     if files.len() == 1 {
-        let (rel, path, md) = files.into_iter().next().expect("one file");
-        sink(file_entry(rel, &path, &md, cache));
+        let f = files.into_iter().next().expect("one file");
+        sink(file_entry(root, f, cache));
         return;
     }
     let (tx, rx) = mpsc::channel();
     std::thread::scope(|s| {
         s.spawn(move || {
-            files
-                .into_par_iter()
-                .for_each_with(tx, |tx, (rel, path, md)| {
-                    // The receiver outlives this scope; a send error cannot happen.
-                    let _ = tx.send(file_entry(rel, &path, &md, cache));
-                });
+            files.into_par_iter().for_each_with(tx, |tx, f| {
+                // The receiver outlives this scope; a send error cannot happen.
+                let _ = tx.send(file_entry(root, f, cache));
+            });
         });
         for entry in rx {
             sink(entry);
