@@ -22,8 +22,11 @@ use crate::versions::{Kept, Take, Why};
 /// What this peer reported for one entry in the last scan.
 #[derive(Debug, Clone)]
 pub(super) enum Reported {
+    /// Exactly as its state record says, metadata and version: nothing is kept twice (most
+    /// entries of a re-check).
+    AsRecorded,
     /// Present (or deleted, `None`) with this version.
-    Held(Option<Meta>, Option<Vv>),
+    Held(Box<(Option<Meta>, Option<Vv>)>),
     /// Unreadable, or a special file: its old record stays.
     Unknown,
 }
@@ -46,9 +49,16 @@ pub(super) struct RootCtx {
 impl RootCtx {
     /// The metadata this peer reported for an entry, if it holds one.
     pub(super) fn meta(&self, rel: &WirePath) -> Option<&Meta> {
-        match self.reported.get(rel) {
-            Some(Reported::Held(Some(m), _)) => Some(m),
-            _ => None,
+        self.held(rel).and_then(|(m, _)| m)
+    }
+
+    /// What this peer reported for an entry it could read: its metadata (`None`: deleted)
+    /// and version.
+    fn held(&self, rel: &WirePath) -> Option<(Option<&Meta>, Option<&Vv>)> {
+        match self.reported.get(rel)? {
+            Reported::AsRecorded => self.state.get(rel).map(|r| (r.meta.as_ref(), Some(&r.vv))),
+            Reported::Held(h) => Some((h.0.as_ref(), h.1.as_ref())),
+            Reported::Unknown => None,
         }
     }
 }
@@ -189,7 +199,12 @@ impl Server {
             } else {
                 r.vv.clone()
             };
-            reported.insert(r.rel.clone(), Reported::Held(None, Some(vv.clone())));
+            let rep = if gone_now {
+                Reported::Held(Box::new((None, Some(vv.clone()))))
+            } else {
+                Reported::AsRecorded
+            };
+            reported.insert(r.rel.clone(), rep);
             out.push(Entry {
                 rel: r.rel.clone(),
                 state: Ok(None),
@@ -215,14 +230,14 @@ impl Server {
         };
         let mut batch = Vec::with_capacity(ENTRY_BATCH.min(rels.len()));
         for rel in rels {
-            let Some(Reported::Held(meta, Some(vv))) = ctx.reported.get(&rel) else {
+            let Some((meta, Some(vv))) = ctx.held(&rel) else {
                 return write_frame(
                     w,
                     &Response::Failed(format!("{rel:?}: not in brief in the last scan")),
                 );
             };
             batch.push(Entry {
-                state: Ok(meta.clone()),
+                state: Ok(meta.cloned()),
                 vv: Some(vv.clone()),
                 changed: false,
                 rel,
@@ -416,10 +431,11 @@ impl Server {
                 }
             } else {
                 match rep {
-                    Reported::Held(meta, vv) => Some(Record {
+                    Reported::AsRecorded => old.cloned(),
+                    Reported::Held(h) => Some(Record {
                         rel: rel.clone(),
-                        meta: meta.clone(),
-                        vv: vv.clone().unwrap_or_default(),
+                        meta: h.0.clone(),
+                        vv: h.1.clone().unwrap_or_default(),
                     }),
                     Reported::Unknown => None,
                 }
@@ -658,7 +674,10 @@ fn versioned(found: Found, base: Option<&Record>, key: u64, now: u64) -> (Entry,
                 }
                 Some(b) => (Some(b.vv.bumped(key, now)), true),
             };
-            let rep = Reported::Held(Some(meta.clone()), vv.clone());
+            let rep = match base {
+                Some(b) if !changed && b.meta.as_ref() == Some(&meta) => Reported::AsRecorded,
+                _ => Reported::Held(Box::new((Some(meta.clone()), vv.clone()))),
+            };
             (
                 Entry {
                     rel,
