@@ -241,7 +241,9 @@ pub struct RootState {
     /// `rel` of the scanned root inside the file's root (empty when they are the same).
     prefix: WirePath,
     /// Records of the scanned root, relative to it.
-    records: BTreeMap<WirePath, Record>,
+    /// Sorted by path, one record a path: looked up by binary search (no map, no second copy
+    /// of each path).
+    records: Vec<Record>,
     /// Records of the file outside the scanned root, kept as they are.
     others: Vec<Record>,
     /// State files of roots below this one, absorbed on save.
@@ -295,15 +297,14 @@ impl RootState {
             };
             for r in stored.records {
                 match r.rel.below(&prefix) {
-                    Some(rel) => {
-                        st.records.insert(rel.clone(), Record { rel, ..r });
-                    }
+                    Some(rel) => st.records.push(Record { rel, ..r }),
                     None => st.others.push(r),
                 }
             }
             if st.prefix.is_empty() {
                 st.absorb_below(dir, root)?;
             }
+            st.settle();
             return Ok(st);
         }
         let mut st = RootState {
@@ -312,7 +313,16 @@ impl RootState {
             ..RootState::default()
         };
         st.absorb_below(dir, root)?;
+        st.settle();
         Ok(st)
+    }
+
+    /// Sorts the records by path, keeping the first of each path (a root's own records come
+    /// before those absorbed from roots below it).
+    fn settle(&mut self) {
+        self.records.sort_by(|a, b| a.rel.cmp(&b.rel));
+        self.records.dedup_by(|later, first| later.rel == first.rel);
+        self.records.shrink_to_fit();
     }
 
     /// Takes in the records of state files of roots below `root`, where this root has none.
@@ -337,9 +347,7 @@ impl RootState {
             let below = WirePath::from_path(below);
             for r in stored.records {
                 let rel = below.join(&r.rel);
-                self.records
-                    .entry(rel.clone())
-                    .or_insert(Record { rel, ..r });
+                self.records.push(Record { rel, ..r });
             }
             self.absorbed.push(path);
         }
@@ -348,12 +356,15 @@ impl RootState {
 
     /// The record of an entry below the scanned root.
     pub fn get(&self, rel: &WirePath) -> Option<&Record> {
-        self.records.get(rel)
+        self.records
+            .binary_search_by(|r| r.rel.cmp(rel))
+            .ok()
+            .map(|i| &self.records[i])
     }
 
     /// Every record below the scanned root, in path order.
     pub fn records(&self) -> impl Iterator<Item = &Record> {
-        self.records.values()
+        self.records.iter()
     }
 
     /// True when saving would fold the state files of roots below this one into its own.
@@ -371,12 +382,12 @@ impl RootState {
         let Some(file) = self.file.clone() else {
             return Ok(());
         };
-        if records == self.records && self.absorbed.is_empty() {
+        if records.values().eq(self.records.iter()) && self.absorbed.is_empty() {
             return Ok(()); // an in-sync re-check writes nothing
         }
-        self.records = records;
+        self.records = records.into_values().collect();
         let mut all: Vec<Record> = self.others.clone();
-        all.extend(self.records.values().map(|r| Record {
+        all.extend(self.records.iter().map(|r| Record {
             rel: self.prefix.join(&r.rel),
             ..r.clone()
         }));
