@@ -310,6 +310,21 @@ pub enum Request {
         /// Paths below the root.
         rels: Vec<WirePath>,
     },
+    /// The [`block_fingerprint`]s of the file this peer holds at `rel`, one per [`CHUNK`]
+    /// ([`Response::Blocks`]; none where it holds no regular file): the streaming copier
+    /// sends only the blocks that differ.
+    Blocks {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// Path below the root.
+        rel: WirePath,
+    },
+    /// Inside a file transfer, instead of [`Request::Data`]: the next `len` bytes are those of
+    /// the old file at the same offset.
+    Same {
+        /// How many bytes (at most [`CHUNK`]).
+        len: u32,
+    },
 }
 
 /// Server to client.
@@ -358,6 +373,24 @@ pub enum Response {
     Failed(String),
     /// Entries of the current root that are unchanged since the last sync, in brief.
     Briefs(Vec<Brief>),
+    /// Answers [`Request::Blocks`].
+    Blocks(Vec<[u8; 16]>),
+}
+
+/// Files from this size on are sent as deltas by the streaming copier; smaller ones whole
+/// (asking the target what it holds would cost more than sending them).
+pub const DELTA_MIN: u64 = 2 * CHUNK as u64;
+/// Blocks a [`Response::Blocks`] lists at most (a 64 GiB file, a 4 MiB frame): bigger files
+/// go whole.
+pub const MAX_BLOCKS: usize = 1 << 18;
+
+/// The fingerprint of one block of a file, for [`Request::Blocks`]: its length and xxh3-128.
+/// A match is only a hint; the whole file's SHA-512 is checked before it replaces anything.
+pub fn block_fingerprint(block: &[u8]) -> [u8; 16] {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&(block.len() as u64).to_le_bytes());
+    h.update(block);
+    h.digest128().to_le_bytes()
 }
 
 /// Why a frame could not be read or written.

@@ -717,3 +717,34 @@ fn a_big_tree_travels_in_units_that_targets_trade() {
     assert_eq!(from_master + relayed, 8, "{log}");
     assert!(relayed >= 2, "{log}");
 }
+
+#[test]
+fn a_few_changed_bytes_travel_as_a_delta_with_the_streaming_copier_too() {
+    let s = scene!("stream-delta");
+    let t = now() - 100;
+    let mut data = noise(8 << 20);
+    s.write(LOCAL, "d/big", &data, t);
+    let stream = [os("--copier"), os("stream")];
+    let out = s.synk(&["alpha", "beta"], &[stream[0], stream[1], &s.arg("d")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // 16 bytes change on alpha; the copy to this host and to beta streams through the client.
+    data[4_000_000..4_000_016].copy_from_slice(b"sixteen changed!");
+    s.write("alpha", "d/big", &data, t + 10);
+    let out = s.synk(
+        &["alpha", "beta"],
+        &[stream[0], stream[1], os("--json"), &s.arg("d")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_same_everywhere(&s, &[LOCAL, "alpha", "beta"], "d/big");
+    assert_eq!(s.read(LOCAL, "d/big").unwrap(), data);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let root = &doc["roots"][0];
+    let literal = root["literal_bytes"].as_u64().unwrap();
+    let matched = root["matched_bytes"].as_u64().unwrap();
+    // One 256 KiB block to each of the two targets.
+    assert!(literal <= 2 * (256 << 10), "{literal} bytes sent: {root}");
+    assert!(
+        matched >= 2 * ((8 << 20) - (256 << 10)),
+        "{matched} matched: {root}"
+    );
+}

@@ -181,6 +181,7 @@ impl Server {
                     self.scan(&roots, &excludes, brief, w)?
                 }
                 Request::Detail { root, rels } => self.detail(root, rels, w)?,
+                Request::Blocks { root, rel } => write_frame(w, &self.blocks(root, &rel))?,
                 Request::Rename { root, rel, to } => reply(w, self.rename(root, &rel, &to))?,
                 Request::Remove { root, rel, deleted } => {
                     reply(w, self.remove(root, &rel, deleted))?
@@ -242,7 +243,11 @@ impl Server {
                     target,
                     mtime,
                 } => reply(w, self.symlink(root, &rel, &target, mtime))?,
-                Request::Hello { .. } | Request::Data(_) | Request::End | Request::Abort => {
+                Request::Hello { .. }
+                | Request::Data(_)
+                | Request::Same { .. }
+                | Request::End
+                | Request::Abort => {
                     return Err(protocol_error("unexpected frame outside a file transfer"))
                 }
             }
@@ -520,6 +525,70 @@ mod tests {
         assert_eq!(fs::read(home.path().join("f")).unwrap(), b"new");
         assert_eq!(md.permissions().mode() & 0o7777, 0o600);
         assert_eq!(scan::mtime_ns(&md), 1_000_000_000_123);
+    }
+
+    #[test]
+    fn a_delta_write_takes_the_same_blocks_from_the_old_file() {
+        let home = tempfile::tempdir().unwrap();
+        let old: Vec<u8> = (0..CHUNK * 2 + 7).map(|i| (i % 251) as u8).collect();
+        fs::write(home.path().join("f"), &old).unwrap();
+        let mut new = old.clone();
+        new[CHUNK + 3] ^= 0xff; // the second block differs
+        new.truncate(CHUNK * 2 + 5); // and the last is shorter
+        let blocks = Request::Blocks {
+            root: 0,
+            rel: WirePath::default(),
+        };
+        let (res, resps) = converse(home.path(), &[scan_home("f"), blocks]);
+        res.unwrap();
+        let Some(Response::Blocks(listed)) = resps.last() else {
+            panic!("{resps:?}")
+        };
+        assert_eq!(listed.len(), 3);
+        assert_eq!(listed[0], crate::proto::block_fingerprint(&new[..CHUNK]));
+        assert_ne!(
+            listed[1],
+            crate::proto::block_fingerprint(&new[CHUNK..CHUNK * 2])
+        );
+        let write = |digest: Digest| {
+            vec![
+                scan_home("f"),
+                Request::WriteFile {
+                    root: 0,
+                    rel: WirePath::default(),
+                    mode: 0o600,
+                    mtime: 0,
+                    digest,
+                },
+                Request::Same { len: CHUNK as u32 },
+                Request::Data(new[CHUNK..CHUNK * 2].to_vec()),
+                Request::Data(new[CHUNK * 2..].to_vec()),
+                Request::End,
+            ]
+        };
+        let (res, resps) = converse(home.path(), &write(Digest::of(&new)));
+        res.unwrap();
+        assert!(matches!(resps.last(), Some(Response::Done)), "{resps:?}");
+        assert_eq!(fs::read(home.path().join("f")).unwrap(), new);
+        // A "same" block that is not the same in the end is caught by the digest.
+        let mut other = new.clone();
+        other[0] ^= 1;
+        let (res, resps) = converse(home.path(), &write(Digest::of(&other)));
+        res.unwrap();
+        assert!(matches!(resps.last(), Some(Response::Failed(m)) if m.contains("do not match")));
+        assert_eq!(fs::read(home.path().join("f")).unwrap(), new, "kept");
+        // No file there: no blocks.
+        let (_, resps) = converse(
+            home.path(),
+            &[
+                scan_home("absent"),
+                Request::Blocks {
+                    root: 0,
+                    rel: WirePath::default(),
+                },
+            ],
+        );
+        assert!(matches!(resps.last(), Some(Response::Blocks(b)) if b.is_empty()));
     }
 
     #[test]

@@ -12,7 +12,8 @@ use sha2::Digest as _;
 use super::{msg, protocol_error, to_filetime, OpResult, Server};
 use crate::paths::WirePath;
 use crate::proto::{
-    read_frame, write_frame, Digest, FrameError, Request, Response, CHUNK, RSYNC_TEMP_DIR,
+    block_fingerprint, read_frame, write_frame, Digest, FrameError, Request, Response, CHUNK,
+    MAX_BLOCKS, RSYNC_TEMP_DIR,
 };
 use crate::scan;
 
@@ -87,17 +88,44 @@ impl Server {
         let mut hasher = sha2::Sha512::new();
         let mut buf = vec![0u8; CHUNK];
         loop {
-            match f.read(&mut buf) {
+            // Whole chunks but the last: the streaming copier matches them block by block.
+            match fill(&mut f, &mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
                     hasher.update(&buf[..n]);
                     write_frame(w, &Response::Data(buf[..n].to_vec()))?;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return write_frame(w, &Response::Failed(msg(&path, e))),
             }
         }
         write_frame(w, &Response::ReadDone(Digest::from_hasher(hasher)))
+    }
+
+    /// Answers [`crate::proto::Request::Blocks`]: the block fingerprints of the regular file
+    /// at `rel`, none where there is none (or it is too big to list).
+    pub(super) fn blocks(&self, root: u32, rel: &WirePath) -> Response {
+        let Ok((_, path)) = self.locate(root, rel) else {
+            return Response::Blocks(Vec::new());
+        };
+        let listed = || -> io::Result<Vec<[u8; 16]>> {
+            let mut f = File::options()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(&path)?;
+            let md = f.metadata()?;
+            if !md.is_file() || md.len() > (MAX_BLOCKS * CHUNK) as u64 {
+                return Ok(Vec::new());
+            }
+            let mut out = Vec::with_capacity(md.len().div_ceil(CHUNK as u64) as usize);
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                match fill(&mut f, &mut buf)? {
+                    0 => return Ok(out),
+                    n => out.push(block_fingerprint(&buf[..n])),
+                }
+            }
+        };
+        Response::Blocks(listed().unwrap_or_default())
     }
 
     /// Receives a file. The outer error is a broken conversation; the inner one a failed
@@ -118,6 +146,9 @@ impl Server {
             Ok((path, tmp))
         });
         let mut hasher = sha2::Sha512::new();
+        // The old file, opened at the first block that is the same in it.
+        let mut old: Option<File> = None;
+        let mut offset = 0u64;
         loop {
             match read_frame(r)? {
                 Request::Data(d) => {
@@ -128,6 +159,21 @@ impl Server {
                             hasher.update(&d);
                         }
                     }
+                    offset += d.len() as u64;
+                }
+                Request::Same { len } => {
+                    let len = (len as usize).min(CHUNK);
+                    if let Ok((path, tmp)) = &mut sink {
+                        let copied = same_block(&mut old, path, offset, len).and_then(|block| {
+                            tmp.write_all(&block)?;
+                            Ok(block)
+                        });
+                        match copied {
+                            Ok(block) => hasher.update(&block),
+                            Err(e) => sink = Err(msg(path, e)),
+                        }
+                    }
+                    offset += len as u64;
                 }
                 Request::End => break,
                 Request::Abort => {
@@ -232,4 +278,36 @@ pub(super) fn sync_parent(path: &Path) {
             let _ = d.sync_all();
         }
     }
+}
+
+/// Reads until `buf` is full or the file ends; the number of bytes read.
+fn fill(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// `len` bytes of the old file at `path` from `offset`, opening it on first use. A file that
+/// changed since its blocks were listed shows in the digest check at the end.
+fn same_block(old: &mut Option<File>, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    if old.is_none() {
+        *old = Some(
+            File::options()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(path)?,
+        );
+    }
+    let f = old.as_ref().expect("opened above");
+    let mut block = vec![0u8; len];
+    f.read_exact_at(&mut block, offset)?;
+    Ok(block)
 }

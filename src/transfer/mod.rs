@@ -167,7 +167,7 @@ impl RootTransfer<'_> {
                 .filter(|t| !lost.contains(t))
                 .collect();
             for (t, r) in
-                stream::copy_entry(self.peers, self.root, c, &targets, None, &|_| {}).await
+                stream::copy_entry(self.peers, self.root, c, &targets, None, &|_, _| {}).await
             {
                 if let Err(e) = r {
                     rep.error(format!("{}: {}: {e}", self.name(t), self.display));
@@ -444,9 +444,9 @@ impl RootTransfer<'_> {
             .map(|c| c.meta.size)
             .sum();
         let bar = rep.bytes_bar(total, format!("stream {}", self.display));
-        let on_bytes = |n: u64| {
+        let on_bytes = |n: u64, sent: WireStats| {
             bar.inc(n);
-            wire.lock().expect("wire stats lock").literal += n;
+            wire.lock().expect("wire stats lock").add(sent);
         };
         for (m, t) in pairs {
             rep.say(1, self.stream_line(*m, *t));
@@ -492,7 +492,7 @@ impl RootTransfer<'_> {
                 c,
                 targets,
                 self.tuning.bwlimit,
-                &|_| {},
+                &|_, _| {},
             )
             .await;
         }

@@ -2,12 +2,22 @@
 //! chunk on to every target's serve, and each target writes a temp file beside the real one,
 //! checks the SHA-512 against the master's, fsyncs and renames. Used where rsync is missing
 //! on either end, with `--copier stream`, and when a remote master cannot reach a target.
+//!
+//! A file a target already holds in some version travels as a delta: the target lists a
+//! fingerprint per [`CHUNK`] of its old file, and the blocks that match go as "the same as
+//! yours" instead of data, so a few changed bytes cost a block, not the file.
+
+use std::collections::HashMap;
 
 use futures::future::join_all;
 
+use super::WireStats;
 use crate::peer::{Conn, OpError, Peer};
 use crate::plan::{Copy, PeerId};
-use crate::proto::{Kind, Request, Response};
+use crate::proto::{block_fingerprint, Kind, Request, Response, CHUNK, DELTA_MIN};
+
+/// Told of each chunk read from the master: its size, and what went to the targets.
+pub type OnBytes<'a> = &'a (dyn Fn(u64, WireStats) + Sync);
 
 /// The result of copying one entry to one target; a broken master is reported under its own
 /// id, as a [`OpError::Lost`].
@@ -20,7 +30,7 @@ pub async fn copy_entry(
     copy: &Copy,
     targets: &[PeerId],
     bwlimit: Option<u64>,
-    on_bytes: &(dyn Fn(u64) + Sync),
+    on_bytes: OnBytes<'_>,
 ) -> Vec<TargetResult> {
     let meta = &copy.meta;
     match &meta.kind {
@@ -98,7 +108,7 @@ async fn copy_file(
     copy: &Copy,
     targets: &[PeerId],
     bwlimit: Option<u64>,
-    on_bytes: &(dyn Fn(u64) + Sync),
+    on_bytes: OnBytes<'_>,
 ) -> Vec<TargetResult> {
     let mut throttle = Throttle::new(bwlimit);
     let digest = copy.meta.digest.expect("files carry a digest");
@@ -109,6 +119,11 @@ async fn copy_file(
     }
     // Targets whose conversation broke are dropped from the fan-out as we go.
     let mut results: Vec<TargetResult> = Vec::new();
+    let basis = if copy.meta.size >= DELTA_MIN {
+        blocks_of(&mut outs, &mut results, root, copy).await
+    } else {
+        HashMap::new()
+    };
     let begin = Request::WriteFile {
         root,
         rel: copy.rel.clone(),
@@ -122,15 +137,47 @@ async fn copy_file(
         rel: copy.rel.clone(),
     };
     let name = &peers[copy.master].name;
+    let mut block = 0usize;
+    let mut offset = 0u64;
     let master_err: Option<OpError> = match master.call(&read).await {
         Err(e) => Some(OpError::Lost(e)),
         Ok(mut resp) => loop {
             match resp {
                 Response::Data(d) => {
-                    on_bytes(d.len() as u64);
                     let n = d.len();
-                    fan_out(&mut outs, &mut results, &Request::Data(d)).await;
-                    throttle.pace(n).await;
+                    // Blocks line up with the target's list while every chunk but the last
+                    // is whole.
+                    let fp = (!basis.is_empty() && offset == (block * CHUNK) as u64)
+                        .then(|| block_fingerprint(&d));
+                    let same: Vec<bool> = outs
+                        .iter()
+                        .map(|(t, _)| {
+                            fp.is_some_and(|fp| {
+                                basis.get(t).and_then(|b| b.get(block)) == Some(&fp)
+                            })
+                        })
+                        .collect();
+                    let matched = same.iter().filter(|s| **s).count() as u64;
+                    on_bytes(
+                        n as u64,
+                        WireStats {
+                            literal: (same.len() as u64 - matched) * n as u64,
+                            matched: matched * n as u64,
+                        },
+                    );
+                    let data = Request::Data(d);
+                    let kept = Request::Same { len: n as u32 };
+                    let reqs: Vec<&Request> = same
+                        .iter()
+                        .map(|s| if *s { &kept } else { &data })
+                        .collect();
+                    send_each(&mut outs, &mut results, &reqs).await;
+                    block += 1;
+                    offset += n as u64;
+                    // Only data counts against --bwlimit; "the same" is a few bytes.
+                    throttle
+                        .pace(if matched == same.len() as u64 { 0 } else { n })
+                        .await;
                 }
                 Response::ReadDone(d) if d == digest => break None,
                 Response::ReadDone(_) => {
@@ -184,13 +231,63 @@ async fn copy_file(
     results
 }
 
+/// Asks every target for the block fingerprints of the file it holds at the copy's path.
+async fn blocks_of(
+    outs: &mut Vec<(PeerId, tokio::sync::MutexGuard<'_, Conn>)>,
+    results: &mut Vec<TargetResult>,
+    root: u32,
+    copy: &Copy,
+) -> HashMap<PeerId, Vec<[u8; 16]>> {
+    let ask = Request::Blocks {
+        root,
+        rel: copy.rel.clone(),
+    };
+    let answers = join_all(outs.iter_mut().map(|(t, c)| {
+        let ask = &ask;
+        async move {
+            let r = match c.call(ask).await {
+                Ok(Response::Blocks(b)) => Ok(b),
+                Ok(other) => Err(c.unexpected(&other)),
+                Err(e) => Err(e),
+            };
+            (*t, r)
+        }
+    }))
+    .await;
+    let mut basis = HashMap::new();
+    for (t, r) in answers {
+        match r {
+            Ok(b) if !b.is_empty() => {
+                basis.insert(t, b);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                outs.retain(|(p, _)| *p != t);
+                results.push((t, Err(OpError::Lost(e))));
+            }
+        }
+    }
+    basis
+}
+
 /// Sends `req` to every remaining target at once; a target that fails leaves the set.
 async fn fan_out<'a>(
     outs: &mut Vec<(PeerId, tokio::sync::MutexGuard<'a, Conn>)>,
     results: &mut Vec<TargetResult>,
     req: &Request,
 ) {
-    let sent = join_all(outs.iter_mut().map(|(_, c)| c.send(req))).await;
+    let reqs = vec![req; outs.len()];
+    send_each(outs, results, &reqs).await;
+}
+
+/// Sends each remaining target its own request (`reqs[i]` to `outs[i]`) at once; a target that
+/// fails leaves the set.
+async fn send_each<'a>(
+    outs: &mut Vec<(PeerId, tokio::sync::MutexGuard<'a, Conn>)>,
+    results: &mut Vec<TargetResult>,
+    reqs: &[&Request],
+) {
+    let sent = join_all(outs.iter_mut().zip(reqs).map(|((_, c), r)| c.send(r))).await;
     let mut i = 0;
     for r in sent {
         if let Err(e) = r {
