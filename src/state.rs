@@ -161,6 +161,21 @@ pub fn fingerprint(content: &Content, vv: &Vv) -> [u8; 16] {
     h.digest128().to_le_bytes()
 }
 
+/// The fingerprint of an entry a peer has no history of (a first sync): its kind, content,
+/// size, mode and mtime, tagged apart from [`fingerprint`]'s. Peers that all hold an entry
+/// with the same one hold the same thing and need nothing but a record (which each makes
+/// itself, with an empty version vector, as the decision would).
+pub fn fingerprint_new(meta: &Meta) -> [u8; 16] {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(b"new");
+    let content = fingerprint(&Content::of(Some(meta)), &Vv::default());
+    h.update(&content);
+    h.update(&meta.size.to_le_bytes());
+    h.update(&meta.mode.to_le_bytes());
+    h.update(&meta.mtime.to_le_bytes());
+    h.digest128().to_le_bytes()
+}
+
 /// One entry as a peer held it after a sync.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {

@@ -408,3 +408,31 @@ fn every_action_goes_to_the_operations_log() {
     assert!(has("a", "deleted"), "{text}");
     assert!(has("c", "created"), "{text}");
 }
+
+#[test]
+fn identical_trees_on_a_first_sync_are_recorded_without_copying() {
+    // Trees seeded by other means (a restore, an earlier rsync): same content, mode and time
+    // on every peer. The first sync copies nothing, yet remembers them: a deletion after it is
+    // a deletion, not a file to bring back.
+    let s = scene!("h-seeded");
+    let t = now() - 1000;
+    for p in [LOCAL, "alpha", "beta"] {
+        for (rel, body) in [("d/a", "a"), ("d/sub/b", "b")] {
+            let f = s.write(p, rel, body, t);
+            fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+        }
+    }
+    let out = s.synk(&["alpha", "beta"], &[os("-v"), &s.arg("d")]);
+    ok(&out);
+    let log = stdout(&out);
+    assert!(
+        !log.contains("synk: rsync") && !log.contains("synk: stream"),
+        "{log}"
+    );
+    rm(&s, "beta", "d/a");
+    ok(&s.synk(&["alpha", "beta"], &[&s.arg("d")]));
+    for p in [LOCAL, "alpha", "beta"] {
+        assert!(s.read(p, "d/a").is_none(), "d/a still on {p}");
+        assert_eq!(s.read(p, "d/sub/b").unwrap(), b"b", "{p}");
+    }
+}

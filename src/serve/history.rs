@@ -16,7 +16,7 @@ use crate::proto::{
     write_frame, Brief, Digest, Entry, FrameError, Kind, Meta, Response, CHUNK, ENTRY_BATCH,
 };
 use crate::scan::{self, Found};
-use crate::state::{fingerprint, now_ms, Content, Record, RootState, Vv};
+use crate::state::{fingerprint, fingerprint_new, now_ms, Content, Record, RootState, Vv};
 use crate::versions::{Kept, Take, Why};
 
 /// What this peer reported for one entry in the last scan.
@@ -230,16 +230,17 @@ impl Server {
         };
         let mut batch = Vec::with_capacity(ENTRY_BATCH.min(rels.len()));
         for rel in rels {
-            let Some((meta, Some(vv))) = ctx.held(&rel) else {
+            let Some((meta, vv)) = ctx.held(&rel) else {
                 return write_frame(
                     w,
                     &Response::Failed(format!("{rel:?}: not in brief in the last scan")),
                 );
             };
+            // Briefs are of entries unchanged since the last sync, or new ones without history.
             batch.push(Entry {
                 state: Ok(meta.cloned()),
-                vv: Some(vv.clone()),
-                changed: false,
+                vv: vv.cloned(),
+                changed: vv.is_none(),
                 rel,
             });
             if batch.len() >= ENTRY_BATCH {
@@ -626,22 +627,26 @@ impl<W: Write> Emitter<'_, W> {
     }
 }
 
-/// The fingerprint, size and deletion mark of an entry unchanged since the last sync, sent in
-/// brief; `None` for the rest (new, changed, unreadable or special entries, and the root
-/// itself, always go out in full).
+/// The fingerprint, size and deletion mark of an entry sent in brief: one unchanged since the
+/// last sync, or one this peer has no history of (a first sync: peers that all hold it the
+/// same need nothing). `None` for the rest: changed or unreadable entries, specials and the
+/// root itself always go out in full.
 fn brief_of(e: &Entry) -> Option<([u8; 16], u64, bool)> {
-    let (meta, vv) = match (&e.state, &e.vv) {
-        (Ok(m), Some(vv)) if !e.changed && !e.rel.is_empty() => (m.as_ref(), vv),
-        _ => return None,
-    };
-    if meta.is_some_and(|m| m.kind == Kind::Special) {
+    if e.rel.is_empty() {
         return None;
     }
-    Some((
-        fingerprint(&Content::of(meta), vv),
-        meta.map_or(0, |m| m.size),
-        meta.is_none(),
-    ))
+    match (&e.state, &e.vv) {
+        (Ok(m), Some(vv)) if !e.changed && m.as_ref().is_none_or(|m| m.kind != Kind::Special) => {
+            let meta = m.as_ref();
+            Some((
+                fingerprint(&Content::of(meta), vv),
+                meta.map_or(0, |m| m.size),
+                meta.is_none(),
+            ))
+        }
+        (Ok(Some(m)), None) if m.kind != Kind::Special => Some((fingerprint_new(m), m.size, false)),
+        _ => None,
+    }
 }
 
 /// The entry to report for what the walk found, given the remembered record.

@@ -403,7 +403,7 @@ mod tests {
     }
 
     #[test]
-    fn unchanged_entries_go_in_brief_and_come_back_in_full_on_request() {
+    fn unchanged_and_new_entries_go_in_brief_and_come_back_in_full_on_request() {
         let home = tempfile::tempdir().unwrap();
         fs::create_dir(home.path().join("notes")).unwrap();
         fs::write(home.path().join("notes/a"), "A").unwrap();
@@ -413,58 +413,68 @@ mod tests {
             excludes: Vec::new(),
             brief: true,
         };
-        // First scan: nothing remembered, everything in full; the commit records it.
-        let state = home.path().join("state");
-        let (res, resps) = converse_in(
-            home.path(),
-            Some(&state),
-            &[brief(), Request::Commit { root: 0 }],
-        );
-        res.unwrap();
-        assert!(!resps.iter().any(|r| matches!(r, Response::Briefs(_))));
-        fs::write(home.path().join("notes/b"), "B").unwrap();
         let detail = |rel: &str| Request::Detail {
             root: 0,
             rels: vec![w(rel)],
         };
+        let state = home.path().join("state");
+        let entries = |resps: &[Response]| -> Vec<Entry> {
+            resps
+                .iter()
+                .filter_map(|r| match r {
+                    Response::Entries(es) => Some(es.clone()),
+                    _ => None,
+                })
+                .flatten()
+                .collect()
+        };
+        let briefs = |resps: &[Response]| -> Vec<crate::proto::Brief> {
+            resps
+                .iter()
+                .filter_map(|r| match r {
+                    Response::Briefs(bs) => Some(bs.clone()),
+                    _ => None,
+                })
+                .flatten()
+                .collect()
+        };
+        // First scan: a has no history; it goes in brief (by content, mode and time) and
+        // comes back in full as new. The commit records it.
         let (res, resps) = converse_in(
             home.path(),
             Some(&state),
-            &[brief(), detail("a"), detail("b")],
+            &[brief(), detail("a"), Request::Commit { root: 0 }],
         );
         res.unwrap();
-        let full: Vec<&Entry> = resps
-            .iter()
-            .filter_map(|r| match r {
-                Response::Entries(es) => Some(es),
-                _ => None,
-            })
-            .flatten()
-            .collect();
-        let briefs: Vec<&crate::proto::Brief> = resps
-            .iter()
-            .filter_map(|r| match r {
-                Response::Briefs(bs) => Some(bs),
-                _ => None,
-            })
-            .flatten()
-            .collect();
-        // The root and the new b in full, the unchanged a in brief, then a in full on request.
-        let names: Vec<String> = full.iter().map(|e| e.rel.to_string()).collect();
-        assert_eq!(names, ["", "b", "a"], "{resps:?}");
-        assert_eq!(briefs.len(), 1);
-        assert_eq!(briefs[0].rel, w("a"));
-        assert!(!briefs[0].gone);
-        let a = full[2];
+        let full = entries(&resps);
+        assert_eq!(full.len(), 2, "the root, then a on request: {resps:?}");
+        let a = &full[1];
+        assert!(a.changed && a.vv.is_none());
+        let meta = a.state.as_ref().unwrap().as_ref().unwrap();
+        assert_eq!(briefs(&resps)[0].fp, crate::state::fingerprint_new(meta));
+        // Second scan: a is unchanged (in brief, by content and version), b is new.
+        fs::write(home.path().join("notes/b"), "B").unwrap();
+        let (res, resps) = converse_in(
+            home.path(),
+            Some(&state),
+            &[brief(), detail("a"), detail("nope")],
+        );
+        res.unwrap();
+        let mut bs = briefs(&resps);
+        bs.sort_by(|x, y| x.rel.cmp(&y.rel));
+        let names: Vec<String> = bs.iter().map(|b| b.rel.to_string()).collect();
+        assert_eq!(names, ["a", "b"]);
+        let full = entries(&resps);
+        let a = full.iter().find(|e| e.rel == w("a")).unwrap();
         assert!(!a.changed && a.vv.is_some());
         assert_eq!(
-            briefs[0].fp,
+            bs[0].fp,
             crate::state::fingerprint(
                 &crate::state::Content::of(a.state.as_ref().unwrap().as_ref()),
                 a.vv.as_ref().unwrap()
             )
         );
-        // b was not sent in brief: asking for it is refused.
+        // A path the scan never reported is refused.
         assert!(matches!(resps.last(), Some(Response::Failed(m)) if m.contains("not in brief")));
     }
 
