@@ -14,14 +14,23 @@ use crate::proto::Kind;
 pub const MASTER_UPLOADS: usize = 3;
 /// Transfers each relay runs at once.
 pub const UPLOADS: usize = 2;
-/// File bytes per unit: big enough that starting a transfer (an SSH handshake) is noise next to
-/// it, small enough that relays start early.
+/// File bytes per unit at least: big enough that starting a transfer (an SSH handshake) is
+/// noise next to it, small enough that relays start early.
 pub const UNIT_BYTES: u64 = 64 << 20;
+/// Units at most: a bigger transfer gets bigger units, so scheduling stays cheap.
+pub const MAX_UNITS: u64 = 64;
 
 /// Cuts a master's copies into units, in plan order (parents first): files and symlinks in runs
-/// of about [`UNIT_BYTES`]; every directory in the last unit, so its mode and time are set
-/// after everything inside it has landed (rsync makes missing parents on the way).
+/// of about [`UNIT_BYTES`] (more for a transfer over [`MAX_UNITS`] of them); the directories go
+/// with the last unit (rsync makes missing parents on the way, and sets each directory's mode
+/// and time from the master's in every run that passes through it).
 pub fn units<'c>(copies: &[&'c Copy]) -> Vec<Vec<&'c Copy>> {
+    let total: u64 = copies
+        .iter()
+        .filter(|c| c.meta.kind != Kind::Dir)
+        .map(|c| c.meta.size)
+        .sum();
+    let per = UNIT_BYTES.max(total.div_ceil(MAX_UNITS));
     let mut out: Vec<Vec<&Copy>> = vec![Vec::new()];
     let mut bytes = 0;
     let mut dirs = Vec::new();
@@ -30,7 +39,7 @@ pub fn units<'c>(copies: &[&'c Copy]) -> Vec<Vec<&'c Copy>> {
             dirs.push(*c);
             continue;
         }
-        if bytes >= UNIT_BYTES {
+        if bytes >= per {
             out.push(Vec::new());
             bytes = 0;
         }
@@ -70,30 +79,35 @@ pub enum Then {
     Go,
     /// A relay failed; the target gets the unit from elsewhere.
     Retry,
-    /// The master failed the target: it gets nothing more from this fan-out.
+    /// The master's run failed (a file it could not read or the target could not write): the
+    /// target goes without this unit and gets the others.
+    Failed,
+    /// The master cannot reach the target: it gets nothing more from this fan-out.
     GiveUp,
 }
 
 /// The schedule of one master's units to its targets.
 #[derive(Debug)]
 pub struct Fanout {
-    master: PeerId,
-    /// Per peer that takes part (the master and every target): free upload slots, whether a
-    /// transfer into it runs, the units it holds, and whether it may relay.
+    /// The master first, then the targets.
     peers: Vec<Slot>,
-    /// (unit, target, master only) still to start.
-    pending: BTreeSet<(usize, PeerId, bool)>,
+    /// Per unit, the peers that hold it or are receiving it.
+    spread: Vec<usize>,
+    /// (source, target) slot pairs where the source could not reach the target.
+    unreachable: BTreeSet<(usize, usize)>,
 }
 
 #[derive(Debug)]
 struct Slot {
     peer: PeerId,
+    /// Upload slots free.
     free: usize,
     /// The unit being received, if any.
     receiving: Option<usize>,
     holds: Vec<bool>,
-    relays: bool,
-    given_up: bool,
+    held: usize,
+    /// Units still to start here, each with whether only the master may send it.
+    pending: std::collections::BTreeMap<usize, bool>,
 }
 
 impl Fanout {
@@ -104,75 +118,66 @@ impl Fanout {
             free: MASTER_UPLOADS,
             receiving: None,
             holds: vec![true; units],
-            relays: true,
-            given_up: false,
+            held: units,
+            pending: Default::default(),
         }];
         peers.extend(targets.iter().map(|t| Slot {
             peer: *t,
             free: UPLOADS,
             receiving: None,
             holds: vec![false; units],
-            relays: true,
-            given_up: false,
+            held: 0,
+            pending: (0..units).map(|u| (u, false)).collect(),
         }));
-        let pending = (0..units)
-            .flat_map(|u| targets.iter().map(move |t| (u, *t, false)))
-            .collect();
         Fanout {
-            master,
             peers,
-            pending,
+            spread: vec![1; units],
+            unreachable: BTreeSet::new(),
         }
     }
 
-    fn slot(&mut self, p: PeerId) -> &mut Slot {
-        self.peers
-            .iter_mut()
-            .find(|s| s.peer == p)
-            .expect("a peer of this fan-out")
-    }
-
-    /// Peers that hold `unit` or are receiving it.
-    fn spread(&self, unit: usize) -> usize {
+    fn slot_of(&self, p: PeerId) -> usize {
         self.peers
             .iter()
-            .filter(|s| s.holds[unit] || s.receiving == Some(unit))
-            .count()
+            .position(|s| s.peer == p)
+            .expect("a peer of this fan-out")
     }
 
     /// The next transfer that can start now. Each target receives one unit at a time; relays
     /// go before the master, the rarest unit first (counting those on their way), to the target
     /// that holds the fewest.
     pub fn start(&mut self) -> Option<Job> {
-        let master = self.master;
         let mut sources: Vec<usize> = (0..self.peers.len())
-            .filter(|i| self.peers[*i].free > 0 && self.peers[*i].relays)
+            .filter(|i| self.peers[*i].free > 0 && self.peers[*i].held > 0)
             .collect();
-        sources.sort_by_key(|i| {
-            let s = &self.peers[*i];
-            (s.peer == master, usize::MAX - s.free, *i)
-        });
-        for i in sources {
-            let src = &self.peers[i];
-            let best = self
-                .pending
-                .iter()
-                .filter(|(u, t, master_only)| {
-                    let to = self.peers.iter().find(|s| s.peer == *t).expect("target");
-                    src.holds[*u] && to.receiving.is_none() && (!master_only || src.peer == master)
-                })
-                .min_by_key(|(u, t, _)| {
-                    let to = self.peers.iter().find(|s| s.peer == *t).expect("target");
-                    let held = to.holds.iter().filter(|h| **h).count();
-                    (self.spread(*u), held, *u, *t)
-                })
-                .copied();
-            if let Some(key @ (unit, to, _)) = best {
-                self.pending.remove(&key);
-                let from = self.peers[i].peer;
-                self.peers[i].free -= 1;
-                self.slot(to).receiving = Some(unit);
-                return Some(Job { from, to, unit });
+        sources.sort_by_key(|i| (*i == 0, usize::MAX - self.peers[*i].free, *i));
+        for src in sources {
+            // (spread of the unit, units the target holds, unit, target): the least wins.
+            let mut best: Option<(usize, usize, usize, usize)> = None;
+            for (k, to) in self.peers.iter().enumerate().skip(1) {
+                if k == src || to.receiving.is_some() || self.unreachable.contains(&(src, k)) {
+                    continue;
+                }
+                for (&u, &master_only) in &to.pending {
+                    if !self.peers[src].holds[u] || (master_only && src != 0) {
+                        continue;
+                    }
+                    let key = (self.spread[u], to.held, u, k);
+                    if best.is_none_or(|b| key < b) {
+                        best = Some(key);
+                    }
+                }
+            }
+            if let Some((_, _, unit, k)) = best {
+                self.peers[k].pending.remove(&unit);
+                self.peers[k].receiving = Some(unit);
+                self.peers[src].free -= 1;
+                self.spread[unit] += 1;
+                return Some(Job {
+                    from: self.peers[src].peer,
+                    to: self.peers[k].peer,
+                    unit,
+                });
             }
         }
         None
@@ -180,37 +185,41 @@ impl Fanout {
 
     /// A transfer ended. A target that got a unit feeds it on from now on. Where a relay
     /// failed, the target gets the unit from another source (from the master, if the relay ran
-    /// and failed; a relay that could not reach its target relays no more). Where the master
-    /// failed, the target is given up.
+    /// and failed; a relay that could not reach the target is not asked for it again). Where
+    /// the master's run failed the target goes without that unit; where the master could not
+    /// reach it, without the rest.
     pub fn finished(&mut self, job: Job, ended: Ended) -> Then {
-        self.slot(job.from).free += 1;
-        self.slot(job.to).receiving = None;
-        match ended {
-            Ended::Done => {
-                self.slot(job.to).holds[job.unit] = true;
-                Then::Go
+        let (src, k) = (self.slot_of(job.from), self.slot_of(job.to));
+        self.peers[src].free += 1;
+        self.peers[k].receiving = None;
+        if ended == Ended::Done {
+            let to = &mut self.peers[k];
+            to.holds[job.unit] = true;
+            to.held += 1;
+            return Then::Go;
+        }
+        self.spread[job.unit] -= 1;
+        match (src, ended) {
+            (0, Ended::Unreachable) => {
+                self.peers[k].pending.clear();
+                Then::GiveUp
             }
-            _ if job.from != self.master => {
-                if ended == Ended::Unreachable {
-                    self.slot(job.from).relays = false;
-                }
-                let master_only = ended == Ended::Failed;
-                self.pending.insert((job.unit, job.to, master_only));
+            (0, _) => Then::Failed,
+            (_, Ended::Unreachable) => {
+                self.unreachable.insert((src, k));
+                self.peers[k].pending.insert(job.unit, false);
                 Then::Retry
             }
             _ => {
-                self.pending.retain(|(_, t, _)| *t != job.to);
-                let to = self.slot(job.to);
-                to.given_up = true;
-                to.relays = to.holds.iter().any(|h| *h);
-                Then::GiveUp
+                self.peers[k].pending.insert(job.unit, true);
+                Then::Retry
             }
         }
     }
 
     /// Nothing is left to start (transfers may still be running).
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.peers.iter().all(|s| s.pending.is_empty())
     }
 }
 
@@ -305,19 +314,27 @@ mod tests {
     }
 
     #[test]
-    fn a_relay_that_cannot_reach_its_target_relays_no_more() {
-        let r = rounds(0, &[1, 2, 3, 4, 5], 1, |j| {
-            if j.from == 1 {
+    fn a_relay_is_not_asked_again_for_a_target_it_cannot_reach() {
+        // 1 cannot reach 4 (a target only the master reaches); it still feeds others.
+        let r = rounds(0, &[1, 2, 3, 4, 5], 2, |j| {
+            if (j.from, j.to) == (1, 4) {
                 Ended::Unreachable
             } else {
                 Ended::Done
             }
         });
         let all: Vec<Job> = r.iter().flatten().copied().collect();
-        assert_eq!(all.iter().filter(|j| j.from == 1).count(), 1, "{r:?}");
-        let mut fed: Vec<PeerId> = all.iter().filter(|j| j.from != 1).map(|j| j.to).collect();
+        let tried = all.iter().filter(|j| (j.from, j.to) == (1, 4)).count();
+        assert!(tried <= 1, "{r:?}");
+        assert!(all.iter().any(|j| j.from == 1 && j.to != 4), "{r:?}");
+        let mut fed: Vec<(PeerId, usize)> = all
+            .iter()
+            .filter(|j| (j.from, j.to) != (1, 4))
+            .map(|j| (j.to, j.unit))
+            .collect();
         fed.sort_unstable();
-        assert_eq!(fed, [1, 2, 3, 4, 5]);
+        fed.dedup();
+        assert_eq!(fed.len(), 5 * 2, "every target gets every unit: {r:?}");
     }
 
     #[test]
@@ -334,13 +351,35 @@ mod tests {
     }
 
     #[test]
-    fn a_target_the_master_failed_is_given_up() {
+    fn a_target_the_master_cannot_reach_is_given_up_one_it_failed_is_not() {
         let mut f = Fanout::new(0, &[1], 3);
         let j = f.start().unwrap();
         assert_eq!((j.from, j.to), (0, 1));
         assert_eq!(f.finished(j, Ended::Unreachable), Then::GiveUp);
         assert!(f.is_empty());
         assert_eq!(f.start(), None);
+        // A run that failed (one file it could not write) costs that unit, not the others.
+        let mut f = Fanout::new(0, &[1], 3);
+        let j = f.start().unwrap();
+        assert_eq!(f.finished(j, Ended::Failed), Then::Failed);
+        let mut rest = Vec::new();
+        while let Some(j) = f.start() {
+            rest.push(j.unit);
+            f.finished(j, Ended::Done);
+        }
+        assert_eq!(rest.len(), 2);
+        assert!(!rest.contains(&j.unit));
+    }
+
+    #[test]
+    fn a_huge_transfer_is_cut_into_at_most_max_units() {
+        let files: Vec<Copy> = (0..1000)
+            .map(|i| copy(&format!("f{i}"), Kind::File, 1 << 30))
+            .collect();
+        let refs: Vec<&Copy> = files.iter().collect();
+        let u = units(&refs);
+        assert!(u.len() as u64 <= MAX_UNITS + 1, "{} units", u.len());
+        assert_eq!(u.iter().map(Vec::len).sum::<usize>(), 1000);
     }
 
     fn copy(rel: &str, kind: Kind, size: u64) -> Copy {
