@@ -1,9 +1,9 @@
 //! A peer's record of digests it already computed, so a re-check reads only what changed.
 //!
 //! One file per root under `$XDG_CACHE_HOME/synk/` (`~/.cache/synk/`), keyed by the entry's
-//! device and inode and trusted while size, mtime and ctime hold — the stamp git's index
-//! trusts too: content cannot change without the ctime changing. No paths: a few dozen bytes
-//! an entry, in a sorted array. Entries touched in the last seconds before a scan are
+//! device and inode and trusted while size, mtime, ctime and a hash of the path hold — the
+//! stamp git's index trusts too: content cannot change without the ctime changing. A few
+//! dozen bytes an entry, in a sorted array. Entries touched in the last seconds before a scan are
 //! not recorded (a write in the same clock tick could go unseen). A cache that is missing,
 //! unreadable or from another version is simply ignored: it can cost time, never correctness.
 
@@ -17,10 +17,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::paths::WirePath;
+
 use crate::proto::Digest;
 
 /// Bumped whenever the file format or the meaning of a stamp changes.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 /// Entries changed this recently before the scan began are not trusted later.
 const SETTLE_NS: i64 = 2_000_000_000;
 
@@ -66,7 +68,14 @@ impl Stamp {
 #[derive(Clone, Copy, Serialize, Deserialize)]
 struct Record {
     stamp: Stamp,
+    /// xxh3 of the entry's path: where inode numbers are not stable (some FUSE mounts), another
+    /// file that comes back under this one's inode is still not taken for it.
+    name: u64,
     digest: Digest,
+}
+
+fn name_of(rel: &WirePath) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(rel.as_bytes())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -133,13 +142,13 @@ impl DigestCache {
         }
     }
 
-    /// The digest recorded for the file with this stamp, if it is unchanged.
-    pub fn lookup(&self, stamp: &Stamp) -> Option<Digest> {
+    /// The digest recorded for the file at `rel` with this stamp, if it is unchanged.
+    pub fn lookup(&self, rel: &WirePath, stamp: &Stamp) -> Option<Digest> {
         let at = self
             .known
             .binary_search_by_key(&stamp.file(), |r| r.stamp.file());
         match at {
-            Ok(i) if self.known[i].stamp == *stamp => {
+            Ok(i) if self.known[i].stamp == *stamp && self.known[i].name == name_of(rel) => {
                 self.seen[i].store(true, Ordering::Relaxed);
                 Some(self.known[i].digest)
             }
@@ -151,12 +160,13 @@ impl DigestCache {
     }
 
     /// Remembers a freshly computed digest, unless the file changed too recently to trust.
-    pub fn keep(&self, stamp: Stamp, digest: Digest) {
+    pub fn keep(&self, rel: &WirePath, stamp: Stamp, digest: Digest) {
         if self.file.is_some() && stamp.mtime.max(stamp.ctime) < self.trusted_before {
-            self.fresh
-                .lock()
-                .expect("cache lock")
-                .push(Record { stamp, digest });
+            self.fresh.lock().expect("cache lock").push(Record {
+                stamp,
+                name: name_of(rel),
+                digest,
+            });
         }
     }
 
@@ -235,11 +245,23 @@ mod tests {
             format: FORMAT,
             records: vec![Record {
                 stamp: Stamp::of(&std::fs::metadata(&f).unwrap()),
+                name: name_of(&WirePath::default()),
                 digest: fake,
             }],
         };
         std::fs::write(&store, postcard::to_stdvec(&stored).unwrap()).unwrap();
         assert_eq!(digest_of(&f, &settled(&store)), fake);
+        // The same stamp under another path (an inode handed out again) is not trusted.
+        let elsewhere = Stored {
+            format: FORMAT,
+            records: vec![Record {
+                name: name_of(&WirePath(b"other".to_vec())),
+                ..stored.records[0]
+            }],
+        };
+        std::fs::write(&store, postcard::to_stdvec(&elsewhere).unwrap()).unwrap();
+        assert_eq!(digest_of(&f, &settled(&store)), Digest::of(b"one"));
+        std::fs::write(&store, postcard::to_stdvec(&stored).unwrap()).unwrap();
         // Any write moves the ctime, even one that restores size and mtime.
         let md = std::fs::metadata(&f).unwrap();
         std::fs::write(&f, "two").unwrap();

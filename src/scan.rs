@@ -338,7 +338,7 @@ pub fn remove_if_stale(path: &Path) {
 /// Describes one regular file: from the cache when its stamp is known, else by hashing it.
 fn file_entry(root: &Path, f: FileAt, cache: &DigestCache) -> Found {
     let stamp = f.stamp;
-    let state = match cache.lookup(&stamp) {
+    let state = match cache.lookup(&f.rel, &stamp) {
         Some(digest) => Ok(Meta {
             kind: Kind::File,
             size: stamp.size(),
@@ -357,7 +357,7 @@ fn file_entry(root: &Path, f: FileAt, cache: &DigestCache) -> Found {
             {
                 // Only what the walk saw is recorded, and only if hashing saw the same file.
                 if *mtime == stamp.mtime() && *size == stamp.size() {
-                    cache.keep(stamp, *d);
+                    cache.keep(&f.rel, stamp, *d);
                 }
             }
             res

@@ -113,7 +113,7 @@ impl Server {
                 .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
                 .open(&path)?;
             let md = f.metadata()?;
-            if !md.is_file() || md.len() > (MAX_BLOCKS * CHUNK) as u64 {
+            if !md.is_file() || md.len() > MAX_BLOCKS as u64 * CHUNK as u64 {
                 return Ok(Vec::new());
             }
             let mut out = Vec::with_capacity(md.len().div_ceil(CHUNK as u64) as usize);

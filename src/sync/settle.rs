@@ -9,7 +9,7 @@ use crate::report::Reporter;
 
 /// Settles what every peer sent in brief for root `root` ([`plan::settle`]) and fetches the
 /// rest in full, so the decision sees every entry that is not in sync everywhere. A peer
-/// that fails here is reported and left out of the run, like one whose scan failed.
+/// whose answer fails is left out of the root; one whose connection broke, out of the run.
 pub(super) async fn settle_root(
     peers: &[Peer],
     scans: &mut [Option<Vec<RootScan>>],
@@ -61,12 +61,15 @@ pub(super) async fn settle_root(
                     scanned.listing.extend(full);
                 }
             }
-            Err(e) => {
-                let why = match e {
-                    OpError::Lost(e) => format!("{e:#}"),
-                    OpError::Failed(m) => format!("{}: {m}", peers[p].name),
-                };
-                rep.error(format!("{why} (while comparing listings)"));
+            // Still in step: only this root is left out there (reported with it).
+            Err(OpError::Failed(m)) => {
+                if let Some(s) = scans[p].as_mut() {
+                    s[root] = Err(format!("{m} (while comparing listings)"));
+                }
+            }
+            // The conversation broke: the peer is left out of the run.
+            Err(OpError::Lost(e)) => {
+                rep.error(format!("{e:#} (while comparing listings)"));
                 scans[p] = None;
             }
         }

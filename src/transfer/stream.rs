@@ -147,7 +147,7 @@ async fn copy_file(
                     let n = d.len();
                     // Blocks line up with the target's list while every chunk but the last
                     // is whole.
-                    let fp = (!basis.is_empty() && offset == (block * CHUNK) as u64)
+                    let fp = (!basis.is_empty() && offset == block as u64 * CHUNK as u64)
                         .then(|| block_fingerprint(&d));
                     let same: Vec<bool> = outs
                         .iter()
