@@ -350,7 +350,7 @@ fn protocol_error(what: &str) -> FrameError {
 mod tests {
     use super::*;
     use crate::paths::RootSpec;
-    use crate::proto::{encode, Digest, Entry, Kind};
+    use crate::proto::{encode, Digest, Kind};
     use std::os::unix::fs::PermissionsExt;
 
     fn hello() -> Request {
@@ -389,6 +389,11 @@ mod tests {
         (res, resps)
     }
 
+    /// Every item of the responses `pick` takes, in order.
+    fn gather<T: Clone>(resps: &[Response], pick: impl Fn(&Response) -> Option<&Vec<T>>) -> Vec<T> {
+        resps.iter().filter_map(pick).flatten().cloned().collect()
+    }
+
     fn w(s: &str) -> WirePath {
         WirePath(s.as_bytes().to_vec())
     }
@@ -418,25 +423,17 @@ mod tests {
             rels: vec![w(rel)],
         };
         let state = home.path().join("state");
-        let entries = |resps: &[Response]| -> Vec<Entry> {
-            resps
-                .iter()
-                .filter_map(|r| match r {
-                    Response::Entries(es) => Some(es.clone()),
-                    _ => None,
-                })
-                .flatten()
-                .collect()
+        let entries = |resps: &[Response]| {
+            gather(resps, |r| match r {
+                Response::Entries(es) => Some(es),
+                _ => None,
+            })
         };
-        let briefs = |resps: &[Response]| -> Vec<crate::proto::Brief> {
-            resps
-                .iter()
-                .filter_map(|r| match r {
-                    Response::Briefs(bs) => Some(bs.clone()),
-                    _ => None,
-                })
-                .flatten()
-                .collect()
+        let briefs = |resps: &[Response]| {
+            gather(resps, |r| match r {
+                Response::Briefs(bs) => Some(bs),
+                _ => None,
+            })
         };
         // First scan: a has no history; it goes in brief (by content, mode and time) and
         // comes back in full as new. The commit records it.
