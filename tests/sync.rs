@@ -618,24 +618,36 @@ fn a_master_killed_mid_stream_is_named_once_and_targets_keep_their_files() {
     assert_eq!(s.read("delta", "big").unwrap(), old);
 }
 
-#[test]
-fn a_few_changed_bytes_in_a_big_file_travel_as_an_rsync_delta() {
-    let s = scene!("delta-bytes");
+/// Syncs an 8 MiB file from this host to alpha and beta, changes 16 bytes in its middle on
+/// alpha, syncs again with `args` and `--json`, checks every peer holds the change, and returns
+/// the second run's root document (with its literal and matched bytes).
+fn sync_a_small_change(s: &Scene, args: &[&OsStr]) -> serde_json::Value {
     let t = now() - 100;
     let mut data = noise(8 << 20);
     s.write(LOCAL, "d/big", &data, t);
-    let out = s.synk(&["alpha", "beta"], &[&s.arg("d")]);
+    let d = s.arg("d");
+    let first: Vec<&OsStr> = args.iter().copied().chain([d.as_os_str()]).collect();
+    let json = os("--json");
+    let second: Vec<&OsStr> = args.iter().copied().chain([json, d.as_os_str()]).collect();
+    let out = s.synk(&["alpha", "beta"], &first);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    // 16 bytes change in the middle on alpha: alpha's rsync feeds beta, the client's feeds
-    // this host, and each must send about a block, not 8 MiB.
     data[4_000_000..4_000_016].copy_from_slice(b"sixteen changed!");
     s.write("alpha", "d/big", &data, t + 10);
-    let out = s.synk(&["alpha", "beta"], &[os("--json"), &s.arg("d")]);
+    let out = s.synk(&["alpha", "beta"], &second);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_same_everywhere(&s, &[LOCAL, "alpha", "beta"], "d/big");
+    assert_same_everywhere(s, &[LOCAL, "alpha", "beta"], "d/big");
     assert_eq!(s.read("beta", "d/big").unwrap(), data);
+    assert_eq!(s.read(LOCAL, "d/big").unwrap(), data);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let root = &doc["roots"][0];
+    doc["roots"][0].clone()
+}
+
+#[test]
+fn a_few_changed_bytes_in_a_big_file_travel_as_an_rsync_delta() {
+    // alpha's rsync feeds beta, the client's feeds this host, and each must send about a
+    // block, not 8 MiB.
+    let s = scene!("delta-bytes");
+    let root = sync_a_small_change(&s, &[]);
     let literal = root["literal_bytes"].as_u64().unwrap();
     let matched = root["matched_bytes"].as_u64().unwrap();
     assert!(
@@ -720,25 +732,9 @@ fn a_big_tree_travels_in_units_that_targets_trade() {
 
 #[test]
 fn a_few_changed_bytes_travel_as_a_delta_with_the_streaming_copier_too() {
+    // The copies to this host and to beta stream through the client.
     let s = scene!("stream-delta");
-    let t = now() - 100;
-    let mut data = noise(8 << 20);
-    s.write(LOCAL, "d/big", &data, t);
-    let stream = [os("--copier"), os("stream")];
-    let out = s.synk(&["alpha", "beta"], &[stream[0], stream[1], &s.arg("d")]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    // 16 bytes change on alpha; the copy to this host and to beta streams through the client.
-    data[4_000_000..4_000_016].copy_from_slice(b"sixteen changed!");
-    s.write("alpha", "d/big", &data, t + 10);
-    let out = s.synk(
-        &["alpha", "beta"],
-        &[stream[0], stream[1], os("--json"), &s.arg("d")],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_same_everywhere(&s, &[LOCAL, "alpha", "beta"], "d/big");
-    assert_eq!(s.read(LOCAL, "d/big").unwrap(), data);
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let root = &doc["roots"][0];
+    let root = sync_a_small_change(&s, &[os("--copier"), os("stream")]);
     let literal = root["literal_bytes"].as_u64().unwrap();
     let matched = root["matched_bytes"].as_u64().unwrap();
     // One 256 KiB block to each of the two targets.

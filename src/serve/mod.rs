@@ -394,6 +394,17 @@ mod tests {
         resps.iter().filter_map(pick).flatten().cloned().collect()
     }
 
+    /// The start of a file transfer to a single-file root.
+    fn write_file(mode: u32, mtime: i64, digest: Digest) -> Request {
+        Request::WriteFile {
+            root: 0,
+            rel: WirePath::default(),
+            mode,
+            mtime,
+            digest,
+        }
+    }
+
     fn w(s: &str) -> WirePath {
         WirePath(s.as_bytes().to_vec())
     }
@@ -507,13 +518,7 @@ mod tests {
         let write = |content: &[u8], digest: Digest| {
             vec![
                 scan_home("f"),
-                Request::WriteFile {
-                    root: 0,
-                    rel: WirePath::default(),
-                    mode: 0o600,
-                    mtime: 1_000_000_000_123,
-                    digest,
-                },
+                write_file(0o600, 1_000_000_000_123, digest),
                 Request::Data(content.to_vec()),
                 Request::End,
             ]
@@ -560,13 +565,7 @@ mod tests {
         let write = |digest: Digest| {
             vec![
                 scan_home("f"),
-                Request::WriteFile {
-                    root: 0,
-                    rel: WirePath::default(),
-                    mode: 0o600,
-                    mtime: 0,
-                    digest,
-                },
+                write_file(0o600, 0, digest),
                 Request::Same { len: CHUNK as u32 },
                 Request::Data(new[CHUNK..CHUNK * 2].to_vec()),
                 Request::Data(new[CHUNK * 2..].to_vec()),
@@ -606,13 +605,7 @@ mod tests {
             home.path(),
             &[
                 scan_home("f"),
-                Request::WriteFile {
-                    root: 0,
-                    rel: WirePath::default(),
-                    mode: 0o644,
-                    mtime: 0,
-                    digest: Digest::of(b"newer"),
-                },
+                write_file(0o644, 0, Digest::of(b"newer")),
                 Request::Data(b"new".to_vec()),
                 Request::Abort,
             ],
