@@ -63,3 +63,42 @@ time_it() {
     done
     echo "$best"
 }
+
+# bench_peers: three peers, users bench1..3 with homes below $work, reached as user@127.0.0.1
+# through one sshd; the client gets HOME=$work/client. Sets peers, port, hosts (their -p/-h
+# arguments) and synk_cmd (synk, quiet, to all three).
+bench_peers() {
+    peers=(bench1 bench2 bench3)
+    local u
+    for u in "${peers[@]}"; do
+        if id -u "$u" >/dev/null 2>&1; then usermod -d "$work/home/$u" "$u"; else useradd -M -s /bin/sh -p '*' -d "$work/home/$u" "$u"; fi
+        mkdir -p "$work/home/$u/.ssh"
+        cp "$work/key.pub" "$work/home/$u/.ssh/authorized_keys"
+        chown -R "$u:$u" "$work/home/$u"
+    done
+    chmod 755 "$work" "$work/home"
+    mkdir -p "$work/client"
+    port=$(start_sshd main "SetEnv PATH=$work/bin:/usr/bin:/bin" "AuthorizedKeysFile .ssh/authorized_keys")
+    export HOME=$work/client
+    hosts=()
+    for u in "${peers[@]}"; do hosts+=(-p "$port" -h "$u@127.0.0.1"); done
+    synk_cmd=("$synk" -q -F "$work/ssh_config" "${hosts[@]}")
+}
+
+# peak_rss CMD…: runs CMD and prints "CLIENT SERVE": the kernel's peak-RSS marks (KiB) of its
+# process and of its largest synk child (the local peer's serve), sampled while it runs.
+peak_rss() {
+    "$@" >/dev/null &
+    local pid=$! rss=0 serve=0 h c
+    while kill -0 "$pid" 2>/dev/null; do
+        h=$(awk '/VmHWM/{print $2}' "/proc/$pid/status" 2>/dev/null || true)
+        ((${h:-0} > rss)) && rss=$h
+        for c in $(pgrep -P "$pid" -x synk || true); do
+            h=$(awk '/VmHWM/{print $2}' "/proc/$c/status" 2>/dev/null || true)
+            ((${h:-0} > serve)) && serve=$h
+        done
+        sleep 0.02
+    done
+    wait "$pid"
+    echo "$rss $serve"
+}

@@ -36,20 +36,7 @@ n_big=$([[ -n $small ]] && echo 10000 || echo 100000)
 mib_each=$([[ -n $small ]] && echo 32 || echo 256)
 
 # Peers: users with homes below $work, reached as user@127.0.0.1 through one sshd.
-peers=(bench1 bench2 bench3)
-for u in "${peers[@]}"; do
-    if id -u "$u" >/dev/null 2>&1; then usermod -d "$work/home/$u" "$u"; else useradd -M -s /bin/sh -p '*' -d "$work/home/$u" "$u"; fi
-    mkdir -p "$work/home/$u/.ssh"
-    cp "$work/key.pub" "$work/home/$u/.ssh/authorized_keys"
-    chown -R "$u:$u" "$work/home/$u"
-done
-chmod 755 "$work" "$work/home"
-mkdir -p "$work/client"
-port=$(start_sshd main "SetEnv PATH=$work/bin:/usr/bin:/bin" "AuthorizedKeysFile .ssh/authorized_keys")
-export HOME=$work/client
-hosts=()
-for u in "${peers[@]}"; do hosts+=(-p "$port" -h "$u@127.0.0.1"); done
-synk_cmd=("$synk" -q -F "$work/ssh_config" "${hosts[@]}")
+bench_peers
 ssh_true() { ssh -F "$work/ssh_config" -p "$port" "$1@127.0.0.1" true; }
 
 rows=()
@@ -124,20 +111,8 @@ make_tree "$work/client/many" "$n_big"
 for u in "${peers[@]}"; do cp -a "$work/client/many" "$work/home/$u/many"; chown -R "$u:$u" "$work/home/$u/many"; done
 "${synk_cmd[@]}" "$work/client/many"        # records state everywhere
 "${synk_cmd[@]}" "$work/client/many"        # warm
-# Peak RSS of the client process alone and of the local peer's serve (its child), read from
-# the kernel's high-water marks while the run goes on.
-"${synk_cmd[@]}" "$work/client/many" & pid=$!
-rss=0 serve_rss=0
-while kill -0 "$pid" 2>/dev/null; do
-    h=$(awk '/VmHWM/{print $2}' "/proc/$pid/status" 2>/dev/null || true)
-    ((${h:-0} > rss)) && rss=$h
-    for c in $(pgrep -P "$pid" -x synk || true); do
-        h=$(awk '/VmHWM/{print $2}' "/proc/$c/status" 2>/dev/null || true)
-        ((${h:-0} > serve_rss)) && serve_rss=$h
-    done
-    sleep 0.02
-done
-wait "$pid"
+# Peak RSS of the client process alone and of the local peer's serve (its child).
+read -r rss serve_rss < <(peak_rss "${synk_cmd[@]}" "$work/client/many")
 p5_synk=$(time_it "${synk_cmd[@]}" "$work/client/many")
 unison_many() {
     unison -batch -auto -silent -times -perms 0 -sshargs "-F $work/ssh_config -p $port" \
@@ -161,6 +136,8 @@ if [[ -z ${BENCH_NO_RELAY:-} ]] && docker info >/dev/null 2>&1; then
     else
         echo "P7 did not run: $(tail -n3 "$work/relay.err")" >&2
     fi
+elif [[ -n ${BENCH_NO_RELAY:-} ]]; then
+    echo "P7 left out: BENCH_NO_RELAY is set" >&2
 else
     echo "P7 left out: no Docker here (benches/relay.sh)" >&2
 fi
