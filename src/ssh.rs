@@ -1,16 +1,20 @@
 //! Reaching a peer over SSH exactly as `ssh -o BatchMode=yes HOST` would.
 //!
-//! synk starts one ssh ControlMaster per peer and runs every command through it. It adds only
-//! what a non-interactive multiplexed session needs (`-M -S -f -N`, `BatchMode`, and a connect
-//! timeout or keep-alive where the user's configuration sets none); everything else, the
-//! host-key policy above all, comes from the user's ssh configuration (`~/.ssh/config`, `-F`,
-//! `Include`, `Match`, `ProxyJump`, …) and the `-o` options given to synk.
+//! synk starts one ssh ControlMaster per peer that itself runs `synk --serve` (one process and
+//! one session for the conversation; the master goes when the serve ends), and runs every
+//! other command, rsync above all, through its control socket. Where synk must be installed
+//! first, a master without a command ([`connect`]) carries the install and then the serve.
+//! synk adds only what a non-interactive multiplexed session needs (`-M -S`, `BatchMode`, and
+//! a connect timeout or keep-alive where the user's configuration sets none); everything else,
+//! the host-key policy above all, comes from the user's ssh configuration (`~/.ssh/config`,
+//! `-F`, `Include`, `Match`, `ProxyJump`, …) and the `-o` options given to synk.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
 use openssh::Session;
+use tempfile::TempDir;
 use tokio::process::Command;
 
 use crate::config::PeerSpec;
@@ -101,12 +105,42 @@ pub async fn effective(spec: &PeerSpec, opts: &SshOptions) -> Result<Effective> 
     Ok(Effective::parse(&String::from_utf8_lossy(&out.stdout)))
 }
 
-/// The arguments of the master connection, before the destination.
+/// The arguments of a background master connection (no command), up to the destination.
 pub fn master_args(
     dir: &Path,
     spec: &PeerSpec,
     opts: &SshOptions,
     eff: &Effective,
+) -> Vec<OsString> {
+    // Idle for a minute once a run is done (or was killed): then the master goes too.
+    let mut a: Vec<OsString> = vec!["-f".into(), "-N".into()];
+    a.extend(common_args(dir, spec, opts, eff, "ControlPersist=60"));
+    a
+}
+
+/// The arguments of a master connection that runs `command` on its own session, in the
+/// foreground: it ends when the command has ended and no multiplexed session is left.
+pub fn serving_args(
+    dir: &Path,
+    spec: &PeerSpec,
+    opts: &SshOptions,
+    eff: &Effective,
+    command: &str,
+) -> Vec<OsString> {
+    // ControlPersist=no: a persisting master would detach and outlive the run.
+    let mut a: Vec<OsString> = vec!["-T".into()];
+    a.extend(common_args(dir, spec, opts, eff, "ControlPersist=no"));
+    a.push(command.into());
+    a
+}
+
+/// What both kinds of master share, up to the destination.
+fn common_args(
+    dir: &Path,
+    spec: &PeerSpec,
+    opts: &SshOptions,
+    eff: &Effective,
+    persist: &str,
 ) -> Vec<OsString> {
     let mut a: Vec<OsString> = vec![
         "-E".into(),
@@ -114,11 +148,8 @@ pub fn master_args(
         "-S".into(),
         dir.join("master").into(),
         "-M".into(),
-        "-f".into(),
-        "-N".into(),
         "-o".into(),
-        // Idle for a minute once a run is done (or was killed): then the master goes too.
-        "ControlPersist=60".into(),
+        persist.into(),
         "-o".into(),
         "BatchMode=yes".into(),
     ];
@@ -135,15 +166,12 @@ pub fn master_args(
     a
 }
 
-/// Opens an SSH connection to `spec` that every later command and rsync reuses.
-pub async fn connect(spec: &PeerSpec, opts: &SshOptions) -> Result<Session> {
-    let eff = effective(spec, opts).await?;
-    let dir = tempfile::Builder::new()
-        .prefix(".synk-ssh-")
-        .tempdir_in(control_dir())
-        .context("cannot create a directory for the ssh control socket")?;
+/// Opens an SSH connection to `spec` that every later command and rsync reuses, and that
+/// lives until the session is closed (or a minute after this process is gone).
+pub async fn connect(spec: &PeerSpec, opts: &SshOptions, eff: &Effective) -> Result<Session> {
+    let dir = control_tempdir()?;
     let status = Command::new("ssh")
-        .args(master_args(dir.path(), spec, opts, &eff))
+        .args(master_args(dir.path(), spec, opts, eff))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -152,9 +180,66 @@ pub async fn connect(spec: &PeerSpec, opts: &SshOptions) -> Result<Session> {
         .context("cannot run ssh (is OpenSSH's client installed?)")?;
     if !status.success() {
         let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
-        return Err(anyhow!("ssh: {}", explain(&log, spec, &eff)));
+        return Err(anyhow!("ssh: {}", explain(&log, spec, eff)));
     }
     Ok(Session::new_process_mux(dir))
+}
+
+/// A master connection started by [`serve`]: the ssh process, whose stdio is the command's,
+/// and the session other commands reach it through while it runs.
+pub struct Serving {
+    /// The ssh process.
+    pub child: tokio::process::Child,
+    /// Runs commands through the master's control socket (and never stops the master).
+    pub session: Session,
+    /// Holds the control socket and ssh's log; removed when dropped.
+    pub dir: TempDir,
+}
+
+/// ssh's own account of a failed connection of the master in `dir`, if it gave one (it says
+/// nothing when the connection was fine and only the command failed).
+pub fn failure(dir: &Path, spec: &PeerSpec, eff: &Effective) -> Option<String> {
+    let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+    (!one_line(&log).is_empty()).then(|| format!("ssh: {}", explain(&log, spec, eff)))
+}
+
+/// Connects to `spec` and runs `command` there on the master's own session, with piped stdio.
+/// Readiness shows as the command's first output; a failed connection as ssh's exit.
+pub fn serve(
+    spec: &PeerSpec,
+    opts: &SshOptions,
+    eff: &Effective,
+    command: &str,
+) -> Result<Serving> {
+    let dir = control_tempdir()?;
+    let child = Command::new("ssh")
+        .args(serving_args(dir.path(), spec, opts, eff, command))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        // Out of the terminal's process group: Ctrl-C is the client's to handle (under
+        // --every it lets the current run finish), not a cut of every peer's connection.
+        .process_group(0)
+        .spawn()
+        .context("cannot run ssh (is OpenSSH's client installed?)")?;
+    let session = Session::resume(
+        dir.path().join("master").into_boxed_path(),
+        Some(dir.path().join("log").into_boxed_path()),
+    );
+    Ok(Serving {
+        child,
+        session,
+        dir,
+    })
+}
+
+/// A private directory for one master's control socket and log.
+fn control_tempdir() -> Result<TempDir> {
+    tempfile::Builder::new()
+        .prefix(".synk-ssh-")
+        .tempdir_in(control_dir())
+        .context("cannot create a directory for the ssh control socket")
 }
 
 /// Where control sockets go: a private runtime directory where there is one. Socket paths are
@@ -226,6 +311,36 @@ mod tests {
         assert!(!joined.contains("StrictHostKeyChecking"), "{joined}");
         assert!(!joined.contains("UserKnownHostsFile"), "{joined}");
         assert_eq!(joined.matches("ConnectTimeout").count(), 1, "{joined}");
+    }
+
+    #[test]
+    fn a_serving_master_runs_the_command_in_the_foreground_and_does_not_persist() {
+        let opts = SshOptions {
+            config: None,
+            options: vec!["ControlPersist=yes".into()],
+        };
+        let eff = Effective::parse("connecttimeout 5\nserveraliveinterval 30\n");
+        let args: Vec<String> = serving_args(
+            Path::new("/r"),
+            &spec("beta", None),
+            &opts,
+            &eff,
+            "sh -c 'exec synk --serve'",
+        )
+        .into_iter()
+        .map(|a| a.into_string().unwrap())
+        .collect();
+        let joined = args.join(" ");
+        assert!(!args.iter().any(|a| a == "-f" || a == "-N"), "{joined}");
+        assert!(joined.starts_with("-T -E /r/log -S /r/master -M -o ControlPersist=no -o BatchMode=yes -o ControlPersist=yes"), "{joined}");
+        assert_eq!(
+            args[args.len() - 3..],
+            ["--", "beta", "sh -c 'exec synk --serve'"]
+        );
+        assert!(
+            !joined.contains("ConnectTimeout") && !joined.contains("ServerAlive"),
+            "{joined}"
+        );
     }
 
     #[test]

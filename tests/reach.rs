@@ -127,12 +127,48 @@ fn extra_ssh_options_pass_through_unchanged() {
     assert_same_everywhere(&s, &[LOCAL, "alpha"], "f");
 }
 
+/// The client command with its ssh control sockets in a runtime directory of its own.
+fn command_in(s: &Scene, runtime: &std::path::Path, peers: &[&str]) -> std::process::Command {
+    fs::create_dir_all(runtime).unwrap();
+    let mut cmd = s.command(peers);
+    cmd.env("XDG_RUNTIME_DIR", runtime);
+    cmd
+}
+
+/// Once a run is over, no ssh connection of it is left: no control directory in `runtime`,
+/// no process naming one (a master told to exit may take a moment to go).
+fn assert_no_connection_left(runtime: &std::path::Path) {
+    let needle = runtime.to_string_lossy().into_owned();
+    let mut left = Vec::new();
+    for _ in 0..30 {
+        left = fs::read_dir(runtime)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect::<Vec<_>>();
+        for p in fs::read_dir("/proc").unwrap().flatten() {
+            let cmdline = fs::read(p.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&needle) {
+                left.push(String::from_utf8_lossy(&cmdline).replace('\0', " "));
+            }
+        }
+        if left.is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("left behind: {left:?}");
+}
+
 #[test]
 fn synk_installs_itself_on_a_peer_without_it_and_reuses_the_copy() {
     let s = scene!("install");
+    let runtime = s.local_home.join("runtime");
     s.write(LOCAL, "f", "installed", now() - 5);
-    let out = s.synk(&["zeta", "alpha"], &[os("-v"), &s.arg("f")]);
+    let cmd = command_in(&s, &runtime, &["zeta", "alpha"]);
+    let out = s.run(cmd, &[os("-v"), &s.arg("f")]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Neither the master that carried the install nor the ones that ran the serves is left.
+    assert_no_connection_left(&runtime);
     let said = stdout(&out);
     assert!(
         said.contains(&format!("{}: installed synk", s.shown("zeta"))),
@@ -150,8 +186,10 @@ fn synk_installs_itself_on_a_peer_without_it_and_reuses_the_copy() {
     assert_eq!(leftovers.len(), 1, "only the copy, no temp files");
 
     s.write(LOCAL, "f", "second run", now() - 2);
-    let out = s.synk(&["zeta", "alpha"], &[os("-v"), &s.arg("f")]);
+    let cmd = command_in(&s, &runtime, &["zeta", "alpha"]);
+    let out = s.run(cmd, &[os("-v"), &s.arg("f")]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_no_connection_left(&runtime);
     assert!(!stdout(&out).contains("installed synk"), "{}", stdout(&out));
     assert_eq!(
         (inode(&copy), mtime(&copy)),

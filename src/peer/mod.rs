@@ -55,7 +55,9 @@ pub struct Caps {
 }
 
 enum ServeChild {
-    Local(tokio::process::Child),
+    /// This host's serve, or a remote one run by its own ssh master.
+    Process(tokio::process::Child),
+    /// A remote serve run through an existing master.
     Remote(openssh::Child<Arc<Session>>),
 }
 
@@ -63,7 +65,7 @@ impl ServeChild {
     /// Waits up to `limit` for the server process to exit.
     async fn wait(self, limit: Duration) -> Option<std::process::ExitStatus> {
         match self {
-            ServeChild::Local(mut c) => tokio::time::timeout(limit, c.wait()).await.ok()?.ok(),
+            ServeChild::Process(mut c) => tokio::time::timeout(limit, c.wait()).await.ok()?.ok(),
             ServeChild::Remote(c) => tokio::time::timeout(limit, c.wait()).await.ok()?.ok(),
         }
     }
@@ -94,6 +96,8 @@ pub struct Peer {
     pub installed: Option<String>,
     /// A short name for file names (conflict copies): the host, or this host's name.
     pub label: String,
+    /// The directory of the control socket of a master this peer's serve runs on.
+    control: Option<tempfile::TempDir>,
 }
 
 impl Peer {
@@ -115,44 +119,78 @@ pub async fn connect(spec: Option<PeerSpec>, opts: &ConnectOptions) -> Result<Pe
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
+            // Like a remote serve, out of the terminal's process group (see ssh::serve).
+            .process_group(0)
             .spawn()
             .context("cannot start synk --serve")?;
         let stdin = Box::new(child.stdin.take().expect("piped"));
         let stdout = Box::new(child.stdout.take().expect("piped"));
         let stderr = Box::new(child.stderr.take().expect("piped"));
-        let (conn, caps) = start("localhost", ServeChild::Local(child), stdin, stdout, stderr)
-            .await
-            .map_err(|e| e.into_error("localhost", false))?;
+        let (conn, caps) = start(
+            "localhost",
+            ServeChild::Process(child),
+            stdin,
+            stdout,
+            stderr,
+        )
+        .await
+        .map_err(|e| e.into_error("localhost", false))?;
         return Ok(Peer::new("localhost".into(), None, None, caps, conn, None));
     };
     let name = remote.to_string();
+    let eff = ssh::effective(remote, &opts.ssh)
+        .await
+        .map_err(|e| anyhow!("{name}: {e:#}"))?;
+    let synk_path = opts.synk_path.as_deref();
+    // The common case costs one ssh process: a master that runs the serve itself.
+    let command = install::serve_command(synk_path);
+    let ssh::Serving {
+        mut child,
+        session,
+        dir,
+    } = ssh::serve(remote, &opts.ssh, &eff, &command).map_err(|e| anyhow!("{name}: {e:#}"))?;
+    let stdin = Box::new(child.stdin.take().expect("piped"));
+    let stdout = Box::new(child.stdout.take().expect("piped"));
+    let stderr = Box::new(child.stderr.take().expect("piped"));
+    let failed = match start(&name, ServeChild::Process(child), stdin, stdout, stderr).await {
+        Ok((conn, caps)) => {
+            let mut peer = Peer::new(name, spec, Some(Arc::new(session)), caps, conn, None);
+            peer.control = Some(dir);
+            return Ok(peer);
+        }
+        // A connection that failed is ssh's to explain.
+        Err(StartError::Failed(e)) => {
+            return Err(match ssh::failure(dir.path(), remote, &eff) {
+                Some(why) => anyhow!("{name}: {why}"),
+                None => e,
+            })
+        }
+        Err(e) => e,
+    };
+    // synk is missing there or speaks another protocol: a master of its own carries the
+    // install, then the serve.
+    if !opts.install {
+        return Err(failed.into_error(&name, false));
+    }
+    let was = match &failed {
+        StartError::Mismatch { version, .. } => Some(version.clone()),
+        _ => None,
+    };
     let session = Arc::new(
-        ssh::connect(remote, &opts.ssh)
+        ssh::connect(remote, &opts.ssh, &eff)
             .await
             .map_err(|e| anyhow!("{name}: {e:#}"))?,
     );
-    let synk_path = opts.synk_path.as_deref();
-    let (conn, caps, installed) = match start_remote(&name, &session, synk_path).await {
-        Ok((conn, caps)) => (conn, caps, None),
-        Err(e @ (StartError::Missing | StartError::Mismatch { .. })) if opts.install => {
-            let was = match &e {
-                StartError::Mismatch { version, .. } => Some(version.clone()),
-                _ => None,
-            };
-            let at = install::install(&name, &session, synk_path).await?;
-            let (conn, caps) = start_remote(&name, &session, synk_path)
-                .await
-                .map_err(|e| e.into_error(&name, true))?;
-            let this = env!("CARGO_PKG_VERSION");
-            let note = match was {
-                Some(v) => format!("upgraded synk {v} to {this} at {at}"),
-                None => format!("installed synk {this} at {at}"),
-            };
-            (conn, caps, Some(note))
-        }
-        Err(e) => return Err(e.into_error(&name, opts.install)),
+    let at = install::install(&name, &session, synk_path).await?;
+    let (conn, caps) = start_remote(&name, &session, synk_path)
+        .await
+        .map_err(|e| e.into_error(&name, true))?;
+    let this = env!("CARGO_PKG_VERSION");
+    let note = match was {
+        Some(v) => format!("upgraded synk {v} to {this} at {at}"),
+        None => format!("installed synk {this} at {at}"),
     };
-    Ok(Peer::new(name, spec, Some(session), caps, conn, installed))
+    Ok(Peer::new(name, spec, Some(session), caps, conn, Some(note)))
 }
 
 impl Peer {
@@ -177,6 +215,7 @@ impl Peer {
             conn: Mutex::new(conn),
             installed,
             label,
+            control: None,
         }
     }
 }
