@@ -199,6 +199,19 @@ impl FileAt {
         }
     }
 
+    fn cached(self, digest: Digest) -> Found {
+        Found {
+            rel: self.rel,
+            state: Ok(Meta {
+                kind: Kind::File,
+                size: self.stamp.size(),
+                mode: self.mode,
+                mtime: self.stamp.mtime(),
+                digest: Some(digest),
+            }),
+        }
+    }
+
     fn path(&self, root: &Path) -> PathBuf {
         if self.rel.is_empty() {
             root.to_path_buf()
@@ -243,17 +256,17 @@ fn walk(
                 continue;
             }
             let child_rel = rel.join(&name);
-            let child_path = child.path();
             let is_dir = child.file_type().is_ok_and(|t| t.is_dir());
             if excludes.excludes(&child_rel, is_dir) {
                 continue;
             }
-            match fs::symlink_metadata(&child_path) {
-                Ok(cmd) if cmd.is_dir() => stack.push((child_rel, child_path, cmd)),
+            // An lstat relative to the open directory: no walk of the whole path per entry.
+            match child.metadata() {
+                Ok(cmd) if cmd.is_dir() => stack.push((child_rel, child.path(), cmd)),
                 Ok(cmd) if cmd.is_file() => files.push(FileAt::of(child_rel, &cmd)),
                 Ok(cmd) => sink(Found {
                     rel: child_rel,
-                    state: describe(&child_path, &cmd),
+                    state: describe(&child.path(), &cmd),
                 }),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {} // gone since listing
                 Err(e) => sink(Found {
@@ -335,39 +348,39 @@ pub fn remove_if_stale(path: &Path) {
     };
 }
 
-/// Describes one regular file: from the cache when its stamp is known, else by hashing it.
+/// Hashes one regular file the cache did not know, and offers the digest to the cache.
 fn file_entry(root: &Path, f: FileAt, cache: &DigestCache) -> Found {
     let stamp = f.stamp;
-    let state = match cache.lookup(&f.rel, &stamp) {
-        Some(digest) => Ok(Meta {
-            kind: Kind::File,
-            size: stamp.size(),
-            mode: f.mode,
-            mtime: stamp.mtime(),
-            digest: Some(digest),
-        }),
-        None => {
-            let res = hash_file(&f.path(root));
-            if let Ok(Meta {
-                digest: Some(d),
-                mtime,
-                size,
-                ..
-            }) = &res
-            {
-                // Only what the walk saw is recorded, and only if hashing saw the same file.
-                if *mtime == stamp.mtime() && *size == stamp.size() {
-                    cache.keep(&f.rel, stamp, *d);
-                }
-            }
-            res
+    let state = hash_file(&f.path(root));
+    if let Ok(Meta {
+        digest: Some(d),
+        mtime,
+        size,
+        ..
+    }) = &state
+    {
+        // Only what the walk saw is recorded, and only if hashing saw the same file.
+        if *mtime == stamp.mtime() && *size == stamp.size() {
+            cache.keep(&f.rel, stamp, *d);
         }
-    };
+    }
     Found { rel: f.rel, state }
 }
 
-/// Hashes files on every core, passing results to `sink` on this thread as they finish.
+/// Describes files: those the cache knows at once, the rest hashed on every core, passing
+/// results to `sink` on this thread as they finish.
 fn hash_all(root: &Path, files: Vec<FileAt>, cache: &DigestCache, sink: &mut dyn FnMut(Found)) {
+    let mut todo = Vec::new();
+    for f in files {
+        match cache.lookup(&f.rel, &f.stamp) {
+            Some(digest) => sink(f.cached(digest)),
+            None => todo.push(f),
+        }
+    }
+    let files = todo;
+    if files.is_empty() {
+        return;
+    }
     if files.len() == 1 {
         let f = files.into_iter().next().expect("one file");
         sink(file_entry(root, f, cache));
