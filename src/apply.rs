@@ -154,14 +154,15 @@ impl Apply<'_> {
         join_all(peers.iter().map(|&p| async move {
             let peer = &self.peers[p];
             let mut conn = peer.conn.lock().await;
-            let set = plan.records.get(p).map(Vec::as_slice).unwrap_or_default();
             // In batches that stay well below the frame limit.
             let mut sent = Ok(());
-            for batch in set.chunks(RECORD_BATCH) {
+            let mut records = plan.records.of(p).peekable();
+            while records.peek().is_some() {
+                let set: Vec<_> = records.by_ref().take(RECORD_BATCH).cloned().collect();
                 sent = conn
                     .send(&Request::Records {
                         root: self.root,
-                        set: batch.to_vec(),
+                        set,
                     })
                     .await;
                 if sent.is_err() {

@@ -20,6 +20,7 @@
 //! - fifos, sockets and devices are reported and skipped.
 
 mod entry;
+mod records;
 mod settle;
 #[cfg(test)]
 mod tests;
@@ -32,6 +33,7 @@ use crate::paths::WirePath;
 use crate::proto::{Digest, Kind, Meta};
 use crate::state::{Content, Record, Vv};
 use entry::{verdict, versions_of, Verdict, Version};
+pub use records::Records;
 pub use settle::{settle, Briefs, Settled};
 
 /// Index of a peer in the run's peer list (0 is always localhost).
@@ -164,7 +166,7 @@ pub struct Plan {
     pub copies: Vec<Copy>,
     /// Per peer: the records its state takes when the run is over (where they differ from
     /// what it reported).
-    pub records: Vec<Vec<Record>>,
+    pub records: Records,
     /// Conflicts resolved by keeping both versions.
     pub conflicts: Vec<Conflict>,
     /// Entries and peers left out, and why.
@@ -296,10 +298,7 @@ impl Decided<'_> {
 
 /// Decides one root.
 pub fn decide(input: &Input<'_>) -> Plan {
-    let mut plan = Plan {
-        records: vec![Vec::new(); input.views.len()],
-        ..Plan::default()
-    };
+    let mut plan = Plan::default();
     let mut available: Vec<PeerId> = Vec::new();
     for (p, v) in input.views.iter().enumerate() {
         let Some(listing) = v else { continue };
@@ -404,8 +403,9 @@ pub fn decide(input: &Input<'_>) -> Plan {
     }
 
     keep_needed_directories(&mut decided);
-    for d in &decided {
-        actions(d, input, &mut plan);
+    // Each decision is dropped once its actions are derived: the plan grows as they go.
+    for d in decided {
+        actions(&d, input, &mut plan);
     }
     plan.removes.reverse();
     plan.clones = clones(&mut plan.copies, &plan.renames, input.views);
@@ -487,7 +487,7 @@ fn actions(d: &Decided<'_>, input: &Input<'_>, plan: &mut Plan) {
             } else if v.vv == Some(&vv) {
                 continue;
             }
-            plan.records[p].push(record(None));
+            plan.records.push(p, record(None));
         }
         return;
     };
@@ -510,11 +510,14 @@ fn actions(d: &Decided<'_>, input: &Input<'_>, plan: &mut Plan) {
         });
         let targets: Vec<PeerId> = d.peers.iter().copied().filter(|p| *p != l).collect();
         for &p in d.peers.iter().filter(|_| sibling.is_none()) {
-            plan.records[p].push(Record {
-                rel: to.clone(),
-                meta: Some(lm.clone()),
-                vv: vv.clone(),
-            });
+            plan.records.push(
+                p,
+                Record {
+                    rel: to.clone(),
+                    meta: Some(lm.clone()),
+                    vv: vv.clone(),
+                },
+            );
         }
         if !targets.is_empty() {
             plan.copies.push(Copy {
@@ -541,7 +544,7 @@ fn actions(d: &Decided<'_>, input: &Input<'_>, plan: &mut Plan) {
         match holds {
             Some(m) if !renamed && Content::of(Some(m)) == want => {
                 if v.and_then(|v| v.vv) != Some(&vv) {
-                    plan.records[p].push(record(Some(meta)));
+                    plan.records.push(p, record(Some(meta)));
                 }
                 continue;
             }
@@ -561,7 +564,7 @@ fn actions(d: &Decided<'_>, input: &Input<'_>, plan: &mut Plan) {
             _ => {}
         }
         targets.push(p);
-        plan.records[p].push(record(Some(meta)));
+        plan.records.push(p, record(Some(meta)));
     }
     if !targets.is_empty() {
         plan.copies.push(Copy {
@@ -578,10 +581,23 @@ fn actions(d: &Decided<'_>, input: &Input<'_>, plan: &mut Plan) {
 fn clones(copies: &mut [Copy], renames: &[Rename], views: &[Option<&Listing>]) -> Vec<Clone> {
     let mut index: HashMap<PeerId, HashMap<Digest, &WirePath>> = HashMap::new();
     let mut out = Vec::new();
-    // Every (target, entry) some copy writes: a clone must not read from one of those.
+    // Every (target, entry) some copy writes: a clone must not read from one of those. Only
+    // needed where a target holds files to clone from (not on a first sync to empty peers,
+    // where this set would be the largest thing in memory).
+    let has_files: Vec<bool> = views
+        .iter()
+        .map(|v| {
+            v.is_some_and(|l| {
+                l.values()
+                    .any(|s| matches!(&s.state, Ok(Some(m)) if m.kind == Kind::File))
+            })
+        })
+        .collect();
     let written: HashSet<(PeerId, WirePath)> = copies
         .iter()
-        .flat_map(|c| c.targets.iter().map(|t| (*t, c.rel.clone())))
+        .flat_map(|c| c.targets.iter().map(|t| (*t, &c.rel)))
+        .filter(|(t, _)| has_files[*t])
+        .map(|(t, rel)| (t, rel.clone()))
         .collect();
     for c in copies.iter_mut() {
         if c.meta.kind != Kind::File {

@@ -120,7 +120,7 @@ fn removes(plan: &Plan) -> Vec<(String, PeerId, bool)> {
 }
 
 fn record(plan: &Plan, peer: PeerId, rel: &str) -> Option<Record> {
-    plan.records[peer].iter().find(|r| r.rel == w(rel)).cloned()
+    plan.records.of(peer).find(|r| r.rel == w(rel)).cloned()
 }
 
 #[test]
@@ -131,7 +131,7 @@ fn unchanged_everywhere_does_nothing_and_writes_no_record() {
     b.insert(w(""), held(file("x", 9), &[(1, 3)]));
     let plan = run(&[a, b]);
     assert!(plan.is_noop(), "{plan:?}");
-    assert!(plan.records.iter().all(Vec::is_empty));
+    assert!(plan.records.is_empty());
 }
 
 #[test]
@@ -140,6 +140,38 @@ fn first_sync_copies_to_peers_without_it_and_starts_a_history() {
     assert_eq!(copies(&plan), [("".into(), 0, vec![1])]);
     assert_eq!(record(&plan, 0, "").unwrap().vv, Vv::default());
     assert_eq!(record(&plan, 1, "").unwrap().meta, Some(file("a", 1)));
+}
+
+#[test]
+fn a_first_sync_to_empty_peers_keeps_each_record_once_for_every_peer() {
+    let a = listing(vec![
+        ("", new(dir())),
+        ("x", new(file("x", 1))),
+        ("y", new(file("y", 1))),
+    ]);
+    let plan = run(&[a, listing(vec![]), listing(vec![])]);
+    assert_eq!(
+        copies(&plan),
+        [
+            ("".into(), 0, vec![1, 2]),
+            ("x".into(), 0, vec![1, 2]),
+            ("y".into(), 0, vec![1, 2])
+        ]
+    );
+    let shared: Vec<(String, Vec<PeerId>)> = plan
+        .records
+        .all()
+        .map(|(r, peers)| (r.rel.to_string(), peers.to_vec()))
+        .collect();
+    assert_eq!(
+        shared,
+        [
+            ("".into(), vec![0, 1, 2]),
+            ("x".into(), vec![0, 1, 2]),
+            ("y".into(), vec![0, 1, 2])
+        ]
+    );
+    assert!(plan.clones.is_empty());
 }
 
 #[test]
@@ -208,10 +240,7 @@ fn a_peer_that_missed_a_deletion_catches_up() {
         listing(vec![("", held(dir(), &[])), ("f", tombstone(&[(1, 4)]))]),
         listing(vec![("", held(dir(), &[])), ("f", tombstone(&[(1, 4)]))]),
     ]);
-    assert!(
-        plan.is_noop() && plan.records.iter().all(Vec::is_empty),
-        "{plan:?}"
-    );
+    assert!(plan.is_noop() && plan.records.is_empty(), "{plan:?}");
     assert!(plan.problems.is_empty());
 }
 
@@ -536,7 +565,7 @@ fn a_single_file_roots_conflict_copy_goes_beside_it_without_a_record() {
     let to = &plan.renames[0].to;
     assert!(to.to_string().starts_with("notes.synk-conflict-"), "{to}");
     assert!(to.to_string().ends_with(".md"), "{to}");
-    assert!(plan.records.iter().flatten().all(|r| r.rel.is_empty()));
+    assert!(plan.records.all().all(|(r, _)| r.rel.is_empty()));
 }
 
 #[test]
