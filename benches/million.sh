@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # A million files (the P5 set-up of benches/run.sh at scale): the same tree of small random files
 # on the client and three peers (users behind a private sshd on loopback), then a first sync
-# (identical trees, no history), a second run and an in-sync re-check, each with its time and
-# the peak RSS of the client process and of the local peer's serve (the kernel's VmHWM, sampled
-# while it runs). Making the tree takes minutes; it needs about 4 GB and 4M inodes.
+# (identical trees, no history), a second run and an in-sync re-check; then another tree on the
+# client alone, synced to the three empty peers. Each with its time and the peak RSS of the
+# client process and of the local peer's serve (the kernel's VmHWM, sampled while it runs).
+# Making the trees takes minutes; they need about 16 GB and 8M inodes.
 #
 #   benches/million.sh            (needs root)
 #   N=200000 benches/million.sh   another size
@@ -18,11 +19,11 @@ make_tree "$work/client/many" "$n"
 for u in "${peers[@]}"; do cp -a "$work/client/many" "$work/home/$u/many"; chown -R "$u:$u" "$work/home/$u/many"; done
 echo "$n files on 4 hosts, made in $((SECONDS - t0)) s"
 
-# measure LABEL: one run, its time and both peak RSS figures.
+# measure LABEL [TREE]: one run, its time and both peak RSS figures.
 measure() {
     local s e rss serve
     s=$(date +%s%N)
-    read -r rss serve < <(peak_rss "${synk_cmd[@]}" "$work/client/many")
+    read -r rss serve < <(peak_rss "${synk_cmd[@]}" "$work/client/${2:-many}")
     e=$(date +%s%N)
     printf '| %s | %.1f s | %d MB | %d MB |\n' "$1" "$(( (e - s) / 1000000 ))e-3" $((rss / 1024)) $((serve / 1024))
 }
@@ -30,3 +31,5 @@ printf '| %s files, 3 peers | time | client peak RSS | local serve peak RSS |\n|
 measure "first sync (identical trees, no history)"
 measure "second run"
 measure "in-sync re-check"
+make_tree "$work/client/fresh" "$n"
+measure "first sync to three empty peers" fresh

@@ -154,22 +154,7 @@ impl Apply<'_> {
         join_all(peers.iter().map(|&p| async move {
             let peer = &self.peers[p];
             let mut conn = peer.conn.lock().await;
-            // In batches that stay well below the frame limit.
-            let mut sent = Ok(());
-            let mut records = plan.records.of(p).peekable();
-            while records.peek().is_some() {
-                let set: Vec<_> = records.by_ref().take(RECORD_BATCH).cloned().collect();
-                sent = conn
-                    .send(&Request::Records {
-                        root: self.root,
-                        set,
-                    })
-                    .await;
-                if sent.is_err() {
-                    break;
-                }
-            }
-            let res = match sent {
+            let res = match send_records(&mut conn, self.root, plan, p).await {
                 Ok(()) => conn.op(&Request::Commit { root: self.root }).await,
                 Err(e) => Err(OpError::Lost(e)),
             };
@@ -179,4 +164,37 @@ impl Apply<'_> {
         }))
         .await;
     }
+
+    /// Gives every peer in `peers` its records of `plan`, to be written by a later
+    /// [`Apply::commit`]; returns the peers whose connection broke.
+    pub async fn records(&self, plan: &Plan, peers: &[PeerId], rep: &Reporter) -> HashSet<PeerId> {
+        let broke = join_all(peers.iter().map(|&p| async move {
+            let peer = &self.peers[p];
+            let mut conn = peer.conn.lock().await;
+            match send_records(&mut conn, self.root, plan, p).await {
+                Ok(()) => None,
+                Err(e) => {
+                    rep.error(format!("{}: {}: {e:#}", peer.name, self.display));
+                    Some(p)
+                }
+            }
+        }))
+        .await;
+        broke.into_iter().flatten().collect()
+    }
+}
+
+/// Sends peer `p`'s records of `plan` in batches that stay well below the frame limit.
+async fn send_records(
+    conn: &mut crate::peer::Conn,
+    root: u32,
+    plan: &Plan,
+    p: PeerId,
+) -> anyhow::Result<()> {
+    let mut records = plan.records.of(p).peekable();
+    while records.peek().is_some() {
+        let set: Vec<_> = records.by_ref().take(RECORD_BATCH).cloned().collect();
+        conn.send(&Request::Records { root, set }).await?;
+    }
+    Ok(())
 }

@@ -744,3 +744,68 @@ fn a_few_changed_bytes_travel_as_a_delta_with_the_streaming_copier_too() {
         "{matched} matched: {root}"
     );
 }
+
+/// Every file below `dir`, by path relative to it, with its content.
+fn tree_files(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_first_sync_of_more_than_a_window_arrives_whole_and_is_recorded() {
+    // More entries than the client decides at once (20,000): the tree goes in windows.
+    let s = scene!("windows");
+    let root = s.path(LOCAL, "big");
+    let mut bytes = 0;
+    for i in 0..20_500 {
+        let d = root.join(format!("d{:02}", i % 21));
+        fs::create_dir_all(&d).unwrap();
+        let body = format!("file {i}\n").repeat(1 + i % 7);
+        bytes += body.len() as u64;
+        fs::write(d.join(format!("f{i:05}")), body).unwrap();
+    }
+    let mut cmd = s.command(&["alpha", "beta"]);
+    cmd.env("RUST_LOG", "synk=debug");
+    let out = s.run(cmd, &[os("--json"), &s.arg("big")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let decisions = stderr(&out).matches(" decided ").count();
+    assert_eq!(decisions, 2, "two windows, each decided on its own");
+    let want = tree_files(&root);
+    assert_eq!(want.len(), 20_500);
+    for peer in ["alpha", "beta"] {
+        assert!(
+            tree_files(&s.path(peer, "big")) == want,
+            "{peer} holds the same tree"
+        );
+    }
+    // One root in the report, every entry of every window in it, bytes added up.
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let roots = doc["roots"].as_array().unwrap();
+    assert_eq!(roots.len(), 1, "{doc}");
+    let entries = roots[0]["entries"].as_array().unwrap();
+    assert_eq!(
+        entries.len(),
+        1 + 21 + 20_500,
+        "the root, 21 directories, the files"
+    );
+    assert_eq!(roots[0]["bytes"].as_u64(), Some(2 * bytes));
+    // Every peer recorded every entry: the next run has nothing to do.
+    let out = s.synk(&["alpha", "beta"], &[os("--json"), &s.arg("big")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["roots"][0]["entries"], serde_json::json!([]), "{doc}");
+}

@@ -26,6 +26,9 @@ pub struct Scanned {
     pub briefs: Briefs,
     /// Entries held there that settling found in sync on every peer.
     pub settled: usize,
+    /// Entries sent in brief that settling left to be fetched in full window by window (this
+    /// peer alone holds anything under the root, and a lot of it: a first sync).
+    pub deferred: Vec<WirePath>,
 }
 
 impl Scanned {

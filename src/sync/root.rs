@@ -8,7 +8,7 @@ use crate::apply::Apply;
 use crate::cli::Cli;
 use crate::oplog::OpLog;
 use crate::paths::{entry_display, WirePath};
-use crate::peer::{Peer, RootScan};
+use crate::peer::{OpError, Peer, RootScan};
 use crate::plan::{self, Listing, PeerId, Plan, Problem};
 use crate::proto::Kind;
 use crate::report::{peer_line, Reporter};
@@ -42,6 +42,37 @@ impl RootRun<'_> {
     /// Decides and carries out this root; returns peers whose connection broke.
     pub(super) async fn sync(&self, dead: &HashSet<PeerId>, rep: &Reporter) -> HashSet<PeerId> {
         let started = std::time::Instant::now();
+        let (views, settled, abs) = self.views(dead, rep);
+        if let Some((holder, deferred)) = self.deferred(&views) {
+            return self
+                .sync_in_windows(holder, deferred, &views, &abs, started, rep)
+                .await;
+        }
+        let root_is_dir = root_is_dir(&views);
+        let plan = self.decide(&views, &settled, root_is_dir);
+        let committing = committing(&plan, &views);
+        let (lost, wire) = self.carry_out(&plan, &views, &abs, root_is_dir, rep).await;
+        if !self.cli.dry_run {
+            let live: Vec<PeerId> = committing
+                .into_iter()
+                .filter(|p| !lost.contains(p))
+                .collect();
+            self.apply().commit(&plan, &live, rep).await;
+        }
+        if rep.json() {
+            rep.add_json_root(self.json(&plan, &views, wire, started));
+        }
+        lost
+    }
+
+    /// Each peer's view of the root (`None`: left out), what settling found in sync there,
+    /// and the root's absolute path there.
+    #[allow(clippy::type_complexity)]
+    fn views(
+        &self,
+        dead: &HashSet<PeerId>,
+        rep: &Reporter,
+    ) -> (Vec<Option<&Listing>>, Vec<usize>, Vec<Option<WirePath>>) {
         let mut views: Vec<Option<&Listing>> = Vec::new();
         let mut settled: Vec<usize> = Vec::new();
         let mut abs: Vec<Option<WirePath>> = Vec::new();
@@ -69,23 +100,40 @@ impl RootRun<'_> {
                 }
             }
         }
+        (views, settled, abs)
+    }
+
+    /// The peer whose entries settling left to be fetched window by window, and those entries.
+    fn deferred(&self, views: &[Option<&Listing>]) -> Option<(PeerId, &[WirePath])> {
+        self.scans.iter().enumerate().find_map(|(p, scan)| {
+            let scanned = scan.as_ref()?[self.index].as_ref().ok()?;
+            (views[p].is_some() && !scanned.deferred.is_empty())
+                .then_some((p, scanned.deferred.as_slice()))
+        })
+    }
+
+    fn apply(&self) -> Apply<'_> {
+        Apply {
+            peers: self.peers,
+            root: self.index as u32,
+            display: &self.root.display,
+            siblings: Vec::new(),
+        }
+    }
+
+    fn decide(&self, views: &[Option<&Listing>], settled: &[usize], root_is_dir: bool) -> Plan {
         let names: Vec<String> = self.peers.iter().map(|p| p.label.clone()).collect();
-        let root_is_dir = views
-            .iter()
-            .flatten()
-            .filter_map(|l| l.get(&WirePath::default()))
-            .any(|s| matches!(&s.state, Ok(Some(m)) if m.kind == Kind::Dir));
         let file_name = std::path::Path::new(&self.root.display)
             .file_name()
             .map(|n| n.as_encoded_bytes());
         let plan = plan::decide(&plan::Input {
-            views: &views,
+            views,
             names: &names,
             forced: self.forced,
             confirm_empty: self.cli.confirm_empty,
             file_name: file_name.filter(|_| !root_is_dir),
             max_size: self.max_size,
-            settled: &settled,
+            settled,
         });
         tracing::debug!(
             root = %self.root.display,
@@ -95,96 +143,170 @@ impl RootRun<'_> {
             problems = plan.problems.len(),
             "decided"
         );
-        self.report(&plan, &views, root_is_dir, rep);
-        // Peers whose state is written: every one that scanned the root and was not left out.
-        let left_out: HashSet<PeerId> = plan
-            .problems
-            .iter()
-            .filter_map(|p| match p {
-                Problem::EmptyRoot { peer, .. } => Some(*peer),
-                _ => None,
-            })
-            .collect();
-        let committing: Vec<PeerId> = (0..views.len())
-            .filter(|p| views[*p].is_some() && !left_out.contains(p))
-            .collect();
+        plan
+    }
+
+    /// A first sync from one peer to peers that hold nothing under the root, in windows of
+    /// [`WINDOW`] entries: each is fetched, decided, copied and recorded before the next, so
+    /// the client never holds the whole tree. No entry's decision depends on another's here
+    /// (one holder: no deletions, conflicts or clones), so the windows decide as one would.
+    async fn sync_in_windows(
+        &self,
+        holder: PeerId,
+        deferred: &[WirePath],
+        views: &[Option<&Listing>],
+        abs: &[Option<WirePath>],
+        started: std::time::Instant,
+        rep: &Reporter,
+    ) -> HashSet<PeerId> {
+        let nothing = Listing::new();
+        let mut taking: Vec<PeerId> = (0..views.len()).filter(|p| views[*p].is_some()).collect();
+        let mut lost = HashSet::new();
+        let mut is_dir_once = None;
+        let mut wire = WireStats::default();
+        let mut doc: Option<Value> = None;
+        for (n, window) in deferred.chunks(WINDOW).enumerate() {
+            // The root itself, always sent in full, is decided with the first window.
+            let mut listing = match views[holder] {
+                Some(l) if n == 0 => l.clone(),
+                _ => Listing::new(),
+            };
+            let fetched = self.peers[holder]
+                .conn
+                .lock()
+                .await
+                .detail(self.index as u32, window.to_vec(), &mut listing)
+                .await;
+            match fetched {
+                Ok(()) => {}
+                Err(OpError::Failed(m)) => {
+                    // Still in step: only this root is left out there, and its state stays.
+                    rep.error(format!(
+                        "{}: {m} (while comparing listings)",
+                        self.name(holder)
+                    ));
+                    taking.retain(|p| *p != holder);
+                    break;
+                }
+                Err(OpError::Lost(e)) => {
+                    rep.error(format!("{e:#} (while comparing listings)"));
+                    lost.insert(holder);
+                    break;
+                }
+            }
+            let views: Vec<Option<&Listing>> = (0..views.len())
+                .map(|p| match views[p] {
+                    _ if lost.contains(&p) => None,
+                    None => None,
+                    Some(_) if p == holder => Some(&listing),
+                    Some(l) if n == 0 => Some(l),
+                    Some(_) => Some(&nothing),
+                })
+                .collect();
+            let is_dir = *is_dir_once.get_or_insert_with(|| root_is_dir(&views));
+            let plan = self.decide(&views, &vec![0; views.len()], is_dir);
+            let (gone, stats) = self.carry_out(&plan, &views, abs, is_dir, rep).await;
+            lost.extend(gone);
+            wire.add(stats);
+            if !self.cli.dry_run {
+                let live: Vec<PeerId> = taking
+                    .iter()
+                    .copied()
+                    .filter(|p| !lost.contains(p))
+                    .collect();
+                let broke = self.apply().records(&plan, &live, rep).await;
+                lost.extend(broke);
+            }
+            if rep.json() {
+                merge_json(
+                    &mut doc,
+                    self.json(&plan, &views, WireStats::default(), started),
+                );
+            }
+            if lost.contains(&holder) {
+                break;
+            }
+        }
+        if !self.cli.dry_run {
+            let live: Vec<PeerId> = taking.into_iter().filter(|p| !lost.contains(p)).collect();
+            self.apply().commit(&Plan::default(), &live, rep).await;
+        }
+        if let Some(mut doc) = doc {
+            doc["literal_bytes"] = json!(wire.literal);
+            doc["matched_bytes"] = json!(wire.matched);
+            doc["seconds"] = json!(started.elapsed().as_secs_f64());
+            rep.add_json_root(doc);
+        }
+        lost
+    }
+
+    /// Reports a plan and carries it out (unless `--dry-run`): returns the peers whose
+    /// connection broke, and what crossed the wire.
+    async fn carry_out(
+        &self,
+        plan: &Plan,
+        views: &[Option<&Listing>],
+        abs: &[Option<WirePath>],
+        root_is_dir: bool,
+        rep: &Reporter,
+    ) -> (HashSet<PeerId>, WireStats) {
+        self.report(plan, views, root_is_dir, rep);
         if self.cli.dry_run {
             if !plan.is_noop() {
                 rep.pending();
             }
-            self.show_dry_run(&plan, rep);
+            self.show_dry_run(plan, rep);
         }
         let mut lost = HashSet::new();
-        let mut wire = WireStats::default();
-        if !plan.is_noop() {
-            let siblings = if !root_is_dir && !plan.renames.is_empty() {
-                committing.clone()
-            } else {
-                Vec::new()
-            };
-            let apply = Apply {
-                peers: self.peers,
-                root: self.index as u32,
-                display: &self.root.display,
-                siblings,
-            };
-            let mut copies_plan = None;
-            let mut failed = HashSet::new();
-            if !self.cli.dry_run {
-                let (gone, step_failed) = apply.before_copies(&plan, rep).await;
-                lost = gone;
-                failed = step_failed;
-                if !failed.is_empty() {
-                    // Never replace what could not be kept first.
-                    let mut p = plan.clone();
-                    for c in &mut p.copies {
-                        c.targets.retain(|t| !failed.contains(&(*t, c.rel.clone())));
-                    }
-                    copies_plan = Some(p);
-                }
-            }
-            let transfer = RootTransfer {
-                peers: self.peers,
-                root: self.index as u32,
-                abs: &abs,
-                root_is_dir,
-                display: &self.root.display,
-                copier: self.cli.copier,
-                ssh_config: self.cli.ssh_config.clone(),
-                dry_run: self.cli.dry_run,
-                tuning: self.tuning,
-            };
-            let (copies_lost, stats) = transfer
-                .execute(copies_plan.as_ref().unwrap_or(&plan), &lost, rep)
-                .await;
-            lost.extend(copies_lost);
-            wire = stats;
-            if !self.cli.dry_run {
-                // What a failed step or a lost peer did not do is not logged as done.
-                let skip = |p: PeerId, rel: &WirePath| {
-                    lost.contains(&p) || failed.contains(&(p, rel.clone()))
-                };
-                self.log_actions(&plan, &views, &skip);
-            }
+        if plan.is_noop() {
+            return (lost, WireStats::default());
         }
+        let siblings = if !root_is_dir && !plan.renames.is_empty() {
+            committing(plan, views)
+        } else {
+            Vec::new()
+        };
+        let apply = Apply {
+            siblings,
+            ..self.apply()
+        };
+        let mut copies_plan = None;
+        let mut failed = HashSet::new();
         if !self.cli.dry_run {
-            let live: Vec<PeerId> = committing
-                .into_iter()
-                .filter(|p| !lost.contains(p))
-                .collect();
-            Apply {
-                peers: self.peers,
-                root: self.index as u32,
-                display: &self.root.display,
-                siblings: Vec::new(),
+            let (gone, step_failed) = apply.before_copies(plan, rep).await;
+            lost = gone;
+            failed = step_failed;
+            if !failed.is_empty() {
+                // Never replace what could not be kept first.
+                let mut p = plan.clone();
+                for c in &mut p.copies {
+                    c.targets.retain(|t| !failed.contains(&(*t, c.rel.clone())));
+                }
+                copies_plan = Some(p);
             }
-            .commit(&plan, &live, rep)
+        }
+        let transfer = RootTransfer {
+            peers: self.peers,
+            root: self.index as u32,
+            abs,
+            root_is_dir,
+            display: &self.root.display,
+            copier: self.cli.copier,
+            ssh_config: self.cli.ssh_config.clone(),
+            dry_run: self.cli.dry_run,
+            tuning: self.tuning,
+        };
+        let (copies_lost, wire) = transfer
+            .execute(copies_plan.as_ref().unwrap_or(plan), &lost, rep)
             .await;
+        lost.extend(copies_lost);
+        if !self.cli.dry_run {
+            // What a failed step or a lost peer did not do is not logged as done.
+            let skip =
+                |p: PeerId, rel: &WirePath| lost.contains(&p) || failed.contains(&(p, rel.clone()));
+            self.log_actions(plan, views, &skip);
         }
-        if rep.json() {
-            rep.add_json_root(self.json(&plan, &views, wire, started));
-        }
-        lost
+        (lost, wire)
     }
 
     fn report(&self, plan: &Plan, views: &[Option<&Listing>], root_is_dir: bool, rep: &Reporter) {
@@ -450,4 +572,46 @@ fn report_peers(
             }
         }
     }
+}
+
+/// Entries a window holds at most when a first sync is carried out in windows.
+pub(super) const WINDOW: usize = 20_000;
+
+/// True when some peer holds the root as a directory.
+fn root_is_dir(views: &[Option<&Listing>]) -> bool {
+    views
+        .iter()
+        .flatten()
+        .filter_map(|l| l.get(&WirePath::default()))
+        .any(|s| matches!(&s.state, Ok(Some(m)) if m.kind == Kind::Dir))
+}
+
+/// Peers whose state is written: every one that scanned the root and was not left out.
+fn committing(plan: &Plan, views: &[Option<&Listing>]) -> Vec<PeerId> {
+    let left_out: HashSet<PeerId> = plan
+        .problems
+        .iter()
+        .filter_map(|p| match p {
+            Problem::EmptyRoot { peer, .. } => Some(*peer),
+            _ => None,
+        })
+        .collect();
+    (0..views.len())
+        .filter(|p| views[*p].is_some() && !left_out.contains(p))
+        .collect()
+}
+
+/// Adds one window's `--json` root to the root's document: entries and problems appended,
+/// bytes added up.
+fn merge_json(doc: &mut Option<Value>, window: Value) {
+    let Some(d) = doc else {
+        *doc = Some(window);
+        return;
+    };
+    for key in ["entries", "problems"] {
+        if let (Some(all), Some(more)) = (d[key].as_array_mut(), window[key].as_array()) {
+            all.extend(more.iter().cloned());
+        }
+    }
+    d["bytes"] = json!(d["bytes"].as_u64().unwrap_or(0) + window["bytes"].as_u64().unwrap_or(0));
 }

@@ -30,6 +30,13 @@ pub(super) async fn settle_root(
         }
         plan::settle(&briefs, max_size)
     };
+    let mut settled = settled;
+    if let Some(p) = lone_holder(scans, root, &settled) {
+        // Fetched window by window as the root is carried out (see RootRun::sync_in_windows).
+        if let Some(Ok(scanned)) = scans[p].as_mut().map(|s| &mut s[root]) {
+            scanned.deferred = std::mem::take(&mut settled.want[p]);
+        }
+    }
     let fetched = join_all(
         settled
             .want
@@ -73,5 +80,96 @@ pub(super) async fn settle_root(
                 scans[p] = None;
             }
         }
+    }
+}
+
+/// The one peer that holds anything under root `root`, when every other peer that scanned it
+/// holds nothing below the root and has no history there, and it sent more than a window of
+/// entries, all in brief (but the root itself, always sent in full): a first sync to new
+/// peers, carried out in windows.
+fn lone_holder(
+    scans: &[Option<Vec<RootScan>>],
+    root: usize,
+    settled: &plan::Settled,
+) -> Option<usize> {
+    let mut holder = None;
+    for (p, scan) in scans.iter().enumerate() {
+        let Some(Ok(scanned)) = scan.as_ref().map(|s| &s[root]) else {
+            continue;
+        };
+        let below = scanned.listing.keys().any(|rel| !rel.is_empty());
+        if below {
+            return None;
+        }
+        if settled.want[p].is_empty() && settled.held[p] == 0 {
+            continue;
+        }
+        if holder.is_some() {
+            return None;
+        }
+        holder = Some(p);
+    }
+    holder.filter(|p| settled.want[*p].len() > super::root::WINDOW)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paths::WirePath;
+    use crate::peer::Scanned;
+    use crate::sync::root::WINDOW;
+
+    fn scanned(listing: &[&str]) -> Option<Vec<RootScan>> {
+        let mut s = Scanned::default();
+        for rel in listing {
+            s.listing.insert(
+                WirePath(rel.as_bytes().to_vec()),
+                plan::Seen {
+                    state: Ok(None),
+                    vv: None,
+                    changed: true,
+                },
+            );
+        }
+        Some(vec![Ok(s)])
+    }
+
+    fn settled(want: &[usize], held: &[usize]) -> plan::Settled {
+        plan::Settled {
+            want: want.iter().map(|n| vec![WirePath::default(); *n]).collect(),
+            held: held.to_vec(),
+            in_sync: 0,
+        }
+    }
+
+    #[test]
+    fn only_a_big_first_sync_from_one_peer_to_peers_holding_nothing_goes_in_windows() {
+        let big = WINDOW + 1;
+        let empty = || scanned(&[]);
+        // One holder, everyone else empty (a root that exists as a bare directory counts).
+        let scans = vec![scanned(&[""]), empty(), scanned(&[""]), None];
+        assert_eq!(
+            lone_holder(&scans, 0, &settled(&[big, 0, 0, 0], &[0; 4])),
+            Some(0)
+        );
+        let scans = vec![empty(), scanned(&[""]), empty()];
+        assert_eq!(
+            lone_holder(&scans, 0, &settled(&[0, big, 0], &[0; 3])),
+            Some(1)
+        );
+        // Not big enough to bother.
+        let scans = vec![empty(), empty()];
+        assert_eq!(
+            lone_holder(&scans, 0, &settled(&[WINDOW, 0], &[0; 2])),
+            None
+        );
+        // Another peer holds something, in brief, in full or settled.
+        assert_eq!(lone_holder(&scans, 0, &settled(&[big, 1], &[0; 2])), None);
+        assert_eq!(lone_holder(&scans, 0, &settled(&[big, 0], &[0, 3])), None);
+        let scans = vec![empty(), scanned(&["", "gone"])];
+        assert_eq!(lone_holder(&scans, 0, &settled(&[big, 0], &[0; 2])), None);
+        // The holder itself sent something in full: a change to judge against history.
+        let scans = vec![scanned(&["x"]), empty()];
+        assert_eq!(lone_holder(&scans, 0, &settled(&[big, 0], &[0; 2])), None);
     }
 }

@@ -31,7 +31,8 @@ pub struct WireStats {
 }
 
 impl WireStats {
-    fn add(&mut self, o: WireStats) {
+    /// Adds another count to this one.
+    pub fn add(&mut self, o: WireStats) {
         self.literal += o.literal;
         self.matched += o.matched;
     }
