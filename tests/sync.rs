@@ -767,11 +767,11 @@ fn tree_files(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<
 
 #[test]
 fn a_first_sync_of_more_than_a_window_arrives_whole_and_is_recorded() {
-    // More entries than the client decides at once (20,000): the tree goes in windows.
+    // More entries than the client decides at once (50,000): the tree goes in windows.
     let s = scene!("windows");
     let root = s.path(LOCAL, "big");
     let mut bytes = 0;
-    for i in 0..20_500 {
+    for i in 0..50_500 {
         let d = root.join(format!("d{:02}", i % 21));
         fs::create_dir_all(&d).unwrap();
         let body = format!("file {i}\n").repeat(1 + i % 7);
@@ -785,7 +785,7 @@ fn a_first_sync_of_more_than_a_window_arrives_whole_and_is_recorded() {
     let decisions = stderr(&out).matches(" decided ").count();
     assert_eq!(decisions, 2, "two windows, each decided on its own");
     let want = tree_files(&root);
-    assert_eq!(want.len(), 20_500);
+    assert_eq!(want.len(), 50_500);
     for peer in ["alpha", "beta"] {
         assert!(
             tree_files(&s.path(peer, "big")) == want,
@@ -799,7 +799,7 @@ fn a_first_sync_of_more_than_a_window_arrives_whole_and_is_recorded() {
     let entries = roots[0]["entries"].as_array().unwrap();
     assert_eq!(
         entries.len(),
-        1 + 21 + 20_500,
+        1 + 21 + 50_500,
         "the root, 21 directories, the files"
     );
     assert_eq!(roots[0]["bytes"].as_u64(), Some(2 * bytes));

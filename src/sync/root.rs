@@ -575,7 +575,7 @@ fn report_peers(
 }
 
 /// Entries a window holds at most when a first sync is carried out in windows.
-pub(super) const WINDOW: usize = 20_000;
+pub(super) const WINDOW: usize = 50_000;
 
 /// True when some peer holds the root as a directory.
 fn root_is_dir(views: &[Option<&Listing>]) -> bool {
