@@ -62,6 +62,8 @@ pub struct Effective {
     pub connect_timeout: bool,
     /// `serveraliveinterval` is set (not `0`).
     pub server_alive: bool,
+    /// `remotecommand` is set: a command line must say `RemoteCommand=none`, or ssh refuses it.
+    pub remote_command: bool,
 }
 
 impl Effective {
@@ -80,6 +82,7 @@ impl Effective {
                 "stricthostkeychecking" => e.strict_host_keys = value.trim().to_string(),
                 "connecttimeout" => e.connect_timeout = value.trim() != "none",
                 "serveraliveinterval" => e.server_alive = value.trim() != "0",
+                "remotecommand" => e.remote_command = !value.trim().is_empty(),
                 _ => {}
             }
         }
@@ -129,6 +132,10 @@ pub fn serving_args(
 ) -> Vec<OsString> {
     // ControlPersist=no: a persisting master would detach and outlive the run.
     let mut a: Vec<OsString> = vec!["-T".into()];
+    if eff.remote_command {
+        // One in the user's configuration (for their logins) would make ssh refuse ours.
+        a.extend(["-o".into(), "RemoteCommand=none".into()]);
+    }
     a.extend(common_args(dir, spec, opts, eff, "ControlPersist=no"));
     a.push(command.into());
     a
@@ -319,7 +326,8 @@ mod tests {
             config: None,
             options: vec!["ControlPersist=yes".into()],
         };
-        let eff = Effective::parse("connecttimeout 5\nserveraliveinterval 30\n");
+        let eff =
+            Effective::parse("connecttimeout 5\nserveraliveinterval 30\nremotecommand tmux\n");
         let args: Vec<String> = serving_args(
             Path::new("/r"),
             &spec("beta", None),
@@ -332,7 +340,7 @@ mod tests {
         .collect();
         let joined = args.join(" ");
         assert!(!args.iter().any(|a| a == "-f" || a == "-N"), "{joined}");
-        assert!(joined.starts_with("-T -E /r/log -S /r/master -M -o ControlPersist=no -o BatchMode=yes -o ControlPersist=yes"), "{joined}");
+        assert!(joined.starts_with("-T -o RemoteCommand=none -E /r/log -S /r/master -M -o ControlPersist=no -o BatchMode=yes -o ControlPersist=yes"), "{joined}");
         assert_eq!(
             args[args.len() - 3..],
             ["--", "beta", "sh -c 'exec synk --serve'"]

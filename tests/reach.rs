@@ -104,6 +104,21 @@ fn a_peer_behind_a_proxy_jump_is_reached_through_it() {
 }
 
 #[test]
+fn a_remote_command_in_the_users_config_does_not_stop_the_serve_or_rsync() {
+    let s = scene!("remote-command");
+    s.write(LOCAL, "f", "commanded", now() - 5);
+    // For the user's interactive logins; ssh refuses a command line where one is set.
+    let cfg = client_config(
+        &s,
+        "rc_config",
+        "Host 127.0.0.1\n    RemoteCommand echo hijacked\n    RequestTTY yes\nHost *\n    StrictHostKeyChecking no\n    UserKnownHostsFile /dev/null",
+    );
+    let out = s.run(s.command_with(&cfg, &["alpha", "beta"]), &[&s.arg("f")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_same_everywhere(&s, &[LOCAL, "alpha", "beta"], "f");
+}
+
+#[test]
 fn extra_ssh_options_pass_through_unchanged() {
     let s = scene!("ssh-option");
     s.write(LOCAL, "f", "opt", now() - 5);

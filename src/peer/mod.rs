@@ -96,6 +96,8 @@ pub struct Peer {
     pub installed: Option<String>,
     /// A short name for file names (conflict copies): the host, or this host's name.
     pub label: String,
+    /// The user's ssh configuration sets a RemoteCommand for this host (`ssh -G`).
+    pub remote_command: bool,
     /// The directory of the control socket of a master this peer's serve runs on.
     control: Option<tempfile::TempDir>,
 }
@@ -156,15 +158,17 @@ pub async fn connect(spec: Option<PeerSpec>, opts: &ConnectOptions) -> Result<Pe
         Ok((conn, caps)) => {
             let mut peer = Peer::new(name, spec, Some(Arc::new(session)), caps, conn, None);
             peer.control = Some(dir);
+            peer.remote_command = eff.remote_command;
             return Ok(peer);
         }
-        // A connection that failed is ssh's to explain.
-        Err(StartError::Failed(e)) => {
+        // A connection that failed (ssh's 255) is ssh's to explain.
+        Err(StartError::Exit255(e)) => {
             return Err(match ssh::failure(dir.path(), remote, &eff) {
                 Some(why) => anyhow!("{name}: {why}"),
                 None => e,
             })
         }
+        Err(StartError::Failed(e)) => return Err(e),
         Err(e) => e,
     };
     // synk is missing there or speaks another protocol: a master of its own carries the
@@ -190,7 +194,9 @@ pub async fn connect(spec: Option<PeerSpec>, opts: &ConnectOptions) -> Result<Pe
         Some(v) => format!("upgraded synk {v} to {this} at {at}"),
         None => format!("installed synk {this} at {at}"),
     };
-    Ok(Peer::new(name, spec, Some(session), caps, conn, Some(note)))
+    let mut peer = Peer::new(name, spec, Some(session), caps, conn, Some(note));
+    peer.remote_command = eff.remote_command;
+    Ok(peer)
 }
 
 impl Peer {
@@ -215,6 +221,7 @@ impl Peer {
             conn: Mutex::new(conn),
             installed,
             label,
+            remote_command: false,
             control: None,
         }
     }
@@ -246,6 +253,9 @@ enum StartError {
     },
     /// Anything else, with its message.
     Failed(anyhow::Error),
+    /// The process ended with status 255: where ssh runs it, ssh's own failure (its log
+    /// says why), else like [`StartError::Failed`].
+    Exit255(anyhow::Error),
 }
 
 impl StartError {
@@ -264,7 +274,7 @@ impl StartError {
             StartError::Mismatch { version, protocol } => anyhow!(
                 "{name}: runs synk {version} (protocol {protocol}); this is synk {this} (protocol {PROTOCOL_VERSION}): install the same version on every peer{hint}"
             ),
-            StartError::Failed(e) => e,
+            StartError::Failed(e) | StartError::Exit255(e) => e,
         }
     }
 }
@@ -313,7 +323,9 @@ async fn start(
             conn.close().await;
             Err(e)
         }
-        Ok(Err(StartError::Failed(e))) => Err(conn.explain_failure(e).await),
+        Ok(Err(StartError::Failed(e) | StartError::Exit255(e))) => {
+            Err(conn.explain_failure(e).await)
+        }
         Ok(Err(StartError::Missing)) => Err(StartError::Missing),
         Err(_) => Err(StartError::Failed(anyhow!(
             "{name}: no answer from synk --serve within {HANDSHAKE_TIMEOUT:?}"
@@ -439,11 +451,16 @@ impl Conn {
         if status.and_then(|s| s.code()) == Some(127) || shell_says_missing {
             return StartError::Missing;
         }
-        StartError::Failed(if tail.is_empty() {
+        let e = if tail.is_empty() {
             e
         } else {
             anyhow!("{e} ({tail})")
-        })
+        };
+        if status.and_then(|s| s.code()) == Some(255) {
+            StartError::Exit255(e)
+        } else {
+            StartError::Failed(e)
+        }
     }
 
     /// Waits up to `wait` for the peer to see a change under the scanned roots: `Some(changed)`,

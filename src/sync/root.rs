@@ -231,7 +231,10 @@ impl RootRun<'_> {
             let live: Vec<PeerId> = taking.into_iter().filter(|p| !lost.contains(p)).collect();
             self.apply().commit(&Plan::default(), &live, rep).await;
         }
-        if let Some(mut doc) = doc {
+        if rep.json() {
+            // A root whose first window failed is still in the document, with nothing done.
+            let mut doc = doc
+                .unwrap_or_else(|| self.json(&Plan::default(), &[], WireStats::default(), started));
             doc["literal_bytes"] = json!(wire.literal);
             doc["matched_bytes"] = json!(wire.matched);
             doc["seconds"] = json!(started.elapsed().as_secs_f64());

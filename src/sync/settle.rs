@@ -97,7 +97,12 @@ fn lone_holder(
         let Some(Ok(scanned)) = scan.as_ref().map(|s| &s[root]) else {
             continue;
         };
-        let below = scanned.listing.keys().any(|rel| !rel.is_empty());
+        // Anything below the root, or a root that cannot be listed (that peer stays out of
+        // the whole tree, which a later window could not tell).
+        let below = scanned
+            .listing
+            .iter()
+            .any(|(rel, seen)| !rel.is_empty() || seen.state.is_err());
         if below {
             return None;
         }
@@ -167,6 +172,15 @@ mod tests {
         assert_eq!(lone_holder(&scans, 0, &settled(&[big, 1], &[0; 2])), None);
         assert_eq!(lone_holder(&scans, 0, &settled(&[big, 0], &[0, 3])), None);
         let scans = vec![empty(), scanned(&["", "gone"])];
+        assert_eq!(lone_holder(&scans, 0, &settled(&[big, 0], &[0; 2])), None);
+        // A peer whose root cannot be listed is left out of the whole tree: no windows.
+        let mut unreadable = scanned(&[""]);
+        if let Some(Ok(s)) = unreadable.as_mut().map(|v| &mut v[0]) {
+            s.listing
+                .values_mut()
+                .for_each(|seen| seen.state = Err("denied".into()));
+        }
+        let scans = vec![empty(), unreadable];
         assert_eq!(lone_holder(&scans, 0, &settled(&[big, 0], &[0; 2])), None);
         // The holder itself sent something in full: a change to judge against history.
         let scans = vec![scanned(&["x"]), empty()];

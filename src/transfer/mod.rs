@@ -204,6 +204,7 @@ impl RootTransfer<'_> {
                 } else {
                     None
                 },
+                no_remote_command: client_runs && peers[p].remote_command,
             });
             rsync::Side { remote, base }
         };

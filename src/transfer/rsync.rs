@@ -42,6 +42,9 @@ pub struct Remote {
     pub control: Option<PathBuf>,
     /// ssh_config file (client-run only).
     pub ssh_config: Option<PathBuf>,
+    /// The user's configuration sets a RemoteCommand for this host: rsync's ssh must say
+    /// `RemoteCommand=none` (client-run only).
+    pub no_remote_command: bool,
 }
 
 /// One side of a run: a base directory, local to the runner or on a remote host.
@@ -77,6 +80,11 @@ pub struct Job {
 
 fn ssh_command(r: &Remote, batch: bool) -> String {
     let mut parts: Vec<String> = vec!["ssh".into()];
+    if r.no_remote_command {
+        // One in the user's configuration would make ssh refuse rsync's command line.
+        parts.push("-o".into());
+        parts.push("RemoteCommand=none".into());
+    }
     if let Some(ctl) = &r.control {
         parts.push("-S".into());
         parts.push(quote(ctl.as_os_str()));
@@ -310,6 +318,7 @@ mod tests {
                     port: Some(2222),
                     control: None,
                     ssh_config: None,
+                    no_remote_command: false,
                 }),
                 base: w(b"/srv/home/bob/my dir"),
             },
@@ -367,6 +376,7 @@ mod tests {
                     port: None,
                     control: Some(PathBuf::from("/tmp/.ssh-connection x/master")),
                     ssh_config: Some(PathBuf::from("/etc/ssh cfg")),
+                    no_remote_command: false,
                 }),
                 base: w(b"/h/a"),
             },
