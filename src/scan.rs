@@ -61,14 +61,19 @@ pub fn describe(path: &Path, md: &Metadata) -> Result<Meta, String> {
     }
 }
 
-/// Hashes a regular file without following a symlink swapped in since the walk, and refuses
-/// a result if the file changed while it was being read.
-pub fn hash_file(path: &Path) -> Result<Meta, String> {
-    let mut f = File::options()
+/// Opens `path` for reading without following a symlink swapped in since it was listed, and
+/// without blocking on a fifo swapped in.
+pub fn open_nofollow(path: &Path) -> io::Result<File> {
+    File::options()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| io_msg(&e))?;
+}
+
+/// Hashes a regular file without following a symlink swapped in since the walk, and refuses
+/// a result if the file changed while it was being read.
+pub fn hash_file(path: &Path) -> Result<Meta, String> {
+    let mut f = open_nofollow(path).map_err(|e| io_msg(&e))?;
     let before = f.metadata().map_err(|e| io_msg(&e))?;
     if !before.file_type().is_file() {
         return Err("changed type while being scanned".into());
@@ -330,12 +335,7 @@ pub fn remove_if_stale(path: &Path) {
             .unwrap_or_default();
         age > std::time::Duration::from_secs(60)
     } else {
-        File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(path)
-            .map(|f| try_lock(&f))
-            .unwrap_or(false)
+        open_nofollow(path).map(|f| try_lock(&f)).unwrap_or(false)
     };
     if !stale {
         return;

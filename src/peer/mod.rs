@@ -115,7 +115,7 @@ impl Peer {
 pub async fn connect(spec: Option<PeerSpec>, opts: &ConnectOptions) -> Result<Peer> {
     let Some(remote) = &spec else {
         let exe = std::env::current_exe().context("cannot locate the synk executable")?;
-        let mut child = tokio::process::Command::new(exe)
+        let child = tokio::process::Command::new(exe)
             .arg("--serve")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -125,18 +125,9 @@ pub async fn connect(spec: Option<PeerSpec>, opts: &ConnectOptions) -> Result<Pe
             .process_group(0)
             .spawn()
             .context("cannot start synk --serve")?;
-        let stdin = Box::new(child.stdin.take().expect("piped"));
-        let stdout = Box::new(child.stdout.take().expect("piped"));
-        let stderr = Box::new(child.stderr.take().expect("piped"));
-        let (conn, caps) = start(
-            "localhost",
-            ServeChild::Process(child),
-            stdin,
-            stdout,
-            stderr,
-        )
-        .await
-        .map_err(|e| e.into_error("localhost", false))?;
+        let (conn, caps) = start_process("localhost", child)
+            .await
+            .map_err(|e| e.into_error("localhost", false))?;
         return Ok(Peer::new("localhost".into(), None, None, caps, conn, None));
     };
     let name = remote.to_string();
@@ -147,14 +138,11 @@ pub async fn connect(spec: Option<PeerSpec>, opts: &ConnectOptions) -> Result<Pe
     // The common case costs one ssh process: a master that runs the serve itself.
     let command = install::serve_command(synk_path);
     let ssh::Serving {
-        mut child,
+        child,
         session,
         dir,
     } = ssh::serve(remote, &opts.ssh, &eff, &command).map_err(|e| anyhow!("{name}: {e:#}"))?;
-    let stdin = Box::new(child.stdin.take().expect("piped"));
-    let stdout = Box::new(child.stdout.take().expect("piped"));
-    let stderr = Box::new(child.stderr.take().expect("piped"));
-    let failed = match start(&name, ServeChild::Process(child), stdin, stdout, stderr).await {
+    let failed = match start_process(&name, child).await {
         Ok((conn, caps)) => {
             let mut peer = Peer::new(name, spec, Some(Arc::new(session)), caps, conn, None);
             peer.control = Some(dir);
@@ -298,6 +286,18 @@ async fn start_remote(
     let stdout = Box::new(child.stdout().take().expect("piped"));
     let stderr = Box::new(child.stderr().take().expect("piped"));
     start(name, ServeChild::Remote(child), stdin, stdout, stderr).await
+}
+
+/// Completes the handshake with a serve this process spawned with piped stdio (the local
+/// one, or a remote one on its own ssh master).
+async fn start_process(
+    name: &str,
+    mut child: tokio::process::Child,
+) -> Result<(Conn, Caps), StartError> {
+    let stdin = Box::new(child.stdin.take().expect("piped"));
+    let stdout = Box::new(child.stdout.take().expect("piped"));
+    let stderr = Box::new(child.stderr.take().expect("piped"));
+    start(name, ServeChild::Process(child), stdin, stdout, stderr).await
 }
 
 /// Completes the handshake with a freshly started server.

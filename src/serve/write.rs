@@ -4,7 +4,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use sha2::Digest as _;
@@ -70,17 +70,13 @@ impl Server {
             Ok(p) => p,
             Err(e) => return write_frame(w, &Response::Failed(e)),
         };
-        let opened = File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&path)
-            .and_then(|f| {
-                if f.metadata()?.is_file() {
-                    Ok(f)
-                } else {
-                    Err(io::Error::other("not a regular file"))
-                }
-            });
+        let opened = scan::open_nofollow(&path).and_then(|f| {
+            if f.metadata()?.is_file() {
+                Ok(f)
+            } else {
+                Err(io::Error::other("not a regular file"))
+            }
+        });
         let mut f = match opened {
             Ok(f) => f,
             Err(e) => return write_frame(w, &Response::Failed(msg(&path, e))),
@@ -108,10 +104,7 @@ impl Server {
             return Response::Blocks(Vec::new());
         };
         let listed = || -> io::Result<Vec<[u8; 16]>> {
-            let mut f = File::options()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-                .open(&path)?;
+            let mut f = scan::open_nofollow(&path)?;
             let md = f.metadata()?;
             if !md.is_file() || md.len() > MAX_BLOCKS as u64 * CHUNK as u64 {
                 return Ok(Vec::new());
@@ -299,12 +292,7 @@ fn fill(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 fn same_block(old: &mut Option<File>, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     if old.is_none() {
-        *old = Some(
-            File::options()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-                .open(path)?,
-        );
+        *old = Some(scan::open_nofollow(path)?);
     }
     let f = old.as_ref().expect("opened above");
     let mut block = vec![0u8; len];
