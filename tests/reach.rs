@@ -32,19 +32,22 @@ fn cached_copy(peer: &str) -> PathBuf {
         .join(format!("synk-{}", env!("CARGO_PKG_VERSION")))
 }
 
+/// No known_hosts at all: only the user's own host-key policy lets a connection through.
+const LAX_KEYS: &str = "Host *\n    StrictHostKeyChecking no\n    UserKnownHostsFile /dev/null";
+
+/// Syncs a new file to alpha and beta under a client ssh_config that starts with `extra`.
+fn syncs_under_config(s: &Scene, extra: &str) {
+    s.write(LOCAL, "f", "configured", now() - 5);
+    let cfg = client_config(s, "user_config", extra);
+    let out = s.run(s.command_with(&cfg, &["alpha", "beta"]), &[&s.arg("f")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_same_everywhere(s, &[LOCAL, "alpha", "beta"], "f");
+}
+
 #[test]
 fn a_config_without_host_key_checking_is_obeyed() {
     let s = scene!("lax-keys");
-    s.write(LOCAL, "f", "lax", now() - 5);
-    // No known_hosts at all: only the user's own policy lets this connect.
-    let cfg = client_config(
-        &s,
-        "lax_config",
-        "Host *\n    StrictHostKeyChecking no\n    UserKnownHostsFile /dev/null",
-    );
-    let out = s.run(s.command_with(&cfg, &["alpha", "beta"]), &[&s.arg("f")]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_same_everywhere(&s, &[LOCAL, "alpha", "beta"], "f");
+    syncs_under_config(&s, LAX_KEYS);
 }
 
 #[test]
@@ -106,16 +109,9 @@ fn a_peer_behind_a_proxy_jump_is_reached_through_it() {
 #[test]
 fn a_remote_command_in_the_users_config_does_not_stop_the_serve_or_rsync() {
     let s = scene!("remote-command");
-    s.write(LOCAL, "f", "commanded", now() - 5);
     // For the user's interactive logins; ssh refuses a command line where one is set.
-    let cfg = client_config(
-        &s,
-        "rc_config",
-        "Host 127.0.0.1\n    RemoteCommand echo hijacked\n    RequestTTY yes\nHost *\n    StrictHostKeyChecking no\n    UserKnownHostsFile /dev/null",
-    );
-    let out = s.run(s.command_with(&cfg, &["alpha", "beta"]), &[&s.arg("f")]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_same_everywhere(&s, &[LOCAL, "alpha", "beta"], "f");
+    let logins = "Host 127.0.0.1\n    RemoteCommand echo hijacked\n    RequestTTY yes";
+    syncs_under_config(&s, &format!("{logins}\n{LAX_KEYS}"));
 }
 
 #[test]
