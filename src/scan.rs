@@ -252,10 +252,16 @@ fn walk(
             rel: rel.clone(),
             state: describe(&path, &md),
         });
-        for child in children {
-            let name = WirePath(
-                std::os::unix::ffi::OsStrExt::as_bytes(child.file_name().as_os_str()).to_vec(),
-            );
+        // In name order, subdirectories visited in that order too: entries then come mostly in
+        // the order the sync state keeps them, so looking each one up there is a step forward
+        // (`RootState::get_near`), not a search.
+        let mut children: Vec<(WirePath, fs::DirEntry)> = children
+            .into_iter()
+            .map(|c| (WirePath(c.file_name().into_encoded_bytes()), c))
+            .collect();
+        children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let subdirs = stack.len();
+        for (name, child) in children {
             if is_temp_name(name.as_bytes()) {
                 remove_if_stale(&child.path());
                 continue;
@@ -280,6 +286,7 @@ fn walk(
                 }),
             }
         }
+        stack[subdirs..].reverse();
     }
 }
 

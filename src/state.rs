@@ -377,6 +377,25 @@ impl RootState {
             .map(|i| &self.records[i])
     }
 
+    /// As [`RootState::get`], for lookups that mostly come in path order: `hint` is where the
+    /// last one left off, and a lookup of the record just after it costs one comparison.
+    pub fn get_near(&self, rel: &WirePath, hint: &mut usize) -> Option<&Record> {
+        if let Some(r) = self.records.get(*hint).filter(|r| r.rel == *rel) {
+            *hint += 1;
+            return Some(r);
+        }
+        match self.records.binary_search_by(|r| r.rel.cmp(rel)) {
+            Ok(i) => {
+                *hint = i + 1;
+                Some(&self.records[i])
+            }
+            Err(i) => {
+                *hint = i;
+                None
+            }
+        }
+    }
+
     /// Every record below the scanned root, in path order.
     pub fn records(&self) -> impl Iterator<Item = &Record> {
         self.records.iter()
@@ -524,6 +543,41 @@ mod tests {
         let recs = top.records().map(|r| (r.rel.clone(), r.clone())).collect();
         top.save(recs).unwrap();
         assert_eq!(fs::read_dir(dir.path().join("roots")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn lookups_near_the_last_one_find_what_a_search_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = RootState::load(Some(dir.path()), Path::new("/d")).unwrap();
+        let names = ["", "a", "a-b", "a/x", "a/y", "b"];
+        st.save(
+            names
+                .iter()
+                .map(|r| (WirePath(r.as_bytes().to_vec()), rec(r, 1)))
+                .collect(),
+        )
+        .unwrap();
+        let mut hint = 0;
+        // Walk order, not path order ("a-b" after "a/y"), then misses, repeats and a restart.
+        for (rel, found, hint_after) in [
+            ("", true, 1),
+            ("a", true, 2),
+            ("a/x", true, 4),
+            ("a/y", true, 5),
+            ("a-b", true, 3),
+            ("a/w", false, 3),
+            ("a/x", true, 4),
+            ("a/x", true, 4),
+            ("c", false, 6),
+            ("b", true, 6),
+            ("", true, 1),
+        ] {
+            let rel = WirePath(rel.as_bytes().to_vec());
+            let got = st.get_near(&rel, &mut hint);
+            assert_eq!(got.map(|r| &r.rel), found.then_some(&rel), "{rel}");
+            assert_eq!(got, st.get(&rel), "{rel}");
+            assert_eq!(hint, hint_after, "{rel}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::Digest as _;
 
+use super::reports::{Reported, Reports};
 use super::{msg, sync_parent, OpResult, Server};
 use crate::cache::DigestCache;
 use crate::exclude::Excludes;
@@ -18,18 +19,6 @@ use crate::proto::{
 use crate::scan::{self, Found};
 use crate::state::{fingerprint, fingerprint_new, now_ms, Content, Record, RootState, Vv};
 use crate::versions::{Kept, Take, Why};
-
-/// What this peer reported for one entry in the last scan.
-#[derive(Debug, Clone)]
-pub(super) enum Reported {
-    /// Exactly as its state record says, metadata and version: nothing is kept twice (most
-    /// entries of a re-check).
-    AsRecorded,
-    /// Present (or deleted, `None`) with this version.
-    Held(Box<(Option<Meta>, Option<Vv>)>),
-    /// Unreadable, or a special file: its old record stays.
-    Unknown,
-}
 
 /// One root of the session: where it is, its state, and what the client decided for it.
 #[derive(Debug)]
@@ -42,7 +31,7 @@ pub(super) struct RootCtx {
     /// Something differs from the remembered state: new, changed or deleted entries.
     dirty: bool,
     state: RootState,
-    reported: BTreeMap<WirePath, Reported>,
+    reported: Reports,
     set: BTreeMap<WirePath, Record>,
 }
 
@@ -118,7 +107,7 @@ impl Server {
                 excludes,
                 dirty: false,
                 state,
-                reported: BTreeMap::new(),
+                reported: Reports::default(),
                 set: BTreeMap::new(),
             };
             let res = self.scan_one(index, &mut ctx, brief, w);
@@ -156,16 +145,18 @@ impl Server {
         let reported = &mut ctx.reported;
         let excludes = &ctx.excludes;
         let mut dirty = false;
+        let mut hint = 0;
         let res = scan::scan_root(&abs, &cache, excludes, &mut |found: Found| {
-            let base = state.get(&found.rel);
+            let base = state.get_near(&found.rel, &mut hint);
             let (entry, rep) = versioned(found, base, key, now);
             dirty |= entry.changed;
             if matches!(rep, Reported::Unknown) && entry.state.is_err() {
                 unknown_dirs.push(entry.rel.clone());
             }
-            reported.insert(entry.rel.clone(), rep);
+            reported.push(entry.rel.clone(), rep);
             out.push(entry);
         });
+        reported.sort();
         cache.save();
         if let Err(e) = res {
             out.header = None;
@@ -184,9 +175,11 @@ impl Server {
         }
         // Remembered entries that are gone: deleted here since the last sync, or tombstones.
         // Nothing below an unreadable directory is taken as deleted.
+        let mut at = 0;
+        let mut gone = Vec::new();
         for r in state.records() {
             let is_dir = matches!(&r.meta, Some(m) if m.kind == Kind::Dir);
-            if reported.contains_key(&r.rel)
+            if reported.contains_ordered(&r.rel, &mut at)
                 || below_any(&r.rel, &unknown_dirs)
                 || excludes.excludes(&r.rel, is_dir)
             {
@@ -204,13 +197,19 @@ impl Server {
             } else {
                 Reported::AsRecorded
             };
-            reported.insert(r.rel.clone(), rep);
+            gone.push((r.rel.clone(), rep));
             out.push(Entry {
                 rel: r.rel.clone(),
                 state: Ok(None),
                 vv: Some(vv),
                 changed: gone_now,
             });
+        }
+        if !gone.is_empty() {
+            for (rel, rep) in gone {
+                reported.push(rel, rep);
+            }
+            reported.sort();
         }
         ctx.dirty = dirty;
         out.flush()
@@ -417,8 +416,9 @@ impl Server {
         }
         let mut new: BTreeMap<WirePath, Record> = BTreeMap::new();
         let mut set = std::mem::take(&mut ctx.set);
-        for (rel, rep) in &ctx.reported {
-            let old = ctx.state.get(rel);
+        let mut hint = 0;
+        for (rel, rep) in ctx.reported.iter() {
+            let old = ctx.state.get_near(rel, &mut hint);
             let keep_old = matches!(rep, Reported::Unknown);
             let rec = if keep_old {
                 old.cloned()
@@ -446,8 +446,9 @@ impl Server {
             }
         }
         // Records below unreadable directories were not reported: they stay.
+        let mut at = 0;
         for r in ctx.state.records() {
-            if !ctx.reported.contains_key(&r.rel) {
+            if !ctx.reported.contains_ordered(&r.rel, &mut at) {
                 new.entry(r.rel.clone()).or_insert_with(|| r.clone());
             }
         }

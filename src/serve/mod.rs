@@ -22,6 +22,7 @@ use crate::state;
 use crate::versions::{Retention, Store};
 
 mod history;
+mod reports;
 mod watch;
 mod write;
 

@@ -1,0 +1,112 @@
+//! What the last scan of a root reported for each entry: pushed in walk order while the scan
+//! runs, then sorted once, so the commit and the client's follow-up requests find entries by
+//! search and the state's records can be walked beside them.
+
+use crate::paths::WirePath;
+use crate::proto::Meta;
+use crate::state::Vv;
+
+/// What this peer reported for one entry in the last scan.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Reported {
+    /// Exactly as its state record says, metadata and version: nothing is kept twice (most
+    /// entries of a re-check).
+    AsRecorded,
+    /// Present (or deleted, `None`) with this version.
+    Held(Box<(Option<Meta>, Option<Vv>)>),
+    /// Unreadable, or a special file: its old record stays.
+    Unknown,
+}
+
+/// Every entry one scan reported, one report per path. A flat list rather than a map: a
+/// million entries cost their paths and a word each, and a walk that comes in nearly sorted
+/// order sorts in about one pass.
+#[derive(Debug, Default)]
+pub(super) struct Reports {
+    list: Vec<(WirePath, Reported)>,
+    /// How much of `list` is known to be in path order.
+    sorted: usize,
+}
+
+impl Reports {
+    /// Adds the report of an entry the scan has not reported yet. Lookups see it after the
+    /// next [`Reports::sort`].
+    pub(super) fn push(&mut self, rel: WirePath, rep: Reported) {
+        self.list.push((rel, rep));
+    }
+
+    /// Puts every report in path order (stable: of two reports of one path the first stays).
+    pub(super) fn sort(&mut self) {
+        self.list.sort_by(|a, b| a.0.cmp(&b.0));
+        self.list.dedup_by(|later, first| later.0 == first.0);
+        self.sorted = self.list.len();
+    }
+
+    /// The report of `rel`, among those sorted.
+    pub(super) fn get(&self, rel: &WirePath) -> Option<&Reported> {
+        self.list[..self.sorted]
+            .binary_search_by(|(r, _)| r.cmp(rel))
+            .ok()
+            .map(|i| &self.list[i].1)
+    }
+
+    /// Whether `rel` was reported (among those sorted), for paths asked in path order: `at` (0 for the first) only
+    /// moves forward, so walking a sorted list beside the reports costs one pass over both.
+    pub(super) fn contains_ordered(&self, rel: &WirePath, at: &mut usize) -> bool {
+        let list = &self.list[..self.sorted];
+        while list.get(*at).is_some_and(|(r, _)| r < rel) {
+            *at += 1;
+        }
+        list.get(*at).is_some_and(|(r, _)| r == rel)
+    }
+
+    /// Every report, in path order once sorted.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&WirePath, &Reported)> {
+        self.list.iter().map(|(r, rep)| (r, rep))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> WirePath {
+        WirePath(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn reports_are_found_once_sorted_and_the_first_of_a_path_stays() {
+        let mut r = Reports::default();
+        for (rel, rep) in [
+            ("b", Reported::AsRecorded),
+            ("a/x", Reported::Unknown),
+            ("a-b", Reported::AsRecorded),
+            ("a", Reported::Held(Box::new((None, None)))),
+            ("b", Reported::Unknown),
+        ] {
+            r.push(p(rel), rep);
+        }
+        assert_eq!(r.get(&p("b")), None, "not sorted yet");
+        r.sort();
+        let order: Vec<String> = r.iter().map(|(rel, _)| rel.to_string()).collect();
+        assert_eq!(order, ["a", "a-b", "a/x", "b"]);
+        assert_eq!(r.get(&p("b")), Some(&Reported::AsRecorded));
+        assert_eq!(r.get(&p("a/x")), Some(&Reported::Unknown));
+        assert!(r.get(&p("a")).is_some());
+        assert!(r.get(&p("a/y")).is_none());
+        // Reports added later are found after the next sort.
+        r.push(p("a/y"), Reported::Unknown);
+        assert!(r.get(&p("a/y")).is_none());
+        r.sort();
+        assert!(r.get(&p("a/y")).is_some());
+        // Asked in path order, with one cursor: the same answers as a search.
+        let mut at = 0;
+        for rel in ["", "a", "a-a", "a-b", "a/x", "a/y", "a/z", "b", "c"] {
+            assert_eq!(
+                r.contains_ordered(&p(rel), &mut at),
+                r.get(&p(rel)).is_some(),
+                "{rel}"
+            );
+        }
+    }
+}
