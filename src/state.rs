@@ -197,6 +197,15 @@ struct Stored {
     records: Vec<Record>,
 }
 
+/// [`Stored`] as it is written, borrowing the records (the same bytes: postcard encodes a
+/// slice as it does a `Vec`).
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    format: u32,
+    root: &'a WirePath,
+    records: &'a [Record],
+}
+
 /// Where a peer keeps its state: `$XDG_STATE_HOME/synk` (`~/.local/state/synk`).
 pub fn state_dir(home: Option<&Path>) -> Option<PathBuf> {
     std::env::var_os("XDG_STATE_HOME")
@@ -226,13 +235,26 @@ pub fn peer_key(dir: &Path) -> io::Result<u64> {
 
 /// Writes `bytes` to a temp file beside `path`, fsyncs it and renames it over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// As [`write_atomic`], with the contents written by `fill` through a buffer: a big state
+/// file goes to disk as it is encoded, never whole in memory.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".synk-")
         .suffix(".tmp")
         .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
+    {
+        let mut w = io::BufWriter::new(tmp.as_file_mut());
+        fill(&mut w)?;
+        w.flush()?;
+    }
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     if let Ok(d) = fs::File::open(dir) {
@@ -411,28 +433,42 @@ impl RootState {
         self.records.is_empty()
     }
 
-    /// Replaces the records of the scanned root and writes the file atomically.
-    pub fn save(&mut self, records: BTreeMap<WirePath, Record>) -> io::Result<()> {
+    /// Replaces the records of the scanned root (sorted by path, one a path) and writes the
+    /// file atomically.
+    pub fn save(&mut self, records: Vec<Record>) -> io::Result<()> {
+        debug_assert!(records.windows(2).all(|w| w[0].rel < w[1].rel));
         let Some(file) = self.file.clone() else {
             return Ok(());
         };
-        if records.values().eq(self.records.iter()) && self.absorbed.is_empty() {
+        if records == self.records && self.absorbed.is_empty() {
             return Ok(()); // an in-sync re-check writes nothing
         }
-        self.records = records.into_values().collect();
-        let mut all: Vec<Record> = self.others.clone();
-        all.extend(self.records.iter().map(|r| Record {
-            rel: self.prefix.join(&r.rel),
-            ..r.clone()
-        }));
-        all.sort_by(|a, b| a.rel.cmp(&b.rel));
-        let stored = Stored {
-            format: FORMAT,
-            root: WirePath::from_path(&self.file_root),
-            records: all,
+        self.records = records;
+        let root = WirePath::from_path(&self.file_root);
+        let write = |records: &[Record]| {
+            write_atomic_with(&file, |w| {
+                let stored = StoredRef {
+                    format: FORMAT,
+                    root: &root,
+                    records,
+                };
+                postcard::to_io(&stored, w)
+                    .map(drop)
+                    .map_err(io::Error::other)
+            })
         };
-        let bytes = postcard::to_stdvec(&stored).map_err(io::Error::other)?;
-        write_atomic(&file, &bytes)?;
+        if self.prefix.is_empty() && self.others.is_empty() {
+            // The root has a file of its own: its records are the file's, as they are.
+            write(&self.records)?;
+        } else {
+            let mut all: Vec<Record> = self.others.clone();
+            all.extend(self.records.iter().map(|r| Record {
+                rel: self.prefix.join(&r.rel),
+                ..r.clone()
+            }));
+            all.sort_by(|a, b| a.rel.cmp(&b.rel));
+            write(&all)?;
+        }
         for f in self.absorbed.drain(..) {
             let _ = fs::remove_file(f);
         }
@@ -509,18 +545,17 @@ mod tests {
         let root = Path::new("/data/notes");
         let mut st = RootState::load(Some(dir.path()), root).unwrap();
         assert!(st.is_empty());
-        let recs: BTreeMap<_, _> = ["", "a", "sub", "sub/x"]
+        let recs: Vec<Record> = ["", "a", "sub", "sub/x"]
             .iter()
-            .map(|r| (WirePath(r.as_bytes().to_vec()), rec(r, 1)))
+            .map(|r| rec(r, 1))
             .collect();
         st.save(recs).unwrap();
 
         let mut sub = RootState::load(Some(dir.path()), &root.join("sub")).unwrap();
         let rels: Vec<String> = sub.records().map(|r| r.rel.to_string()).collect();
         assert_eq!(rels, ["", "x"]);
-        let mut changed: BTreeMap<_, _> =
-            sub.records().map(|r| (r.rel.clone(), r.clone())).collect();
-        changed.get_mut(&WirePath(b"x".to_vec())).unwrap().vv = vv(&[(1, 9)]);
+        let mut changed: Vec<Record> = sub.records().cloned().collect();
+        changed[1].vv = vv(&[(1, 9)]);
         sub.save(changed).unwrap();
 
         let whole = RootState::load(Some(dir.path()), root).unwrap();
@@ -534,13 +569,13 @@ mod tests {
     fn a_parent_root_absorbs_the_files_below_it() {
         let dir = tempfile::tempdir().unwrap();
         let mut f = RootState::load(Some(dir.path()), Path::new("/d/a/f")).unwrap();
-        f.save([(WirePath::default(), rec("", 4))].into()).unwrap();
+        f.save(vec![rec("", 4)]).unwrap();
         let mut top = RootState::load(Some(dir.path()), Path::new("/d")).unwrap();
         assert_eq!(
             top.get(&WirePath(b"a/f".to_vec())).unwrap().vv,
             vv(&[(1, 4)])
         );
-        let recs = top.records().map(|r| (r.rel.clone(), r.clone())).collect();
+        let recs = top.records().cloned().collect();
         top.save(recs).unwrap();
         assert_eq!(fs::read_dir(dir.path().join("roots")).unwrap().count(), 1);
     }
@@ -550,13 +585,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut st = RootState::load(Some(dir.path()), Path::new("/d")).unwrap();
         let names = ["", "a", "a-b", "a/x", "a/y", "b"];
-        st.save(
-            names
-                .iter()
-                .map(|r| (WirePath(r.as_bytes().to_vec()), rec(r, 1)))
-                .collect(),
-        )
-        .unwrap();
+        st.save(names.iter().map(|r| rec(r, 1)).collect()).unwrap();
         let mut hint = 0;
         // Walk order, not path order ("a-b" after "a/y"), then misses, repeats and a restart.
         for (rel, found, hint_after) in [

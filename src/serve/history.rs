@@ -1,7 +1,6 @@
 //! The server's memory: scanning against the remembered state, keeping versions before
 //! anything is replaced or deleted, committing the new state, listing and restoring versions.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -32,7 +31,8 @@ pub(super) struct RootCtx {
     dirty: bool,
     state: RootState,
     reported: Reports,
-    set: BTreeMap<WirePath, Record>,
+    /// Records the client sent for this root, in the order they came.
+    set: Vec<Record>,
 }
 
 impl RootCtx {
@@ -108,7 +108,7 @@ impl Server {
                 dirty: false,
                 state,
                 reported: Reports::default(),
-                set: BTreeMap::new(),
+                set: Vec::new(),
             };
             let res = self.scan_one(index, &mut ctx, brief, w);
             self.roots.push(Some(ctx));
@@ -402,7 +402,7 @@ impl Server {
     /// Records what the client decided for some entries of a root.
     pub(super) fn records(&mut self, root: u32, set: Vec<Record>) -> OpResult {
         let ctx = self.ctx_mut(root)?;
-        ctx.set.extend(set.into_iter().map(|r| (r.rel.clone(), r)));
+        ctx.set.extend(set);
         Ok(())
     }
 
@@ -414,46 +414,8 @@ impl Server {
             // An in-sync re-check: the state already says what the scan found.
             return self.prune_once();
         }
-        let mut new: BTreeMap<WirePath, Record> = BTreeMap::new();
-        let mut set = std::mem::take(&mut ctx.set);
-        let mut hint = 0;
-        for (rel, rep) in ctx.reported.iter() {
-            let old = ctx.state.get_near(rel, &mut hint);
-            let keep_old = matches!(rep, Reported::Unknown);
-            let rec = if keep_old {
-                old.cloned()
-            } else if let Some(r) = set.remove(rel) {
-                // Only what actually arrived: where the decided version is not on disk (its
-                // copy failed), the old record stays and the next run tries again.
-                if arrived(&ctx.abs, &r) {
-                    Some(r)
-                } else {
-                    old.cloned()
-                }
-            } else {
-                match rep {
-                    Reported::AsRecorded => old.cloned(),
-                    Reported::Held(h) => Some(Record {
-                        rel: rel.clone(),
-                        meta: h.0.clone(),
-                        vv: h.1.clone().unwrap_or_default(),
-                    }),
-                    Reported::Unknown => None,
-                }
-            };
-            if let Some(r) = rec {
-                new.insert(rel.clone(), r);
-            }
-        }
-        // Records below unreadable directories were not reported: they stay.
-        let mut at = 0;
-        for r in ctx.state.records() {
-            if !ctx.reported.contains_ordered(&r.rel, &mut at) {
-                new.entry(r.rel.clone()).or_insert_with(|| r.clone());
-            }
-        }
-        // Entries this sync created (conflict copies).
-        new.extend(set.into_iter().filter(|(_, r)| arrived(&ctx.abs, r)));
+        let set = std::mem::take(&mut ctx.set);
+        let new = next_records(ctx, set);
         let abs = ctx.abs.clone();
         ctx.state.save(new).map_err(|e| {
             msg(
@@ -528,6 +490,58 @@ impl Server {
 
 /// Whether the entry on disk is the version `r` records: same kind, and for files the same
 /// size and mtime (copies set the master's) or else the same digest; symlinks the same target.
+/// The root's records after this sync, in path order: every entry as reported, but as the
+/// client decided (`set`) where the decided version arrived, and as before where an action
+/// failed or the entry could not be read. Reports, state and decisions are each in path
+/// order, so this is one pass beside the three.
+fn next_records(ctx: &RootCtx, mut set: Vec<Record>) -> Vec<Record> {
+    // Of two records sent for one path, the later one stands.
+    set.reverse();
+    set.sort_by(|a, b| a.rel.cmp(&b.rel));
+    set.dedup_by(|later, first| later.rel == first.rel);
+    let mut set = set.into_iter().peekable();
+    let mut new = Vec::with_capacity(ctx.reported.len());
+    // Decided entries the scan did not report: made by this sync (conflict copies).
+    let mut created = Vec::new();
+    let mut hint = 0;
+    for (rel, rep) in ctx.reported.iter() {
+        while let Some(r) = set.next_if(|r| r.rel < *rel) {
+            created.push(r);
+        }
+        let old = ctx.state.get_near(rel, &mut hint);
+        let rec = match (set.next_if(|r| r.rel == *rel), rep) {
+            // Only what actually arrived: where the decided version is not on disk (its copy
+            // failed), the old record stays and the next run tries again.
+            (Some(r), _) if arrived(&ctx.abs, &r) => Some(r),
+            (Some(_), _) | (None, Reported::AsRecorded | Reported::Unknown) => old.cloned(),
+            (None, Reported::Held(h)) => Some(Record {
+                rel: rel.clone(),
+                meta: h.0.clone(),
+                vv: h.1.clone().unwrap_or_default(),
+            }),
+        };
+        new.extend(rec);
+    }
+    created.extend(set);
+    let created = created.into_iter().filter(|r| arrived(&ctx.abs, r));
+    // Records below unreadable directories were not reported: they stay, unless this sync
+    // made something there.
+    let mut at = 0;
+    let kept = ctx
+        .state
+        .records()
+        .filter(|r| !ctx.reported.contains_ordered(&r.rel, &mut at))
+        .cloned();
+    // Three runs in path order, merged by a stable sort; of equal paths the first pushed stays.
+    let (reported_end, runs) = (new.len(), created.chain(kept).collect::<Vec<_>>());
+    new.extend(runs);
+    if new.len() > reported_end {
+        new.sort_by(|a, b| a.rel.cmp(&b.rel));
+        new.dedup_by(|later, first| later.rel == first.rel);
+    }
+    new
+}
+
 fn arrived(root: &Path, r: &Record) -> bool {
     let path = if r.rel.is_empty() {
         root.to_path_buf()
@@ -720,4 +734,87 @@ fn copy_to_temp(
         return Err(msg(src, "changed since the scan; not copied"));
     }
     Ok(tmp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> WirePath {
+        WirePath(s.as_bytes().to_vec())
+    }
+
+    fn dir_rec(rel: &str, n: u64) -> Record {
+        let meta = Meta {
+            kind: Kind::Dir,
+            size: 0,
+            mode: 0o755,
+            mtime: 0,
+            digest: None,
+        };
+        Record {
+            rel: p(rel),
+            meta: Some(meta),
+            vv: Vv(vec![(1, n)]),
+        }
+    }
+
+    #[test]
+    fn next_records_take_what_arrived_and_keep_the_rest() {
+        let tree = tempfile::tempdir().unwrap();
+        let states = tempfile::tempdir().unwrap();
+        for d in ["ok", "made", "x/under"] {
+            fs::create_dir_all(tree.path().join(d)).unwrap();
+        }
+        let mut state = RootState::load(Some(states.path()), tree.path()).unwrap();
+        let old = ["a", "f", "u", "x/under", "y"].map(|r| dir_rec(r, 1));
+        state.save(old.to_vec()).unwrap();
+        let mut reported = Reports::default();
+        let held = |n| Reported::Held(Box::new((dir_rec("", n).meta, Some(Vv(vec![(1, n)])))));
+        for (rel, rep) in [
+            ("ok", held(2)),
+            ("a", Reported::AsRecorded),
+            ("h", held(2)),
+            ("f", held(2)),
+            ("u", Reported::Unknown),
+            ("u2", Reported::Unknown),
+        ] {
+            reported.push(p(rel), rep);
+        }
+        reported.sort();
+        let gone = Record {
+            meta: None,
+            ..dir_rec("u", 3)
+        };
+        let set = vec![
+            dir_rec("ok", 3),
+            dir_rec("nope", 3), // made by this sync, but not on disk: dropped
+            dir_rec("made", 3),
+            dir_rec("f", 3), // its copy failed: the old record stays
+            gone.clone(),
+            dir_rec("x/under", 3), // beats the record kept below an unread directory
+            dir_rec("ok", 4),      // sent twice: the later stands
+        ];
+        let ctx = RootCtx {
+            abs: tree.path().to_path_buf(),
+            siblings: false,
+            excludes: Excludes::none(),
+            dirty: true,
+            state,
+            reported,
+            set: Vec::new(),
+        };
+        let got = next_records(&ctx, set);
+        let want = vec![
+            dir_rec("a", 1),
+            dir_rec("f", 1),
+            dir_rec("h", 2),
+            dir_rec("made", 3),
+            dir_rec("ok", 4),
+            gone,
+            dir_rec("x/under", 3),
+            dir_rec("y", 1),
+        ];
+        assert_eq!(got, want);
+    }
 }

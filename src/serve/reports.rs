@@ -42,6 +42,11 @@ impl Reports {
         self.sorted = self.list.len();
     }
 
+    /// How many entries were reported.
+    pub(super) fn len(&self) -> usize {
+        self.list.len()
+    }
+
     /// The report of `rel`, among those sorted.
     pub(super) fn get(&self, rel: &WirePath) -> Option<&Reported> {
         self.list[..self.sorted]
