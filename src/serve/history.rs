@@ -488,8 +488,6 @@ impl Server {
     }
 }
 
-/// Whether the entry on disk is the version `r` records: same kind, and for files the same
-/// size and mtime (copies set the master's) or else the same digest; symlinks the same target.
 /// The root's records after this sync, in path order: every entry as reported, but as the
 /// client decided (`set`) where the decided version arrived, and as before where an action
 /// failed or the entry could not be read. Reports, state and decisions are each in path
@@ -542,6 +540,8 @@ fn next_records(ctx: &RootCtx, mut set: Vec<Record>) -> Vec<Record> {
     new
 }
 
+/// Whether the entry on disk is the version `r` records: same kind, and for files the same
+/// size and mtime (copies set the master's) or else the same digest; symlinks the same target.
 fn arrived(root: &Path, r: &Record) -> bool {
     let path = if r.rel.is_empty() {
         root.to_path_buf()
