@@ -11,6 +11,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use openssh::Session;
@@ -18,6 +19,10 @@ use tempfile::TempDir;
 use tokio::process::Command;
 
 use crate::config::PeerSpec;
+
+/// Seconds ssh may take to connect where the user's configuration sets no `ConnectTimeout`:
+/// a dead host is reported in seconds, not after TCP's minutes.
+pub const CONNECT_TIMEOUT: u64 = 10;
 
 /// How this host's ssh is to be run: the user's choices, passed through unchanged.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,8 +63,8 @@ impl SshOptions {
 pub struct Effective {
     /// `stricthostkeychecking`: `ask` (OpenSSH's default), `yes`/`true`, `accept-new`, `no`/`false`.
     pub strict_host_keys: String,
-    /// `connecttimeout` is set (not `none`).
-    pub connect_timeout: bool,
+    /// `connecttimeout` in seconds, where it is set (not `none`).
+    pub connect_timeout: Option<u64>,
     /// `serveraliveinterval` is set (not `0`).
     pub server_alive: bool,
     /// `remotecommand` is set: a command line must say `RemoteCommand=none`, or ssh refuses it.
@@ -80,13 +85,19 @@ impl Effective {
             };
             match key {
                 "stricthostkeychecking" => e.strict_host_keys = value.trim().to_string(),
-                "connecttimeout" => e.connect_timeout = value.trim() != "none",
+                "connecttimeout" => e.connect_timeout = value.trim().parse().ok(),
                 "serveraliveinterval" => e.server_alive = value.trim() != "0",
                 "remotecommand" => e.remote_command = !value.trim().is_empty(),
                 _ => {}
             }
         }
         e
+    }
+
+    /// How long ssh may take to connect: the user's `ConnectTimeout`, or the one synk adds
+    /// where the configuration sets none.
+    pub fn connect_limit(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout.unwrap_or(CONNECT_TIMEOUT))
     }
 }
 
@@ -162,8 +173,11 @@ fn common_args(
     ];
     // The user's values come first: for ssh the first value given for an option wins.
     a.extend(opts.args(spec));
-    if !eff.connect_timeout {
-        a.extend(["-o".into(), "ConnectTimeout=10".into()]);
+    if eff.connect_timeout.is_none() {
+        a.extend([
+            "-o".into(),
+            format!("ConnectTimeout={CONNECT_TIMEOUT}").into(),
+        ]);
     }
     if !eff.server_alive {
         a.extend(["-o".into(), "ServerAliveInterval=5".into()]);
@@ -357,7 +371,10 @@ mod tests {
             "user bob\nstricthostkeychecking false\nconnecttimeout none\nserveraliveinterval 15\n",
         );
         assert_eq!(e.strict_host_keys, "false");
-        assert!(!e.connect_timeout);
+        assert_eq!(e.connect_timeout, None);
+        assert_eq!(e.connect_limit(), Duration::from_secs(10));
+        let slow = Effective::parse("connecttimeout 90\n");
+        assert_eq!(slow.connect_limit(), Duration::from_secs(90));
         assert!(e.server_alive);
         assert_eq!(Effective::parse("").strict_host_keys, "ask");
     }

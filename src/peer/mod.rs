@@ -23,11 +23,12 @@ use crate::ssh::{self, SshOptions};
 type Reader = Box<dyn AsyncRead + Unpin + Send>;
 type Writer = Box<dyn AsyncWrite + Unpin + Send>;
 
-/// How long a peer may take to answer the handshake once its SSH session is up.
 mod listing;
 
 pub use listing::{RootScan, Scanned};
 
+/// How long a peer may take to answer the handshake once its SSH session is up (a serve
+/// started by its own master gets ssh's time to connect on top).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Lines of a server's stderr kept for error messages.
 const STDERR_TAIL: usize = 12;
@@ -125,7 +126,7 @@ pub async fn connect(spec: Option<PeerSpec>, opts: &ConnectOptions) -> Result<Pe
             .process_group(0)
             .spawn()
             .context("cannot start synk --serve")?;
-        let (conn, caps) = start_process("localhost", child)
+        let (conn, caps) = start_process("localhost", child, HANDSHAKE_TIMEOUT)
             .await
             .map_err(|e| e.into_error("localhost", false))?;
         return Ok(Peer::new("localhost".into(), None, None, caps, conn, None));
@@ -142,7 +143,8 @@ pub async fn connect(spec: Option<PeerSpec>, opts: &ConnectOptions) -> Result<Pe
         session,
         dir,
     } = ssh::serve(remote, &opts.ssh, &eff, &command).map_err(|e| anyhow!("{name}: {e:#}"))?;
-    let failed = match start_process(&name, child).await {
+    let limit = HANDSHAKE_TIMEOUT + eff.connect_limit();
+    let failed = match start_process(&name, child, limit).await {
         Ok((conn, caps)) => {
             let mut peer = Peer::new(name, spec, Some(Arc::new(session)), caps, conn, None);
             peer.control = Some(dir);
@@ -285,7 +287,8 @@ async fn start_remote(
     let stdin = Box::new(child.stdin().take().expect("piped"));
     let stdout = Box::new(child.stdout().take().expect("piped"));
     let stderr = Box::new(child.stderr().take().expect("piped"));
-    start(name, ServeChild::Remote(child), stdin, stdout, stderr).await
+    let child = ServeChild::Remote(child);
+    start(name, child, stdin, stdout, stderr, HANDSHAKE_TIMEOUT).await
 }
 
 /// Completes the handshake with a serve this process spawned with piped stdio (the local
@@ -293,20 +296,23 @@ async fn start_remote(
 async fn start_process(
     name: &str,
     mut child: tokio::process::Child,
+    limit: Duration,
 ) -> Result<(Conn, Caps), StartError> {
     let stdin = Box::new(child.stdin.take().expect("piped"));
     let stdout = Box::new(child.stdout.take().expect("piped"));
     let stderr = Box::new(child.stderr.take().expect("piped"));
-    start(name, ServeChild::Process(child), stdin, stdout, stderr).await
+    let child = ServeChild::Process(child);
+    start(name, child, stdin, stdout, stderr, limit).await
 }
 
-/// Completes the handshake with a freshly started server.
+/// Completes the handshake with a freshly started server, within `limit`.
 async fn start(
     name: &str,
     child: ServeChild,
     stdin: Writer,
     stdout: Reader,
     stderr: Reader,
+    limit: Duration,
 ) -> Result<(Conn, Caps), StartError> {
     let tail = Arc::new(StdMutex::new(VecDeque::new()));
     tokio::spawn(collect_stderr(name.to_string(), stderr, tail.clone()));
@@ -317,7 +323,7 @@ async fn start(
         child: Some(child),
         stderr: tail,
     };
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.handshake()).await {
+    match tokio::time::timeout(limit, conn.handshake()).await {
         Ok(Ok(caps)) => Ok((conn, caps)),
         Ok(Err(e @ StartError::Mismatch { .. })) => {
             conn.close().await;
@@ -328,7 +334,7 @@ async fn start(
         }
         Ok(Err(StartError::Missing)) => Err(StartError::Missing),
         Err(_) => Err(StartError::Failed(anyhow!(
-            "{name}: no answer from synk --serve within {HANDSHAKE_TIMEOUT:?}"
+            "{name}: no answer from synk --serve within {limit:?}"
         ))),
     }
 }
