@@ -62,6 +62,44 @@ fn a_deletion_reaches_every_peer_and_the_versions_are_kept() {
     }
 }
 
+/// Serves walk each directory in name order and find remembered records a step at a time;
+/// names that sort on either side of the path separator ("a-b" < "a/x" < "a0") must still be
+/// matched to their own records: in sync stays quiet, deletions and edits are seen.
+#[test]
+fn names_sorting_around_the_separator_keep_their_own_history() {
+    let s = scene!("h-order");
+    let t = now() - 1000;
+    let names = [
+        "d/a/x", "d/a/x-y", "d/a-b", "d/a.c/y", "d/a b", "d/a0", "d/a/z/q",
+    ];
+    for n in names {
+        s.write(LOCAL, n, n, t);
+    }
+    let peers = ["alpha", "beta"];
+    ok(&s.synk(&peers, &[&s.arg("d")]));
+    let again = s.synk(&peers, &[os("-v"), &s.arg("d")]);
+    ok(&again);
+    let o = stdout(&again);
+    assert!(
+        !o.contains("master:") && !o.contains("synk:"),
+        "nothing to do, yet: {o}"
+    );
+
+    rm(&s, "alpha", "d/a/x");
+    rm(&s, "beta", "d/a.c");
+    s.write("beta", "d/a-b", "edited", now() - 10);
+    ok(&s.synk(&peers, &[&s.arg("d")]));
+    ok(&s.synk(&peers, &[&s.arg("d")]));
+    for p in [LOCAL, "alpha", "beta"] {
+        assert!(s.read(p, "d/a/x").is_none(), "d/a/x came back on {p}");
+        assert!(s.read(p, "d/a.c/y").is_none(), "d/a.c/y came back on {p}");
+        assert_eq!(s.read(p, "d/a-b").unwrap(), b"edited", "{p}");
+        for n in ["d/a/x-y", "d/a b", "d/a0", "d/a/z/q"] {
+            assert_eq!(s.read(p, n).unwrap(), n.as_bytes(), "{p}: {n}");
+        }
+    }
+}
+
 #[test]
 fn restore_brings_a_deleted_file_back_everywhere() {
     let s = scene!("h-restore");
