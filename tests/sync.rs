@@ -683,20 +683,32 @@ fn targets_that_have_a_copy_pass_it_on() {
 fn a_relay_that_cannot_reach_a_target_leaves_it_to_the_master() {
     // epsilon has no key to reach anyone: when it is the first to have the copies, what it
     // is asked to pass on comes from the master instead.
+    // Two roots in one run: a pair found not to connect is not tried again for the second.
     let s = scene!("relay-fallback");
     let t = now() - 100;
     s.write(LOCAL, "d/a", noise(64 << 10), t);
+    s.write(LOCAL, "e/a", noise(64 << 10), t);
     let peers = ["epsilon", "alpha", "beta", "gamma"];
-    let out = s.synk(&peers, &[os("-v"), &s.arg("d")]);
+    let out = s.synk(&peers, &[os("-v"), &s.arg("d"), &s.arg("e")]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let mut all = vec![LOCAL];
     all.extend(peers);
     assert_same_everywhere(&s, &all, "d/a");
+    assert_same_everywhere(&s, &all, "e/a");
     let err = stdout(&out);
     assert!(
         !err.contains(&format!("synk: rsync {} -> ", s.shown("epsilon"))),
         "{err}"
     );
+    let failed_from_epsilon = format!("synk: {} could not pass ", s.shown("epsilon"));
+    for p in ["alpha", "beta", "gamma"] {
+        let to = format!(" on to {} (", s.shown(p));
+        let tries = err
+            .lines()
+            .filter(|l| l.starts_with(&failed_from_epsilon) && l.contains(&to))
+            .count();
+        assert!(tries <= 1, "epsilon tried {p} {tries} times: {err}");
+    }
 }
 
 #[test]

@@ -12,6 +12,7 @@ use crate::peer::{OpError, Peer, RootScan};
 use crate::plan::{self, Listing, PeerId, Plan, Problem};
 use crate::proto::Kind;
 use crate::report::{peer_line, Reporter};
+use crate::transfer::relay::NoRoute;
 use crate::transfer::rsync::Tuning;
 use crate::transfer::{RootTransfer, WireStats};
 
@@ -28,6 +29,8 @@ pub(super) struct RootRun<'a> {
     pub(super) log: &'a OpLog,
     pub(super) tuning: Tuning,
     pub(super) max_size: Option<u64>,
+    /// Relay pairs that could not connect earlier in the run.
+    pub(super) no_route: &'a NoRoute,
 }
 
 impl RootRun<'_> {
@@ -298,6 +301,7 @@ impl RootRun<'_> {
             ssh_config: self.cli.ssh_config.clone(),
             dry_run: self.cli.dry_run,
             tuning: self.tuning,
+            no_route: self.no_route,
         };
         let (copies_lost, wire) = transfer
             .execute(copies_plan.as_ref().unwrap_or(plan), &lost, rep)

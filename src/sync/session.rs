@@ -15,6 +15,7 @@ use crate::paths::RootSpec;
 use crate::peer::{self, ConnectOptions, Peer, RootScan};
 use crate::plan::PeerId;
 use crate::report::Reporter;
+use crate::transfer::relay::NoRoute;
 use crate::transfer::rsync::Tuning;
 use crate::versions::Retention;
 
@@ -185,6 +186,7 @@ impl Session {
         let mut dead: HashSet<PeerId> = (0..self.peers.len())
             .filter(|i| scans[*i].is_none())
             .collect();
+        let no_route = NoRoute::default();
         for (i, root) in roots.iter().enumerate() {
             let run = RootRun {
                 index: i,
@@ -196,6 +198,7 @@ impl Session {
                 log: &s.log,
                 tuning: s.tuning,
                 max_size: s.max_size,
+                no_route: &no_route,
             };
             let lost = run.sync(&dead, rep).await;
             dead.extend(lost);

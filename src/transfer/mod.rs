@@ -80,6 +80,8 @@ pub struct RootTransfer<'a> {
     pub dry_run: bool,
     /// `--compress`, `--bwlimit`.
     pub tuning: rsync::Tuning,
+    /// Relay pairs that could not connect earlier in the run.
+    pub no_route: &'a relay::NoRoute,
 }
 
 impl RootTransfer<'_> {
@@ -327,7 +329,8 @@ impl RootTransfer<'_> {
         wire: &Mutex<WireStats>,
     ) -> Vec<(PeerId, PeerId)> {
         let units = relay::units(copies);
-        let mut plan = relay::Fanout::new(m, &targets, units.len());
+        let known = self.no_route.lock().expect("no-route lock").clone();
+        let mut plan = relay::Fanout::new(m, &targets, units.len()).knowing(known);
         let mut running = FuturesUnordered::new();
         let mut fallback = Vec::new();
         loop {
@@ -342,6 +345,13 @@ impl RootTransfer<'_> {
             let (from, t) = (job.from, job.to);
             let ended = match outcome {
                 rsync::Outcome::Done(_) => relay::Ended::Done,
+                rsync::Outcome::Unreachable(_) if from != m => {
+                    self.no_route
+                        .lock()
+                        .expect("no-route lock")
+                        .insert((from, t));
+                    relay::Ended::Unreachable
+                }
                 rsync::Outcome::Unreachable(_) => relay::Ended::Unreachable,
                 rsync::Outcome::Failed(_) => relay::Ended::Failed,
             };

@@ -86,6 +86,11 @@ pub enum Then {
     GiveUp,
 }
 
+/// (relay, target) pairs where the relay could not connect to the target, learned during one
+/// run: later fan-outs of the run (other roots, other windows, other masters) do not try them
+/// again, each try being an SSH handshake that fails.
+pub type NoRoute = std::sync::Mutex<BTreeSet<(PeerId, PeerId)>>;
+
 /// The schedule of one master's units to its targets.
 #[derive(Debug)]
 pub struct Fanout {
@@ -134,6 +139,20 @@ impl Fanout {
             spread: vec![1; units],
             unreachable: BTreeSet::new(),
         }
+    }
+
+    /// This schedule, told of (relay, target) pairs known not to connect: they are never
+    /// scheduled. The master's own pairs are not taken from it (it is tried, and a target it
+    /// cannot reach is streamed through the client).
+    pub fn knowing(mut self, no_route: impl IntoIterator<Item = (PeerId, PeerId)>) -> Self {
+        let slot = |p: PeerId| self.peers.iter().position(|s| s.peer == p);
+        let known: Vec<(usize, usize)> = no_route
+            .into_iter()
+            .filter_map(|(a, b)| Some((slot(a)?, slot(b)?)))
+            .filter(|(a, _)| *a != 0)
+            .collect();
+        self.unreachable.extend(known);
+        self
     }
 
     fn slot_of(&self, p: PeerId) -> usize {
@@ -337,6 +356,32 @@ mod tests {
         fed.sort_unstable();
         fed.dedup();
         assert_eq!(fed.len(), 5 * 2, "every target gets every unit: {r:?}");
+    }
+
+    #[test]
+    fn pairs_known_not_to_connect_are_never_tried() {
+        // From an earlier fan-out of the run: 1 cannot reach 4, 2 cannot reach 1, and the
+        // master 0 once could not reach 3 as a relay (still tried as the master here).
+        let mut f = Fanout::new(0, &[1, 2, 3, 4], 2).knowing([(1, 4), (2, 1), (0, 3), (9, 1)]);
+        let mut all = Vec::new();
+        while !f.is_empty() {
+            let round: Vec<Job> = std::iter::from_fn(|| f.start()).collect();
+            assert!(!round.is_empty(), "stalled: {f:?}");
+            for j in &round {
+                f.finished(*j, Ended::Done);
+            }
+            all.extend(round);
+        }
+        assert!(
+            !all.iter()
+                .any(|j| matches!((j.from, j.to), (1, 4) | (2, 1))),
+            "{all:?}"
+        );
+        assert!(all.iter().any(|j| (j.from, j.to) == (0, 3)), "{all:?}");
+        let mut fed: Vec<(PeerId, usize)> = all.iter().map(|j| (j.to, j.unit)).collect();
+        fed.sort_unstable();
+        fed.dedup();
+        assert_eq!(fed.len(), 4 * 2, "every target gets every unit: {all:?}");
     }
 
     #[test]
