@@ -345,13 +345,6 @@ impl RootTransfer<'_> {
             let (from, t) = (job.from, job.to);
             let ended = match outcome {
                 rsync::Outcome::Done(_) => relay::Ended::Done,
-                rsync::Outcome::Unreachable(_) if from != m => {
-                    self.no_route
-                        .lock()
-                        .expect("no-route lock")
-                        .insert((from, t));
-                    relay::Ended::Unreachable
-                }
                 rsync::Outcome::Unreachable(_) => relay::Ended::Unreachable,
                 rsync::Outcome::Failed(_) => relay::Ended::Failed,
             };
@@ -400,6 +393,11 @@ impl RootTransfer<'_> {
                 }
             }
         }
+        // Relay pairs that did not connect are not tried again in this run.
+        self.no_route
+            .lock()
+            .expect("no-route lock")
+            .extend(plan.no_route());
         fallback
     }
 

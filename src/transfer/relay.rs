@@ -155,6 +155,14 @@ impl Fanout {
         self
     }
 
+    /// The (relay, target) pairs this schedule knows not to connect: those it was told of and
+    /// those it learned, for the fan-outs after it.
+    pub fn no_route(&self) -> impl Iterator<Item = (PeerId, PeerId)> + '_ {
+        self.unreachable
+            .iter()
+            .map(|&(a, b)| (self.peers[a].peer, self.peers[b].peer))
+    }
+
     fn slot_of(&self, p: PeerId) -> usize {
         self.peers
             .iter()
@@ -378,6 +386,21 @@ mod tests {
             "{all:?}"
         );
         assert!(all.iter().any(|j| (j.from, j.to) == (0, 3)), "{all:?}");
+        // What it knew is handed on; a pair it learns joins it.
+        let mut f = Fanout::new(0, &[1, 2, 3, 4], 1).knowing([(1, 4)]);
+        let relay = loop {
+            let j = f.start().unwrap();
+            f.finished(j, Ended::Done);
+            if let Some(j) = f.start().filter(|j| j.from != 0) {
+                break j;
+            }
+        };
+        f.finished(relay, Ended::Unreachable);
+        let known: Vec<_> = f.no_route().collect();
+        assert!(
+            known.contains(&(1, 4)) && known.contains(&(relay.from, relay.to)),
+            "{known:?}"
+        );
         let mut fed: Vec<(PeerId, usize)> = all.iter().map(|j| (j.to, j.unit)).collect();
         fed.sort_unstable();
         fed.dedup();
