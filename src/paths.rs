@@ -16,6 +16,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct WirePath(#[serde(with = "serde_bytes")] pub Vec<u8>);
 
+impl From<&str> for WirePath {
+    fn from(s: &str) -> Self {
+        WirePath(s.as_bytes().to_vec())
+    }
+}
+
 impl WirePath {
     /// The bytes of a local path.
     pub fn from_path(path: &Path) -> Self {

@@ -601,7 +601,7 @@ mod tests {
             ("b", true, 6),
             ("", true, 1),
         ] {
-            let rel = WirePath(rel.as_bytes().to_vec());
+            let rel = WirePath::from(rel);
             let got = st.get_near(&rel, &mut hint);
             assert_eq!(got.map(|r| &r.rel), found.then_some(&rel), "{rel}");
             assert_eq!(got, st.get(&rel), "{rel}");

@@ -146,11 +146,7 @@ fn an_in_sync_rerun_changes_nothing() {
         ),
         before
     );
-    let o = stdout(&again);
-    assert!(
-        !o.contains("master:") && !o.contains("synk:"),
-        "nothing to do, yet: {o}"
-    );
+    assert_nothing_done(&again);
 }
 
 #[test]

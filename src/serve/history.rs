@@ -531,8 +531,8 @@ fn next_records(ctx: &RootCtx, mut set: Vec<Record>) -> Vec<Record> {
         .filter(|r| !ctx.reported.contains_ordered(&r.rel, &mut at))
         .cloned();
     // Three runs in path order, merged by a stable sort; of equal paths the first pushed stays.
-    let (reported_end, runs) = (new.len(), created.chain(kept).collect::<Vec<_>>());
-    new.extend(runs);
+    let reported_end = new.len();
+    new.extend(created.chain(kept));
     if new.len() > reported_end {
         new.sort_by(|a, b| a.rel.cmp(&b.rel));
         new.dedup_by(|later, first| later.rel == first.rel);
@@ -740,10 +740,6 @@ fn copy_to_temp(
 mod tests {
     use super::*;
 
-    fn p(s: &str) -> WirePath {
-        WirePath(s.as_bytes().to_vec())
-    }
-
     fn dir_rec(rel: &str, n: u64) -> Record {
         let meta = Meta {
             kind: Kind::Dir,
@@ -753,7 +749,7 @@ mod tests {
             digest: None,
         };
         Record {
-            rel: p(rel),
+            rel: WirePath::from(rel),
             meta: Some(meta),
             vv: Vv(vec![(1, n)]),
         }
@@ -779,7 +775,7 @@ mod tests {
             ("u", Reported::Unknown),
             ("u2", Reported::Unknown),
         ] {
-            reported.push(p(rel), rep);
+            reported.push(WirePath::from(rel), rep);
         }
         reported.sort();
         let gone = Record {

@@ -75,10 +75,6 @@ impl Reports {
 mod tests {
     use super::*;
 
-    fn p(s: &str) -> WirePath {
-        WirePath(s.as_bytes().to_vec())
-    }
-
     #[test]
     fn reports_are_found_once_sorted_and_the_first_of_a_path_stays() {
         let mut r = Reports::default();
@@ -89,27 +85,27 @@ mod tests {
             ("a", Reported::Held(Box::new((None, None)))),
             ("b", Reported::Unknown),
         ] {
-            r.push(p(rel), rep);
+            r.push(WirePath::from(rel), rep);
         }
-        assert_eq!(r.get(&p("b")), None, "not sorted yet");
+        assert_eq!(r.get(&WirePath::from("b")), None, "not sorted yet");
         r.sort();
         let order: Vec<String> = r.iter().map(|(rel, _)| rel.to_string()).collect();
         assert_eq!(order, ["a", "a-b", "a/x", "b"]);
-        assert_eq!(r.get(&p("b")), Some(&Reported::AsRecorded));
-        assert_eq!(r.get(&p("a/x")), Some(&Reported::Unknown));
-        assert!(r.get(&p("a")).is_some());
-        assert!(r.get(&p("a/y")).is_none());
+        assert_eq!(r.get(&WirePath::from("b")), Some(&Reported::AsRecorded));
+        assert_eq!(r.get(&WirePath::from("a/x")), Some(&Reported::Unknown));
+        assert!(r.get(&WirePath::from("a")).is_some());
+        assert!(r.get(&WirePath::from("a/y")).is_none());
         // Reports added later are found after the next sort.
-        r.push(p("a/y"), Reported::Unknown);
-        assert!(r.get(&p("a/y")).is_none());
+        r.push(WirePath::from("a/y"), Reported::Unknown);
+        assert!(r.get(&WirePath::from("a/y")).is_none());
         r.sort();
-        assert!(r.get(&p("a/y")).is_some());
+        assert!(r.get(&WirePath::from("a/y")).is_some());
         // Asked in path order, with one cursor: the same answers as a search.
         let mut at = 0;
         for rel in ["", "a", "a-a", "a-b", "a/x", "a/y", "a/z", "b", "c"] {
             assert_eq!(
-                r.contains_ordered(&p(rel), &mut at),
-                r.get(&p(rel)).is_some(),
+                r.contains_ordered(&WirePath::from(rel), &mut at),
+                r.get(&WirePath::from(rel)).is_some(),
                 "{rel}"
             );
         }

@@ -17,7 +17,7 @@ pub(super) async fn settle_root(
     max_size: Option<u64>,
     rep: &Reporter,
 ) {
-    let settled = {
+    let mut settled = {
         let briefs: Vec<Option<&plan::Briefs>> = scans
             .iter()
             .map(|s| match s.as_ref().map(|s| &s[root]) {
@@ -30,7 +30,6 @@ pub(super) async fn settle_root(
         }
         plan::settle(&briefs, max_size)
     };
-    let mut settled = settled;
     if let Some(p) = lone_holder(scans, root, &settled) {
         // Fetched window by window as the root is carried out (see RootRun::sync_in_windows).
         if let Some(Ok(scanned)) = scans[p].as_mut().map(|s| &mut s[root]) {
@@ -128,7 +127,7 @@ mod tests {
         let mut s = Scanned::default();
         for rel in listing {
             s.listing.insert(
-                WirePath(rel.as_bytes().to_vec()),
+                WirePath::from(*rel),
                 plan::Seen {
                     state: Ok(None),
                     vv: None,

@@ -604,6 +604,15 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// A `-v` run that found nothing to do: no copy from a master, no action of synk's.
+pub fn assert_nothing_done(o: &Output) {
+    let o = stdout(o);
+    assert!(
+        !o.contains("master:") && !o.contains("synk:"),
+        "nothing to do, yet: {o}"
+    );
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
