@@ -16,7 +16,7 @@ use crate::state::{Record, Vv};
 use crate::versions::{Kept, Retention};
 
 /// Bumped on every incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Opens every handshake so a stray banner or a different program is recognised at once.
 pub const MAGIC: [u8; 4] = *b"SYNK";
 /// Largest frame either side accepts.
@@ -134,6 +134,47 @@ pub struct Brief {
     pub gone: bool,
 }
 
+/// Every entry below a root in one line, sent where each is unchanged since the last sync:
+/// what their [`Brief`]s would say, summed. Peers whose summaries agree hold the same briefs,
+/// so an in-sync tree costs one frame per peer; where they differ, the client asks for the
+/// briefs themselves ([`Request::Briefs`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The wrapping sum of every brief's hash ([`Summary::add`]): the same in any order.
+    pub sum: u128,
+    /// How many briefs.
+    pub count: u64,
+    /// How many of them are entries held now (not remembered deletions).
+    pub held: u64,
+    /// The largest size among them, for `--max-size`.
+    pub largest: u64,
+}
+
+impl Summary {
+    /// Adds one brief.
+    pub fn add(&mut self, rel: &[u8], fp: &[u8; 16], size: u64, gone: bool) {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(&(rel.len() as u64).to_le_bytes());
+        h.update(rel);
+        h.update(fp);
+        h.update(&size.to_le_bytes());
+        h.update(&[u8::from(gone)]);
+        self.sum = self.sum.wrapping_add(h.digest128());
+        self.count += 1;
+        self.held += u64::from(!gone);
+        self.largest = self.largest.max(size);
+    }
+
+    /// The summary of `briefs`.
+    pub fn of<'a>(briefs: impl IntoIterator<Item = &'a Brief>) -> Self {
+        let mut s = Summary::default();
+        for b in briefs {
+            s.add(b.rel.as_bytes(), &b.fp, b.size, b.gone);
+        }
+        s
+    }
+}
+
 /// Client to server.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
@@ -154,7 +195,8 @@ pub enum Request {
         retention: Retention,
         /// Gitignore-style patterns left out (with each root's `.synkignore`).
         excludes: Vec<String>,
-        /// Report entries unchanged since the last sync as [`Brief`]s.
+        /// Report entries unchanged since the last sync as [`Brief`]s, and a root where every
+        /// entry below is unchanged as one [`Summary`].
         brief: bool,
     },
     /// Wait up to `wait_ms` for a change under the roots of the last scan
@@ -319,6 +361,12 @@ pub enum Request {
         /// Path below the root.
         rel: WirePath,
     },
+    /// The briefs the last scan of root `root` summed up ([`Response::Summary`]):
+    /// [`Response::Briefs`] frames, then [`Response::Done`].
+    Briefs {
+        /// Index into the last scan's roots.
+        root: u32,
+    },
     /// Inside a file transfer, instead of [`Request::Data`]: the next `len` bytes are those of
     /// the old file at the same offset.
     Same {
@@ -375,6 +423,9 @@ pub enum Response {
     Briefs(Vec<Brief>),
     /// Answers [`Request::Blocks`].
     Blocks(Vec<[u8; 16]>),
+    /// After a root's entries: every entry below it is unchanged since the last sync, and this
+    /// is their briefs in sum; the briefs themselves are held for [`Request::Briefs`].
+    Summary(Summary),
 }
 
 /// Files from this size on are sent as deltas by the streaming copier; smaller ones whole
@@ -482,6 +533,63 @@ mod tests {
     fn roundtrip_req(msg: &Request) -> Request {
         let bytes = encode(msg).unwrap();
         read_frame(&mut &bytes[..]).unwrap()
+    }
+
+    #[test]
+    fn a_summary_is_the_same_in_any_order_and_tells_any_brief_apart() {
+        let b = |rel: &str, fp: u8, size: u64, gone: bool| Brief {
+            rel: WirePath::from(rel),
+            fp: [fp; 16],
+            size,
+            gone,
+        };
+        let set = [
+            b("a", 1, 5, false),
+            b("b/c", 2, 0, true),
+            b("d", 3, 9, false),
+        ];
+        let s = Summary::of(&set);
+        assert_eq!((s.count, s.held, s.largest), (3, 2, 9));
+        let reversed: Vec<Brief> = set.iter().rev().cloned().collect();
+        assert_eq!(Summary::of(&reversed), s);
+        let others = [
+            vec![b("a", 1, 5, false), b("b/c", 2, 0, true)],
+            vec![
+                b("a", 1, 5, false),
+                b("b/c", 2, 0, true),
+                b("e", 3, 9, false),
+            ],
+            vec![
+                b("a", 1, 5, false),
+                b("b/c", 2, 0, true),
+                b("d", 4, 9, false),
+            ],
+            vec![
+                b("a", 1, 5, false),
+                b("b/c", 2, 0, true),
+                b("d", 3, 8, false),
+            ],
+            vec![
+                b("a", 1, 5, false),
+                b("b/c", 2, 0, false),
+                b("d", 3, 9, false),
+            ],
+            // Fingerprints swapped between paths.
+            vec![
+                b("a", 3, 5, false),
+                b("b/c", 2, 0, true),
+                b("d", 1, 9, false),
+            ],
+            // A path split differently.
+            vec![
+                b("ab", 1, 5, false),
+                b("/c", 2, 0, true),
+                b("d", 3, 9, false),
+            ],
+        ];
+        for (i, o) in others.iter().enumerate() {
+            assert_ne!(Summary::of(o), s, "case {i}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use super::{Conn, OpError};
 use crate::paths::{check_rel, RootSpec, WirePath};
 use crate::plan::{Briefs, Listing, Seen};
-use crate::proto::{Entry, Kind, Request, Response};
+use crate::proto::{Brief, Entry, Kind, Request, Response, Summary};
 use crate::versions::Retention;
 
 /// Path bytes per [`Request::Detail`], well below a frame's limit.
@@ -24,6 +24,9 @@ pub struct Scanned {
     pub listing: Listing,
     /// Entries reported in brief, until [`crate::plan::settle`] has looked at them.
     pub briefs: Briefs,
+    /// Every entry below the root was unchanged since the last sync, and was sent as this sum
+    /// of its briefs instead (until settling finds it in sync or fetches the briefs).
+    pub summary: Option<Summary>,
     /// Entries held there that settling found in sync on every peer.
     pub settled: usize,
     /// Entries sent in brief that settling left to be fetched in full window by window (this
@@ -86,20 +89,18 @@ impl Conn {
                     let Some(Ok(scanned)) = out.last_mut() else {
                         bail!("{}: protocol error: entries outside a root", self.name);
                     };
-                    for b in briefs {
-                        if b.rel.is_empty() {
-                            bail!("{}: protocol error: the root in brief", self.name);
-                        }
-                        if let Err(err) = check_rel(&b.rel) {
-                            bail!(
-                                "{}: sent an invalid entry path {:?}: {err}",
-                                self.name,
-                                b.rel
-                            );
-                        }
-                        scanned.briefs.push(b);
-                        seen += 1;
+                    seen += briefs.len() as u64;
+                    self.take_briefs(briefs, &mut scanned.briefs)?;
+                    progress(seen, 0);
+                }
+                Response::Summary(summary) => {
+                    let Some(Ok(scanned)) = out.last_mut() else {
+                        bail!("{}: protocol error: a summary outside a root", self.name);
+                    };
+                    if scanned.summary.replace(summary).is_some() || !scanned.briefs.is_empty() {
+                        bail!("{}: protocol error: a root summed up twice", self.name);
                     }
+                    seen += summary.count;
                     progress(seen, 0);
                 }
                 Response::ScanDone => break,
@@ -115,6 +116,56 @@ impl Conn {
             );
         }
         Ok(out)
+    }
+
+    /// Checks and adds briefs to `into`.
+    fn take_briefs(&self, briefs: Vec<Brief>, into: &mut Briefs) -> Result<()> {
+        for b in briefs {
+            if b.rel.is_empty() {
+                bail!("{}: protocol error: the root in brief", self.name);
+            }
+            if let Err(err) = check_rel(&b.rel) {
+                bail!(
+                    "{}: sent an invalid entry path {:?}: {err}",
+                    self.name,
+                    b.rel
+                );
+            }
+            into.push(b);
+        }
+        Ok(())
+    }
+
+    /// Fetches the briefs behind root `root`'s `summary` from the last scan, checking that
+    /// they add up to it.
+    pub async fn briefs(&mut self, root: u32, summary: &Summary) -> Result<Briefs, OpError> {
+        self.send(&Request::Briefs { root })
+            .await
+            .map_err(OpError::Lost)?;
+        self.flush().await.map_err(OpError::Lost)?;
+        let mut out = Briefs::default();
+        let mut sum = Summary::default();
+        loop {
+            match self.recv().await.map_err(OpError::Lost)? {
+                Response::Briefs(briefs) => {
+                    for b in &briefs {
+                        sum.add(b.rel.as_bytes(), &b.fp, b.size, b.gone);
+                    }
+                    self.take_briefs(briefs, &mut out).map_err(OpError::Lost)?;
+                }
+                Response::Done if sum == *summary => return Ok(out),
+                Response::Done => {
+                    return Err(OpError::Lost(anyhow::anyhow!(
+                        "{}: protocol error: {} briefs do not add up to the summary of {}",
+                        self.name,
+                        sum.count,
+                        summary.count
+                    )))
+                }
+                Response::Failed(m) => return Err(OpError::Failed(m)),
+                other => return Err(OpError::Lost(self.unexpected(&other))),
+            }
+        }
     }
 
     /// Checks and adds scanned entries to `listing`; returns the bytes of files among them.
@@ -261,6 +312,38 @@ mod tests {
         }])])
         .await;
         assert!(e.starts_with("beta: sent an invalid entry path"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn briefs_fetched_behind_a_summary_must_add_up_to_it() {
+        let brief = |rel: &str| Brief {
+            rel: WirePath::from(rel),
+            fp: [1; 16],
+            size: 2,
+            gone: false,
+        };
+        let sent = vec![brief("a"), brief("b")];
+        let fetch = |summary: Summary| {
+            let sent = sent.clone();
+            async move {
+                let mut conn = fake_peer(|mut r, mut w| async move {
+                    let _: Request = read_frame_async(&mut r).await.unwrap();
+                    write_frame_async(&mut w, &Response::Briefs(sent))
+                        .await
+                        .unwrap();
+                    write_frame_async(&mut w, &Response::Done).await.unwrap();
+                    w.flush().await.unwrap();
+                });
+                conn.briefs(0, &summary).await
+            }
+        };
+        let got = fetch(Summary::of(&sent)).await.unwrap();
+        assert_eq!((got.len(), got.rel(1)), (2, &b"b"[..]));
+        let e = fetch(Summary::of(&sent[..1])).await.unwrap_err();
+        assert!(
+            matches!(&e, OpError::Lost(e) if e.to_string().contains("do not add up")),
+            "{e:?}"
+        );
     }
 
     #[tokio::test]

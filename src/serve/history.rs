@@ -7,16 +7,17 @@ use std::path::{Path, PathBuf};
 
 use sha2::Digest as _;
 
+use super::emit::{Emitter, HeldBriefs};
 use super::reports::{Reported, Reports};
 use super::{msg, sync_parent, OpResult, Server};
 use crate::cache::DigestCache;
 use crate::exclude::Excludes;
 use crate::paths::{RootSpec, WirePath};
 use crate::proto::{
-    write_frame, Brief, Digest, Entry, FrameError, Kind, Meta, Response, CHUNK, ENTRY_BATCH,
+    write_frame, Digest, Entry, FrameError, Kind, Meta, Response, CHUNK, ENTRY_BATCH,
 };
 use crate::scan::{self, Found};
-use crate::state::{fingerprint, fingerprint_new, now_ms, Content, Record, RootState, Vv};
+use crate::state::{now_ms, Content, Record, RootState, Vv};
 use crate::versions::{Kept, Take, Why};
 
 /// One root of the session: where it is, its state, and what the client decided for it.
@@ -33,6 +34,8 @@ pub(super) struct RootCtx {
     reported: Reports,
     /// Records the client sent for this root, in the order they came.
     set: Vec<Record>,
+    /// The briefs the scan summed up instead of sending, until the client asks for them.
+    held: Option<HeldBriefs>,
 }
 
 impl RootCtx {
@@ -109,6 +112,7 @@ impl Server {
                 state,
                 reported: Reports::default(),
                 set: Vec::new(),
+                held: None,
             };
             let res = self.scan_one(index, &mut ctx, brief, w);
             self.roots.push(Some(ctx));
@@ -127,16 +131,11 @@ impl Server {
         let abs = ctx.abs.clone();
         // The header goes out with the first entries, so a failure on the root itself can
         // still replace it.
-        let mut out = Emitter {
-            w,
-            header: Some(Response::Root {
-                index,
-                result: Ok(WirePath::from_path(&abs)),
-            }),
-            batch: Vec::with_capacity(ENTRY_BATCH),
-            briefs: brief.then(|| Vec::with_capacity(ENTRY_BATCH)),
-            failed: None,
+        let header = Response::Root {
+            index,
+            result: Ok(WirePath::from_path(&abs)),
         };
+        let mut out = Emitter::new(w, header, brief);
         let now = now_ms();
         let key = self.key;
         let mut unknown_dirs: Vec<WirePath> = Vec::new();
@@ -159,19 +158,10 @@ impl Server {
         reported.sort();
         cache.save();
         if let Err(e) = res {
-            out.header = None;
-            out.batch.clear();
-            if let Some(b) = &mut out.briefs {
-                b.clear();
-            }
-            out.check()?;
-            return write_frame(
-                out.w,
-                &Response::Root {
-                    index,
-                    result: Err(msg(&abs, e)),
-                },
-            );
+            return out.replace(Response::Root {
+                index,
+                result: Err(msg(&abs, e)),
+            });
         }
         // Remembered entries that are gone: deleted here since the last sync, or tombstones.
         // Nothing below an unreadable directory is taken as deleted.
@@ -212,7 +202,8 @@ impl Server {
             reported.sort();
         }
         ctx.dirty = dirty;
-        out.flush()
+        ctx.held = out.finish()?;
+        Ok(())
     }
 
     /// Answers [`crate::proto::Request::Detail`]: the full entries behind briefs of the last
@@ -250,6 +241,25 @@ impl Server {
             write_frame(w, &Response::Entries(batch))?;
         }
         write_frame(w, &Response::Done)
+    }
+
+    /// Answers [`crate::proto::Request::Briefs`]: the briefs the last scan of root `root`
+    /// summed up, as it would have sent them, then `Done`.
+    pub(super) fn held_briefs<W: Write>(&mut self, root: u32, w: &mut W) -> Result<(), FrameError> {
+        let held = self.ctx_mut(root).and_then(|ctx| {
+            ctx.held
+                .take()
+                .ok_or_else(|| format!("root #{root}: no briefs held back in the last scan"))
+        });
+        match held {
+            Ok(frames) => {
+                for f in frames {
+                    w.write_all(&f)?;
+                }
+                write_frame(w, &Response::Done)
+            }
+            Err(e) => write_frame(w, &Response::Failed(e)),
+        }
     }
 
     fn ctx(&self, root: u32) -> Result<&RootCtx, String> {
@@ -570,100 +580,6 @@ fn arrived(root: &Path, r: &Record) -> bool {
     }
 }
 
-/// Sends a root's entries in batches, the root's header before the first.
-struct Emitter<'w, W: Write> {
-    w: &'w mut W,
-    header: Option<Response>,
-    batch: Vec<Entry>,
-    /// With `Some`, entries unchanged since the last sync go out in brief.
-    briefs: Option<Vec<Brief>>,
-    /// The first write that failed; later entries are dropped.
-    failed: Option<FrameError>,
-}
-
-impl<W: Write> Emitter<'_, W> {
-    fn push(&mut self, e: Entry) {
-        if self.failed.is_some() {
-            return;
-        }
-        let full = match &mut self.briefs {
-            Some(briefs) => match brief_of(&e) {
-                Some((fp, size, gone)) => {
-                    briefs.push(Brief {
-                        rel: e.rel,
-                        fp,
-                        size,
-                        gone,
-                    });
-                    briefs.len() >= ENTRY_BATCH
-                }
-                None => {
-                    self.batch.push(e);
-                    self.batch.len() >= ENTRY_BATCH
-                }
-            },
-            None => {
-                self.batch.push(e);
-                self.batch.len() >= ENTRY_BATCH
-            }
-        };
-        if full {
-            if let Err(e) = self.flush() {
-                self.failed = Some(e);
-            }
-        }
-    }
-
-    fn check(&mut self) -> Result<(), FrameError> {
-        match self.failed.take() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    fn flush(&mut self) -> Result<(), FrameError> {
-        self.check()?;
-        if let Some(h) = self.header.take() {
-            write_frame(self.w, &h)?;
-        }
-        let mut wrote = false;
-        if !self.batch.is_empty() {
-            write_frame(self.w, &Response::Entries(std::mem::take(&mut self.batch)))?;
-            wrote = true;
-        }
-        if let Some(briefs) = self.briefs.as_mut().filter(|b| !b.is_empty()) {
-            write_frame(self.w, &Response::Briefs(std::mem::take(briefs)))?;
-            wrote = true;
-        }
-        if wrote {
-            self.w.flush()?;
-        }
-        Ok(())
-    }
-}
-
-/// The fingerprint, size and deletion mark of an entry sent in brief: one unchanged since the
-/// last sync, or one this peer has no history of (a first sync: peers that all hold it the
-/// same need nothing). `None` for the rest: changed or unreadable entries, specials and the
-/// root itself always go out in full.
-fn brief_of(e: &Entry) -> Option<([u8; 16], u64, bool)> {
-    if e.rel.is_empty() {
-        return None;
-    }
-    match (&e.state, &e.vv) {
-        (Ok(m), Some(vv)) if !e.changed && m.as_ref().is_none_or(|m| m.kind != Kind::Special) => {
-            let meta = m.as_ref();
-            Some((
-                fingerprint(&Content::of(meta), vv),
-                meta.map_or(0, |m| m.size),
-                meta.is_none(),
-            ))
-        }
-        (Ok(Some(m)), None) if m.kind != Kind::Special => Some((fingerprint_new(m), m.size, false)),
-        _ => None,
-    }
-}
-
 /// The entry to report for what the walk found, given the remembered record.
 fn versioned(found: Found, base: Option<&Record>, key: u64, now: u64) -> (Entry, Reported) {
     let rel = found.rel;
@@ -799,6 +715,7 @@ mod tests {
             state,
             reported,
             set: Vec::new(),
+            held: None,
         };
         let got = next_records(&ctx, set);
         let want = vec![

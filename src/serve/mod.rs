@@ -21,6 +21,7 @@ use crate::scan;
 use crate::state;
 use crate::versions::{Retention, Store};
 
+mod emit;
 mod history;
 mod reports;
 mod watch;
@@ -182,6 +183,7 @@ impl Server {
                     self.scan(&roots, &excludes, brief, w)?
                 }
                 Request::Detail { root, rels } => self.detail(root, rels, w)?,
+                Request::Briefs { root } => self.held_briefs(root, w)?,
                 Request::Blocks { root, rel } => write_frame(w, &self.blocks(root, &rel))?,
                 Request::Rename { root, rel, to } => reply(w, self.rename(root, &rel, &to))?,
                 Request::Remove { root, rel, deleted } => {
@@ -351,7 +353,7 @@ fn protocol_error(what: &str) -> FrameError {
 mod tests {
     use super::*;
     use crate::paths::RootSpec;
-    use crate::proto::{encode, Digest, Kind};
+    use crate::proto::{encode, Digest, Kind, ENTRY_BATCH};
     use std::os::unix::fs::PermissionsExt;
 
     fn hello() -> Request {
@@ -485,6 +487,115 @@ mod tests {
         );
         // A path the scan never reported is refused.
         assert!(matches!(resps.last(), Some(Response::Failed(m)) if m.contains("not in brief")));
+    }
+
+    #[test]
+    fn a_root_all_unchanged_is_summed_up_and_its_briefs_come_on_request() {
+        use crate::proto::{Brief, Summary};
+        use crate::state::{fingerprint, Content};
+        let home = tempfile::tempdir().unwrap();
+        let notes = home.path().join("notes");
+        fs::create_dir_all(notes.join("many")).unwrap();
+        // More than one frame of briefs, and a file that sorts after them.
+        for i in 0..(ENTRY_BATCH + 100) {
+            fs::write(notes.join(format!("many/{i:04}")), i.to_string()).unwrap();
+        }
+        fs::write(notes.join("a"), "A").unwrap();
+        fs::write(notes.join("zz"), "Z").unwrap();
+        let total = ENTRY_BATCH as u64 + 100 + 3; // many/*, many, a, zz
+        let state = home.path().join("state");
+        let scan = || Request::Scan {
+            roots: vec![RootSpec::Home(w("notes"))],
+            retention: Retention::default(),
+            excludes: Vec::new(),
+            brief: true,
+        };
+        let briefs = |resps: &[Response]| -> Vec<Brief> {
+            gather(resps, |r| match r {
+                Response::Briefs(bs) => Some(bs),
+                _ => None,
+            })
+        };
+        let summaries = |resps: &[Response]| -> Vec<Summary> {
+            resps
+                .iter()
+                .filter_map(|r| match r {
+                    Response::Summary(s) => Some(*s),
+                    _ => None,
+                })
+                .collect()
+        };
+        let commit = Request::Commit { root: 0 };
+        // No history yet: everything goes in brief as new, nothing is summed up.
+        let (res, resps) = converse_in(home.path(), Some(&state), &[scan(), commit]);
+        res.unwrap();
+        assert!(summaries(&resps).is_empty());
+        assert_eq!(briefs(&resps).len() as u64, total);
+
+        // All as recorded: the root in full, one summary, no briefs; they come on request,
+        // once, and add up to the summary.
+        let twice = Request::Briefs { root: 0 };
+        let (res, resps) = converse_in(
+            home.path(),
+            Some(&state),
+            &[scan(), Request::Briefs { root: 0 }, twice],
+        );
+        res.unwrap();
+        let scan_done = resps
+            .iter()
+            .position(|r| matches!(r, Response::ScanDone))
+            .unwrap();
+        let (scanned, asked) = resps.split_at(scan_done + 1);
+        assert!(briefs(scanned).is_empty());
+        let entries: Vec<_> = gather(scanned, |r| match r {
+            Response::Entries(es) => Some(es),
+            _ => None,
+        });
+        assert_eq!(entries.len(), 1);
+        assert!(entries[0].rel.is_empty());
+        let summary = summaries(scanned);
+        assert_eq!(summary.len(), 1);
+        assert_eq!((summary[0].count, summary[0].held), (total, total));
+        assert!(matches!(asked[asked.len() - 2], Response::Done));
+        let fetched: Vec<Brief> = briefs(asked);
+        assert_eq!(fetched.len() as u64, total);
+        assert_eq!(Summary::of(&fetched), summary[0]);
+        assert!(matches!(asked.last(), Some(Response::Failed(m)) if m.contains("no briefs held")));
+
+        // The briefs held back are those a streamed scan sends: each one's fingerprint is
+        // that of the full entry.
+        let rels: Vec<WirePath> = fetched.iter().map(|b| b.rel.clone()).collect();
+        let (res, resps) = converse_in(
+            home.path(),
+            Some(&state),
+            &[scan(), Request::Detail { root: 0, rels }],
+        );
+        res.unwrap();
+        let full = gather(&resps, |r| match r {
+            Response::Entries(es) => Some(es),
+            _ => None,
+        });
+        for b in &fetched {
+            let e = full.iter().find(|e| e.rel == b.rel).unwrap();
+            let meta = e.state.as_ref().unwrap().as_ref();
+            assert_eq!(
+                b.fp,
+                fingerprint(&Content::of(meta), e.vv.as_ref().unwrap())
+            );
+        }
+
+        // A change after a frame of briefs was held back (a deletion: told after the walk):
+        // every other brief goes out, once.
+        fs::remove_file(notes.join("zz")).unwrap();
+        let (res, resps) = converse_in(home.path(), Some(&state), &[scan()]);
+        res.unwrap();
+        assert!(summaries(&resps).is_empty());
+        let mut sent: Vec<WirePath> = briefs(&resps).into_iter().map(|b| b.rel).collect();
+        assert_eq!(sent.len() as u64, total - 1);
+        sent.sort();
+        sent.dedup();
+        assert_eq!(sent.len() as u64, total - 1, "none twice");
+        assert!(!sent.contains(&w("zz")));
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Between scan and decision: what peers sent in brief is settled, and what is not in sync
-//! everywhere is fetched in full ([`plan::settle`]).
+//! everywhere is fetched in full ([`plan::settle`]). A root that every peer summed up the same
+//! is in sync as a whole; where the sums differ, the briefs behind them are fetched first.
 
 use futures::future::join_all;
 
-use crate::peer::{OpError, Peer, RootScan};
+use crate::peer::{OpError, Peer, RootScan, Scanned};
 use crate::plan;
 use crate::report::Reporter;
 
@@ -17,6 +18,33 @@ pub(super) async fn settle_root(
     max_size: Option<u64>,
     rep: &Reporter,
 ) {
+    if settle_summaries(scans, root, max_size) {
+        return;
+    }
+    let summed = join_all(scans.iter().enumerate().filter_map(|(p, scan)| {
+        let summary = scanned(scan, root)?.summary?;
+        Some(async move {
+            let r = peers[p]
+                .conn
+                .lock()
+                .await
+                .briefs(root as u32, &summary)
+                .await;
+            (p, r)
+        })
+    }))
+    .await;
+    for (p, r) in summed {
+        match r {
+            Ok(briefs) => {
+                if let Some(s) = scanned_mut(&mut scans[p], root) {
+                    s.briefs = briefs;
+                    s.summary = None;
+                }
+            }
+            Err(e) => leave_out(scans, p, root, e, rep),
+        }
+    }
     let mut settled = {
         let briefs: Vec<Option<&plan::Briefs>> = scans
             .iter()
@@ -63,23 +91,78 @@ pub(super) async fn settle_root(
     for (p, r) in fetched {
         match r {
             Ok(full) => {
-                if let Some(Ok(scanned)) = scans[p].as_mut().map(|s| &mut s[root]) {
-                    scanned.listing.extend(full);
+                if let Some(s) = scanned_mut(&mut scans[p], root) {
+                    s.listing.extend(full);
                 }
             }
-            // Still in step: only this root is left out there (reported with it).
-            Err(OpError::Failed(m)) => {
-                if let Some(s) = scans[p].as_mut() {
-                    s[root] = Err(format!("{m} (while comparing listings)"));
-                }
-            }
-            // The conversation broke: the peer is left out of the run.
-            Err(OpError::Lost(e)) => {
-                rep.error(format!("{e:#} (while comparing listings)"));
-                scans[p] = None;
-            }
+            Err(e) => leave_out(scans, p, root, e, rep),
         }
     }
+}
+
+fn scanned(scan: &Option<Vec<RootScan>>, root: usize) -> Option<&Scanned> {
+    scan.as_ref()?[root].as_ref().ok()
+}
+
+fn scanned_mut(scan: &mut Option<Vec<RootScan>>, root: usize) -> Option<&mut Scanned> {
+    scan.as_mut()?[root].as_mut().ok()
+}
+
+/// Peer `p` could not answer for root `root` while listings were compared.
+fn leave_out(
+    scans: &mut [Option<Vec<RootScan>>],
+    p: usize,
+    root: usize,
+    e: OpError,
+    rep: &Reporter,
+) {
+    match e {
+        // Still in step: only this root is left out there (reported with it).
+        OpError::Failed(m) => {
+            if let Some(s) = scans[p].as_mut() {
+                s[root] = Err(format!("{m} (while comparing listings)"));
+            }
+        }
+        // The conversation broke: the peer is left out of the run.
+        OpError::Lost(e) => {
+            rep.error(format!("{e:#} (while comparing listings)"));
+            scans[p] = None;
+        }
+    }
+}
+
+/// Where every peer that scanned root `root` summed it up, and all the same: every entry
+/// below it is in sync, and each peer holds what its summary counts. Not where a file is over
+/// `max_size`, which the decision reports.
+fn settle_summaries(
+    scans: &mut [Option<Vec<RootScan>>],
+    root: usize,
+    max_size: Option<u64>,
+) -> bool {
+    let mut first = None;
+    for scan in scans.iter() {
+        let Some(s) = scanned(scan, root) else {
+            continue;
+        };
+        match (s.summary, first) {
+            (None, _) => return false,
+            (Some(a), Some(b)) if a != b => return false,
+            (Some(a), _) => first = Some(a),
+        }
+    }
+    let Some(summary) = first else {
+        return false;
+    };
+    if max_size.is_some_and(|m| summary.largest > m) {
+        return false;
+    }
+    for scan in scans.iter_mut() {
+        if let Some(s) = scanned_mut(scan, root) {
+            s.summary = None;
+            s.settled = summary.held as usize;
+        }
+    }
+    true
 }
 
 /// The one peer that holds anything under root `root`, when every other peer that scanned it
@@ -143,6 +226,73 @@ mod tests {
             want: want.iter().map(|n| vec![WirePath::default(); *n]).collect(),
             held: held.to_vec(),
             in_sync: 0,
+        }
+    }
+
+    #[test]
+    fn a_root_every_peer_summed_up_the_same_is_in_sync_as_a_whole() {
+        use crate::proto::Summary;
+        let sum = |sum: u128, largest: u64| Summary {
+            sum,
+            count: 3,
+            held: 2,
+            largest,
+        };
+        let with = |summary: Option<Summary>| {
+            let mut s = scanned(&[""]);
+            if let Some(Ok(sc)) = s.as_mut().map(|v| &mut v[0]) {
+                sc.summary = summary;
+            }
+            s
+        };
+        let failed = || Some(vec![Err("cannot scan".to_string())]);
+        let settled_of = |scans: &[Option<Vec<RootScan>>]| -> Vec<Option<(usize, bool)>> {
+            scans
+                .iter()
+                .map(|s| super::scanned(s, 0).map(|s| (s.settled, s.summary.is_some())))
+                .collect()
+        };
+        // (peers, max_size, settles?)
+        type Scans = Vec<Option<Vec<RootScan>>>;
+        let cases: Vec<(Scans, Option<u64>, bool)> = vec![
+            (
+                vec![with(Some(sum(7, 5))), with(Some(sum(7, 5)))],
+                None,
+                true,
+            ),
+            // A peer left out of the run or failing on the root does not count.
+            (vec![with(Some(sum(7, 5))), None, failed()], None, true),
+            (
+                vec![with(Some(sum(7, 5))), with(Some(sum(8, 5)))],
+                None,
+                false,
+            ),
+            // A peer that sent its entries (a change, or no history).
+            (vec![with(Some(sum(7, 5))), with(None)], None, false),
+            (vec![with(None), with(None)], None, false),
+            (vec![None, failed()], None, false),
+            // A file over --max-size is the decision's to report.
+            (
+                vec![with(Some(sum(7, 5))), with(Some(sum(7, 5)))],
+                Some(5),
+                true,
+            ),
+            (
+                vec![with(Some(sum(7, 5))), with(Some(sum(7, 5)))],
+                Some(4),
+                false,
+            ),
+        ];
+        for (i, (mut scans, max, settles)) in cases.into_iter().enumerate() {
+            let before = settled_of(&scans);
+            assert_eq!(settle_summaries(&mut scans, 0, max), settles, "case {i}");
+            let after = settled_of(&scans);
+            if settles {
+                // Every peer holds what the summary counts; the summaries are used up.
+                assert!(after.iter().flatten().all(|s| *s == (2, false)), "case {i}");
+            } else {
+                assert_eq!(after, before, "case {i}: untouched");
+            }
         }
     }
 

@@ -1,0 +1,192 @@
+//! Sending a root's entries: in full, in brief, or, where every entry below the root is
+//! unchanged since the last sync, as one [`Summary`] with the briefs held back until the
+//! client asks for them ([`crate::proto::Request::Briefs`]).
+
+use std::io::Write;
+
+use crate::proto::ENTRY_BATCH;
+use crate::proto::{encode, write_frame, Brief, Entry, FrameError, Kind, Response, Summary};
+use crate::state::{fingerprint, fingerprint_new, Content};
+
+/// Sends a root's entries in batches, the root's header before the first.
+pub(super) struct Emitter<'w, W: Write> {
+    w: &'w mut W,
+    header: Option<Response>,
+    batch: Vec<Entry>,
+    /// With `Some`, entries unchanged since the last sync go out in brief.
+    briefs: Option<Vec<Brief>>,
+    /// While every entry below the root has been unchanged since the last sync: their brief
+    /// frames, held back, and their sum.
+    summing: Option<Summing>,
+    /// The first write that failed; later entries are dropped.
+    failed: Option<FrameError>,
+}
+
+/// Briefs held back while a root may still be summed up.
+#[derive(Default)]
+struct Summing {
+    frames: Vec<Vec<u8>>,
+    summary: Summary,
+}
+
+/// Encoded [`Response::Briefs`] frames a scan held back behind its [`Summary`].
+pub(super) type HeldBriefs = Vec<Vec<u8>>;
+
+impl<'w, W: Write> Emitter<'w, W> {
+    /// An emitter for the root `header` announces; `brief` sends unchanged entries in brief
+    /// (and a root that is all unchanged as a summary).
+    pub(super) fn new(w: &'w mut W, header: Response, brief: bool) -> Self {
+        Emitter {
+            w,
+            header: Some(header),
+            batch: Vec::with_capacity(ENTRY_BATCH),
+            briefs: brief.then(|| Vec::with_capacity(ENTRY_BATCH)),
+            summing: brief.then(Summing::default),
+            failed: None,
+        }
+    }
+
+    /// Queues one entry, sending a batch when one is full.
+    pub(super) fn push(&mut self, e: Entry) {
+        if self.failed.is_some() {
+            return;
+        }
+        let brief = match self.briefs.is_some() {
+            true => brief_of(&e),
+            false => None,
+        };
+        let full = match brief {
+            Some((fp, size, gone)) => {
+                match &mut self.summing {
+                    // Only what the state remembers can be summed: a peer that knows an entry
+                    // but not its history sends it, so the client settles it against the rest.
+                    Some(s) if e.vv.is_some() => s.summary.add(e.rel.as_bytes(), &fp, size, gone),
+                    Some(_) => self.release(),
+                    None => {}
+                }
+                let briefs = self.briefs.as_mut().expect("briefs are on");
+                briefs.push(Brief {
+                    rel: e.rel,
+                    fp,
+                    size,
+                    gone,
+                });
+                briefs.len() >= ENTRY_BATCH
+            }
+            None => {
+                // The root itself always goes in full; anything else in full is news.
+                if !e.rel.is_empty() {
+                    self.release();
+                }
+                self.batch.push(e);
+                self.batch.len() >= ENTRY_BATCH
+            }
+        };
+        if full {
+            if let Err(e) = self.flush() {
+                self.failed = Some(e);
+            }
+        }
+    }
+
+    /// The root is not all unchanged after all: the held-back briefs go out now, and the rest
+    /// as they come.
+    fn release(&mut self) {
+        let Some(s) = self.summing.take() else {
+            return;
+        };
+        let res = self.write_header().and_then(|()| {
+            for f in &s.frames {
+                self.w.write_all(f)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = res {
+            self.failed.get_or_insert(e);
+        }
+    }
+
+    fn write_header(&mut self) -> Result<(), FrameError> {
+        if let Some(h) = self.header.take() {
+            write_frame(self.w, &h)?;
+        }
+        Ok(())
+    }
+
+    /// The first failed write, if any.
+    fn check(&mut self) -> Result<(), FrameError> {
+        match self.failed.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Drops everything not sent yet, the header too, and sends `answer` in its place (the
+    /// root failed after all).
+    pub(super) fn replace(mut self, answer: Response) -> Result<(), FrameError> {
+        self.check()?;
+        write_frame(self.w, &answer)
+    }
+
+    fn flush(&mut self) -> Result<(), FrameError> {
+        self.check()?;
+        self.write_header()?;
+        let mut wrote = false;
+        if !self.batch.is_empty() {
+            write_frame(self.w, &Response::Entries(std::mem::take(&mut self.batch)))?;
+            wrote = true;
+        }
+        if let Some(briefs) = self.briefs.as_mut().filter(|b| !b.is_empty()) {
+            let frame = Response::Briefs(std::mem::take(briefs));
+            match &mut self.summing {
+                Some(s) => s.frames.push(encode(&frame)?),
+                None => {
+                    write_frame(self.w, &frame)?;
+                    wrote = true;
+                }
+            }
+        }
+        if wrote {
+            self.w.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Sends what is left. Where every entry below the root was unchanged since the last sync,
+    /// that is a [`Response::Summary`] in place of their briefs, which are returned to be
+    /// held for the client.
+    pub(super) fn finish(mut self) -> Result<Option<HeldBriefs>, FrameError> {
+        self.flush()?;
+        let held = match self.summing.take() {
+            Some(s) if s.summary.count > 0 => {
+                write_frame(self.w, &Response::Summary(s.summary))?;
+                Some(s.frames)
+            }
+            _ => None,
+        };
+        self.w.flush()?;
+        Ok(held)
+    }
+}
+
+/// The fingerprint, size and deletion mark of an entry sent in brief: one unchanged since the
+/// last sync, or one this peer has no history of (a first sync: peers that all hold it the
+/// same need nothing). `None` for the rest: changed or unreadable entries, specials and the
+/// root itself always go out in full.
+fn brief_of(e: &Entry) -> Option<([u8; 16], u64, bool)> {
+    if e.rel.is_empty() {
+        return None;
+    }
+    match (&e.state, &e.vv) {
+        (Ok(m), Some(vv)) if !e.changed && m.as_ref().is_none_or(|m| m.kind != Kind::Special) => {
+            let meta = m.as_ref();
+            Some((
+                fingerprint(&Content::of(meta), vv),
+                meta.map_or(0, |m| m.size),
+                meta.is_none(),
+            ))
+        }
+        (Ok(Some(m)), None) if m.kind != Kind::Special => Some((fingerprint_new(m), m.size, false)),
+        _ => None,
+    }
+}
