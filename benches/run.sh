@@ -8,6 +8,8 @@
 #   P1  SHA-512 of a 1 GiB file                     vs sha512sum
 #   P2  in-sync re-check, 10k files, 3 peers        vs Unison re-checking ONE pair
 #   P3  first sync of 1 GiB (4 x 256 MiB), 3 peers  vs rsync -a to each peer in turn
+#   P3a the same, against rsync given the ciphers synk offers (AES-GCM first): what is left
+#       once the cipher is the same on both sides
 #   P4  one in-sync file on 3 peers                 vs 3 parallel `ssh HOST true`
 #   P5  100k files, 3 peers, in sync: client peak RSS (and the local peer's serve's), and
 #       time vs Unison on ONE pair
@@ -100,10 +102,19 @@ rsync_each() {
         rsync -a -e "ssh -F $work/ssh_config -p $port" "$work/client/bulk/" "$u@127.0.0.1:$work/home/$u/bulk/"
     done
 }
+aes_first=aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr
+rsync_each_aes() {
+    clear_bulk
+    for u in "${peers[@]}"; do
+        rsync -a -e "ssh -F $work/ssh_config -p $port -o Ciphers=$aes_first" "$work/client/bulk/" "$u@127.0.0.1:$work/home/$u/bulk/"
+    done
+}
 p3_synk=$(time_it first_sync)
 p3_ref=$(time_it rsync_each)
+p3a_ref=$(time_it rsync_each_aes)
 total=$((4 * mib_each))
 row P3 "first sync of $total MiB (4 files), 3 peers" "$(secs "$p3_synk")" "rsync -a to each: $(secs "$p3_ref")" "$(ratio "$p3_synk" "$p3_ref")"
+row P3a "the same, rsync with synk's cipher order" "$(secs "$p3_synk")" "rsync -a, AES-GCM first: $(secs "$p3a_ref")" "$(ratio "$p3_synk" "$p3a_ref")"
 clear_bulk; rm -rf "$work/client/bulk"
 
 # P5: a big tree, in sync: memory and time.

@@ -318,3 +318,54 @@ fn the_recorded_older_synk_speaks_an_older_protocol() {
 fn record_the_older_synk() {
     fs::write(OLD_HELLO, synk::proto::encode(&old_hello()).unwrap()).unwrap();
 }
+
+/// A client `PATH` whose `ssh` logs its arguments, one run per line, to `log`, then runs ssh.
+fn logging_ssh(s: &Scene, log: &std::path::Path) -> std::ffi::OsString {
+    let bin = s.local_home.join("logging-bin");
+    fs::create_dir_all(&bin).unwrap();
+    let real = which::which("ssh").unwrap();
+    let script = format!(
+        "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+        log.display(),
+        real.display()
+    );
+    let ssh = bin.join("ssh");
+    fs::write(&ssh, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&ssh, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut path = bin.into_os_string();
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    path
+}
+
+#[test]
+fn aes_gcm_is_offered_first_only_where_no_configuration_sets_the_ciphers() {
+    let s = scene!("ciphers");
+    let aes = fs::read_to_string("/proc/cpuinfo")
+        .map(|c| c.split_whitespace().any(|w| w == "aes"))
+        .unwrap_or(false);
+    let cases = [
+        ("default", String::new(), aes),
+        ("chosen", "\n    Ciphers aes256-ctr".to_string(), false),
+    ];
+    for (name, extra, offered) in cases {
+        s.write(LOCAL, name, name, now() - 5);
+        let cfg = client_config(&s, name, &format!("{LAX_KEYS}{extra}"));
+        let log = s.local_home.join(format!("{name}.ssh-args"));
+        let mut cmd = s.command_with(&cfg, &["alpha"]);
+        cmd.env("PATH", logging_ssh(&s, &log));
+        let out = s.run(cmd, &[&s.arg(name)]);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
+        assert_same_everywhere(&s, &[LOCAL, "alpha"], name);
+        let args = fs::read_to_string(&log).unwrap();
+        let master = args.lines().find(|l| l.contains(" -M ")).unwrap();
+        assert_eq!(
+            master.contains("-o Ciphers=aes128-gcm@openssh.com,"),
+            offered,
+            "{name}: {master}"
+        );
+        // Never more than one Ciphers, and never where the user set one.
+        assert!(args.matches("Ciphers=").count() <= 1, "{name}: {args}");
+    }
+}
