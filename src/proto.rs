@@ -345,7 +345,8 @@ pub enum Request {
         mtime: i64,
     },
     /// The full entries of these paths of root `root`, as the last scan found them, where it
-    /// sent them as [`Brief`]s: [`Response::Entries`] frames, then [`Response::Done`].
+    /// sent them as [`Brief`]s or summed them up: [`Response::Entries`] frames, then
+    /// [`Response::Done`].
     Detail {
         /// Index into the last scan's roots.
         root: u32,
@@ -419,7 +420,8 @@ pub enum Response {
     Done,
     /// The request failed; the message names the path.
     Failed(String),
-    /// Entries of the current root that are unchanged since the last sync, in brief.
+    /// Entries of the current root in brief (unchanged since the last sync, or with no history
+    /// yet); also the answer to [`Request::Briefs`].
     Briefs(Vec<Brief>),
     /// Answers [`Request::Blocks`].
     Blocks(Vec<[u8; 16]>),

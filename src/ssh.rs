@@ -26,19 +26,22 @@ use crate::config::PeerSpec;
 /// a dead host is reported in seconds, not after TCP's minutes.
 pub const CONNECT_TIMEOUT: u64 = 10;
 
-/// OpenSSH's built-in cipher preference (since 6.9), as `ssh -G` shows it where no
-/// configuration (the user's, the system's, a crypto policy) sets `Ciphers`.
-const OPENSSH_CIPHERS: &str = "chacha20-poly1305@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr,aes128-gcm@openssh.com,aes256-gcm@openssh.com";
+/// OpenSSH's built-in cipher preferences (6.9 to 9.x, and 10.0 on), as `ssh -G` shows them
+/// where no configuration (the user's, the system's, a crypto policy) sets `Ciphers`.
+const OPENSSH_CIPHERS: [&str; 2] = [
+    "chacha20-poly1305@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr,aes128-gcm@openssh.com,aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com,aes128-gcm@openssh.com,aes256-gcm@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr",
+];
 /// The same ciphers with AES-GCM first. Where the CPU has AES instructions, AES-GCM costs a
 /// fraction of ChaCha20-Poly1305's CPU per byte, and a bulk copy over a fast link is bound by
 /// that cost. Only the order differs, so any server the default reaches accepts it.
 const AES_FIRST_CIPHERS: &str = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr";
 
 /// The `Ciphers` synk offers, given the value `ssh -G` reports: AES-GCM first where that
-/// value is OpenSSH's built-in default and `aes` (this CPU has AES instructions); `None`,
-/// leaving ssh's choice alone, otherwise.
+/// value is one of OpenSSH's built-in defaults and `aes` (this CPU has AES instructions);
+/// `None`, leaving ssh's choice alone, otherwise.
 pub fn cipher_order(configured: &str, aes: bool) -> Option<&'static str> {
-    (aes && configured == OPENSSH_CIPHERS).then_some(AES_FIRST_CIPHERS)
+    (aes && OPENSSH_CIPHERS.contains(&configured)).then_some(AES_FIRST_CIPHERS)
 }
 
 /// Whether this CPU encrypts AES-GCM in hardware.
@@ -426,9 +429,11 @@ mod tests {
 
     #[test]
     fn aes_gcm_goes_first_only_where_nothing_set_the_ciphers_and_the_cpu_has_aes() {
-        let default = Effective::parse(&format!("ciphers {OPENSSH_CIPHERS}\n")).ciphers;
-        assert_eq!(cipher_order(&default, true), Some(AES_FIRST_CIPHERS));
-        assert_eq!(cipher_order(&default, false), None);
+        for builtin in OPENSSH_CIPHERS {
+            let default = Effective::parse(&format!("ciphers {builtin}\n")).ciphers;
+            assert_eq!(cipher_order(&default, true), Some(AES_FIRST_CIPHERS));
+            assert_eq!(cipher_order(&default, false), None);
+        }
         // A user's, a system's or a crypto policy's list stands, whatever it says.
         for configured in [
             "aes256-ctr",
@@ -439,12 +444,15 @@ mod tests {
             assert_eq!(cipher_order(configured, true), None, "{configured}");
         }
         // The same ciphers, only in another order.
-        let mut a: Vec<&str> = OPENSSH_CIPHERS.split(',').collect();
-        let mut b: Vec<&str> = AES_FIRST_CIPHERS.split(',').collect();
-        assert!(b[0].contains("gcm"));
-        a.sort_unstable();
-        b.sort_unstable();
-        assert_eq!(a, b);
+        let sorted = |list: &'static str| {
+            let mut v: Vec<&str> = list.split(',').collect();
+            v.sort_unstable();
+            v
+        };
+        assert!(AES_FIRST_CIPHERS.starts_with("aes128-gcm"));
+        for builtin in OPENSSH_CIPHERS {
+            assert_eq!(sorted(builtin), sorted(AES_FIRST_CIPHERS));
+        }
         // Passed after the user's values, where it applies.
         let mut eff = Effective::parse("connecttimeout 3\nserveraliveinterval 9\n");
         eff.offer_ciphers = Some(AES_FIRST_CIPHERS);

@@ -1,5 +1,5 @@
-//! What a peer holds: the scan conversation (entries in full and in brief) and fetching in
-//! full what settling leaves open.
+//! What a peer holds: the scan conversation (entries in full, in brief, or a root summed up)
+//! and fetching what settling leaves open: the briefs behind a summary, entries in full.
 
 use anyhow::{bail, Result};
 
@@ -81,6 +81,7 @@ impl Conn {
                     let Some(Ok(scanned)) = out.last_mut() else {
                         bail!("{}: protocol error: entries outside a root", self.name);
                     };
+                    self.not_summed_up(scanned)?;
                     seen += entries.len() as u64;
                     let bytes = self.take_entries(entries, &mut scanned.listing)?;
                     progress(seen, bytes);
@@ -89,6 +90,7 @@ impl Conn {
                     let Some(Ok(scanned)) = out.last_mut() else {
                         bail!("{}: protocol error: entries outside a root", self.name);
                     };
+                    self.not_summed_up(scanned)?;
                     seen += briefs.len() as u64;
                     self.take_briefs(briefs, &mut scanned.briefs)?;
                     progress(seen, 0);
@@ -97,10 +99,17 @@ impl Conn {
                     let Some(Ok(scanned)) = out.last_mut() else {
                         bail!("{}: protocol error: a summary outside a root", self.name);
                     };
-                    if scanned.summary.replace(summary).is_some() || !scanned.briefs.is_empty() {
-                        bail!("{}: protocol error: a root summed up twice", self.name);
+                    // The root's last word: nothing below it may have gone in brief or in
+                    // full, or the sum would stand for entries it does not cover.
+                    self.not_summed_up(scanned)?;
+                    if !scanned.briefs.is_empty() || scanned.listing.keys().any(|r| !r.is_empty()) {
+                        bail!(
+                            "{}: protocol error: a root summed up after entries below it",
+                            self.name
+                        );
                     }
-                    seen += summary.count;
+                    scanned.summary = Some(summary);
+                    seen = seen.saturating_add(summary.count);
                     progress(seen, 0);
                 }
                 Response::ScanDone => break,
@@ -116,6 +125,17 @@ impl Conn {
             );
         }
         Ok(out)
+    }
+
+    /// A root already summed up takes nothing more.
+    fn not_summed_up(&self, scanned: &Scanned) -> Result<()> {
+        if scanned.summary.is_some() {
+            bail!(
+                "{}: protocol error: entries after a root's summary",
+                self.name
+            );
+        }
+        Ok(())
     }
 
     /// Checks and adds briefs to `into`.
@@ -312,6 +332,53 @@ mod tests {
         }])])
         .await;
         assert!(e.starts_with("beta: sent an invalid entry path"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_summary_is_a_roots_last_word() {
+        use crate::proto::{Entry, Meta};
+        let summary = || {
+            Response::Summary(Summary {
+                sum: 7,
+                count: 1,
+                held: 1,
+                largest: 0,
+            })
+        };
+        let entry = |rel: &str| {
+            Response::Entries(vec![Entry {
+                rel: WirePath::from(rel),
+                state: Ok(Some(Meta {
+                    kind: Kind::Dir,
+                    size: 0,
+                    mode: 0o755,
+                    mtime: 0,
+                    digest: None,
+                })),
+                vv: None,
+                changed: true,
+            }])
+        };
+        let brief = || {
+            Response::Briefs(vec![Brief {
+                rel: WirePath::from("b"),
+                fp: [0; 16],
+                size: 0,
+                gone: false,
+            }])
+        };
+        // Nothing may follow it, and nothing below the root may come before it.
+        let cases = [
+            (vec![summary(), entry("x")], "after a root's summary"),
+            (vec![summary(), brief()], "after a root's summary"),
+            (vec![summary(), summary()], "after a root's summary"),
+            (vec![entry("x"), summary()], "summed up after entries"),
+            (vec![brief(), summary()], "summed up after entries"),
+        ];
+        for (frames, want) in cases {
+            let e = scan_error(frames).await;
+            assert!(e.contains(want), "{e}");
+        }
     }
 
     #[tokio::test]

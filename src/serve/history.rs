@@ -35,7 +35,7 @@ pub(super) struct RootCtx {
     /// Records the client sent for this root, in the order they came.
     set: Vec<Record>,
     /// The briefs the scan summed up instead of sending, until the client asks for them.
-    held: Option<HeldBriefs>,
+    held_briefs: Option<HeldBriefs>,
 }
 
 impl RootCtx {
@@ -112,7 +112,7 @@ impl Server {
                 state,
                 reported: Reports::default(),
                 set: Vec::new(),
-                held: None,
+                held_briefs: None,
             };
             let res = self.scan_one(index, &mut ctx, brief, w);
             self.roots.push(Some(ctx));
@@ -202,7 +202,7 @@ impl Server {
             reported.sort();
         }
         ctx.dirty = dirty;
-        ctx.held = out.finish()?;
+        ctx.held_briefs = out.finish()?;
         Ok(())
     }
 
@@ -247,7 +247,7 @@ impl Server {
     /// summed up, as it would have sent them, then `Done`.
     pub(super) fn held_briefs<W: Write>(&mut self, root: u32, w: &mut W) -> Result<(), FrameError> {
         let held = self.ctx_mut(root).and_then(|ctx| {
-            ctx.held
+            ctx.held_briefs
                 .take()
                 .ok_or_else(|| format!("root #{root}: no briefs held back in the last scan"))
         });
@@ -715,7 +715,7 @@ mod tests {
             state,
             reported,
             set: Vec::new(),
-            held: None,
+            held_briefs: None,
         };
         let got = next_records(&ctx, set);
         let want = vec![

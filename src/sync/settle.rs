@@ -8,8 +8,9 @@ use crate::peer::{OpError, Peer, RootScan, Scanned};
 use crate::plan;
 use crate::report::Reporter;
 
-/// Settles what every peer sent in brief for root `root` ([`plan::settle`]) and fetches the
-/// rest in full, so the decision sees every entry that is not in sync everywhere. A peer
+/// Settles root `root`: as a whole where every peer summed it up the same, else what every
+/// peer sent in brief (fetching the briefs behind any summary first, [`plan::settle`]), and
+/// fetches the rest in full, so the decision sees every entry that is not in sync everywhere. A peer
 /// whose answer fails is left out of the root; one whose connection broke, out of the run.
 pub(super) async fn settle_root(
     peers: &[Peer],
