@@ -554,40 +554,22 @@ mod tests {
         assert_eq!((s.count, s.held, s.largest), (3, 2, 9));
         let reversed: Vec<Brief> = set.iter().rev().cloned().collect();
         assert_eq!(Summary::of(&reversed), s);
+        // Each case changes one thing of the set.
+        let changed = |i: usize, change: fn(&mut Brief)| {
+            let mut v = set.to_vec();
+            change(&mut v[i]);
+            v
+        };
         let others = [
-            vec![b("a", 1, 5, false), b("b/c", 2, 0, true)],
-            vec![
-                b("a", 1, 5, false),
-                b("b/c", 2, 0, true),
-                b("e", 3, 9, false),
-            ],
-            vec![
-                b("a", 1, 5, false),
-                b("b/c", 2, 0, true),
-                b("d", 4, 9, false),
-            ],
-            vec![
-                b("a", 1, 5, false),
-                b("b/c", 2, 0, true),
-                b("d", 3, 8, false),
-            ],
-            vec![
-                b("a", 1, 5, false),
-                b("b/c", 2, 0, false),
-                b("d", 3, 9, false),
-            ],
+            set[..2].to_vec(),
+            changed(2, |b| b.rel = WirePath::from("e")),
+            changed(2, |b| b.fp = [4; 16]),
+            changed(2, |b| b.size = 8),
+            changed(1, |b| b.gone = false),
             // Fingerprints swapped between paths.
-            vec![
-                b("a", 3, 5, false),
-                b("b/c", 2, 0, true),
-                b("d", 1, 9, false),
-            ],
+            vec![b("a", 3, 5, false), set[1].clone(), b("d", 1, 9, false)],
             // A path split differently.
-            vec![
-                b("ab", 1, 5, false),
-                b("/c", 2, 0, true),
-                b("d", 3, 9, false),
-            ],
+            vec![b("ab", 1, 5, false), b("/c", 2, 0, true), set[2].clone()],
         ];
         for (i, o) in others.iter().enumerate() {
             assert_ne!(Summary::of(o), s, "case {i}");
