@@ -313,11 +313,16 @@ fn a_peer_that_missed_a_sync_catches_up() {
     rm(&s, "alpha", "d/a");
     s.write("alpha", "d/b", "b2", now() - 50);
     ok(&s.synk(&["alpha"], &[&s.arg("d")]));
-    // beta is back.
+    // beta is back: every tree is as its own state says, but beta's state is older, so the
+    // peers' summaries differ and the briefs behind them are compared.
     ok(&s.synk(&["alpha", "beta"], &[&s.arg("d")]));
     assert!(s.read("beta", "d/a").is_none());
     assert_eq!(s.read("beta", "d/b").unwrap(), b"b2");
     assert_eq!(s.read("alpha", "d/b").unwrap(), b"b2");
+    // Now the states agree too: nothing to do.
+    let again = s.synk(&["alpha", "beta"], &[os("-v"), &s.arg("d")]);
+    ok(&again);
+    assert_nothing_done(&again);
 }
 
 #[test]
