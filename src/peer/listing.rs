@@ -44,6 +44,21 @@ impl Scanned {
 }
 
 impl Conn {
+    /// The request to scan `roots`.
+    pub fn scan_request(
+        roots: &[RootSpec],
+        retention: Retention,
+        excludes: &[String],
+        brief: bool,
+    ) -> Request {
+        Request::Scan {
+            roots: roots.to_vec(),
+            retention,
+            excludes: excludes.to_vec(),
+            brief,
+        }
+    }
+
     /// Scans `roots` on this peer. A peer that sends an entry path escaping its root is
     /// treated as broken: its whole answer is refused.
     pub async fn scan(
@@ -52,17 +67,22 @@ impl Conn {
         retention: Retention,
         excludes: &[String],
         brief: bool,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<Vec<RootScan>> {
+        self.send(&Self::scan_request(roots, retention, excludes, brief))
+            .await?;
+        self.flush().await?;
+        self.scanned(roots.len(), progress).await
+    }
+
+    /// Reads the answer to a scan of `roots` roots, sent already (see
+    /// [`crate::peer::connect`]'s `ahead`).
+    pub async fn scanned(
+        &mut self,
+        roots: usize,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<Vec<RootScan>> {
-        self.send(&Request::Scan {
-            roots: roots.to_vec(),
-            retention,
-            excludes: excludes.to_vec(),
-            brief,
-        })
-        .await?;
-        self.flush().await?;
-        let mut out: Vec<RootScan> = Vec::with_capacity(roots.len());
+        let mut out: Vec<RootScan> = Vec::with_capacity(roots);
         let mut seen = 0u64;
         loop {
             match self.recv().await? {
@@ -116,12 +136,12 @@ impl Conn {
                 other => return Err(self.unexpected(&other)),
             }
         }
-        if out.len() != roots.len() {
+        if out.len() != roots {
             bail!(
                 "{}: protocol error: {} roots answered of {}",
                 self.name,
                 out.len(),
-                roots.len()
+                roots
             );
         }
         Ok(out)

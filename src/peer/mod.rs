@@ -113,7 +113,15 @@ impl Peer {
 /// Connects to a peer and completes the handshake. `None` is localhost, served by a child
 /// process of this very binary. A remote peer without synk, or with one speaking another
 /// protocol, gets this executable installed first (unless `opts.install` is off).
-pub async fn connect(spec: Option<PeerSpec>, opts: &ConnectOptions) -> Result<Peer> {
+///
+/// `ahead`, if any, is sent right behind the handshake, unanswered: the serve starts on it
+/// (a scan) without waiting a round trip for the client to see its answer to the handshake.
+/// A serve that speaks another protocol stops after its own handshake and never reads it.
+pub async fn connect(
+    spec: Option<PeerSpec>,
+    opts: &ConnectOptions,
+    ahead: Option<&Request>,
+) -> Result<Peer> {
     let Some(remote) = &spec else {
         let exe = std::env::current_exe().context("cannot locate the synk executable")?;
         let child = tokio::process::Command::new(exe)
@@ -126,7 +134,7 @@ pub async fn connect(spec: Option<PeerSpec>, opts: &ConnectOptions) -> Result<Pe
             .process_group(0)
             .spawn()
             .context("cannot start synk --serve")?;
-        let (conn, caps) = start_process("localhost", child, HANDSHAKE_TIMEOUT)
+        let (conn, caps) = start_process("localhost", child, HANDSHAKE_TIMEOUT, ahead)
             .await
             .map_err(|e| e.into_error("localhost", false))?;
         return Ok(Peer::new("localhost".into(), None, None, caps, conn, None));
@@ -144,7 +152,7 @@ pub async fn connect(spec: Option<PeerSpec>, opts: &ConnectOptions) -> Result<Pe
         dir,
     } = ssh::serve(remote, &opts.ssh, &eff, &command).map_err(|e| anyhow!("{name}: {e:#}"))?;
     let limit = HANDSHAKE_TIMEOUT + eff.connect_limit();
-    let failed = match start_process(&name, child, limit).await {
+    let failed = match start_process(&name, child, limit, ahead).await {
         Ok((conn, caps)) => {
             let mut peer = Peer::new(name, spec, Some(Arc::new(session)), caps, conn, None);
             peer.control = Some(dir);
@@ -176,7 +184,7 @@ pub async fn connect(spec: Option<PeerSpec>, opts: &ConnectOptions) -> Result<Pe
             .map_err(|e| anyhow!("{name}: {e:#}"))?,
     );
     let at = install::install(&name, &session, synk_path).await?;
-    let (conn, caps) = start_remote(&name, &session, synk_path)
+    let (conn, caps) = start_remote(&name, &session, synk_path, ahead)
         .await
         .map_err(|e| e.into_error(&name, true))?;
     let this = env!("CARGO_PKG_VERSION");
@@ -274,6 +282,7 @@ async fn start_remote(
     name: &str,
     session: &Arc<Session>,
     synk_path: Option<&str>,
+    ahead: Option<&Request>,
 ) -> Result<(Conn, Caps), StartError> {
     let mut child = session
         .clone()
@@ -288,7 +297,7 @@ async fn start_remote(
     let stdout = Box::new(child.stdout().take().expect("piped"));
     let stderr = Box::new(child.stderr().take().expect("piped"));
     let child = ServeChild::Remote(child);
-    start(name, child, stdin, stdout, stderr, HANDSHAKE_TIMEOUT).await
+    start(name, child, stdin, stdout, stderr, HANDSHAKE_TIMEOUT, ahead).await
 }
 
 /// Completes the handshake with a serve this process spawned with piped stdio (the local
@@ -297,15 +306,17 @@ async fn start_process(
     name: &str,
     mut child: tokio::process::Child,
     limit: Duration,
+    ahead: Option<&Request>,
 ) -> Result<(Conn, Caps), StartError> {
     let stdin = Box::new(child.stdin.take().expect("piped"));
     let stdout = Box::new(child.stdout.take().expect("piped"));
     let stderr = Box::new(child.stderr.take().expect("piped"));
     let child = ServeChild::Process(child);
-    start(name, child, stdin, stdout, stderr, limit).await
+    start(name, child, stdin, stdout, stderr, limit, ahead).await
 }
 
-/// Completes the handshake with a freshly started server, within `limit`.
+/// Completes the handshake with a freshly started server, within `limit`, with `ahead` sent
+/// behind it (see [`connect`]).
 async fn start(
     name: &str,
     child: ServeChild,
@@ -313,6 +324,7 @@ async fn start(
     stdout: Reader,
     stderr: Reader,
     limit: Duration,
+    ahead: Option<&Request>,
 ) -> Result<(Conn, Caps), StartError> {
     let tail = Arc::new(StdMutex::new(VecDeque::new()));
     tokio::spawn(collect_stderr(name.to_string(), stderr, tail.clone()));
@@ -323,7 +335,7 @@ async fn start(
         child: Some(child),
         stderr: tail,
     };
-    match tokio::time::timeout(limit, conn.handshake()).await {
+    match tokio::time::timeout(limit, conn.handshake(ahead)).await {
         Ok(Ok(caps)) => Ok((conn, caps)),
         Ok(Err(e @ StartError::Mismatch { .. })) => {
             conn.close().await;
@@ -415,13 +427,18 @@ impl Conn {
         t.iter().cloned().collect::<Vec<_>>().join(" / ")
     }
 
-    async fn handshake(&mut self) -> Result<Caps, StartError> {
+    async fn handshake(&mut self, ahead: Option<&Request>) -> Result<Caps, StartError> {
         let hello = Request::Hello {
             magic: MAGIC,
             protocol: PROTOCOL_VERSION,
             version: env!("CARGO_PKG_VERSION").to_string(),
         };
-        match self.call(&hello).await.map_err(StartError::Failed)? {
+        self.send(&hello).await.map_err(StartError::Failed)?;
+        if let Some(req) = ahead {
+            self.send(req).await.map_err(StartError::Failed)?;
+        }
+        self.flush().await.map_err(StartError::Failed)?;
+        match self.recv().await.map_err(StartError::Failed)? {
             Response::Hello {
                 magic,
                 protocol,
@@ -541,11 +558,51 @@ mod tests {
 
     /// The message a failed handshake with peer "beta" gives (without --no-install).
     async fn handshake_error(conn: &mut Conn) -> String {
-        conn.handshake()
+        conn.handshake(None)
             .await
             .unwrap_err()
             .into_error("beta", false)
             .to_string()
+    }
+
+    #[tokio::test]
+    async fn a_scan_sent_ahead_reaches_the_serve_before_the_handshake_is_answered() {
+        // This serve reads both requests before it answers anything: a client that waited
+        // for the handshake's answer before sending the scan would wait for ever.
+        let mut conn = fake_peer(|mut r, mut w| async move {
+            let hello: Request = read_frame_async(&mut r).await.unwrap();
+            assert!(matches!(hello, Request::Hello { .. }));
+            let scan: Request = read_frame_async(&mut r).await.unwrap();
+            assert!(matches!(scan, Request::Scan { .. }), "{scan:?}");
+            let answers = [
+                Response::Hello {
+                    magic: MAGIC,
+                    protocol: PROTOCOL_VERSION,
+                    version: "test".into(),
+                    rsync: false,
+                    home: WirePath::from("/h"),
+                },
+                Response::Root {
+                    index: 0,
+                    result: Ok(WirePath::from("/h/notes")),
+                },
+                Response::ScanDone,
+            ];
+            for a in answers {
+                write_frame_async(&mut w, &a).await.unwrap();
+            }
+            w.flush().await.unwrap();
+        });
+        let roots = [crate::paths::RootSpec::Home(WirePath::from("notes"))];
+        let scan = Conn::scan_request(&roots, crate::versions::Retention::default(), &[], true);
+        let limit = Duration::from_secs(10);
+        let caps = tokio::time::timeout(limit, conn.handshake(Some(&scan)))
+            .await
+            .expect("the scan went out with the handshake")
+            .unwrap_or_else(|e| panic!("{}", e.into_error("beta", true)));
+        assert_eq!(caps.home, WirePath::from("/h"));
+        let scanned = conn.scanned(1, |_, _| {}).await.unwrap();
+        assert_eq!(scanned[0].as_ref().unwrap().abs, WirePath::from("/h/notes"));
     }
 
     #[tokio::test]

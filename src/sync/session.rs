@@ -12,7 +12,7 @@ use crate::cli::Cli;
 use crate::config::PeerSpec;
 use crate::oplog::OpLog;
 use crate::paths::RootSpec;
-use crate::peer::{self, ConnectOptions, Peer, RootScan};
+use crate::peer::{self, Conn, ConnectOptions, Peer, RootScan};
 use crate::plan::PeerId;
 use crate::report::Reporter;
 use crate::transfer::relay::NoRoute;
@@ -86,17 +86,21 @@ impl Session {
             .collect();
         let opts = &self.opts;
         let specs = &self.specs;
+        // A new peer gets the scan right behind the handshake.
+        let ahead =
+            scan.map(|(roots, s)| Conn::scan_request(roots, s.retention, &s.excludes, s.brief));
+        let ahead = ahead.as_ref();
         let fresh = join_all(wanted.iter().map(|i| async move {
-            let peer = peer::connect(specs[*i].clone(), opts).await;
+            let peer = peer::connect(specs[*i].clone(), opts, ahead).await;
             let scanned = match (&peer, scan) {
-                (Ok(p), Some((roots, s))) => Some(scan_peer(p, roots, s, rep).await),
+                (Ok(p), Some((roots, s))) => Some(scan_peer(p, roots, s, true, rep).await),
                 _ => None,
             };
             (*i, peer, scanned)
         }));
         let old = join_all(self.peers.iter().map(|p| async move {
             match scan {
-                Some((roots, s)) => Some(scan_peer(p, roots, s, rep).await),
+                Some((roots, s)) => Some(scan_peer(p, roots, s, false, rep).await),
                 None => None,
             }
         }));
@@ -161,7 +165,12 @@ impl Session {
         s: &Settings,
         rep: &Reporter,
     ) -> Vec<Option<Vec<RootScan>>> {
-        join_all(self.peers.iter().map(|peer| scan_peer(peer, roots, s, rep))).await
+        join_all(
+            self.peers
+                .iter()
+                .map(|peer| scan_peer(peer, roots, s, false, rep)),
+        )
+        .await
     }
 
     /// One sync of every root, from `scans` (or a fresh scan). Peers whose connection broke
@@ -277,20 +286,24 @@ impl Session {
     }
 }
 
-/// Scans the roots on one peer; `None` (after saying why) when it fails.
+/// Scans the roots on one peer (`sent`: the request went out with the handshake); `None`
+/// (after saying why) when it fails.
 async fn scan_peer(
     peer: &Peer,
     roots: &[RootSpec],
     s: &Settings,
+    sent: bool,
     rep: &Reporter,
 ) -> Option<Vec<RootScan>> {
     let spinner = rep.spinner(format!("scanning {}", peer.name));
     let mut conn = peer.conn.lock().await;
-    let res = conn
-        .scan(roots, s.retention, &s.excludes, s.brief, |entries, _| {
-            spinner.set_position(entries)
-        })
-        .await;
+    let progress = |entries, _| spinner.set_position(entries);
+    let res = if sent {
+        conn.scanned(roots.len(), progress).await
+    } else {
+        conn.scan(roots, s.retention, &s.excludes, s.brief, progress)
+            .await
+    };
     spinner.finish_and_clear();
     match res {
         Ok(scan) => Some(scan),
