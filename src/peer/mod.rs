@@ -606,6 +606,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_mismatch_is_told_apart_with_a_scan_sent_ahead() {
+        // An older serve answers the handshake and stops reading.
+        let mut conn = fake_peer(|mut r, mut w| async move {
+            let _: Request = read_frame_async(&mut r).await.unwrap();
+            drop(r);
+            let hello = Response::Hello {
+                magic: MAGIC,
+                protocol: PROTOCOL_VERSION - 1,
+                version: "0.0.1".into(),
+                rsync: true,
+                home: WirePath::default(),
+            };
+            write_frame_async(&mut w, &hello).await.unwrap();
+            w.flush().await.unwrap();
+        });
+        let roots = [crate::paths::RootSpec::Home(WirePath::from("notes"))];
+        let scan = Conn::scan_request(&roots, crate::versions::Retention::default(), &[], true);
+        let e = conn.handshake(Some(&scan)).await.unwrap_err();
+        assert!(matches!(e, StartError::Mismatch { .. }), "{e:?}");
+    }
+
+    #[tokio::test]
     async fn a_protocol_mismatch_names_the_peer_and_both_versions() {
         let mut conn = fake_peer(|mut r, mut w| async move {
             let _: Request = read_frame_async(&mut r).await.unwrap();

@@ -161,7 +161,9 @@ impl Server {
                 )?;
                 w.flush()?;
                 if protocol != PROTOCOL_VERSION {
-                    // The client reports the mismatch; nothing more to say.
+                    // The client reports the mismatch; nothing more to say. Nothing more is
+                    // read either: a client sends its scan behind the handshake, and this
+                    // serve could not read it.
                     return Ok(());
                 }
             }
