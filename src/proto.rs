@@ -152,25 +152,23 @@ pub struct Summary {
 
 impl Summary {
     /// Adds one brief.
-    pub fn add(&mut self, rel: &[u8], fp: &[u8; 16], size: u64, gone: bool) {
+    pub fn add(&mut self, b: &Brief) {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
-        h.update(&(rel.len() as u64).to_le_bytes());
-        h.update(rel);
-        h.update(fp);
-        h.update(&size.to_le_bytes());
-        h.update(&[u8::from(gone)]);
+        h.update(&(b.rel.as_bytes().len() as u64).to_le_bytes());
+        h.update(b.rel.as_bytes());
+        h.update(&b.fp);
+        h.update(&b.size.to_le_bytes());
+        h.update(&[u8::from(b.gone)]);
         self.sum = self.sum.wrapping_add(h.digest128());
         self.count += 1;
-        self.held += u64::from(!gone);
-        self.largest = self.largest.max(size);
+        self.held += u64::from(!b.gone);
+        self.largest = self.largest.max(b.size);
     }
 
     /// The summary of `briefs`.
     pub fn of<'a>(briefs: impl IntoIterator<Item = &'a Brief>) -> Self {
         let mut s = Summary::default();
-        for b in briefs {
-            s.add(b.rel.as_bytes(), &b.fp, b.size, b.gone);
-        }
+        briefs.into_iter().for_each(|b| s.add(b));
         s
     }
 }

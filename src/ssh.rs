@@ -109,8 +109,6 @@ pub struct Effective {
     pub remote_command: bool,
     /// `ciphers`, as configured or by default.
     pub ciphers: String,
-    /// The `Ciphers` synk passes ([`cipher_order`]), if any.
-    pub offer_ciphers: Option<&'static str>,
 }
 
 impl Effective {
@@ -159,9 +157,7 @@ pub async fn effective(spec: &PeerSpec, opts: &SshOptions) -> Result<Effective> 
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(anyhow!("ssh: {}", one_line(&err)));
     }
-    let mut eff = Effective::parse(&String::from_utf8_lossy(&out.stdout));
-    eff.offer_ciphers = cipher_order(&eff.ciphers, aes_in_hardware());
-    Ok(eff)
+    Ok(Effective::parse(&String::from_utf8_lossy(&out.stdout)))
 }
 
 /// The arguments of a background master connection (no command), up to the destination.
@@ -227,7 +223,7 @@ fn common_args(
     if !eff.server_alive {
         a.extend(["-o".into(), "ServerAliveInterval=5".into()]);
     }
-    if let Some(ciphers) = eff.offer_ciphers {
+    if let Some(ciphers) = cipher_order(&eff.ciphers, aes_in_hardware()) {
         a.extend(["-o".into(), format!("Ciphers={ciphers}").into()]);
     }
     a.push("--".into());
@@ -454,8 +450,10 @@ mod tests {
             assert_eq!(sorted(builtin), sorted(AES_FIRST_CIPHERS));
         }
         // Passed after the user's values, where it applies.
-        let mut eff = Effective::parse("connecttimeout 3\nserveraliveinterval 9\n");
-        eff.offer_ciphers = Some(AES_FIRST_CIPHERS);
+        let eff = Effective::parse(&format!(
+            "connecttimeout 3\nserveraliveinterval 9\nciphers {}\n",
+            OPENSSH_CIPHERS[0]
+        ));
         let args: Vec<String> = master_args(
             Path::new("/r"),
             &spec("beta", None),
@@ -465,9 +463,10 @@ mod tests {
         .into_iter()
         .map(|a| a.into_string().unwrap())
         .collect();
-        assert!(
+        assert_eq!(
             args.join(" ")
                 .ends_with(&format!("-o Ciphers={AES_FIRST_CIPHERS} -- beta")),
+            aes_in_hardware(),
             "{args:?}"
         );
     }

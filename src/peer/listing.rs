@@ -158,19 +158,21 @@ impl Conn {
         Ok(())
     }
 
+    /// Refuses an entry path that could escape the root: the peer is broken.
+    fn check_path(&self, rel: &WirePath) -> Result<()> {
+        if let Err(err) = check_rel(rel) {
+            bail!("{}: sent an invalid entry path {rel:?}: {err}", self.name);
+        }
+        Ok(())
+    }
+
     /// Checks and adds briefs to `into`.
     fn take_briefs(&self, briefs: Vec<Brief>, into: &mut Briefs) -> Result<()> {
         for b in briefs {
             if b.rel.is_empty() {
                 bail!("{}: protocol error: the root in brief", self.name);
             }
-            if let Err(err) = check_rel(&b.rel) {
-                bail!(
-                    "{}: sent an invalid entry path {:?}: {err}",
-                    self.name,
-                    b.rel
-                );
-            }
+            self.check_path(&b.rel)?;
             into.push(b);
         }
         Ok(())
@@ -188,9 +190,7 @@ impl Conn {
         loop {
             match self.recv().await.map_err(OpError::Lost)? {
                 Response::Briefs(briefs) => {
-                    for b in &briefs {
-                        sum.add(b.rel.as_bytes(), &b.fp, b.size, b.gone);
-                    }
+                    briefs.iter().for_each(|b| sum.add(b));
                     self.take_briefs(briefs, &mut out).map_err(OpError::Lost)?;
                 }
                 Response::Done if sum == *summary => return Ok(out),
@@ -212,13 +212,7 @@ impl Conn {
     fn take_entries(&self, entries: Vec<Entry>, listing: &mut Listing) -> Result<u64> {
         let mut bytes = 0;
         for e in entries {
-            if let Err(err) = check_rel(&e.rel) {
-                bail!(
-                    "{}: sent an invalid entry path {:?}: {err}",
-                    self.name,
-                    e.rel
-                );
-            }
+            self.check_path(&e.rel)?;
             if let Ok(Some(m)) = &e.state {
                 // The decision and the copiers rely on every file and symlink carrying its
                 // digest.

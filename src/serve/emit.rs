@@ -51,26 +51,32 @@ impl<'w, W: Write> Emitter<'w, W> {
         if self.failed.is_some() {
             return;
         }
-        let brief = match self.briefs.is_some() {
-            true => brief_of(&e),
-            false => None,
+        let brief = if self.briefs.is_some() {
+            brief_of(&e)
+        } else {
+            None
         };
         let full = match brief {
             Some((fp, size, gone)) => {
-                match &mut self.summing {
-                    // Only what the state remembers can be summed: a peer that knows an entry
-                    // but not its history sends it, so the client settles it against the rest.
-                    Some(s) if e.vv.is_some() => s.summary.add(e.rel.as_bytes(), &fp, size, gone),
-                    Some(_) => self.release(),
-                    None => {}
-                }
-                let briefs = self.briefs.as_mut().expect("briefs are on");
-                briefs.push(Brief {
+                let remembered = e.vv.is_some();
+                let b = Brief {
                     rel: e.rel,
                     fp,
                     size,
                     gone,
-                });
+                };
+                match &mut self.summing {
+                    // Only what the state remembers can be summed: a peer that knows an entry
+                    // but not its history sends it, so the client settles it against the rest.
+                    Some(s) if remembered => s.summary.add(&b),
+                    Some(_) => self.release(),
+                    None => {}
+                }
+                let briefs = self
+                    .briefs
+                    .as_mut()
+                    .expect("a brief only where briefs are on");
+                briefs.push(b);
                 briefs.len() >= ENTRY_BATCH
             }
             None => {

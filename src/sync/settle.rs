@@ -10,8 +10,9 @@ use crate::report::Reporter;
 
 /// Settles root `root`: as a whole where every peer summed it up the same, else what every
 /// peer sent in brief (fetching the briefs behind any summary first, [`plan::settle`]), and
-/// fetches the rest in full, so the decision sees every entry that is not in sync everywhere. A peer
-/// whose answer fails is left out of the root; one whose connection broke, out of the run.
+/// fetches the rest in full, so the decision sees every entry that is not in sync everywhere.
+/// A peer whose answer fails is left out of the root; one whose connection broke, out of the
+/// run.
 pub(super) async fn settle_root(
     peers: &[Peer],
     scans: &mut [Option<Vec<RootScan>>],
@@ -22,37 +23,11 @@ pub(super) async fn settle_root(
     if settle_summaries(scans, root, max_size) {
         return;
     }
-    let summed = join_all(scans.iter().enumerate().filter_map(|(p, scan)| {
-        let summary = scanned(scan, root)?.summary?;
-        Some(async move {
-            let r = peers[p]
-                .conn
-                .lock()
-                .await
-                .briefs(root as u32, &summary)
-                .await;
-            (p, r)
-        })
-    }))
-    .await;
-    for (p, r) in summed {
-        match r {
-            Ok(briefs) => {
-                if let Some(s) = scanned_mut(&mut scans[p], root) {
-                    s.briefs = briefs;
-                    s.summary = None;
-                }
-            }
-            Err(e) => leave_out(scans, p, root, e, rep),
-        }
-    }
+    fetch_summed(peers, scans, root, rep).await;
     let mut settled = {
         let briefs: Vec<Option<&plan::Briefs>> = scans
             .iter()
-            .map(|s| match s.as_ref().map(|s| &s[root]) {
-                Some(Ok(scanned)) => Some(&scanned.briefs),
-                _ => None,
-            })
+            .map(|s| scanned(s, root).map(|s| &s.briefs))
             .collect();
         if briefs.iter().flatten().all(|b| b.is_empty()) {
             return;
@@ -61,8 +36,8 @@ pub(super) async fn settle_root(
     };
     if let Some(p) = lone_holder(scans, root, &settled) {
         // Fetched window by window as the root is carried out (see RootRun::sync_in_windows).
-        if let Some(Ok(scanned)) = scans[p].as_mut().map(|s| &mut s[root]) {
-            scanned.deferred = std::mem::take(&mut settled.want[p]);
+        if let Some(s) = scanned_mut(&mut scans[p], root) {
+            s.deferred = std::mem::take(&mut settled.want[p]);
         }
     }
     let fetched = join_all(
@@ -84,9 +59,9 @@ pub(super) async fn settle_root(
     )
     .await;
     for (p, scan) in scans.iter_mut().enumerate() {
-        if let Some(Ok(scanned)) = scan.as_mut().map(|s| &mut s[root]) {
-            scanned.briefs = plan::Briefs::default();
-            scanned.settled = settled.held[p];
+        if let Some(s) = scanned_mut(scan, root) {
+            s.briefs = plan::Briefs::default();
+            s.settled = settled.held[p];
         }
     }
     for (p, r) in fetched {
@@ -94,6 +69,39 @@ pub(super) async fn settle_root(
             Ok(full) => {
                 if let Some(s) = scanned_mut(&mut scans[p], root) {
                     s.listing.extend(full);
+                }
+            }
+            Err(e) => leave_out(scans, p, root, e, rep),
+        }
+    }
+}
+
+/// Replaces each summary of root `root` that did not settle it with the briefs behind it.
+async fn fetch_summed(
+    peers: &[Peer],
+    scans: &mut [Option<Vec<RootScan>>],
+    root: usize,
+    rep: &Reporter,
+) {
+    let summed = join_all(scans.iter().enumerate().filter_map(|(p, scan)| {
+        let summary = scanned(scan, root)?.summary?;
+        Some(async move {
+            let r = peers[p]
+                .conn
+                .lock()
+                .await
+                .briefs(root as u32, &summary)
+                .await;
+            (p, r)
+        })
+    }))
+    .await;
+    for (p, r) in summed {
+        match r {
+            Ok(briefs) => {
+                if let Some(s) = scanned_mut(&mut scans[p], root) {
+                    s.briefs = briefs;
+                    s.summary = None;
                 }
             }
             Err(e) => leave_out(scans, p, root, e, rep),
@@ -177,7 +185,7 @@ fn lone_holder(
 ) -> Option<usize> {
     let mut holder = None;
     for (p, scan) in scans.iter().enumerate() {
-        let Some(Ok(scanned)) = scan.as_ref().map(|s| &s[root]) else {
+        let Some(scanned) = scanned(scan, root) else {
             continue;
         };
         // Anything below the root, or a root that cannot be listed (that peer stays out of
