@@ -252,9 +252,10 @@ fn walk(
             rel: rel.clone(),
             state: describe(&path, &md),
         });
-        // In name order, subdirectories visited in that order too: entries then come mostly in
-        // the order the sync state keeps them, so looking each one up there is a step forward
-        // (`RootState::get_near`), not a search.
+        // In name order, subdirectories visited in that order too. Directories are reported as
+        // the walk meets them, files after the walk (cached ones in walk order), so within a
+        // directory files come in the order the sync state keeps them and looking each one up
+        // is a step forward (`RootState::get_near`); only the first after a jump searches.
         let mut children: Vec<(WirePath, fs::DirEntry)> = children
             .into_iter()
             .map(|c| (WirePath(c.file_name().into_encoded_bytes()), c))

@@ -188,7 +188,7 @@ pub struct Record {
     pub vv: Vv,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Stored {
     format: u32,
     /// The absolute root the records are relative to.
@@ -198,12 +198,19 @@ struct Stored {
 }
 
 /// [`Stored`] as it is written, borrowing the records (the same bytes: postcard encodes a
-/// slice as it does a `Vec`).
+/// slice as it does a `Vec`), field for field: the save and load tests read back what it
+/// writes.
 #[derive(Serialize)]
 struct StoredRef<'a> {
     format: u32,
     root: &'a WirePath,
     records: &'a [Record],
+}
+
+/// Sorts `records` by path (stable), keeping the first record of each path.
+pub fn sort_by_path(records: &mut Vec<Record>) {
+    records.sort_by(|a, b| a.rel.cmp(&b.rel));
+    records.dedup_by(|later, first| later.rel == first.rel);
 }
 
 /// Where a peer keeps its state: `$XDG_STATE_HOME/synk` (`~/.local/state/synk`).
@@ -357,8 +364,7 @@ impl RootState {
     /// Sorts the records by path, keeping the first of each path (a root's own records come
     /// before those absorbed from roots below it).
     fn settle(&mut self) {
-        self.records.sort_by(|a, b| a.rel.cmp(&b.rel));
-        self.records.dedup_by(|later, first| later.rel == first.rel);
+        sort_by_path(&mut self.records);
         self.records.shrink_to_fit();
     }
 

@@ -17,7 +17,7 @@ use crate::proto::{
     write_frame, Digest, Entry, FrameError, Kind, Meta, Response, CHUNK, ENTRY_BATCH,
 };
 use crate::scan::{self, Found};
-use crate::state::{now_ms, Content, Record, RootState, Vv};
+use crate::state::{now_ms, sort_by_path, Content, Record, RootState, Vv};
 use crate::versions::{Kept, Take, Why};
 
 /// One root of the session: where it is, its state, and what the client decided for it.
@@ -247,9 +247,12 @@ impl Server {
     /// summed up, as it would have sent them, then `Done`.
     pub(super) fn held_briefs<W: Write>(&mut self, root: u32, w: &mut W) -> Result<(), FrameError> {
         let held = self.ctx_mut(root).and_then(|ctx| {
-            ctx.held_briefs
-                .take()
-                .ok_or_else(|| format!("root #{root}: no briefs held back in the last scan"))
+            ctx.held_briefs.take().ok_or_else(|| {
+                msg(
+                    &ctx.abs,
+                    "no briefs held back in the last scan (asked twice?)",
+                )
+            })
         });
         match held {
             Ok(frames) => {
@@ -505,8 +508,7 @@ impl Server {
 fn next_records(ctx: &RootCtx, mut set: Vec<Record>) -> Vec<Record> {
     // Of two records sent for one path, the later one stands.
     set.reverse();
-    set.sort_by(|a, b| a.rel.cmp(&b.rel));
-    set.dedup_by(|later, first| later.rel == first.rel);
+    sort_by_path(&mut set);
     let mut set = set.into_iter().peekable();
     let mut new = Vec::with_capacity(ctx.reported.len());
     // Decided entries the scan did not report: made by this sync (conflict copies).
@@ -544,8 +546,7 @@ fn next_records(ctx: &RootCtx, mut set: Vec<Record>) -> Vec<Record> {
     let reported_end = new.len();
     new.extend(created.chain(kept));
     if new.len() > reported_end {
-        new.sort_by(|a, b| a.rel.cmp(&b.rel));
-        new.dedup_by(|later, first| later.rel == first.rel);
+        sort_by_path(&mut new);
     }
     new
 }

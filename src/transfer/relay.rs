@@ -145,10 +145,9 @@ impl Fanout {
     /// scheduled. The master's own pairs are not taken from it (it is tried, and a target it
     /// cannot reach is streamed through the client).
     pub fn knowing(mut self, no_route: impl IntoIterator<Item = (PeerId, PeerId)>) -> Self {
-        let slot = |p: PeerId| self.peers.iter().position(|s| s.peer == p);
         let known: Vec<(usize, usize)> = no_route
             .into_iter()
-            .filter_map(|(a, b)| Some((slot(a)?, slot(b)?)))
+            .filter_map(|(a, b)| Some((self.find_slot(a)?, self.find_slot(b)?)))
             .filter(|(a, _)| *a != 0)
             .collect();
         self.unreachable.extend(known);
@@ -163,11 +162,12 @@ impl Fanout {
             .map(|&(a, b)| (self.peers[a].peer, self.peers[b].peer))
     }
 
+    fn find_slot(&self, p: PeerId) -> Option<usize> {
+        self.peers.iter().position(|s| s.peer == p)
+    }
+
     fn slot_of(&self, p: PeerId) -> usize {
-        self.peers
-            .iter()
-            .position(|s| s.peer == p)
-            .expect("a peer of this fan-out")
+        self.find_slot(p).expect("a peer of this fan-out")
     }
 
     /// The next transfer that can start now. Each target receives one unit at a time; relays
