@@ -294,6 +294,27 @@ pub struct RootState {
     absorbed: Vec<PathBuf>,
 }
 
+/// The first fields of a state file, as [`Stored`] begins.
+#[derive(Deserialize)]
+struct StoredHead {
+    format: u32,
+    root: WirePath,
+}
+
+/// Enough of a state file's start to hold its head: a root path is shorter than PATH_MAX.
+const HEAD_BYTES: u64 = 8 << 10;
+
+/// The root a state file belongs to, read from its first bytes only: a run of one small root
+/// must not decode every other root's records to learn where they live.
+fn read_root(file: &Path) -> Option<WirePath> {
+    let mut head = Vec::with_capacity(HEAD_BYTES as usize);
+    fs::File::open(file)
+        .and_then(|f| f.take(HEAD_BYTES).read_to_end(&mut head))
+        .ok()?;
+    let (h, _) = postcard::take_from_bytes::<StoredHead>(&head).ok()?;
+    (h.format == FORMAT).then_some(h.root)
+}
+
 fn read_stored(file: &Path) -> io::Result<Option<Stored>> {
     let bytes = match fs::read(file) {
         Ok(b) => b,
@@ -378,16 +399,16 @@ impl RootState {
             if Some(&path) == self.file.as_ref() || path.extension() != Some("state".as_ref()) {
                 continue;
             }
+            let Some(its_root) = read_root(&path) else {
+                continue;
+            };
+            let below = match its_root.as_path().strip_prefix(root) {
+                Ok(below) if !below.as_os_str().is_empty() => WirePath::from_path(below),
+                _ => continue,
+            };
             let Ok(Some(stored)) = read_stored(&path) else {
                 continue;
             };
-            let Ok(below) = stored.root.as_path().strip_prefix(root) else {
-                continue;
-            };
-            if below.as_os_str().is_empty() {
-                continue;
-            }
-            let below = WirePath::from_path(below);
             for r in stored.records {
                 let rel = below.join(&r.rel);
                 self.records.push(Record { rel, ..r });
@@ -584,6 +605,26 @@ mod tests {
         let recs = top.records().cloned().collect();
         top.save(recs).unwrap();
         assert_eq!(fs::read_dir(dir.path().join("roots")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_state_files_root_is_read_from_its_head() {
+        let dir = tempfile::tempdir().unwrap();
+        // Records well past the head's bytes, and a root near PATH_MAX.
+        let long = format!("/{}", "d/".repeat(2000));
+        let mut st = RootState::load(Some(dir.path()), Path::new(&long)).unwrap();
+        let names: Vec<String> = (0..2000).map(|i| format!("f{i:05}")).collect();
+        st.save(names.iter().map(|n| rec(n, 1)).collect()).unwrap();
+        let file = file_for(dir.path(), Path::new(&long));
+        assert!(fs::metadata(&file).unwrap().len() > HEAD_BYTES);
+        assert_eq!(read_root(&file), Some(WirePath::from(long.as_str())));
+        // Another format, and bytes that are no state at all, name no root.
+        let mut other = fs::read(&file).unwrap();
+        other[0] = FORMAT as u8 + 1;
+        fs::write(&file, &other).unwrap();
+        assert_eq!(read_root(&file), None);
+        fs::write(&file, b"\xff\xff").unwrap();
+        assert_eq!(read_root(&file), None);
     }
 
     #[test]
