@@ -43,7 +43,11 @@ pub fn run() -> Result<(), FrameError> {
     server.with_state(state::state_dir(server.home.as_deref()));
     let mut r = BufReader::with_capacity(CHUNK + 64, io::stdin().lock());
     let mut w = BufWriter::with_capacity(CHUNK + 64, io::stdout().lock());
-    server.serve(&mut r, &mut w)
+    let res = server.serve(&mut r, &mut w);
+    // The scanned roots are plain memory, and the process ends here: freeing a big tree's
+    // records one by one would only keep the client, which waits for this exit, waiting.
+    std::mem::forget(std::mem::take(&mut server.roots));
+    res
 }
 
 /// The state of one serve session.
