@@ -270,7 +270,8 @@ pub fn write_atomic_with(
     Ok(())
 }
 
-fn file_for(dir: &Path, root: &Path) -> PathBuf {
+/// The state file of `root` in the state directory `dir`.
+pub fn file_for(dir: &Path, root: &Path) -> PathBuf {
     let d = Digest::of(root.as_os_str().as_encoded_bytes());
     dir.join("roots").join(format!("{}.state", &d.hex()[..32]))
 }
@@ -416,6 +417,11 @@ impl RootState {
             self.absorbed.push(path);
         }
         Ok(())
+    }
+
+    /// The state file this root's records live in, if it keeps any.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
     }
 
     /// The record of an entry below the scanned root.

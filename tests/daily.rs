@@ -309,6 +309,42 @@ fn every_keeps_the_sessions_open_and_stops_cleanly_on_sigterm() {
 }
 
 #[test]
+fn every_sees_changes_after_runs_answered_from_memory() {
+    let s = scene!("d-every-memory");
+    s.write(LOCAL, "d/a", "one", now() - 100);
+    s.write(LOCAL, "d/sub/b", "two", now() - 100);
+    let mut child = background(&s, &["beta"], &["--every", "1s"]);
+    assert!(
+        eventually(20, || s.read("beta", "d/sub/b").is_some()),
+        "first run"
+    );
+    // From the third run on, a peer that saw no change answers from memory.
+    std::thread::sleep(Duration::from_secs(4));
+    s.write("beta", "d/new/deep/c", "made late", now() - 10);
+    s.write("beta", "d/sub/b", "changed", now() - 5);
+    assert!(
+        eventually(20, || s.read(LOCAL, "d/new/deep/c").as_deref()
+            == Some(&b"made late"[..])),
+        "a file in a directory made after the watch began"
+    );
+    assert!(
+        eventually(20, || s.read(LOCAL, "d/sub/b").as_deref()
+            == Some(&b"changed"[..])),
+        "a changed file"
+    );
+    // And on the invoking host, whose serve answers from memory too.
+    std::thread::sleep(Duration::from_secs(3));
+    s.write(LOCAL, "d/a", "three", now() - 1);
+    assert!(
+        eventually(20, || s.read("beta", "d/a").as_deref()
+            == Some(&b"three"[..])),
+        "a change here"
+    );
+    let out = stop(&mut child);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
 fn a_peer_that_drops_is_named_and_reconnected_while_the_others_go_on() {
     let s = scene!("d-drop");
     s.write(LOCAL, "d/a", "one", now() - 100);

@@ -27,10 +27,21 @@ pub(super) struct Emitter<'w, W: Write> {
 struct Summing {
     frames: Vec<Vec<u8>>,
     summary: Summary,
+    /// The frames sent so far (the header, the root's own entry), as sent.
+    said: Vec<u8>,
 }
 
 /// Encoded [`Response::Briefs`] frames a scan held back behind its [`Summary`].
 pub(super) type HeldBriefs = Vec<Vec<u8>>;
+
+/// A root summed up: what the scan sent, and what it held back.
+pub(super) struct Summed {
+    /// The briefs behind the summary.
+    pub(super) held: HeldBriefs,
+    /// Every frame sent for the root, summary included, as sent: a scan that answers from
+    /// memory sends them again (see `recheck`).
+    pub(super) said: Vec<u8>,
+}
 
 impl<'w, W: Write> Emitter<'w, W> {
     /// An emitter for the root `header` announces; `brief` sends unchanged entries in brief
@@ -114,9 +125,22 @@ impl<'w, W: Write> Emitter<'w, W> {
 
     fn write_header(&mut self) -> Result<(), FrameError> {
         if let Some(h) = self.header.take() {
-            write_frame(self.w, &h)?;
+            self.send(&h)?;
         }
         Ok(())
+    }
+
+    /// Writes one frame, kept as said while the root may still be summed up.
+    fn send(&mut self, frame: &Response) -> Result<(), FrameError> {
+        match &mut self.summing {
+            Some(s) => {
+                let bytes = encode(frame)?;
+                self.w.write_all(&bytes)?;
+                s.said.extend_from_slice(&bytes);
+                Ok(())
+            }
+            None => write_frame(self.w, frame),
+        }
     }
 
     /// The first failed write, if any.
@@ -139,7 +163,8 @@ impl<'w, W: Write> Emitter<'w, W> {
         self.write_header()?;
         let mut wrote = false;
         if !self.batch.is_empty() {
-            write_frame(self.w, &Response::Entries(std::mem::take(&mut self.batch)))?;
+            let entries = Response::Entries(std::mem::take(&mut self.batch));
+            self.send(&entries)?;
             wrote = true;
         }
         if let Some(briefs) = self.briefs.as_mut().filter(|b| !b.is_empty()) {
@@ -160,13 +185,19 @@ impl<'w, W: Write> Emitter<'w, W> {
 
     /// Sends what is left. Where every entry below the root was unchanged since the last sync,
     /// that is a [`Response::Summary`] in place of their briefs, which are returned to be
-    /// held for the client.
-    pub(super) fn finish(mut self) -> Result<Option<HeldBriefs>, FrameError> {
+    /// held for the client, with what was sent.
+    pub(super) fn finish(mut self) -> Result<Option<Summed>, FrameError> {
         self.flush()?;
         let held = match self.summing.take() {
             Some(s) if s.summary.count > 0 => {
-                write_frame(self.w, &Response::Summary(s.summary))?;
-                Some(s.frames)
+                let mut said = s.said;
+                let frame = encode(&Response::Summary(s.summary))?;
+                self.w.write_all(&frame)?;
+                said.extend_from_slice(&frame);
+                Some(Summed {
+                    held: s.frames,
+                    said,
+                })
             }
             _ => None,
         };

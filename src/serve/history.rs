@@ -4,12 +4,14 @@
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use sha2::Digest as _;
 
 use super::emit::{Emitter, HeldBriefs};
+use super::recheck::{self, Asked, FileId, LastWalk, Now};
 use super::reports::{Reported, Reports};
-use super::{msg, sync_parent, OpResult, Server};
+use super::{msg, sync_parent, watch, OpResult, Server};
 use crate::cache::DigestCache;
 use crate::exclude::Excludes;
 use crate::paths::{RootSpec, WirePath};
@@ -36,9 +38,21 @@ pub(super) struct RootCtx {
     set: Vec<Record>,
     /// The briefs the scan summed up instead of sending, until the client asks for them.
     held_briefs: Option<HeldBriefs>,
+    /// Every frame the scan sent for this root, where it summed the root up.
+    said: Option<Vec<u8>>,
 }
 
 impl RootCtx {
+    /// Nothing changed since the walk, none to record, and the briefs behind its summary
+    /// still held: the walk's answer still stands for this root.
+    fn as_walked(&self) -> bool {
+        !self.dirty
+            && self.set.is_empty()
+            && !self.state.absorbs()
+            && self.held_briefs.is_some()
+            && self.said.is_some()
+    }
+
     /// The metadata this peer reported for an entry, if it holds one.
     pub(super) fn meta(&self, rel: &WirePath) -> Option<&Meta> {
         self.held(rel).and_then(|(m, _)| m)
@@ -81,6 +95,28 @@ impl Server {
         brief: bool,
         w: &mut W,
     ) -> Result<(), FrameError> {
+        let asked = Asked {
+            roots: roots.to_vec(),
+            excludes: excludes.to_vec(),
+        };
+        let again = self.scans > 0;
+        self.scans += 1;
+        if let Some(last) = self.last_walk.take() {
+            if self.answers_again(&last, &asked) {
+                for said in &last.said {
+                    w.write_all(said)?;
+                }
+                self.last_walk = Some(last);
+                return write_frame(w, &Response::ScanDone);
+            }
+        }
+        // A session that scans again watches its roots from here on, so that the next scan
+        // can tell whether this walk still holds (see `recheck`).
+        let began = Instant::now();
+        self.walks += 1;
+        if again && brief {
+            self.watch_for_recheck(roots);
+        }
         self.roots.clear();
         for (i, spec) in roots.iter().enumerate() {
             let index = i as u32;
@@ -113,12 +149,86 @@ impl Server {
                 reported: Reports::default(),
                 set: Vec::new(),
                 held_briefs: None,
+                said: None,
             };
             let res = self.scan_one(index, &mut ctx, brief, w);
             self.roots.push(Some(ctx));
             res?;
         }
+        self.last_walk = self.walk_to_repeat(asked, began);
         write_frame(w, &Response::ScanDone)
+    }
+
+    /// Makes sure a watch covers `roots`, where it sees every change, and forgets what it saw
+    /// so far: the walk about to begin sees that.
+    fn watch_for_recheck(&mut self, roots: &[RootSpec]) {
+        let Some(abs) = self.resolve_all(roots) else {
+            return;
+        };
+        if !abs.iter().all(|p| recheck::watch_sees_all(p)) {
+            return;
+        }
+        match &self.watch {
+            Some(Ok(watch)) if watch.roots() == abs.as_slice() => {
+                watch.take_changed();
+            }
+            _ => self.watch = Some(watch::Watch::new(&abs).map_err(|e| e.to_string())),
+        }
+    }
+
+    /// Every root of `roots` resolved, if each resolves.
+    fn resolve_all(&self, roots: &[RootSpec]) -> Option<Vec<PathBuf>> {
+        roots.iter().map(|s| self.resolve(s).ok()).collect()
+    }
+
+    /// The walk just done, if a later scan may answer with it: every root summed up, nothing
+    /// to record, and a watch over exactly these roots since before the walk began.
+    fn walk_to_repeat(&self, asked: Asked, began: Instant) -> Option<LastWalk> {
+        let abs = self.resolve_all(&asked.roots)?;
+        let watched = matches!(&self.watch, Some(Ok(w)) if w.roots() == abs.as_slice());
+        if !watched || !abs.iter().all(|p| recheck::watch_sees_all(p)) {
+            return None;
+        }
+        let mut said = Vec::with_capacity(self.roots.len());
+        let mut files = Vec::with_capacity(self.roots.len());
+        for ctx in &self.roots {
+            let ctx = ctx.as_ref().filter(|c| c.as_walked())?;
+            said.push(ctx.said.clone()?);
+            files.push(FileId::of(ctx.state.file()));
+        }
+        Some(LastWalk {
+            asked,
+            said,
+            files,
+            began,
+        })
+    }
+
+    /// Whether `last` still answers a scan asking `asked`: see [`LastWalk::answers`].
+    fn answers_again(&self, last: &LastWalk, asked: &Asked) -> bool {
+        let changed = match &self.watch {
+            Some(Ok(w)) => w.take_changed(),
+            _ => true,
+        };
+        // Records sent since, and not yet committed, are a change to come.
+        if !self
+            .roots
+            .iter()
+            .all(|c| c.as_ref().is_some_and(RootCtx::as_walked))
+        {
+            return false;
+        }
+        let files: Vec<Option<FileId>> = self
+            .roots
+            .iter()
+            .map(|c| c.as_ref().and_then(|c| FileId::of(c.state.file())))
+            .collect();
+        last.answers(&Now {
+            asked,
+            changed,
+            files: &files,
+            age: last.began.elapsed(),
+        })
     }
 
     fn scan_one<W: Write>(
@@ -202,7 +312,7 @@ impl Server {
             reported.sort();
         }
         ctx.dirty = dirty;
-        ctx.held_briefs = out.finish()?;
+        (ctx.held_briefs, ctx.said) = out.finish()?.map(|s| (s.held, s.said)).unzip();
         Ok(())
     }
 
@@ -717,6 +827,7 @@ mod tests {
             reported,
             set: Vec::new(),
             held_briefs: None,
+            said: None,
         };
         let got = next_records(&ctx, set);
         let want = vec![

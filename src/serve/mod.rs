@@ -23,6 +23,7 @@ use crate::versions::{Retention, Store};
 
 mod emit;
 mod history;
+mod recheck;
 mod reports;
 mod watch;
 mod write;
@@ -69,8 +70,15 @@ pub struct Server {
     roots: Vec<Option<history::RootCtx>>,
     /// Locks on rsync scratch directories in use, so scans elsewhere see them as live.
     scratch_locks: Vec<File>,
-    /// The watch over the scanned roots (`--watch`), made on first use; `Err`: impossible.
+    /// The watch over the scanned roots (`--watch`, and re-checks), made on first use;
+    /// `Err`: impossible.
     watch: Option<Result<watch::Watch, String>>,
+    /// Scans answered in this session.
+    scans: u32,
+    /// The last walk, while a scan may answer with it again (see [`recheck`]).
+    last_walk: Option<recheck::LastWalk>,
+    /// Scans that walked the tree (the others answered from memory).
+    walks: u32,
 }
 
 type OpResult = Result<(), String>;
@@ -125,6 +133,9 @@ impl Server {
             roots: Vec::new(),
             scratch_locks: Vec::new(),
             watch: None,
+            scans: 0,
+            last_walk: None,
+            walks: 0,
         }
     }
 
@@ -178,6 +189,23 @@ impl Server {
                 Err(FrameError::Closed) => return Ok(()),
                 other => other?,
             };
+            // Anything but a read may change what the last walk saw or what its summary
+            // stands for; the next scan walks again. Records and a commit count as reads
+            // here: the next scan finds them in the root's context and its state file.
+            let reads = matches!(
+                req,
+                Request::Scan { .. }
+                    | Request::Detail { .. }
+                    | Request::Blocks { .. }
+                    | Request::Versions { .. }
+                    | Request::ReadFile { .. }
+                    | Request::Watch { .. }
+                    | Request::Records { .. }
+                    | Request::Commit { .. }
+            );
+            if !reads {
+                self.last_walk = None;
+            }
             match req {
                 Request::Scan {
                     roots,
@@ -602,6 +630,113 @@ mod tests {
         sent.dedup();
         assert_eq!(sent.len() as u64, total - 1, "none twice");
         assert!(!sent.contains(&w("zz")));
+    }
+
+    #[test]
+    fn a_session_that_scans_again_answers_from_memory_until_something_changes() {
+        // Where this machine's temp dir is not watched in full (a network or overlay mount),
+        // tmpfs is.
+        let home = [std::env::temp_dir(), PathBuf::from("/dev/shm")]
+            .into_iter()
+            .find(|d| recheck::watch_sees_all(d))
+            .map(|d| tempfile::tempdir_in(d).unwrap());
+        let Some(home) = home else {
+            eprintln!("no filesystem here whose changes inotify sees in full");
+            return;
+        };
+        let notes = home.path().join("notes");
+        fs::create_dir_all(notes.join("sub")).unwrap();
+        fs::write(notes.join("a"), "A").unwrap();
+        fs::write(notes.join("sub/b"), "B").unwrap();
+        let state = home.path().join("state");
+        let roots = [RootSpec::Home(w("notes"))];
+        let (res, _) = converse_in(
+            home.path(),
+            Some(&state),
+            &[
+                Request::Scan {
+                    roots: roots.to_vec(),
+                    retention: Retention::default(),
+                    excludes: Vec::new(),
+                    brief: true,
+                },
+                Request::Commit { root: 0 },
+            ],
+        );
+        res.unwrap();
+        let mut server = Server::new(Some(home.path().to_path_buf()));
+        server.with_state(Some(state));
+        let scan = |server: &mut Server| {
+            let mut out = Vec::new();
+            server.scan(&roots, &[], true, &mut out).unwrap();
+            server.commit(0).unwrap();
+            out
+        };
+        let settle = || std::thread::sleep(Duration::from_millis(300));
+        // The first two walk (the second under a watch); the third answers from memory,
+        // the very same frames.
+        let first = scan(&mut server);
+        assert!(!first.is_empty());
+        assert_eq!(scan(&mut server), first);
+        assert_eq!(server.walks, 2);
+        settle();
+        assert_eq!(scan(&mut server), first);
+        assert_eq!(server.walks, 2);
+        // A change below the root: the next scan walks and tells it.
+        fs::write(notes.join("sub/b"), "changed").unwrap();
+        settle();
+        let changed = scan(&mut server);
+        assert_eq!(server.walks, 3);
+        assert_ne!(changed, first);
+        // The commit recorded it: the next walk sums up again, then answers from memory.
+        let after = scan(&mut server);
+        assert_eq!(server.walks, 4);
+        settle();
+        assert_eq!(scan(&mut server), after);
+        assert_eq!(server.walks, 4);
+        // The state file rewritten (as by another client's sync): walk again.
+        let file = state::file_for(server.state_dir.as_deref().unwrap(), &notes);
+        let bytes = fs::read(&file).unwrap();
+        fs::remove_file(&file).unwrap();
+        fs::write(&file, bytes).unwrap();
+        scan(&mut server);
+        assert_eq!(server.walks, 5);
+        // Any request that is not a read ends the answers from memory.
+        settle();
+        let mut out = Vec::new();
+        let input: Vec<u8> = [
+            Request::Scan {
+                roots: roots.to_vec(),
+                retention: Retention::default(),
+                excludes: Vec::new(),
+                brief: true,
+            },
+            Request::MakeDir {
+                root: 0,
+                rel: w("new"),
+                mode: 0o755,
+                mtime: 0,
+            },
+        ]
+        .iter()
+        .flat_map(|r| encode(r).unwrap())
+        .collect();
+        let mut input = [encode(&hello()).unwrap(), input].concat();
+        server.serve(&mut &input[..], &mut out).unwrap();
+        assert_eq!(server.walks, 5, "answered from memory");
+        input = [
+            encode(&hello()).unwrap(),
+            encode(&Request::Scan {
+                roots: roots.to_vec(),
+                retention: Retention::default(),
+                excludes: Vec::new(),
+                brief: true,
+            })
+            .unwrap(),
+        ]
+        .concat();
+        server.serve(&mut &input[..], &mut out).unwrap();
+        assert_eq!(server.walks, 6);
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! Watching the roots of the last scan for changes (`--watch`), with the `notify` crate:
-//! inotify on Linux. Events about synk's own temp files are ignored; the client drains the
-//! changes its own copies cause after each run.
+//! Watching the roots of the last scan for changes (`--watch`, and the re-checks of a session
+//! that scans again, see [`super::recheck`]), with the `notify` crate: inotify on Linux. Events
+//! about synk's own temp files are ignored; the client drains the changes its own copies cause
+//! after each run.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -16,6 +18,11 @@ pub struct Watch {
     events: Receiver<notify::Result<notify::Event>>,
     /// Single-file roots: their directory is watched, only their own events count.
     files: Vec<PathBuf>,
+    /// The roots watched.
+    roots: Vec<PathBuf>,
+    /// A change was seen since [`Watch::take_changed`] last asked, by whichever reader took
+    /// the event off the queue.
+    changed: Cell<bool>,
 }
 
 impl Watch {
@@ -38,10 +45,42 @@ impl Watch {
             _watcher: watcher,
             events,
             files,
+            roots: roots.to_vec(),
+            changed: Cell::new(false),
         })
     }
 
+    /// The roots this watch covers.
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
+    }
+
+    /// Whether an event off the queue is a change, remembering it for [`Watch::take_changed`].
+    /// A lost event (an overflowed queue, a failed watch) is taken for one.
+    fn note(&self, e: &notify::Result<notify::Event>) -> bool {
+        let change = match e {
+            Ok(e) => self.counts(e),
+            Err(_) => true,
+        };
+        if change {
+            self.changed.set(true);
+        }
+        change
+    }
+
+    /// Whether anything changed since the last call (or since the watch began), events still
+    /// queued included; the answer is forgotten once given.
+    pub fn take_changed(&self) -> bool {
+        while let Ok(e) = self.events.try_recv() {
+            self.note(&e);
+        }
+        self.changed.replace(false)
+    }
+
     fn counts(&self, e: &notify::Event) -> bool {
+        if e.need_rescan() {
+            return true; // the kernel's queue overflowed: events were lost
+        }
         if matches!(e.kind, notify::EventKind::Access(_)) {
             return false;
         }
@@ -60,9 +99,12 @@ impl Watch {
         })
     }
 
-    /// Forgets what happened so far.
+    /// Forgets what happened so far (for [`Watch::wait`]; [`Watch::take_changed`] still
+    /// learns of it).
     pub fn reset(&self) {
-        while self.events.try_recv().is_ok() {}
+        while let Ok(e) = self.events.try_recv() {
+            self.note(&e);
+        }
     }
 
     /// Whether something changed within `wait`.
@@ -71,10 +113,8 @@ impl Watch {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
-                Ok(Ok(e)) if self.counts(&e) => return true,
-                // An overflowed queue lost events: assume a change.
-                Ok(Err(_)) => return true,
-                Ok(Ok(_)) => {}
+                Ok(e) if self.note(&e) => return true,
+                Ok(_) => {}
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
                     return false
                 }
@@ -105,5 +145,27 @@ mod tests {
         std::thread::sleep(Duration::from_millis(500));
         w.reset();
         assert!(!w.wait(Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn a_change_is_remembered_whoever_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("r");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("f"), "x").unwrap();
+        let w = Watch::new(std::slice::from_ref(&root)).unwrap();
+        assert!(!w.take_changed());
+        std::fs::write(root.join(".synk-abcdef.tmp"), "x").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!w.take_changed(), "synk's own temp file");
+        // Taken off the queue by a wait, or drained by a reset: still a change to the re-check.
+        std::fs::write(root.join("f"), "y").unwrap();
+        assert!(w.wait(Duration::from_secs(2)));
+        assert!(w.take_changed());
+        assert!(!w.take_changed(), "told once");
+        std::fs::remove_file(root.join("f")).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        w.reset();
+        assert!(w.take_changed());
     }
 }
