@@ -650,18 +650,16 @@ mod tests {
         fs::write(notes.join("sub/b"), "B").unwrap();
         let state = home.path().join("state");
         let roots = [RootSpec::Home(w("notes"))];
+        let brief_scan = || Request::Scan {
+            roots: roots.to_vec(),
+            retention: Retention::default(),
+            excludes: Vec::new(),
+            brief: true,
+        };
         let (res, _) = converse_in(
             home.path(),
             Some(&state),
-            &[
-                Request::Scan {
-                    roots: roots.to_vec(),
-                    retention: Retention::default(),
-                    excludes: Vec::new(),
-                    brief: true,
-                },
-                Request::Commit { root: 0 },
-            ],
+            &[brief_scan(), Request::Commit { root: 0 }],
         );
         res.unwrap();
         let mut server = Server::new(Some(home.path().to_path_buf()));
@@ -671,6 +669,14 @@ mod tests {
             server.scan(&roots, &[], true, &mut out).unwrap();
             server.commit(0).unwrap();
             out
+        };
+        // Requests through the request loop, as a client sends them.
+        let converse = |server: &mut Server, reqs: &[Request]| {
+            let mut input = encode(&hello()).unwrap();
+            for r in reqs {
+                input.extend(encode(r).unwrap());
+            }
+            server.serve(&mut &input[..], &mut Vec::new()).unwrap();
         };
         let settle = || std::thread::sleep(Duration::from_millis(300));
         // The first two walk (the second under a watch); the third answers from memory,
@@ -701,41 +707,17 @@ mod tests {
         fs::write(&file, bytes).unwrap();
         scan(&mut server);
         assert_eq!(server.walks, 5);
-        // Any request that is not a read ends the answers from memory.
+        // A request that writes ends the answers from memory.
         settle();
-        let mut out = Vec::new();
-        let input: Vec<u8> = [
-            Request::Scan {
-                roots: roots.to_vec(),
-                retention: Retention::default(),
-                excludes: Vec::new(),
-                brief: true,
-            },
-            Request::MakeDir {
-                root: 0,
-                rel: w("new"),
-                mode: 0o755,
-                mtime: 0,
-            },
-        ]
-        .iter()
-        .flat_map(|r| encode(r).unwrap())
-        .collect();
-        let mut input = [encode(&hello()).unwrap(), input].concat();
-        server.serve(&mut &input[..], &mut out).unwrap();
+        let make_dir = Request::MakeDir {
+            root: 0,
+            rel: w("new"),
+            mode: 0o755,
+            mtime: 0,
+        };
+        converse(&mut server, &[brief_scan(), make_dir]);
         assert_eq!(server.walks, 5, "answered from memory");
-        input = [
-            encode(&hello()).unwrap(),
-            encode(&Request::Scan {
-                roots: roots.to_vec(),
-                retention: Retention::default(),
-                excludes: Vec::new(),
-                brief: true,
-            })
-            .unwrap(),
-        ]
-        .concat();
-        server.serve(&mut &input[..], &mut out).unwrap();
+        converse(&mut server, &[brief_scan()]);
         assert_eq!(server.walks, 6);
     }
 
