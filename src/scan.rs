@@ -166,16 +166,18 @@ pub fn scan_root(
     cache: &DigestCache,
     excludes: &Excludes,
     sink: &mut dyn FnMut(Found),
-) -> io::Result<()> {
+) -> io::Result<Walked> {
+    let mut walked = Walked::default();
     let md = match fs::symlink_metadata(root) {
         Ok(md) => md,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(walked),
         Err(e) => return Err(e),
     };
     let mut files: Vec<FileAt> = Vec::new();
     if md.is_dir() {
-        walk(root, &md, excludes, sink, &mut files);
+        walk(root, &md, excludes, sink, &mut files, &mut walked);
     } else if md.is_file() {
+        walked.note(&md, md.dev());
         files.push(FileAt::of(WirePath::default(), &md));
     } else {
         sink(Found {
@@ -184,7 +186,24 @@ pub fn scan_root(
         });
     }
     hash_all(root, files, cache, sink);
-    Ok(())
+    Ok(walked)
+}
+
+/// What a walk saw of the tree beyond its entries: where a watch over the root's directories
+/// would miss changes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Walked {
+    /// A directory or file on another filesystem than the root (a mount inside the tree).
+    pub other_device: bool,
+    /// A regular file with other hard links, which may be written through a path elsewhere.
+    pub linked: bool,
+}
+
+impl Walked {
+    fn note(&mut self, md: &Metadata, root_dev: u64) {
+        self.other_device |= md.dev() != root_dev;
+        self.linked |= md.is_file() && md.nlink() > 1;
+    }
 }
 
 /// A regular file the walk found, waiting to be hashed: what describing it needs and no more
@@ -234,7 +253,9 @@ fn walk(
     excludes: &Excludes,
     sink: &mut dyn FnMut(Found),
     files: &mut Vec<FileAt>,
+    walked: &mut Walked,
 ) {
+    let root_dev = root_md.dev();
     let mut stack = vec![(WirePath::default(), root.to_path_buf(), root_md.clone())];
     while let Some((rel, path, md)) = stack.pop() {
         let listing = fs::read_dir(&path).and_then(|rd| rd.collect::<io::Result<Vec<_>>>());
@@ -273,7 +294,11 @@ fn walk(
                 continue;
             }
             // An lstat relative to the open directory: no walk of the whole path per entry.
-            match child.metadata() {
+            let cmd = child.metadata();
+            if let Ok(cmd) = &cmd {
+                walked.note(cmd, root_dev);
+            }
+            match cmd {
                 Ok(cmd) if cmd.is_dir() => stack.push((child_rel, child.path(), cmd)),
                 Ok(cmd) if cmd.is_file() => files.push(FileAt::of(child_rel, &cmd)),
                 Ok(cmd) => sink(Found {
@@ -413,6 +438,28 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_walk_tells_of_hard_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("r");
+        fs::create_dir_all(root.join("sub")).unwrap();
+        fs::write(root.join("sub/f"), "x").unwrap();
+        let walk = |root: &Path| {
+            scan_root(
+                root,
+                &DigestCache::disabled(),
+                &Excludes::none(),
+                &mut |_| {},
+            )
+            .unwrap()
+        };
+        assert_eq!(walk(&root), Walked::default());
+        fs::hard_link(root.join("sub/f"), dir.path().join("elsewhere")).unwrap();
+        assert!(walk(&root).linked);
+        assert!(walk(&root.join("sub/f")).linked, "a single-file root");
+        assert!(!walk(&root).other_device);
+    }
 
     fn scan(root: &Path) -> BTreeMap<Vec<u8>, Result<Meta, String>> {
         let mut out = BTreeMap::new();

@@ -9,7 +9,7 @@ use std::time::Instant;
 use sha2::Digest as _;
 
 use super::emit::{Emitter, HeldBriefs};
-use super::recheck::{self, Asked, FileId, LastWalk, Now};
+use super::recheck::{self, Asked, FileId, LastWalk, Now, RootId};
 use super::reports::{Reported, Reports};
 use super::{msg, sync_parent, watch, OpResult, Server};
 use crate::cache::DigestCache;
@@ -40,13 +40,19 @@ pub(super) struct RootCtx {
     held_briefs: Option<HeldBriefs>,
     /// Every frame the scan sent for this root, where it summed the root up.
     said: Option<Vec<u8>>,
+    /// The state file as the scan read it.
+    state_file: Option<FileId>,
+    /// The walk met no mount and no hard-linked file: a watch on its directories sees every
+    /// change below it.
+    watchable: bool,
 }
 
 impl RootCtx {
     /// Nothing changed since the walk, none to record, and the briefs behind its summary
     /// still held: the walk's answer still stands for this root.
     fn as_walked(&self) -> bool {
-        !self.dirty
+        self.watchable
+            && !self.dirty
             && self.set.is_empty()
             && !self.state.absorbs()
             && self.held_briefs.is_some()
@@ -98,6 +104,7 @@ impl Server {
         let asked = Asked {
             roots: roots.to_vec(),
             excludes: excludes.to_vec(),
+            brief,
         };
         let again = self.scans > 0;
         self.scans += 1;
@@ -113,6 +120,7 @@ impl Server {
         // A session that scans again watches its roots from here on, so that the next scan
         // can tell whether this walk still holds (see `recheck`).
         let began = Instant::now();
+        let mounts = recheck::mounts();
         self.walks += 1;
         if again && brief {
             self.watch_for_recheck(roots);
@@ -145,17 +153,19 @@ impl Server {
                 siblings: false,
                 excludes,
                 dirty: false,
+                state_file: FileId::of(state.file()),
                 state,
                 reported: Reports::default(),
                 set: Vec::new(),
                 held_briefs: None,
                 said: None,
+                watchable: false,
             };
             let res = self.scan_one(index, &mut ctx, brief, w);
             self.roots.push(Some(ctx));
             res?;
         }
-        self.last_walk = self.walk_to_repeat(asked, began);
+        self.last_walk = mounts.and_then(|m| self.walk_to_repeat(asked, began, m));
         write_frame(w, &Response::ScanDone)
     }
 
@@ -169,7 +179,7 @@ impl Server {
             return;
         }
         match &self.watch {
-            Some(Ok(watch)) if watch.roots() == abs.as_slice() => {
+            Some(Ok(watch)) if watch.covers(&abs) => {
                 watch.take_changed();
             }
             _ => self.watch = Some(watch::Watch::new(&abs).map_err(|e| e.to_string())),
@@ -182,32 +192,55 @@ impl Server {
     }
 
     /// The walk just done, if a later scan may answer with it: every root summed up, nothing
-    /// to record, and a watch over exactly these roots since before the walk began.
-    fn walk_to_repeat(&self, asked: Asked, began: Instant) -> Option<LastWalk> {
+    /// to record, the watch over exactly these roots since before the walk began and sound,
+    /// the mounts and each state file as they were when it began, no root inside another.
+    fn walk_to_repeat(&self, asked: Asked, began: Instant, mounts: u64) -> Option<LastWalk> {
         let abs = self.resolve_all(&asked.roots)?;
-        let watched = matches!(&self.watch, Some(Ok(w)) if w.roots() == abs.as_slice());
-        if !watched || !abs.iter().all(|p| recheck::watch_sees_all(p)) {
+        let watched = matches!(&self.watch, Some(Ok(w)) if w.covers(&abs));
+        if !watched
+            || !abs.iter().all(|p| recheck::watch_sees_all(p))
+            || recheck::mounts() != Some(mounts)
+        {
+            return None;
+        }
+        // A file root inside a directory root: the watch tells the file's events apart from
+        // its directory's, and would drop the directory root's.
+        let nested = abs.iter().enumerate().any(|(i, a)| {
+            abs.iter()
+                .skip(i + 1)
+                .any(|b| a.starts_with(b) || b.starts_with(a))
+        });
+        if nested {
             return None;
         }
         let mut said = Vec::with_capacity(self.roots.len());
         let mut files = Vec::with_capacity(self.roots.len());
         for ctx in &self.roots {
             let ctx = ctx.as_ref().filter(|c| c.as_walked())?;
+            // Another client's commit while this walk read the older records.
+            if FileId::of(ctx.state.file()) != ctx.state_file {
+                return None;
+            }
             said.push(ctx.said.clone()?);
-            files.push(FileId::of(ctx.state.file()));
+            files.push(ctx.state_file);
         }
         Some(LastWalk {
             asked,
             said,
             files,
+            roots: abs.iter().map(|r| RootId::of(r)).collect(),
+            mounts,
             began,
         })
     }
 
     /// Whether `last` still answers a scan asking `asked`: see [`LastWalk::answers`].
     fn answers_again(&self, last: &LastWalk, asked: &Asked) -> bool {
+        let Some(abs) = self.resolve_all(&asked.roots) else {
+            return false;
+        };
         let changed = match &self.watch {
-            Some(Ok(w)) => w.take_changed(),
+            Some(Ok(w)) => w.take_changed() || !w.covers(&abs),
             _ => true,
         };
         // Records sent since, and not yet committed, are a change to come.
@@ -223,10 +256,13 @@ impl Server {
             .iter()
             .map(|c| c.as_ref().and_then(|c| FileId::of(c.state.file())))
             .collect();
+        let roots: Vec<Option<RootId>> = abs.iter().map(|r| RootId::of(r)).collect();
         last.answers(&Now {
             asked,
             changed,
             files: &files,
+            roots: &roots,
+            mounts: recheck::mounts(),
             age: last.began.elapsed(),
         })
     }
@@ -255,7 +291,7 @@ impl Server {
         let excludes = &ctx.excludes;
         let mut dirty = false;
         let mut hint = 0;
-        let res = scan::scan_root(&abs, &cache, excludes, &mut |found: Found| {
+        let walked = scan::scan_root(&abs, &cache, excludes, &mut |found: Found| {
             let base = state.get_near(&found.rel, &mut hint);
             let (entry, rep) = versioned(found, base, key, now);
             dirty |= entry.changed;
@@ -267,11 +303,14 @@ impl Server {
         });
         reported.sort();
         cache.save();
-        if let Err(e) = res {
-            return out.replace(Response::Root {
-                index,
-                result: Err(msg(&abs, e)),
-            });
+        match walked {
+            Ok(w) => ctx.watchable = !w.other_device && !w.linked,
+            Err(e) => {
+                return out.replace(Response::Root {
+                    index,
+                    result: Err(msg(&abs, e)),
+                })
+            }
         }
         // Remembered entries that are gone: deleted here since the last sync, or tombstones.
         // Nothing below an unreadable directory is taken as deleted.
@@ -828,6 +867,8 @@ mod tests {
             set: Vec::new(),
             held_briefs: None,
             said: None,
+            state_file: None,
+            watchable: false,
         };
         let got = next_records(&ctx, set);
         let want = vec![

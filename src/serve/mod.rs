@@ -719,6 +719,14 @@ mod tests {
         assert_eq!(server.walks, 5, "answered from memory");
         converse(&mut server, &[brief_scan()]);
         assert_eq!(server.walks, 6);
+        // A file with another hard link could change through it, unseen: every scan walks.
+        fs::hard_link(notes.join("a"), home.path().join("a-elsewhere")).unwrap();
+        settle();
+        scan(&mut server);
+        scan(&mut server);
+        settle();
+        scan(&mut server);
+        assert_eq!(server.walks, 9);
     }
 
     #[test]

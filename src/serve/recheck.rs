@@ -4,9 +4,12 @@
 //! the next scan answers with the same summaries instead of walking the tree again.
 //!
 //! Only where the watch sees every change: on local filesystems (another host's write to an
-//! NFS export raises no inotify event here), and for at most [`FULL_WALK_EVERY`] (a write
-//! through a shared mapping raises none either), as Syncthing and Mutagen pair their watchers
-//! with full rescans.
+//! NFS export raises no inotify event here), with no mount inside the tree, no hard-linked file
+//! (written through another path, it raises no event here), the same mounts and the same
+//! directories at the roots' paths as when the walk began (a watch follows inodes, and an
+//! unmount raises no event), and for at most [`FULL_WALK_EVERY`] (a write through a shared
+//! mapping raises none either), as Syncthing and Mutagen pair their watchers with full
+//! rescans.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -43,6 +46,33 @@ impl FileId {
     }
 }
 
+/// What a root's path led to: the directory or file itself and the directory holding it. A
+/// watch follows inodes, not paths: a root unmounted, mounted over, moved or replaced is another
+/// root to it, seen by no event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct RootId {
+    it: (u64, u64),
+    parent: (u64, u64),
+}
+
+impl RootId {
+    /// `root` as it is now (`None`: it or its directory is gone).
+    pub(super) fn of(root: &Path) -> Option<RootId> {
+        let id = |p: &Path| fs::symlink_metadata(p).ok().map(|m| (m.dev(), m.ino()));
+        Some(RootId {
+            it: id(root)?,
+            parent: id(root.parent().unwrap_or(root))?,
+        })
+    }
+}
+
+/// A fingerprint of this host's mounts: a mount or unmount anywhere (over a root, inside a
+/// tree) changes it. `None` where the kernel does not say.
+pub(super) fn mounts() -> Option<u64> {
+    let table = fs::read("/proc/self/mountinfo").ok()?;
+    Some(xxhash_rust::xxh3::xxh3_64(&table))
+}
+
 /// The request a scan answered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Asked {
@@ -50,6 +80,8 @@ pub(super) struct Asked {
     pub(super) roots: Vec<RootSpec>,
     /// The client's exclude patterns.
     pub(super) excludes: Vec<String>,
+    /// Unchanged entries in brief (a summary is an answer to that only).
+    pub(super) brief: bool,
 }
 
 /// A walk whose answer can be given again.
@@ -60,8 +92,12 @@ pub(super) struct LastWalk {
     /// Each root's frames as the walk sent them (its header, its own entry, its summary),
     /// in the order asked.
     pub(super) said: Vec<Vec<u8>>,
-    /// Each root's state file once the walk was done (a walk writes none).
+    /// Each root's state file as the walk read it.
     pub(super) files: Vec<Option<FileId>>,
+    /// What each root's path led to.
+    pub(super) roots: Vec<Option<RootId>>,
+    /// This host's mounts.
+    pub(super) mounts: u64,
     /// When the walk began.
     pub(super) began: Instant,
 }
@@ -75,6 +111,10 @@ pub(super) struct Now<'a> {
     pub(super) changed: bool,
     /// Each root's state file now.
     pub(super) files: &'a [Option<FileId>],
+    /// What each root's path leads to now.
+    pub(super) roots: &'a [Option<RootId>],
+    /// This host's mounts now.
+    pub(super) mounts: Option<u64>,
     /// Time since the walk began.
     pub(super) age: Duration,
 }
@@ -86,6 +126,8 @@ impl LastWalk {
             && now.age < FULL_WALK_EVERY
             && *now.asked == self.asked
             && now.files == self.files.as_slice()
+            && now.roots == self.roots.as_slice()
+            && now.mounts == Some(self.mounts)
     }
 }
 
@@ -126,6 +168,7 @@ mod tests {
         let asked = Asked {
             roots: vec![RootSpec::Home(WirePath::from("notes"))],
             excludes: vec!["*.tmp".into()],
+            brief: true,
         };
         let id = FileId {
             dev: 1,
@@ -134,10 +177,16 @@ mod tests {
             mtime: (4, 5),
             ctime: (6, 7),
         };
+        let root = RootId {
+            it: (1, 10),
+            parent: (1, 9),
+        };
         let last = LastWalk {
             asked: asked.clone(),
             said: vec![b"frames".to_vec()],
             files: vec![Some(id)],
+            roots: vec![Some(root)],
+            mounts: 42,
             began: Instant::now(),
         };
         let other_root = Asked {
@@ -148,36 +197,37 @@ mod tests {
             excludes: vec![],
             ..asked.clone()
         };
+        let in_full = Asked {
+            brief: false,
+            ..asked.clone()
+        };
         let rewritten = [Some(FileId { size: 4, ..id })];
         let same = [Some(id)];
+        let here = [Some(root)];
+        let mounted_over = [Some(RootId { it: (2, 1), ..root })];
         let minute = Duration::from_secs(60);
+        let now = Now {
+            asked: &asked,
+            changed: false,
+            files: &same,
+            roots: &here,
+            mounts: Some(42),
+            age: minute,
+        };
         for (now, answers, why) in [
+            (Now { ..now }, true, "as walked"),
             (
                 Now {
-                    asked: &asked,
-                    changed: false,
-                    files: &same,
-                    age: minute,
-                },
-                true,
-                "as walked",
-            ),
-            (
-                Now {
-                    asked: &asked,
                     changed: true,
-                    files: &same,
-                    age: minute,
+                    ..now
                 },
                 false,
                 "a change seen",
             ),
             (
                 Now {
-                    asked: &asked,
-                    changed: false,
-                    files: &same,
                     age: FULL_WALK_EVERY,
+                    ..now
                 },
                 false,
                 "too old",
@@ -185,9 +235,7 @@ mod tests {
             (
                 Now {
                     asked: &other_root,
-                    changed: false,
-                    files: &same,
-                    age: minute,
+                    ..now
                 },
                 false,
                 "another root",
@@ -195,36 +243,85 @@ mod tests {
             (
                 Now {
                     asked: &other_excludes,
-                    changed: false,
-                    files: &same,
-                    age: minute,
+                    ..now
                 },
                 false,
                 "other excludes",
             ),
             (
                 Now {
-                    asked: &asked,
-                    changed: false,
+                    asked: &in_full,
+                    ..now
+                },
+                false,
+                "asked in full",
+            ),
+            (
+                Now {
                     files: &rewritten,
-                    age: minute,
+                    ..now
                 },
                 false,
                 "state rewritten",
             ),
             (
                 Now {
-                    asked: &asked,
-                    changed: false,
                     files: &[None],
-                    age: minute,
+                    ..now
                 },
                 false,
                 "state gone",
             ),
+            (
+                Now {
+                    roots: &mounted_over,
+                    ..now
+                },
+                false,
+                "another directory at the path",
+            ),
+            (
+                Now {
+                    roots: &[None],
+                    ..now
+                },
+                false,
+                "root gone",
+            ),
+            (
+                Now {
+                    mounts: Some(43),
+                    ..now
+                },
+                false,
+                "a mount or unmount",
+            ),
+            (
+                Now {
+                    mounts: None,
+                    ..now
+                },
+                false,
+                "mounts unknown",
+            ),
         ] {
             assert_eq!(last.answers(&now), answers, "{why}");
         }
+    }
+
+    #[test]
+    fn a_root_is_known_by_its_inode_not_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("r");
+        fs::create_dir(&root).unwrap();
+        let before = RootId::of(&root);
+        assert!(before.is_some());
+        assert_eq!(RootId::of(&root), before);
+        fs::rename(&root, dir.path().join("old")).unwrap();
+        assert_eq!(RootId::of(&root), None);
+        fs::create_dir(&root).unwrap();
+        assert_ne!(RootId::of(&root), before, "replaced");
+        assert!(mounts().is_some_and(|m| Some(m) == mounts()));
     }
 
     #[test]

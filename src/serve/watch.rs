@@ -5,10 +5,12 @@
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
-use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
+use notify::{Config, RecommendedWatcher, RecursiveMode, Watcher as _};
+
+use super::recheck::RootId;
 
 use crate::scan::is_temp_name;
 
@@ -18,8 +20,11 @@ pub struct Watch {
     events: Receiver<notify::Result<notify::Event>>,
     /// Single-file roots: their directory is watched, only their own events count.
     files: Vec<PathBuf>,
-    /// The roots watched.
+    /// The roots watched, and what their paths led to then.
     roots: Vec<PathBuf>,
+    ids: Vec<Option<RootId>>,
+    /// An event was lost or a directory could not be watched: this watch may miss changes.
+    broken: Cell<bool>,
     /// A change was seen since [`Watch::take_changed`] last asked, by whichever reader took
     /// the event off the queue.
     changed: Cell<bool>,
@@ -29,9 +34,14 @@ impl Watch {
     /// Watches `roots`: directories recursively, files through their directory.
     pub fn new(roots: &[PathBuf]) -> notify::Result<Watch> {
         let (tx, events) = channel();
-        let mut watcher = notify::recommended_watcher(move |e| {
-            let _ = tx.send(e);
-        })?;
+        // Symlinks are synced as links, never followed: a watch that followed one would share
+        // the target's watch and lose it when the link goes.
+        let mut watcher = RecommendedWatcher::new(
+            move |e| {
+                let _ = tx.send(e);
+            },
+            Config::default().with_follow_symlinks(false),
+        )?;
         let mut files = Vec::new();
         for root in roots {
             if root.is_dir() {
@@ -45,14 +55,22 @@ impl Watch {
             _watcher: watcher,
             events,
             files,
+            ids: roots.iter().map(|r| RootId::of(r)).collect(),
             roots: roots.to_vec(),
             changed: Cell::new(false),
+            broken: Cell::new(false),
         })
     }
 
-    /// The roots this watch covers.
-    pub fn roots(&self) -> &[PathBuf] {
-        &self.roots
+    /// Whether this watch sees every change under `roots`, as their paths lead now: made for
+    /// them, at the directories they are, and never short of an event or a directory since.
+    pub fn covers(&self, roots: &[PathBuf]) -> bool {
+        !self.broken.get()
+            && self.roots == roots
+            && roots
+                .iter()
+                .map(|r| RootId::of(r))
+                .eq(self.ids.iter().copied())
     }
 
     /// Whether an event off the queue is a change, remembering it for [`Watch::take_changed`].
@@ -60,7 +78,10 @@ impl Watch {
     fn note(&self, e: &notify::Result<notify::Event>) -> bool {
         let change = match e {
             Ok(e) => self.counts(e),
-            Err(_) => true,
+            Err(_) => {
+                self.broken.set(true);
+                true
+            }
         };
         if change {
             self.changed.set(true);
@@ -71,15 +92,28 @@ impl Watch {
     /// Whether anything changed since the last call (or since the watch began), events still
     /// queued included; the answer is forgotten once given.
     pub fn take_changed(&self) -> bool {
-        while let Ok(e) = self.events.try_recv() {
-            self.note(&e);
+        loop {
+            match self.events.try_recv() {
+                Ok(e) => {
+                    self.note(&e);
+                }
+                Err(TryRecvError::Empty) => break,
+                // The watcher's thread is gone: nothing more will be told.
+                Err(TryRecvError::Disconnected) => {
+                    self.broken.set(true);
+                    self.changed.set(true);
+                    break;
+                }
+            }
         }
         self.changed.replace(false)
     }
 
     fn counts(&self, e: &notify::Event) -> bool {
         if e.need_rescan() {
-            return true; // the kernel's queue overflowed: events were lost
+            // The kernel's queue overflowed: events were lost.
+            self.broken.set(true);
+            return true;
         }
         if matches!(e.kind, notify::EventKind::Access(_)) {
             return false;
@@ -167,5 +201,27 @@ mod tests {
         std::thread::sleep(Duration::from_millis(300));
         w.reset();
         assert!(w.take_changed());
+    }
+
+    #[test]
+    fn a_watch_covers_its_roots_as_they_were_and_follows_no_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("r");
+        let outside = dir.path().join("out");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+        let w = Watch::new(std::slice::from_ref(&root)).unwrap();
+        assert!(w.covers(std::slice::from_ref(&root)));
+        assert!(!w.covers(&[dir.path().join("other")]));
+        std::fs::write(outside.join("f"), "x").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!w.take_changed(), "a symlink's target is not the tree");
+        std::fs::rename(&root, dir.path().join("old")).unwrap();
+        std::fs::create_dir(&root).unwrap();
+        assert!(
+            !w.covers(std::slice::from_ref(&root)),
+            "another directory at the path"
+        );
     }
 }
