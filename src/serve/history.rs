@@ -9,7 +9,7 @@ use std::time::Instant;
 use sha2::Digest as _;
 
 use super::emit::{Emitter, HeldBriefs};
-use super::recheck::{self, Asked, FileId, LastWalk, Now, RootId};
+use super::recheck::{self, Asked, FileId, LastWalk, Marks, Now, RootId};
 use super::reports::{Reported, Reports};
 use super::{msg, sync_parent, watch, OpResult, Server};
 use crate::cache::DigestCache;
@@ -40,10 +40,8 @@ pub(super) struct RootCtx {
     held_briefs: Option<HeldBriefs>,
     /// Every frame the scan sent for this root, where it summed the root up.
     said: Option<Vec<u8>>,
-    /// The state file as the scan read it.
-    state_file: Option<FileId>,
-    /// The walk met no mount and no hard-linked file: a watch on its directories sees every
-    /// change below it.
+    /// The walk met no mount inside the tree: a watch on its directories sees every change
+    /// below it.
     watchable: bool,
 }
 
@@ -120,7 +118,7 @@ impl Server {
         // A session that scans again watches its roots from here on, so that the next scan
         // can tell whether this walk still holds (see `recheck`).
         let began = Instant::now();
-        let mounts = recheck::mounts();
+        let before = self.walk_marks(roots);
         self.walks += 1;
         if again && brief {
             self.watch_for_recheck(roots);
@@ -153,7 +151,6 @@ impl Server {
                 siblings: false,
                 excludes,
                 dirty: false,
-                state_file: FileId::of(state.file()),
                 state,
                 reported: Reports::default(),
                 set: Vec::new(),
@@ -165,12 +162,12 @@ impl Server {
             self.roots.push(Some(ctx));
             res?;
         }
-        self.last_walk = mounts.and_then(|m| self.walk_to_repeat(asked, began, m));
+        self.last_walk = before.and_then(|b| self.walk_to_repeat(asked, began, b));
         write_frame(w, &Response::ScanDone)
     }
 
-    /// Makes sure a watch covers `roots`, where it sees every change, and forgets what it saw
-    /// so far: the walk about to begin sees that.
+    /// Watches `roots` from now on, where a watch sees every change: the walk about to begin
+    /// sees what came before.
     fn watch_for_recheck(&mut self, roots: &[RootSpec]) {
         let Some(abs) = self.resolve_all(roots) else {
             return;
@@ -178,11 +175,16 @@ impl Server {
         if !abs.iter().all(|p| recheck::watch_sees_all(p)) {
             return;
         }
-        match &self.watch {
-            Some(Ok(watch)) if watch.covers(&abs) => {
-                watch.take_changed();
-            }
-            _ => self.watch = Some(watch::Watch::new(&abs).map_err(|e| e.to_string())),
+        // Made anew before every walk: it then watches every directory there is as the walk
+        // begins (notify drops some failures to watch a directory made later), at the inodes
+        // the roots' paths lead to now.
+        match watch::Watch::new(&abs) {
+            Ok(w) => self.watch = Some(Ok(w)),
+            // Keep what --watch had, though no answer comes from it now.
+            Err(e) => match &self.watch {
+                Some(Ok(old)) => old.set_broken(),
+                _ => self.watch = Some(Err(e.to_string())),
+            },
         }
     }
 
@@ -191,45 +193,54 @@ impl Server {
         roots.iter().map(|s| self.resolve(s).ok()).collect()
     }
 
+    /// What a later scan checks against a walk: the roots' identities, the mounts at and
+    /// below them and the state directory, as they are now (`None`: unknowable here).
+    fn walk_marks(&self, roots: &[RootSpec]) -> Option<Marks> {
+        let abs = self.resolve_all(roots)?;
+        Some(Marks {
+            roots: abs.iter().map(|r| RootId::of(r)).collect(),
+            mounts: recheck::mounts(&abs)?,
+            state: FileId::of(
+                self.state_dir
+                    .as_deref()
+                    .map(|d| d.join("roots"))
+                    .as_deref(),
+            ),
+        })
+    }
+
     /// The walk just done, if a later scan may answer with it: every root summed up, nothing
-    /// to record, the watch over exactly these roots since before the walk began and sound,
-    /// the mounts and each state file as they were when it began, no root inside another.
-    fn walk_to_repeat(&self, asked: Asked, began: Instant, mounts: u64) -> Option<LastWalk> {
+    /// to record, a sound watch over exactly these roots since before the walk began, and
+    /// the marks as they were then (another client's commit during the walk changes the
+    /// state directory). Several roots with a single file among them always walk: the watch
+    /// on the file's directory would drop the others' events there.
+    fn walk_to_repeat(&self, asked: Asked, began: Instant, before: Marks) -> Option<LastWalk> {
         let abs = self.resolve_all(&asked.roots)?;
         let watched = matches!(&self.watch, Some(Ok(w)) if w.covers(&abs));
         if !watched
             || !abs.iter().all(|p| recheck::watch_sees_all(p))
-            || recheck::mounts() != Some(mounts)
+            || self.walk_marks(&asked.roots).as_ref() != Some(&before)
         {
             return None;
         }
-        // A file root inside a directory root: the watch tells the file's events apart from
-        // its directory's, and would drop the directory root's.
         let nested = abs.iter().enumerate().any(|(i, a)| {
             abs.iter()
                 .skip(i + 1)
                 .any(|b| a.starts_with(b) || b.starts_with(a))
         });
-        if nested {
+        let file_among_others = abs.len() > 1 && !abs.iter().all(|p| p.is_dir());
+        if nested || file_among_others {
             return None;
         }
-        let mut said = Vec::with_capacity(self.roots.len());
-        let mut files = Vec::with_capacity(self.roots.len());
-        for ctx in &self.roots {
-            let ctx = ctx.as_ref().filter(|c| c.as_walked())?;
-            // Another client's commit while this walk read the older records.
-            if FileId::of(ctx.state.file()) != ctx.state_file {
-                return None;
-            }
-            said.push(ctx.said.clone()?);
-            files.push(ctx.state_file);
-        }
+        let said = self
+            .roots
+            .iter()
+            .map(|c| c.as_ref().filter(|c| c.as_walked())?.said.clone())
+            .collect::<Option<Vec<_>>>()?;
         Some(LastWalk {
             asked,
             said,
-            files,
-            roots: abs.iter().map(|r| RootId::of(r)).collect(),
-            mounts,
+            marks: before,
             began,
         })
     }
@@ -251,18 +262,10 @@ impl Server {
         {
             return false;
         }
-        let files: Vec<Option<FileId>> = self
-            .roots
-            .iter()
-            .map(|c| c.as_ref().and_then(|c| FileId::of(c.state.file())))
-            .collect();
-        let roots: Vec<Option<RootId>> = abs.iter().map(|r| RootId::of(r)).collect();
         last.answers(&Now {
             asked,
             changed,
-            files: &files,
-            roots: &roots,
-            mounts: recheck::mounts(),
+            marks: self.walk_marks(&asked.roots).as_ref(),
             age: last.began.elapsed(),
         })
     }
@@ -304,7 +307,7 @@ impl Server {
         reported.sort();
         cache.save();
         match walked {
-            Ok(w) => ctx.watchable = !w.other_device && !w.linked,
+            Ok(w) => ctx.watchable = !w.other_device,
             Err(e) => {
                 return out.replace(Response::Root {
                     index,
@@ -867,7 +870,6 @@ mod tests {
             set: Vec::new(),
             held_briefs: None,
             said: None,
-            state_file: None,
             watchable: false,
         };
         let got = next_records(&ctx, set);

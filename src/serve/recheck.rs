@@ -4,16 +4,15 @@
 //! the next scan answers with the same summaries instead of walking the tree again.
 //!
 //! Only where the watch sees every change: on local filesystems (another host's write to an
-//! NFS export raises no inotify event here), with no mount inside the tree, no hard-linked file
-//! (written through another path, it raises no event here), the same mounts and the same
-//! directories at the roots' paths as when the walk began (a watch follows inodes, and an
-//! unmount raises no event), and for at most [`FULL_WALK_EVERY`] (a write through a shared
-//! mapping raises none either), as Syncthing and Mutagen pair their watchers with full
-//! rescans.
+//! NFS export raises no inotify event here), with no mount inside the tree, the same mounts and
+//! the same directories at the roots' paths as when the walk began (a watch follows inodes, and
+//! an unmount raises no event), and for at most [`FULL_WALK_EVERY`]: a write through a shared
+//! mapping, or through a hard link from outside the tree, raises no event either, as Syncthing
+//! and Mutagen pair their watchers with full rescans.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::paths::RootSpec;
@@ -21,8 +20,9 @@ use crate::paths::RootSpec;
 /// How long one walk's summaries may stand in for later ones.
 pub(super) const FULL_WALK_EVERY: Duration = Duration::from_secs(600);
 
-/// What identifies one version of a state file: another client's sync that changed this
-/// peer's records changes it, even where it wrote nothing under the root.
+/// What identifies one version of a file or directory: another client's sync that changed
+/// this peer's records changes the state directory, even where it wrote nothing under the
+/// root.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct FileId {
     dev: u64,
@@ -33,7 +33,7 @@ pub(super) struct FileId {
 }
 
 impl FileId {
-    /// The state file at `path` as it is now (`None`: there is none).
+    /// `path` as it is now (`None`: there is none).
     pub(super) fn of(path: Option<&Path>) -> Option<FileId> {
         let md = fs::metadata(path?).ok()?;
         Some(FileId {
@@ -66,11 +66,65 @@ impl RootId {
     }
 }
 
-/// A fingerprint of this host's mounts: a mount or unmount anywhere (over a root, inside a
-/// tree) changes it. `None` where the kernel does not say.
-pub(super) fn mounts() -> Option<u64> {
-    let table = fs::read("/proc/self/mountinfo").ok()?;
-    Some(xxhash_rust::xxh3::xxh3_64(&table))
+/// A fingerprint of the mounts at, above and below `roots`: a mount or unmount over a root or
+/// inside a tree changes it (others on the host do not). `None` where the kernel does not say.
+pub(super) fn mounts(roots: &[PathBuf]) -> Option<u64> {
+    let table = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    Some(mounts_in(&table, roots))
+}
+
+fn mounts_in(table: &str, roots: &[PathBuf]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for line in table.lines() {
+        // The fifth field is the mount point, with space, tab, newline and \ as octal escapes.
+        let Some(point) = line.split(' ').nth(4) else {
+            continue;
+        };
+        let point = PathBuf::from(unescape(point));
+        if roots
+            .iter()
+            .any(|r| r.starts_with(&point) || point.starts_with(r))
+        {
+            h.update(line.as_bytes());
+            h.update(b"\n");
+        }
+    }
+    h.digest()
+}
+
+fn unescape(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut rest = field;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let code = rest
+            .get(i + 1..i + 4)
+            .and_then(|o| u8::from_str_radix(o, 8).ok());
+        match code {
+            Some(c) => {
+                out.push(c as char);
+                rest = &rest[i + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// What a later scan checks against a walk besides the watch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Marks {
+    /// What each root's path led to.
+    pub(super) roots: Vec<Option<RootId>>,
+    /// The mounts at, above and below the roots ([`mounts`]).
+    pub(super) mounts: u64,
+    /// The state directory's list of state files: every commit renames one into it, whichever
+    /// client's and whichever root's (`None`: this peer keeps no state).
+    pub(super) state: Option<FileId>,
 }
 
 /// The request a scan answered.
@@ -92,12 +146,8 @@ pub(super) struct LastWalk {
     /// Each root's frames as the walk sent them (its header, its own entry, its summary),
     /// in the order asked.
     pub(super) said: Vec<Vec<u8>>,
-    /// Each root's state file as the walk read it.
-    pub(super) files: Vec<Option<FileId>>,
-    /// What each root's path led to.
-    pub(super) roots: Vec<Option<RootId>>,
-    /// This host's mounts.
-    pub(super) mounts: u64,
+    /// The marks as the walk began.
+    pub(super) marks: Marks,
     /// When the walk began.
     pub(super) began: Instant,
 }
@@ -109,12 +159,8 @@ pub(super) struct Now<'a> {
     pub(super) asked: &'a Asked,
     /// The watch saw a change since the walk began, or there is no watch over these roots.
     pub(super) changed: bool,
-    /// Each root's state file now.
-    pub(super) files: &'a [Option<FileId>],
-    /// What each root's path leads to now.
-    pub(super) roots: &'a [Option<RootId>],
-    /// This host's mounts now.
-    pub(super) mounts: Option<u64>,
+    /// The marks now (`None`: unknowable).
+    pub(super) marks: Option<&'a Marks>,
     /// Time since the walk began.
     pub(super) age: Duration,
 }
@@ -125,9 +171,7 @@ impl LastWalk {
         !now.changed
             && now.age < FULL_WALK_EVERY
             && *now.asked == self.asked
-            && now.files == self.files.as_slice()
-            && now.roots == self.roots.as_slice()
-            && now.mounts == Some(self.mounts)
+            && now.marks == Some(&self.marks)
     }
 }
 
@@ -181,12 +225,15 @@ mod tests {
             it: (1, 10),
             parent: (1, 9),
         };
+        let marks = Marks {
+            roots: vec![Some(root)],
+            mounts: 42,
+            state: Some(id),
+        };
         let last = LastWalk {
             asked: asked.clone(),
             said: vec![b"frames".to_vec()],
-            files: vec![Some(id)],
-            roots: vec![Some(root)],
-            mounts: 42,
+            marks: marks.clone(),
             began: Instant::now(),
         };
         let other_root = Asked {
@@ -201,17 +248,27 @@ mod tests {
             brief: false,
             ..asked.clone()
         };
-        let rewritten = [Some(FileId { size: 4, ..id })];
-        let same = [Some(id)];
-        let here = [Some(root)];
-        let mounted_over = [Some(RootId { it: (2, 1), ..root })];
+        let committed = Marks {
+            state: Some(FileId { size: 4, ..id }),
+            ..marks.clone()
+        };
+        let mounted_over = Marks {
+            roots: vec![Some(RootId { it: (2, 1), ..root })],
+            ..marks.clone()
+        };
+        let gone = Marks {
+            roots: vec![None],
+            ..marks.clone()
+        };
+        let remounted = Marks {
+            mounts: 43,
+            ..marks.clone()
+        };
         let minute = Duration::from_secs(60);
         let now = Now {
             asked: &asked,
             changed: false,
-            files: &same,
-            roots: &here,
-            mounts: Some(42),
+            marks: Some(&marks),
             age: minute,
         };
         for (now, answers, why) in [
@@ -258,23 +315,15 @@ mod tests {
             ),
             (
                 Now {
-                    files: &rewritten,
+                    marks: Some(&committed),
                     ..now
                 },
                 false,
-                "state rewritten",
+                "a state file committed",
             ),
             (
                 Now {
-                    files: &[None],
-                    ..now
-                },
-                false,
-                "state gone",
-            ),
-            (
-                Now {
-                    roots: &mounted_over,
+                    marks: Some(&mounted_over),
                     ..now
                 },
                 false,
@@ -282,7 +331,7 @@ mod tests {
             ),
             (
                 Now {
-                    roots: &[None],
+                    marks: Some(&gone),
                     ..now
                 },
                 false,
@@ -290,23 +339,45 @@ mod tests {
             ),
             (
                 Now {
-                    mounts: Some(43),
+                    marks: Some(&remounted),
                     ..now
                 },
                 false,
                 "a mount or unmount",
             ),
-            (
-                Now {
-                    mounts: None,
-                    ..now
-                },
-                false,
-                "mounts unknown",
-            ),
+            (Now { marks: None, ..now }, false, "marks unknown"),
         ] {
             assert_eq!(last.answers(&now), answers, "{why}");
         }
+    }
+
+    #[test]
+    fn only_mounts_at_above_or_below_a_root_count() {
+        let table = "\
+22 1 8:1 / / rw - ext4 /dev/vda rw
+30 22 0:5 / /data rw - ext4 /dev/vdb rw
+31 30 0:6 / /data/notes/nfs\\040share rw - nfs srv:/x rw
+32 22 0:7 / /var/lib/docker/overlay2/abc/merged rw - overlay overlay rw
+";
+        let roots = [PathBuf::from("/data/notes")];
+        let h = mounts_in(table, &roots);
+        // A container's mount elsewhere comes and goes unseen.
+        let without_docker: String = table.lines().take(3).map(|l| format!("{l}\n")).collect();
+        assert_eq!(mounts_in(&without_docker, &roots), h);
+        // The mount below the root (its name unescaped), and the one above it, count.
+        let without_nfs: String = table
+            .lines()
+            .filter(|l| !l.contains("nfs"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_ne!(mounts_in(&without_nfs, &roots), h);
+        let without_data: String = table
+            .lines()
+            .filter(|l| !l.starts_with("30 "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_ne!(mounts_in(&without_data, &roots), h);
+        assert_eq!(unescape("/a\\040b\\134c"), "/a b\\c");
     }
 
     #[test]
@@ -321,7 +392,8 @@ mod tests {
         assert_eq!(RootId::of(&root), None);
         fs::create_dir(&root).unwrap();
         assert_ne!(RootId::of(&root), before, "replaced");
-        assert!(mounts().is_some_and(|m| Some(m) == mounts()));
+        let roots = [root.clone()];
+        assert!(mounts(&roots).is_some_and(|m| Some(m) == mounts(&roots)));
     }
 
     #[test]

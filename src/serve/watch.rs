@@ -42,6 +42,7 @@ impl Watch {
             },
             Config::default().with_follow_symlinks(false),
         )?;
+        let ids = roots.iter().map(|r| RootId::of(r)).collect();
         let mut files = Vec::new();
         for root in roots {
             if root.is_dir() {
@@ -55,11 +56,16 @@ impl Watch {
             _watcher: watcher,
             events,
             files,
-            ids: roots.iter().map(|r| RootId::of(r)).collect(),
+            ids,
             roots: roots.to_vec(),
             changed: Cell::new(false),
             broken: Cell::new(false),
         })
+    }
+
+    /// Marks this watch as one that may miss changes.
+    pub fn set_broken(&self) {
+        self.broken.set(true);
     }
 
     /// Whether this watch sees every change under `roots`, as their paths lead now: made for
