@@ -419,11 +419,6 @@ impl RootState {
         Ok(())
     }
 
-    /// The state file this root's records live in, if it keeps any.
-    pub fn file(&self) -> Option<&Path> {
-        self.file.as_deref()
-    }
-
     /// The record of an entry below the scanned root.
     pub fn get(&self, rel: &WirePath) -> Option<&Record> {
         self.records

@@ -104,10 +104,13 @@ impl Server {
             excludes: excludes.to_vec(),
             brief,
         };
-        let again = self.scans > 0;
-        self.scans += 1;
-        if let Some(last) = self.last_walk.take() {
-            if self.answers_again(&last, &asked) {
+        // Resolved once for the checks around the walk; a root that does not resolve fails in
+        // the walk below, and nothing is answered from memory.
+        let abs = self.resolve_all(roots);
+        // Every scan before this one walked (a session's first always does).
+        let again = self.walks > 0;
+        if let (Some(last), Some(abs)) = (self.last_walk.take(), &abs) {
+            if self.answers_again(&last, &asked, abs) {
                 for said in &last.said {
                     w.write_all(said)?;
                 }
@@ -118,10 +121,13 @@ impl Server {
         // A session that scans again watches its roots from here on, so that the next scan
         // can tell whether this walk still holds (see `recheck`).
         let began = Instant::now();
-        let before = self.walk_marks(roots);
+        let before = abs.as_deref().and_then(|a| self.walk_marks(a));
         self.walks += 1;
-        if again && brief {
-            self.watch_for_recheck(roots);
+        let local = abs
+            .as_deref()
+            .filter(|a| a.iter().all(|p| recheck::watch_sees_all(p)));
+        if let Some(abs) = local.filter(|_| again && brief) {
+            self.watch_for_recheck(abs);
         }
         self.roots.clear();
         for (i, spec) in roots.iter().enumerate() {
@@ -162,23 +168,20 @@ impl Server {
             self.roots.push(Some(ctx));
             res?;
         }
-        self.last_walk = before.and_then(|b| self.walk_to_repeat(asked, began, b));
+        self.last_walk = match (local, before) {
+            (Some(abs), Some(before)) => self.walk_to_repeat(asked, abs, began, before),
+            _ => None,
+        };
         write_frame(w, &Response::ScanDone)
     }
 
-    /// Watches `roots` from now on, where a watch sees every change: the walk about to begin
-    /// sees what came before.
-    fn watch_for_recheck(&mut self, roots: &[RootSpec]) {
-        let Some(abs) = self.resolve_all(roots) else {
-            return;
-        };
-        if !abs.iter().all(|p| recheck::watch_sees_all(p)) {
-            return;
-        }
+    /// Watches `abs` from now on (roots on filesystems where a watch sees every change): the
+    /// walk about to begin sees what came before.
+    fn watch_for_recheck(&mut self, abs: &[PathBuf]) {
         // Made anew before every walk: it then watches every directory there is as the walk
         // begins (notify drops some failures to watch a directory made later), at the inodes
         // the roots' paths lead to now.
-        match watch::Watch::new(&abs) {
+        match watch::Watch::new(abs) {
             Ok(w) => self.watch = Some(Ok(w)),
             // Keep what --watch had, though no answer comes from it now.
             Err(e) => match &self.watch {
@@ -195,11 +198,10 @@ impl Server {
 
     /// What a later scan checks against a walk: the roots' identities, the mounts at and
     /// below them and the state directory, as they are now (`None`: unknowable here).
-    fn walk_marks(&self, roots: &[RootSpec]) -> Option<Marks> {
-        let abs = self.resolve_all(roots)?;
+    fn walk_marks(&self, abs: &[PathBuf]) -> Option<Marks> {
         Some(Marks {
             roots: abs.iter().map(|r| RootId::of(r)).collect(),
-            mounts: recheck::mounts(&abs)?,
+            mounts: recheck::mounts(abs)?,
             state: FileId::of(
                 self.state_dir
                     .as_deref()
@@ -214,13 +216,15 @@ impl Server {
     /// the marks as they were then (another client's commit during the walk changes the
     /// state directory). Several roots with a single file among them always walk: the watch
     /// on the file's directory would drop the others' events there.
-    fn walk_to_repeat(&self, asked: Asked, began: Instant, before: Marks) -> Option<LastWalk> {
-        let abs = self.resolve_all(&asked.roots)?;
-        let watched = matches!(&self.watch, Some(Ok(w)) if w.covers(&abs));
-        if !watched
-            || !abs.iter().all(|p| recheck::watch_sees_all(p))
-            || self.walk_marks(&asked.roots).as_ref() != Some(&before)
-        {
+    fn walk_to_repeat(
+        &self,
+        asked: Asked,
+        abs: &[PathBuf],
+        began: Instant,
+        before: Marks,
+    ) -> Option<LastWalk> {
+        let watched = matches!(&self.watch, Some(Ok(w)) if w.covers(abs));
+        if !watched || self.walk_marks(abs).as_ref() != Some(&before) {
             return None;
         }
         let nested = abs.iter().enumerate().any(|(i, a)| {
@@ -246,12 +250,9 @@ impl Server {
     }
 
     /// Whether `last` still answers a scan asking `asked`: see [`LastWalk::answers`].
-    fn answers_again(&self, last: &LastWalk, asked: &Asked) -> bool {
-        let Some(abs) = self.resolve_all(&asked.roots) else {
-            return false;
-        };
+    fn answers_again(&self, last: &LastWalk, asked: &Asked, abs: &[PathBuf]) -> bool {
         let changed = match &self.watch {
-            Some(Ok(w)) => w.take_changed() || !w.covers(&abs),
+            Some(Ok(w)) => w.take_changed() || !w.covers(abs),
             _ => true,
         };
         // Records sent since, and not yet committed, are a change to come.
@@ -265,7 +266,7 @@ impl Server {
         last.answers(&Now {
             asked,
             changed,
-            marks: self.walk_marks(&asked.roots).as_ref(),
+            marks: self.walk_marks(abs).as_ref(),
             age: last.began.elapsed(),
         })
     }

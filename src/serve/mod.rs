@@ -73,8 +73,6 @@ pub struct Server {
     /// The watch over the scanned roots (`--watch`, and re-checks), made on first use;
     /// `Err`: impossible.
     watch: Option<Result<watch::Watch, String>>,
-    /// Scans answered in this session.
-    scans: u32,
     /// The last walk, while a scan may answer with it again (see [`recheck`]).
     last_walk: Option<recheck::LastWalk>,
     /// Scans that walked the tree (the others answered from memory).
@@ -133,7 +131,6 @@ impl Server {
             roots: Vec::new(),
             scratch_locks: Vec::new(),
             watch: None,
-            scans: 0,
             last_walk: None,
             walks: 0,
         }

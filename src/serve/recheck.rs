@@ -10,7 +10,9 @@
 //! mapping, or through a hard link from outside the tree, raises no event either, as Syncthing
 //! and Mutagen pair their watchers with full rescans.
 
+use std::ffi::OsString;
 use std::fs;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -69,49 +71,51 @@ impl RootId {
 /// A fingerprint of the mounts at, above and below `roots`: a mount or unmount over a root or
 /// inside a tree changes it (others on the host do not). `None` where the kernel does not say.
 pub(super) fn mounts(roots: &[PathBuf]) -> Option<u64> {
-    let table = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let table = fs::read("/proc/self/mountinfo").ok()?;
     Some(mounts_in(&table, roots))
 }
 
-fn mounts_in(table: &str, roots: &[PathBuf]) -> u64 {
+/// Mount points are bytes, like any path: a table is read as such.
+fn mounts_in(table: &[u8], roots: &[PathBuf]) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for line in table.lines() {
+    for line in table.split(|&b| b == b'\n') {
         // The fifth field is the mount point, with space, tab, newline and \ as octal escapes.
-        let Some(point) = line.split(' ').nth(4) else {
+        let Some(point) = line.split(|&b| b == b' ').nth(4) else {
             continue;
         };
-        let point = PathBuf::from(unescape(point));
+        let point = PathBuf::from(OsString::from_vec(unescape(point)));
         if roots
             .iter()
             .any(|r| r.starts_with(&point) || point.starts_with(r))
         {
-            h.update(line.as_bytes());
+            h.update(line);
             h.update(b"\n");
         }
     }
     h.digest()
 }
 
-fn unescape(field: &str) -> String {
-    let mut out = String::with_capacity(field.len());
+fn unescape(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
     let mut rest = field;
-    while let Some(i) = rest.find('\\') {
-        out.push_str(&rest[..i]);
+    while let Some(i) = rest.iter().position(|&b| b == b'\\') {
+        out.extend_from_slice(&rest[..i]);
         let code = rest
             .get(i + 1..i + 4)
+            .and_then(|o| std::str::from_utf8(o).ok())
             .and_then(|o| u8::from_str_radix(o, 8).ok());
         match code {
             Some(c) => {
-                out.push(c as char);
+                out.push(c);
                 rest = &rest[i + 4..];
             }
             None => {
-                out.push('\\');
+                out.push(b'\\');
                 rest = &rest[i + 1..];
             }
         }
     }
-    out.push_str(rest);
+    out.extend_from_slice(rest);
     out
 }
 
@@ -271,82 +275,21 @@ mod tests {
             marks: Some(&marks),
             age: minute,
         };
-        for (now, answers, why) in [
+        #[rustfmt::skip]
+        let cases = [
             (Now { ..now }, true, "as walked"),
-            (
-                Now {
-                    changed: true,
-                    ..now
-                },
-                false,
-                "a change seen",
-            ),
-            (
-                Now {
-                    age: FULL_WALK_EVERY,
-                    ..now
-                },
-                false,
-                "too old",
-            ),
-            (
-                Now {
-                    asked: &other_root,
-                    ..now
-                },
-                false,
-                "another root",
-            ),
-            (
-                Now {
-                    asked: &other_excludes,
-                    ..now
-                },
-                false,
-                "other excludes",
-            ),
-            (
-                Now {
-                    asked: &in_full,
-                    ..now
-                },
-                false,
-                "asked in full",
-            ),
-            (
-                Now {
-                    marks: Some(&committed),
-                    ..now
-                },
-                false,
-                "a state file committed",
-            ),
-            (
-                Now {
-                    marks: Some(&mounted_over),
-                    ..now
-                },
-                false,
-                "another directory at the path",
-            ),
-            (
-                Now {
-                    marks: Some(&gone),
-                    ..now
-                },
-                false,
-                "root gone",
-            ),
-            (
-                Now {
-                    marks: Some(&remounted),
-                    ..now
-                },
-                false,
-                "a mount or unmount",
-            ),
+            (Now { changed: true, ..now }, false, "a change seen"),
+            (Now { age: FULL_WALK_EVERY, ..now }, false, "too old"),
+            (Now { asked: &other_root, ..now }, false, "another root"),
+            (Now { asked: &other_excludes, ..now }, false, "other excludes"),
+            (Now { asked: &in_full, ..now }, false, "asked in full"),
+            (Now { marks: Some(&committed), ..now }, false, "a state file committed"),
+            (Now { marks: Some(&mounted_over), ..now }, false, "another directory at the path"),
+            (Now { marks: Some(&gone), ..now }, false, "root gone"),
+            (Now { marks: Some(&remounted), ..now }, false, "a mount or unmount"),
             (Now { marks: None, ..now }, false, "marks unknown"),
-        ] {
+        ];
+        for (now, answers, why) in cases {
             assert_eq!(last.answers(&now), answers, "{why}");
         }
     }
@@ -360,24 +303,24 @@ mod tests {
 32 22 0:7 / /var/lib/docker/overlay2/abc/merged rw - overlay overlay rw
 ";
         let roots = [PathBuf::from("/data/notes")];
-        let h = mounts_in(table, &roots);
+        let h = mounts_in(table.as_bytes(), &roots);
         // A container's mount elsewhere comes and goes unseen.
         let without_docker: String = table.lines().take(3).map(|l| format!("{l}\n")).collect();
-        assert_eq!(mounts_in(&without_docker, &roots), h);
+        assert_eq!(mounts_in(without_docker.as_bytes(), &roots), h);
         // The mount below the root (its name unescaped), and the one above it, count.
         let without_nfs: String = table
             .lines()
             .filter(|l| !l.contains("nfs"))
             .map(|l| format!("{l}\n"))
             .collect();
-        assert_ne!(mounts_in(&without_nfs, &roots), h);
+        assert_ne!(mounts_in(without_nfs.as_bytes(), &roots), h);
         let without_data: String = table
             .lines()
             .filter(|l| !l.starts_with("30 "))
             .map(|l| format!("{l}\n"))
             .collect();
-        assert_ne!(mounts_in(&without_data, &roots), h);
-        assert_eq!(unescape("/a\\040b\\134c"), "/a b\\c");
+        assert_ne!(mounts_in(without_data.as_bytes(), &roots), h);
+        assert_eq!(unescape(b"/a\\040b\\134c\\x"), b"/a b\\c\\x");
     }
 
     #[test]

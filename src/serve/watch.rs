@@ -98,21 +98,27 @@ impl Watch {
     /// Whether anything changed since the last call (or since the watch began), events still
     /// queued included; the answer is forgotten once given.
     pub fn take_changed(&self) -> bool {
+        self.drain();
+        self.changed.replace(false)
+    }
+
+    /// Takes every queued event off the queue, noting the changes among them.
+    fn drain(&self) {
         loop {
             match self.events.try_recv() {
                 Ok(e) => {
                     self.note(&e);
                 }
-                Err(TryRecvError::Empty) => break,
-                // The watcher's thread is gone: nothing more will be told.
-                Err(TryRecvError::Disconnected) => {
-                    self.broken.set(true);
-                    self.changed.set(true);
-                    break;
-                }
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => return self.lost(),
             }
         }
-        self.changed.replace(false)
+    }
+
+    /// The watcher's thread is gone: nothing more will be told, so assume a change.
+    fn lost(&self) {
+        self.broken.set(true);
+        self.changed.set(true);
     }
 
     fn counts(&self, e: &notify::Event) -> bool {
@@ -142,9 +148,7 @@ impl Watch {
     /// Forgets what happened so far (for [`Watch::wait`]; [`Watch::take_changed`] still
     /// learns of it).
     pub fn reset(&self) {
-        while let Ok(e) = self.events.try_recv() {
-            self.note(&e);
-        }
+        self.drain();
     }
 
     /// Whether something changed within `wait`.
@@ -155,8 +159,11 @@ impl Watch {
             match self.events.recv_timeout(left) {
                 Ok(e) if self.note(&e) => return true,
                 Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
-                    return false
+                Err(RecvTimeoutError::Timeout) => return false,
+                // The watcher's thread is gone: nothing more will be told.
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.lost();
+                    return false;
                 }
             }
             if left.is_zero() {
