@@ -20,9 +20,11 @@ pub fn default_name() -> String {
     format!("synk-{}", env!("CARGO_PKG_VERSION"))
 }
 
-/// `sh -c SCRIPT ARG…` as one remote command line, whatever the login shell.
+/// `exec sh -c SCRIPT ARG…` as one remote command line, whatever the login shell (`exec`:
+/// the login shell becomes that sh instead of forking it and waiting).
 fn sh_command(script: &str, args: &[&str]) -> String {
     let mut words = vec![
+        "exec".to_string(),
         "sh".to_string(),
         "-c".to_string(),
         quote(script),

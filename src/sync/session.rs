@@ -80,10 +80,13 @@ impl Session {
         rep: &Reporter,
     ) -> Vec<Option<Vec<RootScan>>> {
         let now = Instant::now();
-        let wanted: Vec<usize> = (0..self.specs.len())
+        let mut wanted: Vec<usize> = (0..self.specs.len())
             .filter(|i| !self.spec_of.contains(i))
             .filter(|i| self.retry.get(i).is_none_or(|(at, _)| *at <= now))
             .collect();
+        // Remote peers first: each starts its ssh on the first poll, and the handshakes are
+        // the long pole; the local serve, a process of its own, starts right after them.
+        wanted.sort_by_key(|i| self.specs[*i].is_none());
         let opts = &self.opts;
         let specs = &self.specs;
         // A new peer gets the scan right behind the handshake.
