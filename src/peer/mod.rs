@@ -371,6 +371,15 @@ impl Conn {
             .map_err(|e| self.lost(e))
     }
 
+    /// Sends one request already [`encode`](crate::proto::encode)d, unflushed: the same frame
+    /// can go to several peers for one encoding.
+    pub async fn send_frame(&mut self, frame: &[u8]) -> Result<()> {
+        self.writer
+            .write_all(frame)
+            .await
+            .map_err(|e| self.lost(FrameError::Io(e)))
+    }
+
     /// Pushes buffered requests to the peer.
     pub async fn flush(&mut self) -> Result<()> {
         self.writer

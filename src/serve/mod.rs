@@ -260,9 +260,8 @@ impl Server {
                     rel,
                     mode,
                     mtime,
-                    digest,
                 } => {
-                    let res = self.write_file(root, &rel, mode, mtime, digest, r)?;
+                    let res = self.write_file(root, &rel, mode, mtime, r)?;
                     reply(w, res)?
                 }
                 Request::MakeDir {
@@ -280,7 +279,7 @@ impl Server {
                 Request::Hello { .. }
                 | Request::Data(_)
                 | Request::Same { .. }
-                | Request::End
+                | Request::End { .. }
                 | Request::Abort => {
                     return Err(protocol_error("unexpected frame outside a file transfer"))
                 }
@@ -429,13 +428,21 @@ mod tests {
     }
 
     /// The start of a file transfer to a single-file root.
-    fn write_file(mode: u32, mtime: i64, digest: Digest) -> Request {
+    fn write_file(mode: u32, mtime: i64) -> Request {
         Request::WriteFile {
             root: 0,
             rel: WirePath::default(),
             mode,
             mtime,
-            digest,
+        }
+    }
+
+    /// The end of a transfer whose master read `content`.
+    fn end(content: &[u8]) -> Request {
+        let mut check = crate::proto::Check::default();
+        check.update(content);
+        Request::End {
+            check: check.value(),
         }
     }
 
@@ -747,22 +754,22 @@ mod tests {
     fn writes_go_through_a_verified_temp_file() {
         let home = tempfile::tempdir().unwrap();
         fs::write(home.path().join("f"), "old").unwrap();
-        let write = |content: &[u8], digest: Digest| {
+        let write = |content: &[u8], read: &[u8]| {
             vec![
                 scan_home("f"),
-                write_file(0o600, 1_000_000_000_123, digest),
+                write_file(0o600, 1_000_000_000_123),
                 Request::Data(content.to_vec()),
-                Request::End,
+                end(read),
             ]
         };
-        // Wrong digest: refused, old content kept, no temp left behind.
-        let (res, resps) = converse(home.path(), &write(b"new", Digest::of(b"other")));
+        // Not what the master read: refused, old content kept, no temp left behind.
+        let (res, resps) = converse(home.path(), &write(b"new", b"other"));
         res.unwrap();
         assert!(matches!(resps.last(), Some(Response::Failed(m)) if m.contains("do not match")));
         assert_eq!(fs::read(home.path().join("f")).unwrap(), b"old");
         assert_eq!(fs::read_dir(home.path()).unwrap().count(), 1);
-        // Right digest: replaced, with mode and mtime.
-        let (res, resps) = converse(home.path(), &write(b"new", Digest::of(b"new")));
+        // What the master read: replaced, with mode and mtime.
+        let (res, resps) = converse(home.path(), &write(b"new", b"new"));
         res.unwrap();
         assert!(matches!(resps.last(), Some(Response::Done)), "{resps:?}");
         let md = fs::metadata(home.path().join("f")).unwrap();
@@ -794,24 +801,24 @@ mod tests {
             listed[1],
             crate::proto::block_fingerprint(&new[CHUNK..CHUNK * 2])
         );
-        let write = |digest: Digest| {
+        let write = |read: &[u8]| {
             vec![
                 scan_home("f"),
-                write_file(0o600, 0, digest),
+                write_file(0o600, 0),
                 Request::Same { len: CHUNK as u32 },
                 Request::Data(new[CHUNK..CHUNK * 2].to_vec()),
                 Request::Data(new[CHUNK * 2..].to_vec()),
-                Request::End,
+                end(read),
             ]
         };
-        let (res, resps) = converse(home.path(), &write(Digest::of(&new)));
+        let (res, resps) = converse(home.path(), &write(&new));
         res.unwrap();
         assert!(matches!(resps.last(), Some(Response::Done)), "{resps:?}");
         assert_eq!(fs::read(home.path().join("f")).unwrap(), new);
-        // A "same" block that is not the same in the end is caught by the digest.
+        // A "same" block that is not the same in the end is caught by the check.
         let mut other = new.clone();
         other[0] ^= 1;
-        let (res, resps) = converse(home.path(), &write(Digest::of(&other)));
+        let (res, resps) = converse(home.path(), &write(&other));
         res.unwrap();
         assert!(matches!(resps.last(), Some(Response::Failed(m)) if m.contains("do not match")));
         assert_eq!(fs::read(home.path().join("f")).unwrap(), new, "kept");
@@ -837,7 +844,7 @@ mod tests {
             home.path(),
             &[
                 scan_home("f"),
-                write_file(0o644, 0, Digest::of(b"newer")),
+                write_file(0o644, 0),
                 Request::Data(b"new".to_vec()),
                 Request::Abort,
             ],
@@ -896,7 +903,7 @@ mod tests {
         let res = Server::new(None).serve(&mut &b"SSH-2.0-banner\r\n"[..], &mut out);
         assert!(res.is_err());
         let mut input = encode(&hello()).unwrap();
-        input.extend(encode(&Request::End).unwrap());
+        input.extend(encode(&end(b"")).unwrap());
         let res = Server::new(None).serve(&mut &input[..], &mut Vec::new());
         assert!(res.is_err());
     }

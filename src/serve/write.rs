@@ -1,6 +1,10 @@
 //! The server's writes: rsync's scratch directory, reading a file for the streaming copier,
 //! and receiving files, directories and symlinks, each through a verified temp file beside
 //! its target, fsynced and renamed into place.
+//!
+//! A file is read with SHA-512, the digest every peer records, so a file that changed since
+//! it was scanned is never sent as that version. A target checks what it wrote against the
+//! master's bytes with the cheaper [`Check`]: that is every target's CPU per byte.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -12,8 +16,8 @@ use sha2::Digest as _;
 use super::{msg, protocol_error, to_filetime, OpResult, Server};
 use crate::paths::WirePath;
 use crate::proto::{
-    block_fingerprint, read_frame, write_frame, Digest, FrameError, Request, Response, CHUNK,
-    MAX_BLOCKS, RSYNC_TEMP_DIR,
+    block_fingerprint, read_frame, write_frame, Check, Digest, FrameError, Request, Response,
+    CHUNK, MAX_BLOCKS, RSYNC_TEMP_DIR,
 };
 use crate::scan;
 
@@ -129,7 +133,6 @@ impl Server {
         rel: &WirePath,
         mode: u32,
         mtime: i64,
-        digest: Digest,
         r: &mut R,
     ) -> Result<OpResult, FrameError> {
         let mut sink = self.locate(root, rel).and_then(|(base, path)| {
@@ -138,18 +141,18 @@ impl Server {
             let tmp = temp_beside(&path)?;
             Ok((path, tmp))
         });
-        let mut hasher = sha2::Sha512::new();
+        let mut written = Check::default();
         // The old file, opened at the first block that is the same in it.
         let mut old: Option<File> = None;
         let mut offset = 0u64;
-        loop {
+        let check = loop {
             match read_frame(r)? {
                 Request::Data(d) => {
                     if let Ok((path, tmp)) = &mut sink {
                         if let Err(e) = tmp.write_all(&d) {
                             sink = Err(msg(path, e));
                         } else {
-                            hasher.update(&d);
+                            written.update(&d);
                         }
                     }
                     offset += d.len() as u64;
@@ -162,27 +165,27 @@ impl Server {
                             Ok(block)
                         });
                         match copied {
-                            Ok(block) => hasher.update(&block),
+                            Ok(block) => written.update(&block),
                             Err(e) => sink = Err(msg(path, e)),
                         }
                     }
                     offset += len as u64;
                 }
-                Request::End => break,
+                Request::End { check } => break check,
                 Request::Abort => {
                     return Ok(Err(format!("{rel}: transfer abandoned; old version kept")))
                 }
                 _ => return Err(protocol_error("unexpected frame inside a file transfer")),
             }
-        }
+        };
         let (path, tmp) = match sink {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
         };
-        if Digest::from_hasher(hasher) != digest {
+        if written.value() != check {
             return Ok(Err(msg(
                 &path,
-                "received bytes do not match the master's SHA-512; old version kept",
+                "received bytes do not match what the master read; old version kept",
             )));
         }
         Ok(Self::install(tmp, &path, mode, mtime))
@@ -288,7 +291,7 @@ fn fill(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// `len` bytes of the old file at `path` from `offset`, opening it on first use. A file that
-/// changed since its blocks were listed shows in the digest check at the end.
+/// changed since its blocks were listed shows in the [`Check`] at the end.
 fn same_block(old: &mut Option<File>, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     if old.is_none() {

@@ -1,6 +1,7 @@
 //! The built-in streaming copier: the master's serve reads the file, the client passes each
 //! chunk on to every target's serve, and each target writes a temp file beside the real one,
-//! checks the SHA-512 against the master's, fsyncs and renames. Used where rsync is missing
+//! fsyncs and renames it once the master's SHA-512 of what it read matched the file's digest
+//! and what the target wrote matches what the master read (a [`Check`]). Used where rsync is missing
 //! on either end, with `--copier stream`, and when a remote master cannot reach a target.
 //!
 //! A file a target already holds in some version travels as a delta: the target lists a
@@ -14,7 +15,9 @@ use futures::future::join_all;
 use super::WireStats;
 use crate::peer::{Conn, OpError, Peer};
 use crate::plan::{Copy, PeerId};
-use crate::proto::{block_fingerprint, Kind, Request, Response, CHUNK, DELTA_MIN};
+use crate::proto::{
+    block_fingerprint, encode, Check, FrameError, Kind, Request, Response, CHUNK, DELTA_MIN,
+};
 
 /// Told of each chunk read from the master: its size, and what went to the targets.
 pub type OnBytes<'a> = &'a (dyn Fn(u64, WireStats) + Sync);
@@ -129,7 +132,6 @@ async fn copy_file(
         rel: copy.rel.clone(),
         mode: copy.meta.mode,
         mtime: copy.meta.mtime,
-        digest,
     };
     fan_out(&mut outs, &mut results, &begin).await;
     let read = Request::ReadFile {
@@ -139,12 +141,14 @@ async fn copy_file(
     let name = &peers[copy.master].name;
     let mut block = 0usize;
     let mut offset = 0u64;
+    let mut check = Check::default();
     let master_err: Option<OpError> = match master.call(&read).await {
         Err(e) => Some(OpError::Lost(e)),
         Ok(mut resp) => loop {
             match resp {
                 Response::Data(d) => {
                     let n = d.len();
+                    check.update(&d);
                     // Blocks line up with the target's list while every chunk but the last
                     // is whole.
                     let fp = (!basis.is_empty() && offset == block as u64 * CHUNK as u64)
@@ -165,13 +169,19 @@ async fn copy_file(
                             matched: matched * n as u64,
                         },
                     );
-                    let data = Request::Data(d);
-                    let kept = Request::Same { len: n as u32 };
-                    let reqs: Vec<&Request> = same
+                    // Each frame is encoded once, whatever the number of targets.
+                    let (data, kept) = match (
+                        encode(&Request::Data(d)),
+                        encode(&Request::Same { len: n as u32 }),
+                    ) {
+                        (Ok(data), Ok(kept)) => (data, kept),
+                        (Err(e), _) | (_, Err(e)) => break Some(OpError::Failed(e.to_string())),
+                    };
+                    let frames: Vec<&[u8]> = same
                         .iter()
-                        .map(|s| if *s { &kept } else { &data })
+                        .map(|s| if *s { &kept[..] } else { &data[..] })
                         .collect();
-                    send_each(&mut outs, &mut results, &reqs).await;
+                    send_each(&mut outs, &mut results, &frames).await;
                     block += 1;
                     offset += n as u64;
                     // Only data counts against --bwlimit; "the same" is a few bytes.
@@ -198,7 +208,9 @@ async fn copy_file(
     let finish = if master_err.is_some() {
         Request::Abort
     } else {
-        Request::End
+        Request::End {
+            check: check.value(),
+        }
     };
     fan_out(&mut outs, &mut results, &finish).await;
     let answers = join_all(outs.iter_mut().map(|(t, conn)| async move {
@@ -276,18 +288,40 @@ async fn fan_out<'a>(
     results: &mut Vec<TargetResult>,
     req: &Request,
 ) {
-    let reqs = vec![req; outs.len()];
-    send_each(outs, results, &reqs).await;
+    match encode(req) {
+        Ok(frame) => {
+            let frames = vec![&frame[..]; outs.len()];
+            send_each(outs, results, &frames).await;
+        }
+        Err(e) => unencodable(outs, results, e),
+    }
 }
 
-/// Sends each remaining target its own request (`reqs[i]` to `outs[i]`) at once; a target that
-/// fails leaves the set.
+/// A request too big for a frame (a path near the frame limit): every target fails it.
+fn unencodable(
+    outs: &mut Vec<(PeerId, tokio::sync::MutexGuard<'_, Conn>)>,
+    results: &mut Vec<TargetResult>,
+    e: FrameError,
+) {
+    results.extend(
+        outs.drain(..)
+            .map(|(t, _)| (t, Err(OpError::Failed(e.to_string())))),
+    );
+}
+
+/// Sends each remaining target its own encoded frame (`frames[i]` to `outs[i]`) at once; a
+/// target that fails leaves the set.
 async fn send_each<'a>(
     outs: &mut Vec<(PeerId, tokio::sync::MutexGuard<'a, Conn>)>,
     results: &mut Vec<TargetResult>,
-    reqs: &[&Request],
+    frames: &[&[u8]],
 ) {
-    let sent = join_all(outs.iter_mut().zip(reqs).map(|((_, c), r)| c.send(r))).await;
+    let sent = join_all(
+        outs.iter_mut()
+            .zip(frames)
+            .map(|((_, c), f)| c.send_frame(f)),
+    )
+    .await;
     let mut i = 0;
     for r in sent {
         if let Err(e) = r {
