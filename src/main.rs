@@ -7,6 +7,7 @@ use synk::report::Reporter;
 use synk::sync::{self, EXIT_UNSYNCED, EXIT_USAGE};
 
 fn main() -> ExitCode {
+    keep_chunk_buffers();
     let cli = match Cli::parse_from_args(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) => {
@@ -41,6 +42,21 @@ fn main() -> ExitCode {
     };
     let code = runtime.block_on(sync::run(cli, &rep));
     ExitCode::from(code as u8)
+}
+
+/// Copies move 256 KiB chunks through a buffer or two each, allocated and freed per chunk.
+/// glibc's allocator would map each one afresh and unmap it on free, or give the top of the
+/// heap back to the kernel between chunks, so every chunk paid a page fault per 4 KiB: a
+/// million faults for 1.5 GB streamed. Buffers under 1 MiB come from the heap and up to
+/// 8 MiB of free heap stays mapped; bigger allocations (a large tree's tables) are still
+/// mapped and unmapped on their own.
+fn keep_chunk_buffers() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets allocator parameters; no other thread exists yet.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
+    }
 }
 
 /// `-vv` (or `RUST_LOG`) turns on debug tracing on stderr.
