@@ -20,11 +20,10 @@ pub fn default_name() -> String {
     format!("synk-{}", env!("CARGO_PKG_VERSION"))
 }
 
-/// `exec sh -c SCRIPT ARG…` as one remote command line, whatever the login shell (`exec`:
-/// the login shell becomes that sh instead of forking it and waiting).
+/// `sh -c SCRIPT ARG…` as one remote command line, whatever the login shell. (Not `exec sh`:
+/// a restricted shell refuses `exec`, and forced-command wrappers know this form.)
 fn sh_command(script: &str, args: &[&str]) -> String {
     let mut words = vec![
-        "exec".to_string(),
         "sh".to_string(),
         "-c".to_string(),
         quote(script),

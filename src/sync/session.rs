@@ -84,8 +84,8 @@ impl Session {
             .filter(|i| !self.spec_of.contains(i))
             .filter(|i| self.retry.get(i).is_none_or(|(at, _)| *at <= now))
             .collect();
-        // Remote peers first: each starts its ssh on the first poll, and the handshakes are
-        // the long pole; the local serve, a process of its own, starts right after them.
+        // Remote peers first: each starts `ssh -G`, then its connection, from its first poll,
+        // and the handshakes are the long pole; the local serve starts right after them.
         wanted.sort_by_key(|i| self.specs[*i].is_none());
         let opts = &self.opts;
         let specs = &self.specs;
