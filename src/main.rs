@@ -51,7 +51,7 @@ fn main() -> ExitCode {
 /// 8 MiB of free heap stays mapped; bigger allocations (a large tree's tables) are still
 /// mapped and unmapped on their own.
 fn keep_chunk_buffers() {
-    #[cfg(target_env = "gnu")]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; no other thread exists yet.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
