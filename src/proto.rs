@@ -301,7 +301,8 @@ pub enum Request {
         /// Entry below that root.
         rel: WirePath,
     },
-    /// Receive a file: [`Request::Data`] frames follow, then [`Request::End`] or [`Request::Abort`].
+    /// Receive a file: [`Request::Data`] and [`Request::Same`] frames follow, then
+    /// [`Request::End`] or [`Request::Abort`].
     WriteFile {
         /// Index into the last scan's roots.
         root: u32,
@@ -311,6 +312,8 @@ pub enum Request {
         mode: u32,
         /// Modification time to set (ns).
         mtime: i64,
+        /// The seed of this transfer's [`Check`], drawn by the client.
+        seed: u64,
     },
     /// A chunk of the file being written.
     Data(#[serde(with = "serde_bytes")] Vec<u8>),
@@ -438,7 +441,7 @@ pub const DELTA_MIN: u64 = 2 * CHUNK as u64;
 pub const MAX_BLOCKS: usize = 1 << 18;
 
 /// The fingerprint of one block of a file, for [`Request::Blocks`]: its length and xxh3-128.
-/// A match is only a hint; the whole file's SHA-512 is checked before it replaces anything.
+/// A match is only a hint; the whole file's [`Check`] is compared before it replaces anything.
 pub fn block_fingerprint(block: &[u8]) -> [u8; 16] {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     h.update(&(block.len() as u64).to_le_bytes());
@@ -449,11 +452,25 @@ pub fn block_fingerprint(block: &[u8]) -> [u8; 16] {
 /// A running check of a file's bytes as the streaming copier moves them: xxh3-128. The master
 /// hashes what it reads with SHA-512 (the digest every peer records) and the copy goes on only
 /// if that matches; this check then vouches that each target wrote those very bytes, for a
-/// fraction of SHA-512's CPU per byte on every target.
-#[derive(Clone, Default)]
+/// fraction of SHA-512's CPU per byte on every target. Its seed is drawn afresh by the client
+/// for each transfer, so no content can be made ahead of time to collide with another's
+/// check (which would let `Same` blocks from a crafted old file pass as the new one).
+#[derive(Clone)]
 pub struct Check(xxhash_rust::xxh3::Xxh3);
 
 impl Check {
+    /// A check with this transfer's seed.
+    pub fn new(seed: u64) -> Check {
+        Check(xxhash_rust::xxh3::Xxh3::with_seed(seed))
+    }
+
+    /// A seed no one can know before the client draws it: a random key per process (as std's
+    /// hash maps use against crafted collisions) and a new one for every call.
+    pub fn draw_seed() -> u64 {
+        use std::hash::BuildHasher as _;
+        std::hash::RandomState::new().hash_one(0u8)
+    }
+
     /// Takes in the next bytes of the file.
     pub fn update(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
@@ -599,11 +616,12 @@ mod tests {
     #[test]
     fn the_check_is_of_the_bytes_not_of_how_they_were_cut() {
         let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
-        let of = |parts: &[&[u8]]| {
-            let mut c = Check::default();
+        let of_seeded = |seed: u64, parts: &[&[u8]]| {
+            let mut c = Check::new(seed);
             parts.iter().for_each(|p| c.update(p));
             c.value()
         };
+        let of = |parts: &[&[u8]]| of_seeded(1, parts);
         let whole = of(&[&data]);
         assert_eq!(of(&[&data[..1], &data[1..500], &data[500..]]), whole);
         let mut flipped = data.clone();
@@ -611,6 +629,9 @@ mod tests {
         assert_ne!(of(&[&flipped]), whole);
         assert_ne!(of(&[&data[..999]]), whole);
         assert_ne!(of(&[]), whole);
+        // Another transfer, another seed: another check of the same bytes.
+        assert_ne!(of_seeded(2, &[&data]), whole);
+        assert_ne!(Check::draw_seed(), Check::draw_seed());
     }
 
     #[test]
@@ -621,6 +642,7 @@ mod tests {
             rel: hostile.clone(),
             mode: 0o644,
             mtime: -5,
+            seed: u64::MAX,
         };
         match roundtrip_req(&msg) {
             Request::WriteFile {
@@ -628,10 +650,14 @@ mod tests {
                 rel,
                 mode,
                 mtime,
-            } => assert_eq!((root, &rel, mode, mtime), (3, &hostile, 0o644, -5)),
+                seed,
+            } => assert_eq!(
+                (root, &rel, mode, mtime, seed),
+                (3, &hostile, 0o644, -5, u64::MAX)
+            ),
             other => panic!("{other:?}"),
         }
-        let mut check = Check::default();
+        let mut check = Check::new(7);
         check.update(b"x");
         match roundtrip_req(&Request::End {
             check: check.value(),

@@ -3,8 +3,8 @@
 //! The server scans what it is asked to and carries out the copier's writes. It only ever
 //! touches paths inside the roots of the last scan request, refuses entry paths that could
 //! escape them, never follows a symlink on the way to an entry, and never writes a file in
-//! place: bytes go to a temp file beside the target, which is checked against the expected
-//! SHA-512, fsynced and renamed over the old one.
+//! place: bytes go to a temp file beside the target, which is checked against what the master
+//! read, fsynced and renamed over the old one.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -260,8 +260,9 @@ impl Server {
                     rel,
                     mode,
                     mtime,
+                    seed,
                 } => {
-                    let res = self.write_file(root, &rel, mode, mtime, r)?;
+                    let res = self.write_file(root, &rel, mode, mtime, seed, r)?;
                     reply(w, res)?
                 }
                 Request::MakeDir {
@@ -434,12 +435,15 @@ mod tests {
             rel: WirePath::default(),
             mode,
             mtime,
+            seed: SEED,
         }
     }
 
-    /// The end of a transfer whose master read `content`.
+    const SEED: u64 = 0x5eed;
+
+    /// The end of a transfer (of [`write_file`]'s seed) whose master read `content`.
     fn end(content: &[u8]) -> Request {
-        let mut check = crate::proto::Check::default();
+        let mut check = crate::proto::Check::new(SEED);
         check.update(content);
         Request::End {
             check: check.value(),

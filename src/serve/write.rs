@@ -133,6 +133,7 @@ impl Server {
         rel: &WirePath,
         mode: u32,
         mtime: i64,
+        seed: u64,
         r: &mut R,
     ) -> Result<OpResult, FrameError> {
         let mut sink = self.locate(root, rel).and_then(|(base, path)| {
@@ -141,7 +142,7 @@ impl Server {
             let tmp = temp_beside(&path)?;
             Ok((path, tmp))
         });
-        let mut written = Check::default();
+        let mut written = Check::new(seed);
         // The old file, opened at the first block that is the same in it.
         let mut old: Option<File> = None;
         let mut offset = 0u64;

@@ -1,8 +1,9 @@
 //! The built-in streaming copier: the master's serve reads the file, the client passes each
 //! chunk on to every target's serve, and each target writes a temp file beside the real one,
 //! fsyncs and renames it once the master's SHA-512 of what it read matched the file's digest
-//! and what the target wrote matches what the master read (a [`Check`]). Used where rsync is missing
-//! on either end, with `--copier stream`, and when a remote master cannot reach a target.
+//! and what the target wrote matches what the master read (a [`Check`]). Used where rsync is
+//! missing on either end, with `--copier stream`, and when a remote master cannot reach a
+//! target.
 //!
 //! A file a target already holds in some version travels as a delta: the target lists a
 //! fingerprint per [`CHUNK`] of its old file, and the blocks that match go as "the same as
@@ -127,11 +128,13 @@ async fn copy_file(
     } else {
         HashMap::new()
     };
+    let seed = Check::draw_seed();
     let begin = Request::WriteFile {
         root,
         rel: copy.rel.clone(),
         mode: copy.meta.mode,
         mtime: copy.meta.mtime,
+        seed,
     };
     fan_out(&mut outs, &mut results, &begin).await;
     let read = Request::ReadFile {
@@ -141,11 +144,19 @@ async fn copy_file(
     let name = &peers[copy.master].name;
     let mut block = 0usize;
     let mut offset = 0u64;
-    let mut check = Check::default();
+    let mut check = Check::new(seed);
     let master_err: Option<OpError> = match master.call(&read).await {
         Err(e) => Some(OpError::Lost(e)),
         Ok(mut resp) => loop {
             match resp {
+                // Chunks are at most CHUNK long; anything longer is a garbled stream, and the
+                // conversation with the master is out of step from here.
+                Response::Data(d) if d.len() > CHUNK => {
+                    break Some(OpError::Lost(anyhow::anyhow!(
+                        "{name}: garbled protocol stream (a chunk of {} bytes)",
+                        d.len()
+                    )))
+                }
                 Response::Data(d) => {
                     let n = d.len();
                     check.update(&d);
@@ -169,14 +180,14 @@ async fn copy_file(
                             matched: matched * n as u64,
                         },
                     );
-                    // Each frame is encoded once, whatever the number of targets.
-                    let (data, kept) = match (
-                        encode(&Request::Data(d)),
-                        encode(&Request::Same { len: n as u32 }),
-                    ) {
-                        (Ok(data), Ok(kept)) => (data, kept),
-                        (Err(e), _) | (_, Err(e)) => break Some(OpError::Failed(e.to_string())),
+                    // Each frame is encoded once, whatever the number of targets, and the
+                    // data only if a target needs it.
+                    let data = if matched < same.len() as u64 {
+                        encode(&Request::Data(d)).expect("a chunk fits in a frame")
+                    } else {
+                        Vec::new()
                     };
+                    let kept = encode(&Request::Same { len: n as u32 }).expect("a few bytes");
                     let frames: Vec<&[u8]> = same
                         .iter()
                         .map(|s| if *s { &kept[..] } else { &data[..] })
@@ -330,5 +341,128 @@ async fn send_each<'a>(
         } else {
             i += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::path::Path;
+
+    use super::*;
+    use crate::paths::{RootSpec, WirePath};
+    use crate::peer::in_process;
+    use crate::proto::{Digest, Meta};
+    use crate::versions::Retention;
+
+    /// Scans the single-file root `~/f` on a peer, as a run does before it copies.
+    async fn scan_f(peer: &Peer) {
+        let mut conn = peer.conn.lock().await;
+        let scan = Request::Scan {
+            roots: vec![RootSpec::Home(WirePath::from("f"))],
+            retention: Retention::default(),
+            excludes: Vec::new(),
+            brief: false,
+        };
+        conn.send(&scan).await.unwrap();
+        conn.flush().await.unwrap();
+        loop {
+            match conn.recv().await.unwrap() {
+                Response::ScanDone => return,
+                Response::Failed(m) => panic!("{m}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Copies `~/f` as scanned with `content` from peer 0 to peers 1 and 2.
+    async fn copy_f(peers: &[Peer], content: &[u8]) -> Vec<TargetResult> {
+        let copy = Copy {
+            rel: WirePath::default(),
+            master: 0,
+            targets: vec![1, 2],
+            meta: Meta {
+                kind: Kind::File,
+                size: content.len() as u64,
+                mode: 0o640,
+                mtime: 1_700_000_000_000_000_000,
+                digest: Some(Digest::of(content)),
+            },
+        };
+        copy_entry(peers, 0, &copy, &[1, 2], None, &|_, _| {}).await
+    }
+
+    /// A master and two targets, one without the file and one with an older version of it.
+    async fn three_peers(homes: &[tempfile::TempDir; 3], new: &[u8], old: &[u8]) -> Vec<Peer> {
+        fs::write(homes[0].path().join("f"), new).unwrap();
+        fs::write(homes[2].path().join("f"), old).unwrap();
+        let mut peers = Vec::new();
+        for (name, home) in ["alpha", "beta", "gamma"].iter().zip(homes) {
+            let peer = in_process(name, home.path()).await;
+            scan_f(&peer).await;
+            peers.push(peer);
+        }
+        peers
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Three chunks and a bit; the old version differs in the second chunk only.
+    fn versions() -> (Vec<u8>, Vec<u8>) {
+        let new: Vec<u8> = (0..CHUNK * 3 + 11).map(|i| (i % 253) as u8).collect();
+        let mut old = new.clone();
+        old[CHUNK + 5] ^= 0xff;
+        (new, old)
+    }
+
+    #[tokio::test]
+    async fn targets_get_the_masters_bytes_whole_or_as_a_delta() {
+        let homes = [(); 3].map(|_| tempfile::tempdir().unwrap());
+        let (new, old) = versions();
+        let peers = three_peers(&homes, &new, &old).await;
+        let results = copy_f(&peers, &new).await;
+        assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
+        for home in &homes[1..] {
+            assert_eq!(fs::read(home.path().join("f")).unwrap(), new);
+            assert_eq!(names(home.path()), ["f"], "no temp file left");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_changed_since_the_scan_reaches_no_target() {
+        let homes = [(); 3].map(|_| tempfile::tempdir().unwrap());
+        let (new, old) = versions();
+        let peers = three_peers(&homes, &new, &old).await;
+        // Rewritten between the scan and the copy: the master reads other bytes than the
+        // version the run decided on.
+        let mut changed = new.clone();
+        changed[7] ^= 1;
+        fs::write(homes[0].path().join("f"), &changed).unwrap();
+        let results = copy_f(&peers, &new).await;
+        assert_eq!(results.len(), 2, "{results:?}");
+        for (_, r) in &results {
+            assert!(
+                matches!(r, Err(OpError::Failed(m)) if m.contains("changed since it was scanned")),
+                "{r:?}"
+            );
+        }
+        assert_eq!(
+            names(homes[1].path()),
+            Vec::<String>::new(),
+            "nothing arrived"
+        );
+        assert_eq!(
+            fs::read(homes[2].path().join("f")).unwrap(),
+            old,
+            "old kept"
+        );
+        assert_eq!(names(homes[2].path()), ["f"], "no temp file left");
     }
 }
