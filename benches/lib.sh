@@ -64,6 +64,23 @@ time_it() {
     echo "$best"
 }
 
+# time_each FN…: each function's best of 5 wall-clock runs, in seconds, on one line. The runs
+# take turns (one of each, five times over), so a machine that slows down or speeds up during
+# the measure weighs on synk and its reference alike.
+time_each() {
+    local -a best=()
+    local i f t0 t1
+    for _ in 1 2 3 4 5; do
+        i=0
+        for f in "$@"; do
+            t0=$(date +%s.%N); "$f" >/dev/null; t1=$(date +%s.%N)
+            best[i]=$(python3 -c "print(min(${best[i]:-999}, $t1 - $t0))")
+            i=$((i + 1))
+        done
+    done
+    echo "${best[*]}"
+}
+
 # bench_peers: three peers, users bench1..3 with homes below $work, reached as user@127.0.0.1
 # through one sshd; the client gets HOME=$work/client. Sets peers, port, hosts (their -p/-h
 # arguments) and synk_cmd (synk, quiet, to all three).

@@ -10,6 +10,7 @@
 #   P3  first sync of 1 GiB (4 x 256 MiB), 3 peers  vs rsync -a to each peer in turn
 #   P3a the same, against rsync given the ciphers synk offers (AES-GCM first): what is left
 #       once the cipher is the same on both sides
+#   P3s the same with the streaming copier (--copier stream)  vs rsync -a to each peer in turn
 #   P4  one in-sync file on 3 peers                 vs 3 parallel `ssh HOST true`
 #   P5  100k files, 3 peers, in sync: client peak RSS (and the local peer's serve's), and
 #       time vs Unison on ONE pair
@@ -61,14 +62,14 @@ make_tree "$work/client/tree" "$n_recheck"
 "${synk_cmd[@]}" "$work/client/tree"        # first sync: every peer gets the tree
 "${synk_cmd[@]}" "$work/client/tree"        # warm: state and digest caches written
 "${synk_cmd[@]}" "$work/client/tree" || { echo "synk: the tree is not in sync" >&2; exit 1; }
-p2_synk=$(time_it "${synk_cmd[@]}" "$work/client/tree")
+synk_tree() { "${synk_cmd[@]}" "$work/client/tree"; }
 unison_pair() {
     unison -batch -auto -silent -times -perms 0 -sshargs "-F $work/ssh_config -p $port" \
         "$work/client/tree" "ssh://bench1@127.0.0.1/$work/home/bench1/tree" >/dev/null 2>&1
 }
 unison_pair || true                           # builds Unison's archives
 unison_pair || { echo "unison does not work here: no reference for P2" >&2; exit 1; }
-p2_ref=$(time_it unison_pair)
+read -r p2_synk p2_ref < <(time_each synk_tree unison_pair)
 row P2 "in-sync re-check, $n_recheck files, 3 peers" "$(ms "$p2_synk")" "Unison, 1 pair: $(ms "$p2_ref")" "$(ratio "$p2_synk" "$p2_ref")"
 
 # P6: the same re-check in periodic mode, sessions open: the runs after the first.
@@ -90,9 +91,9 @@ row P6w "the same, a run that walks every tree" "$(ms "$p6_walk")" "ssh HOST tru
 # P4: one in-sync file; the floor is connecting to three hosts at once.
 echo one >"$work/client/one.txt"
 "${synk_cmd[@]}" "$work/client/one.txt"
-p4_synk=$(time_it "${synk_cmd[@]}" "$work/client/one.txt")
+synk_one() { "${synk_cmd[@]}" "$work/client/one.txt"; }
 three_ssh() { ssh_true bench1 & ssh_true bench2 & ssh_true bench3 & wait; }
-p4_ref=$(time_it three_ssh)
+read -r p4_synk p4_ref < <(time_each synk_one three_ssh)
 row P4 "one in-sync file, 3 peers" "$(ms "$p4_synk")" "3 parallel ssh true: $(ms "$p4_ref")" "$(ratio "$p4_synk" "$p4_ref")"
 
 # P3: first sync of big files to every peer, against rsync to each in turn.
@@ -100,6 +101,7 @@ mkdir -p "$work/client/bulk"
 for i in 1 2 3 4; do head -c "${mib_each}M" /dev/urandom >"$work/client/bulk/f$i"; done
 clear_bulk() { for u in "${peers[@]}"; do rm -rf "$work/home/$u/bulk" "$work/home/$u/.local/state"; done; rm -rf "$work/client/.local/state"; }
 first_sync() { clear_bulk; "${synk_cmd[@]}" "$work/client/bulk"; }
+first_sync_stream() { clear_bulk; "${synk_cmd[@]}" --copier stream "$work/client/bulk"; }
 rsync_each() {
     clear_bulk
     for u in "${peers[@]}"; do
@@ -113,12 +115,11 @@ rsync_each_aes() {
         rsync -a -e "ssh -F $work/ssh_config -p $port -o Ciphers=$aes_first" "$work/client/bulk/" "$u@127.0.0.1:$work/home/$u/bulk/"
     done
 }
-p3_synk=$(time_it first_sync)
-p3_ref=$(time_it rsync_each)
-p3a_ref=$(time_it rsync_each_aes)
+read -r p3_synk p3_ref p3a_ref p3s_synk < <(time_each first_sync rsync_each rsync_each_aes first_sync_stream)
 total=$((4 * mib_each))
 row P3 "first sync of $total MiB (4 files), 3 peers" "$(secs "$p3_synk")" "rsync -a to each: $(secs "$p3_ref")" "$(ratio "$p3_synk" "$p3_ref")"
 row P3a "the same, rsync with synk's cipher order" "$(secs "$p3_synk")" "rsync -a, AES-GCM first: $(secs "$p3a_ref")" "$(ratio "$p3_synk" "$p3a_ref")"
+row P3s "the same, streaming copier (--copier stream)" "$(secs "$p3s_synk")" "rsync -a to each: $(secs "$p3_ref")" "$(ratio "$p3s_synk" "$p3_ref")"
 clear_bulk; rm -rf "$work/client/bulk"
 
 # P5: a big tree, in sync: memory and time.
@@ -128,7 +129,7 @@ for u in "${peers[@]}"; do cp -a "$work/client/many" "$work/home/$u/many"; chown
 "${synk_cmd[@]}" "$work/client/many"        # warm
 # Peak RSS of the client process alone and of the local peer's serve (its child).
 read -r rss serve_rss < <(peak_rss "${synk_cmd[@]}" "$work/client/many")
-p5_synk=$(time_it "${synk_cmd[@]}" "$work/client/many")
+synk_many() { "${synk_cmd[@]}" "$work/client/many"; }
 unison_many() {
     unison -batch -auto -silent -times -perms 0 -sshargs "-F $work/ssh_config -p $port" \
         "$work/client/many" "ssh://bench1@127.0.0.1/$work/home/bench1/many" >/dev/null 2>&1
@@ -136,7 +137,7 @@ unison_many() {
 unison_many || true
 unison_many || { echo "unison does not work here: no reference for P5" >&2; exit 1; }
 urss=$( { /usr/bin/time -f '%M' bash -c "$(declare -f unison_many); work=$work port=$port unison_many" >/dev/null; } 2>&1 | tail -n1)
-p5_ref=$(time_it unison_many)
+read -r p5_synk p5_ref < <(time_each synk_many unison_many)
 row P5 "$n_big files, 3 peers, in sync: client peak RSS" "$((rss / 1024)) MB" "Unison, 1 pair: $((urss / 1024)) MB" "$(python3 -c "print(f'{$rss/$urss:.2f}x')")"
 row P5s "the same, the local peer's serve" "$((serve_rss / 1024)) MB" "Unison, 1 pair: $((urss / 1024)) MB" "$(python3 -c "print(f'{$serve_rss/$urss:.2f}x')")"
 row P5b "$n_big files, 3 peers, in-sync re-check" "$(secs "$p5_synk")" "Unison, 1 pair: $(secs "$p5_ref")" "$(ratio "$p5_synk" "$p5_ref")"
@@ -158,7 +159,7 @@ else
 fi
 
 echo
-echo "synk $("$synk" --version | cut -d' ' -f2), $(nproc) cores, best of 5 where timed"
+echo "synk $("$synk" --version | cut -d' ' -f2), $(nproc) cores, best of 5 where timed (synk and its reference taking turns)"
 printf '| # | measure | synk | reference | ratio |\n| --- | --- | --- | --- | --- |\n'
 for r in "${rows[@]}"; do
     IFS=$'\t' read -r a b c d e <<<"$r"
