@@ -361,10 +361,15 @@ impl RootState {
                 prefix: prefix.clone(),
                 ..RootState::default()
             };
-            for r in stored.records {
-                match r.rel.below(&prefix) {
-                    Some(rel) => st.records.push(Record { rel, ..r }),
-                    None => st.others.push(r),
+            if prefix.is_empty() {
+                // The file's own root: every record is ours as it is (no copy of each path).
+                st.records = stored.records;
+            } else {
+                for r in stored.records {
+                    match r.rel.below(&prefix) {
+                        Some(rel) => st.records.push(Record { rel, ..r }),
+                        None => st.others.push(r),
+                    }
                 }
             }
             if st.prefix.is_empty() {
