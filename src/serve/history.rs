@@ -118,15 +118,16 @@ impl Server {
                 return write_frame(w, &Response::ScanDone);
             }
         }
-        // A session that scans again watches its roots from here on, so that the next scan
-        // can tell whether this walk still holds (see `recheck`).
+        // A session that scans again in brief watches its roots from here on, where a watch
+        // can tell whether this walk still holds at the next scan (see `recheck`). A one-shot
+        // run's only scan marks nothing and watches nothing.
         let began = Instant::now();
-        let before = abs.as_deref().and_then(|a| self.walk_marks(a));
-        self.walks += 1;
-        let local = abs
+        let repeatable = abs
             .as_deref()
-            .filter(|a| a.iter().all(|p| recheck::watch_sees_all(p)));
-        if let Some(abs) = local.filter(|_| again && brief) {
+            .filter(|a| again && brief && recheck::repeatable(a));
+        let before = repeatable.and_then(|a| self.walk_marks(a));
+        self.walks += 1;
+        if let Some(abs) = repeatable {
             self.watch_for_recheck(abs);
         }
         self.roots.clear();
@@ -168,7 +169,7 @@ impl Server {
             self.roots.push(Some(ctx));
             res?;
         }
-        self.last_walk = match (local, before) {
+        self.last_walk = match (repeatable, before) {
             (Some(abs), Some(before)) => self.walk_to_repeat(asked, abs, began, before),
             _ => None,
         };
@@ -214,8 +215,7 @@ impl Server {
     /// The walk just done, if a later scan may answer with it: every root summed up, nothing
     /// to record, a sound watch over exactly these roots since before the walk began, and
     /// the marks as they were then (another client's commit during the walk changes the
-    /// state directory). Several roots with a single file among them always walk: the watch
-    /// on the file's directory would drop the others' events there.
+    /// state directory).
     fn walk_to_repeat(
         &self,
         asked: Asked,
@@ -225,15 +225,6 @@ impl Server {
     ) -> Option<LastWalk> {
         let watched = matches!(&self.watch, Some(Ok(w)) if w.covers(abs));
         if !watched || self.walk_marks(abs).as_ref() != Some(&before) {
-            return None;
-        }
-        let nested = abs.iter().enumerate().any(|(i, a)| {
-            abs.iter()
-                .skip(i + 1)
-                .any(|b| a.starts_with(b) || b.starts_with(a))
-        });
-        let file_among_others = abs.len() > 1 && !abs.iter().all(|p| p.is_dir());
-        if nested || file_among_others {
             return None;
         }
         let said = self

@@ -119,6 +119,21 @@ fn unescape(field: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Whether a walk of `roots` can be answered again from a watch's account: every root on a
+/// filesystem a watch sees whole ([`watch_sees_all`]), none inside another, and no single
+/// file among several roots (the watch on the file's directory would drop the others' events
+/// there).
+pub(super) fn repeatable(roots: &[PathBuf]) -> bool {
+    let nested = roots.iter().enumerate().any(|(i, a)| {
+        roots
+            .iter()
+            .skip(i + 1)
+            .any(|b| a.starts_with(b) || b.starts_with(a))
+    });
+    let file_among_others = roots.len() > 1 && !roots.iter().all(|p| p.is_dir());
+    !nested && !file_among_others && roots.iter().all(|p| watch_sees_all(p))
+}
+
 /// What a later scan checks against a walk besides the watch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Marks {
