@@ -53,17 +53,6 @@ for i in range(n):
 PY
 }
 
-# time_it CMD…: best of 5 wall-clock runs, in seconds.
-time_it() {
-    local best=999
-    for _ in 1 2 3 4 5; do
-        local t0 t1
-        t0=$(date +%s.%N); "$@" >/dev/null; t1=$(date +%s.%N)
-        best=$(python3 -c "print(min($best, $t1 - $t0))")
-    done
-    echo "$best"
-}
-
 # time_each FN…: each function's best of 5 wall-clock runs, in seconds, on one line. The runs
 # take turns (one of each, five times over), so a machine that slows down or speeds up during
 # the measure weighs on synk and its reference alike.
@@ -79,6 +68,14 @@ time_each() {
         done
     done
     echo "${best[*]}"
+}
+
+# time_it CMD…: best of 5 wall-clock runs of one command, in seconds.
+time_it() {
+    local -a cmd=("$@")
+    # Called while time_it runs, so it sees time_it's cmd.
+    time_it_cmd() { "${cmd[@]}"; }
+    time_each time_it_cmd
 }
 
 # bench_peers: three peers, users bench1..3 with homes below $work, reached as user@127.0.0.1
