@@ -152,10 +152,7 @@ async fn copy_file(
                 // Chunks are at most CHUNK long; anything longer is a garbled stream, and the
                 // conversation with the master is out of step from here.
                 Response::Data(d) if d.len() > CHUNK => {
-                    break Some(OpError::Lost(anyhow::anyhow!(
-                        "{name}: garbled protocol stream (a chunk of {} bytes)",
-                        d.len()
-                    )))
+                    break Some(OpError::Lost(master.unexpected(&Response::Data(d))))
                 }
                 Response::Data(d) => {
                     let n = d.len();
