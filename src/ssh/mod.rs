@@ -11,9 +11,10 @@
 //! user's ssh configuration (`~/.ssh/config`, `-F`, `Include`, `Match`, `ProxyJump`, …) and
 //! the `-o` options given to synk.
 
+mod effective;
+
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use openssh::Session;
@@ -21,6 +22,8 @@ use tempfile::TempDir;
 use tokio::process::Command;
 
 use crate::config::PeerSpec;
+
+pub use effective::{effective, Effective};
 
 /// Seconds ssh may take to connect where the user's configuration sets no `ConnectTimeout`:
 /// a dead host is reported in seconds, not after TCP's minutes.
@@ -94,70 +97,6 @@ impl SshOptions {
         }
         a
     }
-}
-
-/// A few values of the configuration ssh would use for a host (`ssh -G`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Effective {
-    /// `stricthostkeychecking`: `ask` (OpenSSH's default), `yes`/`true`, `accept-new`, `no`/`false`.
-    pub strict_host_keys: String,
-    /// `connecttimeout` in seconds, where it is set (not `none`).
-    pub connect_timeout: Option<u64>,
-    /// `serveraliveinterval` is set (not `0`).
-    pub server_alive: bool,
-    /// `remotecommand` is set: a command line must say `RemoteCommand=none`, or ssh refuses it.
-    pub remote_command: bool,
-    /// `ciphers`, as configured or by default.
-    pub ciphers: String,
-}
-
-impl Effective {
-    /// Reads the values that matter from `ssh -G` output.
-    pub fn parse(text: &str) -> Effective {
-        let mut e = Effective {
-            strict_host_keys: "ask".into(),
-            ..Effective::default()
-        };
-        for line in text.lines() {
-            let mut words = line.splitn(2, ' ');
-            let (Some(key), Some(value)) = (words.next(), words.next()) else {
-                continue;
-            };
-            match key {
-                "stricthostkeychecking" => e.strict_host_keys = value.trim().to_string(),
-                "connecttimeout" => e.connect_timeout = value.trim().parse().ok(),
-                "serveraliveinterval" => e.server_alive = value.trim() != "0",
-                "remotecommand" => e.remote_command = !value.trim().is_empty(),
-                "ciphers" => e.ciphers = value.trim().to_string(),
-                _ => {}
-            }
-        }
-        e
-    }
-
-    /// How long ssh may take to connect: the user's `ConnectTimeout`, or the one synk adds
-    /// where the configuration sets none.
-    pub fn connect_limit(&self) -> Duration {
-        Duration::from_secs(self.connect_timeout.unwrap_or(CONNECT_TIMEOUT))
-    }
-}
-
-/// Asks ssh which configuration it would use for `spec` (no connection is made).
-pub async fn effective(spec: &PeerSpec, opts: &SshOptions) -> Result<Effective> {
-    let out = Command::new("ssh")
-        .arg("-G")
-        .args(opts.args(spec))
-        .arg("--")
-        .arg(&spec.host)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .context("cannot run ssh (is OpenSSH's client installed?)")?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(anyhow!("ssh: {}", one_line(&err)));
-    }
-    Ok(Effective::parse(&String::from_utf8_lossy(&out.stdout)))
 }
 
 /// The arguments of a background master connection (no command), up to the destination.
@@ -407,20 +346,6 @@ mod tests {
             !joined.contains("ConnectTimeout") && !joined.contains("ServerAlive"),
             "{joined}"
         );
-    }
-
-    #[test]
-    fn effective_values_are_read_from_ssh_g() {
-        let e = Effective::parse(
-            "user bob\nstricthostkeychecking false\nconnecttimeout none\nserveraliveinterval 15\n",
-        );
-        assert_eq!(e.strict_host_keys, "false");
-        assert_eq!(e.connect_timeout, None);
-        assert_eq!(e.connect_limit(), Duration::from_secs(10));
-        let slow = Effective::parse("connecttimeout 90\n");
-        assert_eq!(slow.connect_limit(), Duration::from_secs(90));
-        assert!(e.server_alive);
-        assert_eq!(Effective::parse("").strict_host_keys, "ask");
     }
 
     #[test]
