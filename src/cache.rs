@@ -2,10 +2,13 @@
 //!
 //! One file per root under `$XDG_CACHE_HOME/synk/` (`~/.cache/synk/`), keyed by the entry's
 //! device and inode and trusted while size, mtime, ctime and a hash of the path hold — the
-//! stamp git's index trusts too: content cannot change without the ctime changing. A few
-//! dozen bytes an entry, in a sorted array. Entries touched in the last seconds before a scan are
-//! not recorded (a write in the same clock tick could go unseen). A cache that is missing,
-//! unreadable or from another version is simply ignored: it can cost time, never correctness.
+//! stamp git's index trusts too: content cannot change without the ctime changing. Entries
+//! touched in the last seconds before a scan are not recorded (a write in the same clock tick
+//! could go unseen). A cache that is missing, unreadable, garbled or from another version is
+//! simply ignored: it can cost time, never correctness.
+//!
+//! Every re-check reads the whole file, so it is laid out to be used as read: fixed-width
+//! records sorted by device and inode behind a checksummed header, nothing to decode.
 
 use std::fs::Metadata;
 use std::io::Write;
@@ -15,19 +18,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
 use crate::paths::WirePath;
 
 use crate::proto::Digest;
 
+/// The first bytes of a cache file.
+const MAGIC: &[u8; 8] = b"synkdig\0";
 /// Bumped whenever the file format or the meaning of a stamp changes.
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
+/// Magic, format, record count, checksum of the records.
+const HEADER: usize = 8 + 4 + 8 + 8;
+/// Device, inode, size, mtime, ctime, name hash, digest.
+const RECORD: usize = 6 * 8 + 64;
 /// Entries changed this recently before the scan began are not trusted later.
 const SETTLE_NS: i64 = 2_000_000_000;
 
 /// What identifies one version of a file without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
     dev: u64,
     ino: u64,
@@ -65,7 +72,7 @@ impl Stamp {
     }
 }
 
-#[derive(Clone, Copy, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Record {
     stamp: Stamp,
     /// xxh3 of the entry's path: where inode numbers are not stable (some FUSE mounts), another
@@ -74,25 +81,94 @@ struct Record {
     digest: Digest,
 }
 
+impl Record {
+    fn write_to(&self, out: &mut Vec<u8>) {
+        let s = &self.stamp;
+        for n in [
+            s.dev,
+            s.ino,
+            s.size,
+            s.mtime as u64,
+            s.ctime as u64,
+            self.name,
+        ] {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        out.extend_from_slice(&self.digest.0);
+    }
+
+    /// The record in `b`, exactly [`RECORD`] bytes.
+    fn read_from(b: &[u8]) -> Record {
+        let n = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        Record {
+            stamp: Stamp {
+                dev: n(0),
+                ino: n(1),
+                size: n(2),
+                mtime: n(3) as i64,
+                ctime: n(4) as i64,
+            },
+            name: n(5),
+            digest: Digest(b[48..RECORD].try_into().expect("64 bytes")),
+        }
+    }
+}
+
 fn name_of(rel: &WirePath) -> u64 {
     xxhash_rust::xxh3::xxh3_64(rel.as_bytes())
 }
 
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    format: u32,
-    records: Vec<Record>,
+/// A cache file's bytes for `records`, sorted by device and inode (one record each).
+fn encode(mut records: Vec<Record>) -> Vec<u8> {
+    records.sort_unstable_by_key(|r| r.stamp.file());
+    records.dedup_by_key(|r| r.stamp.file());
+    let mut body = Vec::with_capacity(records.len() * RECORD);
+    for r in &records {
+        r.write_to(&mut body);
+    }
+    let mut out = Vec::with_capacity(HEADER + body.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT.to_le_bytes());
+    out.extend_from_slice(&(records.len() as u64).to_le_bytes());
+    out.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&body).to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// The keys of the records of a cache file's `bytes`; `None` for anything but a whole, intact
+/// file of this format with its records in order.
+fn decode(bytes: &[u8]) -> Option<Vec<(u64, u64)>> {
+    let head = bytes.get(..HEADER)?;
+    let word = |i: usize| u64::from_le_bytes(head[i..i + 8].try_into().expect("8 bytes"));
+    if &head[..8] != MAGIC || head[8..12] != FORMAT.to_le_bytes() {
+        return None;
+    }
+    let body = &bytes[HEADER..];
+    if (body.len() / RECORD) as u64 != word(12)
+        || body.len() % RECORD != 0
+        || xxhash_rust::xxh3::xxh3_64(body) != word(20)
+    {
+        return None;
+    }
+    let key = |r: &[u8]| {
+        let n = |i: usize| u64::from_le_bytes(r[i..i + 8].try_into().expect("8 bytes"));
+        (n(0), n(8))
+    };
+    let keys: Vec<(u64, u64)> = body.chunks_exact(RECORD).map(key).collect();
+    // Strictly ascending, so a binary search finds the one record of a file.
+    keys.windows(2).all(|w| w[0] < w[1]).then_some(keys)
 }
 
 /// The cache of one root for one scan: lookups from the last scan, records for the next.
 pub struct DigestCache {
     file: Option<PathBuf>,
-    /// Records of the last scan, sorted by device and inode.
-    known: Vec<Record>,
-    /// The device and inode of each of `known`, apart: a search touches 16 bytes an entry
+    /// The cache file as read: records of the last scan from [`HEADER`] on, sorted by device
+    /// and inode.
+    bytes: Vec<u8>,
+    /// The device and inode of each record, apart: a search touches 16 bytes an entry
     /// instead of a whole record, so it stays in the processor's caches.
     keys: Vec<(u64, u64)>,
-    /// Which of `known` this scan found unchanged.
+    /// Which records this scan found unchanged.
     seen: Vec<AtomicBool>,
     /// Digests this scan computed.
     fresh: Mutex<Vec<Record>>,
@@ -126,39 +202,37 @@ impl DigestCache {
 
     /// The cache kept in `file`.
     pub fn at(file: Option<PathBuf>) -> Self {
-        let mut known: Vec<Record> = file
-            .as_deref()
-            .and_then(|f| std::fs::read(f).ok())
-            .and_then(|bytes| postcard::from_bytes::<Stored>(&bytes).ok())
-            .filter(|s| s.format == FORMAT)
-            .map(|s| s.records)
+        let read = file.as_deref().and_then(|f| std::fs::read(f).ok());
+        let (bytes, keys) = read
+            .and_then(|b| decode(&b).map(|keys| (b, keys)))
             .unwrap_or_default();
-        known.sort_unstable_by_key(|r| r.stamp.file());
-        known.dedup_by_key(|r| r.stamp.file());
         DigestCache {
             file,
-            seen: known.iter().map(|_| AtomicBool::new(false)).collect(),
-            keys: known.iter().map(|r| r.stamp.file()).collect(),
-            known,
+            bytes,
+            seen: keys.iter().map(|_| AtomicBool::new(false)).collect(),
+            keys,
             fresh: Mutex::new(Vec::new()),
             trusted_before: now_ns() - SETTLE_NS,
             missed: AtomicBool::new(false),
         }
     }
 
+    /// The `i`th record of the last scan.
+    fn known(&self, i: usize) -> Record {
+        Record::read_from(&self.bytes[HEADER + i * RECORD..HEADER + (i + 1) * RECORD])
+    }
+
     /// The digest recorded for the file at `rel` with this stamp, if it is unchanged.
     pub fn lookup(&self, rel: &WirePath, stamp: &Stamp) -> Option<Digest> {
-        let at = self.keys.binary_search(&stamp.file());
-        match at {
-            Ok(i) if self.known[i].stamp == *stamp && self.known[i].name == name_of(rel) => {
+        if let Ok(i) = self.keys.binary_search(&stamp.file()) {
+            let known = self.known(i);
+            if known.stamp == *stamp && known.name == name_of(rel) {
                 self.seen[i].store(true, Ordering::Relaxed);
-                Some(self.known[i].digest)
-            }
-            _ => {
-                self.missed.store(true, Ordering::Relaxed);
-                None
+                return Some(known.digest);
             }
         }
+        self.missed.store(true, Ordering::Relaxed);
+        None
     }
 
     /// Remembers a freshly computed digest, unless the file changed too recently to trust.
@@ -174,30 +248,25 @@ impl DigestCache {
 
     /// Writes what this scan saw (temp file and rename; errors only cost the next scan time).
     pub fn save(self) {
-        let Some(file) = self.file else { return };
-        let seen: Vec<bool> = self.seen.into_iter().map(AtomicBool::into_inner).collect();
+        let Some(file) = &self.file else { return };
         // Every file found by its stamp and none gone: the file on disk says it all already.
-        if !self.missed.into_inner() && seen.iter().all(|s| *s) {
+        if !self.missed.load(Ordering::Relaxed)
+            && self.seen.iter().all(|s| s.load(Ordering::Relaxed))
+        {
             return;
         }
-        let mut records = self.fresh.into_inner().expect("cache lock");
+        let mut records = std::mem::take(&mut *self.fresh.lock().expect("cache lock"));
         records.extend(
-            self.known
-                .into_iter()
-                .zip(seen)
-                .filter_map(|(r, seen)| seen.then_some(r)),
+            (0..self.keys.len())
+                .filter(|i| self.seen[*i].load(Ordering::Relaxed))
+                .map(|i| self.known(i)),
         );
-        let stored = Stored {
-            format: FORMAT,
-            records,
-        };
         let write = || -> std::io::Result<()> {
             let dir = file.parent().expect("cache file has a directory");
             std::fs::create_dir_all(dir)?;
-            let bytes = postcard::to_stdvec(&stored).map_err(std::io::Error::other)?;
             let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-            tmp.write_all(&bytes)?;
-            tmp.persist(&file).map_err(|e| e.error)?;
+            tmp.write_all(&encode(records))?;
+            tmp.persist(file).map_err(|e| e.error)?;
             Ok(())
         };
         if let Err(e) = write() {
@@ -243,27 +312,21 @@ mod tests {
         // Plant a different digest under the file's current stamp: a re-check that trusts the
         // cache reports it, which proves the file was not read.
         let fake = Digest::of(b"planted");
-        let stored = Stored {
-            format: FORMAT,
-            records: vec![Record {
-                stamp: Stamp::of(&std::fs::metadata(&f).unwrap()),
-                name: name_of(&WirePath::default()),
-                digest: fake,
-            }],
+        let planted = Record {
+            stamp: Stamp::of(&std::fs::metadata(&f).unwrap()),
+            name: name_of(&WirePath::default()),
+            digest: fake,
         };
-        std::fs::write(&store, postcard::to_stdvec(&stored).unwrap()).unwrap();
+        std::fs::write(&store, encode(vec![planted])).unwrap();
         assert_eq!(digest_of(&f, &settled(&store)), fake);
         // The same stamp under another path (an inode handed out again) is not trusted.
-        let elsewhere = Stored {
-            format: FORMAT,
-            records: vec![Record {
-                name: name_of(&WirePath(b"other".to_vec())),
-                ..stored.records[0]
-            }],
+        let elsewhere = Record {
+            name: name_of(&WirePath(b"other".to_vec())),
+            ..planted
         };
-        std::fs::write(&store, postcard::to_stdvec(&elsewhere).unwrap()).unwrap();
+        std::fs::write(&store, encode(vec![elsewhere])).unwrap();
         assert_eq!(digest_of(&f, &settled(&store)), Digest::of(b"one"));
-        std::fs::write(&store, postcard::to_stdvec(&stored).unwrap()).unwrap();
+        std::fs::write(&store, encode(vec![planted])).unwrap();
         // Any write moves the ctime, even one that restores size and mtime.
         let md = std::fs::metadata(&f).unwrap();
         std::fs::write(&f, "two").unwrap();
@@ -281,10 +344,78 @@ mod tests {
         let c = DigestCache::at(Some(store.clone()));
         assert_eq!(digest_of(&f, &c), Digest::of(b"new"));
         c.save();
-        let saved: Stored = postcard::from_bytes(&std::fs::read(&store).unwrap()).unwrap();
-        assert!(saved.records.is_empty());
+        assert_eq!(decode(&std::fs::read(&store).unwrap()), Some(vec![]));
         // Garbage in the cache file is ignored.
         std::fs::write(&store, b"\xff\xff garbage").unwrap();
         assert_eq!(digest_of(&f, &settled(&store)), Digest::of(b"new"));
+    }
+
+    /// A record of file (dev 1, `ino`) whose digest is that of `ino`'s bytes.
+    fn record(ino: u64) -> Record {
+        Record {
+            stamp: Stamp {
+                dev: 1,
+                ino,
+                size: ino * 10,
+                mtime: -5,
+                ctime: i64::MAX,
+            },
+            name: ino.wrapping_mul(7),
+            digest: Digest::of(&ino.to_le_bytes()),
+        }
+    }
+
+    #[test]
+    fn records_read_back_in_order_whatever_order_they_were_kept_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("x.digests");
+        std::fs::write(
+            &store,
+            encode(vec![record(9), record(2), record(5), record(2)]),
+        )
+        .unwrap();
+        let c = DigestCache::at(Some(store));
+        assert_eq!(c.keys, [(1, 2), (1, 5), (1, 9)]);
+        for (i, ino) in [2, 5, 9].into_iter().enumerate() {
+            assert_eq!(c.known(i), record(ino));
+        }
+    }
+
+    #[test]
+    fn a_torn_flipped_or_disordered_file_is_ignored_whole() {
+        let good = encode(vec![record(1), record(2), record(3)]);
+        assert_eq!(decode(&good).map(|k| k.len()), Some(3));
+        // Cut anywhere: short of a record, of the header, or a whole record gone.
+        for len in [
+            0,
+            7,
+            HEADER - 1,
+            HEADER,
+            good.len() - 1,
+            good.len() - RECORD,
+        ] {
+            assert_eq!(decode(&good[..len]), None, "cut at {len}");
+        }
+        // Any one byte changed, in the header or a record.
+        for at in [0, 8, 12, 20, HEADER, HEADER + RECORD + 50, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[at] ^= 1;
+            assert_eq!(decode(&bad), None, "byte {at}");
+        }
+        // Records out of order, checksum and all made right: a search could not find them.
+        let mut body = Vec::new();
+        for ino in [2, 1] {
+            record(ino).write_to(&mut body);
+        }
+        let mut disordered = good[..HEADER].to_vec();
+        disordered[12..20].copy_from_slice(&2u64.to_le_bytes());
+        disordered[20..28].copy_from_slice(&xxhash_rust::xxh3::xxh3_64(&body).to_le_bytes());
+        disordered.extend_from_slice(&body);
+        assert_eq!(decode(&disordered), None);
+        disordered.truncate(HEADER + RECORD);
+        disordered[12..20].copy_from_slice(&1u64.to_le_bytes());
+        let one = xxhash_rust::xxh3::xxh3_64(&disordered[HEADER..]);
+        disordered[20..28].copy_from_slice(&one.to_le_bytes());
+        assert_eq!(decode(&disordered), Some(vec![(1, 2)]));
     }
 }

@@ -77,10 +77,6 @@ pub async fn effective(spec: &PeerSpec, opts: &SshOptions) -> Result<Effective> 
 mod tests {
     use super::*;
 
-    fn spec(s: &str, port: Option<u16>) -> PeerSpec {
-        PeerSpec::parse(s, port).unwrap()
-    }
-
     #[test]
     fn effective_values_are_read_from_ssh_g() {
         let e = Effective::parse(
