@@ -29,6 +29,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const WATCH_POLL: Duration = Duration::from_secs(1);
 /// Changes that come together are synced together: quiet this long first.
 const DEBOUNCE: Duration = Duration::from_millis(400);
+/// The longest the local peer's serve waits for a remote handshake to finish (see
+/// [`Session::connect_scan`]).
+const LOCAL_HOLD: Duration = Duration::from_millis(250);
 
 /// What every run of a session is given besides the roots.
 pub(super) struct Settings {
@@ -85,16 +88,30 @@ impl Session {
             .filter(|i| self.retry.get(i).is_none_or(|(at, _)| *at <= now))
             .collect();
         // Remote peers first: each starts `ssh -G`, then its connection, from its first poll,
-        // and the handshakes are the long pole; the local serve starts right after them.
+        // and the handshakes are the long pole.
         wanted.sort_by_key(|i| self.specs[*i].is_none());
         let opts = &self.opts;
         let specs = &self.specs;
+        // The local serve starts once a remote handshake is done (or LOCAL_HOLD has passed):
+        // the key exchanges are CPU-bound, a scan run beside them slows every one of them, and
+        // no remote listing can arrive before its handshake anyway.
+        let remote_done = tokio::sync::Notify::new();
+        let hold = wanted.iter().any(|i| specs[*i].is_some());
+        let remote_done = &remote_done;
         // A new peer gets the scan right behind the handshake.
         let ahead =
             scan.map(|(roots, s)| Conn::scan_request(roots, s.retention, &s.excludes, s.brief));
         let ahead = ahead.as_ref();
         let fresh = join_all(wanted.iter().map(|i| async move {
+            let local = specs[*i].is_none();
+            if local && hold {
+                let _ = tokio::time::timeout(LOCAL_HOLD, remote_done.notified()).await;
+            }
             let peer = peer::connect(specs[*i].clone(), opts, ahead).await;
+            if !local {
+                // Stored for the local peer if it is not waiting yet.
+                remote_done.notify_one();
+            }
             let scanned = match (&peer, scan) {
                 (Ok(p), Some((roots, s))) => Some(scan_peer(p, roots, s, true, rep).await),
                 _ => None,
