@@ -159,43 +159,13 @@ async fn copy_file(
                     check.update(&d);
                     // Blocks line up with the target's list while every chunk but the last
                     // is whole.
-                    let fp = (!basis.is_empty() && offset == block as u64 * CHUNK as u64)
-                        .then(|| block_fingerprint(&d));
-                    let same: Vec<bool> = outs
-                        .iter()
-                        .map(|(t, _)| {
-                            fp.is_some_and(|fp| {
-                                basis.get(t).and_then(|b| b.get(block)) == Some(&fp)
-                            })
-                        })
-                        .collect();
-                    let matched = same.iter().filter(|s| **s).count() as u64;
-                    on_bytes(
-                        n as u64,
-                        WireStats {
-                            literal: (same.len() as u64 - matched) * n as u64,
-                            matched: matched * n as u64,
-                        },
-                    );
-                    // Each frame is encoded once, whatever the number of targets, and the
-                    // data only if a target needs it.
-                    let data = if matched < same.len() as u64 {
-                        encode(&Request::Data(d)).expect("a chunk fits in a frame")
-                    } else {
-                        Vec::new()
-                    };
-                    let kept = encode(&Request::Same { len: n as u32 }).expect("a few bytes");
-                    let frames: Vec<&[u8]> = same
-                        .iter()
-                        .map(|s| if *s { &kept[..] } else { &data[..] })
-                        .collect();
-                    send_each(&mut outs, &mut results, &frames).await;
+                    let at = (offset == block as u64 * CHUNK as u64).then_some(block);
+                    let literal =
+                        relay_chunk(&mut outs, &mut results, &basis, at, d, on_bytes).await;
+                    // Only data counts against --bwlimit; "the same" is a few bytes.
+                    throttle.pace(literal).await;
                     block += 1;
                     offset += n as u64;
-                    // Only data counts against --bwlimit; "the same" is a few bytes.
-                    throttle
-                        .pace(if matched == same.len() as u64 { 0 } else { n })
-                        .await;
                 }
                 Response::ReadDone(d) if d == digest => break None,
                 Response::ReadDone(_) => {
@@ -252,6 +222,55 @@ async fn copy_file(
 }
 
 /// Asks every target for the block fingerprints of the file it holds at the copy's path.
+/// Passes one chunk of the master's file on: as "the same" to each target whose old file
+/// holds it as block `at`, as data to the others, each frame encoded once. Returns the bytes
+/// that went as data (0 when every target had the block).
+async fn relay_chunk(
+    outs: &mut Vec<(PeerId, tokio::sync::MutexGuard<'_, Conn>)>,
+    results: &mut Vec<TargetResult>,
+    basis: &HashMap<PeerId, Vec<[u8; 16]>>,
+    at: Option<usize>,
+    chunk: Vec<u8>,
+    on_bytes: OnBytes<'_>,
+) -> usize {
+    let n = chunk.len();
+    let fp = at
+        .filter(|_| !basis.is_empty())
+        .map(|block| (block, block_fingerprint(&chunk)));
+    let same: Vec<bool> = outs
+        .iter()
+        .map(|(t, _)| {
+            fp.is_some_and(|(block, fp)| basis.get(t).and_then(|b| b.get(block)) == Some(&fp))
+        })
+        .collect();
+    let matched = same.iter().filter(|s| **s).count();
+    let literal = same.len() - matched;
+    on_bytes(
+        n as u64,
+        WireStats {
+            literal: (literal * n) as u64,
+            matched: (matched * n) as u64,
+        },
+    );
+    // The data is encoded only if a target needs it.
+    let data = if literal > 0 {
+        encode(&Request::Data(chunk)).expect("a chunk fits in a frame")
+    } else {
+        Vec::new()
+    };
+    let kept = encode(&Request::Same { len: n as u32 }).expect("a few bytes");
+    let frames: Vec<&[u8]> = same
+        .iter()
+        .map(|s| if *s { &kept[..] } else { &data[..] })
+        .collect();
+    send_each(outs, results, &frames).await;
+    if literal > 0 {
+        n
+    } else {
+        0
+    }
+}
+
 async fn blocks_of(
     outs: &mut Vec<(PeerId, tokio::sync::MutexGuard<'_, Conn>)>,
     results: &mut Vec<TargetResult>,
