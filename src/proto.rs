@@ -287,7 +287,8 @@ pub enum Request {
         /// The root is a directory (else rsync's base is the root's parent).
         dir: bool,
     },
-    /// After rsync: remove the scratch directory if it is empty.
+    /// After rsync: remove the scratch directory if it is empty, and make what rsync wrote
+    /// durable (rsync renames files into place without an fsync).
     Cleanup {
         /// Index into the last scan's roots.
         root: u32,

@@ -58,10 +58,10 @@ impl Server {
     }
 
     pub(super) fn cleanup(&self, root: u32, dir: bool) -> OpResult {
-        let (_, scratch) = self.rsync_base(root, dir)?;
+        let (base, scratch) = self.rsync_base(root, dir)?;
         // Not empty: another run is using it, or a killed one left debris that scans skip.
         let _ = fs::remove_dir(&scratch);
-        Ok(())
+        flush_filesystem(&base)
     }
 
     pub(super) fn read_file<W: Write>(
@@ -301,6 +301,28 @@ fn start_writeback(f: &File, from: u64, to: u64) {
     let _ = (f, from, to);
 }
 
+/// Makes everything written to the filesystem holding `dir` durable: rsync renames the files
+/// it wrote into place without an fsync, and the state recorded next must not claim what a
+/// power cut could still take back.
+fn flush_filesystem(dir: &Path) -> OpResult {
+    let f = File::open(dir).map_err(|e| msg(dir, e))?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: a plain syscall on a descriptor this file owns.
+        if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+            return Err(msg(dir, io::Error::last_os_error()));
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        drop(f);
+        // SAFETY: sync takes no arguments and cannot fail.
+        unsafe { libc::sync() };
+    }
+    Ok(())
+}
+
 /// Makes a rename durable. Best effort: some filesystems refuse to fsync a directory.
 pub(super) fn sync_parent(path: &Path) {
     if let Some(dir) = path.parent() {
@@ -335,4 +357,19 @@ fn same_block(old: &mut Option<File>, path: &Path, offset: u64, len: usize) -> i
     let mut block = vec![0u8; len];
     f.read_exact_at(&mut block, offset)?;
     Ok(block)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flush_names_the_directory_it_could_not_reach() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), "written by rsync").unwrap();
+        assert_eq!(flush_filesystem(dir.path()), Ok(()));
+        let gone = dir.path().join("gone");
+        let e = flush_filesystem(&gone).unwrap_err();
+        assert!(e.contains(&*gone.to_string_lossy()), "{e}");
+    }
 }

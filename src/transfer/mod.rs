@@ -305,14 +305,20 @@ impl RootTransfer<'_> {
             .into_iter()
             .flatten()
             .collect();
-        join_all(ready.iter().map(|t| async move {
+        // Cleanup also makes what rsync wrote durable before any state records it.
+        let cleaned = join_all(ready.iter().map(|t| async move {
             let cleanup = Request::Cleanup {
                 root: self.root,
                 dir,
             };
-            let _ = self.peers[*t].conn.lock().await.op(&cleanup).await;
+            (*t, self.peers[*t].conn.lock().await.op(&cleanup).await)
         }))
         .await;
+        for (t, r) in cleaned {
+            if let Err(e) = r {
+                self.fail(rep, lost, t, self.display, e);
+            }
+        }
         fallback
     }
 
