@@ -16,7 +16,7 @@ use crate::state::{Record, Vv};
 use crate::versions::{Kept, Retention};
 
 /// Bumped on every incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 /// Opens every handshake so a stray banner or a different program is recognised at once.
 pub const MAGIC: [u8; 4] = *b"SYNK";
 /// Largest frame either side accepts.

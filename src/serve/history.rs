@@ -409,6 +409,11 @@ impl Server {
         }
     }
 
+    /// The last walk of `root` stayed on one filesystem (no mount inside the tree).
+    pub(super) fn one_filesystem(&self, root: u32) -> bool {
+        self.ctx(root).is_ok_and(|c| c.watchable)
+    }
+
     fn ctx(&self, root: u32) -> Result<&RootCtx, String> {
         self.roots
             .get(root as usize)

@@ -61,7 +61,7 @@ impl Server {
         let (base, scratch) = self.rsync_base(root, dir)?;
         // Not empty: another run is using it, or a killed one left debris that scans skip.
         let _ = fs::remove_dir(&scratch);
-        flush_filesystem(&base)
+        flush(&base, self.one_filesystem(root))
     }
 
     pub(super) fn read_file<W: Write>(
@@ -301,25 +301,27 @@ fn start_writeback(f: &File, from: u64, to: u64) {
     let _ = (f, from, to);
 }
 
-/// Makes everything written to the filesystem holding `dir` durable: rsync renames the files
-/// it wrote into place without an fsync, and the state recorded next must not claim what a
-/// power cut could still take back.
-fn flush_filesystem(dir: &Path) -> OpResult {
+/// Makes what was written below `dir` durable: rsync renames the files it wrote into place
+/// without an fsync, and the state recorded next must not claim what a power cut could still
+/// take back. `one_fs`: the tree has no mount inside, so flushing the filesystem that holds
+/// `dir` is enough; else every filesystem is. On Linux both wait until the data is on disk;
+/// elsewhere `sync` only schedules the writes.
+fn flush(dir: &Path, one_fs: bool) -> OpResult {
     let f = File::open(dir).map_err(|e| msg(dir, e))?;
     #[cfg(target_os = "linux")]
-    {
+    if one_fs {
         use std::os::unix::io::AsRawFd;
         // SAFETY: a plain syscall on a descriptor this file owns.
         if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
             return Err(msg(dir, io::Error::last_os_error()));
         }
+        return Ok(());
     }
     #[cfg(not(target_os = "linux"))]
-    {
-        drop(f);
-        // SAFETY: sync takes no arguments and cannot fail.
-        unsafe { libc::sync() };
-    }
+    let _ = one_fs;
+    drop(f);
+    // SAFETY: sync takes no arguments and cannot fail.
+    unsafe { libc::sync() };
     Ok(())
 }
 
@@ -363,13 +365,16 @@ fn same_block(old: &mut Option<File>, path: &Path, offset: u64, len: usize) -> i
 mod tests {
     use super::*;
 
+    /// That the data reached the disk cannot be seen from here; what the caller is told can.
     #[test]
-    fn a_flush_names_the_directory_it_could_not_reach() {
+    fn a_flush_succeeds_on_a_directory_and_names_one_it_cannot_open() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f"), "written by rsync").unwrap();
-        assert_eq!(flush_filesystem(dir.path()), Ok(()));
-        let gone = dir.path().join("gone");
-        let e = flush_filesystem(&gone).unwrap_err();
-        assert!(e.contains(&*gone.to_string_lossy()), "{e}");
+        for one_fs in [true, false] {
+            assert_eq!(flush(dir.path(), one_fs), Ok(()));
+            let gone = dir.path().join("gone");
+            let e = flush(&gone, one_fs).unwrap_err();
+            assert!(e.contains(&*gone.to_string_lossy()), "{e}");
+        }
     }
 }

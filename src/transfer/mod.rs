@@ -317,6 +317,8 @@ impl RootTransfer<'_> {
         for (t, r) in cleaned {
             if let Err(e) = r {
                 self.fail(rep, lost, t, self.display, e);
+                // What may not be on its disk is not recorded there: its state stays as it was.
+                lost.lock().expect("lost set lock").insert(t);
             }
         }
         fallback

@@ -221,7 +221,6 @@ async fn copy_file(
     results
 }
 
-/// Asks every target for the block fingerprints of the file it holds at the copy's path.
 /// Passes one chunk of the master's file on: as "the same" to each target whose old file
 /// holds it as block `at`, as data to the others, each frame encoded once. Returns the bytes
 /// that went as data (0 when every target had the block).
@@ -271,6 +270,7 @@ async fn relay_chunk(
     }
 }
 
+/// Asks every target for the block fingerprints of the file it holds at the copy's path.
 async fn blocks_of(
     outs: &mut Vec<(PeerId, tokio::sync::MutexGuard<'_, Conn>)>,
     results: &mut Vec<TargetResult>,
