@@ -118,20 +118,36 @@ fn name_of(rel: &WirePath) -> u64 {
     xxhash_rust::xxh3::xxh3_64(rel.as_bytes())
 }
 
-/// A cache file's bytes for `records`, sorted by device and inode (one record each).
-fn encode(mut records: Vec<Record>) -> Vec<u8> {
+/// Writes a cache file of `records` to `w`, sorted by device and inode (one record each),
+/// as it encodes them: a million records need no second copy in memory.
+fn encode_to(mut records: Vec<Record>, w: &mut impl Write) -> std::io::Result<()> {
     records.sort_unstable_by_key(|r| r.stamp.file());
     records.dedup_by_key(|r| r.stamp.file());
-    let mut body = Vec::with_capacity(records.len() * RECORD);
+    let mut one = Vec::with_capacity(RECORD);
+    // The checksum leads the records, so they are encoded twice (a few ns each), not held.
+    let mut sum = xxhash_rust::xxh3::Xxh3::new();
     for r in &records {
-        r.write_to(&mut body);
+        one.clear();
+        r.write_to(&mut one);
+        sum.update(&one);
     }
-    let mut out = Vec::with_capacity(HEADER + body.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT.to_le_bytes());
-    out.extend_from_slice(&(records.len() as u64).to_le_bytes());
-    out.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&body).to_le_bytes());
-    out.extend_from_slice(&body);
+    w.write_all(MAGIC)?;
+    w.write_all(&FORMAT.to_le_bytes())?;
+    w.write_all(&(records.len() as u64).to_le_bytes())?;
+    w.write_all(&sum.digest().to_le_bytes())?;
+    for r in &records {
+        one.clear();
+        r.write_to(&mut one);
+        w.write_all(&one)?;
+    }
+    Ok(())
+}
+
+/// A cache file's bytes for `records` (see [`encode_to`]).
+#[cfg(test)]
+fn encode(records: Vec<Record>) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_to(records, &mut out).expect("a Vec takes every write");
     out
 }
 
@@ -265,7 +281,10 @@ impl DigestCache {
             let dir = file.parent().expect("cache file has a directory");
             std::fs::create_dir_all(dir)?;
             let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-            tmp.write_all(&encode(records))?;
+            let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+            encode_to(records, &mut w)?;
+            w.flush()?;
+            drop(w);
             tmp.persist(file).map_err(|e| e.error)?;
             Ok(())
         };
