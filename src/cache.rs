@@ -99,7 +99,7 @@ impl Record {
 
     /// The record in `b`, exactly [`RECORD`] bytes.
     fn read_from(b: &[u8]) -> Record {
-        let n = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let n = |i: usize| u64_at(b, i * 8);
         Record {
             stamp: Stamp {
                 dev: n(0),
@@ -112,6 +112,16 @@ impl Record {
             digest: Digest(b[48..RECORD].try_into().expect("64 bytes")),
         }
     }
+}
+
+/// The little-endian word at byte `at` of `b`.
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// The device and inode a record in `b` is keyed by: its first two words.
+fn key_at(b: &[u8]) -> (u64, u64) {
+    (u64_at(b, 0), u64_at(b, 8))
 }
 
 fn name_of(rel: &WirePath) -> u64 {
@@ -155,22 +165,17 @@ fn encode(records: Vec<Record>) -> Vec<u8> {
 /// file of this format with its records in order.
 fn decode(bytes: &[u8]) -> Option<Vec<(u64, u64)>> {
     let head = bytes.get(..HEADER)?;
-    let word = |i: usize| u64::from_le_bytes(head[i..i + 8].try_into().expect("8 bytes"));
     if &head[..8] != MAGIC || head[8..12] != FORMAT.to_le_bytes() {
         return None;
     }
     let body = &bytes[HEADER..];
-    if (body.len() / RECORD) as u64 != word(12)
+    if (body.len() / RECORD) as u64 != u64_at(head, 12)
         || body.len() % RECORD != 0
-        || xxhash_rust::xxh3::xxh3_64(body) != word(20)
+        || xxhash_rust::xxh3::xxh3_64(body) != u64_at(head, 20)
     {
         return None;
     }
-    let key = |r: &[u8]| {
-        let n = |i: usize| u64::from_le_bytes(r[i..i + 8].try_into().expect("8 bytes"));
-        (n(0), n(8))
-    };
-    let keys: Vec<(u64, u64)> = body.chunks_exact(RECORD).map(key).collect();
+    let keys: Vec<(u64, u64)> = body.chunks_exact(RECORD).map(key_at).collect();
     // Strictly ascending, so a binary search finds the one record of a file.
     keys.windows(2).all(|w| w[0] < w[1]).then_some(keys)
 }
