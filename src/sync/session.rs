@@ -92,11 +92,12 @@ impl Session {
         wanted.sort_by_key(|i| self.specs[*i].is_none());
         let opts = &self.opts;
         let specs = &self.specs;
-        // The local serve starts once a remote handshake is done (or LOCAL_HOLD has passed):
-        // the key exchanges are CPU-bound, a scan run beside them slows every one of them, and
-        // no remote listing can arrive before its handshake anyway.
+        // With a scan to run, the local serve starts once a remote handshake is done (or
+        // LOCAL_HOLD has passed): the key exchanges are CPU-bound, a scan run beside them slows
+        // every one of them, and no remote listing can arrive before its handshake anyway.
+        // Without one there is nothing to keep out of their way.
         let remote_done = tokio::sync::Notify::new();
-        let hold = wanted.iter().any(|i| specs[*i].is_some());
+        let hold = scan.is_some() && wanted.iter().any(|i| specs[*i].is_some());
         let remote_done = &remote_done;
         // A new peer gets the scan right behind the handshake.
         let ahead =
