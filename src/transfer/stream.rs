@@ -251,13 +251,17 @@ async fn relay_chunk(
             matched: (matched * n) as u64,
         },
     );
-    // The data is encoded only if a target needs it.
+    // Each frame is encoded only if a target takes it.
     let data = if literal > 0 {
         encode(&Request::Data(chunk)).expect("a chunk fits in a frame")
     } else {
         Vec::new()
     };
-    let kept = encode(&Request::Same { len: n as u32 }).expect("a few bytes");
+    let kept = if matched > 0 {
+        encode(&Request::Same { len: n as u32 }).expect("a few bytes")
+    } else {
+        Vec::new()
+    };
     let frames: Vec<&[u8]> = same
         .iter()
         .map(|s| if *s { &kept[..] } else { &data[..] })
