@@ -87,7 +87,8 @@ pub fn passwd_home(text: &[u8], uid: u32) -> Option<PathBuf> {
 }
 
 /// Fills `buf` with random bytes from the kernel (`getrandom(2)`; it blocks only until the
-/// kernel's pool is first seeded, early in boot).
+/// kernel's pool is first seeded, early in boot). A kernel older than 3.17 has no such call:
+/// there, and only there, `/dev/urandom` is read.
 pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
     let mut done = 0;
     while done < buf.len() {
@@ -98,6 +99,10 @@ pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
+            }
+            if e.raw_os_error() == Some(libc::ENOSYS) {
+                use std::io::Read;
+                return std::fs::File::open("/dev/urandom")?.read_exact(rest);
             }
             return Err(e);
         }
