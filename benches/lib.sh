@@ -5,7 +5,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Scripts may give synk a HOME of its own; cargo keeps using the real one.
 export CARGO_HOME=${CARGO_HOME:-$HOME/.cargo} RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}
 cargo build --release --quiet
-synk=$PWD/target/release/synk
+synk=$PWD/target/x86_64-unknown-linux-gnu/release/synk
 work=$(mktemp -d /var/tmp/synk-bench.XXXXXX)
 trap 'for p in "$work"/sshd*.pid; do kill "$(cat "$p")" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 ssh-keygen -q -t ed25519 -N '' -f "$work/key"

@@ -5,7 +5,7 @@
 # table row is the ratio. The goal is ≤ 2×; a star, r0 feeding every peer itself, takes 8×.
 #
 #   benches/relay.sh        (needs root, Docker with docker-compose, and a Debian base: the same as
-#                            docker/rig; builds target/release/synk first)
+#                            docker/rig; builds target/x86_64-unknown-linux-gnu/release/synk first)
 #   BENCH_RATE=100mbit BENCH_MIB=1024 BENCH_FILES=16 KEEP=1 benches/relay.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Build a local Debian bookworm base image for the synk test rig without any container registry:
+# Build a local Debian base image for the synk test rig without any container registry:
 # debootstrap (minbase + what the rig needs) into a directory, tar it, `docker import` it.
 #
 #   docker/mkbase.sh [--force]
 #
 # Environment:
-#   SYNK_BASE_IMAGE  image tag to create            (default synk-base:bookworm)
+#   SYNK_SUITE       Debian release                 (default bookworm; the rig also makes bullseye)
+#   SYNK_BASE_IMAGE  image tag to create            (default synk-base:$SYNK_SUITE)
 #   SYNK_MIRROR      Debian mirror URL              (default: the one apt uses on this host)
 #   SYNK_CACHE       where the rootfs tarball is kept (default ${XDG_CACHE_HOME:-$HOME/.cache}/synk-rig)
 #
@@ -13,8 +14,8 @@
 # cached, so re-creating the image (after `docker rmi`, or on a machine that kept its cache) only re-imports.
 set -euo pipefail
 
-IMAGE=${SYNK_BASE_IMAGE:-synk-base:bookworm}
-SUITE=bookworm
+SUITE=${SYNK_SUITE:-bookworm}
+IMAGE=${SYNK_BASE_IMAGE:-synk-base:$SUITE}
 CACHE=${SYNK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/synk-rig}
 # Everything the rig uses inside a host; sshd, rsync and the tools the scenarios run through `docker exec`.
 PACKAGES=openssh-server,openssh-client,rsync,ca-certificates,procps,iproute2,netbase,iputils-ping,psmisc,less
@@ -64,11 +65,13 @@ if [[ $FORCE == 1 || ! -s $TARBALL ]]; then
     trap 'rm -rf --one-file-system "$ROOT"' EXIT
     log "debootstrap $SUITE from $MIRROR into $ROOT (a few minutes)"
     # keep debootstrap's own .deb downloads between runs so a re-bootstrap doesn't fetch again
-    mkdir -p "$CACHE/debs" "$ROOT/var/cache/apt/archives"
-    cp -a "$CACHE/debs/." "$ROOT/var/cache/apt/archives/" 2>/dev/null || true
-    debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$ROOT" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 \
-        || { tail -n 30 "$CACHE/debootstrap.log" >&2; die "debootstrap failed (log: $CACHE/debootstrap.log)"; }
-    cp -a "$ROOT/var/cache/apt/archives/"*.deb "$CACHE/debs/" 2>/dev/null || true
+    # (one directory per release: each has its own versions of every package)
+    DEBS=$CACHE/debs-$SUITE LOG=$CACHE/debootstrap-$SUITE.log
+    mkdir -p "$DEBS" "$ROOT/var/cache/apt/archives"
+    cp -a "$DEBS/." "$ROOT/var/cache/apt/archives/" 2>/dev/null || true
+    debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$ROOT" "$MIRROR" >"$LOG" 2>&1 \
+        || { tail -n 30 "$LOG" >&2; die "debootstrap failed (log: $LOG)"; }
+    cp -a "$ROOT/var/cache/apt/archives/"*.deb "$DEBS/" 2>/dev/null || true
 
     # slim down and make it container-friendly
     rm -rf "$ROOT"/var/cache/apt/archives/*.deb "$ROOT"/var/lib/apt/lists/* "$ROOT"/tmp/* "$ROOT"/var/tmp/*

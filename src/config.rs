@@ -269,7 +269,7 @@ pub fn forget_path(file: &Path, value: &str) -> std::io::Result<usize> {
 
 /// The per-user synk.conf, or a profile's (`synk @NAME`: `NAME.conf` beside it).
 pub fn user_config_path(profile: Option<&str>) -> Option<PathBuf> {
-    let dir = dirs::config_dir()?.join("synk");
+    let dir = crate::os::config_dir()?.join("synk");
     Some(match profile {
         Some(name) => dir.join(format!("{name}.conf")),
         None => dir.join("synk.conf"),
@@ -279,7 +279,7 @@ pub fn user_config_path(profile: Option<&str>) -> Option<PathBuf> {
 /// Where synk looks for its peers when no `-h` and no `-f` is given, in order.
 pub fn default_config_paths() -> Vec<PathBuf> {
     let mut v = Vec::new();
-    if let Some(dir) = dirs::config_dir() {
+    if let Some(dir) = crate::os::config_dir() {
         v.push(dir.join("synk").join("synk.conf"));
     }
     v.push(PathBuf::from("/etc/synk.conf"));

@@ -4,6 +4,10 @@
 //! The copy is written to a temp file beside its final name, checked against the client's
 //! SHA-512, made executable, run once (`--version`) and only then renamed into place, so
 //! clients installing at the same time never see a partial binary. Later runs find it there.
+//!
+//! The executable is linked statically (`.cargo/config.toml`), so it runs on every peer of
+//! the same system and machine (`uname -sm`) whatever its C library; other machines need a
+//! synk of their own.
 
 use std::sync::Arc;
 
@@ -130,7 +134,11 @@ pub async fn install(
     };
     let ours = local_platform();
     if theirs != ours {
-        bail!("{name}: it runs {theirs} and this synk is built for {ours}, so it cannot install itself there: {advice}");
+        // This executable is static, so it runs on any machine of its own kind; another kind
+        // needs a synk built for it (docs/design.md, "Other machines").
+        bail!(
+            "{name}: cannot install synk there: it is a {theirs} machine (uname -sm) and this synk runs on {ours} only; build synk on that host (cargo install) and put it on its PATH, or name a synk there with --synk-path"
+        );
     }
     let exe = std::env::current_exe().context("cannot locate the synk executable")?;
     let bytes = tokio::fs::read(&exe)
@@ -171,8 +179,9 @@ pub async fn install(
         Some(E_MKDIR) => format!("cannot create its directory (read-only or full home?): {err}"),
         Some(E_WRITE) => format!("cannot write the executable (disk full?): {err}"),
         Some(E_DIGEST) => "the copy arrived damaged (SHA-512 mismatch)".to_string(),
+        // Only a synk built without the repository's static linking (.cargo/config.toml).
         Some(E_RUN) if err.contains("GLIBC") => format!(
-            "the copy does not run there: it needs a newer C library than the peer has ({err}); build synk on that host, or a static (musl) one"
+            "the copy does not run there: it needs a newer C library than the peer has ({err}); build synk statically (as `cargo build --release` does from its repository), or on that host"
         ),
         Some(E_RUN) if err.contains("ermission denied") => format!(
             "the copy cannot be run there (a noexec filesystem?): {err}; name a path on another filesystem with --synk-path"

@@ -11,6 +11,7 @@ pub mod config;
 pub mod exclude;
 pub mod install;
 pub mod oplog;
+pub mod os;
 pub mod paths;
 pub mod peer;
 pub mod plan;

@@ -20,7 +20,7 @@ pub struct OpLog {
 
 /// The default log file: `$XDG_STATE_HOME/synk/synk.log`.
 pub fn default_path() -> Option<PathBuf> {
-    crate::state::state_dir(dirs::home_dir().as_deref()).map(|d| d.join("synk.log"))
+    crate::state::state_dir(crate::os::home_dir().as_deref()).map(|d| d.join("synk.log"))
 }
 
 impl OpLog {

@@ -230,9 +230,7 @@ pub fn peer_key(dir: &Path) -> io::Result<u64> {
             return Ok(k);
         }
     }
-    let mut bytes = [0u8; 8];
-    fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    let key = u64::from_le_bytes(bytes).max(1);
+    let key = crate::os::random_u64()?.max(1);
     fs::create_dir_all(dir)?;
     write_atomic(&file, format!("{key:016x}\n").as_bytes())?;
     // Two first runs at once: whichever rename came last is the key for good.

@@ -9,7 +9,7 @@
 //! [`Retention`] of the client's synk.conf(5).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -145,7 +145,7 @@ impl Store {
         let mut lock = self.lock()?;
         let replaced = now_ns();
         let mut rand = [0u8; 4];
-        File::open("/dev/urandom")?.read_exact(&mut rand)?;
+        crate::os::random_bytes(&mut rand)?;
         let id = format!("{replaced}-{:08x}", u32::from_le_bytes(rand));
         let obj = self.object(&id);
         let kept = Kept {

@@ -35,12 +35,8 @@ const VERSIONS_BATCH: usize = 1024;
 
 /// Serves one client on this process's stdin and stdout until the client hangs up.
 pub fn run() -> Result<(), FrameError> {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .filter(|h| h.is_absolute())
-        .or_else(dirs::home_dir);
-    let mut server = Server::new(home);
-    server.cache_dir = dirs::cache_dir();
+    let mut server = Server::new(crate::os::home_dir());
+    server.cache_dir = crate::os::cache_dir(server.home.as_deref());
     server.with_state(state::state_dir(server.home.as_deref()));
     let mut r = BufReader::with_capacity(CHUNK + 64, io::stdin().lock());
     let mut w = BufWriter::with_capacity(CHUNK + 64, io::stdout().lock());

@@ -54,9 +54,7 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .or_else(dirs::home_dir);
+    let home = crate::os::home_dir();
     if let Some(code) = edit_tracked(&cli, &cwd, home.as_deref(), rep) {
         return code;
     }

@@ -8,7 +8,8 @@
 //! - `zeta`: no synk on PATH (synk installs itself there);
 //! - `eta`: a `synk` that prints garbage instead of speaking the protocol;
 //! - `theta`: an older synk that answers with an older protocol (upgraded by install);
-//! - `iota`: no synk on PATH, used with `--no-install`.
+//! - `iota`: no synk on PATH, used with `--no-install`;
+//! - `kappa`: no synk on PATH, and a `uname` that says it is an arm64 machine.
 //!
 //! Every peer's PATH is built here from chosen tools only, so nothing installed on the machine
 //! running the tests (a `synk` in /usr/local/bin, say) changes what a peer has.
@@ -28,8 +29,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Every peer user the rig creates.
 pub const PEERS: &[&str] = &[
-    "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota",
+    "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa",
 ];
+
+/// What kappa's `uname -sm` says.
+pub const KAPPA_PLATFORM: &str = "Linux aarch64";
 
 /// The tools every peer has on PATH (rsync and synk are added per peer).
 const BASE_TOOLS: &[&str] = &[
@@ -173,7 +177,8 @@ fn start() -> Result<Rig, String> {
     fs::write(dir.join("known_hosts"), &known).unwrap();
 
     // PATH directories, from nothing but chosen tools: synk everywhere but zeta and iota;
-    // rsync everywhere but delta; eta's synk lies; theta's synk is older.
+    // rsync everywhere but delta; eta's synk lies; theta's synk is older; kappa's uname says
+    // arm64.
     let synk = env!("CARGO_BIN_EXE_synk");
     let dirs = [
         "base",
@@ -182,6 +187,7 @@ fn start() -> Result<Rig, String> {
         "bin-rsync",
         "bin-garbage",
         "bin-old",
+        "bin-arm",
     ];
     for d in dirs {
         fs::create_dir_all(dir.join(d)).unwrap();
@@ -219,6 +225,16 @@ fn start() -> Result<Rig, String> {
             dir.join("old-hello").display()
         ),
     );
+    let uname = dir.join("bin-arm").join("uname");
+    fs::write(
+        &uname,
+        format!(
+            "#!/bin/sh\nif [ \"$*\" = -sm ]; then echo '{KAPPA_PLATFORM}'; else exec '{}' \"$@\"; fi\n",
+            dir.join("base/uname").display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&uname, fs::Permissions::from_mode(0o755)).unwrap();
     let path_of = |ds: &[&str]| {
         ds.iter()
             .map(|d| dir.join(d).display().to_string())
@@ -249,6 +265,8 @@ Match User synkt-eta
     SetEnv PATH={garbage}
 Match User synkt-theta
     SetEnv PATH={old}
+Match User synkt-kappa
+    SetEnv PATH={arm}
 Match User synkt-alpha,synkt-beta,synkt-gamma,synkt-epsilon
     SetEnv PATH={bin}
 ",
@@ -259,6 +277,7 @@ Match User synkt-alpha,synkt-beta,synkt-gamma,synkt-epsilon
         rsync_only = path_of(&["bin-rsync", "base"]),
         garbage = path_of(&["bin-garbage", "base"]),
         old = path_of(&["bin-old", "bin-rsync", "base"]),
+        arm = path_of(&["bin-arm", "bin-rsync", "base"]),
         bin = path_of(&["bin", "base"]),
     );
     fs::write(dir.join("sshd_config"), config).unwrap();

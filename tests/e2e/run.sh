@@ -858,17 +858,53 @@ s_upgrade_older() {   # an older synk on PATH (epsilon): upgraded into the cache
     hroot epsilon 'mv -f /usr/local/bin/synk.real /usr/local/bin/synk; rm -rf /home/synk/.cache/synk/bin'
 }
 
+# ---------------------------------------------------------------- an older C library (eta: Debian 11)
+
+s_old_libc_install() {   # eta runs glibc 2.31 and has no synk: synk installs itself there, the hosts
+                         # converge, and the copy it sent runs in a chroot that holds nothing else
+    local d=e2e/oldlibc copy out want
+    local -a HOSTS=(alpha beta eta)    # the manifests, union and checks below cover these
+    fx eta 'rm -rf ~/.cache/synk ~/.local/state/synk ~/e2e; mkdir -p ~/e2e'
+    hroot eta 'command -v synk' >/dev/null && fail "fixture: eta has a synk on PATH"
+    out=$(hroot eta 'ldd --version | head -n1')
+    [[ $out == *" 2.31" ]] || fail "fixture: eta does not run glibc 2.31: $out"
+    put alpha $d/a.txt "from alpha, newest" 300
+    put eta   $d/a.txt "from eta, older" 100
+    put beta  $d/b.txt "from beta" 200 600
+    put eta   $d/sub/e.txt "from eta" 250 640
+    snapshot pre $d
+    run_synk alpha -v -h beta -h eta "${HOME_OF[alpha]}/$d"
+    expect_rc 0
+    stdout_has '^eta: installed synk .* at /home/synk/.cache/synk/bin/synk-' \
+        || { fail "-v did not say that synk was installed on eta"; show_output; }
+    expect_converged pre $d
+    copy=$(hx eta 'ls -d ~/.cache/synk/bin/synk-*')
+    [[ $(hx eta 'sha512sum <"$1"' "$copy") == $(hroot alpha 'sha512sum </usr/local/bin/synk') ]] \
+        || fail "eta's copy differs from the client's synk"
+    # The sent copy alone in an empty directory: no libc, no loader, no /dev, no /etc.
+    want=$(hroot alpha 'synk --version')
+    out=$(hroot eta 'set -e; r=$(mktemp -d); trap "rm -rf \"\$r\"" EXIT; cp "$1" "$r/synk"
+        [ "$(ls -A "$r")" = synk ]; chroot "$r" /synk --version' "$copy" 2>&1)
+    [[ $out == "$want" ]] || fail "the sent copy does not run alone in a chroot: [$out], expected [$want]"
+    # In sync now: a second run copies nothing and installs nothing.
+    run_synk alpha -v -h beta -h eta "${HOME_OF[alpha]}/$d"
+    expect_rc 0
+    stdout_has 'installed synk|^master:' && { fail "the second run installed or copied again"; show_output; }
+    expect_converged pre $d
+}
+
 SCENARIOS=(local_master remote_master missing_some dir_union norsync_master norsync_target norsync_client
            hostile_names big_file relay_units rerun_noop conflict dry_run fault_stopped fault_disconnected
            kill_rsync_container kill_stream_sshd kill_stream_container
            kill_no_partial_spread kill_no_partial_spread_rsync
            delete_propagates conflict_history old_mtime_change emptied_root missed_sync two_clients
            kill_client_rerun watch_across_hosts every_across_hosts
-           ssh_no_known_hosts ssh_unknown_key_strict no_install jump_and_install upgrade_older)
+           ssh_no_known_hosts ssh_unknown_key_strict no_install jump_and_install upgrade_older
+           old_libc_install)
 
 # ---------------------------------------------------------------- main
 
-for h in "${HOSTS[@]}" epsilon zeta; do
+for h in "${HOSTS[@]}" epsilon zeta eta; do
     HOME_OF[$h]=$(docker exec -u synk "$(c "$h")" sh -c 'echo $HOME' 2>/dev/null) \
         || { echo "rig host $h is not running: docker/rig up first" >&2; exit 2; }
 done
