@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::units::{parse_bytes, parse_rate};
 use crate::versions::Retention;
 
 /// A remote peer as the user named it: `[user@]host`, with an optional SSH port.
@@ -179,10 +180,8 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
             ["compress", ..] => {
                 return Err(syntax("expected `compress yes` or `compress no`".into()))
             }
-            ["bwlimit", rate] => cfg.bwlimit = Some(crate::cli::parse_rate(rate).map_err(syntax)?),
-            ["max-size", size] => {
-                cfg.max_size = Some(crate::cli::parse_bytes(size).map_err(syntax)?)
-            }
+            ["bwlimit", rate] => cfg.bwlimit = Some(parse_rate(rate).map_err(syntax)?),
+            ["max-size", size] => cfg.max_size = Some(parse_bytes(size).map_err(syntax)?),
             ["bwlimit" | "max-size", ..] => {
                 return Err(syntax(format!("expected `{} VALUE`", words[0])))
             }

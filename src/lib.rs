@@ -23,4 +23,5 @@ pub mod ssh;
 pub mod state;
 pub mod sync;
 pub mod transfer;
+pub mod units;
 pub mod versions;

@@ -12,7 +12,6 @@ use std::sync::Mutex;
 use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use crate::cli::CopierChoice;
 use crate::paths::{entry_display, WirePath};
 use crate::peer::{OpError, Peer};
 use crate::plan::{Copy, PeerId, Plan};
@@ -36,6 +35,17 @@ impl WireStats {
         self.literal += o.literal;
         self.matched += o.matched;
     }
+}
+
+/// How entries travel from master to target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CopierChoice {
+    /// rsync where both ends have it, the streaming copier elsewhere.
+    Auto,
+    /// Always rsync (a pair where an end lacks it fails).
+    Rsync,
+    /// Always the built-in streaming copier.
+    Stream,
 }
 
 /// One master's copies and the targets that need exactly those.
