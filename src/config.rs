@@ -3,8 +3,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::model::Retention;
 use crate::units::{parse_bytes, parse_rate};
-use crate::versions::Retention;
 
 /// A remote peer as the user named it: `[user@]host`, with an optional SSH port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -247,7 +247,7 @@ pub fn add_path(file: &Path, value: &str) -> std::io::Result<bool> {
         new.push('\n');
     }
     new.push_str(&format!("path {value}\n"));
-    crate::state::write_atomic(file, new.as_bytes())?;
+    crate::atomic::write(file, new.as_bytes())?;
     Ok(true)
 }
 
@@ -261,7 +261,7 @@ pub fn forget_path(file: &Path, value: &str) -> std::io::Result<usize> {
         .collect();
     let removed = text.split_inclusive('\n').count() - kept.len();
     if removed > 0 {
-        crate::state::write_atomic(file, kept.concat().as_bytes())?;
+        crate::atomic::write(file, kept.concat().as_bytes())?;
     }
     Ok(removed)
 }

@@ -5,11 +5,14 @@
 //! carries it to every other peer with rsync or the built-in streaming copier ([`transfer`]).
 
 pub mod apply;
+pub mod atomic;
 pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod exclude;
 pub mod install;
+pub mod model;
+pub mod names;
 pub mod oplog;
 pub mod paths;
 pub mod peer;

@@ -8,8 +8,8 @@ use std::sync::Mutex;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::model::Kind;
 use crate::plan::Seen;
-use crate::proto::Kind;
 
 /// The run's voice.
 pub struct Reporter {
@@ -205,7 +205,7 @@ pub fn peer_line(host: &str, path: &str, seen: Option<&Seen>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{Digest, Meta};
+    use crate::model::{Digest, Meta};
 
     fn seen(m: Meta) -> Seen {
         Seen {

@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 
 use futures::future::join_all;
 
+use crate::model::{Kept, Kind};
 use crate::paths::{RootSpec, WirePath};
 use crate::peer::{OpError, Peer};
 use crate::plan::PeerId;
-use crate::proto::{Kind, Request, Response};
+use crate::proto::{Request, Response};
 use crate::report::Reporter;
-use crate::versions::{short_digest, Kept};
+use crate::versions::short_digest;
 
 /// Every peer's kept versions of `spec` and below (a peer that cannot answer is reported).
 async fn gather(peers: &[Peer], spec: &RootSpec, rep: &Reporter) -> Vec<(PeerId, Kept)> {
@@ -192,8 +193,8 @@ pub async fn restore(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::Meta;
-    use crate::versions::Why;
+    use crate::model::Meta;
+    use crate::model::Why;
 
     fn kept(path: &str, mtime: i64, replaced: i64) -> Kept {
         Kept {

@@ -1,8 +1,7 @@
 //! The decision for one entry, from every peer's version of it and what that peer held after
 //! the last sync (its version vector).
 
-use crate::proto::{Kind, Meta};
-use crate::state::{Content, Order, Vv};
+use crate::model::{Content, Kind, Meta, Order, Vv};
 
 use super::{PeerId, Seen};
 

@@ -29,9 +29,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::{Content, Digest, Kind, Meta, Record, Vv};
+use crate::names::conflict_name;
 use crate::paths::WirePath;
-use crate::proto::{Digest, Kind, Meta};
-use crate::state::{Content, Record, Vv};
 use entry::{verdict, versions_of, Verdict, Version};
 pub use records::Records;
 pub use settle::{settle, Briefs, Settled};
@@ -225,45 +225,6 @@ pub fn suddenly_empty(listing: &Listing, settled: usize) -> Option<usize> {
     }
     // One entry gone is an ordinary deletion, even of the last one.
     (held == 0 && deleted > 1).then_some(deleted)
-}
-
-/// `NAME.synk-conflict-YYYYMMDD-HHMMSS-PEER.EXT`: the extension stays last, so it still opens.
-pub fn conflict_name(rel: &WirePath, mtime_ns: i64, peer: &str) -> WirePath {
-    let bytes = rel.as_bytes();
-    let cut = bytes.iter().rposition(|b| *b == b'/').map_or(0, |i| i + 1);
-    let (dir, name) = bytes.split_at(cut);
-    // A leading dot is a hidden file's, not an extension's.
-    let dot = name.iter().rposition(|b| *b == b'.').filter(|i| *i > 0);
-    let (stem, ext) = match dot {
-        Some(i) => name.split_at(i),
-        None => (name, &b""[..]),
-    };
-    let secs = mtime_ns.div_euclid(1_000_000_000).max(0) as u64;
-    let when = humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
-    )
-    .to_string();
-    // 2026-11-25T09:45:27Z -> 20261125-094527
-    let stamp: String = when
-        .chars()
-        .filter(|c| c.is_ascii_digit() || *c == 'T')
-        .map(|c| if c == 'T' { '-' } else { c })
-        .collect();
-    let peer: String = peer
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let mut out = dir.to_vec();
-    out.extend_from_slice(stem);
-    out.extend_from_slice(format!(".synk-conflict-{stamp}-{peer}").as_bytes());
-    out.extend_from_slice(ext);
-    WirePath(out)
 }
 
 /// The decision for one path, before actions are derived from it.

@@ -2,7 +2,7 @@
 //! vector) × current (what it holds now).
 
 use super::*;
-use crate::proto::Digest;
+use crate::model::Digest;
 
 fn w(s: &str) -> WirePath {
     WirePath(s.as_bytes().to_vec())

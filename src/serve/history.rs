@@ -14,13 +14,13 @@ use super::reports::{Reported, Reports};
 use super::{msg, sync_parent, watch, OpResult, Server};
 use crate::cache::DigestCache;
 use crate::exclude::Excludes;
+use crate::model::{now_ms, Content, Digest, Kept, Kind, Meta, Record, Vv, Why};
+use crate::names;
 use crate::paths::{RootSpec, WirePath};
-use crate::proto::{
-    write_frame, Digest, Entry, FrameError, Kind, Meta, Response, CHUNK, ENTRY_BATCH,
-};
+use crate::proto::{write_frame, Entry, FrameError, Response, CHUNK, ENTRY_BATCH};
 use crate::scan::{self, Found};
-use crate::state::{now_ms, sort_by_path, Content, Record, RootState, Vv};
-use crate::versions::{Kept, Take, Why};
+use crate::state::{sort_by_path, RootState};
+use crate::versions::Take;
 
 /// One root of the session: where it is, its state, and what the client decided for it.
 #[derive(Debug)]
@@ -474,7 +474,7 @@ impl Server {
             // Temps of a killed run are not the user's: they never keep a directory alive.
             if let Ok(list) = fs::read_dir(&path) {
                 for e in list.flatten() {
-                    if scan::is_temp_name(e.file_name().as_encoded_bytes()) {
+                    if names::is_temp_name(e.file_name().as_encoded_bytes()) {
                         scan::remove_if_stale(&e.path());
                     }
                 }

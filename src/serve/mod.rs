@@ -13,13 +13,14 @@ use std::time::Duration;
 
 use filetime::FileTime;
 
+use crate::model::Retention;
 use crate::paths::{check_rel, WirePath};
 use crate::proto::{
     read_frame, write_frame, FrameError, Request, Response, CHUNK, MAGIC, PROTOCOL_VERSION,
 };
 use crate::scan;
 use crate::state;
-use crate::versions::{Retention, Store};
+use crate::versions::Store;
 
 mod emit;
 mod history;
@@ -383,8 +384,9 @@ fn protocol_error(what: &str) -> FrameError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Digest, Kind};
     use crate::paths::RootSpec;
-    use crate::proto::{encode, Digest, Kind, ENTRY_BATCH};
+    use crate::proto::{encode, ENTRY_BATCH};
     use std::os::unix::fs::PermissionsExt;
 
     fn hello() -> Request {
@@ -504,7 +506,7 @@ mod tests {
         let a = &full[1];
         assert!(a.changed && a.vv.is_none());
         let meta = a.state.as_ref().unwrap().as_ref().unwrap();
-        assert_eq!(briefs(&resps)[0].fp, crate::state::fingerprint_new(meta));
+        assert_eq!(briefs(&resps)[0].fp, crate::model::fingerprint_new(meta));
         // Second scan: a is unchanged (in brief, by content and version), b is new.
         fs::write(home.path().join("notes/b"), "B").unwrap();
         let (res, resps) = converse_in(
@@ -522,8 +524,8 @@ mod tests {
         assert!(!a.changed && a.vv.is_some());
         assert_eq!(
             bs[0].fp,
-            crate::state::fingerprint(
-                &crate::state::Content::of(a.state.as_ref().unwrap().as_ref()),
+            crate::model::fingerprint(
+                &crate::model::Content::of(a.state.as_ref().unwrap().as_ref()),
                 a.vv.as_ref().unwrap()
             )
         );
@@ -533,8 +535,9 @@ mod tests {
 
     #[test]
     fn a_root_all_unchanged_is_summed_up_and_its_briefs_come_on_request() {
-        use crate::proto::{Brief, Summary};
-        use crate::state::{fingerprint, Content};
+        use crate::model::Brief;
+        use crate::model::{fingerprint, Content};
+        use crate::proto::Summary;
         let home = tempfile::tempdir().unwrap();
         let notes = home.path().join("notes");
         fs::create_dir_all(notes.join("many")).unwrap();

@@ -14,10 +14,12 @@ use std::path::{Path, PathBuf};
 use sha2::Digest as _;
 
 use super::{msg, protocol_error, to_filetime, OpResult, Server};
+use crate::model::Digest;
+use crate::names::{self, RSYNC_TEMP_DIR};
 use crate::paths::WirePath;
 use crate::proto::{
-    block_fingerprint, read_frame, write_frame, Check, Digest, FrameError, Request, Response,
-    CHUNK, MAX_BLOCKS, RSYNC_TEMP_DIR,
+    block_fingerprint, read_frame, write_frame, Check, FrameError, Request, Response, CHUNK,
+    MAX_BLOCKS,
 };
 use crate::scan;
 
@@ -252,8 +254,8 @@ impl Server {
 pub(super) fn install_symlink(path: &Path, target: &WirePath, mtime: i64) -> OpResult {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let tmp = tempfile::Builder::new()
-        .prefix(scan::TEMP_PREFIX)
-        .suffix(scan::TEMP_SUFFIX)
+        .prefix(names::TEMP_PREFIX)
+        .suffix(names::TEMP_SUFFIX)
         .make_in(dir, |p| std::os::unix::fs::symlink(target.as_path(), p))
         .map_err(|e| msg(dir, e))?;
     let t = to_filetime(mtime);
@@ -267,8 +269,8 @@ pub(super) fn install_symlink(path: &Path, target: &WirePath, mtime: i64) -> OpR
 pub(super) fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile, String> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let tmp = tempfile::Builder::new()
-        .prefix(scan::TEMP_PREFIX)
-        .suffix(scan::TEMP_SUFFIX)
+        .prefix(names::TEMP_PREFIX)
+        .suffix(names::TEMP_SUFFIX)
         .tempfile_in(dir)
         .map_err(|e| msg(dir, e))?;
     scan::try_lock(tmp.as_file());

@@ -6,11 +6,11 @@ use serde_json::{json, Value};
 
 use crate::apply::Apply;
 use crate::cli::Cli;
+use crate::model::Kind;
 use crate::oplog::OpLog;
 use crate::paths::{entry_display, WirePath};
 use crate::peer::{OpError, Peer, RootScan};
 use crate::plan::{self, Listing, PeerId, Plan, Problem};
-use crate::proto::Kind;
 use crate::report::{peer_line, Reporter};
 use crate::transfer::relay::NoRoute;
 use crate::transfer::rsync::Tuning;

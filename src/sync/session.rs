@@ -10,6 +10,7 @@ use futures::future::join_all;
 
 use crate::cli::Cli;
 use crate::config::PeerSpec;
+use crate::model::Retention;
 use crate::oplog::OpLog;
 use crate::paths::RootSpec;
 use crate::peer::{self, Conn, ConnectOptions, Peer, RootScan};
@@ -17,7 +18,6 @@ use crate::plan::PeerId;
 use crate::report::Reporter;
 use crate::transfer::relay::NoRoute;
 use crate::transfer::rsync::Tuning;
-use crate::versions::Retention;
 
 use super::root::RootRun;
 use super::{Root, EXIT_UNSYNCED};

@@ -12,10 +12,11 @@ use std::sync::Mutex;
 use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt};
 
+use crate::model::Kind;
 use crate::paths::{entry_display, WirePath};
 use crate::peer::{OpError, Peer};
 use crate::plan::{Copy, PeerId, Plan};
-use crate::proto::{Kind, Request};
+use crate::proto::Request;
 use crate::report::Reporter;
 
 /// What crossed the wire for a root's copies: bytes sent as they are, and bytes rsync's delta
