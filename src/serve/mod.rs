@@ -22,10 +22,14 @@ use crate::scan;
 use crate::state;
 use crate::versions::Store;
 
+mod commit;
 mod emit;
-mod history;
+mod keep;
 mod recheck;
 mod reports;
+mod restore;
+mod root;
+mod scanning;
 mod watch;
 mod write;
 
@@ -68,7 +72,7 @@ pub struct Server {
     /// The store was pruned in this session.
     pruned: bool,
     /// The roots of the last scan; later requests refer to them by index.
-    roots: Vec<Option<history::RootCtx>>,
+    roots: Vec<Option<root::RootCtx>>,
     /// Locks on rsync scratch directories in use, so scans elsewhere see them as live.
     scratch_locks: Vec<File>,
     /// The watch over the scanned roots (`--watch`, and re-checks), made on first use;
