@@ -278,7 +278,7 @@ impl Conn {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::fake_peer;
+    use super::super::testing::fake_peer;
     use super::*;
     use crate::proto::{read_frame_async, write_frame_async};
     use tokio::io::AsyncWriteExt;

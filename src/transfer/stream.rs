@@ -374,7 +374,7 @@ mod tests {
     use crate::model::Retention;
     use crate::model::{Digest, Meta};
     use crate::paths::{RootSpec, WirePath};
-    use crate::peer::in_process;
+    use crate::peer::testing::in_process;
 
     /// Scans the single-file root `~/f` on a peer, as a run does before it copies.
     async fn scan_f(peer: &Peer) {
