@@ -55,3 +55,29 @@ pub fn conflict_name(rel: &WirePath, mtime_ns: i64, peer: &str) -> WirePath {
     out.extend_from_slice(ext);
     WirePath(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(s: &str) -> WirePath {
+        WirePath(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn conflict_names_keep_the_extension_last() {
+        let t = 1_764_064_000_000_000_000;
+        assert_eq!(
+            conflict_name(&w("d/report.final.txt"), t, "bob@beta"),
+            w("d/report.final.synk-conflict-20251125-094640-bob_beta.txt")
+        );
+        assert_eq!(
+            conflict_name(&w(".profile"), t, "alpha"),
+            w(".profile.synk-conflict-20251125-094640-alpha")
+        );
+        assert_eq!(
+            conflict_name(&w("Makefile"), t, "a"),
+            w("Makefile.synk-conflict-20251125-094640-a")
+        );
+    }
+}
