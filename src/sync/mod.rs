@@ -1,5 +1,7 @@
 //! The client: connect, scan, decide, copy, report; once, or again and again (`--every`,
-//! `--watch`). `root.rs` carries one root through a run, `session.rs` keeps the peers.
+//! `--watch`). `session.rs` keeps the peers, `settle.rs` settles what they sent in brief,
+//! `root.rs` decides and carries out one root, and `windows.rs` a big first sync of one in
+//! windows.
 
 use std::path::PathBuf;
 
@@ -29,6 +31,7 @@ pub const EXIT_PENDING: i32 = 4;
 mod root;
 mod session;
 mod settle;
+mod windows;
 
 use session::{Session, Settings};
 

@@ -9,7 +9,7 @@ use crate::cli::Cli;
 use crate::model::Kind;
 use crate::oplog::OpLog;
 use crate::paths::{entry_display, WirePath};
-use crate::peer::{OpError, Peer, RootScan};
+use crate::peer::{Peer, RootScan};
 use crate::plan::{self, Listing, PeerId, Plan, Problem};
 use crate::report::{peer_line, Reporter};
 use crate::transfer::relay::NoRoute;
@@ -38,7 +38,7 @@ impl RootRun<'_> {
         entry_display(&self.root.display, rel)
     }
 
-    fn name(&self, p: PeerId) -> &str {
+    pub(super) fn name(&self, p: PeerId) -> &str {
         &self.peers[p].name
     }
 
@@ -106,16 +106,7 @@ impl RootRun<'_> {
         (views, settled, abs)
     }
 
-    /// The peer whose entries settling left to be fetched window by window, and those entries.
-    fn deferred(&self, views: &[Option<&Listing>]) -> Option<(PeerId, &[WirePath])> {
-        self.scans.iter().enumerate().find_map(|(p, scan)| {
-            let scanned = scan.as_ref()?[self.index].as_ref().ok()?;
-            (views[p].is_some() && !scanned.deferred.is_empty())
-                .then_some((p, scanned.deferred.as_slice()))
-        })
-    }
-
-    fn apply(&self) -> Apply<'_> {
+    pub(super) fn apply(&self) -> Apply<'_> {
         Apply {
             peers: self.peers,
             root: self.index as u32,
@@ -124,7 +115,12 @@ impl RootRun<'_> {
         }
     }
 
-    fn decide(&self, views: &[Option<&Listing>], settled: &[usize], root_is_dir: bool) -> Plan {
+    pub(super) fn decide(
+        &self,
+        views: &[Option<&Listing>],
+        settled: &[usize],
+        root_is_dir: bool,
+    ) -> Plan {
         let names: Vec<String> = self.peers.iter().map(|p| p.label.clone()).collect();
         let file_name = std::path::Path::new(&self.root.display)
             .file_name()
@@ -149,106 +145,9 @@ impl RootRun<'_> {
         plan
     }
 
-    /// A first sync from one peer to peers that hold nothing under the root, in windows of
-    /// [`WINDOW`] entries: each is fetched, decided, copied and recorded before the next, so
-    /// the client never holds the whole tree. No entry's decision depends on another's here
-    /// (one holder: no deletions, conflicts or clones), so the windows decide as one would.
-    async fn sync_in_windows(
-        &self,
-        holder: PeerId,
-        deferred: &[WirePath],
-        views: &[Option<&Listing>],
-        abs: &[Option<WirePath>],
-        started: std::time::Instant,
-        rep: &Reporter,
-    ) -> HashSet<PeerId> {
-        let nothing = Listing::new();
-        let mut taking: Vec<PeerId> = (0..views.len()).filter(|p| views[*p].is_some()).collect();
-        let mut lost = HashSet::new();
-        let mut is_dir_once = None;
-        let mut wire = WireStats::default();
-        let mut doc: Option<Value> = None;
-        for (n, window) in deferred.chunks(WINDOW).enumerate() {
-            // The root itself, always sent in full, is decided with the first window.
-            let mut listing = match views[holder] {
-                Some(l) if n == 0 => l.clone(),
-                _ => Listing::new(),
-            };
-            let fetched = self.peers[holder]
-                .conn
-                .lock()
-                .await
-                .detail(self.index as u32, window.to_vec(), &mut listing)
-                .await;
-            match fetched {
-                Ok(()) => {}
-                Err(OpError::Failed(m)) => {
-                    // Still in step: only this root is left out there, and its state stays.
-                    rep.error(format!(
-                        "{}: {m} (while comparing listings)",
-                        self.name(holder)
-                    ));
-                    taking.retain(|p| *p != holder);
-                    break;
-                }
-                Err(OpError::Lost(e)) => {
-                    rep.error(format!("{e:#} (while comparing listings)"));
-                    lost.insert(holder);
-                    break;
-                }
-            }
-            let views: Vec<Option<&Listing>> = (0..views.len())
-                .map(|p| match views[p] {
-                    _ if lost.contains(&p) => None,
-                    None => None,
-                    Some(_) if p == holder => Some(&listing),
-                    Some(l) if n == 0 => Some(l),
-                    Some(_) => Some(&nothing),
-                })
-                .collect();
-            let is_dir = *is_dir_once.get_or_insert_with(|| root_is_dir(&views));
-            let plan = self.decide(&views, &vec![0; views.len()], is_dir);
-            let (gone, stats) = self.carry_out(&plan, &views, abs, is_dir, rep).await;
-            lost.extend(gone);
-            wire.add(stats);
-            if !self.cli.dry_run {
-                let live: Vec<PeerId> = taking
-                    .iter()
-                    .copied()
-                    .filter(|p| !lost.contains(p))
-                    .collect();
-                let broke = self.apply().records(&plan, &live, rep).await;
-                lost.extend(broke);
-            }
-            if rep.json() {
-                merge_json(
-                    &mut doc,
-                    self.json(&plan, &views, WireStats::default(), started),
-                );
-            }
-            if lost.contains(&holder) {
-                break;
-            }
-        }
-        if !self.cli.dry_run {
-            let live: Vec<PeerId> = taking.into_iter().filter(|p| !lost.contains(p)).collect();
-            self.apply().commit(&Plan::default(), &live, rep).await;
-        }
-        if rep.json() {
-            // A root whose first window failed is still in the document, with nothing done.
-            let mut doc = doc
-                .unwrap_or_else(|| self.json(&Plan::default(), &[], WireStats::default(), started));
-            doc["literal_bytes"] = json!(wire.literal);
-            doc["matched_bytes"] = json!(wire.matched);
-            doc["seconds"] = json!(started.elapsed().as_secs_f64());
-            rep.add_json_root(doc);
-        }
-        lost
-    }
-
     /// Reports a plan and carries it out (unless `--dry-run`): returns the peers whose
     /// connection broke, and what crossed the wire.
-    async fn carry_out(
+    pub(super) async fn carry_out(
         &self,
         plan: &Plan,
         views: &[Option<&Listing>],
@@ -440,7 +339,7 @@ impl RootRun<'_> {
     }
 
     /// This root's part of the `--json` document (see synk(1), JSON OUTPUT).
-    fn json(
+    pub(super) fn json(
         &self,
         plan: &Plan,
         views: &[Option<&Listing>],
@@ -581,11 +480,8 @@ fn report_peers(
     }
 }
 
-/// Entries a window holds at most when a first sync is carried out in windows.
-pub(super) const WINDOW: usize = 50_000;
-
 /// True when some peer holds the root as a directory.
-fn root_is_dir(views: &[Option<&Listing>]) -> bool {
+pub(super) fn root_is_dir(views: &[Option<&Listing>]) -> bool {
     views
         .iter()
         .flatten()
@@ -606,19 +502,4 @@ fn committing(plan: &Plan, views: &[Option<&Listing>]) -> Vec<PeerId> {
     (0..views.len())
         .filter(|p| views[*p].is_some() && !left_out.contains(p))
         .collect()
-}
-
-/// Adds one window's `--json` root to the root's document: entries and problems appended,
-/// bytes added up.
-fn merge_json(doc: &mut Option<Value>, window: Value) {
-    let Some(d) = doc else {
-        *doc = Some(window);
-        return;
-    };
-    for key in ["entries", "problems"] {
-        if let (Some(all), Some(more)) = (d[key].as_array_mut(), window[key].as_array()) {
-            all.extend(more.iter().cloned());
-        }
-    }
-    d["bytes"] = json!(d["bytes"].as_u64().unwrap_or(0) + window["bytes"].as_u64().unwrap_or(0));
 }

@@ -205,7 +205,7 @@ fn lone_holder(
         }
         holder = Some(p);
     }
-    holder.filter(|p| settled.want[*p].len() > super::root::WINDOW)
+    holder.filter(|p| settled.want[*p].len() > super::windows::WINDOW)
 }
 
 #[cfg(test)]
@@ -213,7 +213,7 @@ mod tests {
     use super::*;
     use crate::paths::WirePath;
     use crate::peer::Scanned;
-    use crate::sync::root::WINDOW;
+    use crate::sync::windows::WINDOW;
 
     fn scanned(listing: &[&str]) -> Option<Vec<RootScan>> {
         let mut s = Scanned::default();
