@@ -19,6 +19,7 @@
 //!   is left out of the root (unless the user confirms);
 //! - fifos, sockets and devices are reported and skipped.
 
+mod actions;
 mod derive;
 mod entry;
 mod records;
@@ -32,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Content, Kind, Meta, Vv};
 use crate::paths::WirePath;
+pub use actions::{Action, Verb};
 use derive::{actions_of, clones, keep_needed_directories, Decided};
 use entry::{verdict, versions_of, Verdict, Version};
 pub use records::Records;
