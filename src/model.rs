@@ -277,17 +277,6 @@ pub enum Why {
     Conflict,
 }
 
-impl Why {
-    /// The word `--versions` shows.
-    pub fn word(self) -> &'static str {
-        match self {
-            Why::Overwritten => "overwritten",
-            Why::Deleted => "deleted",
-            Why::Conflict => "conflict",
-        }
-    }
-}
-
 /// One kept version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Kept {

@@ -14,7 +14,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::model::{Digest, Kept, Kind, Meta, Retention, Why};
+use crate::model::{Kept, Kind, Meta, Retention, Why};
 use crate::paths::WirePath;
 
 /// How an entry goes into the store.
@@ -212,14 +212,10 @@ fn copy_durably(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// A short digest for listings (`-` for entries without one).
-pub fn short_digest(d: Option<&Digest>) -> String {
-    d.map_or("-".into(), Digest::short)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Digest;
 
     fn meta(content: &[u8]) -> Meta {
         Meta {

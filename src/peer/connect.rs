@@ -12,7 +12,7 @@ use openssh::Session;
 use tokio::io::{AsyncBufReadExt, BufReader, BufWriter};
 
 use super::conn::{Reader, Writer};
-use super::{Caps, Conn, ConnectOptions, Peer};
+use super::{Caps, Conn, ConnectOptions, Installed, Peer};
 use crate::config::PeerSpec;
 use crate::install;
 use crate::proto::{Request, Response, CHUNK, MAGIC, PROTOCOL_VERSION};
@@ -118,12 +118,8 @@ pub async fn connect(
     let (conn, caps) = start_remote(&name, &session, synk_path, ahead)
         .await
         .map_err(|e| e.into_error(&name, true))?;
-    let this = env!("CARGO_PKG_VERSION");
-    let note = match was {
-        Some(v) => format!("upgraded synk {v} to {this} at {at}"),
-        None => format!("installed synk {this} at {at}"),
-    };
-    let mut peer = Peer::new(name, spec, Some(session), caps, conn, Some(note));
+    let done = Installed { was, at };
+    let mut peer = Peer::new(name, spec, Some(session), caps, conn, Some(done));
     peer.remote_command = eff.remote_command;
     Ok(peer)
 }

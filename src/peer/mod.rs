@@ -44,6 +44,15 @@ pub struct Caps {
     pub version: String,
 }
 
+/// synk installed on a peer that lacked it or ran another version, to run it there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    /// The version that was there, if any.
+    pub was: Option<String>,
+    /// Where this version is now.
+    pub at: String,
+}
+
 /// One peer of the run.
 pub struct Peer {
     /// Name in messages: `localhost` or the host as the user gave it.
@@ -57,7 +66,7 @@ pub struct Peer {
     /// The serve conversation; one user at a time.
     pub conn: Mutex<Conn>,
     /// What was done to run synk there (installed or upgraded), for `-v`.
-    pub installed: Option<String>,
+    pub installed: Option<Installed>,
     /// A short name for file names (conflict copies): the host, or this host's name.
     pub label: String,
     /// The user's ssh configuration sets a RemoteCommand for this host (`ssh -G`).
@@ -80,7 +89,7 @@ impl Peer {
         session: Option<Arc<Session>>,
         caps: Caps,
         conn: Conn,
-        installed: Option<String>,
+        installed: Option<Installed>,
     ) -> Peer {
         tracing::debug!(peer = %name, rsync = caps.rsync, version = %caps.version, home = %caps.home, "connected");
         let label = match &spec {

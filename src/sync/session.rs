@@ -15,7 +15,7 @@ use crate::oplog::OpLog;
 use crate::paths::RootSpec;
 use crate::peer::{self, Conn, ConnectOptions, Peer, RootScan};
 use crate::plan::PeerId;
-use crate::report::Reporter;
+use crate::report::{self, Event, Progress, Reporter};
 use crate::transfer::relay::NoRoute;
 use crate::transfer::rsync::Tuning;
 
@@ -131,11 +131,17 @@ impl Session {
         for (i, c, scanned) in connected {
             match c {
                 Ok(p) => {
-                    if let Some(note) = &p.installed {
-                        rep.say(1, format!("{}: {note}", p.name));
+                    if let Some(done) = &p.installed {
+                        rep.emit(Event::Installed {
+                            peer: p.name.clone(),
+                            was: done.was.clone(),
+                            at: done.at.clone(),
+                        });
                     }
                     if self.retry.remove(&i).is_some() {
-                        rep.say(0, format!("{}: reconnected", p.name));
+                        rep.emit(Event::Reconnected {
+                            peer: p.name.clone(),
+                        });
                     }
                     let at = self.spec_of.partition_point(|s| *s < i);
                     self.spec_of.insert(at, i);
@@ -144,7 +150,9 @@ impl Session {
                 }
                 Err(e) => {
                     let wait = self.retry.get(&i).map_or(FIRST_BACKOFF, |(_, w)| *w);
-                    rep.error(format!("{e:#}"));
+                    rep.emit(Event::Failed {
+                        error: format!("{e:#}"),
+                    });
                     self.retry
                         .insert(i, (Instant::now() + wait, (wait * 2).min(MAX_BACKOFF)));
                 }
@@ -169,11 +177,11 @@ impl Session {
     /// Whether a run can go ahead; says why not.
     pub fn ready(&self, rep: &Reporter) -> bool {
         if self.forced_id().is_err() {
-            rep.error("the --master peer is unreachable: nothing synced");
+            rep.emit(Event::MasterUnreachable);
             return false;
         }
         if self.peers.len() < 2 {
-            rep.error("fewer than two peers reachable: nothing can be synced");
+            rep.emit(Event::TooFewPeers);
             return false;
         }
         true
@@ -274,15 +282,16 @@ impl Session {
                     Ok(Some(c)) => changed |= c,
                     Ok(None) => {
                         if unwatched.insert(self.spec_of[p]) {
-                            rep.warn(format!(
-                                "{}: cannot watch for changes there; checked every {}",
-                                self.peers[p].name,
-                                humantime::format_duration(limit)
-                            ));
+                            rep.emit(Event::CannotWatch {
+                                peer: self.peers[p].name.clone(),
+                                every: limit,
+                            });
                         }
                     }
                     Err(e) => {
-                        rep.error(format!("{e:#}"));
+                        rep.emit(Event::Failed {
+                            error: format!("{e:#}"),
+                        });
                         dead.insert(p);
                     }
                 }
@@ -316,7 +325,9 @@ async fn scan_peer(
     sent: bool,
     rep: &Reporter,
 ) -> Option<Vec<RootScan>> {
-    let spinner = rep.spinner(format!("scanning {}", peer.name));
+    let spinner = rep.spinner(Progress::Scanning {
+        peer: peer.name.clone(),
+    });
     let mut conn = peer.conn.lock().await;
     let progress = |entries, _| spinner.set_position(entries);
     let res = if sent {
@@ -329,7 +340,9 @@ async fn scan_peer(
     match res {
         Ok(scan) => Some(scan),
         Err(e) => {
-            rep.error(format!("{e:#}"));
+            rep.emit(Event::Failed {
+                error: format!("{e:#}"),
+            });
             None
         }
     }
@@ -351,7 +364,7 @@ fn stop_on_signals() -> Arc<AtomicBool> {
                     if seen.fetch_add(1, Ordering::SeqCst) > 0 {
                         std::process::exit(130);
                     }
-                    eprintln!("synk: stopping after the current run (again to stop now)");
+                    report::notice(Event::Stopping);
                     stop.store(true, Ordering::SeqCst);
                 }
             });
@@ -389,7 +402,7 @@ pub(super) async fn repeat(
                 None,
             );
             tracing::debug!(round, code, took = ?started.elapsed(), "run done");
-            super::print_json(rep, code, started, false);
+            rep.end_run(code, started.elapsed().as_secs_f64(), false);
             code
         } else {
             EXIT_UNSYNCED

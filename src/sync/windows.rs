@@ -4,13 +4,11 @@
 
 use std::collections::HashSet;
 
-use serde_json::{json, Value};
-
 use super::root::{root_is_dir, RootRun};
 use crate::paths::WirePath;
 use crate::peer::OpError;
 use crate::plan::{Listing, PeerId, Plan};
-use crate::report::Reporter;
+use crate::report::{Event, Reporter, RootDoc};
 use crate::transfer::WireStats;
 
 /// Entries a window holds at most when a first sync is carried out in windows.
@@ -44,7 +42,8 @@ impl RootRun<'_> {
         let mut lost = HashSet::new();
         let mut is_dir_once = None;
         let mut wire = WireStats::default();
-        let mut doc: Option<Value> = None;
+        let mut doc: Option<RootDoc> = None;
+        let names = self.names();
         for (n, window) in deferred.chunks(WINDOW).enumerate() {
             // The root itself, always sent in full, is decided with the first window.
             let mut listing = match views[holder] {
@@ -61,15 +60,18 @@ impl RootRun<'_> {
                 Ok(()) => {}
                 Err(OpError::Failed(m)) => {
                     // Still in step: only this root is left out there, and its state stays.
-                    rep.error(format!(
-                        "{}: {m} (while comparing listings)",
-                        self.name(holder)
-                    ));
+                    rep.emit(Event::WhileComparing {
+                        peer: Some(self.name(holder).to_string()),
+                        error: m,
+                    });
                     taking.retain(|p| *p != holder);
                     break;
                 }
                 Err(OpError::Lost(e)) => {
-                    rep.error(format!("{e:#} (while comparing listings)"));
+                    rep.emit(Event::WhileComparing {
+                        peer: None,
+                        error: format!("{e:#}"),
+                    });
                     lost.insert(holder);
                     break;
                 }
@@ -98,10 +100,11 @@ impl RootRun<'_> {
                 lost.extend(broke);
             }
             if rep.json() {
-                merge_json(
-                    &mut doc,
-                    self.json(&plan, &views, WireStats::default(), started),
-                );
+                let window = RootDoc::of(&self.told(&plan, &views, &names, is_dir));
+                match &mut doc {
+                    Some(d) => d.merge(window),
+                    None => doc = Some(window),
+                }
             }
             if lost.contains(&holder) {
                 break;
@@ -113,28 +116,10 @@ impl RootRun<'_> {
         }
         if rep.json() {
             // A root whose first window failed is still in the document, with nothing done.
-            let mut doc = doc
-                .unwrap_or_else(|| self.json(&Plan::default(), &[], WireStats::default(), started));
-            doc["literal_bytes"] = json!(wire.literal);
-            doc["matched_bytes"] = json!(wire.matched);
-            doc["seconds"] = json!(started.elapsed().as_secs_f64());
-            rep.add_json_root(doc);
+            let doc = doc.unwrap_or_else(|| RootDoc::empty(&self.root.display));
+            let seconds = started.elapsed().as_secs_f64();
+            rep.add_json_root(doc, wire.literal, wire.matched, seconds);
         }
         lost
     }
-}
-
-/// Adds one window's `--json` root to the root's document: entries and problems appended,
-/// bytes added up.
-fn merge_json(doc: &mut Option<Value>, window: Value) {
-    let Some(d) = doc else {
-        *doc = Some(window);
-        return;
-    };
-    for key in ["entries", "problems"] {
-        if let (Some(all), Some(more)) = (d[key].as_array_mut(), window[key].as_array()) {
-            all.extend(more.iter().cloned());
-        }
-    }
-    d["bytes"] = json!(d["bytes"].as_u64().unwrap_or(0) + window["bytes"].as_u64().unwrap_or(0));
 }

@@ -14,7 +14,7 @@ use crate::model::Kind;
 use crate::paths::{entry_display, WirePath};
 use crate::peer::{OpError, Peer};
 use crate::plan::{Copy, PeerId, Plan};
-use crate::report::Reporter;
+use crate::report::{Event, Progress, Reporter};
 
 /// What crossed the wire for a root's copies: bytes sent as they are, and bytes rsync's delta
 /// algorithm found already on the target (a few changed bytes in a big file cost a few
@@ -90,7 +90,7 @@ pub struct RootTransfer<'a> {
 }
 
 impl RootTransfer<'_> {
-    fn path_of(&self, rel: &WirePath) -> String {
+    fn path_of(&self, rel: &WirePath) -> WirePath {
         entry_display(self.display, rel)
     }
 
@@ -139,10 +139,10 @@ impl RootTransfer<'_> {
         }
         if self.dry_run {
             for (m, t, copies) in &rsync_pairs {
-                rep.say(1, format!("synk: {}", self.rsync_job(*m, *t, copies).1));
+                rep.emit(self.rsync_job(*m, *t, copies).1);
             }
             for (m, t) in &stream_pairs {
-                rep.say(1, self.stream_line(*m, *t));
+                rep.emit(self.stream_event(*m, *t));
             }
             return (HashSet::new(), WireStats::default());
         }
@@ -178,7 +178,11 @@ impl RootTransfer<'_> {
                 stream::copy_entry(self.peers, self.root, c, &targets, None, &|_, _| {}).await
             {
                 if let Err(e) = r {
-                    rep.error(format!("{}: {}: {e}", self.name(t), self.display));
+                    rep.emit(Event::RootFailed {
+                        peer: self.name(t).to_string(),
+                        root: self.display.to_string(),
+                        error: e.to_string(),
+                    });
                 }
             }
         }
@@ -211,13 +215,18 @@ impl RootTransfer<'_> {
             .filter(|c| c.meta.kind == Kind::File && !targets_of(c).is_empty())
             .map(|c| c.meta.size)
             .sum();
-        let bar = rep.bytes_bar(total, format!("stream {}", self.display));
+        let bar = rep.bytes_bar(
+            total,
+            Progress::Stream {
+                root: self.display.to_string(),
+            },
+        );
         let on_bytes = |n: u64, sent: WireStats| {
             bar.inc(n);
             wire.lock().expect("wire stats lock").add(sent);
         };
         for (m, t) in pairs {
-            rep.say(1, self.stream_line(*m, *t));
+            rep.emit(self.stream_event(*m, *t));
         }
         let mut made_dirs: Vec<(&Copy, Vec<PeerId>)> = Vec::new();
         for c in &plan.copies {
@@ -244,7 +253,7 @@ impl RootTransfer<'_> {
             for (t, r) in results {
                 match r {
                     Ok(()) => ok.push(t),
-                    Err(e) => self.fail(rep, lost, t, &self.path_of(&c.rel), e),
+                    Err(e) => self.fail(rep, lost, t, self.path_of(&c.rel), e),
                 }
             }
             if c.meta.kind == Kind::Dir {
@@ -272,31 +281,34 @@ impl RootTransfer<'_> {
         rep: &Reporter,
         lost: &Mutex<HashSet<PeerId>>,
         p: PeerId,
-        path: &str,
+        path: WirePath,
         e: OpError,
     ) {
         match e {
             OpError::Lost(e) => {
                 // Report a broken peer once, not once per entry.
                 if lost.lock().expect("lost set lock").insert(p) {
-                    rep.error(format!("{e:#} (while syncing {path})"));
+                    rep.emit(Event::LostWhileSyncing {
+                        error: format!("{e:#}"),
+                        path,
+                    });
                 }
             }
-            OpError::Failed(m) if m.contains(path) || m.starts_with('/') => {
-                rep.error(format!("{}: {m}", self.name(p)))
-            }
-            OpError::Failed(m) => rep.error(format!("{}: {path}: {m}", self.name(p))),
+            OpError::Failed(m) => rep.emit(Event::CopyFailed {
+                peer: self.name(p).to_string(),
+                path,
+                error: m,
+            }),
         }
     }
 
-    /// The `-v` line announcing a streamed pair.
-    fn stream_line(&self, m: PeerId, t: PeerId) -> String {
-        format!(
-            "synk: stream {}:{} -> {}",
-            self.name(m),
-            self.display,
-            self.name(t)
-        )
+    /// `-v`: a pair the streaming copier carries.
+    fn stream_event(&self, m: PeerId, t: PeerId) -> Event {
+        Event::Stream {
+            from: self.name(m).to_string(),
+            root: self.display.to_string(),
+            to: self.name(t).to_string(),
+        }
     }
 }
 

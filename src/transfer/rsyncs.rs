@@ -10,17 +10,16 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::{relay, rsync, RootTransfer, WireStats};
 use crate::paths::WirePath;
-use crate::peer::OpError;
 use crate::plan::{Copy, PeerId};
 use crate::proto::Request;
-use crate::report::Reporter;
+use crate::report::{Event, Progress, Reporter};
 
 /// One master's copies and the targets that need exactly those.
 type Group<'c> = (&'c [&'c Copy], Vec<PeerId>);
 
 impl RootTransfer<'_> {
-    /// The rsync job for a pair, and how it is shown at `-v`.
-    pub(super) fn rsync_job(&self, m: PeerId, t: PeerId, copies: &[&Copy]) -> (rsync::Job, String) {
+    /// The rsync job for a pair, and how `-v` tells it.
+    pub(super) fn rsync_job(&self, m: PeerId, t: PeerId, copies: &[&Copy]) -> (rsync::Job, Event) {
         let peers = self.peers;
         let client_runs = self.client_runs(m, t);
         let side = |p: PeerId| {
@@ -88,10 +87,9 @@ impl RootTransfer<'_> {
             names,
             tuning: self.tuning,
         };
-        let shown = if client_runs {
-            job.display(false)
-        } else {
-            format!("ssh {} {}", self.name(m), job.display(true))
+        let shown = Event::Rsync {
+            on: (!client_runs).then(|| self.name(m).to_string()),
+            command: job.display(!client_runs),
         };
         (job, shown)
     }
@@ -128,7 +126,7 @@ impl RootTransfer<'_> {
                 Ok(()) => {
                     ready.insert(t);
                 }
-                Err(e) => self.fail(rep, lost, t, self.display, e),
+                Err(e) => self.fail(rep, lost, t, WirePath::from(self.display), e),
             }
         }
         // Targets that need the same copies from the same master share one fan-out.
@@ -137,14 +135,15 @@ impl RootTransfer<'_> {
             let key = (*m, copies.iter().map(|c| &c.rel).collect());
             groups.entry(key).or_insert((copies, Vec::new())).1.push(*t);
         }
-        let fallback =
-            join_all(groups.into_iter().map(|((m, _), (copies, targets))| {
-                self.fan_out(m, copies, targets, rep, lost, wire)
-            }))
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
+        let fallback = join_all(
+            groups
+                .into_iter()
+                .map(|((m, _), (copies, targets))| self.fan_out(m, copies, targets, rep, wire)),
+        )
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
         // Cleanup also makes what rsync wrote durable before any state records it.
         let cleaned = join_all(ready.iter().map(|t| async move {
             let cleanup = Request::Cleanup {
@@ -156,7 +155,7 @@ impl RootTransfer<'_> {
         .await;
         for (t, r) in cleaned {
             if let Err(e) = r {
-                self.fail(rep, lost, t, self.display, e);
+                self.fail(rep, lost, t, WirePath::from(self.display), e);
                 // What may not be on its disk is not recorded there: its state stays as it was.
                 lost.lock().expect("lost set lock").insert(t);
             }
@@ -173,7 +172,6 @@ impl RootTransfer<'_> {
         copies: &[&Copy],
         targets: Vec<PeerId>,
         rep: &Reporter,
-        lost: &Mutex<HashSet<PeerId>>,
         wire: &Mutex<WireStats>,
     ) -> Vec<(PeerId, PeerId)> {
         let units = relay::units(copies);
@@ -198,46 +196,40 @@ impl RootTransfer<'_> {
             };
             match (plan.finished(job, ended), outcome) {
                 (_, rsync::Outcome::Done(stats)) => {
-                    rep.say(
-                        1,
-                        format!(
-                            "synk: rsync {} -> {}: {} sent, {} matched",
-                            self.name(from),
-                            self.name(t),
-                            indicatif::HumanBytes(stats.literal),
-                            indicatif::HumanBytes(stats.matched),
-                        ),
-                    );
+                    rep.emit(Event::RsyncDone {
+                        from: self.name(from).to_string(),
+                        to: self.name(t).to_string(),
+                        literal: stats.literal,
+                        matched: stats.matched,
+                    });
                     wire.lock().expect("wire stats lock").add(stats);
                 }
                 (
                     relay::Then::Retry,
                     rsync::Outcome::Unreachable(why) | rsync::Outcome::Failed(why),
                 ) => {
-                    rep.say(
-                        1,
-                        format!(
-                            "synk: {} could not pass {} on to {} ({why}); sending from another peer",
-                            self.name(from),
-                            self.display,
-                            self.name(t),
-                        ),
-                    );
+                    rep.emit(Event::RelayFailed {
+                        from: self.name(from).to_string(),
+                        root: self.display.to_string(),
+                        to: self.name(t).to_string(),
+                        why,
+                    });
                 }
                 (_, rsync::Outcome::Unreachable(why)) if !self.client_runs(m, t) => {
-                    rep.say(
-                        1,
-                        format!(
-                            "synk: {} cannot reach {} itself ({why}); streaming through this host",
-                            self.name(m),
-                            self.name(t)
-                        ),
-                    );
+                    rep.emit(Event::StreamThrough {
+                        master: self.name(m).to_string(),
+                        target: self.name(t).to_string(),
+                        why,
+                    });
                     fallback.push((m, t));
                 }
                 (_, rsync::Outcome::Unreachable(why) | rsync::Outcome::Failed(why)) => {
-                    let msg = format!("rsync from {} failed: {why}", self.name(from));
-                    self.fail(rep, lost, t, self.display, OpError::Failed(msg));
+                    rep.emit(Event::RsyncFailed {
+                        from: self.name(from).to_string(),
+                        to: self.name(t).to_string(),
+                        path: WirePath::from(self.display),
+                        why,
+                    });
                 }
             }
         }
@@ -258,9 +250,12 @@ impl RootTransfer<'_> {
         rep: &Reporter,
     ) -> rsync::Outcome {
         let (job, shown) = self.rsync_job(from, t, copies);
-        tracing::debug!(entries = job.names.len(), "{shown}");
-        rep.say(1, format!("synk: {shown}"));
-        let spinner = rep.spinner(format!("rsync {} -> {}", self.name(from), self.name(t)));
+        tracing::debug!(entries = job.names.len(), "{shown:?}");
+        rep.emit(shown);
+        let spinner = rep.spinner(Progress::Rsync {
+            from: self.name(from).to_string(),
+            to: self.name(t).to_string(),
+        });
         let outcome = if self.client_runs(from, t) {
             rsync::run_local(&job).await
         } else {
