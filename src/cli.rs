@@ -114,6 +114,8 @@ pub struct Cli {
     ports: Vec<u16>,
 
     /// Add a peer ([user@]host); repeatable. Without -h, peers come from synk.conf.
+    // The help text, not a doc link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(short = 'h', long = "host", value_name = "HOST")]
     hosts: Vec<String>,
 

@@ -18,10 +18,15 @@ pub(super) type Writer = Box<dyn AsyncWrite + Unpin + Send>;
 
 /// A live conversation with one peer's `synk --serve`.
 pub struct Conn {
+    /// The peer's name, for messages.
     pub(super) name: String,
+    /// The serve's output.
     pub(super) reader: BufReader<Reader>,
+    /// The serve's input.
     pub(super) writer: BufWriter<Writer>,
+    /// The serve's process, waited for when the conversation ends (`None`: in-process).
     pub(super) child: Option<ServeChild>,
+    /// The last lines the serve wrote to its stderr.
     pub(super) stderr: Arc<StdMutex<VecDeque<String>>>,
 }
 
@@ -93,6 +98,7 @@ impl Conn {
         anyhow!("{}: protocol error: unexpected {what}", self.name)
     }
 
+    /// The last lines of the serve's stderr, on one line.
     pub(super) fn stderr_tail(&self) -> String {
         let t = self.stderr.lock().expect("stderr tail lock");
         t.iter().cloned().collect::<Vec<_>>().join(" / ")

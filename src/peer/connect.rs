@@ -24,6 +24,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Lines of a server's stderr kept for error messages.
 const STDERR_TAIL: usize = 12;
 
+/// The process that runs a peer's serve.
 pub(super) enum ServeChild {
     /// This host's serve, or a remote one run by its own ssh master.
     Process(tokio::process::Child),
@@ -144,6 +145,7 @@ pub(super) enum StartError {
 }
 
 impl StartError {
+    /// The error to report for peer `name` (`install`: synk was installed there first).
     pub(super) fn into_error(self, name: &str, install: bool) -> anyhow::Error {
         let this = env!("CARGO_PKG_VERSION");
         let hint = if install {
@@ -251,6 +253,8 @@ async fn collect_stderr(name: String, stderr: Reader, tail: Arc<StdMutex<VecDequ
 }
 
 impl Conn {
+    /// Says hello (with `ahead` right behind it) and reads the serve's answer: what the peer
+    /// can do, or why it will not do.
     pub(super) async fn handshake(&mut self, ahead: Option<&Request>) -> Result<Caps, StartError> {
         let hello = Request::Hello {
             magic: MAGIC,

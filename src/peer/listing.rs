@@ -76,7 +76,7 @@ impl Conn {
     }
 
     /// Reads the answer to a scan of `roots` roots, sent already (see
-    /// [`crate::peer::connect`]'s `ahead`).
+    /// [`crate::peer::connect()`]'s `ahead`).
     pub async fn scanned(
         &mut self,
         roots: usize,

@@ -15,6 +15,7 @@ use crate::ssh::SshOptions;
 mod conn;
 mod connect;
 mod listing;
+/// Peers for tests.
 #[cfg(test)]
 pub(crate) mod testing;
 

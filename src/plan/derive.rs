@@ -12,11 +12,15 @@ use crate::paths::WirePath;
 
 /// The decision for one path, before actions are derived from it.
 pub(super) struct Decided<'a> {
+    /// The path.
     pub(super) rel: &'a WirePath,
+    /// What each peer that holds or remembers it holds.
     pub(super) versions: Vec<Version<'a>>,
     /// Peers that take part: every available peer not left out of this path.
     pub(super) peers: Vec<PeerId>,
+    /// A peer holding the winning version (`None`: the entry is deleted).
     pub(super) winner: Option<PeerId>,
+    /// One peer per conflicting version that loses the name.
     pub(super) losers: Vec<PeerId>,
 }
 

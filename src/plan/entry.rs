@@ -8,6 +8,7 @@ use super::{PeerId, Seen};
 /// What one peer holds at a path, as the decision sees it.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Version<'a> {
+    /// The peer.
     pub peer: PeerId,
     /// `None`: deleted since the last sync (or a remembered deletion).
     pub meta: Option<&'a Meta>,

@@ -208,7 +208,7 @@ pub struct Input<'a> {
     /// `--max-size`: entries with a bigger file version anywhere are left alone.
     pub max_size: Option<u64>,
     /// Per peer, entries it holds that were settled in sync before the decision and so are
-    /// not in its view ([`settle`]); missing: none.
+    /// not in its view ([`settle()`]); missing: none.
     pub settled: &'a [usize],
 }
 

@@ -15,9 +15,13 @@ use crate::plan::Problem;
 /// What `--json` collects during a run.
 #[derive(Default)]
 pub(super) struct JsonDoc {
+    /// Each root's part, finished.
     pub(super) roots: Vec<Value>,
+    /// The errors, as told.
     pub(super) errors: Vec<String>,
+    /// The warnings, as told.
     pub(super) warnings: Vec<String>,
+    /// The conflicts, as told.
     pub(super) conflicts: Vec<String>,
 }
 

@@ -17,6 +17,7 @@ use crate::scan;
 use crate::versions::{Store, Take};
 
 impl Server {
+    /// The version store, or why there is none.
     pub(super) fn store(&self) -> Result<&Store, String> {
         self.store
             .as_ref()

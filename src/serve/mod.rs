@@ -5,6 +5,12 @@
 //! escape them, never follows a symlink on the way to an entry, and never writes a file in
 //! place: bytes go to a temp file beside the target, which is checked against what the master
 //! read, fsynced and renamed over the old one.
+//!
+//! This file runs the conversation; each job has a room of its own: `root.rs` (a root of the
+//! session), `scanning.rs` with `emit.rs` and `reports.rs` (scans, briefs, summaries),
+//! `recheck.rs` and `watch.rs` (re-checks from memory, `--watch`), `keep.rs` (what leaves a
+//! tree goes into the version store), `write.rs` (what the copiers write), `commit.rs` (the
+//! new state) and `restore.rs` (kept versions listed and put back).
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};

@@ -22,7 +22,9 @@ pub(super) struct RootCtx {
     pub(super) excludes: Excludes,
     /// Something differs from the remembered state: new, changed or deleted entries.
     pub(super) dirty: bool,
+    /// What this peer held after the last sync.
     pub(super) state: RootState,
+    /// What the last scan reported for each entry.
     pub(super) reported: Reports,
     /// Records the client sent for this root, in the order they came.
     pub(super) set: Vec<Record>,
@@ -64,6 +66,7 @@ impl RootCtx {
 }
 
 impl Server {
+    /// The absolute path `spec` names on this peer.
     pub(super) fn resolve(&self, spec: &RootSpec) -> Result<PathBuf, String> {
         match &self.home {
             Some(home) => spec.resolve(home).map_err(|e| format!("{spec}: {e}")),
@@ -76,6 +79,7 @@ impl Server {
         }
     }
 
+    /// Root `root` of the last scan.
     pub(super) fn ctx(&self, root: u32) -> Result<&RootCtx, String> {
         self.roots
             .get(root as usize)
@@ -83,6 +87,7 @@ impl Server {
             .ok_or_else(|| format!("root #{root} was not scanned in this session"))
     }
 
+    /// Root `root` of the last scan, to change.
     pub(super) fn ctx_mut(&mut self, root: u32) -> Result<&mut RootCtx, String> {
         self.roots
             .get_mut(root as usize)

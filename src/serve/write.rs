@@ -36,6 +36,8 @@ impl Server {
         Ok((base, scratch))
     }
 
+    /// Answers [`crate::proto::Request::Prepare`]: the root's parents, the root itself where it
+    /// is a directory, and rsync's scratch directory, held locked until the session ends.
     pub(super) fn prepare(&mut self, root: u32, dir: bool) -> OpResult {
         let (path, _) = self.locate(root, &WirePath::default())?;
         Self::ensure_parents(&path, &WirePath::default())?;
@@ -59,6 +61,8 @@ impl Server {
         Ok(())
     }
 
+    /// Answers [`crate::proto::Request::Cleanup`]: the scratch directory removed where empty,
+    /// and what rsync wrote made durable.
     pub(super) fn cleanup(&self, root: u32, dir: bool) -> OpResult {
         let (base, scratch) = self.rsync_base(root, dir)?;
         // Not empty: another run is using it, or a killed one left debris that scans skip.
@@ -66,6 +70,8 @@ impl Server {
         flush(&base, self.one_filesystem(root))
     }
 
+    /// Answers [`crate::proto::Request::ReadFile`]: the file's bytes in whole chunks, then
+    /// the digest of what was sent.
     pub(super) fn read_file<W: Write>(
         &self,
         root: u32,
@@ -219,6 +225,7 @@ impl Server {
         Ok(())
     }
 
+    /// Creates a directory (or gives an existing one its mode and time).
     pub(super) fn make_dir(&self, root: u32, rel: &WirePath, mode: u32, mtime: i64) -> OpResult {
         let (base, path) = self.locate(root, rel)?;
         Self::ensure_parents(&base, rel)?;
@@ -235,6 +242,7 @@ impl Server {
         filetime::set_file_mtime(&path, to_filetime(mtime)).map_err(|e| msg(&path, e))
     }
 
+    /// Creates or replaces a symlink.
     pub(super) fn symlink(
         &self,
         root: u32,

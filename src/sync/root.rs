@@ -18,20 +18,30 @@ use super::Root;
 
 /// One root's part of the run.
 pub(super) struct RootRun<'a> {
+    /// The root's index among the run's roots.
     pub(super) index: usize,
+    /// The root.
     pub(super) root: &'a Root,
+    /// The connected peers.
     pub(super) peers: &'a [Peer],
+    /// Each peer's scan of every root (`None`: the peer is out of the run).
     pub(super) scans: &'a [Option<Vec<RootScan>>],
+    /// `--master`.
     pub(super) forced: Option<PeerId>,
+    /// The command line.
     pub(super) cli: &'a Cli,
+    /// The operations log.
     pub(super) log: &'a OpLog,
+    /// `--compress`, `--bwlimit`.
     pub(super) tuning: Tuning,
+    /// `--max-size`.
     pub(super) max_size: Option<u64>,
     /// Relay pairs that could not connect earlier in the run.
     pub(super) no_route: &'a NoRoute,
 }
 
 impl RootRun<'_> {
+    /// Peer `p`'s name.
     pub(super) fn name(&self, p: PeerId) -> &str {
         &self.peers[p].name
     }
@@ -128,6 +138,7 @@ impl RootRun<'_> {
         (views, settled, abs)
     }
 
+    /// Changes to the peers' trees for this root.
     pub(super) fn apply(&self) -> Apply<'_> {
         Apply {
             peers: self.peers,
@@ -137,6 +148,7 @@ impl RootRun<'_> {
         }
     }
 
+    /// The decision for this root, from each peer's view.
     pub(super) fn decide(
         &self,
         views: &[Option<&Listing>],

@@ -35,12 +35,17 @@ const LOCAL_HOLD: Duration = Duration::from_millis(250);
 
 /// What every run of a session is given besides the roots.
 pub(super) struct Settings {
+    /// How long kept versions stay.
     pub retention: Retention,
+    /// synk.conf's and `--exclude` patterns.
     pub excludes: Vec<String>,
+    /// `--compress`, `--bwlimit`.
     pub tuning: Tuning,
+    /// `--max-size`.
     pub max_size: Option<u64>,
+    /// The operations log.
     pub log: OpLog,
-    /// Ask peers for entries unchanged since the last sync in brief ([`plan::settle`]).
+    /// Ask peers for entries unchanged since the last sync in brief ([`crate::plan::settle()`]).
     pub brief: bool,
 }
 
@@ -58,6 +63,7 @@ pub(super) struct Session {
 }
 
 impl Session {
+    /// A session of the peers `specs` (`None`: this host), none connected yet.
     pub fn new(specs: Vec<Option<PeerSpec>>, opts: ConnectOptions, forced: Option<usize>) -> Self {
         Session {
             specs,
