@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 /// What the lowest modules may use (every module not listed may use anything that keeps the
 /// graph free of cycles). The ground floor: byte paths, units, the shared vocabulary, the
 /// names synk owns in trees, atomic writes. Above it, the wire protocol describes frames and
-/// the stores store; the decision and the scan are pure of connections.
+/// the stores store; the decision and the scan are pure of connections; the report words
+/// what it is told, and knows nothing of peers, copies or runs.
 const RULES: &[(&str, &[&str])] = &[
     ("paths", &[]),
     ("units", &[]),
@@ -28,6 +29,7 @@ const RULES: &[(&str, &[&str])] = &[
     ("state", &["atomic", "model", "paths"]),
     ("versions", &["atomic", "model", "paths"]),
     ("plan", &["model", "names", "paths"]),
+    ("report", &["model", "paths", "plan"]),
     ("config", &["atomic", "model", "paths", "units"]),
 ];
 
@@ -530,6 +532,71 @@ fn the_modules_form_layers_without_a_cycle() {
     for (module, _) in RULES {
         assert!(g.contains_key(*module), "no module {module}: update RULES");
     }
+}
+
+/// The places outside `report` (and outside test modules) that print: a terminal line from
+/// anywhere else would bypass the report's voice, counts and escaping.
+fn printing_outside_report(src: &Path) -> Vec<String> {
+    let (_, tops) = strip_tests(&fs::read_to_string(src.join("lib.rs")).expect("src/lib.rs"));
+    let mut out = Vec::new();
+    for (name, test) in &tops {
+        if *test || name == "report" {
+            continue;
+        }
+        let flat = src.join(format!("{name}.rs"));
+        let root = if flat.exists() {
+            flat
+        } else {
+            src.join(name).join("mod.rs")
+        };
+        let mut files = Vec::new();
+        module_files(&root, 1, &mut files);
+        for (file, _, text) in files {
+            let chars: Vec<char> = text.chars().collect();
+            let class = classify(&chars);
+            let code: String = chars
+                .iter()
+                .zip(&class)
+                .map(|(c, k)| if *k == Class::Code { *c } else { ' ' })
+                .collect();
+            for (n, line) in code.lines().enumerate() {
+                let prints = ["println!", "eprintln!", "print!", "eprint!"]
+                    .iter()
+                    .any(|m| {
+                        line.match_indices(m)
+                            .any(|(at, _)| !line[..at].ends_with(|c: char| is_ident(c)))
+                    });
+                if prints {
+                    let shown = file.strip_prefix(src).unwrap_or(&file);
+                    let original = fs::read_to_string(&file).unwrap_or_default();
+                    let written = original.lines().nth(n).unwrap_or("").trim().to_string();
+                    out.push(format!("src/{}:{}: {written}", shown.display(), n + 1));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn only_the_report_writes_to_the_terminal() {
+    let src = crate_dir().join("src");
+    let found = printing_outside_report(&src);
+    assert!(
+        found.is_empty(),
+        "print through report::Reporter:\n{}",
+        found.join("\n")
+    );
+    // It would see one.
+    let dir = fake_crate(&[
+        ("lib.rs", "pub mod a;\npub mod report;\n"),
+        ("a.rs", "fn f() {\n    eprintln!(\"x\");\n}\n#[cfg(test)]\nmod tests {\n    fn g() { println!(); }\n}\n"),
+        ("report.rs", "fn f() { println!(\"y\"); }\n"),
+    ]);
+    assert_eq!(
+        printing_outside_report(dir.path()),
+        ["src/a.rs:2: eprintln!(\"x\");"]
+    );
 }
 
 /// Writes a crate's sources below a new directory: `(path, text)` pairs.
