@@ -1,7 +1,9 @@
 //! Everything synk tells the user, and only here: `-v` lines on stdout, errors, warnings and
 //! conflicts on stderr, progress bars on a terminal, and the `--json` document. The modules
 //! that do the work hand the [`Reporter`] [`Event`]s (`event.rs`); `text.rs` words them,
-//! `json.rs` builds the document, `plan.rs` tells a root's plan.
+//! `json.rs` builds the document, `plan.rs` tells a root's plan. What peers, paths and errors
+//! bring into a line is escaped for the terminal ([`text::escape`]); the document carries it
+//! as it is, for its encoder to escape.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,7 +21,7 @@ pub use json::RootDoc;
 
 use crate::plan::{Listing, Plan};
 use json::JsonDoc;
-use text::Voice;
+use text::{Style, Voice};
 
 /// The run's voice.
 pub struct Reporter {
@@ -49,7 +51,7 @@ pub struct RootPlan<'a> {
 
 /// Tells `ev` on stderr where there is no run to report to (`synk --serve`, a signal).
 pub fn notice(ev: Event) {
-    eprintln!("{}", text::line(&ev));
+    eprintln!("{}", text::line(&ev, Style::Terminal));
 }
 
 impl Reporter {
@@ -88,28 +90,28 @@ impl Reporter {
         match text::voice(&ev) {
             Voice::Say(level) => self.say(level, &ev),
             Voice::Warn => {
-                let line = text::line(&ev);
-                self.note(|d| d.warnings.push(line.clone()));
+                self.note(|d| d.warnings.push(text::line(&ev, Style::Plain)));
                 if !self.quiet {
+                    let line = text::line(&ev, Style::Terminal);
                     self.bars.suspend(|| eprintln!("synk: warning: {line}"));
                 }
             }
             Voice::Error => {
-                let line = text::line(&ev);
                 self.failures.fetch_add(1, Ordering::Relaxed);
-                self.note(|d| d.errors.push(line.clone()));
+                self.note(|d| d.errors.push(text::line(&ev, Style::Plain)));
+                let line = text::line(&ev, Style::Terminal);
                 self.bars.suspend(|| eprintln!("synk: {line}"));
             }
             Voice::Conflict => {
-                let line = text::line(&ev);
                 self.conflicts.fetch_add(1, Ordering::Relaxed);
-                self.note(|d| d.conflicts.push(line.clone()));
+                self.note(|d| d.conflicts.push(text::line(&ev, Style::Plain)));
                 if !self.quiet {
+                    let line = text::line(&ev, Style::Terminal);
                     self.bars.suspend(|| eprintln!("synk: conflict: {line}"));
                 }
             }
             Voice::Notice => {
-                let line = text::line(&ev);
+                let line = text::line(&ev, Style::Terminal);
                 self.bars.suspend(|| eprintln!("{line}"));
             }
         }
@@ -119,7 +121,7 @@ impl Reporter {
     /// `--json`, whose document stdout is.
     fn say(&self, level: u8, ev: &Event) {
         if self.verbose >= level && !(self.quiet && level == 0) {
-            let line = text::line(ev);
+            let line = text::line(ev, Style::Terminal);
             if self.json.is_some() {
                 self.bars.suspend(|| eprintln!("{line}"));
             } else {
