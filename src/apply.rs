@@ -11,7 +11,7 @@ use crate::paths::WirePath;
 use crate::peer::{OpError, Peer};
 use crate::plan::{PeerId, Plan};
 use crate::proto::Request;
-use crate::report::Reporter;
+use crate::report::{Event, Reporter};
 
 /// Records per frame.
 const RECORD_BATCH: usize = 2048;
@@ -128,12 +128,17 @@ impl Apply<'_> {
                     match conn.op(&s.req).await {
                         Ok(()) => {}
                         Err(OpError::Failed(m)) => {
-                            rep.error(format!("{}: {m}", peer.name));
+                            rep.emit(Event::PeerFailed {
+                                peer: peer.name.clone(),
+                                error: m,
+                            });
                             let mut f = failed.lock().expect("failed set lock");
                             f.extend(rels.into_iter().map(|r| (p, r.clone())));
                         }
                         Err(OpError::Lost(e)) => {
-                            rep.error(format!("{e:#}"));
+                            rep.emit(Event::Failed {
+                                error: format!("{e:#}"),
+                            });
                             lost.lock().expect("lost set lock").insert(p);
                             return;
                         }
@@ -159,7 +164,11 @@ impl Apply<'_> {
                 Err(e) => Err(OpError::Lost(e)),
             };
             if let Err(e) = res {
-                rep.error(format!("{}: {}: {e}", peer.name, self.display));
+                rep.emit(Event::RootFailed {
+                    peer: peer.name.clone(),
+                    root: self.display.to_string(),
+                    error: e.to_string(),
+                });
             }
         }))
         .await;
@@ -174,7 +183,11 @@ impl Apply<'_> {
             match send_records(&mut conn, self.root, plan, p).await {
                 Ok(()) => None,
                 Err(e) => {
-                    rep.error(format!("{}: {}: {e:#}", peer.name, self.display));
+                    rep.emit(Event::RootFailed {
+                        peer: peer.name.clone(),
+                        root: self.display.to_string(),
+                        error: format!("{e:#}"),
+                    });
                     Some(p)
                 }
             }

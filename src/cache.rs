@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::paths::WirePath;
 
-use crate::proto::Digest;
+use crate::model::Digest;
 
 /// The first bytes of a cache file.
 const MAGIC: &[u8; 8] = b"synkdig\0";

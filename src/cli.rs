@@ -3,22 +3,13 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 
 use crate::config::{self, Config, ConfigError, PeerSpec};
 use crate::peer::ConnectOptions;
 use crate::ssh::SshOptions;
-
-/// How entries travel from master to target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CopierChoice {
-    /// rsync where both ends have it, the streaming copier elsewhere.
-    Auto,
-    /// Always rsync (a pair where an end lacks it fails).
-    Rsync,
-    /// Always the built-in streaming copier.
-    Stream,
-}
+use crate::transfer::CopierChoice;
+use crate::units::{parse_at, parse_bytes, parse_interval, parse_rate};
 
 /// Keep files and directory trees identical across hosts over SSH.
 ///
@@ -123,6 +114,8 @@ pub struct Cli {
     ports: Vec<u16>,
 
     /// Add a peer ([user@]host); repeatable. Without -h, peers come from synk.conf.
+    // The help text, not a doc link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(short = 'h', long = "host", value_name = "HOST")]
     hosts: Vec<String>,
 
@@ -168,49 +161,6 @@ pub struct Cli {
     /// `-h` values paired with the `-p` that preceded them.
     #[arg(skip)]
     pub peers: Vec<PeerSpec>,
-}
-
-/// A size: bytes, or with a binary unit (`10M` is 10 MiB, as for rsync).
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    parse_size::Config::new()
-        .with_binary()
-        .parse_size(s)
-        .map_err(|e| format!("{s:?}: {e}"))
-}
-
-/// A rate per second: KiB, or with a binary unit (`10M` is 10 MiB/s, as for rsync).
-pub fn parse_rate(s: &str) -> Result<u64, String> {
-    parse_size::Config::new()
-        .with_binary()
-        .with_default_factor(1024)
-        .parse_size(s)
-        .map_err(|e| format!("{s:?}: {e}"))
-}
-
-/// `--every`: a human duration, at least a second.
-fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 30s, 5m, 1h)"))?;
-    if d < std::time::Duration::from_secs(1) {
-        return Err(format!("{s:?}: at least 1s"));
-    }
-    Ok(d)
-}
-
-/// `--at`: an absolute time (RFC 3339, the `T` and zone optional, UTC) or an age (`2h`), as
-/// nanoseconds since the epoch.
-fn parse_at(s: &str) -> Result<i64, String> {
-    let t = humantime::parse_rfc3339_weak(s)
-        .or_else(|_| humantime::parse_rfc3339_weak(&format!("{s}:00")))
-        .or_else(|_| humantime::parse_rfc3339(s))
-        .or_else(|_| {
-            humantime::parse_duration(s.trim_end_matches(" ago"))
-                .map(|d| std::time::SystemTime::now() - d)
-        })
-        .map_err(|_| format!("{s:?} is neither a time (2026-11-25 14:00) nor an age (2h)"))?;
-    let d = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| format!("{s:?} is before 1970"))?;
-    Ok(d.as_nanos() as i64)
 }
 
 impl Cli {

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::versions::Retention;
+use crate::model::Retention;
+use crate::units::{parse_bytes, parse_rate};
 
 /// A remote peer as the user named it: `[user@]host`, with an optional SSH port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -179,10 +180,8 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
             ["compress", ..] => {
                 return Err(syntax("expected `compress yes` or `compress no`".into()))
             }
-            ["bwlimit", rate] => cfg.bwlimit = Some(crate::cli::parse_rate(rate).map_err(syntax)?),
-            ["max-size", size] => {
-                cfg.max_size = Some(crate::cli::parse_bytes(size).map_err(syntax)?)
-            }
+            ["bwlimit", rate] => cfg.bwlimit = Some(parse_rate(rate).map_err(syntax)?),
+            ["max-size", size] => cfg.max_size = Some(parse_bytes(size).map_err(syntax)?),
             ["bwlimit" | "max-size", ..] => {
                 return Err(syntax(format!("expected `{} VALUE`", words[0])))
             }
@@ -248,7 +247,7 @@ pub fn add_path(file: &Path, value: &str) -> std::io::Result<bool> {
         new.push('\n');
     }
     new.push_str(&format!("path {value}\n"));
-    crate::state::write_atomic(file, new.as_bytes())?;
+    crate::atomic::write(file, new.as_bytes())?;
     Ok(true)
 }
 
@@ -262,7 +261,7 @@ pub fn forget_path(file: &Path, value: &str) -> std::io::Result<usize> {
         .collect();
     let removed = text.split_inclusive('\n').count() - kept.len();
     if removed > 0 {
-        crate::state::write_atomic(file, kept.concat().as_bytes())?;
+        crate::atomic::write(file, kept.concat().as_bytes())?;
     }
     Ok(removed)
 }

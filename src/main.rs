@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use synk::cli::Cli;
-use synk::report::Reporter;
+use synk::report::{self, Event, Reporter};
 use synk::sync::{self, EXIT_UNSYNCED, EXIT_USAGE};
 
 fn main() -> ExitCode {
@@ -23,7 +23,9 @@ fn main() -> ExitCode {
         return match synk::serve::run() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("synk --serve: {e}");
+                report::notice(Event::ServeFailed {
+                    error: e.to_string(),
+                });
                 ExitCode::from(EXIT_UNSYNCED as u8)
             }
         };
@@ -36,7 +38,9 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("synk: cannot start the async runtime: {e}");
+            rep.emit(Event::NoRuntime {
+                error: e.to_string(),
+            });
             return ExitCode::from(EXIT_UNSYNCED as u8);
         }
     };

@@ -194,13 +194,16 @@ impl TrimSlash for [u8] {
     }
 }
 
-/// How entry `rel` of a root shown as `root` is named in messages.
-pub fn entry_display(root: &str, rel: &WirePath) -> String {
+/// How entry `rel` of a root shown as `root` is named in messages (as bytes: `rel` need not
+/// be UTF-8).
+pub fn entry_display(root: &str, rel: &WirePath) -> WirePath {
     if rel.is_empty() {
-        root.to_string()
-    } else {
-        format!("{}/{}", root.trim_end_matches('/'), rel)
+        return WirePath::from(root);
     }
+    let mut v = root.trim_end_matches('/').as_bytes().to_vec();
+    v.push(b'/');
+    v.extend_from_slice(rel.as_bytes());
+    WirePath(v)
 }
 
 /// Makes `path` absolute against `cwd` and removes `.` and `..` lexically.

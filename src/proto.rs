@@ -5,15 +5,13 @@
 //! [`Response::Hello`]. Anything else first, a wrong magic, or an oversized frame is garbage and
 //! ends the conversation with an error, never a panic or a wait for bytes that will not come.
 
-use std::fmt;
 use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::model::{Brief, Digest, Kept, Meta, Record, Retention, Vv};
 use crate::paths::{RootSpec, WirePath};
-use crate::state::{Record, Vv};
-use crate::versions::{Kept, Retention};
 
 /// Bumped on every incompatible change to the messages below.
 pub const PROTOCOL_VERSION: u32 = 6;
@@ -23,87 +21,8 @@ pub const MAGIC: [u8; 4] = *b"SYNK";
 pub const MAX_FRAME: usize = 8 << 20;
 /// Size of the file chunks the streaming copier sends.
 pub const CHUNK: usize = 256 << 10;
-/// rsync's `--temp-dir`, relative to its destination base. Its name marks it as synk's
-/// temp (see [`crate::scan::is_temp_name`]), so a copy killed half way is never synced on.
-pub const RSYNC_TEMP_DIR: &str = ".synk-rsync.tmp";
 /// Entries per scan frame: big enough to amortise framing, small enough to show progress.
 pub const ENTRY_BATCH: usize = 512;
-
-/// A SHA-512 digest.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Digest(#[serde(with = "serde_big_array::BigArray")] pub [u8; 64]);
-
-impl Digest {
-    /// Digest of a finished hasher.
-    pub fn from_hasher(h: sha2::Sha512) -> Self {
-        use sha2::Digest as _;
-        Digest(h.finalize().into())
-    }
-
-    /// Digest of a byte string (symlink targets).
-    pub fn of(bytes: &[u8]) -> Self {
-        use sha2::Digest as _;
-        let mut h = sha2::Sha512::new();
-        h.update(bytes);
-        Self::from_hasher(h)
-    }
-
-    /// Full lowercase hex.
-    pub fn hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    /// The first seven hex digits, as the `-v` lines show them.
-    pub fn short(&self) -> String {
-        self.hex()[..7].to_string()
-    }
-}
-
-impl fmt::Debug for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}…", &self.hex()[..16])
-    }
-}
-
-/// What kind of filesystem object an entry is.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Kind {
-    /// A regular file.
-    File,
-    /// A directory.
-    Dir,
-    /// A symbolic link, with its target.
-    Symlink(WirePath),
-    /// A fifo, socket or device: reported, never synced.
-    Special,
-}
-
-impl Kind {
-    /// A short name for messages.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Kind::File => "file",
-            Kind::Dir => "directory",
-            Kind::Symlink(_) => "symlink",
-            Kind::Special => "special file",
-        }
-    }
-}
-
-/// What a peer knows about one entry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Meta {
-    /// File, directory, symlink or special.
-    pub kind: Kind,
-    /// Size in bytes (files only; 0 otherwise).
-    pub size: u64,
-    /// Permission bits (`st_mode & 0o7777`).
-    pub mode: u32,
-    /// Modification time, nanoseconds since the Unix epoch.
-    pub mtime: i64,
-    /// SHA-512 of the content (files) or of the target (symlinks); none for the rest.
-    pub digest: Option<Digest>,
-}
 
 /// One path below a root (`rel` empty: the root itself) as a peer holds it now, with its
 /// version: a scanned entry, or one the peer's state remembers that is gone now.
@@ -117,21 +36,6 @@ pub struct Entry {
     pub vv: Option<Vv>,
     /// It is new, changed or deleted since the last sync (a remembered deletion is not).
     pub changed: bool,
-}
-
-/// An entry unchanged since the last sync, in brief: the client compares fingerprints across
-/// peers and asks for the full entry ([`Request::Detail`]) only where they differ, so an
-/// in-sync tree costs a few dozen bytes per entry on the wire and in the client's memory.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Brief {
-    /// Path relative to the root (never the root itself: that is always a full entry).
-    pub rel: WirePath,
-    /// [`crate::state::fingerprint`] of the entry's content and version.
-    pub fp: [u8; 16],
-    /// Size in bytes (files; 0 otherwise), for `--max-size`.
-    pub size: u64,
-    /// A remembered deletion, not an entry held now.
-    pub gone: bool,
 }
 
 /// Every entry below a root in one line, sent where each is unchanged since the last sync:
@@ -280,7 +184,7 @@ pub enum Request {
         id: String,
     },
     /// Before rsync writes into a root: create its missing parents (and the root itself when
-    /// it is a directory) and rsync's scratch directory, [`RSYNC_TEMP_DIR`], in its base.
+    /// it is a directory) and rsync's scratch directory, [`crate::names::RSYNC_TEMP_DIR`], in its base.
     Prepare {
         /// Index into the last scan's roots.
         root: u32,
@@ -569,6 +473,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Kind;
 
     fn roundtrip_req(msg: &Request) -> Request {
         let bytes = encode(msg).unwrap();
@@ -744,12 +649,5 @@ mod tests {
             read_frame::<Request, _>(&mut &short[..]),
             Err(FrameError::Closed)
         ));
-    }
-
-    #[test]
-    fn digest_short_form() {
-        let d = Digest::of(b"");
-        assert_eq!(d.short(), "cf83e13");
-        assert_eq!(d.hex().len(), 128);
     }
 }

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 
 use futures::future::join_all;
 
+use crate::model::Kept;
 use crate::paths::{RootSpec, WirePath};
 use crate::peer::{OpError, Peer};
 use crate::plan::PeerId;
-use crate::proto::{Kind, Request, Response};
-use crate::report::Reporter;
-use crate::versions::{short_digest, Kept};
+use crate::proto::{Request, Response};
+use crate::report::{Event, Reporter};
 
 /// Every peer's kept versions of `spec` and below (a peer that cannot answer is reported).
 async fn gather(peers: &[Peer], spec: &RootSpec, rep: &Reporter) -> Vec<(PeerId, Kept)> {
@@ -23,9 +23,22 @@ async fn gather(peers: &[Peer], spec: &RootSpec, rep: &Reporter) -> Vec<(PeerId,
             match next {
                 Ok(Response::Versions(v)) => all.extend(v),
                 Ok(Response::Done) => return Ok(all),
-                Ok(Response::Failed(m)) => return Err(format!("{}: {m}", peer.name)),
-                Ok(other) => return Err(format!("{:#}", conn.unexpected(&other))),
-                Err(e) => return Err(format!("{e:#}")),
+                Ok(Response::Failed(m)) => {
+                    return Err(Event::PeerFailed {
+                        peer: peer.name.clone(),
+                        error: m,
+                    })
+                }
+                Ok(other) => {
+                    return Err(Event::Failed {
+                        error: format!("{:#}", conn.unexpected(&other)),
+                    })
+                }
+                Err(e) => {
+                    return Err(Event::Failed {
+                        error: format!("{e:#}"),
+                    })
+                }
             }
             next = conn.recv().await;
         }
@@ -35,16 +48,10 @@ async fn gather(peers: &[Peer], spec: &RootSpec, rep: &Reporter) -> Vec<(PeerId,
     for (p, a) in answers.into_iter().enumerate() {
         match a {
             Ok(v) => out.extend(v.into_iter().map(|k| (p, k))),
-            Err(e) => rep.error(e),
+            Err(e) => rep.emit(e),
         }
     }
     out
-}
-
-fn when(ns: i64) -> String {
-    let secs = ns.div_euclid(1_000_000_000).max(0) as u64;
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-        .to_string()
 }
 
 /// Prints the kept versions of `spec` on every peer, by path then time. Returns how many.
@@ -54,27 +61,18 @@ pub async fn list(peers: &[Peer], spec: &RootSpec, display: &str, rep: &Reporter
         (a.path.as_bytes(), a.replaced, *pa).cmp(&(b.path.as_bytes(), b.replaced, *pb))
     });
     if all.is_empty() {
-        rep.say(0, format!("no kept versions of {display} on any peer"));
+        rep.emit(Event::NoVersions {
+            path: display.to_string(),
+        });
     }
-    for (p, k) in &all {
-        let size = match &k.meta.kind {
-            Kind::Dir => "dir".to_string(),
-            Kind::Symlink(t) => format!("-> {t}"),
-            _ => k.meta.size.to_string(),
-        };
-        rep.say(
-            0,
-            format!(
-                "{}\t{}\t{size}\t{}\t{}\t{}",
-                peers[*p].name,
-                when(k.replaced),
-                short_digest(k.meta.digest.as_ref()),
-                k.why.word(),
-                k.path
-            ),
-        );
+    let n = all.len();
+    for (p, kept) in all {
+        rep.emit(Event::Version {
+            peer: peers[p].name.clone(),
+            kept,
+        });
     }
-    all.len()
+    n
 }
 
 /// Which kept version of each entry to bring back, entries named below the root on every peer
@@ -140,24 +138,20 @@ pub async fn restore(
     let chosen = choose(&all, ask.roots, ask.at, ask.exists);
     let (at, dry_run) = (ask.at, ask.dry_run);
     if chosen.is_empty() {
-        rep.error(format!(
-            "{display}: no kept version to restore{}",
-            at.map(|t| format!(" at {}", when(t))).unwrap_or_default()
-        ));
+        rep.emit(Event::NothingToRestore {
+            path: display.to_string(),
+            at,
+        });
         return 0;
     }
     if dry_run {
-        for (p, k) in &chosen {
+        for (p, k) in chosen {
             rep.pending();
-            rep.say(
-                0,
-                format!(
-                    "would restore {} on {} (the version replaced {})",
-                    k.path,
-                    peers[*p].name,
-                    when(k.replaced)
-                ),
-            );
+            rep.emit(Event::WouldRestore {
+                peer: peers[p].name.clone(),
+                path: k.path,
+                replaced: k.replaced,
+            });
         }
         return 0;
     }
@@ -172,18 +166,19 @@ pub async fn restore(
         match conn.op(&req).await {
             Ok(()) => {
                 restored += 1;
-                rep.say(
-                    0,
-                    format!(
-                        "restored {} on {} (the version replaced {})",
-                        k.path,
-                        peer.name,
-                        when(k.replaced)
-                    ),
-                );
+                rep.emit(Event::Restored {
+                    peer: peer.name.clone(),
+                    path: k.path,
+                    replaced: k.replaced,
+                });
             }
-            Err(OpError::Failed(m)) => rep.error(format!("{}: {m}", peer.name)),
-            Err(OpError::Lost(e)) => rep.error(format!("{e:#}")),
+            Err(OpError::Failed(m)) => rep.emit(Event::PeerFailed {
+                peer: peer.name.clone(),
+                error: m,
+            }),
+            Err(OpError::Lost(e)) => rep.emit(Event::Failed {
+                error: format!("{e:#}"),
+            }),
         }
     }
     restored
@@ -192,8 +187,7 @@ pub async fn restore(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::Meta;
-    use crate::versions::Why;
+    use crate::model::{Kind, Meta, Why};
 
     fn kept(path: &str, mtime: i64, replaced: i64) -> Kept {
         Kept {

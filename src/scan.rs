@@ -15,8 +15,9 @@ use sha2::Digest as _;
 
 use crate::cache::{DigestCache, Stamp};
 use crate::exclude::Excludes;
+use crate::model::{Digest, Kind, Meta};
+use crate::names::{is_temp_name, RSYNC_TEMP_DIR, TEMP_PREFIX, TEMP_SUFFIX};
 use crate::paths::WirePath;
-use crate::proto::{Digest, Kind, Meta};
 
 /// Read buffer for hashing: large enough that syscalls vanish from the profile.
 const HASH_BUF: usize = 256 << 10;
@@ -313,16 +314,6 @@ fn walk(
     }
 }
 
-/// Prefix and suffix of the temp files the server writes before renaming them into place.
-pub const TEMP_PREFIX: &str = ".synk-";
-/// See [`TEMP_PREFIX`].
-pub const TEMP_SUFFIX: &str = ".tmp";
-
-/// A temp file left by an interrupted copy is never synced onwards.
-pub fn is_temp_name(name: &[u8]) -> bool {
-    name.starts_with(TEMP_PREFIX.as_bytes()) && name.ends_with(TEMP_SUFFIX.as_bytes())
-}
-
 /// One entry the walk found: its path below the root and its metadata, or why it can't be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
@@ -352,7 +343,7 @@ pub fn remove_if_stale(path: &Path) {
         .map(|n| n.as_encoded_bytes())
         .unwrap_or_default();
     let ours = if md.is_dir() {
-        name == crate::proto::RSYNC_TEMP_DIR.as_bytes()
+        name == RSYNC_TEMP_DIR.as_bytes()
     } else {
         name.len() == TEMP_PREFIX.len() + 6 + TEMP_SUFFIX.len()
     };

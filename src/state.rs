@@ -3,190 +3,28 @@
 //!
 //! Every peer has a stable random key (created once, kept in `$XDG_STATE_HOME/synk/key`) and,
 //! per synced root, a state file with one [`Record`] per entry: its metadata (or a tombstone for
-//! an entry deleted by a sync) and a version vector ([`Vv`]). A peer that finds an entry changed
-//! since its record bumps its own counter in the entry's vector, so versions made on different
-//! peers are ordered by causality (Syncthing does the same), and two vectors that neither
-//! dominates are a conflict.
+//! an entry deleted by a sync) and a version vector ([`Vv`](crate::model::Vv)). A peer that
+//! finds an entry changed since its record bumps its own counter in the entry's vector, so
+//! versions made on different peers are ordered by causality (Syncthing does the same), and two
+//! vectors that neither dominates are a conflict.
 //!
 //! A state file covers a root and everything below it. A later sync of a path inside an already
 //! recorded root uses and updates that root's file (so `synk --restore ~/notes/a` sees the same
 //! history as `synk ~/notes`); a sync of a parent root absorbs the files of the roots below it.
 
-use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::atomic;
+use crate::model::{Digest, Record};
 use crate::paths::WirePath;
-use crate::proto::{Digest, Kind, Meta};
 
 /// Bumped whenever the state file format changes; an unknown format is an error, never ignored
 /// (ignoring it would turn every remembered deletion into a resurrection).
 const FORMAT: u32 = 1;
-
-/// A version vector: for each peer key that changed the entry, that peer's counter. Sorted by
-/// key, no zero counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Vv(pub Vec<(u64, u64)>);
-
-/// How two version vectors relate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Order {
-    /// The same history.
-    Equal,
-    /// The left one is strictly older: every counter ≤, one <.
-    Before,
-    /// The left one is strictly newer.
-    After,
-    /// Neither contains the other: changed independently.
-    Concurrent,
-}
-
-impl Vv {
-    /// The counter of `key` (0 when absent).
-    pub fn get(&self, key: u64) -> u64 {
-        self.0
-            .binary_search_by_key(&key, |(k, _)| *k)
-            .map(|i| self.0[i].1)
-            .unwrap_or(0)
-    }
-
-    /// This vector with `key`'s counter moved past both its current value and `now_ms`: the
-    /// clock only keeps counters unique across crashes, it never orders peers.
-    pub fn bumped(&self, key: u64, now_ms: u64) -> Vv {
-        let next = (self.get(key) + 1).max(now_ms);
-        let mut v = self.0.clone();
-        match v.binary_search_by_key(&key, |(k, _)| *k) {
-            Ok(i) => v[i].1 = next,
-            Err(i) => v.insert(i, (key, next)),
-        }
-        Vv(v)
-    }
-
-    /// The least vector that contains both.
-    pub fn join(&self, other: &Vv) -> Vv {
-        let mut out: BTreeMap<u64, u64> = self.0.iter().copied().collect();
-        for (k, c) in &other.0 {
-            let e = out.entry(*k).or_default();
-            *e = (*e).max(*c);
-        }
-        Vv(out.into_iter().collect())
-    }
-
-    /// Compares two histories.
-    pub fn compare(&self, other: &Vv) -> Order {
-        let (mut less, mut more) = (false, false);
-        let keys = self.0.iter().chain(other.0.iter()).map(|(k, _)| *k);
-        for k in keys {
-            match self.get(k).cmp(&other.get(k)) {
-                Ordering::Less => less = true,
-                Ordering::Greater => more = true,
-                Ordering::Equal => {}
-            }
-        }
-        match (less, more) {
-            (false, false) => Order::Equal,
-            (true, false) => Order::Before,
-            (false, true) => Order::After,
-            (true, true) => Order::Concurrent,
-        }
-    }
-}
-
-/// Milliseconds since the epoch, for [`Vv::bumped`].
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// What synk compares to decide whether two versions are the same: kind, and the digest of
-/// files and symlinks. Mode and mtime travel with a version but do not make a new one.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Content {
-    /// A directory.
-    Dir,
-    /// A file with this SHA-512.
-    File(Digest),
-    /// A symlink with this target.
-    Symlink(WirePath),
-    /// Deleted.
-    Gone,
-}
-
-impl Content {
-    /// The content of an entry's metadata (`None`: deleted).
-    pub fn of(meta: Option<&Meta>) -> Content {
-        match meta {
-            None => Content::Gone,
-            Some(m) => match &m.kind {
-                Kind::Dir => Content::Dir,
-                Kind::Symlink(t) => Content::Symlink(t.clone()),
-                Kind::File => Content::File(m.digest.unwrap_or(Digest([0; 64]))),
-                Kind::Special => Content::Gone,
-            },
-        }
-    }
-}
-
-/// A 128-bit fingerprint of what decides whether two peers hold the same version of an
-/// entry: its [`Content`] and its version vector. Equal fingerprints on every peer mean the
-/// entry is in sync (see [`crate::proto::Brief`]); each field is length- or tag-prefixed so
-/// no two different inputs feed the hasher the same bytes.
-pub fn fingerprint(content: &Content, vv: &Vv) -> [u8; 16] {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    match content {
-        Content::Dir => h.update(b"d"),
-        Content::File(d) => {
-            h.update(b"f");
-            h.update(&d.0);
-        }
-        Content::Symlink(t) => {
-            h.update(b"l");
-            h.update(&(t.as_bytes().len() as u64).to_le_bytes());
-            h.update(t.as_bytes());
-        }
-        Content::Gone => h.update(b"g"),
-    }
-    h.update(&(vv.0.len() as u64).to_le_bytes());
-    for (k, c) in &vv.0 {
-        h.update(&k.to_le_bytes());
-        h.update(&c.to_le_bytes());
-    }
-    h.digest128().to_le_bytes()
-}
-
-/// The fingerprint of an entry a peer has no history of (a first sync): its kind, content,
-/// size, mode and mtime, tagged apart from [`fingerprint`]'s. Peers that all hold an entry
-/// with the same one hold the same thing and need nothing but a record (which each makes
-/// itself, with an empty version vector, as the decision would).
-pub fn fingerprint_new(meta: &Meta) -> [u8; 16] {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(b"new");
-    let content = fingerprint(&Content::of(Some(meta)), &Vv::default());
-    h.update(&content);
-    h.update(&meta.size.to_le_bytes());
-    h.update(&meta.mode.to_le_bytes());
-    h.update(&meta.mtime.to_le_bytes());
-    h.digest128().to_le_bytes()
-}
-
-/// One entry as a peer held it after a sync.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
-    /// Path below the root.
-    pub rel: WirePath,
-    /// The entry's metadata, or `None` for a deletion that was synced (a tombstone), so a peer
-    /// that missed the sync is told to delete rather than asked to bring the entry back.
-    pub meta: Option<Meta>,
-    /// Its version.
-    pub vv: Vv,
-}
 
 #[derive(Deserialize)]
 struct Stored {
@@ -232,40 +70,10 @@ pub fn peer_key(dir: &Path) -> io::Result<u64> {
     }
     let key = crate::os::random_u64()?.max(1);
     fs::create_dir_all(dir)?;
-    write_atomic(&file, format!("{key:016x}\n").as_bytes())?;
+    atomic::write(&file, format!("{key:016x}\n").as_bytes())?;
     // Two first runs at once: whichever rename came last is the key for good.
     let text = fs::read_to_string(&file)?;
     u64::from_str_radix(text.trim(), 16).map_err(io::Error::other)
-}
-
-/// Writes `bytes` to a temp file beside `path`, fsyncs it and renames it over `path`.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    write_atomic_with(path, |w| w.write_all(bytes))
-}
-
-/// As [`write_atomic`], with the contents written by `fill` through a buffer: a big state
-/// file goes to disk as it is encoded, never whole in memory.
-pub fn write_atomic_with(
-    path: &Path,
-    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
-) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".synk-")
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    {
-        let mut w = io::BufWriter::new(tmp.as_file_mut());
-        fill(&mut w)?;
-        w.flush()?;
-    }
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 /// The state file of `root` in the state directory `dir`.
@@ -477,7 +285,7 @@ impl RootState {
         self.records = records;
         let root = WirePath::from_path(&self.file_root);
         let write = |records: &[Record]| {
-            write_atomic_with(&file, |w| {
+            atomic::write_with(&file, |w| {
                 let stored = StoredRef {
                     format: FORMAT,
                     root: &root,
@@ -510,56 +318,10 @@ impl RootState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Vv;
 
     fn vv(pairs: &[(u64, u64)]) -> Vv {
         Vv(pairs.to_vec())
-    }
-
-    #[test]
-    fn vectors_order_by_causality() {
-        let a = vv(&[(1, 5)]);
-        let b = vv(&[(1, 5), (2, 1)]);
-        let c = vv(&[(1, 6)]);
-        assert_eq!(a.compare(&a), Order::Equal);
-        assert_eq!(a.compare(&b), Order::Before);
-        assert_eq!(b.compare(&a), Order::After);
-        assert_eq!(b.compare(&c), Order::Concurrent);
-        assert_eq!(Vv::default().compare(&a), Order::Before);
-        assert_eq!(b.join(&c), vv(&[(1, 6), (2, 1)]));
-    }
-
-    #[test]
-    fn fingerprints_tell_content_and_history_apart() {
-        let d = |b: u8| Content::File(Digest([b; 64]));
-        let h = vv(&[(1, 5)]);
-        let fp = fingerprint(&d(1), &h);
-        assert_eq!(fp, fingerprint(&d(1), &vv(&[(1, 5)])), "stable");
-        let others = [
-            fingerprint(&d(2), &h),
-            fingerprint(&d(1), &vv(&[(1, 6)])),
-            fingerprint(&d(1), &vv(&[(1, 5), (2, 1)])),
-            fingerprint(&Content::Gone, &h),
-            fingerprint(&Content::Dir, &h),
-            fingerprint(&Content::Symlink(WirePath(b"f".to_vec())), &h),
-            fingerprint(&Content::Symlink(WirePath(b"g".to_vec())), &h),
-        ];
-        for (i, o) in others.iter().enumerate() {
-            assert_ne!(&fp, o, "case {i}");
-        }
-        // Fixed across builds and hosts: peers compare them.
-        let pinned: String = fingerprint(&d(7), &vv(&[(3, 9)]))
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(pinned, "b88746c401ed62a6c5bcef914a79f845");
-    }
-
-    #[test]
-    fn bumps_move_past_the_clock_and_the_old_counter() {
-        let v = vv(&[(3, 100)]);
-        assert_eq!(v.bumped(3, 50), vv(&[(3, 101)]));
-        assert_eq!(v.bumped(3, 500), vv(&[(3, 500)]));
-        assert_eq!(v.bumped(1, 7), vv(&[(1, 7), (3, 100)]));
     }
 
     fn rec(rel: &str, n: u64) -> Record {

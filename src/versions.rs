@@ -14,65 +14,8 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
+use crate::model::{Kept, Kind, Meta, Retention, Why};
 use crate::paths::WirePath;
-use crate::proto::{Digest, Kind, Meta};
-
-/// Why a version was kept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Why {
-    /// A copy replaced it.
-    Overwritten,
-    /// A synced deletion removed it.
-    Deleted,
-    /// It lost a conflict (it also stays in the tree under a conflict name).
-    Conflict,
-}
-
-impl Why {
-    /// The word `--versions` shows.
-    pub fn word(self) -> &'static str {
-        match self {
-            Why::Overwritten => "overwritten",
-            Why::Deleted => "deleted",
-            Why::Conflict => "conflict",
-        }
-    }
-}
-
-/// One kept version.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Kept {
-    /// The absolute path the version had.
-    pub path: WirePath,
-    /// Its object's name in the store.
-    pub id: String,
-    /// Its metadata when it was kept.
-    pub meta: Meta,
-    /// When it was replaced (ns since the epoch, this peer's clock).
-    pub replaced: i64,
-    /// Why it was kept.
-    pub why: Why,
-}
-
-/// How long kept versions stay (synk.conf(5) `keep-versions`, `keep-days`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Retention {
-    /// Versions kept per path at most (0: no limit).
-    pub versions: u32,
-    /// Days a version is kept at least (0: no limit by age).
-    pub days: u32,
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Retention {
-            versions: 10,
-            days: 30,
-        }
-    }
-}
 
 /// How an entry goes into the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -250,7 +193,7 @@ impl Store {
                 bytes.extend(body);
             }
         }
-        crate::state::write_atomic(&self.index(), &bytes)?;
+        crate::atomic::write(&self.index(), &bytes)?;
         for (k, d) in all.iter().zip(&drop) {
             if *d {
                 let obj = self.object(&k.id);
@@ -269,14 +212,10 @@ fn copy_durably(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// A short digest for listings (`-` for entries without one).
-pub fn short_digest(d: Option<&Digest>) -> String {
-    d.map_or("-".into(), Digest::short)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Digest;
 
     fn meta(content: &[u8]) -> Meta {
         Meta {

@@ -4,10 +4,10 @@
 use anyhow::{bail, Result};
 
 use super::{Conn, OpError};
+use crate::model::{Brief, Kind, Retention};
 use crate::paths::{check_rel, RootSpec, WirePath};
 use crate::plan::{Briefs, Listing, Seen};
-use crate::proto::{Brief, Entry, Kind, Request, Response, Summary};
-use crate::versions::Retention;
+use crate::proto::{Entry, Request, Response, Summary};
 
 /// Path bytes per [`Request::Detail`], well below a frame's limit.
 const DETAIL_BYTES: usize = 1 << 20;
@@ -76,7 +76,7 @@ impl Conn {
     }
 
     /// Reads the answer to a scan of `roots` roots, sent already (see
-    /// [`crate::peer::connect`]'s `ahead`).
+    /// [`crate::peer::connect()`]'s `ahead`).
     pub async fn scanned(
         &mut self,
         roots: usize,
@@ -278,7 +278,7 @@ impl Conn {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::fake_peer;
+    use super::super::testing::fake_peer;
     use super::*;
     use crate::proto::{read_frame_async, write_frame_async};
     use tokio::io::AsyncWriteExt;
@@ -308,7 +308,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_without_a_digest_is_refused() {
-        use crate::proto::{Entry, Meta};
+        use crate::model::Meta;
+        use crate::proto::Entry;
         let bare = Meta {
             kind: Kind::File,
             size: 1,
@@ -338,7 +339,7 @@ mod tests {
         .await;
         assert!(e.starts_with("beta: sent an invalid entry path"), "{e}");
         // In brief too.
-        let e = scan_error(vec![Response::Briefs(vec![crate::proto::Brief {
+        let e = scan_error(vec![Response::Briefs(vec![crate::model::Brief {
             rel: WirePath(b"a/../../x".to_vec()),
             fp: [0; 16],
             size: 0,
@@ -350,7 +351,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_summary_is_a_roots_last_word() {
-        use crate::proto::{Entry, Meta};
+        use crate::model::Meta;
+        use crate::proto::Entry;
         let summary = || {
             Response::Summary(Summary {
                 sum: 7,

@@ -1,14 +1,14 @@
 //! The decision for one entry, from every peer's version of it and what that peer held after
 //! the last sync (its version vector).
 
-use crate::proto::{Kind, Meta};
-use crate::state::{Content, Order, Vv};
+use crate::model::{Content, Kind, Meta, Order, Vv};
 
 use super::{PeerId, Seen};
 
 /// What one peer holds at a path, as the decision sees it.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Version<'a> {
+    /// The peer.
     pub peer: PeerId,
     /// `None`: deleted since the last sync (or a remembered deletion).
     pub meta: Option<&'a Meta>,

@@ -3,7 +3,7 @@
 //! On a first sync every peer takes the same record for every entry; one copy per peer made
 //! records the largest part of a plan.
 
-use crate::state::Record;
+use crate::model::Record;
 
 use super::PeerId;
 
@@ -45,8 +45,8 @@ impl Records {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Vv;
     use crate::paths::WirePath;
-    use crate::state::Vv;
 
     fn rec(rel: &str) -> Record {
         Record {

@@ -3,8 +3,8 @@
 //! fingerprint is in sync and needs nothing. Only the other briefs are asked for in full, so the
 //! client never holds every peer's full listing of a tree that is mostly in sync.
 
+use crate::model::Brief;
 use crate::paths::WirePath;
-use crate::proto::Brief;
 
 /// One peer's briefs for one root, packed: the paths back to back in one buffer, the rest in
 /// columns (a few dozen bytes an entry, against a few hundred for a full entry in a map).

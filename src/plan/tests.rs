@@ -2,7 +2,7 @@
 //! vector) × current (what it holds now).
 
 use super::*;
-use crate::proto::Digest;
+use crate::model::{Digest, Record};
 
 fn w(s: &str) -> WirePath {
     WirePath(s.as_bytes().to_vec())
@@ -656,21 +656,4 @@ fn files_over_the_size_limit_are_left_alone_everywhere() {
         }]
     );
     assert!(!plan.has_failures());
-}
-
-#[test]
-fn conflict_names_keep_the_extension_last() {
-    let t = 1_764_064_000_000_000_000;
-    assert_eq!(
-        conflict_name(&w("d/report.final.txt"), t, "bob@beta"),
-        w("d/report.final.synk-conflict-20251125-094640-bob_beta.txt")
-    );
-    assert_eq!(
-        conflict_name(&w(".profile"), t, "alpha"),
-        w(".profile.synk-conflict-20251125-094640-alpha")
-    );
-    assert_eq!(
-        conflict_name(&w("Makefile"), t, "a"),
-        w("Makefile.synk-conflict-20251125-094640-a")
-    );
 }

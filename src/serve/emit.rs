@@ -4,9 +4,8 @@
 
 use std::io::Write;
 
-use crate::proto::ENTRY_BATCH;
-use crate::proto::{encode, write_frame, Brief, Entry, FrameError, Kind, Response, Summary};
-use crate::state::{fingerprint, fingerprint_new, Content};
+use crate::model::{fingerprint, fingerprint_new, Brief, Content, Kind};
+use crate::proto::{encode, write_frame, Entry, FrameError, Response, Summary, ENTRY_BATCH};
 
 /// Sends a root's entries in batches, the root's header before the first.
 pub(super) struct Emitter<'w, W: Write> {

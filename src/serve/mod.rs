@@ -5,6 +5,12 @@
 //! escape them, never follows a symlink on the way to an entry, and never writes a file in
 //! place: bytes go to a temp file beside the target, which is checked against what the master
 //! read, fsynced and renamed over the old one.
+//!
+//! This file runs the conversation; each job has a room of its own: `root.rs` (a root of the
+//! session), `scanning.rs` with `emit.rs` and `reports.rs` (scans, briefs, summaries),
+//! `recheck.rs` and `watch.rs` (re-checks from memory, `--watch`), `keep.rs` (what leaves a
+//! tree goes into the version store), `write.rs` (what the copiers write), `commit.rs` (the
+//! new state) and `restore.rs` (kept versions listed and put back).
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -13,18 +19,23 @@ use std::time::Duration;
 
 use filetime::FileTime;
 
+use crate::model::Retention;
 use crate::paths::{check_rel, WirePath};
 use crate::proto::{
     read_frame, write_frame, FrameError, Request, Response, CHUNK, MAGIC, PROTOCOL_VERSION,
 };
 use crate::scan;
 use crate::state;
-use crate::versions::{Retention, Store};
+use crate::versions::Store;
 
+mod commit;
 mod emit;
-mod history;
+mod keep;
 mod recheck;
 mod reports;
+mod restore;
+mod root;
+mod scanning;
 mod watch;
 mod write;
 
@@ -63,7 +74,7 @@ pub struct Server {
     /// The store was pruned in this session.
     pruned: bool,
     /// The roots of the last scan; later requests refer to them by index.
-    roots: Vec<Option<history::RootCtx>>,
+    roots: Vec<Option<root::RootCtx>>,
     /// Locks on rsync scratch directories in use, so scans elsewhere see them as live.
     scratch_locks: Vec<File>,
     /// The watch over the scanned roots (`--watch`, and re-checks), made on first use;
@@ -379,8 +390,9 @@ fn protocol_error(what: &str) -> FrameError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Digest, Kind};
     use crate::paths::RootSpec;
-    use crate::proto::{encode, Digest, Kind, ENTRY_BATCH};
+    use crate::proto::{encode, ENTRY_BATCH};
     use std::os::unix::fs::PermissionsExt;
 
     fn hello() -> Request {
@@ -500,7 +512,7 @@ mod tests {
         let a = &full[1];
         assert!(a.changed && a.vv.is_none());
         let meta = a.state.as_ref().unwrap().as_ref().unwrap();
-        assert_eq!(briefs(&resps)[0].fp, crate::state::fingerprint_new(meta));
+        assert_eq!(briefs(&resps)[0].fp, crate::model::fingerprint_new(meta));
         // Second scan: a is unchanged (in brief, by content and version), b is new.
         fs::write(home.path().join("notes/b"), "B").unwrap();
         let (res, resps) = converse_in(
@@ -518,8 +530,8 @@ mod tests {
         assert!(!a.changed && a.vv.is_some());
         assert_eq!(
             bs[0].fp,
-            crate::state::fingerprint(
-                &crate::state::Content::of(a.state.as_ref().unwrap().as_ref()),
+            crate::model::fingerprint(
+                &crate::model::Content::of(a.state.as_ref().unwrap().as_ref()),
                 a.vv.as_ref().unwrap()
             )
         );
@@ -529,8 +541,9 @@ mod tests {
 
     #[test]
     fn a_root_all_unchanged_is_summed_up_and_its_briefs_come_on_request() {
-        use crate::proto::{Brief, Summary};
-        use crate::state::{fingerprint, Content};
+        use crate::model::Brief;
+        use crate::model::{fingerprint, Content};
+        use crate::proto::Summary;
         let home = tempfile::tempdir().unwrap();
         let notes = home.path().join("notes");
         fs::create_dir_all(notes.join("many")).unwrap();

@@ -2,9 +2,8 @@
 //! runs, then sorted once, so the commit and the client's follow-up requests find entries by
 //! search and the state's records can be walked beside them.
 
+use crate::model::{Meta, Vv};
 use crate::paths::WirePath;
-use crate::proto::Meta;
-use crate::state::Vv;
 
 /// What this peer reported for one entry in the last scan.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,7 +12,7 @@ use notify::{Config, RecommendedWatcher, RecursiveMode, Watcher as _};
 
 use super::recheck::RootId;
 
-use crate::scan::is_temp_name;
+use crate::names::is_temp_name;
 
 /// A live watch over some roots.
 pub struct Watch {
@@ -135,7 +135,7 @@ impl Watch {
                 .file_name()
                 .is_some_and(|n| is_temp_name(n.as_encoded_bytes()))
                 || p.components().any(|c| {
-                    c.as_os_str().as_encoded_bytes() == crate::proto::RSYNC_TEMP_DIR.as_bytes()
+                    c.as_os_str().as_encoded_bytes() == crate::names::RSYNC_TEMP_DIR.as_bytes()
                 });
             let outside = p
                 .parent()

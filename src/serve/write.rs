@@ -14,10 +14,12 @@ use std::path::{Path, PathBuf};
 use sha2::Digest as _;
 
 use super::{msg, protocol_error, to_filetime, OpResult, Server};
+use crate::model::Digest;
+use crate::names::{self, RSYNC_TEMP_DIR};
 use crate::paths::WirePath;
 use crate::proto::{
-    block_fingerprint, read_frame, write_frame, Check, Digest, FrameError, Request, Response,
-    CHUNK, MAX_BLOCKS, RSYNC_TEMP_DIR,
+    block_fingerprint, read_frame, write_frame, Check, FrameError, Request, Response, CHUNK,
+    MAX_BLOCKS,
 };
 use crate::scan;
 
@@ -34,6 +36,8 @@ impl Server {
         Ok((base, scratch))
     }
 
+    /// Answers [`crate::proto::Request::Prepare`]: the root's parents, the root itself where it
+    /// is a directory, and rsync's scratch directory, held locked until the session ends.
     pub(super) fn prepare(&mut self, root: u32, dir: bool) -> OpResult {
         let (path, _) = self.locate(root, &WirePath::default())?;
         Self::ensure_parents(&path, &WirePath::default())?;
@@ -57,6 +61,8 @@ impl Server {
         Ok(())
     }
 
+    /// Answers [`crate::proto::Request::Cleanup`]: the scratch directory removed where empty,
+    /// and what rsync wrote made durable.
     pub(super) fn cleanup(&self, root: u32, dir: bool) -> OpResult {
         let (base, scratch) = self.rsync_base(root, dir)?;
         // Not empty: another run is using it, or a killed one left debris that scans skip.
@@ -64,6 +70,8 @@ impl Server {
         flush(&base, self.one_filesystem(root))
     }
 
+    /// Answers [`crate::proto::Request::ReadFile`]: the file's bytes in whole chunks, then
+    /// the digest of what was sent.
     pub(super) fn read_file<W: Write>(
         &self,
         root: u32,
@@ -217,6 +225,7 @@ impl Server {
         Ok(())
     }
 
+    /// Creates a directory (or gives an existing one its mode and time).
     pub(super) fn make_dir(&self, root: u32, rel: &WirePath, mode: u32, mtime: i64) -> OpResult {
         let (base, path) = self.locate(root, rel)?;
         Self::ensure_parents(&base, rel)?;
@@ -233,6 +242,7 @@ impl Server {
         filetime::set_file_mtime(&path, to_filetime(mtime)).map_err(|e| msg(&path, e))
     }
 
+    /// Creates or replaces a symlink.
     pub(super) fn symlink(
         &self,
         root: u32,
@@ -252,8 +262,8 @@ impl Server {
 pub(super) fn install_symlink(path: &Path, target: &WirePath, mtime: i64) -> OpResult {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let tmp = tempfile::Builder::new()
-        .prefix(scan::TEMP_PREFIX)
-        .suffix(scan::TEMP_SUFFIX)
+        .prefix(names::TEMP_PREFIX)
+        .suffix(names::TEMP_SUFFIX)
         .make_in(dir, |p| std::os::unix::fs::symlink(target.as_path(), p))
         .map_err(|e| msg(dir, e))?;
     let t = to_filetime(mtime);
@@ -267,8 +277,8 @@ pub(super) fn install_symlink(path: &Path, target: &WirePath, mtime: i64) -> OpR
 pub(super) fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile, String> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let tmp = tempfile::Builder::new()
-        .prefix(scan::TEMP_PREFIX)
-        .suffix(scan::TEMP_SUFFIX)
+        .prefix(names::TEMP_PREFIX)
+        .suffix(names::TEMP_SUFFIX)
         .tempfile_in(dir)
         .map_err(|e| msg(dir, e))?;
     scan::try_lock(tmp.as_file());

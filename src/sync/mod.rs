@@ -1,5 +1,7 @@
 //! The client: connect, scan, decide, copy, report; once, or again and again (`--every`,
-//! `--watch`). `root.rs` carries one root through a run, `session.rs` keeps the peers.
+//! `--watch`). `session.rs` keeps the peers, `settle.rs` settles what they sent in brief,
+//! `root.rs` decides and carries out one root, and `windows.rs` a big first sync of one in
+//! windows.
 
 use std::path::PathBuf;
 
@@ -11,7 +13,7 @@ use crate::oplog::{self, OpLog};
 use crate::paths::{absolutize, root_spec, RootSpec, WirePath};
 use crate::peer::{Peer, RootScan};
 use crate::plan::{PeerId, Seen};
-use crate::report::Reporter;
+use crate::report::{Event, Reporter};
 use crate::restore;
 use crate::transfer::rsync::Tuning;
 
@@ -29,6 +31,7 @@ pub const EXIT_PENDING: i32 = 4;
 mod root;
 mod session;
 mod settle;
+mod windows;
 
 use session::{Session, Settings};
 
@@ -43,14 +46,18 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
     let cfg = match cli.config() {
         Ok(c) => c,
         Err(e) => {
-            rep.error(e);
+            rep.emit(Event::Failed {
+                error: e.to_string(),
+            });
             return EXIT_USAGE;
         }
     };
     let cwd = match std::env::current_dir() {
         Ok(c) => c,
         Err(e) => {
-            rep.error(format!("cannot read the current directory: {e}"));
+            rep.emit(Event::NoCurrentDir {
+                error: e.to_string(),
+            });
             return EXIT_USAGE;
         }
     };
@@ -60,7 +67,7 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
     }
     let remotes = cli.remote_peers(&cfg);
     if remotes.is_empty() {
-        rep.error("no peers: give -h HOST, or list peers in synk.conf (see synk.conf(5))");
+        rep.emit(Event::NoPeers);
         return EXIT_USAGE;
     }
     let paths: Vec<PathBuf> = if cli.paths.is_empty() {
@@ -72,7 +79,7 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         cli.paths.clone()
     };
     if paths.is_empty() {
-        rep.error("nothing to sync: give PATH, or add `path` lines to synk.conf (synk --add PATH)");
+        rep.emit(Event::NothingToSync);
         return EXIT_USAGE;
     }
     let roots: Vec<Root> = paths
@@ -83,7 +90,9 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         })
         .collect();
     if let Some(bad) = roots.iter().find(|r| r.spec.check().is_err()) {
-        rep.error(format!("{}: not a path synk can sync", bad.display));
+        rep.emit(Event::NotSyncable {
+            path: bad.display.clone(),
+        });
         return EXIT_USAGE;
     }
 
@@ -98,7 +107,7 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         }) {
             Some(i) => Some(i),
             None => {
-                rep.error(format!("--master {name}: not one of the peers"));
+                rep.emit(Event::UnknownMaster { name: name.clone() });
                 return EXIT_USAGE;
             }
         },
@@ -133,21 +142,13 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
     let scans = session.connect_scan(scan, rep).await;
     if !session.ready(rep) {
         session.close().await;
-        print_json(rep, EXIT_UNSYNCED, started, cli.dry_run);
+        rep.end_run(EXIT_UNSYNCED, started.elapsed().as_secs_f64(), cli.dry_run);
         return EXIT_UNSYNCED;
     }
     let code = once(&mut session, &cli, &roots, &settings, scans, rep).await;
     session.close().await;
-    print_json(rep, code, started, cli.dry_run);
+    rep.end_run(code, started.elapsed().as_secs_f64(), cli.dry_run);
     code
-}
-
-/// `--json`: the run's document on stdout.
-fn print_json(rep: &Reporter, code: i32, started: std::time::Instant, dry_run: bool) {
-    if rep.json() {
-        let doc = rep.json_document(code, started.elapsed().as_secs_f64(), dry_run);
-        println!("{doc}");
-    }
 }
 
 /// Without `--every` or `--watch`, how often `--watch` looks anyway.
@@ -217,10 +218,10 @@ fn open_log(cli: &Cli, cfg: &config::Config, rep: &Reporter) -> OpLog {
         .or_else(oplog::default_path)
     {
         Some(path) => OpLog::open(&path).unwrap_or_else(|e| {
-            rep.warn(format!(
-                "{}: cannot open the operations log: {e}",
-                path.display()
-            ));
+            rep.emit(Event::NoLog {
+                path: path.display().to_string(),
+                error: e.to_string(),
+            });
             OpLog::none()
         }),
         None => OpLog::none(),
@@ -241,39 +242,37 @@ fn edit_tracked(
         (None, None) => return None,
     };
     let Some(file) = cli.config_to_edit() else {
-        rep.error("no configuration directory to keep tracked paths in (is HOME set?)");
+        rep.emit(Event::NoConfigDir);
         return Some(EXIT_USAGE);
     };
     let value = config::path_value(&absolutize(path, cwd), home);
-    let shown = file.display();
+    let shown = file.display().to_string();
     let res = if adding {
         config::add_path(&file, &value).map(|added| {
-            let said = if added {
-                "now tracked in"
-            } else {
-                "was already tracked in"
-            };
-            rep.say(0, format!("{value} {said} {shown}"));
+            rep.emit(Event::Tracked {
+                path: value.clone(),
+                file: shown.clone(),
+                already: !added,
+            });
             EXIT_OK
         })
     } else {
         config::forget_path(&file, &value).map(|n| {
+            let (path, file) = (value.clone(), shown.clone());
             if n == 0 {
-                rep.error(format!("{value} is not tracked in {shown}"));
+                rep.emit(Event::NotTracked { path, file });
                 EXIT_UNSYNCED
             } else {
-                rep.say(
-                    0,
-                    format!(
-                        "{value} is no longer tracked in {shown} (its files stay where they are)"
-                    ),
-                );
+                rep.emit(Event::Untracked { path, file });
                 EXIT_OK
             }
         })
     };
     Some(res.unwrap_or_else(|e| {
-        rep.error(format!("{shown}: {e}"));
+        rep.emit(Event::ConfigNotEdited {
+            file: shown,
+            error: e.to_string(),
+        });
         EXIT_USAGE
     }))
 }

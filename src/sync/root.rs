@@ -1,17 +1,15 @@
 //! One root's part of a run: decide, change each peer's tree, copy, commit, report, log.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-
-use serde_json::{json, Value};
+use std::collections::HashSet;
 
 use crate::apply::Apply;
 use crate::cli::Cli;
+use crate::model::Kind;
 use crate::oplog::OpLog;
-use crate::paths::{entry_display, WirePath};
-use crate::peer::{OpError, Peer, RootScan};
+use crate::paths::WirePath;
+use crate::peer::{Peer, RootScan};
 use crate::plan::{self, Listing, PeerId, Plan, Problem};
-use crate::proto::Kind;
-use crate::report::{peer_line, Reporter};
+use crate::report::{text, Event, Reporter, RootDoc, RootPlan};
 use crate::transfer::relay::NoRoute;
 use crate::transfer::rsync::Tuning;
 use crate::transfer::{RootTransfer, WireStats};
@@ -20,26 +18,54 @@ use super::Root;
 
 /// One root's part of the run.
 pub(super) struct RootRun<'a> {
+    /// The root's index among the run's roots.
     pub(super) index: usize,
+    /// The root.
     pub(super) root: &'a Root,
+    /// The connected peers.
     pub(super) peers: &'a [Peer],
+    /// Each peer's scan of every root (`None`: the peer is out of the run).
     pub(super) scans: &'a [Option<Vec<RootScan>>],
+    /// `--master`.
     pub(super) forced: Option<PeerId>,
+    /// The command line.
     pub(super) cli: &'a Cli,
+    /// The operations log.
     pub(super) log: &'a OpLog,
+    /// `--compress`, `--bwlimit`.
     pub(super) tuning: Tuning,
+    /// `--max-size`.
     pub(super) max_size: Option<u64>,
     /// Relay pairs that could not connect earlier in the run.
     pub(super) no_route: &'a NoRoute,
 }
 
 impl RootRun<'_> {
-    fn path_of(&self, rel: &WirePath) -> String {
-        entry_display(&self.root.display, rel)
+    /// Peer `p`'s name.
+    pub(super) fn name(&self, p: PeerId) -> &str {
+        &self.peers[p].name
     }
 
-    fn name(&self, p: PeerId) -> &str {
-        &self.peers[p].name
+    /// Every peer's name, in peer order.
+    pub(super) fn names(&self) -> Vec<String> {
+        self.peers.iter().map(|p| p.name.clone()).collect()
+    }
+
+    /// A plan of this root, as the report tells it.
+    pub(super) fn told<'a>(
+        &'a self,
+        plan: &'a Plan,
+        views: &'a [Option<&'a Listing>],
+        names: &'a [String],
+        root_is_dir: bool,
+    ) -> RootPlan<'a> {
+        RootPlan {
+            root: &self.root.display,
+            plan,
+            views,
+            names,
+            root_is_dir,
+        }
     }
 
     /// Decides and carries out this root; returns peers whose connection broke.
@@ -63,7 +89,10 @@ impl RootRun<'_> {
             self.apply().commit(&plan, &live, rep).await;
         }
         if rep.json() {
-            rep.add_json_root(self.json(&plan, &views, wire, started));
+            let names = self.names();
+            let doc = RootDoc::of(&self.told(&plan, &views, &names, root_is_dir));
+            let seconds = started.elapsed().as_secs_f64();
+            rep.add_json_root(doc, wire.literal, wire.matched, seconds);
         }
         lost
     }
@@ -91,7 +120,10 @@ impl RootRun<'_> {
                     abs.push(Some(scanned.abs.clone()));
                 }
                 Some(Err(e)) => {
-                    rep.error(format!("{}: {e}", self.name(p)));
+                    rep.emit(Event::PeerFailed {
+                        peer: self.name(p).to_string(),
+                        error: e.clone(),
+                    });
                     views.push(None);
                     settled.push(0);
                     abs.push(None);
@@ -106,16 +138,8 @@ impl RootRun<'_> {
         (views, settled, abs)
     }
 
-    /// The peer whose entries settling left to be fetched window by window, and those entries.
-    fn deferred(&self, views: &[Option<&Listing>]) -> Option<(PeerId, &[WirePath])> {
-        self.scans.iter().enumerate().find_map(|(p, scan)| {
-            let scanned = scan.as_ref()?[self.index].as_ref().ok()?;
-            (views[p].is_some() && !scanned.deferred.is_empty())
-                .then_some((p, scanned.deferred.as_slice()))
-        })
-    }
-
-    fn apply(&self) -> Apply<'_> {
+    /// Changes to the peers' trees for this root.
+    pub(super) fn apply(&self) -> Apply<'_> {
         Apply {
             peers: self.peers,
             root: self.index as u32,
@@ -124,7 +148,13 @@ impl RootRun<'_> {
         }
     }
 
-    fn decide(&self, views: &[Option<&Listing>], settled: &[usize], root_is_dir: bool) -> Plan {
+    /// The decision for this root, from each peer's view.
+    pub(super) fn decide(
+        &self,
+        views: &[Option<&Listing>],
+        settled: &[usize],
+        root_is_dir: bool,
+    ) -> Plan {
         let names: Vec<String> = self.peers.iter().map(|p| p.label.clone()).collect();
         let file_name = std::path::Path::new(&self.root.display)
             .file_name()
@@ -149,106 +179,9 @@ impl RootRun<'_> {
         plan
     }
 
-    /// A first sync from one peer to peers that hold nothing under the root, in windows of
-    /// [`WINDOW`] entries: each is fetched, decided, copied and recorded before the next, so
-    /// the client never holds the whole tree. No entry's decision depends on another's here
-    /// (one holder: no deletions, conflicts or clones), so the windows decide as one would.
-    async fn sync_in_windows(
-        &self,
-        holder: PeerId,
-        deferred: &[WirePath],
-        views: &[Option<&Listing>],
-        abs: &[Option<WirePath>],
-        started: std::time::Instant,
-        rep: &Reporter,
-    ) -> HashSet<PeerId> {
-        let nothing = Listing::new();
-        let mut taking: Vec<PeerId> = (0..views.len()).filter(|p| views[*p].is_some()).collect();
-        let mut lost = HashSet::new();
-        let mut is_dir_once = None;
-        let mut wire = WireStats::default();
-        let mut doc: Option<Value> = None;
-        for (n, window) in deferred.chunks(WINDOW).enumerate() {
-            // The root itself, always sent in full, is decided with the first window.
-            let mut listing = match views[holder] {
-                Some(l) if n == 0 => l.clone(),
-                _ => Listing::new(),
-            };
-            let fetched = self.peers[holder]
-                .conn
-                .lock()
-                .await
-                .detail(self.index as u32, window.to_vec(), &mut listing)
-                .await;
-            match fetched {
-                Ok(()) => {}
-                Err(OpError::Failed(m)) => {
-                    // Still in step: only this root is left out there, and its state stays.
-                    rep.error(format!(
-                        "{}: {m} (while comparing listings)",
-                        self.name(holder)
-                    ));
-                    taking.retain(|p| *p != holder);
-                    break;
-                }
-                Err(OpError::Lost(e)) => {
-                    rep.error(format!("{e:#} (while comparing listings)"));
-                    lost.insert(holder);
-                    break;
-                }
-            }
-            let views: Vec<Option<&Listing>> = (0..views.len())
-                .map(|p| match views[p] {
-                    _ if lost.contains(&p) => None,
-                    None => None,
-                    Some(_) if p == holder => Some(&listing),
-                    Some(l) if n == 0 => Some(l),
-                    Some(_) => Some(&nothing),
-                })
-                .collect();
-            let is_dir = *is_dir_once.get_or_insert_with(|| root_is_dir(&views));
-            let plan = self.decide(&views, &vec![0; views.len()], is_dir);
-            let (gone, stats) = self.carry_out(&plan, &views, abs, is_dir, rep).await;
-            lost.extend(gone);
-            wire.add(stats);
-            if !self.cli.dry_run {
-                let live: Vec<PeerId> = taking
-                    .iter()
-                    .copied()
-                    .filter(|p| !lost.contains(p))
-                    .collect();
-                let broke = self.apply().records(&plan, &live, rep).await;
-                lost.extend(broke);
-            }
-            if rep.json() {
-                merge_json(
-                    &mut doc,
-                    self.json(&plan, &views, WireStats::default(), started),
-                );
-            }
-            if lost.contains(&holder) {
-                break;
-            }
-        }
-        if !self.cli.dry_run {
-            let live: Vec<PeerId> = taking.into_iter().filter(|p| !lost.contains(p)).collect();
-            self.apply().commit(&Plan::default(), &live, rep).await;
-        }
-        if rep.json() {
-            // A root whose first window failed is still in the document, with nothing done.
-            let mut doc = doc
-                .unwrap_or_else(|| self.json(&Plan::default(), &[], WireStats::default(), started));
-            doc["literal_bytes"] = json!(wire.literal);
-            doc["matched_bytes"] = json!(wire.matched);
-            doc["seconds"] = json!(started.elapsed().as_secs_f64());
-            rep.add_json_root(doc);
-        }
-        lost
-    }
-
     /// Reports a plan and carries it out (unless `--dry-run`): returns the peers whose
     /// connection broke, and what crossed the wire.
-    async fn carry_out(
+    pub(super) async fn carry_out(
         &self,
         plan: &Plan,
         views: &[Option<&Listing>],
@@ -256,12 +189,14 @@ impl RootRun<'_> {
         root_is_dir: bool,
         rep: &Reporter,
     ) -> (HashSet<PeerId>, WireStats) {
-        self.report(plan, views, root_is_dir, rep);
+        let names = self.names();
+        let told = self.told(plan, views, &names, root_is_dir);
+        rep.plan(&told);
         if self.cli.dry_run {
             if !plan.is_noop() {
                 rep.pending();
             }
-            self.show_dry_run(plan, rep);
+            rep.dry_run(&told);
         }
         let mut lost = HashSet::new();
         if plan.is_noop() {
@@ -316,276 +251,29 @@ impl RootRun<'_> {
         (lost, wire)
     }
 
-    fn report(&self, plan: &Plan, views: &[Option<&Listing>], root_is_dir: bool, rep: &Reporter) {
-        // A single-file root's conflict copies sit beside it.
-        let copy_path = |to: &WirePath| match std::path::Path::new(&self.root.display).parent() {
-            Some(dir) if !root_is_dir => dir.join(to.as_path()).display().to_string(),
-            _ => self.path_of(to),
-        };
-        report_peers(plan, views, self.peers, rep, &|rel| self.path_of(rel));
-        for c in &plan.copies {
-            rep.say(
-                1,
-                format!("master: {} {}", self.name(c.master), self.path_of(&c.rel)),
-            );
-        }
-        for c in &plan.conflicts {
-            let kept: Vec<String> = c
-                .kept
-                .iter()
-                .map(|(p, to)| format!("{}'s as {}", self.name(*p), copy_path(to)))
-                .collect();
-            rep.conflict(format!(
-                "{}: changed on {} and {}; {}'s version keeps the name, {} (every version reaches every peer)",
-                self.path_of(&c.rel),
-                self.name(c.winner),
-                c.kept.iter().map(|(p, _)| self.name(*p)).collect::<Vec<_>>().join(", "),
-                self.name(c.winner),
-                kept.join(", ")
-            ));
-        }
-        for p in &plan.problems {
-            match p {
-                Problem::Unreadable { rel, peer, error } => rep.error(format!(
-                    "{}: {}: {error}; not synced there (the other peers were)",
-                    self.name(*peer),
-                    self.path_of(rel)
-                )),
-                Problem::Special { rel, peers } => {
-                    let who: Vec<&str> = peers.iter().map(|p| self.name(*p)).collect();
-                    rep.warn(format!(
-                        "{}: special file on {} skipped",
-                        self.path_of(rel),
-                        who.join(", ")
-                    ));
-                }
-                Problem::EmptyRoot { peer, held } => rep.error(format!(
-                    "{}: {} is empty or missing there but held {held} entries after the last sync (an unmounted disk?); left out, nothing deleted. If you emptied it on purpose, run again with --confirm-empty",
-                    self.name(*peer),
-                    self.root.display
-                )),
-                Problem::TooBig { rel, size } => rep.warn(format!(
-                    "{}: {} bytes, over --max-size: skipped (nothing copied or deleted)",
-                    self.path_of(rel),
-                    size
-                )),
-                Problem::Missing => {
-                    rep.error(format!("{}: no such file on any peer", self.root.display))
-                }
-            }
-        }
-    }
-
-    /// `-n`: what would change, one line per action.
-    fn show_dry_run(&self, plan: &Plan, rep: &Reporter) {
-        for (peer, rel, action, from) in actions(plan) {
-            let from = from
-                .map(|f| format!(" from {}", self.name(f)))
-                .unwrap_or_default();
-            rep.say(
-                0,
-                format!(
-                    "would {action} {} on {}{from}",
-                    self.path_of(&rel),
-                    self.name(peer)
-                ),
-            );
-        }
-    }
-
-    /// Every action with the word the log and `--json` use for it.
-    fn worded(
-        &self,
-        plan: &Plan,
-        views: &[Option<&Listing>],
-    ) -> Vec<(PeerId, WirePath, &'static str, Option<PeerId>)> {
-        actions(plan)
-            .into_iter()
-            .map(|(peer, rel, action, from)| {
-                let created = action == "copy"
-                    && !views[peer]
-                        .and_then(|l| l.get(&rel))
-                        .is_some_and(|s| matches!(s.state, Ok(Some(_))));
-                let word = match action {
-                    "copy" if created => "created",
-                    "copy" => "updated",
-                    "delete" => "deleted",
-                    "keep" => "version kept",
-                    "rename" => "conflict",
-                    other => other,
-                };
-                (peer, rel, word, from)
-            })
-            .collect()
-    }
-
     fn log_actions(
         &self,
         plan: &Plan,
         views: &[Option<&Listing>],
         skip: &dyn Fn(PeerId, &WirePath) -> bool,
     ) {
-        for (peer, rel, word, from) in self.worded(plan, views) {
-            if skip(peer, &rel) {
+        for a in plan.actions() {
+            if skip(a.peer, &a.rel) {
                 continue;
             }
             self.log.line(
                 &self.root.display,
-                &rel.to_string(),
-                self.name(peer),
-                word,
-                from.map(|f| self.name(f)),
+                &a.rel.to_string(),
+                self.name(a.peer),
+                text::action_word(&a, views),
+                a.from.map(|f| self.name(f)),
             );
         }
     }
-
-    /// This root's part of the `--json` document (see synk(1), JSON OUTPUT).
-    fn json(
-        &self,
-        plan: &Plan,
-        views: &[Option<&Listing>],
-        wire: WireStats,
-        started: std::time::Instant,
-    ) -> Value {
-        let mut entries: BTreeMap<WirePath, Value> = BTreeMap::new();
-        let entry = |entries: &mut BTreeMap<WirePath, Value>, rel: &WirePath, decision: &str| {
-            entries
-                .entry(rel.clone())
-                .or_insert_with(
-                    || json!({"path": rel.to_string(), "decision": decision, "actions": []}),
-                )
-                .clone()
-        };
-        for c in &plan.copies {
-            let mut e = entry(&mut entries, &c.rel, "copy");
-            e["winner"] = json!(self.name(c.master));
-            entries.insert(c.rel.clone(), e);
-        }
-        for r in &plan.removes {
-            let decision = if r.deleted { "delete" } else { "replace" };
-            let e = entry(&mut entries, &r.rel, decision);
-            entries.insert(r.rel.clone(), e);
-        }
-        for c in &plan.conflicts {
-            let mut e = entry(&mut entries, &c.rel, "conflict");
-            e["decision"] = json!("conflict");
-            e["winner"] = json!(self.name(c.winner));
-            e["kept"] = c
-                .kept
-                .iter()
-                .map(|(p, to)| json!({"peer": self.name(*p), "as": to.to_string()}))
-                .collect();
-            entries.insert(c.rel.clone(), e);
-        }
-        for (peer, rel, word, from) in self.worded(plan, views) {
-            let mut e = entry(&mut entries, &rel, "copy");
-            if let Some(list) = e["actions"].as_array_mut() {
-                list.push(json!({
-                    "peer": self.name(peer),
-                    "action": word,
-                    "from": from.map(|f| self.name(f)),
-                }));
-            }
-            entries.insert(rel, e);
-        }
-        let problems: Vec<Value> = plan
-            .problems
-            .iter()
-            .map(|p| match p {
-                Problem::Unreadable { rel, peer, error } => json!({"problem": "unreadable", "path": rel.to_string(), "peer": self.name(*peer), "error": error}),
-                Problem::Special { rel, peers } => json!({"problem": "special", "path": rel.to_string(), "peers": peers.iter().map(|p| self.name(*p)).collect::<Vec<_>>()}),
-                Problem::EmptyRoot { peer, held } => json!({"problem": "empty-root", "peer": self.name(*peer), "held": held}),
-                Problem::TooBig { rel, size } => json!({"problem": "too-big", "path": rel.to_string(), "size": size}),
-                Problem::Missing => json!({"problem": "missing"}),
-            })
-            .collect();
-        let bytes: u64 = plan
-            .copies
-            .iter()
-            .filter(|c| c.meta.kind == Kind::File)
-            .map(|c| c.meta.size * c.targets.len() as u64)
-            .sum();
-        json!({
-            "root": self.root.display,
-            "entries": entries.into_values().collect::<Vec<_>>(),
-            "problems": problems,
-            "bytes": bytes,
-            "literal_bytes": wire.literal,
-            "matched_bytes": wire.matched,
-            "seconds": started.elapsed().as_secs_f64(),
-        })
-    }
 }
-
-/// Every action of a plan: (peer, entry, verb, from whom).
-fn actions(plan: &Plan) -> Vec<(PeerId, WirePath, &'static str, Option<PeerId>)> {
-    let mut out = Vec::new();
-    for r in &plan.renames {
-        out.push((r.peer, r.rel.clone(), "rename", None));
-        out.push((r.peer, r.to.clone(), "keep", None));
-    }
-    for (p, rel) in &plan.keeps {
-        out.push((*p, rel.clone(), "keep", None));
-    }
-    for c in &plan.clones {
-        out.push((c.peer, c.rel.clone(), "copy", Some(c.peer)));
-    }
-    for r in &plan.removes {
-        out.push((
-            r.peer,
-            r.rel.clone(),
-            if r.deleted { "delete" } else { "keep" },
-            None,
-        ));
-    }
-    for c in &plan.copies {
-        for t in &c.targets {
-            out.push((*t, c.rel.clone(), "copy", Some(c.master)));
-        }
-    }
-    out
-}
-
-/// `-v`: every peer's version of each entry that changes (`-vv`: of every entry).
-fn report_peers(
-    plan: &Plan,
-    views: &[Option<&Listing>],
-    peers: &[Peer],
-    rep: &Reporter,
-    path_of: &dyn Fn(&WirePath) -> String,
-) {
-    if rep.verbosity() == 0 {
-        return;
-    }
-    let rels: BTreeSet<&WirePath> = if rep.verbosity() >= 2 {
-        views.iter().flatten().flat_map(|l| l.keys()).collect()
-    } else {
-        let problems = plan.problems.iter().filter_map(|p| match p {
-            Problem::Unreadable { rel, .. } => Some(rel),
-            _ => None,
-        });
-        plan.copies
-            .iter()
-            .map(|c| &c.rel)
-            .chain(plan.removes.iter().map(|r| &r.rel))
-            .chain(plan.conflicts.iter().map(|c| &c.rel))
-            .chain(problems)
-            .collect()
-    };
-    for rel in rels {
-        for (p, v) in views.iter().enumerate() {
-            if let Some(l) = v {
-                rep.say(1, peer_line(&peers[p].name, &path_of(rel), l.get(rel)));
-            }
-        }
-    }
-}
-
-/// Entries a window holds at most when a first sync is carried out in windows.
-pub(super) const WINDOW: usize = 50_000;
 
 /// True when some peer holds the root as a directory.
-fn root_is_dir(views: &[Option<&Listing>]) -> bool {
+pub(super) fn root_is_dir(views: &[Option<&Listing>]) -> bool {
     views
         .iter()
         .flatten()
@@ -606,19 +294,4 @@ fn committing(plan: &Plan, views: &[Option<&Listing>]) -> Vec<PeerId> {
     (0..views.len())
         .filter(|p| views[*p].is_some() && !left_out.contains(p))
         .collect()
-}
-
-/// Adds one window's `--json` root to the root's document: entries and problems appended,
-/// bytes added up.
-fn merge_json(doc: &mut Option<Value>, window: Value) {
-    let Some(d) = doc else {
-        *doc = Some(window);
-        return;
-    };
-    for key in ["entries", "problems"] {
-        if let (Some(all), Some(more)) = (d[key].as_array_mut(), window[key].as_array()) {
-            all.extend(more.iter().cloned());
-        }
-    }
-    d["bytes"] = json!(d["bytes"].as_u64().unwrap_or(0) + window["bytes"].as_u64().unwrap_or(0));
 }

@@ -10,14 +10,14 @@ use futures::future::join_all;
 
 use crate::cli::Cli;
 use crate::config::PeerSpec;
+use crate::model::Retention;
 use crate::oplog::OpLog;
 use crate::paths::RootSpec;
 use crate::peer::{self, Conn, ConnectOptions, Peer, RootScan};
 use crate::plan::PeerId;
-use crate::report::Reporter;
+use crate::report::{self, Event, Progress, Reporter};
 use crate::transfer::relay::NoRoute;
 use crate::transfer::rsync::Tuning;
-use crate::versions::Retention;
 
 use super::root::RootRun;
 use super::{Root, EXIT_UNSYNCED};
@@ -35,12 +35,17 @@ const LOCAL_HOLD: Duration = Duration::from_millis(250);
 
 /// What every run of a session is given besides the roots.
 pub(super) struct Settings {
+    /// How long kept versions stay.
     pub retention: Retention,
+    /// synk.conf's and `--exclude` patterns.
     pub excludes: Vec<String>,
+    /// `--compress`, `--bwlimit`.
     pub tuning: Tuning,
+    /// `--max-size`.
     pub max_size: Option<u64>,
+    /// The operations log.
     pub log: OpLog,
-    /// Ask peers for entries unchanged since the last sync in brief ([`plan::settle`]).
+    /// Ask peers for entries unchanged since the last sync in brief ([`crate::plan::settle()`]).
     pub brief: bool,
 }
 
@@ -58,6 +63,7 @@ pub(super) struct Session {
 }
 
 impl Session {
+    /// A session of the peers `specs` (`None`: this host), none connected yet.
     pub fn new(specs: Vec<Option<PeerSpec>>, opts: ConnectOptions, forced: Option<usize>) -> Self {
         Session {
             specs,
@@ -131,11 +137,17 @@ impl Session {
         for (i, c, scanned) in connected {
             match c {
                 Ok(p) => {
-                    if let Some(note) = &p.installed {
-                        rep.say(1, format!("{}: {note}", p.name));
+                    if let Some(done) = &p.installed {
+                        rep.emit(Event::Installed {
+                            peer: p.name.clone(),
+                            was: done.was.clone(),
+                            at: done.at.clone(),
+                        });
                     }
                     if self.retry.remove(&i).is_some() {
-                        rep.say(0, format!("{}: reconnected", p.name));
+                        rep.emit(Event::Reconnected {
+                            peer: p.name.clone(),
+                        });
                     }
                     let at = self.spec_of.partition_point(|s| *s < i);
                     self.spec_of.insert(at, i);
@@ -144,7 +156,9 @@ impl Session {
                 }
                 Err(e) => {
                     let wait = self.retry.get(&i).map_or(FIRST_BACKOFF, |(_, w)| *w);
-                    rep.error(format!("{e:#}"));
+                    rep.emit(Event::Failed {
+                        error: format!("{e:#}"),
+                    });
                     self.retry
                         .insert(i, (Instant::now() + wait, (wait * 2).min(MAX_BACKOFF)));
                 }
@@ -169,11 +183,11 @@ impl Session {
     /// Whether a run can go ahead; says why not.
     pub fn ready(&self, rep: &Reporter) -> bool {
         if self.forced_id().is_err() {
-            rep.error("the --master peer is unreachable: nothing synced");
+            rep.emit(Event::MasterUnreachable);
             return false;
         }
         if self.peers.len() < 2 {
-            rep.error("fewer than two peers reachable: nothing can be synced");
+            rep.emit(Event::TooFewPeers);
             return false;
         }
         true
@@ -274,15 +288,16 @@ impl Session {
                     Ok(Some(c)) => changed |= c,
                     Ok(None) => {
                         if unwatched.insert(self.spec_of[p]) {
-                            rep.warn(format!(
-                                "{}: cannot watch for changes there; checked every {}",
-                                self.peers[p].name,
-                                humantime::format_duration(limit)
-                            ));
+                            rep.emit(Event::CannotWatch {
+                                peer: self.peers[p].name.clone(),
+                                every: limit,
+                            });
                         }
                     }
                     Err(e) => {
-                        rep.error(format!("{e:#}"));
+                        rep.emit(Event::Failed {
+                            error: format!("{e:#}"),
+                        });
                         dead.insert(p);
                     }
                 }
@@ -316,7 +331,9 @@ async fn scan_peer(
     sent: bool,
     rep: &Reporter,
 ) -> Option<Vec<RootScan>> {
-    let spinner = rep.spinner(format!("scanning {}", peer.name));
+    let spinner = rep.spinner(Progress::Scanning {
+        peer: peer.name.clone(),
+    });
     let mut conn = peer.conn.lock().await;
     let progress = |entries, _| spinner.set_position(entries);
     let res = if sent {
@@ -329,7 +346,9 @@ async fn scan_peer(
     match res {
         Ok(scan) => Some(scan),
         Err(e) => {
-            rep.error(format!("{e:#}"));
+            rep.emit(Event::Failed {
+                error: format!("{e:#}"),
+            });
             None
         }
     }
@@ -351,7 +370,7 @@ fn stop_on_signals() -> Arc<AtomicBool> {
                     if seen.fetch_add(1, Ordering::SeqCst) > 0 {
                         std::process::exit(130);
                     }
-                    eprintln!("synk: stopping after the current run (again to stop now)");
+                    report::notice(Event::Stopping);
                     stop.store(true, Ordering::SeqCst);
                 }
             });
@@ -389,7 +408,7 @@ pub(super) async fn repeat(
                 None,
             );
             tracing::debug!(round, code, took = ?started.elapsed(), "run done");
-            super::print_json(rep, code, started, false);
+            rep.end_run(code, started.elapsed().as_secs_f64(), false);
             code
         } else {
             EXIT_UNSYNCED

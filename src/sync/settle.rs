@@ -6,7 +6,7 @@ use futures::future::join_all;
 
 use crate::peer::{OpError, Peer, RootScan, Scanned};
 use crate::plan;
-use crate::report::Reporter;
+use crate::report::{text, Event, Reporter};
 
 /// Settles root `root`: as a whole where every peer summed it up the same, else what every
 /// peer sent in brief (fetching the briefs behind any summary first, [`plan::settle`]), and
@@ -129,12 +129,15 @@ fn leave_out(
         // Still in step: only this root is left out there (reported with it).
         OpError::Failed(m) => {
             if let Some(s) = scans[p].as_mut() {
-                s[root] = Err(format!("{m} (while comparing listings)"));
+                s[root] = Err(text::while_comparing(&m));
             }
         }
         // The conversation broke: the peer is left out of the run.
         OpError::Lost(e) => {
-            rep.error(format!("{e:#} (while comparing listings)"));
+            rep.emit(Event::WhileComparing {
+                peer: None,
+                error: format!("{e:#}"),
+            });
             scans[p] = None;
         }
     }
@@ -205,7 +208,7 @@ fn lone_holder(
         }
         holder = Some(p);
     }
-    holder.filter(|p| settled.want[*p].len() > super::root::WINDOW)
+    holder.filter(|p| settled.want[*p].len() > super::windows::WINDOW)
 }
 
 #[cfg(test)]
@@ -213,7 +216,7 @@ mod tests {
     use super::*;
     use crate::paths::WirePath;
     use crate::peer::Scanned;
-    use crate::sync::root::WINDOW;
+    use crate::sync::windows::WINDOW;
 
     fn scanned(listing: &[&str]) -> Option<Vec<RootScan>> {
         let mut s = Scanned::default();

@@ -3,21 +3,18 @@
 
 pub mod relay;
 pub mod rsync;
+mod rsyncs;
 pub mod stream;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use futures::future::join_all;
-use futures::stream::{FuturesUnordered, StreamExt};
-
-use crate::cli::CopierChoice;
+use crate::model::Kind;
 use crate::paths::{entry_display, WirePath};
 use crate::peer::{OpError, Peer};
 use crate::plan::{Copy, PeerId, Plan};
-use crate::proto::{Kind, Request};
-use crate::report::Reporter;
+use crate::report::{Event, Progress, Reporter};
 
 /// What crossed the wire for a root's copies: bytes sent as they are, and bytes rsync's delta
 /// algorithm found already on the target (a few changed bytes in a big file cost a few
@@ -38,8 +35,16 @@ impl WireStats {
     }
 }
 
-/// One master's copies and the targets that need exactly those.
-type Group<'c> = (&'c [&'c Copy], Vec<PeerId>);
+/// How entries travel from master to target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CopierChoice {
+    /// rsync where both ends have it, the streaming copier elsewhere.
+    Auto,
+    /// Always rsync (a pair where an end lacks it fails).
+    Rsync,
+    /// Always the built-in streaming copier.
+    Stream,
+}
 
 /// The copier chosen for one (master, target) pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +90,7 @@ pub struct RootTransfer<'a> {
 }
 
 impl RootTransfer<'_> {
-    fn path_of(&self, rel: &WirePath) -> String {
+    fn path_of(&self, rel: &WirePath) -> WirePath {
         entry_display(self.display, rel)
     }
 
@@ -134,10 +139,10 @@ impl RootTransfer<'_> {
         }
         if self.dry_run {
             for (m, t, copies) in &rsync_pairs {
-                rep.say(1, format!("synk: {}", self.rsync_job(*m, *t, copies).1));
+                rep.emit(self.rsync_job(*m, *t, copies).1);
             }
             for (m, t) in &stream_pairs {
-                rep.say(1, self.stream_line(*m, *t));
+                rep.emit(self.stream_event(*m, *t));
             }
             return (HashSet::new(), WireStats::default());
         }
@@ -173,265 +178,14 @@ impl RootTransfer<'_> {
                 stream::copy_entry(self.peers, self.root, c, &targets, None, &|_, _| {}).await
             {
                 if let Err(e) = r {
-                    rep.error(format!("{}: {}: {e}", self.name(t), self.display));
+                    rep.emit(Event::RootFailed {
+                        peer: self.name(t).to_string(),
+                        root: self.display.to_string(),
+                        error: e.to_string(),
+                    });
                 }
             }
         }
-    }
-
-    /// The rsync job for a pair, and how it is shown at `-v`.
-    fn rsync_job(&self, m: PeerId, t: PeerId, copies: &[&Copy]) -> (rsync::Job, String) {
-        let peers = self.peers;
-        let client_runs = self.client_runs(m, t);
-        let side = |p: PeerId| {
-            let abs = self.abs[p].clone().unwrap_or_default();
-            let base = if self.root_is_dir {
-                abs
-            } else {
-                WirePath::from_path(abs.as_path().parent().unwrap_or(std::path::Path::new("/")))
-            };
-            let remote = peers[p].spec.as_ref().map(|s| rsync::Remote {
-                dest: s.destination(),
-                port: s.port,
-                control: client_runs
-                    .then(|| {
-                        peers[p]
-                            .session
-                            .as_ref()
-                            .map(|s| s.control_socket().to_path_buf())
-                    })
-                    .flatten(),
-                ssh_config: if client_runs {
-                    self.ssh_config.clone()
-                } else {
-                    None
-                },
-                no_remote_command: client_runs && peers[p].remote_command,
-            });
-            rsync::Side { remote, base }
-        };
-        // A directory root lists its entries; a file root is the one name in its parent.
-        let names = if self.root_is_dir {
-            copies
-                .iter()
-                .map(|c| {
-                    if c.rel.is_empty() {
-                        WirePath(b".".to_vec())
-                    } else {
-                        c.rel.clone()
-                    }
-                })
-                .collect()
-        } else {
-            // Other entries of a file root are its siblings (conflict copies).
-            let abs = self.abs[m].clone().unwrap_or_default();
-            let name = abs.as_path().file_name().unwrap_or(".".as_ref());
-            copies
-                .iter()
-                .map(|c| {
-                    if c.rel.is_empty() {
-                        WirePath::from_path(std::path::Path::new(name))
-                    } else {
-                        c.rel.clone()
-                    }
-                })
-                .collect()
-        };
-        let mut src = side(m);
-        if !client_runs {
-            // The master runs rsync: its own files are local to it.
-            src.remote = None;
-        }
-        let job = rsync::Job {
-            src,
-            dst: side(t),
-            names,
-            tuning: self.tuning,
-        };
-        let shown = if client_runs {
-            job.display(false)
-        } else {
-            format!("ssh {} {}", self.name(m), job.display(true))
-        };
-        (job, shown)
-    }
-
-    /// Runs every rsync pair, each master's copies spreading as a relay tree. Returns the
-    /// pairs to retry with the streaming copier.
-    async fn run_rsyncs(
-        &self,
-        pairs: &[(PeerId, PeerId, Vec<&Copy>)],
-        rep: &Reporter,
-        lost: &Mutex<HashSet<PeerId>>,
-        wire: &Mutex<WireStats>,
-    ) -> BTreeSet<(PeerId, PeerId)> {
-        // rsync creates neither the root's missing parents nor its scratch directory. One
-        // Prepare and one Cleanup per target: its runs from different masters share them.
-        let dir = self.root_is_dir;
-        let targets: BTreeSet<PeerId> = pairs.iter().map(|(_, t, _)| *t).collect();
-        let prepared = join_all(targets.iter().map(|t| async move {
-            let r = self.peers[*t]
-                .conn
-                .lock()
-                .await
-                .op(&Request::Prepare {
-                    root: self.root,
-                    dir,
-                })
-                .await;
-            (*t, r)
-        }))
-        .await;
-        let mut ready = BTreeSet::new();
-        for (t, r) in prepared {
-            match r {
-                Ok(()) => {
-                    ready.insert(t);
-                }
-                Err(e) => self.fail(rep, lost, t, self.display, e),
-            }
-        }
-        // Targets that need the same copies from the same master share one fan-out.
-        let mut groups: BTreeMap<(PeerId, Vec<&WirePath>), Group> = BTreeMap::new();
-        for (m, t, copies) in pairs.iter().filter(|(_, t, _)| ready.contains(t)) {
-            let key = (*m, copies.iter().map(|c| &c.rel).collect());
-            groups.entry(key).or_insert((copies, Vec::new())).1.push(*t);
-        }
-        let fallback =
-            join_all(groups.into_iter().map(|((m, _), (copies, targets))| {
-                self.fan_out(m, copies, targets, rep, lost, wire)
-            }))
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
-        // Cleanup also makes what rsync wrote durable before any state records it.
-        let cleaned = join_all(ready.iter().map(|t| async move {
-            let cleanup = Request::Cleanup {
-                root: self.root,
-                dir,
-            };
-            (*t, self.peers[*t].conn.lock().await.op(&cleanup).await)
-        }))
-        .await;
-        for (t, r) in cleaned {
-            if let Err(e) = r {
-                self.fail(rep, lost, t, self.display, e);
-                // What may not be on its disk is not recorded there: its state stays as it was.
-                lost.lock().expect("lost set lock").insert(t);
-            }
-        }
-        fallback
-    }
-
-    /// Carries `copies` from master `m` to `targets` with rsync as a pipelined tree
-    /// ([`relay::Fanout`]): each target that has a unit feeds it on. Returns the pairs to
-    /// stream instead.
-    async fn fan_out(
-        &self,
-        m: PeerId,
-        copies: &[&Copy],
-        targets: Vec<PeerId>,
-        rep: &Reporter,
-        lost: &Mutex<HashSet<PeerId>>,
-        wire: &Mutex<WireStats>,
-    ) -> Vec<(PeerId, PeerId)> {
-        let units = relay::units(copies);
-        let known = self.no_route.lock().expect("no-route lock").clone();
-        let mut plan = relay::Fanout::new(m, &targets, units.len()).knowing(known);
-        let mut running = FuturesUnordered::new();
-        let mut fallback = Vec::new();
-        loop {
-            while let Some(job) = plan.start() {
-                let unit = &units[job.unit];
-                running
-                    .push(async move { (job, self.rsync_pair(job.from, job.to, unit, rep).await) });
-            }
-            let Some((job, outcome)) = running.next().await else {
-                break;
-            };
-            let (from, t) = (job.from, job.to);
-            let ended = match outcome {
-                rsync::Outcome::Done(_) => relay::Ended::Done,
-                rsync::Outcome::Unreachable(_) => relay::Ended::Unreachable,
-                rsync::Outcome::Failed(_) => relay::Ended::Failed,
-            };
-            match (plan.finished(job, ended), outcome) {
-                (_, rsync::Outcome::Done(stats)) => {
-                    rep.say(
-                        1,
-                        format!(
-                            "synk: rsync {} -> {}: {} sent, {} matched",
-                            self.name(from),
-                            self.name(t),
-                            indicatif::HumanBytes(stats.literal),
-                            indicatif::HumanBytes(stats.matched),
-                        ),
-                    );
-                    wire.lock().expect("wire stats lock").add(stats);
-                }
-                (
-                    relay::Then::Retry,
-                    rsync::Outcome::Unreachable(why) | rsync::Outcome::Failed(why),
-                ) => {
-                    rep.say(
-                        1,
-                        format!(
-                            "synk: {} could not pass {} on to {} ({why}); sending from another peer",
-                            self.name(from),
-                            self.display,
-                            self.name(t),
-                        ),
-                    );
-                }
-                (_, rsync::Outcome::Unreachable(why)) if !self.client_runs(m, t) => {
-                    rep.say(
-                        1,
-                        format!(
-                            "synk: {} cannot reach {} itself ({why}); streaming through this host",
-                            self.name(m),
-                            self.name(t)
-                        ),
-                    );
-                    fallback.push((m, t));
-                }
-                (_, rsync::Outcome::Unreachable(why) | rsync::Outcome::Failed(why)) => {
-                    let msg = format!("rsync from {} failed: {why}", self.name(from));
-                    self.fail(rep, lost, t, self.display, OpError::Failed(msg));
-                }
-            }
-        }
-        // Relay pairs that did not connect are not tried again in this run.
-        self.no_route
-            .lock()
-            .expect("no-route lock")
-            .extend(plan.no_route());
-        fallback
-    }
-
-    /// One rsync run from `from` (the master or a relay) to `t`.
-    async fn rsync_pair(
-        &self,
-        from: PeerId,
-        t: PeerId,
-        copies: &[&Copy],
-        rep: &Reporter,
-    ) -> rsync::Outcome {
-        let (job, shown) = self.rsync_job(from, t, copies);
-        tracing::debug!(entries = job.names.len(), "{shown}");
-        rep.say(1, format!("synk: {shown}"));
-        let spinner = rep.spinner(format!("rsync {} -> {}", self.name(from), self.name(t)));
-        let outcome = if self.client_runs(from, t) {
-            rsync::run_local(&job).await
-        } else {
-            let session = self.peers[from]
-                .session
-                .clone()
-                .expect("remote peers have a session");
-            rsync::run_remote(session, &job).await
-        };
-        spinner.finish_and_clear();
-        outcome
     }
 
     /// Streams every copy whose (master, target) pair is in `pairs`, entry by entry in plan
@@ -461,13 +215,18 @@ impl RootTransfer<'_> {
             .filter(|c| c.meta.kind == Kind::File && !targets_of(c).is_empty())
             .map(|c| c.meta.size)
             .sum();
-        let bar = rep.bytes_bar(total, format!("stream {}", self.display));
+        let bar = rep.bytes_bar(
+            total,
+            Progress::Stream {
+                root: self.display.to_string(),
+            },
+        );
         let on_bytes = |n: u64, sent: WireStats| {
             bar.inc(n);
             wire.lock().expect("wire stats lock").add(sent);
         };
         for (m, t) in pairs {
-            rep.say(1, self.stream_line(*m, *t));
+            rep.emit(self.stream_event(*m, *t));
         }
         let mut made_dirs: Vec<(&Copy, Vec<PeerId>)> = Vec::new();
         for c in &plan.copies {
@@ -494,7 +253,7 @@ impl RootTransfer<'_> {
             for (t, r) in results {
                 match r {
                     Ok(()) => ok.push(t),
-                    Err(e) => self.fail(rep, lost, t, &self.path_of(&c.rel), e),
+                    Err(e) => self.fail(rep, lost, t, self.path_of(&c.rel), e),
                 }
             }
             if c.meta.kind == Kind::Dir {
@@ -522,36 +281,34 @@ impl RootTransfer<'_> {
         rep: &Reporter,
         lost: &Mutex<HashSet<PeerId>>,
         p: PeerId,
-        path: &str,
+        path: WirePath,
         e: OpError,
     ) {
         match e {
             OpError::Lost(e) => {
                 // Report a broken peer once, not once per entry.
                 if lost.lock().expect("lost set lock").insert(p) {
-                    rep.error(format!("{e:#} (while syncing {path})"));
+                    rep.emit(Event::LostWhileSyncing {
+                        error: format!("{e:#}"),
+                        path,
+                    });
                 }
             }
-            OpError::Failed(m) if m.contains(path) || m.starts_with('/') => {
-                rep.error(format!("{}: {m}", self.name(p)))
-            }
-            OpError::Failed(m) => rep.error(format!("{}: {path}: {m}", self.name(p))),
+            OpError::Failed(m) => rep.emit(Event::CopyFailed {
+                peer: self.name(p).to_string(),
+                path,
+                error: m,
+            }),
         }
     }
 
-    /// Whether this host runs the pair's rsync (it is one of the ends) or the master does.
-    fn client_runs(&self, m: PeerId, t: PeerId) -> bool {
-        self.peers[m].is_local() || self.peers[t].is_local()
-    }
-
-    /// The `-v` line announcing a streamed pair.
-    fn stream_line(&self, m: PeerId, t: PeerId) -> String {
-        format!(
-            "synk: stream {}:{} -> {}",
-            self.name(m),
-            self.display,
-            self.name(t)
-        )
+    /// `-v`: a pair the streaming copier carries.
+    fn stream_event(&self, m: PeerId, t: PeerId) -> Event {
+        Event::Stream {
+            from: self.name(m).to_string(),
+            root: self.display.to_string(),
+            to: self.name(t).to_string(),
+        }
     }
 }
 

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::model::Kind;
 use crate::plan::{Copy, PeerId};
-use crate::proto::Kind;
 
 /// Targets the master feeds at once: up to three targets get everything straight from it, as
 /// concurrent runs (on a fast link the master's CPU, not its link, is the limit).
@@ -255,8 +255,8 @@ impl Fanout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Meta;
     use crate::paths::WirePath;
-    use crate::proto::Meta;
 
     /// Runs a schedule in rounds where every started transfer ends together, `ended` deciding
     /// each outcome; returns the rounds.

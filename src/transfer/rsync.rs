@@ -395,10 +395,10 @@ mod tests {
 
     #[test]
     fn rsync_temp_files_land_where_scans_never_look() {
-        let opt = format!("--temp-dir={}", crate::proto::RSYNC_TEMP_DIR);
+        let opt = format!("--temp-dir={}", crate::names::RSYNC_TEMP_DIR);
         assert!(RSYNC_OPTS.contains(&opt.as_str()));
-        assert!(crate::scan::is_temp_name(
-            crate::proto::RSYNC_TEMP_DIR.as_bytes()
+        assert!(crate::names::is_temp_name(
+            crate::names::RSYNC_TEMP_DIR.as_bytes()
         ));
     }
 

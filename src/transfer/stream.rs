@@ -14,10 +14,11 @@ use std::collections::HashMap;
 use futures::future::join_all;
 
 use super::WireStats;
+use crate::model::Kind;
 use crate::peer::{Conn, OpError, Peer};
 use crate::plan::{Copy, PeerId};
 use crate::proto::{
-    block_fingerprint, encode, Check, FrameError, Kind, Request, Response, CHUNK, DELTA_MIN,
+    block_fingerprint, encode, Check, FrameError, Request, Response, CHUNK, DELTA_MIN,
 };
 
 /// Told of each chunk read from the master: its size, and what went to the targets.
@@ -370,10 +371,10 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::model::Retention;
+    use crate::model::{Digest, Meta};
     use crate::paths::{RootSpec, WirePath};
-    use crate::peer::in_process;
-    use crate::proto::{Digest, Meta};
-    use crate::versions::Retention;
+    use crate::peer::testing::in_process;
 
     /// Scans the single-file root `~/f` on a peer, as a run does before it copies.
     async fn scan_f(peer: &Peer) {

@@ -1,0 +1,374 @@
+//! The vocabulary every layer shares: what an entry is ([`Meta`], [`Kind`], [`Digest`]), its
+//! version ([`Vv`], [`Record`]) and what decides whether two versions are the same
+//! ([`Content`], [`fingerprint`]), an entry in brief ([`Brief`]), and a kept version
+//! ([`Kept`]) with how long such versions stay ([`Retention`]).
+//!
+//! The wire protocol carries these, the stores keep them and the decision reasons about them;
+//! none of those is needed to say what they are.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::paths::WirePath;
+
+/// A SHA-512 digest.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Digest(#[serde(with = "serde_big_array::BigArray")] pub [u8; 64]);
+
+impl Digest {
+    /// Digest of a finished hasher.
+    pub fn from_hasher(h: sha2::Sha512) -> Self {
+        use sha2::Digest as _;
+        Digest(h.finalize().into())
+    }
+
+    /// Digest of a byte string (symlink targets).
+    pub fn of(bytes: &[u8]) -> Self {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha512::new();
+        h.update(bytes);
+        Self::from_hasher(h)
+    }
+
+    /// Full lowercase hex.
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The first seven hex digits, as the `-v` lines show them.
+    pub fn short(&self) -> String {
+        self.hex()[..7].to_string()
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}…", &self.hex()[..16])
+    }
+}
+
+/// What kind of filesystem object an entry is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link, with its target.
+    Symlink(WirePath),
+    /// A fifo, socket or device: reported, never synced.
+    Special,
+}
+
+impl Kind {
+    /// A short name for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::File => "file",
+            Kind::Dir => "directory",
+            Kind::Symlink(_) => "symlink",
+            Kind::Special => "special file",
+        }
+    }
+}
+
+/// What a peer knows about one entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// File, directory, symlink or special.
+    pub kind: Kind,
+    /// Size in bytes (files only; 0 otherwise).
+    pub size: u64,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime: i64,
+    /// SHA-512 of the content (files) or of the target (symlinks); none for the rest.
+    pub digest: Option<Digest>,
+}
+
+/// An entry unchanged since the last sync, in brief: the client compares fingerprints across
+/// peers and asks for the full entry only where they differ, so an in-sync tree costs a few
+/// dozen bytes per entry on the wire and in the client's memory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Brief {
+    /// Path relative to the root (never the root itself: that is always a full entry).
+    pub rel: WirePath,
+    /// [`fingerprint`] of the entry's content and version.
+    pub fp: [u8; 16],
+    /// Size in bytes (files; 0 otherwise), for `--max-size`.
+    pub size: u64,
+    /// A remembered deletion, not an entry held now.
+    pub gone: bool,
+}
+
+/// A version vector: for each peer key that changed the entry, that peer's counter. Sorted by
+/// key, no zero counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Vv(pub Vec<(u64, u64)>);
+
+/// How two version vectors relate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// The same history.
+    Equal,
+    /// The left one is strictly older: every counter ≤, one <.
+    Before,
+    /// The left one is strictly newer.
+    After,
+    /// Neither contains the other: changed independently.
+    Concurrent,
+}
+
+impl Vv {
+    /// The counter of `key` (0 when absent).
+    pub fn get(&self, key: u64) -> u64 {
+        self.0
+            .binary_search_by_key(&key, |(k, _)| *k)
+            .map(|i| self.0[i].1)
+            .unwrap_or(0)
+    }
+
+    /// This vector with `key`'s counter moved past both its current value and `now_ms`: the
+    /// clock only keeps counters unique across crashes, it never orders peers.
+    pub fn bumped(&self, key: u64, now_ms: u64) -> Vv {
+        let next = (self.get(key) + 1).max(now_ms);
+        let mut v = self.0.clone();
+        match v.binary_search_by_key(&key, |(k, _)| *k) {
+            Ok(i) => v[i].1 = next,
+            Err(i) => v.insert(i, (key, next)),
+        }
+        Vv(v)
+    }
+
+    /// The least vector that contains both.
+    pub fn join(&self, other: &Vv) -> Vv {
+        let mut out: BTreeMap<u64, u64> = self.0.iter().copied().collect();
+        for (k, c) in &other.0 {
+            let e = out.entry(*k).or_default();
+            *e = (*e).max(*c);
+        }
+        Vv(out.into_iter().collect())
+    }
+
+    /// Compares two histories.
+    pub fn compare(&self, other: &Vv) -> Order {
+        let (mut less, mut more) = (false, false);
+        let keys = self.0.iter().chain(other.0.iter()).map(|(k, _)| *k);
+        for k in keys {
+            match self.get(k).cmp(&other.get(k)) {
+                Ordering::Less => less = true,
+                Ordering::Greater => more = true,
+                Ordering::Equal => {}
+            }
+        }
+        match (less, more) {
+            (false, false) => Order::Equal,
+            (true, false) => Order::Before,
+            (false, true) => Order::After,
+            (true, true) => Order::Concurrent,
+        }
+    }
+}
+
+/// Milliseconds since the epoch, for [`Vv::bumped`].
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// What synk compares to decide whether two versions are the same: kind, and the digest of
+/// files and symlinks. Mode and mtime travel with a version but do not make a new one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Content {
+    /// A directory.
+    Dir,
+    /// A file with this SHA-512.
+    File(Digest),
+    /// A symlink with this target.
+    Symlink(WirePath),
+    /// Deleted.
+    Gone,
+}
+
+impl Content {
+    /// The content of an entry's metadata (`None`: deleted).
+    pub fn of(meta: Option<&Meta>) -> Content {
+        match meta {
+            None => Content::Gone,
+            Some(m) => match &m.kind {
+                Kind::Dir => Content::Dir,
+                Kind::Symlink(t) => Content::Symlink(t.clone()),
+                Kind::File => Content::File(m.digest.unwrap_or(Digest([0; 64]))),
+                Kind::Special => Content::Gone,
+            },
+        }
+    }
+}
+
+/// A 128-bit fingerprint of what decides whether two peers hold the same version of an
+/// entry: its [`Content`] and its version vector. Equal fingerprints on every peer mean the
+/// entry is in sync (see [`Brief`]); each field is length- or tag-prefixed so
+/// no two different inputs feed the hasher the same bytes.
+pub fn fingerprint(content: &Content, vv: &Vv) -> [u8; 16] {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    match content {
+        Content::Dir => h.update(b"d"),
+        Content::File(d) => {
+            h.update(b"f");
+            h.update(&d.0);
+        }
+        Content::Symlink(t) => {
+            h.update(b"l");
+            h.update(&(t.as_bytes().len() as u64).to_le_bytes());
+            h.update(t.as_bytes());
+        }
+        Content::Gone => h.update(b"g"),
+    }
+    h.update(&(vv.0.len() as u64).to_le_bytes());
+    for (k, c) in &vv.0 {
+        h.update(&k.to_le_bytes());
+        h.update(&c.to_le_bytes());
+    }
+    h.digest128().to_le_bytes()
+}
+
+/// The fingerprint of an entry a peer has no history of (a first sync): its kind, content,
+/// size, mode and mtime, tagged apart from [`fingerprint`]'s. Peers that all hold an entry
+/// with the same one hold the same thing and need nothing but a record (which each makes
+/// itself, with an empty version vector, as the decision would).
+pub fn fingerprint_new(meta: &Meta) -> [u8; 16] {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(b"new");
+    let content = fingerprint(&Content::of(Some(meta)), &Vv::default());
+    h.update(&content);
+    h.update(&meta.size.to_le_bytes());
+    h.update(&meta.mode.to_le_bytes());
+    h.update(&meta.mtime.to_le_bytes());
+    h.digest128().to_le_bytes()
+}
+
+/// One entry as a peer held it after a sync.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Path below the root.
+    pub rel: WirePath,
+    /// The entry's metadata, or `None` for a deletion that was synced (a tombstone), so a peer
+    /// that missed the sync is told to delete rather than asked to bring the entry back.
+    pub meta: Option<Meta>,
+    /// Its version.
+    pub vv: Vv,
+}
+
+/// Why a version was kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Why {
+    /// A copy replaced it.
+    Overwritten,
+    /// A synced deletion removed it.
+    Deleted,
+    /// It lost a conflict (it also stays in the tree under a conflict name).
+    Conflict,
+}
+
+/// One kept version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kept {
+    /// The absolute path the version had.
+    pub path: WirePath,
+    /// Its object's name in the store.
+    pub id: String,
+    /// Its metadata when it was kept.
+    pub meta: Meta,
+    /// When it was replaced (ns since the epoch, this peer's clock).
+    pub replaced: i64,
+    /// Why it was kept.
+    pub why: Why,
+}
+
+/// How long kept versions stay (synk.conf(5) `keep-versions`, `keep-days`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    /// Versions kept per path at most (0: no limit).
+    pub versions: u32,
+    /// Days a version is kept at least (0: no limit by age).
+    pub days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            versions: 10,
+            days: 30,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vv(pairs: &[(u64, u64)]) -> Vv {
+        Vv(pairs.to_vec())
+    }
+
+    #[test]
+    fn vectors_order_by_causality() {
+        let a = vv(&[(1, 5)]);
+        let b = vv(&[(1, 5), (2, 1)]);
+        let c = vv(&[(1, 6)]);
+        assert_eq!(a.compare(&a), Order::Equal);
+        assert_eq!(a.compare(&b), Order::Before);
+        assert_eq!(b.compare(&a), Order::After);
+        assert_eq!(b.compare(&c), Order::Concurrent);
+        assert_eq!(Vv::default().compare(&a), Order::Before);
+        assert_eq!(b.join(&c), vv(&[(1, 6), (2, 1)]));
+    }
+
+    #[test]
+    fn fingerprints_tell_content_and_history_apart() {
+        let d = |b: u8| Content::File(Digest([b; 64]));
+        let h = vv(&[(1, 5)]);
+        let fp = fingerprint(&d(1), &h);
+        assert_eq!(fp, fingerprint(&d(1), &vv(&[(1, 5)])), "stable");
+        let others = [
+            fingerprint(&d(2), &h),
+            fingerprint(&d(1), &vv(&[(1, 6)])),
+            fingerprint(&d(1), &vv(&[(1, 5), (2, 1)])),
+            fingerprint(&Content::Gone, &h),
+            fingerprint(&Content::Dir, &h),
+            fingerprint(&Content::Symlink(WirePath(b"f".to_vec())), &h),
+            fingerprint(&Content::Symlink(WirePath(b"g".to_vec())), &h),
+        ];
+        for (i, o) in others.iter().enumerate() {
+            assert_ne!(&fp, o, "case {i}");
+        }
+        // Fixed across builds and hosts: peers compare them.
+        let pinned: String = fingerprint(&d(7), &vv(&[(3, 9)]))
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(pinned, "b88746c401ed62a6c5bcef914a79f845");
+    }
+
+    #[test]
+    fn bumps_move_past_the_clock_and_the_old_counter() {
+        let v = vv(&[(3, 100)]);
+        assert_eq!(v.bumped(3, 50), vv(&[(3, 101)]));
+        assert_eq!(v.bumped(3, 500), vv(&[(3, 500)]));
+        assert_eq!(v.bumped(1, 7), vv(&[(1, 7), (3, 100)]));
+    }
+
+    #[test]
+    fn digest_short_form() {
+        let d = Digest::of(b"");
+        assert_eq!(d.short(), "cf83e13");
+        assert_eq!(d.hex().len(), 128);
+    }
+}

@@ -1,0 +1,152 @@
+//! A live conversation with one peer's `synk --serve`: requests out, responses in, and what
+//! a broken conversation is reported as.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+
+use super::connect::ServeChild;
+use crate::proto::{read_frame_async, write_frame_async, FrameError, Request, Response};
+
+/// The serve's output, as the client reads it.
+pub(super) type Reader = Box<dyn AsyncRead + Unpin + Send>;
+/// The serve's input, as the client writes it.
+pub(super) type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// A live conversation with one peer's `synk --serve`.
+pub struct Conn {
+    /// The peer's name, for messages.
+    pub(super) name: String,
+    /// The serve's output.
+    pub(super) reader: BufReader<Reader>,
+    /// The serve's input.
+    pub(super) writer: BufWriter<Writer>,
+    /// The serve's process, waited for when the conversation ends (`None`: in-process).
+    pub(super) child: Option<ServeChild>,
+    /// The last lines the serve wrote to its stderr.
+    pub(super) stderr: Arc<StdMutex<VecDeque<String>>>,
+}
+
+impl Conn {
+    /// Sends a request (buffered; see [`Conn::flush`]).
+    pub async fn send(&mut self, req: &Request) -> Result<()> {
+        write_frame_async(&mut self.writer, req)
+            .await
+            .map_err(|e| self.lost(e))
+    }
+
+    /// Sends one request already [`encode`](crate::proto::encode)d, unflushed: the same frame
+    /// can go to several peers for one encoding.
+    pub async fn send_frame(&mut self, frame: &[u8]) -> Result<()> {
+        self.writer
+            .write_all(frame)
+            .await
+            .map_err(|e| self.lost(FrameError::Io(e)))
+    }
+
+    /// Pushes buffered requests to the peer.
+    pub async fn flush(&mut self) -> Result<()> {
+        self.writer
+            .flush()
+            .await
+            .map_err(|e| self.lost(FrameError::Io(e)))
+    }
+
+    /// Reads the next response.
+    pub async fn recv(&mut self) -> Result<Response> {
+        read_frame_async(&mut self.reader)
+            .await
+            .map_err(|e| self.lost(e))
+    }
+
+    /// Sends one request and waits for its single answer.
+    pub async fn call(&mut self, req: &Request) -> Result<Response> {
+        self.send(req).await?;
+        self.flush().await?;
+        self.recv().await
+    }
+
+    /// Sends a request that must be answered `Done`.
+    pub async fn op(&mut self, req: &Request) -> Result<(), OpError> {
+        match self.call(req).await.map_err(OpError::Lost)? {
+            Response::Done => Ok(()),
+            Response::Failed(m) => Err(OpError::Failed(m)),
+            other => Err(OpError::Lost(self.unexpected(&other))),
+        }
+    }
+
+    fn lost(&self, e: FrameError) -> anyhow::Error {
+        let tail = self.stderr_tail();
+        let e = match e {
+            FrameError::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe => FrameError::Closed,
+            e => e,
+        };
+        match e {
+            FrameError::Closed if tail.is_empty() => anyhow!("{}: connection lost", self.name),
+            FrameError::Closed => anyhow!("{}: connection lost: {tail}", self.name),
+            e => anyhow!("{}: {e}", self.name),
+        }
+    }
+
+    /// An error for a response that makes no sense at this point of the conversation.
+    pub fn unexpected(&self, r: &Response) -> anyhow::Error {
+        let what = format!("{r:?}");
+        let what: String = what.chars().take(60).collect();
+        anyhow!("{}: protocol error: unexpected {what}", self.name)
+    }
+
+    /// The last lines of the serve's stderr, on one line.
+    pub(super) fn stderr_tail(&self) -> String {
+        let t = self.stderr.lock().expect("stderr tail lock");
+        t.iter().cloned().collect::<Vec<_>>().join(" / ")
+    }
+
+    /// Waits up to `wait` for the peer to see a change under the scanned roots: `Some(changed)`,
+    /// or `None` where it cannot watch. `reset` forgets changes seen before.
+    pub async fn watch(&mut self, wait: Duration, reset: bool) -> Result<Option<bool>> {
+        let req = Request::Watch {
+            wait_ms: wait.as_millis().min(u32::MAX as u128) as u32,
+            reset,
+        };
+        match self.call(&req).await? {
+            Response::Watched { changed, supported } => Ok(supported.then_some(changed)),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    /// Ends the conversation: closes the server's input and waits for it to exit.
+    pub async fn close(&mut self) {
+        // Dropping the pipe is what delivers end-of-file: `shutdown` on a child's stdin
+        // leaves the descriptor open.
+        let mut w = std::mem::replace(
+            &mut self.writer,
+            BufWriter::new(Box::new(tokio::io::sink())),
+        );
+        let _ = w.flush().await;
+        drop(w);
+        if let Some(c) = self.child.take() {
+            c.wait(Duration::from_secs(10)).await;
+        }
+    }
+}
+
+/// Why a single operation on a peer failed.
+#[derive(Debug)]
+pub enum OpError {
+    /// The peer answered that the operation failed; the conversation goes on.
+    Failed(String),
+    /// The conversation itself broke; the peer is gone for the rest of the run.
+    Lost(anyhow::Error),
+}
+
+impl std::fmt::Display for OpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpError::Failed(m) => write!(f, "{m}"),
+            OpError::Lost(e) => write!(f, "{e:#}"),
+        }
+    }
+}

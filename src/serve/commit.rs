@@ -1,0 +1,222 @@
+//! Committing a root's new state: the records the client decided, taken only where the
+//! decided version arrived on disk, then pruning kept versions once a session.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use super::reports::Reported;
+use super::root::RootCtx;
+use super::{msg, OpResult, Server};
+use crate::model::{Kind, Record};
+use crate::scan;
+use crate::state::sort_by_path;
+
+impl Server {
+    /// Records what the client decided for some entries of a root.
+    pub(super) fn records(&mut self, root: u32, set: Vec<Record>) -> OpResult {
+        let ctx = self.ctx_mut(root)?;
+        ctx.set.extend(set);
+        Ok(())
+    }
+
+    /// Writes the root's new state: every entry as reported, but as decided where the client
+    /// said so, and as before where an action failed or the entry could not be read.
+    pub(super) fn commit(&mut self, root: u32) -> OpResult {
+        let ctx = self.ctx_mut(root)?;
+        if !ctx.dirty && ctx.set.is_empty() && !ctx.state.absorbs() {
+            // An in-sync re-check: the state already says what the scan found.
+            return self.prune_once();
+        }
+        let set = std::mem::take(&mut ctx.set);
+        let new = next_records(ctx, set);
+        let abs = ctx.abs.clone();
+        ctx.state.save(new).map_err(|e| {
+            msg(
+                &abs,
+                format!("cannot save sync state: {}", scan::io_msg(&e)).as_str(),
+            )
+        })?;
+        self.prune_once()
+    }
+
+    /// Prunes kept versions, once a session.
+    fn prune_once(&mut self) -> OpResult {
+        if !self.pruned {
+            self.pruned = true;
+            if let Some(store) = &self.store {
+                if let Err(e) = store.prune(self.retention) {
+                    tracing::warn!("pruning kept versions: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The root's records after this sync, in path order: every entry as reported, but as the
+/// client decided (`set`) where the decided version arrived, and as before where an action
+/// failed or the entry could not be read. Reports, state and decisions are each in path
+/// order, so this is one pass beside the three.
+fn next_records(ctx: &RootCtx, mut set: Vec<Record>) -> Vec<Record> {
+    // Of two records sent for one path, the later one stands.
+    set.reverse();
+    sort_by_path(&mut set);
+    let mut set = set.into_iter().peekable();
+    let mut new = Vec::with_capacity(ctx.reported.len());
+    // Decided entries the scan did not report: made by this sync (conflict copies).
+    let mut created = Vec::new();
+    let mut hint = 0;
+    for (rel, rep) in ctx.reported.iter() {
+        while let Some(r) = set.next_if(|r| r.rel < *rel) {
+            created.push(r);
+        }
+        let old = ctx.state.get_near(rel, &mut hint);
+        let rec = match (set.next_if(|r| r.rel == *rel), rep) {
+            // Only what actually arrived: where the decided version is not on disk (its copy
+            // failed), the old record stays and the next run tries again.
+            (Some(r), _) if arrived(&ctx.abs, &r) => Some(r),
+            (Some(_), _) | (None, Reported::AsRecorded | Reported::Unknown) => old.cloned(),
+            (None, Reported::Held(h)) => Some(Record {
+                rel: rel.clone(),
+                meta: h.0.clone(),
+                vv: h.1.clone().unwrap_or_default(),
+            }),
+        };
+        new.extend(rec);
+    }
+    created.extend(set);
+    let created = created.into_iter().filter(|r| arrived(&ctx.abs, r));
+    // Records below unreadable directories were not reported: they stay, unless this sync
+    // made something there.
+    let mut at = 0;
+    let kept = ctx
+        .state
+        .records()
+        .filter(|r| !ctx.reported.contains_ordered(&r.rel, &mut at))
+        .cloned();
+    // Three runs in path order, merged by a stable sort; of equal paths the first pushed stays.
+    let reported_end = new.len();
+    new.extend(created.chain(kept));
+    if new.len() > reported_end {
+        sort_by_path(&mut new);
+    }
+    new
+}
+
+/// Whether the entry on disk is the version `r` records: same kind, and for files the same
+/// size and mtime (copies set the master's) or else the same digest; symlinks the same target.
+fn arrived(root: &Path, r: &Record) -> bool {
+    let path = if r.rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(r.rel.as_path())
+    };
+    let md = fs::symlink_metadata(&path);
+    match (&r.meta, md) {
+        (None, Err(e)) => e.kind() == io::ErrorKind::NotFound,
+        (None, Ok(_)) | (Some(_), Err(_)) => false,
+        (Some(m), Ok(md)) => match &m.kind {
+            Kind::Dir => md.is_dir(),
+            Kind::Symlink(t) => {
+                md.file_type().is_symlink()
+                    && fs::read_link(&path)
+                        .is_ok_and(|l| l.as_os_str().as_encoded_bytes() == t.as_bytes())
+            }
+            Kind::File if md.is_file() && md.len() == m.size => {
+                scan::mtime_ns(&md) == m.mtime
+                    || fs::File::open(&path)
+                        .and_then(|mut f| scan::hash_pipelined(&mut f))
+                        .is_ok_and(|d| Some(d) == m.digest)
+            }
+            _ => false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::reports::Reports;
+    use super::*;
+    use crate::exclude::Excludes;
+    use crate::model::{Meta, Vv};
+    use crate::paths::WirePath;
+    use crate::state::RootState;
+
+    fn dir_rec(rel: &str, n: u64) -> Record {
+        let meta = Meta {
+            kind: Kind::Dir,
+            size: 0,
+            mode: 0o755,
+            mtime: 0,
+            digest: None,
+        };
+        Record {
+            rel: WirePath::from(rel),
+            meta: Some(meta),
+            vv: Vv(vec![(1, n)]),
+        }
+    }
+
+    #[test]
+    fn next_records_take_what_arrived_and_keep_the_rest() {
+        let tree = tempfile::tempdir().unwrap();
+        let states = tempfile::tempdir().unwrap();
+        for d in ["ok", "made", "x/under"] {
+            fs::create_dir_all(tree.path().join(d)).unwrap();
+        }
+        let mut state = RootState::load(Some(states.path()), tree.path()).unwrap();
+        let old = ["a", "f", "u", "x/under", "y"].map(|r| dir_rec(r, 1));
+        state.save(old.to_vec()).unwrap();
+        let mut reported = Reports::default();
+        let held = |n| Reported::Held(Box::new((dir_rec("", n).meta, Some(Vv(vec![(1, n)])))));
+        for (rel, rep) in [
+            ("ok", held(2)),
+            ("a", Reported::AsRecorded),
+            ("h", held(2)),
+            ("f", held(2)),
+            ("u", Reported::Unknown),
+            ("u2", Reported::Unknown),
+        ] {
+            reported.push(WirePath::from(rel), rep);
+        }
+        reported.sort();
+        let gone = Record {
+            meta: None,
+            ..dir_rec("u", 3)
+        };
+        let set = vec![
+            dir_rec("ok", 3),
+            dir_rec("nope", 3), // made by this sync, but not on disk: dropped
+            dir_rec("made", 3),
+            dir_rec("f", 3), // its copy failed: the old record stays
+            gone.clone(),
+            dir_rec("x/under", 3), // beats the record kept below an unread directory
+            dir_rec("ok", 4),      // sent twice: the later stands
+        ];
+        let ctx = RootCtx {
+            abs: tree.path().to_path_buf(),
+            siblings: false,
+            excludes: Excludes::none(),
+            dirty: true,
+            state,
+            reported,
+            set: Vec::new(),
+            held_briefs: None,
+            said: None,
+            watchable: false,
+        };
+        let got = next_records(&ctx, set);
+        let want = vec![
+            dir_rec("a", 1),
+            dir_rec("f", 1),
+            dir_rec("h", 2),
+            dir_rec("made", 3),
+            dir_rec("ok", 4),
+            gone,
+            dir_rec("x/under", 3),
+            dir_rec("y", 1),
+        ];
+        assert_eq!(got, want);
+    }
+}

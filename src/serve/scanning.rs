@@ -1,0 +1,392 @@
+//! Scanning against the remembered state: each entry reported with its version, in full or in
+//! brief (or a whole root summed up), the full entries behind briefs on request, and a re-check
+//! answered from memory where a watch vouches that nothing changed since the last walk.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use super::emit::Emitter;
+use super::recheck::{self, Asked, FileId, LastWalk, Marks, Now, RootId};
+use super::reports::{Reported, Reports};
+use super::root::RootCtx;
+use super::{msg, watch, Server};
+use crate::cache::DigestCache;
+use crate::exclude::Excludes;
+use crate::model::{now_ms, Content, Kind, Record};
+use crate::paths::{RootSpec, WirePath};
+use crate::proto::{write_frame, Entry, FrameError, Response, ENTRY_BATCH};
+use crate::scan::{self, Found};
+use crate::state::RootState;
+
+fn below_any(rel: &WirePath, dirs: &[WirePath]) -> bool {
+    dirs.iter().any(|d| rel != d && rel.below(d).is_some())
+}
+
+impl Server {
+    /// Scans every root, reporting each entry with its version against the remembered state,
+    /// then the remembered entries that are gone.
+    pub(super) fn scan<W: Write>(
+        &mut self,
+        roots: &[RootSpec],
+        excludes: &[String],
+        brief: bool,
+        w: &mut W,
+    ) -> Result<(), FrameError> {
+        let asked = Asked {
+            roots: roots.to_vec(),
+            excludes: excludes.to_vec(),
+            brief,
+        };
+        // Resolved once for the checks around the walk; a root that does not resolve fails in
+        // the walk below, and nothing is answered from memory.
+        let abs = self.resolve_all(roots);
+        // Every scan before this one walked (a session's first always does).
+        let again = self.walks > 0;
+        if let (Some(last), Some(abs)) = (self.last_walk.take(), &abs) {
+            if self.answers_again(&last, &asked, abs) {
+                for said in &last.said {
+                    w.write_all(said)?;
+                }
+                self.last_walk = Some(last);
+                return write_frame(w, &Response::ScanDone);
+            }
+        }
+        // A session that scans again in brief watches its roots from here on, where a watch
+        // can tell whether this walk still holds at the next scan (see `recheck`). A one-shot
+        // run's only scan marks nothing and watches nothing.
+        let began = Instant::now();
+        let repeatable = abs
+            .as_deref()
+            .filter(|a| again && brief && recheck::repeatable(a));
+        let before = repeatable.and_then(|a| self.walk_marks(a));
+        self.walks += 1;
+        if let Some(abs) = repeatable {
+            self.watch_for_recheck(abs);
+        }
+        self.roots.clear();
+        for (i, spec) in roots.iter().enumerate() {
+            let index = i as u32;
+            let loaded = self.resolve(spec).and_then(|abs| {
+                let ex = Excludes::new(&abs, excludes).map_err(|e| format!("{spec}: {e}"))?;
+                RootState::load(self.state_dir.as_deref(), &abs)
+                    .map(|st| (abs, st, ex))
+                    .map_err(|e| format!("{spec}: {}", scan::io_msg(&e)))
+            });
+            let (abs, state, excludes) = match loaded {
+                Ok(x) => x,
+                Err(e) => {
+                    self.roots.push(None);
+                    write_frame(
+                        w,
+                        &Response::Root {
+                            index,
+                            result: Err(e),
+                        },
+                    )?;
+                    continue;
+                }
+            };
+            let mut ctx = RootCtx {
+                abs: abs.clone(),
+                siblings: false,
+                excludes,
+                dirty: false,
+                state,
+                reported: Reports::default(),
+                set: Vec::new(),
+                held_briefs: None,
+                said: None,
+                watchable: false,
+            };
+            let res = self.scan_one(index, &mut ctx, brief, w);
+            self.roots.push(Some(ctx));
+            res?;
+        }
+        self.last_walk = match (repeatable, before) {
+            (Some(abs), Some(before)) => self.walk_to_repeat(asked, abs, began, before),
+            _ => None,
+        };
+        write_frame(w, &Response::ScanDone)
+    }
+
+    /// Watches `abs` from now on (roots on filesystems where a watch sees every change): the
+    /// walk about to begin sees what came before.
+    fn watch_for_recheck(&mut self, abs: &[PathBuf]) {
+        // Made anew before every walk: it then watches every directory there is as the walk
+        // begins (notify drops some failures to watch a directory made later), at the inodes
+        // the roots' paths lead to now.
+        match watch::Watch::new(abs) {
+            Ok(w) => self.watch = Some(Ok(w)),
+            // Keep what --watch had, though no answer comes from it now.
+            Err(e) => match &self.watch {
+                Some(Ok(old)) => old.set_broken(),
+                _ => self.watch = Some(Err(e.to_string())),
+            },
+        }
+    }
+
+    /// Every root of `roots` resolved, if each resolves.
+    fn resolve_all(&self, roots: &[RootSpec]) -> Option<Vec<PathBuf>> {
+        roots.iter().map(|s| self.resolve(s).ok()).collect()
+    }
+
+    /// What a later scan checks against a walk: the roots' identities, the mounts at and
+    /// below them and the state directory, as they are now (`None`: unknowable here).
+    fn walk_marks(&self, abs: &[PathBuf]) -> Option<Marks> {
+        Some(Marks {
+            roots: abs.iter().map(|r| RootId::of(r)).collect(),
+            mounts: recheck::mounts(abs)?,
+            state: FileId::of(
+                self.state_dir
+                    .as_deref()
+                    .map(|d| d.join("roots"))
+                    .as_deref(),
+            ),
+        })
+    }
+
+    /// The walk just done, if a later scan may answer with it: every root summed up, nothing
+    /// to record, a sound watch over exactly these roots since before the walk began, and
+    /// the marks as they were then (another client's commit during the walk changes the
+    /// state directory).
+    fn walk_to_repeat(
+        &self,
+        asked: Asked,
+        abs: &[PathBuf],
+        began: Instant,
+        before: Marks,
+    ) -> Option<LastWalk> {
+        let watched = matches!(&self.watch, Some(Ok(w)) if w.covers(abs));
+        if !watched || self.walk_marks(abs).as_ref() != Some(&before) {
+            return None;
+        }
+        let said = self
+            .roots
+            .iter()
+            .map(|c| c.as_ref().filter(|c| c.as_walked())?.said.clone())
+            .collect::<Option<Vec<_>>>()?;
+        Some(LastWalk {
+            asked,
+            said,
+            marks: before,
+            began,
+        })
+    }
+
+    /// Whether `last` still answers a scan asking `asked`: see [`LastWalk::answers`].
+    fn answers_again(&self, last: &LastWalk, asked: &Asked, abs: &[PathBuf]) -> bool {
+        let changed = match &self.watch {
+            Some(Ok(w)) => w.take_changed() || !w.covers(abs),
+            _ => true,
+        };
+        // Records sent since, and not yet committed, are a change to come.
+        if !self
+            .roots
+            .iter()
+            .all(|c| c.as_ref().is_some_and(RootCtx::as_walked))
+        {
+            return false;
+        }
+        last.answers(&Now {
+            asked,
+            changed,
+            marks: self.walk_marks(abs).as_ref(),
+            age: last.began.elapsed(),
+        })
+    }
+
+    fn scan_one<W: Write>(
+        &self,
+        index: u32,
+        ctx: &mut RootCtx,
+        brief: bool,
+        w: &mut W,
+    ) -> Result<(), FrameError> {
+        let abs = ctx.abs.clone();
+        // The header goes out with the first entries, so a failure on the root itself can
+        // still replace it.
+        let header = Response::Root {
+            index,
+            result: Ok(WirePath::from_path(&abs)),
+        };
+        let mut out = Emitter::new(w, header, brief);
+        let now = now_ms();
+        let key = self.key;
+        let mut unknown_dirs: Vec<WirePath> = Vec::new();
+        let cache = DigestCache::for_root(self.cache_dir.as_deref(), &abs);
+        let state = &ctx.state;
+        let reported = &mut ctx.reported;
+        let excludes = &ctx.excludes;
+        let mut dirty = false;
+        let mut hint = 0;
+        let walked = scan::scan_root(&abs, &cache, excludes, &mut |found: Found| {
+            let base = state.get_near(&found.rel, &mut hint);
+            let (entry, rep) = versioned(found, base, key, now);
+            dirty |= entry.changed;
+            if matches!(rep, Reported::Unknown) && entry.state.is_err() {
+                unknown_dirs.push(entry.rel.clone());
+            }
+            reported.push(entry.rel.clone(), rep);
+            out.push(entry);
+        });
+        reported.sort();
+        cache.save();
+        match walked {
+            Ok(w) => ctx.watchable = !w.other_device,
+            Err(e) => {
+                return out.replace(Response::Root {
+                    index,
+                    result: Err(msg(&abs, e)),
+                })
+            }
+        }
+        // Remembered entries that are gone: deleted here since the last sync, or tombstones.
+        // Nothing below an unreadable directory is taken as deleted.
+        let mut at = 0;
+        let mut gone = Vec::new();
+        for r in state.records() {
+            let is_dir = matches!(&r.meta, Some(m) if m.kind == Kind::Dir);
+            if reported.contains_ordered(&r.rel, &mut at)
+                || below_any(&r.rel, &unknown_dirs)
+                || excludes.excludes(&r.rel, is_dir)
+            {
+                continue;
+            }
+            let gone_now = r.meta.is_some();
+            dirty |= gone_now;
+            let vv = if gone_now {
+                r.vv.bumped(key, now)
+            } else {
+                r.vv.clone()
+            };
+            let rep = if gone_now {
+                Reported::Held(Box::new((None, Some(vv.clone()))))
+            } else {
+                Reported::AsRecorded
+            };
+            gone.push((r.rel.clone(), rep));
+            out.push(Entry {
+                rel: r.rel.clone(),
+                state: Ok(None),
+                vv: Some(vv),
+                changed: gone_now,
+            });
+        }
+        if !gone.is_empty() {
+            for (rel, rep) in gone {
+                reported.push(rel, rep);
+            }
+            reported.sort();
+        }
+        ctx.dirty = dirty;
+        (ctx.held_briefs, ctx.said) = out.finish()?.map(|s| (s.held, s.said)).unzip();
+        Ok(())
+    }
+
+    /// Answers [`crate::proto::Request::Detail`]: the full entries behind briefs of the last
+    /// scan, in batches, then `Done` (or `Failed` for a path the scan did not report).
+    pub(super) fn detail<W: Write>(
+        &self,
+        root: u32,
+        rels: Vec<WirePath>,
+        w: &mut W,
+    ) -> Result<(), FrameError> {
+        let ctx = match self.ctx(root) {
+            Ok(c) => c,
+            Err(e) => return write_frame(w, &Response::Failed(e)),
+        };
+        let mut batch = Vec::with_capacity(ENTRY_BATCH.min(rels.len()));
+        for rel in rels {
+            let Some((meta, vv)) = ctx.held(&rel) else {
+                return write_frame(
+                    w,
+                    &Response::Failed(format!("{rel:?}: not in brief in the last scan")),
+                );
+            };
+            // Briefs are of entries unchanged since the last sync, or new ones without history.
+            batch.push(Entry {
+                state: Ok(meta.cloned()),
+                vv: vv.cloned(),
+                changed: vv.is_none(),
+                rel,
+            });
+            if batch.len() >= ENTRY_BATCH {
+                write_frame(w, &Response::Entries(std::mem::take(&mut batch)))?;
+            }
+        }
+        if !batch.is_empty() {
+            write_frame(w, &Response::Entries(batch))?;
+        }
+        write_frame(w, &Response::Done)
+    }
+
+    /// Answers [`crate::proto::Request::Briefs`]: the briefs the last scan of root `root`
+    /// summed up, as it would have sent them, then `Done`.
+    pub(super) fn held_briefs<W: Write>(&mut self, root: u32, w: &mut W) -> Result<(), FrameError> {
+        let held = self.ctx_mut(root).and_then(|ctx| {
+            ctx.held_briefs.take().ok_or_else(|| {
+                msg(
+                    &ctx.abs,
+                    "no briefs held back in the last scan (asked twice?)",
+                )
+            })
+        });
+        match held {
+            Ok(frames) => {
+                for f in frames {
+                    w.write_all(&f)?;
+                }
+                write_frame(w, &Response::Done)
+            }
+            Err(e) => write_frame(w, &Response::Failed(e)),
+        }
+    }
+}
+
+/// The entry to report for what the walk found, given the remembered record.
+fn versioned(found: Found, base: Option<&Record>, key: u64, now: u64) -> (Entry, Reported) {
+    let rel = found.rel;
+    match found.state {
+        Err(e) => (
+            Entry {
+                rel,
+                state: Err(e),
+                vv: base.map(|b| b.vv.clone()),
+                changed: false,
+            },
+            Reported::Unknown,
+        ),
+        Ok(meta) if meta.kind == Kind::Special => (
+            Entry {
+                rel,
+                state: Ok(Some(meta)),
+                vv: None,
+                changed: false,
+            },
+            Reported::Unknown,
+        ),
+        Ok(meta) => {
+            let (vv, changed) = match base {
+                None => (None, true),
+                Some(b) if Content::of(b.meta.as_ref()) == Content::of(Some(&meta)) => {
+                    (Some(b.vv.clone()), false)
+                }
+                Some(b) => (Some(b.vv.bumped(key, now)), true),
+            };
+            let rep = match base {
+                Some(b) if !changed && b.meta.as_ref() == Some(&meta) => Reported::AsRecorded,
+                _ => Reported::Held(Box::new((Some(meta.clone()), vv.clone()))),
+            };
+            (
+                Entry {
+                    rel,
+                    state: Ok(Some(meta)),
+                    vv,
+                    changed,
+                },
+                rep,
+            )
+        }
+    }
+}

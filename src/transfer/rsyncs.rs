@@ -1,0 +1,276 @@
+//! A root's rsync pairs: every target's scratch directory prepared, each master's copies
+//! spread as a relay tree ([`relay::Fanout`]), and the targets cleaned up and made durable
+//! after. A pair whose master cannot reach its target is handed back to be streamed.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Mutex;
+
+use futures::future::join_all;
+use futures::stream::{FuturesUnordered, StreamExt};
+
+use super::{relay, rsync, RootTransfer, WireStats};
+use crate::paths::WirePath;
+use crate::plan::{Copy, PeerId};
+use crate::proto::Request;
+use crate::report::{Event, Progress, Reporter};
+
+/// One master's copies and the targets that need exactly those.
+type Group<'c> = (&'c [&'c Copy], Vec<PeerId>);
+
+impl RootTransfer<'_> {
+    /// The rsync job for a pair, and how `-v` tells it.
+    pub(super) fn rsync_job(&self, m: PeerId, t: PeerId, copies: &[&Copy]) -> (rsync::Job, Event) {
+        let peers = self.peers;
+        let client_runs = self.client_runs(m, t);
+        let side = |p: PeerId| {
+            let abs = self.abs[p].clone().unwrap_or_default();
+            let base = if self.root_is_dir {
+                abs
+            } else {
+                WirePath::from_path(abs.as_path().parent().unwrap_or(std::path::Path::new("/")))
+            };
+            let remote = peers[p].spec.as_ref().map(|s| rsync::Remote {
+                dest: s.destination(),
+                port: s.port,
+                control: client_runs
+                    .then(|| {
+                        peers[p]
+                            .session
+                            .as_ref()
+                            .map(|s| s.control_socket().to_path_buf())
+                    })
+                    .flatten(),
+                ssh_config: if client_runs {
+                    self.ssh_config.clone()
+                } else {
+                    None
+                },
+                no_remote_command: client_runs && peers[p].remote_command,
+            });
+            rsync::Side { remote, base }
+        };
+        // A directory root lists its entries; a file root is the one name in its parent.
+        let names = if self.root_is_dir {
+            copies
+                .iter()
+                .map(|c| {
+                    if c.rel.is_empty() {
+                        WirePath(b".".to_vec())
+                    } else {
+                        c.rel.clone()
+                    }
+                })
+                .collect()
+        } else {
+            // Other entries of a file root are its siblings (conflict copies).
+            let abs = self.abs[m].clone().unwrap_or_default();
+            let name = abs.as_path().file_name().unwrap_or(".".as_ref());
+            copies
+                .iter()
+                .map(|c| {
+                    if c.rel.is_empty() {
+                        WirePath::from_path(std::path::Path::new(name))
+                    } else {
+                        c.rel.clone()
+                    }
+                })
+                .collect()
+        };
+        let mut src = side(m);
+        if !client_runs {
+            // The master runs rsync: its own files are local to it.
+            src.remote = None;
+        }
+        let job = rsync::Job {
+            src,
+            dst: side(t),
+            names,
+            tuning: self.tuning,
+        };
+        let shown = Event::Rsync {
+            on: (!client_runs).then(|| self.name(m).to_string()),
+            command: job.display(!client_runs),
+        };
+        (job, shown)
+    }
+
+    /// Runs every rsync pair, each master's copies spreading as a relay tree. Returns the
+    /// pairs to retry with the streaming copier.
+    pub(super) async fn run_rsyncs(
+        &self,
+        pairs: &[(PeerId, PeerId, Vec<&Copy>)],
+        rep: &Reporter,
+        lost: &Mutex<HashSet<PeerId>>,
+        wire: &Mutex<WireStats>,
+    ) -> BTreeSet<(PeerId, PeerId)> {
+        // rsync creates neither the root's missing parents nor its scratch directory. One
+        // Prepare and one Cleanup per target: its runs from different masters share them.
+        let dir = self.root_is_dir;
+        let targets: BTreeSet<PeerId> = pairs.iter().map(|(_, t, _)| *t).collect();
+        let prepared = join_all(targets.iter().map(|t| async move {
+            let r = self.peers[*t]
+                .conn
+                .lock()
+                .await
+                .op(&Request::Prepare {
+                    root: self.root,
+                    dir,
+                })
+                .await;
+            (*t, r)
+        }))
+        .await;
+        let mut ready = BTreeSet::new();
+        for (t, r) in prepared {
+            match r {
+                Ok(()) => {
+                    ready.insert(t);
+                }
+                Err(e) => self.fail(rep, lost, t, WirePath::from(self.display), e),
+            }
+        }
+        // Targets that need the same copies from the same master share one fan-out.
+        let mut groups: BTreeMap<(PeerId, Vec<&WirePath>), Group> = BTreeMap::new();
+        for (m, t, copies) in pairs.iter().filter(|(_, t, _)| ready.contains(t)) {
+            let key = (*m, copies.iter().map(|c| &c.rel).collect());
+            groups.entry(key).or_insert((copies, Vec::new())).1.push(*t);
+        }
+        let fallback = join_all(
+            groups
+                .into_iter()
+                .map(|((m, _), (copies, targets))| self.fan_out(m, copies, targets, rep, wire)),
+        )
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+        // Cleanup also makes what rsync wrote durable before any state records it.
+        let cleaned = join_all(ready.iter().map(|t| async move {
+            let cleanup = Request::Cleanup {
+                root: self.root,
+                dir,
+            };
+            (*t, self.peers[*t].conn.lock().await.op(&cleanup).await)
+        }))
+        .await;
+        for (t, r) in cleaned {
+            if let Err(e) = r {
+                self.fail(rep, lost, t, WirePath::from(self.display), e);
+                // What may not be on its disk is not recorded there: its state stays as it was.
+                lost.lock().expect("lost set lock").insert(t);
+            }
+        }
+        fallback
+    }
+
+    /// Carries `copies` from master `m` to `targets` with rsync as a pipelined tree
+    /// ([`relay::Fanout`]): each target that has a unit feeds it on. Returns the pairs to
+    /// stream instead.
+    async fn fan_out(
+        &self,
+        m: PeerId,
+        copies: &[&Copy],
+        targets: Vec<PeerId>,
+        rep: &Reporter,
+        wire: &Mutex<WireStats>,
+    ) -> Vec<(PeerId, PeerId)> {
+        let units = relay::units(copies);
+        let known = self.no_route.lock().expect("no-route lock").clone();
+        let mut plan = relay::Fanout::new(m, &targets, units.len()).knowing(known);
+        let mut running = FuturesUnordered::new();
+        let mut fallback = Vec::new();
+        loop {
+            while let Some(job) = plan.start() {
+                let unit = &units[job.unit];
+                running
+                    .push(async move { (job, self.rsync_pair(job.from, job.to, unit, rep).await) });
+            }
+            let Some((job, outcome)) = running.next().await else {
+                break;
+            };
+            let (from, t) = (job.from, job.to);
+            let ended = match outcome {
+                rsync::Outcome::Done(_) => relay::Ended::Done,
+                rsync::Outcome::Unreachable(_) => relay::Ended::Unreachable,
+                rsync::Outcome::Failed(_) => relay::Ended::Failed,
+            };
+            match (plan.finished(job, ended), outcome) {
+                (_, rsync::Outcome::Done(stats)) => {
+                    rep.emit(Event::RsyncDone {
+                        from: self.name(from).to_string(),
+                        to: self.name(t).to_string(),
+                        literal: stats.literal,
+                        matched: stats.matched,
+                    });
+                    wire.lock().expect("wire stats lock").add(stats);
+                }
+                (
+                    relay::Then::Retry,
+                    rsync::Outcome::Unreachable(why) | rsync::Outcome::Failed(why),
+                ) => {
+                    rep.emit(Event::RelayFailed {
+                        from: self.name(from).to_string(),
+                        root: self.display.to_string(),
+                        to: self.name(t).to_string(),
+                        why,
+                    });
+                }
+                (_, rsync::Outcome::Unreachable(why)) if !self.client_runs(m, t) => {
+                    rep.emit(Event::StreamThrough {
+                        master: self.name(m).to_string(),
+                        target: self.name(t).to_string(),
+                        why,
+                    });
+                    fallback.push((m, t));
+                }
+                (_, rsync::Outcome::Unreachable(why) | rsync::Outcome::Failed(why)) => {
+                    rep.emit(Event::RsyncFailed {
+                        from: self.name(from).to_string(),
+                        to: self.name(t).to_string(),
+                        path: WirePath::from(self.display),
+                        why,
+                    });
+                }
+            }
+        }
+        // Relay pairs that did not connect are not tried again in this run.
+        self.no_route
+            .lock()
+            .expect("no-route lock")
+            .extend(plan.no_route());
+        fallback
+    }
+
+    /// One rsync run from `from` (the master or a relay) to `t`.
+    async fn rsync_pair(
+        &self,
+        from: PeerId,
+        t: PeerId,
+        copies: &[&Copy],
+        rep: &Reporter,
+    ) -> rsync::Outcome {
+        let (job, shown) = self.rsync_job(from, t, copies);
+        tracing::debug!(entries = job.names.len(), "{shown:?}");
+        rep.emit(shown);
+        let spinner = rep.spinner(Progress::Rsync {
+            from: self.name(from).to_string(),
+            to: self.name(t).to_string(),
+        });
+        let outcome = if self.client_runs(from, t) {
+            rsync::run_local(&job).await
+        } else {
+            let session = self.peers[from]
+                .session
+                .clone()
+                .expect("remote peers have a session");
+            rsync::run_remote(session, &job).await
+        };
+        spinner.finish_and_clear();
+        outcome
+    }
+
+    /// Whether this host runs the pair's rsync (it is one of the ends) or the master does.
+    fn client_runs(&self, m: PeerId, t: PeerId) -> bool {
+        self.peers[m].is_local() || self.peers[t].is_local()
+    }
+}
