@@ -13,12 +13,13 @@ use std::path::{Path, PathBuf};
 
 /// What the lowest modules may use (every module not listed may use anything that keeps the
 /// graph free of cycles). The ground floor: byte paths, units, the shared vocabulary, the
-/// names synk owns in trees, atomic writes. Above it, the wire protocol describes frames and
+/// names synk owns in trees, atomic writes, what the host itself says (home, random bytes). Above it, the wire protocol describes frames and
 /// the stores store; the decision and the scan are pure of connections; the report words
 /// what it is told, and knows nothing of peers, copies or runs.
 const RULES: &[(&str, &[&str])] = &[
     ("paths", &[]),
     ("units", &[]),
+    ("os", &[]),
     ("names", &["paths"]),
     ("model", &["paths"]),
     ("atomic", &["names"]),
@@ -26,11 +27,11 @@ const RULES: &[(&str, &[&str])] = &[
     ("cache", &["model", "paths"]),
     ("scan", &["cache", "exclude", "model", "names", "paths"]),
     ("proto", &["model", "names", "paths"]),
-    ("state", &["atomic", "model", "paths"]),
-    ("versions", &["atomic", "model", "paths"]),
+    ("state", &["atomic", "model", "os", "paths"]),
+    ("versions", &["atomic", "model", "os", "paths"]),
     ("plan", &["model", "names", "paths"]),
     ("report", &["model", "paths", "plan"]),
-    ("config", &["atomic", "model", "paths", "units"]),
+    ("config", &["atomic", "model", "os", "paths", "units"]),
 ];
 
 /// One use of a module by another, where it is written.
