@@ -277,7 +277,7 @@ pub fn line(ev: &Event, style: Style) -> String {
             s(root)
         ),
         EmptyGroup { peer, root, held } => format!(
-            "{}: {} holds {held} entries there, and no peer that may send holds or remembers any of it (a first sync against empty peers?); this receive-only peer is left out, nothing reverted. If the group emptied it on purpose, run again with --confirm-empty",
+            "{}: {}: this receive-only peer holds {held} entries there, and no peer that may send holds or remembers any of it (a first sync against empty peers?); left out, nothing reverted. If the group emptied it on purpose, run again with --confirm-empty",
             s(peer),
             s(root)
         ),
