@@ -231,6 +231,13 @@ fn a_receive_only_replica_takes_every_change_and_its_own_are_reverted() {
     // Dropped later, the role leaves nothing behind: beta's old edits do not come back.
     quiet(&s.synk(&peers, &[&s.arg("d")]));
     assert_eq!(contents(&s, &all, "d/a"), vec![some("a1"); 4]);
+    // Its kept edit can be made the group's: restored with --master over the role.
+    let mut restore: Vec<OsString> = role(&s, "--receive-only", "beta").into();
+    restore.extend(role(&s, "--master", "beta"));
+    restore.extend(["--restore".into(), s.arg("d/a")]);
+    code(&s.synk(&peers, &refs(&restore)), 0);
+    assert_eq!(contents(&s, &all, "d/a"), vec![some("edited on beta"); 4]);
+    quiet(&s.synk(&peers, &refs(&args)));
 }
 
 #[test]
