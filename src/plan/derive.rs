@@ -272,6 +272,15 @@ pub(super) fn actions_of(d: &Decided<'_>, input: &Input<'_>, plan: &mut Plan) {
                 }
                 continue;
             }
+            Some(m)
+                if m.kind == Kind::Dir
+                    && meta.kind != Kind::Dir
+                    && d.role(p).no_delete
+                    && !d.reverts(p, &vv) =>
+            {
+                // Replacing a directory deletes what is in it: a no-delete peer keeps it.
+                continue;
+            }
             Some(m) if !renamed => {
                 let same_kind = (m.kind == Kind::Dir) == (meta.kind == Kind::Dir);
                 if same_kind {

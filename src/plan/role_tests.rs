@@ -730,6 +730,36 @@ fn a_no_delete_peer_that_edits_an_entry_deleted_elsewhere_brings_it_back_everywh
 }
 
 #[test]
+fn a_no_delete_peer_keeps_a_directory_the_others_replaced_with_a_file() {
+    let mut wd = World::new(3);
+    wd.roles[2] = role("no-delete");
+    wd.hosts.iter_mut().for_each(|h| {
+        h.disk.insert(w("k"), dir_meta());
+        h.state.insert(
+            w("k"),
+            Record {
+                rel: w("k"),
+                meta: Some(dir_meta()),
+                vv: Vv(vec![(9, 2)]),
+            },
+        );
+    });
+    wd.synced("k/x", "x");
+    wd.delete(0, "k/x");
+    wd.delete(0, "k");
+    wd.put(0, "k", "now a file", 100);
+    let plan = wd.sync();
+    assert!(plan.problems.is_empty());
+    assert_eq!(
+        (wd.at(0, "k"), wd.at(1, "k")),
+        (Some("now a file"), Some("now a file"))
+    );
+    assert_eq!(wd.hosts[2].disk.get(&w("k")), Some(&dir_meta()));
+    assert_eq!(wd.at(2, "k/x"), Some("x"));
+    assert_quiet(&wd.sync(), "the directory kept");
+}
+
+#[test]
 fn roles_added_or_dropped_later_keep_the_state_working() {
     // Receive-only, then normal: its reverted edit does not come back.
     let mut wd = world("receive-only", Case::ChangedHere);
