@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 
 use crate::config::{self, Config, ConfigError, PeerSpec};
+use crate::model::Role;
 use crate::peer::ConnectOptions;
 use crate::ssh::SshOptions;
 use crate::transfer::CopierChoice;
@@ -108,6 +109,20 @@ pub struct Cli {
     /// Use HOST's version wherever it has one, even if older (resolves conflicts).
     #[arg(long, value_name = "HOST")]
     pub master: Option<String>,
+
+    /// HOST's changes and deletions go to the others; nothing another peer does changes HOST
+    /// (repeatable; HOST as given to -h, or localhost).
+    #[arg(long = "send-only", value_name = "HOST")]
+    pub send_only: Vec<String>,
+
+    /// HOST takes every change; changes made there are reverted to the group's version
+    /// (repeatable).
+    #[arg(long = "receive-only", value_name = "HOST")]
+    pub receive_only: Vec<String>,
+
+    /// Deletions made elsewhere never reach HOST (repeatable).
+    #[arg(long = "no-delete", value_name = "HOST")]
+    pub no_delete: Vec<String>,
 
     /// SSH port of the next -h.
     #[arg(short = 'p', long = "port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
@@ -270,6 +285,31 @@ impl Cli {
             }
         }
         out
+    }
+
+    /// The role options: each option with its HOST and the role it gives.
+    pub fn role_options(&self) -> Vec<(&'static str, &str, Role)> {
+        let mut out = Vec::new();
+        for (option, hosts, word) in [
+            ("--send-only", &self.send_only, "send-only"),
+            ("--receive-only", &self.receive_only, "receive-only"),
+            ("--no-delete", &self.no_delete, "no-delete"),
+        ] {
+            let mut role = Role::default();
+            role.add(word);
+            out.extend(hosts.iter().map(|h| (option, h.as_str(), role)));
+        }
+        out
+    }
+
+    /// The config's role words (on its `peer` lines), in force with its peers only: with
+    /// `-h`, roles come from the command line alone.
+    pub fn config_roles<'a>(&self, cfg: &'a Config) -> &'a [(PeerSpec, Role)] {
+        if self.peers.is_empty() {
+            &cfg.roles
+        } else {
+            &[]
+        }
     }
 
     /// How to reach peers: the command line's choices, then the config's.
@@ -490,6 +530,45 @@ mod tests {
             parse(&["--completions", "tcsh"]).unwrap_err().exit_code(),
             2
         );
+    }
+
+    #[test]
+    fn role_options_take_a_host_each_and_the_configs_apply_without_h() {
+        let cli = parse(&[
+            "--send-only",
+            "build",
+            "--no-delete",
+            "backup",
+            "--receive-only",
+            "backup",
+            "f",
+        ])
+        .unwrap();
+        let got: Vec<(&str, &str, Vec<&str>)> = cli
+            .role_options()
+            .into_iter()
+            .map(|(o, h, r)| (o, h, r.words()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("--send-only", "build", vec!["send-only"]),
+                ("--receive-only", "backup", vec!["receive-only"]),
+                ("--no-delete", "backup", vec!["no-delete"]),
+            ]
+        );
+        // A role option takes its HOST: the path after it is a HOST, not a path.
+        let cli = parse(&["--no-delete", "/home/me/x"]).unwrap();
+        assert!(cli.paths.is_empty());
+        assert_eq!(cli.no_delete, ["/home/me/x"]);
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("synk.conf");
+        std::fs::write(&conf, "peer x send-only\n").unwrap();
+        let cli = parse(&["-f", conf.to_str().unwrap(), "f"]).unwrap();
+        let cfg = cli.config().unwrap();
+        assert_eq!(cli.config_roles(&cfg).len(), 1);
+        let cli = parse(&["-f", conf.to_str().unwrap(), "-h", "y", "f"]).unwrap();
+        assert!(cli.config_roles(&cfg).is_empty());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::model::Retention;
+use crate::model::{Retention, Role};
 use crate::units::{parse_bytes, parse_rate};
 
 /// A remote peer as the user named it: `[user@]host`, with an optional SSH port.
@@ -103,6 +103,9 @@ impl fmt::Display for PeerSpec {
 pub struct Config {
     /// `peer HOST [PORT]` lines, in order.
     pub peers: Vec<PeerSpec>,
+    /// The role words after a `peer` line's host and port, per peer (`peer localhost …`:
+    /// the invoking host's).
+    pub roles: Vec<(PeerSpec, Role)>,
     /// `ssh-option OPTION` lines: passed to ssh as `-o OPTION`, after the command line's.
     pub ssh_options: Vec<String>,
     /// `install yes|no` (`no-install` is `install no`); `None` when not said.
@@ -125,7 +128,7 @@ pub struct Config {
     pub paths: Vec<String>,
 }
 
-/// Parses synk.conf(5): `peer HOST [PORT]`, `ssh-option OPTION`, `install yes|no`,
+/// Parses synk.conf(5): `peer HOST [PORT] [ROLE…]`, `ssh-option OPTION`, `install yes|no`,
 /// `no-install`, `synk-path PATH`; `#` comments, blank lines.
 pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
     let mut cfg = Config::default();
@@ -143,20 +146,34 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         // The rest of the line after the keyword, for values that may hold spaces.
         let rest = line[words[0].len()..].trim();
         match words[..] {
-            ["peer", host] => cfg
-                .peers
-                .push(PeerSpec::parse(host, None).map_err(|e| syntax(e.to_string()))?),
-            ["peer", host, port] => {
-                let port = port
-                    .parse::<u16>()
-                    .ok()
-                    .filter(|p| *p != 0)
-                    .ok_or_else(|| syntax(format!("invalid port {port:?}")))?;
-                cfg.peers
-                    .push(PeerSpec::parse(host, Some(port)).map_err(|e| syntax(e.to_string()))?);
+            ["peer", host, ref more @ ..] => {
+                let (port, words) = match more.first() {
+                    Some(w) if w.starts_with(|c: char| c.is_ascii_digit()) => {
+                        let port = w
+                            .parse::<u16>()
+                            .ok()
+                            .filter(|p| *p != 0)
+                            .ok_or_else(|| syntax(format!("invalid port {w:?}")))?;
+                        (Some(port), &more[1..])
+                    }
+                    _ => (None, more),
+                };
+                let mut role = Role::default();
+                for w in words {
+                    if !role.add(w) {
+                        return Err(syntax(format!(
+                            "expected `peer HOST [PORT] [{}]…`, not {w:?}",
+                            Role::WORDS.join("|")
+                        )));
+                    }
+                }
+                let spec = PeerSpec::parse(host, port).map_err(|e| syntax(e.to_string()))?;
+                if role != Role::default() {
+                    cfg.roles.push((spec.clone(), role));
+                }
+                cfg.peers.push(spec);
             }
             ["peer"] => return Err(syntax("`peer` needs a host".into())),
-            ["peer", ..] => return Err(syntax("expected `peer HOST [PORT]`".into())),
             ["ssh-option"] => return Err(syntax("`ssh-option` needs an ssh option".into())),
             ["ssh-option", ..] => cfg.ssh_options.push(rest.to_string()),
             ["install", "yes"] => cfg.install = Some(true),
@@ -305,6 +322,33 @@ mod tests {
                 PeerSpec::parse("gamma", None).unwrap(),
             ]
         );
+    }
+
+    #[test]
+    fn role_words_follow_a_peers_host_and_port() {
+        let text = "peer build.example.org send-only\npeer backup 2222 receive-only no-delete\npeer plain 22\npeer localhost no-delete\n";
+        let cfg = parse_config(text, Path::new("c")).unwrap();
+        let shown: Vec<(String, Vec<&str>)> = cfg
+            .roles
+            .iter()
+            .map(|(p, r)| (p.to_string(), r.words()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("build.example.org".to_string(), vec!["send-only"]),
+                ("backup:2222".to_string(), vec!["receive-only", "no-delete"]),
+                ("localhost".to_string(), vec!["no-delete"]),
+            ]
+        );
+        assert_eq!(cfg.peers.len(), 4);
+        let e = parse_config("peer a read-only\n", Path::new("c")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c:1: expected `peer HOST [PORT] [send-only|receive-only|no-delete]…`, not \"read-only\""
+        );
+        let e = parse_config("peer a 22 send-only 23\n", Path::new("c")).unwrap_err();
+        assert!(e.to_string().starts_with("c:1: expected `peer HOST"), "{e}");
     }
 
     #[test]

@@ -292,6 +292,59 @@ pub struct Kept {
     pub why: Why,
 }
 
+/// A peer's role in its group (`--send-only`, `--receive-only`, `--no-delete`, or the same
+/// words on a synk.conf `peer` line): what it sends and what it takes. The default is a
+/// normal peer, which does both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Role {
+    /// Its changes and deletions go to the others; nothing another peer does changes it.
+    pub send_only: bool,
+    /// It takes every change; its own changes never travel, they are reverted.
+    pub receive_only: bool,
+    /// Deletions decided elsewhere never reach it.
+    pub no_delete: bool,
+}
+
+impl Role {
+    /// Every role word, as the command line and synk.conf spell it.
+    pub const WORDS: [&'static str; 3] = ["send-only", "receive-only", "no-delete"];
+
+    /// Adds the role `word` names; false when it names none.
+    pub fn add(&mut self, word: &str) -> bool {
+        match word {
+            "send-only" => self.send_only = true,
+            "receive-only" => self.receive_only = true,
+            "no-delete" => self.no_delete = true,
+            _ => return false,
+        }
+        true
+    }
+
+    /// Both roles' words together.
+    pub fn with(mut self, other: Role) -> Role {
+        self.send_only |= other.send_only;
+        self.receive_only |= other.receive_only;
+        self.no_delete |= other.no_delete;
+        self
+    }
+
+    /// Its words, in [`Role::WORDS`] order; none for a normal peer.
+    pub fn words(&self) -> Vec<&'static str> {
+        let on = [self.send_only, self.receive_only, self.no_delete];
+        Self::WORDS
+            .iter()
+            .zip(on)
+            .filter(|(_, on)| *on)
+            .map(|(w, _)| *w)
+            .collect()
+    }
+
+    /// Whether its versions may win anywhere: every peer's but a receive-only one's.
+    pub fn sends(&self) -> bool {
+        !self.receive_only
+    }
+}
+
 /// How long kept versions stay (synk.conf(5) `keep-versions`, `keep-days`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retention {
@@ -363,6 +416,21 @@ mod tests {
         assert_eq!(v.bumped(3, 50), vv(&[(3, 101)]));
         assert_eq!(v.bumped(3, 500), vv(&[(3, 500)]));
         assert_eq!(v.bumped(1, 7), vv(&[(1, 7), (3, 100)]));
+    }
+
+    #[test]
+    fn roles_read_and_say_their_words() {
+        let mut r = Role::default();
+        assert!(r.words().is_empty() && r.sends());
+        assert!(r.add("no-delete") && r.add("receive-only"));
+        assert!(!r.add("read-only"));
+        assert_eq!(r.words(), ["receive-only", "no-delete"]);
+        assert!(!r.sends());
+        let s = Role {
+            send_only: true,
+            ..Role::default()
+        };
+        assert_eq!(s.with(r).words(), Role::WORDS);
     }
 
     #[test]

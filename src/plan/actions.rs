@@ -1,6 +1,8 @@
 //! Every action of a plan, peer by peer: what a dry run says it would do, what the operations
 //! log records and what `--json` lists.
 
+use std::collections::HashSet;
+
 use super::{Listing, PeerId, Plan};
 use crate::paths::WirePath;
 
@@ -16,6 +18,9 @@ pub enum Verb {
     Copy,
     /// The entry is deleted there (and kept as a version).
     Delete,
+    /// A change made on a receive-only peer is undone: the group's version is written there,
+    /// or the entry taken out where the group has none (its own version kept first).
+    Revert,
 }
 
 /// One action on one peer's entry.
@@ -45,12 +50,18 @@ impl Action {
 
 impl Plan {
     /// Every action of the plan: renames (each with the conflict copy it keeps), keeps,
-    /// clones, removes, then copies to each of their targets.
+    /// clones, removes, then copies to each of their targets; a write or removal that undoes
+    /// a receive-only peer's change is a revert.
     pub fn actions(&self) -> Vec<Action> {
+        let reverts: HashSet<(PeerId, &WirePath)> =
+            self.reverts.iter().map(|(p, rel)| (*p, rel)).collect();
         let act = |peer, rel: &WirePath, verb, from| Action {
             peer,
             rel: rel.clone(),
-            verb,
+            verb: match verb {
+                Verb::Copy | Verb::Delete if reverts.contains(&(peer, rel)) => Verb::Revert,
+                v => v,
+            },
             from,
         };
         let mut out = Vec::new();

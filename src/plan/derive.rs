@@ -4,9 +4,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::entry::Version;
-use super::{Clone, Conflict, Copy, Input, Listing, PeerId, Plan, Remove, Rename, Seen};
-use crate::model::{Content, Digest, Kind, Meta, Record, Vv};
+use super::entry::{Overrode, Version};
+use super::{Clone, Conflict, Copy, Input, Listing, Override, PeerId, Plan, Remove, Rename, Seen};
+use crate::model::{Content, Digest, Kind, Meta, Order, Record, Role, Vv};
 use crate::names::conflict_name;
 use crate::paths::WirePath;
 
@@ -22,9 +22,21 @@ pub(super) struct Decided<'a> {
     pub(super) winner: Option<PeerId>,
     /// One peer per conflicting version that loses the name.
     pub(super) losers: Vec<PeerId>,
+    /// Concurrent changes a send-only peer's version overrode.
+    pub(super) overrode: Option<Overrode>,
+    /// Each peer's role here (none where `--master` has a version).
+    pub(super) roles: &'a [Role],
 }
 
+/// The key under which the decision itself counts a version, where no peer's counter orders
+/// the group's version after a send-only peer's own (peers' keys are never 0).
+const DECIDED: u64 = 0;
+
 impl Decided<'_> {
+    fn role(&self, p: PeerId) -> Role {
+        self.roles.get(p).copied().unwrap_or_default()
+    }
+
     fn version(&self, p: PeerId) -> Option<&Version<'_>> {
         self.versions.iter().find(|v| v.peer == p)
     }
@@ -35,12 +47,68 @@ impl Decided<'_> {
             .and_then(|v| v.meta)
     }
 
-    /// The version vector every peer records: it contains every version seen.
+    /// The version vector every peer records: it contains every version seen of the peers
+    /// that may send (a receive-only peer's own changes never count). Where a send-only
+    /// peer keeps another version than the group's with no less history, the decision counts
+    /// one more under its own key: the next run then finds that peer's version older, not
+    /// concurrent, and is quiet.
     fn joined(&self) -> Vv {
-        self.versions
+        let joined = self
+            .versions
             .iter()
+            .filter(|v| self.role(v.peer).sends())
             .filter_map(|v| v.vv)
-            .fold(Vv::default(), |acc, v| acc.join(v))
+            .fold(Vv::default(), |acc, v| acc.join(v));
+        let want = Content::of(self.winner_meta());
+        let level = self.versions.iter().any(|v| {
+            self.role(v.peer).send_only
+                && Content::of(v.meta) != want
+                && v.vv.cloned().unwrap_or_default() == joined
+        });
+        if level {
+            joined.bumped(DECIDED, 0)
+        } else {
+            joined
+        }
+    }
+
+    /// Whether taking the group's version on `p` reverts a change made there: `p` is
+    /// receive-only and holds a version the group (`group`: its history) never had.
+    fn reverts(&self, p: PeerId, group: &Vv) -> bool {
+        if !self.role(p).receive_only {
+            return false;
+        }
+        match self.version(p) {
+            None => false,
+            Some(v) => match v.vv {
+                None => v.meta.is_some(),
+                Some(mine) => !matches!(mine.compare(group), Order::Before | Order::Equal),
+            },
+        }
+    }
+
+    /// The send-only peer whose version replaces `p`'s concurrent change (a version it
+    /// holds, kept before it goes), if it does.
+    fn overridden_by(&self, p: PeerId) -> Option<PeerId> {
+        let o = self.overrode.as_ref()?;
+        let mine = Content::of(Some(self.version(p)?.meta?));
+        o.peers
+            .iter()
+            .any(|h| self.version(*h).map(|v| Content::of(v.meta)) == Some(mine.clone()))
+            .then_some(o.by)
+    }
+
+    /// Notes why `p`'s version is replaced, where a role is the reason.
+    fn note(&self, p: PeerId, group: &Vv, plan: &mut Plan) {
+        if self.reverts(p, group) {
+            plan.reverts.push((p, self.rel.clone()));
+        } else if let Some(by) = self.overridden_by(p) {
+            plan.overrides.push(Override {
+                rel: self.rel.clone(),
+                peer: p,
+                by,
+            });
+        }
     }
 }
 
@@ -51,15 +119,19 @@ pub(super) fn keep_needed_directories(decided: &mut [Decided<'_>]) {
     for d in decided.iter_mut().rev() {
         let is_dir = matches!(d.winner_meta(), Some(m) if m.kind == Kind::Dir);
         if needed.contains(d.rel) && !is_dir {
+            // Among the versions of the peers that may send.
+            let sends = |v: &&Version<'_>| d.role(v.peer).sends();
             let dir = d
                 .versions
                 .iter()
+                .filter(sends)
                 .find(|v| v.meta.is_some_and(|m| m.kind == Kind::Dir))
                 .map(|v| v.peer);
             if let Some(dir) = dir {
                 let others: Vec<PeerId> = d
                     .versions
                     .iter()
+                    .filter(sends)
                     .filter(|v| v.meta.is_some_and(|m| m.kind != Kind::Dir))
                     .map(|v| v.peer)
                     .collect();
@@ -75,6 +147,7 @@ pub(super) fn keep_needed_directories(decided: &mut [Decided<'_>]) {
                 }
                 d.winner = Some(dir);
                 d.losers = losers;
+                d.overrode = None;
             }
         }
         if d.winner.is_some() && !d.rel.is_empty() {
@@ -94,15 +167,26 @@ pub(super) fn actions_of(d: &Decided<'_>, input: &Input<'_>, plan: &mut Plan) {
         vv: vv.clone(),
     };
     let Some(meta) = d.winner_meta() else {
-        // A deletion: every peer holding the entry takes it out.
+        // A deletion: every peer holding the entry takes it out, but a send-only peer, and a
+        // no-delete peer where it is not a revert.
         for &p in &d.peers {
             let Some(v) = d.version(p) else { continue };
             if v.meta.is_some() {
+                let role = d.role(p);
+                if role.send_only {
+                    plan.kept_own.push((p, rel.clone()));
+                    continue;
+                }
+                if role.no_delete && !d.reverts(p, &vv) {
+                    // It keeps the entry and its record.
+                    continue;
+                }
                 plan.removes.push(Remove {
                     rel: rel.clone(),
                     peer: p,
                     deleted: true,
                 });
+                d.note(p, &vv, plan);
             } else if v.vv == Some(&vv) {
                 continue;
             }
@@ -113,6 +197,8 @@ pub(super) fn actions_of(d: &Decided<'_>, input: &Input<'_>, plan: &mut Plan) {
     let winner = d.winner.expect("a winner");
     let want = Content::of(Some(meta));
     let mut kept = Vec::new();
+    // Nothing reaches a send-only peer.
+    let takes = |p: &PeerId| !d.role(*p).send_only;
     for &l in &d.losers {
         let lm = d
             .version(l)
@@ -122,13 +208,23 @@ pub(super) fn actions_of(d: &Decided<'_>, input: &Input<'_>, plan: &mut Plan) {
         let sibling = rel.is_empty().then_some(input.file_name).flatten();
         let named = sibling.map_or(rel.clone(), |n| WirePath(n.to_vec()));
         let to = conflict_name(&named, lm.mtime, &input.names[l]);
-        plan.renames.push(Rename {
-            rel: rel.clone(),
-            peer: l,
-            to: to.clone(),
-        });
-        let targets: Vec<PeerId> = d.peers.iter().copied().filter(|p| *p != l).collect();
-        for &p in d.peers.iter().filter(|_| sibling.is_none()) {
+        // A send-only loser keeps its version under its name; the others take it under the
+        // conflict name from there.
+        let stays = d.role(l).send_only;
+        if !stays {
+            plan.renames.push(Rename {
+                rel: rel.clone(),
+                peer: l,
+                to: to.clone(),
+            });
+        }
+        let targets: Vec<PeerId> = d
+            .peers
+            .iter()
+            .copied()
+            .filter(|p| *p != l && takes(p))
+            .collect();
+        for &p in d.peers.iter().filter(|p| sibling.is_none() && takes(p)) {
             plan.records.push(
                 p,
                 Record {
@@ -144,6 +240,7 @@ pub(super) fn actions_of(d: &Decided<'_>, input: &Input<'_>, plan: &mut Plan) {
                 master: l,
                 targets,
                 meta: lm.clone(),
+                source: stays.then(|| rel.clone()),
             });
         }
         kept.push((l, to));
@@ -159,12 +256,29 @@ pub(super) fn actions_of(d: &Decided<'_>, input: &Input<'_>, plan: &mut Plan) {
     for &p in &d.peers {
         let v = d.version(p);
         let holds = v.and_then(|v| v.meta);
-        let renamed = d.losers.contains(&p);
+        let send_only = d.role(p).send_only;
+        let renamed = d.losers.contains(&p) && !send_only;
         match holds {
             Some(m) if !renamed && Content::of(Some(m)) == want => {
                 if v.and_then(|v| v.vv) != Some(&vv) {
                     plan.records.push(p, record(Some(meta)));
                 }
+                continue;
+            }
+            _ if send_only => {
+                // It keeps its own version (a losing one is told as a conflict).
+                if v.is_some() && !d.losers.contains(&p) {
+                    plan.kept_own.push((p, rel.clone()));
+                }
+                continue;
+            }
+            Some(m)
+                if m.kind == Kind::Dir
+                    && meta.kind != Kind::Dir
+                    && d.role(p).no_delete
+                    && !d.reverts(p, &vv) =>
+            {
+                // Replacing a directory deletes what is in it: a no-delete peer keeps it.
                 continue;
             }
             Some(m) if !renamed => {
@@ -182,6 +296,9 @@ pub(super) fn actions_of(d: &Decided<'_>, input: &Input<'_>, plan: &mut Plan) {
             }
             _ => {}
         }
+        if !renamed {
+            d.note(p, &vv, plan);
+        }
         targets.push(p);
         plan.records.push(p, record(Some(meta)));
     }
@@ -191,6 +308,7 @@ pub(super) fn actions_of(d: &Decided<'_>, input: &Input<'_>, plan: &mut Plan) {
             master: winner,
             targets,
             meta: meta.clone(),
+            source: None,
         });
     }
 }

@@ -14,6 +14,11 @@
 //!   with different content are a conflict as above;
 //! - a directory that must stay because something new is inside it stays;
 //! - `--master` makes a peer's version win outright wherever it has one;
+//! - roles ([`Role`]): the decision is made among the peers that may send (every one but a
+//!   receive-only peer); a send-only peer's change wins over the others' concurrent ones
+//!   (theirs are kept as versions, no conflict copy) and nothing reaches it; a receive-only
+//!   peer takes the group's version, its own changes reverted; a deletion never reaches a
+//!   no-delete peer. `--master` wins over every role where it has a version;
 //! - an entry a peer cannot read leaves that peer out of it and of everything below it;
 //! - a root that is empty now on a peer that held entries is never a mass deletion: that peer
 //!   is left out of the root (unless the user confirms);
@@ -23,6 +28,8 @@ mod actions;
 mod derive;
 mod entry;
 mod records;
+#[cfg(test)]
+mod role_tests;
 mod settle;
 #[cfg(test)]
 mod tests;
@@ -31,7 +38,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Content, Kind, Meta, Vv};
+use crate::model::{Content, Kind, Meta, Role, Vv};
 use crate::paths::WirePath;
 pub use actions::{Action, Verb};
 use derive::{actions_of, clones, keep_needed_directories, Decided};
@@ -68,6 +75,10 @@ pub struct Copy {
     pub targets: Vec<PeerId>,
     /// The winning version's metadata.
     pub meta: Meta,
+    /// Where the master holds the version, when not at `rel`: a send-only peer's losing
+    /// version stays under its own name there, and the others take it under its conflict
+    /// name.
+    pub source: Option<WirePath>,
 }
 
 /// An entry a peer takes out of its tree, into its version store (directories: removed once
@@ -152,6 +163,27 @@ pub enum Problem {
     },
     /// No peer has the root at all.
     Missing,
+    /// No peer that may send holds or remembers anything of the root, while this
+    /// receive-only peer holds entries there: reverting would empty it, so it is left out of
+    /// the root (unless the user confirms).
+    EmptyGroup {
+        /// The receive-only peer.
+        peer: PeerId,
+        /// How many entries it holds.
+        held: usize,
+    },
+}
+
+/// A change on a peer that a send-only peer's concurrent change overrode: that peer's version
+/// is kept in its version store and replaced (no conflict copy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    /// The entry.
+    pub rel: WirePath,
+    /// The peer whose version is replaced.
+    pub peer: PeerId,
+    /// The send-only peer whose version wins.
+    pub by: PeerId,
 }
 
 /// Everything the decision produced for one root, in the order it is carried out.
@@ -174,6 +206,13 @@ pub struct Plan {
     pub conflicts: Vec<Conflict>,
     /// Entries and peers left out, and why.
     pub problems: Vec<Problem>,
+    /// Changes made on a receive-only peer, undone: its version is kept, then replaced by
+    /// the group's (or taken out where the group has none).
+    pub reverts: Vec<(PeerId, WirePath)>,
+    /// Changes a send-only peer's concurrent change overrode.
+    pub overrides: Vec<Override>,
+    /// Entries where a send-only peer keeps a version other than the group's.
+    pub kept_own: Vec<(PeerId, WirePath)>,
 }
 
 impl Plan {
@@ -210,6 +249,40 @@ pub struct Input<'a> {
     /// Per peer, entries it holds that were settled in sync before the decision and so are
     /// not in its view ([`settle()`]); missing: none.
     pub settled: &'a [usize],
+    /// Per peer, its role; missing: a normal peer.
+    pub roles: &'a [Role],
+}
+
+impl Input<'_> {
+    /// Peer `p`'s role.
+    fn role(&self, p: PeerId) -> Role {
+        self.roles.get(p).copied().unwrap_or_default()
+    }
+
+    /// Whether peer `p`'s versions may win: it is not receive-only, or it is the `--master`.
+    fn sends(&self, p: PeerId) -> bool {
+        self.role(p).sends() || self.forced == Some(p)
+    }
+}
+
+/// Whether a peer's listing of a root (with `settled` entries in sync besides) holds or
+/// remembers nothing of it: no entry below it, present or deleted, and no root but a
+/// directory.
+fn knows_nothing(listing: &Listing, settled: usize) -> bool {
+    settled == 0
+        && listing.iter().all(|(rel, seen)| {
+            rel.is_empty() && matches!(&seen.state, Ok(Some(m)) if m.kind == Kind::Dir)
+        })
+}
+
+/// What a peer holds of a root: its entries below it, or the root itself where it is not a
+/// directory.
+fn holds(listing: &Listing, settled: usize) -> usize {
+    let held = |(rel, s): (&WirePath, &Seen)| match &s.state {
+        Ok(Some(m)) => !rel.is_empty() || m.kind != Kind::Dir,
+        _ => false,
+    };
+    settled + listing.iter().filter(|e| held(*e)).count()
 }
 
 /// The number of entries a peer held below the root at the last sync when the root is empty
@@ -243,6 +316,11 @@ pub fn decide(input: &Input<'_>) -> Plan {
             _ => available.push(p),
         }
     }
+    if !available.iter().any(|p| input.sends(*p)) {
+        // Nothing may win here: the peers that may send are out (and said why).
+        return plan;
+    }
+    empty_group(input, &mut available, &mut plan);
     let mut union: BTreeMap<&WirePath, Vec<(PeerId, &Seen)>> = BTreeMap::new();
     for &p in &available {
         for (rel, seen) in input.views[p].expect("available") {
@@ -326,13 +404,37 @@ pub fn decide(input: &Input<'_>) -> Plan {
             continue;
         }
         let forced = input.forced.filter(|f| !unreadable.contains(f));
-        let Verdict::Win { winner, losers } = verdict(&versions, forced);
+        // --master wins over every role where it has a version.
+        let overrides = forced.is_some_and(|f| versions.iter().any(|v| v.peer == f));
+        let roles: &[Role] = if overrides { &[] } else { input.roles };
+        let role = |p: PeerId| roles.get(p).copied().unwrap_or_default();
+        let candidates: Vec<Version<'_>> = versions
+            .iter()
+            .filter(|v| role(v.peer).sends())
+            .copied()
+            .collect();
+        let Verdict::Win {
+            winner,
+            losers,
+            overrode,
+        } = if candidates.is_empty() {
+            // Only receive-only peers hold or remember it: the group has nothing there.
+            Verdict::Win {
+                winner: None,
+                losers: vec![],
+                overrode: None,
+            }
+        } else {
+            verdict(&candidates, forced, &|p| role(p).send_only)
+        };
         decided.push(Decided {
             rel,
             versions,
             peers,
             winner,
             losers,
+            overrode,
+            roles,
         });
     }
 
@@ -345,6 +447,29 @@ pub fn decide(input: &Input<'_>) -> Plan {
     plan.clones = clones(&mut plan.copies, &plan.renames, input.views);
     plan.copies.retain(|c| !c.targets.is_empty());
     plan
+}
+
+/// Leaves out of the root every receive-only peer that holds entries there while no peer that
+/// may send holds or remembers anything of it (a first sync against empty peers): reverting
+/// would empty it. Unless the user confirmed.
+fn empty_group(input: &Input<'_>, available: &mut Vec<PeerId>, plan: &mut Plan) {
+    let settled = |p: PeerId| input.settled.get(p).copied().unwrap_or(0);
+    let view = |p: PeerId| input.views[p].expect("available");
+    let group_has_nothing = available
+        .iter()
+        .filter(|p| input.sends(**p))
+        .all(|p| knows_nothing(view(*p), settled(*p)));
+    if input.confirm_empty || !group_has_nothing {
+        return;
+    }
+    available.retain(|&p| {
+        let held = holds(view(p), settled(p));
+        if input.sends(p) || held == 0 {
+            return true;
+        }
+        plan.problems.push(Problem::EmptyGroup { peer: p, held });
+        false
+    });
 }
 
 /// Every one of `peers` peers holds the same content with the same history.

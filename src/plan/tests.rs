@@ -98,6 +98,7 @@ fn run_with(ls: &[Listing], forced: Option<PeerId>, confirm_empty: bool) -> Plan
         file_name: None,
         max_size: None,
         settled: &[],
+        roles: &[],
     })
 }
 
@@ -561,6 +562,7 @@ fn a_single_file_roots_conflict_copy_goes_beside_it_without_a_record() {
         file_name: Some(b"notes.md"),
         max_size: None,
         settled: &[],
+        roles: &[],
     });
     let to = &plan.renames[0].to;
     assert!(to.to_string().starts_with("notes.synk-conflict-"), "{to}");
@@ -642,6 +644,7 @@ fn files_over_the_size_limit_are_left_alone_everywhere() {
         file_name: None,
         max_size: Some(5),
         settled: &[],
+        roles: &[],
     });
     assert!(
         plan.removes.is_empty(),

@@ -44,6 +44,20 @@ pub enum Event {
         /// The name given.
         name: String,
     },
+    /// A role option names no peer of the run.
+    UnknownRolePeer {
+        /// The option (`--send-only`, …).
+        option: String,
+        /// The name given.
+        name: String,
+    },
+    /// A peer named both send-only and receive-only.
+    BothWays {
+        /// The peer, as named.
+        peer: String,
+    },
+    /// Every peer of the run is receive-only.
+    NoSender,
     /// The operations log cannot be opened; the run goes on without it.
     NoLog {
         /// The log file.
@@ -140,6 +154,8 @@ pub enum Event {
     PeerHolds {
         /// The peer.
         peer: String,
+        /// Its role's words (none for a normal peer).
+        role: Vec<&'static str>,
         /// The entry.
         path: WirePath,
         /// What it holds there (`None`: nothing, no history either).
@@ -186,6 +202,39 @@ pub enum Event {
         root: String,
         /// How many entries it held.
         held: usize,
+    },
+    /// No peer that may send holds anything of a root that a receive-only peer holds: that
+    /// peer is left out, nothing reverted.
+    EmptyGroup {
+        /// The receive-only peer.
+        peer: String,
+        /// The root as the user named it.
+        root: String,
+        /// How many entries it holds.
+        held: usize,
+    },
+    /// A change made on a receive-only peer was undone (its version kept).
+    Reverted {
+        /// The peer.
+        peer: String,
+        /// The entry.
+        path: WirePath,
+    },
+    /// A peer's concurrent change was replaced by a send-only peer's (its version kept).
+    SendOnlyWins {
+        /// The entry.
+        path: WirePath,
+        /// The peer whose version was replaced.
+        peer: String,
+        /// The send-only peer.
+        by: String,
+    },
+    /// `-v`: a send-only peer keeps its version of an entry the others changed.
+    KeepsOwn {
+        /// The send-only peer.
+        peer: String,
+        /// The entry.
+        path: WirePath,
     },
     /// A file over `--max-size`: left alone.
     TooBig {

@@ -23,6 +23,8 @@ pub(super) struct JsonDoc {
     pub(super) warnings: Vec<String>,
     /// The conflicts, as told.
     pub(super) conflicts: Vec<String>,
+    /// The run's peers, each with its role.
+    pub(super) peers: Vec<Value>,
 }
 
 impl JsonDoc {
@@ -33,6 +35,7 @@ impl JsonDoc {
             "exit": exit,
             "dry_run": dry_run,
             "seconds": seconds,
+            "peers": self.peers,
             "roots": self.roots,
             "conflicts": self.conflicts,
             "errors": self.errors,
@@ -91,6 +94,15 @@ impl RootDoc {
                 .collect();
             entries.insert(c.rel.clone(), e);
         }
+        for o in &plan.overrides {
+            let mut e = entry(&mut entries, &o.rel, "copy");
+            let one = json!({"peer": name(o.peer), "by": name(o.by)});
+            match e["overridden"].as_array_mut() {
+                Some(list) => list.push(one),
+                None => e["overridden"] = json!([one]),
+            }
+            entries.insert(o.rel.clone(), e);
+        }
         for a in plan.actions() {
             let mut e = entry(&mut entries, &a.rel, "copy");
             if let Some(list) = e["actions"].as_array_mut() {
@@ -111,6 +123,7 @@ impl RootDoc {
                 Problem::EmptyRoot { peer, held } => json!({"problem": "empty-root", "peer": name(*peer), "held": held}),
                 Problem::TooBig { rel, size } => json!({"problem": "too-big", "path": rel.to_string(), "size": size}),
                 Problem::Missing => json!({"problem": "missing"}),
+                Problem::EmptyGroup { peer, held } => json!({"problem": "empty-group", "peer": name(*peer), "held": held}),
             })
             .collect();
         let bytes: u64 = plan

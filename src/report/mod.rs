@@ -45,6 +45,8 @@ pub struct RootPlan<'a> {
     pub views: &'a [Option<&'a Listing>],
     /// Each peer's name.
     pub names: &'a [String],
+    /// Each peer's role (missing: a normal peer).
+    pub roles: &'a [crate::model::Role],
     /// The root is a directory (else a single file, whose conflict copies sit beside it).
     pub root_is_dir: bool,
 }
@@ -140,6 +142,16 @@ impl Reporter {
     /// `matched` found on targets already, `seconds` the root took.
     pub fn add_json_root(&self, root: RootDoc, literal: u64, matched: u64, seconds: f64) {
         self.note(|d| d.roots.push(root.finish(literal, matched, seconds)));
+    }
+
+    /// Names the run's peers for the `--json` document, each with its role's words.
+    pub fn json_peers(&self, peers: Vec<(String, Vec<&'static str>)>) {
+        self.note(|d| {
+            d.peers = peers
+                .into_iter()
+                .map(|(name, role)| serde_json::json!({"peer": name, "role": role}))
+                .collect()
+        });
     }
 
     /// Ends a run that exits with `exit` after `seconds`: with `--json`, its document on stdout

@@ -7,11 +7,16 @@ use std::collections::BTreeSet;
 use super::event::Event;
 use super::{Reporter, RootPlan};
 use crate::paths::{entry_display, WirePath};
-use crate::plan::Problem;
+use crate::plan::{PeerId, Problem};
 
 impl RootPlan<'_> {
     fn name(&self, p: usize) -> String {
         self.names[p].clone()
+    }
+
+    /// Peer `p`'s role's words.
+    fn role(&self, p: usize) -> Vec<&'static str> {
+        self.roles.get(p).map(|r| r.words()).unwrap_or_default()
     }
 
     /// How entry `rel` is named in lines: below the root as the user named it.
@@ -36,6 +41,12 @@ impl Reporter {
             self.emit(Event::Master {
                 peer: p.name(c.master),
                 path: p.path_of(&c.rel),
+            });
+        }
+        for (peer, rel) in &p.plan.kept_own {
+            self.emit(Event::KeepsOwn {
+                peer: p.name(*peer),
+                path: p.path_of(rel),
             });
         }
         for c in &p.plan.conflicts {
@@ -72,6 +83,29 @@ impl Reporter {
                 Problem::Missing => Event::Missing {
                     root: p.root.to_string(),
                 },
+                Problem::EmptyGroup { peer, held } => Event::EmptyGroup {
+                    peer: p.name(*peer),
+                    root: p.root.to_string(),
+                    held: *held,
+                },
+            });
+        }
+    }
+
+    /// After a root's plan was carried out: each change a role undid or overrode, but where
+    /// `skip` says that peer's step for the entry did not happen.
+    pub fn role_outcomes(&self, p: &RootPlan<'_>, skip: &dyn Fn(PeerId, &WirePath) -> bool) {
+        for (peer, rel) in p.plan.reverts.iter().filter(|(q, rel)| !skip(*q, rel)) {
+            self.emit(Event::Reverted {
+                peer: p.name(*peer),
+                path: p.path_of(rel),
+            });
+        }
+        for o in p.plan.overrides.iter().filter(|o| !skip(o.peer, &o.rel)) {
+            self.emit(Event::SendOnlyWins {
+                path: p.path_of(&o.rel),
+                peer: p.name(o.peer),
+                by: p.name(o.by),
             });
         }
     }
@@ -106,6 +140,7 @@ impl Reporter {
                 .map(|c| &c.rel)
                 .chain(plan.removes.iter().map(|r| &r.rel))
                 .chain(plan.conflicts.iter().map(|c| &c.rel))
+                .chain(plan.kept_own.iter().map(|(_, rel)| rel))
                 .chain(problems)
                 .collect()
         };
@@ -114,6 +149,7 @@ impl Reporter {
                 if let Some(l) = v {
                     self.emit(Event::PeerHolds {
                         peer: p.name(peer),
+                        role: p.role(peer),
                         path: p.path_of(rel),
                         seen: l.get(rel).cloned(),
                     });

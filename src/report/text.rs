@@ -36,6 +36,10 @@ pub fn voice(ev: &Event) -> Voice {
         | NothingToSync
         | NotSyncable { .. }
         | UnknownMaster { .. }
+        | UnknownRolePeer { .. }
+        | BothWays { .. }
+        | NoSender
+        | EmptyGroup { .. }
         | NoConfigDir
         | NotTracked { .. }
         | ConfigNotEdited { .. }
@@ -60,9 +64,12 @@ pub fn voice(ev: &Event) -> Voice {
         | NoVersions { .. }
         | Version { .. }
         | WouldRestore { .. }
-        | Restored { .. } => Voice::Say(0),
+        | Restored { .. }
+        | Reverted { .. }
+        | SendOnlyWins { .. } => Voice::Say(0),
         Installed { .. }
         | PeerHolds { .. }
+        | KeepsOwn { .. }
         | Master { .. }
         | Rsync { .. }
         | Stream { .. }
@@ -150,6 +157,15 @@ pub fn line(ev: &Event, style: Style) -> String {
         }
         NotSyncable { path } => format!("{}: not a path synk can sync", s(path)),
         UnknownMaster { name } => format!("--master {}: not one of the peers", s(name)),
+        UnknownRolePeer { option, name } => format!(
+            "{option} {}: not one of the peers (a role option takes a HOST as given to -h, or localhost)",
+            s(name)
+        ),
+        BothWays { peer } => format!(
+            "{}: both send-only and receive-only; a peer is one or the other",
+            s(peer)
+        ),
+        NoSender => "every peer is receive-only: no peer may send, so nothing could be synced".into(),
         NoLog { path, error } => format!(
             "{}: cannot open the operations log: {}",
             s(path),
@@ -203,6 +219,7 @@ pub fn line(ev: &Event, style: Style) -> String {
 
         PeerHolds {
             peer,
+            role,
             path: p,
             seen,
         } => {
@@ -214,7 +231,12 @@ pub fn line(ev: &Event, style: Style) -> String {
                 }),
                 _ => Cow::Borrowed(x),
             });
-            peer_line(&s(peer), &path(p), seen.as_deref())
+            let host = if role.is_empty() {
+                s(peer)
+            } else {
+                format!("{} ({})", s(peer), role.join(", "))
+            };
+            peer_line(&host, &path(p), seen.as_deref())
         }
         Master { peer, path: p } => format!("master: {} {}", s(peer), path(p)),
         Conflict {
@@ -253,6 +275,23 @@ pub fn line(ev: &Event, style: Style) -> String {
             "{}: {} is empty or missing there but held {held} entries after the last sync (an unmounted disk?); left out, nothing deleted. If you emptied it on purpose, run again with --confirm-empty",
             s(peer),
             s(root)
+        ),
+        EmptyGroup { peer, root, held } => format!(
+            "{}: {}: this receive-only peer holds {held} entries there, and no peer that may send holds or remembers any of it (a first sync against empty peers?); left out, nothing reverted. If the group emptied it on purpose, run again with --confirm-empty",
+            s(peer),
+            s(root)
+        ),
+        Reverted { peer, path: p } => format!("reverted on {}: {}", s(peer), path(p)),
+        SendOnlyWins { path: p, peer, by } => format!(
+            "kept {} on {}: send-only {} wins",
+            path(p),
+            s(peer),
+            s(by)
+        ),
+        KeepsOwn { peer, path: p } => format!(
+            "{}: send-only {} keeps its own version",
+            path(p),
+            s(peer)
         ),
         TooBig { path: p, size } => format!(
             "{}: {size} bytes, over --max-size: skipped (nothing copied or deleted)",
@@ -402,6 +441,7 @@ fn verb_word(v: Verb) -> &'static str {
         Verb::Keep => "keep",
         Verb::Copy => "copy",
         Verb::Delete => "delete",
+        Verb::Revert => "revert",
     }
 }
 
@@ -414,6 +454,7 @@ pub fn action_word(a: &Action, views: &[Option<&Listing>]) -> &'static str {
         Verb::Delete => "deleted",
         Verb::Keep => "version kept",
         Verb::Rename => "conflict",
+        Verb::Revert => "reverted",
     }
 }
 

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use futures::future::join_all;
 
 use crate::cli::Cli;
-use crate::config;
+use crate::config::{self, PeerSpec};
+use crate::model::Role;
 use crate::oplog::{self, OpLog};
 use crate::paths::{absolutize, root_spec, RootSpec, WirePath};
 use crate::peer::{Peer, RootScan};
@@ -66,6 +67,17 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         return code;
     }
     let remotes = cli.remote_peers(&cfg);
+    let specs: Vec<Option<PeerSpec>> = std::iter::once(None)
+        .chain(remotes.iter().cloned().map(Some))
+        .collect();
+    // Before anything else about peers: `synk --no-delete ~/x` names ~/x, not "no peers".
+    let roles = match roles_of(cli.role_options(), cli.config_roles(&cfg), &specs) {
+        Ok(r) => r,
+        Err(e) => {
+            rep.emit(*e);
+            return EXIT_USAGE;
+        }
+    };
     if remotes.is_empty() {
         rep.emit(Event::NoPeers);
         return EXIT_USAGE;
@@ -96,15 +108,9 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         return EXIT_USAGE;
     }
 
-    let specs: Vec<_> = std::iter::once(None)
-        .chain(remotes.into_iter().map(Some))
-        .collect();
     let forced = match &cli.master {
         None => None,
-        Some(name) => match specs.iter().position(|s| match s {
-            None => name == "localhost",
-            Some(s) => *name == s.to_string() || *name == s.destination() || *name == s.host,
-        }) {
+        Some(name) => match find_peer(&specs, name) {
             Some(i) => Some(i),
             None => {
                 rep.emit(Event::UnknownMaster { name: name.clone() });
@@ -128,6 +134,7 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         brief: cli.verbose < 2 && cli.restore.is_none(),
     };
     let mut session = Session::new(specs, opts, forced);
+    session.roles = roles;
     if cli.every.is_some() || cli.watch {
         let interval = cli.every.unwrap_or(DEFAULT_WATCH_INTERVAL);
         return session::repeat(&mut session, &cli, &roots, &settings, interval, rep).await;
@@ -149,6 +156,56 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
     session.close().await;
     rep.end_run(code, started.elapsed().as_secs_f64(), cli.dry_run);
     code
+}
+
+/// The peer of `specs` (`None`: this host) that `name` names: `localhost`, or a peer as
+/// given to `-h`, its destination or its host.
+fn find_peer(specs: &[Option<PeerSpec>], name: &str) -> Option<usize> {
+    specs.iter().position(|s| match s {
+        None => name == "localhost",
+        Some(s) => *name == s.to_string() || *name == s.destination() || *name == s.host,
+    })
+}
+
+/// Each peer's role, in `specs` order: the role options (`options`: option, HOST, role)
+/// and the config's `peer` lines where its peers are in force (`lines`); or the usage error
+/// that says why there are none: a HOST that is not a peer, a peer both send-only and
+/// receive-only, or no peer that may send.
+fn roles_of(
+    options: Vec<(&'static str, &str, Role)>,
+    lines: &[(PeerSpec, Role)],
+    specs: &[Option<PeerSpec>],
+) -> Result<Vec<Role>, Box<Event>> {
+    let mut roles = vec![Role::default(); specs.len()];
+    for (option, name, role) in options {
+        let Some(p) = find_peer(specs, name) else {
+            return Err(Box::new(Event::UnknownRolePeer {
+                option: option.to_string(),
+                name: name.to_string(),
+            }));
+        };
+        roles[p] = roles[p].with(role);
+    }
+    for (spec, role) in lines {
+        let at = if spec.is_local() {
+            Some(0)
+        } else {
+            specs.iter().position(|s| s.as_ref() == Some(spec))
+        };
+        if let Some(p) = at {
+            roles[p] = roles[p].with(*role);
+        }
+    }
+    if let Some(p) = roles.iter().position(|r| r.send_only && r.receive_only) {
+        let peer = specs[p]
+            .as_ref()
+            .map_or_else(|| "localhost".to_string(), PeerSpec::to_string);
+        return Err(Box::new(Event::BothWays { peer }));
+    }
+    if roles.iter().all(|r| !r.sends()) {
+        return Err(Box::new(Event::NoSender));
+    }
+    Ok(roles)
 }
 
 /// Without `--every` or `--watch`, how often `--watch` looks anyway.
@@ -296,4 +353,95 @@ async fn close_all(peers: &[Peer]) {
         p.conn.lock().await.close().await;
     }))
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn specs(hosts: &[&str]) -> Vec<Option<PeerSpec>> {
+        std::iter::once(None)
+            .chain(
+                hosts
+                    .iter()
+                    .map(|h| Some(PeerSpec::parse(h, None).unwrap())),
+            )
+            .collect()
+    }
+
+    fn role(words: &[&str]) -> Role {
+        let mut r = Role::default();
+        for w in words {
+            assert!(r.add(w));
+        }
+        r
+    }
+
+    #[test]
+    fn roles_come_from_options_and_config_lines_by_peer() {
+        let specs = specs(&["me@build", "backup"]);
+        let lines = [
+            (
+                PeerSpec::parse("backup", None).unwrap(),
+                role(&["no-delete"]),
+            ),
+            (
+                PeerSpec::parse("elsewhere", None).unwrap(),
+                role(&["send-only"]),
+            ),
+        ];
+        let options = vec![
+            ("--send-only", "build", role(&["send-only"])),
+            ("--receive-only", "backup", role(&["receive-only"])),
+        ];
+        let roles = roles_of(options, &lines, &specs).unwrap();
+        assert_eq!(
+            roles.iter().map(Role::words).collect::<Vec<_>>(),
+            [vec![], vec!["send-only"], vec!["receive-only", "no-delete"]]
+        );
+    }
+
+    #[test]
+    fn roles_that_name_no_peer_or_leave_no_sender_are_usage_errors() {
+        let specs = specs(&["a"]);
+        let unknown = roles_of(
+            vec![("--no-delete", "/root/x", role(&["no-delete"]))],
+            &[],
+            &specs,
+        );
+        assert!(
+            matches!(unknown.as_ref().map_err(|e| &**e), Err(Event::UnknownRolePeer { option, name }) if option == "--no-delete" && name == "/root/x"),
+            "{unknown:?}"
+        );
+        let both = roles_of(
+            vec![
+                ("--send-only", "a", role(&["send-only"])),
+                ("--receive-only", "a", role(&["receive-only"])),
+            ],
+            &[],
+            &specs,
+        );
+        assert!(
+            matches!(both.as_ref().map_err(|e| &**e), Err(Event::BothWays { peer }) if peer == "a"),
+            "{both:?}"
+        );
+        let none = roles_of(
+            vec![
+                ("--receive-only", "a", role(&["receive-only"])),
+                ("--receive-only", "localhost", role(&["receive-only"])),
+            ],
+            &[],
+            &specs,
+        );
+        assert!(
+            matches!(none.as_ref().map_err(|e| &**e), Err(Event::NoSender)),
+            "{none:?}"
+        );
+        assert!(roles_of(
+            vec![("--receive-only", "a", role(&["receive-only"]))],
+            &[],
+            &specs
+        )
+        .is_ok());
+    }
 }

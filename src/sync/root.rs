@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use crate::apply::Apply;
 use crate::cli::Cli;
-use crate::model::Kind;
+use crate::model::{Kind, Role};
 use crate::oplog::OpLog;
 use crate::paths::WirePath;
 use crate::peer::{Peer, RootScan};
@@ -28,6 +28,8 @@ pub(super) struct RootRun<'a> {
     pub(super) scans: &'a [Option<Vec<RootScan>>],
     /// `--master`.
     pub(super) forced: Option<PeerId>,
+    /// Each peer's role.
+    pub(super) roles: &'a [Role],
     /// The command line.
     pub(super) cli: &'a Cli,
     /// The operations log.
@@ -64,6 +66,7 @@ impl RootRun<'_> {
             plan,
             views,
             names,
+            roles: self.roles,
             root_is_dir,
         }
     }
@@ -167,6 +170,7 @@ impl RootRun<'_> {
             file_name: file_name.filter(|_| !root_is_dir),
             max_size: self.max_size,
             settled,
+            roles: self.roles,
         });
         tracing::debug!(
             root = %self.root.display,
@@ -247,6 +251,7 @@ impl RootRun<'_> {
             let skip =
                 |p: PeerId, rel: &WirePath| lost.contains(&p) || failed.contains(&(p, rel.clone()));
             self.log_actions(plan, views, &skip);
+            rep.role_outcomes(&told, &skip);
         }
         (lost, wire)
     }
@@ -287,7 +292,7 @@ fn committing(plan: &Plan, views: &[Option<&Listing>]) -> Vec<PeerId> {
         .problems
         .iter()
         .filter_map(|p| match p {
-            Problem::EmptyRoot { peer, .. } => Some(*peer),
+            Problem::EmptyRoot { peer, .. } | Problem::EmptyGroup { peer, .. } => Some(*peer),
             _ => None,
         })
         .collect();

@@ -10,7 +10,7 @@ use futures::future::join_all;
 
 use crate::cli::Cli;
 use crate::config::PeerSpec;
-use crate::model::Retention;
+use crate::model::{Retention, Role};
 use crate::oplog::OpLog;
 use crate::paths::RootSpec;
 use crate::peer::{self, Conn, ConnectOptions, Peer, RootScan};
@@ -55,6 +55,8 @@ pub(super) struct Session {
     opts: ConnectOptions,
     /// `--master`, as an index into `specs`.
     forced: Option<usize>,
+    /// Each peer's role, in `specs` order (missing: a normal peer).
+    pub roles: Vec<Role>,
     /// Connected peers, in `specs` order; `spec_of[i]` is the index of `peers[i]`.
     pub peers: Vec<Peer>,
     spec_of: Vec<usize>,
@@ -69,6 +71,7 @@ impl Session {
             specs,
             opts,
             forced,
+            roles: Vec::new(),
             peers: Vec::new(),
             spec_of: Vec::new(),
             retry: HashMap::new(),
@@ -227,6 +230,15 @@ impl Session {
             super::settle::settle_root(&self.peers, &mut scans, root, s.max_size, rep).await;
         }
         let forced = self.forced_id().unwrap_or(None);
+        let roles: Vec<Role> = self
+            .spec_of
+            .iter()
+            .map(|i| self.roles.get(*i).copied().unwrap_or_default())
+            .collect();
+        if rep.json() {
+            let named = self.peers.iter().map(|p| p.name.clone());
+            rep.json_peers(named.zip(roles.iter().map(Role::words)).collect());
+        }
         let mut dead: HashSet<PeerId> = (0..self.peers.len())
             .filter(|i| scans[*i].is_none())
             .collect();
@@ -238,6 +250,7 @@ impl Session {
                 peers: &self.peers,
                 scans: &scans,
                 forced,
+                roles: &roles,
                 cli,
                 log: &s.log,
                 tuning: s.tuning,

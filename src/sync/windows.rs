@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use super::root::{root_is_dir, RootRun};
 use crate::paths::WirePath;
 use crate::peer::OpError;
-use crate::plan::{Listing, PeerId, Plan};
+use crate::plan::{Listing, PeerId, Plan, Problem};
 use crate::report::{Event, Reporter, RootDoc};
 use crate::transfer::WireStats;
 
@@ -86,7 +86,14 @@ impl RootRun<'_> {
                 })
                 .collect();
             let is_dir = *is_dir_once.get_or_insert_with(|| root_is_dir(&views));
-            let plan = self.decide(&views, &vec![0; views.len()], is_dir);
+            // The holder's entries of later windows count as held (the empty-group guard
+            // tells them all at once).
+            let mut later = vec![0; views.len()];
+            later[holder] = deferred.len().saturating_sub((n + 1) * WINDOW);
+            let plan = self.decide(&views, &later, is_dir);
+            let left_out = plan.problems.iter().any(
+                |p| matches!(p, Problem::EmptyGroup { peer, .. } | Problem::EmptyRoot { peer, .. } if *peer == holder),
+            );
             let (gone, stats) = self.carry_out(&plan, &views, abs, is_dir, rep).await;
             lost.extend(gone);
             wire.add(stats);
@@ -106,7 +113,11 @@ impl RootRun<'_> {
                     None => doc = Some(window),
                 }
             }
-            if lost.contains(&holder) {
+            if left_out {
+                // Its state stays as it was, as for any peer left out of a root.
+                taking.retain(|p| *p != holder);
+            }
+            if lost.contains(&holder) || left_out {
                 break;
             }
         }

@@ -106,6 +106,16 @@ impl RootTransfer<'_> {
         lost: &HashSet<PeerId>,
         rep: &Reporter,
     ) -> (HashSet<PeerId>, WireStats) {
+        // A copy read from another path than it is written to (a send-only peer's losing
+        // version, taken under its conflict name) is streamed: rsync keeps names.
+        let (sideways, plan) = split_sideways(plan);
+        let plan = &plan;
+        let side_pairs: BTreeSet<(PeerId, PeerId)> = sideways
+            .iter()
+            .flat_map(|side| &side.copies)
+            .flat_map(|c| c.targets.iter().map(|t| (c.master, *t)))
+            .filter(|(m, t)| !lost.contains(m) && !lost.contains(t))
+            .collect();
         let mut pairs: BTreeMap<(PeerId, PeerId), Vec<&Copy>> = BTreeMap::new();
         for c in plan.copies.iter().filter(|c| !lost.contains(&c.master)) {
             if c.rel.is_empty() && c.meta.kind == Kind::Dir {
@@ -141,7 +151,7 @@ impl RootTransfer<'_> {
             for (m, t, copies) in &rsync_pairs {
                 rep.emit(self.rsync_job(*m, *t, copies).1);
             }
-            for (m, t) in &stream_pairs {
+            for (m, t) in stream_pairs.iter().chain(&side_pairs) {
                 rep.emit(self.stream_event(*m, *t));
             }
             return (HashSet::new(), WireStats::default());
@@ -154,6 +164,10 @@ impl RootTransfer<'_> {
         );
         if !fallback.is_empty() {
             self.run_streams(plan, &fallback, rep, &lost, &wire).await;
+        }
+        if let Some(side) = sideways {
+            self.run_streams(&side, &side_pairs, rep, &lost, &wire)
+                .await;
         }
         (
             lost.into_inner().expect("lost set lock"),
@@ -310,6 +324,28 @@ impl RootTransfer<'_> {
             to: self.name(t).to_string(),
         }
     }
+}
+
+/// The plan's copies read from another path than they are written to, apart (`None`: there
+/// are none, and the plan is as it was).
+fn split_sideways(plan: &Plan) -> (Option<Plan>, std::borrow::Cow<'_, Plan>) {
+    if plan.copies.iter().all(|c| c.source.is_none()) {
+        return (None, std::borrow::Cow::Borrowed(plan));
+    }
+    let (side, straight): (Vec<Copy>, Vec<Copy>) = plan
+        .copies
+        .iter()
+        .cloned()
+        .partition(|c| c.source.is_some());
+    let side = Plan {
+        copies: side,
+        ..Plan::default()
+    };
+    let rest = Plan {
+        copies: straight,
+        ..plan.clone()
+    };
+    (Some(side), std::borrow::Cow::Owned(rest))
 }
 
 #[cfg(test)]

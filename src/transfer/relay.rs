@@ -464,6 +464,7 @@ mod tests {
                 mtime: 0,
                 digest: None,
             },
+            source: None,
         }
     }
 

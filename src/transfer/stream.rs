@@ -140,7 +140,7 @@ async fn copy_file(
     fan_out(&mut outs, &mut results, &begin).await;
     let read = Request::ReadFile {
         root,
-        rel: copy.rel.clone(),
+        rel: copy.source.clone().unwrap_or_else(|| copy.rel.clone()),
     };
     let name = &peers[copy.master].name;
     let mut block = 0usize;
@@ -409,6 +409,7 @@ mod tests {
                 mtime: 1_700_000_000_000_000_000,
                 digest: Some(Digest::of(content)),
             },
+            source: None,
         };
         copy_entry(peers, 0, &copy, &[1, 2], None, &|_, _| {}).await
     }

@@ -893,6 +893,89 @@ s_old_libc_install() {   # eta runs glibc 2.31 and has no synk: synk installs it
     expect_converged pre $d
 }
 
+# ---------------------------------------------------------------- roles
+
+# cat_on HOST REL: the content of a home-relative file on HOST ("<absent>" if missing)
+cat_on() { hx "$1" 'cat -- "$1" 2>/dev/null || echo "<absent>"' "$(hpath "$1" "$2")"; }
+# expect_file REL WANT HOST…: REL holds WANT (or "<absent>") on every listed host
+expect_file() {
+    local rel=$1 want=$2 h got; shift 2
+    for h in "$@"; do
+        got=$(cat_on "$h" "$rel")
+        [[ $got == "$want" ]] || fail "host $h: $rel is [$got], expected [$want]"
+    done
+}
+# expect_quiet: the last run exited 0 and said nothing
+expect_quiet() {
+    expect_rc 0
+    [[ -s $WORK/out || -s $WORK/err ]] && { fail "the rerun is not quiet"; show_output; }
+}
+
+s_roles_backup() {   # synk.conf roles over several runs: beta a send-only source, alpha and gamma normal,
+                     # delta (no rsync: streamed) a receive-only no-delete backup
+    local d=e2e/roles
+    local root="${HOME_OF[alpha]}/$d" conf="${HOME_OF[alpha]}/e2e/roles.conf"
+    printf '%s\n' 'peer beta send-only' 'peer gamma' 'peer delta receive-only no-delete   # the backup' \
+        | docker exec -i -u synk "$(c alpha)" bash -c 'cat >"$1"' bash "$conf" \
+        || fail "fixture: writing $conf on alpha failed"
+    # Run 1: the source fills everyone; gamma's notes reach all but the source.
+    put beta $d/a.txt "a one" 100
+    put beta $d/b.txt "b one" 100
+    put beta $d/sub/c.txt "c one" 100
+    put gamma $d/notes.txt "notes one" 100
+    run_synk alpha -f "$conf" "$root"
+    expect_rc 0
+    expect_file $d/a.txt "a one" alpha beta gamma delta
+    expect_file $d/sub/c.txt "c one" alpha beta gamma delta
+    expect_file $d/notes.txt "notes one" alpha gamma delta
+    expect_file $d/notes.txt "<absent>" beta
+    run_synk alpha -f "$conf" "$root"
+    expect_quiet
+    # Run 2: an edit and a deletion on the source, an edit on gamma, a hand edit on the backup.
+    put beta $d/a.txt "a two, from the source" 200
+    fx beta "rm ~/$d/b.txt"
+    put gamma $d/sub/c.txt "c two, from gamma" 200
+    put delta $d/notes.txt "edited by hand on the backup" 300
+    run_synk alpha -f "$conf" "$root"
+    expect_rc 0
+    stdout_has "^reverted on delta: $root/notes.txt\$" || { fail "no 'reverted on delta' line"; show_output; }
+    expect_file $d/a.txt "a two, from the source" alpha beta gamma delta
+    expect_file $d/b.txt "<absent>" alpha beta gamma
+    expect_file $d/b.txt "b one" delta
+    expect_file $d/sub/c.txt "c two, from gamma" alpha gamma delta
+    expect_file $d/sub/c.txt "c one" beta
+    expect_file $d/notes.txt "notes one" alpha gamma delta
+    run_synk alpha --versions "$root/notes.txt" -f "$conf"
+    expect_rc 0
+    stdout_has "^delta	.*	overwritten	" || { fail "the backup's hand edit is not kept there"; show_output; }
+    run_synk alpha -f "$conf" "$root"
+    expect_quiet
+    # Run 3: the source and gamma edit a.txt at once (the source wins, no conflict copy);
+    # alpha deletes the notes (the backup keeps them).
+    put beta $d/a.txt "a three, from the source" 300
+    put gamma $d/a.txt "a three, from gamma" 400
+    fx alpha "rm ~/$d/notes.txt"
+    run_synk alpha -f "$conf" "$root"
+    expect_rc 0
+    stdout_has "^kept $root/a.txt on gamma: send-only beta wins\$" || { fail "no 'send-only beta wins' line"; show_output; }
+    stderr_has conflict && { fail "a conflict where the send-only source wins"; show_output; }
+    expect_file $d/a.txt "a three, from the source" alpha beta gamma delta
+    expect_file $d/notes.txt "<absent>" alpha beta gamma
+    expect_file $d/notes.txt "notes one" delta
+    local h
+    for h in "${HOSTS[@]}"; do
+        hx "$h" 'ls ~/e2e/roles | grep -q synk-conflict' && fail "host $h: a conflict copy"
+    done
+    run_synk alpha -f "$conf" "$root"
+    expect_quiet
+    # Run 4: -v names each role and says the source keeps its own c.txt; nothing to do.
+    run_synk alpha -v -f "$conf" "$root"
+    expect_rc 0
+    stdout_has '^master: ' && { fail "the -v rerun copied something"; show_output; }
+    stdout_has "^peer: delta \(receive-only, no-delete\) $root/sub/c.txt " || { fail "-v shows no backup role"; show_output; }
+    stdout_has "^$root/sub/c.txt: send-only beta keeps its own version\$" || { fail "-v does not say beta keeps c.txt"; show_output; }
+}
+
 SCENARIOS=(local_master remote_master missing_some dir_union norsync_master norsync_target norsync_client
            hostile_names big_file relay_units rerun_noop conflict dry_run fault_stopped fault_disconnected
            kill_rsync_container kill_stream_sshd kill_stream_container
@@ -900,7 +983,7 @@ SCENARIOS=(local_master remote_master missing_some dir_union norsync_master nors
            delete_propagates conflict_history old_mtime_change emptied_root missed_sync two_clients
            kill_client_rerun watch_across_hosts every_across_hosts
            ssh_no_known_hosts ssh_unknown_key_strict no_install jump_and_install upgrade_older
-           old_libc_install)
+           old_libc_install roles_backup)
 
 # ---------------------------------------------------------------- main
 
