@@ -21,6 +21,7 @@
 
 pub mod apply;
 pub mod atomic;
+pub mod beneath;
 pub mod cache;
 pub mod cli;
 pub mod config;

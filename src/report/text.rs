@@ -52,7 +52,8 @@ pub fn voice(ev: &Event) -> Voice {
         | LostWhileSyncing { .. }
         | NothingToRestore { .. } => Voice::Error,
         NoLog { .. } | CannotWatch { .. } | Special { .. } | TooBig { .. } => Voice::Warn,
-        Conflict { .. } => Voice::Conflict,
+        Conflict { .. } | ChangedMeanwhile { .. } => Voice::Conflict,
+        PeerNote { .. } => Voice::Say(1),
         Tracked { .. }
         | Untracked { .. }
         | Reconnected { .. }
@@ -195,6 +196,12 @@ pub fn line(ev: &Event, style: Style) -> String {
             humantime::format_duration(*every)
         ),
         PeerFailed { peer, error } => format!("{}: {}", s(peer), s(error)),
+        ChangedMeanwhile { peer, error } => format!(
+            "{}: {}; the next run reconciles it",
+            s(peer),
+            s(error)
+        ),
+        PeerNote { peer, note } => format!("{}: {}", s(peer), s(note)),
         RootFailed { peer, root, error } => format!("{}: {}: {}", s(peer), s(root), s(error)),
         WhileComparing { peer, error } => match peer {
             Some(peer) => format!("{}: {}", s(peer), while_comparing(&s(error))),

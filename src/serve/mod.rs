@@ -12,15 +12,12 @@
 //! tree goes into the version store), `write.rs` (what the copiers write), `commit.rs` (the
 //! new state) and `restore.rs` (kept versions listed and put back).
 
-use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use filetime::FileTime;
-
 use crate::model::Retention;
-use crate::paths::{check_rel, WirePath};
+use crate::paths::WirePath;
 use crate::proto::{
     read_frame, write_frame, FrameError, Request, Response, CHUNK, MAGIC, PROTOCOL_VERSION,
 };
@@ -36,10 +33,9 @@ mod reports;
 mod restore;
 mod root;
 mod scanning;
+mod stage;
 mod watch;
 mod write;
-
-use write::{sync_parent, temp_beside};
 
 /// Kept versions per [`Response::Versions`] frame.
 const VERSIONS_BATCH: usize = 1024;
@@ -75,8 +71,6 @@ pub struct Server {
     pruned: bool,
     /// The roots of the last scan; later requests refer to them by index.
     roots: Vec<Option<root::RootCtx>>,
-    /// Locks on rsync scratch directories in use, so scans elsewhere see them as live.
-    scratch_locks: Vec<File>,
     /// The watch over the scanned roots (`--watch`, and re-checks), made on first use;
     /// `Err`: impossible.
     watch: Option<Result<watch::Watch, String>>,
@@ -86,7 +80,23 @@ pub struct Server {
     walks: u32,
 }
 
-type OpResult = Result<(), String>;
+/// Why a request that changes a tree was not carried out.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    /// It failed; the message names the path.
+    Error(String),
+    /// The entry changed since the scan (the user saved it meanwhile): that version stays,
+    /// and the next run reconciles it.
+    Changed(String),
+}
+
+impl From<String> for Fail {
+    fn from(m: String) -> Fail {
+        Fail::Error(m)
+    }
+}
+
+type OpResult = Result<(), Fail>;
 
 /// `PATH: error`, for an I/O error or a plain reason.
 fn msg(path: &Path, e: impl IntoMsg) -> String {
@@ -110,17 +120,11 @@ impl IntoMsg for &str {
     }
 }
 
-fn to_filetime(ns: i64) -> FileTime {
-    FileTime::from_unix_time(
-        ns.div_euclid(1_000_000_000),
-        ns.rem_euclid(1_000_000_000) as u32,
-    )
-}
-
 fn reply(w: &mut impl Write, res: OpResult) -> Result<(), FrameError> {
     match res {
         Ok(()) => write_frame(w, &Response::Done),
-        Err(e) => write_frame(w, &Response::Failed(e)),
+        Err(Fail::Error(e)) => write_frame(w, &Response::Failed(e)),
+        Err(Fail::Changed(e)) => write_frame(w, &Response::Changed(e)),
     }
 }
 
@@ -136,7 +140,6 @@ impl Server {
             retention: Retention::default(),
             pruned: false,
             roots: Vec::new(),
-            scratch_locks: Vec::new(),
             watch: None,
             last_walk: None,
             walks: 0,
@@ -190,7 +193,12 @@ impl Server {
         }
         loop {
             let req = match read_frame(r) {
-                Err(FrameError::Closed) => return Ok(()),
+                Err(FrameError::Closed) => {
+                    // The client is gone (done, or killed): directories made in this session
+                    // still get their modes and times.
+                    self.finish_dirs();
+                    return Ok(());
+                }
                 other => other?,
             };
             // Anything but a read may change what the last walk saw or what its summary
@@ -216,9 +224,10 @@ impl Server {
                     retention,
                     excludes,
                     brief,
+                    tidy,
                 } => {
                     self.retention = retention;
-                    self.scan(&roots, &excludes, brief, w)?
+                    self.scan(&roots, &excludes, brief, tidy, w)?
                 }
                 Request::Detail { root, rels } => self.detail(root, rels, w)?,
                 Request::Briefs { root } => self.held_briefs(root, w)?,
@@ -238,7 +247,7 @@ impl Server {
                 } => reply(w, self.clone_local(root, &from, &rel, mode, mtime, digest))?,
                 Request::Records { root, set } => {
                     // No answer: a failure shows at the commit.
-                    if let Err(e) = self.records(root, set) {
+                    if let Err(Fail::Error(e) | Fail::Changed(e)) = self.records(root, set) {
                         tracing::warn!("{e}");
                     }
                 }
@@ -253,13 +262,20 @@ impl Server {
                     }
                     Err(e) => write_frame(w, &Response::Failed(e))?,
                 },
-                Request::Restore { path, id } => reply(w, self.restore(&path, &id))?,
+                Request::Restore { root, rel, id } => reply(w, self.restore(root, &rel, &id))?,
                 Request::Siblings { root } => reply(w, self.siblings(root))?,
                 Request::Watch { wait_ms, reset } => {
                     let answer = self.watch(Duration::from_millis(wait_ms.into()), reset);
                     write_frame(w, &answer)?
                 }
-                Request::Prepare { root, dir } => reply(w, self.prepare(root, dir))?,
+                Request::Prepare { root, dir } => match self.prepare(root, dir) {
+                    Ok(name) => write_frame(w, &Response::Scratch(name))?,
+                    Err(e) => reply(w, Err(e))?,
+                },
+                Request::Place { root, items } => match self.place(root, &items) {
+                    Ok(done) => write_frame(w, &Response::Placed(done))?,
+                    Err(e) => write_frame(w, &Response::Failed(e))?,
+                },
                 Request::Cleanup { root, dir } => reply(w, self.cleanup(root, dir))?,
                 Request::ReadFile { root, rel } => self.read_file(root, &rel, w)?,
                 Request::WriteFile {
@@ -322,65 +338,6 @@ impl Server {
             }
         }
     }
-
-    /// The absolute path of entry `rel` under root `root`, if both are acceptable.
-    fn locate(&self, root: u32, rel: &WirePath) -> Result<(PathBuf, PathBuf), String> {
-        check_rel(rel).map_err(|e| format!("{rel}: refused: {e}"))?;
-        let ctx = self
-            .roots
-            .get(root as usize)
-            .and_then(Option::as_ref)
-            .ok_or_else(|| format!("root #{root} was not scanned in this session"))?;
-        let mut base = ctx.abs.clone();
-        if ctx.siblings && !rel.is_empty() {
-            // A file root's other entries (conflict copies) live beside it.
-            base = base.parent().unwrap_or(Path::new("/")).to_path_buf();
-        }
-        let path = if rel.is_empty() {
-            base.clone()
-        } else {
-            base.join(rel.as_path())
-        };
-        Ok((base, path))
-    }
-
-    /// Makes sure every directory from the filesystem root down to the parent of `rel` exists,
-    /// and that those at or below the synced root are real directories, not symlinks.
-    fn ensure_parents(base: &Path, rel: &WirePath) -> OpResult {
-        let above = if rel.is_empty() {
-            base.parent()
-        } else {
-            Some(base)
-        };
-        if let Some(dir) = above.filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.is_dir() {
-                fs::create_dir_all(dir).map_err(|e| msg(dir, e))?;
-            }
-        }
-        if rel.is_empty() {
-            return Ok(());
-        }
-        let mut chain = vec![base.to_path_buf()];
-        chain.extend(rel.ancestors().map(|a| base.join(a.as_path())));
-        for dir in chain {
-            match fs::symlink_metadata(&dir) {
-                Ok(md) if md.is_dir() => {}
-                Ok(_) => return Err(msg(&dir, "not a directory (refusing to write through it)")),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::create_dir(&dir).map_err(|e| msg(&dir, e))?
-                }
-                Err(e) => return Err(msg(&dir, e)),
-            }
-        }
-        Ok(())
-    }
-
-    fn refuse_directory(path: &Path) -> OpResult {
-        match fs::symlink_metadata(path) {
-            Ok(md) if md.is_dir() => Err(msg(path, "is a directory; synk never replaces a tree")),
-            _ => Ok(()),
-        }
-    }
 }
 
 fn protocol_error(what: &str) -> FrameError {
@@ -393,7 +350,9 @@ mod tests {
     use crate::model::{Digest, Kind};
     use crate::paths::RootSpec;
     use crate::proto::{encode, ENTRY_BATCH};
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
 
     fn hello() -> Request {
         Request::Hello {
@@ -468,6 +427,7 @@ mod tests {
             retention: Retention::default(),
             excludes: Vec::new(),
             brief: false,
+            tidy: true,
         }
     }
 
@@ -481,6 +441,7 @@ mod tests {
             retention: Retention::default(),
             excludes: Vec::new(),
             brief: true,
+            tidy: true,
         };
         let detail = |rel: &str| Request::Detail {
             root: 0,
@@ -560,6 +521,7 @@ mod tests {
             retention: Retention::default(),
             excludes: Vec::new(),
             brief: true,
+            tidy: true,
         };
         let briefs = |resps: &[Response]| -> Vec<Brief> {
             gather(resps, |r| match r {
@@ -672,6 +634,7 @@ mod tests {
             retention: Retention::default(),
             excludes: Vec::new(),
             brief: true,
+            tidy: true,
         };
         let (res, _) = converse_in(
             home.path(),
@@ -683,7 +646,7 @@ mod tests {
         server.with_state(Some(state));
         let scan = |server: &mut Server| {
             let mut out = Vec::new();
-            server.scan(&roots, &[], true, &mut out).unwrap();
+            server.scan(&roots, &[], true, true, &mut out).unwrap();
             server.commit(0).unwrap();
             out
         };
@@ -905,7 +868,7 @@ mod tests {
             .collect();
         assert_eq!(failures.len(), 6, "{resps:?}");
         assert!(failures[0].contains("not scanned"));
-        assert!(failures[3].contains("not a directory"));
+        assert!(failures[3].contains("symlink"), "{}", failures[3]);
         assert!(!home.path().join("escape").exists());
         assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
     }

@@ -115,6 +115,12 @@ impl RootRun<'_> {
             };
             match this {
                 Some(Ok(scanned)) => {
+                    for note in &scanned.notes {
+                        rep.emit(Event::PeerNote {
+                            peer: self.name(p).to_string(),
+                            note: note.clone(),
+                        });
+                    }
                     views.push(Some(&scanned.listing));
                     settled.push(scanned.settled);
                     abs.push(Some(scanned.abs.clone()));

@@ -47,6 +47,8 @@ pub(super) struct Settings {
     pub log: OpLog,
     /// Ask peers for entries unchanged since the last sync in brief ([`crate::plan::settle()`]).
     pub brief: bool,
+    /// Let scans remove what killed runs left in the trees (never on a dry run).
+    pub tidy: bool,
 }
 
 /// The peers: every one that was asked for (localhost first), and those connected now.
@@ -106,8 +108,8 @@ impl Session {
         let hold = scan.is_some() && wanted.iter().any(|i| specs[*i].is_some());
         let remote_done = &remote_done;
         // A new peer gets the scan right behind the handshake.
-        let ahead =
-            scan.map(|(roots, s)| Conn::scan_request(roots, s.retention, &s.excludes, s.brief));
+        let ahead = scan
+            .map(|(roots, s)| Conn::scan_request(roots, s.retention, &s.excludes, s.brief, s.tidy));
         let ahead = ahead.as_ref();
         let fresh = join_all(wanted.iter().map(|i| async move {
             let local = specs[*i].is_none();
@@ -339,7 +341,7 @@ async fn scan_peer(
     let res = if sent {
         conn.scanned(roots.len(), progress).await
     } else {
-        conn.scan(roots, s.retention, &s.excludes, s.brief, progress)
+        conn.scan(roots, s.retention, &s.excludes, s.brief, s.tidy, progress)
             .await
     };
     spinner.finish_and_clear();

@@ -16,17 +16,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::WireStats;
 use crate::paths::WirePath;
 
-/// rsync's options: symlinks, permissions, times, compression, arguments shielded from the
-/// remote shell, and every listed file transferred (synk already knows they differ; rsync's
-/// size+mtime quick check could skip a forced `--master` copy).
-/// Its temp files go to synk's scratch directory, which scans skip, so a receiver killed
-/// mid-file leaves nothing that a later run would mistake for user data.
+/// rsync's options: permissions, times, arguments shielded from the remote shell, and every
+/// listed file transferred (synk already knows they differ; rsync's size+mtime quick check
+/// could skip a forced `--master` copy). rsync carries regular files only, into the target
+/// root's scratch directory (its destination), never into the tree: the target's serve moves
+/// each planned name into place afterwards. `--copy-dest=..` gives rsync the old file in the
+/// tree beside the scratch directory as the basis of its delta, so a few changed bytes in a
+/// big file still cost a few blocks.
 /// `--stats` tells how much of each run travelled as literal data and how much rsync's delta
 /// algorithm matched against the target's old file (see [`parse_stats`]).
 pub const RSYNC_OPTS: &[&str] = &[
-    "-lptsI",
+    "-ptsI",
     "--stats",
-    "--temp-dir=.synk-rsync.tmp",
+    "--copy-dest=..",
     "--from0",
     "--files-from=-",
 ];
@@ -336,7 +338,7 @@ mod tests {
             bwlimit: Some(10 << 20),
         };
         let shown = job.display(true);
-        assert!(shown.starts_with("rsync -lptsI --stats '--temp-dir=.synk-rsync.tmp' --from0 '--files-from=-' -z '--bwlimit=10240' "), "{shown}");
+        assert!(shown.starts_with("rsync -ptsI --stats '--copy-dest=..' --from0 '--files-from=-' -z '--bwlimit=10240' "), "{shown}");
     }
 
     #[test]
@@ -349,7 +351,7 @@ mod tests {
         assert_eq!(job.stdin(), b".\0-rf $(reboot);\n'x'\0\xff\xfe\0".to_vec());
         assert_eq!(
             job.display(true),
-            "rsync -lptsI --stats '--temp-dir=.synk-rsync.tmp' --from0 '--files-from=-' -e 'ssh -o BatchMode=yes -p 2222' '/home/a/my dir/' 'bob@beta:/srv/home/bob/my dir/'"
+            "rsync -ptsI --stats '--copy-dest=..' --from0 '--files-from=-' -e 'ssh -o BatchMode=yes -p 2222' '/home/a/my dir/' 'bob@beta:/srv/home/bob/my dir/'"
         );
     }
 
@@ -389,17 +391,14 @@ mod tests {
         };
         assert_eq!(
             job.display(false),
-            "rsync -lptsI --stats '--temp-dir=.synk-rsync.tmp' --from0 '--files-from=-' -e \"ssh -S '/tmp/.ssh-connection x/master' -o ControlMaster=no -F '/etc/ssh cfg'\" alpha:/h/a/ /h/b/"
+            "rsync -ptsI --stats '--copy-dest=..' --from0 '--files-from=-' -e \"ssh -S '/tmp/.ssh-connection x/master' -o ControlMaster=no -F '/etc/ssh cfg'\" alpha:/h/a/ /h/b/"
         );
     }
 
     #[test]
-    fn rsync_temp_files_land_where_scans_never_look() {
-        let opt = format!("--temp-dir={}", crate::names::RSYNC_TEMP_DIR);
-        assert!(RSYNC_OPTS.contains(&opt.as_str()));
-        assert!(crate::names::is_temp_name(
-            crate::names::RSYNC_TEMP_DIR.as_bytes()
-        ));
+    fn rsync_writes_beside_the_tree_with_the_old_file_as_its_basis() {
+        assert!(RSYNC_OPTS.contains(&"--copy-dest=.."));
+        assert!(!RSYNC_OPTS[0].contains('l'), "no symlinks through rsync");
     }
 
     #[test]
