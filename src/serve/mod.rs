@@ -345,7 +345,10 @@ fn protocol_error(what: &str) -> FrameError {
 }
 
 #[cfg(test)]
-mod tests {
+mod safety_tests;
+
+#[cfg(test)]
+pub(super) mod tests {
     use super::*;
     use crate::model::{Digest, Kind};
     use crate::paths::RootSpec;
@@ -354,7 +357,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
 
-    fn hello() -> Request {
+    pub(super) fn hello() -> Request {
         Request::Hello {
             magic: MAGIC,
             protocol: PROTOCOL_VERSION,
@@ -396,7 +399,7 @@ mod tests {
     }
 
     /// The start of a file transfer to a single-file root.
-    fn write_file(mode: u32, mtime: i64) -> Request {
+    pub(super) fn write_file(mode: u32, mtime: i64) -> Request {
         Request::WriteFile {
             root: 0,
             rel: WirePath::default(),
@@ -406,10 +409,10 @@ mod tests {
         }
     }
 
-    const SEED: u64 = 0x5eed;
+    pub(super) const SEED: u64 = 0x5eed;
 
     /// The end of a transfer (of [`write_file`]'s seed) whose master read `content`.
-    fn end(content: &[u8]) -> Request {
+    pub(super) fn end(content: &[u8]) -> Request {
         let mut check = crate::proto::Check::new(SEED);
         check.update(content);
         Request::End {
@@ -417,11 +420,11 @@ mod tests {
         }
     }
 
-    fn w(s: &str) -> WirePath {
+    pub(super) fn w(s: &str) -> WirePath {
         WirePath(s.as_bytes().to_vec())
     }
 
-    fn scan_home(rel: &str) -> Request {
+    pub(super) fn scan_home(rel: &str) -> Request {
         Request::Scan {
             roots: vec![RootSpec::Home(w(rel))],
             retention: Retention::default(),

@@ -22,13 +22,16 @@ use crate::paths::WirePath;
 /// root's scratch directory (its destination), never into the tree: the target's serve moves
 /// each planned name into place afterwards. `--copy-dest=..` gives rsync the old file in the
 /// tree beside the scratch directory as the basis of its delta, so a few changed bytes in a
-/// big file still cost a few blocks.
+/// big file still cost a few blocks. Directories rsync makes there (the parents of nested
+/// names) stay writable by their owner (`--chmod=Du+rwx`): the serve renames files out of
+/// them, and the tree's own directories get their modes from the serve.
 /// `--stats` tells how much of each run travelled as literal data and how much rsync's delta
 /// algorithm matched against the target's old file (see [`parse_stats`]).
 pub const RSYNC_OPTS: &[&str] = &[
     "-ptsI",
     "--stats",
     "--copy-dest=..",
+    "--chmod=Du+rwx",
     "--from0",
     "--files-from=-",
 ];
@@ -338,7 +341,7 @@ mod tests {
             bwlimit: Some(10 << 20),
         };
         let shown = job.display(true);
-        assert!(shown.starts_with("rsync -ptsI --stats '--copy-dest=..' --from0 '--files-from=-' -z '--bwlimit=10240' "), "{shown}");
+        assert!(shown.starts_with("rsync -ptsI --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' -z '--bwlimit=10240' "), "{shown}");
     }
 
     #[test]
@@ -351,7 +354,7 @@ mod tests {
         assert_eq!(job.stdin(), b".\0-rf $(reboot);\n'x'\0\xff\xfe\0".to_vec());
         assert_eq!(
             job.display(true),
-            "rsync -ptsI --stats '--copy-dest=..' --from0 '--files-from=-' -e 'ssh -o BatchMode=yes -p 2222' '/home/a/my dir/' 'bob@beta:/srv/home/bob/my dir/'"
+            "rsync -ptsI --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' -e 'ssh -o BatchMode=yes -p 2222' '/home/a/my dir/' 'bob@beta:/srv/home/bob/my dir/'"
         );
     }
 
@@ -391,7 +394,7 @@ mod tests {
         };
         assert_eq!(
             job.display(false),
-            "rsync -ptsI --stats '--copy-dest=..' --from0 '--files-from=-' -e \"ssh -S '/tmp/.ssh-connection x/master' -o ControlMaster=no -F '/etc/ssh cfg'\" alpha:/h/a/ /h/b/"
+            "rsync -ptsI --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' -e \"ssh -S '/tmp/.ssh-connection x/master' -o ControlMaster=no -F '/etc/ssh cfg'\" alpha:/h/a/ /h/b/"
         );
     }
 

@@ -207,6 +207,7 @@ async fn copy_file(
             match conn.recv().await.map_err(OpError::Lost)? {
                 Response::Done => Ok(()),
                 Response::Failed(m) => Err(OpError::Failed(m)),
+                Response::Changed(m) => Err(OpError::Changed(m)),
                 other => Err(OpError::Lost(conn.unexpected(&other))),
             }
         }
