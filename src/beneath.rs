@@ -653,6 +653,43 @@ pub fn remove_if_stale(dir: BorrowedFd<'_>, name: &[u8]) -> bool {
     removed.is_ok()
 }
 
+/// What a serve is writing that must not outlive it: temp files and scratch directories, each
+/// as (a handle on its directory, its name, whether it is a tree).
+type Live = Vec<(u64, OwnedFd, Vec<u8>, bool)>;
+
+static LIVE: std::sync::Mutex<(u64, Live)> = std::sync::Mutex::new((0, Vec::new()));
+
+/// Registers `name` in `dir` as something to remove if the process is stopped; the returned
+/// id deregisters it ([`forget`]).
+pub fn on_stop_remove(dir: BorrowedFd<'_>, name: &[u8], tree: bool) -> Option<u64> {
+    let fd = rfs::openat(dir, ".", dir_flags(), Mode::empty()).ok()?;
+    let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    live.0 += 1;
+    let id = live.0;
+    live.1.push((id, fd, name.to_vec(), tree));
+    Some(id)
+}
+
+/// Deregisters what [`on_stop_remove`] registered.
+pub fn forget(id: Option<u64>) {
+    if let Some(id) = id {
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        live.1.retain(|(i, ..)| *i != id);
+    }
+}
+
+/// Removes everything registered with [`on_stop_remove`]: the process is being stopped.
+pub fn on_stop() {
+    let live = std::mem::take(&mut LIVE.lock().unwrap_or_else(|e| e.into_inner()).1);
+    for (_, dir, name, tree) in live {
+        let _ = if tree {
+            remove_tree(dir.as_fd(), &name)
+        } else {
+            rfs::unlinkat(&dir, name.as_slice(), AtFlags::empty()).map_err(Into::into)
+        };
+    }
+}
+
 /// A fresh temp name ([`names::is_temp_name`]).
 fn temp_name() -> Vec<u8> {
     // Without random bytes (no getrandom, no /dev/urandom) the clock and the pid still make a
@@ -675,6 +712,8 @@ pub struct Temp {
     at: At,
     file: File,
     placed: bool,
+    /// Its registration for removal if the process is stopped.
+    live: Option<u64>,
 }
 
 impl Temp {
@@ -692,6 +731,7 @@ impl Temp {
                     let file = File::from(fd);
                     let _ = rfs::flock(&file, rfs::FlockOperation::NonBlockingLockExclusive);
                     let dir = rfs::openat(dir, ".", dir_flags(), Mode::empty())?;
+                    let live = on_stop_remove(dir.as_fd(), &name, false);
                     return Ok(Temp {
                         at: At {
                             dir,
@@ -700,6 +740,7 @@ impl Temp {
                         },
                         file,
                         placed: false,
+                        live,
                     });
                 }
                 Err(rustix::io::Errno::EXIST) => continue,
@@ -752,6 +793,7 @@ impl Temp {
 
 impl Drop for Temp {
     fn drop(&mut self) {
+        forget(self.live.take());
         if !self.placed {
             let _ = self.at.unlink();
         }

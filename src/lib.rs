@@ -41,6 +41,7 @@ pub mod scan;
 pub mod serve;
 pub mod ssh;
 pub mod state;
+pub mod stop;
 pub mod sync;
 pub mod transfer;
 pub mod units;

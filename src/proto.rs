@@ -21,6 +21,8 @@ pub const MAGIC: [u8; 4] = *b"SYNK";
 pub const MAX_FRAME: usize = 8 << 20;
 /// Size of the file chunks the streaming copier sends.
 pub const CHUNK: usize = 256 << 10;
+/// Bytes of rsync's output a serve sends back at most, of each stream.
+pub const RSYNC_OUTPUT: usize = 64 << 10;
 /// Entries per scan frame: big enough to amortise framing, small enough to show progress.
 pub const ENTRY_BATCH: usize = 512;
 
@@ -290,6 +292,17 @@ pub enum Request {
         /// How many bytes (at most [`CHUNK`]).
         len: u32,
     },
+    /// Run rsync on this peer with these arguments and `names` on its standard input (a remote
+    /// master's copy to a target it reaches itself). [`Response::RsyncDone`] answers, and the
+    /// serve ends. A serve kills the rsync (its whole process group) the moment the client
+    /// hangs up: a channel without a pty delivers no signal to a remote process.
+    RunRsync {
+        /// rsync's arguments, program name excluded.
+        args: Vec<WirePath>,
+        /// What rsync reads on its standard input (`--files-from=- --from0`).
+        #[serde(with = "serde_bytes")]
+        names: Vec<u8>,
+    },
     /// Move files rsync wrote into the root's scratch directory into place, each only if it
     /// is complete (the planned size and mtime) and the entry it replaces is still the
     /// version the decision saw ([`Response::Placed`], one outcome per item).
@@ -386,6 +399,18 @@ pub enum Response {
     Placed(Vec<Placement>),
     /// Something the user should know about a root, said once (setuid bits left out, say).
     Note(String),
+    /// Answers [`Request::RunRsync`]: rsync's exit code (`None`: killed by a signal), its
+    /// standard output and the end of its standard error.
+    RsyncDone {
+        /// The exit code.
+        code: Option<i32>,
+        /// Its standard output (`--stats`), at most [`RSYNC_OUTPUT`] bytes.
+        #[serde(with = "serde_bytes")]
+        stdout: Vec<u8>,
+        /// The last [`RSYNC_OUTPUT`] bytes of its standard error.
+        #[serde(with = "serde_bytes")]
+        stderr: Vec<u8>,
+    },
 }
 
 /// Files from this size on are sent as deltas by the streaming copier; smaller ones whole

@@ -126,6 +126,11 @@ pub enum Event {
         /// The note.
         note: String,
     },
+    /// A signal stopped the run at once: every copy cut short, what it wrote removed.
+    StoppedBySignal {
+        /// The signal's name.
+        signal: &'static str,
+    },
     /// Something failed on a peer; the message says what and where.
     PeerFailed {
         /// The peer.

@@ -70,7 +70,7 @@ pub fn voice(ev: &Event) -> Voice {
         | RsyncDone { .. }
         | RelayFailed { .. }
         | StreamThrough { .. } => Voice::Say(1),
-        ServeFailed { .. } | Stopping => Voice::Notice,
+        ServeFailed { .. } | Stopping | StoppedBySignal { .. } => Voice::Notice,
     }
 }
 
@@ -371,6 +371,9 @@ pub fn line(ev: &Event, style: Style) -> String {
 
         ServeFailed { error } => format!("synk --serve: {}", s(error)),
         Stopping => "synk: stopping after the current run (again to stop now)".into(),
+        StoppedBySignal { signal } => {
+            format!("synk: stopped by {signal}: copies cut short, what they wrote removed")
+        }
     }
 }
 

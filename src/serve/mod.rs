@@ -32,6 +32,7 @@ mod recheck;
 mod reports;
 mod restore;
 mod root;
+mod rsync;
 mod scanning;
 mod stage;
 mod watch;
@@ -42,7 +43,9 @@ const VERSIONS_BATCH: usize = 1024;
 
 /// Serves one client on this process's stdin and stdout until the client hangs up.
 pub fn run() -> Result<(), FrameError> {
+    rsync::stop_on_signals();
     let mut server = Server::new(crate::os::home_dir());
+    server.on_stdin = true;
     server.cache_dir = crate::os::cache_dir(server.home.as_deref());
     server.with_state(state::state_dir(server.home.as_deref()));
     let mut r = BufReader::with_capacity(CHUNK + 64, io::stdin().lock());
@@ -78,6 +81,9 @@ pub struct Server {
     last_walk: Option<recheck::LastWalk>,
     /// Scans that walked the tree (the others answered from memory).
     walks: u32,
+    /// This serve speaks on the process's standard input (a remote rsync it runs is killed
+    /// when that input ends).
+    on_stdin: bool,
 }
 
 /// Why a request that changes a tree was not carried out.
@@ -143,6 +149,7 @@ impl Server {
             watch: None,
             last_walk: None,
             walks: 0,
+            on_stdin: false,
         }
     }
 
@@ -197,6 +204,7 @@ impl Server {
                     // The client is gone (done, or killed): directories made in this session
                     // still get their modes and times.
                     self.finish_dirs();
+                    self.abandon_scratch();
                     return Ok(());
                 }
                 other => other?,
@@ -272,6 +280,12 @@ impl Server {
                     Ok(name) => write_frame(w, &Response::Scratch(name))?,
                     Err(e) => reply(w, Err(e))?,
                 },
+                Request::RunRsync { args, names } => {
+                    write_frame(w, &self.run_rsync(args, names))?;
+                    w.flush()?;
+                    // The conversation of a remote rsync ends with it.
+                    return Ok(());
+                }
                 Request::Place { root, items } => match self.place(root, &items) {
                     Ok(done) => write_frame(w, &Response::Placed(done))?,
                     Err(e) => write_frame(w, &Response::Failed(e))?,

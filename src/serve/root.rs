@@ -57,6 +57,8 @@ pub(super) struct RootCtx {
     /// The scratch directory rsync writes into: its name in the base, a locked handle, and
     /// whether that base is the root itself (else its parent).
     pub(super) scratch: Option<(Vec<u8>, OwnedFd, bool)>,
+    /// The scratch directory's registration for removal if the serve is stopped.
+    pub(super) scratch_live: Option<u64>,
 }
 
 impl RootCtx {
@@ -79,6 +81,7 @@ impl RootCtx {
             placed: RefCell::default(),
             dir_meta: RefCell::default(),
             scratch: None,
+            scratch_live: None,
         }
     }
 

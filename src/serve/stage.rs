@@ -59,7 +59,10 @@ impl Server {
         // Debris of a killed run: nothing in it may be taken for this run's copies.
         empty(fd.as_fd())
             .map_err(|e| Fail::Error(format!("{}: {e}", base.shown(&name).display())))?;
-        self.ctx_mut(root)?.scratch = Some((name.clone(), fd, dir));
+        let live = beneath::on_stop_remove(base.fd(), &name, true);
+        let ctx = self.ctx_mut(root)?;
+        ctx.scratch = Some((name.clone(), fd, dir));
+        ctx.scratch_live = live;
         Ok(WirePath(name))
     }
 
@@ -129,7 +132,11 @@ impl Server {
     /// left in it, and what was placed made durable.
     pub(super) fn cleanup(&mut self, root: u32, dir: bool) -> OpResult {
         let one_fs = self.one_filesystem(root);
-        let scratch = self.ctx_mut(root)?.scratch.take();
+        let (scratch, live) = {
+            let ctx = self.ctx_mut(root)?;
+            (ctx.scratch.take(), ctx.scratch_live.take())
+        };
+        beneath::forget(live);
         let base = self.rsync_base(root, dir)?;
         if let Some((name, fd, _)) = scratch {
             let _ = empty(fd.as_fd());
@@ -137,6 +144,27 @@ impl Server {
             let _ = beneath::remove_tree(base.fd(), &name);
         }
         flush(base.path(), one_fs).map_err(Fail::Error)
+    }
+}
+
+impl Server {
+    /// Removes every root's scratch directory and what is in it: the client hung up before
+    /// it cleaned up (a run cut short).
+    pub(super) fn abandon_scratch(&mut self) {
+        for root in 0..self.roots.len() as u32 {
+            let Ok(ctx) = self.ctx_mut(root) else {
+                continue;
+            };
+            let (scratch, live) = (ctx.scratch.take(), ctx.scratch_live.take());
+            beneath::forget(live);
+            let Some((name, fd, dir)) = scratch else {
+                continue;
+            };
+            drop(fd);
+            if let Ok(base) = self.rsync_base(root, dir) {
+                let _ = beneath::remove_tree(base.fd(), &name);
+            }
+        }
     }
 }
 

@@ -129,6 +129,10 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         tidy: !cli.dry_run,
     };
     let mut session = Session::new(specs, opts, forced);
+    if cli.every.is_none() && !cli.watch {
+        // A one-shot run stops at once on a signal, every child with it.
+        session::stop_on_signals(false);
+    }
     if cli.every.is_some() || cli.watch {
         let interval = cli.every.unwrap_or(DEFAULT_WATCH_INTERVAL);
         return session::repeat(&mut session, &cli, &roots, &settings, interval, rep).await;

@@ -356,21 +356,26 @@ async fn scan_peer(
     }
 }
 
-/// Stops the loop on SIGINT or SIGTERM after the current run; a second signal exits at once
-/// (temp files of a copy cut short are removed by the next run, never synced).
-fn stop_on_signals() -> Arc<AtomicBool> {
+/// Listens for SIGINT, SIGTERM and SIGHUP. A one-shot run (`repeating` false) stops at the
+/// first at once ([`crate::stop::now`]: every child within a second, exit 128 + the signal).
+/// `--every` and `--watch` stop after the current run at the first (the returned flag is set,
+/// as the systemd unit expects) and at once at the second.
+pub(super) fn stop_on_signals(repeating: bool) -> Arc<AtomicBool> {
+    use tokio::signal::unix::SignalKind;
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(AtomicUsize::new(0));
-    for kind in [
-        tokio::signal::unix::SignalKind::interrupt(),
-        tokio::signal::unix::SignalKind::terminate(),
+    for (kind, number, name) in [
+        (SignalKind::interrupt(), libc::SIGINT, "SIGINT"),
+        (SignalKind::terminate(), libc::SIGTERM, "SIGTERM"),
+        (SignalKind::hangup(), libc::SIGHUP, "SIGHUP"),
     ] {
         let (stop, seen) = (stop.clone(), seen.clone());
         if let Ok(mut sig) = tokio::signal::unix::signal(kind) {
             tokio::spawn(async move {
                 while sig.recv().await.is_some() {
-                    if seen.fetch_add(1, Ordering::SeqCst) > 0 {
-                        std::process::exit(130);
+                    if !repeating || seen.fetch_add(1, Ordering::SeqCst) > 0 {
+                        report::notice(Event::StoppedBySignal { signal: name });
+                        crate::stop::now(number);
                     }
                     report::notice(Event::Stopping);
                     stop.store(true, Ordering::SeqCst);
@@ -391,7 +396,7 @@ pub(super) async fn repeat(
     interval: Duration,
     rep: &Reporter,
 ) -> i32 {
-    let stop = stop_on_signals();
+    let stop = stop_on_signals(true);
     let mut round = 0u64;
     loop {
         rep.reset();

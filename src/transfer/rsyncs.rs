@@ -279,7 +279,11 @@ impl RootTransfer<'_> {
                 .session
                 .clone()
                 .expect("remote peers have a session");
-            rsync::run_remote(session, &job).await
+            let command = self.peers[from]
+                .serve_command
+                .as_deref()
+                .unwrap_or("synk --serve");
+            rsync::run_remote(session, command, &job).await
         };
         spinner.finish_and_clear();
         outcome
