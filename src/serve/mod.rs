@@ -51,6 +51,10 @@ pub fn run() -> Result<(), FrameError> {
     let mut r = BufReader::with_capacity(CHUNK + 64, io::stdin().lock());
     let mut w = BufWriter::with_capacity(CHUNK + 64, io::stdout().lock());
     let res = server.serve(&mut r, &mut w);
+    // The client is gone (done, or killed mid-run): directories made in this session still
+    // get their modes and times, and scratch directories go with what is left in them.
+    server.finish_dirs();
+    server.abandon_scratch();
     // The scanned roots are plain memory, and the process ends here: freeing a big tree's
     // records one by one would only keep the client, which waits for this exit, waiting.
     std::mem::forget(std::mem::take(&mut server.roots));
@@ -200,13 +204,7 @@ impl Server {
         }
         loop {
             let req = match read_frame(r) {
-                Err(FrameError::Closed) => {
-                    // The client is gone (done, or killed): directories made in this session
-                    // still get their modes and times.
-                    self.finish_dirs();
-                    self.abandon_scratch();
-                    return Ok(());
-                }
+                Err(FrameError::Closed) => return Ok(()),
                 other => other?,
             };
             // Anything but a read may change what the last walk saw or what its summary

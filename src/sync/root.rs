@@ -238,6 +238,7 @@ impl RootRun<'_> {
             abs,
             root_is_dir,
             display: &self.root.display,
+            name: self.root.spec.name(),
             copier: self.cli.copier,
             ssh_config: self.cli.ssh_config.clone(),
             dry_run: self.cli.dry_run,

@@ -79,6 +79,9 @@ pub struct RootTransfer<'a> {
     pub root_is_dir: bool,
     /// The root as the user named it, for messages.
     pub display: &'a str,
+    /// The root's own name (its last component) as the user gave it, in bytes: what a file
+    /// root is written under on every peer, never a name a peer reported.
+    pub name: WirePath,
     /// `--copier`.
     pub copier: CopierChoice,
     /// `-F`, for the ssh that client-run rsync starts.

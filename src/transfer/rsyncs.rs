@@ -64,7 +64,7 @@ impl RootTransfer<'_> {
             .iter()
             .map(|c| {
                 if c.rel.is_empty() {
-                    self.file_name()
+                    self.name.clone()
                 } else {
                     c.rel.clone()
                 }
@@ -350,15 +350,6 @@ impl RootTransfer<'_> {
             self.fail(rep, lost, t, self.path_of(&c.rel), e);
         }
         all
-    }
-
-    /// The root's file name as the user named it: what a file root's copies are written
-    /// under on every peer.
-    pub(super) fn file_name(&self) -> WirePath {
-        let name = std::path::Path::new(self.display)
-            .file_name()
-            .unwrap_or(".".as_ref());
-        WirePath::from_path(std::path::Path::new(name))
     }
 
     /// Whether this host runs the pair's rsync (it is one of the ends) or the master does.
