@@ -49,7 +49,7 @@ fn main() {
     let mut ours = String::new();
     let synk = best_of(|| {
         let meta = synk::scan::hash_file(&path).expect("hash");
-        ours = meta.digest.expect("digest").hex();
+        ours = meta.0.digest.expect("digest").hex();
     });
     let mut theirs = String::new();
     let reference = best_of(|| {

@@ -127,10 +127,16 @@ impl Apply<'_> {
                     }
                     match conn.op(&s.req).await {
                         Ok(()) => {}
-                        Err(OpError::Failed(m)) => {
-                            rep.emit(Event::PeerFailed {
-                                peer: peer.name.clone(),
-                                error: m,
+                        Err(e @ (OpError::Failed(_) | OpError::Changed(_))) => {
+                            rep.emit(match e {
+                                OpError::Changed(error) => Event::ChangedMeanwhile {
+                                    peer: peer.name.clone(),
+                                    error,
+                                },
+                                other => Event::PeerFailed {
+                                    peer: peer.name.clone(),
+                                    error: other.to_string(),
+                                },
                             });
                             let mut f = failed.lock().expect("failed set lock");
                             f.extend(rels.into_iter().map(|r| (p, r.clone())));

@@ -4,13 +4,57 @@
 
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::names::{TEMP_PREFIX, TEMP_SUFFIX};
+use crate::{names, os};
 
 /// Writes `bytes` to a temp file beside `path`, fsyncs it and renames it over `path`.
 pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_with(path, |w| w.write_all(bytes))
+}
+
+/// A temp file beside the file being replaced, removed unless it was renamed into place.
+struct Temp {
+    path: std::path::PathBuf,
+    file: fs::File,
+    placed: bool,
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A new temp file in `dir`, of synk's exact temp shape ([`names::is_temp_name`]), with the
+/// permission bits of the file it will replace (0600 for a new one).
+fn temp_in(dir: &Path, like: &Path) -> io::Result<Temp> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mode = fs::metadata(like).map_or(0o600, |m| m.permissions().mode() & 0o777);
+    loop {
+        let name = names::temp_name(os::random_u64()?);
+        let path = dir.join(std::ffi::OsStr::from_bytes(&name));
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+        {
+            Ok(file) => {
+                return Ok(Temp {
+                    path,
+                    file,
+                    placed: false,
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// As [`write()`], with the contents written by `fill` through a buffer: a big state
@@ -21,17 +65,15 @@ pub fn write_with(
 ) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .suffix(TEMP_SUFFIX)
-        .tempfile_in(dir)?;
+    let mut tmp = temp_in(dir, path)?;
     {
-        let mut w = io::BufWriter::new(tmp.as_file_mut());
+        let mut w = io::BufWriter::new(&mut tmp.file);
         fill(&mut w)?;
         w.flush()?;
     }
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
+    tmp.file.sync_all()?;
+    fs::rename(&tmp.path, path)?;
+    tmp.placed = true;
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }

@@ -10,14 +10,13 @@
 //! Every re-check reads the whole file, so it is laid out to be used as read: fixed-width
 //! records sorted by device and inode behind a checksummed header, nothing to decode.
 
-use std::fs::Metadata;
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::beneath::Stamp;
 use crate::paths::WirePath;
 
 use crate::model::Digest;
@@ -33,43 +32,9 @@ const RECORD: usize = 6 * 8 + 64;
 /// Entries changed this recently before the scan began are not trusted later.
 const SETTLE_NS: i64 = 2_000_000_000;
 
-/// What identifies one version of a file without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: i64,
-    ctime: i64,
-}
-
-impl Stamp {
-    /// The modification time (ns) the stamp holds.
-    pub fn mtime(&self) -> i64 {
-        self.mtime
-    }
-
-    /// The size the stamp holds.
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
-    /// What identifies the file itself, whatever its name: device and inode.
-    fn file(&self) -> (u64, u64) {
-        (self.dev, self.ino)
-    }
-
-    /// The stamp of a file's current metadata.
-    pub fn of(md: &Metadata) -> Self {
-        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
-        Stamp {
-            dev: md.dev(),
-            ino: md.ino(),
-            size: md.size(),
-            mtime: ns(md.mtime(), md.mtime_nsec()),
-            ctime: ns(md.ctime(), md.ctime_nsec()),
-        }
-    }
+/// What identifies the file itself, whatever its name: device and inode.
+fn file_of(s: &Stamp) -> (u64, u64) {
+    (s.dev, s.ino)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,8 +96,8 @@ fn name_of(rel: &WirePath) -> u64 {
 /// Writes a cache file of `records` to `w`, sorted by device and inode (one record each),
 /// as it encodes them: a million records need no second copy in memory.
 fn encode_to(mut records: Vec<Record>, w: &mut impl Write) -> std::io::Result<()> {
-    records.sort_unstable_by_key(|r| r.stamp.file());
-    records.dedup_by_key(|r| r.stamp.file());
+    records.sort_unstable_by_key(|r| file_of(&r.stamp));
+    records.dedup_by_key(|r| file_of(&r.stamp));
     let mut one = Vec::with_capacity(RECORD);
     // The checksum leads the records, so they are encoded twice (a few ns each), not held.
     let mut sum = xxhash_rust::xxh3::Xxh3::new();
@@ -245,7 +210,7 @@ impl DigestCache {
 
     /// The digest recorded for the file at `rel` with this stamp, if it is unchanged.
     pub fn lookup(&self, rel: &WirePath, stamp: &Stamp) -> Option<Digest> {
-        if let Ok(i) = self.keys.binary_search(&stamp.file()) {
+        if let Ok(i) = self.keys.binary_search(&file_of(stamp)) {
             let known = self.known(i);
             if known.stamp == *stamp && known.name == name_of(rel) {
                 self.seen[i].store(true, Ordering::Relaxed);
@@ -311,6 +276,7 @@ mod tests {
             root,
             cache,
             &crate::exclude::Excludes::none(),
+            true,
             &mut |e: Found| got = e.state.unwrap().digest,
         )
         .unwrap();
@@ -337,7 +303,7 @@ mod tests {
         // cache reports it, which proves the file was not read.
         let fake = Digest::of(b"planted");
         let planted = Record {
-            stamp: Stamp::of(&std::fs::metadata(&f).unwrap()),
+            stamp: Stamp::of_metadata(&std::fs::metadata(&f).unwrap()),
             name: name_of(&WirePath::default()),
             digest: fake,
         };

@@ -21,6 +21,7 @@
 
 pub mod apply;
 pub mod atomic;
+pub mod beneath;
 pub mod cache;
 pub mod cli;
 pub mod config;
@@ -40,6 +41,7 @@ pub mod scan;
 pub mod serve;
 pub mod ssh;
 pub mod state;
+pub mod stop;
 pub mod sync;
 pub mod transfer;
 pub mod units;

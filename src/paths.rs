@@ -159,6 +159,17 @@ impl RootSpec {
         }
     }
 
+    /// The spec's own name: the last component of its path (empty for a home or `/`).
+    pub fn name(&self) -> WirePath {
+        let path = match self {
+            RootSpec::Home(rel) => rel,
+            RootSpec::Absolute(abs) => abs,
+        };
+        let b = path.as_bytes().trim_ascii_end_slash();
+        let start = b.iter().rposition(|c| *c == b'/').map_or(0, |i| i + 1);
+        WirePath(b[start..].to_vec())
+    }
+
     /// The absolute path this spec names on a host whose home directory is `home`.
     pub fn resolve(&self, home: &Path) -> Result<PathBuf, PathError> {
         self.check()?;
@@ -315,6 +326,19 @@ mod tests {
             root_spec(Path::new("x/./y/../z"), Path::new("/srv"), None),
             RootSpec::Absolute(w("/srv/x/z"))
         );
+    }
+
+    #[test]
+    fn a_specs_name_is_its_last_component_in_bytes() {
+        assert_eq!(RootSpec::Home(w(".profile")).name(), w(".profile"));
+        assert_eq!(RootSpec::Home(w("d/x y")).name(), w("x y"));
+        let raw = WirePath(b"/srv/a/\xff-x;y\n".to_vec());
+        assert_eq!(
+            RootSpec::Absolute(raw).name(),
+            WirePath(b"\xff-x;y\n".to_vec())
+        );
+        assert_eq!(RootSpec::Absolute(w("/srv/data/")).name(), w("data"));
+        assert_eq!(RootSpec::Home(w("")).name(), w(""));
     }
 
     #[test]

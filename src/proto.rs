@@ -14,13 +14,15 @@ use crate::model::{Brief, Digest, Kept, Meta, Record, Retention, Vv};
 use crate::paths::{RootSpec, WirePath};
 
 /// Bumped on every incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 /// Opens every handshake so a stray banner or a different program is recognised at once.
 pub const MAGIC: [u8; 4] = *b"SYNK";
 /// Largest frame either side accepts.
 pub const MAX_FRAME: usize = 8 << 20;
 /// Size of the file chunks the streaming copier sends.
 pub const CHUNK: usize = 256 << 10;
+/// Bytes of rsync's output a serve sends back at most, of each stream.
+pub const RSYNC_OUTPUT: usize = 64 << 10;
 /// Entries per scan frame: big enough to amortise framing, small enough to show progress.
 pub const ENTRY_BATCH: usize = 512;
 
@@ -100,6 +102,9 @@ pub enum Request {
         /// Report entries unchanged since the last sync as [`Brief`]s, and a root where every
         /// entry below is unchanged as one [`Summary`].
         brief: bool,
+        /// Remove what killed runs left in the trees (synk's own temp files and scratch
+        /// directories that no live run holds); never on a dry run.
+        tidy: bool,
     },
     /// Wait up to `wait_ms` for a change under the roots of the last scan
     /// ([`Response::Watched`]); `reset` first forgets the changes seen so far.
@@ -176,23 +181,28 @@ pub enum Request {
         /// The path.
         path: RootSpec,
     },
-    /// Put a kept version back at its path (the current one is kept in turn).
+    /// Put a kept version back at entry `rel` of root `root` (the current one is kept in
+    /// turn).
     Restore {
-        /// The absolute path.
-        path: WirePath,
+        /// Index into the last scan's roots.
+        root: u32,
+        /// The entry.
+        rel: WirePath,
         /// The version's id in the store.
         id: String,
     },
     /// Before rsync writes into a root: create its missing parents (and the root itself when
-    /// it is a directory) and rsync's scratch directory, [`crate::names::RSYNC_TEMP_DIR`], in its base.
+    /// it is a directory) and the root's scratch directory in its base, empty, where rsync
+    /// writes ([`Response::Scratch`] names it); [`Request::Place`] then moves each planned
+    /// file into place.
     Prepare {
         /// Index into the last scan's roots.
         root: u32,
         /// The root is a directory (else rsync's base is the root's parent).
         dir: bool,
     },
-    /// After rsync: remove the scratch directory if it is empty, and make what rsync wrote
-    /// durable (rsync renames files into place without an fsync).
+    /// After rsync: remove the scratch directory and what is left in it, and make what was
+    /// placed durable (rsync writes without an fsync).
     Cleanup {
         /// Index into the last scan's roots.
         root: u32,
@@ -282,6 +292,50 @@ pub enum Request {
         /// How many bytes (at most [`CHUNK`]).
         len: u32,
     },
+    /// Run rsync on this peer with these arguments and `names` on its standard input (a remote
+    /// master's copy to a target it reaches itself). [`Response::RsyncDone`] answers, and the
+    /// serve ends. A serve kills the rsync (its whole process group) the moment the client
+    /// hangs up: a channel without a pty delivers no signal to a remote process.
+    RunRsync {
+        /// rsync's arguments, program name excluded.
+        args: Vec<WirePath>,
+        /// What rsync reads on its standard input (`--files-from=- --from0`).
+        #[serde(with = "serde_bytes")]
+        names: Vec<u8>,
+    },
+    /// Move files rsync wrote into the root's scratch directory into place, each only if it
+    /// is complete (the planned size and mtime) and the entry it replaces is still the
+    /// version the decision saw ([`Response::Placed`], one outcome per item).
+    Place {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// The files, each at its path below the root (the same below the scratch directory).
+        items: Vec<Placing>,
+    },
+}
+
+/// One file for [`Request::Place`]: where it goes and the version the plan expects there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placing {
+    /// Path below the root.
+    pub rel: WirePath,
+    /// The planned size.
+    pub size: u64,
+    /// The planned modification time (ns).
+    pub mtime: i64,
+    /// The planned permission bits.
+    pub mode: u32,
+}
+
+/// What became of one [`Placing`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Placement {
+    /// In place.
+    Done,
+    /// Not placed: the entry there changed since the scan (edited meanwhile) and stays.
+    Changed(String),
+    /// Not placed, for this reason (the copy did not arrive complete, say).
+    Failed(String),
 }
 
 /// Server to client.
@@ -336,6 +390,27 @@ pub enum Response {
     /// After a root's entries: every entry below it is unchanged since the last sync, and this
     /// is their briefs in sum; the briefs themselves are held for [`Request::Briefs`].
     Summary(Summary),
+    /// The request was not carried out because the entry changed since the scan (the user
+    /// saved it meanwhile): that version stays, and the next run reconciles it.
+    Changed(String),
+    /// Answers [`Request::Prepare`]: the name of the root's scratch directory in its base.
+    Scratch(WirePath),
+    /// Answers [`Request::Place`]: one outcome per item, in order.
+    Placed(Vec<Placement>),
+    /// Something the user should know about a root, said once (setuid bits left out, say).
+    Note(String),
+    /// Answers [`Request::RunRsync`]: rsync's exit code (`None`: killed by a signal), its
+    /// standard output and the end of its standard error.
+    RsyncDone {
+        /// The exit code.
+        code: Option<i32>,
+        /// Its standard output (`--stats`), at most [`RSYNC_OUTPUT`] bytes.
+        #[serde(with = "serde_bytes")]
+        stdout: Vec<u8>,
+        /// The last [`RSYNC_OUTPUT`] bytes of its standard error.
+        #[serde(with = "serde_bytes")]
+        stderr: Vec<u8>,
+    },
 }
 
 /// Files from this size on are sent as deltas by the streaming copier; smaller ones whole

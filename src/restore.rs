@@ -159,8 +159,16 @@ pub async fn restore(
     for (p, k) in chosen {
         let peer = &peers[p];
         let mut conn = peer.conn.lock().await;
+        // Chosen below this peer's root, so `below` holds; the serve checks it again.
+        let rel = ask
+            .roots
+            .get(p)
+            .and_then(Option::as_ref)
+            .and_then(|root| k.path.below(root))
+            .unwrap_or_default();
         let req = Request::Restore {
-            path: k.path.clone(),
+            root: 0,
+            rel,
             id: k.id.clone(),
         };
         match conn.op(&req).await {
@@ -175,6 +183,10 @@ pub async fn restore(
             Err(OpError::Failed(m)) => rep.emit(Event::PeerFailed {
                 peer: peer.name.clone(),
                 error: m,
+            }),
+            Err(OpError::Changed(error)) => rep.emit(Event::ChangedMeanwhile {
+                peer: peer.name.clone(),
+                error,
             }),
             Err(OpError::Lost(e)) => rep.emit(Event::Failed {
                 error: format!("{e:#}"),

@@ -13,14 +13,22 @@ use std::sync::mpsc;
 use rayon::prelude::*;
 use sha2::Digest as _;
 
-use crate::cache::{DigestCache, Stamp};
+use crate::beneath::Stamp;
+use crate::cache::DigestCache;
 use crate::exclude::Excludes;
 use crate::model::{Digest, Kind, Meta};
-use crate::names::{is_temp_name, RSYNC_TEMP_DIR, TEMP_PREFIX, TEMP_SUFFIX};
+use crate::names;
 use crate::paths::WirePath;
 
 /// Read buffer for hashing: large enough that syscalls vanish from the profile.
 const HASH_BUF: usize = 256 << 10;
+
+/// The permission bits synk reads, compares and writes: never setuid or setgid, which a peer
+/// must not be able to plant on another (and a peer without them is not "different").
+pub const MODE_BITS: u32 = 0o1777;
+
+/// The setuid and setgid bits, left out of every mode synk reads or writes.
+pub const SETID_BITS: u32 = 0o6000;
 
 /// Modification time of `md` in nanoseconds since the epoch.
 pub fn mtime_ns(md: &Metadata) -> i64 {
@@ -44,12 +52,12 @@ pub fn describe(path: &Path, md: &Metadata) -> Result<Meta, String> {
     let base = |kind, size, digest| Meta {
         kind,
         size,
-        mode: md.mode() & 0o7777,
+        mode: md.mode() & MODE_BITS,
         mtime: mtime_ns(md),
         digest,
     };
     if ft.is_file() {
-        hash_file(path)
+        hash_file(path).map(|(m, _)| m)
     } else if ft.is_symlink() {
         let target = fs::read_link(path).map_err(|e| io_msg(&e))?;
         let target = WirePath::from_path(&target);
@@ -72,8 +80,8 @@ pub fn open_nofollow(path: &Path) -> io::Result<File> {
 }
 
 /// Hashes a regular file without following a symlink swapped in since the walk, and refuses
-/// a result if the file changed while it was being read.
-pub fn hash_file(path: &Path) -> Result<Meta, String> {
+/// a result if the file changed while it was being read. Also the stamp of what was hashed.
+pub fn hash_file(path: &Path) -> Result<(Meta, Stamp), String> {
     let mut f = open_nofollow(path).map_err(|e| io_msg(&e))?;
     let before = f.metadata().map_err(|e| io_msg(&e))?;
     if !before.file_type().is_file() {
@@ -89,13 +97,14 @@ pub fn hash_file(path: &Path) -> Result<Meta, String> {
     if after.len() != before.len() || mtime_ns(&after) != mtime_ns(&before) {
         return Err("changed while being read; run synk again when it is quiet".into());
     }
-    Ok(Meta {
+    let meta = Meta {
         kind: Kind::File,
         size: after.len(),
-        mode: after.mode() & 0o7777,
+        mode: after.mode() & MODE_BITS,
         mtime: mtime_ns(&after),
         digest: Some(digest),
-    })
+    };
+    Ok((meta, Stamp::of_metadata(&after)))
 }
 
 /// SHA-512 of everything `r` yields, read in fixed-size chunks.
@@ -161,11 +170,14 @@ pub fn hash_pipelined(r: &mut (impl Read + Send)) -> io::Result<Digest> {
 /// it becomes an entry carrying the message, so one unreadable file does not hide the rest.
 ///
 /// Files whose stamp `cache` knows are not read again; every digest computed is offered to it.
-/// Entries `excludes` matches are skipped, directories with everything below them.
+/// Entries `excludes` matches are skipped, directories with everything below them. Names synk
+/// owns ([`crate::names::is_own`]) are skipped too; with `tidy`, those a killed run left are
+/// removed (never on a dry run).
 pub fn scan_root(
     root: &Path,
     cache: &DigestCache,
     excludes: &Excludes,
+    tidy: bool,
     sink: &mut dyn FnMut(Found),
 ) -> io::Result<Walked> {
     let mut walked = Walked::default();
@@ -176,14 +188,16 @@ pub fn scan_root(
     };
     let mut files: Vec<FileAt> = Vec::new();
     if md.is_dir() {
-        walk(root, &md, excludes, sink, &mut files, &mut walked);
+        walk(root, &md, excludes, tidy, sink, &mut files, &mut walked);
     } else if md.is_file() {
         walked.note(&md, md.dev());
         files.push(FileAt::of(WirePath::default(), &md));
     } else {
+        walked.note(&md, md.dev());
         sink(Found {
             rel: WirePath::default(),
             state: describe(root, &md),
+            stamp: Some(Stamp::of_metadata(&md)),
         });
     }
     hash_all(root, files, cache, sink);
@@ -196,11 +210,14 @@ pub fn scan_root(
 pub struct Walked {
     /// A directory or file on another filesystem than the root (a mount inside the tree).
     pub other_device: bool,
+    /// Entries whose setuid or setgid bits were left out of their mode.
+    pub setid: u64,
 }
 
 impl Walked {
     fn note(&mut self, md: &Metadata, root_dev: u64) {
         self.other_device |= md.dev() != root_dev;
+        self.setid += u64::from(md.mode() & SETID_BITS != 0);
     }
 }
 
@@ -216,19 +233,20 @@ impl FileAt {
     fn of(rel: WirePath, md: &Metadata) -> Self {
         FileAt {
             rel,
-            stamp: Stamp::of(md),
-            mode: md.mode() & 0o7777,
+            stamp: Stamp::of_metadata(md),
+            mode: md.mode() & MODE_BITS,
         }
     }
 
     fn cached(self, digest: Digest) -> Found {
         Found {
+            stamp: Some(self.stamp),
             rel: self.rel,
             state: Ok(Meta {
                 kind: Kind::File,
-                size: self.stamp.size(),
+                size: self.stamp.size,
                 mode: self.mode,
-                mtime: self.stamp.mtime(),
+                mtime: self.stamp.mtime,
                 digest: Some(digest),
             }),
         }
@@ -249,11 +267,13 @@ fn walk(
     root: &Path,
     root_md: &Metadata,
     excludes: &Excludes,
+    tidy: bool,
     sink: &mut dyn FnMut(Found),
     files: &mut Vec<FileAt>,
     walked: &mut Walked,
 ) {
     let root_dev = root_md.dev();
+    walked.note(root_md, root_dev);
     let mut stack = vec![(WirePath::default(), root.to_path_buf(), root_md.clone())];
     while let Some((rel, path, md)) = stack.pop() {
         let listing = fs::read_dir(&path).and_then(|rd| rd.collect::<io::Result<Vec<_>>>());
@@ -263,6 +283,7 @@ fn walk(
                 sink(Found {
                     rel,
                     state: Err(format!("cannot list directory: {}", io_msg(&e))),
+                    stamp: None,
                 });
                 continue;
             }
@@ -270,6 +291,7 @@ fn walk(
         sink(Found {
             rel: rel.clone(),
             state: describe(&path, &md),
+            stamp: Some(Stamp::of_metadata(&md)),
         });
         // In name order, subdirectories visited in that order too. Directories are reported as
         // the walk meets them, files after the walk (cached ones in walk order), so within a
@@ -282,8 +304,10 @@ fn walk(
         children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let subdirs = stack.len();
         for (name, child) in children {
-            if is_temp_name(name.as_bytes()) {
-                remove_if_stale(&child.path());
+            if names::is_own(name.as_bytes()) {
+                if tidy {
+                    tidy_up(&path, name.as_bytes());
+                }
                 continue;
             }
             let child_rel = rel.join(&name);
@@ -302,11 +326,13 @@ fn walk(
                 Ok(cmd) => sink(Found {
                     rel: child_rel,
                     state: describe(&child.path(), &cmd),
+                    stamp: Some(Stamp::of_metadata(&cmd)),
                 }),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {} // gone since listing
                 Err(e) => sink(Found {
                     rel: child_rel,
                     state: Err(io_msg(&e)),
+                    stamp: None,
                 }),
             }
         }
@@ -321,71 +347,54 @@ pub struct Found {
     pub rel: WirePath,
     /// Its metadata, or the error.
     pub state: Result<Meta, String>,
+    /// What identified it on this host as it was described (none where it could not be read).
+    pub stamp: Option<Stamp>,
 }
 
-/// Takes an exclusive `flock` on `f` without waiting; true when it was free.
-pub fn try_lock(f: &File) -> bool {
-    use std::os::unix::io::AsRawFd;
-    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
-}
-
-/// Removes a temp file or rsync scratch directory that no live synk is writing. Writers hold
-/// an exclusive `flock` on what they write (see serve), so a lock that is free means a run
-/// was killed; a symlink (which cannot be locked) is stale after a minute.
-pub fn remove_if_stale(path: &Path) {
-    let Ok(md) = fs::symlink_metadata(path) else {
-        return;
-    };
-    // Only what synk itself makes: its scratch directory, and temp files (`.synk-` and six
-    // random characters); a user's file that merely looks alike is never touched.
-    let name = path
-        .file_name()
-        .map(|n| n.as_encoded_bytes())
-        .unwrap_or_default();
-    let ours = if md.is_dir() {
-        name == RSYNC_TEMP_DIR.as_bytes()
-    } else {
-        name.len() == TEMP_PREFIX.len() + 6 + TEMP_SUFFIX.len()
-    };
-    if !ours {
-        return;
+/// Removes what a killed run left at `name` in the directory `dir`, if no live run owns it
+/// ([`crate::beneath::remove_if_stale`]).
+fn tidy_up(dir: &Path, name: &[u8]) {
+    use rustix::fs::{Mode, OFlags};
+    if let Ok(fd) = rustix::fs::open(
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        crate::beneath::remove_if_stale(std::os::fd::AsFd::as_fd(&fd), name);
     }
-    let stale = if md.file_type().is_symlink() {
-        let age = std::time::SystemTime::now()
-            .duration_since(md.modified().unwrap_or(std::time::UNIX_EPOCH))
-            .unwrap_or_default();
-        age > std::time::Duration::from_secs(60)
-    } else {
-        open_nofollow(path).map(|f| try_lock(&f)).unwrap_or(false)
-    };
-    if !stale {
-        return;
-    }
-    tracing::debug!(path = %path.display(), "removing a temp left by an interrupted run");
-    let _ = if md.is_dir() {
-        fs::remove_dir_all(path)
-    } else {
-        fs::remove_file(path)
-    };
 }
 
 /// Hashes one regular file the cache did not know, and offers the digest to the cache.
 fn file_entry(root: &Path, f: FileAt, cache: &DigestCache) -> Found {
     let stamp = f.stamp;
-    let state = hash_file(&f.path(root));
-    if let Ok(Meta {
-        digest: Some(d),
-        mtime,
-        size,
-        ..
-    }) = &state
+    let hashed = hash_file(&f.path(root));
+    if let Ok((
+        Meta {
+            digest: Some(d),
+            mtime,
+            size,
+            ..
+        },
+        _,
+    )) = &hashed
     {
         // Only what the walk saw is recorded, and only if hashing saw the same file.
-        if *mtime == stamp.mtime() && *size == stamp.size() {
+        if *mtime == stamp.mtime && *size == stamp.size {
             cache.keep(&f.rel, stamp, *d);
         }
     }
-    Found { rel: f.rel, state }
+    match hashed {
+        Ok((meta, stamp)) => Found {
+            rel: f.rel,
+            state: Ok(meta),
+            stamp: Some(stamp),
+        },
+        Err(e) => Found {
+            rel: f.rel,
+            state: Err(e),
+            stamp: None,
+        },
+    }
 }
 
 /// Describes files: those the cache knows at once, the rest hashed on every core, passing
@@ -434,6 +443,7 @@ mod tests {
                 root,
                 &DigestCache::disabled(),
                 &Excludes::none(),
+                true,
                 &mut |_| {},
             )
             .unwrap()
@@ -458,6 +468,7 @@ mod tests {
             root,
             &DigestCache::disabled(),
             &Excludes::none(),
+            true,
             &mut |e| {
                 out.insert(e.rel.0, e.state);
             },
@@ -472,7 +483,8 @@ mod tests {
         let r = dir.path();
         fs::create_dir_all(r.join("a/b")).unwrap();
         fs::write(r.join("a/b/f"), b"hello").unwrap();
-        fs::write(r.join("a/.synk-x1Yz.tmp"), b"half a copy").unwrap();
+        fs::write(r.join("a/.synk-tmp.0123456789abcdef"), b"half a copy").unwrap();
+        fs::write(r.join("a/.synk-notes.tmp"), b"a user's file").unwrap();
         fs::set_permissions(r.join("a/b/f"), fs::Permissions::from_mode(0o640)).unwrap();
         std::os::unix::fs::symlink("b/f", r.join("a/link")).unwrap();
         let s = scan(r);
@@ -480,7 +492,14 @@ mod tests {
             .keys()
             .map(|k| String::from_utf8_lossy(k).into_owned())
             .collect();
-        assert_eq!(keys, ["", "a", "a/b", "a/b/f", "a/link"]);
+        assert_eq!(
+            keys,
+            ["", "a", "a/.synk-notes.tmp", "a/b", "a/b/f", "a/link"]
+        );
+        assert!(
+            !r.join("a/.synk-tmp.0123456789abcdef").exists(),
+            "a killed run's, removed"
+        );
         let f = s[&b"a/b/f".to_vec()].as_ref().unwrap();
         assert_eq!(f.kind, Kind::File);
         assert_eq!(f.size, 5);

@@ -14,6 +14,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::beneath::At;
 use crate::model::{Kept, Kind, Meta, Retention, Why};
 use crate::paths::WirePath;
 
@@ -85,26 +86,8 @@ impl Store {
 
     /// Keeps the entry at `path` (described by `meta`) as a version.
     pub fn keep(&self, path: &Path, meta: &Meta, why: Why, take: Take) -> io::Result<Kept> {
-        let mut lock = self.lock()?;
-        let replaced = now_ns();
-        let mut rand = [0u8; 4];
-        crate::os::random_bytes(&mut rand)?;
-        let id = format!("{replaced}-{:08x}", u32::from_le_bytes(rand));
-        let obj = self.object(&id);
-        let kept = Kept {
-            path: WirePath::from_path(path),
-            id,
-            meta: meta.clone(),
-            replaced,
-            why,
-        };
-        // The record first: a crash (or a full disk) after it leaves a record without its
-        // object, which listings skip; the other order would leave a version no one can find.
-        let body = postcard::to_stdvec(&kept).map_err(io::Error::other)?;
-        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
-        frame.extend(body);
-        lock.0.write_all(&frame)?;
-        lock.0.sync_data()?;
+        let kept = self.record(path, meta, why)?;
+        let obj = self.object(&kept.id);
         let linked = match take {
             Take::Move => fs::rename(path, &obj),
             Take::Link if matches!(meta.kind, Kind::Symlink(_)) => {
@@ -123,6 +106,81 @@ impl Store {
                 fs::remove_file(path)?;
             }
         }
+        Ok(kept)
+    }
+
+    /// As [`Store::keep`], for the entry `at` (whose whole path, for the record, is `path`),
+    /// reached through its directory's handle: never through a symlink swapped into its
+    /// parents.
+    pub fn keep_at(
+        &self,
+        at: &At,
+        path: &Path,
+        meta: &Meta,
+        why: Why,
+        take: Take,
+    ) -> io::Result<Kept> {
+        use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
+        let kept = self.record(path, meta, why)?;
+        let objects = rfs::open(
+            self.dir.join("objects"),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let id = kept.id.as_bytes();
+        let linked = match take {
+            Take::Move => rfs::renameat(at.dir(), at.name(), &objects, id),
+            Take::Link if matches!(meta.kind, Kind::Symlink(_)) => {
+                rfs::symlinkat(at.read_link()?.as_slice(), &objects, id)
+            }
+            Take::Link => rfs::linkat(at.dir(), at.name(), &objects, id, AtFlags::empty()),
+        };
+        if let Err(e) = linked {
+            // Another filesystem (or no hard links): copy, then remove what was moved.
+            match &meta.kind {
+                Kind::File => {
+                    let mut from = at.open_read()?;
+                    let obj = self.object(&kept.id);
+                    let mut to = File::create(&obj)?;
+                    io::copy(&mut from, &mut to)?;
+                    to.sync_all()?;
+                    let t = filetime::FileTime::from_unix_time(
+                        meta.mtime.div_euclid(1_000_000_000),
+                        meta.mtime.rem_euclid(1_000_000_000) as u32,
+                    );
+                    filetime::set_file_handle_times(&to, None, Some(t))?;
+                }
+                Kind::Symlink(_) => rfs::symlinkat(at.read_link()?.as_slice(), &objects, id)?,
+                _ => return Err(e.into()),
+            }
+            if take == Take::Move {
+                at.unlink()?;
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Appends the record of a version of `path` about to be kept, under a new id. The record
+    /// comes first: a crash (or a full disk) after it leaves a record without its object,
+    /// which listings skip; the other order would leave a version no one can find.
+    fn record(&self, path: &Path, meta: &Meta, why: Why) -> io::Result<Kept> {
+        let mut lock = self.lock()?;
+        let replaced = now_ns();
+        let mut rand = [0u8; 4];
+        crate::os::random_bytes(&mut rand)?;
+        let id = format!("{replaced}-{:08x}", u32::from_le_bytes(rand));
+        let kept = Kept {
+            path: WirePath::from_path(path),
+            id,
+            meta: meta.clone(),
+            replaced,
+            why,
+        };
+        let body = postcard::to_stdvec(&kept).map_err(io::Error::other)?;
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend(body);
+        lock.0.write_all(&frame)?;
+        lock.0.sync_data()?;
         Ok(kept)
     }
 

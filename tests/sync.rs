@@ -497,17 +497,28 @@ fn killed_mid_transfer(name: &str, copier: &str) {
         .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     // Wait until the temp file is growing, then kill the process writing it.
-    // rsync writes into synk's scratch directory, the streaming copier beside the target.
-    let dir = if copier == "rsync" {
-        s.dir("alpha").join(".synk-rsync.tmp")
-    } else {
-        s.dir("alpha")
+    // rsync writes into synk's scratch directory (`.synk-scratch.` and 16 hex digits), the
+    // streaming copier beside the target.
+    let dir = || {
+        if copier != "rsync" {
+            return s.dir("alpha");
+        }
+        fs::read_dir(s.dir("alpha"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".synk-scratch.")
+            })
+            .map_or_else(|| s.dir("alpha").join("no scratch yet"), |e| e.path())
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     // The receiver (rsync or synk --serve) is whoever holds the growing temp file: kill just
     // that process, not others that parallel tests run as the same user.
     let temp = loop {
-        let growing = fs::read_dir(&dir)
+        let growing = fs::read_dir(dir())
             .into_iter()
             .flatten()
             .flatten()

@@ -74,8 +74,33 @@ impl Conn {
         match self.call(req).await.map_err(OpError::Lost)? {
             Response::Done => Ok(()),
             Response::Failed(m) => Err(OpError::Failed(m)),
+            Response::Changed(m) => Err(OpError::Changed(m)),
             other => Err(OpError::Lost(self.unexpected(&other))),
         }
+    }
+
+    /// Sends every request at once and then reads their answers, in order: one round trip
+    /// for all of them. Each answer is a [`Conn::op`]'s; `Err` when the conversation broke.
+    pub async fn pipeline<'r>(
+        &mut self,
+        reqs: impl IntoIterator<Item = &'r Request>,
+    ) -> Result<Vec<Result<(), OpError>>> {
+        let mut n = 0;
+        for r in reqs {
+            self.send(r).await?;
+            n += 1;
+        }
+        self.flush().await?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(match self.recv().await? {
+                Response::Done => Ok(()),
+                Response::Failed(m) => Err(OpError::Failed(m)),
+                Response::Changed(m) => Err(OpError::Changed(m)),
+                other => return Err(self.unexpected(&other)),
+            });
+        }
+        Ok(out)
     }
 
     fn lost(&self, e: FrameError) -> anyhow::Error {
@@ -138,6 +163,9 @@ impl Conn {
 pub enum OpError {
     /// The peer answered that the operation failed; the conversation goes on.
     Failed(String),
+    /// The peer left the entry alone because it changed since the scan (the user saved it
+    /// meanwhile); that version stays and the next run reconciles it.
+    Changed(String),
     /// The conversation itself broke; the peer is gone for the rest of the run.
     Lost(anyhow::Error),
 }
@@ -145,7 +173,7 @@ pub enum OpError {
 impl std::fmt::Display for OpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            OpError::Failed(m) => write!(f, "{m}"),
+            OpError::Failed(m) | OpError::Changed(m) => write!(f, "{m}"),
             OpError::Lost(e) => write!(f, "{e:#}"),
         }
     }

@@ -17,6 +17,7 @@ use crate::config::PeerSpec;
 use crate::install;
 use crate::proto::{Request, Response, CHUNK, MAGIC, PROTOCOL_VERSION};
 use crate::ssh;
+use crate::stop;
 
 /// How long a peer may take to answer the handshake once its SSH session is up (a serve
 /// started by its own master gets ssh's time to connect on top).
@@ -26,8 +27,9 @@ const STDERR_TAIL: usize = 12;
 
 /// The process that runs a peer's serve.
 pub(super) enum ServeChild {
-    /// This host's serve, or a remote one run by its own ssh master.
-    Process(tokio::process::Child),
+    /// This host's serve, or a remote one run by its own ssh master: a process group of its
+    /// own, registered to be stopped with the run (see [`crate::stop`]).
+    Process(tokio::process::Child, stop::Registered),
     /// A remote serve run through an existing master.
     Remote(openssh::Child<Arc<Session>>),
 }
@@ -36,7 +38,9 @@ impl ServeChild {
     /// Waits up to `limit` for the server process to exit.
     pub(super) async fn wait(self, limit: Duration) -> Option<std::process::ExitStatus> {
         match self {
-            ServeChild::Process(mut c) => tokio::time::timeout(limit, c.wait()).await.ok()?.ok(),
+            ServeChild::Process(mut c, _stop) => {
+                tokio::time::timeout(limit, c.wait()).await.ok()?.ok()
+            }
             ServeChild::Remote(c) => tokio::time::timeout(limit, c.wait()).await.ok()?.ok(),
         }
     }
@@ -83,11 +87,13 @@ pub async fn connect(
         session,
         dir,
     } = ssh::serve(remote, &opts.ssh, &eff, &command).map_err(|e| anyhow!("{name}: {e:#}"))?;
+    let master = stop::master(dir.path());
     let limit = HANDSHAKE_TIMEOUT + eff.connect_limit();
     let failed = match start_process(&name, child, limit, ahead).await {
         Ok((conn, caps)) => {
             let mut peer = Peer::new(name, spec, Some(Arc::new(session)), caps, conn, None);
-            peer.control = Some(dir);
+            peer.control = Some((dir, master));
+            peer.serve_command = Some(command);
             peer.remote_command = eff.remote_command;
             return Ok(peer);
         }
@@ -110,11 +116,10 @@ pub async fn connect(
         StartError::Mismatch { version, .. } => Some(version.clone()),
         _ => None,
     };
-    let session = Arc::new(
-        ssh::connect(remote, &opts.ssh, &eff)
-            .await
-            .map_err(|e| anyhow!("{name}: {e:#}"))?,
-    );
+    let (session, master) = ssh::connect(remote, &opts.ssh, &eff)
+        .await
+        .map_err(|e| anyhow!("{name}: {e:#}"))?;
+    let session = Arc::new(session);
     let at = install::install(&name, &session, synk_path).await?;
     let (conn, caps) = start_remote(&name, &session, synk_path, ahead)
         .await
@@ -122,6 +127,8 @@ pub async fn connect(
     let done = Installed { was, at };
     let mut peer = Peer::new(name, spec, Some(session), caps, conn, Some(done));
     peer.remote_command = eff.remote_command;
+    peer.stop = Some(master);
+    peer.serve_command = Some(install::serve_command(synk_path));
     Ok(peer)
 }
 
@@ -200,7 +207,8 @@ async fn start_process(
     let stdin = Box::new(child.stdin.take().expect("piped"));
     let stdout = Box::new(child.stdout.take().expect("piped"));
     let stderr = Box::new(child.stderr.take().expect("piped"));
-    let child = ServeChild::Process(child);
+    let registered = stop::group(child.id());
+    let child = ServeChild::Process(child, registered);
     start(name, child, stdin, stdout, stderr, limit, ahead).await
 }
 
@@ -361,7 +369,7 @@ mod tests {
             w.flush().await.unwrap();
         });
         let roots = [crate::paths::RootSpec::Home(WirePath::from("notes"))];
-        let scan = Conn::scan_request(&roots, crate::model::Retention::default(), &[], true);
+        let scan = Conn::scan_request(&roots, crate::model::Retention::default(), &[], true, true);
         let limit = Duration::from_secs(10);
         let caps = tokio::time::timeout(limit, conn.handshake(Some(&scan)))
             .await
@@ -389,7 +397,7 @@ mod tests {
             w.flush().await.unwrap();
         });
         let roots = [crate::paths::RootSpec::Home(WirePath::from("notes"))];
-        let scan = Conn::scan_request(&roots, crate::model::Retention::default(), &[], true);
+        let scan = Conn::scan_request(&roots, crate::model::Retention::default(), &[], true, true);
         let e = conn.handshake(Some(&scan)).await.unwrap_err();
         assert!(matches!(e, StartError::Mismatch { .. }), "{e:?}");
     }

@@ -12,6 +12,11 @@ use crate::proto::{Entry, Request, Response, Summary};
 /// Path bytes per [`Request::Detail`], well below a frame's limit.
 const DETAIL_BYTES: usize = 1 << 20;
 
+/// Notes a peer may send per root at most; more are dropped.
+const MAX_NOTES: usize = 8;
+/// Characters of a note kept at most.
+const NOTE_CHARS: usize = 512;
+
 /// One root as a peer scanned it: its absolute path there and its entries, or the error.
 pub type RootScan = Result<Scanned, String>;
 
@@ -32,6 +37,8 @@ pub struct Scanned {
     /// Entries sent in brief that settling left to be fetched in full window by window (this
     /// peer alone holds anything under the root, and a lot of it: a first sync).
     pub deferred: Vec<WirePath>,
+    /// What the peer noted about the root (setuid bits left out, say), for `-v`.
+    pub notes: Vec<String>,
 }
 
 impl Scanned {
@@ -50,12 +57,14 @@ impl Conn {
         retention: Retention,
         excludes: &[String],
         brief: bool,
+        tidy: bool,
     ) -> Request {
         Request::Scan {
             roots: roots.to_vec(),
             retention,
             excludes: excludes.to_vec(),
             brief,
+            tidy,
         }
     }
 
@@ -67,9 +76,10 @@ impl Conn {
         retention: Retention,
         excludes: &[String],
         brief: bool,
+        tidy: bool,
         progress: impl FnMut(u64, u64),
     ) -> Result<Vec<RootScan>> {
-        self.send(&Self::scan_request(roots, retention, excludes, brief))
+        self.send(&Self::scan_request(roots, retention, excludes, brief, tidy))
             .await?;
         self.flush().await?;
         self.scanned(roots.len(), progress).await
@@ -114,6 +124,15 @@ impl Conn {
                     seen += briefs.len() as u64;
                     self.take_briefs(briefs, &mut scanned.briefs)?;
                     progress(seen, 0);
+                }
+                Response::Note(note) => {
+                    let Some(Ok(scanned)) = out.last_mut() else {
+                        bail!("{}: protocol error: a note outside a root", self.name);
+                    };
+                    // A few short lines at most: a peer cannot fill the client's memory here.
+                    if scanned.notes.len() < MAX_NOTES {
+                        scanned.notes.push(note.chars().take(NOTE_CHARS).collect());
+                    }
                 }
                 Response::Summary(summary) => {
                     let Some(Ok(scanned)) = out.last_mut() else {
@@ -300,7 +319,7 @@ mod tests {
             w.flush().await.unwrap();
         });
         let roots = [RootSpec::Home(WirePath(b"notes".to_vec()))];
-        conn.scan(&roots, Retention::default(), &[], true, |_, _| {})
+        conn.scan(&roots, Retention::default(), &[], true, true, |_, _| {})
             .await
             .unwrap_err()
             .to_string()

@@ -70,10 +70,17 @@ pub struct Peer {
     pub installed: Option<Installed>,
     /// A short name for file names (conflict copies): the host, or this host's name.
     pub label: String,
+    /// The command that starts a serve there (remote peers), as it was started: also what
+    /// runs a remote master's rsync ([`crate::proto::Request::RunRsync`]).
+    pub serve_command: Option<String>,
     /// The user's ssh configuration sets a RemoteCommand for this host (`ssh -G`).
     pub remote_command: bool,
-    /// The directory of the control socket of a master this peer's serve runs on.
-    control: Option<tempfile::TempDir>,
+    /// The directory of the control socket of a master this peer's serve runs on, registered
+    /// to be removed if the run is stopped.
+    control: Option<(tempfile::TempDir, crate::stop::Registered)>,
+    /// The registration of a master of this peer's own (zero-install), closed if the run is
+    /// stopped.
+    stop: Option<crate::stop::Registered>,
 }
 
 impl Peer {
@@ -107,6 +114,8 @@ impl Peer {
             label,
             remote_command: false,
             control: None,
+            stop: None,
+            serve_command: None,
         }
     }
 }

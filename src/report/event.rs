@@ -124,6 +124,27 @@ pub enum Event {
         /// How often it is looked at.
         every: Duration,
     },
+    /// A peer left an entry alone because it changed there while synk ran (the user saved
+    /// it meanwhile): that version stays, and the next run reconciles it (as a conflict where
+    /// it differs from what the others hold).
+    ChangedMeanwhile {
+        /// The peer.
+        peer: String,
+        /// What it said, naming the path.
+        error: String,
+    },
+    /// A peer's note about a root, for `-v`.
+    PeerNote {
+        /// The peer.
+        peer: String,
+        /// The note.
+        note: String,
+    },
+    /// A signal stopped the run at once: every copy cut short, what it wrote removed.
+    StoppedBySignal {
+        /// The signal's name.
+        signal: &'static str,
+    },
     /// Something failed on a peer; the message says what and where.
     PeerFailed {
         /// The peer.

@@ -56,7 +56,8 @@ pub fn voice(ev: &Event) -> Voice {
         | LostWhileSyncing { .. }
         | NothingToRestore { .. } => Voice::Error,
         NoLog { .. } | CannotWatch { .. } | Special { .. } | TooBig { .. } => Voice::Warn,
-        Conflict { .. } => Voice::Conflict,
+        Conflict { .. } | ChangedMeanwhile { .. } => Voice::Conflict,
+        PeerNote { .. } => Voice::Say(1),
         Tracked { .. }
         | Untracked { .. }
         | Reconnected { .. }
@@ -76,7 +77,7 @@ pub fn voice(ev: &Event) -> Voice {
         | RsyncDone { .. }
         | RelayFailed { .. }
         | StreamThrough { .. } => Voice::Say(1),
-        ServeFailed { .. } | Stopping => Voice::Notice,
+        ServeFailed { .. } | Stopping | StoppedBySignal { .. } => Voice::Notice,
     }
 }
 
@@ -211,6 +212,12 @@ pub fn line(ev: &Event, style: Style) -> String {
             humantime::format_duration(*every)
         ),
         PeerFailed { peer, error } => format!("{}: {}", s(peer), s(error)),
+        ChangedMeanwhile { peer, error } => format!(
+            "{}: {}; the next run reconciles it",
+            s(peer),
+            s(error)
+        ),
+        PeerNote { peer, note } => format!("{}: {}", s(peer), s(note)),
         RootFailed { peer, root, error } => format!("{}: {}: {}", s(peer), s(root), s(error)),
         WhileComparing { peer, error } => match peer {
             Some(peer) => format!("{}: {}", s(peer), while_comparing(&s(error))),
@@ -403,6 +410,9 @@ pub fn line(ev: &Event, style: Style) -> String {
 
         ServeFailed { error } => format!("synk --serve: {}", s(error)),
         Stopping => "synk: stopping after the current run (again to stop now)".into(),
+        StoppedBySignal { signal } => {
+            format!("synk: stopped by {signal}: copies cut short, what they wrote removed")
+        }
     }
 }
 

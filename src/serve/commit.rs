@@ -1,13 +1,13 @@
 //! Committing a root's new state: the records the client decided, taken only where the
 //! decided version arrived on disk, then pruning kept versions once a session.
 
-use std::fs;
-use std::io;
-use std::path::Path;
+use rustix::fs::FileType;
 
 use super::reports::Reported;
 use super::root::RootCtx;
+use super::stage::recordable;
 use super::{msg, OpResult, Server};
+use crate::beneath::{kind_of, Expect, Stamp};
 use crate::model::{Kind, Record};
 use crate::scan;
 use crate::state::sort_by_path;
@@ -23,6 +23,8 @@ impl Server {
     /// Writes the root's new state: every entry as reported, but as decided where the client
     /// said so, and as before where an action failed or the entry could not be read.
     pub(super) fn commit(&mut self, root: u32) -> OpResult {
+        // Directories get their modes and times once filled, before the state says so.
+        self.finish_dirs();
         let ctx = self.ctx_mut(root)?;
         if !ctx.dirty && ctx.set.is_empty() && !ctx.state.absorbs() {
             // An in-sync re-check: the state already says what the scan found.
@@ -75,7 +77,7 @@ fn next_records(ctx: &RootCtx, mut set: Vec<Record>) -> Vec<Record> {
         let rec = match (set.next_if(|r| r.rel == *rel), rep) {
             // Only what actually arrived: where the decided version is not on disk (its copy
             // failed), the old record stays and the next run tries again.
-            (Some(r), _) if arrived(&ctx.abs, &r) => Some(r),
+            (Some(r), _) if recordable(&r) && arrived(ctx, &r) => Some(r),
             (Some(_), _) | (None, Reported::AsRecorded | Reported::Unknown) => old.cloned(),
             (None, Reported::Held(h)) => Some(Record {
                 rel: rel.clone(),
@@ -86,7 +88,9 @@ fn next_records(ctx: &RootCtx, mut set: Vec<Record>) -> Vec<Record> {
         new.extend(rec);
     }
     created.extend(set);
-    let created = created.into_iter().filter(|r| arrived(&ctx.abs, r));
+    let created = created
+        .into_iter()
+        .filter(|r| recordable(r) && arrived(ctx, r));
     // Records below unreadable directories were not reported: they stay, unless this sync
     // made something there.
     let mut at = 0;
@@ -104,33 +108,46 @@ fn next_records(ctx: &RootCtx, mut set: Vec<Record>) -> Vec<Record> {
     new
 }
 
-/// Whether the entry on disk is the version `r` records: same kind, and for files the same
-/// size and mtime (copies set the master's) or else the same digest; symlinks the same target.
-fn arrived(root: &Path, r: &Record) -> bool {
-    let path = if r.rel.is_empty() {
-        root.to_path_buf()
-    } else {
-        root.join(r.rel.as_path())
+/// Whether the entry on disk is the version `r` records, by what this session knows of it,
+/// never by size and mtime alone: a file this session placed must still carry the stamp it
+/// had in place; one it did not write must still be the very file the scan saw (same stamp)
+/// with the digest the record names. A directory must be one; a symlink must point where the
+/// record says; a deletion must be gone.
+fn arrived(ctx: &RootCtx, r: &Record) -> bool {
+    let Ok(at) = ctx.at(&r.rel, false) else {
+        return false;
     };
-    let md = fs::symlink_metadata(&path);
-    match (&r.meta, md) {
-        (None, Err(e)) => e.kind() == io::ErrorKind::NotFound,
-        (None, Ok(_)) | (Some(_), Err(_)) => false,
-        (Some(m), Ok(md)) => match &m.kind {
-            Kind::Dir => md.is_dir(),
-            Kind::Symlink(t) => {
-                md.file_type().is_symlink()
-                    && fs::read_link(&path)
-                        .is_ok_and(|l| l.as_os_str().as_encoded_bytes() == t.as_bytes())
+    let st = match at.lstat() {
+        Ok(st) => st,
+        Err(_) => return false,
+    };
+    let Some(m) = &r.meta else {
+        return st.is_none();
+    };
+    let Some(st) = st else {
+        return false;
+    };
+    let kind = kind_of(&st);
+    match &m.kind {
+        Kind::Dir => kind == FileType::Directory,
+        Kind::Symlink(t) => {
+            kind == FileType::Symlink && at.read_link().is_ok_and(|l| l == t.as_bytes())
+        }
+        Kind::File if kind == FileType::RegularFile => {
+            let now = Stamp::of(&st);
+            if now.size != m.size || now.mtime != m.mtime {
+                return false;
             }
-            Kind::File if md.is_file() && md.len() == m.size => {
-                scan::mtime_ns(&md) == m.mtime
-                    || fs::File::open(&path)
-                        .and_then(|mut f| scan::hash_pipelined(&mut f))
-                        .is_ok_and(|d| Some(d) == m.digest)
+            if let Some(placed) = ctx.placed.borrow().get(&r.rel) {
+                return *placed == now.id();
             }
-            _ => false,
-        },
+            let seen = match ctx.expect(&r.rel) {
+                Expect::Same(id) => id,
+                Expect::Absent => return false,
+            };
+            seen == now.id() && ctx.meta(&r.rel).is_some_and(|s| s.digest == m.digest)
+        }
+        _ => false,
     }
 }
 
@@ -163,7 +180,7 @@ mod tests {
         let tree = tempfile::tempdir().unwrap();
         let states = tempfile::tempdir().unwrap();
         for d in ["ok", "made", "x/under"] {
-            fs::create_dir_all(tree.path().join(d)).unwrap();
+            std::fs::create_dir_all(tree.path().join(d)).unwrap();
         }
         let mut state = RootState::load(Some(states.path()), tree.path()).unwrap();
         let old = ["a", "f", "u", "x/under", "y"].map(|r| dir_rec(r, 1));
@@ -178,7 +195,7 @@ mod tests {
             ("u", Reported::Unknown),
             ("u2", Reported::Unknown),
         ] {
-            reported.push(WirePath::from(rel), rep);
+            reported.push(WirePath::from(rel), rep, 0);
         }
         reported.sort();
         let gone = Record {
@@ -194,18 +211,9 @@ mod tests {
             dir_rec("x/under", 3), // beats the record kept below an unread directory
             dir_rec("ok", 4),      // sent twice: the later stands
         ];
-        let ctx = RootCtx {
-            abs: tree.path().to_path_buf(),
-            siblings: false,
-            excludes: Excludes::none(),
-            dirty: true,
-            state,
-            reported,
-            set: Vec::new(),
-            held_briefs: None,
-            said: None,
-            watchable: false,
-        };
+        let mut ctx = RootCtx::new(tree.path().to_path_buf(), Excludes::none(), state);
+        ctx.dirty = true;
+        ctx.reported = reported;
         let got = next_records(&ctx, set);
         let want = vec![
             dir_rec("a", 1),

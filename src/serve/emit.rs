@@ -105,6 +105,13 @@ impl<'w, W: Write> Emitter<'w, W> {
         }
     }
 
+    /// Sends a note about the root now (after its header), kept with what the root said.
+    pub(super) fn note(&mut self, line: String) -> Result<(), FrameError> {
+        self.check()?;
+        self.write_header()?;
+        self.send(&Response::Note(line))
+    }
+
     /// The root is not all unchanged after all: the held-back briefs go out now, and the rest
     /// as they come.
     fn release(&mut self) {

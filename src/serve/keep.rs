@@ -1,20 +1,27 @@
 //! Keeping what is replaced or deleted: an entry leaves the tree only into the version store,
 //! a conflict's losing version is renamed and kept, and a file this peer already holds is
-//! cloned locally instead of sent.
+//! cloned locally instead of sent. Every step first checks that the entry is still the
+//! version the decision saw: one the user saved meanwhile is left for the next run.
 
-use std::fs;
-use std::io::{self, Read, Write};
-use std::path::Path;
+use std::io::{Read, Write};
 
 use sha2::Digest as _;
 
-use super::{msg, sync_parent, OpResult, Server};
+use super::root::RootCtx;
+use super::write::refuse_directory;
+use super::{Fail, OpResult, Server};
+use crate::beneath::{kind_of, At, Expect, Stamp, Temp};
 use crate::model::{Digest, Kind, Meta, Why};
-use crate::names;
 use crate::paths::WirePath;
 use crate::proto::CHUNK;
-use crate::scan;
+use crate::scan::{self, MODE_BITS};
 use crate::versions::{Store, Take};
+
+/// What stands at `at` now: its stamp and kind (`None`: nothing).
+fn standing(at: &At) -> Result<Option<(Stamp, rustix::fs::FileType)>, Fail> {
+    let st = at.lstat().map_err(|e| Fail::Error(e.to_string()))?;
+    Ok(st.map(|st| (Stamp::of(&st), kind_of(&st))))
+}
 
 impl Server {
     /// The version store, or why there is none.
@@ -24,105 +31,133 @@ impl Server {
             .ok_or_else(|| "this peer has no state directory to keep versions in".to_string())
     }
 
-    /// The metadata of the entry at `path` as scanned, provided it is still that version: one
-    /// changed since the scan (the user saved it meanwhile) is left for the next run, never
-    /// deleted or replaced under a description that is no longer true. An entry the scan did
-    /// not report is described as it is now.
-    fn meta_of(&self, root: u32, rel: &WirePath, path: &Path) -> Result<Meta, String> {
-        let md = fs::symlink_metadata(path).map_err(|e| msg(path, e))?;
-        match self.ctx(root)?.meta(rel) {
-            Some(m) => {
-                let same = match &m.kind {
-                    Kind::File => {
-                        md.is_file() && md.len() == m.size && scan::mtime_ns(&md) == m.mtime
-                    }
-                    Kind::Symlink(t) => fs::read_link(path)
-                        .is_ok_and(|l| l.as_os_str().as_encoded_bytes() == t.as_bytes()),
-                    Kind::Dir => md.is_dir(),
-                    Kind::Special => true,
-                };
-                if same {
-                    Ok(m.clone())
-                } else {
-                    Err(msg(path, "changed since the scan; left for the next run"))
-                }
+    /// The metadata of entry `rel`, provided it is still the version the decision saw (the
+    /// same stamp as the scan's, or as this session left it): one changed since (the user
+    /// saved it meanwhile) is left for the next run, never kept, replaced or deleted under a
+    /// description that is no longer true. An entry the scan did not report is described as
+    /// it is now.
+    fn still(ctx: &RootCtx, rel: &WirePath, at: &At, now: Stamp) -> Result<Meta, Fail> {
+        let same = match ctx.expect(rel) {
+            Expect::Same(id) => now.id() == id,
+            Expect::Absent => false,
+        };
+        match ctx.meta(rel) {
+            Some(m) if same => Ok(m.clone()),
+            Some(_) => Err(Fail::Changed(format!(
+                "{}: changed since the scan (saved meanwhile?); left for the next run",
+                at.shown().display()
+            ))),
+            None => {
+                let md = std::fs::symlink_metadata(at.shown());
+                md.map_err(|e| e.to_string())
+                    .and_then(|md| scan::describe(at.shown(), &md))
+                    .map_err(|e| Fail::Error(format!("{}: {e}", at.shown().display())))
             }
-            None => scan::describe(path, &md).map_err(|e| msg(path, e.as_str())),
         }
     }
 
     /// Takes an entry out of the tree: files and symlinks into the version store, empty
     /// directories removed. Gone already is fine.
     pub(super) fn remove(&self, root: u32, rel: &WirePath, deleted: bool) -> OpResult {
-        let (_, path) = self.locate(root, rel)?;
-        let md = match fs::symlink_metadata(&path) {
-            Ok(md) => md,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(msg(&path, e)),
+        let ctx = self.ctx(root)?;
+        let at = ctx.at(rel, false)?;
+        let Some((now, kind)) = standing(&at)? else {
+            return Ok(());
         };
-        if md.is_dir() {
-            // Temps of a killed run are not the user's: they never keep a directory alive.
-            if let Ok(list) = fs::read_dir(&path) {
-                for e in list.flatten() {
-                    if names::is_temp_name(e.file_name().as_encoded_bytes()) {
-                        scan::remove_if_stale(&e.path());
+        if kind == rustix::fs::FileType::Directory {
+            // What a killed run left there is not the user's: it never keeps a directory alive.
+            if let Ok(dir) = ctx
+                .dir()
+                .and_then(|d| d.dir(rel.as_bytes()).map_err(|e| e.to_string()))
+            {
+                if let Ok(list) = rustix::fs::Dir::read_from(&dir) {
+                    for e in list.flatten() {
+                        crate::beneath::remove_if_stale(
+                            std::os::fd::AsFd::as_fd(&dir),
+                            e.file_name().to_bytes(),
+                        );
                     }
                 }
             }
-            return fs::remove_dir(&path).map_err(|e| {
-                if e.kind() == io::ErrorKind::DirectoryNotEmpty {
-                    msg(
-                        &path,
-                        "directory holds entries this sync did not expect; kept",
-                    )
+            return at.rmdir().map_err(|e| {
+                if e.raw_os_error() == Some(libc::ENOTEMPTY) {
+                    Fail::Error(format!(
+                        "{}: directory holds entries this sync did not expect; kept",
+                        at.shown().display()
+                    ))
                 } else {
-                    msg(&path, e)
+                    Fail::Error(e.to_string())
                 }
             });
         }
-        let meta = self.meta_of(root, rel, &path)?;
+        let meta = Self::still(ctx, rel, &at, now)?;
         let why = if deleted {
             Why::Deleted
         } else {
             Why::Overwritten
         };
         self.store()?
-            .keep(&path, &meta, why, Take::Move)
-            .map_err(|e| msg(&path, e))?;
-        sync_parent(&path);
+            .keep_at(&at, at.shown(), &meta, why, Take::Move)
+            .map_err(|e| Fail::Error(format!("{}: {e}", at.shown().display())))?;
+        at.sync_dir();
+        ctx.now_at(rel, None);
         Ok(())
     }
 
     /// Gives a conflict's losing version another name, keeping it in the store as well.
     pub(super) fn rename(&self, root: u32, rel: &WirePath, to: &WirePath) -> OpResult {
-        let (_, path) = self.locate(root, rel)?;
-        let (_, dest) = self.locate(root, to)?;
-        if fs::symlink_metadata(&dest).is_ok() {
-            return Err(msg(&dest, "exists already; conflict copy not made"));
-        }
-        let meta = self.meta_of(root, rel, &path)?;
+        let ctx = self.ctx(root)?;
+        let at = ctx.at(rel, false)?;
+        let dest = ctx.at(to, false)?;
+        let Some((now, _)) = standing(&at)? else {
+            return Err(Fail::Error(format!("{}: gone", at.shown().display())));
+        };
+        let meta = Self::still(ctx, rel, &at, now)?;
         if meta.kind != Kind::Dir {
             self.store()?
-                .keep(&path, &meta, Why::Conflict, Take::Link)
-                .map_err(|e| msg(&path, e))?;
+                .keep_at(&at, at.shown(), &meta, Why::Conflict, Take::Link)
+                .map_err(|e| Fail::Error(format!("{}: {e}", at.shown().display())))?;
         }
-        fs::rename(&path, &dest).map_err(|e| msg(&path, e))?;
-        sync_parent(&dest);
+        // The name must be free: a conflict copy never replaces anything.
+        let stamp = at
+            .rename_over(&dest, Some(Expect::Absent))
+            .map_err(|e| match e {
+                crate::beneath::Refused::Changed(p) => Fail::Error(format!(
+                    "{}: exists already; conflict copy not made",
+                    p.display()
+                )),
+                other => other.into(),
+            })?;
+        dest.sync_dir();
+        ctx.now_at(rel, None);
+        ctx.placed(to, stamp.id());
         Ok(())
     }
 
     /// Keeps the current versions of entries that copies are about to replace.
     pub(super) fn keep(&self, root: u32, rels: &[WirePath]) -> OpResult {
+        let ctx = self.ctx(root)?;
         for rel in rels {
-            let (_, path) = self.locate(root, rel)?;
-            match fs::symlink_metadata(&path) {
-                Ok(md) if md.is_file() || md.file_type().is_symlink() => {}
-                _ => continue,
+            let at = ctx.at(rel, false)?;
+            let Some((now, kind)) = standing(&at)? else {
+                continue;
+            };
+            if !matches!(
+                kind,
+                rustix::fs::FileType::RegularFile | rustix::fs::FileType::Symlink
+            ) {
+                continue;
             }
-            let meta = self.meta_of(root, rel, &path)?;
+            let meta = Self::still(ctx, rel, &at, now)?;
             self.store()?
-                .keep(&path, &meta, Why::Overwritten, Take::Link)
-                .map_err(|e| msg(&path, e))?;
+                .keep_at(&at, at.shown(), &meta, Why::Overwritten, Take::Link)
+                .map_err(|e| Fail::Error(format!("{}: {e}", at.shown().display())))?;
+            // A hard link moves the ctime: the copy that follows must expect that.
+            if let Some((after, _)) = standing(&at)? {
+                if after.ino == now.ino && after.size == now.size && after.mtime == now.mtime {
+                    ctx.now_at(rel, Some(after.id()));
+                }
+            }
         }
         Ok(())
     }
@@ -137,36 +172,40 @@ impl Server {
         mtime: i64,
         digest: Digest,
     ) -> OpResult {
-        let (_, src) = self.locate(root, from)?;
-        let (base, path) = self.locate(root, rel)?;
-        Self::ensure_parents(&base, rel)?;
-        Self::refuse_directory(&path)?;
-        let tmp = copy_to_temp(&src, &path, &digest)?;
-        Self::install(tmp, &path, mode, mtime)
+        let ctx = self.ctx(root)?;
+        let src = ctx.at(from, false)?;
+        let dest = ctx.at(rel, true)?;
+        refuse_directory(&dest)?;
+        let tmp = copy_to_temp(&src, &dest, &digest)?;
+        let stamp = tmp.place(&dest, mode & MODE_BITS, mtime, Some(ctx.expect(rel)))?;
+        ctx.placed(rel, stamp.id());
+        Ok(())
     }
 }
 
-/// Copies `src` into a locked temp file beside `dest`, checking the bytes against `digest`.
-pub(super) fn copy_to_temp(
-    src: &Path,
-    dest: &Path,
-    digest: &Digest,
-) -> Result<tempfile::NamedTempFile, String> {
-    let dir = dest.parent().unwrap_or(Path::new("/"));
-    let mut tmp = super::temp_beside(dest)?;
-    let mut f = fs::File::open(src).map_err(|e| msg(src, e))?;
+/// Copies the file at `src` into a locked temp file beside `dest`, checking the bytes against
+/// `digest`.
+pub(super) fn copy_to_temp(src: &At, dest: &At, digest: &Digest) -> Result<Temp, Fail> {
+    let err = |at: &At, e: std::io::Error| Fail::Error(format!("{}: {e}", at.shown().display()));
+    let mut tmp = dest.temp().map_err(|e| Fail::Error(e.to_string()))?;
+    let mut f = src.open_read().map_err(|e| Fail::Error(e.to_string()))?;
     let mut hasher = sha2::Sha512::new();
     let mut buf = vec![0u8; CHUNK];
     loop {
-        let n = f.read(&mut buf).map_err(|e| msg(src, e))?;
+        let n = f.read(&mut buf).map_err(|e| err(src, e))?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
-        tmp.write_all(&buf[..n]).map_err(|e| msg(dir, e))?;
+        tmp.file_mut()
+            .write_all(&buf[..n])
+            .map_err(|e| err(dest, e))?;
     }
     if Digest::from_hasher(hasher) != *digest {
-        return Err(msg(src, "changed since the scan; not copied"));
+        return Err(Fail::Changed(format!(
+            "{}: changed since the scan; not copied",
+            src.shown().display()
+        )));
     }
     Ok(tmp)
 }

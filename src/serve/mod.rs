@@ -12,15 +12,12 @@
 //! tree goes into the version store), `write.rs` (what the copiers write), `commit.rs` (the
 //! new state) and `restore.rs` (kept versions listed and put back).
 
-use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use filetime::FileTime;
-
 use crate::model::Retention;
-use crate::paths::{check_rel, WirePath};
+use crate::paths::WirePath;
 use crate::proto::{
     read_frame, write_frame, FrameError, Request, Response, CHUNK, MAGIC, PROTOCOL_VERSION,
 };
@@ -35,23 +32,29 @@ mod recheck;
 mod reports;
 mod restore;
 mod root;
+mod rsync;
 mod scanning;
+mod stage;
 mod watch;
 mod write;
-
-use write::{sync_parent, temp_beside};
 
 /// Kept versions per [`Response::Versions`] frame.
 const VERSIONS_BATCH: usize = 1024;
 
 /// Serves one client on this process's stdin and stdout until the client hangs up.
 pub fn run() -> Result<(), FrameError> {
+    rsync::stop_on_signals();
     let mut server = Server::new(crate::os::home_dir());
+    server.on_stdin = true;
     server.cache_dir = crate::os::cache_dir(server.home.as_deref());
     server.with_state(state::state_dir(server.home.as_deref()));
     let mut r = BufReader::with_capacity(CHUNK + 64, io::stdin().lock());
     let mut w = BufWriter::with_capacity(CHUNK + 64, io::stdout().lock());
     let res = server.serve(&mut r, &mut w);
+    // The client is gone (done, or killed mid-run): directories made in this session still
+    // get their modes and times, and scratch directories go with what is left in them.
+    server.finish_dirs();
+    server.abandon_scratch();
     // The scanned roots are plain memory, and the process ends here: freeing a big tree's
     // records one by one would only keep the client, which waits for this exit, waiting.
     std::mem::forget(std::mem::take(&mut server.roots));
@@ -75,8 +78,6 @@ pub struct Server {
     pruned: bool,
     /// The roots of the last scan; later requests refer to them by index.
     roots: Vec<Option<root::RootCtx>>,
-    /// Locks on rsync scratch directories in use, so scans elsewhere see them as live.
-    scratch_locks: Vec<File>,
     /// The watch over the scanned roots (`--watch`, and re-checks), made on first use;
     /// `Err`: impossible.
     watch: Option<Result<watch::Watch, String>>,
@@ -84,9 +85,28 @@ pub struct Server {
     last_walk: Option<recheck::LastWalk>,
     /// Scans that walked the tree (the others answered from memory).
     walks: u32,
+    /// This serve speaks on the process's standard input (a remote rsync it runs is killed
+    /// when that input ends).
+    on_stdin: bool,
 }
 
-type OpResult = Result<(), String>;
+/// Why a request that changes a tree was not carried out.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    /// It failed; the message names the path.
+    Error(String),
+    /// The entry changed since the scan (the user saved it meanwhile): that version stays,
+    /// and the next run reconciles it.
+    Changed(String),
+}
+
+impl From<String> for Fail {
+    fn from(m: String) -> Fail {
+        Fail::Error(m)
+    }
+}
+
+type OpResult = Result<(), Fail>;
 
 /// `PATH: error`, for an I/O error or a plain reason.
 fn msg(path: &Path, e: impl IntoMsg) -> String {
@@ -110,17 +130,11 @@ impl IntoMsg for &str {
     }
 }
 
-fn to_filetime(ns: i64) -> FileTime {
-    FileTime::from_unix_time(
-        ns.div_euclid(1_000_000_000),
-        ns.rem_euclid(1_000_000_000) as u32,
-    )
-}
-
 fn reply(w: &mut impl Write, res: OpResult) -> Result<(), FrameError> {
     match res {
         Ok(()) => write_frame(w, &Response::Done),
-        Err(e) => write_frame(w, &Response::Failed(e)),
+        Err(Fail::Error(e)) => write_frame(w, &Response::Failed(e)),
+        Err(Fail::Changed(e)) => write_frame(w, &Response::Changed(e)),
     }
 }
 
@@ -136,10 +150,10 @@ impl Server {
             retention: Retention::default(),
             pruned: false,
             roots: Vec::new(),
-            scratch_locks: Vec::new(),
             watch: None,
             last_walk: None,
             walks: 0,
+            on_stdin: false,
         }
     }
 
@@ -216,9 +230,10 @@ impl Server {
                     retention,
                     excludes,
                     brief,
+                    tidy,
                 } => {
                     self.retention = retention;
-                    self.scan(&roots, &excludes, brief, w)?
+                    self.scan(&roots, &excludes, brief, tidy, w)?
                 }
                 Request::Detail { root, rels } => self.detail(root, rels, w)?,
                 Request::Briefs { root } => self.held_briefs(root, w)?,
@@ -238,7 +253,7 @@ impl Server {
                 } => reply(w, self.clone_local(root, &from, &rel, mode, mtime, digest))?,
                 Request::Records { root, set } => {
                     // No answer: a failure shows at the commit.
-                    if let Err(e) = self.records(root, set) {
+                    if let Err(Fail::Error(e) | Fail::Changed(e)) = self.records(root, set) {
                         tracing::warn!("{e}");
                     }
                 }
@@ -253,13 +268,26 @@ impl Server {
                     }
                     Err(e) => write_frame(w, &Response::Failed(e))?,
                 },
-                Request::Restore { path, id } => reply(w, self.restore(&path, &id))?,
+                Request::Restore { root, rel, id } => reply(w, self.restore(root, &rel, &id))?,
                 Request::Siblings { root } => reply(w, self.siblings(root))?,
                 Request::Watch { wait_ms, reset } => {
                     let answer = self.watch(Duration::from_millis(wait_ms.into()), reset);
                     write_frame(w, &answer)?
                 }
-                Request::Prepare { root, dir } => reply(w, self.prepare(root, dir))?,
+                Request::Prepare { root, dir } => match self.prepare(root, dir) {
+                    Ok(name) => write_frame(w, &Response::Scratch(name))?,
+                    Err(e) => reply(w, Err(e))?,
+                },
+                Request::RunRsync { args, names } => {
+                    write_frame(w, &self.run_rsync(args, names))?;
+                    w.flush()?;
+                    // The conversation of a remote rsync ends with it.
+                    return Ok(());
+                }
+                Request::Place { root, items } => match self.place(root, &items) {
+                    Ok(done) => write_frame(w, &Response::Placed(done))?,
+                    Err(e) => write_frame(w, &Response::Failed(e))?,
+                },
                 Request::Cleanup { root, dir } => reply(w, self.cleanup(root, dir))?,
                 Request::ReadFile { root, rel } => self.read_file(root, &rel, w)?,
                 Request::WriteFile {
@@ -322,65 +350,6 @@ impl Server {
             }
         }
     }
-
-    /// The absolute path of entry `rel` under root `root`, if both are acceptable.
-    fn locate(&self, root: u32, rel: &WirePath) -> Result<(PathBuf, PathBuf), String> {
-        check_rel(rel).map_err(|e| format!("{rel}: refused: {e}"))?;
-        let ctx = self
-            .roots
-            .get(root as usize)
-            .and_then(Option::as_ref)
-            .ok_or_else(|| format!("root #{root} was not scanned in this session"))?;
-        let mut base = ctx.abs.clone();
-        if ctx.siblings && !rel.is_empty() {
-            // A file root's other entries (conflict copies) live beside it.
-            base = base.parent().unwrap_or(Path::new("/")).to_path_buf();
-        }
-        let path = if rel.is_empty() {
-            base.clone()
-        } else {
-            base.join(rel.as_path())
-        };
-        Ok((base, path))
-    }
-
-    /// Makes sure every directory from the filesystem root down to the parent of `rel` exists,
-    /// and that those at or below the synced root are real directories, not symlinks.
-    fn ensure_parents(base: &Path, rel: &WirePath) -> OpResult {
-        let above = if rel.is_empty() {
-            base.parent()
-        } else {
-            Some(base)
-        };
-        if let Some(dir) = above.filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.is_dir() {
-                fs::create_dir_all(dir).map_err(|e| msg(dir, e))?;
-            }
-        }
-        if rel.is_empty() {
-            return Ok(());
-        }
-        let mut chain = vec![base.to_path_buf()];
-        chain.extend(rel.ancestors().map(|a| base.join(a.as_path())));
-        for dir in chain {
-            match fs::symlink_metadata(&dir) {
-                Ok(md) if md.is_dir() => {}
-                Ok(_) => return Err(msg(&dir, "not a directory (refusing to write through it)")),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::create_dir(&dir).map_err(|e| msg(&dir, e))?
-                }
-                Err(e) => return Err(msg(&dir, e)),
-            }
-        }
-        Ok(())
-    }
-
-    fn refuse_directory(path: &Path) -> OpResult {
-        match fs::symlink_metadata(path) {
-            Ok(md) if md.is_dir() => Err(msg(path, "is a directory; synk never replaces a tree")),
-            _ => Ok(()),
-        }
-    }
 }
 
 fn protocol_error(what: &str) -> FrameError {
@@ -388,14 +357,19 @@ fn protocol_error(what: &str) -> FrameError {
 }
 
 #[cfg(test)]
-mod tests {
+mod safety_tests;
+
+#[cfg(test)]
+pub(super) mod tests {
     use super::*;
     use crate::model::{Digest, Kind};
     use crate::paths::RootSpec;
     use crate::proto::{encode, ENTRY_BATCH};
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
 
-    fn hello() -> Request {
+    pub(super) fn hello() -> Request {
         Request::Hello {
             magic: MAGIC,
             protocol: PROTOCOL_VERSION,
@@ -437,7 +411,7 @@ mod tests {
     }
 
     /// The start of a file transfer to a single-file root.
-    fn write_file(mode: u32, mtime: i64) -> Request {
+    pub(super) fn write_file(mode: u32, mtime: i64) -> Request {
         Request::WriteFile {
             root: 0,
             rel: WirePath::default(),
@@ -447,10 +421,10 @@ mod tests {
         }
     }
 
-    const SEED: u64 = 0x5eed;
+    pub(super) const SEED: u64 = 0x5eed;
 
     /// The end of a transfer (of [`write_file`]'s seed) whose master read `content`.
-    fn end(content: &[u8]) -> Request {
+    pub(super) fn end(content: &[u8]) -> Request {
         let mut check = crate::proto::Check::new(SEED);
         check.update(content);
         Request::End {
@@ -458,16 +432,17 @@ mod tests {
         }
     }
 
-    fn w(s: &str) -> WirePath {
+    pub(super) fn w(s: &str) -> WirePath {
         WirePath(s.as_bytes().to_vec())
     }
 
-    fn scan_home(rel: &str) -> Request {
+    pub(super) fn scan_home(rel: &str) -> Request {
         Request::Scan {
             roots: vec![RootSpec::Home(w(rel))],
             retention: Retention::default(),
             excludes: Vec::new(),
             brief: false,
+            tidy: true,
         }
     }
 
@@ -481,6 +456,7 @@ mod tests {
             retention: Retention::default(),
             excludes: Vec::new(),
             brief: true,
+            tidy: true,
         };
         let detail = |rel: &str| Request::Detail {
             root: 0,
@@ -560,6 +536,7 @@ mod tests {
             retention: Retention::default(),
             excludes: Vec::new(),
             brief: true,
+            tidy: true,
         };
         let briefs = |resps: &[Response]| -> Vec<Brief> {
             gather(resps, |r| match r {
@@ -672,6 +649,7 @@ mod tests {
             retention: Retention::default(),
             excludes: Vec::new(),
             brief: true,
+            tidy: true,
         };
         let (res, _) = converse_in(
             home.path(),
@@ -683,7 +661,7 @@ mod tests {
         server.with_state(Some(state));
         let scan = |server: &mut Server| {
             let mut out = Vec::new();
-            server.scan(&roots, &[], true, &mut out).unwrap();
+            server.scan(&roots, &[], true, true, &mut out).unwrap();
             server.commit(0).unwrap();
             out
         };
@@ -905,7 +883,7 @@ mod tests {
             .collect();
         assert_eq!(failures.len(), 6, "{resps:?}");
         assert!(failures[0].contains("not scanned"));
-        assert!(failures[3].contains("not a directory"));
+        assert!(failures[3].contains("symlink"), "{}", failures[3]);
         assert!(!home.path().join("escape").exists());
         assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
     }

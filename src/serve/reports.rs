@@ -17,12 +17,13 @@ pub(super) enum Reported {
     Unknown,
 }
 
-/// Every entry one scan reported, one report per path. A flat list rather than a map: a
-/// million entries cost their paths and a word each, and a walk that comes in nearly sorted
-/// order sorts in about one pass.
+/// Every entry one scan reported, one report per path, with the id of its stamp as the scan
+/// saw it ([`crate::beneath::Stamp::id`]; 0: none): a replacement checks that the entry is still that
+/// version. A flat list rather than a map: a million entries cost their paths and a few words
+/// each, and a walk that comes in nearly sorted order sorts in about one pass.
 #[derive(Debug, Default)]
 pub(super) struct Reports {
-    list: Vec<(WirePath, Reported)>,
+    list: Vec<(WirePath, Reported, u128)>,
     /// How much of `list` is known to be in path order.
     sorted: usize,
 }
@@ -30,8 +31,8 @@ pub(super) struct Reports {
 impl Reports {
     /// Adds the report of an entry the scan has not reported yet. Lookups see it after the
     /// next [`Reports::sort`].
-    pub(super) fn push(&mut self, rel: WirePath, rep: Reported) {
-        self.list.push((rel, rep));
+    pub(super) fn push(&mut self, rel: WirePath, rep: Reported, stamp: u128) {
+        self.list.push((rel, rep, stamp));
     }
 
     /// Puts every report in path order (stable: of two reports of one path the first stays).
@@ -49,24 +50,31 @@ impl Reports {
     /// The report of `rel`, among those sorted.
     pub(super) fn get(&self, rel: &WirePath) -> Option<&Reported> {
         self.list[..self.sorted]
-            .binary_search_by(|(r, _)| r.cmp(rel))
+            .binary_search_by(|(r, _, _)| r.cmp(rel))
             .ok()
             .map(|i| &self.list[i].1)
+    }
+
+    /// The id of the stamp the scan saw `rel` with, among those sorted (0: none).
+    pub(super) fn stamp(&self, rel: &WirePath) -> u128 {
+        self.list[..self.sorted]
+            .binary_search_by(|(r, _, _)| r.cmp(rel))
+            .map_or(0, |i| self.list[i].2)
     }
 
     /// Whether `rel` was reported (among those sorted), for paths asked in path order: `at` (0 for the first) only
     /// moves forward, so walking a sorted list beside the reports costs one pass over both.
     pub(super) fn contains_ordered(&self, rel: &WirePath, at: &mut usize) -> bool {
         let list = &self.list[..self.sorted];
-        while list.get(*at).is_some_and(|(r, _)| r < rel) {
+        while list.get(*at).is_some_and(|(r, _, _)| r < rel) {
             *at += 1;
         }
-        list.get(*at).is_some_and(|(r, _)| r == rel)
+        list.get(*at).is_some_and(|(r, _, _)| r == rel)
     }
 
     /// Every report, in path order once sorted.
     pub(super) fn iter(&self) -> impl Iterator<Item = (&WirePath, &Reported)> {
-        self.list.iter().map(|(r, rep)| (r, rep))
+        self.list.iter().map(|(r, rep, _)| (r, rep))
     }
 }
 
@@ -84,7 +92,7 @@ mod tests {
             ("a", Reported::Held(Box::new((None, None)))),
             ("b", Reported::Unknown),
         ] {
-            r.push(WirePath::from(rel), rep);
+            r.push(WirePath::from(rel), rep, 0);
         }
         assert_eq!(r.get(&WirePath::from("b")), None, "not sorted yet");
         r.sort();
@@ -95,7 +103,7 @@ mod tests {
         assert!(r.get(&WirePath::from("a")).is_some());
         assert!(r.get(&WirePath::from("a/y")).is_none());
         // Reports added later are found after the next sort.
-        r.push(WirePath::from("a/y"), Reported::Unknown);
+        r.push(WirePath::from("a/y"), Reported::Unknown, 0);
         assert!(r.get(&WirePath::from("a/y")).is_none());
         r.sort();
         assert!(r.get(&WirePath::from("a/y")).is_some());

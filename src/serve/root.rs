@@ -1,14 +1,19 @@
 //! One root of a serve session: where it is, what is left out of it, its remembered state,
 //! what the last scan reported and what the client decided for it.
 
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use super::emit::HeldBriefs;
 use super::reports::{Reported, Reports};
-use super::{OpResult, Server};
+use super::{msg, OpResult, Server};
+use crate::beneath::{At, Beneath, Expect};
 use crate::exclude::Excludes;
 use crate::model::{Meta, Record, Vv};
-use crate::paths::{RootSpec, WirePath};
+use crate::names;
+use crate::paths::{check_rel, RootSpec, WirePath};
 use crate::state::RootState;
 
 /// One root of the session: where it is, its state, and what the client decided for it.
@@ -35,9 +40,157 @@ pub(super) struct RootCtx {
     /// The walk met no mount inside the tree: a watch on its directories sees every change
     /// below it.
     pub(super) watchable: bool,
+    /// The root's parent directory, opened on first use: the root itself is an entry of it,
+    /// and so are a single-file root's conflict copies.
+    pub(super) parent: OnceCell<Beneath>,
+    /// The root directory, opened on first use (never through a symlink): every write below
+    /// it goes through this handle.
+    pub(super) dir: OnceCell<Beneath>,
+    /// Where this session changed an entry, what a replacement must find there now (a keep's
+    /// hard link moves the ctime; a copy placed or an entry moved away changes the rest).
+    pub(super) expect: RefCell<HashMap<WirePath, Expect>>,
+    /// Files this session wrote with a decided version, with the stamp each had in place.
+    pub(super) placed: RefCell<HashMap<WirePath, u128>>,
+    /// Directories made or decided in this session: their permission bits and mtime, applied
+    /// once they are filled (a 0555 directory would refuse its own entries).
+    pub(super) dir_meta: RefCell<Vec<(WirePath, u32, i64)>>,
+    /// The scratch directory rsync writes into: its name in the base, a locked handle, and
+    /// whether that base is the root itself (else its parent).
+    pub(super) scratch: Option<(Vec<u8>, OwnedFd, bool)>,
+    /// The scratch directory's registration for removal if the serve is stopped.
+    pub(super) scratch_live: Option<u64>,
 }
 
 impl RootCtx {
+    /// A root of the session at `abs`, not scanned yet.
+    pub(super) fn new(abs: PathBuf, excludes: Excludes, state: RootState) -> RootCtx {
+        RootCtx {
+            abs,
+            siblings: false,
+            excludes,
+            dirty: false,
+            state,
+            reported: Reports::default(),
+            set: Vec::new(),
+            held_briefs: None,
+            said: None,
+            watchable: false,
+            parent: OnceCell::new(),
+            dir: OnceCell::new(),
+            expect: RefCell::default(),
+            placed: RefCell::default(),
+            dir_meta: RefCell::default(),
+            scratch: None,
+            scratch_live: None,
+        }
+    }
+
+    /// The root's own name in its parent.
+    fn name(&self) -> &[u8] {
+        self.abs
+            .file_name()
+            .map_or(&b""[..], |n| n.as_encoded_bytes())
+    }
+
+    /// The handle on the root's parent directory, made (with its own parents: they are above
+    /// the tree, the user's to name) where `create` says so.
+    pub(super) fn parent(&self, create: bool) -> Result<&Beneath, String> {
+        if let Some(b) = self.parent.get() {
+            return Ok(b);
+        }
+        let dir = self.abs.parent().unwrap_or(Path::new("/"));
+        if create && !dir.is_dir() {
+            std::fs::create_dir_all(dir).map_err(|e| msg(dir, e))?;
+        }
+        let b = Beneath::open(dir).map_err(|e| msg(dir, e))?;
+        Ok(self.parent.get_or_init(|| b))
+    }
+
+    /// The handle on the root directory itself (opened from its parent, never through a
+    /// symlink: a root that is one is not a directory root).
+    pub(super) fn dir(&self) -> Result<&Beneath, String> {
+        self.dir_made(false)
+    }
+
+    /// As [`RootCtx::dir`], making the root directory (and its parents) where it is missing
+    /// and `create` says so.
+    fn dir_made(&self, create: bool) -> Result<&Beneath, String> {
+        if let Some(b) = self.dir.get() {
+            return Ok(b);
+        }
+        let parent = self.parent(create)?;
+        if create {
+            let at = parent.at(self.name()).map_err(|e| e.to_string())?;
+            at.mkdir(0o755).map_err(|e| e.to_string())?;
+        }
+        let b = parent.below(self.name()).map_err(|e| e.to_string())?;
+        Ok(self.dir.get_or_init(|| b))
+    }
+
+    /// Entry `rel` of this root, for a read or a write: checked to stay inside the root, to be
+    /// no name synk keeps for itself, and beside a single-file root to be one of its conflict
+    /// copies. With `create`, missing directories on the way below the root are made.
+    pub(super) fn at(&self, rel: &WirePath, create: bool) -> Result<At, String> {
+        check_rel(rel).map_err(|e| format!("{rel}: refused: {e}"))?;
+        if rel.as_bytes().split(|b| *b == b'/').any(names::is_own) {
+            return Err(format!("{rel}: refused: a name synk keeps for itself"));
+        }
+        if rel.is_empty() {
+            return self
+                .parent(create)?
+                .at(self.name())
+                .map_err(|e| e.to_string());
+        }
+        if self.siblings {
+            let ok = !rel.as_bytes().contains(&b'/')
+                && names::is_conflict_copy_of(self.name(), rel.as_bytes());
+            if !ok {
+                return Err(msg(
+                    &self.abs,
+                    format!(
+                        "{rel}: refused: beside a single file only its conflict copies are written"
+                    )
+                    .as_str(),
+                ));
+            }
+            return self
+                .parent(false)?
+                .at(rel.as_bytes())
+                .map_err(|e| e.to_string());
+        }
+        let dir = self.dir_made(create)?;
+        let at = if create {
+            dir.at_creating(rel.as_bytes(), 0o755)
+        } else {
+            dir.at(rel.as_bytes())
+        };
+        at.map_err(|e| e.to_string())
+    }
+
+    /// What replacing entry `rel` must find there: as this session left it, else as the scan
+    /// saw it, else nothing.
+    pub(super) fn expect(&self, rel: &WirePath) -> Expect {
+        if let Some(e) = self.expect.borrow().get(rel) {
+            return *e;
+        }
+        match self.reported.stamp(rel) {
+            0 => Expect::Absent,
+            id => Expect::Same(id),
+        }
+    }
+
+    /// Notes what stands at `rel` now that this session changed it (`None`: nothing).
+    pub(super) fn now_at(&self, rel: &WirePath, id: Option<u128>) {
+        let e = id.map_or(Expect::Absent, Expect::Same);
+        self.expect.borrow_mut().insert(rel.clone(), e);
+    }
+
+    /// Notes a file this session placed with its decided version.
+    pub(super) fn placed(&self, rel: &WirePath, id: u128) {
+        self.placed.borrow_mut().insert(rel.clone(), id);
+        self.now_at(rel, Some(id));
+    }
+
     /// Nothing changed since the walk, none to record, and the briefs behind its summary
     /// still held: the walk's answer still stands for this root.
     pub(super) fn as_walked(&self) -> bool {

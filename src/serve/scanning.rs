@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::emit::Emitter;
 use super::recheck::{self, Asked, FileId, LastWalk, Marks, Now, RootId};
-use super::reports::{Reported, Reports};
+use super::reports::Reported;
 use super::root::RootCtx;
 use super::{msg, watch, Server};
 use crate::cache::DigestCache;
@@ -31,6 +31,7 @@ impl Server {
         roots: &[RootSpec],
         excludes: &[String],
         brief: bool,
+        tidy: bool,
         w: &mut W,
     ) -> Result<(), FrameError> {
         let asked = Asked {
@@ -64,6 +65,7 @@ impl Server {
         if let Some(abs) = repeatable {
             self.watch_for_recheck(abs);
         }
+        self.finish_dirs();
         self.roots.clear();
         for (i, spec) in roots.iter().enumerate() {
             let index = i as u32;
@@ -87,19 +89,8 @@ impl Server {
                     continue;
                 }
             };
-            let mut ctx = RootCtx {
-                abs: abs.clone(),
-                siblings: false,
-                excludes,
-                dirty: false,
-                state,
-                reported: Reports::default(),
-                set: Vec::new(),
-                held_briefs: None,
-                said: None,
-                watchable: false,
-            };
-            let res = self.scan_one(index, &mut ctx, brief, w);
+            let mut ctx = RootCtx::new(abs, excludes, state);
+            let res = self.scan_one(index, &mut ctx, brief, tidy, w);
             self.roots.push(Some(ctx));
             res?;
         }
@@ -201,6 +192,7 @@ impl Server {
         index: u32,
         ctx: &mut RootCtx,
         brief: bool,
+        tidy: bool,
         w: &mut W,
     ) -> Result<(), FrameError> {
         let abs = ctx.abs.clone();
@@ -220,20 +212,30 @@ impl Server {
         let excludes = &ctx.excludes;
         let mut dirty = false;
         let mut hint = 0;
-        let walked = scan::scan_root(&abs, &cache, excludes, &mut |found: Found| {
+        let walked = scan::scan_root(&abs, &cache, excludes, tidy, &mut |found: Found| {
             let base = state.get_near(&found.rel, &mut hint);
+            let stamp = found.stamp.map_or(0, |s| s.id());
             let (entry, rep) = versioned(found, base, key, now);
             dirty |= entry.changed;
             if matches!(rep, Reported::Unknown) && entry.state.is_err() {
                 unknown_dirs.push(entry.rel.clone());
             }
-            reported.push(entry.rel.clone(), rep);
+            reported.push(entry.rel.clone(), rep, stamp);
             out.push(entry);
         });
         reported.sort();
         cache.save();
         match walked {
-            Ok(w) => ctx.watchable = !w.other_device,
+            Ok(w) => {
+                ctx.watchable = !w.other_device;
+                if w.setid > 0 {
+                    out.note(format!(
+                        "{}: {} entries carry setuid or setgid bits; synk neither compares nor copies them",
+                        abs.display(),
+                        w.setid
+                    ))?;
+                }
+            }
             Err(e) => {
                 return out.replace(Response::Root {
                     index,
@@ -275,7 +277,7 @@ impl Server {
         }
         if !gone.is_empty() {
             for (rel, rep) in gone {
-                reported.push(rel, rep);
+                reported.push(rel, rep, 0);
             }
             reported.sort();
         }

@@ -12,7 +12,7 @@ use notify::{Config, RecommendedWatcher, RecursiveMode, Watcher as _};
 
 use super::recheck::RootId;
 
-use crate::names::is_temp_name;
+use crate::names;
 
 /// A live watch over some roots.
 pub struct Watch {
@@ -131,12 +131,10 @@ impl Watch {
             return false;
         }
         e.paths.iter().any(|p| {
+            // synk's own temps and scratch directories (and what rsync writes inside one).
             let temp = p
-                .file_name()
-                .is_some_and(|n| is_temp_name(n.as_encoded_bytes()))
-                || p.components().any(|c| {
-                    c.as_os_str().as_encoded_bytes() == crate::names::RSYNC_TEMP_DIR.as_bytes()
-                });
+                .components()
+                .any(|c| names::is_own(c.as_os_str().as_encoded_bytes()));
             let outside = p
                 .parent()
                 .is_some_and(|d| self.files.iter().any(|f| f.parent() == Some(d)))
@@ -184,7 +182,7 @@ mod tests {
         std::fs::create_dir_all(root.join("sub")).unwrap();
         let w = Watch::new(std::slice::from_ref(&root)).unwrap();
         assert!(!w.wait(Duration::from_millis(100)));
-        std::fs::write(root.join("sub/.synk-abcdef.tmp"), "x").unwrap();
+        std::fs::write(root.join("sub/.synk-tmp.0123456789abcdef"), "x").unwrap();
         assert!(!w.wait(Duration::from_millis(300)), "synk's own temp file");
         std::fs::write(root.join("sub/new"), "x").unwrap();
         assert!(w.wait(Duration::from_secs(2)));
@@ -202,7 +200,7 @@ mod tests {
         std::fs::write(root.join("f"), "x").unwrap();
         let w = Watch::new(std::slice::from_ref(&root)).unwrap();
         assert!(!w.take_changed());
-        std::fs::write(root.join(".synk-abcdef.tmp"), "x").unwrap();
+        std::fs::write(root.join(".synk-tmp.0123456789abcdef"), "x").unwrap();
         std::thread::sleep(Duration::from_millis(300));
         assert!(!w.take_changed(), "synk's own temp file");
         // Taken off the queue by a wait, or drained by a reset: still a change to the re-check.

@@ -172,8 +172,13 @@ fn common_args(
 
 /// Opens an SSH connection to `spec` that every later command and rsync reuses, and that
 /// lives until the session is closed (or a minute after this process is gone).
-pub async fn connect(spec: &PeerSpec, opts: &SshOptions, eff: &Effective) -> Result<Session> {
+pub async fn connect(
+    spec: &PeerSpec,
+    opts: &SshOptions,
+    eff: &Effective,
+) -> Result<(Session, crate::stop::Registered)> {
     let dir = control_tempdir()?;
+    let registered = crate::stop::master(dir.path());
     let status = Command::new("ssh")
         .args(master_args(dir.path(), spec, opts, eff))
         .stdin(std::process::Stdio::null())
@@ -186,7 +191,7 @@ pub async fn connect(spec: &PeerSpec, opts: &SshOptions, eff: &Effective) -> Res
         let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
         return Err(anyhow!("ssh: {}", explain(&log, spec, eff)));
     }
-    Ok(Session::new_process_mux(dir))
+    Ok((Session::new_process_mux(dir), registered))
 }
 
 /// A master connection started by [`serve`]: the ssh process, whose stdio is the command's,

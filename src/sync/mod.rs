@@ -132,9 +132,14 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         // -vv shows every peer's version of every entry, and --restore looks up what each
         // peer holds: both need every entry in full.
         brief: cli.verbose < 2 && cli.restore.is_none(),
+        tidy: !cli.dry_run,
     };
     let mut session = Session::new(specs, opts, forced);
     session.roles = roles;
+    if cli.every.is_none() && !cli.watch {
+        // A one-shot run stops at once on a signal, every child with it.
+        session::stop_on_signals(false);
+    }
     if cli.every.is_some() || cli.watch {
         let interval = cli.every.unwrap_or(DEFAULT_WATCH_INTERVAL);
         return session::repeat(&mut session, &cli, &roots, &settings, interval, rep).await;

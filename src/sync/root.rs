@@ -118,6 +118,12 @@ impl RootRun<'_> {
             };
             match this {
                 Some(Ok(scanned)) => {
+                    for note in &scanned.notes {
+                        rep.emit(Event::PeerNote {
+                            peer: self.name(p).to_string(),
+                            note: note.clone(),
+                        });
+                    }
                     views.push(Some(&scanned.listing));
                     settled.push(scanned.settled);
                     abs.push(Some(scanned.abs.clone()));
@@ -236,6 +242,7 @@ impl RootRun<'_> {
             abs,
             root_is_dir,
             display: &self.root.display,
+            name: self.root.spec.name(),
             copier: self.cli.copier,
             ssh_config: self.cli.ssh_config.clone(),
             dry_run: self.cli.dry_run,

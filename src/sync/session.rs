@@ -47,6 +47,8 @@ pub(super) struct Settings {
     pub log: OpLog,
     /// Ask peers for entries unchanged since the last sync in brief ([`crate::plan::settle()`]).
     pub brief: bool,
+    /// Let scans remove what killed runs left in the trees (never on a dry run).
+    pub tidy: bool,
 }
 
 /// The peers: every one that was asked for (localhost first), and those connected now.
@@ -109,8 +111,8 @@ impl Session {
         let hold = scan.is_some() && wanted.iter().any(|i| specs[*i].is_some());
         let remote_done = &remote_done;
         // A new peer gets the scan right behind the handshake.
-        let ahead =
-            scan.map(|(roots, s)| Conn::scan_request(roots, s.retention, &s.excludes, s.brief));
+        let ahead = scan
+            .map(|(roots, s)| Conn::scan_request(roots, s.retention, &s.excludes, s.brief, s.tidy));
         let ahead = ahead.as_ref();
         let fresh = join_all(wanted.iter().map(|i| async move {
             let local = specs[*i].is_none();
@@ -352,7 +354,7 @@ async fn scan_peer(
     let res = if sent {
         conn.scanned(roots.len(), progress).await
     } else {
-        conn.scan(roots, s.retention, &s.excludes, s.brief, progress)
+        conn.scan(roots, s.retention, &s.excludes, s.brief, s.tidy, progress)
             .await
     };
     spinner.finish_and_clear();
@@ -367,21 +369,26 @@ async fn scan_peer(
     }
 }
 
-/// Stops the loop on SIGINT or SIGTERM after the current run; a second signal exits at once
-/// (temp files of a copy cut short are removed by the next run, never synced).
-fn stop_on_signals() -> Arc<AtomicBool> {
+/// Listens for SIGINT, SIGTERM and SIGHUP. A one-shot run (`repeating` false) stops at the
+/// first at once ([`crate::stop::now`]: every child within a second, exit 128 + the signal).
+/// `--every` and `--watch` stop after the current run at the first (the returned flag is set,
+/// as the systemd unit expects) and at once at the second.
+pub(super) fn stop_on_signals(repeating: bool) -> Arc<AtomicBool> {
+    use tokio::signal::unix::SignalKind;
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(AtomicUsize::new(0));
-    for kind in [
-        tokio::signal::unix::SignalKind::interrupt(),
-        tokio::signal::unix::SignalKind::terminate(),
+    for (kind, number, name) in [
+        (SignalKind::interrupt(), libc::SIGINT, "SIGINT"),
+        (SignalKind::terminate(), libc::SIGTERM, "SIGTERM"),
+        (SignalKind::hangup(), libc::SIGHUP, "SIGHUP"),
     ] {
         let (stop, seen) = (stop.clone(), seen.clone());
         if let Ok(mut sig) = tokio::signal::unix::signal(kind) {
             tokio::spawn(async move {
                 while sig.recv().await.is_some() {
-                    if seen.fetch_add(1, Ordering::SeqCst) > 0 {
-                        std::process::exit(130);
+                    if !repeating || seen.fetch_add(1, Ordering::SeqCst) > 0 {
+                        report::notice(Event::StoppedBySignal { signal: name });
+                        crate::stop::now(number);
                     }
                     report::notice(Event::Stopping);
                     stop.store(true, Ordering::SeqCst);
@@ -402,7 +409,7 @@ pub(super) async fn repeat(
     interval: Duration,
     rep: &Reporter,
 ) -> i32 {
-    let stop = stop_on_signals();
+    let stop = stop_on_signals(true);
     let mut round = 0u64;
     loop {
         rep.reset();

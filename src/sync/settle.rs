@@ -127,7 +127,7 @@ fn leave_out(
 ) {
     match e {
         // Still in step: only this root is left out there (reported with it).
-        OpError::Failed(m) => {
+        OpError::Failed(m) | OpError::Changed(m) => {
             if let Some(s) = scans[p].as_mut() {
                 s[root] = Err(text::while_comparing(&m));
             }

@@ -58,7 +58,7 @@ impl RootRun<'_> {
                 .await;
             match fetched {
                 Ok(()) => {}
-                Err(OpError::Failed(m)) => {
+                Err(OpError::Failed(m) | OpError::Changed(m)) => {
                     // Still in step: only this root is left out there, and its state stays.
                     rep.emit(Event::WhileComparing {
                         peer: Some(self.name(holder).to_string()),

@@ -14,7 +14,9 @@ use crate::model::Kind;
 use crate::paths::{entry_display, WirePath};
 use crate::peer::{OpError, Peer};
 use crate::plan::{Copy, PeerId, Plan};
+use crate::proto::Request;
 use crate::report::{Event, Progress, Reporter};
+use futures::future::join_all;
 
 /// What crossed the wire for a root's copies: bytes sent as they are, and bytes rsync's delta
 /// algorithm found already on the target (a few changed bytes in a big file cost a few
@@ -77,6 +79,9 @@ pub struct RootTransfer<'a> {
     pub root_is_dir: bool,
     /// The root as the user named it, for messages.
     pub display: &'a str,
+    /// The root's own name (its last component) as the user gave it, in bytes: what a file
+    /// root is written under on every peer, never a name a peer reported.
+    pub name: WirePath,
     /// `--copier`.
     pub copier: CopierChoice,
     /// `-F`, for the ssh that client-run rsync starts.
@@ -90,7 +95,7 @@ pub struct RootTransfer<'a> {
 }
 
 impl RootTransfer<'_> {
-    fn path_of(&self, rel: &WirePath) -> WirePath {
+    pub(super) fn path_of(&self, rel: &WirePath) -> WirePath {
         entry_display(self.display, rel)
     }
 
@@ -139,17 +144,28 @@ impl RootTransfer<'_> {
         };
         let mut rsync_pairs = Vec::new();
         let mut stream_pairs: BTreeSet<(PeerId, PeerId)> = BTreeSet::new();
+        // rsync carries regular files only; a pair's directories and symlinks are made by the
+        // target's serve first (parents before children, as the plan orders them).
+        let mut made: BTreeMap<PeerId, Vec<&Copy>> = BTreeMap::new();
         for (&(m, t), copies) in &pairs {
             match method(m, t) {
-                Method::Rsync => rsync_pairs.push((m, t, copies.clone())),
+                Method::Rsync => {
+                    let (files, others): (Vec<&Copy>, Vec<&Copy>) =
+                        copies.iter().partition(|c| c.meta.kind == Kind::File);
+                    made.entry(t).or_default().extend(others);
+                    if !files.is_empty() {
+                        rsync_pairs.push((m, t, files));
+                    }
+                }
                 Method::Stream => {
                     stream_pairs.insert((m, t));
                 }
             }
         }
         if self.dry_run {
+            let shown = WirePath(crate::names::scratch_name(0));
             for (m, t, copies) in &rsync_pairs {
-                rep.emit(self.rsync_job(*m, *t, copies).1);
+                rep.emit(self.rsync_job(*m, *t, copies, &shown).1);
             }
             for (m, t) in stream_pairs.iter().chain(&side_pairs) {
                 rep.emit(self.stream_event(*m, *t));
@@ -158,6 +174,7 @@ impl RootTransfer<'_> {
         }
         let lost = Mutex::new(HashSet::new());
         let wire = Mutex::new(WireStats::default());
+        self.make_entries(&made, rep, &lost).await;
         let (fallback, _) = tokio::join!(
             self.run_rsyncs(&rsync_pairs, rep, &lost, &wire),
             self.run_streams(plan, &stream_pairs, rep, &lost, &wire)
@@ -200,6 +217,39 @@ impl RootTransfer<'_> {
                 }
             }
         }
+    }
+
+    /// Makes the directories and symlinks of rsync pairs on their targets, each target's in
+    /// plan order, sent in one go and answered in one go.
+    async fn make_entries(
+        &self,
+        made: &BTreeMap<PeerId, Vec<&Copy>>,
+        rep: &Reporter,
+        lost: &Mutex<HashSet<PeerId>>,
+    ) {
+        join_all(made.iter().map(|(&t, copies)| async move {
+            let mut copies = copies.clone();
+            copies.sort_by(|a, b| a.rel.cmp(&b.rel));
+            copies.dedup_by(|a, b| a.rel == b.rel);
+            let requests: Vec<(WirePath, Request)> = copies
+                .iter()
+                .filter_map(|c| stream::make_request(self.root, c).map(|r| (c.rel.clone(), r)))
+                .collect();
+            let mut conn = self.peers[t].conn.lock().await;
+            let answers = conn.pipeline(requests.iter().map(|(_, r)| r)).await;
+            drop(conn);
+            match answers {
+                Ok(answers) => {
+                    for ((rel, _), a) in requests.iter().zip(answers) {
+                        if let Err(e) = a {
+                            self.fail(rep, lost, t, self.path_of(rel), e);
+                        }
+                    }
+                }
+                Err(e) => self.fail(rep, lost, t, WirePath::from(self.display), OpError::Lost(e)),
+            }
+        }))
+        .await;
     }
 
     /// Streams every copy whose (master, target) pair is in `pairs`, entry by entry in plan
@@ -312,6 +362,10 @@ impl RootTransfer<'_> {
                 peer: self.name(p).to_string(),
                 path,
                 error: m,
+            }),
+            OpError::Changed(error) => rep.emit(Event::ChangedMeanwhile {
+                peer: self.name(p).to_string(),
+                error,
             }),
         }
     }

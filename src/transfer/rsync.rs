@@ -15,18 +15,26 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::WireStats;
 use crate::paths::WirePath;
+use crate::proto::{
+    read_frame_async, write_frame_async, FrameError, Request, Response, MAGIC, PROTOCOL_VERSION,
+};
 
-/// rsync's options: symlinks, permissions, times, compression, arguments shielded from the
-/// remote shell, and every listed file transferred (synk already knows they differ; rsync's
-/// size+mtime quick check could skip a forced `--master` copy).
-/// Its temp files go to synk's scratch directory, which scans skip, so a receiver killed
-/// mid-file leaves nothing that a later run would mistake for user data.
+/// rsync's options: permissions, times, arguments shielded from the remote shell, and every
+/// listed file transferred (synk already knows they differ; rsync's size+mtime quick check
+/// could skip a forced `--master` copy). rsync carries regular files only, into the target
+/// root's scratch directory (its destination), never into the tree: the target's serve moves
+/// each planned name into place afterwards. `--copy-dest=..` gives rsync the old file in the
+/// tree beside the scratch directory as the basis of its delta, so a few changed bytes in a
+/// big file still cost a few blocks. Directories rsync makes there (the parents of nested
+/// names) stay writable by their owner (`--chmod=Du+rwx`): the serve renames files out of
+/// them, and the tree's own directories get their modes from the serve.
 /// `--stats` tells how much of each run travelled as literal data and how much rsync's delta
 /// algorithm matched against the target's old file (see [`parse_stats`]).
 pub const RSYNC_OPTS: &[&str] = &[
-    "-lptsI",
+    "-ptsI",
     "--stats",
-    "--temp-dir=.synk-rsync.tmp",
+    "--copy-dest=..",
+    "--chmod=Du+rwx",
     "--from0",
     "--files-from=-",
 ];
@@ -240,11 +248,15 @@ pub async fn run_local(job: &Job) -> Outcome {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .kill_on_drop(true)
+        // Its own process group (with the ssh it starts): out of the terminal's, so Ctrl-C is
+        // the client's to handle, and stopped as a whole if the run is (see crate::stop).
+        .process_group(0);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return Outcome::Failed(format!("cannot run rsync: {e}")),
     };
+    let _registered = crate::stop::group(child.id());
     let mut stdin = child.stdin.take().expect("piped");
     let list = job.stdin();
     let feed = async move {
@@ -261,14 +273,12 @@ pub async fn run_local(job: &Job) -> Outcome {
     }
 }
 
-/// Runs a job on a remote master through its SSH session.
-pub async fn run_remote(session: Arc<openssh::Session>, job: &Job) -> Outcome {
-    let Some(args) = job.shell_args(true) else {
-        return Outcome::Failed("a path holds a NUL byte".into());
-    };
-    let mut cmd = session.arc_raw_command("rsync");
-    cmd.raw_args(args)
-        .stdin(openssh::Stdio::piped())
+/// Runs a job on a remote master: its serve, started for this run alone on a channel of the
+/// master's SSH session (`serve_command`), runs rsync there and kills it if this channel
+/// closes first (a stopped run): a channel without a pty delivers no signal.
+pub async fn run_remote(session: Arc<openssh::Session>, serve_command: &str, job: &Job) -> Outcome {
+    let mut cmd = session.arc_raw_command(serve_command);
+    cmd.stdin(openssh::Stdio::piped())
         .stdout(openssh::Stdio::piped())
         .stderr(openssh::Stdio::piped());
     let mut child = match cmd.spawn().await {
@@ -276,25 +286,53 @@ pub async fn run_remote(session: Arc<openssh::Session>, job: &Job) -> Outcome {
         Err(e) => return Outcome::Failed(format!("cannot run rsync: {e}")),
     };
     let mut stdin = child.stdin().take().expect("piped");
-    let mut stderr = child.stderr().take().expect("piped");
     let mut stdout = child.stdout().take().expect("piped");
-    let list = job.stdin();
-    let feed = async move {
-        let _ = stdin.write_all(&list).await;
-        let _ = stdin.shutdown().await;
-        drop(stdin);
+    let mut stderr = child.stderr().take().expect("piped");
+    let hello = Request::Hello {
+        magic: MAGIC,
+        protocol: PROTOCOL_VERSION,
+        version: env!("CARGO_PKG_VERSION").to_string(),
     };
-    let (mut errs, mut out) = (Vec::new(), Vec::new());
-    let drain = stderr.read_to_end(&mut errs);
-    let report = stdout.read_to_end(&mut out);
-    let (_, _, _, status) = tokio::join!(feed, drain, report, child.wait());
-    let errs = String::from_utf8_lossy(&errs);
-    match status {
-        Ok(st) => with_stats(classify(st.code(), &errs), &out),
-        // ssh reports 255 both for its own failures and for the remote command's 255, which
-        // is rsync saying its own ssh could not connect.
-        Err(openssh::Error::RemoteProcessTerminated) => classify(Some(255), &errs),
-        Err(e) => Outcome::Failed(format!("rsync: {e}")),
+    let run = Request::RunRsync {
+        args: job
+            .args(true)
+            .into_iter()
+            .map(|a| WirePath(a.into_vec()))
+            .collect(),
+        names: job.stdin(),
+    };
+    let talk = async {
+        write_frame_async(&mut stdin, &hello).await?;
+        write_frame_async(&mut stdin, &run).await?;
+        stdin.flush().await?;
+        match read_frame_async::<Response, _>(&mut stdout).await? {
+            Response::Hello {
+                magic, protocol, ..
+            } if magic == MAGIC && protocol == PROTOCOL_VERSION => {}
+            other => {
+                return Err(FrameError::Io(std::io::Error::other(format!(
+                    "unexpected {other:?}"
+                ))))
+            }
+        }
+        read_frame_async::<Response, _>(&mut stdout).await
+    };
+    let mut errs = Vec::new();
+    let (answer, _) = tokio::join!(talk, stderr.read_to_end(&mut errs));
+    drop(stdin);
+    let _ = child.wait().await;
+    match answer {
+        Ok(Response::RsyncDone {
+            code,
+            stdout,
+            stderr,
+        }) => with_stats(classify(code, &String::from_utf8_lossy(&stderr)), &stdout),
+        Ok(other) => Outcome::Failed(format!("rsync: unexpected {other:?}")),
+        // ssh could not run the command: as rsync's own ssh failing, unreachable.
+        Err(e) => classify(
+            Some(255),
+            &format!("{e} {}", String::from_utf8_lossy(&errs)),
+        ),
     }
 }
 
@@ -336,7 +374,7 @@ mod tests {
             bwlimit: Some(10 << 20),
         };
         let shown = job.display(true);
-        assert!(shown.starts_with("rsync -lptsI --stats '--temp-dir=.synk-rsync.tmp' --from0 '--files-from=-' -z '--bwlimit=10240' "), "{shown}");
+        assert!(shown.starts_with("rsync -ptsI --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' -z '--bwlimit=10240' "), "{shown}");
     }
 
     #[test]
@@ -349,7 +387,7 @@ mod tests {
         assert_eq!(job.stdin(), b".\0-rf $(reboot);\n'x'\0\xff\xfe\0".to_vec());
         assert_eq!(
             job.display(true),
-            "rsync -lptsI --stats '--temp-dir=.synk-rsync.tmp' --from0 '--files-from=-' -e 'ssh -o BatchMode=yes -p 2222' '/home/a/my dir/' 'bob@beta:/srv/home/bob/my dir/'"
+            "rsync -ptsI --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' -e 'ssh -o BatchMode=yes -p 2222' '/home/a/my dir/' 'bob@beta:/srv/home/bob/my dir/'"
         );
     }
 
@@ -389,17 +427,14 @@ mod tests {
         };
         assert_eq!(
             job.display(false),
-            "rsync -lptsI --stats '--temp-dir=.synk-rsync.tmp' --from0 '--files-from=-' -e \"ssh -S '/tmp/.ssh-connection x/master' -o ControlMaster=no -F '/etc/ssh cfg'\" alpha:/h/a/ /h/b/"
+            "rsync -ptsI --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' -e \"ssh -S '/tmp/.ssh-connection x/master' -o ControlMaster=no -F '/etc/ssh cfg'\" alpha:/h/a/ /h/b/"
         );
     }
 
     #[test]
-    fn rsync_temp_files_land_where_scans_never_look() {
-        let opt = format!("--temp-dir={}", crate::names::RSYNC_TEMP_DIR);
-        assert!(RSYNC_OPTS.contains(&opt.as_str()));
-        assert!(crate::names::is_temp_name(
-            crate::names::RSYNC_TEMP_DIR.as_bytes()
-        ));
+    fn rsync_writes_beside_the_tree_with_the_old_file_as_its_basis() {
+        assert!(RSYNC_OPTS.contains(&"--copy-dest=.."));
+        assert!(!RSYNC_OPTS[0].contains('l'), "no symlinks through rsync");
     }
 
     #[test]

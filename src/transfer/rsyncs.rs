@@ -9,9 +9,11 @@ use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::{relay, rsync, RootTransfer, WireStats};
+use crate::names;
 use crate::paths::WirePath;
+use crate::peer::OpError;
 use crate::plan::{Copy, PeerId};
-use crate::proto::Request;
+use crate::proto::{Placement, Placing, Request, Response};
 use crate::report::{Event, Progress, Reporter};
 
 /// One master's copies and the targets that need exactly those.
@@ -19,7 +21,13 @@ type Group<'c> = (&'c [&'c Copy], Vec<PeerId>);
 
 impl RootTransfer<'_> {
     /// The rsync job for a pair, and how `-v` tells it.
-    pub(super) fn rsync_job(&self, m: PeerId, t: PeerId, copies: &[&Copy]) -> (rsync::Job, Event) {
+    pub(super) fn rsync_job(
+        &self,
+        m: PeerId,
+        t: PeerId,
+        copies: &[&Copy],
+        scratch: &WirePath,
+    ) -> (rsync::Job, Event) {
         let peers = self.peers;
         let client_runs = self.client_runs(m, t);
         let side = |p: PeerId| {
@@ -49,41 +57,30 @@ impl RootTransfer<'_> {
             });
             rsync::Side { remote, base }
         };
-        // A directory root lists its entries; a file root is the one name in its parent.
-        let names = if self.root_is_dir {
-            copies
-                .iter()
-                .map(|c| {
-                    if c.rel.is_empty() {
-                        WirePath(b".".to_vec())
-                    } else {
-                        c.rel.clone()
-                    }
-                })
-                .collect()
-        } else {
-            // Other entries of a file root are its siblings (conflict copies).
-            let abs = self.abs[m].clone().unwrap_or_default();
-            let name = abs.as_path().file_name().unwrap_or(".".as_ref());
-            copies
-                .iter()
-                .map(|c| {
-                    if c.rel.is_empty() {
-                        WirePath::from_path(std::path::Path::new(name))
-                    } else {
-                        c.rel.clone()
-                    }
-                })
-                .collect()
-        };
+        // A directory root lists its entries; a file root is the one name in its parent, and
+        // that name is the client's own (the root as the user named it), never one a peer
+        // reported. Its other entries are its siblings (conflict copies).
+        let names = copies
+            .iter()
+            .map(|c| {
+                if c.rel.is_empty() {
+                    self.name.clone()
+                } else {
+                    c.rel.clone()
+                }
+            })
+            .collect();
         let mut src = side(m);
         if !client_runs {
             // The master runs rsync: its own files are local to it.
             src.remote = None;
         }
+        // Into the target's scratch directory, never into its tree.
+        let mut dst = side(t);
+        dst.base = dst.base.join(scratch);
         let job = rsync::Job {
             src,
-            dst: side(t),
+            dst,
             names,
             tuning: self.tuning,
         };
@@ -108,38 +105,42 @@ impl RootTransfer<'_> {
         let dir = self.root_is_dir;
         let targets: BTreeSet<PeerId> = pairs.iter().map(|(_, t, _)| *t).collect();
         let prepared = join_all(targets.iter().map(|t| async move {
-            let r = self.peers[*t]
-                .conn
-                .lock()
-                .await
-                .op(&Request::Prepare {
-                    root: self.root,
-                    dir,
-                })
-                .await;
+            let mut conn = self.peers[*t].conn.lock().await;
+            let req = Request::Prepare {
+                root: self.root,
+                dir,
+            };
+            let r = match conn.call(&req).await {
+                Err(e) => Err(OpError::Lost(e)),
+                // A name of synk's exact scratch shape, or the peer is not speaking synk.
+                Ok(Response::Scratch(name)) if names::is_scratch_name(name.as_bytes()) => Ok(name),
+                Ok(Response::Failed(m)) => Err(OpError::Failed(m)),
+                Ok(Response::Changed(m)) => Err(OpError::Changed(m)),
+                Ok(other) => Err(OpError::Lost(conn.unexpected(&other))),
+            };
             (*t, r)
         }))
         .await;
-        let mut ready = BTreeSet::new();
+        let mut scratch: BTreeMap<PeerId, WirePath> = BTreeMap::new();
         for (t, r) in prepared {
             match r {
-                Ok(()) => {
-                    ready.insert(t);
+                Ok(name) => {
+                    scratch.insert(t, name);
                 }
                 Err(e) => self.fail(rep, lost, t, WirePath::from(self.display), e),
             }
         }
+        let ready: BTreeSet<PeerId> = scratch.keys().copied().collect();
         // Targets that need the same copies from the same master share one fan-out.
         let mut groups: BTreeMap<(PeerId, Vec<&WirePath>), Group> = BTreeMap::new();
         for (m, t, copies) in pairs.iter().filter(|(_, t, _)| ready.contains(t)) {
             let key = (*m, copies.iter().map(|c| &c.rel).collect());
             groups.entry(key).or_insert((copies, Vec::new())).1.push(*t);
         }
-        let fallback = join_all(
-            groups
-                .into_iter()
-                .map(|((m, _), (copies, targets))| self.fan_out(m, copies, targets, rep, wire)),
-        )
+        let scratch = &scratch;
+        let fallback = join_all(groups.into_iter().map(|((m, _), (copies, targets))| {
+            self.fan_out(m, copies, targets, scratch, rep, lost, wire)
+        }))
         .await
         .into_iter()
         .flatten()
@@ -166,12 +167,15 @@ impl RootTransfer<'_> {
     /// Carries `copies` from master `m` to `targets` with rsync as a pipelined tree
     /// ([`relay::Fanout`]): each target that has a unit feeds it on. Returns the pairs to
     /// stream instead.
+    #[allow(clippy::too_many_arguments)]
     async fn fan_out(
         &self,
         m: PeerId,
         copies: &[&Copy],
         targets: Vec<PeerId>,
+        scratch: &BTreeMap<PeerId, WirePath>,
         rep: &Reporter,
+        lost: &Mutex<HashSet<PeerId>>,
         wire: &Mutex<WireStats>,
     ) -> Vec<(PeerId, PeerId)> {
         let units = relay::units(copies);
@@ -182,15 +186,26 @@ impl RootTransfer<'_> {
         loop {
             while let Some(job) = plan.start() {
                 let unit = &units[job.unit];
-                running
-                    .push(async move { (job, self.rsync_pair(job.from, job.to, unit, rep).await) });
+                let into = &scratch[&job.to];
+                running.push(async move {
+                    let outcome = self.rsync_pair(job.from, job.to, unit, into, rep).await;
+                    // What arrived moves into place now: the target may feed it on next.
+                    let placed = match &outcome {
+                        rsync::Outcome::Done(_) => self.place(job.to, unit, rep, lost).await,
+                        _ => false,
+                    };
+                    (job, outcome, placed)
+                });
             }
-            let Some((job, outcome)) = running.next().await else {
+            let Some((job, outcome, placed)) = running.next().await else {
                 break;
             };
             let (from, t) = (job.from, job.to);
             let ended = match outcome {
-                rsync::Outcome::Done(_) => relay::Ended::Done,
+                rsync::Outcome::Done(_) if placed => relay::Ended::Done,
+                // Not all of it went into place: the target neither holds the unit nor
+                // feeds it on (what did not arrive was reported with its path).
+                rsync::Outcome::Done(_) => relay::Ended::Failed,
                 rsync::Outcome::Unreachable(_) => relay::Ended::Unreachable,
                 rsync::Outcome::Failed(_) => relay::Ended::Failed,
             };
@@ -247,9 +262,10 @@ impl RootTransfer<'_> {
         from: PeerId,
         t: PeerId,
         copies: &[&Copy],
+        scratch: &WirePath,
         rep: &Reporter,
     ) -> rsync::Outcome {
-        let (job, shown) = self.rsync_job(from, t, copies);
+        let (job, shown) = self.rsync_job(from, t, copies, scratch);
         tracing::debug!(entries = job.names.len(), "{shown:?}");
         rep.emit(shown);
         let spinner = rep.spinner(Progress::Rsync {
@@ -263,10 +279,77 @@ impl RootTransfer<'_> {
                 .session
                 .clone()
                 .expect("remote peers have a session");
-            rsync::run_remote(session, &job).await
+            let command = self.peers[from]
+                .serve_command
+                .as_deref()
+                .unwrap_or("synk --serve");
+            rsync::run_remote(session, command, &job).await
         };
         spinner.finish_and_clear();
         outcome
+    }
+
+    /// Moves `copies`, which rsync wrote into target `t`'s scratch directory, into place there
+    /// ([`Request::Place`]). Returns whether every one of them is in place; each that is not
+    /// is reported with its path.
+    async fn place(
+        &self,
+        t: PeerId,
+        copies: &[&Copy],
+        rep: &Reporter,
+        lost: &Mutex<HashSet<PeerId>>,
+    ) -> bool {
+        let items: Vec<Placing> = copies
+            .iter()
+            .map(|c| Placing {
+                rel: c.rel.clone(),
+                size: c.meta.size,
+                mtime: c.meta.mtime,
+                mode: c.meta.mode,
+            })
+            .collect();
+        let req = Request::Place {
+            root: self.root,
+            items,
+        };
+        let mut conn = self.peers[t].conn.lock().await;
+        let answer = match conn.call(&req).await {
+            Ok(Response::Placed(done)) if done.len() == copies.len() => done,
+            Ok(Response::Failed(m)) => {
+                drop(conn);
+                self.fail(
+                    rep,
+                    lost,
+                    t,
+                    WirePath::from(self.display),
+                    OpError::Failed(m),
+                );
+                return false;
+            }
+            Ok(other) => {
+                let e = conn.unexpected(&other);
+                drop(conn);
+                self.fail(rep, lost, t, WirePath::from(self.display), OpError::Lost(e));
+                return false;
+            }
+            Err(e) => {
+                drop(conn);
+                self.fail(rep, lost, t, WirePath::from(self.display), OpError::Lost(e));
+                return false;
+            }
+        };
+        drop(conn);
+        let mut all = true;
+        for (c, done) in copies.iter().zip(answer) {
+            let e = match done {
+                Placement::Done => continue,
+                Placement::Changed(m) => OpError::Changed(m),
+                Placement::Failed(m) => OpError::Failed(m),
+            };
+            all = false;
+            self.fail(rep, lost, t, self.path_of(&c.rel), e);
+        }
+        all
     }
 
     /// Whether this host runs the pair's rsync (it is one of the ends) or the master does.

@@ -29,6 +29,29 @@ pub type OnBytes<'a> = &'a (dyn Fn(u64, WireStats) + Sync);
 pub type TargetResult = (PeerId, Result<(), OpError>);
 
 /// Copies one entry from `copy.master` to `targets`, concurrently to all of them.
+/// The request that makes a directory or symlink entry on a target (no bytes to carry);
+/// `None` for files and special files.
+pub fn make_request(root: u32, copy: &Copy) -> Option<Request> {
+    let meta = &copy.meta;
+    match &meta.kind {
+        Kind::Dir => Some(Request::MakeDir {
+            root,
+            rel: copy.rel.clone(),
+            mode: meta.mode,
+            mtime: meta.mtime,
+        }),
+        Kind::Symlink(target) => Some(Request::Symlink {
+            root,
+            rel: copy.rel.clone(),
+            target: target.clone(),
+            mtime: meta.mtime,
+        }),
+        Kind::File | Kind::Special => None,
+    }
+}
+
+/// Carries one entry to its targets: a directory or symlink made by each target's serve, a
+/// file streamed.
 pub async fn copy_entry(
     peers: &[Peer],
     root: u32,
@@ -39,22 +62,8 @@ pub async fn copy_entry(
 ) -> Vec<TargetResult> {
     let meta = &copy.meta;
     match &meta.kind {
-        Kind::Dir => {
-            let req = Request::MakeDir {
-                root,
-                rel: copy.rel.clone(),
-                mode: meta.mode,
-                mtime: meta.mtime,
-            };
-            on_each(peers, targets, &req).await
-        }
-        Kind::Symlink(target) => {
-            let req = Request::Symlink {
-                root,
-                rel: copy.rel.clone(),
-                target: target.clone(),
-                mtime: meta.mtime,
-            };
+        Kind::Dir | Kind::Symlink(_) => {
+            let req = make_request(root, copy).expect("a directory or symlink");
             on_each(peers, targets, &req).await
         }
         Kind::File => copy_file(peers, root, copy, targets, bwlimit, on_bytes).await,
@@ -198,6 +207,7 @@ async fn copy_file(
             match conn.recv().await.map_err(OpError::Lost)? {
                 Response::Done => Ok(()),
                 Response::Failed(m) => Err(OpError::Failed(m)),
+                Response::Changed(m) => Err(OpError::Changed(m)),
                 other => Err(OpError::Lost(conn.unexpected(&other))),
             }
         }
@@ -384,6 +394,7 @@ mod tests {
             retention: Retention::default(),
             excludes: Vec::new(),
             brief: false,
+            tidy: true,
         };
         conn.send(&scan).await.unwrap();
         conn.flush().await.unwrap();
