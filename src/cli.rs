@@ -119,7 +119,8 @@ pub struct Cli {
     #[arg(short = 'h', long = "host", value_name = "HOST")]
     hosts: Vec<String>,
 
-    /// Sync the deletions of a root that is empty now on some peer (else that peer is left out).
+    /// Sync the deletions of a root, or of a mount point inside it, that is empty now on some
+    /// peer (else that peer is left out of it).
     #[arg(long)]
     pub confirm_empty: bool,
 

@@ -14,7 +14,7 @@ use crate::model::{Brief, Digest, Kept, Meta, Record, Retention, Vv};
 use crate::paths::{RootSpec, WirePath};
 
 /// Bumped on every incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 /// Opens every handshake so a stray banner or a different program is recognised at once.
 pub const MAGIC: [u8; 4] = *b"SYNK";
 /// Largest frame either side accepts.
@@ -284,6 +284,20 @@ pub enum Request {
     },
 }
 
+/// Longest [`Response::Warning`] a serve sends and a client takes in.
+pub const MAX_WARNING: usize = 1024;
+
+/// A directory below a root that was a mount point at the last sync (or is one now) and is
+/// empty or missing now, though entries were recorded below it: an unmounted disk, not a
+/// deletion, until the user confirms it ([`Response::Emptied`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Emptied {
+    /// The directory, below the root.
+    pub rel: WirePath,
+    /// How many entries below it are gone since the last sync.
+    pub held: u64,
+}
+
 /// Server to client.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
@@ -336,6 +350,11 @@ pub enum Response {
     /// After a root's entries: every entry below it is unchanged since the last sync, and this
     /// is their briefs in sum; the briefs themselves are held for [`Request::Briefs`].
     Summary(Summary),
+    /// Something the user should know (at most [`MAX_WARNING`] bytes), at any point of the
+    /// conversation: it answers nothing, and the next frame is the answer awaited.
+    Warning(String),
+    /// After a root's entries: its emptied mount points ([`Emptied`]).
+    Emptied(Vec<Emptied>),
 }
 
 /// Files from this size on are sent as deltas by the streaming copier; smaller ones whole

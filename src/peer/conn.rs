@@ -28,7 +28,12 @@ pub struct Conn {
     pub(super) child: Option<ServeChild>,
     /// The last lines the serve wrote to its stderr.
     pub(super) stderr: Arc<StdMutex<VecDeque<String>>>,
+    /// Warnings the serve sent, until taken ([`Conn::take_warnings`]).
+    pub(super) warnings: Vec<String>,
 }
+
+/// Warnings kept per conversation until taken: a serve that sends more is cut short.
+const MAX_WARNINGS: usize = 64;
 
 impl Conn {
     /// Sends a request (buffered; see [`Conn::flush`]).
@@ -55,11 +60,36 @@ impl Conn {
             .map_err(|e| self.lost(FrameError::Io(e)))
     }
 
-    /// Reads the next response.
+    /// Reads the next response. Warnings on the way are kept for [`Conn::take_warnings`].
     pub async fn recv(&mut self) -> Result<Response> {
-        read_frame_async(&mut self.reader)
-            .await
-            .map_err(|e| self.lost(e))
+        loop {
+            match read_frame_async(&mut self.reader)
+                .await
+                .map_err(|e| self.lost(e))?
+            {
+                Response::Warning(w) => self.keep_warning(w),
+                r => return Ok(r),
+            }
+        }
+    }
+
+    fn keep_warning(&mut self, mut w: String) {
+        if self.warnings.len() >= MAX_WARNINGS {
+            return;
+        }
+        if w.len() > crate::proto::MAX_WARNING {
+            let mut end = crate::proto::MAX_WARNING;
+            while !w.is_char_boundary(end) {
+                end -= 1;
+            }
+            w.truncate(end);
+        }
+        self.warnings.push(w);
+    }
+
+    /// The warnings the serve sent since the last call.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     /// Sends one request and waits for its single answer.

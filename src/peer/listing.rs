@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use super::{Conn, OpError};
 use crate::model::{Brief, Kind, Retention};
 use crate::paths::{check_rel, RootSpec, WirePath};
-use crate::plan::{Briefs, Listing, Seen};
+use crate::plan::{Briefs, Emptied, Listing, Seen};
 use crate::proto::{Entry, Request, Response, Summary};
 
 /// Path bytes per [`Request::Detail`], well below a frame's limit.
@@ -32,7 +32,12 @@ pub struct Scanned {
     /// Entries sent in brief that settling left to be fetched in full window by window (this
     /// peer alone holds anything under the root, and a lot of it: a first sync).
     pub deferred: Vec<WirePath>,
+    /// Mount points below the root that are emptied there now.
+    pub emptied: Vec<Emptied>,
 }
+
+/// Emptied mount points a peer may name per root, at most: each is a mount point below it.
+const MAX_EMPTIED: usize = 4096;
 
 impl Scanned {
     fn new(abs: WirePath) -> Self {
@@ -131,6 +136,30 @@ impl Conn {
                     scanned.summary = Some(summary);
                     seen = seen.saturating_add(summary.count);
                     progress(seen, 0);
+                }
+                Response::Emptied(list) => {
+                    let Some(Ok(scanned)) = out.last_mut() else {
+                        bail!("{}: protocol error: mount points outside a root", self.name);
+                    };
+                    self.not_summed_up(scanned)?;
+                    if scanned.emptied.len() + list.len() > MAX_EMPTIED {
+                        bail!(
+                            "{}: protocol error: too many emptied mount points",
+                            self.name
+                        );
+                    }
+                    for e in list {
+                        self.check_path(&e.rel)?;
+                        if e.rel.is_empty() {
+                            bail!("{}: protocol error: the root as a mount point", self.name);
+                        }
+                        let path = scanned.abs.join(&e.rel);
+                        scanned.emptied.push(Emptied {
+                            rel: e.rel,
+                            held: e.held,
+                            path,
+                        });
+                    }
                 }
                 Response::ScanDone => break,
                 other => return Err(self.unexpected(&other)),

@@ -28,6 +28,7 @@ pub(crate) async fn in_process(name: &str, home: &std::path::Path) -> Peer {
         writer: BufWriter::new(Box::new(w)),
         child: None,
         stderr: Arc::new(StdMutex::new(VecDeque::new())),
+        warnings: Vec::new(),
     };
     let caps = match conn.handshake(None).await {
         Ok(caps) => caps,
@@ -52,5 +53,6 @@ where
         writer: BufWriter::new(Box::new(client_w)),
         child: None,
         stderr: Arc::new(StdMutex::new(VecDeque::new())),
+        warnings: Vec::new(),
     }
 }

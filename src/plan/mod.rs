@@ -17,6 +17,8 @@
 //! - an entry a peer cannot read leaves that peer out of it and of everything below it;
 //! - a root that is empty now on a peer that held entries is never a mass deletion: that peer
 //!   is left out of the root (unless the user confirms);
+//! - nor is a mount point below the root that is emptied now (the peer says which): that peer
+//!   is left out of that subtree (unless the user confirms);
 //! - fifos, sockets and devices are reported and skipped.
 
 mod actions;
@@ -143,6 +145,18 @@ pub enum Problem {
         /// How many entries it held.
         held: usize,
     },
+    /// A directory that was a mount point at the last sync is empty or missing on a peer
+    /// now: that peer is left out of it and of everything below it.
+    EmptySubtree {
+        /// The peer.
+        peer: PeerId,
+        /// The directory.
+        rel: WirePath,
+        /// How many entries below it are gone.
+        held: u64,
+        /// The directory's absolute path on that peer.
+        path: WirePath,
+    },
     /// A file over `--max-size` on some peer: the entry is left alone everywhere.
     TooBig {
         /// The entry.
@@ -193,6 +207,19 @@ impl Plan {
     }
 }
 
+/// A directory below a root that was a mount point at the last sync on a peer (or is one
+/// now), empty or missing there now though entries were recorded below it, as that peer
+/// tells (see `crate::proto::Emptied`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emptied {
+    /// The directory, below the root.
+    pub rel: WirePath,
+    /// How many entries below it are gone.
+    pub held: u64,
+    /// Its absolute path on that peer, for messages.
+    pub path: WirePath,
+}
+
 /// What the decision is given for one root.
 pub struct Input<'a> {
     /// Each peer's listing, or `None` when that peer could not scan the root.
@@ -210,6 +237,19 @@ pub struct Input<'a> {
     /// Per peer, entries it holds that were settled in sync before the decision and so are
     /// not in its view ([`settle()`]); missing: none.
     pub settled: &'a [usize],
+    /// Per peer, its emptied mount points; missing: none. Each leaves that peer out of its
+    /// subtree, unless `confirm_empty`.
+    pub emptied: &'a [Vec<Emptied>],
+}
+
+impl Input<'_> {
+    /// The emptied mount point of peer `p` at or above `rel`, if any.
+    fn emptied_over(&self, p: PeerId, rel: &WirePath) -> Option<&Emptied> {
+        self.emptied
+            .get(p)?
+            .iter()
+            .find(|e| rel.below(&e.rel).is_some())
+    }
 }
 
 /// The number of entries a peer held below the root at the last sync when the root is empty
@@ -243,6 +283,21 @@ pub fn decide(input: &Input<'_>) -> Plan {
             _ => available.push(p),
         }
     }
+    // Peers left out of an emptied mount point's subtree.
+    let mut emptied_out = false;
+    if !input.confirm_empty {
+        for &p in &available {
+            for e in input.emptied.get(p).into_iter().flatten() {
+                plan.problems.push(Problem::EmptySubtree {
+                    peer: p,
+                    rel: e.rel.clone(),
+                    held: e.held,
+                    path: e.path.clone(),
+                });
+                emptied_out = true;
+            }
+        }
+    }
     let mut union: BTreeMap<&WirePath, Vec<(PeerId, &Seen)>> = BTreeMap::new();
     for &p in &available {
         for (rel, seen) in input.views[p].expect("available") {
@@ -264,10 +319,11 @@ pub fn decide(input: &Input<'_>) -> Plan {
             .iter()
             .copied()
             .filter(|p| {
-                !blocked.is_empty()
+                (!blocked.is_empty()
                     && !rel.is_empty()
                     && (blocked.contains(&(*p, WirePath::default()))
-                        || rel.ancestors().any(|a| blocked.contains(&(*p, a))))
+                        || rel.ancestors().any(|a| blocked.contains(&(*p, a)))))
+                    || (emptied_out && input.emptied_over(*p, rel).is_some())
             })
             .collect();
         let seen: Vec<(PeerId, &Seen)> = seen

@@ -117,6 +117,13 @@ pub enum Event {
         /// Its error.
         error: String,
     },
+    /// A peer's serve says something the user should know (a damaged state file moved aside).
+    PeerWarning {
+        /// The peer.
+        peer: String,
+        /// What it says.
+        warning: String,
+    },
     /// Something failed on a peer for a whole root.
     RootFailed {
         /// The peer.
@@ -186,6 +193,16 @@ pub enum Event {
         root: String,
         /// How many entries it held.
         held: usize,
+    },
+    /// A directory that was a mount point at the last sync is empty or missing on a peer now:
+    /// that peer is left out of it.
+    EmptySubtree {
+        /// The peer.
+        peer: String,
+        /// The directory, as that peer's own path.
+        path: WirePath,
+        /// How many entries below it are gone.
+        held: u64,
     },
     /// A file over `--max-size`: left alone.
     TooBig {

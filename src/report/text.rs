@@ -46,12 +46,14 @@ pub fn voice(ev: &Event) -> Voice {
         | WhileComparing { .. }
         | Unreadable { .. }
         | EmptyRoot { .. }
+        | EmptySubtree { .. }
         | Missing { .. }
         | CopyFailed { .. }
         | RsyncFailed { .. }
         | LostWhileSyncing { .. }
         | NothingToRestore { .. } => Voice::Error,
         NoLog { .. } | CannotWatch { .. } | Special { .. } | TooBig { .. } => Voice::Warn,
+        PeerWarning { .. } => Voice::Warn,
         Conflict { .. } => Voice::Conflict,
         Tracked { .. }
         | Untracked { .. }
@@ -195,6 +197,7 @@ pub fn line(ev: &Event, style: Style) -> String {
             humantime::format_duration(*every)
         ),
         PeerFailed { peer, error } => format!("{}: {}", s(peer), s(error)),
+        PeerWarning { peer, warning } => format!("{}: {}", s(peer), s(warning)),
         RootFailed { peer, root, error } => format!("{}: {}: {}", s(peer), s(root), s(error)),
         WhileComparing { peer, error } => match peer {
             Some(peer) => format!("{}: {}", s(peer), while_comparing(&s(error))),
@@ -253,6 +256,15 @@ pub fn line(ev: &Event, style: Style) -> String {
             "{}: {} is empty or missing there but held {held} entries after the last sync (an unmounted disk?); left out, nothing deleted. If you emptied it on purpose, run again with --confirm-empty",
             s(peer),
             s(root)
+        ),
+        EmptySubtree {
+            peer,
+            path: p,
+            held,
+        } => format!(
+            "{}: {} was a mount point at the last sync and is empty or missing there now, though {held} entries below it were synced (an unmounted disk?); left out there, nothing deleted. If you emptied it on purpose, run again with --confirm-empty",
+            s(peer),
+            path(p)
         ),
         TooBig { path: p, size } => format!(
             "{}: {size} bytes, over --max-size: skipped (nothing copied or deleted)",

@@ -9,6 +9,7 @@ use super::reports::Reported;
 use super::root::RootCtx;
 use super::{msg, OpResult, Server};
 use crate::model::{Kind, Record};
+use crate::paths::WirePath;
 use crate::scan;
 use crate::state::sort_by_path;
 
@@ -24,7 +25,7 @@ impl Server {
     /// said so, and as before where an action failed or the entry could not be read.
     pub(super) fn commit(&mut self, root: u32) -> OpResult {
         let ctx = self.ctx_mut(root)?;
-        if !ctx.dirty && ctx.set.is_empty() && !ctx.state.absorbs() {
+        if !ctx.dirty && ctx.set.is_empty() && !ctx.state.must_write() {
             // An in-sync re-check: the state already says what the scan found.
             return self.prune_once();
         }
@@ -45,8 +46,14 @@ impl Server {
         if !self.pruned {
             self.pruned = true;
             if let Some(store) = &self.store {
-                if let Err(e) = store.prune(self.retention) {
-                    tracing::warn!("pruning kept versions: {e}");
+                match store.prune(self.retention) {
+                    Ok(done) if done.rebuilt => self.warnings.push(format!(
+                        "{}: the index of kept versions was damaged: rebuilt from what could be read and the versions themselves ({} found again); nothing pruned this time",
+                        store.dir().display(),
+                        done.found
+                    )),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("pruning kept versions: {e}"),
                 }
             }
         }
@@ -77,6 +84,8 @@ fn next_records(ctx: &RootCtx, mut set: Vec<Record>) -> Vec<Record> {
             // failed), the old record stays and the next run tries again.
             (Some(r), _) if arrived(&ctx.abs, &r) => Some(r),
             (Some(_), _) | (None, Reported::AsRecorded | Reported::Unknown) => old.cloned(),
+            // Gone below an emptied mount point, and not decided: as before (see `guarded`).
+            (None, Reported::Held(h)) if h.0.is_none() && guarded(ctx, rel) => old.cloned(),
             (None, Reported::Held(h)) => Some(Record {
                 rel: rel.clone(),
                 meta: h.0.clone(),
@@ -102,6 +111,11 @@ fn next_records(ctx: &RootCtx, mut set: Vec<Record>) -> Vec<Record> {
         sort_by_path(&mut new);
     }
     new
+}
+
+/// Whether `rel` is at or below one of the root's emptied mount points.
+fn guarded(ctx: &RootCtx, rel: &WirePath) -> bool {
+    ctx.guarded.iter().any(|m| rel.below(m).is_some())
 }
 
 /// Whether the entry on disk is the version `r` records: same kind, and for files the same
@@ -205,6 +219,7 @@ mod tests {
             held_briefs: None,
             said: None,
             watchable: false,
+            guarded: Vec::new(),
         };
         let got = next_records(&ctx, set);
         let want = vec![

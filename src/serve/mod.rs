@@ -84,6 +84,8 @@ pub struct Server {
     last_walk: Option<recheck::LastWalk>,
     /// Scans that walked the tree (the others answered from memory).
     walks: u32,
+    /// Warnings for the client, sent before the next answer that carries them.
+    warnings: Vec<String>,
 }
 
 type OpResult = Result<(), String>;
@@ -140,6 +142,7 @@ impl Server {
             watch: None,
             last_walk: None,
             walks: 0,
+            warnings: Vec::new(),
         }
     }
 
@@ -242,7 +245,13 @@ impl Server {
                         tracing::warn!("{e}");
                     }
                 }
-                Request::Commit { root } => reply(w, self.commit(root))?,
+                Request::Commit { root } => {
+                    let res = self.commit(root);
+                    for warning in self.warnings.drain(..) {
+                        write_frame(w, &Response::Warning(warning))?;
+                    }
+                    reply(w, res)?
+                }
                 Request::Versions { path } => match self.versions(&path) {
                     Ok(v) => {
                         // In batches that stay below the frame limit, then Done.

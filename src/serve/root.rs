@@ -35,6 +35,9 @@ pub(super) struct RootCtx {
     /// The walk met no mount inside the tree: a watch on its directories sees every change
     /// below it.
     pub(super) watchable: bool,
+    /// Emptied mount points ([`crate::proto::Emptied`]): the deletions below them are recorded
+    /// only as the client decides, never as reported.
+    pub(super) guarded: Vec<WirePath>,
 }
 
 impl RootCtx {
@@ -44,7 +47,7 @@ impl RootCtx {
         self.watchable
             && !self.dirty
             && self.set.is_empty()
-            && !self.state.absorbs()
+            && !self.state.must_write()
             && self.held_briefs.is_some()
             && self.said.is_some()
     }

@@ -247,6 +247,10 @@ impl Session {
             let lost = run.sync(&dead, rep).await;
             dead.extend(lost);
         }
+        join_all(self.peers.iter().map(|peer| async move {
+            tell_warnings(peer, &mut *peer.conn.lock().await, rep);
+        }))
+        .await;
         self.drop_peers(&dead).await;
     }
 
@@ -322,6 +326,16 @@ impl Session {
     }
 }
 
+/// Tells what a peer's serve warned of since the last time.
+fn tell_warnings(peer: &Peer, conn: &mut Conn, rep: &Reporter) {
+    for warning in conn.take_warnings() {
+        rep.emit(Event::PeerWarning {
+            peer: peer.name.clone(),
+            warning,
+        });
+    }
+}
+
 /// Scans the roots on one peer (`sent`: the request went out with the handshake); `None`
 /// (after saying why) when it fails.
 async fn scan_peer(
@@ -343,6 +357,7 @@ async fn scan_peer(
             .await
     };
     spinner.finish_and_clear();
+    tell_warnings(peer, &mut conn, rep);
     match res {
         Ok(scan) => Some(scan),
         Err(e) => {
