@@ -100,6 +100,9 @@ pub enum Request {
         /// Report entries unchanged since the last sync as [`Brief`]s, and a root where every
         /// entry below is unchanged as one [`Summary`].
         brief: bool,
+        /// Hold the roots' locks first, taking any not held yet without waiting: answered
+        /// [`Response::Locked`] before the scan, which does not follow where one is busy.
+        lock: bool,
     },
     /// Wait up to `wait_ms` for a change under the roots of the last scan
     /// ([`Response::Watched`]); `reset` first forgets the changes seen so far.
@@ -282,6 +285,17 @@ pub enum Request {
         /// How many bytes (at most [`CHUNK`]).
         len: u32,
     },
+    /// Take the locks of these roots, waiting up to `wait_ms` for another run to release them
+    /// ([`Response::Waiting`] when it starts to wait), then [`Response::Done`], or
+    /// [`Response::Failed`] holding none of them.
+    Lock {
+        /// The paths the user asked for.
+        roots: Vec<RootSpec>,
+        /// How long to wait at most.
+        wait_ms: u32,
+    },
+    /// Release every lock this session holds (no answer).
+    Unlock,
 }
 
 /// Longest [`Response::Warning`] a serve sends and a client takes in.
@@ -355,6 +369,17 @@ pub enum Response {
     Warning(String),
     /// After a root's entries: its emptied mount points ([`Emptied`]).
     Emptied(Vec<Emptied>),
+    /// First answer to a [`Request::Scan`] with `lock`: this peer's stable key (clients lock
+    /// peers in its order), and the lock found busy, if one was: then nothing is held and no
+    /// scan follows.
+    Locked {
+        /// The peer's stable key.
+        key: u64,
+        /// The path whose lock another run holds.
+        busy: Option<WirePath>,
+    },
+    /// Answering [`Request::Lock`]: another run holds the lock of this path; waiting for it.
+    Waiting(WirePath),
 }
 
 /// Files from this size on are sent as deltas by the streaming copier; smaller ones whole

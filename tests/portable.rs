@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 
 use common::*;
 use sha2::Digest as _;
-use synk::paths::{RootSpec, WirePath};
 use synk::model::Kind;
+use synk::paths::{RootSpec, WirePath};
 use synk::proto::{self, Request, Response, MAGIC, PROTOCOL_VERSION};
 
 const SYNK: &str = env!("CARGO_BIN_EXE_synk");
@@ -137,6 +137,7 @@ fn the_executable_runs_and_serves_alone_in_an_empty_chroot() {
             retention: Default::default(),
             excludes: Vec::new(),
             brief: false,
+            lock: false,
         })
         .unwrap(),
     );

@@ -30,6 +30,8 @@ pub struct Conn {
     pub(super) stderr: Arc<StdMutex<VecDeque<String>>>,
     /// Warnings the serve sent, until taken ([`Conn::take_warnings`]).
     pub(super) warnings: Vec<String>,
+    /// The peer's stable key, once its serve said it (an answer to a locking scan).
+    pub(super) key: Option<u64>,
 }
 
 /// Warnings kept per conversation until taken: a serve that sends more is cut short.
@@ -90,6 +92,11 @@ impl Conn {
     /// The warnings the serve sent since the last call.
     pub fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
+    }
+
+    /// The peer's stable key, if its serve said it.
+    pub fn key(&self) -> Option<u64> {
+        self.key
     }
 
     /// Sends one request and waits for its single answer.

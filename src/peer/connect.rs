@@ -224,6 +224,7 @@ async fn start(
         child: Some(child),
         stderr: tail,
         warnings: Vec::new(),
+        key: None,
     };
     match tokio::time::timeout(limit, conn.handshake(ahead)).await {
         Ok(Ok(caps)) => Ok((conn, caps)),

@@ -39,6 +39,22 @@ pub struct Scanned {
 /// Emptied mount points a peer may name per root, at most: each is a mount point below it.
 const MAX_EMPTIED: usize = 4096;
 
+/// A scan that found another synk run holding a lock it needed on the peer: nothing was
+/// scanned, nothing is held.
+#[derive(Debug)]
+pub struct Busy {
+    /// The path whose lock the other run holds.
+    pub path: WirePath,
+}
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "another synk run holds the lock of {}", self.path)
+    }
+}
+
+impl std::error::Error for Busy {}
+
 impl Scanned {
     fn new(abs: WirePath) -> Self {
         Scanned {
@@ -61,7 +77,42 @@ impl Conn {
             retention,
             excludes: excludes.to_vec(),
             brief,
+            lock: true,
         }
+    }
+
+    /// Takes the locks of `roots` on this peer, waiting up to `wait` for another run to
+    /// release them: `waiting` is told the path it waits for, when it starts to wait.
+    pub async fn lock(
+        &mut self,
+        roots: &[RootSpec],
+        wait: std::time::Duration,
+        mut waiting: impl FnMut(&WirePath),
+    ) -> Result<(), OpError> {
+        let req = Request::Lock {
+            roots: roots.to_vec(),
+            wait_ms: wait.as_millis().min(u32::MAX as u128) as u32,
+        };
+        self.send(&req).await.map_err(OpError::Lost)?;
+        self.flush().await.map_err(OpError::Lost)?;
+        let mut told = false;
+        loop {
+            match self.recv().await.map_err(OpError::Lost)? {
+                Response::Waiting(path) if !told => {
+                    told = true;
+                    waiting(&path);
+                }
+                Response::Done => return Ok(()),
+                Response::Failed(m) => return Err(OpError::Failed(m)),
+                other => return Err(OpError::Lost(self.unexpected(&other))),
+            }
+        }
+    }
+
+    /// Releases every lock this peer's serve holds for this client (no answer).
+    pub async fn unlock(&mut self) -> Result<()> {
+        self.send(&Request::Unlock).await?;
+        self.flush().await
     }
 
     /// Scans `roots` on this peer. A peer that sends an entry path escaping its root is
@@ -136,6 +187,12 @@ impl Conn {
                     scanned.summary = Some(summary);
                     seen = seen.saturating_add(summary.count);
                     progress(seen, 0);
+                }
+                Response::Locked { key, busy } if out.is_empty() => {
+                    self.key = Some(key);
+                    if let Some(path) = busy {
+                        return Err(anyhow::Error::new(Busy { path }));
+                    }
                 }
                 Response::Emptied(list) => {
                     let Some(Ok(scanned)) = out.last_mut() else {
@@ -474,5 +531,110 @@ mod tests {
             matches!(&e, OpError::Lost(e) if e.to_string().contains("protocol error")),
             "{e:?}"
         );
+    }
+    /// The scan of a peer answering a locking scan of root "/h" with `frames`, and what the
+    /// conversation kept: its warnings and the peer's key.
+    async fn locked_scan(
+        frames: Vec<Response>,
+    ) -> (Result<Vec<RootScan>>, Vec<String>, Option<u64>) {
+        let mut conn = fake_peer(|mut r, mut w| async move {
+            let _: Request = read_frame_async(&mut r).await.unwrap();
+            for resp in frames {
+                write_frame_async(&mut w, &resp).await.unwrap();
+            }
+            w.flush().await.unwrap();
+        });
+        let roots = [RootSpec::Home(WirePath::from("notes"))];
+        let res = conn
+            .scan(&roots, Retention::default(), &[], true, |_, _| {})
+            .await;
+        (res, conn.take_warnings(), conn.key())
+    }
+
+    #[tokio::test]
+    async fn a_locking_scan_tells_the_key_the_busy_path_and_the_emptied_mount_points() {
+        use crate::proto::Emptied as Told;
+        let root = || Response::Root {
+            index: 0,
+            result: Ok(WirePath::from("/h")),
+        };
+        let locked = |busy: Option<&str>| Response::Locked {
+            key: 42,
+            busy: busy.map(WirePath::from),
+        };
+        let told = |rel: &str| {
+            Response::Emptied(vec![Told {
+                rel: WirePath::from(rel),
+                held: 7,
+            }])
+        };
+        // Busy: nothing scanned.
+        let (res, _, key) = locked_scan(vec![locked(Some("/h"))]).await;
+        let e = res.unwrap_err();
+        assert_eq!(e.downcast_ref::<Busy>().unwrap().path, WirePath::from("/h"));
+        assert_eq!(key, Some(42));
+        // Locked; a warning on the way; an emptied mount point, with its path there.
+        let warning = Response::Warning("x".repeat(crate::proto::MAX_WARNING + 10));
+        let frames = vec![
+            locked(None),
+            warning,
+            root(),
+            told("m/d"),
+            Response::ScanDone,
+        ];
+        let (res, warnings, _) = locked_scan(frames).await;
+        let scans = res.unwrap();
+        let scanned = scans[0].as_ref().unwrap();
+        assert_eq!(
+            scanned.emptied,
+            [Emptied {
+                rel: WirePath::from("m/d"),
+                held: 7,
+                path: WirePath::from("/h/m/d"),
+            }]
+        );
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].len(), crate::proto::MAX_WARNING);
+        // Refused: the root itself, an escaping path, a locked answer after the scan began.
+        for (frames, want) in [
+            (vec![root(), told("")], "the root as a mount point"),
+            (vec![root(), told("../x")], "invalid entry path"),
+            (vec![told("m")], "outside a root"),
+            (vec![root(), locked(None)], "unexpected Locked"),
+        ] {
+            let mut frames = frames;
+            frames.push(Response::ScanDone);
+            let e = locked_scan(frames).await.0.unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lock_that_waits_says_so_once() {
+        let mut conn = fake_peer(|mut r, mut w| async move {
+            let req: Request = read_frame_async(&mut r).await.unwrap();
+            assert!(
+                matches!(req, Request::Lock { wait_ms: 1500, .. }),
+                "{req:?}"
+            );
+            for resp in [
+                Response::Waiting(WirePath::from("/h/notes")),
+                Response::Warning("by the way".into()),
+                Response::Done,
+            ] {
+                write_frame_async(&mut w, &resp).await.unwrap();
+            }
+            w.flush().await.unwrap();
+        });
+        let roots = [RootSpec::Home(WirePath::from("notes"))];
+        let mut told = Vec::new();
+        conn.lock(&roots, std::time::Duration::from_millis(1500), |p| {
+            told.push(p.clone())
+        })
+        .await
+        .unwrap();
+        assert_eq!(told, [WirePath::from("/h/notes")]);
+        assert_eq!(conn.take_warnings(), ["by the way"]);
+        assert!(conn.take_warnings().is_empty());
     }
 }

@@ -29,6 +29,7 @@ pub(crate) async fn in_process(name: &str, home: &std::path::Path) -> Peer {
         child: None,
         stderr: Arc::new(StdMutex::new(VecDeque::new())),
         warnings: Vec::new(),
+        key: None,
     };
     let caps = match conn.handshake(None).await {
         Ok(caps) => caps,
@@ -54,5 +55,6 @@ where
         child: None,
         stderr: Arc::new(StdMutex::new(VecDeque::new())),
         warnings: Vec::new(),
+        key: None,
     }
 }

@@ -124,6 +124,13 @@ pub enum Event {
         /// What it says.
         warning: String,
     },
+    /// Another synk run holds a lock this run needs on a peer: waiting for it.
+    WaitingForLock {
+        /// The peer.
+        peer: String,
+        /// The path whose lock is held, on that peer.
+        path: WirePath,
+    },
     /// Something failed on a peer for a whole root.
     RootFailed {
         /// The peer.

@@ -54,6 +54,7 @@ pub fn voice(ev: &Event) -> Voice {
         | NothingToRestore { .. } => Voice::Error,
         NoLog { .. } | CannotWatch { .. } | Special { .. } | TooBig { .. } => Voice::Warn,
         PeerWarning { .. } => Voice::Warn,
+        WaitingForLock { .. } => Voice::Notice,
         Conflict { .. } => Voice::Conflict,
         Tracked { .. }
         | Untracked { .. }
@@ -198,6 +199,11 @@ pub fn line(ev: &Event, style: Style) -> String {
         ),
         PeerFailed { peer, error } => format!("{}: {}", s(peer), s(error)),
         PeerWarning { peer, warning } => format!("{}: {}", s(peer), s(warning)),
+        WaitingForLock { peer, path: p } => format!(
+            "synk: waiting for another synk run on {} at {}…",
+            path(p),
+            s(peer)
+        ),
         RootFailed { peer, root, error } => format!("{}: {}: {}", s(peer), s(root), s(error)),
         WhileComparing { peer, error } => match peer {
             Some(peer) => format!("{}: {}", s(peer), while_comparing(&s(error))),

@@ -31,6 +31,7 @@ use crate::versions::Store;
 mod commit;
 mod emit;
 mod keep;
+mod locks;
 mod recheck;
 mod reports;
 mod restore;
@@ -47,6 +48,7 @@ const VERSIONS_BATCH: usize = 1024;
 /// Serves one client on this process's stdin and stdout until the client hangs up.
 pub fn run() -> Result<(), FrameError> {
     let mut server = Server::new(crate::os::home_dir());
+    server.client = Some(libc::STDIN_FILENO);
     server.cache_dir = crate::os::cache_dir(server.home.as_deref());
     server.with_state(state::state_dir(server.home.as_deref()));
     let mut r = BufReader::with_capacity(CHUNK + 64, io::stdin().lock());
@@ -84,6 +86,10 @@ pub struct Server {
     last_walk: Option<recheck::LastWalk>,
     /// Scans that walked the tree (the others answered from memory).
     walks: u32,
+    /// The per-root locks this session holds (made on first use, with a state directory).
+    locks: Option<locks::Locks>,
+    /// The conversation's input, watched while waiting for a lock (`None`: not a descriptor).
+    client: Option<std::os::unix::io::RawFd>,
     /// Warnings for the client, sent before the next answer that carries them.
     warnings: Vec<String>,
 }
@@ -142,6 +148,8 @@ impl Server {
             watch: None,
             last_walk: None,
             walks: 0,
+            locks: None,
+            client: None,
             warnings: Vec::new(),
         }
     }
@@ -209,6 +217,8 @@ impl Server {
                     | Request::Watch { .. }
                     | Request::Records { .. }
                     | Request::Commit { .. }
+                    | Request::Lock { .. }
+                    | Request::Unlock
             );
             if !reads {
                 self.last_walk = None;
@@ -219,10 +229,17 @@ impl Server {
                     retention,
                     excludes,
                     brief,
+                    lock,
                 } => {
                     self.retention = retention;
-                    self.scan(&roots, &excludes, brief, w)?
+                    if !lock || self.lock_for_scan(&roots, w)? {
+                        self.scan(&roots, &excludes, brief, w)?
+                    }
                 }
+                Request::Lock { roots, wait_ms } => {
+                    self.lock(&roots, Duration::from_millis(wait_ms.into()), w)?
+                }
+                Request::Unlock => self.unlock(),
                 Request::Detail { root, rels } => self.detail(root, rels, w)?,
                 Request::Briefs { root } => self.held_briefs(root, w)?,
                 Request::Blocks { root, rel } => write_frame(w, &self.blocks(root, &rel))?,
@@ -477,6 +494,7 @@ mod tests {
             retention: Retention::default(),
             excludes: Vec::new(),
             brief: false,
+            lock: false,
         }
     }
 
@@ -490,6 +508,7 @@ mod tests {
             retention: Retention::default(),
             excludes: Vec::new(),
             brief: true,
+            lock: false,
         };
         let detail = |rel: &str| Request::Detail {
             root: 0,
@@ -569,6 +588,7 @@ mod tests {
             retention: Retention::default(),
             excludes: Vec::new(),
             brief: true,
+            lock: false,
         };
         let briefs = |resps: &[Response]| -> Vec<Brief> {
             gather(resps, |r| match r {
@@ -681,6 +701,7 @@ mod tests {
             retention: Retention::default(),
             excludes: Vec::new(),
             brief: true,
+            lock: false,
         };
         let (res, _) = converse_in(
             home.path(),

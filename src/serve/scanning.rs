@@ -511,6 +511,7 @@ mod tests {
             retention: Retention::default(),
             excludes: Vec::new(),
             brief: true,
+            lock: true,
         }
     }
 

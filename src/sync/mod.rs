@@ -126,6 +126,7 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         // -vv shows every peer's version of every entry, and --restore looks up what each
         // peer holds: both need every entry in full.
         brief: cli.verbose < 2 && cli.restore.is_none(),
+        lock_wait: cli.lock_wait.unwrap_or(session::LOCK_WAIT),
     };
     let mut session = Session::new(specs, opts, forced);
     if cli.every.is_some() || cli.watch {

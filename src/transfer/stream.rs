@@ -384,6 +384,7 @@ mod tests {
             retention: Retention::default(),
             excludes: Vec::new(),
             brief: false,
+            lock: false,
         };
         conn.send(&scan).await.unwrap();
         conn.flush().await.unwrap();
