@@ -36,6 +36,9 @@ pub struct Scanned {
     pub emptied: Vec<Emptied>,
 }
 
+/// How much longer than the wait it asked for a client waits for a serve's answer to a lock.
+const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Emptied mount points a peer may name per root, at most: each is a mount point below it.
 const MAX_EMPTIED: usize = 4096;
 
@@ -96,16 +99,28 @@ impl Conn {
         self.send(&req).await.map_err(OpError::Lost)?;
         self.flush().await.map_err(OpError::Lost)?;
         let mut told = false;
-        loop {
-            match self.recv().await.map_err(OpError::Lost)? {
-                Response::Waiting(path) if !told => {
-                    told = true;
-                    waiting(&path);
+        let answer = async {
+            loop {
+                match self.recv().await.map_err(OpError::Lost)? {
+                    Response::Waiting(path) if !told => {
+                        told = true;
+                        waiting(&path);
+                    }
+                    Response::Done => return Ok(()),
+                    Response::Failed(m) => return Err(OpError::Failed(m)),
+                    other => return Err(OpError::Lost(self.unexpected(&other))),
                 }
-                Response::Done => return Ok(()),
-                Response::Failed(m) => return Err(OpError::Failed(m)),
-                other => return Err(OpError::Lost(self.unexpected(&other))),
             }
+        };
+        // A serve gives up at `wait`; one that does not answer by then and a while longer is
+        // not one to wait for.
+        match tokio::time::timeout(wait + LOCK_GRACE, answer).await {
+            Ok(res) => res,
+            Err(_) => Err(OpError::Lost(anyhow::anyhow!(
+                "{}: no answer to a lock within {}",
+                self.name,
+                humantime::format_duration(wait + LOCK_GRACE)
+            ))),
         }
     }
 
