@@ -208,8 +208,8 @@ impl Plan {
 }
 
 /// A directory below a root that was a mount point at the last sync on a peer (or is one
-/// now), empty or missing there now though entries were recorded below it, as that peer
-/// tells (see `crate::proto::Emptied`).
+/// now), empty or missing there now though entries were recorded below it, as that peer's
+/// serve tells after the root's entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Emptied {
     /// The directory, below the root.
