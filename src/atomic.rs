@@ -63,14 +63,23 @@ pub fn write_with(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<()> {
+    write_file(path, |f| {
+        let mut w = io::BufWriter::new(f);
+        fill(&mut w)?;
+        w.flush()
+    })
+}
+
+/// As [`write_with`], with the temp file itself to fill: one that writes a header it can
+/// only know at the end can seek back to it.
+pub fn write_file(
+    path: &Path,
+    fill: impl FnOnce(&mut fs::File) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let mut tmp = temp_in(dir, path)?;
-    {
-        let mut w = io::BufWriter::new(&mut tmp.file);
-        fill(&mut w)?;
-        w.flush()?;
-    }
+    fill(&mut tmp.file)?;
     tmp.file.sync_all()?;
     fs::rename(&tmp.path, path)?;
     tmp.placed = true;

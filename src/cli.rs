@@ -134,9 +134,15 @@ pub struct Cli {
     #[arg(short = 'h', long = "host", value_name = "HOST")]
     hosts: Vec<String>,
 
-    /// Sync the deletions of a root that is empty now on some peer (else that peer is left out).
+    /// Sync the deletions of a root, or of a mount point inside it, that is empty now on some
+    /// peer (else that peer is left out of it).
     #[arg(long)]
     pub confirm_empty: bool,
+
+    /// How long to wait for another synk run on the same paths to finish on a peer before
+    /// leaving that peer out (`30s`, `5m`; default 10m).
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_interval)]
+    pub lock_wait: Option<std::time::Duration>,
 
     /// List the kept versions of PATH (and below it) on every peer.
     #[arg(long, value_name = "PATH", conflicts_with_all = ["restore", "paths"])]

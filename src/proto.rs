@@ -105,6 +105,9 @@ pub enum Request {
         /// Remove what killed runs left in the trees (synk's own temp files and scratch
         /// directories that no live run holds); never on a dry run.
         tidy: bool,
+        /// Hold the roots' locks first, taking any not held yet without waiting: answered
+        /// [`Response::Locked`] before the scan, which does not follow where one is busy.
+        lock: bool,
     },
     /// Wait up to `wait_ms` for a change under the roots of the last scan
     /// ([`Response::Watched`]); `reset` first forgets the changes seen so far.
@@ -312,6 +315,17 @@ pub enum Request {
         /// The files, each at its path below the root (the same below the scratch directory).
         items: Vec<Placing>,
     },
+    /// Take the locks of these roots, waiting up to `wait_ms` for another run to release them
+    /// ([`Response::Waiting`] when it starts to wait), then [`Response::Done`], or
+    /// [`Response::Failed`] holding none of them.
+    Lock {
+        /// The paths the user asked for.
+        roots: Vec<RootSpec>,
+        /// How long to wait at most.
+        wait_ms: u32,
+    },
+    /// Release every lock this session holds (no answer).
+    Unlock,
 }
 
 /// One file for [`Request::Place`]: where it goes and the version the plan expects there.
@@ -336,6 +350,20 @@ pub enum Placement {
     Changed(String),
     /// Not placed, for this reason (the copy did not arrive complete, say).
     Failed(String),
+}
+
+/// Longest [`Response::Warning`] a serve sends and a client takes in.
+pub const MAX_WARNING: usize = 1024;
+
+/// A directory below a root that was a mount point at the last sync (or is one now) and is
+/// empty or missing now, though entries were recorded below it: an unmounted disk, not a
+/// deletion, until the user confirms it ([`Response::Emptied`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Emptied {
+    /// The directory, below the root.
+    pub rel: WirePath,
+    /// How many entries below it are gone since the last sync.
+    pub held: u64,
 }
 
 /// Server to client.
@@ -411,6 +439,22 @@ pub enum Response {
         #[serde(with = "serde_bytes")]
         stderr: Vec<u8>,
     },
+    /// Something the user should know (at most [`MAX_WARNING`] bytes), at any point of the
+    /// conversation: it answers nothing, and the next frame is the answer awaited.
+    Warning(String),
+    /// After a root's entries: its emptied mount points ([`Emptied`]).
+    Emptied(Vec<Emptied>),
+    /// First answer to a [`Request::Scan`] with `lock`: this peer's stable key (clients lock
+    /// peers in its order), and the lock found busy, if one was: then nothing is held and no
+    /// scan follows.
+    Locked {
+        /// The peer's stable key.
+        key: u64,
+        /// The path whose lock another run holds.
+        busy: Option<WirePath>,
+    },
+    /// Answering [`Request::Lock`]: another run holds the lock of this path; waiting for it.
+    Waiting(WirePath),
 }
 
 /// Files from this size on are sent as deltas by the streaming copier; smaller ones whole

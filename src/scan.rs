@@ -205,13 +205,15 @@ pub fn scan_root(
 }
 
 /// What a walk saw of the tree beyond its entries: where a watch over the root's directories
-/// would miss changes.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// would miss changes, and where other filesystems are mounted inside it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Walked {
     /// A directory or file on another filesystem than the root (a mount inside the tree).
     pub other_device: bool,
     /// Entries whose setuid or setgid bits were left out of their mode.
     pub setid: u64,
+    /// Directories below the root on another filesystem than their parent's: mount points.
+    pub mounts: Vec<WirePath>,
 }
 
 impl Walked {
@@ -321,7 +323,12 @@ fn walk(
                 walked.note(cmd, root_dev);
             }
             match cmd {
-                Ok(cmd) if cmd.is_dir() => stack.push((child_rel, child.path(), cmd)),
+                Ok(cmd) if cmd.is_dir() => {
+                    if cmd.dev() != md.dev() {
+                        walked.mounts.push(child_rel.clone());
+                    }
+                    stack.push((child_rel, child.path(), cmd))
+                }
                 Ok(cmd) if cmd.is_file() => files.push(FileAt::of(child_rel, &cmd)),
                 Ok(cmd) => sink(Found {
                     rel: child_rel,
@@ -451,14 +458,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(dir.path().join("r/sub")).unwrap();
         fs::write(dir.path().join("r/sub/f"), "x").unwrap();
-        assert!(!walk(&dir.path().join("r")).other_device);
+        let plain = walk(&dir.path().join("r"));
+        assert!(!plain.other_device);
+        assert!(plain.mounts.is_empty());
         // /dev holds mounts of its own (pts, shm, mqueue) nearly everywhere.
         let table = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         if table
             .lines()
             .any(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with("/dev/")))
         {
-            assert!(walk(Path::new("/dev")).other_device);
+            let dev = walk(Path::new("/dev"));
+            assert!(dev.other_device);
+            // Each directory mounted right below it is named, relative to the root.
+            let below: Vec<&str> = table
+                .lines()
+                .filter_map(|l| l.split(' ').nth(4)?.strip_prefix("/dev/"))
+                .filter(|m| !m.contains('/') && Path::new("/dev").join(m).is_dir())
+                .collect();
+            for m in below {
+                assert!(dev.mounts.contains(&WirePath::from(m)), "{m}: {dev:?}");
+            }
         }
     }
 

@@ -13,7 +13,7 @@
 //! history as `synk ~/notes`); a sync of a parent root absorbs the files of the roots below it.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -22,12 +22,26 @@ use crate::atomic;
 use crate::model::{Digest, Record};
 use crate::paths::WirePath;
 
-/// Bumped whenever the state file format changes; an unknown format is an error, never ignored
-/// (ignoring it would turn every remembered deletion into a resurrection).
-const FORMAT: u32 = 1;
+/// Opens every state file of [`FORMAT`] 2 on: a file that begins otherwise is of format 1 (a
+/// bare postcard body, whose first byte is its format) or no state file at all.
+const MAGIC: [u8; 8] = *b"SYNKSTAT";
 
+/// The format written: bumped whenever the state file format changes. An unknown format is
+/// never read as if it were this one (that would turn every remembered deletion into a
+/// resurrection): such a file is moved aside like a damaged one.
+const FORMAT: u32 = 2;
+
+/// The format before the header and its checksum: still read, and written anew as [`FORMAT`]
+/// at the next commit.
+const OLD_FORMAT: u32 = 1;
+
+/// The header before the body: [`MAGIC`], the format (u32), the body's length (u64) and the
+/// xxh3-128 of the body, little-endian.
+const HEADER: usize = 8 + 4 + 8 + 16;
+
+/// A format 1 file, whole.
 #[derive(Deserialize)]
-struct Stored {
+struct OldStored {
     format: u32,
     /// The absolute root the records are relative to.
     root: WirePath,
@@ -35,14 +49,145 @@ struct Stored {
     records: Vec<Record>,
 }
 
-/// [`Stored`] as it is written, borrowing the records (the same bytes: postcard encodes a
-/// slice as it does a `Vec`), field for field: the save and load tests read back what it
-/// writes.
+/// The body of a state file, after its header.
+#[derive(Deserialize)]
+struct Body {
+    /// The absolute root the records are relative to (first: see [`read_root`]).
+    root: WirePath,
+    /// Sorted by `rel`.
+    records: Vec<Record>,
+    /// Directories that were mount points at the last sync (on another filesystem than their
+    /// parent's), sorted.
+    mounts: Vec<WirePath>,
+}
+
+/// [`Body`] as it is written, borrowing (the same bytes: postcard encodes a slice as it does a
+/// `Vec`), field for field: the save and load tests read back what it writes.
 #[derive(Serialize)]
-struct StoredRef<'a> {
-    format: u32,
+struct BodyRef<'a> {
     root: &'a WirePath,
     records: &'a [Record],
+    mounts: &'a [WirePath],
+}
+
+/// A state file's content, decoded and checked.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Decoded {
+    /// The absolute root its records are relative to.
+    pub root: WirePath,
+    /// Its records, as stored.
+    pub records: Vec<Record>,
+    /// Directories recorded as mount points.
+    pub mounts: Vec<WirePath>,
+    /// The format it was written in.
+    pub format: u32,
+}
+
+/// Decodes a state file's bytes, checking its header and checksum; a format 1 file is read
+/// as before. `Err` says what is wrong, for the message that moves the file aside.
+pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
+    if !bytes.starts_with(&MAGIC) {
+        let (old, _) = postcard::take_from_bytes::<OldStored>(bytes)
+            .map_err(|e| format!("not a synk state file ({e})"))?;
+        if old.format != OLD_FORMAT {
+            return Err(format!(
+                "format {}, which this synk does not read",
+                old.format
+            ));
+        }
+        return Ok(Decoded {
+            root: old.root,
+            records: old.records,
+            mounts: Vec::new(),
+            format: OLD_FORMAT,
+        });
+    }
+    let Some(header) = bytes.get(..HEADER) else {
+        return Err(format!(
+            "cut short ({} bytes, less than its header)",
+            bytes.len()
+        ));
+    };
+    let format = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+    if format != FORMAT {
+        return Err(format!("format {format}, which this synk does not read"));
+    }
+    let len = u64::from_le_bytes(header[12..20].try_into().expect("8 bytes"));
+    let body = &bytes[HEADER..];
+    if body.len() as u64 != len {
+        return Err(format!(
+            "{} bytes where its header says {len}: cut short or grown",
+            body.len()
+        ));
+    }
+    if xxhash_rust::xxh3::xxh3_128(body).to_le_bytes() != header[20..HEADER] {
+        return Err("its checksum does not match its contents".into());
+    }
+    let (b, rest) = postcard::take_from_bytes::<Body>(body)
+        .map_err(|e| format!("checksum right but undecodable ({e})"))?;
+    if !rest.is_empty() {
+        return Err(format!("{} bytes after its records", rest.len()));
+    }
+    Ok(Decoded {
+        root: b.root,
+        records: b.records,
+        mounts: b.mounts,
+        format: FORMAT,
+    })
+}
+
+/// Counts and hashes what goes through it: the body of a state file on its way to disk.
+struct Summing<W> {
+    inner: W,
+    hash: xxhash_rust::xxh3::Xxh3,
+    len: u64,
+}
+
+impl<W: Write> Write for Summing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes a state file atomically: header, then the body as it is encoded (a big state goes
+/// to disk without a second copy in memory), then the header's length and checksum.
+fn write_state(
+    file: &Path,
+    root: &WirePath,
+    records: &[Record],
+    mounts: &[WirePath],
+) -> io::Result<()> {
+    atomic::write_file(file, |f| {
+        f.write_all(&[0; HEADER])?;
+        let mut w = Summing {
+            inner: io::BufWriter::new(&mut *f),
+            hash: xxhash_rust::xxh3::Xxh3::new(),
+            len: 0,
+        };
+        let body = BodyRef {
+            root,
+            records,
+            mounts,
+        };
+        postcard::to_io(&body, &mut w).map_err(io::Error::other)?;
+        w.flush()?;
+        let (len, check) = (w.len, w.hash.digest128());
+        drop(w);
+        let mut header = Vec::with_capacity(HEADER);
+        header.extend_from_slice(&MAGIC);
+        header.extend_from_slice(&FORMAT.to_le_bytes());
+        header.extend_from_slice(&len.to_le_bytes());
+        header.extend_from_slice(&check.to_le_bytes());
+        f.seek(SeekFrom::Start(0))?;
+        f.write_all(&header)
+    })
 }
 
 /// Sorts `records` by path (stable), keeping the first record of each path.
@@ -82,6 +227,66 @@ pub fn file_for(dir: &Path, root: &Path) -> PathBuf {
     dir.join("roots").join(format!("{}.state", &d.hex()[..32]))
 }
 
+/// A state file that could not be read, moved aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    /// Where it was.
+    pub file: PathBuf,
+    /// Where it is now: beside, as `NAME.state.corrupt-YYYYMMDD-HHMMSS`.
+    pub to: PathBuf,
+    /// What was wrong with it.
+    pub why: String,
+}
+
+/// An I/O error's message without the "(os error N)" that says nothing to a user.
+fn io_msg(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// Moves an unreadable state file aside (kept, never deleted), under a name no later load
+/// reads as a state file.
+fn move_aside(file: &Path, why: String) -> io::Result<Moved> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let when = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+    )
+    .to_string();
+    // 2026-11-25T09:45:27Z -> 20261125-094527
+    let stamp: String = when
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .map(|c| if c == 'T' { '-' } else { c })
+        .collect();
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    let mut to = file.with_file_name(format!("{name}.corrupt-{stamp}"));
+    let mut n = 1;
+    while fs::symlink_metadata(&to).is_ok() {
+        n += 1;
+        to = file.with_file_name(format!("{name}.corrupt-{stamp}-{n}"));
+    }
+    fs::rename(file, &to).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "{}: unreadable sync state ({why}), and it cannot be moved aside: {}",
+                file.display(),
+                io_msg(&e)
+            ),
+        )
+    })?;
+    Ok(Moved {
+        file: file.to_path_buf(),
+        to,
+        why,
+    })
+}
+
 /// The remembered state of one root on this peer.
 #[derive(Debug, Default)]
 pub struct RootState {
@@ -99,9 +304,20 @@ pub struct RootState {
     others: Vec<Record>,
     /// State files of roots below this one, absorbed on save.
     absorbed: Vec<PathBuf>,
+    /// Directories below the scanned root (relative to it) that were mount points at the last
+    /// sync, sorted.
+    mounts: Vec<WirePath>,
+    /// Mount points of the file outside the scanned root, kept as they are.
+    other_mounts: Vec<WirePath>,
+    /// The mount points the last walk found below the root (`None`: no walk told).
+    seen_mounts: Option<Vec<WirePath>>,
+    /// The file is of an older format: written anew at the next commit.
+    migrate: bool,
+    /// State files that could not be read on the way, moved aside.
+    moved: Vec<Moved>,
 }
 
-/// The first fields of a state file, as [`Stored`] begins.
+/// The first fields of a format 1 state file, as [`OldStored`] begins.
 #[derive(Deserialize)]
 struct StoredHead {
     format: u32,
@@ -112,69 +328,112 @@ struct StoredHead {
 const HEAD_BYTES: u64 = 8 << 10;
 
 /// The root a state file belongs to, read from its first bytes only: a run of one small root
-/// must not decode every other root's records to learn where they live.
+/// must not decode every other root's records to learn where they live. The body's checksum
+/// is checked when the file is read whole.
 fn read_root(file: &Path) -> Option<WirePath> {
     let mut head = Vec::with_capacity(HEAD_BYTES as usize);
     fs::File::open(file)
         .and_then(|f| f.take(HEAD_BYTES).read_to_end(&mut head))
         .ok()?;
+    if head.starts_with(&MAGIC) {
+        let format = u32::from_le_bytes(head.get(8..12)?.try_into().ok()?);
+        if format != FORMAT {
+            return None;
+        }
+        let (root, _) = postcard::take_from_bytes::<WirePath>(head.get(HEADER..)?).ok()?;
+        return Some(root);
+    }
     let (h, _) = postcard::take_from_bytes::<StoredHead>(&head).ok()?;
-    (h.format == FORMAT).then_some(h.root)
+    (h.format == OLD_FORMAT).then_some(h.root)
 }
 
-fn read_stored(file: &Path) -> io::Result<Option<Stored>> {
-    let bytes = match fs::read(file) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let stored: Stored = postcard::from_bytes(&bytes)
-        .map_err(|e| io::Error::other(format!("{}: unreadable state: {e}", file.display())))?;
-    if stored.format != FORMAT {
-        return Err(io::Error::other(format!(
-            "{}: state written by another synk version (format {}); move it away to start afresh",
-            file.display(),
-            stored.format
-        )));
+/// What reading a state file found.
+enum Loaded {
+    /// No file.
+    Missing,
+    /// A sound one.
+    Sound(Decoded),
+    /// One that cannot be read, decoded or checked, and why.
+    Bad(String),
+}
+
+fn read_stored(file: &Path) -> Loaded {
+    match fs::read(file) {
+        Ok(bytes) => match decode(&bytes) {
+            Ok(d) => Loaded::Sound(d),
+            Err(why) => Loaded::Bad(why),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Loaded::Missing,
+        Err(e) => Loaded::Bad(io_msg(&e)),
     }
-    Ok(Some(stored))
+}
+
+/// Whether `records` (sorted by path) hold an entry strictly below `dir`.
+fn holds_below(records: &[Record], dir: &WirePath) -> bool {
+    if dir.is_empty() {
+        return records
+            .iter()
+            .any(|r| !r.rel.is_empty() && r.meta.is_some());
+    }
+    let mut prefix = dir.as_bytes().to_vec();
+    prefix.push(b'/');
+    let start = records.partition_point(|r| r.rel.as_bytes() < prefix.as_slice());
+    records[start..]
+        .iter()
+        .take_while(|r| r.rel.as_bytes().starts_with(&prefix))
+        .any(|r| r.meta.is_some())
 }
 
 impl RootState {
     /// Loads the state of `root` from `dir` (`None`: this peer keeps no state). A root inside
-    /// an already recorded root uses that root's records.
+    /// an already recorded root uses that root's records. A state file that cannot be read,
+    /// decoded or checked is moved aside ([`RootState::moved_aside`]) and the root goes on
+    /// without that history; only one that cannot even be moved is an error.
     pub fn load(dir: Option<&Path>, root: &Path) -> io::Result<RootState> {
         let Some(dir) = dir else {
             return Ok(RootState::default());
         };
-        let mut candidates = vec![root.to_path_buf()];
-        candidates.extend(root.ancestors().skip(1).map(Path::to_path_buf));
-        for base in candidates {
-            let file = file_for(dir, &base);
-            let Some(stored) = read_stored(&file)? else {
-                continue;
+        let mut moved = Vec::new();
+        for base in root.ancestors() {
+            let file = file_for(dir, base);
+            let stored = match read_stored(&file) {
+                Loaded::Missing => continue,
+                Loaded::Bad(why) => {
+                    moved.push(move_aside(&file, why)?);
+                    continue;
+                }
+                Loaded::Sound(d) => d,
             };
             if stored.root.as_path() != base {
                 continue; // a hash collision: not ours
             }
             let prefix = root
-                .strip_prefix(&base)
+                .strip_prefix(base)
                 .map(WirePath::from_path)
                 .unwrap_or_default();
             let mut st = RootState {
                 file: Some(file),
-                file_root: base,
+                file_root: base.to_path_buf(),
                 prefix: prefix.clone(),
+                migrate: stored.format != FORMAT,
+                moved,
                 ..RootState::default()
             };
             if prefix.is_empty() {
                 // The file's own root: every record is ours as it is (no copy of each path).
                 st.records = stored.records;
+                st.mounts = stored.mounts;
             } else {
                 for r in stored.records {
                     match r.rel.below(&prefix) {
                         Some(rel) => st.records.push(Record { rel, ..r }),
                         None => st.others.push(r),
+                    }
+                }
+                for m in stored.mounts {
+                    match m.below(&prefix) {
+                        Some(rel) => st.mounts.push(rel),
+                        None => st.other_mounts.push(m),
                     }
                 }
             }
@@ -187,6 +446,7 @@ impl RootState {
         let mut st = RootState {
             file: Some(file_for(dir, root)),
             file_root: root.to_path_buf(),
+            moved,
             ..RootState::default()
         };
         st.absorb_below(dir, root)?;
@@ -195,10 +455,12 @@ impl RootState {
     }
 
     /// Sorts the records by path, keeping the first of each path (a root's own records come
-    /// before those absorbed from roots below it).
+    /// before those absorbed from roots below it), and the mount points.
     fn settle(&mut self) {
         sort_by_path(&mut self.records);
         self.records.shrink_to_fit();
+        self.mounts.sort();
+        self.mounts.dedup();
     }
 
     /// Takes in the records of state files of roots below `root`, where this root has none.
@@ -218,16 +480,72 @@ impl RootState {
                 Ok(below) if !below.as_os_str().is_empty() => WirePath::from_path(below),
                 _ => continue,
             };
-            let Ok(Some(stored)) = read_stored(&path) else {
-                continue;
+            let stored = match read_stored(&path) {
+                Loaded::Sound(d) => d,
+                Loaded::Missing => continue,
+                Loaded::Bad(why) => {
+                    self.moved.push(move_aside(&path, why)?);
+                    continue;
+                }
             };
             for r in stored.records {
                 let rel = below.join(&r.rel);
                 self.records.push(Record { rel, ..r });
             }
+            self.mounts
+                .extend(stored.mounts.iter().map(|m| below.join(m)));
             self.absorbed.push(path);
         }
         Ok(())
+    }
+
+    /// The state files found unreadable while loading, moved aside since (each told once).
+    pub fn moved_aside(&mut self) -> Vec<Moved> {
+        std::mem::take(&mut self.moved)
+    }
+
+    /// Directories below the scanned root that were mount points at the last sync.
+    pub fn mounts(&self) -> &[WirePath] {
+        &self.mounts
+    }
+
+    /// Tells what the walk found: the directories below the root on another filesystem than
+    /// their parent's. They are recorded at the next save, with those recorded before whose
+    /// entries the new records still hold (a mount point left out of a sync stays one).
+    pub fn see_mounts(&mut self, mut seen: Vec<WirePath>) {
+        seen.sort();
+        seen.dedup();
+        self.seen_mounts = Some(seen);
+    }
+
+    /// The mount points the last walk found below the root, as told.
+    pub fn seen_mounts(&self) -> &[WirePath] {
+        self.seen_mounts.as_deref().unwrap_or(&[])
+    }
+
+    /// The mount points to record with `records`: see [`RootState::see_mounts`].
+    fn next_mounts(&self, records: &[Record]) -> Vec<WirePath> {
+        let Some(seen) = &self.seen_mounts else {
+            return self.mounts.clone();
+        };
+        let mut out = seen.clone();
+        out.extend(
+            self.mounts
+                .iter()
+                .filter(|m| seen.binary_search(m).is_err() && holds_below(records, m))
+                .cloned(),
+        );
+        out.sort();
+        out
+    }
+
+    /// True when the file must be written even where no record changed: it absorbs the files
+    /// of roots below, is of an older format, or its mount points changed.
+    pub fn must_write(&self) -> bool {
+        self.file.is_some()
+            && (!self.absorbed.is_empty()
+                || self.migrate
+                || self.next_mounts(&self.records) != self.mounts)
     }
 
     /// The record of an entry below the scanned root.
@@ -279,26 +597,16 @@ impl RootState {
         let Some(file) = self.file.clone() else {
             return Ok(());
         };
-        if records == self.records && self.absorbed.is_empty() {
+        let mounts = self.next_mounts(&records);
+        if records == self.records && mounts == self.mounts && !self.must_write() {
             return Ok(()); // an in-sync re-check writes nothing
         }
         self.records = records;
+        self.mounts = mounts;
         let root = WirePath::from_path(&self.file_root);
-        let write = |records: &[Record]| {
-            atomic::write_with(&file, |w| {
-                let stored = StoredRef {
-                    format: FORMAT,
-                    root: &root,
-                    records,
-                };
-                postcard::to_io(&stored, w)
-                    .map(drop)
-                    .map_err(io::Error::other)
-            })
-        };
-        if self.prefix.is_empty() && self.others.is_empty() {
+        if self.prefix.is_empty() && self.others.is_empty() && self.other_mounts.is_empty() {
             // The root has a file of its own: its records are the file's, as they are.
-            write(&self.records)?;
+            write_state(&file, &root, &self.records, &self.mounts)?;
         } else {
             let mut all: Vec<Record> = self.others.clone();
             all.extend(self.records.iter().map(|r| Record {
@@ -306,8 +614,12 @@ impl RootState {
                 ..r.clone()
             }));
             all.sort_by(|a, b| a.rel.cmp(&b.rel));
-            write(&all)?;
+            let mut mounts = self.other_mounts.clone();
+            mounts.extend(self.mounts.iter().map(|m| self.prefix.join(m)));
+            mounts.sort();
+            write_state(&file, &root, &all, &mounts)?;
         }
+        self.migrate = false;
         for f in self.absorbed.drain(..) {
             let _ = fs::remove_file(f);
         }
@@ -386,11 +698,225 @@ mod tests {
         assert_eq!(read_root(&file), Some(WirePath::from(long.as_str())));
         // Another format, and bytes that are no state at all, name no root.
         let mut other = fs::read(&file).unwrap();
-        other[0] = FORMAT as u8 + 1;
+        other[8] = FORMAT as u8 + 1;
         fs::write(&file, &other).unwrap();
         assert_eq!(read_root(&file), None);
         fs::write(&file, b"\xff\xff").unwrap();
         assert_eq!(read_root(&file), None);
+        // A format 1 file names its root too.
+        fs::write(&file, old_file(&long, &[rec("a", 1)])).unwrap();
+        assert_eq!(read_root(&file), Some(WirePath::from(long.as_str())));
+    }
+
+    /// A format 1 state file, as the synk before the header wrote it.
+    fn old_file(root: &str, records: &[Record]) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Old<'a> {
+            format: u32,
+            root: WirePath,
+            records: &'a [Record],
+        }
+        postcard::to_stdvec(&Old {
+            format: OLD_FORMAT,
+            root: WirePath::from(root),
+            records,
+        })
+        .unwrap()
+    }
+
+    fn mounted_dir(rel: &str, n: u64) -> Record {
+        Record {
+            meta: Some(crate::model::Meta {
+                kind: crate::model::Kind::Dir,
+                size: 0,
+                mode: 0o755,
+                mtime: 0,
+                digest: None,
+            }),
+            ..rec(rel, n)
+        }
+    }
+
+    /// The files in the state directory's `roots`, by name.
+    fn roots_dir(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir.join("roots"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_header_vouches_for_the_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.state");
+        let recs = vec![rec("", 1), mounted_dir("m", 2), rec("m/x", 3)];
+        let mounts = vec![WirePath::from("m")];
+        write_state(&file, &WirePath::from("/r"), &recs, &mounts).unwrap();
+        let good = fs::read(&file).unwrap();
+        assert_eq!(
+            decode(&good).unwrap(),
+            Decoded {
+                root: WirePath::from("/r"),
+                records: recs.clone(),
+                mounts: mounts.clone(),
+                format: FORMAT,
+            }
+        );
+        // Every single flipped bit is caught, in the header and in the body.
+        for i in 0..good.len() {
+            for bit in 0..8 {
+                let mut bad = good.clone();
+                bad[i] ^= 1 << bit;
+                assert!(decode(&bad).is_err(), "byte {i} bit {bit}");
+            }
+        }
+        // Cut short anywhere, or grown.
+        for n in 0..good.len() {
+            assert!(decode(&good[..n]).is_err(), "cut at {n}");
+        }
+        let mut grown = good.clone();
+        grown.push(0);
+        assert!(decode(&grown).unwrap_err().contains("header says"));
+        // A sound header over a body that is not one.
+        let body = b"\xff\xff\xff\xff";
+        let mut forged = good[..HEADER].to_vec();
+        forged[12..20].copy_from_slice(&(body.len() as u64).to_le_bytes());
+        forged[20..HEADER].copy_from_slice(&xxhash_rust::xxh3::xxh3_128(body).to_le_bytes());
+        forged.extend_from_slice(body);
+        assert!(decode(&forged).unwrap_err().contains("undecodable"));
+        // Format 1 reads as before; other formats are refused.
+        let old = old_file("/r", &recs);
+        assert_eq!(decode(&old).unwrap().format, OLD_FORMAT);
+        assert_eq!(decode(&old).unwrap().records, recs);
+        let mut newer = old.clone();
+        newer[0] = 3;
+        assert!(decode(&newer).unwrap_err().contains("format 3"));
+    }
+
+    #[test]
+    fn a_damaged_state_file_is_moved_aside_and_the_root_starts_afresh() {
+        for damage in ["flip", "cut", "garbage", "format"] {
+            let dir = tempfile::tempdir().unwrap();
+            let root = Path::new("/data/notes");
+            let mut st = RootState::load(Some(dir.path()), root).unwrap();
+            st.save(vec![rec("", 1), rec("a", 2), rec("b", 3)]).unwrap();
+            let file = file_for(dir.path(), root);
+            let mut bytes = fs::read(&file).unwrap();
+            match damage {
+                "flip" => *bytes.last_mut().unwrap() ^= 0x10,
+                "cut" => bytes.truncate(bytes.len() - 5),
+                "garbage" => bytes = b"\0\0\0".to_vec(),
+                _ => bytes[8] = 7,
+            }
+            fs::write(&file, &bytes).unwrap();
+
+            let mut st = RootState::load(Some(dir.path()), root).unwrap();
+            assert!(st.is_empty(), "{damage}: no history");
+            let moved = st.moved_aside();
+            assert_eq!(moved.len(), 1, "{damage}");
+            assert_eq!(moved[0].file, file);
+            let name = moved[0]
+                .to
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let stem = file.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(name.starts_with(&format!("{stem}.corrupt-")), "{name}");
+            assert_eq!(name.len(), stem.len() + ".corrupt-YYYYMMDD-HHMMSS".len());
+            assert_eq!(fs::read(&moved[0].to).unwrap(), bytes, "kept as it was");
+            assert!(st.moved_aside().is_empty(), "told once");
+            // The next save makes a sound file; the next load is quiet, and the file moved
+            // aside is never taken for a state file.
+            st.save(vec![rec("", 5)]).unwrap();
+            let mut again = RootState::load(Some(dir.path()), root).unwrap();
+            assert!(again.moved_aside().is_empty(), "{damage}");
+            assert_eq!(again.get(&WirePath::default()).unwrap().vv, vv(&[(1, 5)]));
+            let mut parent = RootState::load(Some(dir.path()), Path::new("/data")).unwrap();
+            assert!(parent.moved_aside().is_empty());
+            assert_eq!(roots_dir(dir.path()).len(), 2);
+        }
+    }
+
+    #[test]
+    fn damaged_files_below_and_above_are_moved_aside_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sub = RootState::load(Some(dir.path()), Path::new("/d/a/sub")).unwrap();
+        sub.save(vec![rec("", 1), rec("x", 1)]).unwrap();
+        let below = file_for(dir.path(), Path::new("/d/a/sub"));
+        let mut bytes = fs::read(&below).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        fs::write(&below, bytes).unwrap();
+        // A parent absorbing it: its head names the root, its body fails the check.
+        let mut top = RootState::load(Some(dir.path()), Path::new("/d")).unwrap();
+        let moved = top.moved_aside();
+        assert_eq!(moved.len(), 1);
+        assert_eq!(moved[0].file, below);
+        assert!(top.is_empty() && !top.absorbs());
+        top.save(vec![rec("", 1), rec("a/sub/x", 2)]).unwrap();
+        // A root below a damaged parent's file.
+        let above = file_for(dir.path(), Path::new("/d"));
+        fs::write(&above, b"SYNKSTAT").unwrap();
+        let mut inner = RootState::load(Some(dir.path()), Path::new("/d/a/sub")).unwrap();
+        assert_eq!(inner.moved_aside()[0].file, above);
+        assert!(inner.is_empty());
+    }
+
+    #[test]
+    fn a_format_1_file_is_read_and_written_anew_at_the_next_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new("/data/notes");
+        let file = file_for(dir.path(), root);
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let recs = vec![rec("", 1), rec("a", 2)];
+        fs::write(&file, old_file("/data/notes", &recs)).unwrap();
+        let mut st = RootState::load(Some(dir.path()), root).unwrap();
+        assert!(st.moved_aside().is_empty());
+        assert_eq!(st.records().cloned().collect::<Vec<_>>(), recs);
+        assert!(st.must_write(), "migrated even where nothing changed");
+        st.save(recs.clone()).unwrap();
+        let bytes = fs::read(&file).unwrap();
+        assert!(bytes.starts_with(&MAGIC));
+        assert_eq!(decode(&bytes).unwrap().records, recs);
+        let st = RootState::load(Some(dir.path()), root).unwrap();
+        assert!(!st.must_write());
+    }
+
+    #[test]
+    fn a_mount_point_stays_recorded_while_its_entries_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new("/r");
+        let held = vec![rec("", 1), mounted_dir("m", 1), mounted_dir("m/x", 1)];
+        let mut st = RootState::load(Some(dir.path()), root).unwrap();
+        st.see_mounts(vec![WirePath::from("m")]);
+        assert!(st.must_write());
+        st.save(held.clone()).unwrap();
+        let mut st = RootState::load(Some(dir.path()), root).unwrap();
+        assert_eq!(st.mounts(), [WirePath::from("m")]);
+        // Unmounted, its entries' records kept (the sync left it out): still a mount point.
+        st.see_mounts(Vec::new());
+        assert!(!st.must_write());
+        st.save(held.clone()).unwrap();
+        let mut st = RootState::load(Some(dir.path()), root).unwrap();
+        assert_eq!(st.mounts(), [WirePath::from("m")]);
+        // Its entries deleted on purpose (tombstones): a plain directory from then on.
+        st.see_mounts(Vec::new());
+        st.save(vec![rec("", 1), mounted_dir("m", 1), rec("m/x", 2)])
+            .unwrap();
+        let st = RootState::load(Some(dir.path()), root).unwrap();
+        assert!(st.mounts().is_empty());
+        // A sub-root sees the mount points below it, relative to itself, and keeps the rest.
+        let mut st = RootState::load(Some(dir.path()), root).unwrap();
+        st.see_mounts(vec![WirePath::from("m"), WirePath::from("n/o")]);
+        st.save(st.records().cloned().collect()).unwrap();
+        let mut sub = RootState::load(Some(dir.path()), &root.join("n")).unwrap();
+        assert_eq!(sub.mounts(), [WirePath::from("o")]);
+        sub.see_mounts(Vec::new());
+        sub.save(vec![rec("", 3)]).unwrap();
+        let st = RootState::load(Some(dir.path()), root).unwrap();
+        assert_eq!(st.mounts(), [WirePath::from("m")]);
     }
 
     #[test]

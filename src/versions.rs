@@ -2,14 +2,21 @@
 //! listed (`synk --versions`) and brought back (`synk --restore`).
 //!
 //! The store is `$XDG_STATE_HOME/synk/versions/`: the versions themselves in `objects/`, and an
-//! append-only `index` of framed [`Kept`] records. A deleted entry is renamed into the store and
+//! append-only `index` of [`Kept`] records. A deleted entry is renamed into the store and
 //! an overwritten one hard-linked there before the new version is renamed over it, so keeping a
 //! version costs no copy when the store is on the root's filesystem (elsewhere it is copied).
 //! The store is outside every synced tree and never scanned. Old versions are pruned by the
 //! [`Retention`] of the client's synk.conf(5).
+//!
+//! Bad bytes cost no version: each index record is framed with a magic, its length and a
+//! checksum, so a torn or garbled record is skipped and reading goes on at the next magic;
+//! every object has a sidecar (`objects/ID.kept`, the same record) written before the object
+//! itself, so an object the index lost is found again; and a damaged index is rebuilt before
+//! anything is pruned, never pruned from as it is.
 
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -34,27 +41,143 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// Opens every index record: the place reading starts again after bad bytes.
+const MAGIC: [u8; 4] = *b"SKv2";
+/// A record's frame before its body: [`MAGIC`], the body's length (u32, big-endian) and the
+/// body's xxh3-64 (little-endian).
+const FRAME_HEAD: usize = 4 + 4 + 8;
+/// No record is this long (a path is at most a few KiB): a longer length is garbage.
+const MAX_RECORD: usize = 1 << 20;
+/// The extension of an object's sidecar.
+const SIDECAR: &str = "kept";
+
+/// One index record in its frame (the bytes of a sidecar too).
+pub fn encode_record(k: &Kept) -> io::Result<Vec<u8>> {
+    let body = postcard::to_stdvec(k).map_err(io::Error::other)?;
+    let mut frame = Vec::with_capacity(FRAME_HEAD + body.len());
+    frame.extend_from_slice(&MAGIC);
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&body).to_le_bytes());
+    frame.extend_from_slice(&body);
+    Ok(frame)
+}
+
+/// What an index holds, as read.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Index {
+    /// Every sound record, in the order written.
+    pub records: Vec<Kept>,
+    /// Bytes were skipped: a torn or garbled record, whatever it was.
+    pub damaged: bool,
+    /// Written in the format before record frames (read as then; rewritten on the next change).
+    pub old: bool,
+}
+
+/// The record framed at the start of `bytes`, with its frame's length, if one is there whole
+/// and sound.
+fn record_at(bytes: &[u8]) -> Option<(Kept, usize)> {
+    if !bytes.starts_with(&MAGIC) || bytes.len() < FRAME_HEAD {
+        return None;
+    }
+    let len = u32::from_be_bytes(bytes[4..8].try_into().ok()?) as usize;
+    if len > MAX_RECORD {
+        return None;
+    }
+    let body = bytes.get(FRAME_HEAD..FRAME_HEAD + len)?;
+    if xxhash_rust::xxh3::xxh3_64(body).to_le_bytes() != bytes[8..FRAME_HEAD] {
+        return None;
+    }
+    let (k, rest) = postcard::take_from_bytes::<Kept>(body).ok()?;
+    rest.is_empty().then_some((k, FRAME_HEAD + len))
+}
+
+/// Reads an index: each sound record, skipping bad bytes up to the next magic. An index with
+/// no framed record at all is read as the older format (length-prefixed records, the first
+/// bad one ending it).
+pub fn decode_index(bytes: &[u8]) -> Index {
+    let mut out = Index::default();
+    let mut at = 0;
+    while at < bytes.len() {
+        match record_at(&bytes[at..]) {
+            Some((k, n)) => {
+                out.records.push(k);
+                at += n;
+            }
+            None => {
+                out.damaged = true;
+                at += 1;
+                at += bytes[at..]
+                    .windows(MAGIC.len())
+                    .position(|w| w == MAGIC)
+                    .unwrap_or(bytes.len() - at);
+            }
+        }
+    }
+    if out.records.is_empty() && !bytes.is_empty() {
+        return decode_old(bytes);
+    }
+    out
+}
+
+/// The index format before record frames: each record a 4-byte big-endian length and a body.
+fn decode_old(bytes: &[u8]) -> Index {
+    let mut out = Index {
+        old: true,
+        ..Index::default()
+    };
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let Some(len) = rest.get(..4) else {
+            out.damaged = true;
+            break;
+        };
+        let len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
+        match rest
+            .get(4..4 + len)
+            .and_then(|b| postcard::from_bytes::<Kept>(b).ok())
+        {
+            Some(k) => out.records.push(k),
+            None => {
+                out.damaged = true;
+                break;
+            }
+        }
+        rest = &rest[4 + len..];
+    }
+    out
+}
+
+/// What a prune did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Versions dropped.
+    pub dropped: usize,
+    /// Records found again from their objects' sidecars and put back in the index.
+    pub found: usize,
+    /// The index was damaged: rebuilt from what could be read and the sidecars, and nothing
+    /// was pruned this time.
+    pub rebuilt: bool,
+}
+
 /// The store of one peer.
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
 }
 
-/// Holds an exclusive `flock` on the index while alive.
-struct Locked(File);
+/// Holds an exclusive `flock` on the store while alive.
+struct Locked {
+    _file: File,
+}
 
 impl Locked {
     fn new(f: File) -> io::Result<Locked> {
+        // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(Locked(f))
-    }
-}
-
-impl Drop for Locked {
-    fn drop(&mut self) {
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+        // Closing the file releases the lock.
+        Ok(Locked { _file: f })
     }
 }
 
@@ -66,6 +189,11 @@ impl Store {
         }
     }
 
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn index(&self) -> PathBuf {
         self.dir.join("index")
     }
@@ -74,39 +202,42 @@ impl Store {
         self.dir.join("objects").join(id)
     }
 
+    fn sidecar(&self, id: &str) -> PathBuf {
+        self.dir.join("objects").join(format!("{id}.{SIDECAR}"))
+    }
+
+    /// Locks the store. A file of its own, not the index: a prune renames a new index into
+    /// place, and a lock on the old one would lock nothing.
     fn lock(&self) -> io::Result<Locked> {
         fs::create_dir_all(self.dir.join("objects"))?;
         let f = OpenOptions::new()
             .create(true)
-            .append(true)
-            .read(true)
-            .open(self.index())?;
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join("lock"))?;
         Locked::new(f)
+    }
+
+    /// The index as it is now.
+    fn read_index(&self) -> Index {
+        match fs::read(self.index()) {
+            Ok(bytes) => decode_index(&bytes),
+            Err(_) => Index::default(),
+        }
+    }
+
+    /// Rewrites the index from `records`, framed (under the lock).
+    fn write_index(&self, records: &[Kept]) -> io::Result<()> {
+        let mut bytes = Vec::new();
+        for k in records {
+            bytes.extend(encode_record(k)?);
+        }
+        crate::atomic::write(&self.index(), &bytes)
     }
 
     /// Keeps the entry at `path` (described by `meta`) as a version.
     pub fn keep(&self, path: &Path, meta: &Meta, why: Why, take: Take) -> io::Result<Kept> {
-        let kept = self.record(path, meta, why)?;
-        let obj = self.object(&kept.id);
-        let linked = match take {
-            Take::Move => fs::rename(path, &obj),
-            Take::Link if matches!(meta.kind, Kind::Symlink(_)) => {
-                std::os::unix::fs::symlink(fs::read_link(path)?, &obj)
-            }
-            Take::Link => fs::hard_link(path, &obj),
-        };
-        if let Err(e) = linked {
-            // Another filesystem (or no hard links): copy, then remove what was moved.
-            match &meta.kind {
-                Kind::File => copy_durably(path, &obj)?,
-                Kind::Symlink(_) => std::os::unix::fs::symlink(fs::read_link(path)?, &obj)?,
-                _ => return Err(e),
-            }
-            if take == Take::Move {
-                fs::remove_file(path)?;
-            }
-        }
-        Ok(kept)
+        self.keep_with(path, meta, why, |obj, _| self.put(path, obj, meta, take))
     }
 
     /// As [`Store::keep`], for the entry `at` (whose whole path, for the record, is `path`),
@@ -121,54 +252,63 @@ impl Store {
         take: Take,
     ) -> io::Result<Kept> {
         use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
-        let kept = self.record(path, meta, why)?;
-        let objects = rfs::open(
-            self.dir.join("objects"),
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        let id = kept.id.as_bytes();
-        let linked = match take {
-            Take::Move => rfs::renameat(at.dir(), at.name(), &objects, id),
-            Take::Link if matches!(meta.kind, Kind::Symlink(_)) => {
-                rfs::symlinkat(at.read_link()?.as_slice(), &objects, id)
-            }
-            Take::Link => rfs::linkat(at.dir(), at.name(), &objects, id, AtFlags::empty()),
-        };
-        if let Err(e) = linked {
-            // Another filesystem (or no hard links): copy, then remove what was moved.
-            match &meta.kind {
-                Kind::File => {
-                    let mut from = at.open_read()?;
-                    let obj = self.object(&kept.id);
-                    let mut to = File::create(&obj)?;
-                    io::copy(&mut from, &mut to)?;
-                    to.sync_all()?;
-                    let t = filetime::FileTime::from_unix_time(
-                        meta.mtime.div_euclid(1_000_000_000),
-                        meta.mtime.rem_euclid(1_000_000_000) as u32,
-                    );
-                    filetime::set_file_handle_times(&to, None, Some(t))?;
+        self.keep_with(path, meta, why, |obj, id| {
+            let objects = rfs::open(
+                self.dir.join("objects"),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let id = id.as_bytes();
+            let linked = match take {
+                Take::Move => rfs::renameat(at.dir(), at.name(), &objects, id),
+                Take::Link if matches!(meta.kind, Kind::Symlink(_)) => {
+                    rfs::symlinkat(at.read_link()?.as_slice(), &objects, id)
                 }
-                Kind::Symlink(_) => rfs::symlinkat(at.read_link()?.as_slice(), &objects, id)?,
-                _ => return Err(e.into()),
+                Take::Link => rfs::linkat(at.dir(), at.name(), &objects, id, AtFlags::empty()),
+            };
+            if let Err(e) = linked {
+                // Another filesystem (or no hard links): copy, then remove what was moved.
+                match &meta.kind {
+                    Kind::File => {
+                        let mut from = at.open_read()?;
+                        let mut to = File::create(obj)?;
+                        io::copy(&mut from, &mut to)?;
+                        to.sync_all()?;
+                        let t = filetime::FileTime::from_unix_time(
+                            meta.mtime.div_euclid(1_000_000_000),
+                            meta.mtime.rem_euclid(1_000_000_000) as u32,
+                        );
+                        filetime::set_file_handle_times(&to, None, Some(t))?;
+                    }
+                    Kind::Symlink(_) => rfs::symlinkat(at.read_link()?.as_slice(), &objects, id)?,
+                    _ => return Err(e.into()),
+                }
+                if take == Take::Move {
+                    at.unlink()?;
+                }
             }
-            if take == Take::Move {
-                at.unlink()?;
-            }
-        }
-        Ok(kept)
+            Ok(())
+        })
     }
 
-    /// Appends the record of a version of `path` about to be kept, under a new id. The record
-    /// comes first: a crash (or a full disk) after it leaves a record without its object,
+    /// Records a version of `path` under a new id (its sidecar, then its index record), then
+    /// has `put` bring the object in (given the object's path and id). The sidecar and the
+    /// record first: a crash (or a full disk) after them leaves a record without its object,
     /// which listings skip; the other order would leave a version no one can find.
-    fn record(&self, path: &Path, meta: &Meta, why: Why) -> io::Result<Kept> {
-        let mut lock = self.lock()?;
+    fn keep_with(
+        &self,
+        path: &Path,
+        meta: &Meta,
+        why: Why,
+        put: impl FnOnce(&Path, &str) -> io::Result<()>,
+    ) -> io::Result<Kept> {
+        let _lock = self.lock()?;
+        self.migrate()?;
         let replaced = now_ns();
         let mut rand = [0u8; 4];
         crate::os::random_bytes(&mut rand)?;
         let id = format!("{replaced}-{:08x}", u32::from_le_bytes(rand));
+        let obj = self.object(&id);
         let kept = Kept {
             path: WirePath::from_path(path),
             id,
@@ -176,42 +316,116 @@ impl Store {
             replaced,
             why,
         };
-        let body = postcard::to_stdvec(&kept).map_err(io::Error::other)?;
-        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
-        frame.extend(body);
-        lock.0.write_all(&frame)?;
-        lock.0.sync_data()?;
-        Ok(kept)
+        let frame = encode_record(&kept)?;
+        let sidecar = self.sidecar(&kept.id);
+        fs::write(&sidecar, &frame)?;
+        let res = self.append(&frame).and_then(|()| put(&obj, &kept.id));
+        if res.is_err() {
+            let _ = fs::remove_file(&sidecar);
+        }
+        res.map(|()| kept)
     }
 
-    /// Every kept record, oldest first; a record torn by a crash ends the list.
-    fn read_all(&self) -> Vec<Kept> {
-        let Ok(bytes) = fs::read(self.index()) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        let mut rest = &bytes[..];
-        while rest.len() >= 4 {
-            let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-            let Some(body) = rest.get(4..4 + len) else {
-                break;
-            };
-            match postcard::from_bytes::<Kept>(body) {
-                Ok(k) => out.push(k),
-                Err(_) => break,
+    /// Appends one framed record to the index, durably.
+    fn append(&self, frame: &[u8]) -> io::Result<()> {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.index())?;
+        f.write_all(frame)?;
+        f.sync_data()
+    }
+
+    /// Moves or links the entry at `path` to the object `obj`.
+    fn put(&self, path: &Path, obj: &Path, meta: &Meta, take: Take) -> io::Result<()> {
+        let linked = match take {
+            Take::Move => fs::rename(path, obj),
+            Take::Link if matches!(meta.kind, Kind::Symlink(_)) => {
+                std::os::unix::fs::symlink(fs::read_link(path)?, obj)
             }
-            rest = &rest[4 + len..];
+            Take::Link => fs::hard_link(path, obj),
+        };
+        if let Err(e) = linked {
+            // Another filesystem (or no hard links): copy, then remove what was moved.
+            match &meta.kind {
+                Kind::File => copy_durably(path, obj)?,
+                Kind::Symlink(_) => std::os::unix::fs::symlink(fs::read_link(path)?, obj)?,
+                _ => return Err(e),
+            }
+            if take == Take::Move {
+                fs::remove_file(path)?;
+            }
         }
-        out
+        Ok(())
+    }
+
+    /// Rewrites an index of the older format as framed records (under the lock), so records
+    /// appended after it can be read past bad bytes too. Checks the first bytes only, unless
+    /// they are not a frame's.
+    fn migrate(&self) -> io::Result<()> {
+        let mut head = [0u8; 4];
+        let n = match File::open(self.index()) {
+            Ok(f) => f.take(4).read(&mut head)?,
+            Err(_) => return Ok(()),
+        };
+        if n == 0 || head == MAGIC {
+            return Ok(());
+        }
+        let idx = self.read_index();
+        if idx.old {
+            self.write_index(&idx.records)?;
+        }
+        Ok(())
+    }
+
+    /// Object ids in `objects/`, and the ids with a sidecar.
+    fn objects(&self) -> (HashSet<String>, HashSet<String>) {
+        let mut objects = HashSet::new();
+        let mut sidecars = HashSet::new();
+        let Ok(list) = fs::read_dir(self.dir.join("objects")) else {
+            return (objects, sidecars);
+        };
+        for e in list.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            match name.strip_suffix(&format!(".{SIDECAR}")) {
+                Some(id) => sidecars.insert(id.to_string()),
+                None => objects.insert(name),
+            };
+        }
+        (objects, sidecars)
+    }
+
+    /// Every record whose object is there: the index's, and those of objects the index lost
+    /// (found again from their sidecars), oldest first; and how many were found again.
+    fn read_all(&self) -> (Index, usize) {
+        let mut idx = self.read_index();
+        let (objects, sidecars) = self.objects();
+        let known: HashSet<&str> = idx.records.iter().map(|k| k.id.as_str()).collect();
+        let mut found: Vec<Kept> = sidecars
+            .iter()
+            .filter(|id| objects.contains(*id) && !known.contains(id.as_str()))
+            .filter_map(|id| {
+                let bytes = fs::read(self.sidecar(id)).ok()?;
+                let (k, _) = record_at(&bytes)?;
+                (k.id == *id).then_some(k)
+            })
+            .collect();
+        let n = found.len();
+        idx.records.append(&mut found);
+        idx.records.retain(|k| objects.contains(&k.id));
+        let mut seen = HashSet::new();
+        idx.records.retain(|k| seen.insert(k.id.clone()));
+        idx.records.sort_by_key(|k| k.replaced);
+        (idx, n)
     }
 
     /// The versions kept of `path` and of everything below it, oldest first.
     pub fn list(&self, path: &Path) -> Vec<Kept> {
         let base = WirePath::from_path(path);
-        self.read_all()
+        let (idx, _) = self.read_all();
+        idx.records
             .into_iter()
             .filter(|k| k.path.below(&base).is_some())
-            .filter(|k| self.object(&k.id).symlink_metadata().is_ok())
             .collect()
     }
 
@@ -222,15 +436,29 @@ impl Store {
     }
 
     /// Drops versions beyond the retention: more than `versions` newer ones of the same path,
-    /// and older than `days`. The newest version of a path is never dropped by age.
-    pub fn prune(&self, keep: Retention) -> io::Result<usize> {
-        if !self.index().exists() {
-            return Ok(0);
+    /// and older than `days`. The newest version of a path is never dropped by age. Objects
+    /// the index lost are put back in it first; a damaged index is rebuilt, and nothing is
+    /// dropped until a later prune reads it whole.
+    pub fn prune(&self, keep: Retention) -> io::Result<Pruned> {
+        if !self.dir.join("objects").exists() {
+            return Ok(Pruned::default());
         }
         let _lock = self.lock()?;
-        let all = self.read_all();
+        let (idx, found) = self.read_all();
+        let all = idx.records;
+        let mut done = Pruned {
+            found,
+            rebuilt: idx.damaged,
+            ..Pruned::default()
+        };
+        if idx.damaged || idx.old || found > 0 {
+            self.write_index(&all)?;
+        }
+        if idx.damaged {
+            return Ok(done);
+        }
         let cutoff = now_ns() - i64::from(keep.days) * 86_400 * 1_000_000_000;
-        let mut newer: std::collections::HashMap<&WirePath, u32> = Default::default();
+        let mut newer: HashMap<&WirePath, u32> = Default::default();
         let mut drop = vec![false; all.len()];
         for (i, k) in all.iter().enumerate().rev() {
             let n = newer.entry(&k.path).or_default();
@@ -239,26 +467,25 @@ impl Store {
             drop[i] = too_many || too_old;
             *n += 1;
         }
-        let dropped = drop.iter().filter(|d| **d).count();
-        if dropped == 0 {
-            return Ok(0);
+        done.dropped = drop.iter().filter(|d| **d).count();
+        if done.dropped == 0 {
+            return Ok(done);
         }
-        let mut bytes = Vec::new();
-        for (k, d) in all.iter().zip(&drop) {
-            if !d {
-                let body = postcard::to_stdvec(k).map_err(io::Error::other)?;
-                bytes.extend((body.len() as u32).to_be_bytes());
-                bytes.extend(body);
-            }
-        }
-        crate::atomic::write(&self.index(), &bytes)?;
+        let kept: Vec<Kept> = all
+            .iter()
+            .zip(&drop)
+            .filter(|(_, d)| !**d)
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.write_index(&kept)?;
         for (k, d) in all.iter().zip(&drop) {
             if *d {
                 let obj = self.object(&k.id);
                 let _ = fs::remove_file(&obj).or_else(|_| fs::remove_dir_all(&obj));
+                let _ = fs::remove_file(self.sidecar(&k.id));
             }
         }
-        Ok(dropped)
+        Ok(done)
     }
 }
 
@@ -334,7 +561,7 @@ mod tests {
             versions: 2,
             days: 0,
         };
-        assert_eq!(store.prune(keep).unwrap(), 2);
+        assert_eq!(store.prune(keep).unwrap().dropped, 2);
         let kept = store.list(tree.path());
         let contents: Vec<Vec<u8>> = kept
             .iter()
@@ -345,7 +572,176 @@ mod tests {
             fs::read_dir(state.path().join("versions/objects"))
                 .unwrap()
                 .count(),
-            2
+            4,
+            "two objects and their sidecars"
         );
+    }
+
+    fn kept(path: &str, id: &str, replaced: i64) -> Kept {
+        Kept {
+            path: WirePath::from(path),
+            id: id.into(),
+            meta: meta(id.as_bytes()),
+            replaced,
+            why: Why::Deleted,
+        }
+    }
+
+    #[test]
+    fn a_bad_record_costs_that_record_only() {
+        let ks: Vec<Kept> = (0..4).map(|i| kept("/t/f", &format!("{i}-0"), i)).collect();
+        let frames: Vec<Vec<u8>> = ks.iter().map(|k| encode_record(k).unwrap()).collect();
+        let whole = frames.concat();
+        let idx = decode_index(&whole);
+        assert_eq!(
+            (idx.records.clone(), idx.damaged, idx.old),
+            (ks.clone(), false, false)
+        );
+        let others = |i: usize| -> Vec<Kept> {
+            let mut v = ks.clone();
+            v.remove(i);
+            v
+        };
+        // Any bit of the second record flipped: it alone is lost, and the reader says so.
+        let start = frames[0].len();
+        for at in start..start + frames[1].len() {
+            for bit in 0..8 {
+                let mut bad = whole.clone();
+                bad[at] ^= 1 << bit;
+                let idx = decode_index(&bad);
+                assert!(idx.damaged, "byte {at} bit {bit}");
+                assert_eq!(idx.records, others(1), "byte {at} bit {bit}");
+            }
+        }
+        // Torn in the middle (an append cut short, then more appended), or at the end.
+        let mut torn = frames[0].clone();
+        torn.extend_from_slice(&frames[1][..frames[1].len() / 2]);
+        torn.extend(frames[2..].concat());
+        let idx = decode_index(&torn);
+        assert!(idx.damaged);
+        assert_eq!(idx.records, others(1));
+        let cut = &whole[..whole.len() - 3];
+        assert_eq!(decode_index(cut).records, ks[..3]);
+        // The format before frames reads as it did.
+        let mut old = Vec::new();
+        for k in &ks {
+            let body = postcard::to_stdvec(k).unwrap();
+            old.extend((body.len() as u32).to_be_bytes());
+            old.extend(body);
+        }
+        let idx = decode_index(&old);
+        assert_eq!(
+            (idx.records, idx.damaged, idx.old),
+            (ks.clone(), false, true)
+        );
+        assert_eq!(decode_index(b""), Index::default());
+    }
+
+    /// A store with versions 0..n of `tree/f`, each its own content.
+    fn store_of(n: usize) -> (tempfile::TempDir, tempfile::TempDir, Store, Vec<Kept>) {
+        let tree = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let store = Store::new(state.path());
+        let f = tree.path().join("f");
+        let kept = (0..n)
+            .map(|i| {
+                let c = format!("v{i}");
+                fs::write(&f, &c).unwrap();
+                store
+                    .keep(&f, &meta(c.as_bytes()), Why::Deleted, Take::Move)
+                    .unwrap()
+            })
+            .collect();
+        (tree, state, store, kept)
+    }
+
+    fn contents(store: &Store, kept: &[Kept]) -> Vec<String> {
+        kept.iter()
+            .map(|k| fs::read_to_string(store.object_path(&k.id).unwrap()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn versions_stay_listed_and_restorable_through_a_damaged_index() {
+        let (tree, _state, store, all) = store_of(4);
+        let index = fs::read(store.index()).unwrap();
+        let frame = encode_record(&all[0]).unwrap().len();
+        // Garble the second record, and cut the last one short.
+        let mut bad = index.clone();
+        bad[frame + FRAME_HEAD + 2] ^= 0xff;
+        bad.truncate(index.len() - 7);
+        fs::write(store.index(), &bad).unwrap();
+        // Every version is still listed, in order: the index's, and the two its sidecars
+        // bring back.
+        let listed = store.list(tree.path());
+        assert_eq!(listed, all);
+        assert_eq!(contents(&store, &listed), ["v0", "v1", "v2", "v3"]);
+        // A prune rebuilds the index and drops nothing this time; the next one prunes from
+        // the whole list.
+        let keep = Retention {
+            versions: 2,
+            days: 0,
+        };
+        let done = store.prune(keep).unwrap();
+        assert_eq!(
+            done,
+            Pruned {
+                dropped: 0,
+                found: 2,
+                rebuilt: true
+            }
+        );
+        let idx = store.read_index();
+        assert_eq!((idx.records.clone(), idx.damaged), (all.clone(), false));
+        assert_eq!(store.prune(keep).unwrap().dropped, 2);
+        let listed = store.list(tree.path());
+        assert_eq!(contents(&store, &listed), ["v2", "v3"]);
+    }
+
+    #[test]
+    fn an_object_the_index_lost_is_found_and_kept_by_pruning() {
+        let (tree, _state, store, all) = store_of(3);
+        // The newest version's record is gone whole (an index rewritten from a short list).
+        let frames: Vec<u8> = all[..2]
+            .iter()
+            .flat_map(|k| encode_record(k).unwrap())
+            .collect();
+        fs::write(store.index(), frames).unwrap();
+        assert_eq!(store.list(tree.path()), all);
+        // Pruning to two versions keeps the newest two, the lost one among them.
+        let keep = Retention {
+            versions: 2,
+            days: 0,
+        };
+        let done = store.prune(keep).unwrap();
+        assert_eq!((done.found, done.dropped, done.rebuilt), (1, 1, false));
+        let listed = store.list(tree.path());
+        assert_eq!(listed, all[1..]);
+        assert_eq!(store.read_index().records, all[1..]);
+        // An object with neither record nor sidecar is left alone, never pruned.
+        fs::write(store.object("1-orphan"), "?").unwrap();
+        assert_eq!(store.prune(keep).unwrap().dropped, 0);
+        assert!(store.object("1-orphan").exists());
+    }
+
+    #[test]
+    fn an_index_of_the_older_format_is_read_and_rewritten_on_the_next_keep() {
+        let (tree, _state, store, all) = store_of(2);
+        let mut old = Vec::new();
+        for k in &all {
+            let body = postcard::to_stdvec(k).unwrap();
+            old.extend((body.len() as u32).to_be_bytes());
+            old.extend(body);
+        }
+        fs::write(store.index(), &old).unwrap();
+        assert_eq!(store.list(tree.path()), all);
+        let f = tree.path().join("f");
+        fs::write(&f, "v2").unwrap();
+        let third = store
+            .keep(&f, &meta(b"v2"), Why::Deleted, Take::Move)
+            .unwrap();
+        let idx = store.read_index();
+        assert!(!idx.old && !idx.damaged);
+        assert_eq!(idx.records, [all[0].clone(), all[1].clone(), third]);
     }
 }

@@ -138,6 +138,7 @@ fn the_executable_runs_and_serves_alone_in_an_empty_chroot() {
             excludes: Vec::new(),
             brief: false,
             tidy: true,
+            lock: false,
         })
         .unwrap(),
     );

@@ -28,7 +28,14 @@ pub struct Conn {
     pub(super) child: Option<ServeChild>,
     /// The last lines the serve wrote to its stderr.
     pub(super) stderr: Arc<StdMutex<VecDeque<String>>>,
+    /// Warnings the serve sent, until taken ([`Conn::take_warnings`]).
+    pub(super) warnings: Vec<String>,
+    /// The peer's stable key, once its serve said it (an answer to a locking scan).
+    pub(super) key: Option<u64>,
 }
+
+/// Warnings kept per conversation until taken: a serve that sends more is cut short.
+const MAX_WARNINGS: usize = 64;
 
 impl Conn {
     /// Sends a request (buffered; see [`Conn::flush`]).
@@ -55,11 +62,41 @@ impl Conn {
             .map_err(|e| self.lost(FrameError::Io(e)))
     }
 
-    /// Reads the next response.
+    /// Reads the next response. Warnings on the way are kept for [`Conn::take_warnings`].
     pub async fn recv(&mut self) -> Result<Response> {
-        read_frame_async(&mut self.reader)
-            .await
-            .map_err(|e| self.lost(e))
+        loop {
+            match read_frame_async(&mut self.reader)
+                .await
+                .map_err(|e| self.lost(e))?
+            {
+                Response::Warning(w) => self.keep_warning(w),
+                r => return Ok(r),
+            }
+        }
+    }
+
+    fn keep_warning(&mut self, mut w: String) {
+        if self.warnings.len() >= MAX_WARNINGS {
+            return;
+        }
+        if w.len() > crate::proto::MAX_WARNING {
+            let mut end = crate::proto::MAX_WARNING;
+            while !w.is_char_boundary(end) {
+                end -= 1;
+            }
+            w.truncate(end);
+        }
+        self.warnings.push(w);
+    }
+
+    /// The warnings the serve sent since the last call.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// The peer's stable key, if its serve said it.
+    pub fn key(&self) -> Option<u64> {
+        self.key
     }
 
     /// Sends one request and waits for its single answer.

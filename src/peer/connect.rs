@@ -231,6 +231,8 @@ async fn start(
         writer: BufWriter::with_capacity(CHUNK + 64, stdin),
         child: Some(child),
         stderr: tail,
+        warnings: Vec::new(),
+        key: None,
     };
     match tokio::time::timeout(limit, conn.handshake(ahead)).await {
         Ok(Ok(caps)) => Ok((conn, caps)),

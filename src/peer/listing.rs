@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use super::{Conn, OpError};
 use crate::model::{Brief, Kind, Retention};
 use crate::paths::{check_rel, RootSpec, WirePath};
-use crate::plan::{Briefs, Listing, Seen};
+use crate::plan::{Briefs, Emptied, Listing, Seen};
 use crate::proto::{Entry, Request, Response, Summary};
 
 /// Path bytes per [`Request::Detail`], well below a frame's limit.
@@ -39,7 +39,31 @@ pub struct Scanned {
     pub deferred: Vec<WirePath>,
     /// What the peer noted about the root (setuid bits left out, say), for `-v`.
     pub notes: Vec<String>,
+    /// Mount points below the root that are emptied there now.
+    pub emptied: Vec<Emptied>,
 }
+
+/// How much longer than the wait it asked for a client waits for a serve's answer to a lock.
+const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Emptied mount points a peer may name per root, at most: each is a mount point below it.
+const MAX_EMPTIED: usize = 4096;
+
+/// A scan that found another synk run holding a lock it needed on the peer: nothing was
+/// scanned, nothing is held.
+#[derive(Debug)]
+pub struct Busy {
+    /// The path whose lock the other run holds.
+    pub path: WirePath,
+}
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "another synk run holds the lock of {}", self.path)
+    }
+}
+
+impl std::error::Error for Busy {}
 
 impl Scanned {
     fn new(abs: WirePath) -> Self {
@@ -65,7 +89,54 @@ impl Conn {
             excludes: excludes.to_vec(),
             brief,
             tidy,
+            lock: true,
         }
+    }
+
+    /// Takes the locks of `roots` on this peer, waiting up to `wait` for another run to
+    /// release them: `waiting` is told the path it waits for, when it starts to wait.
+    pub async fn lock(
+        &mut self,
+        roots: &[RootSpec],
+        wait: std::time::Duration,
+        mut waiting: impl FnMut(&WirePath),
+    ) -> Result<(), OpError> {
+        let req = Request::Lock {
+            roots: roots.to_vec(),
+            wait_ms: wait.as_millis().min(u32::MAX as u128) as u32,
+        };
+        self.send(&req).await.map_err(OpError::Lost)?;
+        self.flush().await.map_err(OpError::Lost)?;
+        let mut told = false;
+        let answer = async {
+            loop {
+                match self.recv().await.map_err(OpError::Lost)? {
+                    Response::Waiting(path) if !told => {
+                        told = true;
+                        waiting(&path);
+                    }
+                    Response::Done => return Ok(()),
+                    Response::Failed(m) => return Err(OpError::Failed(m)),
+                    other => return Err(OpError::Lost(self.unexpected(&other))),
+                }
+            }
+        };
+        // A serve gives up at `wait`; one that does not answer by then and a while longer is
+        // not one to wait for.
+        match tokio::time::timeout(wait + LOCK_GRACE, answer).await {
+            Ok(res) => res,
+            Err(_) => Err(OpError::Lost(anyhow::anyhow!(
+                "{}: no answer to a lock within {}",
+                self.name,
+                humantime::format_duration(wait + LOCK_GRACE)
+            ))),
+        }
+    }
+
+    /// Releases every lock this peer's serve holds for this client (no answer).
+    pub async fn unlock(&mut self) -> Result<()> {
+        self.send(&Request::Unlock).await?;
+        self.flush().await
     }
 
     /// Scans `roots` on this peer. A peer that sends an entry path escaping its root is
@@ -150,6 +221,36 @@ impl Conn {
                     scanned.summary = Some(summary);
                     seen = seen.saturating_add(summary.count);
                     progress(seen, 0);
+                }
+                Response::Locked { key, busy } if out.is_empty() => {
+                    self.key = Some(key);
+                    if let Some(path) = busy {
+                        return Err(anyhow::Error::new(Busy { path }));
+                    }
+                }
+                Response::Emptied(list) => {
+                    let Some(Ok(scanned)) = out.last_mut() else {
+                        bail!("{}: protocol error: mount points outside a root", self.name);
+                    };
+                    self.not_summed_up(scanned)?;
+                    if scanned.emptied.len() + list.len() > MAX_EMPTIED {
+                        bail!(
+                            "{}: protocol error: too many emptied mount points",
+                            self.name
+                        );
+                    }
+                    for e in list {
+                        self.check_path(&e.rel)?;
+                        if e.rel.is_empty() {
+                            bail!("{}: protocol error: the root as a mount point", self.name);
+                        }
+                        let path = scanned.abs.join(&e.rel);
+                        scanned.emptied.push(Emptied {
+                            rel: e.rel,
+                            held: e.held,
+                            path,
+                        });
+                    }
                 }
                 Response::ScanDone => break,
                 other => return Err(self.unexpected(&other)),
@@ -464,5 +565,110 @@ mod tests {
             matches!(&e, OpError::Lost(e) if e.to_string().contains("protocol error")),
             "{e:?}"
         );
+    }
+    /// The scan of a peer answering a locking scan of root "/h" with `frames`, and what the
+    /// conversation kept: its warnings and the peer's key.
+    async fn locked_scan(
+        frames: Vec<Response>,
+    ) -> (Result<Vec<RootScan>>, Vec<String>, Option<u64>) {
+        let mut conn = fake_peer(|mut r, mut w| async move {
+            let _: Request = read_frame_async(&mut r).await.unwrap();
+            for resp in frames {
+                write_frame_async(&mut w, &resp).await.unwrap();
+            }
+            w.flush().await.unwrap();
+        });
+        let roots = [RootSpec::Home(WirePath::from("notes"))];
+        let res = conn
+            .scan(&roots, Retention::default(), &[], true, true, |_, _| {})
+            .await;
+        (res, conn.take_warnings(), conn.key())
+    }
+
+    #[tokio::test]
+    async fn a_locking_scan_tells_the_key_the_busy_path_and_the_emptied_mount_points() {
+        use crate::proto::Emptied as Told;
+        let root = || Response::Root {
+            index: 0,
+            result: Ok(WirePath::from("/h")),
+        };
+        let locked = |busy: Option<&str>| Response::Locked {
+            key: 42,
+            busy: busy.map(WirePath::from),
+        };
+        let told = |rel: &str| {
+            Response::Emptied(vec![Told {
+                rel: WirePath::from(rel),
+                held: 7,
+            }])
+        };
+        // Busy: nothing scanned.
+        let (res, _, key) = locked_scan(vec![locked(Some("/h"))]).await;
+        let e = res.unwrap_err();
+        assert_eq!(e.downcast_ref::<Busy>().unwrap().path, WirePath::from("/h"));
+        assert_eq!(key, Some(42));
+        // Locked; a warning on the way; an emptied mount point, with its path there.
+        let warning = Response::Warning("x".repeat(crate::proto::MAX_WARNING + 10));
+        let frames = vec![
+            locked(None),
+            warning,
+            root(),
+            told("m/d"),
+            Response::ScanDone,
+        ];
+        let (res, warnings, _) = locked_scan(frames).await;
+        let scans = res.unwrap();
+        let scanned = scans[0].as_ref().unwrap();
+        assert_eq!(
+            scanned.emptied,
+            [Emptied {
+                rel: WirePath::from("m/d"),
+                held: 7,
+                path: WirePath::from("/h/m/d"),
+            }]
+        );
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].len(), crate::proto::MAX_WARNING);
+        // Refused: the root itself, an escaping path, a locked answer after the scan began.
+        for (frames, want) in [
+            (vec![root(), told("")], "the root as a mount point"),
+            (vec![root(), told("../x")], "invalid entry path"),
+            (vec![told("m")], "outside a root"),
+            (vec![root(), locked(None)], "unexpected Locked"),
+        ] {
+            let mut frames = frames;
+            frames.push(Response::ScanDone);
+            let e = locked_scan(frames).await.0.unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lock_that_waits_says_so_once() {
+        let mut conn = fake_peer(|mut r, mut w| async move {
+            let req: Request = read_frame_async(&mut r).await.unwrap();
+            assert!(
+                matches!(req, Request::Lock { wait_ms: 1500, .. }),
+                "{req:?}"
+            );
+            for resp in [
+                Response::Waiting(WirePath::from("/h/notes")),
+                Response::Warning("by the way".into()),
+                Response::Done,
+            ] {
+                write_frame_async(&mut w, &resp).await.unwrap();
+            }
+            w.flush().await.unwrap();
+        });
+        let roots = [RootSpec::Home(WirePath::from("notes"))];
+        let mut told = Vec::new();
+        conn.lock(&roots, std::time::Duration::from_millis(1500), |p| {
+            told.push(p.clone())
+        })
+        .await
+        .unwrap();
+        assert_eq!(told, [WirePath::from("/h/notes")]);
+        assert_eq!(conn.take_warnings(), ["by the way"]);
+        assert!(conn.take_warnings().is_empty());
     }
 }

@@ -21,7 +21,7 @@ pub(crate) mod testing;
 
 pub use conn::{Conn, OpError};
 pub use connect::connect;
-pub use listing::{RootScan, Scanned};
+pub use listing::{Busy, RootScan, Scanned};
 
 /// Options for reaching remote peers.
 #[derive(Debug, Clone, Default)]

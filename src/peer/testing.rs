@@ -28,6 +28,8 @@ pub(crate) async fn in_process(name: &str, home: &std::path::Path) -> Peer {
         writer: BufWriter::new(Box::new(w)),
         child: None,
         stderr: Arc::new(StdMutex::new(VecDeque::new())),
+        warnings: Vec::new(),
+        key: None,
     };
     let caps = match conn.handshake(None).await {
         Ok(caps) => caps,
@@ -52,5 +54,7 @@ where
         writer: BufWriter::new(Box::new(client_w)),
         child: None,
         stderr: Arc::new(StdMutex::new(VecDeque::new())),
+        warnings: Vec::new(),
+        key: None,
     }
 }

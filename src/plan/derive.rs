@@ -187,7 +187,11 @@ pub(super) fn actions_of(d: &Decided<'_>, input: &Input<'_>, plan: &mut Plan) {
                     deleted: true,
                 });
                 d.note(p, &vv, plan);
-            } else if v.vv == Some(&vv) {
+            } else if v.vv == Some(&vv)
+                && !(input.confirm_empty && input.emptied_over(p, rel).is_some())
+            {
+                // Recorded as reported; but deletions below an emptied mount point are
+                // recorded only as decided (the serve keeps their old records otherwise).
                 continue;
             }
             plan.records.push(p, record(None));

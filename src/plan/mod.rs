@@ -22,6 +22,8 @@
 //! - an entry a peer cannot read leaves that peer out of it and of everything below it;
 //! - a root that is empty now on a peer that held entries is never a mass deletion: that peer
 //!   is left out of the root (unless the user confirms);
+//! - nor is a mount point below the root that is emptied now (the peer says which): that peer
+//!   is left out of that subtree (unless the user confirms);
 //! - fifos, sockets and devices are reported and skipped.
 
 mod actions;
@@ -154,6 +156,18 @@ pub enum Problem {
         /// How many entries it held.
         held: usize,
     },
+    /// A directory that was a mount point at the last sync is empty or missing on a peer
+    /// now: that peer is left out of it and of everything below it.
+    EmptySubtree {
+        /// The peer.
+        peer: PeerId,
+        /// The directory.
+        rel: WirePath,
+        /// How many entries below it are gone.
+        held: u64,
+        /// The directory's absolute path on that peer.
+        path: WirePath,
+    },
     /// A file over `--max-size` on some peer: the entry is left alone everywhere.
     TooBig {
         /// The entry.
@@ -232,6 +246,19 @@ impl Plan {
     }
 }
 
+/// A directory below a root that was a mount point at the last sync on a peer (or is one
+/// now), empty or missing there now though entries were recorded below it, as that peer's
+/// serve tells after the root's entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emptied {
+    /// The directory, below the root.
+    pub rel: WirePath,
+    /// How many entries below it are gone.
+    pub held: u64,
+    /// Its absolute path on that peer, for messages.
+    pub path: WirePath,
+}
+
 /// What the decision is given for one root.
 pub struct Input<'a> {
     /// Each peer's listing, or `None` when that peer could not scan the root.
@@ -251,6 +278,9 @@ pub struct Input<'a> {
     pub settled: &'a [usize],
     /// Per peer, its role; missing: a normal peer.
     pub roles: &'a [Role],
+    /// Per peer, its emptied mount points; missing: none. Each leaves that peer out of its
+    /// subtree, unless `confirm_empty`.
+    pub emptied: &'a [Vec<Emptied>],
 }
 
 impl Input<'_> {
@@ -262,6 +292,14 @@ impl Input<'_> {
     /// Whether peer `p`'s versions may win: it is not receive-only, or it is the `--master`.
     fn sends(&self, p: PeerId) -> bool {
         self.role(p).sends() || self.forced == Some(p)
+    }
+
+    /// The emptied mount point of peer `p` at or above `rel`, if any.
+    fn emptied_over(&self, p: PeerId, rel: &WirePath) -> Option<&Emptied> {
+        self.emptied
+            .get(p)?
+            .iter()
+            .find(|e| rel.below(&e.rel).is_some())
     }
 }
 
@@ -321,6 +359,21 @@ pub fn decide(input: &Input<'_>) -> Plan {
         return plan;
     }
     empty_group(input, &mut available, &mut plan);
+    // Peers left out of an emptied mount point's subtree.
+    let mut emptied_out = false;
+    if !input.confirm_empty {
+        for &p in &available {
+            for e in input.emptied.get(p).into_iter().flatten() {
+                plan.problems.push(Problem::EmptySubtree {
+                    peer: p,
+                    rel: e.rel.clone(),
+                    held: e.held,
+                    path: e.path.clone(),
+                });
+                emptied_out = true;
+            }
+        }
+    }
     let mut union: BTreeMap<&WirePath, Vec<(PeerId, &Seen)>> = BTreeMap::new();
     for &p in &available {
         for (rel, seen) in input.views[p].expect("available") {
@@ -342,10 +395,11 @@ pub fn decide(input: &Input<'_>) -> Plan {
             .iter()
             .copied()
             .filter(|p| {
-                !blocked.is_empty()
+                (!blocked.is_empty()
                     && !rel.is_empty()
                     && (blocked.contains(&(*p, WirePath::default()))
-                        || rel.ancestors().any(|a| blocked.contains(&(*p, a))))
+                        || rel.ancestors().any(|a| blocked.contains(&(*p, a)))))
+                    || (emptied_out && input.emptied_over(*p, rel).is_some())
             })
             .collect();
         let seen: Vec<(PeerId, &Seen)> = seen

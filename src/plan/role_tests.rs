@@ -196,6 +196,7 @@ impl World {
             max_size: None,
             settled: &[],
             roles: &self.roles,
+            emptied: &[],
         });
         self.carry_out(&plan, &listings);
         plan

@@ -99,6 +99,7 @@ fn run_with(ls: &[Listing], forced: Option<PeerId>, confirm_empty: bool) -> Plan
         max_size: None,
         settled: &[],
         roles: &[],
+        emptied: &[],
     })
 }
 
@@ -507,6 +508,109 @@ fn an_emptied_root_is_no_mass_deletion_unless_confirmed() {
     assert!(suddenly_empty(&missing, 1).is_none());
 }
 
+/// Decides with peer 0's emptied mount points `emptied`.
+fn run_emptied(ls: &[Listing], emptied: &[&str], confirm_empty: bool) -> Plan {
+    let views: Vec<Option<&Listing>> = ls.iter().map(Some).collect();
+    let names = names();
+    let mut per_peer = vec![Vec::new(); ls.len()];
+    per_peer[0] = emptied
+        .iter()
+        .map(|r| Emptied {
+            rel: w(r),
+            held: 2,
+            path: w(&format!("/home/a/t/{r}")),
+        })
+        .collect();
+    decide(&Input {
+        views: &views,
+        names: &names,
+        forced: None,
+        confirm_empty,
+        file_name: None,
+        max_size: None,
+        roles: &[],
+        settled: &[],
+        emptied: &per_peer,
+    })
+}
+
+#[test]
+fn an_emptied_mount_point_is_no_deletion_below_it_unless_confirmed() {
+    // Peer 0's disk at "m" is unmounted: "m" is there, empty; an edit elsewhere on peer 0
+    // and a new file on peer 1 below "m" still count as they would.
+    let base = &[(1, 1)][..];
+    let unmounted = listing(vec![
+        ("", held(dir(), base)),
+        ("m", held(dir(), base)),
+        ("m/a", gone(&[(1, 2)])),
+        ("m/sub", gone(&[(1, 2)])),
+        ("m/sub/b", gone(&[(1, 2)])),
+        ("m-x", held(file("edited", 9), &[(1, 2)])),
+    ]);
+    let other = listing(vec![
+        ("", held(dir(), base)),
+        ("m", held(dir(), base)),
+        ("m/a", held(file("a", 1), base)),
+        ("m/sub", held(dir(), base)),
+        ("m/sub/b", held(file("b", 1), base)),
+        ("m/new", new(file("n", 5))),
+        ("m-x", held(file("x", 1), base)),
+    ]);
+    let ls = [unmounted, other];
+    let plan = run_emptied(&ls, &["m"], false);
+    assert_eq!(
+        plan.problems,
+        [Problem::EmptySubtree {
+            peer: 0,
+            rel: w("m"),
+            held: 2,
+            path: w("/home/a/t/m"),
+        }]
+    );
+    assert!(plan.has_failures());
+    assert!(removes(&plan).is_empty(), "nothing deleted anywhere");
+    // Peer 0 is out of the subtree: nothing goes there either, and it records nothing
+    // there; the rest of the root syncs as ever.
+    assert_eq!(copies(&plan), [("m-x".to_string(), 0, vec![1])]);
+    assert!(plan.records.of(0).all(|r| r.rel.below(&w("m")).is_none()));
+    // A missing mount point: the same.
+    let mut missing = ls[0].clone();
+    missing.insert(w("m"), gone(&[(1, 2)]));
+    let plan = run_emptied(&[missing, ls[1].clone()], &["m"], false);
+    assert!(removes(&plan).is_empty());
+    assert_eq!(plan.problems.len(), 1);
+    // Confirmed: the deletions go everywhere, and peer 0 records each of them (its serve
+    // keeps the old records below an emptied mount point otherwise).
+    let plan = run_emptied(&ls, &["m"], true);
+    assert!(plan.problems.is_empty());
+    let mut gone_everywhere = removes(&plan);
+    gone_everywhere.sort();
+    assert_eq!(
+        gone_everywhere,
+        [
+            ("m/a".to_string(), 1, true),
+            ("m/sub".to_string(), 1, true),
+            ("m/sub/b".to_string(), 1, true),
+        ]
+    );
+    for rel in ["m/a", "m/sub", "m/sub/b"] {
+        let r = record(&plan, 0, rel).unwrap_or_else(|| panic!("no record of {rel}"));
+        assert_eq!(r.meta, None, "{rel}");
+    }
+    assert_eq!(
+        copies(&plan),
+        [
+            ("m-x".to_string(), 0, vec![1]),
+            ("m/new".to_string(), 1, vec![0])
+        ]
+    );
+    // Not emptied on that peer: plain deletions, recorded as reported.
+    let plan = run_emptied(&ls, &[], false);
+    assert!(plan.problems.is_empty());
+    assert_eq!(removes(&plan).len(), 3);
+    assert!(record(&plan, 0, "m/a").is_none());
+}
+
 #[test]
 fn a_rename_is_a_local_copy_where_the_content_is_there_already() {
     let plan = run(&[
@@ -563,6 +667,7 @@ fn a_single_file_roots_conflict_copy_goes_beside_it_without_a_record() {
         max_size: None,
         settled: &[],
         roles: &[],
+        emptied: &[],
     });
     let to = &plan.renames[0].to;
     assert!(to.to_string().starts_with("notes.synk-conflict-"), "{to}");
@@ -645,6 +750,7 @@ fn files_over_the_size_limit_are_left_alone_everywhere() {
         max_size: Some(5),
         settled: &[],
         roles: &[],
+        emptied: &[],
     });
     assert!(
         plan.removes.is_empty(),

@@ -152,6 +152,20 @@ pub enum Event {
         /// Its error.
         error: String,
     },
+    /// A peer's serve says something the user should know (a damaged state file moved aside).
+    PeerWarning {
+        /// The peer.
+        peer: String,
+        /// What it says.
+        warning: String,
+    },
+    /// Another synk run holds a lock this run needs on a peer: waiting for it.
+    WaitingForLock {
+        /// The peer.
+        peer: String,
+        /// The path whose lock is held, on that peer.
+        path: WirePath,
+    },
     /// Something failed on a peer for a whole root.
     RootFailed {
         /// The peer.
@@ -256,6 +270,16 @@ pub enum Event {
         peer: String,
         /// The entry.
         path: WirePath,
+    },
+    /// A directory that was a mount point at the last sync is empty or missing on a peer now:
+    /// that peer is left out of it.
+    EmptySubtree {
+        /// The peer.
+        peer: String,
+        /// The directory, as that peer's own path.
+        path: WirePath,
+        /// How many entries below it are gone.
+        held: u64,
     },
     /// A file over `--max-size`: left alone.
     TooBig {

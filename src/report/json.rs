@@ -121,6 +121,7 @@ impl RootDoc {
                 Problem::Unreadable { rel, peer, error } => json!({"problem": "unreadable", "path": rel.to_string(), "peer": name(*peer), "error": error}),
                 Problem::Special { rel, peers } => json!({"problem": "special", "path": rel.to_string(), "peers": peers.iter().map(|p| name(*p)).collect::<Vec<_>>()}),
                 Problem::EmptyRoot { peer, held } => json!({"problem": "empty-root", "peer": name(*peer), "held": held}),
+                Problem::EmptySubtree { peer, rel, held, path } => json!({"problem": "empty-subtree", "path": rel.to_string(), "peer": name(*peer), "peer_path": path.to_string(), "held": held}),
                 Problem::TooBig { rel, size } => json!({"problem": "too-big", "path": rel.to_string(), "size": size}),
                 Problem::Missing => json!({"problem": "missing"}),
                 Problem::EmptyGroup { peer, held } => json!({"problem": "empty-group", "peer": name(*peer), "held": held}),

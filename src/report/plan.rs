@@ -76,6 +76,13 @@ impl Reporter {
                     root: p.root.to_string(),
                     held: *held,
                 },
+                Problem::EmptySubtree {
+                    peer, path, held, ..
+                } => Event::EmptySubtree {
+                    peer: p.name(*peer),
+                    path: path.clone(),
+                    held: *held,
+                },
                 Problem::TooBig { rel, size } => Event::TooBig {
                     path: p.path_of(rel),
                     size: *size,

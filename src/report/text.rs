@@ -50,6 +50,7 @@ pub fn voice(ev: &Event) -> Voice {
         | WhileComparing { .. }
         | Unreadable { .. }
         | EmptyRoot { .. }
+        | EmptySubtree { .. }
         | Missing { .. }
         | CopyFailed { .. }
         | RsyncFailed { .. }
@@ -58,6 +59,8 @@ pub fn voice(ev: &Event) -> Voice {
         NoLog { .. } | CannotWatch { .. } | Special { .. } | TooBig { .. } => Voice::Warn,
         Conflict { .. } | ChangedMeanwhile { .. } => Voice::Conflict,
         PeerNote { .. } => Voice::Say(1),
+        PeerWarning { .. } => Voice::Warn,
+        WaitingForLock { .. } => Voice::Notice,
         Tracked { .. }
         | Untracked { .. }
         | Reconnected { .. }
@@ -218,6 +221,12 @@ pub fn line(ev: &Event, style: Style) -> String {
             s(error)
         ),
         PeerNote { peer, note } => format!("{}: {}", s(peer), s(note)),
+        PeerWarning { peer, warning } => format!("{}: {}", s(peer), s(warning)),
+        WaitingForLock { peer, path: p } => format!(
+            "synk: waiting for another synk run on {} at {}…",
+            path(p),
+            s(peer)
+        ),
         RootFailed { peer, root, error } => format!("{}: {}: {}", s(peer), s(root), s(error)),
         WhileComparing { peer, error } => match peer {
             Some(peer) => format!("{}: {}", s(peer), while_comparing(&s(error))),
@@ -299,6 +308,15 @@ pub fn line(ev: &Event, style: Style) -> String {
             "{}: send-only {} keeps its own version",
             path(p),
             s(peer)
+        ),
+        EmptySubtree {
+            peer,
+            path: p,
+            held,
+        } => format!(
+            "{}: {} was a mount point at the last sync and is empty or missing there now, though {held} entries below it were synced (an unmounted disk?); left out there, nothing deleted. If you emptied it on purpose, run again with --confirm-empty",
+            s(peer),
+            path(p)
         ),
         TooBig { path: p, size } => format!(
             "{}: {size} bytes, over --max-size: skipped (nothing copied or deleted)",

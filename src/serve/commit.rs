@@ -9,6 +9,7 @@ use super::stage::recordable;
 use super::{msg, OpResult, Server};
 use crate::beneath::{kind_of, Expect, Stamp};
 use crate::model::{Kind, Record};
+use crate::paths::WirePath;
 use crate::scan;
 use crate::state::sort_by_path;
 
@@ -26,7 +27,7 @@ impl Server {
         // Directories get their modes and times once filled, before the state says so.
         self.finish_dirs();
         let ctx = self.ctx_mut(root)?;
-        if !ctx.dirty && ctx.set.is_empty() && !ctx.state.absorbs() {
+        if !ctx.dirty && ctx.set.is_empty() && !ctx.state.must_write() {
             // An in-sync re-check: the state already says what the scan found.
             return self.prune_once();
         }
@@ -47,8 +48,14 @@ impl Server {
         if !self.pruned {
             self.pruned = true;
             if let Some(store) = &self.store {
-                if let Err(e) = store.prune(self.retention) {
-                    tracing::warn!("pruning kept versions: {e}");
+                match store.prune(self.retention) {
+                    Ok(done) if done.rebuilt => self.warnings.push(format!(
+                        "{}: the index of kept versions was damaged: rebuilt from what could be read and the versions themselves ({} found again); nothing pruned this time",
+                        store.dir().display(),
+                        done.found
+                    )),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("pruning kept versions: {e}"),
                 }
             }
         }
@@ -79,6 +86,8 @@ fn next_records(ctx: &RootCtx, mut set: Vec<Record>) -> Vec<Record> {
             // failed), the old record stays and the next run tries again.
             (Some(r), _) if recordable(&r) && arrived(ctx, &r) => Some(r),
             (Some(_), _) | (None, Reported::AsRecorded | Reported::Unknown) => old.cloned(),
+            // Gone below an emptied mount point, and not decided: as before (see `guarded`).
+            (None, Reported::Held(h)) if h.0.is_none() && guarded(ctx, rel) => old.cloned(),
             (None, Reported::Held(h)) => Some(Record {
                 rel: rel.clone(),
                 meta: h.0.clone(),
@@ -108,14 +117,26 @@ fn next_records(ctx: &RootCtx, mut set: Vec<Record>) -> Vec<Record> {
     new
 }
 
+/// Whether `rel` is at or below one of the root's emptied mount points.
+fn guarded(ctx: &RootCtx, rel: &WirePath) -> bool {
+    ctx.guarded.iter().any(|m| rel.below(m).is_some())
+}
+
 /// Whether the entry on disk is the version `r` records, by what this session knows of it,
 /// never by size and mtime alone: a file this session placed must still carry the stamp it
 /// had in place; one it did not write must still be the very file the scan saw (same stamp)
 /// with the digest the record names. A directory must be one; a symlink must point where the
 /// record says; a deletion must be gone.
 fn arrived(ctx: &RootCtx, r: &Record) -> bool {
-    let Ok(at) = ctx.at(&r.rel, false) else {
-        return false;
+    let at = match ctx.at(&r.rel, false) {
+        Ok(at) => at,
+        // A directory on the way is gone too: so is a deleted entry (a read, never a write).
+        Err(_) => {
+            let path = ctx.abs.join(r.rel.as_path());
+            return r.meta.is_none()
+                && std::fs::symlink_metadata(path)
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+        }
     };
     let st = match at.lstat() {
         Ok(st) => st,

@@ -28,6 +28,7 @@ use crate::versions::Store;
 mod commit;
 mod emit;
 mod keep;
+mod locks;
 mod recheck;
 mod reports;
 mod restore;
@@ -45,7 +46,7 @@ const VERSIONS_BATCH: usize = 1024;
 pub fn run() -> Result<(), FrameError> {
     rsync::stop_on_signals();
     let mut server = Server::new(crate::os::home_dir());
-    server.on_stdin = true;
+    server.client = Some(libc::STDIN_FILENO);
     server.cache_dir = crate::os::cache_dir(server.home.as_deref());
     server.with_state(state::state_dir(server.home.as_deref()));
     let mut r = BufReader::with_capacity(CHUNK + 64, io::stdin().lock());
@@ -85,9 +86,12 @@ pub struct Server {
     last_walk: Option<recheck::LastWalk>,
     /// Scans that walked the tree (the others answered from memory).
     walks: u32,
-    /// This serve speaks on the process's standard input (a remote rsync it runs is killed
-    /// when that input ends).
-    on_stdin: bool,
+    /// The per-root locks this session holds (made on first use, with a state directory).
+    locks: Option<locks::Locks>,
+    /// The conversation's input, watched while waiting for a lock (`None`: not a descriptor).
+    client: Option<std::os::unix::io::RawFd>,
+    /// Warnings for the client, sent before the next answer that carries them.
+    warnings: Vec<String>,
 }
 
 /// Why a request that changes a tree was not carried out.
@@ -153,7 +157,9 @@ impl Server {
             watch: None,
             last_walk: None,
             walks: 0,
-            on_stdin: false,
+            locks: None,
+            client: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -220,6 +226,8 @@ impl Server {
                     | Request::Watch { .. }
                     | Request::Records { .. }
                     | Request::Commit { .. }
+                    | Request::Lock { .. }
+                    | Request::Unlock
             );
             if !reads {
                 self.last_walk = None;
@@ -231,10 +239,17 @@ impl Server {
                     excludes,
                     brief,
                     tidy,
+                    lock,
                 } => {
                     self.retention = retention;
-                    self.scan(&roots, &excludes, brief, tidy, w)?
+                    if !lock || self.lock_for_scan(&roots, w)? {
+                        self.scan(&roots, &excludes, brief, tidy, w)?
+                    }
                 }
+                Request::Lock { roots, wait_ms } => {
+                    self.lock(&roots, Duration::from_millis(wait_ms.into()), w)?
+                }
+                Request::Unlock => self.unlock(),
                 Request::Detail { root, rels } => self.detail(root, rels, w)?,
                 Request::Briefs { root } => self.held_briefs(root, w)?,
                 Request::Blocks { root, rel } => write_frame(w, &self.blocks(root, &rel))?,
@@ -257,7 +272,13 @@ impl Server {
                         tracing::warn!("{e}");
                     }
                 }
-                Request::Commit { root } => reply(w, self.commit(root))?,
+                Request::Commit { root } => {
+                    let res = self.commit(root);
+                    for warning in self.warnings.drain(..) {
+                        write_frame(w, &Response::Warning(warning))?;
+                    }
+                    reply(w, res)?
+                }
                 Request::Versions { path } => match self.versions(&path) {
                     Ok(v) => {
                         // In batches that stay below the frame limit, then Done.
@@ -443,6 +464,7 @@ pub(super) mod tests {
             excludes: Vec::new(),
             brief: false,
             tidy: true,
+            lock: false,
         }
     }
 
@@ -457,6 +479,7 @@ pub(super) mod tests {
             excludes: Vec::new(),
             brief: true,
             tidy: true,
+            lock: false,
         };
         let detail = |rel: &str| Request::Detail {
             root: 0,
@@ -537,6 +560,7 @@ pub(super) mod tests {
             excludes: Vec::new(),
             brief: true,
             tidy: true,
+            lock: false,
         };
         let briefs = |resps: &[Response]| -> Vec<Brief> {
             gather(resps, |r| match r {
@@ -650,6 +674,7 @@ pub(super) mod tests {
             excludes: Vec::new(),
             brief: true,
             tidy: true,
+            lock: false,
         };
         let (res, _) = converse_in(
             home.path(),

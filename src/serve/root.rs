@@ -59,6 +59,9 @@ pub(super) struct RootCtx {
     pub(super) scratch: Option<(Vec<u8>, OwnedFd, bool)>,
     /// The scratch directory's registration for removal if the serve is stopped.
     pub(super) scratch_live: Option<u64>,
+    /// Emptied mount points ([`crate::proto::Emptied`]): the deletions below them are recorded
+    /// only as the client decides, never as reported.
+    pub(super) guarded: Vec<WirePath>,
 }
 
 impl RootCtx {
@@ -82,6 +85,7 @@ impl RootCtx {
             dir_meta: RefCell::default(),
             scratch: None,
             scratch_live: None,
+            guarded: Vec::new(),
         }
     }
 
@@ -197,7 +201,7 @@ impl RootCtx {
         self.watchable
             && !self.dirty
             && self.set.is_empty()
-            && !self.state.absorbs()
+            && !self.state.must_write()
             && self.held_briefs.is_some()
             && self.said.is_some()
     }

@@ -69,15 +69,15 @@ impl Server {
     /// serve runs on standard input at all.
     fn watch_hangup(&self) -> Arc<AtomicBool> {
         let flag = Arc::new(AtomicBool::new(false));
-        if self.on_stdin {
+        if let Some(fd) = self.client {
             let f = flag.clone();
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 loop {
-                    // SAFETY: reading into a buffer this thread owns; fd 0 is this process's
-                    // standard input, which nothing else reads while rsync runs (the client
-                    // sends nothing more in this conversation).
-                    let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+                    // SAFETY: reading into a buffer this thread owns; `fd` is the conversation's
+                    // input, which nothing else reads while rsync runs (the client sends
+                    // nothing more in this conversation).
+                    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
                     if n == 0
                         || (n < 0
                             && std::io::Error::last_os_error().kind()

@@ -15,7 +15,7 @@ use crate::cache::DigestCache;
 use crate::exclude::Excludes;
 use crate::model::{now_ms, Content, Kind, Record};
 use crate::paths::{RootSpec, WirePath};
-use crate::proto::{write_frame, Entry, FrameError, Response, ENTRY_BATCH};
+use crate::proto::{write_frame, Emptied, Entry, FrameError, Response, ENTRY_BATCH, MAX_WARNING};
 use crate::scan::{self, Found};
 use crate::state::RootState;
 
@@ -75,7 +75,7 @@ impl Server {
                     .map(|st| (abs, st, ex))
                     .map_err(|e| format!("{spec}: {}", scan::io_msg(&e)))
             });
-            let (abs, state, excludes) = match loaded {
+            let (abs, mut state, excludes) = match loaded {
                 Ok(x) => x,
                 Err(e) => {
                     self.roots.push(None);
@@ -89,6 +89,9 @@ impl Server {
                     continue;
                 }
             };
+            for moved in state.moved_aside() {
+                write_frame(w, &Response::Warning(moved_aside(&abs, &moved)))?;
+            }
             let mut ctx = RootCtx::new(abs, excludes, state);
             let res = self.scan_one(index, &mut ctx, brief, tidy, w);
             self.roots.push(Some(ctx));
@@ -225,7 +228,7 @@ impl Server {
         });
         reported.sort();
         cache.save();
-        match walked {
+        let mounts = match walked {
             Ok(w) => {
                 ctx.watchable = !w.other_device;
                 if w.setid > 0 {
@@ -235,6 +238,7 @@ impl Server {
                         w.setid
                     ))?;
                 }
+                w.mounts
             }
             Err(e) => {
                 return out.replace(Response::Root {
@@ -242,7 +246,7 @@ impl Server {
                     result: Err(msg(&abs, e)),
                 })
             }
-        }
+        };
         // Remembered entries that are gone: deleted here since the last sync, or tombstones.
         // Nothing below an unreadable directory is taken as deleted.
         let mut at = 0;
@@ -282,7 +286,14 @@ impl Server {
             reported.sort();
         }
         ctx.dirty = dirty;
+        ctx.state.see_mounts(mounts);
         (ctx.held_briefs, ctx.said) = out.finish()?.map(|s| (s.held, s.said)).unzip();
+        let emptied = emptied_mounts(ctx);
+        if !emptied.is_empty() {
+            // Their deletions are recorded only where the client confirms them.
+            ctx.guarded = emptied.iter().map(|e| e.rel.clone()).collect();
+            write_frame(w, &Response::Emptied(emptied))?;
+        }
         Ok(())
     }
 
@@ -346,6 +357,71 @@ impl Server {
     }
 }
 
+/// The warning that a root's state file (or one it would absorb) was moved aside.
+fn moved_aside(root: &std::path::Path, m: &crate::state::Moved) -> String {
+    let text = format!(
+        "{}: unreadable sync state ({}); moved it aside to {}. {} is synced as if for the first time here: nothing is deleted because of it, and every version replaced is kept",
+        m.file.display(),
+        m.why,
+        m.to.display(),
+        root.display()
+    );
+    let mut end = text.len().min(MAX_WARNING);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+/// Directories below the root that were mount points at the last sync (or are now), with
+/// nothing below them now though more than one entry was recorded there: an unmounted disk,
+/// not the user deleting everything on it (as the root's own guard in the decision).
+fn emptied_mounts(ctx: &RootCtx) -> Vec<Emptied> {
+    let mut candidates: Vec<&WirePath> = ctx.state.mounts().iter().collect();
+    // The walk's own mount points are in the state's next record (see_mounts): ask it.
+    candidates.extend(ctx.state.seen_mounts());
+    candidates.retain(|m| !m.is_empty());
+    if candidates.is_empty() || !ctx.dirty {
+        return Vec::new();
+    }
+    candidates.sort();
+    candidates.dedup();
+    // Per candidate: entries held below it now, and entries gone below it since the sync.
+    let mut held = vec![0u64; candidates.len()];
+    let mut gone = vec![0u64; candidates.len()];
+    for (rel, rep) in ctx.reported.iter() {
+        let now = match rep {
+            Reported::AsRecorded => ctx.state.get(rel).is_some_and(|r| r.meta.is_some()),
+            Reported::Held(h) if h.0.is_none() => {
+                // Deleted since the sync (a remembered deletion is reported as recorded).
+                for (i, m) in candidates.iter().enumerate() {
+                    if rel.below(m).is_some_and(|b| !b.is_empty()) {
+                        gone[i] += 1;
+                    }
+                }
+                continue;
+            }
+            Reported::Held(_) | Reported::Unknown => true,
+        };
+        if now {
+            for (i, m) in candidates.iter().enumerate() {
+                if rel.below(m).is_some_and(|b| !b.is_empty()) {
+                    held[i] += 1;
+                }
+            }
+        }
+    }
+    candidates
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| held[*i] == 0 && gone[*i] > 1)
+        .map(|(i, m)| Emptied {
+            rel: m.clone(),
+            held: gone[i],
+        })
+        .collect()
+}
+
 /// The entry to report for what the walk found, given the remembered record.
 fn versioned(found: Found, base: Option<&Record>, key: u64, now: u64) -> (Entry, Reported) {
     let rel = found.rel;
@@ -390,5 +466,183 @@ fn versioned(found: Found, base: Option<&Record>, key: u64, now: u64) -> (Entry,
                 rep,
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::path::Path;
+
+    use super::*;
+    use crate::model::{Retention, Vv};
+    use crate::proto::{encode, read_frame, Request};
+    use crate::state;
+
+    /// A serve of `home` with its state in `home/state`, over `reqs` (after the handshake):
+    /// its answers.
+    fn converse(home: &Path, reqs: &[Request]) -> Vec<Response> {
+        let hello = Request::Hello {
+            magic: crate::proto::MAGIC,
+            protocol: crate::proto::PROTOCOL_VERSION,
+            version: "test".into(),
+        };
+        let mut input = encode(&hello).unwrap();
+        for r in reqs {
+            input.extend(encode(r).unwrap());
+        }
+        let mut server = Server::new(Some(home.to_path_buf()));
+        server.with_state(Some(home.join("state")));
+        let mut out = Vec::new();
+        server.serve(&mut &input[..], &mut out).unwrap();
+        let mut r = &out[..];
+        let mut resps = Vec::new();
+        while let Ok(resp) = read_frame::<Response, _>(&mut r) {
+            resps.push(resp);
+        }
+        assert!(matches!(resps.remove(0), Response::Hello { .. }));
+        resps
+    }
+
+    fn scan() -> Request {
+        Request::Scan {
+            roots: vec![RootSpec::Home(WirePath::from("notes"))],
+            retention: Retention::default(),
+            excludes: Vec::new(),
+            brief: true,
+            tidy: true,
+            lock: true,
+        }
+    }
+
+    fn commit() -> Request {
+        Request::Commit { root: 0 }
+    }
+
+    fn emptied(resps: &[Response]) -> Vec<Emptied> {
+        resps
+            .iter()
+            .filter_map(|r| match r {
+                Response::Emptied(e) => Some(e.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    fn records(home: &Path) -> state::RootState {
+        state::RootState::load(Some(&home.join("state")), &home.join("notes")).unwrap()
+    }
+
+    #[test]
+    fn an_emptied_mount_point_is_told_and_its_records_kept_until_confirmed() {
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path();
+        let notes = h.join("notes");
+        fs::create_dir_all(notes.join("m/sub")).unwrap();
+        for f in ["m/a", "m/sub/b", "x"] {
+            fs::write(notes.join(f), f).unwrap();
+        }
+        converse(h, &[scan(), commit()]);
+        // As if the last walk had found a disk mounted at m.
+        let mut st = records(h);
+        st.see_mounts(vec![WirePath::from("m")]);
+        st.save(st.records().cloned().collect()).unwrap();
+        assert_eq!(records(h).mounts(), [WirePath::from("m")]);
+
+        // Unmounted: m is an empty directory now.
+        fs::remove_dir_all(notes.join("m")).unwrap();
+        fs::create_dir(notes.join("m")).unwrap();
+        let resps = converse(h, &[scan(), commit()]);
+        let want = Emptied {
+            rel: WirePath::from("m"),
+            held: 3,
+        };
+        assert_eq!(emptied(&resps), std::slice::from_ref(&want));
+        // Committed as reported, but below m as before: held entries, still a mount point.
+        let st = records(h);
+        for rel in ["m/a", "m/sub", "m/sub/b"] {
+            let r = st.get(&WirePath::from(rel)).unwrap();
+            assert!(r.meta.is_some(), "{rel}");
+        }
+        assert_eq!(st.mounts(), [WirePath::from("m")]);
+        // The next run says so again; a missing m too.
+        fs::remove_dir(notes.join("m")).unwrap();
+        let resps = converse(h, &[scan(), commit()]);
+        assert_eq!(emptied(&resps), [want]);
+
+        // Confirmed: the client sends the deletions' records; they stand, and m is a mount
+        // point no more.
+        let gone = |rel: &str| crate::model::Record {
+            rel: WirePath::from(rel),
+            meta: None,
+            vv: Vv(vec![(9, 9)]),
+        };
+        let set = ["m", "m/a", "m/sub", "m/sub/b"].map(gone).to_vec();
+        converse(h, &[scan(), Request::Records { root: 0, set }, commit()]);
+        let st = records(h);
+        assert!(st.get(&WirePath::from("m/a")).unwrap().meta.is_none());
+        assert!(st.mounts().is_empty());
+        let resps = converse(h, &[scan()]);
+        assert!(emptied(&resps).is_empty());
+    }
+
+    #[test]
+    fn no_mount_point_no_guard() {
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path();
+        let notes = h.join("notes");
+        fs::create_dir_all(notes.join("m")).unwrap();
+        fs::write(notes.join("m/a"), "a").unwrap();
+        fs::write(notes.join("m/b"), "b").unwrap();
+        converse(h, &[scan(), commit()]);
+        fs::remove_file(notes.join("m/a")).unwrap();
+        fs::remove_file(notes.join("m/b")).unwrap();
+        let resps = converse(h, &[scan(), commit()]);
+        assert!(emptied(&resps).is_empty());
+        let st = records(h);
+        assert!(st.get(&WirePath::from("m/a")).unwrap().meta.is_none());
+    }
+
+    #[test]
+    fn a_damaged_state_file_is_warned_of_once_and_the_root_scanned_afresh() {
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path();
+        fs::create_dir_all(h.join("notes")).unwrap();
+        fs::write(h.join("notes/a"), "a").unwrap();
+        converse(h, &[scan(), commit()]);
+        let file = state::file_for(&h.join("state"), &h.join("notes"));
+        let mut bytes = fs::read(&file).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        fs::write(&file, bytes).unwrap();
+        let resps = converse(h, &[scan(), commit()]);
+        let warnings: Vec<&String> = resps
+            .iter()
+            .filter_map(|r| match r {
+                Response::Warning(w) => Some(w),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(warnings.len(), 1, "{resps:?}");
+        let moved = format!("{}.corrupt-", file.display());
+        assert!(
+            warnings[0].starts_with(&file.display().to_string()),
+            "{}",
+            warnings[0]
+        );
+        assert!(warnings[0].contains(&moved), "{}", warnings[0]);
+        assert!(warnings[0].len() <= MAX_WARNING);
+        // No history: every entry is new to this peer.
+        let entries: Vec<&Entry> = resps
+            .iter()
+            .filter_map(|r| match r {
+                Response::Entries(e) => Some(e),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert!(entries.iter().all(|e| e.vv.is_none()), "{entries:?}");
+        let resps = converse(h, &[scan()]);
+        assert!(!resps.iter().any(|r| matches!(r, Response::Warning(_))));
     }
 }

@@ -133,6 +133,7 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         // peer holds: both need every entry in full.
         brief: cli.verbose < 2 && cli.restore.is_none(),
         tidy: !cli.dry_run,
+        lock_wait: cli.lock_wait.unwrap_or(session::LOCK_WAIT),
     };
     let mut session = Session::new(specs, opts, forced);
     session.roles = roles;

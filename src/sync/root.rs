@@ -168,6 +168,7 @@ impl RootRun<'_> {
         let file_name = std::path::Path::new(&self.root.display)
             .file_name()
             .map(|n| n.as_encoded_bytes());
+        let emptied = self.emptied(views);
         let plan = plan::decide(&plan::Input {
             views,
             names: &names,
@@ -177,6 +178,7 @@ impl RootRun<'_> {
             max_size: self.max_size,
             settled,
             roles: self.roles,
+            emptied: &emptied,
         });
         tracing::debug!(
             root = %self.root.display,
@@ -187,6 +189,21 @@ impl RootRun<'_> {
             "decided"
         );
         plan
+    }
+
+    /// Per peer in the decision, the mount points it says are emptied below this root.
+    fn emptied(&self, views: &[Option<&Listing>]) -> Vec<Vec<plan::Emptied>> {
+        self.scans
+            .iter()
+            .enumerate()
+            .map(|(p, scan)| match (views.get(p), scan) {
+                (Some(Some(_)), Some(roots)) => roots[self.index]
+                    .as_ref()
+                    .map(|s| s.emptied.clone())
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            })
+            .collect()
     }
 
     /// Reports a plan and carries it out (unless `--dry-run`): returns the peers whose

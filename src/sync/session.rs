@@ -13,7 +13,7 @@ use crate::config::PeerSpec;
 use crate::model::{Retention, Role};
 use crate::oplog::OpLog;
 use crate::paths::RootSpec;
-use crate::peer::{self, Conn, ConnectOptions, Peer, RootScan};
+use crate::peer::{self, Conn, ConnectOptions, OpError, Peer, RootScan};
 use crate::plan::PeerId;
 use crate::report::{self, Event, Progress, Reporter};
 use crate::transfer::relay::NoRoute;
@@ -32,6 +32,9 @@ const DEBOUNCE: Duration = Duration::from_millis(400);
 /// The longest the local peer's serve waits for a remote handshake to finish (see
 /// [`Session::connect_scan`]).
 const LOCAL_HOLD: Duration = Duration::from_millis(250);
+/// How long a run waits for another synk run on the same paths to finish on a peer, unless
+/// `--lock-wait` says otherwise.
+pub(super) const LOCK_WAIT: Duration = Duration::from_secs(600);
 
 /// What every run of a session is given besides the roots.
 pub(super) struct Settings {
@@ -49,6 +52,27 @@ pub(super) struct Settings {
     pub brief: bool,
     /// Let scans remove what killed runs left in the trees (never on a dry run).
     pub tidy: bool,
+    /// How long to wait for another run's locks on a peer.
+    pub lock_wait: Duration,
+}
+
+/// How one peer's scan ended.
+enum PeerScan {
+    /// Scanned: each root scanned, or why not.
+    Scanned(Vec<RootScan>),
+    /// Another run holds a lock the scan needs there: nothing scanned, nothing held.
+    Busy,
+    /// No scan: none was asked for, or it failed (and said why).
+    Nothing,
+}
+
+impl PeerScan {
+    fn done(self) -> Option<Vec<RootScan>> {
+        match self {
+            PeerScan::Scanned(s) => Some(s),
+            PeerScan::Busy | PeerScan::Nothing => None,
+        }
+    }
 }
 
 /// The peers: every one that was asked for (localhost first), and those connected now.
@@ -137,8 +161,10 @@ impl Session {
             }
         }));
         let (connected, old_scans) = tokio::join!(fresh, old);
-        let mut scans: Vec<Option<Vec<RootScan>>> =
-            old_scans.into_iter().map(Option::flatten).collect();
+        let mut scans: Vec<PeerScan> = old_scans
+            .into_iter()
+            .map(|s| s.unwrap_or(PeerScan::Nothing))
+            .collect();
         for (i, c, scanned) in connected {
             match c {
                 Ok(p) => {
@@ -157,7 +183,7 @@ impl Session {
                     let at = self.spec_of.partition_point(|s| *s < i);
                     self.spec_of.insert(at, i);
                     self.peers.insert(at, p);
-                    scans.insert(at, scanned.flatten());
+                    scans.insert(at, scanned.unwrap_or(PeerScan::Nothing));
                 }
                 Err(e) => {
                     let wait = self.retry.get(&i).map_or(FIRST_BACKOFF, |(_, w)| *w);
@@ -169,7 +195,103 @@ impl Session {
                 }
             }
         }
-        scans
+        if let Some((roots, s)) = scan {
+            if scans.iter().any(|x| matches!(x, PeerScan::Busy)) {
+                self.take_turns(roots, s, rep, &mut scans).await;
+            }
+        }
+        scans.into_iter().map(PeerScan::done).collect()
+    }
+
+    /// Another run held a lock a scan needed on some peer (the scan went out with a try at
+    /// the locks, so the common case costs no round trip): every lock the first try took is
+    /// released, then the peers are locked one at a time in the order of their keys, waiting
+    /// up to `--lock-wait` on each (every client takes that order, so two never wait for each
+    /// other in a circle), and scanned again. A peer that cannot be locked is out of the run.
+    async fn take_turns(
+        &self,
+        roots: &[RootSpec],
+        s: &Settings,
+        rep: &Reporter,
+        scans: &mut [PeerScan],
+    ) {
+        let mut order: Vec<(u64, PeerId)> = Vec::new();
+        for (p, scan) in scans.iter().enumerate() {
+            if matches!(scan, PeerScan::Nothing) {
+                continue;
+            }
+            let mut conn = self.peers[p].conn.lock().await;
+            if matches!(scan, PeerScan::Scanned(_)) {
+                // Its answer was read whole: the serve reads this next.
+                if let Err(e) = conn.unlock().await {
+                    rep.emit(Event::Failed {
+                        error: format!("{e:#}"),
+                    });
+                    continue;
+                }
+            }
+            order.push((conn.key().unwrap_or(0), p));
+        }
+        order.sort_unstable();
+        let mut locked = Vec::new();
+        for p in scans.iter_mut() {
+            *p = PeerScan::Nothing;
+        }
+        for (_, p) in order {
+            let peer = &self.peers[p];
+            let mut conn = peer.conn.lock().await;
+            let waiting = |path: &crate::paths::WirePath| {
+                rep.emit(Event::WaitingForLock {
+                    peer: peer.name.clone(),
+                    path: path.clone(),
+                })
+            };
+            match conn.lock(roots, s.lock_wait, waiting).await {
+                Ok(()) => locked.push(p),
+                Err(OpError::Failed(error) | OpError::Changed(error)) => {
+                    rep.emit(Event::PeerFailed {
+                        peer: peer.name.clone(),
+                        error,
+                    })
+                }
+                Err(OpError::Lost(e)) => rep.emit(Event::Failed {
+                    error: format!("{e:#}"),
+                }),
+            }
+        }
+        let again = join_all(
+            locked
+                .iter()
+                .map(|p| scan_peer(&self.peers[*p], roots, s, false, rep)),
+        )
+        .await;
+        for (p, scan) in locked.into_iter().zip(again) {
+            scans[p] = match scan {
+                // Held since the lock above: cannot be, but never scanned unlocked.
+                PeerScan::Busy => {
+                    rep.emit(Event::PeerFailed {
+                        peer: self.peers[p].name.clone(),
+                        error: "lost its lock between locking and scanning".into(),
+                    });
+                    PeerScan::Nothing
+                }
+                other => other,
+            };
+        }
+    }
+
+    /// Releases every peer's locks (a run is over; `--every` and `--watch` hold none between
+    /// runs), and tells what the peers warned of meanwhile.
+    async fn unlock_all(&self, dead: &HashSet<PeerId>, rep: &Reporter) {
+        join_all(self.peers.iter().enumerate().map(|(p, peer)| async move {
+            let mut conn = peer.conn.lock().await;
+            tell_warnings(peer, &mut conn, rep);
+            if !dead.contains(&p) {
+                // A peer that hangs up now is found out by the next request.
+                let _ = conn.unlock().await;
+            }
+        }))
+        .await;
     }
 
     /// The `--master` peer's id among the connected ones, or `Err` when it is not connected.
@@ -205,11 +327,19 @@ impl Session {
         s: &Settings,
         rep: &Reporter,
     ) -> Vec<Option<Vec<RootScan>>> {
-        join_all(
-            self.peers
-                .iter()
-                .map(|peer| scan_peer(peer, roots, s, false, rep)),
-        )
+        join_all(self.peers.iter().map(|peer| async move {
+            match scan_peer(peer, roots, s, false, rep).await {
+                PeerScan::Busy => {
+                    // This session's locks, taken when it connected, are gone.
+                    rep.emit(Event::PeerFailed {
+                        peer: peer.name.clone(),
+                        error: "another synk run holds a lock this run needs".into(),
+                    });
+                    None
+                }
+                other => other.done(),
+            }
+        }))
         .await
     }
 
@@ -262,6 +392,7 @@ impl Session {
             let lost = run.sync(&dead, rep).await;
             dead.extend(lost);
         }
+        self.unlock_all(&dead, rep).await;
         self.drop_peers(&dead).await;
     }
 
@@ -337,15 +468,25 @@ impl Session {
     }
 }
 
-/// Scans the roots on one peer (`sent`: the request went out with the handshake); `None`
-/// (after saying why) when it fails.
+/// Tells what a peer's serve warned of since the last time.
+fn tell_warnings(peer: &Peer, conn: &mut Conn, rep: &Reporter) {
+    for warning in conn.take_warnings() {
+        rep.emit(Event::PeerWarning {
+            peer: peer.name.clone(),
+            warning,
+        });
+    }
+}
+
+/// Scans the roots on one peer (`sent`: the request went out with the handshake), locking
+/// them without waiting; [`PeerScan::Nothing`] (after saying why) when it fails.
 async fn scan_peer(
     peer: &Peer,
     roots: &[RootSpec],
     s: &Settings,
     sent: bool,
     rep: &Reporter,
-) -> Option<Vec<RootScan>> {
+) -> PeerScan {
     let spinner = rep.spinner(Progress::Scanning {
         peer: peer.name.clone(),
     });
@@ -358,13 +499,15 @@ async fn scan_peer(
             .await
     };
     spinner.finish_and_clear();
+    tell_warnings(peer, &mut conn, rep);
     match res {
-        Ok(scan) => Some(scan),
+        Ok(scan) => PeerScan::Scanned(scan),
+        Err(e) if e.downcast_ref::<peer::Busy>().is_some() => PeerScan::Busy,
         Err(e) => {
             rep.emit(Event::Failed {
                 error: format!("{e:#}"),
             });
-            None
+            PeerScan::Nothing
         }
     }
 }

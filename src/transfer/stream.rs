@@ -395,6 +395,7 @@ mod tests {
             excludes: Vec::new(),
             brief: false,
             tidy: true,
+            lock: false,
         };
         conn.send(&scan).await.unwrap();
         conn.flush().await.unwrap();

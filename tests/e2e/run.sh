@@ -710,6 +710,41 @@ s_two_clients() {   # alpha and beta each drive the same peers; one history
     for h in "${HOSTS[@]}"; do has "$h" $d/b.txt && fail "host $h: b.txt resurrected by the other client"; done
 }
 
+s_concurrent_clients() {   # alpha and beta sync the same tree at once: one waits its turn, both succeed, one history
+    local d=e2e/race
+    put alpha $d/a.txt "from alpha" 100
+    put beta  $d/b.txt "from beta" 200
+    put delta $d/sub/d.txt "from delta" 300
+    put_random gamma $d/big.bin 8 400   # at 1 MiB/s, each run's copies keep it busy for seconds
+    snapshot race $d
+    local h o
+    local -A pid rc
+    for h in alpha beta; do
+        local others=()
+        for o in alpha beta gamma delta; do [[ $o == "$h" ]] || others+=(-h "$o"); done
+        docker exec -u synk -w "${HOME_OF[$h]}" "$(c "$h")" timeout -k 10 "$SYNK_TIMEOUT" \
+            synk --bwlimit 1M "${others[@]}" "${HOME_OF[$h]}/$d" >"$WORK/out.$h" 2>"$WORK/err.$h" &
+        pid[$h]=$!
+    done
+    for h in alpha beta; do
+        rc[$h]=0
+        wait "${pid[$h]}" || rc[$h]=$?
+        if [[ ${rc[$h]} != 0 ]]; then
+            fail "the run from $h: exit ${rc[$h]} (two clients must take turns, not fail or hang)"
+            sed -e "s/^/       stderr: /" "$WORK/err.$h" | head -n 20
+        fi
+    done
+    grep -qh '^synk: waiting for another synk run on .* at .*…$' "$WORK/err.alpha" "$WORK/err.beta" \
+        || fail "neither run said it was waiting for the other" "$(cat "$WORK/err.alpha" "$WORK/err.beta" | head -n 10)"
+    expect_converged race $d
+    run_synk gamma -v -h alpha -h beta -h delta "${HOME_OF[gamma]}/$d"
+    expect_rc 0
+    stdout_has 'master:' && { fail "a third run after both still found something to copy"; show_output; }
+    for h in "${HOSTS[@]}"; do
+        [[ -z $(hx "$h" "ls ~/.local/state/synk/roots | grep corrupt") ]] || fail "host $h: a state file went bad"
+    done
+}
+
 s_kill_client_rerun() {   # the client is killed mid-copy; the rerun converges, no false conflict, no temps
     local d=/data/e2e/killc
     fx alpha "mkdir -p $d && echo keep >$d/k.txt && head -c 300M /dev/urandom >$d/big.bin"
@@ -981,7 +1016,7 @@ SCENARIOS=(local_master remote_master missing_some dir_union norsync_master nors
            kill_rsync_container kill_stream_sshd kill_stream_container
            kill_no_partial_spread kill_no_partial_spread_rsync
            delete_propagates conflict_history old_mtime_change emptied_root missed_sync two_clients
-           kill_client_rerun watch_across_hosts every_across_hosts
+           concurrent_clients kill_client_rerun watch_across_hosts every_across_hosts
            ssh_no_known_hosts ssh_unknown_key_strict no_install jump_and_install upgrade_older
            old_libc_install roles_backup)
 
