@@ -159,6 +159,18 @@ impl RootSpec {
         }
     }
 
+    /// The last name of the path this spec names (trailing slashes aside): the name a root
+    /// that is a single file has on every peer. `None` for a home itself and for `/`.
+    pub fn file_name(&self) -> Option<&[u8]> {
+        let b = match self {
+            RootSpec::Home(rel) => rel.as_bytes(),
+            RootSpec::Absolute(abs) => abs.as_bytes(),
+        }
+        .trim_ascii_end_slash();
+        let name = &b[b.iter().rposition(|c| *c == b'/').map_or(0, |i| i + 1)..];
+        (!name.is_empty()).then_some(name)
+    }
+
     /// The absolute path this spec names on a host whose home directory is `home`.
     pub fn resolve(&self, home: &Path) -> Result<PathBuf, PathError> {
         self.check()?;
@@ -337,6 +349,25 @@ mod tests {
             Err(PathError::Escapes)
         );
         assert!(RootSpec::Absolute(w("/")).check().is_ok());
+        let name = |spec: RootSpec| {
+            spec.file_name()
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+        };
+        assert_eq!(
+            name(RootSpec::Home(w(".profile"))).as_deref(),
+            Some(".profile")
+        );
+        assert_eq!(name(RootSpec::Home(w("a/b.txt"))).as_deref(), Some("b.txt"));
+        assert_eq!(
+            name(RootSpec::Absolute(w("/etc/hosts"))).as_deref(),
+            Some("hosts")
+        );
+        assert_eq!(
+            name(RootSpec::Absolute(w("/srv/data/"))).as_deref(),
+            Some("data")
+        );
+        assert_eq!(name(RootSpec::Home(w(""))), None);
+        assert_eq!(name(RootSpec::Absolute(w("/"))), None);
         assert!(RootSpec::Absolute(w("/srv/data/")).check().is_ok());
     }
 

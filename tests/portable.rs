@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 
 use common::*;
 use sha2::Digest as _;
-use synk::paths::{RootSpec, WirePath};
 use synk::model::Kind;
+use synk::paths::{RootSpec, WirePath};
 use synk::proto::{self, Request, Response, MAGIC, PROTOCOL_VERSION};
 
 const SYNK: &str = env!("CARGO_BIN_EXE_synk");

@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 
+use super::check::{clip, glimpse, Refused};
 use super::connect::ServeChild;
+use crate::paths::WirePath;
 use crate::proto::{read_frame_async, write_frame_async, FrameError, Request, Response};
 
 /// The serve's output, as the client reads it.
@@ -28,6 +30,9 @@ pub struct Conn {
     pub(super) child: Option<ServeChild>,
     /// The last lines the serve wrote to its stderr.
     pub(super) stderr: Arc<StdMutex<VecDeque<String>>>,
+    /// The peer's home, as its handshake said (checked): roots it reports must be the ones
+    /// asked for, resolved against it.
+    pub(super) home: WirePath,
 }
 
 impl Conn {
@@ -55,11 +60,13 @@ impl Conn {
             .map_err(|e| self.lost(FrameError::Io(e)))
     }
 
-    /// Reads the next response.
+    /// Reads the next response (a failure's text [`clip`]ped).
     pub async fn recv(&mut self) -> Result<Response> {
-        read_frame_async(&mut self.reader)
-            .await
-            .map_err(|e| self.lost(e))
+        match read_frame_async(&mut self.reader).await {
+            Ok(Response::Failed(m)) => Ok(Response::Failed(clip(m))),
+            Ok(r) => Ok(r),
+            Err(e) => Err(self.lost(e)),
+        }
     }
 
     /// Sends one request and waits for its single answer.
@@ -93,9 +100,17 @@ impl Conn {
 
     /// An error for a response that makes no sense at this point of the conversation.
     pub fn unexpected(&self, r: &Response) -> anyhow::Error {
-        let what = format!("{r:?}");
-        let what: String = what.chars().take(60).collect();
-        anyhow!("{}: protocol error: unexpected {what}", self.name)
+        anyhow!(
+            "{}: protocol error: unexpected {}",
+            self.name,
+            glimpse(r, 60)
+        )
+    }
+
+    /// The error for an answer the client refuses ([`Refused`]): it names the peer, which is
+    /// left out of the run.
+    pub fn refused(&self, e: Refused) -> anyhow::Error {
+        anyhow!("{}: {e}; {} is left out of this run", self.name, self.name)
     }
 
     /// The last lines of the serve's stderr, on one line.

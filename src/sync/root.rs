@@ -156,15 +156,12 @@ impl RootRun<'_> {
         root_is_dir: bool,
     ) -> Plan {
         let names: Vec<String> = self.peers.iter().map(|p| p.label.clone()).collect();
-        let file_name = std::path::Path::new(&self.root.display)
-            .file_name()
-            .map(|n| n.as_encoded_bytes());
         let plan = plan::decide(&plan::Input {
             views,
             names: &names,
             forced: self.forced,
             confirm_empty: self.cli.confirm_empty,
-            file_name: file_name.filter(|_| !root_is_dir),
+            file_name: self.root.spec.file_name().filter(|_| !root_is_dir),
             max_size: self.max_size,
             settled,
         });
@@ -231,6 +228,7 @@ impl RootRun<'_> {
             root: self.index as u32,
             abs,
             root_is_dir,
+            name: self.root.spec.file_name(),
             display: &self.root.display,
             copier: self.cli.copier,
             ssh_config: self.cli.ssh_config.clone(),

@@ -226,6 +226,7 @@ impl Session {
         for root in 0..roots.len() {
             super::settle::settle_root(&self.peers, &mut scans, root, s.max_size, rep).await;
         }
+        super::settle::check_file_roots(&self.peers, &mut scans, &specs, rep);
         let forced = self.forced_id().unwrap_or(None);
         let mut dead: HashSet<PeerId> = (0..self.peers.len())
             .filter(|i| scans[*i].is_none())
@@ -337,7 +338,7 @@ async fn scan_peer(
     let mut conn = peer.conn.lock().await;
     let progress = |entries, _| spinner.set_position(entries);
     let res = if sent {
-        conn.scanned(roots.len(), progress).await
+        conn.scanned(roots, progress).await
     } else {
         conn.scan(roots, s.retention, &s.excludes, s.brief, progress)
             .await

@@ -62,14 +62,14 @@ impl RootTransfer<'_> {
                 })
                 .collect()
         } else {
-            // Other entries of a file root are its siblings (conflict copies).
-            let abs = self.abs[m].clone().unwrap_or_default();
-            let name = abs.as_path().file_name().unwrap_or(".".as_ref());
+            // Other entries of a file root are its siblings (conflict copies). The root's own
+            // name is the client's, never what a peer reported.
+            let name = WirePath(self.name.unwrap_or(b".").to_vec());
             copies
                 .iter()
                 .map(|c| {
                     if c.rel.is_empty() {
-                        WirePath::from_path(std::path::Path::new(name))
+                        name.clone()
                     } else {
                         c.rel.clone()
                     }
