@@ -28,13 +28,14 @@ pub const ERROR_MAX: usize = 1024;
 pub const ID_MAX: usize = 128;
 /// What one answer of a peer may make the client hold (a root's scan, the briefs behind a
 /// summary, a list of kept versions), in bytes of the client's memory as [`Budget`] counts
-/// them: some 4 million entries in full, or 15 million in brief, where an honest tree of a
-/// million entries takes a quarter of it.
+/// them: some 2.5 million entries in full, or 10 million in brief, where an honest tree of a
+/// million entries takes at most half of it (and much less where most of it is in sync).
 pub const HOLD_LIMIT: u64 = 1 << 30;
 
 /// What one entry in full costs the client beside its path and texts: the map's key and value
-/// and the map's share of nodes around them.
-const ENTRY_COST: u64 = 256;
+/// and the map's share of nodes around them (measured: a map of a million entries with short
+/// paths takes 380 bytes an entry).
+const ENTRY_COST: u64 = 360;
 /// What one brief costs beside its path: fingerprint, size, flag, offset, and the index that
 /// settling sorts by.
 const BRIEF_COST: u64 = 48;
