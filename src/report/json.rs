@@ -53,6 +53,29 @@ fn put_path(v: &mut Value, key: &str, p: &WirePath) {
     }
 }
 
+/// The document as text, one line: JSON as `serde_json` writes it (control characters below
+/// U+0020 escaped), with DEL and the C1 controls (U+0080 to U+009F, which a terminal may take
+/// for escape sequences too) escaped as well: the text holds no control character at all.
+pub(super) fn to_text(doc: &Value) -> String {
+    let text = doc.to_string();
+    if !text
+        .chars()
+        .any(|c| c == '\u{7f}' || ('\u{80}'..='\u{9f}').contains(&c))
+    {
+        return text;
+    }
+    // They can only be inside strings: everything else serde_json writes is ASCII.
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c == '\u{7f}' || ('\u{80}'..='\u{9f}').contains(&c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// One root's part of the document, as it grows: the entries and problems of its plan (or of
 /// each window of a first sync carried out in windows) and the bytes its copies carry.
 #[derive(Debug, Clone)]
@@ -187,6 +210,16 @@ mod tests {
         assert!(!text.contains('\x1b') && !text.contains('\n'), "{text}");
         let back: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back, v);
+        // No control character is left in the text, C1 and DEL included.
+        let mut v = json!({});
+        put_path(
+            &mut v,
+            "path",
+            &WirePath("a\u{9b}b\x7fc\x1b".as_bytes().to_vec()),
+        );
+        let text = to_text(&v);
+        assert_eq!(text, r#"{"path":"a\u009bb\u007fc\u001b"}"#);
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), v);
         // A UTF-8 path goes as it is, without hex.
         let mut v = json!({});
         put_path(&mut v, "as", &WirePath::from("caf\u{e9}"));
