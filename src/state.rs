@@ -128,7 +128,17 @@ fn read_stored(file: &Path) -> io::Result<Option<Stored>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let stored: Stored = postcard::from_bytes(&bytes)
+    decode_stored(&bytes, file).map(Some)
+}
+
+/// The records a state file's bytes hold, as a load reads them (for fuzzing: no file).
+pub fn decode_state(bytes: &[u8]) -> io::Result<Vec<Record>> {
+    decode_stored(bytes, Path::new("state")).map(|s| s.records)
+}
+
+/// Decodes a state file's bytes (`file`, for messages).
+fn decode_stored(bytes: &[u8], file: &Path) -> io::Result<Stored> {
+    let stored: Stored = postcard::from_bytes(bytes)
         .map_err(|e| io::Error::other(format!("{}: unreadable state: {e}", file.display())))?;
     if stored.format != FORMAT {
         return Err(io::Error::other(format!(
@@ -137,7 +147,7 @@ fn read_stored(file: &Path) -> io::Result<Option<Stored>> {
             stored.format
         )));
     }
-    Ok(Some(stored))
+    Ok(stored)
 }
 
 impl RootState {

@@ -33,6 +33,25 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// The records an index's bytes hold, oldest first, as a store reads them; a record torn by a
+/// crash ends the list.
+pub fn decode_index(bytes: &[u8]) -> Vec<Kept> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while rest.len() >= 4 {
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let Some(body) = rest.get(4..4 + len) else {
+            break;
+        };
+        match postcard::from_bytes::<Kept>(body) {
+            Ok(k) => out.push(k),
+            Err(_) => break,
+        }
+        rest = &rest[4 + len..];
+    }
+    out
+}
+
 /// The store of one peer.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -131,20 +150,7 @@ impl Store {
         let Ok(bytes) = fs::read(self.index()) else {
             return Vec::new();
         };
-        let mut out = Vec::new();
-        let mut rest = &bytes[..];
-        while rest.len() >= 4 {
-            let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-            let Some(body) = rest.get(4..4 + len) else {
-                break;
-            };
-            match postcard::from_bytes::<Kept>(body) {
-                Ok(k) => out.push(k),
-                Err(_) => break,
-            }
-            rest = &rest[4 + len..];
-        }
-        out
+        decode_index(&bytes)
     }
 
     /// The versions kept of `path` and of everything below it, oldest first.
