@@ -102,22 +102,45 @@ pub fn local_platform() -> String {
     }
 }
 
+/// Bytes of a command's output on a peer read at most: what a peer says here is a line or
+/// two, and the client holds no more of it, whatever the peer sends.
+const OUTPUT_MAX: u64 = 64 << 10;
+
+/// Bytes of that output kept for a message.
+const OUTPUT_SHOWN: usize = 1024;
+
+/// What `r` says, up to [`OUTPUT_MAX`] bytes, as text cut to [`OUTPUT_SHOWN`] bytes (the cut
+/// marked).
+async fn read_bounded(r: impl tokio::io::AsyncRead + Unpin) -> String {
+    let mut bytes = Vec::new();
+    let _ = r.take(OUTPUT_MAX).read_to_end(&mut bytes).await;
+    let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(OUTPUT_SHOWN)]).into_owned();
+    if bytes.len() > OUTPUT_SHOWN {
+        text.push_str("… [cut]");
+    }
+    text
+}
+
 /// Runs a short command on the peer and returns its stdout, or its exit code and stderr.
 async fn run(session: &Arc<Session>, cmd: String) -> Result<Result<String, (Option<i32>, String)>> {
-    let out = session
+    let mut child = session
         .clone()
         .arc_raw_command(cmd)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .await?;
-    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if out.status.success() {
-        Ok(Ok(stdout))
+    let stdout = child.stdout().take().expect("piped");
+    let stderr = child.stderr().take().expect("piped");
+    // Both read at once, and both dropped before the wait: a peer that says more than we
+    // read finds its pipe closed.
+    let (out, err) = tokio::join!(read_bounded(stdout), read_bounded(stderr));
+    let status = child.wait().await?;
+    if status.success() {
+        Ok(Ok(out.trim().to_string()))
     } else {
-        let err = String::from_utf8_lossy(&out.stderr)
-            .trim()
-            .replace('\n', " / ");
-        Ok(Err((out.status.code(), err)))
+        Ok(Err((status.code(), err.trim().replace('\n', " / "))))
     }
 }
 
@@ -156,20 +179,15 @@ pub async fn install(
         .spawn()
         .await?;
     let mut stdin = child.stdin().take().expect("piped");
-    let mut stdout = child.stdout().take().expect("piped");
-    let mut stderr = child.stderr().take().expect("piped");
+    let stdout = child.stdout().take().expect("piped");
+    let stderr = child.stderr().take().expect("piped");
     // A script that stopped early closes its input: its exit code says why, not the pipe.
     let send = async move {
         let _ = stdin.write_all(&bytes).await;
         let _ = stdin.shutdown().await;
         drop(stdin);
     };
-    let (mut out, mut err) = (String::new(), String::new());
-    let _ = tokio::join!(
-        send,
-        stdout.read_to_string(&mut out),
-        stderr.read_to_string(&mut err)
-    );
+    let ((), out, err) = tokio::join!(send, read_bounded(stdout), read_bounded(stderr));
     let status = child.wait().await?;
     let err = err.trim().replace('\n', " / ");
     if status.success() {

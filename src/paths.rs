@@ -159,15 +159,16 @@ impl RootSpec {
         }
     }
 
-    /// The spec's own name: the last component of its path (empty for a home or `/`).
-    pub fn name(&self) -> WirePath {
-        let path = match self {
-            RootSpec::Home(rel) => rel,
-            RootSpec::Absolute(abs) => abs,
-        };
-        let b = path.as_bytes().trim_ascii_end_slash();
-        let start = b.iter().rposition(|c| *c == b'/').map_or(0, |i| i + 1);
-        WirePath(b[start..].to_vec())
+    /// The last name of the path this spec names (trailing slashes aside): the name a root
+    /// that is a single file has on every peer. `None` for a home itself and for `/`.
+    pub fn file_name(&self) -> Option<&[u8]> {
+        let b = match self {
+            RootSpec::Home(rel) => rel.as_bytes(),
+            RootSpec::Absolute(abs) => abs.as_bytes(),
+        }
+        .trim_ascii_end_slash();
+        let name = &b[b.iter().rposition(|c| *c == b'/').map_or(0, |i| i + 1)..];
+        (!name.is_empty()).then_some(name)
     }
 
     /// The absolute path this spec names on a host whose home directory is `home`.
@@ -329,19 +330,6 @@ mod tests {
     }
 
     #[test]
-    fn a_specs_name_is_its_last_component_in_bytes() {
-        assert_eq!(RootSpec::Home(w(".profile")).name(), w(".profile"));
-        assert_eq!(RootSpec::Home(w("d/x y")).name(), w("x y"));
-        let raw = WirePath(b"/srv/a/\xff-x;y\n".to_vec());
-        assert_eq!(
-            RootSpec::Absolute(raw).name(),
-            WirePath(b"\xff-x;y\n".to_vec())
-        );
-        assert_eq!(RootSpec::Absolute(w("/srv/data/")).name(), w("data"));
-        assert_eq!(RootSpec::Home(w("")).name(), w(""));
-    }
-
-    #[test]
     fn specs_resolve_against_each_peers_home() {
         let spec = RootSpec::Home(w("notes"));
         assert_eq!(
@@ -361,6 +349,25 @@ mod tests {
             Err(PathError::Escapes)
         );
         assert!(RootSpec::Absolute(w("/")).check().is_ok());
+        let name = |spec: RootSpec| {
+            spec.file_name()
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+        };
+        assert_eq!(
+            name(RootSpec::Home(w(".profile"))).as_deref(),
+            Some(".profile")
+        );
+        assert_eq!(name(RootSpec::Home(w("a/b.txt"))).as_deref(), Some("b.txt"));
+        assert_eq!(
+            name(RootSpec::Absolute(w("/etc/hosts"))).as_deref(),
+            Some("hosts")
+        );
+        assert_eq!(
+            name(RootSpec::Absolute(w("/srv/data/"))).as_deref(),
+            Some("data")
+        );
+        assert_eq!(name(RootSpec::Home(w(""))), None);
+        assert_eq!(name(RootSpec::Absolute(w("/"))), None);
         assert!(RootSpec::Absolute(w("/srv/data/")).check().is_ok());
     }
 

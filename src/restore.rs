@@ -7,6 +7,7 @@ use futures::future::join_all;
 
 use crate::model::Kept;
 use crate::paths::{RootSpec, WirePath};
+use crate::peer::check::VersionsCheck;
 use crate::peer::{OpError, Peer};
 use crate::plan::PeerId;
 use crate::proto::{Request, Response};
@@ -18,10 +19,19 @@ async fn gather(peers: &[Peer], spec: &RootSpec, rep: &Reporter) -> Vec<(PeerId,
         let mut conn = peer.conn.lock().await;
         let req = Request::Versions { path: spec.clone() };
         let mut all = Vec::new();
+        // Only versions of the path asked about, as many as a client holds.
+        let mut check = VersionsCheck::new(spec, &peer.caps.home);
         let mut next = conn.call(&req).await;
         loop {
             match next {
-                Ok(Response::Versions(v)) => all.extend(v),
+                Ok(Response::Versions(v)) => {
+                    if let Err(e) = check.take(&v) {
+                        return Err(Event::Failed {
+                            error: format!("{:#}", conn.refused(e)),
+                        });
+                    }
+                    all.extend(v)
+                }
                 Ok(Response::Done) => return Ok(all),
                 Ok(Response::Failed(m)) => {
                     return Err(Event::PeerFailed {

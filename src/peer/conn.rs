@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 
+use super::check::{clip, glimpse, Refused};
 use super::connect::ServeChild;
+use crate::paths::WirePath;
 use crate::proto::{read_frame_async, write_frame_async, FrameError, Request, Response};
 
 /// The serve's output, as the client reads it.
@@ -32,6 +34,9 @@ pub struct Conn {
     pub(super) warnings: Vec<String>,
     /// The peer's stable key, once its serve said it (an answer to a locking scan).
     pub(super) key: Option<u64>,
+    /// The peer's home, as its handshake said (checked): roots it reports must be the ones
+    /// asked for, resolved against it.
+    pub(super) home: WirePath,
 }
 
 /// Warnings kept per conversation until taken: a serve that sends more is cut short.
@@ -62,7 +67,8 @@ impl Conn {
             .map_err(|e| self.lost(FrameError::Io(e)))
     }
 
-    /// Reads the next response. Warnings on the way are kept for [`Conn::take_warnings`].
+    /// Reads the next response (a failure's text [`clip`]ped). Warnings on the way are kept
+    /// for [`Conn::take_warnings`].
     pub async fn recv(&mut self) -> Result<Response> {
         loop {
             match read_frame_async(&mut self.reader)
@@ -70,6 +76,7 @@ impl Conn {
                 .map_err(|e| self.lost(e))?
             {
                 Response::Warning(w) => self.keep_warning(w),
+                Response::Failed(m) => return Ok(Response::Failed(clip(m))),
                 r => return Ok(r),
             }
         }
@@ -155,9 +162,17 @@ impl Conn {
 
     /// An error for a response that makes no sense at this point of the conversation.
     pub fn unexpected(&self, r: &Response) -> anyhow::Error {
-        let what = format!("{r:?}");
-        let what: String = what.chars().take(60).collect();
-        anyhow!("{}: protocol error: unexpected {what}", self.name)
+        anyhow!(
+            "{}: protocol error: unexpected {}",
+            self.name,
+            glimpse(r, 60)
+        )
+    }
+
+    /// The error for an answer the client refuses ([`Refused`]): it names the peer, which is
+    /// left out of the run.
+    pub fn refused(&self, e: Refused) -> anyhow::Error {
+        anyhow!("{}: {e}; {} is left out of this run", self.name, self.name)
     }
 
     /// The last lines of the serve's stderr, on one line.

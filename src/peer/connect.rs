@@ -11,11 +11,14 @@ use anyhow::{anyhow, Context, Result};
 use openssh::Session;
 use tokio::io::{AsyncBufReadExt, BufReader, BufWriter};
 
+use super::check::check_hello;
 use super::conn::{Reader, Writer};
 use super::{Caps, Conn, ConnectOptions, Installed, Peer};
 use crate::config::PeerSpec;
 use crate::install;
+use crate::paths::WirePath;
 use crate::proto::{Request, Response, CHUNK, MAGIC, PROTOCOL_VERSION};
+use crate::report::text::escape;
 use crate::ssh;
 use crate::stop;
 
@@ -24,6 +27,11 @@ use crate::stop;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Lines of a server's stderr kept for error messages.
 const STDERR_TAIL: usize = 12;
+/// Bytes of one line of a server's stderr kept; the rest of a longer line is dropped.
+const STDERR_LINE: usize = 1024;
+/// Lines of a server's stderr written to the debug log at most; later ones are only kept in
+/// the tail.
+const STDERR_LOGGED: usize = 1000;
 
 /// The process that runs a peer's serve.
 pub(super) enum ServeChild {
@@ -233,6 +241,7 @@ async fn start(
         stderr: tail,
         warnings: Vec::new(),
         key: None,
+        home: WirePath::default(),
     };
     match tokio::time::timeout(limit, conn.handshake(ahead)).await {
         Ok(Ok(caps)) => Ok((conn, caps)),
@@ -250,15 +259,51 @@ async fn start(
     }
 }
 
+/// Keeps the last [`STDERR_TAIL`] lines of a serve's stderr in `tail`, each cut to
+/// [`STDERR_LINE`] bytes: whatever a peer writes there, the client holds a few KiB of it.
 async fn collect_stderr(name: String, stderr: Reader, tail: Arc<StdMutex<VecDeque<String>>>) {
-    let mut lines = BufReader::new(stderr).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        tracing::debug!(peer = %name, "serve stderr: {line}");
+    let mut r = BufReader::new(stderr);
+    let mut line: Vec<u8> = Vec::new();
+    let mut cut = false;
+    let mut lines = 0usize;
+    let mut keep = |line: &[u8], cut: bool| {
+        let mut text = String::from_utf8_lossy(line).into_owned();
+        if cut {
+            text.push_str("… [cut]");
+        }
+        if lines < STDERR_LOGGED {
+            tracing::debug!(peer = %name, "serve stderr: {}", escape(text.as_bytes()));
+        }
+        lines += 1;
         let mut t = tail.lock().expect("stderr tail lock");
         if t.len() == STDERR_TAIL {
             t.pop_front();
         }
-        t.push_back(line);
+        t.push_back(text);
+    };
+    loop {
+        let (used, ended) = match r.fill_buf().await {
+            Ok(buf) if !buf.is_empty() => {
+                let end = buf.iter().position(|b| *b == b'\n');
+                let chunk = &buf[..end.unwrap_or(buf.len())];
+                let room = STDERR_LINE.saturating_sub(line.len());
+                if chunk.len() > room {
+                    cut = true;
+                }
+                line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                (end.map_or(buf.len(), |i| i + 1), end.is_some())
+            }
+            _ => break,
+        };
+        r.consume(used);
+        if ended {
+            keep(&line, cut);
+            line.clear();
+            cut = false;
+        }
+    }
+    if !line.is_empty() || cut {
+        keep(&line, cut);
     }
 }
 
@@ -284,9 +329,13 @@ impl Conn {
                 rsync,
                 home,
             } if magic == MAGIC => {
+                // Checked before anything says or uses them, a mismatch's message too.
+                check_hello(&home, &version)
+                    .map_err(|e| StartError::Failed(anyhow!("{}: {e}", self.name)))?;
                 if protocol != PROTOCOL_VERSION {
                     return Err(StartError::Mismatch { version, protocol });
                 }
+                self.home = home.clone();
                 Ok(Caps {
                     rsync,
                     home,
@@ -378,7 +427,7 @@ mod tests {
             .expect("the scan went out with the handshake")
             .unwrap_or_else(|e| panic!("{}", e.into_error("beta", true)));
         assert_eq!(caps.home, WirePath::from("/h"));
-        let scanned = conn.scanned(1, |_, _| {}).await.unwrap();
+        let scanned = conn.scanned(&roots, |_, _| {}).await.unwrap();
         assert_eq!(scanned[0].as_ref().unwrap().abs, WirePath::from("/h/notes"));
     }
 

@@ -1,21 +1,17 @@
 //! What a peer holds: the scan conversation (entries in full, in brief, or a root summed up)
 //! and fetching what settling leaves open: the briefs behind a summary, entries in full.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
+use super::check::{BriefsCheck, DetailCheck, ScanCheck, Took};
 use super::{Conn, OpError};
-use crate::model::{Brief, Kind, Retention};
-use crate::paths::{check_rel, RootSpec, WirePath};
-use crate::plan::{Briefs, Emptied, Listing, Seen};
-use crate::proto::{Entry, Request, Response, Summary};
+use crate::model::Retention;
+use crate::paths::{RootSpec, WirePath};
+use crate::plan::{Briefs, Emptied, Listing};
+use crate::proto::{Request, Response, Summary};
 
 /// Path bytes per [`Request::Detail`], well below a frame's limit.
 const DETAIL_BYTES: usize = 1 << 20;
-
-/// Notes a peer may send per root at most; more are dropped.
-const MAX_NOTES: usize = 8;
-/// Characters of a note kept at most.
-const NOTE_CHARS: usize = 512;
 
 /// One root as a peer scanned it: its absolute path there and its entries, or the error.
 pub type RootScan = Result<Scanned, String>;
@@ -46,9 +42,6 @@ pub struct Scanned {
 /// How much longer than the wait it asked for a client waits for a serve's answer to a lock.
 const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Emptied mount points a peer may name per root, at most: each is a mount point below it.
-const MAX_EMPTIED: usize = 4096;
-
 /// A scan that found another synk run holding a lock it needed on the peer: nothing was
 /// scanned, nothing is held.
 #[derive(Debug)]
@@ -66,7 +59,8 @@ impl std::fmt::Display for Busy {
 impl std::error::Error for Busy {}
 
 impl Scanned {
-    fn new(abs: WirePath) -> Self {
+    /// A root at `abs` with nothing taken yet.
+    pub(super) fn new(abs: WirePath) -> Self {
         Scanned {
             abs,
             ..Scanned::default()
@@ -139,8 +133,8 @@ impl Conn {
         self.flush().await
     }
 
-    /// Scans `roots` on this peer. A peer that sends an entry path escaping its root is
-    /// treated as broken: its whole answer is refused.
+    /// Scans `roots` on this peer. Its answer is checked as it comes ([`ScanCheck`]): a peer
+    /// that breaks a rule is refused whole.
     pub async fn scan(
         &mut self,
         roots: &[RootSpec],
@@ -153,174 +147,54 @@ impl Conn {
         self.send(&Self::scan_request(roots, retention, excludes, brief, tidy))
             .await?;
         self.flush().await?;
-        self.scanned(roots.len(), progress).await
+        self.scanned(roots, progress).await
     }
 
-    /// Reads the answer to a scan of `roots` roots, sent already (see
-    /// [`crate::peer::connect()`]'s `ahead`).
+    /// Reads the answer to a scan of `roots`, sent already (see [`crate::peer::connect()`]'s
+    /// `ahead`).
     pub async fn scanned(
         &mut self,
-        roots: usize,
+        roots: &[RootSpec],
         mut progress: impl FnMut(u64, u64),
     ) -> Result<Vec<RootScan>> {
-        let mut out: Vec<RootScan> = Vec::with_capacity(roots);
-        let mut seen = 0u64;
+        let home = self.home.clone();
+        let mut check = ScanCheck::new(roots, &home);
         loop {
-            match self.recv().await? {
-                Response::Root { index, result } => {
-                    let index = index as usize;
-                    if index == out.len() {
-                        out.push(result.map(Scanned::new));
-                    } else if index + 1 == out.len() {
-                        // A failure on the root after its header: replaces it.
-                        out[index] = result.map(Scanned::new);
-                    } else {
-                        bail!("{}: protocol error: root #{index} out of order", self.name);
-                    }
-                }
-                Response::Entries(entries) => {
-                    let Some(Ok(scanned)) = out.last_mut() else {
-                        bail!("{}: protocol error: entries outside a root", self.name);
-                    };
-                    self.not_summed_up(scanned)?;
-                    seen += entries.len() as u64;
-                    let bytes = self.take_entries(entries, &mut scanned.listing)?;
-                    progress(seen, bytes);
-                }
-                Response::Briefs(briefs) => {
-                    let Some(Ok(scanned)) = out.last_mut() else {
-                        bail!("{}: protocol error: entries outside a root", self.name);
-                    };
-                    self.not_summed_up(scanned)?;
-                    seen += briefs.len() as u64;
-                    self.take_briefs(briefs, &mut scanned.briefs)?;
-                    progress(seen, 0);
-                }
-                Response::Note(note) => {
-                    let Some(Ok(scanned)) = out.last_mut() else {
-                        bail!("{}: protocol error: a note outside a root", self.name);
-                    };
-                    // A few short lines at most: a peer cannot fill the client's memory here.
-                    if scanned.notes.len() < MAX_NOTES {
-                        scanned.notes.push(note.chars().take(NOTE_CHARS).collect());
-                    }
-                }
-                Response::Summary(summary) => {
-                    let Some(Ok(scanned)) = out.last_mut() else {
-                        bail!("{}: protocol error: a summary outside a root", self.name);
-                    };
-                    // The root's last word: nothing below it may have gone in brief or in
-                    // full, or the sum would stand for entries it does not cover.
-                    self.not_summed_up(scanned)?;
-                    if !scanned.briefs.is_empty() || scanned.listing.keys().any(|r| !r.is_empty()) {
-                        bail!(
-                            "{}: protocol error: a root summed up after entries below it",
-                            self.name
-                        );
-                    }
-                    scanned.summary = Some(summary);
-                    seen = seen.saturating_add(summary.count);
-                    progress(seen, 0);
-                }
-                Response::Locked { key, busy } if out.is_empty() => {
+            let frame = self.recv().await?;
+            match check.take(frame).map_err(|e| self.refused(e))? {
+                Took::Progress { entries, bytes } => progress(entries, bytes),
+                Took::Locked { key, busy } => {
                     self.key = Some(key);
-                    if let Some(path) = busy {
+                    if busy {
+                        let path = check.busy.take().unwrap_or_default();
                         return Err(anyhow::Error::new(Busy { path }));
                     }
                 }
-                Response::Emptied(list) => {
-                    let Some(Ok(scanned)) = out.last_mut() else {
-                        bail!("{}: protocol error: mount points outside a root", self.name);
-                    };
-                    self.not_summed_up(scanned)?;
-                    if scanned.emptied.len() + list.len() > MAX_EMPTIED {
-                        bail!(
-                            "{}: protocol error: too many emptied mount points",
-                            self.name
-                        );
-                    }
-                    for e in list {
-                        self.check_path(&e.rel)?;
-                        if e.rel.is_empty() {
-                            bail!("{}: protocol error: the root as a mount point", self.name);
-                        }
-                        let path = scanned.abs.join(&e.rel);
-                        scanned.emptied.push(Emptied {
-                            rel: e.rel,
-                            held: e.held,
-                            path,
-                        });
-                    }
-                }
-                Response::ScanDone => break,
-                other => return Err(self.unexpected(&other)),
+                Took::Done => break,
             }
         }
-        if out.len() != roots {
-            bail!(
-                "{}: protocol error: {} roots answered of {}",
-                self.name,
-                out.len(),
-                roots
-            );
-        }
-        Ok(out)
-    }
-
-    /// A root already summed up takes nothing more.
-    fn not_summed_up(&self, scanned: &Scanned) -> Result<()> {
-        if scanned.summary.is_some() {
-            bail!(
-                "{}: protocol error: entries after a root's summary",
-                self.name
-            );
-        }
-        Ok(())
-    }
-
-    /// Refuses an entry path that could escape the root: the peer is broken.
-    fn check_path(&self, rel: &WirePath) -> Result<()> {
-        if let Err(err) = check_rel(rel) {
-            bail!("{}: sent an invalid entry path {rel:?}: {err}", self.name);
-        }
-        Ok(())
-    }
-
-    /// Checks and adds briefs to `into`.
-    fn take_briefs(&self, briefs: Vec<Brief>, into: &mut Briefs) -> Result<()> {
-        for b in briefs {
-            if b.rel.is_empty() {
-                bail!("{}: protocol error: the root in brief", self.name);
-            }
-            self.check_path(&b.rel)?;
-            into.push(b);
-        }
-        Ok(())
+        check.finish().map_err(|e| self.refused(e))
     }
 
     /// Fetches the briefs behind root `root`'s `summary` from the last scan, checking that
-    /// they add up to it.
+    /// they add up to it ([`BriefsCheck`]).
     pub async fn briefs(&mut self, root: u32, summary: &Summary) -> Result<Briefs, OpError> {
         self.send(&Request::Briefs { root })
             .await
             .map_err(OpError::Lost)?;
         self.flush().await.map_err(OpError::Lost)?;
         let mut out = Briefs::default();
-        let mut sum = Summary::default();
+        let mut check = BriefsCheck::new(summary);
         loop {
             match self.recv().await.map_err(OpError::Lost)? {
-                Response::Briefs(briefs) => {
-                    briefs.iter().for_each(|b| sum.add(b));
-                    self.take_briefs(briefs, &mut out).map_err(OpError::Lost)?;
-                }
-                Response::Done if sum == *summary => return Ok(out),
+                Response::Briefs(briefs) => check
+                    .take(briefs, &mut out)
+                    .map_err(|e| OpError::Lost(self.refused(e)))?,
                 Response::Done => {
-                    return Err(OpError::Lost(anyhow::anyhow!(
-                        "{}: protocol error: {} briefs do not add up to the summary of {}",
-                        self.name,
-                        sum.count,
-                        summary.count
-                    )))
+                    return match check.done() {
+                        Ok(()) => Ok(out),
+                        Err(e) => Err(OpError::Lost(self.refused(e))),
+                    }
                 }
                 Response::Failed(m) => return Err(OpError::Failed(m)),
                 other => return Err(OpError::Lost(self.unexpected(&other))),
@@ -328,38 +202,9 @@ impl Conn {
         }
     }
 
-    /// Checks and adds scanned entries to `listing`; returns the bytes of files among them.
-    fn take_entries(&self, entries: Vec<Entry>, listing: &mut Listing) -> Result<u64> {
-        let mut bytes = 0;
-        for e in entries {
-            self.check_path(&e.rel)?;
-            if let Ok(Some(m)) = &e.state {
-                // The decision and the copiers rely on every file and symlink carrying its
-                // digest.
-                let needs = matches!(m.kind, Kind::File | Kind::Symlink(_));
-                if needs != m.digest.is_some() {
-                    bail!(
-                        "{}: sent {:?} without the digest its kind needs",
-                        self.name,
-                        e.rel
-                    );
-                }
-                bytes += m.size;
-            }
-            listing.insert(
-                e.rel,
-                Seen {
-                    state: e.state,
-                    vv: e.vv,
-                    changed: e.changed,
-                },
-            );
-        }
-        Ok(bytes)
-    }
-
     /// Fetches in full the entries of root `root` that the last scan sent in brief, into
-    /// `listing`. Asks in slices, so no request outgrows a frame.
+    /// `listing`. Asks in slices, so no request outgrows a frame; each answer must hold
+    /// exactly the paths of its slice ([`DetailCheck`]).
     pub async fn detail(
         &mut self,
         root: u32,
@@ -374,19 +219,21 @@ impl Conn {
                 size += r.as_bytes().len() + 8;
                 slice.push(r);
             }
-            let asked = slice.len();
+            slice.dedup();
+            let mut check = DetailCheck::new(&slice);
             self.send(&Request::Detail { root, rels: slice })
                 .await
                 .map_err(OpError::Lost)?;
             self.flush().await.map_err(OpError::Lost)?;
-            let mut got = 0;
             loop {
                 match self.recv().await.map_err(OpError::Lost)? {
-                    Response::Entries(entries) => {
-                        got += entries.len();
-                        self.take_entries(entries, listing).map_err(OpError::Lost)?;
+                    Response::Entries(entries) => check
+                        .take(entries, listing)
+                        .map_err(|e| OpError::Lost(self.refused(e)))?,
+                    Response::Done => {
+                        check.done().map_err(|e| OpError::Lost(self.refused(e)))?;
+                        break;
                     }
-                    Response::Done if got == asked => break,
                     Response::Failed(m) => return Err(OpError::Failed(m)),
                     other => return Err(OpError::Lost(self.unexpected(&other))),
                 }
@@ -400,16 +247,18 @@ impl Conn {
 mod tests {
     use super::super::testing::fake_peer;
     use super::*;
+    use crate::model::{Brief, Kind};
     use crate::proto::{read_frame_async, write_frame_async};
     use tokio::io::AsyncWriteExt;
 
-    /// The error of a scan whose peer answers a root "/h" holding `frames`.
+    /// The error of a scan of `~/notes` whose peer (home `/h`) answers with that root holding
+    /// `frames`.
     async fn scan_error(frames: Vec<Response>) -> String {
         let mut conn = fake_peer(|mut r, mut w| async move {
             let _: Request = read_frame_async(&mut r).await.unwrap();
             let root = Response::Root {
                 index: 0,
-                result: Ok(WirePath(b"/h".to_vec())),
+                result: Ok(WirePath(b"/h/notes".to_vec())),
             };
             for resp in std::iter::once(root)
                 .chain(frames)
@@ -542,10 +391,29 @@ mod tests {
         };
         let got = fetch(Summary::of(&sent)).await.unwrap();
         assert_eq!((got.len(), got.rel(1)), (2, &b"b"[..]));
-        let e = fetch(Summary::of(&sent[..1])).await.unwrap_err();
+        let lost = |e: OpError| match e {
+            OpError::Lost(e) => e.to_string(),
+            OpError::Failed(m) | OpError::Changed(m) => panic!("{m}"),
+        };
+        // More than the summary counts is refused as it comes.
+        let e = lost(fetch(Summary::of(&sent[..1])).await.unwrap_err());
+        assert_eq!(
+            e,
+            "beta: protocol error: more briefs than the summary of 1 counts; beta is left out of this run"
+        );
+        // As many, but others.
+        let others = [brief("a"), brief("c")];
+        let e = lost(fetch(Summary::of(&others)).await.unwrap_err());
+        assert_eq!(
+            e,
+            "beta: protocol error: 2 briefs do not add up to the summary of 2; beta is left out of this run"
+        );
+        // Fewer.
+        let more = [brief("a"), brief("b"), brief("c")];
+        let e = lost(fetch(Summary::of(&more)).await.unwrap_err());
         assert!(
-            matches!(&e, OpError::Lost(e) if e.to_string().contains("do not add up")),
-            "{e:?}"
+            e.contains("2 briefs do not add up to the summary of 3"),
+            "{e}"
         );
     }
 
@@ -590,7 +458,7 @@ mod tests {
         use crate::proto::Emptied as Told;
         let root = || Response::Root {
             index: 0,
-            result: Ok(WirePath::from("/h")),
+            result: Ok(WirePath::from("/h/notes")),
         };
         let locked = |busy: Option<&str>| Response::Locked {
             key: 42,
@@ -624,7 +492,7 @@ mod tests {
             [Emptied {
                 rel: WirePath::from("m/d"),
                 held: 7,
-                path: WirePath::from("/h/m/d"),
+                path: WirePath::from("/h/notes/m/d"),
             }]
         );
         assert_eq!(warnings.len(), 1);

@@ -12,6 +12,7 @@ use crate::config::PeerSpec;
 use crate::paths::WirePath;
 use crate::ssh::SshOptions;
 
+pub mod check;
 mod conn;
 mod connect;
 mod listing;
@@ -99,7 +100,7 @@ impl Peer {
         conn: Conn,
         installed: Option<Installed>,
     ) -> Peer {
-        tracing::debug!(peer = %name, rsync = caps.rsync, version = %caps.version, home = %caps.home, "connected");
+        tracing::debug!(peer = %name, rsync = caps.rsync, version = %caps.version, home = %crate::report::text::escape(caps.home.as_bytes()), "connected");
         let label = match &spec {
             Some(s) => s.destination(),
             None => local_hostname(),

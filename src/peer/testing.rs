@@ -30,6 +30,7 @@ pub(crate) async fn in_process(name: &str, home: &std::path::Path) -> Peer {
         stderr: Arc::new(StdMutex::new(VecDeque::new())),
         warnings: Vec::new(),
         key: None,
+        home: Default::default(),
     };
     let caps = match conn.handshake(None).await {
         Ok(caps) => caps,
@@ -39,7 +40,8 @@ pub(crate) async fn in_process(name: &str, home: &std::path::Path) -> Peer {
     Peer::new(name.into(), Some(spec), None, caps, conn, None)
 }
 
-/// A conversation with an in-memory server task instead of a child process.
+/// A conversation with an in-memory server task instead of a child process, with a peer
+/// named `beta` whose home is `/h`.
 pub(crate) fn fake_peer<F, Fut>(server: F) -> Conn
 where
     F: FnOnce(tokio::io::DuplexStream, tokio::io::DuplexStream) -> Fut,
@@ -56,5 +58,7 @@ where
         stderr: Arc::new(StdMutex::new(VecDeque::new())),
         warnings: Vec::new(),
         key: None,
+        // As a handshake with a peer whose home is `/h` would have set it.
+        home: crate::paths::WirePath::from("/h"),
     }
 }

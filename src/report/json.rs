@@ -44,6 +44,41 @@ impl JsonDoc {
     }
 }
 
+/// Puts path `p` into object `v` as `key`: the path as text, lossily where it is not UTF-8
+/// (JSON strings are), and then also as `KEY_hex`, its exact bytes in lowercase hex, so a
+/// reader can still name the file (synk(1), JSON OUTPUT).
+fn put_path(v: &mut Value, key: &str, p: &WirePath) {
+    let bytes = p.as_bytes();
+    v[key] = json!(String::from_utf8_lossy(bytes));
+    if std::str::from_utf8(bytes).is_err() {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        v[format!("{key}_hex")] = json!(hex);
+    }
+}
+
+/// The document as text, one line: JSON as `serde_json` writes it (control characters below
+/// U+0020 escaped), with DEL and the C1 controls (U+0080 to U+009F, which a terminal may take
+/// for escape sequences too) escaped as well: the text holds no control character at all.
+pub(super) fn to_text(doc: &Value) -> String {
+    let text = doc.to_string();
+    if !text
+        .chars()
+        .any(|c| c == '\u{7f}' || ('\u{80}'..='\u{9f}').contains(&c))
+    {
+        return text;
+    }
+    // They can only be inside strings: everything else serde_json writes is ASCII.
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c == '\u{7f}' || ('\u{80}'..='\u{9f}').contains(&c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// One root's part of the document, as it grows: the entries and problems of its plan (or of
 /// each window of a first sync carried out in windows) and the bytes its copies carry.
 #[derive(Debug, Clone)]
@@ -68,9 +103,11 @@ impl RootDoc {
         let entry = |entries: &mut BTreeMap<WirePath, Value>, rel: &WirePath, decision: &str| {
             entries
                 .entry(rel.clone())
-                .or_insert_with(
-                    || json!({"path": rel.to_string(), "decision": decision, "actions": []}),
-                )
+                .or_insert_with(|| {
+                    let mut e = json!({"decision": decision, "actions": []});
+                    put_path(&mut e, "path", rel);
+                    e
+                })
                 .clone()
         };
         for c in &plan.copies {
@@ -90,7 +127,11 @@ impl RootDoc {
             e["kept"] = c
                 .kept
                 .iter()
-                .map(|(peer, to)| json!({"peer": name(*peer), "as": to.to_string()}))
+                .map(|(peer, to)| {
+                    let mut k = json!({"peer": name(*peer)});
+                    put_path(&mut k, "as", to);
+                    k
+                })
                 .collect();
             entries.insert(c.rel.clone(), e);
         }
@@ -117,14 +158,24 @@ impl RootDoc {
         let problems: Vec<Value> = plan
             .problems
             .iter()
-            .map(|problem| match problem {
-                Problem::Unreadable { rel, peer, error } => json!({"problem": "unreadable", "path": rel.to_string(), "peer": name(*peer), "error": error}),
-                Problem::Special { rel, peers } => json!({"problem": "special", "path": rel.to_string(), "peers": peers.iter().map(|p| name(*p)).collect::<Vec<_>>()}),
-                Problem::EmptyRoot { peer, held } => json!({"problem": "empty-root", "peer": name(*peer), "held": held}),
-                Problem::EmptySubtree { peer, rel, held, path } => json!({"problem": "empty-subtree", "path": rel.to_string(), "peer": name(*peer), "peer_path": path.to_string(), "held": held}),
-                Problem::TooBig { rel, size } => json!({"problem": "too-big", "path": rel.to_string(), "size": size}),
-                Problem::Missing => json!({"problem": "missing"}),
-                Problem::EmptyGroup { peer, held } => json!({"problem": "empty-group", "peer": name(*peer), "held": held}),
+            .map(|problem| {
+                let (mut v, rel) = match problem {
+                    Problem::Unreadable { rel, peer, error } => (json!({"problem": "unreadable", "peer": name(*peer), "error": error}), Some(rel)),
+                    Problem::Special { rel, peers } => (json!({"problem": "special", "peers": peers.iter().map(|p| name(*p)).collect::<Vec<_>>()}), Some(rel)),
+                    Problem::EmptyRoot { peer, held } => (json!({"problem": "empty-root", "peer": name(*peer), "held": held}), None),
+                    Problem::EmptySubtree { peer, rel, held, path } => {
+                        let mut v = json!({"problem": "empty-subtree", "peer": name(*peer), "held": held});
+                        put_path(&mut v, "peer_path", path);
+                        (v, Some(rel))
+                    }
+                    Problem::TooBig { rel, size } => (json!({"problem": "too-big", "size": size}), Some(rel)),
+                    Problem::Missing => (json!({"problem": "missing"}), None),
+                    Problem::EmptyGroup { peer, held } => (json!({"problem": "empty-group", "peer": name(*peer), "held": held}), None),
+                };
+                if let Some(rel) = rel {
+                    put_path(&mut v, "path", rel);
+                }
+                v
             })
             .collect();
         let bytes: u64 = plan
@@ -160,5 +211,36 @@ impl RootDoc {
         self.0["matched_bytes"] = json!(matched);
         self.0["seconds"] = json!(seconds);
         self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_that_is_not_utf8_goes_as_text_and_as_its_exact_bytes() {
+        let mut v = json!({});
+        put_path(&mut v, "path", &WirePath(b"d/caf\xe9\x1b[2J\n".to_vec()));
+        assert_eq!(v["path"], json!("d/caf\u{fffd}\u{1b}[2J\n"));
+        assert_eq!(v["path_hex"], json!("642f636166e91b5b324a0a"));
+        let text = serde_json::to_string(&v).unwrap();
+        assert!(!text.contains('\x1b') && !text.contains('\n'), "{text}");
+        let back: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, v);
+        // No control character is left in the text, C1 and DEL included.
+        let mut v = json!({});
+        put_path(
+            &mut v,
+            "path",
+            &WirePath("a\u{9b}b\x7fc\x1b".as_bytes().to_vec()),
+        );
+        let text = to_text(&v);
+        assert_eq!(text, r#"{"path":"a\u009bb\u007fc\u001b"}"#);
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), v);
+        // A UTF-8 path goes as it is, without hex.
+        let mut v = json!({});
+        put_path(&mut v, "as", &WirePath::from("caf\u{e9}"));
+        assert_eq!(v, json!({"as": "caf\u{e9}"}));
     }
 }

@@ -159,7 +159,7 @@ impl Reporter {
     pub fn end_run(&self, exit: i32, seconds: f64, dry_run: bool) {
         if let Some(doc) = &self.json {
             let doc = std::mem::take(&mut *doc.lock().expect("json lock"));
-            println!("{}", doc.document(exit, seconds, dry_run));
+            println!("{}", json::to_text(&doc.document(exit, seconds, dry_run)));
         }
     }
 

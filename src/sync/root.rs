@@ -165,16 +165,13 @@ impl RootRun<'_> {
         root_is_dir: bool,
     ) -> Plan {
         let names: Vec<String> = self.peers.iter().map(|p| p.label.clone()).collect();
-        let file_name = std::path::Path::new(&self.root.display)
-            .file_name()
-            .map(|n| n.as_encoded_bytes());
         let emptied = self.emptied(views);
         let plan = plan::decide(&plan::Input {
             views,
             names: &names,
             forced: self.forced,
             confirm_empty: self.cli.confirm_empty,
-            file_name: file_name.filter(|_| !root_is_dir),
+            file_name: self.root.spec.file_name().filter(|_| !root_is_dir),
             max_size: self.max_size,
             settled,
             roles: self.roles,
@@ -258,8 +255,8 @@ impl RootRun<'_> {
             root: self.index as u32,
             abs,
             root_is_dir,
+            name: self.root.spec.file_name(),
             display: &self.root.display,
-            name: self.root.spec.name(),
             copier: self.cli.copier,
             ssh_config: self.cli.ssh_config.clone(),
             dry_run: self.cli.dry_run,

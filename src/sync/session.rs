@@ -361,6 +361,7 @@ impl Session {
         for root in 0..roots.len() {
             super::settle::settle_root(&self.peers, &mut scans, root, s.max_size, rep).await;
         }
+        super::settle::check_file_roots(&self.peers, &mut scans, &specs, rep);
         let forced = self.forced_id().unwrap_or(None);
         let roles: Vec<Role> = self
             .spec_of
@@ -493,7 +494,7 @@ async fn scan_peer(
     let mut conn = peer.conn.lock().await;
     let progress = |entries, _| spinner.set_position(entries);
     let res = if sent {
-        conn.scanned(roots.len(), progress).await
+        conn.scanned(roots, progress).await
     } else {
         conn.scan(roots, s.retention, &s.excludes, s.brief, s.tidy, progress)
             .await

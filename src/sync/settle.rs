@@ -4,7 +4,9 @@
 
 use futures::future::join_all;
 
-use crate::peer::{OpError, Peer, RootScan, Scanned};
+use crate::model::Kind;
+use crate::paths::{RootSpec, WirePath};
+use crate::peer::{check, OpError, Peer, RootScan, Scanned};
 use crate::plan;
 use crate::report::{text, Event, Reporter};
 
@@ -72,6 +74,43 @@ pub(super) async fn settle_root(
                 }
             }
             Err(e) => leave_out(scans, p, root, e, rep),
+        }
+    }
+}
+
+/// Holds every peer to the rule of a root that is a single file (no peer holds it as a
+/// directory): the only entries beside it are its conflict copies, named after the client's
+/// own root spec ([`check::file_root`]). A peer that sent anything else is named, with what
+/// it sent, and left out of the run before anything is decided: nothing it sent is used.
+pub(super) fn check_file_roots(
+    peers: &[Peer],
+    scans: &mut [Option<Vec<RootScan>>],
+    specs: &[RootSpec],
+    rep: &Reporter,
+) {
+    for (root, spec) in specs.iter().enumerate() {
+        let is_dir = scans.iter().any(|scan| {
+            scanned(scan, root).is_some_and(|s| {
+                matches!(
+                    s.listing.get(&WirePath::default()),
+                    Some(plan::Seen { state: Ok(Some(m)), .. }) if m.kind == Kind::Dir
+                )
+            })
+        });
+        if is_dir {
+            continue;
+        }
+        for (p, scan) in scans.iter_mut().enumerate() {
+            let Some(s) = scanned_mut(scan, root) else {
+                continue;
+            };
+            if let Err(e) = check::file_root(spec.file_name(), &mut s.listing, &s.deferred) {
+                let name = &peers[p].name;
+                rep.emit(Event::Failed {
+                    error: format!("{name}: {e}; {name} is left out of this run"),
+                });
+                *scan = None;
+            }
         }
     }
 }

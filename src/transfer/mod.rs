@@ -77,11 +77,11 @@ pub struct RootTransfer<'a> {
     pub abs: &'a [Option<WirePath>],
     /// True when the root is a directory (else a single file or symlink).
     pub root_is_dir: bool,
+    /// The root's own name, from the client's root spec (never from a peer's report): a
+    /// root that is a single file is written under this name on every target.
+    pub name: Option<&'a [u8]>,
     /// The root as the user named it, for messages.
     pub display: &'a str,
-    /// The root's own name (its last component) as the user gave it, in bytes: what a file
-    /// root is written under on every peer, never a name a peer reported.
-    pub name: WirePath,
     /// `--copier`.
     pub copier: CopierChoice,
     /// `-F`, for the ssh that client-run rsync starts.

@@ -57,19 +57,33 @@ impl RootTransfer<'_> {
             });
             rsync::Side { remote, base }
         };
-        // A directory root lists its entries; a file root is the one name in its parent, and
-        // that name is the client's own (the root as the user named it), never one a peer
-        // reported. Its other entries are its siblings (conflict copies).
-        let names = copies
-            .iter()
-            .map(|c| {
-                if c.rel.is_empty() {
-                    self.name.clone()
-                } else {
-                    c.rel.clone()
-                }
-            })
-            .collect();
+        // A directory root lists its entries; a file root is the one name in its parent.
+        let names = if self.root_is_dir {
+            copies
+                .iter()
+                .map(|c| {
+                    if c.rel.is_empty() {
+                        WirePath(b".".to_vec())
+                    } else {
+                        c.rel.clone()
+                    }
+                })
+                .collect()
+        } else {
+            // Other entries of a file root are its siblings (conflict copies). The root's own
+            // name is the client's, never what a peer reported.
+            let name = WirePath(self.name.unwrap_or(b".").to_vec());
+            copies
+                .iter()
+                .map(|c| {
+                    if c.rel.is_empty() {
+                        name.clone()
+                    } else {
+                        c.rel.clone()
+                    }
+                })
+                .collect()
+        };
         let mut src = side(m);
         if !client_runs {
             // The master runs rsync: its own files are local to it.

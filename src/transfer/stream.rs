@@ -18,7 +18,7 @@ use crate::model::Kind;
 use crate::peer::{Conn, OpError, Peer};
 use crate::plan::{Copy, PeerId};
 use crate::proto::{
-    block_fingerprint, encode, Check, FrameError, Request, Response, CHUNK, DELTA_MIN,
+    block_fingerprint, encode, Check, FrameError, Request, Response, CHUNK, DELTA_MIN, MAX_BLOCKS,
 };
 
 /// Told of each chunk read from the master: its size, and what went to the targets.
@@ -300,7 +300,8 @@ async fn blocks_of(
         let ask = &ask;
         async move {
             let r = match c.call(ask).await {
-                Ok(Response::Blocks(b)) => Ok(b),
+                // No more than a file of any size has: a longer list is a lie.
+                Ok(Response::Blocks(b)) if b.len() <= MAX_BLOCKS => Ok(b),
                 Ok(other) => Err(c.unexpected(&other)),
                 Err(e) => Err(e),
             };

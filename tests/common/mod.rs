@@ -280,9 +280,10 @@ Match User synkt-alpha,synkt-beta,synkt-gamma,synkt-epsilon
         arm = path_of(&["bin-arm", "bin-rsync", "base"]),
         bin = path_of(&["bin", "base"]),
     );
+    let config = format!("{config}{}", liar_setup(&dir));
     fs::write(dir.join("sshd_config"), config).unwrap();
 
-    for peer in PEERS {
+    for peer in PEERS.iter().chain(LIAR_PEERS) {
         let u = user(peer);
         fs::create_dir_all(&u.home).unwrap();
         let ssh = u.home.join(".ssh");
@@ -372,6 +373,30 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) {
     }
 }
 
+// ---- lambda, the liar (tests/hostile/) ----
+
+/// Peers whose `synk` lies, besides [`PEERS`]: `lambda`, a man in the middle in front of a real
+/// serve that rewrites what it says as `~/.liar` tells it (tests/hostile/). Its PATH is
+/// [`LIAR_BIN`] (where the hostile tests put that `synk`), rsync and the base tools; it has
+/// the key to reach the other peers.
+pub const LIAR_PEERS: &[&str] = &["lambda"];
+
+/// The directory in the rig's that is first on lambda's PATH: rsync, and the `synk` the
+/// hostile tests write there.
+pub const LIAR_BIN: &str = "bin-liar";
+
+/// Makes lambda's PATH directory and returns sshd's block for lambda.
+fn liar_setup(dir: &Path) -> String {
+    let bin = dir.join(LIAR_BIN);
+    fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/rsync", bin.join("rsync")).unwrap();
+    format!(
+        "Match User synkt-lambda\n    SetEnv PATH={}:{}\n",
+        bin.display(),
+        dir.join("base").display()
+    )
+}
+
 static RIG: OnceLock<Result<Rig, String>> = OnceLock::new();
 
 /// The rig, started on first use; `None` (after saying why) where it cannot run here.
@@ -410,7 +435,7 @@ impl Scene {
             name: name.to_string(),
             local_home,
         };
-        for p in PEERS {
+        for p in PEERS.iter().chain(LIAR_PEERS) {
             let _ = fs::remove_dir_all(s.dir(p));
         }
         Some(s)
