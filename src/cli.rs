@@ -12,17 +12,51 @@ use crate::ssh::SshOptions;
 use crate::transfer::CopierChoice;
 use crate::units::{parse_at, parse_bytes, parse_interval, parse_rate};
 
+/// How a winner is chosen, in one line. `--help`, synk(1) and the README say it in these
+/// words (tests/docs.rs holds them to it).
+pub const WINNER_RULE: &str = "What changed since the last sync wins, never the newest clock: a change or deletion on one peer goes to every peer; different changes on several peers are a conflict, the newest keeps the name and every other version is kept beside it; with no state yet (a first sync) the newest modification time wins.";
+
+/// The exit statuses, as `--help` lists them (synk(1) and the README list the same codes).
+pub const EXIT_STATUS: &[(&str, &str)] = &[
+    (
+        "0",
+        "every path is in sync on every peer (with -n: nothing would change)",
+    ),
+    (
+        "1",
+        "something was not synced (named on stderr); the rest was synced",
+    ),
+    ("2", "usage or configuration error; nothing was done"),
+    (
+        "3",
+        "in sync, and conflicting versions were kept under conflict names",
+    ),
+    ("4", "-n only: something would change"),
+    (
+        "129/130/143",
+        "stopped by SIGHUP, SIGINT or SIGTERM (--every, --watch: by a second one)",
+    ),
+];
+
+/// `--help`'s text after the options: the exit-status table and where to read more.
+fn after_help() -> String {
+    let mut out = String::from("Exit status:\n");
+    for (code, meaning) in EXIT_STATUS {
+        out.push_str(&format!("  {code:<12}{meaning}\n"));
+    }
+    out.push_str("\nSee synk(1) and synk.conf(5).");
+    out
+}
+
 /// Keep files and directory trees identical across hosts over SSH.
-///
-/// Every PATH is compared on this host (localhost) and every peer; where they differ, the
-/// version with the newest modification time is copied to all the others.
 #[derive(Debug, Parser)]
 #[command(
     name = "synk",
     version,
     disable_help_flag = true,
-    override_usage = "synk [OPTIONS] [-p PORT] [-h HOST]... [--] PATH...\n       synk --serve",
-    after_help = "Exit status: 0 all in sync, 1 some path not synced, 2 usage or configuration error.\nSee synk(1) and synk.conf(5)."
+    long_about = format!("Keep files and directory trees identical across hosts over SSH.\n\nEvery PATH is compared by SHA-512 on this host (localhost) and every peer. {WINNER_RULE} Every version synk replaces or deletes is kept (--versions, --restore)."),
+    override_usage = "synk [@PROFILE] [OPTIONS] [-p PORT] [-h HOST]... [--] [PATH]...\n       synk [@PROFILE] --add PATH | --forget PATH\n       synk [OPTIONS] --versions PATH | --restore PATH [--at TIME]\n       synk --completions SHELL\n       synk --serve",
+    after_help = after_help()
 )]
 pub struct Cli {
     /// Print help (-h is taken by --host).
