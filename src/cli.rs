@@ -63,7 +63,8 @@ pub struct Cli {
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
 
-    /// Print peers' versions, the master and every command run; -vv adds debug tracing.
+    /// Print each peer's version of what changes (each path as that peer has it), the master,
+    /// deletions, conflict copies and every command run; -vv: every entry, and debug tracing.
     #[arg(short, long, action = ArgAction::Count)]
     pub verbose: u8,
 
@@ -136,7 +137,8 @@ pub struct Cli {
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub bwlimit: Option<u64>,
 
-    /// Skip files bigger than SIZE (bytes, or 10M, 2G …): reported, never copied or deleted.
+    /// Skip files bigger than SIZE (bytes, or 10M, 2G …): never copied or deleted, told once
+    /// at the end of the run.
     #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
     pub max_size: Option<u64>,
 
@@ -173,12 +175,18 @@ pub struct Cli {
     #[arg(long)]
     pub confirm_empty: bool,
 
+    /// Fill HOST's emptied root from the other peers: its missing entries are copied back,
+    /// nothing is deleted anywhere (after a disk was replaced or a tree removed by mistake).
+    #[arg(long, value_name = "HOST", conflicts_with_all = ["confirm_empty", "every", "watch", "versions", "restore"])]
+    pub refill: Option<String>,
+
     /// How long to wait for another synk run on the same paths to finish on a peer before
     /// leaving that peer out (`30s`, `5m`; default 10m).
     #[arg(long, value_name = "INTERVAL", value_parser = parse_interval)]
     pub lock_wait: Option<std::time::Duration>,
 
-    /// List the kept versions of PATH (and below it) on every peer.
+    /// List the kept versions of PATH (and below it) on every peer (none configured: on this
+    /// host).
     #[arg(long, value_name = "PATH", conflicts_with_all = ["restore", "paths"])]
     pub versions: Option<PathBuf>,
 
@@ -195,6 +203,11 @@ pub struct Cli {
     /// Append the operations log to FILE (default ~/.local/state/synk/synk.log).
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+
+    /// List this host's state files (named by a hash of their root) and the root each one
+    /// belongs to, and exit.
+    #[arg(long, conflicts_with_all = ["paths", "versions", "restore", "add", "forget", "every", "watch"])]
+    pub state: bool,
 
     /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell) and exit.
     #[arg(long, value_name = "SHELL", exclusive = true)]

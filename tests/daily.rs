@@ -127,7 +127,11 @@ fn files_over_max_size_are_skipped_and_reported_never_deleted() {
     s.write(LOCAL, "d/big", vec![1u8; 4096], t);
     let out = s.synk(&["alpha"], &[os("--max-size"), os("1K"), &s.arg("d")]);
     ok(&out);
-    assert!(stderr(&out).contains("over --max-size"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("skipped 1 file over 1.00 KiB (--max-size"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(s.read("alpha", "d/small").unwrap(), b"s");
     assert!(s.read("alpha", "d/big").is_none());
     ok(&s.synk(&["alpha"], &[&s.arg("d")]));
