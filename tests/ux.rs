@@ -7,7 +7,7 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output};
 
 use common::*;
 
@@ -275,5 +275,50 @@ fn refill_fills_an_emptied_peer_from_the_others_and_deletes_nothing() {
     code(
         &s.synk(&peers, &[os("--refill"), os("nowhere"), &s.arg("d")]),
         2,
+    );
+}
+
+#[test]
+fn ssh_is_named_once_and_a_refused_key_says_what_synk_needs() {
+    let s = scene!("u-ssh");
+    s.write(LOCAL, "f", "x", now() - 5);
+    // A key alpha does not accept.
+    let key = s.local_home.join("other_key");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let cfg = s.local_home.join("refused_config");
+    fs::write(
+        &cfg,
+        format!(
+            "Host *\n    IdentityFile {}\n    IdentitiesOnly yes\n    UserKnownHostsFile {}\n    StrictHostKeyChecking yes\n    BatchMode yes\n    LogLevel ERROR\n",
+            key.display(),
+            s.rig.dir.join("known_hosts").display()
+        ),
+    )
+    .unwrap();
+    let out = s.run(s.command_with(&cfg, &["alpha"]), &[&s.arg("f")]);
+    code(&out, 1);
+    let e = stderr(&out);
+    assert!(
+        e.contains("Permission denied (publickey")
+            && e.contains(&format!(
+                "`ssh -o BatchMode=yes -p {} {} true`",
+                s.rig.port,
+                s.host("alpha")
+            )),
+        "{e}"
+    );
+    assert!(!e.contains("ssh: ssh:"), "{e}");
+
+    let out = s.synk(&[], &[os("-h"), os("nosuchhost.invalid"), &s.arg("f")]);
+    code(&out, 1);
+    let e = stderr(&out);
+    assert!(
+        e.contains("synk: nosuchhost.invalid: ssh: ") && !e.contains("ssh: ssh:"),
+        "{e}"
     );
 }
