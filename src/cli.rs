@@ -12,24 +12,59 @@ use crate::ssh::SshOptions;
 use crate::transfer::CopierChoice;
 use crate::units::{parse_at, parse_bytes, parse_interval, parse_rate};
 
+/// How a winner is chosen, in one line. `--help`, synk(1) and the README say it in these
+/// words (tests/docs.rs holds them to it).
+pub const WINNER_RULE: &str = "What changed since the last sync wins, never the newest clock: a change or deletion on one peer goes to every peer; different changes on several peers are a conflict, the newest keeps the name and every other version is kept beside it; with no state yet (a first sync) the newest modification time wins.";
+
+/// The exit statuses, as `--help` lists them (synk(1) and the README list the same codes).
+pub const EXIT_STATUS: &[(&str, &str)] = &[
+    (
+        "0",
+        "every path is in sync on every peer (with -n: nothing would change)",
+    ),
+    (
+        "1",
+        "something was not synced (named on stderr); the rest was synced",
+    ),
+    ("2", "usage or configuration error; nothing was done"),
+    (
+        "3",
+        "in sync, and conflicting versions were kept under conflict names",
+    ),
+    ("4", "-n only: something would change"),
+    (
+        "129/130/143",
+        "stopped by SIGHUP, SIGINT or SIGTERM (--every, --watch: by a second one)",
+    ),
+];
+
+/// `--help`'s text after the options: the exit-status table and where to read more.
+fn after_help() -> String {
+    let mut out = String::from("Exit status:\n");
+    for (code, meaning) in EXIT_STATUS {
+        out.push_str(&format!("  {code:<12}{meaning}\n"));
+    }
+    out.push_str("\nSee synk(1) and synk.conf(5).");
+    out
+}
+
 /// Keep files and directory trees identical across hosts over SSH.
-///
-/// Every PATH is compared on this host (localhost) and every peer; where they differ, the
-/// version with the newest modification time is copied to all the others.
 #[derive(Debug, Parser)]
 #[command(
     name = "synk",
     version,
     disable_help_flag = true,
-    override_usage = "synk [OPTIONS] [-p PORT] [-h HOST]... [--] PATH...\n       synk --serve",
-    after_help = "Exit status: 0 all in sync, 1 some path not synced, 2 usage or configuration error.\nSee synk(1) and synk.conf(5)."
+    long_about = format!("Keep files and directory trees identical across hosts over SSH.\n\nEvery PATH is compared by SHA-512 on this host (localhost) and every peer. {WINNER_RULE} Every version synk replaces or deletes is kept (--versions, --restore)."),
+    override_usage = "synk [@PROFILE] [OPTIONS] [-p PORT] [-h HOST]... [--] [PATH]...\n       synk [@PROFILE] --add PATH | --forget PATH\n       synk [OPTIONS] --versions PATH | --restore PATH [--at TIME]\n       synk --completions SHELL\n       synk --serve",
+    after_help = after_help()
 )]
 pub struct Cli {
     /// Print help (-h is taken by --host).
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
 
-    /// Print peers' versions, the master and every command run; -vv adds debug tracing.
+    /// Print each peer's version of what changes (each path as that peer has it), the master,
+    /// deletions, conflict copies and every command run; -vv: every entry, and debug tracing.
     #[arg(short, long, action = ArgAction::Count)]
     pub verbose: u8,
 
@@ -102,7 +137,8 @@ pub struct Cli {
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub bwlimit: Option<u64>,
 
-    /// Skip files bigger than SIZE (bytes, or 10M, 2G …): reported, never copied or deleted.
+    /// Skip files bigger than SIZE (bytes, or 10M, 2G …): never copied or deleted, told once
+    /// at the end of the run.
     #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
     pub max_size: Option<u64>,
 
@@ -139,12 +175,18 @@ pub struct Cli {
     #[arg(long)]
     pub confirm_empty: bool,
 
+    /// Fill HOST's emptied root from the other peers: its missing entries are copied back,
+    /// nothing is deleted anywhere (after a disk was replaced or a tree removed by mistake).
+    #[arg(long, value_name = "HOST", conflicts_with_all = ["confirm_empty", "every", "watch", "versions", "restore"])]
+    pub refill: Option<String>,
+
     /// How long to wait for another synk run on the same paths to finish on a peer before
     /// leaving that peer out (`30s`, `5m`; default 10m).
     #[arg(long, value_name = "INTERVAL", value_parser = parse_interval)]
     pub lock_wait: Option<std::time::Duration>,
 
-    /// List the kept versions of PATH (and below it) on every peer.
+    /// List the kept versions of PATH (and below it) on every peer (none configured: on this
+    /// host).
     #[arg(long, value_name = "PATH", conflicts_with_all = ["restore", "paths"])]
     pub versions: Option<PathBuf>,
 
@@ -161,6 +203,11 @@ pub struct Cli {
     /// Append the operations log to FILE (default ~/.local/state/synk/synk.log).
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+
+    /// List this host's state files (named by a hash of their root) and the root each one
+    /// belongs to, and exit.
+    #[arg(long, conflicts_with_all = ["paths", "versions", "restore", "add", "forget", "every", "watch"])]
+    pub state: bool,
 
     /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell) and exit.
     #[arg(long, value_name = "SHELL", exclusive = true)]

@@ -43,6 +43,21 @@ impl Excludes {
             .map_err(|e| e.to_string())
     }
 
+    /// Checks each pattern before anything is done: the first that is not a valid pattern,
+    /// with why (`a[`: an unclosed character class).
+    pub fn check(patterns: &[String]) -> Result<(), (String, String)> {
+        for p in patterns {
+            let mut b = GitignoreBuilder::new("/");
+            // git reads an unclosed `[` as itself; on a command line it is a typo far more
+            // often than a file name, so it is refused here (a .synkignore keeps git's way).
+            b.allow_unclosed_class(false);
+            if let Err(e) = b.add_line(None, p) {
+                return Err((p.clone(), bare_error(&e.to_string())));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the entry at `rel` below the root is excluded; never the root itself.
     pub fn excludes(&self, rel: &WirePath, is_dir: bool) -> bool {
         match &self.0 {
@@ -51,6 +66,15 @@ impl Excludes {
                 .is_ignore(),
             _ => false,
         }
+    }
+}
+
+/// The `ignore` crate's error without the pattern it repeats: `error parsing glob 'a[':
+/// unclosed character class; missing ']'` says `unclosed character class; missing ']'`.
+fn bare_error(e: &str) -> String {
+    match e.split_once("': ") {
+        Some((_, why)) if e.starts_with("error parsing glob '") => why.to_string(),
+        _ => e.to_string(),
     }
 }
 
@@ -89,5 +113,14 @@ mod tests {
         );
         assert!(!ex.excludes(&w(""), true));
         assert!(!Excludes::none().excludes(&w("a.log"), false));
+    }
+
+    #[test]
+    fn an_invalid_pattern_is_named_with_why() {
+        assert_eq!(Excludes::check(&["*.o".into(), "cache/".into()]), Ok(()));
+        let (bad, why) = Excludes::check(&["*.o".into(), "a[".into()]).unwrap_err();
+        assert_eq!(bad, "a[");
+        assert!(why.contains("unclosed character class"), "{why}");
+        assert!(!why.contains("a["), "{why}");
     }
 }

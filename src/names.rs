@@ -68,6 +68,12 @@ fn conflict_peer_char(c: char) -> char {
     }
 }
 
+/// How a conflict copy's name spells the peer labelled `label`, so a message can name the
+/// peer the same way.
+pub fn conflict_peer(label: &str) -> String {
+    label.chars().map(conflict_peer_char).collect()
+}
+
 /// `NAME.synk-conflict-YYYYMMDD-HHMMSS-PEER.EXT`: the extension stays last, so it still opens.
 pub fn conflict_name(rel: &WirePath, mtime_ns: i64, peer: &str) -> WirePath {
     let bytes = rel.as_bytes();
@@ -85,7 +91,7 @@ pub fn conflict_name(rel: &WirePath, mtime_ns: i64, peer: &str) -> WirePath {
         .filter(|c| c.is_ascii_digit() || *c == 'T')
         .map(|c| if c == 'T' { '-' } else { c })
         .collect();
-    let peer: String = peer.chars().map(conflict_peer_char).collect();
+    let peer = conflict_peer(peer);
     let mut out = dir.to_vec();
     out.extend_from_slice(stem);
     out.extend_from_slice(format!("{CONFLICT_MARK}{stamp}-{peer}").as_bytes());

@@ -76,12 +76,11 @@ pub async fn list(peers: &[Peer], spec: &RootSpec, display: &str, rep: &Reporter
         });
     }
     let n = all.len();
-    for (p, kept) in all {
-        rep.emit(Event::Version {
-            peer: peers[p].name.clone(),
-            kept,
-        });
-    }
+    rep.versions(
+        all.into_iter()
+            .map(|(p, kept)| (peers[p].name.clone(), kept))
+            .collect(),
+    );
     n
 }
 
@@ -134,6 +133,8 @@ pub struct Ask<'a> {
     pub exists: &'a dyn Fn(PeerId, &WirePath) -> bool,
     /// `-n`: say what would be restored, restore nothing.
     pub dry_run: bool,
+    /// The operations log, where each restore is a `restored` line.
+    pub log: &'a crate::oplog::OpLog,
 }
 
 /// Puts the chosen versions back on the peers that kept them. Returns how many were restored.
@@ -176,6 +177,7 @@ pub async fn restore(
             .and_then(Option::as_ref)
             .and_then(|root| k.path.below(root))
             .unwrap_or_default();
+        let logged = rel.to_string();
         let req = Request::Restore {
             root: 0,
             rel,
@@ -184,6 +186,7 @@ pub async fn restore(
         match conn.op(&req).await {
             Ok(()) => {
                 restored += 1;
+                ask.log.line(display, &logged, &peer.name, "restored", None);
                 rep.emit(Event::Restored {
                     peer: peer.name.clone(),
                     path: k.path,

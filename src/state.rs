@@ -227,6 +227,25 @@ pub fn file_for(dir: &Path, root: &Path) -> PathBuf {
     dir.join("roots").join(format!("{}.state", &d.hex()[..32]))
 }
 
+/// Every state file in the state directory `dir` and the root it belongs to (`None`: not
+/// readable as one), by root; the files are named by a hash of their root (`synk --state`).
+pub fn index(dir: &Path) -> Vec<(PathBuf, Option<WirePath>)> {
+    let Ok(list) = fs::read_dir(dir.join("roots")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(PathBuf, Option<WirePath>)> = list
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension() == Some("state".as_ref()))
+        .map(|p| {
+            let root = read_root(&p);
+            (p, root)
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    out
+}
+
 /// A state file that could not be read, moved aside.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Moved {
@@ -668,6 +687,30 @@ mod tests {
         assert_eq!(x.vv, vv(&[(1, 9)]));
         assert!(whole.get(&WirePath(b"a".to_vec())).is_some());
         assert_eq!(fs::read_dir(dir.path().join("roots")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn the_index_names_each_files_root() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(index(dir.path()).is_empty());
+        for root in ["/srv/b", "/home/me/a"] {
+            let mut st = RootState::load(Some(dir.path()), Path::new(root)).unwrap();
+            st.save(vec![rec("", 1)]).unwrap();
+        }
+        fs::write(dir.path().join("roots/0123.state"), b"not a state file").unwrap();
+        let got: Vec<(String, Option<String>)> = index(dir.path())
+            .into_iter()
+            .map(|(f, r)| {
+                let name = f.file_name().unwrap().to_string_lossy().into_owned();
+                (name, r.map(|r| r.to_string()))
+            })
+            .collect();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0], ("0123.state".to_string(), None));
+        assert_eq!(got[1].1.as_deref(), Some("/home/me/a"));
+        assert_eq!(got[2].1.as_deref(), Some("/srv/b"));
+        let a = file_for(dir.path(), Path::new("/home/me/a"));
+        assert_eq!(got[1].0, a.file_name().unwrap().to_string_lossy());
     }
 
     #[test]

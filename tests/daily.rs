@@ -127,7 +127,11 @@ fn files_over_max_size_are_skipped_and_reported_never_deleted() {
     s.write(LOCAL, "d/big", vec![1u8; 4096], t);
     let out = s.synk(&["alpha"], &[os("--max-size"), os("1K"), &s.arg("d")]);
     ok(&out);
-    assert!(stderr(&out).contains("over --max-size"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("skipped 1 file over 1.00 KiB (--max-size"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(s.read("alpha", "d/small").unwrap(), b"s");
     assert!(s.read("alpha", "d/big").is_none());
     ok(&s.synk(&["alpha"], &[&s.arg("d")]));
@@ -375,7 +379,7 @@ fn a_peer_that_drops_is_named_and_reconnected_while_the_others_go_on() {
 fn watch_syncs_soon_after_a_change_on_any_peer() {
     let s = scene!("d-watch");
     s.write(LOCAL, "d/a", "one", now() - 100);
-    let mut child = background(&s, &["alpha", "beta"], &["--watch", "--every", "1h"]);
+    let mut child = background(&s, &["alpha", "beta"], &["--watch", "--every", "1h", "-v"]);
     assert!(
         eventually(20, || s.read("beta", "d/a").is_some()),
         "first run"
@@ -391,6 +395,22 @@ fn watch_syncs_soon_after_a_change_on_any_peer() {
     assert_eq!(s.read(LOCAL, "d/from-beta").unwrap(), b"hello");
     let out = stop(&mut child);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // -v says once, after the first run, what it watches where and how it falls back.
+    let said = stdout(&out);
+    let watching: Vec<&str> = said
+        .lines()
+        .filter(|l| l.starts_with("watching "))
+        .collect();
+    assert_eq!(watching.len(), 1, "{said}");
+    assert!(
+        watching[0].starts_with(&format!(
+            "watching {} on localhost, {}, {} for changes",
+            s.path(LOCAL, "d").display(),
+            s.shown("alpha"),
+            s.shown("beta")
+        )) && watching[0].contains("checked every 1h"),
+        "{said}"
+    );
 }
 
 #[test]

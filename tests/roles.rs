@@ -104,7 +104,7 @@ fn a_send_only_source_wins_on_the_others_and_takes_nothing_from_them() {
     assert!(
         said.contains(&format!(
             "kept {} on {}: send-only {} wins",
-            s.path(LOCAL, "d/a").display(),
+            s.path("beta", "d/a").display(),
             s.shown("beta"),
             s.shown("alpha")
         )),
@@ -151,7 +151,7 @@ fn a_send_only_source_wins_on_the_others_and_takes_nothing_from_them() {
         assert!(
             said.contains(&format!(
                 "{}: send-only {} keeps its own version",
-                s.path(LOCAL, f).display(),
+                s.path("alpha", f).display(),
                 s.shown("alpha")
             )),
             "{said}"
@@ -161,7 +161,7 @@ fn a_send_only_source_wins_on_the_others_and_takes_nothing_from_them() {
         said.contains(&format!(
             "peer: {} (send-only) {} ",
             s.shown("alpha"),
-            s.path(LOCAL, "d/b").display()
+            s.path("alpha", "d/b").display()
         )),
         "{said}"
     );
@@ -193,7 +193,7 @@ fn a_receive_only_replica_takes_every_change_and_its_own_are_reverted() {
         assert!(
             stdout(&out).contains(&format!(
                 "would revert {} on {}",
-                s.path(LOCAL, f).display(),
+                s.path("beta", f).display(),
                 s.shown("beta")
             )),
             "{f}: {}",
@@ -208,7 +208,7 @@ fn a_receive_only_replica_takes_every_change_and_its_own_are_reverted() {
             stdout(&out).contains(&format!(
                 "reverted on {}: {}",
                 s.shown("beta"),
-                s.path(LOCAL, f).display()
+                s.path("beta", f).display()
             )),
             "{f}: {}",
             stdout(&out)
@@ -390,7 +390,7 @@ fn roles_from_synk_conf_a_source_two_peers_and_a_backup_over_several_runs() {
             err.contains(&format!(
                 "peer: {} (receive-only, no-delete) {}",
                 s.shown("gamma"),
-                s.path(LOCAL, "src/main.c").display()
+                s.path("gamma", "src/main.c").display()
             )),
             "{err}"
         );
@@ -398,7 +398,7 @@ fn roles_from_synk_conf_a_source_two_peers_and_a_backup_over_several_runs() {
             err.contains(&format!(
                 "reverted on {}: {}",
                 s.shown("gamma"),
-                s.path(LOCAL, "src/main.c").display()
+                s.path("gamma", "src/main.c").display()
             )),
             "{err}"
         );
@@ -436,7 +436,7 @@ fn roles_from_synk_conf_a_source_two_peers_and_a_backup_over_several_runs() {
             assert!(
                 stdout(&out).contains(&format!(
                     "would delete {} on {}",
-                    s.path(LOCAL, f).display(),
+                    s.path("gamma", f).display(),
                     s.shown("gamma")
                 )),
                 "{f}: {}",
@@ -461,7 +461,7 @@ fn a_receive_only_peer_is_not_emptied_by_a_first_sync_against_empty_peers() {
         stderr(&out).contains(&format!(
             "{}: {}: this receive-only peer holds 3 entries there",
             s.shown("alpha"),
-            s.path(LOCAL, "d").display()
+            s.path("alpha", "d").display()
         )),
         "{}",
         stderr(&out)

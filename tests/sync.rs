@@ -42,15 +42,20 @@ fn local_master_reaches_every_peer() {
         o.contains(&format!("master: localhost {}", f.display())),
         "{o}"
     );
+    // Each peer's path as that peer has it (its home is not this host's).
     assert!(
-        o.contains(&format!("peer: {} {} ", s.shown("alpha"), f.display())),
+        o.contains(&format!(
+            "peer: {} {} ",
+            s.shown("alpha"),
+            s.path("alpha", "f").display()
+        )),
         "{o}"
     );
     assert!(
         o.contains(&format!(
             "peer: {} {} missing",
             s.shown("beta"),
-            f.display()
+            s.path("beta", "f").display()
         )),
         "{o}"
     );
@@ -315,7 +320,7 @@ fn dry_run_changes_nothing() {
     );
     let o = stdout(&out);
     assert!(
-        o.contains("would copy") && o.contains(&s.path(LOCAL, "d/new").display().to_string()),
+        o.contains("would copy") && o.contains(&s.path("alpha", "d/new").display().to_string()),
         "{o}"
     );
     assert_eq!(s.read("alpha", "d/new").unwrap(), b"o");

@@ -15,6 +15,13 @@ use crate::plan::{Seen, Verb};
 #[derive(Debug, Clone)]
 pub enum Event {
     // The run as a whole.
+    /// An exclude pattern that is not one (`--exclude "a["`): a usage error.
+    BadExclude {
+        /// The pattern.
+        pattern: String,
+        /// Why it is not one.
+        error: String,
+    },
     /// An error that says everything itself (a connection lost, a bad configuration).
     Failed {
         /// Its message.
@@ -248,6 +255,22 @@ pub enum Event {
         /// How many entries it holds.
         held: usize,
     },
+    /// `-v`: an entry was deleted on a peer (its version kept).
+    Deleted {
+        /// The peer.
+        peer: String,
+        /// The entry, as that peer has it.
+        path: WirePath,
+    },
+    /// `-v`: a conflict's losing version was renamed to its conflict copy on a peer.
+    KeptAsCopy {
+        /// The peer.
+        peer: String,
+        /// The entry, as that peer has it.
+        path: WirePath,
+        /// The conflict copy, as that peer has it.
+        to: WirePath,
+    },
     /// A change made on a receive-only peer was undone (its version kept).
     Reverted {
         /// The peer.
@@ -281,12 +304,12 @@ pub enum Event {
         /// How many entries below it are gone.
         held: u64,
     },
-    /// A file over `--max-size`: left alone.
-    TooBig {
-        /// The entry.
-        path: WirePath,
-        /// Its size.
-        size: u64,
+    /// Every file a run skipped for `--max-size`, told once at its end.
+    SkippedTooBig {
+        /// The limit, in bytes.
+        limit: u64,
+        /// Each file and its size.
+        files: Vec<(WirePath, u64)>,
     },
     /// No peer has the root.
     Missing {
@@ -381,7 +404,25 @@ pub enum Event {
         path: WirePath,
     },
 
+    /// `--state`: this host's state files and their roots.
+    StateFiles {
+        /// The state directory.
+        dir: String,
+        /// Each file and the root it belongs to (`None`: not readable as a state file).
+        files: Vec<(String, Option<WirePath>)>,
+    },
     // Kept versions.
+    /// `--watch -v`, once: what is watched where, and the fallback.
+    Watching {
+        /// The roots as the user named them.
+        roots: Vec<String>,
+        /// Every peer.
+        peers: Vec<String>,
+        /// How often a peer that cannot watch is checked.
+        every: Duration,
+    },
+    /// The header row of a `--versions` listing.
+    VersionsHeader,
     /// `--versions`: there are none.
     NoVersions {
         /// The path asked about.

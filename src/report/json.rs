@@ -25,12 +25,14 @@ pub(super) struct JsonDoc {
     pub(super) conflicts: Vec<String>,
     /// The run's peers, each with its role.
     pub(super) peers: Vec<Value>,
+    /// `--versions`: every kept version listed.
+    pub(super) versions: Option<Vec<Value>>,
 }
 
 impl JsonDoc {
     /// The run's document: exit status, time, roots, messages.
     pub(super) fn document(self, exit: i32, seconds: f64, dry_run: bool) -> Value {
-        json!({
+        let mut doc = json!({
             "synk": env!("CARGO_PKG_VERSION"),
             "exit": exit,
             "dry_run": dry_run,
@@ -40,8 +42,35 @@ impl JsonDoc {
             "conflicts": self.conflicts,
             "errors": self.errors,
             "warnings": self.warnings,
-        })
+        });
+        if let Some(v) = self.versions {
+            doc["versions"] = json!(v);
+        }
+        doc
     }
+}
+
+/// A kept version as `--versions --json` lists it: the same columns as the text, by name.
+pub(super) fn version(peer: &str, k: &crate::model::Kept) -> Value {
+    let mut v = json!({
+        "peer": peer,
+        "replaced": text::when(k.replaced),
+        "kind": match &k.meta.kind {
+            Kind::Dir => "dir",
+            Kind::Symlink(_) => "symlink",
+            Kind::Special => "special",
+            _ => "file",
+        },
+        "size": k.meta.size,
+        "digest": k.meta.digest.as_ref().map(crate::model::Digest::hex),
+        "why": text::why_word(k.why),
+        "id": k.id,
+    });
+    put_path(&mut v, "path", &k.path);
+    if let Kind::Symlink(t) = &k.meta.kind {
+        put_path(&mut v, "target", t);
+    }
+    v
 }
 
 /// Puts path `p` into object `v` as `key`: the path as text, lossily where it is not UTF-8

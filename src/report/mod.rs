@@ -33,6 +33,10 @@ pub struct Reporter {
     pending: AtomicUsize,
     /// `--json`: what the run's document collects.
     json: Option<Mutex<JsonDoc>>,
+    /// `--max-size`, for the line that tells what it skipped.
+    max_size: std::sync::atomic::AtomicU64,
+    /// The files this run skipped for `--max-size`, told once at its end.
+    too_big: Mutex<Vec<(crate::paths::WirePath, u64)>>,
 }
 
 /// A root's plan as the report tells it.
@@ -45,6 +49,10 @@ pub struct RootPlan<'a> {
     pub views: &'a [Option<&'a Listing>],
     /// Each peer's name.
     pub names: &'a [String],
+    /// Each peer as its conflict copies' names spell it.
+    pub labels: Vec<String>,
+    /// Each peer's root as that peer has it (`None`: unknown; the user's spelling then).
+    pub abs: &'a [Option<crate::paths::WirePath>],
     /// Each peer's role (missing: a normal peer).
     pub roles: &'a [crate::model::Role],
     /// The root is a directory (else a single file, whose conflict copies sit beside it).
@@ -72,6 +80,8 @@ impl Reporter {
             conflicts: AtomicUsize::new(0),
             pending: AtomicUsize::new(0),
             json: None,
+            max_size: std::sync::atomic::AtomicU64::new(0),
+            too_big: Mutex::new(Vec::new()),
         }
     }
 
@@ -154,12 +164,51 @@ impl Reporter {
         });
     }
 
-    /// Ends a run that exits with `exit` after `seconds`: with `--json`, its document on stdout
-    /// (the next run, with `--every` or `--watch`, starts a new one).
+    /// The run's `--max-size`, which the line about skipped files names.
+    pub fn max_size(&self, limit: Option<u64>) {
+        self.max_size
+            .store(limit.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A file skipped for `--max-size`, told with the others at the end of the run.
+    fn skipped_too_big(&self, path: crate::paths::WirePath, size: u64) {
+        self.too_big
+            .lock()
+            .expect("too_big lock")
+            .push((path, size));
+    }
+
+    /// Ends a run that exits with `exit` after `seconds`: the files `--max-size` skipped, in
+    /// one warning; with `--json`, its document on stdout (the next run, with `--every` or
+    /// `--watch`, starts a new one).
     pub fn end_run(&self, exit: i32, seconds: f64, dry_run: bool) {
+        let files = std::mem::take(&mut *self.too_big.lock().expect("too_big lock"));
+        if !files.is_empty() {
+            self.emit(Event::SkippedTooBig {
+                limit: self.max_size.load(std::sync::atomic::Ordering::Relaxed),
+                files,
+            });
+        }
         if let Some(doc) = &self.json {
             let doc = std::mem::take(&mut *doc.lock().expect("json lock"));
             println!("{}", json::to_text(&doc.document(exit, seconds, dry_run)));
+        }
+    }
+
+    /// A `--versions` listing: a header row and a row per version (`peer`, the version); with
+    /// `--json`, the document's `versions`.
+    pub fn versions(&self, rows: Vec<(String, crate::model::Kept)>) {
+        if self.json.is_some() {
+            self.note(|d| {
+                d.versions = Some(rows.iter().map(|(p, k)| json::version(p, k)).collect())
+            });
+            return;
+        }
+        if !rows.is_empty() {
+            self.emit(Event::VersionsHeader);
+        }
+        for (peer, kept) in rows {
+            self.emit(Event::Version { peer, kept });
         }
     }
 

@@ -24,11 +24,54 @@ impl RootPlan<'_> {
         entry_display(self.root, rel)
     }
 
-    /// Where a conflict copy `to` is: a single-file root's copies sit beside it.
+    /// Peer `p`'s root as that peer has it: the home-relative path resolved against its own
+    /// home, as `--versions` shows it.
+    fn root_on(&self, p: usize) -> std::borrow::Cow<'_, str> {
+        match self.abs.get(p) {
+            Some(Some(abs)) => String::from_utf8_lossy(abs.as_bytes()),
+            _ => std::borrow::Cow::Borrowed(self.root),
+        }
+    }
+
+    /// How entry `rel` is named in a line about peer `p`: as that peer has it.
+    fn path_on(&self, p: usize, rel: &WirePath) -> WirePath {
+        match self.abs.get(p) {
+            Some(Some(abs)) if rel.is_empty() => abs.clone(),
+            Some(Some(abs)) => {
+                let mut v = abs.as_bytes().to_vec();
+                if !v.ends_with(b"/") {
+                    v.push(b'/');
+                }
+                v.extend_from_slice(rel.as_bytes());
+                WirePath(v)
+            }
+            _ => self.path_of(rel),
+        }
+    }
+
+    /// Where a conflict copy `to` is on peer `p`: a single-file root's copies sit beside it.
+    fn copy_path_on(&self, p: usize, to: &WirePath) -> WirePath {
+        let root = self.root_on(p);
+        match std::path::Path::new(&*root).parent() {
+            Some(dir) if !self.root_is_dir => WirePath::from_path(&dir.join(to.as_path())),
+            _ => self.path_on(p, to),
+        }
+    }
+
+    /// Where a conflict copy `to` is, below the root as the user named it.
     fn copy_path(&self, to: &WirePath) -> WirePath {
         match std::path::Path::new(self.root).parent() {
             Some(dir) if !self.root_is_dir => WirePath::from_path(&dir.join(to.as_path())),
             _ => self.path_of(to),
+        }
+    }
+
+    /// Peer `p` as its conflict copies name it: `localhost (vm)` where the name a copy
+    /// carries is not the peer's name.
+    fn copy_owner(&self, p: usize) -> String {
+        match self.labels.get(p) {
+            Some(label) if *label != self.names[p] => format!("{} ({label})", self.names[p]),
+            _ => self.name(p),
         }
     }
 }
@@ -40,13 +83,13 @@ impl Reporter {
         for c in &p.plan.copies {
             self.emit(Event::Master {
                 peer: p.name(c.master),
-                path: p.path_of(&c.rel),
+                path: p.path_on(c.master, &c.rel),
             });
         }
         for (peer, rel) in &p.plan.kept_own {
             self.emit(Event::KeepsOwn {
                 peer: p.name(*peer),
-                path: p.path_of(rel),
+                path: p.path_on(*peer, rel),
             });
         }
         for c in &p.plan.conflicts {
@@ -56,15 +99,20 @@ impl Reporter {
                 kept: c
                     .kept
                     .iter()
-                    .map(|(peer, to)| (p.name(*peer), p.copy_path(to)))
+                    .map(|(peer, to)| (p.copy_owner(*peer), p.copy_path(to)))
                     .collect(),
             });
         }
         for problem in &p.plan.problems {
+            if let Problem::TooBig { rel, size } = problem {
+                // Told once at the end of the run, all together.
+                self.skipped_too_big(p.path_of(rel), *size);
+                continue;
+            }
             self.emit(match problem {
                 Problem::Unreadable { rel, peer, error } => Event::Unreadable {
                     peer: p.name(*peer),
-                    path: p.path_of(rel),
+                    path: p.path_on(*peer, rel),
                     error: error.clone(),
                 },
                 Problem::Special { rel, peers } => Event::Special {
@@ -73,7 +121,7 @@ impl Reporter {
                 },
                 Problem::EmptyRoot { peer, held } => Event::EmptyRoot {
                     peer: p.name(*peer),
-                    root: p.root.to_string(),
+                    root: p.root_on(*peer).into_owned(),
                     held: *held,
                 },
                 Problem::EmptySubtree {
@@ -83,16 +131,13 @@ impl Reporter {
                     path: path.clone(),
                     held: *held,
                 },
-                Problem::TooBig { rel, size } => Event::TooBig {
-                    path: p.path_of(rel),
-                    size: *size,
-                },
+                Problem::TooBig { .. } => continue,
                 Problem::Missing => Event::Missing {
                     root: p.root.to_string(),
                 },
                 Problem::EmptyGroup { peer, held } => Event::EmptyGroup {
                     peer: p.name(*peer),
-                    root: p.root.to_string(),
+                    root: p.root_on(*peer).into_owned(),
                     held: *held,
                 },
             });
@@ -105,15 +150,37 @@ impl Reporter {
         for (peer, rel) in p.plan.reverts.iter().filter(|(q, rel)| !skip(*q, rel)) {
             self.emit(Event::Reverted {
                 peer: p.name(*peer),
-                path: p.path_of(rel),
+                path: p.path_on(*peer, rel),
             });
         }
         for o in p.plan.overrides.iter().filter(|o| !skip(o.peer, &o.rel)) {
             self.emit(Event::SendOnlyWins {
-                path: p.path_of(&o.rel),
+                path: p.path_on(o.peer, &o.rel),
                 peer: p.name(o.peer),
                 by: p.name(o.by),
             });
+        }
+    }
+
+    /// `-v`, after a root's plan was carried out: each deletion and each conflict copy made,
+    /// with the peer and its own path, but where `skip` says that step did not happen.
+    pub fn done(&self, p: &RootPlan<'_>, skip: &dyn Fn(PeerId, &WirePath) -> bool) {
+        for r in &p.plan.renames {
+            if !skip(r.peer, &r.rel) {
+                self.emit(Event::KeptAsCopy {
+                    peer: p.name(r.peer),
+                    path: p.path_on(r.peer, &r.rel),
+                    to: p.copy_path_on(r.peer, &r.to),
+                });
+            }
+        }
+        for r in p.plan.removes.iter().filter(|r| r.deleted) {
+            if !skip(r.peer, &r.rel) {
+                self.emit(Event::Deleted {
+                    peer: p.name(r.peer),
+                    path: p.path_on(r.peer, &r.rel),
+                });
+            }
         }
     }
 
@@ -122,7 +189,7 @@ impl Reporter {
         for a in p.plan.actions() {
             self.emit(Event::WouldDo {
                 verb: a.verb,
-                path: p.path_of(&a.rel),
+                path: p.path_on(a.peer, &a.rel),
                 peer: p.name(a.peer),
                 from: a.from.map(|f| p.name(f)),
             });
@@ -157,7 +224,7 @@ impl Reporter {
                     self.emit(Event::PeerHolds {
                         peer: p.name(peer),
                         role: p.role(peer),
-                        path: p.path_of(rel),
+                        path: p.path_on(peer, rel),
                         seen: l.get(rel).cloned(),
                     });
                 }

@@ -30,6 +30,7 @@ pub fn voice(ev: &Event) -> Voice {
     use Event::*;
     match ev {
         Failed { .. }
+        | BadExclude { .. }
         | NoRuntime { .. }
         | NoCurrentDir { .. }
         | NoPeers
@@ -56,7 +57,7 @@ pub fn voice(ev: &Event) -> Voice {
         | RsyncFailed { .. }
         | LostWhileSyncing { .. }
         | NothingToRestore { .. } => Voice::Error,
-        NoLog { .. } | CannotWatch { .. } | Special { .. } | TooBig { .. } => Voice::Warn,
+        NoLog { .. } | CannotWatch { .. } | Special { .. } | SkippedTooBig { .. } => Voice::Warn,
         Conflict { .. } | ChangedMeanwhile { .. } => Voice::Conflict,
         PeerNote { .. } => Voice::Say(1),
         PeerWarning { .. } => Voice::Warn,
@@ -66,12 +67,17 @@ pub fn voice(ev: &Event) -> Voice {
         | Reconnected { .. }
         | WouldDo { .. }
         | NoVersions { .. }
+        | VersionsHeader
+        | StateFiles { .. }
         | Version { .. }
         | WouldRestore { .. }
         | Restored { .. }
         | Reverted { .. }
         | SendOnlyWins { .. } => Voice::Say(0),
         Installed { .. }
+        | Deleted { .. }
+        | KeptAsCopy { .. }
+        | Watching { .. }
         | PeerHolds { .. }
         | KeepsOwn { .. }
         | Master { .. }
@@ -153,6 +159,11 @@ pub fn line(ev: &Event, style: Style) -> String {
     let path = |p: &WirePath| style.path(p).into_owned();
     match ev {
         Failed { error } => s(error),
+        BadExclude { pattern, error } => format!(
+            "--exclude {}: not a valid pattern: {} (gitignore syntax; also `exclude` in synk.conf)",
+            s(&format!("{pattern:?}")),
+            s(error)
+        ),
         NoRuntime { error } => format!("cannot start the async runtime: {}", s(error)),
         NoCurrentDir { error } => format!("cannot read the current directory: {}", s(error)),
         NoPeers => "no peers: give -h HOST, or list peers in synk.conf (see synk.conf(5))".into(),
@@ -162,7 +173,7 @@ pub fn line(ev: &Event, style: Style) -> String {
         NotSyncable { path } => format!("{}: not a path synk can sync", s(path)),
         UnknownMaster { name } => format!("--master {}: not one of the peers", s(name)),
         UnknownRolePeer { option, name } => format!(
-            "{option} {}: not one of the peers (a role option takes a HOST as given to -h, or localhost)",
+            "{option} {}: not one of the peers (it takes a HOST as given to -h, or localhost)",
             s(name)
         ),
         BothWays { peer } => format!(
@@ -288,7 +299,7 @@ pub fn line(ev: &Event, style: Style) -> String {
             format!("{}: special file on {} skipped", path(p), peers.join(", "))
         }
         EmptyRoot { peer, root, held } => format!(
-            "{}: {} is empty or missing there but held {held} entries after the last sync (an unmounted disk?); left out, nothing deleted. If you emptied it on purpose, run again with --confirm-empty",
+            "{}: {} is empty or missing there but held {held} entries after the last sync (an unmounted disk?); left out, nothing deleted. To fill it again from the other peers, run again with --refill {0} (nothing deleted anywhere); if you emptied it on purpose, with --confirm-empty (its deletions reach every peer)",
             s(peer),
             s(root)
         ),
@@ -298,6 +309,13 @@ pub fn line(ev: &Event, style: Style) -> String {
             s(root)
         ),
         Reverted { peer, path: p } => format!("reverted on {}: {}", s(peer), path(p)),
+        Deleted { peer, path: p } => format!("deleted on {}: {}", s(peer), path(p)),
+        KeptAsCopy { peer, path: p, to } => format!(
+            "conflict copy on {}: {} -> {}",
+            s(peer),
+            path(p),
+            path(to)
+        ),
         SendOnlyWins { path: p, peer, by } => format!(
             "kept {} on {}: send-only {} wins",
             path(p),
@@ -314,14 +332,28 @@ pub fn line(ev: &Event, style: Style) -> String {
             path: p,
             held,
         } => format!(
-            "{}: {} was a mount point at the last sync and is empty or missing there now, though {held} entries below it were synced (an unmounted disk?); left out there, nothing deleted. If you emptied it on purpose, run again with --confirm-empty",
+            "{}: {} was a mount point at the last sync and is empty or missing there now, though {held} entries below it were synced (an unmounted disk?); left out there, nothing deleted. To fill it again from the other peers, run again with --refill {0} (nothing deleted anywhere); if you emptied it on purpose, with --confirm-empty (its deletions reach every peer)",
             s(peer),
             path(p)
         ),
-        TooBig { path: p, size } => format!(
-            "{}: {size} bytes, over --max-size: skipped (nothing copied or deleted)",
-            path(p)
-        ),
+        SkippedTooBig { limit, files } => {
+            const SHOWN: usize = 5;
+            let mut named: Vec<String> = files
+                .iter()
+                .take(SHOWN)
+                .map(|(p, size)| format!("{} {}", path(p), indicatif::HumanBytes(*size)))
+                .collect();
+            if files.len() > SHOWN {
+                named.push(format!("and {} more", files.len() - SHOWN));
+            }
+            format!(
+                "skipped {} file{} over {} (--max-size; nothing copied or deleted): {}",
+                files.len(),
+                if files.len() == 1 { "" } else { "s" },
+                indicatif::HumanBytes(*limit),
+                named.join(", ")
+            )
+        }
         Missing { root } => format!("{}: no such file on any peer", s(root)),
         WouldDo {
             verb,
@@ -398,6 +430,33 @@ pub fn line(ev: &Event, style: Style) -> String {
             format!("{} (while syncing {})", s(error), path(p))
         }
 
+        Watching {
+            roots,
+            peers,
+            every,
+        } => {
+            let list = |v: &[String]| v.iter().map(|x| s(x)).collect::<Vec<_>>().join(", ");
+            format!(
+                "watching {} on {} for changes (inotify on each peer); a peer that cannot watch is checked every {}, and every peer walks its trees again at least every 10 minutes",
+                list(roots),
+                list(peers),
+                humantime::format_duration(*every)
+            )
+        }
+        StateFiles { dir, files } => {
+            let mut out = format!("state files in {} (root, file):", s(dir));
+            if files.is_empty() {
+                out.push_str(" none yet");
+            }
+            for (file, root) in files {
+                let root = root
+                    .as_ref()
+                    .map_or("(not a state file synk can read)".into(), &path);
+                out.push_str(&format!("\n{root}\t{}", s(file)));
+            }
+            out
+        }
+        VersionsHeader => "peer\treplaced\tsize\tdigest\twhy\tpath".into(),
         NoVersions { path } => format!("no kept versions of {} on any peer", s(path)),
         Version { peer, kept } => version_line(&s(peer), kept, style),
         NothingToRestore { path, at } => format!(
@@ -523,7 +582,7 @@ fn version_line(peer: &str, k: &Kept, style: Style) -> String {
 }
 
 /// A time (ns since the epoch) to the second, UTC.
-fn when(ns: i64) -> String {
+pub(super) fn when(ns: i64) -> String {
     let secs = ns.div_euclid(1_000_000_000).max(0) as u64;
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
@@ -534,7 +593,7 @@ fn short_digest(d: Option<&Digest>) -> String {
 }
 
 /// The word `--versions` shows for why a version was kept.
-fn why_word(why: Why) -> &'static str {
+pub(super) fn why_word(why: Why) -> &'static str {
     match why {
         Why::Overwritten => "overwritten",
         Why::Deleted => "deleted",

@@ -68,7 +68,7 @@ pub async fn effective(spec: &PeerSpec, opts: &SshOptions) -> Result<Effective> 
         .context("cannot run ssh (is OpenSSH's client installed?)")?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        return Err(anyhow!("ssh: {}", one_line(&err)));
+        return Err(anyhow!("{}", super::ssh_says(&one_line(&err))));
     }
     Ok(Effective::parse(&String::from_utf8_lossy(&out.stdout)))
 }

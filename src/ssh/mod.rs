@@ -189,7 +189,7 @@ pub async fn connect(
         .context("cannot run ssh (is OpenSSH's client installed?)")?;
     if !status.success() {
         let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
-        return Err(anyhow!("ssh: {}", explain(&log, spec, eff)));
+        return Err(anyhow!("{}", ssh_says(&explain(&log, spec, eff))));
     }
     Ok((Session::new_process_mux(dir), registered))
 }
@@ -209,7 +209,7 @@ pub struct Serving {
 /// nothing when the connection was fine and only the command failed).
 pub fn failure(dir: &Path, spec: &PeerSpec, eff: &Effective) -> Option<String> {
     let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
-    (!one_line(&log).is_empty()).then(|| format!("ssh: {}", explain(&log, spec, eff)))
+    (!one_line(&log).is_empty()).then(|| ssh_says(&explain(&log, spec, eff)))
 }
 
 /// Connects to `spec` and runs `command` there on the master's own session, with piped stdio.
@@ -274,10 +274,27 @@ pub fn explain(log: &str, spec: &PeerSpec, eff: &Effective) -> String {
             eff.strict_host_keys
         );
     }
+    if log.contains("Permission denied (") {
+        let dest = spec.destination();
+        let port = spec.port.map(|p| format!(" -p {p}")).unwrap_or_default();
+        return format!(
+            "{text}: synk needs a login without a prompt, with a key or an agent, as `ssh -o BatchMode=yes{port} {dest} true` shows (ssh-copy-id{port} {dest}, or ssh-add)"
+        );
+    }
     if text.is_empty() {
         "connection failed".into()
     } else {
         text
+    }
+}
+
+/// ssh's words as synk tells them, `ssh: …`, once: ssh starts many of its messages with
+/// `ssh: ` itself.
+pub fn ssh_says(text: &str) -> String {
+    if text.starts_with("ssh: ") {
+        text.to_string()
+    } else {
+        format!("ssh: {text}")
     }
 }
 
@@ -414,5 +431,32 @@ mod tests {
         assert!(m.contains("`ssh -p 2222 bob@beta` once"), "{m}");
         let m = explain("Connection refused\n", &spec("beta", None), &eff);
         assert_eq!(m, "Connection refused");
+    }
+
+    #[test]
+    fn a_refused_key_says_a_login_without_a_prompt_is_needed() {
+        let eff = Effective::parse("");
+        let m = explain(
+            "me@beta: Permission denied (publickey).\n",
+            &spec("me@beta", Some(2222)),
+            &eff,
+        );
+        assert!(
+            m.starts_with("me@beta: Permission denied (publickey)."),
+            "{m}"
+        );
+        assert!(
+            m.contains("`ssh -o BatchMode=yes -p 2222 me@beta true`"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn ssh_is_named_once() {
+        assert_eq!(
+            ssh_says("ssh: Could not resolve hostname x: Name or service not known"),
+            "ssh: Could not resolve hostname x: Name or service not known"
+        );
+        assert_eq!(ssh_says("Connection refused"), "ssh: Connection refused");
     }
 }

@@ -66,6 +66,14 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
     if let Some(code) = edit_tracked(&cli, &cwd, home.as_deref(), rep) {
         return code;
     }
+    if cli.state {
+        return state_index(home.as_deref(), rep);
+    }
+    let excludes: Vec<String> = cfg.excludes.iter().chain(&cli.excludes).cloned().collect();
+    if let Err((pattern, error)) = crate::exclude::Excludes::check(&excludes) {
+        rep.emit(Event::BadExclude { pattern, error });
+        return EXIT_USAGE;
+    }
     let remotes = cli.remote_peers(&cfg);
     let specs: Vec<Option<PeerSpec>> = std::iter::once(None)
         .chain(remotes.iter().cloned().map(Some))
@@ -78,7 +86,9 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
             return EXIT_USAGE;
         }
     };
-    if remotes.is_empty() {
+    // The kept versions of this host alone need no other peer.
+    let alone = remotes.is_empty() && (cli.versions.is_some() || cli.restore.is_some());
+    if remotes.is_empty() && !alone {
         rep.emit(Event::NoPeers);
         return EXIT_USAGE;
     }
@@ -119,10 +129,24 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         },
     };
 
+    let refill = match &cli.refill {
+        None => None,
+        Some(name) => match find_peer(&specs, name) {
+            Some(i) => Some(i),
+            None => {
+                rep.emit(Event::UnknownRolePeer {
+                    option: "--refill".into(),
+                    name: name.clone(),
+                });
+                return EXIT_USAGE;
+            }
+        },
+    };
+
     let opts = cli.connect_options(&cfg);
     let settings = Settings {
         retention: cfg.retention,
-        excludes: cfg.excludes.iter().chain(&cli.excludes).cloned().collect(),
+        excludes,
         tuning: Tuning {
             compress: cli.compress || cfg.compress.unwrap_or(false),
             bwlimit: cli.bwlimit.or(cfg.bwlimit),
@@ -131,12 +155,16 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         log: open_log(&cli, &cfg, rep),
         // -vv shows every peer's version of every entry, and --restore looks up what each
         // peer holds: both need every entry in full.
-        brief: cli.verbose < 2 && cli.restore.is_none(),
+        // --refill too: what the emptied peer lacks is known only from the others' full
+        // listings, once its record of what it held is set aside.
+        brief: cli.verbose < 2 && cli.restore.is_none() && refill.is_none(),
         tidy: !cli.dry_run,
         lock_wait: cli.lock_wait.unwrap_or(session::LOCK_WAIT),
     };
+    rep.max_size(settings.max_size);
     let mut session = Session::new(specs, opts, forced);
     session.roles = roles;
+    session.alone = alone;
     if cli.every.is_none() && !cli.watch {
         // A one-shot run stops at once on a signal, every child with it.
         session::stop_on_signals(false);
@@ -157,6 +185,10 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         session.close().await;
         rep.end_run(EXIT_UNSYNCED, started.elapsed().as_secs_f64(), cli.dry_run);
         return EXIT_UNSYNCED;
+    }
+    let mut scans = scans;
+    if let Some(p) = refill {
+        forget_deletions(&mut scans, p);
     }
     let code = once(&mut session, &cli, &roots, &settings, scans, rep).await;
     session.close().await;
@@ -257,6 +289,7 @@ async fn once(
             at: cli.at,
             exists: &exists,
             dry_run: cli.dry_run,
+            log: &settings.log,
         };
         let n = restore::restore(peers, &specs[0], &roots[0].display, &ask, rep).await;
         if n == 0 {
@@ -267,6 +300,16 @@ async fn once(
     }
     session.run_once(cli, roots, settings, scans, rep).await;
     exit_code(rep, false)
+}
+
+/// `--refill`: peer `p`'s record of what it held and no longer holds is set aside, so its
+/// emptied root (or mount point) is a new peer's: every entry the others hold is copied to
+/// it, and nothing it lost is taken for a deletion anywhere.
+fn forget_deletions(scans: &mut [Option<Vec<RootScan>>], p: PeerId) {
+    for s in scans.get_mut(p).into_iter().flatten().flatten().flatten() {
+        s.listing.retain(|_, seen| !matches!(seen.state, Ok(None)));
+        s.emptied.clear();
+    }
 }
 
 /// The operations log: `--log`, synk.conf's `log`, or the default; none for a dry run.
@@ -289,6 +332,22 @@ fn open_log(cli: &Cli, cfg: &config::Config, rep: &Reporter) -> OpLog {
         }),
         None => OpLog::none(),
     }
+}
+
+/// `--state`: every state file of this host and the root it belongs to.
+fn state_index(home: Option<&std::path::Path>, rep: &Reporter) -> i32 {
+    let Some(dir) = crate::state::state_dir(home) else {
+        rep.emit(Event::NoConfigDir);
+        return EXIT_USAGE;
+    };
+    rep.emit(Event::StateFiles {
+        dir: dir.display().to_string(),
+        files: crate::state::index(&dir)
+            .into_iter()
+            .map(|(file, root)| (file.display().to_string(), root))
+            .collect(),
+    });
+    EXIT_OK
 }
 
 /// `--add PATH` / `--forget PATH`: edits the tracked paths and returns the exit status, or

@@ -59,6 +59,7 @@ impl RootRun<'_> {
         plan: &'a Plan,
         views: &'a [Option<&'a Listing>],
         names: &'a [String],
+        abs: &'a [Option<WirePath>],
         root_is_dir: bool,
     ) -> RootPlan<'a> {
         RootPlan {
@@ -66,6 +67,12 @@ impl RootRun<'_> {
             plan,
             views,
             names,
+            labels: self
+                .peers
+                .iter()
+                .map(|p| crate::names::conflict_peer(&p.label))
+                .collect(),
+            abs,
             roles: self.roles,
             root_is_dir,
         }
@@ -93,7 +100,7 @@ impl RootRun<'_> {
         }
         if rep.json() {
             let names = self.names();
-            let doc = RootDoc::of(&self.told(&plan, &views, &names, root_is_dir));
+            let doc = RootDoc::of(&self.told(&plan, &views, &names, &abs, root_is_dir));
             let seconds = started.elapsed().as_secs_f64();
             rep.add_json_root(doc, wire.literal, wire.matched, seconds);
         }
@@ -214,7 +221,7 @@ impl RootRun<'_> {
         rep: &Reporter,
     ) -> (HashSet<PeerId>, WireStats) {
         let names = self.names();
-        let told = self.told(plan, views, &names, root_is_dir);
+        let told = self.told(plan, views, &names, abs, root_is_dir);
         rep.plan(&told);
         if self.cli.dry_run {
             if !plan.is_noop() {
@@ -273,6 +280,7 @@ impl RootRun<'_> {
                 |p: PeerId, rel: &WirePath| lost.contains(&p) || failed.contains(&(p, rel.clone()));
             self.log_actions(plan, views, &skip);
             rep.role_outcomes(&told, &skip);
+            rep.done(&told, &skip);
         }
         (lost, wire)
     }

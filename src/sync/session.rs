@@ -88,6 +88,8 @@ pub(super) struct Session {
     spec_of: Vec<usize>,
     /// When a peer that dropped may be tried again, and the wait after that.
     retry: HashMap<usize, (Instant, Duration)>,
+    /// This host alone is enough (`--versions`, `--restore` with no other peer).
+    pub alone: bool,
 }
 
 impl Session {
@@ -101,6 +103,7 @@ impl Session {
             peers: Vec::new(),
             spec_of: Vec::new(),
             retry: HashMap::new(),
+            alone: false,
         }
     }
 
@@ -313,7 +316,7 @@ impl Session {
             rep.emit(Event::MasterUnreachable);
             return false;
         }
-        if self.peers.len() < 2 {
+        if self.peers.len() < 2 && !(self.alone && self.peers.len() == 1) {
             rep.emit(Event::TooFewPeers);
             return false;
         }
@@ -555,6 +558,7 @@ pub(super) async fn repeat(
 ) -> i32 {
     let stop = stop_on_signals(true);
     let mut round = 0u64;
+    let mut told_watch = false;
     loop {
         rep.reset();
         let started = Instant::now();
@@ -582,6 +586,14 @@ pub(super) async fn repeat(
             return code;
         }
         if cli.watch {
+            if round == 1 && !told_watch {
+                told_watch = true;
+                rep.emit(Event::Watching {
+                    roots: roots.iter().map(|r| r.display.clone()).collect(),
+                    peers: session.peers.iter().map(|p| p.name.clone()).collect(),
+                    every: interval,
+                });
+            }
             session.wait_for_change(interval, &stop, rep).await;
         } else {
             let until = Instant::now() + interval;

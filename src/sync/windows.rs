@@ -107,7 +107,7 @@ impl RootRun<'_> {
                 lost.extend(broke);
             }
             if rep.json() {
-                let window = RootDoc::of(&self.told(&plan, &views, &names, is_dir));
+                let window = RootDoc::of(&self.told(&plan, &views, &names, abs, is_dir));
                 match &mut doc {
                     Some(d) => d.merge(window),
                     None => doc = Some(window),

@@ -992,7 +992,8 @@ s_roles_backup() {   # synk.conf roles over several runs: beta a send-only sourc
     fx alpha "rm ~/$d/notes.txt"
     run_synk alpha -f "$conf" "$root"
     expect_rc 0
-    stdout_has "^kept $root/a.txt on gamma: send-only beta wins\$" || { fail "no 'send-only beta wins' line"; show_output; }
+    # Each peer's path as that peer has it: gamma's home is elsewhere.
+    stdout_has "^kept ${HOME_OF[gamma]}/$d/a.txt on gamma: send-only beta wins\$" || { fail "no 'send-only beta wins' line"; show_output; }
     stderr_has conflict && { fail "a conflict where the send-only source wins"; show_output; }
     expect_file $d/a.txt "a three, from the source" alpha beta gamma delta
     expect_file $d/notes.txt "<absent>" alpha beta gamma

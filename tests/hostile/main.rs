@@ -588,7 +588,7 @@ fn escapes() {
             e.contains(&format!(
                 "synk: {}: {}/bad\\x1b[5m: \\x1b[31mred alert\\x1b[0m\\x07",
                 s.shown(LIAR),
-                s.path(LOCAL, "").display()
+                s.path(LIAR, "").display()
             )),
             "{e}"
         );
