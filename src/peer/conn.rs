@@ -37,6 +37,31 @@ pub struct Conn {
     /// The peer's home, as its handshake said (checked): roots it reports must be the ones
     /// asked for, resolved against it.
     pub(super) home: WirePath,
+    /// Round trips so far: the times the client waited for an answer (see [`RoundTrips`]).
+    pub(super) trips: RoundTrips,
+}
+
+/// Counts a conversation's round trips: the times the client waited for an answer from the
+/// peer, not frames. Requests sent since the last answer arm it; the first answer read after
+/// them counts one, however many requests went out together and however many answers come.
+#[derive(Debug, Default)]
+pub(super) struct RoundTrips {
+    count: u64,
+    armed: bool,
+}
+
+impl RoundTrips {
+    /// Requests went out: the next answer read ends a round trip.
+    fn sent(&mut self) {
+        self.armed = true;
+    }
+
+    /// An answer was read.
+    fn answered(&mut self) {
+        if std::mem::take(&mut self.armed) {
+            self.count += 1;
+        }
+    }
 }
 
 /// Warnings kept per conversation until taken: a serve that sends more is cut short.
@@ -45,6 +70,7 @@ const MAX_WARNINGS: usize = 64;
 impl Conn {
     /// Sends a request (buffered; see [`Conn::flush`]).
     pub async fn send(&mut self, req: &Request) -> Result<()> {
+        self.trips.sent();
         write_frame_async(&mut self.writer, req)
             .await
             .map_err(|e| self.lost(e))
@@ -53,6 +79,7 @@ impl Conn {
     /// Sends one request already [`encode`](crate::proto::encode)d, unflushed: the same frame
     /// can go to several peers for one encoding.
     pub async fn send_frame(&mut self, frame: &[u8]) -> Result<()> {
+        self.trips.sent();
         self.writer
             .write_all(frame)
             .await
@@ -71,10 +98,11 @@ impl Conn {
     /// for [`Conn::take_warnings`].
     pub async fn recv(&mut self) -> Result<Response> {
         loop {
-            match read_frame_async(&mut self.reader)
+            let frame = read_frame_async(&mut self.reader)
                 .await
-                .map_err(|e| self.lost(e))?
-            {
+                .map_err(|e| self.lost(e))?;
+            self.trips.answered();
+            match frame {
                 Response::Warning(w) => self.keep_warning(w),
                 Response::Failed(m) => return Ok(Response::Failed(clip(m))),
                 r => return Ok(r),
@@ -99,6 +127,18 @@ impl Conn {
     /// The warnings the serve sent since the last call.
     pub fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
+    }
+
+    /// The round trips to this peer since the last call: the times the client waited for an
+    /// answer from it (requests sent together and answered together count one).
+    pub fn take_round_trips(&mut self) -> u64 {
+        std::mem::take(&mut self.trips.count)
+    }
+
+    /// Counts one round trip made outside the conversation (an rsync run the client waited
+    /// for, over the same SSH connection).
+    pub fn add_round_trip(&mut self) {
+        self.trips.count += 1;
     }
 
     /// The peer's stable key, if its serve said it.
@@ -228,5 +268,28 @@ impl std::fmt::Display for OpError {
             OpError::Failed(m) | OpError::Changed(m) => write!(f, "{m}"),
             OpError::Lost(e) => write!(f, "{e:#}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RoundTrips;
+
+    #[test]
+    fn requests_sent_together_and_answered_together_are_one_round_trip() {
+        let mut t = RoundTrips::default();
+        t.answered(); // an answer nobody waited for a request of: none
+        for _ in 0..3 {
+            t.sent();
+        }
+        for _ in 0..5 {
+            t.answered();
+        }
+        assert_eq!(t.count, 1);
+        t.sent();
+        t.answered();
+        t.sent();
+        t.answered();
+        assert_eq!(t.count, 3);
     }
 }

@@ -154,6 +154,17 @@ impl Reporter {
         });
     }
 
+    /// Gives each peer of the `--json` document its `round_trips`.
+    pub fn json_round_trips(&self, trips: &[(String, u64)]) {
+        self.note(|d| {
+            for v in &mut d.peers {
+                if let Some((_, n)) = trips.iter().find(|(name, _)| v["peer"] == *name) {
+                    v["round_trips"] = serde_json::json!(n);
+                }
+            }
+        });
+    }
+
     /// Ends a run that exits with `exit` after `seconds`: with `--json`, its document on stdout
     /// (the next run, with `--every` or `--watch`, starts a new one).
     pub fn end_run(&self, exit: i32, seconds: f64, dry_run: bool) {

@@ -394,7 +394,23 @@ impl Session {
             dead.extend(lost);
         }
         self.unlock_all(&dead, rep).await;
+        self.tell_round_trips(rep).await;
         self.drop_peers(&dead).await;
+    }
+
+    /// `-vv` and `--json`: the round trips each peer cost since the last time this was told
+    /// (the connection and the scan included).
+    async fn tell_round_trips(&self, rep: &Reporter) {
+        let mut trips = Vec::new();
+        for peer in &self.peers {
+            let n = peer.conn.lock().await.take_round_trips();
+            rep.emit(Event::RoundTrips {
+                peer: peer.name.clone(),
+                trips: n,
+            });
+            trips.push((peer.name.clone(), n));
+        }
+        rep.json_round_trips(&trips);
     }
 
     /// Closes and forgets the given peers; they are tried again after a backoff.
