@@ -62,3 +62,62 @@ fn round_trips_per_peer_are_counted_and_few() {
         "{o}"
     );
 }
+
+#[test]
+fn requests_sent_together_keep_each_entrys_result_when_one_fails_midway() {
+    let s = scene!("f-midway");
+    let t = now() - 100;
+    for rel in ["d/a", "d/locked/old", "d/m", "d/z"] {
+        s.write(LOCAL, rel, format!("old {rel}"), t);
+    }
+    ok_run(&s, &["alpha", "beta"], "d");
+    // alpha's user can no longer write in d/locked: of the files sent to alpha in one go, the
+    // second cannot be written there, and the others arrive.
+    let locked = s.path("alpha", "d/locked");
+    std::os::unix::fs::lchown(&locked, Some(0), Some(0)).unwrap();
+    for rel in ["d/a", "d/locked/x", "d/m", "d/z"] {
+        s.write(LOCAL, rel, format!("new {rel}"), t + 10);
+    }
+    s.write(LOCAL, "d/new", "brand new", t + 10);
+    let out = s.synk(&["alpha", "beta"], &[os("-v"), &s.arg("d")]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // They went in the serve channel, all at once.
+    assert!(
+        stdout(&out).contains("synk: stream localhost:"),
+        "{}",
+        stdout(&out)
+    );
+    let e = stderr(&out);
+    let failed: Vec<&str> = e
+        .lines()
+        .filter(|l| l.contains(&s.shown("alpha")))
+        .collect();
+    assert!(
+        !failed.is_empty() && failed.iter().all(|l| l.contains("/d/locked")),
+        "only what is in d/locked failed, on alpha: {e}"
+    );
+    assert!(!e.contains(&s.shown("beta")), "{e}");
+    for rel in ["d/a", "d/m", "d/z", "d/new"] {
+        assert_same_everywhere(&s, &[LOCAL, "alpha", "beta"], rel);
+    }
+    assert_same_everywhere(&s, &[LOCAL, "beta"], "d/locked/x");
+    assert_eq!(s.read("alpha", "d/locked/x"), None);
+    // Each entry's state is right: once alpha can write there again, the one that failed
+    // is all that travels.
+    s.own("alpha", &locked);
+    let doc = json_run(&s, &["alpha", "beta"], "d");
+    let entries: Vec<&str> = doc["roots"][0]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(entries, ["locked/x"], "{doc}");
+    assert_same_everywhere(&s, &[LOCAL, "alpha", "beta"], "d/locked/x");
+}
+
+/// A run that must succeed.
+fn ok_run(s: &Scene, peers: &[&str], root: &str) {
+    let out = s.synk(peers, &[&s.arg(root)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

@@ -187,6 +187,79 @@ impl Conn {
         Ok(out)
     }
 
+    /// Sends the frames `frames` yields as they come, while reading the answers as they come:
+    /// each frame marked `true` ends a request that is answered once (`Done`, `Failed` or
+    /// `Changed`). Nothing waits for an answer before the next request goes, and answers are
+    /// read while requests are still being written, so neither side's buffers can fill up and
+    /// stall the other: one round trip for all of them. The answers come in request order; `Err`
+    /// when the conversation broke.
+    pub async fn stream_ops(
+        &mut self,
+        mut frames: tokio::sync::mpsc::Receiver<(Vec<u8>, bool)>,
+    ) -> Result<Vec<Result<(), OpError>>> {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let sent = AtomicUsize::new(0);
+        let written = AtomicBool::new(false);
+        let wake = tokio::sync::Notify::new();
+        let mut warnings = Vec::new();
+        let Conn { reader, writer, .. } = self;
+        let write = async {
+            let res = async {
+                while let Some((frame, ends)) = frames.recv().await {
+                    writer.write_all(&frame).await?;
+                    if ends {
+                        sent.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if frames.is_empty() {
+                        // Nothing more at hand: let the peer work on what it has.
+                        writer.flush().await?;
+                        wake.notify_one();
+                    }
+                }
+                writer.flush().await
+            }
+            .await;
+            written.store(true, Ordering::SeqCst);
+            wake.notify_one();
+            res.map_err(FrameError::Io)
+        };
+        let read = async {
+            let mut out = Vec::new();
+            loop {
+                if out.len() == sent.load(Ordering::SeqCst) {
+                    if written.load(Ordering::SeqCst) && out.len() == sent.load(Ordering::SeqCst) {
+                        return Ok(out);
+                    }
+                    wake.notified().await;
+                    continue;
+                }
+                match read_frame_async(&mut *reader).await.map_err(Ok)? {
+                    Response::Warning(w) => warnings.push(w),
+                    Response::Done => out.push(Ok(())),
+                    Response::Failed(m) => out.push(Err(OpError::Failed(clip(m)))),
+                    Response::Changed(m) => out.push(Err(OpError::Changed(m))),
+                    other => return Err(Err(other)),
+                }
+            }
+        };
+        self.trips.sent();
+        let res: Result<_, Result<FrameError, Response>> =
+            tokio::try_join!(async { write.await.map_err(Ok) }, read);
+        for w in warnings {
+            self.keep_warning(w);
+        }
+        match res {
+            Ok(((), out)) => {
+                if !out.is_empty() {
+                    self.trips.answered();
+                }
+                Ok(out)
+            }
+            Err(Ok(e)) => Err(self.lost(e)),
+            Err(Err(other)) => Err(self.unexpected(&other)),
+        }
+    }
+
     fn lost(&self, e: FrameError) -> anyhow::Error {
         let tail = self.stderr_tail();
         let e = match e {
