@@ -236,6 +236,32 @@ impl Apply<'_> {
         .await;
     }
 
+    /// [`Apply::commit`] without waiting for the answers: each peer's commit is sent, and its
+    /// answer is owed ([`crate::peer::Conn::owe`], about this root), read before the next one
+    /// anyone waits for or as the run ends, where its failure is told. A one-shot run thus
+    /// spends no round trip of its own on it.
+    pub async fn commit_owed(&self, plan: &Plan, peers: &[PeerId], rep: &Reporter) {
+        join_all(peers.iter().map(|&p| async move {
+            let peer = &self.peers[p];
+            let mut conn = peer.conn.lock().await;
+            let sent = async {
+                send_records(&mut conn, self.root, plan, p).await?;
+                conn.send(&Request::Commit { root: self.root }).await?;
+                conn.flush().await
+            }
+            .await;
+            match sent {
+                Ok(()) => conn.owe(self.display.to_string()),
+                Err(e) => rep.emit(Event::RootFailed {
+                    peer: peer.name.clone(),
+                    root: self.display.to_string(),
+                    error: format!("{e:#}"),
+                }),
+            }
+        }))
+        .await;
+    }
+
     /// Gives every peer in `peers` its records of `plan`, to be written by a later
     /// [`Apply::commit`]; returns the peers whose connection broke.
     pub async fn records(&self, plan: &Plan, peers: &[PeerId], rep: &Reporter) -> HashSet<PeerId> {

@@ -39,6 +39,17 @@ pub struct Conn {
     pub(super) home: WirePath,
     /// Round trips so far: the times the client waited for an answer (see [`RoundTrips`]).
     pub(super) trips: RoundTrips,
+    /// Requests sent whose answers nobody waited for yet, each with what it was about: read
+    /// before any other answer, or when the conversation ends ([`Conn::owe`]).
+    pub(super) owed: Owed,
+}
+
+/// Answers owed by the peer: requests sent without waiting ([`Conn::owe`]) and, once read, what
+/// they came to.
+#[derive(Debug, Default)]
+pub struct Owed {
+    waiting: VecDeque<String>,
+    read: Vec<(String, Result<(), OpError>)>,
 }
 
 /// Counts a conversation's round trips: the times the client waited for an answer from the
@@ -95,8 +106,41 @@ impl Conn {
     }
 
     /// Reads the next response (a failure's text [`clip`]ped). Warnings on the way are kept
-    /// for [`Conn::take_warnings`].
+    /// for [`Conn::take_warnings`]; answers owed to earlier requests ([`Conn::owe`]) are read
+    /// first.
     pub async fn recv(&mut self) -> Result<Response> {
+        self.read_owed().await?;
+        self.next_answer().await
+    }
+
+    /// Marks the last request sent as one whose answer (`Done`, `Failed` or `Changed`) nobody
+    /// waits for now: it is read before the next answer anyone waits for, or when the
+    /// conversation ends ([`Conn::close`]), and kept with `about` until [`Conn::take_owed`].
+    pub fn owe(&mut self, about: String) {
+        self.owed.waiting.push_back(about);
+    }
+
+    /// The owed answers read so far, each with what it was about.
+    pub fn take_owed(&mut self) -> Vec<(String, Result<(), OpError>)> {
+        std::mem::take(&mut self.owed.read)
+    }
+
+    /// Reads every owed answer.
+    async fn read_owed(&mut self) -> Result<()> {
+        while !self.owed.waiting.is_empty() {
+            let r = match self.next_answer().await? {
+                Response::Done => Ok(()),
+                Response::Failed(m) => Err(OpError::Failed(m)),
+                Response::Changed(m) => Err(OpError::Changed(m)),
+                other => return Err(self.unexpected(&other)),
+            };
+            let about = self.owed.waiting.pop_front().expect("an answer owed");
+            self.owed.read.push((about, r));
+        }
+        Ok(())
+    }
+
+    async fn next_answer(&mut self) -> Result<Response> {
         loop {
             let frame = read_frame_async(&mut self.reader)
                 .await
@@ -202,6 +246,7 @@ impl Conn {
         let written = AtomicBool::new(false);
         let wake = tokio::sync::Notify::new();
         let mut warnings = Vec::new();
+        self.read_owed().await?;
         let Conn { reader, writer, .. } = self;
         let write = async {
             let res = async {
@@ -307,8 +352,11 @@ impl Conn {
         }
     }
 
-    /// Ends the conversation: closes the server's input and waits for it to exit.
-    pub async fn close(&mut self) {
+    /// Ends the conversation: closes the server's input, reads the answers still owed
+    /// ([`Conn::owe`]; the wait for them is the wait for the serve to finish) and waits for it
+    /// to exit. Returns what the owed answers came to, each with what it was about; a broken
+    /// conversation fails every one.
+    pub async fn close(&mut self) -> Vec<(String, Result<(), OpError>)> {
         // Dropping the pipe is what delivers end-of-file: `shutdown` on a child's stdin
         // leaves the descriptor open.
         let mut w = std::mem::replace(
@@ -317,9 +365,27 @@ impl Conn {
         );
         let _ = w.flush().await;
         drop(w);
+        if !self.owed.waiting.is_empty() {
+            // A serve that does not answer in that time is not one to wait for.
+            let read = tokio::time::timeout(Duration::from_secs(30), self.read_owed()).await;
+            let failed = match read {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(format!("{e:#}")),
+                Err(_) => Some(format!("{}: no answer while the run ended", self.name)),
+            };
+            if let Some(e) = failed {
+                let waiting = std::mem::take(&mut self.owed.waiting);
+                self.owed.read.extend(
+                    waiting
+                        .into_iter()
+                        .map(|about| (about, Err(OpError::Lost(anyhow!("{e}"))))),
+                );
+            }
+        }
         if let Some(c) = self.child.take() {
             c.wait(Duration::from_secs(10)).await;
         }
+        self.take_owed()
     }
 }
 

@@ -243,6 +243,7 @@ async fn start(
         key: None,
         home: WirePath::default(),
         trips: Default::default(),
+        owed: Default::default(),
     };
     match tokio::time::timeout(limit, conn.handshake(ahead)).await {
         Ok(Ok(caps)) => Ok((conn, caps)),

@@ -32,6 +32,7 @@ pub(crate) async fn in_process(name: &str, home: &std::path::Path) -> Peer {
         key: None,
         home: Default::default(),
         trips: Default::default(),
+        owed: Default::default(),
     };
     let caps = match conn.handshake(None).await {
         Ok(caps) => caps,
@@ -62,5 +63,6 @@ where
         // As a handshake with a peer whose home is `/h` would have set it.
         home: crate::paths::WirePath::from("/h"),
         trips: Default::default(),
+        owed: Default::default(),
     }
 }

@@ -432,6 +432,28 @@ impl Session {
         super::close_all(&self.peers).await;
     }
 
+    /// Ends every conversation and tells what the answers still owed came to (the commits of
+    /// a one-shot run): each failed one as a root that failed on that peer, and the warnings
+    /// that came with them.
+    pub async fn close_telling(&self, rep: &Reporter) {
+        join_all(self.peers.iter().map(|peer| async move {
+            let mut conn = peer.conn.lock().await;
+            let owed = conn.close().await;
+            // What the serves warned of while they committed (pruning kept versions).
+            tell_warnings(peer, &mut conn, rep);
+            for (root, r) in owed {
+                if let Err(e) = r {
+                    rep.emit(Event::RootFailed {
+                        peer: peer.name.clone(),
+                        root,
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }))
+        .await;
+    }
+
     /// Waits until a peer reports a change under the roots (then a short quiet), `limit`
     /// passes, or `stop` is set. Peers that cannot watch are left to `limit`.
     async fn wait_for_change(&mut self, limit: Duration, stop: &AtomicBool, rep: &Reporter) {

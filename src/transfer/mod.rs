@@ -144,9 +144,13 @@ impl RootTransfer<'_> {
             )
         };
         // Small files that rsync would carry go in the serve channels instead (unless the
-        // user asked for rsync): one round trip, not an rsync session per target.
+        // user asked for rsync, or for its compression or rate limit): one round trip, not an
+        // rsync session per target.
+        // --compress and --bwlimit are rsync's to honour.
         let inline_of = |c: &Copy, m: PeerId, t: PeerId| {
             self.copier == CopierChoice::Auto
+                && !self.tuning.compress
+                && self.tuning.bwlimit.is_none()
                 && c.meta.kind == Kind::File
                 && inline::is_inline(c.meta.size)
                 && method(m, t) == Method::Rsync
