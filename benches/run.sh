@@ -22,6 +22,8 @@
 # slow.
 #   P7  1 GiB to 8 peers vs to 1 peer, every link rate-limited: benches/relay.sh on nine docker
 #       hosts, run from here where Docker is available
+#   W1–W3 far peers, 100 ms RTT on every link (benches/far.sh, after the others: it gives the
+#       peer users homes of its own)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -156,6 +158,17 @@ elif [[ -n ${BENCH_NO_RELAY:-} ]]; then
     echo "P7 left out: BENCH_NO_RELAY is set" >&2
 else
     echo "P7 left out: no Docker here (benches/relay.sh)" >&2
+fi
+
+# W1–W3: far peers, every link through a forwarder that adds latency (benches/far.sh).
+if far=$(benches/far.sh 2>"$work/far.err"); then
+    while IFS= read -r line; do
+        [[ $line == "| W"* ]] || continue
+        line=${line#| }; line=${line% |}
+        rows+=("${line// | /$'\t'}")
+    done <<<"$far"
+else
+    echo "W1-W3 did not run: $(tail -n3 "$work/far.err")" >&2
 fi
 
 echo

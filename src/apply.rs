@@ -40,6 +40,59 @@ struct Step {
     req: Request,
 }
 
+impl Step {
+    /// The entries this step is about.
+    fn rels(&self) -> Vec<&WirePath> {
+        match &self.req {
+            Request::Keep { rels, .. } => rels.iter().collect(),
+            _ => vec![&self.rel],
+        }
+    }
+
+    /// Every path this step touches: its entries, and where a rename moves one to.
+    fn touched(&self) -> Vec<&WirePath> {
+        let mut v = self.rels();
+        if let Request::Rename { to, .. } = &self.req {
+            v.push(to);
+        }
+        v
+    }
+}
+
+/// True when `a` and `b` are the same entry or one is inside the other (the root, empty, is
+/// around everything).
+fn related(a: &WirePath, b: &WirePath) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let inside = |outer: &[u8], inner: &[u8]| {
+        outer.is_empty()
+            || inner == outer
+            || (inner.starts_with(outer) && inner.get(outer.len()) == Some(&b'/'))
+    };
+    inside(a, b) || inside(b, a)
+}
+
+/// Cuts a peer's steps, in order, into batches sent together: a step goes into the current
+/// batch unless it touches an entry a step already there touches (the same one, or one inside
+/// the other), so a step on an entry is sent only once every earlier step on it was answered,
+/// and left out when one of those failed. Unrelated steps go in one round trip.
+fn batches(steps: Vec<Step>) -> Vec<Vec<Step>> {
+    let mut out: Vec<Vec<Step>> = Vec::new();
+    let mut seen: Vec<WirePath> = Vec::new();
+    for s in steps {
+        let clash = s
+            .touched()
+            .iter()
+            .any(|r| seen.iter().any(|x| related(x, r)));
+        if clash || out.is_empty() {
+            out.push(Vec::new());
+            seen.clear();
+        }
+        seen.extend(s.touched().into_iter().cloned());
+        out.last_mut().expect("a batch").push(s);
+    }
+    out
+}
+
 impl Apply<'_> {
     /// Every peer's steps before the copies, in order: renames, keeps, clones, removals.
     fn steps(&self, plan: &Plan) -> BTreeMap<PeerId, Vec<Step>> {
@@ -102,7 +155,8 @@ impl Apply<'_> {
         steps
     }
 
-    /// Runs every peer's steps before the copies. Returns the peers whose connection broke and
+    /// Runs every peer's steps before the copies, unrelated ones sent together ([`batches`]).
+    /// Returns the peers whose connection broke and
     /// the entries whose step failed on a peer: nothing may replace those there afterwards,
     /// since their old version could not be kept.
     pub async fn before_copies(&self, plan: &Plan, rep: &Reporter) -> (HashSet<PeerId>, Failed) {
@@ -114,40 +168,42 @@ impl Apply<'_> {
             async move {
                 let peer = &self.peers[p];
                 let mut conn = peer.conn.lock().await;
-                for s in steps {
-                    let rels: Vec<&WirePath> = match &s.req {
-                        Request::Keep { rels, .. } => rels.iter().collect(),
-                        _ => vec![&s.rel],
-                    };
-                    {
+                for batch in batches(steps) {
+                    // Steps on entries whose earlier step failed are left out.
+                    let batch: Vec<Step> = {
                         let f = failed.lock().expect("failed set lock");
-                        if rels.iter().any(|r| f.contains(&(p, (*r).clone()))) {
-                            continue;
-                        }
+                        batch
+                            .into_iter()
+                            .filter(|s| !s.rels().iter().any(|r| f.contains(&(p, (*r).clone()))))
+                            .collect()
+                    };
+                    if batch.is_empty() {
+                        continue;
                     }
-                    match conn.op(&s.req).await {
-                        Ok(()) => {}
-                        Err(e @ (OpError::Failed(_) | OpError::Changed(_))) => {
-                            rep.emit(match e {
-                                OpError::Changed(error) => Event::ChangedMeanwhile {
-                                    peer: peer.name.clone(),
-                                    error,
-                                },
-                                other => Event::PeerFailed {
-                                    peer: peer.name.clone(),
-                                    error: other.to_string(),
-                                },
-                            });
-                            let mut f = failed.lock().expect("failed set lock");
-                            f.extend(rels.into_iter().map(|r| (p, r.clone())));
-                        }
-                        Err(OpError::Lost(e)) => {
+                    let answers = match conn.pipeline(batch.iter().map(|s| &s.req)).await {
+                        Ok(a) => a,
+                        Err(e) => {
                             rep.emit(Event::Failed {
                                 error: format!("{e:#}"),
                             });
                             lost.lock().expect("lost set lock").insert(p);
                             return;
                         }
+                    };
+                    for (s, answer) in batch.iter().zip(answers) {
+                        let Err(e) = answer else { continue };
+                        rep.emit(match e {
+                            OpError::Changed(error) => Event::ChangedMeanwhile {
+                                peer: peer.name.clone(),
+                                error,
+                            },
+                            other => Event::PeerFailed {
+                                peer: peer.name.clone(),
+                                error: other.to_string(),
+                            },
+                        });
+                        let mut f = failed.lock().expect("failed set lock");
+                        f.extend(s.rels().into_iter().map(|r| (p, r.clone())));
                     }
                 }
             }
@@ -175,6 +231,32 @@ impl Apply<'_> {
                     root: self.display.to_string(),
                     error: e.to_string(),
                 });
+            }
+        }))
+        .await;
+    }
+
+    /// [`Apply::commit`] without waiting for the answers: each peer's commit is sent, and its
+    /// answer is owed ([`crate::peer::Conn::owe`], about this root), read before the next one
+    /// anyone waits for or as the run ends, where its failure is told. A one-shot run thus
+    /// spends no round trip of its own on it.
+    pub async fn commit_owed(&self, plan: &Plan, peers: &[PeerId], rep: &Reporter) {
+        join_all(peers.iter().map(|&p| async move {
+            let peer = &self.peers[p];
+            let mut conn = peer.conn.lock().await;
+            let sent = async {
+                send_records(&mut conn, self.root, plan, p).await?;
+                conn.send(&Request::Commit { root: self.root }).await?;
+                conn.flush().await
+            }
+            .await;
+            match sent {
+                Ok(()) => conn.owe(self.display.to_string()),
+                Err(e) => rep.emit(Event::RootFailed {
+                    peer: peer.name.clone(),
+                    root: self.display.to_string(),
+                    error: format!("{e:#}"),
+                }),
             }
         }))
         .await;
@@ -216,4 +298,81 @@ async fn send_records(
         conn.send(&Request::Records { root, set }).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(req: Request) -> Step {
+        let rel = match &req {
+            Request::Keep { rels, .. } => rels[0].clone(),
+            Request::Rename { rel, .. } | Request::Remove { rel, .. } => rel.clone(),
+            _ => WirePath::default(),
+        };
+        Step { rel, req }
+    }
+
+    fn w(s: &str) -> WirePath {
+        WirePath::from(s)
+    }
+
+    fn keep(rels: &[&str]) -> Step {
+        step(Request::Keep {
+            root: 0,
+            rels: rels.iter().map(|r| w(r)).collect(),
+        })
+    }
+
+    fn remove(rel: &str) -> Step {
+        step(Request::Remove {
+            root: 0,
+            rel: w(rel),
+            deleted: true,
+        })
+    }
+
+    fn sizes(b: &[Vec<Step>]) -> Vec<usize> {
+        b.iter().map(Vec::len).collect()
+    }
+
+    #[test]
+    fn entries_and_what_is_inside_them_are_related_and_nothing_else() {
+        assert!(related(&w("a"), &w("a")));
+        assert!(related(&w("a"), &w("a/b")));
+        assert!(related(&w("a/b/c"), &w("a")));
+        assert!(related(&w(""), &w("x")));
+        assert!(!related(&w("a"), &w("ab")));
+        assert!(!related(&w("a/b"), &w("a/c")));
+    }
+
+    #[test]
+    fn unrelated_steps_travel_together_and_a_later_step_on_an_entry_waits() {
+        // Keeps of different entries, then removals of others: one batch.
+        let b = batches(vec![keep(&["a", "b"]), remove("c"), remove("d/e")]);
+        assert_eq!(sizes(&b), [3]);
+        // A removal inside a directory renamed before it waits for the rename's answer.
+        let rename = step(Request::Rename {
+            root: 0,
+            rel: w("d"),
+            to: w("d.conflict"),
+        });
+        let b = batches(vec![rename, keep(&["x"]), remove("d/e"), remove("y")]);
+        assert_eq!(sizes(&b), [2, 2]);
+        // Whatever comes after a step on the root waits for it.
+        let b = batches(vec![
+            step(Request::Siblings { root: 0 }),
+            keep(&["a"]),
+            remove("b"),
+        ]);
+        assert_eq!(sizes(&b), [1, 2]);
+        // A step on the renamed-to name waits too.
+        let rename = step(Request::Rename {
+            root: 0,
+            rel: w("f"),
+            to: w("g"),
+        });
+        assert_eq!(sizes(&batches(vec![rename, keep(&["g"])])), [1, 1]);
+        assert!(batches(Vec::new()).is_empty());
+    }
 }

@@ -59,7 +59,9 @@ fn local_master_reaches_every_peer() {
         )),
         "{o}"
     );
-    assert!(o.contains("synk: rsync "), "{o}");
+    // A small file goes in the serve channel, not by rsync.
+    assert!(o.contains("synk: stream localhost:"), "{o}");
+    assert!(!o.contains("synk: rsync "), "{o}");
 }
 
 #[test]
@@ -68,11 +70,13 @@ fn remote_master_reaches_remote_peers_and_localhost() {
     let t = now() - 10;
     s.write(LOCAL, "doc", "v1", t - 30);
     s.write("alpha", "doc", "v1", t - 30);
-    s.write("beta", "doc", "v3 from beta", t);
+    // Big enough for rsync (smaller files go in the serve channel).
+    let v3 = noise(100 << 10);
+    s.write("beta", "doc", &v3, t);
     let out = s.synk(&["alpha", "beta", "gamma"], &[os("-v"), &s.arg("doc")]);
     assert_eq!(out.status.code(), Some(0));
     assert_same_everywhere(&s, &["beta", LOCAL, "alpha", "gamma"], "doc");
-    assert_eq!(s.read(LOCAL, "doc").unwrap(), b"v3 from beta");
+    assert_eq!(s.read(LOCAL, "doc").unwrap(), v3);
     let o = stdout(&out);
     assert!(o.contains(&format!("master: {}", s.shown("beta"))), "{o}");
     // beta drives rsync to alpha and gamma itself.
@@ -391,7 +395,8 @@ fn a_peer_speaking_garbage_is_an_error_not_a_hang() {
 #[test]
 fn a_remote_master_that_cannot_reach_a_target_streams_through_the_client() {
     let s = scene!("fallback");
-    s.write("epsilon", "f", "from epsilon", now() - 5);
+    // Big enough for rsync (smaller files go in the serve channel).
+    s.write("epsilon", "f", noise(100 << 10), now() - 5);
     s.write("alpha", "f", "old", now() - 500);
     let out = s.synk(&["epsilon", "alpha"], &[os("-v"), &s.arg("f")]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

@@ -37,6 +37,42 @@ pub struct Conn {
     /// The peer's home, as its handshake said (checked): roots it reports must be the ones
     /// asked for, resolved against it.
     pub(super) home: WirePath,
+    /// Round trips so far: the times the client waited for an answer (see [`RoundTrips`]).
+    pub(super) trips: RoundTrips,
+    /// Requests sent whose answers nobody waited for yet, each with what it was about: read
+    /// before any other answer, or when the conversation ends ([`Conn::owe`]).
+    pub(super) owed: Owed,
+}
+
+/// Answers owed by the peer: requests sent without waiting ([`Conn::owe`]) and, once read, what
+/// they came to.
+#[derive(Debug, Default)]
+pub struct Owed {
+    waiting: VecDeque<String>,
+    read: Vec<(String, Result<(), OpError>)>,
+}
+
+/// Counts a conversation's round trips: the times the client waited for an answer from the
+/// peer, not frames. Requests sent since the last answer arm it; the first answer read after
+/// them counts one, however many requests went out together and however many answers come.
+#[derive(Debug, Default)]
+pub(super) struct RoundTrips {
+    count: u64,
+    armed: bool,
+}
+
+impl RoundTrips {
+    /// Requests went out: the next answer read ends a round trip.
+    fn sent(&mut self) {
+        self.armed = true;
+    }
+
+    /// An answer was read.
+    fn answered(&mut self) {
+        if std::mem::take(&mut self.armed) {
+            self.count += 1;
+        }
+    }
 }
 
 /// Warnings kept per conversation until taken: a serve that sends more is cut short.
@@ -45,6 +81,7 @@ const MAX_WARNINGS: usize = 64;
 impl Conn {
     /// Sends a request (buffered; see [`Conn::flush`]).
     pub async fn send(&mut self, req: &Request) -> Result<()> {
+        self.trips.sent();
         write_frame_async(&mut self.writer, req)
             .await
             .map_err(|e| self.lost(e))
@@ -53,6 +90,7 @@ impl Conn {
     /// Sends one request already [`encode`](crate::proto::encode)d, unflushed: the same frame
     /// can go to several peers for one encoding.
     pub async fn send_frame(&mut self, frame: &[u8]) -> Result<()> {
+        self.trips.sent();
         self.writer
             .write_all(frame)
             .await
@@ -68,13 +106,47 @@ impl Conn {
     }
 
     /// Reads the next response (a failure's text [`clip`]ped). Warnings on the way are kept
-    /// for [`Conn::take_warnings`].
+    /// for [`Conn::take_warnings`]; answers owed to earlier requests ([`Conn::owe`]) are read
+    /// first.
     pub async fn recv(&mut self) -> Result<Response> {
+        self.read_owed().await?;
+        self.next_answer().await
+    }
+
+    /// Marks the last request sent as one whose answer (`Done`, `Failed` or `Changed`) nobody
+    /// waits for now: it is read before the next answer anyone waits for, or when the
+    /// conversation ends ([`Conn::close`]), and kept with `about` until [`Conn::take_owed`].
+    pub fn owe(&mut self, about: String) {
+        self.owed.waiting.push_back(about);
+    }
+
+    /// The owed answers read so far, each with what it was about.
+    pub fn take_owed(&mut self) -> Vec<(String, Result<(), OpError>)> {
+        std::mem::take(&mut self.owed.read)
+    }
+
+    /// Reads every owed answer.
+    async fn read_owed(&mut self) -> Result<()> {
+        while !self.owed.waiting.is_empty() {
+            let r = match self.next_answer().await? {
+                Response::Done => Ok(()),
+                Response::Failed(m) => Err(OpError::Failed(m)),
+                Response::Changed(m) => Err(OpError::Changed(m)),
+                other => return Err(self.unexpected(&other)),
+            };
+            let about = self.owed.waiting.pop_front().expect("an answer owed");
+            self.owed.read.push((about, r));
+        }
+        Ok(())
+    }
+
+    async fn next_answer(&mut self) -> Result<Response> {
         loop {
-            match read_frame_async(&mut self.reader)
+            let frame = read_frame_async(&mut self.reader)
                 .await
-                .map_err(|e| self.lost(e))?
-            {
+                .map_err(|e| self.lost(e))?;
+            self.trips.answered();
+            match frame {
                 Response::Warning(w) => self.keep_warning(w),
                 Response::Failed(m) => return Ok(Response::Failed(clip(m))),
                 r => return Ok(r),
@@ -99,6 +171,18 @@ impl Conn {
     /// The warnings the serve sent since the last call.
     pub fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
+    }
+
+    /// The round trips to this peer since the last call: the times the client waited for an
+    /// answer from it (requests sent together and answered together count one).
+    pub fn take_round_trips(&mut self) -> u64 {
+        std::mem::take(&mut self.trips.count)
+    }
+
+    /// Counts one round trip made outside the conversation (an rsync run the client waited
+    /// for, over the same SSH connection).
+    pub fn add_round_trip(&mut self) {
+        self.trips.count += 1;
     }
 
     /// The peer's stable key, if its serve said it.
@@ -145,6 +229,80 @@ impl Conn {
             });
         }
         Ok(out)
+    }
+
+    /// Sends the frames `frames` yields as they come, while reading the answers as they come:
+    /// each frame marked `true` ends a request that is answered once (`Done`, `Failed` or
+    /// `Changed`). Nothing waits for an answer before the next request goes, and answers are
+    /// read while requests are still being written, so neither side's buffers can fill up and
+    /// stall the other: one round trip for all of them. The answers come in request order; `Err`
+    /// when the conversation broke.
+    pub async fn stream_ops(
+        &mut self,
+        mut frames: tokio::sync::mpsc::Receiver<(Vec<u8>, bool)>,
+    ) -> Result<Vec<Result<(), OpError>>> {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let sent = AtomicUsize::new(0);
+        let written = AtomicBool::new(false);
+        let wake = tokio::sync::Notify::new();
+        let mut warnings = Vec::new();
+        self.read_owed().await?;
+        let Conn { reader, writer, .. } = self;
+        let write = async {
+            let res = async {
+                while let Some((frame, ends)) = frames.recv().await {
+                    writer.write_all(&frame).await?;
+                    if ends {
+                        sent.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if frames.is_empty() {
+                        // Nothing more at hand: let the peer work on what it has.
+                        writer.flush().await?;
+                        wake.notify_one();
+                    }
+                }
+                writer.flush().await
+            }
+            .await;
+            written.store(true, Ordering::SeqCst);
+            wake.notify_one();
+            res.map_err(FrameError::Io)
+        };
+        let read = async {
+            let mut out = Vec::new();
+            loop {
+                if out.len() == sent.load(Ordering::SeqCst) {
+                    if written.load(Ordering::SeqCst) && out.len() == sent.load(Ordering::SeqCst) {
+                        return Ok(out);
+                    }
+                    wake.notified().await;
+                    continue;
+                }
+                match read_frame_async(&mut *reader).await.map_err(Ok)? {
+                    Response::Warning(w) => warnings.push(w),
+                    Response::Done => out.push(Ok(())),
+                    Response::Failed(m) => out.push(Err(OpError::Failed(clip(m)))),
+                    Response::Changed(m) => out.push(Err(OpError::Changed(m))),
+                    other => return Err(Err(other)),
+                }
+            }
+        };
+        self.trips.sent();
+        let res: Result<_, Result<FrameError, Response>> =
+            tokio::try_join!(async { write.await.map_err(Ok) }, read);
+        for w in warnings {
+            self.keep_warning(w);
+        }
+        match res {
+            Ok(((), out)) => {
+                if !out.is_empty() {
+                    self.trips.answered();
+                }
+                Ok(out)
+            }
+            Err(Ok(e)) => Err(self.lost(e)),
+            Err(Err(other)) => Err(self.unexpected(&other)),
+        }
     }
 
     fn lost(&self, e: FrameError) -> anyhow::Error {
@@ -194,8 +352,11 @@ impl Conn {
         }
     }
 
-    /// Ends the conversation: closes the server's input and waits for it to exit.
-    pub async fn close(&mut self) {
+    /// Ends the conversation: closes the server's input, reads the answers still owed
+    /// ([`Conn::owe`]; the wait for them is the wait for the serve to finish) and waits for it
+    /// to exit. Returns what the owed answers came to, each with what it was about; a broken
+    /// conversation fails every one.
+    pub async fn close(&mut self) -> Vec<(String, Result<(), OpError>)> {
         // Dropping the pipe is what delivers end-of-file: `shutdown` on a child's stdin
         // leaves the descriptor open.
         let mut w = std::mem::replace(
@@ -204,9 +365,27 @@ impl Conn {
         );
         let _ = w.flush().await;
         drop(w);
+        if !self.owed.waiting.is_empty() {
+            // A serve that does not answer in that time is not one to wait for.
+            let read = tokio::time::timeout(Duration::from_secs(30), self.read_owed()).await;
+            let failed = match read {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(format!("{e:#}")),
+                Err(_) => Some(format!("{}: no answer while the run ended", self.name)),
+            };
+            if let Some(e) = failed {
+                let waiting = std::mem::take(&mut self.owed.waiting);
+                self.owed.read.extend(
+                    waiting
+                        .into_iter()
+                        .map(|about| (about, Err(OpError::Lost(anyhow!("{e}"))))),
+                );
+            }
+        }
         if let Some(c) = self.child.take() {
             c.wait(Duration::from_secs(10)).await;
         }
+        self.take_owed()
     }
 }
 
@@ -228,5 +407,28 @@ impl std::fmt::Display for OpError {
             OpError::Failed(m) | OpError::Changed(m) => write!(f, "{m}"),
             OpError::Lost(e) => write!(f, "{e:#}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RoundTrips;
+
+    #[test]
+    fn requests_sent_together_and_answered_together_are_one_round_trip() {
+        let mut t = RoundTrips::default();
+        t.answered(); // an answer nobody waited for a request of: none
+        for _ in 0..3 {
+            t.sent();
+        }
+        for _ in 0..5 {
+            t.answered();
+        }
+        assert_eq!(t.count, 1);
+        t.sent();
+        t.answered();
+        t.sent();
+        t.answered();
+        assert_eq!(t.count, 3);
     }
 }

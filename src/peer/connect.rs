@@ -242,6 +242,8 @@ async fn start(
         warnings: Vec::new(),
         key: None,
         home: WirePath::default(),
+        trips: Default::default(),
+        owed: Default::default(),
     };
     match tokio::time::timeout(limit, conn.handshake(ahead)).await {
         Ok(Ok(caps)) => Ok((conn, caps)),

@@ -31,6 +31,8 @@ pub(crate) async fn in_process(name: &str, home: &std::path::Path) -> Peer {
         warnings: Vec::new(),
         key: None,
         home: Default::default(),
+        trips: Default::default(),
+        owed: Default::default(),
     };
     let caps = match conn.handshake(None).await {
         Ok(caps) => caps,
@@ -60,5 +62,7 @@ where
         key: None,
         // As a handshake with a peer whose home is `/h` would have set it.
         home: crate::paths::WirePath::from("/h"),
+        trips: Default::default(),
+        owed: Default::default(),
     }
 }

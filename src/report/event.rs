@@ -115,6 +115,13 @@ pub enum Event {
         /// Where it is now.
         at: String,
     },
+    /// `-vv`: the times the client waited for an answer from a peer during a run.
+    RoundTrips {
+        /// The peer.
+        peer: String,
+        /// Round trips.
+        trips: u64,
+    },
     /// A peer that dropped is connected again.
     Reconnected {
         /// The peer.

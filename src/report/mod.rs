@@ -164,6 +164,17 @@ impl Reporter {
         });
     }
 
+    /// Gives each peer of the `--json` document its `round_trips`.
+    pub fn json_round_trips(&self, trips: &[(String, u64)]) {
+        self.note(|d| {
+            for v in &mut d.peers {
+                if let Some((_, n)) = trips.iter().find(|(name, _)| v["peer"] == *name) {
+                    v["round_trips"] = serde_json::json!(n);
+                }
+            }
+        });
+    }
+
     /// The run's `--max-size`, which the line about skipped files names.
     pub fn max_size(&self, limit: Option<u64>) {
         self.max_size

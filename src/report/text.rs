@@ -86,6 +86,7 @@ pub fn voice(ev: &Event) -> Voice {
         | RsyncDone { .. }
         | RelayFailed { .. }
         | StreamThrough { .. } => Voice::Say(1),
+        RoundTrips { .. } => Voice::Say(2),
         ServeFailed { .. } | Stopping | StoppedBySignal { .. } => Voice::Notice,
     }
 }
@@ -381,6 +382,7 @@ pub fn line(ev: &Event, style: Style) -> String {
         Stream { from, root, to } => {
             format!("synk: stream {}:{} -> {}", s(from), s(root), s(to))
         }
+        RoundTrips { peer, trips } => format!("synk: {}: {trips} round trips", s(peer)),
         RsyncDone {
             from,
             to,

@@ -191,7 +191,14 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         forget_deletions(&mut scans, p);
     }
     let code = once(&mut session, &cli, &roots, &settings, scans, rep).await;
-    session.close().await;
+    let failures = rep.failures();
+    session.close_telling(rep).await;
+    // A commit whose answer came as the run ended and told of a failure.
+    let code = if rep.failures() > failures {
+        EXIT_UNSYNCED
+    } else {
+        code
+    };
     rep.end_run(code, started.elapsed().as_secs_f64(), cli.dry_run);
     code
 }

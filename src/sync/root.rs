@@ -96,7 +96,12 @@ impl RootRun<'_> {
                 .into_iter()
                 .filter(|p| !lost.contains(p))
                 .collect();
-            self.apply().commit(&plan, &live, rep).await;
+            if self.cli.every.is_none() && !self.cli.watch {
+                // Its answers are read as the run ends, while the serves finish.
+                self.apply().commit_owed(&plan, &live, rep).await;
+            } else {
+                self.apply().commit(&plan, &live, rep).await;
+            }
         }
         if rep.json() {
             let names = self.names();

@@ -397,7 +397,23 @@ impl Session {
             dead.extend(lost);
         }
         self.unlock_all(&dead, rep).await;
+        self.tell_round_trips(rep).await;
         self.drop_peers(&dead).await;
+    }
+
+    /// `-vv` and `--json`: the round trips each peer cost since the last time this was told
+    /// (the connection and the scan included).
+    async fn tell_round_trips(&self, rep: &Reporter) {
+        let mut trips = Vec::new();
+        for peer in &self.peers {
+            let n = peer.conn.lock().await.take_round_trips();
+            rep.emit(Event::RoundTrips {
+                peer: peer.name.clone(),
+                trips: n,
+            });
+            trips.push((peer.name.clone(), n));
+        }
+        rep.json_round_trips(&trips);
     }
 
     /// Closes and forgets the given peers; they are tried again after a backoff.
@@ -417,6 +433,28 @@ impl Session {
     /// Ends every conversation.
     pub async fn close(&self) {
         super::close_all(&self.peers).await;
+    }
+
+    /// Ends every conversation and tells what the answers still owed came to (the commits of
+    /// a one-shot run): each failed one as a root that failed on that peer, and the warnings
+    /// that came with them.
+    pub async fn close_telling(&self, rep: &Reporter) {
+        join_all(self.peers.iter().map(|peer| async move {
+            let mut conn = peer.conn.lock().await;
+            let owed = conn.close().await;
+            // What the serves warned of while they committed (pruning kept versions).
+            tell_warnings(peer, &mut conn, rep);
+            for (root, r) in owed {
+                if let Err(e) = r {
+                    rep.emit(Event::RootFailed {
+                        peer: peer.name.clone(),
+                        root,
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }))
+        .await;
     }
 
     /// Waits until a peer reports a change under the roots (then a short quiet), `limit`

@@ -1,6 +1,7 @@
 //! Carrying a root's planned copies to their targets: rsync per (master, target) pair where
 //! both ends have it, the streaming copier elsewhere, every target concurrently.
 
+mod inline;
 pub mod relay;
 pub mod rsync;
 mod rsyncs;
@@ -142,6 +143,40 @@ impl RootTransfer<'_> {
                 self.peers[t].caps.rsync,
             )
         };
+        // Small files that rsync would carry go in the serve channels instead (unless the
+        // user asked for rsync, or for its compression or rate limit): one round trip, not an
+        // rsync session per target.
+        // --compress and --bwlimit are rsync's to honour.
+        let inline_of = |c: &Copy, m: PeerId, t: PeerId| {
+            self.copier == CopierChoice::Auto
+                && !self.tuning.compress
+                && self.tuning.bwlimit.is_none()
+                && c.meta.kind == Kind::File
+                && inline::is_inline(c.meta.size)
+                && method(m, t) == Method::Rsync
+        };
+        // A master with more small files than that sends them by rsync.
+        let mut small: BTreeMap<PeerId, usize> = BTreeMap::new();
+        for c in plan.copies.iter() {
+            if c.meta.kind == Kind::File && inline::is_inline(c.meta.size) {
+                *small.entry(c.master).or_default() += 1;
+            }
+        }
+        let inline_of = |c: &Copy, m: PeerId, t: PeerId| {
+            inline_of(c, m, t) && small.get(&m).is_some_and(|n| *n <= inline::INLINE_FILES)
+        };
+        let mut inline_copies: Vec<(&Copy, Vec<PeerId>)> = Vec::new();
+        for c in plan.copies.iter().filter(|c| !lost.contains(&c.master)) {
+            let ts: Vec<PeerId> = c
+                .targets
+                .iter()
+                .copied()
+                .filter(|t| !lost.contains(t) && inline_of(c, c.master, *t))
+                .collect();
+            if !ts.is_empty() {
+                inline_copies.push((c, ts));
+            }
+        }
         let mut rsync_pairs = Vec::new();
         let mut stream_pairs: BTreeSet<(PeerId, PeerId)> = BTreeSet::new();
         // rsync carries regular files only; a pair's directories and symlinks are made by the
@@ -152,6 +187,8 @@ impl RootTransfer<'_> {
                 Method::Rsync => {
                     let (files, others): (Vec<&Copy>, Vec<&Copy>) =
                         copies.iter().partition(|c| c.meta.kind == Kind::File);
+                    let files: Vec<&Copy> =
+                        files.into_iter().filter(|c| !inline_of(c, m, t)).collect();
                     made.entry(t).or_default().extend(others);
                     if !files.is_empty() {
                         rsync_pairs.push((m, t, files));
@@ -167,7 +204,11 @@ impl RootTransfer<'_> {
             for (m, t, copies) in &rsync_pairs {
                 rep.emit(self.rsync_job(*m, *t, copies, &shown).1);
             }
-            for (m, t) in stream_pairs.iter().chain(&side_pairs) {
+            let inline_pairs: BTreeSet<(PeerId, PeerId)> = inline_copies
+                .iter()
+                .flat_map(|(c, ts)| ts.iter().map(|t| (c.master, *t)))
+                .collect();
+            for (m, t) in stream_pairs.iter().chain(&side_pairs).chain(&inline_pairs) {
                 rep.emit(self.stream_event(*m, *t));
             }
             return (HashSet::new(), WireStats::default());
@@ -175,10 +216,13 @@ impl RootTransfer<'_> {
         let lost = Mutex::new(HashSet::new());
         let wire = Mutex::new(WireStats::default());
         self.make_entries(&made, rep, &lost).await;
-        let (fallback, _) = tokio::join!(
-            self.run_rsyncs(&rsync_pairs, rep, &lost, &wire),
+        // rsync runs hold one connection at a time; the serve-channel copiers hold a master's
+        // and its targets' together, so they take turns.
+        let (fallback, _) = tokio::join!(self.run_rsyncs(&rsync_pairs, rep, &lost, &wire), async {
+            self.run_inline(&inline_copies, rep, &lost, &wire).await;
             self.run_streams(plan, &stream_pairs, rep, &lost, &wire)
-        );
+                .await
+        });
         if !fallback.is_empty() {
             self.run_streams(plan, &fallback, rep, &lost, &wire).await;
         }

@@ -300,6 +300,9 @@ impl RootTransfer<'_> {
             rsync::run_remote(session, command, &job).await
         };
         spinner.finish_and_clear();
+        // The client waited for the run: a round trip (at least) to its remote end.
+        let remote = if self.peers[from].is_local() { t } else { from };
+        self.peers[remote].conn.lock().await.add_round_trip();
         outcome
     }
 
