@@ -14,7 +14,7 @@ use crate::model::{Brief, Digest, Kept, Meta, Record, Retention, Vv};
 use crate::paths::{RootSpec, WirePath};
 
 /// Bumped on every incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 /// Opens every handshake so a stray banner or a different program is recognised at once.
 pub const MAGIC: [u8; 4] = *b"SYNK";
 /// Largest frame either side accepts.
@@ -326,6 +326,18 @@ pub enum Request {
     },
     /// Release every lock this session holds (no answer).
     Unlock,
+    /// Give a file or symlink this peer holds new metadata (a symlink: its mtime only), if it
+    /// is still the version the scan saw.
+    SetMeta {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// Entry below that root.
+        rel: WirePath,
+        /// Permission bits.
+        mode: u32,
+        /// Modification time (ns).
+        mtime: i64,
+    },
 }
 
 /// One file for [`Request::Place`]: where it goes and the version the plan expects there.

@@ -13,7 +13,7 @@ use super::root::RootCtx;
 use super::{msg, watch, Server};
 use crate::cache::DigestCache;
 use crate::exclude::Excludes;
-use crate::model::{now_ms, Content, Kind, Record};
+use crate::model::{next_version, now_ms, Kind, Record};
 use crate::paths::{RootSpec, WirePath};
 use crate::proto::{write_frame, Emptied, Entry, FrameError, Response, ENTRY_BATCH, MAX_WARNING};
 use crate::scan::{self, Found};
@@ -445,12 +445,13 @@ fn versioned(found: Found, base: Option<&Record>, key: u64, now: u64) -> (Entry,
             Reported::Unknown,
         ),
         Ok(meta) => {
+            let ctime_ms = found.stamp.map_or(0, |s| s.ctime.max(0) as u64 / 1_000_000);
             let (vv, changed) = match base {
                 None => (None, true),
-                Some(b) if Content::of(b.meta.as_ref()) == Content::of(Some(&meta)) => {
-                    (Some(b.vv.clone()), false)
+                Some(b) => {
+                    let (vv, changed) = next_version(b, &meta, key, now, ctime_ms);
+                    (Some(vv), changed)
                 }
-                Some(b) => (Some(b.vv.bumped(key, now)), true),
             };
             let rep = match base {
                 Some(b) if !changed && b.meta.as_ref() == Some(&meta) => Reported::AsRecorded,

@@ -45,6 +45,8 @@ impl Server {
             if dir {
                 let at = ctx.at(&WirePath::default(), true)?;
                 at.mkdir(0o755).map_err(|e| Fail::Error(e.to_string()))?;
+                // The scratch directory comes and goes in the root: no change to the root.
+                ctx.note_dir(WirePath::default());
             } else {
                 ctx.parent(true)?;
             }

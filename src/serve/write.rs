@@ -12,8 +12,9 @@ use std::io::{self, Read, Write};
 
 use sha2::Digest as _;
 
+use super::root::DirMeta;
 use super::{protocol_error, Fail, OpResult, Server};
-use crate::beneath::{kind_of, At, Refused};
+use crate::beneath::{kind_of, At, Expect, Refused, Stamp};
 use crate::model::Digest;
 use crate::paths::WirePath;
 use crate::proto::{
@@ -209,9 +210,56 @@ impl Server {
                 }
             }
         }
-        ctx.dir_meta
-            .borrow_mut()
-            .push((rel.clone(), mode & MODE_BITS, mtime));
+        ctx.dir_meta.borrow_mut().push(DirMeta {
+            rel: rel.clone(),
+            mode: mode & MODE_BITS,
+            mtime,
+            decided: true,
+        });
+        Ok(())
+    }
+
+    /// Answers [`crate::proto::Request::SetMeta`]: gives a file its mode and mtime, a symlink
+    /// its mtime, if it is still the very version the scan saw (or this session left there);
+    /// one changed since is left for the next run.
+    pub(super) fn set_meta(&self, root: u32, rel: &WirePath, mode: u32, mtime: i64) -> OpResult {
+        let ctx = self.ctx(root)?;
+        let at = ctx.at(rel, false)?;
+        let st = at
+            .lstat()
+            .map_err(|e| Fail::Error(e.to_string()))?
+            .ok_or_else(|| {
+                Fail::Changed(format!("{}: gone since the scan", at.shown().display()))
+            })?;
+        let same = match ctx.expect(rel) {
+            Expect::Same(id) => Stamp::of(&st).id() == id,
+            Expect::Absent => false,
+        };
+        if !same {
+            return Err(Fail::Changed(format!(
+                "{}: changed since the scan (saved meanwhile?); left for the next run",
+                at.shown().display()
+            )));
+        }
+        match kind_of(&st) {
+            rustix::fs::FileType::RegularFile => at
+                .set_mode(mode & MODE_BITS)
+                .map_err(|e| Fail::Error(e.to_string()))?,
+            rustix::fs::FileType::Symlink => {}
+            _ => {
+                return Err(Fail::Error(format!(
+                    "{}: neither a file nor a symlink",
+                    at.shown().display()
+                )))
+            }
+        }
+        at.set_mtime(mtime)
+            .map_err(|e| Fail::Error(e.to_string()))?;
+        let now = at
+            .lstat()
+            .map_err(|e| Fail::Error(e.to_string()))?
+            .ok_or_else(|| Fail::Changed(format!("{}: gone", at.shown().display())))?;
+        ctx.placed(rel, Stamp::of(&now).id());
         Ok(())
     }
 
@@ -236,9 +284,14 @@ impl Server {
     pub(super) fn finish_dirs(&self) {
         for ctx in self.roots.iter().flatten() {
             let mut dirs = std::mem::take(&mut *ctx.dir_meta.borrow_mut());
-            dirs.sort_by(|a, b| b.0.cmp(&a.0));
-            dirs.dedup_by(|later, first| later.0 == first.0);
-            for (rel, mode, mtime) in dirs {
+            ctx.dir_noted.borrow_mut().clear();
+            // Deepest first; of one directory, the plan's decision over what it was before.
+            dirs.sort_by(|a, b| b.rel.cmp(&a.rel).then(b.decided.cmp(&a.decided)));
+            dirs.dedup_by(|later, first| later.rel == first.rel);
+            for DirMeta {
+                rel, mode, mtime, ..
+            } in dirs
+            {
                 let done = ctx.at(&rel, false).and_then(|at| {
                     at.set_mode(mode).map_err(|e| e.to_string())?;
                     at.set_mtime(mtime).map_err(|e| e.to_string())

@@ -1,0 +1,144 @@
+//! What `rsync -a` keeps besides content, end to end over a real sshd (see `common/mod.rs`):
+//! a change to an entry's metadata alone is a change, it propagates, it never makes a
+//! conflict copy, and the run after it is quiet.
+
+#[macro_use]
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::*;
+
+fn chmod(p: &Path, mode: u32) {
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// No conflict copy anywhere below the scene's tree `rel` on `peer`.
+fn no_conflict_copies(s: &Scene, peer: &str, rel: &str) {
+    for e in fs::read_dir(s.path(peer, rel)).unwrap() {
+        let name = e.unwrap().file_name();
+        assert!(
+            !name.to_string_lossy().contains("synk-conflict"),
+            "{peer}: {name:?}"
+        );
+    }
+}
+
+#[test]
+fn a_mode_change_after_a_sync_goes_everywhere_with_its_old_value_named() {
+    let s = scene!("meta-chmod");
+    let t = now() - 500;
+    s.write(LOCAL, "d/run.sh", "#!/bin/sh\n", t);
+    chmod(&s.path(LOCAL, "d/run.sh"), 0o644);
+    let peers = ["alpha", "beta"];
+    let all = [LOCAL, "alpha", "beta"];
+    assert_eq!(s.synk(&peers, &[&s.arg("d")]).status.code(), Some(0));
+    chmod(&s.path("beta", "d/run.sh"), 0o750);
+    let out = s.synk(&peers, &[os("-v"), &s.arg("d")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for p in all {
+        assert_eq!(mode(&s.path(p, "d/run.sh")), 0o750, "on {p}");
+        no_conflict_copies(&s, p, "d");
+    }
+    assert_same_everywhere(&s, &all, "d/run.sh");
+    let said = stdout(&out);
+    assert!(
+        said.contains("mode 0644 -> 0750"),
+        "the old mode named: {said}"
+    );
+    let again = s.synk(&peers, &[os("-v"), &s.arg("d")]);
+    assert_eq!(again.status.code(), Some(0));
+    assert_nothing_done(&again);
+}
+
+#[test]
+fn a_touch_alone_goes_everywhere_and_json_names_the_old_time() {
+    let s = scene!("meta-touch");
+    let t = now() - 5000;
+    s.write(LOCAL, "d/f", "same", t);
+    let peers = ["alpha", "beta"];
+    let all = [LOCAL, "alpha", "beta"];
+    assert_eq!(s.synk(&peers, &[&s.arg("d")]).status.code(), Some(0));
+    // An older time than before: a touch wins by being the change, not by being newer.
+    set_mtime(&s.path("alpha", "d/f"), t - 100);
+    let out = s.synk(&peers, &[os("--json"), &s.arg("d")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for p in all {
+        assert_eq!(mtime(&s.path(p, "d/f")), t - 100, "on {p}");
+        no_conflict_copies(&s, p, "d");
+    }
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries = doc["roots"][0]["entries"].as_array().expect("entries");
+    let f = entries
+        .iter()
+        .find(|e| e["path"].as_str().is_some_and(|p| p.ends_with("f")))
+        .expect("the touched file");
+    let changes = f["metadata"].as_array().expect("metadata changes");
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["field"] == "mtime" && c["peer"] == LOCAL && c["was"] != c["now"]),
+        "{f}"
+    );
+    let again = s.synk(&peers, &[os("-v"), &s.arg("d")]);
+    assert_nothing_done(&again);
+}
+
+#[test]
+fn new_content_on_one_peer_and_a_mode_change_on_another_merge() {
+    let s = scene!("meta-merge");
+    let t = now() - 500;
+    s.write(LOCAL, "d/f", "v1", t);
+    chmod(&s.path(LOCAL, "d/f"), 0o644);
+    let peers = ["alpha", "beta"];
+    let all = [LOCAL, "alpha", "beta"];
+    assert_eq!(s.synk(&peers, &[&s.arg("d")]).status.code(), Some(0));
+    s.write("alpha", "d/f", "v2, longer", t + 100);
+    chmod(&s.path("beta", "d/f"), 0o600);
+    let out = s.synk(&peers, &[os("-v"), &s.arg("d")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for p in all {
+        assert_eq!(s.read(p, "d/f").as_deref(), Some(&b"v2, longer"[..]), "{p}");
+        assert_eq!(mode(&s.path(p, "d/f")), 0o600, "the new mode on {p}");
+        assert_eq!(mtime(&s.path(p, "d/f")), t + 100, "the new mtime on {p}");
+        no_conflict_copies(&s, p, "d");
+    }
+    let again = s.synk(&peers, &[os("-v"), &s.arg("d")]);
+    assert_nothing_done(&again);
+}
+
+#[test]
+fn directory_and_symlink_times_are_kept_and_a_new_entry_moves_its_directory() {
+    let s = scene!("meta-dirs");
+    let t = now() - 5000;
+    s.write(LOCAL, "d/sub/f", "x", t);
+    std::os::unix::fs::symlink("sub/f", s.path(LOCAL, "d/link")).unwrap();
+    set_mtime(&s.path(LOCAL, "d/link"), t - 7);
+    set_mtime(&s.path(LOCAL, "d/sub"), t - 20);
+    chmod(&s.path(LOCAL, "d/sub"), 0o750);
+    set_mtime(&s.path(LOCAL, "d"), t - 30);
+    let peers = ["alpha", "beta"];
+    let all = [LOCAL, "alpha", "beta"];
+    assert_eq!(s.synk(&peers, &[&s.arg("d")]).status.code(), Some(0));
+    for p in all {
+        assert_eq!(mtime(&s.path(p, "d/link")), t - 7, "symlink on {p}");
+        assert_eq!(mtime(&s.path(p, "d/sub")), t - 20, "directory on {p}");
+        assert_eq!(mode(&s.path(p, "d/sub")), 0o750, "directory on {p}");
+        assert_eq!(mtime(&s.path(p, "d")), t - 30, "root on {p}");
+    }
+    let again = s.synk(&peers, &[os("-v"), &s.arg("d")]);
+    assert_nothing_done(&again);
+    // A file made in a directory on one peer: its directory's new mtime goes with it.
+    s.write("beta", "d/sub/g", "y", t);
+    let made = mtime(&s.path("beta", "d/sub"));
+    let out = s.synk(&peers, &[&s.arg("d")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for p in all {
+        assert_eq!(mtime(&s.path(p, "d/sub")), made, "directory on {p}");
+        assert_eq!(mode(&s.path(p, "d/sub")), 0o750, "directory on {p}");
+    }
+    let again = s.synk(&peers, &[os("-v"), &s.arg("d")]);
+    assert_nothing_done(&again);
+}
