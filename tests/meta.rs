@@ -142,3 +142,62 @@ fn directory_and_symlink_times_are_kept_and_a_new_entry_moves_its_directory() {
     let again = s.synk(&peers, &[os("-v"), &s.arg("d")]);
     assert_nothing_done(&again);
 }
+
+/// Bytes of disk `p` takes.
+fn disk_usage(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(p).unwrap().blocks() * 512
+}
+
+/// A 64 MiB image holding 8 KiB of data in two places, with holes before, between and after.
+fn sparse_image(p: &Path) {
+    use std::io::{Seek, SeekFrom, Write};
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let mut f = fs::File::create(p).unwrap();
+    for at in [5 << 20, 40 << 20] {
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(&[0xa5; 4096]).unwrap();
+    }
+    f.set_len(64 << 20).unwrap();
+}
+
+#[test]
+fn holes_stay_holes_with_either_copier() {
+    for copier in ["rsync", "stream"] {
+        let s = scene!(&format!("meta-sparse-{copier}"));
+        let t = now() - 500;
+        let img = s.path(LOCAL, "d/disk.img");
+        sparse_image(&img);
+        set_mtime(&img, t);
+        s.own(LOCAL, &img);
+        assert!(disk_usage(&img) < 1 << 20, "the image is sparse here");
+        // alpha gets it from localhost; beta from alpha where alpha is the master.
+        let peers = ["alpha", "beta"];
+        let out = s.synk(&peers, &[os("--copier"), os(copier), &s.arg("d")]);
+        assert_eq!(out.status.code(), Some(0), "{copier}: {}", stderr(&out));
+        for p in peers {
+            let there = s.path(p, "d/disk.img");
+            assert_eq!(sha512(&there), sha512(&img), "{copier}: content on {p}");
+            assert_eq!(fs::metadata(&there).unwrap().len(), 64 << 20);
+            let used = disk_usage(&there);
+            assert!(used < 1 << 20, "{copier}: {p} holds {used} bytes on disk");
+        }
+        // A change in the middle: still sparse wherever it lands, from another master.
+        let alpha = s.path("alpha", "d/disk.img");
+        {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut f = fs::OpenOptions::new().write(true).open(&alpha).unwrap();
+            f.seek(SeekFrom::Start(20 << 20)).unwrap();
+            f.write_all(b"changed").unwrap();
+        }
+        set_mtime(&alpha, t + 10);
+        let out = s.synk(&peers, &[os("--copier"), os(copier), &s.arg("d")]);
+        assert_eq!(out.status.code(), Some(0), "{copier}: {}", stderr(&out));
+        for p in [LOCAL, "beta"] {
+            let there = s.path(p, "d/disk.img");
+            assert_eq!(sha512(&there), sha512(&alpha), "{copier}: content on {p}");
+            let used = disk_usage(&there);
+            assert!(used < 1 << 20, "{copier}: {p} holds {used} bytes on disk");
+        }
+    }
+}

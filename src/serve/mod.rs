@@ -342,6 +342,7 @@ impl Server {
                 Request::Hello { .. }
                 | Request::Data(_)
                 | Request::Same { .. }
+                | Request::Hole { .. }
                 | Request::End { .. }
                 | Request::Abort => {
                     return Err(protocol_error("unexpected frame outside a file transfer"))
