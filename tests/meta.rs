@@ -201,3 +201,125 @@ fn holes_stay_holes_with_either_copier() {
         }
     }
 }
+
+/// An exFAT filesystem mounted (exfat-fuse over a loop device) at `dir`, owned by `peer`'s
+/// user, unmounted on drop; `None` where the tools are missing (failing under CI).
+struct Exfat {
+    dir: std::path::PathBuf,
+    loop_dev: String,
+}
+
+impl Exfat {
+    fn mount(s: &Scene, peer: &str, dir: &Path) -> Option<Exfat> {
+        use std::process::Command;
+        let have = |tool: &str| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !(have("mkfs.exfat") && have("mount.exfat-fuse") && have("losetup")) {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "exfat-fuse, exfatprogs and losetup are needed under CI"
+            );
+            eprintln!("skipping: no exfat-fuse, exfatprogs or losetup here");
+            return None;
+        }
+        let img = s.rig.dir.join(format!("{}.exfat", s.name));
+        let f = fs::File::create(&img).unwrap();
+        f.set_len(64 << 20).unwrap();
+        drop(f);
+        let ok = |c: &mut Command| {
+            let o = c.output().unwrap();
+            assert!(
+                o.status.success(),
+                "{c:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            String::from_utf8(o.stdout).unwrap().trim().to_string()
+        };
+        ok(Command::new("mkfs.exfat").arg(&img));
+        let loop_dev = ok(Command::new("losetup").args(["-f", "--show"]).arg(&img));
+        fs::create_dir_all(dir).unwrap();
+        s.own(peer, dir);
+        let u = user(peer);
+        ok(Command::new("mount.exfat-fuse")
+            .arg("-o")
+            .arg(format!("allow_other,uid={},gid={}", u.uid, u.gid))
+            .arg(&loop_dev)
+            .arg(dir));
+        Some(Exfat {
+            dir: dir.to_path_buf(),
+            loop_dev,
+        })
+    }
+}
+
+impl Drop for Exfat {
+    fn drop(&mut self) {
+        use std::process::Command;
+        let _ = Command::new("umount").arg(&self.dir).status();
+        let _ = Command::new("losetup")
+            .arg("-d")
+            .arg(&self.loop_dev)
+            .status();
+    }
+}
+
+#[test]
+fn what_an_exfat_peer_cannot_hold_is_never_a_change_there() {
+    let s = scene!("meta-exfat");
+    let Some(_disk) = Exfat::mount(&s, "alpha", &s.dir("alpha")) else {
+        return;
+    };
+    let t = now() - 500;
+    s.write(LOCAL, "d/f", "some text", t);
+    chmod(&s.path(LOCAL, "d/f"), 0o640);
+    s.mkdir(LOCAL, "d/sub");
+    chmod(&s.path(LOCAL, "d/sub"), 0o750);
+    // Times to the nanosecond, which exFAT (through FUSE here) rounds to the second.
+    let fine = filetime::FileTime::from_unix_time(t, 123_456_789);
+    filetime::set_file_mtime(s.path(LOCAL, "d/f"), fine).unwrap();
+    let peers = ["alpha", "beta"];
+    let first = s.synk(&peers, &[&s.arg("d")]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert_eq!(s.read("alpha", "d/f").as_deref(), Some(&b"some text"[..]));
+    // The first sync there names that peer and what its filesystem lacks, once.
+    let told = stderr(&first);
+    assert!(
+        told.contains(&format!("{}: ", s.shown("alpha")))
+            && told.contains("its filesystem keeps no permission bits (chmod has no effect), mtimes finer than 1000 ms"),
+        "{told}"
+    );
+    for _ in 0..2 {
+        let again = s.synk(&peers, &[os("-v"), &s.arg("d")]);
+        assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+        assert_nothing_done(&again);
+        assert!(!stderr(&again).contains("keeps no"), "named once");
+    }
+    // exFAT's own modes never reach the others.
+    for p in [LOCAL, "beta"] {
+        assert_eq!(mode(&s.path(p, "d/f")), 0o640, "{p}");
+        assert_eq!(mode(&s.path(p, "d/sub")), 0o750, "{p}");
+        let m = fs::metadata(s.path(p, "d/f")).unwrap();
+        assert_eq!(
+            filetime::FileTime::from_last_modification_time(&m),
+            fine,
+            "{p}"
+        );
+    }
+    // A real change there still is one.
+    s.write("alpha", "d/f", "edited on exfat", t + 100);
+    let out = s.synk(&peers, &[&s.arg("d")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        s.read("beta", "d/f").as_deref(),
+        Some(&b"edited on exfat"[..])
+    );
+    assert_eq!(
+        mode(&s.path("beta", "d/f")),
+        0o640,
+        "the recorded mode, not exFAT's"
+    );
+}

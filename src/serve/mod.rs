@@ -29,6 +29,7 @@ mod commit;
 mod emit;
 mod keep;
 mod locks;
+mod probe;
 mod recheck;
 mod reports;
 mod restore;
@@ -77,6 +78,8 @@ pub struct Server {
     retention: Retention,
     /// The store was pruned in this session.
     pruned: bool,
+    /// What each root's filesystem holds, probed once a session ([`probe::probe`]).
+    probed: std::cell::RefCell<std::collections::HashMap<std::path::PathBuf, probe::Holds>>,
     /// The roots of the last scan; later requests refer to them by index.
     roots: Vec<Option<root::RootCtx>>,
     /// The watch over the scanned roots (`--watch`, and re-checks), made on first use;
@@ -153,6 +156,7 @@ impl Server {
             store: None,
             retention: Retention::default(),
             pruned: false,
+            probed: Default::default(),
             roots: Vec::new(),
             watch: None,
             last_walk: None,

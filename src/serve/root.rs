@@ -69,6 +69,8 @@ pub(super) struct RootCtx {
     pub(super) dir_meta: RefCell<Vec<DirMeta>>,
     /// Directories whose mode and mtime before this session's writes are noted already.
     pub(super) dir_noted: RefCell<HashSet<WirePath>>,
+    /// What the root's filesystem holds (probed once a session, before the first walk).
+    pub(super) holds: std::cell::Cell<Option<super::probe::Holds>>,
     /// The scratch directory rsync writes into: its name in the base, a locked handle, and
     /// whether that base is the root itself (else its parent).
     pub(super) scratch: Option<(Vec<u8>, OwnedFd, bool)>,
@@ -99,6 +101,7 @@ impl RootCtx {
             placed: RefCell::default(),
             dir_meta: RefCell::default(),
             dir_noted: RefCell::default(),
+            holds: Default::default(),
             scratch: None,
             scratch_live: None,
             guarded: Vec::new(),
@@ -182,6 +185,21 @@ impl RootCtx {
                     decided: false,
                 });
             }
+        }
+    }
+
+    /// What the root's filesystem holds: probed on first use where the root is a directory
+    /// (everything, until it is one).
+    pub(super) fn holds(&self) -> super::probe::Holds {
+        if let Some(h) = self.holds.get() {
+            return h;
+        }
+        match super::probe::probe(self) {
+            Some(h) => {
+                self.holds.set(Some(h));
+                h
+            }
+            None => Default::default(),
         }
     }
 

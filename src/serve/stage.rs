@@ -111,7 +111,7 @@ impl Server {
                 let s = beneath::Stamp::of(&st);
                 kind_of(&st) == rfs::FileType::RegularFile
                     && s.size == item.size
-                    && s.mtime == item.mtime
+                    && ctx.holds().same_time(s.mtime, item.mtime)
             }
             _ => false,
         };
