@@ -94,7 +94,8 @@ fn batches(steps: Vec<Step>) -> Vec<Vec<Step>> {
 }
 
 impl Apply<'_> {
-    /// Every peer's steps before the copies, in order: renames, keeps, clones, removals.
+    /// Every peer's steps before the copies, in order: renames, keeps, clones, removals, new
+    /// metadata.
     fn steps(&self, plan: &Plan) -> BTreeMap<PeerId, Vec<Step>> {
         let root = self.root;
         let mut steps: BTreeMap<PeerId, Vec<Step>> = BTreeMap::new();
@@ -150,6 +151,27 @@ impl Apply<'_> {
                     rel: r.rel.clone(),
                     deleted: r.deleted,
                 },
+            });
+        }
+        for t in &plan.touches {
+            let req = match t.meta.kind {
+                // A directory's mode and mtime are set once it is filled.
+                crate::model::Kind::Dir => Request::MakeDir {
+                    root,
+                    rel: t.rel.clone(),
+                    mode: t.meta.mode,
+                    mtime: t.meta.mtime,
+                },
+                _ => Request::SetMeta {
+                    root,
+                    rel: t.rel.clone(),
+                    mode: t.meta.mode,
+                    mtime: t.meta.mtime,
+                },
+            };
+            steps.entry(t.peer).or_default().push(Step {
+                rel: t.rel.clone(),
+                req,
             });
         }
         steps

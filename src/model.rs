@@ -106,10 +106,68 @@ pub struct Brief {
     pub gone: bool,
 }
 
-/// A version vector: for each peer key that changed the entry, that peer's counter. Sorted by
-/// key, no zero counters.
+/// A version vector: for each peer key that changed the entry's content, that peer's counter.
+/// Sorted by key, no zero counters.
+///
+/// The few highest keys are no peer's ([`Field`]): under them the vector keeps the clock of
+/// each metadata field's last change, so the state and the wire carry it with the version,
+/// and an entry whose metadata never changed since its first sync pays nothing for it. They
+/// never order versions ([`Vv::compare`]): metadata never makes a conflict, its newest change
+/// wins field by field ([`Vv::stamp`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Vv(pub Vec<(u64, u64)>);
+
+/// A metadata field whose changes are judged on their own: each has a key of its own in the
+/// [`Vv`], above every peer's, under which the vector keeps when it last changed (ms since the
+/// epoch, by the status-change clock of the host that saw the change, kept unique per entry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    /// The permission bits.
+    Mode,
+    /// The modification time.
+    Mtime,
+}
+
+impl Field {
+    /// Every field.
+    pub const ALL: [Field; 2] = [Field::Mode, Field::Mtime];
+
+    /// The lowest key a field may use: peer keys stay below it ([`Vv::is_field_key`]).
+    pub const FIRST_KEY: u64 = u64::MAX - 15;
+
+    /// Its key in a [`Vv`].
+    pub fn key(self) -> u64 {
+        match self {
+            Field::Mode => u64::MAX,
+            Field::Mtime => u64::MAX - 1,
+        }
+    }
+
+    /// Its name, as `-v` and `--json` say it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Mode => "mode",
+            Field::Mtime => "mtime",
+        }
+    }
+
+    /// Whether the field differs between two entries of the same kind (a symlink has no mode
+    /// of its own).
+    pub fn differs(self, a: &Meta, b: &Meta) -> bool {
+        match self {
+            Field::Mode => !matches!(a.kind, Kind::Symlink(_)) && a.mode != b.mode,
+            Field::Mtime => a.mtime != b.mtime,
+        }
+    }
+
+    /// Takes the field's value from `from` into `to`.
+    pub fn take(self, to: &mut Meta, from: &Meta) {
+        match self {
+            Field::Mode => to.mode = from.mode,
+            Field::Mtime => to.mtime = from.mtime,
+        }
+    }
+}
 
 /// How two version vectors relate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +194,7 @@ impl Vv {
     /// This vector with `key`'s counter moved past both its current value and `now_ms`: the
     /// clock only keeps counters unique across crashes, it never orders peers.
     pub fn bumped(&self, key: u64, now_ms: u64) -> Vv {
-        let next = (self.get(key) + 1).max(now_ms);
+        let next = self.get(key).saturating_add(1).max(now_ms);
         let mut v = self.0.clone();
         match v.binary_search_by_key(&key, |(k, _)| *k) {
             Ok(i) => v[i].1 = next,
@@ -155,10 +213,31 @@ impl Vv {
         Vv(out.into_iter().collect())
     }
 
-    /// Compares two histories.
+    /// Whether `key` is a [`Field`]'s, not a peer's.
+    pub fn is_field_key(key: u64) -> bool {
+        key >= Field::FIRST_KEY
+    }
+
+    /// When `field` last changed (0: never since the entry's first sync).
+    pub fn stamp(&self, field: Field) -> u64 {
+        self.get(field.key())
+    }
+
+    /// This vector with `field`'s change clock moved past both its current value and `at_ms`
+    /// (the change's time on the host that saw it).
+    pub fn stamped(&self, field: Field, at_ms: u64) -> Vv {
+        self.bumped(field.key(), at_ms)
+    }
+
+    /// Compares two content histories: the [`Field`] clocks never order versions.
     pub fn compare(&self, other: &Vv) -> Order {
         let (mut less, mut more) = (false, false);
-        let keys = self.0.iter().chain(other.0.iter()).map(|(k, _)| *k);
+        let keys = self
+            .0
+            .iter()
+            .chain(other.0.iter())
+            .map(|(k, _)| *k)
+            .filter(|k| !Vv::is_field_key(*k));
         for k in keys {
             match self.get(k).cmp(&other.get(k)) {
                 Ordering::Less => less = true,
@@ -239,6 +318,23 @@ pub fn fingerprint(content: &Content, vv: &Vv) -> [u8; 16] {
     h.digest128().to_le_bytes()
 }
 
+/// The fingerprint of an entry a peer sends in brief with its history: [`fingerprint`] of its
+/// content and version (with its metadata clocks), and its mode and mtime, so two peers that
+/// hold the same content with the same history but different metadata are never taken as in
+/// sync. `None`: a remembered deletion.
+pub fn fingerprint_held(meta: Option<&Meta>, vv: &Vv) -> [u8; 16] {
+    let content = fingerprint(&Content::of(meta), vv);
+    let Some(m) = meta else {
+        return content;
+    };
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(b"held");
+    h.update(&content);
+    h.update(&m.mode.to_le_bytes());
+    h.update(&m.mtime.to_le_bytes());
+    h.digest128().to_le_bytes()
+}
+
 /// The fingerprint of an entry a peer has no history of (a first sync): its kind, content,
 /// size, mode and mtime, tagged apart from [`fingerprint`]'s. Peers that all hold an entry
 /// with the same one hold the same thing and need nothing but a record (which each makes
@@ -264,6 +360,36 @@ pub struct Record {
     pub meta: Option<Meta>,
     /// Its version.
     pub vv: Vv,
+}
+
+/// The version of an entry this peer holds as `meta`, given its record `base`, and whether it
+/// changed since: a new content counts under the peer's `key` (at `now_ms`), and each metadata
+/// field that differs from the record moves that field's clock to its change time (`ctime_ms`,
+/// when the inode last changed here), so the newest change of each field wins everywhere.
+pub fn next_version(
+    base: &Record,
+    meta: &Meta,
+    key: u64,
+    now_ms: u64,
+    ctime_ms: u64,
+) -> (Vv, bool) {
+    let Some(old) = base.meta.as_ref() else {
+        return (base.vv.bumped(key, now_ms), true);
+    };
+    let mut vv = base.vv.clone();
+    let mut changed = false;
+    if Content::of(Some(old)) != Content::of(Some(meta)) {
+        vv = vv.bumped(key, now_ms);
+        changed = true;
+    }
+    // Only between entries of one kind: another kind is a new content, whose fields are its own.
+    if std::mem::discriminant(&old.kind) == std::mem::discriminant(&meta.kind) {
+        for f in Field::ALL.into_iter().filter(|f| f.differs(old, meta)) {
+            vv = vv.stamped(f, ctime_ms);
+            changed = true;
+        }
+    }
+    (vv, changed)
 }
 
 /// Why a version was kept.
@@ -408,6 +534,103 @@ mod tests {
             .map(|b| format!("{b:02x}"))
             .collect();
         assert_eq!(pinned, "b88746c401ed62a6c5bcef914a79f845");
+    }
+
+    #[test]
+    fn a_brief_tells_metadata_apart() {
+        let m = Meta {
+            kind: Kind::File,
+            size: 1,
+            mode: 0o644,
+            mtime: 10,
+            digest: Some(Digest([1; 64])),
+        };
+        let h = vv(&[(1, 5)]);
+        let fp = fingerprint_held(Some(&m), &h);
+        assert_eq!(fp, fingerprint_held(Some(&m.clone()), &h));
+        let chmod = Meta {
+            mode: 0o600,
+            ..m.clone()
+        };
+        let touch = Meta {
+            mtime: 11,
+            ..m.clone()
+        };
+        assert_ne!(fp, fingerprint_held(Some(&chmod), &h));
+        assert_ne!(fp, fingerprint_held(Some(&touch), &h));
+        assert_ne!(fp, fingerprint_held(Some(&m), &h.stamped(Field::Mode, 3)));
+        assert_eq!(
+            fingerprint_held(None, &h),
+            fingerprint(&Content::Gone, &h),
+            "a remembered deletion"
+        );
+    }
+
+    #[test]
+    fn field_clocks_never_order_versions() {
+        let base = vv(&[(1, 5)]);
+        let chmod = base.stamped(Field::Mode, 900);
+        assert_eq!(chmod.stamp(Field::Mode), 900);
+        assert_eq!(chmod.stamp(Field::Mtime), 0);
+        assert_eq!(
+            chmod.compare(&base),
+            Order::Equal,
+            "metadata is no new content"
+        );
+        let edit = base.bumped(2, 10);
+        assert_eq!(chmod.compare(&edit), Order::Before);
+        assert_eq!(
+            edit.join(&chmod).stamp(Field::Mode),
+            900,
+            "kept by the join"
+        );
+        assert_ne!(chmod, base, "yet another version");
+        assert!(Vv::is_field_key(Field::Mtime.key()) && !Vv::is_field_key(u64::MAX - 16));
+        // A peer's absurd clock is no overflow.
+        assert_eq!(
+            vv(&[(u64::MAX, u64::MAX)])
+                .stamped(Field::Mode, 1)
+                .stamp(Field::Mode),
+            u64::MAX
+        );
+    }
+
+    #[test]
+    fn a_scan_tells_content_and_each_field_apart() {
+        let file = |d: u8, mode: u32, mtime: i64| Meta {
+            kind: Kind::File,
+            size: 1,
+            mode,
+            mtime,
+            digest: Some(Digest([d; 64])),
+        };
+        let base = Record {
+            rel: WirePath::from("f"),
+            meta: Some(file(1, 0o644, 10)),
+            vv: vv(&[(1, 5)]),
+        };
+        let key = 3;
+        let same = next_version(&base, &file(1, 0o644, 10), key, 100, 200);
+        assert_eq!(same, (base.vv.clone(), false));
+        let (v, changed) = next_version(&base, &file(1, 0o755, 10), key, 100, 200);
+        assert!(changed);
+        assert_eq!(
+            (v.get(key), v.stamp(Field::Mode), v.stamp(Field::Mtime)),
+            (0, 200, 0)
+        );
+        let (v, _) = next_version(&base, &file(1, 0o644, 11), key, 100, 200);
+        assert_eq!(
+            (v.get(key), v.stamp(Field::Mode), v.stamp(Field::Mtime)),
+            (0, 0, 200)
+        );
+        let (v, _) = next_version(&base, &file(2, 0o600, 11), key, 100, 200);
+        assert_eq!(
+            (v.get(key), v.stamp(Field::Mode), v.stamp(Field::Mtime)),
+            (100, 200, 200)
+        );
+        let gone = Record { meta: None, ..base };
+        let (v, changed) = next_version(&gone, &file(1, 0o644, 10), key, 100, 200);
+        assert!(changed && v.get(key) == 100 && v.stamp(Field::Mode) == 0);
     }
 
     #[test]

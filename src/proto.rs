@@ -14,13 +14,15 @@ use crate::model::{Brief, Digest, Kept, Meta, Record, Retention, Vv};
 use crate::paths::{RootSpec, WirePath};
 
 /// Bumped on every incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 9;
 /// Opens every handshake so a stray banner or a different program is recognised at once.
 pub const MAGIC: [u8; 4] = *b"SYNK";
 /// Largest frame either side accepts.
 pub const MAX_FRAME: usize = 8 << 20;
 /// Size of the file chunks the streaming copier sends.
 pub const CHUNK: usize = 256 << 10;
+/// A chunk of zeros: what a hole's bytes hash as.
+pub static ZEROS: [u8; CHUNK] = [0; CHUNK];
 /// Bytes of rsync's output a serve sends back at most, of each stream.
 pub const RSYNC_OUTPUT: usize = 64 << 10;
 /// Entries per scan frame: big enough to amortise framing, small enough to show progress.
@@ -326,6 +328,25 @@ pub enum Request {
     },
     /// Release every lock this session holds (no answer).
     Unlock,
+    /// Inside a file transfer, instead of [`Request::Data`]: the next `len` bytes (at most
+    /// [`CHUNK`]) are zeros the master holds as a hole; the target seeks past them, so the
+    /// hole stays one.
+    Hole {
+        /// How many bytes.
+        len: u32,
+    },
+    /// Give a file or symlink this peer holds new metadata (a symlink: its mtime only), if it
+    /// is still the version the scan saw.
+    SetMeta {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// Entry below that root.
+        rel: WirePath,
+        /// Permission bits.
+        mode: u32,
+        /// Modification time (ns).
+        mtime: i64,
+    },
 }
 
 /// One file for [`Request::Place`]: where it goes and the version the plan expects there.
@@ -455,6 +476,13 @@ pub enum Response {
     },
     /// Answering [`Request::Lock`]: another run holds the lock of this path; waiting for it.
     Waiting(WirePath),
+    /// Instead of [`Response::Data`]: the next `len` bytes (at most [`CHUNK`], a whole chunk
+    /// but the last) are a hole in the master's file, zeros that take no disk; sent as
+    /// [`Request::Hole`], never as bytes.
+    Hole {
+        /// How many bytes.
+        len: u32,
+    },
 }
 
 /// Files from this size on are sent as deltas by the streaming copier; smaller ones whole

@@ -213,7 +213,8 @@ pub fn peer_key(dir: &Path) -> io::Result<u64> {
             return Ok(k);
         }
     }
-    let key = crate::os::random_u64()?.max(1);
+    // Never 0 (the decision's own key) nor a metadata field's (`Vv::is_field_key`).
+    let key = crate::os::random_u64()?.clamp(1, crate::model::Field::FIRST_KEY - 1);
     fs::create_dir_all(dir)?;
     atomic::write(&file, format!("{key:016x}\n").as_bytes())?;
     // Two first runs at once: whichever rename came last is the key for good.

@@ -18,6 +18,8 @@ pub enum Verb {
     Copy,
     /// The entry is deleted there (and kept as a version).
     Delete,
+    /// The entry there holds the winning content already and takes its metadata.
+    Meta,
     /// A change made on a receive-only peer is undone: the group's version is written there,
     /// or the entry taken out where the group has none (its own version kept first).
     Revert,
@@ -50,7 +52,7 @@ impl Action {
 
 impl Plan {
     /// Every action of the plan: renames (each with the conflict copy it keeps), keeps,
-    /// clones, removes, then copies to each of their targets; a write or removal that undoes
+    /// clones, removes, metadata set, then copies to each of their targets; a write or removal that undoes
     /// a receive-only peer's change is a revert.
     pub fn actions(&self) -> Vec<Action> {
         let reverts: HashSet<(PeerId, &WirePath)> =
@@ -78,6 +80,9 @@ impl Plan {
         for r in &self.removes {
             let verb = if r.deleted { Verb::Delete } else { Verb::Keep };
             out.push(act(r.peer, &r.rel, verb, None));
+        }
+        for t in &self.touches {
+            out.push(act(t.peer, &t.rel, Verb::Meta, None));
         }
         for c in &self.copies {
             for t in &c.targets {

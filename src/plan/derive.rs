@@ -5,7 +5,10 @@
 use std::collections::{HashMap, HashSet};
 
 use super::entry::{Overrode, Version};
-use super::{Clone, Conflict, Copy, Input, Listing, Override, PeerId, Plan, Remove, Rename, Seen};
+use super::meta::differences;
+use super::{
+    Clone, Conflict, Copy, Input, Listing, Override, PeerId, Plan, Remove, Rename, Seen, Touch,
+};
 use crate::model::{Content, Digest, Kind, Meta, Order, Record, Role, Vv};
 use crate::names::conflict_name;
 use crate::paths::WirePath;
@@ -166,7 +169,7 @@ pub(super) fn actions_of(d: &Decided<'_>, input: &Input<'_>, plan: &mut Plan) {
         meta: meta.cloned(),
         vv: vv.clone(),
     };
-    let Some(meta) = d.winner_meta() else {
+    let Some(won) = d.winner_meta() else {
         // A deletion: every peer holding the entry takes it out, but a send-only peer, and a
         // no-delete peer where it is not a revert.
         for &p in &d.peers {
@@ -199,6 +202,11 @@ pub(super) fn actions_of(d: &Decided<'_>, input: &Input<'_>, plan: &mut Plan) {
         return;
     };
     let winner = d.winner.expect("a winner");
+    // A send-only winner's version goes as it is: nothing reaches that peer.
+    let merged = (!d.role(winner).send_only)
+        .then(|| super::meta::merged(&d.versions, winner, &d.losers, &|p| d.role(p).sends()))
+        .flatten();
+    let meta = merged.as_ref().unwrap_or(won);
     let want = Content::of(Some(meta));
     let mut kept = Vec::new();
     // Nothing reaches a send-only peer.
@@ -264,8 +272,19 @@ pub(super) fn actions_of(d: &Decided<'_>, input: &Input<'_>, plan: &mut Plan) {
         let renamed = d.losers.contains(&p) && !send_only;
         match holds {
             Some(m) if !renamed && Content::of(Some(m)) == want => {
-                if v.and_then(|v| v.vv) != Some(&vv) {
+                let differs = !differences(m, meta).is_empty();
+                if differs && !send_only {
+                    plan.touches.push(Touch {
+                        rel: rel.clone(),
+                        peer: p,
+                        was: m.clone(),
+                        meta: meta.clone(),
+                    });
                     plan.records.push(p, record(Some(meta)));
+                } else if v.and_then(|v| v.vv) != Some(&vv) {
+                    // A send-only peer records the metadata it keeps.
+                    plan.records
+                        .push(p, record(Some(if send_only { m } else { meta })));
                 }
                 continue;
             }

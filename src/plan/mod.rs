@@ -12,6 +12,9 @@
 //!   (a directory always does), every other version is kept beside it under a conflict name;
 //! - no history for an entry (first sync, a new peer): the newest mtime wins; equal mtimes
 //!   with different content are a conflict as above;
+//! - metadata (mode, mtime) never conflicts: the winning content takes each field's newest
+//!   change on any peer (a content change on one peer and a chmod on another merge), and the
+//!   peers holding that content with other metadata are given it ([`Touch`]);
 //! - a directory that must stay because something new is inside it stays;
 //! - `--master` makes a peer's version win outright wherever it has one;
 //! - roles ([`Role`]): the decision is made among the peers that may send (every one but a
@@ -29,6 +32,9 @@
 mod actions;
 mod derive;
 mod entry;
+mod meta;
+#[cfg(test)]
+mod meta_tests;
 mod records;
 #[cfg(test)]
 mod role_tests;
@@ -45,6 +51,7 @@ use crate::paths::WirePath;
 pub use actions::{Action, Verb};
 use derive::{actions_of, clones, keep_needed_directories, Decided};
 use entry::{verdict, versions_of, Verdict, Version};
+pub use meta::differences;
 pub use records::Records;
 pub use settle::{settle, Briefs, Settled};
 
@@ -116,6 +123,20 @@ pub struct Clone {
     /// The file there with the wanted content.
     pub from: WirePath,
     /// The wanted version's metadata.
+    pub meta: Meta,
+}
+
+/// New metadata for an entry a peer already holds with the winning content: only the fields
+/// that differ are set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Touch {
+    /// The entry.
+    pub rel: WirePath,
+    /// The peer.
+    pub peer: PeerId,
+    /// The metadata it holds now, for messages.
+    pub was: Meta,
+    /// The metadata it takes.
     pub meta: Meta,
 }
 
@@ -211,6 +232,8 @@ pub struct Plan {
     pub clones: Vec<Clone>,
     /// Entries to take out: deletions and kind changes, children before parents.
     pub removes: Vec<Remove>,
+    /// Metadata given to entries that hold the winning content already, parents first.
+    pub touches: Vec<Touch>,
     /// Copies, parents before children.
     pub copies: Vec<Copy>,
     /// Per peer: the records its state takes when the run is over (where they differ from
@@ -242,6 +265,7 @@ impl Plan {
         self.renames.is_empty()
             && self.clones.is_empty()
             && self.removes.is_empty()
+            && self.touches.is_empty()
             && self.copies.is_empty()
     }
 }
@@ -526,14 +550,20 @@ fn empty_group(input: &Input<'_>, available: &mut Vec<PeerId>, plan: &mut Plan) 
     });
 }
 
-/// Every one of `peers` peers holds the same content with the same history.
+/// Every one of `peers` peers holds the same content and metadata with the same history.
 fn in_sync(versions: &[Version<'_>], peers: usize) -> bool {
     let Some(first) = versions.first() else {
         return false;
     };
+    let same_meta = |a: Option<&Meta>, b: Option<&Meta>| match (a, b) {
+        (Some(a), Some(b)) => differences(a, b).is_empty(),
+        _ => true,
+    };
     versions.len() == peers
         && first.vv.is_some()
-        && versions
-            .iter()
-            .all(|v| v.vv == first.vv && Content::of(v.meta) == Content::of(first.meta))
+        && versions.iter().all(|v| {
+            v.vv == first.vv
+                && Content::of(v.meta) == Content::of(first.meta)
+                && same_meta(v.meta, first.meta)
+        })
 }

@@ -10,9 +10,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::*;
-use crate::model::{Digest, Record, Role};
+use crate::model::{next_version, Digest, Record, Role};
 
-fn w(s: &str) -> WirePath {
+pub(super) fn w(s: &str) -> WirePath {
     WirePath(s.as_bytes().to_vec())
 }
 
@@ -28,24 +28,26 @@ fn dir_meta() -> Meta {
 
 /// One peer of the model: what its disk holds, what its state says, what it kept.
 #[derive(Default, Clone)]
-struct Host {
+pub(super) struct Host {
     key: u64,
-    disk: BTreeMap<WirePath, Meta>,
+    pub(super) disk: BTreeMap<WirePath, Meta>,
     state: BTreeMap<WirePath, Record>,
-    kept: Vec<(WirePath, Meta)>,
+    pub(super) kept: Vec<(WirePath, Meta)>,
+    /// When its metadata changes were made (the change clock its scan reads; 0: the run's).
+    pub(super) ctime: u64,
 }
 
 /// Peers, their roles, and the words behind each digest.
-struct World {
-    hosts: Vec<Host>,
-    roles: Vec<Role>,
+pub(super) struct World {
+    pub(super) hosts: Vec<Host>,
+    pub(super) roles: Vec<Role>,
     words: HashMap<Digest, String>,
     clock: u64,
     forced: Option<PeerId>,
     confirm_empty: bool,
 }
 
-fn role(words: &str) -> Role {
+pub(super) fn role(words: &str) -> Role {
     let mut r = Role::default();
     for word in words.split_whitespace() {
         assert!(r.add(word), "{word}");
@@ -55,7 +57,7 @@ fn role(words: &str) -> Role {
 
 impl World {
     /// `n` peers holding the root directory, synced once already (it has a history).
-    fn new(n: usize) -> World {
+    pub(super) fn new(n: usize) -> World {
         let mut hosts = Vec::new();
         for p in 0..n {
             let mut h = Host {
@@ -96,7 +98,7 @@ impl World {
     }
 
     /// Every peer holds `content` at `rel`, recorded with one history.
-    fn synced(&mut self, rel: &str, content: &str) {
+    pub(super) fn synced(&mut self, rel: &str, content: &str) {
         let m = self.file(content, 50);
         for h in &mut self.hosts {
             h.disk.insert(w(rel), m.clone());
@@ -111,17 +113,17 @@ impl World {
         }
     }
 
-    fn put(&mut self, p: PeerId, rel: &str, content: &str, mtime: i64) {
+    pub(super) fn put(&mut self, p: PeerId, rel: &str, content: &str, mtime: i64) {
         let m = self.file(content, mtime);
         self.hosts[p].disk.insert(w(rel), m);
     }
 
-    fn delete(&mut self, p: PeerId, rel: &str) {
+    pub(super) fn delete(&mut self, p: PeerId, rel: &str) {
         self.hosts[p].disk.remove(&w(rel));
     }
 
     /// What peer `p` holds at `rel`: its words, or `None`.
-    fn at(&self, p: PeerId, rel: &str) -> Option<&str> {
+    pub(super) fn at(&self, p: PeerId, rel: &str) -> Option<&str> {
         let m = self.hosts[p].disk.get(&w(rel))?;
         Some(self.words[&m.digest.expect("a file")].as_str())
     }
@@ -142,16 +144,16 @@ impl World {
                             vv: None,
                             changed: true,
                         },
-                        Some(b) if Content::of(b.meta.as_ref()) == Content::of(Some(m)) => Seen {
-                            state: Ok(Some(m.clone())),
-                            vv: Some(b.vv.clone()),
-                            changed: false,
-                        },
-                        Some(b) => Seen {
-                            state: Ok(Some(m.clone())),
-                            vv: Some(b.vv.bumped(h.key, now)),
-                            changed: true,
-                        },
+                        Some(b) => {
+                            // As a serve judges it; the change clock of metadata is the run's.
+                            let ctime = if h.ctime > 0 { h.ctime } else { now };
+                            let (vv, changed) = next_version(b, m, h.key, now, ctime);
+                            Seen {
+                                state: Ok(Some(m.clone())),
+                                vv: Some(vv),
+                                changed,
+                            }
+                        }
                     };
                     l.insert(rel.clone(), seen);
                 }
@@ -179,7 +181,7 @@ impl World {
     }
 
     /// One run: scan, decide, carry out, commit. Returns the plan.
-    fn sync(&mut self) -> Plan {
+    pub(super) fn sync(&mut self) -> Plan {
         let listings = self.scan();
         let views: Vec<Option<&Listing>> = listings.iter().map(Some).collect();
         let names: Vec<String> = ["alpha", "beta", "gamma", "delta"]
@@ -222,6 +224,16 @@ impl World {
             let h = &mut self.hosts[r.peer];
             let m = h.disk.remove(&r.rel).expect("a removed entry is there");
             h.kept.push((r.rel.clone(), m));
+        }
+        for t in &plan.touches {
+            let h = &mut self.hosts[t.peer];
+            let m = h.disk.get_mut(&t.rel).expect("a touched entry is there");
+            assert_eq!(
+                Content::of(Some(m)),
+                Content::of(Some(&t.meta)),
+                "same content"
+            );
+            *m = t.meta.clone();
         }
         for c in &plan.copies {
             let from = c.source.as_ref().unwrap_or(&c.rel);
@@ -292,7 +304,7 @@ fn arrived(h: &Host, r: &Record) -> bool {
 
 /// A plan that does nothing and says nothing: no action, no record, nothing reverted or
 /// overridden, no conflict, no problem.
-fn assert_quiet(plan: &Plan, case: &str) {
+pub(super) fn assert_quiet(plan: &Plan, case: &str) {
     assert!(plan.is_noop(), "{case}: second run acts: {plan:?}");
     assert!(
         plan.records.is_empty(),

@@ -128,12 +128,20 @@ fn record(plan: &Plan, peer: PeerId, rel: &str) -> Option<Record> {
 #[test]
 fn unchanged_everywhere_does_nothing_and_writes_no_record() {
     let a = listing(vec![("", held(file("x", 5), &[(1, 3)]))]);
-    let mut b = a.clone();
-    // Another mtime, same content: not a change.
-    b.insert(w(""), held(file("x", 9), &[(1, 3)]));
-    let plan = run(&[a, b]);
+    let plan = run(&[a.clone(), a.clone()]);
     assert!(plan.is_noop(), "{plan:?}");
     assert!(plan.records.is_empty());
+    // The same content and history with another mtime (one that did not take it): the
+    // metadata goes where it is missing, nothing is copied, no conflict.
+    let mut b = a.clone();
+    b.insert(w(""), held(file("x", 9), &[(1, 3)]));
+    let plan = run(&[a, b]);
+    assert!(
+        plan.copies.is_empty() && plan.conflicts.is_empty(),
+        "{plan:?}"
+    );
+    assert_eq!(plan.touches.len(), 1);
+    assert_eq!((plan.touches[0].peer, plan.touches[0].meta.mtime), (0, 9));
 }
 
 #[test]

@@ -294,6 +294,15 @@ pub enum Event {
         /// The send-only peer.
         by: String,
     },
+    /// `-v`: an entry that holds the winning content takes new metadata on a peer.
+    Metadata {
+        /// The peer.
+        peer: String,
+        /// The entry.
+        path: WirePath,
+        /// Each field that changes there: its name, the value it had, the one it takes.
+        fields: Vec<(&'static str, String, String)>,
+    },
     /// `-v`: a send-only peer keeps its version of an entry the others changed.
     KeepsOwn {
         /// The send-only peer.

@@ -173,6 +173,18 @@ impl RootDoc {
             }
             entries.insert(o.rel.clone(), e);
         }
+        for t in &plan.touches {
+            let mut e = entry(&mut entries, &t.rel, "metadata");
+            let fields: Vec<Value> = text::touched_fields(t)
+                .into_iter()
+                .map(|(f, was, now)| json!({"peer": name(t.peer), "field": f, "was": was, "now": now}))
+                .collect();
+            match e["metadata"].as_array_mut() {
+                Some(list) => list.extend(fields),
+                None => e["metadata"] = json!(fields),
+            }
+            entries.insert(t.rel.clone(), e);
+        }
         for a in plan.actions() {
             let mut e = entry(&mut entries, &a.rel, "copy");
             if let Some(list) = e["actions"].as_array_mut() {

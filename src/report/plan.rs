@@ -86,6 +86,13 @@ impl Reporter {
                 path: p.path_on(c.master, &c.rel),
             });
         }
+        for t in &p.plan.touches {
+            self.emit(Event::Metadata {
+                peer: p.name(t.peer),
+                path: p.path_of(&t.rel),
+                fields: super::text::touched_fields(t),
+            });
+        }
         for (peer, rel) in &p.plan.kept_own {
             self.emit(Event::KeepsOwn {
                 peer: p.name(*peer),
@@ -213,6 +220,7 @@ impl Reporter {
                 .iter()
                 .map(|c| &c.rel)
                 .chain(plan.removes.iter().map(|r| &r.rel))
+                .chain(plan.touches.iter().map(|t| &t.rel))
                 .chain(plan.conflicts.iter().map(|c| &c.rel))
                 .chain(plan.kept_own.iter().map(|(_, rel)| rel))
                 .chain(problems)

@@ -80,6 +80,7 @@ pub fn voice(ev: &Event) -> Voice {
         | Watching { .. }
         | PeerHolds { .. }
         | KeepsOwn { .. }
+        | Metadata { .. }
         | Master { .. }
         | Rsync { .. }
         | Stream { .. }
@@ -323,6 +324,20 @@ pub fn line(ev: &Event, style: Style) -> String {
             s(peer),
             s(by)
         ),
+        Metadata {
+            peer,
+            path: p,
+            fields,
+        } => format!(
+            "{}: metadata on {}: {}",
+            path(p),
+            s(peer),
+            fields
+                .iter()
+                .map(|(f, was, now)| format!("{f} {was} -> {now}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         KeepsOwn { peer, path: p } => format!(
             "{}: send-only {} keeps its own version",
             path(p),
@@ -530,6 +545,7 @@ fn verb_word(v: Verb) -> &'static str {
         Verb::Keep => "keep",
         Verb::Copy => "copy",
         Verb::Delete => "delete",
+        Verb::Meta => "set the metadata of",
         Verb::Revert => "revert",
     }
 }
@@ -541,6 +557,7 @@ pub fn action_word(a: &Action, views: &[Option<&Listing>]) -> &'static str {
         Verb::Copy if a.creates(views) => "created",
         Verb::Copy => "updated",
         Verb::Delete => "deleted",
+        Verb::Meta => "metadata",
         Verb::Keep => "version kept",
         Verb::Rename => "conflict",
         Verb::Revert => "reverted",
@@ -587,6 +604,31 @@ fn version_line(peer: &str, k: &Kept, style: Style) -> String {
 pub(super) fn when(ns: i64) -> String {
     let secs = ns.div_euclid(1_000_000_000).max(0) as u64;
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
+/// A metadata field's value as `-v` and `--json` show it: a mode in octal, an mtime in UTC
+/// to the nanosecond.
+pub fn field_value(f: crate::model::Field, m: &crate::model::Meta) -> String {
+    match f {
+        crate::model::Field::Mode => format!("{:04o}", m.mode),
+        crate::model::Field::Mtime => {
+            let (secs, ns) = (
+                m.mtime.div_euclid(1_000_000_000),
+                m.mtime.rem_euclid(1_000_000_000),
+            );
+            let at = UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
+            let day = humantime::format_rfc3339_seconds(at).to_string();
+            format!("{}.{ns:09}Z", day.trim_end_matches('Z'))
+        }
+    }
+}
+
+/// The fields in which `t`'s entry changes, as [`Event::Metadata`] tells them.
+pub fn touched_fields(t: &crate::plan::Touch) -> Vec<(&'static str, String, String)> {
+    crate::plan::differences(&t.was, &t.meta)
+        .into_iter()
+        .map(|f| (f.name(), field_value(f, &t.was), field_value(f, &t.meta)))
+        .collect()
 }
 
 /// A short digest for listings (`-` for entries without one).

@@ -31,6 +31,17 @@ impl Server {
             // An in-sync re-check: the state already says what the scan found.
             return self.prune_once();
         }
+        // Named once: at the root's first sync on that filesystem.
+        if ctx.state.is_empty() {
+            if let Some(lacks) = ctx.holds().lacks() {
+                let line = format!(
+                    "{}: its filesystem keeps no {lacks}; those stay as synced there and are never taken as changes",
+                    ctx.abs.display()
+                );
+                self.warnings.push(line);
+            }
+        }
+        let ctx = self.ctx_mut(root)?;
         let set = std::mem::take(&mut ctx.set);
         let new = next_records(ctx, set);
         let abs = ctx.abs.clone();
@@ -156,7 +167,8 @@ fn arrived(ctx: &RootCtx, r: &Record) -> bool {
         }
         Kind::File if kind == FileType::RegularFile => {
             let now = Stamp::of(&st);
-            if now.size != m.size || now.mtime != m.mtime {
+            let holds = ctx.holds();
+            if now.size != m.size || !holds.same_time(now.mtime, m.mtime) {
                 return false;
             }
             if let Some(placed) = ctx.placed.borrow().get(&r.rel) {

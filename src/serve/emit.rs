@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use crate::model::{fingerprint, fingerprint_new, Brief, Content, Kind};
+use crate::model::{fingerprint_held, fingerprint_new, Brief, Kind};
 use crate::proto::{encode, write_frame, Entry, FrameError, Response, Summary, ENTRY_BATCH};
 
 /// Sends a root's entries in batches, the root's header before the first.
@@ -224,7 +224,7 @@ fn brief_of(e: &Entry) -> Option<([u8; 16], u64, bool)> {
         (Ok(m), Some(vv)) if !e.changed && m.as_ref().is_none_or(|m| m.kind != Kind::Special) => {
             let meta = m.as_ref();
             Some((
-                fingerprint(&Content::of(meta), vv),
+                fingerprint_held(meta, vv),
                 meta.map_or(0, |m| m.size),
                 meta.is_none(),
             ))

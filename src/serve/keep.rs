@@ -61,6 +61,7 @@ impl Server {
     pub(super) fn remove(&self, root: u32, rel: &WirePath, deleted: bool) -> OpResult {
         let ctx = self.ctx(root)?;
         let at = ctx.at(rel, false)?;
+        ctx.touching(rel);
         let Some((now, kind)) = standing(&at)? else {
             return Ok(());
         };
@@ -109,6 +110,8 @@ impl Server {
         let ctx = self.ctx(root)?;
         let at = ctx.at(rel, false)?;
         let dest = ctx.at(to, false)?;
+        ctx.touching(rel);
+        ctx.touching(to);
         let Some((now, _)) = standing(&at)? else {
             return Err(Fail::Error(format!("{}: gone", at.shown().display())));
         };

@@ -29,6 +29,7 @@ mod commit;
 mod emit;
 mod keep;
 mod locks;
+mod probe;
 mod recheck;
 mod reports;
 mod restore;
@@ -77,6 +78,8 @@ pub struct Server {
     retention: Retention,
     /// The store was pruned in this session.
     pruned: bool,
+    /// What each root's filesystem holds, probed once a session ([`probe::probe`]).
+    probed: std::cell::RefCell<std::collections::HashMap<std::path::PathBuf, probe::Holds>>,
     /// The roots of the last scan; later requests refer to them by index.
     roots: Vec<Option<root::RootCtx>>,
     /// The watch over the scanned roots (`--watch`, and re-checks), made on first use;
@@ -153,6 +156,7 @@ impl Server {
             store: None,
             retention: Retention::default(),
             pruned: false,
+            probed: Default::default(),
             roots: Vec::new(),
             watch: None,
             last_walk: None,
@@ -333,9 +337,16 @@ impl Server {
                     target,
                     mtime,
                 } => reply(w, self.symlink(root, &rel, &target, mtime))?,
+                Request::SetMeta {
+                    root,
+                    rel,
+                    mode,
+                    mtime,
+                } => reply(w, self.set_meta(root, &rel, mode, mtime))?,
                 Request::Hello { .. }
                 | Request::Data(_)
                 | Request::Same { .. }
+                | Request::Hole { .. }
                 | Request::End { .. }
                 | Request::Abort => {
                     return Err(protocol_error("unexpected frame outside a file transfer"))
@@ -529,8 +540,8 @@ pub(super) mod tests {
         assert!(!a.changed && a.vv.is_some());
         assert_eq!(
             bs[0].fp,
-            crate::model::fingerprint(
-                &crate::model::Content::of(a.state.as_ref().unwrap().as_ref()),
+            crate::model::fingerprint_held(
+                a.state.as_ref().unwrap().as_ref(),
                 a.vv.as_ref().unwrap()
             )
         );
@@ -540,8 +551,8 @@ pub(super) mod tests {
 
     #[test]
     fn a_root_all_unchanged_is_summed_up_and_its_briefs_come_on_request() {
+        use crate::model::fingerprint_held;
         use crate::model::Brief;
-        use crate::model::{fingerprint, Content};
         use crate::proto::Summary;
         let home = tempfile::tempdir().unwrap();
         let notes = home.path().join("notes");
@@ -630,10 +641,7 @@ pub(super) mod tests {
         for b in &fetched {
             let e = full.iter().find(|e| e.rel == b.rel).unwrap();
             let meta = e.state.as_ref().unwrap().as_ref();
-            assert_eq!(
-                b.fp,
-                fingerprint(&Content::of(meta), e.vv.as_ref().unwrap())
-            );
+            assert_eq!(b.fp, fingerprint_held(meta, e.vv.as_ref().unwrap()));
         }
 
         // A change after a frame of briefs was held back (a deletion: told after the walk):

@@ -2,7 +2,7 @@
 //! what the last scan reported and what the client decided for it.
 
 use std::cell::{OnceCell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -15,6 +15,19 @@ use crate::model::{Meta, Record, Vv};
 use crate::names;
 use crate::paths::{check_rel, RootSpec, WirePath};
 use crate::state::RootState;
+
+/// A directory's mode and mtime to set once this session's writes in it are done.
+#[derive(Debug)]
+pub(super) struct DirMeta {
+    /// The directory, below the root.
+    pub(super) rel: WirePath,
+    /// Its permission bits.
+    pub(super) mode: u32,
+    /// Its mtime (ns).
+    pub(super) mtime: i64,
+    /// Decided by the plan (else as it was before this session wrote in it).
+    pub(super) decided: bool,
+}
 
 /// One root of the session: where it is, its state, and what the client decided for it.
 #[derive(Debug)]
@@ -53,7 +66,11 @@ pub(super) struct RootCtx {
     pub(super) placed: RefCell<HashMap<WirePath, u128>>,
     /// Directories made or decided in this session: their permission bits and mtime, applied
     /// once they are filled (a 0555 directory would refuse its own entries).
-    pub(super) dir_meta: RefCell<Vec<(WirePath, u32, i64)>>,
+    pub(super) dir_meta: RefCell<Vec<DirMeta>>,
+    /// Directories whose mode and mtime before this session's writes are noted already.
+    pub(super) dir_noted: RefCell<HashSet<WirePath>>,
+    /// What the root's filesystem holds (probed once a session, before the first walk).
+    pub(super) holds: std::cell::Cell<Option<super::probe::Holds>>,
     /// The scratch directory rsync writes into: its name in the base, a locked handle, and
     /// whether that base is the root itself (else its parent).
     pub(super) scratch: Option<(Vec<u8>, OwnedFd, bool)>,
@@ -83,6 +100,8 @@ impl RootCtx {
             expect: RefCell::default(),
             placed: RefCell::default(),
             dir_meta: RefCell::default(),
+            dir_noted: RefCell::default(),
+            holds: Default::default(),
             scratch: None,
             scratch_live: None,
             guarded: Vec::new(),
@@ -131,6 +150,59 @@ impl RootCtx {
         Ok(self.dir.get_or_init(|| b))
     }
 
+    /// Notes the mode and mtime of the directory holding `rel` before this session writes in
+    /// it, so it gets them back once filled ([`super::Server::finish_dirs`]): a directory's
+    /// mtime is part of its version, and synk's own writes are no change to it. A directory
+    /// the plan gives new ones keeps those instead.
+    pub(super) fn touching(&self, rel: &WirePath) {
+        if rel.is_empty() || self.siblings {
+            return;
+        }
+        let parent = match rel.as_bytes().iter().rposition(|b| *b == b'/') {
+            Some(i) => WirePath(rel.as_bytes()[..i].to_vec()),
+            None => WirePath::default(),
+        };
+        self.note_dir(parent);
+    }
+
+    /// Notes the mode and mtime of directory `dir` (below the root, or the root itself) before
+    /// this session writes in it: see [`RootCtx::touching`].
+    pub(super) fn note_dir(&self, dir: WirePath) {
+        if self.siblings || !self.dir_noted.borrow_mut().insert(dir.clone()) {
+            return;
+        }
+        let parent = dir;
+        let Ok(at) = self.at(&parent, false) else {
+            return;
+        };
+        if let Ok(Some(st)) = at.lstat() {
+            if crate::beneath::kind_of(&st) == rustix::fs::FileType::Directory {
+                let stamp = crate::beneath::Stamp::of(&st);
+                self.dir_meta.borrow_mut().push(DirMeta {
+                    rel: parent,
+                    mode: st.st_mode & crate::scan::MODE_BITS,
+                    mtime: stamp.mtime,
+                    decided: false,
+                });
+            }
+        }
+    }
+
+    /// What the root's filesystem holds: probed on first use where the root is a directory
+    /// (everything, until it is one).
+    pub(super) fn holds(&self) -> super::probe::Holds {
+        if let Some(h) = self.holds.get() {
+            return h;
+        }
+        match super::probe::probe(self) {
+            Some(h) => {
+                self.holds.set(Some(h));
+                h
+            }
+            None => Default::default(),
+        }
+    }
+
     /// Entry `rel` of this root, for a read or a write: checked to stay inside the root, to be
     /// no name synk keeps for itself, and beside a single-file root to be one of its conflict
     /// copies. With `create`, missing directories on the way below the root are made.
@@ -163,6 +235,9 @@ impl RootCtx {
                 .map_err(|e| e.to_string());
         }
         let dir = self.dir_made(create)?;
+        if create {
+            self.touching(rel);
+        }
         let at = if create {
             dir.at_creating(rel.as_bytes(), 0o755)
         } else {

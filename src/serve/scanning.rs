@@ -7,13 +7,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::emit::Emitter;
+use super::probe::Holds;
 use super::recheck::{self, Asked, FileId, LastWalk, Marks, Now, RootId};
 use super::reports::Reported;
 use super::root::RootCtx;
 use super::{msg, watch, Server};
 use crate::cache::DigestCache;
 use crate::exclude::Excludes;
-use crate::model::{now_ms, Content, Kind, Record};
+use crate::model::{next_version, now_ms, Kind, Record};
 use crate::paths::{RootSpec, WirePath};
 use crate::proto::{write_frame, Emptied, Entry, FrameError, Response, ENTRY_BATCH, MAX_WARNING};
 use crate::scan::{self, Found};
@@ -199,6 +200,19 @@ impl Server {
         w: &mut W,
     ) -> Result<(), FrameError> {
         let abs = ctx.abs.clone();
+        // Once a session, and never on a dry run (`tidy` off): the probe writes a temp file.
+        if let Some(known) = self.probed.borrow().get(&abs) {
+            ctx.holds.set(Some(*known));
+        }
+        let holds = if tidy {
+            let h = ctx.holds();
+            if let Some(h) = ctx.holds.get() {
+                self.probed.borrow_mut().insert(abs.clone(), h);
+            }
+            h
+        } else {
+            ctx.holds.get().unwrap_or_default()
+        };
         // The header goes out with the first entries, so a failure on the root itself can
         // still replace it.
         let header = Response::Root {
@@ -218,7 +232,7 @@ impl Server {
         let walked = scan::scan_root(&abs, &cache, excludes, tidy, &mut |found: Found| {
             let base = state.get_near(&found.rel, &mut hint);
             let stamp = found.stamp.map_or(0, |s| s.id());
-            let (entry, rep) = versioned(found, base, key, now);
+            let (entry, rep) = versioned(found, base, key, now, &holds);
             dirty |= entry.changed;
             if matches!(rep, Reported::Unknown) && entry.state.is_err() {
                 unknown_dirs.push(entry.rel.clone());
@@ -231,6 +245,7 @@ impl Server {
         let mounts = match walked {
             Ok(w) => {
                 ctx.watchable = !w.other_device;
+
                 if w.setid > 0 {
                     out.note(format!(
                         "{}: {} entries carry setuid or setgid bits; synk neither compares nor copies them",
@@ -423,7 +438,13 @@ fn emptied_mounts(ctx: &RootCtx) -> Vec<Emptied> {
 }
 
 /// The entry to report for what the walk found, given the remembered record.
-fn versioned(found: Found, base: Option<&Record>, key: u64, now: u64) -> (Entry, Reported) {
+fn versioned(
+    found: Found,
+    base: Option<&Record>,
+    key: u64,
+    now: u64,
+    holds: &Holds,
+) -> (Entry, Reported) {
     let rel = found.rel;
     match found.state {
         Err(e) => (
@@ -444,13 +465,17 @@ fn versioned(found: Found, base: Option<&Record>, key: u64, now: u64) -> (Entry,
             },
             Reported::Unknown,
         ),
-        Ok(meta) => {
+        Ok(mut meta) => {
+            if let Some(old) = base.and_then(|b| b.meta.as_ref()) {
+                holds.as_held(&mut meta, old);
+            }
+            let ctime_ms = found.stamp.map_or(0, |s| s.ctime.max(0) as u64 / 1_000_000);
             let (vv, changed) = match base {
                 None => (None, true),
-                Some(b) if Content::of(b.meta.as_ref()) == Content::of(Some(&meta)) => {
-                    (Some(b.vv.clone()), false)
+                Some(b) => {
+                    let (vv, changed) = next_version(b, &meta, key, now, ctime_ms);
+                    (Some(vv), changed)
                 }
-                Some(b) => (Some(b.vv.bumped(key, now)), true),
             };
             let rep = match base {
                 Some(b) if !changed && b.meta.as_ref() == Some(&meta) => Reported::AsRecorded,

@@ -45,6 +45,8 @@ impl Server {
             if dir {
                 let at = ctx.at(&WirePath::default(), true)?;
                 at.mkdir(0o755).map_err(|e| Fail::Error(e.to_string()))?;
+                // The scratch directory comes and goes in the root: no change to the root.
+                ctx.note_dir(WirePath::default());
             } else {
                 ctx.parent(true)?;
             }
@@ -109,7 +111,7 @@ impl Server {
                 let s = beneath::Stamp::of(&st);
                 kind_of(&st) == rfs::FileType::RegularFile
                     && s.size == item.size
-                    && s.mtime == item.mtime
+                    && ctx.holds().same_time(s.mtime, item.mtime)
             }
             _ => false,
         };

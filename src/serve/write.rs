@@ -8,17 +8,18 @@
 //! master's bytes with the cheaper [`Check`]: that is every target's CPU per byte.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 
 use sha2::Digest as _;
 
+use super::root::DirMeta;
 use super::{protocol_error, Fail, OpResult, Server};
-use crate::beneath::{kind_of, At, Refused};
+use crate::beneath::{kind_of, At, Expect, Refused, Stamp};
 use crate::model::Digest;
 use crate::paths::WirePath;
 use crate::proto::{
     block_fingerprint, read_frame, write_frame, Check, FrameError, Request, Response, CHUNK,
-    MAX_BLOCKS,
+    MAX_BLOCKS, ZEROS,
 };
 use crate::scan::MODE_BITS;
 
@@ -66,13 +67,26 @@ impl Server {
         };
         let mut hasher = sha2::Sha512::new();
         let mut buf = vec![0u8; CHUNK];
+        let size = f.metadata().map_or(0, |m| m.len());
+        let mut offset = 0u64;
         loop {
+            // A whole chunk inside a hole goes as one, unread: the targets keep it a hole.
+            if let Some(len) = hole_at(&f, offset, size) {
+                hasher.update(&ZEROS[..len]);
+                if let Err(e) = f.seek(io::SeekFrom::Start(offset + len as u64)) {
+                    return write_frame(w, &Response::Failed(format!("{rel}: {e}")));
+                }
+                write_frame(w, &Response::Hole { len: len as u32 })?;
+                offset += len as u64;
+                continue;
+            }
             // Whole chunks but the last: the streaming copier matches them block by block.
             match fill(&mut f, &mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
                     hasher.update(&buf[..n]);
                     write_frame(w, &Response::Data(buf[..n].to_vec()))?;
+                    offset += n as u64;
                 }
                 Err(e) => return write_frame(w, &Response::Failed(format!("{rel}: {e}"))),
             }
@@ -163,6 +177,18 @@ impl Server {
                     }
                     offset += len as u64;
                 }
+                Request::Hole { len } => {
+                    let len = (len as usize).min(CHUNK);
+                    if let Ok((at, tmp)) = &mut sink {
+                        match tmp.file_mut().seek(io::SeekFrom::Current(len as i64)) {
+                            Ok(_) => written.update(&ZEROS[..len]),
+                            Err(e) => {
+                                sink = Err(Fail::Error(format!("{}: {e}", at.shown().display())))
+                            }
+                        }
+                    }
+                    offset += len as u64;
+                }
                 Request::End { check } => break check,
                 Request::Abort => {
                     return Ok(Err(Fail::Error(format!(
@@ -176,6 +202,10 @@ impl Server {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
         };
+        // A hole at the end is a length, not a write.
+        if let Err(e) = tmp.file().set_len(offset) {
+            return Ok(Err(Fail::Error(format!("{}: {e}", at.shown().display()))));
+        }
         if written.value() != check {
             return Ok(Err(Fail::Error(format!(
                 "{}: received bytes do not match what the master read; old version kept",
@@ -209,9 +239,56 @@ impl Server {
                 }
             }
         }
-        ctx.dir_meta
-            .borrow_mut()
-            .push((rel.clone(), mode & MODE_BITS, mtime));
+        ctx.dir_meta.borrow_mut().push(DirMeta {
+            rel: rel.clone(),
+            mode: mode & MODE_BITS,
+            mtime,
+            decided: true,
+        });
+        Ok(())
+    }
+
+    /// Answers [`crate::proto::Request::SetMeta`]: gives a file its mode and mtime, a symlink
+    /// its mtime, if it is still the very version the scan saw (or this session left there);
+    /// one changed since is left for the next run.
+    pub(super) fn set_meta(&self, root: u32, rel: &WirePath, mode: u32, mtime: i64) -> OpResult {
+        let ctx = self.ctx(root)?;
+        let at = ctx.at(rel, false)?;
+        let st = at
+            .lstat()
+            .map_err(|e| Fail::Error(e.to_string()))?
+            .ok_or_else(|| {
+                Fail::Changed(format!("{}: gone since the scan", at.shown().display()))
+            })?;
+        let same = match ctx.expect(rel) {
+            Expect::Same(id) => Stamp::of(&st).id() == id,
+            Expect::Absent => false,
+        };
+        if !same {
+            return Err(Fail::Changed(format!(
+                "{}: changed since the scan (saved meanwhile?); left for the next run",
+                at.shown().display()
+            )));
+        }
+        match kind_of(&st) {
+            rustix::fs::FileType::RegularFile => at
+                .set_mode(mode & MODE_BITS)
+                .map_err(|e| Fail::Error(e.to_string()))?,
+            rustix::fs::FileType::Symlink => {}
+            _ => {
+                return Err(Fail::Error(format!(
+                    "{}: neither a file nor a symlink",
+                    at.shown().display()
+                )))
+            }
+        }
+        at.set_mtime(mtime)
+            .map_err(|e| Fail::Error(e.to_string()))?;
+        let now = at
+            .lstat()
+            .map_err(|e| Fail::Error(e.to_string()))?
+            .ok_or_else(|| Fail::Changed(format!("{}: gone", at.shown().display())))?;
+        ctx.placed(rel, Stamp::of(&now).id());
         Ok(())
     }
 
@@ -236,9 +313,14 @@ impl Server {
     pub(super) fn finish_dirs(&self) {
         for ctx in self.roots.iter().flatten() {
             let mut dirs = std::mem::take(&mut *ctx.dir_meta.borrow_mut());
-            dirs.sort_by(|a, b| b.0.cmp(&a.0));
-            dirs.dedup_by(|later, first| later.0 == first.0);
-            for (rel, mode, mtime) in dirs {
+            ctx.dir_noted.borrow_mut().clear();
+            // Deepest first; of one directory, the plan's decision over what it was before.
+            dirs.sort_by(|a, b| b.rel.cmp(&a.rel).then(b.decided.cmp(&a.decided)));
+            dirs.dedup_by(|later, first| later.rel == first.rel);
+            for DirMeta {
+                rel, mode, mtime, ..
+            } in dirs
+            {
                 let done = ctx.at(&rel, false).and_then(|at| {
                     at.set_mode(mode).map_err(|e| e.to_string())?;
                     at.set_mtime(mtime).map_err(|e| e.to_string())
@@ -249,6 +331,28 @@ impl Server {
             }
         }
     }
+}
+
+/// The length of the hole chunk at `offset` of `f` (`size` bytes long): where the whole
+/// chunk there (or the rest of the file, if shorter) holds no data, by `SEEK_DATA`; `None`
+/// where it holds some, or the filesystem cannot tell (the file's offset is then `offset`
+/// again).
+fn hole_at(f: &File, offset: u64, size: u64) -> Option<usize> {
+    if offset >= size {
+        return None;
+    }
+    let len = (size - offset).min(CHUNK as u64);
+    // SEEK_DATA moves the file's offset: it goes back where the reading is.
+    let hole = match rustix::fs::seek(f, rustix::fs::SeekFrom::Data(offset)) {
+        Ok(data) => data >= offset + len,
+        // No data after `offset`: the rest is a hole.
+        Err(rustix::io::Errno::NXIO) => true,
+        Err(_) => false,
+    };
+    if !hole && rustix::fs::seek(f, rustix::fs::SeekFrom::Start(offset)).is_err() {
+        return None;
+    }
+    hole.then_some(len as usize)
 }
 
 /// Bytes a received file is written ahead of the disk at most before its write-back is
@@ -302,4 +406,35 @@ fn same_block(old: &mut Option<File>, at: &At, offset: u64, len: usize) -> io::R
     let mut block = vec![0u8; len];
     f.read_exact_at(&mut block, offset)?;
     Ok(block)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Seek, SeekFrom, Write};
+
+    use super::*;
+
+    #[test]
+    fn whole_chunks_of_hole_are_found_and_the_offset_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("img");
+        let mut f = File::create(&p).unwrap();
+        let c = CHUNK as u64;
+        f.seek(SeekFrom::Start(3 * c + 10)).unwrap();
+        f.write_all(b"data").unwrap();
+        f.set_len(6 * c + 5).unwrap();
+        drop(f);
+        let f = File::open(&p).unwrap();
+        let size = 6 * c + 5;
+        let holes: Vec<Option<usize>> = (0..7).map(|i| hole_at(&f, i * c, size)).collect();
+        let full = Some(CHUNK);
+        assert_eq!(holes, [full, full, full, None, full, full, Some(5)]);
+        let mut f = f;
+        assert_eq!(
+            f.stream_position().unwrap(),
+            3 * c,
+            "back where the reading is"
+        );
+        assert_eq!(hole_at(&f, size, size), None, "nothing past the end");
+    }
 }

@@ -28,10 +28,12 @@ use crate::proto::{
 /// big file still cost a few blocks. Directories rsync makes there (the parents of nested
 /// names) stay writable by their owner (`--chmod=Du+rwx`): the serve renames files out of
 /// them, and the tree's own directories get their modes from the serve.
+/// `-S` (`--sparse`) writes runs of zeros as holes on the receiving side, so a sparse file
+/// stays sparse (rsync still reads and sends them; the streaming copier sends a hole as one).
 /// `--stats` tells how much of each run travelled as literal data and how much rsync's delta
 /// algorithm matched against the target's old file (see [`parse_stats`]).
 pub const RSYNC_OPTS: &[&str] = &[
-    "-ptsI",
+    "-ptsIS",
     "--stats",
     "--copy-dest=..",
     "--chmod=Du+rwx",
@@ -374,7 +376,7 @@ mod tests {
             bwlimit: Some(10 << 20),
         };
         let shown = job.display(true);
-        assert!(shown.starts_with("rsync -ptsI --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' -z '--bwlimit=10240' "), "{shown}");
+        assert!(shown.starts_with("rsync -ptsIS --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' -z '--bwlimit=10240' "), "{shown}");
     }
 
     #[test]
@@ -387,7 +389,7 @@ mod tests {
         assert_eq!(job.stdin(), b".\0-rf $(reboot);\n'x'\0\xff\xfe\0".to_vec());
         assert_eq!(
             job.display(true),
-            "rsync -ptsI --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' -e 'ssh -o BatchMode=yes -p 2222' '/home/a/my dir/' 'bob@beta:/srv/home/bob/my dir/'"
+            "rsync -ptsIS --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' -e 'ssh -o BatchMode=yes -p 2222' '/home/a/my dir/' 'bob@beta:/srv/home/bob/my dir/'"
         );
     }
 
@@ -427,7 +429,7 @@ mod tests {
         };
         assert_eq!(
             job.display(false),
-            "rsync -ptsI --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' -e \"ssh -S '/tmp/.ssh-connection x/master' -o ControlMaster=no -F '/etc/ssh cfg'\" alpha:/h/a/ /h/b/"
+            "rsync -ptsIS --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' -e \"ssh -S '/tmp/.ssh-connection x/master' -o ControlMaster=no -F '/etc/ssh cfg'\" alpha:/h/a/ /h/b/"
         );
     }
 

@@ -19,6 +19,7 @@ use crate::peer::{Conn, OpError, Peer};
 use crate::plan::{Copy, PeerId};
 use crate::proto::{
     block_fingerprint, encode, Check, FrameError, Request, Response, CHUNK, DELTA_MIN, MAX_BLOCKS,
+    ZEROS,
 };
 
 /// Told of each chunk read from the master: its size, and what went to the targets.
@@ -176,6 +177,23 @@ async fn copy_file(
                     throttle.pace(literal).await;
                     block += 1;
                     offset += n as u64;
+                }
+                // A hole longer than a chunk, or past the size the master scanned, is no
+                // hole of that file: a garbled or lying stream.
+                Response::Hole { len }
+                    if len as usize > CHUNK || offset + len as u64 > copy.meta.size =>
+                {
+                    break Some(OpError::Lost(master.unexpected(&Response::Hole { len })))
+                }
+                Response::Hole { len } => {
+                    // A hole goes as a hole, never as zeros: a few bytes to every target.
+                    check.update(&ZEROS[..len as usize]);
+                    on_bytes(len as u64, WireStats::default());
+                    let frame = encode(&Request::Hole { len }).expect("a few bytes");
+                    let frames = vec![&frame[..]; outs.len()];
+                    send_each(&mut outs, &mut results, &frames).await;
+                    block += 1;
+                    offset += len as u64;
                 }
                 Response::ReadDone(d) if d == digest => break None,
                 Response::ReadDone(_) => {

@@ -652,7 +652,7 @@ pub fn stdout(o: &Output) -> String {
 pub fn assert_nothing_done(o: &Output) {
     let o = stdout(o);
     assert!(
-        !o.contains("master:") && !o.contains("synk:"),
+        !o.contains("master:") && !o.contains("synk:") && !o.contains(": metadata on "),
         "nothing to do, yet: {o}"
     );
 }

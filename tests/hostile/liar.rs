@@ -21,6 +21,8 @@
 //!   cut short, then nothing;
 //! - `stderr-junk`: writes escape sequences and an endless line to stderr after the
 //!   handshake, then dies.
+//! - `hole-past-end`: ends every file it sends with 1 GiB of holes (a few bytes each, past
+//!   the size it scanned).
 
 use std::fs;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -276,6 +278,13 @@ impl Liar {
                     _ => {}
                 }
                 out.push(Out::Frame(Response::Done));
+            }
+            Response::ReadDone(d) if self.lie("hole-past-end").is_some() => {
+                let len = synk::proto::CHUNK as u32;
+                for _ in 0..(1 << 30) / len {
+                    out.push(Out::Frame(Response::Hole { len }));
+                }
+                out.push(Out::Frame(Response::ReadDone(d)));
             }
             other => out.push(Out::Frame(other)),
         }

@@ -131,6 +131,7 @@ const CASES: &[Case] = &[
     case("oversized_and_truncated_frames", garbled_frames),
     case("a_lying_handshake", lying_handshake),
     case("kept_versions_of_other_paths", versions_elsewhere),
+    case("holes_past_the_end_of_a_file", holes_past_the_end),
     case(
         "a_relay_source_whose_rsync_sends_unplanned_names",
         relay_source,
@@ -736,4 +737,27 @@ fn relay_source() {
     assert_eq!(run.code, Some(0), "{}", run.stderr());
     assert_eq!(s.read("alpha", "d/a").unwrap(), b"new from lambda");
     h.checked(&run, RSS_LIMIT, &["d/planted"]);
+}
+
+/// A master that ends the file it sends with holes past the size it scanned: a few bytes on
+/// the wire for a gigabyte on every target, were they taken.
+fn holes_past_the_end() {
+    let Some(h) = Hostile::new("holes") else {
+        return;
+    };
+    let s = &h.s;
+    for p in h.all() {
+        s.write(p, "f", "same", now() - 100);
+    }
+    s.write(LIAR, "f", "lambda's, newer", now() - 10);
+    h.lies(&[&[b"hole-past-end"]]);
+    let run = h.synk(&[os("--copier"), os("stream"), &s.arg("")]);
+    h.refused(&run, "protocol error: unexpected Hole", RSS_LIMIT, &[]);
+    for p in &h.honest {
+        assert_eq!(
+            s.read(p, "f").unwrap(),
+            b"same",
+            "{p}: the old version stays"
+        );
+    }
 }
