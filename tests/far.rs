@@ -106,13 +106,22 @@ fn requests_sent_together_keep_each_entrys_result_when_one_fails_midway() {
     // is all that travels.
     s.own("alpha", &locked);
     let doc = json_run(&s, &["alpha", "beta"], "d");
-    let entries: Vec<&str> = doc["roots"][0]["entries"]
+    // Only d/locked/x travels; d/locked itself, whose mtime alpha could not take while it
+    // was root's, gets it now, on alpha alone (the others keep theirs).
+    let entries: Vec<(&str, &str)> = doc["roots"][0]["entries"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| e["path"].as_str().unwrap())
+        .map(|e| (e["path"].as_str().unwrap(), e["decision"].as_str().unwrap()))
         .collect();
-    assert_eq!(entries, ["locked/x"], "{doc}");
+    assert_eq!(
+        entries,
+        [("locked", "metadata"), ("locked/x", "copy")],
+        "{doc}"
+    );
+    let locked = &doc["roots"][0]["entries"][0]["metadata"];
+    assert_eq!(locked.as_array().unwrap().len(), 1, "{doc}");
+    assert_eq!(locked[0]["peer"], s.shown("alpha").as_str(), "{doc}");
     assert_same_everywhere(&s, &[LOCAL, "alpha", "beta"], "d/locked/x");
 }
 

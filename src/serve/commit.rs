@@ -160,15 +160,22 @@ fn arrived(ctx: &RootCtx, r: &Record) -> bool {
         return false;
     };
     let kind = kind_of(&st);
+    let holds = ctx.holds();
+    // A mode or mtime the serve could not set (a directory owned by another user) is not
+    // recorded as set: the next run would take the old value for a change of this peer's.
+    let same_mode = !holds.modes || st.st_mode & scan::MODE_BITS == m.mode & scan::MODE_BITS;
     match &m.kind {
-        Kind::Dir => kind == FileType::Directory,
+        Kind::Dir => {
+            kind == FileType::Directory
+                && same_mode
+                && holds.same_time(Stamp::of(&st).mtime, m.mtime)
+        }
         Kind::Symlink(t) => {
             kind == FileType::Symlink && at.read_link().is_ok_and(|l| l == t.as_bytes())
         }
         Kind::File if kind == FileType::RegularFile => {
             let now = Stamp::of(&st);
-            let holds = ctx.holds();
-            if now.size != m.size || !holds.same_time(now.mtime, m.mtime) {
+            if now.size != m.size || !same_mode || !holds.same_time(now.mtime, m.mtime) {
                 return false;
             }
             if let Some(placed) = ctx.placed.borrow().get(&r.rel) {
@@ -214,6 +221,14 @@ mod tests {
         let states = tempfile::tempdir().unwrap();
         for d in ["ok", "made", "x/under"] {
             std::fs::create_dir_all(tree.path().join(d)).unwrap();
+        }
+        // As the records say (mode 0755, mtime 0): a directory arrives with its metadata.
+        for d in ["ok", "made", "x/under"] {
+            use std::os::unix::fs::PermissionsExt;
+            let p = tree.path().join(d);
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let f = std::fs::File::open(&p).unwrap();
+            f.set_modified(std::time::UNIX_EPOCH).unwrap();
         }
         let mut state = RootState::load(Some(states.path()), tree.path()).unwrap();
         let old = ["a", "f", "u", "x/under", "y"].map(|r| dir_rec(r, 1));

@@ -199,6 +199,7 @@ impl RootCtx {
                 self.holds.set(Some(h));
                 h
             }
+            // Not yet possible (the root is made by this very sync): tried again next time.
             None => Default::default(),
         }
     }

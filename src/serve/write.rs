@@ -271,9 +271,12 @@ impl Server {
             )));
         }
         match kind_of(&st) {
-            rustix::fs::FileType::RegularFile => at
+            // Where the filesystem keeps no modes, chmod may fail (or do nothing): the mtime
+            // still goes on.
+            rustix::fs::FileType::RegularFile if ctx.holds().modes => at
                 .set_mode(mode & MODE_BITS)
                 .map_err(|e| Fail::Error(e.to_string()))?,
+            rustix::fs::FileType::RegularFile => {}
             rustix::fs::FileType::Symlink => {}
             _ => {
                 return Err(Fail::Error(format!(
@@ -318,14 +321,29 @@ impl Server {
             dirs.sort_by(|a, b| b.rel.cmp(&a.rel).then(b.decided.cmp(&a.decided)));
             dirs.dedup_by(|later, first| later.rel == first.rel);
             for DirMeta {
-                rel, mode, mtime, ..
+                rel,
+                mode,
+                mtime,
+                decided,
             } in dirs
             {
-                let done = ctx.at(&rel, false).and_then(|at| {
-                    at.set_mode(mode).map_err(|e| e.to_string())?;
-                    at.set_mtime(mtime).map_err(|e| e.to_string())
-                });
-                if let Err(e) = done {
+                let Ok(at) = ctx.at(&rel, false) else {
+                    continue;
+                };
+                // A directory synk only wrote in gets its mtime back and keeps its mode; one
+                // the plan decided gets the plan's bits and keeps its own setuid/setgid (a
+                // shared group directory stays one). A failure shows at the commit: the
+                // directory is not recorded as arrived.
+                if decided {
+                    let setid = match at.lstat() {
+                        Ok(Some(st)) => st.st_mode & 0o6000,
+                        _ => 0,
+                    };
+                    if let Err(e) = at.set_mode((mode & MODE_BITS) | setid) {
+                        tracing::warn!("{e}");
+                    }
+                }
+                if let Err(e) = at.set_mtime(mtime) {
                     tracing::warn!("{e}");
                 }
             }
