@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use super::{RootTransfer, WireStats};
 use crate::peer::OpError;
 use crate::plan::{Copy, PeerId};
-use crate::proto::{encode, Check, Request, Response, CHUNK};
+use crate::proto::{encode, Check, Request, Response, CHUNK, ZEROS};
 use crate::report::Reporter;
 
 /// Files smaller than this travel in the serve channel when rsync would carry them: at a
@@ -43,6 +43,9 @@ enum Read {
     /// The master could not read it, or read another version: the targets were told to drop
     /// it, and this says why.
     Failed(String),
+    /// It could not even be asked for (a path too long for a frame): the targets were sent
+    /// nothing, and owe no answer for it.
+    NotSent(String),
 }
 
 impl RootTransfer<'_> {
@@ -146,12 +149,20 @@ impl RootTransfer<'_> {
                     continue;
                 }
             };
-            // Target t's answers are for its copies, in order.
+            // Target t's answers are for the copies it was sent, in order; one never sent
+            // has no answer.
             let mine = copies
                 .iter()
                 .zip(&reads)
                 .filter(|((_, ts), _)| ts.contains(&t));
-            for (((c, _), read), a) in mine.zip(answers) {
+            for ((c, _), read) in mine.clone() {
+                if let Read::NotSent(why) = read {
+                    let e = OpError::Failed(why.clone());
+                    self.fail(rep, lost, t, self.path_of(&c.rel), e);
+                }
+            }
+            let sent_to = mine.filter(|(_, read)| !matches!(read, Read::NotSent(_)));
+            for (((c, _), read), a) in sent_to.zip(answers) {
                 match (read, a) {
                     (Read::Done, Ok(())) => sent.literal += c.meta.size,
                     // The target only knows it was told to drop the file: say why.
@@ -163,6 +174,7 @@ impl RootTransfer<'_> {
                         OpError::Failed(why.clone()),
                     ),
                     (_, Err(e)) => self.fail(rep, lost, t, self.path_of(&c.rel), e),
+                    (Read::NotSent(_), _) => unreachable!("left out above"),
                     (Read::Failed(why), Ok(())) => self.fail(
                         rep,
                         lost,
@@ -219,7 +231,7 @@ impl RootTransfer<'_> {
             });
             let Ok(begin) = begin else {
                 // A path too long for a frame: the master's answer is still read, and dropped.
-                out.push(Read::Failed(format!("{}: path too long", c.rel)));
+                out.push(Read::NotSent(format!("{}: path too long", c.rel)));
                 if let Err(e) = skip_read(&mut master).await {
                     broke = Some(e);
                     break;
@@ -229,6 +241,8 @@ impl RootTransfer<'_> {
             all(ts, begin, false).await;
             let mut check = Check::new(seed);
             let digest = c.meta.digest.expect("files carry a digest");
+            // Bytes read so far: a master sends no more than the file it scanned.
+            let mut offset: u64 = 0;
             let read = loop {
                 let resp = match master.recv().await {
                     Ok(r) => r,
@@ -238,11 +252,27 @@ impl RootTransfer<'_> {
                     }
                 };
                 match resp {
-                    Response::Data(d) if d.len() > CHUNK => {
+                    Response::Data(d)
+                        if d.len() > CHUNK || offset + d.len() as u64 > c.meta.size =>
+                    {
                         broke = Some(master.unexpected(&Response::Data(d)));
                         break None;
                     }
+                    Response::Hole { len }
+                        if len as usize > CHUNK || offset + u64::from(len) > c.meta.size =>
+                    {
+                        broke = Some(master.unexpected(&Response::Hole { len }));
+                        break None;
+                    }
+                    // A hole travels as one (a small file may be all hole), hashed as zeros.
+                    Response::Hole { len } => {
+                        offset += u64::from(len);
+                        check.update(&ZEROS[..len as usize]);
+                        let frame = encode(&Request::Hole { len }).expect("a few bytes");
+                        all(ts, frame, false).await;
+                    }
                     Response::Data(d) => {
+                        offset += d.len() as u64;
                         check.update(&d);
                         let frame = encode(&Request::Data(d)).expect("a chunk fits in a frame");
                         all(ts, frame, false).await;
@@ -285,7 +315,7 @@ impl RootTransfer<'_> {
 async fn skip_read(master: &mut crate::peer::Conn) -> anyhow::Result<()> {
     loop {
         match master.recv().await? {
-            Response::Data(_) => {}
+            Response::Data(_) | Response::Hole { .. } => {}
             Response::ReadDone(_) | Response::Failed(_) => return Ok(()),
             other => return Err(master.unexpected(&other)),
         }
