@@ -1,5 +1,6 @@
-//! What a root's filesystem holds of an entry's metadata, found by trying it once a session on
-//! a temp file of synk's own in the root: whether permission bits stick (exFAT, FAT, many
+//! What a root's filesystem holds of an entry's metadata: on Linux's own filesystems
+//! everything; elsewhere found by trying it once a session on a temp file of synk's own in
+//! the root: whether permission bits stick (exFAT, FAT, many
 //! CIFS and FUSE mounts fake them) and how fine its mtimes are (exFAT: 10 ms, FAT: 2 s). What
 //! a filesystem cannot hold is never taken as a change there: the scan reports the recorded
 //! value instead, and a copy that arrived is recorded though the disk rounded its time.
@@ -72,12 +73,39 @@ impl Holds {
 }
 
 /// The time the probe sets: an odd second and the last nanosecond, so any rounding shows.
+/// Whether a filesystem (its `statfs` magic) is one of Linux's own, which keep permission
+/// bits and nanosecond mtimes: ext2/3/4, XFS, Btrfs, tmpfs, ZFS, F2FS, overlayfs, bcachefs,
+/// ReiserFS, JFS, NILFS.
+fn holds_everything(magic: i64) -> bool {
+    const NATIVE: [i64; 11] = [
+        0xEF53,     // ext2/3/4
+        0x58465342, // XFS
+        0x9123683E, // Btrfs
+        0x01021994, // tmpfs
+        0x2FC12FC1, // ZFS
+        0xF2F52010, // F2FS
+        0x794C7630, // overlayfs
+        0xCA451A4E, // bcachefs
+        0x52654973, // ReiserFS
+        0x3153464A, // JFS
+        0x3434,     // NILFS
+    ];
+    NATIVE.contains(&magic)
+}
+
 const PROBE_SECS: i64 = 1_700_000_001;
 const PROBE_NS: i64 = 999_999_999;
 
 /// Tries root `ctx`'s filesystem on a temp file in the root directory (`None` where the root
 /// is no directory there yet, or none could be made). The directory's mtime is given back.
 pub(super) fn probe(ctx: &RootCtx) -> Option<Holds> {
+    // A native Linux filesystem holds modes and nanosecond mtimes: it is not tried, so an
+    // in-sync run on it writes nothing, not even a ctime on its root.
+    // (`f_type`'s width differs between C libraries.)
+    #[allow(clippy::unnecessary_cast)]
+    if rfs::statfs(&ctx.abs).is_ok_and(|fs| holds_everything(fs.f_type as i64)) {
+        return Some(Holds::default());
+    }
     let root = ctx.at(&WirePath::default(), false).ok()?;
     let st = root.lstat().ok()??;
     if crate::beneath::kind_of(&st) != rfs::FileType::Directory {

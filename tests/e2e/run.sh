@@ -262,7 +262,8 @@ s_local_master() {   # the client itself has the newest version
 s_remote_master() {  # master is a remote host: remote -> remote copies (ssh beta rsync … gamma:…), -> local
     local f=e2e/remote/f.txt
     put alpha $f "alpha v1" 100 644
-    put beta  $f "beta v4 (newest) $(head -c 3000 /dev/zero | tr '\0' x)" 400 600
+    # 100 KiB: big enough for rsync (smaller files travel in the serve channel)
+    put beta  $f "beta v4 (newest) $(head -c 100000 /dev/zero | tr '\0' x)" 400 600
     put gamma $f "gamma v2" 200 644
     put delta $f "delta v3" 300 644
     snapshot pre $f
