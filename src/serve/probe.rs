@@ -111,43 +111,59 @@ pub(super) fn probe(ctx: &RootCtx) -> Option<Holds> {
     if crate::beneath::kind_of(&st) != rfs::FileType::Directory {
         return None;
     }
+    // Where synk's cache directory is on the same filesystem, the probe runs there: the root
+    // is not written at all (its ctime stays, on every run).
+    let dev = st.st_dev;
+    let cache = crate::os::cache_dir(crate::os::home_dir().as_deref()).map(|d| d.join("synk"));
+    if let Some(cache) = cache {
+        if rfs::stat(&cache).is_ok_and(|c| c.st_dev == dev) {
+            if let Ok(tmp) = tempfile::Builder::new()
+                .prefix(".probe")
+                .tempfile_in(&cache)
+            {
+                return Some(try_on(tmp.as_file().as_fd()));
+            }
+        }
+    }
     let before = crate::beneath::Stamp::of(&st).mtime;
     let tried = ctx
         .at(&WirePath::from("probe"), false)
         .ok()
         .and_then(|at| at.temp().ok())
-        .map(|tmp| {
-            let fd = tmp.file().as_fd();
-            let stuck = |mode: u32| {
-                rfs::fchmod(fd, Mode::from_raw_mode(mode)).is_ok()
-                    && rfs::fstat(fd).is_ok_and(|st| st.st_mode & 0o7777 == mode)
-            };
-            let modes = stuck(0o600) && stuck(0o640);
-            let t = Timespec {
-                tv_sec: PROBE_SECS,
-                tv_nsec: PROBE_NS as _,
-            };
-            let set = rfs::futimens(
-                fd,
-                &Timestamps {
-                    last_access: t,
-                    last_modification: t,
-                },
-            );
-            let mtime_step = match (set, rfs::fstat(fd)) {
-                (Ok(()), Ok(st)) => {
-                    #[allow(clippy::unnecessary_cast)]
-                    let got = (st.st_mtime as i64) * 1_000_000_000 + st.st_mtime_nsec as i64;
-                    let want = PROBE_SECS * 1_000_000_000 + PROBE_NS;
-                    (want - got + 1).clamp(1, 2_000_000_000)
-                }
-                _ => 1,
-            };
-            Holds { modes, mtime_step }
-        });
+        .map(|tmp| try_on(tmp.file().as_fd()));
     // The temp file is gone (dropped); so is its trace on the directory.
     let _ = root.set_mtime(before);
     tried
+}
+
+/// What a temp file `fd` on the filesystem keeps: modes set, and how fine an mtime.
+fn try_on(fd: std::os::fd::BorrowedFd<'_>) -> Holds {
+    let stuck = |mode: u32| {
+        rfs::fchmod(fd, Mode::from_raw_mode(mode)).is_ok()
+            && rfs::fstat(fd).is_ok_and(|st| st.st_mode & 0o7777 == mode)
+    };
+    let modes = stuck(0o600) && stuck(0o640);
+    let t = Timespec {
+        tv_sec: PROBE_SECS,
+        tv_nsec: PROBE_NS as _,
+    };
+    let set = rfs::futimens(
+        fd,
+        &Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+    );
+    let mtime_step = match (set, rfs::fstat(fd)) {
+        (Ok(()), Ok(st)) => {
+            #[allow(clippy::unnecessary_cast)]
+            let got = (st.st_mtime as i64) * 1_000_000_000 + st.st_mtime_nsec as i64;
+            let want = PROBE_SECS * 1_000_000_000 + PROBE_NS;
+            (want - got + 1).clamp(1, 2_000_000_000)
+        }
+        _ => 1,
+    };
+    Holds { modes, mtime_step }
 }
 
 #[cfg(test)]
