@@ -125,12 +125,6 @@ fn requests_sent_together_keep_each_entrys_result_when_one_fails_midway() {
     assert_same_everywhere(&s, &[LOCAL, "alpha", "beta"], "d/locked/x");
 }
 
-/// A run that must succeed.
-fn ok_run(s: &Scene, peers: &[&str], root: &str) {
-    let out = s.synk(peers, &[&s.arg(root)]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-}
-
 /// Gives a path to root while it lives, and back to a peer's user after.
 struct Taken<'a>(&'a str, std::path::PathBuf);
 

@@ -15,12 +15,6 @@ fn chmod(p: &Path, mode: u32) {
     fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// A run that must succeed.
-fn ok(s: &Scene, peers: &[&str], root: &str) {
-    let out = s.synk(peers, &[&s.arg(root)]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-}
-
 /// No conflict copy anywhere below the scene's tree `rel` on `peer`.
 fn no_conflict_copies(s: &Scene, peer: &str, rel: &str) {
     for e in fs::read_dir(s.path(peer, rel)).unwrap() {
@@ -244,13 +238,13 @@ fn a_setgid_directory_written_in_keeps_its_bit() {
     let s = scene!("meta-setgid");
     let t = now() - 500;
     s.write(LOCAL, "d/shared/a", "one", t);
-    ok(&s, &["alpha"], "d");
+    ok_run(&s, &["alpha"], "d");
     let dir = s.path("alpha", "d/shared");
     chmod(&dir, 0o2775);
     // Taken as the directory's own change on alpha (its mode, setgid aside): let it settle.
-    ok(&s, &["alpha"], "d");
+    ok_run(&s, &["alpha"], "d");
     s.write(LOCAL, "d/shared/b", "two", t + 10);
-    ok(&s, &["alpha"], "d");
+    ok_run(&s, &["alpha"], "d");
     assert_eq!(s.read("alpha", "d/shared/b").as_deref(), Some(&b"two"[..]));
     let mode = fs::metadata(&dir).unwrap().permissions().mode();
     assert_eq!(mode & 0o2000, 0o2000, "setgid kept: {mode:o}");

@@ -166,7 +166,7 @@ impl RootTransfer<'_> {
                 match (read, a) {
                     (Read::Done, Ok(())) => sent.literal += c.meta.size,
                     // The target only knows it was told to drop the file: say why.
-                    (Read::Failed(why), Err(OpError::Failed(_))) => self.fail(
+                    (Read::Failed(why), Ok(()) | Err(OpError::Failed(_))) => self.fail(
                         rep,
                         lost,
                         t,
@@ -174,14 +174,7 @@ impl RootTransfer<'_> {
                         OpError::Failed(why.clone()),
                     ),
                     (_, Err(e)) => self.fail(rep, lost, t, self.path_of(&c.rel), e),
-                    (Read::NotSent(_), _) => unreachable!("left out above"),
-                    (Read::Failed(why), Ok(())) => self.fail(
-                        rep,
-                        lost,
-                        t,
-                        self.path_of(&c.rel),
-                        OpError::Failed(why.clone()),
-                    ),
+                    (Read::NotSent(_), Ok(())) => unreachable!("left out above"),
                 }
             }
         }

@@ -682,3 +682,9 @@ pub fn kill_holders(path: &Path) -> usize {
     }
     killed
 }
+
+/// A run of synk on `root` with `peers` that must succeed (exit 0).
+pub fn ok_run(s: &Scene, peers: &[&str], root: &str) {
+    let out = s.synk(peers, &[&s.arg(root)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
