@@ -80,17 +80,7 @@ pub fn conflict_name(rel: &WirePath, mtime_ns: i64, peer: &str) -> WirePath {
     let cut = bytes.iter().rposition(|b| *b == b'/').map_or(0, |i| i + 1);
     let (dir, name) = bytes.split_at(cut);
     let (stem, ext) = stem_and_ext(name);
-    let secs = mtime_ns.div_euclid(1_000_000_000).max(0) as u64;
-    let when = humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
-    )
-    .to_string();
-    // 2026-11-25T09:45:27Z -> 20261125-094527
-    let stamp: String = when
-        .chars()
-        .filter(|c| c.is_ascii_digit() || *c == 'T')
-        .map(|c| if c == 'T' { '-' } else { c })
-        .collect();
+    let stamp = crate::units::stamp_of(mtime_ns.div_euclid(1_000_000_000).max(0) as u64);
     let peer = conflict_peer(peer);
     let mut out = dir.to_vec();
     out.extend_from_slice(stem);

@@ -273,16 +273,7 @@ fn move_aside(file: &Path, why: String) -> io::Result<Moved> {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let when = humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
-    )
-    .to_string();
-    // 2026-11-25T09:45:27Z -> 20261125-094527
-    let stamp: String = when
-        .chars()
-        .filter(|c| c.is_ascii_digit() || *c == 'T')
-        .map(|c| if c == 'T' { '-' } else { c })
-        .collect();
+    let stamp = crate::units::stamp_of(secs);
     let name = file.file_name().unwrap_or_default().to_string_lossy();
     let mut to = file.with_file_name(format!("{name}.corrupt-{stamp}"));
     let mut n = 1;

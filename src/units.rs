@@ -44,3 +44,14 @@ pub fn parse_at(s: &str) -> Result<i64, String> {
         .map_err(|_| format!("{s:?} is before 1970"))?;
     Ok(d.as_nanos() as i64)
 }
+
+/// A time (seconds since the epoch, UTC) as the stamp synk puts in names it makes:
+/// `2026-11-25T09:45:27Z` is `20261125-094527`.
+pub fn stamp_of(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs))
+        .to_string()
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .map(|c| if c == 'T' { '-' } else { c })
+        .collect()
+}

@@ -209,6 +209,17 @@ pub enum Problem {
     },
 }
 
+impl Problem {
+    /// The peer this problem leaves out of the root's sync and commit (an emptied root or
+    /// group), if it leaves one out.
+    pub fn left_out(&self) -> Option<PeerId> {
+        match self {
+            Problem::EmptyRoot { peer, .. } | Problem::EmptyGroup { peer, .. } => Some(*peer),
+            _ => None,
+        }
+    }
+}
+
 /// A change on a peer that a send-only peer's concurrent change overrode: that peer's version
 /// is kept in its version store and replaced (no conflict copy).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -250,14 +250,7 @@ impl World {
                 self.hosts[*t].disk.insert(c.rel.clone(), c.meta.clone());
             }
         }
-        let left_out: Vec<PeerId> = plan
-            .problems
-            .iter()
-            .filter_map(|p| match p {
-                Problem::EmptyRoot { peer, .. } | Problem::EmptyGroup { peer, .. } => Some(*peer),
-                _ => None,
-            })
-            .collect();
+        let left_out: Vec<PeerId> = plan.problems.iter().filter_map(Problem::left_out).collect();
         for (p, h) in self.hosts.iter_mut().enumerate() {
             if left_out.contains(&p) {
                 continue;

@@ -322,14 +322,7 @@ pub(super) fn root_is_dir(views: &[Option<&Listing>]) -> bool {
 
 /// Peers whose state is written: every one that scanned the root and was not left out.
 fn committing(plan: &Plan, views: &[Option<&Listing>]) -> Vec<PeerId> {
-    let left_out: HashSet<PeerId> = plan
-        .problems
-        .iter()
-        .filter_map(|p| match p {
-            Problem::EmptyRoot { peer, .. } | Problem::EmptyGroup { peer, .. } => Some(*peer),
-            _ => None,
-        })
-        .collect();
+    let left_out: HashSet<PeerId> = plan.problems.iter().filter_map(Problem::left_out).collect();
     (0..views.len())
         .filter(|p| views[*p].is_some() && !left_out.contains(p))
         .collect()
