@@ -89,6 +89,101 @@ pub struct Meta {
     pub mtime: i64,
     /// SHA-512 of the content (files) or of the target (symlinks); none for the rest.
     pub digest: Option<Digest>,
+    /// What `rsync -aHAXS` keeps beyond mode and mtime (empty where none is read).
+    pub extra: Extra,
+}
+
+/// Metadata beyond kind, size, mode and mtime: owner, extended attributes, ACLs and hard links.
+/// Each part is `None` where the entry has none or the peer does not read it.
+///
+/// Stored and sent as a list of tagged parts ([`Part`]), so a later kind of metadata adds a
+/// variant and what was written before it still decodes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "Vec<Part>", into = "Vec<Part>")]
+pub struct Extra {
+    /// Owner and group ids, as the peer that scanned the entry numbers them.
+    pub owner: Option<Owner>,
+    /// A hash of the entry's extended attributes (names and values; ACLs apart).
+    pub xattrs: Option<[u8; 16]>,
+    /// A hash of the entry's POSIX ACLs (access and default) beyond what its mode says.
+    pub acl: Option<[u8; 16]>,
+    /// For a name that shares its inode with others in the root: the first of those names in
+    /// the root's order (the one the others are linked to).
+    pub link: Option<WirePath>,
+}
+
+/// Owner and group ids of an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Owner {
+    /// The owning user's id.
+    pub uid: u32,
+    /// The owning group's id.
+    pub gid: u32,
+}
+
+/// One part of [`Extra`] as it is encoded. New variants go at the end: postcard numbers
+/// variants by position.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Part {
+    /// [`Extra::owner`].
+    Owner(Owner),
+    /// [`Extra::xattrs`].
+    Xattrs([u8; 16]),
+    /// [`Extra::acl`].
+    Acl([u8; 16]),
+    /// [`Extra::link`].
+    Link(WirePath),
+}
+
+impl From<Vec<Part>> for Extra {
+    fn from(parts: Vec<Part>) -> Extra {
+        let mut e = Extra::default();
+        for p in parts {
+            match p {
+                Part::Owner(o) => e.owner = Some(o),
+                Part::Xattrs(h) => e.xattrs = Some(h),
+                Part::Acl(h) => e.acl = Some(h),
+                Part::Link(l) => e.link = Some(l),
+            }
+        }
+        e
+    }
+}
+
+impl From<Extra> for Vec<Part> {
+    fn from(e: Extra) -> Vec<Part> {
+        let mut parts = Vec::new();
+        parts.extend(e.owner.map(Part::Owner));
+        parts.extend(e.xattrs.map(Part::Xattrs));
+        parts.extend(e.acl.map(Part::Acl));
+        parts.extend(e.link.map(Part::Link));
+        parts
+    }
+}
+
+impl Extra {
+    /// Feeds every part to a fingerprint, tagged, so two different `Extra`s never feed the
+    /// same bytes.
+    pub fn hash_into(&self, h: &mut xxhash_rust::xxh3::Xxh3) {
+        if let Some(o) = self.owner {
+            h.update(b"o");
+            h.update(&o.uid.to_le_bytes());
+            h.update(&o.gid.to_le_bytes());
+        }
+        if let Some(x) = &self.xattrs {
+            h.update(b"x");
+            h.update(x);
+        }
+        if let Some(a) = &self.acl {
+            h.update(b"a");
+            h.update(a);
+        }
+        if let Some(l) = &self.link {
+            h.update(b"l");
+            h.update(&(l.as_bytes().len() as u64).to_le_bytes());
+            h.update(l.as_bytes());
+        }
+    }
 }
 
 /// An entry unchanged since the last sync, in brief: the client compares fingerprints across
@@ -332,6 +427,7 @@ pub fn fingerprint_held(meta: Option<&Meta>, vv: &Vv) -> [u8; 16] {
     h.update(&content);
     h.update(&m.mode.to_le_bytes());
     h.update(&m.mtime.to_le_bytes());
+    m.extra.hash_into(&mut h);
     h.digest128().to_le_bytes()
 }
 
@@ -347,6 +443,7 @@ pub fn fingerprint_new(meta: &Meta) -> [u8; 16] {
     h.update(&meta.size.to_le_bytes());
     h.update(&meta.mode.to_le_bytes());
     h.update(&meta.mtime.to_le_bytes());
+    meta.extra.hash_into(&mut h);
     h.digest128().to_le_bytes()
 }
 
@@ -544,6 +641,7 @@ mod tests {
             mode: 0o644,
             mtime: 10,
             digest: Some(Digest([1; 64])),
+            extra: Default::default(),
         };
         let h = vv(&[(1, 5)]);
         let fp = fingerprint_held(Some(&m), &h);
@@ -603,6 +701,7 @@ mod tests {
             mode,
             mtime,
             digest: Some(Digest([d; 64])),
+            extra: Default::default(),
         };
         let base = Record {
             rel: WirePath::from("f"),

@@ -14,7 +14,7 @@ use crate::model::{Brief, Digest, Kept, Meta, Record, Retention, Vv};
 use crate::paths::{RootSpec, WirePath};
 
 /// Bumped on every incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 9;
+pub const PROTOCOL_VERSION: u32 = 10;
 /// Opens every handshake so a stray banner or a different program is recognised at once.
 pub const MAGIC: [u8; 4] = *b"SYNK";
 /// Largest frame either side accepts.
@@ -735,6 +735,12 @@ mod tests {
                 mode: 0o777,
                 mtime: 1_700_000_000_123_456_789,
                 digest: Some(Digest::of(b"../t")),
+                extra: crate::model::Extra {
+                    owner: Some(crate::model::Owner { uid: 0, gid: 7 }),
+                    xattrs: Some([1; 16]),
+                    acl: None,
+                    link: Some(WirePath(b"dir/a".to_vec())),
+                },
             })),
             vv: Some(Vv(vec![(7, 3), (9, 1_700_000_000_000)])),
             changed: true,

@@ -224,6 +224,7 @@ mod tests {
                 mode: 0o644,
                 mtime,
                 digest: None,
+                extra: Default::default(),
             },
             replaced,
             why: Why::Overwritten,

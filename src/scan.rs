@@ -55,6 +55,7 @@ pub fn describe(path: &Path, md: &Metadata) -> Result<Meta, String> {
         mode: md.mode() & MODE_BITS,
         mtime: mtime_ns(md),
         digest,
+        extra: Default::default(),
     };
     if ft.is_file() {
         hash_file(path).map(|(m, _)| m)
@@ -103,6 +104,7 @@ pub fn hash_file(path: &Path) -> Result<(Meta, Stamp), String> {
         mode: after.mode() & MODE_BITS,
         mtime: mtime_ns(&after),
         digest: Some(digest),
+        extra: Default::default(),
     };
     Ok((meta, Stamp::of_metadata(&after)))
 }
@@ -250,6 +252,7 @@ impl FileAt {
                 mode: self.mode,
                 mtime: self.stamp.mtime,
                 digest: Some(digest),
+                extra: Default::default(),
             }),
         }
     }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic;
-use crate::model::{Digest, Record};
+use crate::model::{Digest, Meta, Record};
 use crate::paths::WirePath;
 
 /// Opens every state file of [`FORMAT`] 2 on: a file that begins otherwise is of format 1 (a
@@ -29,11 +29,58 @@ const MAGIC: [u8; 8] = *b"SYNKSTAT";
 /// The format written: bumped whenever the state file format changes. An unknown format is
 /// never read as if it were this one (that would turn every remembered deletion into a
 /// resurrection): such a file is moved aside like a damaged one.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
+
+/// The format before entries kept [`crate::model::Extra`]: still read, and written anew as
+/// [`FORMAT`] at the next commit.
+const FORMAT_2: u32 = 2;
 
 /// The format before the header and its checksum: still read, and written anew as [`FORMAT`]
 /// at the next commit.
 const OLD_FORMAT: u32 = 1;
+
+/// A record as formats 1 and 2 stored it: its metadata had no [`crate::model::Extra`].
+#[derive(Deserialize)]
+struct Record2 {
+    rel: WirePath,
+    meta: Option<Meta2>,
+    vv: crate::model::Vv,
+}
+
+/// [`Meta`] as formats 1 and 2 stored it.
+#[derive(Deserialize)]
+struct Meta2 {
+    kind: crate::model::Kind,
+    size: u64,
+    mode: u32,
+    mtime: i64,
+    digest: Option<Digest>,
+}
+
+impl From<Record2> for Record {
+    fn from(r: Record2) -> Record {
+        Record {
+            rel: r.rel,
+            meta: r.meta.map(|m| Meta {
+                kind: m.kind,
+                size: m.size,
+                mode: m.mode,
+                mtime: m.mtime,
+                digest: m.digest,
+                extra: Default::default(),
+            }),
+            vv: r.vv,
+        }
+    }
+}
+
+/// The body of a format 2 state file.
+#[derive(Deserialize)]
+struct Body2 {
+    root: WirePath,
+    records: Vec<Record2>,
+    mounts: Vec<WirePath>,
+}
 
 /// The header before the body: [`MAGIC`], the format (u32), the body's length (u64) and the
 /// xxh3-128 of the body, little-endian.
@@ -46,7 +93,7 @@ struct OldStored {
     /// The absolute root the records are relative to.
     root: WirePath,
     /// Sorted by `rel`.
-    records: Vec<Record>,
+    records: Vec<Record2>,
 }
 
 /// The body of a state file, after its header.
@@ -97,7 +144,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
         }
         return Ok(Decoded {
             root: old.root,
-            records: old.records,
+            records: old.records.into_iter().map(Record::from).collect(),
             mounts: Vec::new(),
             format: OLD_FORMAT,
         });
@@ -109,7 +156,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
         ));
     };
     let format = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
-    if format != FORMAT {
+    if format != FORMAT && format != FORMAT_2 {
         return Err(format!("format {format}, which this synk does not read"));
     }
     let len = u64::from_le_bytes(header[12..20].try_into().expect("8 bytes"));
@@ -123,8 +170,19 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
     if xxhash_rust::xxh3::xxh3_128(body).to_le_bytes() != header[20..HEADER] {
         return Err("its checksum does not match its contents".into());
     }
-    let (b, rest) = postcard::take_from_bytes::<Body>(body)
-        .map_err(|e| format!("checksum right but undecodable ({e})"))?;
+    let undecodable = |e: postcard::Error| format!("checksum right but undecodable ({e})");
+    let (b, rest) = if format == FORMAT_2 {
+        let (b, rest) = postcard::take_from_bytes::<Body2>(body).map_err(undecodable)?;
+        let records = b.records.into_iter().map(Record::from).collect();
+        let b = Body {
+            root: b.root,
+            records,
+            mounts: b.mounts,
+        };
+        (b, rest)
+    } else {
+        postcard::take_from_bytes::<Body>(body).map_err(undecodable)?
+    };
     if !rest.is_empty() {
         return Err(format!("{} bytes after its records", rest.len()));
     }
@@ -132,7 +190,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
         root: b.root,
         records: b.records,
         mounts: b.mounts,
-        format: FORMAT,
+        format,
     })
 }
 
@@ -348,7 +406,7 @@ fn read_root(file: &Path) -> Option<WirePath> {
         .ok()?;
     if head.starts_with(&MAGIC) {
         let format = u32::from_le_bytes(head.get(8..12)?.try_into().ok()?);
-        if format != FORMAT {
+        if format != FORMAT && format != FORMAT_2 {
             return None;
         }
         let (root, _) = postcard::take_from_bytes::<WirePath>(head.get(HEADER..)?).ok()?;
@@ -743,20 +801,55 @@ mod tests {
         assert_eq!(read_root(&file), Some(WirePath::from(long.as_str())));
     }
 
+    /// A record as formats 1 and 2 wrote it (records without [`crate::model::Extra`]).
+    #[derive(Serialize)]
+    struct Rec2 {
+        rel: WirePath,
+        meta: Option<(crate::model::Kind, u64, u32, i64, Option<Digest>)>,
+        vv: crate::model::Vv,
+    }
+
+    fn rec2(records: &[Record]) -> Vec<Rec2> {
+        records
+            .iter()
+            .map(|r| Rec2 {
+                rel: r.rel.clone(),
+                meta: r
+                    .meta
+                    .as_ref()
+                    .map(|m| (m.kind.clone(), m.size, m.mode, m.mtime, m.digest)),
+                vv: r.vv.clone(),
+            })
+            .collect()
+    }
+
     /// A format 1 state file, as the synk before the header wrote it.
     fn old_file(root: &str, records: &[Record]) -> Vec<u8> {
         #[derive(Serialize)]
-        struct Old<'a> {
+        struct Old {
             format: u32,
             root: WirePath,
-            records: &'a [Record],
+            records: Vec<Rec2>,
         }
         postcard::to_stdvec(&Old {
             format: OLD_FORMAT,
             root: WirePath::from(root),
-            records,
+            records: rec2(records),
         })
         .unwrap()
+    }
+
+    /// A format 2 state file, as the synk before [`crate::model::Extra`] wrote it.
+    fn format2_file(root: &str, records: &[Record]) -> Vec<u8> {
+        let body =
+            postcard::to_stdvec(&(WirePath::from(root), rec2(records), Vec::<WirePath>::new()))
+                .unwrap();
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&FORMAT_2.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(&body).to_le_bytes());
+        out.extend_from_slice(&body);
+        out
     }
 
     fn mounted_dir(rel: &str, n: u64) -> Record {
@@ -767,6 +860,7 @@ mod tests {
                 mode: 0o755,
                 mtime: 0,
                 digest: None,
+                extra: Default::default(),
             }),
             ..rec(rel, n)
         }
@@ -825,6 +919,10 @@ mod tests {
         let old = old_file("/r", &recs);
         assert_eq!(decode(&old).unwrap().format, OLD_FORMAT);
         assert_eq!(decode(&old).unwrap().records, recs);
+        // So does format 2, written before entries kept more than mode and mtime.
+        let f2 = format2_file("/r", &recs);
+        assert_eq!(decode(&f2).unwrap().format, FORMAT_2);
+        assert_eq!(decode(&f2).unwrap().records, recs);
         let mut newer = old.clone();
         newer[0] = 3;
         assert!(decode(&newer).unwrap_err().contains("format 3"));

@@ -509,6 +509,7 @@ mod tests {
             mode: 0o644,
             mtime: 0,
             digest: Some(Digest::of(content)),
+            extra: Default::default(),
         }
     }
 

@@ -720,6 +720,7 @@ mod tests {
                 mode: 0o644,
                 mtime: 0,
                 digest: Some(Digest::of(b"abc")),
+                extra: Default::default(),
             })),
             vv: Some(Vv(vec![(1, 1)])),
             changed: true,
@@ -949,6 +950,7 @@ mod tests {
                 mode: 0o777,
                 mtime: 0,
                 digest: Some(Digest::of(target)),
+                extra: Default::default(),
             })),
             ..file("l")
         };
@@ -1029,6 +1031,7 @@ mod tests {
                 mode: 0o644,
                 mtime: 0,
                 digest: Some(Digest::of(b"x")),
+                extra: Default::default(),
             },
             replaced: 0,
             why: Why::Overwritten,

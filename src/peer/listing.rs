@@ -285,6 +285,7 @@ mod tests {
             mode: 0o644,
             mtime: 0,
             digest: None,
+            extra: Default::default(),
         };
         let e = scan_error(vec![Response::Entries(vec![Entry {
             rel: WirePath(b"f".to_vec()),
@@ -339,6 +340,7 @@ mod tests {
                     mode: 0o755,
                     mtime: 0,
                     digest: None,
+                    extra: Default::default(),
                 })),
                 vv: None,
                 changed: true,

@@ -80,6 +80,7 @@ mod tests {
             mode,
             mtime,
             digest: Some(Digest([d; 64])),
+            extra: Default::default(),
         }
     }
 
@@ -268,6 +269,7 @@ mod tests {
             mode: 0o777,
             mtime,
             digest: None,
+            extra: Default::default(),
         };
         assert_eq!(differences(&link(1), &link(2)), [Field::Mtime]);
         let dir = Meta {

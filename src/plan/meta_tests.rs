@@ -127,6 +127,7 @@ fn a_directory_takes_the_newest_mode_and_mtime() {
         mode,
         mtime,
         digest: None,
+        extra: Default::default(),
     };
     wd.hosts[1].disk.insert(w(""), dir(0o700, 33));
     wd.hosts[1].ctime = 4000;

@@ -23,6 +23,7 @@ fn dir_meta() -> Meta {
         mode: 0o755,
         mtime: 1,
         digest: None,
+        extra: Default::default(),
     }
 }
 
@@ -94,6 +95,7 @@ impl World {
             mode: 0o644,
             mtime,
             digest: Some(digest),
+            extra: Default::default(),
         }
     }
 

@@ -15,6 +15,7 @@ fn file(content: &str, mtime: i64) -> Meta {
         mode: 0o644,
         mtime,
         digest: Some(Digest::of(content.as_bytes())),
+        extra: Default::default(),
     }
 }
 
@@ -25,6 +26,7 @@ fn dir() -> Meta {
         mode: 0o755,
         mtime: 1,
         digest: None,
+        extra: Default::default(),
     }
 }
 
@@ -35,6 +37,7 @@ fn link(target: &str) -> Meta {
         mode: 0o777,
         mtime: 1,
         digest: Some(Digest::of(target.as_bytes())),
+        extra: Default::default(),
     }
 }
 

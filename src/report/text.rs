@@ -666,6 +666,7 @@ mod tests {
             mode: 0o644,
             mtime: 1_473_157_705_999_999_999,
             digest: Some(Digest::of(b"")),
+            extra: Default::default(),
         };
         assert_eq!(
             peer_line("keel", "/home/z/file", Some(&seen(m))),
@@ -678,6 +679,7 @@ mod tests {
             mode: 0o755,
             mtime: 5_000_000_000,
             digest: None,
+            extra: Default::default(),
         };
         assert_eq!(peer_line("b", "/x", Some(&seen(d))), "peer: b /x dir 5");
     }
@@ -736,6 +738,7 @@ mod tests {
                 mode: 0o777,
                 mtime: 0,
                 digest: None,
+                extra: Default::default(),
             },
             replaced: 0,
             why: Why::Deleted,

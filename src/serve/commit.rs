@@ -207,6 +207,7 @@ mod tests {
             mode: 0o755,
             mtime: 0,
             digest: None,
+            extra: Default::default(),
         };
         Record {
             rel: WirePath::from(rel),

@@ -179,6 +179,7 @@ mod tests {
             mode,
             mtime,
             digest: None,
+            extra: Default::default(),
         };
         let exfat = Holds {
             modes: false,

@@ -463,6 +463,7 @@ mod tests {
                 mode: 0o644,
                 mtime: 0,
                 digest: None,
+                extra: Default::default(),
             },
             source: None,
         }

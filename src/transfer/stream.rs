@@ -439,6 +439,7 @@ mod tests {
                 mode: 0o640,
                 mtime: 1_700_000_000_000_000_000,
                 digest: Some(Digest::of(content)),
+                extra: Default::default(),
             },
             source: None,
         };

@@ -324,6 +324,7 @@ impl Liar {
                             mode: 0o777,
                             mtime: now_ns(),
                             digest: Some(Digest::of(target.as_bytes())),
+                            extra: Default::default(),
                         })),
                         vv: None,
                         changed: true,
@@ -351,6 +352,7 @@ fn file_meta(bytes: &[u8]) -> Meta {
         mode: 0o644,
         mtime: now_ns(),
         digest: Some(Digest::of(bytes)),
+        extra: Default::default(),
     }
 }
 
