@@ -11,6 +11,8 @@
 #   P3a the same, against rsync given the ciphers synk offers (AES-GCM first): what is left
 #       once the cipher is the same on both sides
 #   P3s the same with the streaming copier (--copier stream)  vs rsync -a to each peer in turn
+#   P3x the same 1 GiB plus a 1 GiB sparse image holding 8 MiB and 1,000 files each under two
+#       hard-linked names, 3 peers                vs rsync -aHAXS to each peer in turn
 #   P4  one in-sync file on 3 peers                 vs 3 parallel `ssh HOST true`
 #   P5  100k files, 3 peers, in sync: client peak RSS (and the local peer's serve's), and
 #       time vs Unison on ONE pair
@@ -122,6 +124,23 @@ total=$((4 * mib_each))
 row P3 "first sync of $total MiB (4 files), 3 peers" "$(secs "$p3_synk")" "rsync -a to each: $(secs "$p3_ref")" "$(ratio "$p3_synk" "$p3_ref")"
 row P3a "the same, rsync with synk's cipher order" "$(secs "$p3_synk")" "rsync -a, AES-GCM first: $(secs "$p3a_ref")" "$(ratio "$p3_synk" "$p3a_ref")"
 row P3s "the same, streaming copier (--copier stream)" "$(secs "$p3s_synk")" "rsync -a to each: $(secs "$p3_ref")" "$(ratio "$p3s_synk" "$p3_ref")"
+
+# P3x: the same, with what rsync -aHAXS keeps: a sparse image and a tree of hard links.
+head -c 8M /dev/urandom | dd of="$work/client/bulk/disk.img" bs=1M seek=512 conv=notrunc status=none
+truncate -s 1G "$work/client/bulk/disk.img"
+mkdir -p "$work/client/bulk/links"
+for i in $(seq 1000); do
+    head -c $((1 + i % 4096)) /dev/urandom >"$work/client/bulk/links/f$i"
+    ln "$work/client/bulk/links/f$i" "$work/client/bulk/links/g$i"
+done
+rsync_each_haxs() {
+    clear_bulk
+    for u in "${peers[@]}"; do
+        rsync -aHAXS -e "ssh -F $work/ssh_config -p $port" "$work/client/bulk/" "$u@127.0.0.1:$work/home/$u/bulk/"
+    done
+}
+read -r p3x_synk p3x_ref < <(time_each first_sync rsync_each_haxs)
+row P3x "the same plus a sparse 1 GiB image and 1,000 hard-linked pairs" "$(secs "$p3x_synk")" "rsync -aHAXS to each: $(secs "$p3x_ref")" "$(ratio "$p3x_synk" "$p3x_ref")"
 clear_bulk; rm -rf "$work/client/bulk"
 
 # P5: a big tree, in sync: memory and time.
