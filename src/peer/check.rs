@@ -1007,6 +1007,22 @@ mod tests {
     }
 
     #[test]
+    fn a_hard_link_is_a_files_to_an_earlier_name_of_the_root() {
+        let ok = |rel: &str, to: &str| check_link(&w(rel), &Kind::File, &w(to)).is_ok();
+        assert!(ok("d/b", "d/a"));
+        assert!(ok("z", "a/b/c"));
+        assert!(!ok("a", "a"), "itself");
+        assert!(!ok("a", "b"), "a later name: no cycles");
+        assert!(!ok("b", "../a"), "outside the root");
+        assert!(!ok("b", "/etc/passwd"), "absolute");
+        assert!(!ok("b", ""), "the root");
+        assert!(
+            check_link(&w("b"), &Kind::Dir, &w("a")).is_err(),
+            "a directory"
+        );
+    }
+
+    #[test]
     fn an_answer_bigger_than_the_budget_is_refused() {
         let mut budget = Budget::new(10 * ENTRY_COST);
         let mut listing = Listing::new();

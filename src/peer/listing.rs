@@ -137,6 +137,8 @@ impl Conn {
 
     /// Scans `roots` on this peer. Its answer is checked as it comes ([`ScanCheck`]): a peer
     /// that breaks a rule is refused whole.
+    // Each is one field of the scan request.
+    #[allow(clippy::too_many_arguments)]
     pub async fn scan(
         &mut self,
         roots: &[RootSpec],

@@ -182,3 +182,171 @@ pub fn link_names(plan: &mut Plan, views: &[Option<&Listing>], windowed: bool) {
     }
     plan.links.extend(links);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Digest, Record, Vv};
+    use crate::plan::{Copy, Seen, Touch};
+
+    fn file(d: u8, link: Option<&str>) -> Meta {
+        Meta {
+            kind: Kind::File,
+            size: 3,
+            mode: 0o644,
+            mtime: 10,
+            digest: Some(Digest([d; 64])),
+            extra: crate::model::Extra {
+                link: link.map(WirePath::from),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn copy(rel: &str, meta: Meta) -> Copy {
+        Copy {
+            rel: WirePath::from(rel),
+            master: 0,
+            targets: vec![1],
+            meta,
+            source: None,
+        }
+    }
+
+    fn listing(entries: &[(&str, Meta)]) -> Listing {
+        entries
+            .iter()
+            .map(|(rel, m)| {
+                (
+                    WirePath::from(*rel),
+                    Seen {
+                        state: Ok(Some(m.clone())),
+                        vv: Some(Vv(vec![(1, 1)])),
+                        changed: false,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// (copies, touches of peer 1, what peer 1 holds) → (links made, copies left, clones).
+    type Case = (
+        Vec<Copy>,
+        Vec<Touch>,
+        Vec<(&'static str, Meta)>,
+        usize,
+        usize,
+        usize,
+    );
+
+    #[test]
+    fn a_linked_name_is_linked_where_its_first_name_ends_the_same() {
+        let touch = |rel: &str, was: Meta, meta: Meta| Touch {
+            rel: WirePath::from(rel),
+            peer: 1,
+            was,
+            meta,
+        };
+        let cases: Vec<(&str, Case)> = vec![
+            (
+                "both copied: one transfer, then a link",
+                (
+                    vec![copy("a", file(1, None)), copy("b", file(1, Some("a")))],
+                    vec![],
+                    vec![],
+                    1,
+                    1,
+                    0,
+                ),
+            ),
+            (
+                "the first name held already: a link, no transfer",
+                (
+                    vec![copy("b", file(1, Some("a")))],
+                    vec![],
+                    vec![("a", file(1, None))],
+                    1,
+                    0,
+                    0,
+                ),
+            ),
+            (
+                "the first name ends with another content: a copy of its own",
+                (
+                    vec![copy("b", file(1, Some("a")))],
+                    vec![],
+                    vec![("a", file(2, None))],
+                    0,
+                    1,
+                    0,
+                ),
+            ),
+            (
+                "the first name is itself linked (a chain): a copy of its own",
+                (
+                    vec![copy("c", file(1, Some("b")))],
+                    vec![],
+                    vec![("b", file(1, Some("a"))), ("a", file(1, None))],
+                    0,
+                    1,
+                    0,
+                ),
+            ),
+            (
+                "a name linked to nothing there: a copy",
+                (vec![copy("b", file(1, Some("x")))], vec![], vec![], 0, 1, 0),
+            ),
+            (
+                "a link made elsewhere: made here without a copy",
+                (
+                    vec![],
+                    vec![touch("b", file(1, None), file(1, Some("a")))],
+                    vec![("a", file(1, None)), ("b", file(1, None))],
+                    1,
+                    0,
+                    0,
+                ),
+            ),
+            (
+                "a link broken elsewhere: broken here by a local copy",
+                (
+                    vec![],
+                    vec![touch("b", file(1, Some("a")), file(1, None))],
+                    vec![("a", file(1, None)), ("b", file(1, Some("a")))],
+                    0,
+                    0,
+                    1,
+                ),
+            ),
+        ];
+        for (name, (copies, touches, held, links, left, clones)) in cases {
+            let mut plan = Plan {
+                copies,
+                touches,
+                ..Plan::default()
+            };
+            for c in &plan.copies.clone() {
+                plan.records.push(
+                    1,
+                    Record {
+                        rel: c.rel.clone(),
+                        meta: Some(c.meta.clone()),
+                        vv: Vv(vec![(1, 2)]),
+                    },
+                );
+            }
+            let mine = listing(&held);
+            let nothing = Listing::new();
+            let views = [Some(&nothing), Some(&mine)];
+            link_names(&mut plan, &views, false);
+            assert_eq!(plan.links.len(), links, "{name}: links");
+            assert_eq!(plan.copies.len(), left, "{name}: copies");
+            assert_eq!(plan.clones.len(), clones, "{name}: clones");
+            // A name copied as a file of its own is recorded as one.
+            for c in &plan.copies {
+                let r = plan.records.of(1).find(|r| r.rel == c.rel).unwrap();
+                assert_eq!(r.meta.as_ref().unwrap().extra.link, None, "{name}");
+            }
+        }
+    }
+}
