@@ -135,3 +135,34 @@ fn no_hard_links_syncs_every_name_as_a_file_of_its_own() {
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     assert_nothing_done(&again);
 }
+
+#[test]
+fn a_peer_without_hard_links_gets_independent_files_and_no_change_there() {
+    let s = scene!("links-exfat");
+    let Some(_disk) = Exfat::mount(&s, "alpha", &s.dir("alpha")) else {
+        return;
+    };
+    linked_tree(&s);
+    let peers = ["alpha", "beta"];
+    let first = s.synk(&peers, &[&s.arg("d")]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let told = stderr(&first);
+    assert!(
+        told.contains(&format!("{}: ", s.shown("alpha"))) && told.contains("hard links"),
+        "the peer and what it lacks named: {told}"
+    );
+    // Modes aside, which exFAT does not keep.
+    for n in ["d/a", "d/sub/b", "d/z"] {
+        assert_eq!(s.read("alpha", n), Some(body()), "{n} on alpha");
+    }
+    assert_linked(&s, "beta");
+    for _ in 0..2 {
+        let again = s.synk(&peers, &[os("-v"), &s.arg("d")]);
+        assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+        assert_nothing_done(&again);
+        assert!(!stderr(&again).contains("hard links"), "named once");
+    }
+    // The others keep their links.
+    assert_linked(&s, LOCAL);
+    assert_linked(&s, "beta");
+}

@@ -204,7 +204,14 @@ impl Server {
                 return Ok(());
             }
         }
-        let stamp = match src.link_over(&dest, Some(ctx.expect(rel))) {
+        let linked = if holds.links {
+            src.link_over(&dest, Some(ctx.expect(rel)))
+        } else {
+            Err(crate::beneath::Refused::Io(
+                std::io::ErrorKind::Unsupported.into(),
+            ))
+        };
+        let stamp = match linked {
             Ok(stamp) => stamp,
             Err(crate::beneath::Refused::Io(e)) if no_links_here(&e) => {
                 let digest = meta.digest.ok_or_else(changed)?;
@@ -253,11 +260,13 @@ impl Server {
     }
 }
 
-/// The filesystem (or its mount) refuses hard links.
+/// The filesystem (or its mount) refuses hard links (EPERM, EOPNOTSUPP, ENOSYS, EMLINK,
+/// EXDEV; the message in front of it keeps only its kind).
 fn no_links_here(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
     matches!(
-        e.raw_os_error(),
-        Some(libc::EPERM | libc::EOPNOTSUPP | libc::ENOSYS | libc::EMLINK | libc::EXDEV)
+        e.kind(),
+        K::PermissionDenied | K::Unsupported | K::TooManyLinks | K::CrossesDevices
     )
 }
 
