@@ -182,9 +182,55 @@ impl Apply<'_> {
     /// the entries whose step failed on a peer: nothing may replace those there afterwards,
     /// since their old version could not be kept.
     pub async fn before_copies(&self, plan: &Plan, rep: &Reporter) -> (HashSet<PeerId>, Failed) {
+        self.run(self.steps(plan), HashSet::new(), rep).await
+    }
+
+    /// Makes the plan's hard links once the copies are done: each where the name it links to
+    /// is there (no step on either failed, its peer not lost). Returns the peers whose
+    /// connection broke and the entries whose link failed.
+    pub async fn links(
+        &self,
+        plan: &Plan,
+        lost: &HashSet<PeerId>,
+        failed: &Failed,
+        rep: &Reporter,
+    ) -> (HashSet<PeerId>, Failed) {
+        let mut steps: BTreeMap<PeerId, Vec<Step>> = BTreeMap::new();
+        let mut skipped = HashSet::new();
+        for l in &plan.links {
+            if lost.contains(&l.peer) {
+                continue;
+            }
+            if failed.contains(&(l.peer, l.to.clone())) || failed.contains(&(l.peer, l.rel.clone()))
+            {
+                skipped.insert((l.peer, l.rel.clone()));
+                continue;
+            }
+            steps.entry(l.peer).or_default().push(Step {
+                rel: l.rel.clone(),
+                req: Request::Link {
+                    root: self.root,
+                    to: l.to.clone(),
+                    rel: l.rel.clone(),
+                    meta: l.meta.clone(),
+                },
+            });
+        }
+        let (gone, mut bad) = self.run(steps, HashSet::new(), rep).await;
+        bad.extend(skipped);
+        (gone, bad)
+    }
+
+    /// Runs each peer's steps in order, unrelated ones sent together ([`batches`]), leaving
+    /// out steps on entries of `failed`.
+    async fn run(
+        &self,
+        steps: BTreeMap<PeerId, Vec<Step>>,
+        failed: Failed,
+        rep: &Reporter,
+    ) -> (HashSet<PeerId>, Failed) {
         let lost = Mutex::new(HashSet::new());
-        let failed = Mutex::new(HashSet::new());
-        let steps = self.steps(plan);
+        let failed = Mutex::new(failed);
         join_all(steps.into_iter().map(|(p, steps)| {
             let (lost, failed) = (&lost, &failed);
             async move {

@@ -520,6 +520,31 @@ impl At {
         Ok(Stamp::of(&st))
     }
 
+    /// Makes `to` another name of the file at this name, replacing what is there as `expect`
+    /// allows: linked under a temp name beside `to`, then renamed over it (never through a
+    /// symlink: both ends are names in directories opened beneath the root).
+    pub fn link_over(&self, to: &At, expect: Option<Expect>) -> Result<Stamp, Refused> {
+        let name = temp_name();
+        rfs::linkat(
+            &self.dir,
+            self.name.as_slice(),
+            &to.dir,
+            name.as_slice(),
+            AtFlags::empty(),
+        )
+        .map_err(|e| Refused::Io(to.err(e)))?;
+        let tmp = At {
+            dir: rfs::openat(&to.dir, ".", dir_flags(), Mode::empty()).map_err(|e| to.err(e))?,
+            name,
+            shown: to.shown.clone(),
+        };
+        let placed = tmp.rename_over(to, expect);
+        // A rename between two names of one inode does nothing and leaves the temp name;
+        // after a rename that happened it is gone already.
+        let _ = tmp.unlink();
+        placed
+    }
+
     /// Hard-links the entry at this name as `to` (which must be free).
     pub fn link_as(&self, to: &At) -> io::Result<()> {
         rfs::linkat(

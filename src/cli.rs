@@ -142,6 +142,11 @@ pub struct Cli {
     #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
     pub max_size: Option<u64>,
 
+    /// Sync names that share an inode as independent files: which names are hard-linked is
+    /// neither read nor compared.
+    #[arg(long)]
+    pub no_hard_links: bool,
+
     /// Use HOST's version wherever it has one, even if older (resolves conflicts).
     #[arg(long, value_name = "HOST")]
     pub master: Option<String>,

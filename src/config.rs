@@ -122,6 +122,8 @@ pub struct Config {
     pub bwlimit: Option<u64>,
     /// `max-size SIZE`, in bytes.
     pub max_size: Option<u64>,
+    /// `no-hard-links`: names that share an inode are synced as independent files.
+    pub no_hard_links: bool,
     /// `exclude PATTERN` lines (gitignore syntax).
     pub excludes: Vec<String>,
     /// `path PATH` lines: what a bare `synk` syncs.
@@ -197,6 +199,8 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
             ["compress", ..] => {
                 return Err(syntax("expected `compress yes` or `compress no`".into()))
             }
+            ["no-hard-links"] => cfg.no_hard_links = true,
+            ["no-hard-links", ..] => return Err(syntax("`no-hard-links` takes no value".into())),
             ["bwlimit", rate] => cfg.bwlimit = Some(parse_rate(rate).map_err(syntax)?),
             ["max-size", size] => cfg.max_size = Some(parse_bytes(size).map_err(syntax)?),
             ["bwlimit" | "max-size", ..] => {
@@ -416,6 +420,15 @@ mod tests {
         assert!(e.to_string().starts_with("/etc/synk.conf:1: "), "{e}");
         let e = parse_config("peer -oProxyCommand=x\n", f).unwrap_err();
         assert!(e.to_string().contains("must not start with '-'"), "{e}");
+    }
+
+    #[test]
+    fn no_hard_links_is_a_word_alone() {
+        let f = Path::new("/etc/synk.conf");
+        assert!(!parse_config("peer a\n", f).unwrap().no_hard_links);
+        assert!(parse_config("no-hard-links\n", f).unwrap().no_hard_links);
+        let e = parse_config("no-hard-links yes\n", f).unwrap_err();
+        assert!(e.to_string().contains("takes no value"), "{e}");
     }
 
     #[test]

@@ -221,11 +221,15 @@ pub enum Field {
     Mode,
     /// The modification time.
     Mtime,
+    /// [`Extra::link`]: which name of the root a file shares its inode with. A metadata
+    /// field, not content: making or breaking a link between names of the same content
+    /// copies no byte, and two peers that differ in it never conflict.
+    Link,
 }
 
 impl Field {
     /// Every field.
-    pub const ALL: [Field; 2] = [Field::Mode, Field::Mtime];
+    pub const ALL: [Field; 3] = [Field::Mode, Field::Mtime, Field::Link];
 
     /// The lowest key a field may use: peer keys stay below it ([`Vv::is_field_key`]).
     pub const FIRST_KEY: u64 = u64::MAX - 15;
@@ -235,6 +239,7 @@ impl Field {
         match self {
             Field::Mode => u64::MAX,
             Field::Mtime => u64::MAX - 1,
+            Field::Link => u64::MAX - 5,
         }
     }
 
@@ -243,6 +248,7 @@ impl Field {
         match self {
             Field::Mode => "mode",
             Field::Mtime => "mtime",
+            Field::Link => "link",
         }
     }
 
@@ -252,6 +258,7 @@ impl Field {
         match self {
             Field::Mode => !matches!(a.kind, Kind::Symlink(_)) && a.mode != b.mode,
             Field::Mtime => a.mtime != b.mtime,
+            Field::Link => a.extra.link != b.extra.link,
         }
     }
 
@@ -260,6 +267,7 @@ impl Field {
         match self {
             Field::Mode => to.mode = from.mode,
             Field::Mtime => to.mtime = from.mtime,
+            Field::Link => to.extra.link = from.extra.link.clone(),
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::model::{Brief, Digest, Kept, Meta, Record, Retention, Vv};
 use crate::paths::{RootSpec, WirePath};
 
 /// Bumped on every incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 10;
+pub const PROTOCOL_VERSION: u32 = 11;
 /// Opens every handshake so a stray banner or a different program is recognised at once.
 pub const MAGIC: [u8; 4] = *b"SYNK";
 /// Largest frame either side accepts.
@@ -110,6 +110,9 @@ pub enum Request {
         /// Hold the roots' locks first, taking any not held yet without waiting: answered
         /// [`Response::Locked`] before the scan, which does not follow where one is busy.
         lock: bool,
+        /// Report which names share an inode ([`crate::model::Extra::link`]); off with
+        /// `--no-hard-links`, when every name is a file of its own.
+        links: bool,
     },
     /// Wait up to `wait_ms` for a change under the roots of the last scan
     /// ([`Response::Watched`]); `reset` first forgets the changes seen so far.
@@ -167,6 +170,19 @@ pub enum Request {
         mtime: i64,
         /// What the bytes must hash to.
         digest: Digest,
+    },
+    /// Make `rel` another name of `to`, a file this peer holds with the wanted version (as
+    /// the scan found it, or as this session wrote it): a hard link, no bytes sent. Where the
+    /// filesystem holds no hard links, a local copy.
+    Link {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// The file to link to: the first name of its group in the root's order.
+        to: WirePath,
+        /// The entry to create or replace.
+        rel: WirePath,
+        /// The wanted version: `to` must hold it (its content, size, mode and mtime).
+        meta: Meta,
     },
     /// New state records for a root, sent before [`Request::Commit`] (no answer).
     Records {

@@ -202,8 +202,41 @@ pub fn scan_root(
             stamp: Some(Stamp::of_metadata(&md)),
         });
     }
+    walked.links = link_groups(&mut files);
     hash_all(root, files, cache, sink);
     Ok(walked)
+}
+
+/// Groups the regular files that share an inode (device and inode) within the root, and
+/// gives each name but the first of its group, in the root's order, that first name as its
+/// [`crate::model::Extra::link`]. A file linked only to names outside the root (or excluded,
+/// or into synk's version store) is in no group: it is just a file. Only files with more than
+/// one link are looked at, so a tree without hard links costs one comparison a file.
+fn link_groups(files: &mut [FileAt]) -> Vec<Vec<WirePath>> {
+    use std::collections::HashMap;
+    let mut by_inode: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
+    for (i, f) in files.iter().enumerate() {
+        if f.shared {
+            by_inode
+                .entry((f.stamp.dev, f.stamp.ino))
+                .or_default()
+                .push(i);
+        }
+    }
+    let mut groups = Vec::new();
+    for (_, mut at) in by_inode {
+        if at.len() < 2 {
+            continue;
+        }
+        at.sort_unstable_by(|a, b| files[*a].rel.cmp(&files[*b].rel));
+        let first = files[at[0]].rel.clone();
+        for &i in &at[1..] {
+            files[i].link = Some(first.clone());
+        }
+        groups.push(at.iter().map(|&i| files[i].rel.clone()).collect());
+    }
+    groups.sort_unstable();
+    groups
 }
 
 /// What a walk saw of the tree beyond its entries: where a watch over the root's directories
@@ -216,6 +249,9 @@ pub struct Walked {
     pub setid: u64,
     /// Directories below the root on another filesystem than their parent's: mount points.
     pub mounts: Vec<WirePath>,
+    /// Names of files that share an inode within the root, each group in the root's order
+    /// (see [`crate::model::Extra::link`]).
+    pub links: Vec<Vec<WirePath>>,
 }
 
 impl Walked {
@@ -231,6 +267,10 @@ struct FileAt {
     rel: WirePath,
     stamp: Stamp,
     mode: u32,
+    /// More than one name links to its inode (anywhere on its filesystem).
+    shared: bool,
+    /// The first name of the root that shares its inode, where that is another name.
+    link: Option<WirePath>,
 }
 
 impl FileAt {
@@ -239,6 +279,8 @@ impl FileAt {
             rel,
             stamp: Stamp::of_metadata(md),
             mode: md.mode() & MODE_BITS,
+            shared: md.nlink() > 1,
+            link: None,
         }
     }
 
@@ -252,7 +294,10 @@ impl FileAt {
                 mode: self.mode,
                 mtime: self.stamp.mtime,
                 digest: Some(digest),
-                extra: Default::default(),
+                extra: crate::model::Extra {
+                    link: self.link,
+                    ..Default::default()
+                },
             }),
         }
     }
@@ -394,9 +439,12 @@ fn file_entry(root: &Path, f: FileAt, cache: &DigestCache) -> Found {
         }
     }
     match hashed {
-        Ok((meta, stamp)) => Found {
+        Ok((mut meta, stamp)) => Found {
+            state: Ok({
+                meta.extra.link = f.link;
+                meta
+            }),
             rel: f.rel,
-            state: Ok(meta),
             stamp: Some(stamp),
         },
         Err(e) => Found {

@@ -3,7 +3,7 @@
 //! `/h`. Whatever it accepts keeps the client's promises: each root is the one asked for,
 //! every entry path stays below its root within the system's limits and is none of synk's
 //! own names, and a root held as a single file has nothing beside it but its own conflict
-//! copies.
+//! copies; a hard link is a file's, to an earlier entry path of the same root.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -31,8 +31,15 @@ fuzz_target!(|data: &[u8]| {
     for (spec, scan) in roots.iter().zip(&scans) {
         let Ok(s) = scan else { continue };
         assert_eq!(Some(&s.abs), expected_root(spec, &home).as_ref());
-        for rel in s.listing.keys() {
+        for (rel, seen) in &s.listing {
             assert!(check_entry_path(rel).is_ok(), "{rel:?}");
+            // A hard link is a file's, to an earlier entry path of its root.
+            if let Ok(Some(m)) = &seen.state {
+                if let Some(to) = &m.extra.link {
+                    assert!(m.kind == Kind::File && to < rel, "{rel:?} -> {to:?}");
+                    assert!(check_entry_path(to).is_ok() && !to.is_empty(), "{to:?}");
+                }
+            }
         }
         for i in 0..s.briefs.len() {
             let rel = WirePath(s.briefs.rel(i).to_vec());

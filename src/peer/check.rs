@@ -161,6 +161,31 @@ pub fn check_entry_path(rel: &WirePath) -> Result<(), Refused> {
     Ok(())
 }
 
+/// Checks a hard link a peer says entry `rel` has ([`crate::model::Extra::link`]): only a
+/// file has one, to another entry path of the root that comes before it in the root's order
+/// (the first name of its group), so no name links to itself and links make no cycle. That
+/// the name linked to is a file with the same version, itself linked to nothing, is checked
+/// where links are made ([`crate::plan::link_names`]): a link that fails it is not made.
+pub fn check_link(rel: &WirePath, kind: &Kind, to: &WirePath) -> Result<(), Refused> {
+    let bad = |why: &str| {
+        refuse(format!(
+            "sent {} as a hard link to {}: {why}",
+            quote(rel.as_bytes()),
+            quote(to.as_bytes())
+        ))
+    };
+    if *kind != Kind::File {
+        return bad("only a file has hard links");
+    }
+    if to.is_empty() || check_entry_path(to).is_err() {
+        return bad("not an entry path below the root");
+    }
+    if to >= rel {
+        return bad("a name links to one before it in the root's order");
+    }
+    Ok(())
+}
+
 /// How much of the client's memory one peer's answer holds, and the most it may
 /// ([`HOLD_LIMIT`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +276,9 @@ pub fn take_entries(
                             quote(t)
                         ));
                     }
+                }
+                if let Some(to) = &m.extra.link {
+                    check_link(&e.rel, &m.kind, to)?;
                 }
                 if m.kind == Kind::File {
                     bytes = bytes.saturating_add(m.size);
@@ -976,6 +1004,22 @@ mod tests {
         .unwrap();
         let seen = &got[1].as_ref().unwrap().listing[&w("u")];
         assert!(matches!(&seen.state, Err(e) if e.len() <= ERROR_MAX + 30));
+    }
+
+    #[test]
+    fn a_hard_link_is_a_files_to_an_earlier_name_of_the_root() {
+        let ok = |rel: &str, to: &str| check_link(&w(rel), &Kind::File, &w(to)).is_ok();
+        assert!(ok("d/b", "d/a"));
+        assert!(ok("z", "a/b/c"));
+        assert!(!ok("a", "a"), "itself");
+        assert!(!ok("a", "b"), "a later name: no cycles");
+        assert!(!ok("b", "../a"), "outside the root");
+        assert!(!ok("b", "/etc/passwd"), "absolute");
+        assert!(!ok("b", ""), "the root");
+        assert!(
+            check_link(&w("b"), &Kind::Dir, &w("a")).is_err(),
+            "a directory"
+        );
     }
 
     #[test]

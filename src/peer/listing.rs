@@ -76,6 +76,7 @@ impl Conn {
         excludes: &[String],
         brief: bool,
         tidy: bool,
+        links: bool,
     ) -> Request {
         Request::Scan {
             roots: roots.to_vec(),
@@ -84,6 +85,7 @@ impl Conn {
             brief,
             tidy,
             lock: true,
+            links,
         }
     }
 
@@ -135,6 +137,8 @@ impl Conn {
 
     /// Scans `roots` on this peer. Its answer is checked as it comes ([`ScanCheck`]): a peer
     /// that breaks a rule is refused whole.
+    // Each is one field of the scan request.
+    #[allow(clippy::too_many_arguments)]
     pub async fn scan(
         &mut self,
         roots: &[RootSpec],
@@ -142,10 +146,13 @@ impl Conn {
         excludes: &[String],
         brief: bool,
         tidy: bool,
+        links: bool,
         progress: impl FnMut(u64, u64),
     ) -> Result<Vec<RootScan>> {
-        self.send(&Self::scan_request(roots, retention, excludes, brief, tidy))
-            .await?;
+        self.send(&Self::scan_request(
+            roots, retention, excludes, brief, tidy, links,
+        ))
+        .await?;
         self.flush().await?;
         self.scanned(roots, progress).await
     }
@@ -269,10 +276,18 @@ mod tests {
             w.flush().await.unwrap();
         });
         let roots = [RootSpec::Home(WirePath(b"notes".to_vec()))];
-        conn.scan(&roots, Retention::default(), &[], true, true, |_, _| {})
-            .await
-            .unwrap_err()
-            .to_string()
+        conn.scan(
+            &roots,
+            Retention::default(),
+            &[],
+            true,
+            true,
+            true,
+            |_, _| {},
+        )
+        .await
+        .unwrap_err()
+        .to_string()
     }
 
     #[tokio::test]
@@ -450,7 +465,15 @@ mod tests {
         });
         let roots = [RootSpec::Home(WirePath::from("notes"))];
         let res = conn
-            .scan(&roots, Retention::default(), &[], true, true, |_, _| {})
+            .scan(
+                &roots,
+                Retention::default(),
+                &[],
+                true,
+                true,
+                true,
+                |_, _| {},
+            )
             .await;
         (res, conn.take_warnings(), conn.key())
     }

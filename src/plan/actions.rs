@@ -89,6 +89,9 @@ impl Plan {
                 out.push(act(*t, &c.rel, Verb::Copy, Some(c.master)));
             }
         }
+        for l in &self.links {
+            out.push(act(l.peer, &l.rel, Verb::Copy, Some(l.peer)));
+        }
         out
     }
 }

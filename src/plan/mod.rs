@@ -32,6 +32,7 @@
 mod actions;
 mod derive;
 mod entry;
+mod links;
 mod meta;
 #[cfg(test)]
 mod meta_tests;
@@ -51,6 +52,7 @@ use crate::paths::WirePath;
 pub use actions::{Action, Verb};
 use derive::{actions_of, clones, keep_needed_directories, Decided};
 use entry::{verdict, versions_of, Verdict, Version};
+pub use links::{link_names, Link};
 pub use meta::differences;
 pub use records::Records;
 pub use settle::{settle, Briefs, Settled};
@@ -247,6 +249,8 @@ pub struct Plan {
     pub touches: Vec<Touch>,
     /// Copies, parents before children.
     pub copies: Vec<Copy>,
+    /// Names made as hard links once the copies are done ([`link_names`]).
+    pub links: Vec<Link>,
     /// Per peer: the records its state takes when the run is over (where they differ from
     /// what it reported).
     pub records: Records,
@@ -278,6 +282,7 @@ impl Plan {
             && self.removes.is_empty()
             && self.touches.is_empty()
             && self.copies.is_empty()
+            && self.links.is_empty()
     }
 }
 

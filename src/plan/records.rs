@@ -23,6 +23,30 @@ impl Records {
         }
     }
 
+    /// Changes the record `peer` takes for `rel` (if any) by `f`, for that peer alone.
+    pub fn amend(
+        &mut self,
+        peer: PeerId,
+        rel: &crate::paths::WirePath,
+        f: impl FnOnce(&mut Record),
+    ) {
+        let Some(i) = self
+            .shared
+            .iter()
+            .rposition(|(r, peers)| r.rel == *rel && peers.contains(&peer))
+        else {
+            return;
+        };
+        let mut mine = self.shared[i].0.clone();
+        f(&mut mine);
+        if self.shared[i].1.len() == 1 {
+            self.shared[i].0 = mine;
+        } else {
+            self.shared[i].1.retain(|p| *p != peer);
+            self.shared.insert(i + 1, (mine, vec![peer]));
+        }
+    }
+
     /// The records `peer` takes, in order.
     pub fn of(&self, peer: PeerId) -> impl Iterator<Item = &Record> {
         self.shared

@@ -620,6 +620,10 @@ pub fn field_value(f: crate::model::Field, m: &crate::model::Meta) -> String {
             let day = humantime::format_rfc3339_seconds(at).to_string();
             format!("{}.{ns:09}Z", day.trim_end_matches('Z'))
         }
+        crate::model::Field::Link => match &m.extra.link {
+            Some(l) => format!("linked to {l}"),
+            None => "no link".to_string(),
+        },
     }
 }
 

@@ -102,6 +102,7 @@ impl Server {
             .map_err(|e| Fail::Error(format!("{}: {e}", at.shown().display())))?;
         at.sync_dir();
         ctx.now_at(rel, None);
+        ctx.inode_moved(rel, now);
         Ok(())
     }
 
@@ -134,6 +135,7 @@ impl Server {
         dest.sync_dir();
         ctx.now_at(rel, None);
         ctx.placed(to, stamp.id());
+        ctx.inode_moved(rel, now);
         Ok(())
     }
 
@@ -155,13 +157,79 @@ impl Server {
             self.store()?
                 .keep_at(&at, at.shown(), &meta, Why::Overwritten, Take::Link)
                 .map_err(|e| Fail::Error(format!("{}: {e}", at.shown().display())))?;
-            // A hard link moves the ctime: the copy that follows must expect that.
+            // A hard link moves the ctime: the copy that follows must expect that, and so
+            // must steps on the other names of the same file.
             if let Some((after, _)) = standing(&at)? {
                 if after.ino == now.ino && after.size == now.size && after.mtime == now.mtime {
                     ctx.now_at(rel, Some(after.id()));
                 }
             }
+            ctx.inode_moved(rel, now);
         }
+        Ok(())
+    }
+
+    /// Makes `rel` a hard link to `to`, which must still be the file the scan saw or this
+    /// session placed, with `meta`'s size, mode and mtime: the plan decided that it holds
+    /// `meta`'s content. A filesystem without hard links gets a verified local copy.
+    pub(super) fn link(&self, root: u32, to: &WirePath, rel: &WirePath, meta: &Meta) -> OpResult {
+        let ctx = self.ctx(root)?;
+        let src = ctx.at(to, false)?;
+        let dest = ctx.at(rel, true)?;
+        refuse_directory(&dest)?;
+        ctx.touching(rel);
+        let changed = || {
+            Fail::Changed(format!(
+                "{}: not the version to link to; {} left for the next run",
+                src.shown().display(),
+                dest.shown().display()
+            ))
+        };
+        let Some((before, kind)) = standing(&src)? else {
+            return Err(changed());
+        };
+        let holds = ctx.holds();
+        let same = kind == rustix::fs::FileType::RegularFile
+            && ctx.expect(to) == Expect::Same(before.id())
+            && before.size == meta.size
+            && holds.same_time(before.mtime, meta.mtime)
+            && meta.kind == Kind::File;
+        if !same {
+            return Err(changed());
+        }
+        if let Some((there, _)) = standing(&dest)? {
+            if (there.dev, there.ino) == (before.dev, before.ino) {
+                ctx.linked(rel, to);
+                ctx.placed(rel, there.id());
+                return Ok(());
+            }
+        }
+        let linked = if holds.links {
+            src.link_over(&dest, Some(ctx.expect(rel)))
+        } else {
+            Err(crate::beneath::Refused::Io(
+                std::io::ErrorKind::Unsupported.into(),
+            ))
+        };
+        let stamp = match linked {
+            Ok(stamp) => stamp,
+            Err(crate::beneath::Refused::Io(e)) if no_links_here(&e) => {
+                let digest = meta.digest.ok_or_else(changed)?;
+                let tmp = copy_to_temp(&src, &dest, &digest)?;
+                let stamp = tmp.place(
+                    &dest,
+                    meta.mode & MODE_BITS,
+                    meta.mtime,
+                    Some(ctx.expect(rel)),
+                )?;
+                ctx.placed(rel, stamp.id());
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        ctx.linked(rel, to);
+        ctx.placed(rel, stamp.id());
+        ctx.inode_moved(rel, before);
         Ok(())
     }
 
@@ -179,11 +247,27 @@ impl Server {
         let src = ctx.at(from, false)?;
         let dest = ctx.at(rel, true)?;
         refuse_directory(&dest)?;
+        let before = standing(&dest)?;
         let tmp = copy_to_temp(&src, &dest, &digest)?;
         let stamp = tmp.place(&dest, mode & MODE_BITS, mtime, Some(ctx.expect(rel)))?;
         ctx.placed(rel, stamp.id());
+        // A name that was linked to others is a file of its own now (a link broken).
+        if let Some((before, _)) = before {
+            ctx.inode_moved(rel, before);
+            ctx.unlinked(rel);
+        }
         Ok(())
     }
+}
+
+/// The filesystem (or its mount) refuses hard links (EPERM, EOPNOTSUPP, ENOSYS, EMLINK,
+/// EXDEV; the message in front of it keeps only its kind).
+fn no_links_here(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::PermissionDenied | K::Unsupported | K::TooManyLinks | K::CrossesDevices
+    )
 }
 
 /// Copies the file at `src` into a locked temp file beside `dest`, checking the bytes against

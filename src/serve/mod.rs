@@ -78,6 +78,8 @@ pub struct Server {
     retention: Retention,
     /// The store was pruned in this session.
     pruned: bool,
+    /// The last scan asked which names share an inode (not with `--no-hard-links`).
+    links: bool,
     /// What each root's filesystem holds, probed once a session ([`probe::probe`]).
     probed: std::cell::RefCell<std::collections::HashMap<std::path::PathBuf, probe::Holds>>,
     /// The roots of the last scan; later requests refer to them by index.
@@ -156,6 +158,7 @@ impl Server {
             store: None,
             retention: Retention::default(),
             pruned: false,
+            links: true,
             probed: Default::default(),
             roots: Vec::new(),
             watch: None,
@@ -244,8 +247,10 @@ impl Server {
                     brief,
                     tidy,
                     lock,
+                    links,
                 } => {
                     self.retention = retention;
+                    self.links = links;
                     if !lock || self.lock_for_scan(&roots, w)? {
                         self.scan(&roots, &excludes, brief, tidy, w)?
                     }
@@ -270,6 +275,12 @@ impl Server {
                     mtime,
                     digest,
                 } => reply(w, self.clone_local(root, &from, &rel, mode, mtime, digest))?,
+                Request::Link {
+                    root,
+                    to,
+                    rel,
+                    meta,
+                } => reply(w, self.link(root, &to, &rel, &meta))?,
                 Request::Records { root, set } => {
                     // No answer: a failure shows at the commit.
                     if let Err(Fail::Error(e) | Fail::Changed(e)) = self.records(root, set) {
@@ -476,6 +487,7 @@ pub(super) mod tests {
             brief: false,
             tidy: true,
             lock: false,
+            links: true,
         }
     }
 
@@ -491,6 +503,7 @@ pub(super) mod tests {
             brief: true,
             tidy: true,
             lock: false,
+            links: true,
         };
         let detail = |rel: &str| Request::Detail {
             root: 0,
@@ -572,6 +585,7 @@ pub(super) mod tests {
             brief: true,
             tidy: true,
             lock: false,
+            links: true,
         };
         let briefs = |resps: &[Response]| -> Vec<Brief> {
             gather(resps, |r| match r {
@@ -688,6 +702,7 @@ pub(super) mod tests {
             brief: true,
             tidy: true,
             lock: false,
+            links: true,
         };
         let (res, _) = converse_in(
             home.path(),

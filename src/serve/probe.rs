@@ -20,6 +20,8 @@ pub(crate) struct Holds {
     pub(crate) modes: bool,
     /// The step of its mtimes, in ns (1: to the nanosecond).
     pub(crate) mtime_step: i64,
+    /// A file can have more than one name (exFAT and FAT: no hard links).
+    pub(crate) links: bool,
 }
 
 impl Default for Holds {
@@ -27,6 +29,7 @@ impl Default for Holds {
         Holds {
             modes: true,
             mtime_step: 1,
+            links: true,
         }
     }
 }
@@ -44,6 +47,9 @@ impl Holds {
                 self.mtime_step as f64 / 1e6
             ));
         }
+        if !self.links {
+            out.push("hard links (linked names are independent files there)".to_string());
+        }
         (!out.is_empty()).then(|| out.join(", "))
     }
 
@@ -57,6 +63,9 @@ impl Holds {
         }
         if !self.modes {
             found.mode = recorded.mode;
+        }
+        if !self.links {
+            found.extra.link.clone_from(&recorded.extra.link);
         }
         let same =
             crate::model::Content::of(Some(found)) == crate::model::Content::of(Some(recorded));
@@ -121,7 +130,16 @@ pub(super) fn probe(ctx: &RootCtx) -> Option<Holds> {
                 .prefix(".probe")
                 .tempfile_in(&cache)
             {
-                return Some(try_on(tmp.as_file().as_fd()));
+                let dir = rfs::open(
+                    &cache,
+                    rfs::OFlags::PATH | rfs::OFlags::DIRECTORY | rfs::OFlags::CLOEXEC,
+                    Mode::empty(),
+                );
+                let links = dir.map_or(true, |d| links_stick(tmp.as_file().as_fd(), d.as_fd()));
+                return Some(Holds {
+                    links,
+                    ..try_on(tmp.as_file().as_fd())
+                });
             }
         }
     }
@@ -129,11 +147,37 @@ pub(super) fn probe(ctx: &RootCtx) -> Option<Holds> {
     let tried = ctx
         .at(&WirePath::from("probe"), false)
         .ok()
-        .and_then(|at| at.temp().ok())
-        .map(|tmp| try_on(tmp.file().as_fd()));
+        .and_then(|at| Some((at.temp().ok()?, at)))
+        .map(|(tmp, at)| Holds {
+            links: links_stick(tmp.file().as_fd(), at.dir()),
+            ..try_on(tmp.file().as_fd())
+        });
     // The temp file is gone (dropped); so is its trace on the directory.
     let _ = root.set_mtime(before);
     tried
+}
+
+/// Whether the temp file `fd` takes a second name in `dir` (a name synk owns, removed at once).
+/// Through `/proc/self/fd`, as `linkat(AT_EMPTY_PATH)` needs a capability; without `/proc`
+/// links are taken to work.
+fn links_stick(fd: std::os::fd::BorrowedFd<'_>, dir: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd;
+    let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let name = crate::names::temp_name(u64::from(std::process::id()) << 20 | 0x11_4b);
+    match rfs::linkat(
+        rfs::CWD,
+        proc.as_str(),
+        dir,
+        name.as_slice(),
+        rfs::AtFlags::SYMLINK_FOLLOW,
+    ) {
+        Ok(()) => {
+            let _ = rfs::unlinkat(dir, name.as_slice(), rfs::AtFlags::empty());
+            true
+        }
+        Err(rustix::io::Errno::NOENT) => true,
+        Err(_) => false,
+    }
 }
 
 /// What a temp file `fd` on the filesystem keeps: modes set, and how fine an mtime.
@@ -163,7 +207,11 @@ fn try_on(fd: std::os::fd::BorrowedFd<'_>) -> Holds {
         }
         _ => 1,
     };
-    Holds { modes, mtime_step }
+    Holds {
+        modes,
+        mtime_step,
+        links: true,
+    }
 }
 
 #[cfg(test)]
@@ -184,6 +232,7 @@ mod tests {
         let exfat = Holds {
             modes: false,
             mtime_step: 10_000_000,
+            links: false,
         };
         let recorded = m(0o644, 5_123_456_789);
         let mut found = m(0o777, 5_120_000_000);
@@ -200,8 +249,14 @@ mod tests {
         assert_eq!(Holds::default().lacks(), None);
         assert_eq!(
             exfat.lacks().unwrap(),
-            "permission bits (chmod has no effect), mtimes finer than 10 ms"
+            "permission bits (chmod has no effect), mtimes finer than 10 ms, hard links (linked names are independent files there)"
         );
+        // A name linked as recorded, independent on a disk without links: no change.
+        let mut linked = recorded.clone();
+        linked.extra.link = Some(WirePath::from("a"));
+        let mut independent = recorded.clone();
+        exfat.as_held(&mut independent, &linked);
+        assert_eq!(independent, linked);
     }
 
     #[test]
@@ -216,6 +271,7 @@ mod tests {
         let holds = probe(&ctx).unwrap();
         assert!(holds.modes);
         assert!(holds.mtime_step <= 1_000, "{holds:?}");
+        assert!(holds.links, "{holds:?}");
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0, "no trace");
         assert_eq!(
             std::fs::metadata(&root).unwrap().modified().unwrap(),

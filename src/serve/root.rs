@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::emit::HeldBriefs;
 use super::reports::{Reported, Reports};
 use super::{msg, OpResult, Server};
-use crate::beneath::{At, Beneath, Expect};
+use crate::beneath::{At, Beneath, Expect, Stamp};
 use crate::exclude::Excludes;
 use crate::model::{Meta, Record, Vv};
 use crate::names;
@@ -79,6 +79,9 @@ pub(super) struct RootCtx {
     /// Emptied mount points ([`crate::proto::Emptied`]): the deletions below them are recorded
     /// only as the client decides, never as reported.
     pub(super) guarded: Vec<WirePath>,
+    /// Names that share an inode in the root, as the walk found them and this session linked
+    /// them: a step on one name moves the ctime of all ([`RootCtx::inode_moved`]).
+    pub(super) links: RefCell<Vec<Vec<WirePath>>>,
 }
 
 impl RootCtx {
@@ -105,6 +108,57 @@ impl RootCtx {
             scratch: None,
             scratch_live: None,
             guarded: Vec::new(),
+            links: RefCell::default(),
+        }
+    }
+
+    /// Notes that `rel` is a file of its own now.
+    pub(super) fn unlinked(&self, rel: &WirePath) {
+        for g in self.links.borrow_mut().iter_mut() {
+            g.retain(|n| n != rel);
+        }
+    }
+
+    /// Notes that `rel` is now a hard link to `to`.
+    pub(super) fn linked(&self, rel: &WirePath, to: &WirePath) {
+        self.unlinked(rel);
+        let mut groups = self.links.borrow_mut();
+        match groups.iter_mut().find(|g| g.contains(to)) {
+            Some(g) => g.push(rel.clone()),
+            None => groups.push(vec![to.clone(), rel.clone()]),
+        }
+    }
+
+    /// A step on `rel` (a hard link made or moved) changed the ctime of the inode it had
+    /// when its stamp was `before`: every other name of the root linked to that inode, still
+    /// as this session expected it, is expected with its new stamp (else the next step on it,
+    /// or the commit, would take it for a change the user made).
+    pub(super) fn inode_moved(&self, rel: &WirePath, before: Stamp) {
+        let others: Vec<WirePath> = match self.links.borrow().iter().find(|g| g.contains(rel)) {
+            Some(g) => g.iter().filter(|n| *n != rel).cloned().collect(),
+            None => return,
+        };
+        for name in others {
+            if self.expect(&name) != Expect::Same(before.id()) {
+                continue;
+            }
+            let Ok(Some(st)) = self
+                .at(&name, false)
+                .and_then(|a| a.lstat().map_err(|e| e.to_string()))
+            else {
+                continue;
+            };
+            let now = Stamp::of(&st);
+            if (now.dev, now.ino, now.size, now.mtime)
+                != (before.dev, before.ino, before.size, before.mtime)
+            {
+                continue;
+            }
+            if self.placed.borrow().contains_key(&name) {
+                self.placed(&name, now.id());
+            } else {
+                self.now_at(&name, Some(now.id()));
+            }
         }
     }
 

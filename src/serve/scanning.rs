@@ -229,7 +229,13 @@ impl Server {
         let excludes = &ctx.excludes;
         let mut dirty = false;
         let mut hint = 0;
-        let walked = scan::scan_root(&abs, &cache, excludes, tidy, &mut |found: Found| {
+        let links = self.links;
+        let walked = scan::scan_root(&abs, &cache, excludes, tidy, &mut |mut found: Found| {
+            if !links {
+                if let Ok(m) = &mut found.state {
+                    m.extra.link = None;
+                }
+            }
             let base = state.get_near(&found.rel, &mut hint);
             let stamp = found.stamp.map_or(0, |s| s.id());
             let (entry, rep) = versioned(found, base, key, now, &holds);
@@ -245,6 +251,7 @@ impl Server {
         let mounts = match walked {
             Ok(w) => {
                 ctx.watchable = !w.other_device;
+                *ctx.links.get_mut() = w.links;
 
                 if w.setid > 0 {
                     out.note(format!(
@@ -537,6 +544,7 @@ mod tests {
             brief: true,
             tidy: true,
             lock: true,
+            links: true,
         }
     }
 

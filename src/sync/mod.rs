@@ -160,6 +160,7 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         brief: cli.verbose < 2 && cli.restore.is_none() && refill.is_none(),
         tidy: !cli.dry_run,
         lock_wait: cli.lock_wait.unwrap_or(session::LOCK_WAIT),
+        links: !(cli.no_hard_links || cfg.no_hard_links),
     };
     rep.max_size(settings.max_size);
     let mut session = Session::new(specs, opts, forced);

@@ -88,7 +88,7 @@ impl RootRun<'_> {
                 .await;
         }
         let root_is_dir = root_is_dir(&views);
-        let plan = self.decide(&views, &settled, root_is_dir);
+        let plan = self.decide(&views, &settled, root_is_dir, false);
         let committing = committing(&plan, &views);
         let (lost, wire) = self.carry_out(&plan, &views, &abs, root_is_dir, rep).await;
         if !self.cli.dry_run {
@@ -175,10 +175,11 @@ impl RootRun<'_> {
         views: &[Option<&Listing>],
         settled: &[usize],
         root_is_dir: bool,
+        windowed: bool,
     ) -> Plan {
         let names: Vec<String> = self.peers.iter().map(|p| p.label.clone()).collect();
         let emptied = self.emptied(views);
-        let plan = plan::decide(&plan::Input {
+        let mut plan = plan::decide(&plan::Input {
             views,
             names: &names,
             forced: self.forced,
@@ -189,6 +190,7 @@ impl RootRun<'_> {
             roles: self.roles,
             emptied: &emptied,
         });
+        plan::link_names(&mut plan, views, windowed);
         tracing::debug!(
             root = %self.root.display,
             copies = plan.copies.len(),
@@ -279,6 +281,11 @@ impl RootRun<'_> {
             .execute(copies_plan.as_ref().unwrap_or(plan), &lost, rep)
             .await;
         lost.extend(copies_lost);
+        if !self.cli.dry_run && !plan.links.is_empty() {
+            let (gone, link_failed) = apply.links(plan, &lost, &failed, rep).await;
+            lost.extend(gone);
+            failed.extend(link_failed);
+        }
         if !self.cli.dry_run {
             // What a failed step or a lost peer did not do is not logged as done.
             let skip =

@@ -19,6 +19,9 @@
 
 #![allow(dead_code)]
 
+mod exfat;
+pub use exfat::Exfat;
+
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;

@@ -23,6 +23,7 @@
 //!   handshake, then dies.
 //! - `hole-past-end`: ends every file it sends with 1 GiB of holes (a few bytes each, past
 //!   the size it scanned).
+//! - `link REL TO`: says its entry REL is a hard link to TO (every such lie is told).
 
 use std::fs;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -242,7 +243,14 @@ impl Liar {
                 s.sum = s.sum.wrapping_add(1);
                 out.push(Out::Frame(Response::Summary(s)));
             }
-            Response::Entries(entries) => {
+            Response::Entries(mut entries) => {
+                for l in self.lies.iter().filter(|l| l.name == "link") {
+                    for e in entries.iter_mut().filter(|e| e.rel == l.arg(0)) {
+                        if let Ok(Some(m)) = &mut e.state {
+                            m.extra.link = Some(l.arg(1));
+                        }
+                    }
+                }
                 self.last_entries = Some(entries.clone());
                 out.push(Out::Frame(Response::Entries(entries)));
             }

@@ -132,6 +132,7 @@ const CASES: &[Case] = &[
     case("a_lying_handshake", lying_handshake),
     case("kept_versions_of_other_paths", versions_elsewhere),
     case("holes_past_the_end_of_a_file", holes_past_the_end),
+    case("hard_links_no_tree_can_hold", impossible_links),
     case(
         "a_relay_source_whose_rsync_sends_unplanned_names",
         relay_source,
@@ -759,5 +760,75 @@ fn holes_past_the_end() {
             b"same",
             "{p}: the old version stays"
         );
+    }
+}
+
+/// lambda says names are hard links to themselves, to later names (a cycle), out of the
+/// root, or that a directory has one: refused. Links to a directory, to a name it does not
+/// hold, or to a name that is itself linked (a chain) pass the check but are never made: the
+/// name arrives as a file of its own, and the run after it is quiet.
+fn impossible_links() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(h) = Hostile::new("links") else {
+        return;
+    };
+    let s = &h.s;
+    let t = now() - 100;
+    for rel in ["d/a", "d/b", "d/c"] {
+        s.write(LIAR, rel, "x", t);
+    }
+    s.mkdir(LIAR, "d/bdir");
+    let refused: [(&[u8], &[u8], &str); 4] = [
+        (
+            b"b",
+            b"b",
+            "a name links to one before it in the root's order",
+        ),
+        (
+            b"a",
+            b"b",
+            "a name links to one before it in the root's order",
+        ),
+        (b"b", b"../a", "not an entry path below the root"),
+        (b"bdir", b"a", "only a file has hard links"),
+    ];
+    for (rel, to, why) in refused {
+        h.lies(&[&[b"link", rel, to]]);
+        let run = h.synk(&[&s.arg("d")]);
+        let says = format!(
+            "sent \"{}\" as a hard link to \"{}\": {why}",
+            String::from_utf8_lossy(rel),
+            String::from_utf8_lossy(to)
+        );
+        h.refused(&run, &says, RSS_LIMIT, &["d/a", "a"]);
+    }
+    let kept: [&[&[&[u8]]]; 3] = [
+        &[&[b"link", b"c", b"bdir"]],
+        &[&[b"link", b"c", b"bb"]],
+        &[&[b"link", b"b", b"a"], &[b"link", b"c", b"b"]],
+    ];
+    for (i, lies) in kept.into_iter().enumerate() {
+        let root = format!("k{i}");
+        for rel in ["a", "b", "c"] {
+            s.write(LIAR, &format!("{root}/{rel}"), "x", t);
+        }
+        s.mkdir(LIAR, &format!("{root}/bdir"));
+        h.lies(lies);
+        let run = h.synk(&[&s.arg(&root)]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr());
+        h.checked(&run, RSS_LIMIT, &[]);
+        for p in &h.honest {
+            let at = |rel: &str| s.path(p, &format!("{root}/{rel}"));
+            assert_eq!(fs::read(at("c")).unwrap(), b"x", "{p}");
+            let c = fs::metadata(at("c")).unwrap();
+            assert_eq!(c.nlink(), 1, "{p}: {root}/c a file of its own");
+            assert!(at("bdir").is_dir(), "{p}");
+            if i == 2 {
+                // The first link of the chain is a link no tree contradicts: made.
+                assert_eq!(inode(&at("b")), inode(&at("a")), "{p}: {root}/b");
+            }
+        }
+        let again = h.synk(&[&s.arg(&root)]);
+        assert_eq!(again.code, Some(0), "{}", again.stderr());
     }
 }
