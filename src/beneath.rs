@@ -24,6 +24,8 @@ use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, RenameFlags, ResolveFlags, 
 
 use crate::{names, os};
 
+pub mod partial;
+
 /// What identifies one version of an entry on this host without reading it: a new inode, a
 /// write, a chmod or a rename over it all change the stamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -645,7 +647,10 @@ pub fn remove_if_stale(dir: BorrowedFd<'_>, name: &[u8]) -> bool {
         return false;
     }
     tracing::debug!(name = %String::from_utf8_lossy(name), "removing what a killed run left");
-    let removed = if kind == rfs::FileType::Directory {
+    let removed = if kind == rfs::FileType::Directory && names::is_scratch_name(name) {
+        // A copy's partial data stays for the next run to resume from.
+        partial::clear(dir, name)
+    } else if kind == rfs::FileType::Directory {
         remove_tree(dir, name)
     } else {
         rfs::unlinkat(dir, name, AtFlags::empty()).map_err(Into::into)
@@ -682,7 +687,9 @@ pub fn forget(id: Option<u64>) {
 pub fn on_stop() {
     let live = std::mem::take(&mut LIVE.lock().unwrap_or_else(|e| e.into_inner()).1);
     for (_, dir, name, tree) in live {
-        let _ = if tree {
+        let _ = if tree && names::is_scratch_name(&name) {
+            partial::clear(dir.as_fd(), &name)
+        } else if tree {
             remove_tree(dir.as_fd(), &name)
         } else {
             rfs::unlinkat(&dir, name.as_slice(), AtFlags::empty()).map_err(Into::into)

@@ -14,7 +14,7 @@ use crate::model::{Brief, Digest, Kept, Meta, Record, Retention, Vv};
 use crate::paths::{RootSpec, WirePath};
 
 /// Bumped on every incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 9;
+pub const PROTOCOL_VERSION: u32 = 10;
 /// Opens every handshake so a stray banner or a different program is recognised at once.
 pub const MAGIC: [u8; 4] = *b"SYNK";
 /// Largest frame either side accepts.
@@ -360,6 +360,9 @@ pub struct Placing {
     pub mtime: i64,
     /// The planned permission bits.
     pub mode: u32,
+    /// The master's digest of the file: a copy resumed from partial data is checked whole
+    /// against it before it is placed.
+    pub digest: Digest,
 }
 
 /// What became of one [`Placing`].

@@ -54,7 +54,8 @@ pub fn run() -> Result<(), FrameError> {
     let mut w = BufWriter::with_capacity(CHUNK + 64, io::stdout().lock());
     let res = server.serve(&mut r, &mut w);
     // The client is gone (done, or killed mid-run): directories made in this session still
-    // get their modes and times, and scratch directories go with what is left in them.
+    // get their modes and times, and scratch directories go with what is left in them, but
+    // for the partial data of copies cut short (kept for the next run to resume from).
     server.finish_dirs();
     server.abandon_scratch();
     // The scanned roots are plain memory, and the process ends here: freeing a big tree's
