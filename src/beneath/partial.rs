@@ -59,9 +59,11 @@ fn now() -> i64 {
 }
 
 /// Empties the scratch directory `scratch` but for its partial directory, and prunes that:
-/// what is old, not a regular file, or one of rsync's temp files goes. Returns the names of the
-/// partial files kept; the partial directory itself is removed when none is.
-pub fn clear_inside(scratch: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
+/// what is old or not a regular file goes, and with `temps` rsync's temp files too (not while
+/// a receiver cut short may still be renaming its temp file to the partial one: only as a run
+/// starts or ends). Returns the names of the partial files kept; the partial directory itself
+/// is removed when none is.
+pub fn clear_inside(scratch: BorrowedFd<'_>, temps: bool) -> io::Result<Vec<Vec<u8>>> {
     let keep = names::partial_dir_name();
     for n in names_in(scratch)? {
         if n != keep {
@@ -85,7 +87,10 @@ pub fn clear_inside(scratch: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
         // every write and rename moves the ctime.
         #[allow(clippy::unnecessary_cast)]
         let changed = st.st_ctime as i64;
-        if kind_of(&st) == rfs::FileType::RegularFile && fresh(changed, now) && !rsync_temp(&n) {
+        if kind_of(&st) == rfs::FileType::RegularFile
+            && fresh(changed, now)
+            && !(temps && rsync_temp(&n))
+        {
             kept.push(n);
         } else {
             remove_tree(partial.as_fd(), &n)?;
@@ -103,15 +108,16 @@ pub fn clear_inside(scratch: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
 }
 
 /// Removes the scratch directory `name` in `dir` with what is in it, but for partial data
-/// worth keeping ([`clear_inside`]): then the directory stays, holding only that.
-pub fn clear(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+/// worth keeping ([`clear_inside`], `temps` as there): then the directory stays, holding only
+/// that.
+pub fn clear(dir: BorrowedFd<'_>, name: &[u8], temps: bool) -> io::Result<()> {
     let fd = match dir_at(dir, name) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
         // Not a directory: nothing of a scratch directory to keep.
         Err(_) => return remove_tree(dir, name),
     };
-    if clear_inside(fd.as_fd())?.is_empty() {
+    if clear_inside(fd.as_fd(), temps)?.is_empty() {
         drop(fd);
         return remove_tree(dir, name);
     }
@@ -163,7 +169,7 @@ mod tests {
         // Its age is its ctime's, which setting the mtime moves: an old mtime alone (rsync's
         // partial file of an old source) keeps it.
         let base = dir_at(rfs::CWD, d.path().as_os_str().as_bytes()).unwrap();
-        clear(base.as_fd(), b"scratch").unwrap();
+        clear(base.as_fd(), b"scratch", true).unwrap();
         let mut left: Vec<_> = fs::read_dir(&p)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -174,7 +180,7 @@ mod tests {
         assert!(Path::new("/etc/passwd").exists());
         fs::remove_file(p.join("big")).unwrap();
         fs::remove_file(p.join("old")).unwrap();
-        clear(base.as_fd(), b"scratch").unwrap();
+        clear(base.as_fd(), b"scratch", true).unwrap();
         assert!(!s.exists(), "an empty scratch directory goes");
     }
 }

@@ -10,9 +10,9 @@ use super::tests::{end, hello, scan_home, w, SEED};
 use super::Server;
 use crate::model::Digest;
 use crate::names;
-use std::os::unix::ffi::OsStrExt;
 use crate::paths::WirePath;
 use crate::proto::{encode, read_frame, Placement, Placing, Request, Response};
+use std::os::unix::ffi::OsStrExt;
 
 /// A serve session on `home` that keeps its roots between calls, as one client's would.
 struct Session {
@@ -245,7 +245,10 @@ fn partial_data_outlives_a_run_and_a_resumed_copy_is_checked_whole() {
     );
     let mut s = Session::new(home.path());
     s.ask(&[scan_home("t")]);
-    assert!(sd.exists(), "a scan keeps a scratch directory holding partial data");
+    assert!(
+        sd.exists(),
+        "a scan keeps a scratch directory holding partial data"
+    );
     assert_eq!(prepare(&mut s), sd);
     assert!(!sd.join("debris").exists() && !pd.join(".big.Xy12Zz").exists());
     // The resumed copies arrive; one is not the master's version.
@@ -292,7 +295,10 @@ fn partial_data_outlives_a_run_and_a_resumed_copy_is_checked_whole() {
     drop(s);
     let mut s = Session::new(home.path());
     s.ask(&[scan_home("t")]);
-    assert!(!sd.exists(), "a scratch directory with no partial data left goes");
+    assert!(
+        !sd.exists(),
+        "a scratch directory with no partial data left goes"
+    );
 }
 
 #[test]

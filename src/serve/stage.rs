@@ -66,7 +66,7 @@ impl Server {
         };
         // Debris of a killed run: nothing in it may be taken for this run's copies, but for
         // the partial data of copies cut short, which rsync resumes from.
-        let partials = partial::clear_inside(fd.as_fd()).map_err(|e| shown(&e))?;
+        let partials = partial::clear_inside(fd.as_fd(), true).map_err(|e| shown(&e))?;
         partial_dir(fd.as_fd()).map_err(|e| shown(&e))?;
         let live = beneath::on_stop_remove(base.fd(), &name, true);
         let ctx = self.ctx_mut(root)?;
@@ -160,7 +160,7 @@ impl Server {
         if let Some((name, fd, _)) = scratch {
             drop(fd);
             // What rsync left of a copy that failed midway stays for the next run.
-            let _ = partial::clear(base.fd(), &name);
+            let _ = partial::clear(base.fd(), &name, true);
         }
         flush(base.path(), one_fs).map_err(Fail::Error)
     }
@@ -182,7 +182,9 @@ impl Server {
             drop(fd);
             if let Ok(base) = self.rsync_base(root, dir) {
                 // The one thing a run cut short leaves on purpose: its copies' partial data.
-                let _ = partial::clear(base.fd(), &name);
+                // rsync's receiver, cut short too, may be renaming its temp file to the
+                // partial one right now: its temp files stay until the next run.
+                let _ = partial::clear(base.fd(), &name, false);
             }
         }
     }
