@@ -347,6 +347,46 @@ pub enum Request {
         /// Modification time (ns).
         mtime: i64,
     },
+    /// The partial data of version `digest` of the file at `rel` a copy cut short left in
+    /// this peer's scratch directory ([`Response::Partial`]), or, where none is, the same
+    /// answer as [`Request::Blocks`].
+    Partial {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// Entry below that root.
+        rel: WirePath,
+        /// The version being copied.
+        digest: Digest,
+    },
+    /// [`Request::ReadFile`] that sends nothing before byte `from` (still read, for the
+    /// digest of the whole file).
+    ReadFrom {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// Entry below that root.
+        rel: WirePath,
+        /// The first byte to send.
+        from: u64,
+    },
+    /// [`Request::WriteFile`] into the partial file of version `digest` in the scratch
+    /// directory (made by [`Request::Partial`]), keeping its first `from` bytes: kept if the
+    /// copy is cut short, and checked whole against `digest` before it is placed.
+    WritePartial {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// Entry below that root.
+        rel: WirePath,
+        /// Permission bits to set.
+        mode: u32,
+        /// Modification time to set (ns).
+        mtime: i64,
+        /// The seed of this transfer's [`Check`], drawn by the client.
+        seed: u64,
+        /// The version being copied.
+        digest: Digest,
+        /// Bytes of the partial file kept; the data that follows starts there.
+        from: u64,
+    },
 }
 
 /// One file for [`Request::Place`]: where it goes and the version the plan expects there.
@@ -485,6 +525,12 @@ pub enum Response {
     Hole {
         /// How many bytes.
         len: u32,
+    },
+    /// Answers [`Request::Partial`] where this peer holds partial data of that version: its
+    /// length, which a copy resumed there need not send again.
+    Partial {
+        /// Bytes held, from the start of the file.
+        len: u64,
     },
 }
 

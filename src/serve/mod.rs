@@ -32,6 +32,7 @@ mod locks;
 mod probe;
 mod recheck;
 mod reports;
+mod resume;
 mod restore;
 mod root;
 mod rsync;
@@ -228,6 +229,7 @@ impl Server {
                     | Request::Blocks { .. }
                     | Request::Versions { .. }
                     | Request::ReadFile { .. }
+                    | Request::ReadFrom { .. }
                     | Request::Watch { .. }
                     | Request::Records { .. }
                     | Request::Commit { .. }
@@ -315,7 +317,8 @@ impl Server {
                     Err(e) => write_frame(w, &Response::Failed(e))?,
                 },
                 Request::Cleanup { root, dir } => reply(w, self.cleanup(root, dir))?,
-                Request::ReadFile { root, rel } => self.read_file(root, &rel, w)?,
+                Request::ReadFile { root, rel } => self.read_file(root, &rel, 0, w)?,
+                Request::ReadFrom { root, rel, from } => self.read_file(root, &rel, from, w)?,
                 Request::WriteFile {
                     root,
                     rel,
@@ -323,8 +326,25 @@ impl Server {
                     mtime,
                     seed,
                 } => {
-                    let res = self.write_file(root, &rel, mode, mtime, seed, r)?;
+                    let res = self.write_file(root, &rel, mode, mtime, seed, None, r)?;
                     reply(w, res)?
+                }
+                Request::WritePartial {
+                    root,
+                    rel,
+                    mode,
+                    mtime,
+                    seed,
+                    digest,
+                    from,
+                } => {
+                    let partial = Some((digest, from));
+                    let res = self.write_file(root, &rel, mode, mtime, seed, partial, r)?;
+                    reply(w, res)?
+                }
+                Request::Partial { root, rel, digest } => {
+                    let answer = self.partial(root, &rel, digest);
+                    write_frame(w, &answer)?
                 }
                 Request::MakeDir {
                     root,

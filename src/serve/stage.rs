@@ -30,7 +30,7 @@ use crate::scan::MODE_BITS;
 impl Server {
     /// The directory rsync's names are relative to for root `root`: the root itself where it
     /// is a directory, else its parent.
-    fn rsync_base(&self, root: u32, dir: bool) -> Result<&Beneath, String> {
+    pub(super) fn rsync_base(&self, root: u32, dir: bool) -> Result<&Beneath, String> {
         let ctx = self.ctx(root)?;
         if dir {
             ctx.dir()
@@ -43,6 +43,15 @@ impl Server {
     /// it is a directory, and an empty scratch directory in its base, held locked until the
     /// session ends. Returns the scratch directory's name.
     pub(super) fn prepare(&mut self, root: u32, dir: bool) -> Result<WirePath, Fail> {
+        // Prepared already this session (the streaming copier's resumable copies use it too).
+        if let Some((name, _, was_dir)) = &self.ctx(root)?.scratch {
+            if *was_dir == dir {
+                return Ok(WirePath(name.clone()));
+            }
+            return Err(Fail::Error(format!(
+                "root #{root}: scratch directory prepared for another kind of root"
+            )));
+        }
         let seed = {
             let ctx = self.ctx(root)?;
             if dir {
