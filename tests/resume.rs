@@ -126,7 +126,11 @@ fn resumes(name: &str, copier: &str) {
         "sent {sent} bytes for {missing} missing"
     );
     assert_eq!(sha512(&s.path("alpha", "big")), sha512(&big));
-    assert_eq!(partial_files(&s.dir("alpha")), [], "the partial file goes once used");
+    assert_eq!(
+        partial_files(&s.dir("alpha")),
+        [],
+        "the partial file goes once used"
+    );
     let left: Vec<_> = fs::read_dir(s.dir("alpha"))
         .unwrap()
         .flatten()
@@ -159,7 +163,11 @@ fn changed(name: &str, copier: &str) {
     assert!(literal(&doc) >= SIZE as u64 - (1 << 20), "{doc}");
     assert_eq!(sha512(&s.path("alpha", "big")), sha512(&big));
     if copier == "rsync" {
-        assert_eq!(partial_files(&s.dir("alpha")), [], "the partial data is gone");
+        assert_eq!(
+            partial_files(&s.dir("alpha")),
+            [],
+            "the partial data is gone"
+        );
     }
     // And in sync from here.
     assert_eq!(literal(&json_run(&s, copier, "big")), 0);

@@ -86,7 +86,9 @@ impl Server {
             )));
         };
         if *dir != self.dir_root(root, rel)? {
-            return Err(Fail::Error(format!("{rel}: not where the scratch directory is")));
+            return Err(Fail::Error(format!(
+                "{rel}: not where the scratch directory is"
+            )));
         }
         let scratch = self
             .rsync_base(root, *dir)?
@@ -127,9 +129,7 @@ impl Server {
         from: u64,
     ) -> Result<PartialFile, Fail> {
         let at = self.partial_at(root, rel, &digest)?;
-        let err = |e: &dyn std::fmt::Display| {
-            Fail::Error(format!("{}: {e}", at.shown().display()))
-        };
+        let err = |e: &dyn std::fmt::Display| Fail::Error(format!("{}: {e}", at.shown().display()));
         let fd = rfs::openat(
             at.dir(),
             at.name(),
