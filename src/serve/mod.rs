@@ -340,6 +340,7 @@ impl Server {
                 } => {
                     let partial = Some((digest, from));
                     let res = self.write_file(root, &rel, mode, mtime, seed, partial, r)?;
+                    self.release_stream_scratch(root);
                     reply(w, res)?
                 }
                 Request::Partial { root, rel, digest } => {

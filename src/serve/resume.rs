@@ -105,6 +105,7 @@ impl Server {
             let dir = self.dir_root(root, rel)?;
             if self.ctx(root)?.scratch.is_none() {
                 self.prepare(root, dir)?;
+                self.ctx_mut(root)?.scratch_for_stream = true;
             }
             let at = self.partial_at(root, rel, &digest)?;
             Ok(match at.lstat() {
@@ -165,8 +166,29 @@ impl Server {
         Ok(PartialFile { file, hash, digest })
     }
 
+    /// Removes the scratch directory a streamed copy made, but for partial data (a copy
+    /// that failed midway): that copy is done. One rsync uses as well stays until rsync's
+    /// cleanup.
+    pub(super) fn release_stream_scratch(&mut self, root: u32) {
+        let Ok(ctx) = self.ctx_mut(root) else {
+            return;
+        };
+        if !std::mem::take(&mut ctx.scratch_for_stream) {
+            return;
+        }
+        let (scratch, live) = (ctx.scratch.take(), ctx.scratch_live.take());
+        crate::beneath::forget(live);
+        let Some((name, fd, dir)) = scratch else {
+            return;
+        };
+        drop(fd);
+        if let Ok(base) = self.rsync_base(root, dir) {
+            let _ = crate::beneath::partial::clear(base.fd(), &name, true);
+        }
+    }
+
     /// Removes a partial file whose bytes are not the master's.
-    pub(super) fn drop_partial(&self, root: u32, p: PartialFile) {
+    pub(super) fn drop_partial(&self, root: u32, p: &PartialFile) {
         let Some((_, scratch, _)) = self.ctx(root).ok().and_then(|c| c.scratch.as_ref()) else {
             return;
         };
@@ -192,11 +214,29 @@ impl Server {
         let whole = Digest::from_hasher(p.hash.clone());
         if whole != p.digest {
             let shown = to.shown().display().to_string();
-            self.drop_partial(root, p);
+            self.drop_partial(root, &p);
             return Err(Fail::Error(format!(
                 "{shown}: the resumed copy does not match the master's digest; old version kept"
             )));
         }
+        let placed = self.rename_partial(root, rel, to, &p, mode, mtime);
+        if placed.is_err() {
+            // Whole, but not placed (the entry changed meanwhile): like rsync's copy in the
+            // scratch directory, it goes.
+            self.drop_partial(root, &p);
+        }
+        placed
+    }
+
+    fn rename_partial(
+        &self,
+        root: u32,
+        rel: &WirePath,
+        to: &At,
+        p: &PartialFile,
+        mode: u32,
+        mtime: i64,
+    ) -> OpResult {
         let ctx = self.ctx(root)?;
         let at = self.partial_at(root, rel, &p.digest)?;
         let err = |e: &dyn std::fmt::Display| Fail::Error(format!("{}: {e}", to.shown().display()));

@@ -79,6 +79,9 @@ pub(super) struct RootCtx {
     /// The partial files a run cut short left in the scratch directory, found as it was
     /// prepared: a copy rsync resumed from one is checked against its digest before it is placed.
     pub(super) partials: HashSet<Vec<u8>>,
+    /// The scratch directory was made for a streamed copy's partial file, not for rsync: it
+    /// goes once that copy is done.
+    pub(super) scratch_for_stream: bool,
     /// Emptied mount points ([`crate::proto::Emptied`]): the deletions below them are recorded
     /// only as the client decides, never as reported.
     pub(super) guarded: Vec<WirePath>,
@@ -108,6 +111,7 @@ impl RootCtx {
             scratch: None,
             scratch_live: None,
             partials: HashSet::new(),
+            scratch_for_stream: false,
             guarded: Vec::new(),
         }
     }

@@ -216,9 +216,14 @@ impl Server {
                 }
                 Request::End { check } => break check,
                 Request::Abort => {
+                    // The master could not send that version (changed since the scan): what
+                    // arrived of it is nothing to resume from.
+                    if let Ok((_, Out::Partial(p))) = sink {
+                        self.drop_partial(root, &p);
+                    }
                     return Ok(Err(Fail::Error(format!(
                         "{rel}: transfer abandoned; old version kept"
-                    ))))
+                    ))));
                 }
                 _ => return Err(protocol_error("unexpected frame inside a file transfer")),
             }
@@ -234,7 +239,7 @@ impl Server {
         if written.value() != check {
             if let Out::Partial(p) = tmp {
                 // Not what the master sent: nothing of it is worth resuming from.
-                self.drop_partial(root, p);
+                self.drop_partial(root, &p);
             }
             return Ok(Err(Fail::Error(format!(
                 "{}: received bytes do not match what the master read; old version kept",

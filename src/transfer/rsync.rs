@@ -144,7 +144,11 @@ impl Job {
         // next run's rsync takes as the basis of the same file (see
         // [`crate::beneath::partial`]). Absolute: one directory for every name, not one per
         // directory of the tree.
-        let partial = self.dst.base.join(&WirePath(names::partial_dir_name()));
+        let mut base = self.dst.base.as_bytes();
+        while base.len() > 1 && base.ends_with(b"/") {
+            base = &base[..base.len() - 1];
+        }
+        let partial = WirePath(base.to_vec()).join(&WirePath(names::partial_dir_name()));
         for opt in ["--partial-dir=", "--temp-dir="] {
             let mut a = opt.as_bytes().to_vec();
             a.extend_from_slice(partial.as_bytes());
@@ -403,7 +407,7 @@ mod tests {
         assert_eq!(job.stdin(), b".\0-rf $(reboot);\n'x'\0\xff\xfe\0".to_vec());
         assert_eq!(
             job.display(true),
-            "rsync -ptsIS --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' -e 'ssh -o BatchMode=yes -p 2222' '/home/a/my dir/' 'bob@beta:/srv/home/bob/my dir/'"
+            "rsync -ptsIS --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' '--partial-dir=/srv/home/bob/my dir/.synk-scratch.0000000000000000' '--temp-dir=/srv/home/bob/my dir/.synk-scratch.0000000000000000' -e 'ssh -o BatchMode=yes -p 2222' '/home/a/my dir/' 'bob@beta:/srv/home/bob/my dir/'"
         );
     }
 
@@ -443,7 +447,7 @@ mod tests {
         };
         assert_eq!(
             job.display(false),
-            "rsync -ptsIS --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' -e \"ssh -S '/tmp/.ssh-connection x/master' -o ControlMaster=no -F '/etc/ssh cfg'\" alpha:/h/a/ /h/b/"
+            "rsync -ptsIS --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' '--partial-dir=/h/b/.synk-scratch.0000000000000000' '--temp-dir=/h/b/.synk-scratch.0000000000000000' -e \"ssh -S '/tmp/.ssh-connection x/master' -o ControlMaster=no -F '/etc/ssh cfg'\" alpha:/h/a/ /h/b/"
         );
     }
 
