@@ -11,6 +11,10 @@
 #   W1  in-sync re-check, 1,000 files, 3 peers           vs 3 parallel `ssh HOST true`
 #   W2  first sync of 2,000 small files to 3 empty peers vs `rsync -a` to each in turn
 #   W3  one changed 8 KiB file in the W1 tree            vs the W1 floor
+#   W4  1 GiB to one peer cut at 50% (SIGTERM to the client), then rerun: bytes the rerun sent
+#       / the file's size (rsync's literal data, `literal_bytes` in --json)
+#
+#   FAR_ONLY="W4" benches/far.sh   only the rows named (W1 and W3 go together)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
@@ -45,6 +49,9 @@ ms() { python3 -c "print(f'{$1*1000:.0f} ms')"; }
 secs() { python3 -c "print(f'{$1:.2f} s')"; }
 rtt="$((2 * delay_ms)) ms RTT"
 
+want() { [[ -z ${FAR_ONLY:-} || " $FAR_ONLY " == *" $1 "* ]]; }
+
+if want W1 || want W3; then
 # W1 and W3: a 1,000-file tree in sync on every peer.
 make_tree "$work/client/tree" 1000
 "${synk_cmd[@]}" "$work/client/tree"
@@ -61,7 +68,9 @@ synk_changed() {
 }
 read -r w3_synk w3_ref < <(time_each synk_changed three_ssh)
 echo "| W3 | one changed 8 KiB file in that tree, 3 peers, $rtt | $(ms "$w3_synk") | 3 parallel ssh true: $(ms "$w3_ref") | $(ratio "$w3_synk" "$w3_ref") |"
+fi
 
+if want W2; then
 # W2: a first sync of 2,000 small files to three empty peers.
 make_tree "$work/client/small" 2000
 clear_small() { for u in "${peers[@]}"; do rm -rf "$work/home/$u/small" "$work/home/$u/.local/state"; done; rm -rf "$work/client/.local/state"; }
@@ -74,3 +83,37 @@ rsync_each() {
 }
 read -r w2_synk w2_ref < <(time_each synk_first rsync_each)
 echo "| W2 | first sync of 2,000 small files to 3 empty peers, $rtt | $(secs "$w2_synk") | rsync -a to each in turn: $(secs "$w2_ref") | $(ratio "$w2_synk" "$w2_ref") |"
+fi
+
+if want W4; then
+# W4: a 1 GiB copy to one peer cut once the peer's partial file (rsync's, in the partial
+# directory of synk's scratch directory) passes half of it, then run again.
+size=$((1 << 30))
+head -c "$size" /dev/urandom >"$work/client/big.bin"
+rm -rf "$work/home/bench1/big.bin" "$work/home/bench1"/.synk-scratch.*
+one=("$synk" -q -F "$work/ssh_config" -p "$fport" -h "bench1@127.0.0.1")
+"${one[@]}" --copier rsync "$work/client/big.bin" &
+client=$!
+partial_size() {
+    local f n=0
+    for f in "$work/home/bench1"/.synk-scratch.*/.synk-scratch.0000000000000000/* \
+        "$work/home/bench1"/.synk-scratch.*/.synk-scratch.0000000000000000/.[!.]*; do
+        [[ -f $f ]] && n=$(stat -c %s "$f")
+    done
+    echo "$n"
+}
+for _ in $(seq 6000); do
+    (($(partial_size) >= size / 2)) && break
+    kill -0 "$client" 2>/dev/null || break
+    sleep 0.01
+done
+kill -TERM "$client" 2>/dev/null || true
+wait "$client" 2>/dev/null || true
+sleep 1
+kept=$(partial_size)
+sent=$("${one[@]}" --json --copier rsync "$work/client/big.bin" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["roots"][0]["literal_bytes"])')
+cmp -s "$work/client/big.bin" "$work/home/bench1/big.bin" || { echo "far: W4 copy differs" >&2; exit 1; }
+echo "| W4 | 1 GiB to one peer cut at 50% (kept $((kept >> 20)) MiB), then rerun, $rtt | rerun sent $((sent >> 20)) MiB | the file: $((size >> 20)) MiB | $(python3 -c "print(f'{$sent/$size:.2f}')") |"
+rm -f "$work/client/big.bin"
+fi

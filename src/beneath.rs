@@ -24,6 +24,8 @@ use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, RenameFlags, ResolveFlags, 
 
 use crate::{names, os};
 
+pub mod partial;
+
 /// What identifies one version of an entry on this host without reading it: a new inode, a
 /// write, a chmod or a rename over it all change the stamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -670,7 +672,10 @@ pub fn remove_if_stale(dir: BorrowedFd<'_>, name: &[u8]) -> bool {
         return false;
     }
     tracing::debug!(name = %String::from_utf8_lossy(name), "removing what a killed run left");
-    let removed = if kind == rfs::FileType::Directory {
+    let removed = if kind == rfs::FileType::Directory && names::is_scratch_name(name) {
+        // A copy's partial data stays for the next run to resume from.
+        partial::clear(dir, name, true)
+    } else if kind == rfs::FileType::Directory {
         remove_tree(dir, name)
     } else {
         rfs::unlinkat(dir, name, AtFlags::empty()).map_err(Into::into)
@@ -678,8 +683,9 @@ pub fn remove_if_stale(dir: BorrowedFd<'_>, name: &[u8]) -> bool {
     removed.is_ok()
 }
 
-/// What a serve is writing that must not outlive it: temp files and scratch directories, each
-/// as (a handle on its directory, its name, whether it is a tree).
+/// What a serve is writing that must not outlive it: temp files and scratch directories (but
+/// for the partial data of copies cut short, see [`partial`]), each as (a handle on its
+/// directory, its name, whether it is a tree).
 type Live = Vec<(u64, OwnedFd, Vec<u8>, bool)>;
 
 static LIVE: std::sync::Mutex<(u64, Live)> = std::sync::Mutex::new((0, Vec::new()));
@@ -707,7 +713,9 @@ pub fn forget(id: Option<u64>) {
 pub fn on_stop() {
     let live = std::mem::take(&mut LIVE.lock().unwrap_or_else(|e| e.into_inner()).1);
     for (_, dir, name, tree) in live {
-        let _ = if tree {
+        let _ = if tree && names::is_scratch_name(&name) {
+            partial::clear(dir.as_fd(), &name, false)
+        } else if tree {
             remove_tree(dir.as_fd(), &name)
         } else {
             rfs::unlinkat(&dir, name.as_slice(), AtFlags::empty()).map_err(Into::into)

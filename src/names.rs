@@ -50,6 +50,13 @@ pub fn scratch_name(seed: u64) -> Vec<u8> {
     format!("{SCRATCH_PREFIX}{seed:016x}").into_bytes()
 }
 
+/// The name of the directory inside a scratch directory that keeps the partial data of copies
+/// cut short, for a later run to resume from: of a scratch name's own shape, so no entry of a
+/// user's (which rsync writes into the scratch directory under its own name) can be it.
+pub fn partial_dir_name() -> Vec<u8> {
+    scratch_name(0)
+}
+
 /// A file name cut where [`conflict_name`] puts the conflict's mark: the stem, and the
 /// extension that stays last (a leading dot is a hidden file's, not an extension's).
 fn stem_and_ext(name: &[u8]) -> (&[u8], &[u8]) {

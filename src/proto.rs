@@ -14,7 +14,7 @@ use crate::model::{Brief, Digest, Kept, Meta, Record, Retention, Vv};
 use crate::paths::{RootSpec, WirePath};
 
 /// Bumped on every incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 11;
+pub const PROTOCOL_VERSION: u32 = 12;
 /// Opens every handshake so a stray banner or a different program is recognised at once.
 pub const MAGIC: [u8; 4] = *b"SYNK";
 /// Largest frame either side accepts.
@@ -363,6 +363,46 @@ pub enum Request {
         /// Modification time (ns).
         mtime: i64,
     },
+    /// The partial data of version `digest` of the file at `rel` a copy cut short left in
+    /// this peer's scratch directory ([`Response::Partial`]), or, where none is, the same
+    /// answer as [`Request::Blocks`].
+    Partial {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// Entry below that root.
+        rel: WirePath,
+        /// The version being copied.
+        digest: Digest,
+    },
+    /// [`Request::ReadFile`] that sends nothing before byte `from` (still read, for the
+    /// digest of the whole file).
+    ReadFrom {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// Entry below that root.
+        rel: WirePath,
+        /// The first byte to send.
+        from: u64,
+    },
+    /// [`Request::WriteFile`] into the partial file of version `digest` in the scratch
+    /// directory (made by [`Request::Partial`]), keeping its first `from` bytes: kept if the
+    /// copy is cut short, and checked whole against `digest` before it is placed.
+    WritePartial {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// Entry below that root.
+        rel: WirePath,
+        /// Permission bits to set.
+        mode: u32,
+        /// Modification time to set (ns).
+        mtime: i64,
+        /// The seed of this transfer's [`Check`], drawn by the client.
+        seed: u64,
+        /// The version being copied.
+        digest: Digest,
+        /// Bytes of the partial file kept; the data that follows starts there.
+        from: u64,
+    },
 }
 
 /// One file for [`Request::Place`]: where it goes and the version the plan expects there.
@@ -376,6 +416,9 @@ pub struct Placing {
     pub mtime: i64,
     /// The planned permission bits.
     pub mode: u32,
+    /// The master's digest of the file: a copy resumed from partial data is checked whole
+    /// against it before it is placed.
+    pub digest: Digest,
 }
 
 /// What became of one [`Placing`].
@@ -498,6 +541,12 @@ pub enum Response {
     Hole {
         /// How many bytes.
         len: u32,
+    },
+    /// Answers [`Request::Partial`] where this peer holds partial data of that version: its
+    /// length, which a copy resumed there need not send again.
+    Partial {
+        /// Bytes held, from the start of the file.
+        len: u64,
     },
 }
 

@@ -27,8 +27,8 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// A file synk is writing for a copy into `dir` on a peer, once it has grown past a MiB: a temp
-/// of synk's beside the target (the streaming copier), or anything inside a scratch directory
-/// (rsync). Waits up to a minute, as long as `child` runs.
+/// of synk's beside the target (the streaming copier's small files), or anything inside a
+/// scratch directory or its partial directory. Waits up to a minute, as long as `child` runs.
 fn growing_copy(dir: &Path, child: &mut Child) -> PathBuf {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -43,7 +43,9 @@ fn growing_copy(dir: &Path, child: &mut Child) -> PathBuf {
                         .to_string_lossy()
                         .starts_with(".synk-scratch.")
                 })
-                .map(|e| e.path()),
+                // rsync's temp files, and the streaming copier's partial file of a big one,
+                // are in the scratch directory's partial directory.
+                .flat_map(|e| [e.path(), e.path().join(".synk-scratch.0000000000000000")]),
         );
         for p in places {
             for e in fs::read_dir(&p).into_iter().flatten().flatten() {

@@ -12,17 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut data = vec![0u8; len];
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ seed;
-    for chunk in data.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
-    data
-}
+/// The directory inside a scratch directory that keeps partial data.
+const PARTIAL_DIR: &str = ".synk-scratch.0000000000000000";
 
 /// Processes (other than this one) that have a file open below `dir` or run in it.
 fn users_of(dir: &Path) -> Vec<String> {
@@ -122,11 +113,28 @@ fn stopped(name: &str, peers: &[&str], master: &str, signal: i32, status: i32) {
         assert!(Instant::now() < deadline, "still running: {left:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Nothing of synk's is left in any tree, and every file is its old self or the new one.
+    // Nothing of synk's is left in any tree but the partial data of the copy cut short (a
+    // scratch directory holding only its partial directory, holding only files), and every
+    // file is its old self or the new one.
     for d in &dirs {
         for (p, _) in walk(d) {
             let n = p.file_name().unwrap().to_string_lossy().into_owned();
-            assert!(!n.starts_with(".synk-"), "left behind: {p:?}");
+            let parent = p.parent().unwrap().file_name().unwrap().to_string_lossy();
+            if n == PARTIAL_DIR {
+                assert!(parent.starts_with(".synk-scratch."), "{p:?}");
+                assert!(p.is_dir() && !p.is_symlink(), "{p:?}");
+            } else if n.starts_with(".synk-scratch.") {
+                let inside: Vec<_> = fs::read_dir(&p).unwrap().flatten().collect();
+                assert!(
+                    inside.len() == 1 && inside[0].file_name() == PARTIAL_DIR,
+                    "left behind: {p:?} holding {inside:?}"
+                );
+            } else if parent == PARTIAL_DIR {
+                let md = fs::symlink_metadata(&p).unwrap();
+                assert!(md.is_file() && !n.starts_with(".synk-"), "{p:?}");
+            } else {
+                assert!(!n.starts_with(".synk-"), "left behind: {p:?}");
+            }
         }
     }
     assert_eq!(

@@ -489,6 +489,24 @@ fn usage_errors_exit_2() {
     );
 }
 
+/// The partial directory of the scratch directory in `dir` (a path that is not there, before
+/// the scratch directory is).
+fn partial_dir(dir: &std::path::Path) -> std::path::PathBuf {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".synk-scratch.")
+        })
+        .map_or_else(
+            || dir.join("no scratch yet"),
+            |e| e.path().join(".synk-scratch.0000000000000000"),
+        )
+}
+
 #[test]
 fn a_target_killed_mid_stream_keeps_its_old_file() {
     killed_mid_transfer("killed-stream", "stream");
@@ -510,24 +528,9 @@ fn killed_mid_transfer(name: &str, copier: &str) {
     cmd.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
-    // Wait until the temp file is growing, then kill the process writing it.
-    // rsync writes into synk's scratch directory (`.synk-scratch.` and 16 hex digits), the
-    // streaming copier beside the target.
-    let dir = || {
-        if copier != "rsync" {
-            return s.dir("alpha");
-        }
-        fs::read_dir(s.dir("alpha"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .find(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with(".synk-scratch.")
-            })
-            .map_or_else(|| s.dir("alpha").join("no scratch yet"), |e| e.path())
-    };
+    // Wait until the temp file is growing, then kill the process writing it. Both copiers
+    // write a big file into the partial directory of synk's scratch directory.
+    let dir = || partial_dir(&s.dir("alpha"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     // The receiver (rsync or synk --serve) is whoever holds the growing temp file: kill just
     // that process, not others that parallel tests run as the same user.
@@ -537,10 +540,9 @@ fn killed_mid_transfer(name: &str, copier: &str) {
             .flatten()
             .flatten()
             .find(|e| {
-                (copier == "rsync" || e.file_name().to_string_lossy().starts_with(".synk-"))
-                    && e.metadata()
-                        .map(|m| m.is_file() && m.len() > 1 << 20)
-                        .unwrap_or(false)
+                e.metadata()
+                    .map(|m| m.is_file() && m.len() > 1 << 20)
+                    .unwrap_or(false)
             });
         if let Some(e) = growing {
             break e.path();
@@ -611,10 +613,12 @@ fn a_master_killed_mid_stream_is_named_once_and_targets_keep_their_files() {
         .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !fs::read_dir(s.dir(LOCAL)).unwrap().flatten().any(|e| {
-        e.file_name().to_string_lossy().starts_with(".synk-")
-            && e.metadata().map(|m| m.len() > 1 << 20).unwrap_or(false)
-    }) {
+    while !fs::read_dir(partial_dir(&s.dir(LOCAL)))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.metadata().map(|m| m.len() > 1 << 20).unwrap_or(false))
+    {
         assert!(
             child.try_wait().unwrap().is_none(),
             "the copy ended before it was seen"

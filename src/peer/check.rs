@@ -53,6 +53,17 @@ fn refuse<T>(what: impl Into<String>) -> Result<T, Refused> {
     Err(Refused(what.into()))
 }
 
+/// A target's [`crate::proto::Response::Partial`] for a file of `size` bytes: some of its
+/// bytes, never more than it has (a copy resumed there sends only the rest).
+pub fn check_partial(len: u64, size: u64) -> Result<u64, Refused> {
+    if len == 0 || len > size {
+        return refuse(format!(
+            "says it holds {len} bytes of a {size}-byte file already"
+        ));
+    }
+    Ok(len)
+}
+
 /// A peer's bytes quoted in a message: escaped for a terminal, cut after [`QUOTE_MAX`] bytes.
 pub fn quote(bytes: &[u8]) -> String {
     let cut = bytes.len().min(QUOTE_MAX);

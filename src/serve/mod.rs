@@ -33,6 +33,7 @@ mod probe;
 mod recheck;
 mod reports;
 mod restore;
+mod resume;
 mod root;
 mod rsync;
 mod scanning;
@@ -54,7 +55,8 @@ pub fn run() -> Result<(), FrameError> {
     let mut w = BufWriter::with_capacity(CHUNK + 64, io::stdout().lock());
     let res = server.serve(&mut r, &mut w);
     // The client is gone (done, or killed mid-run): directories made in this session still
-    // get their modes and times, and scratch directories go with what is left in them.
+    // get their modes and times, and scratch directories go with what is left in them, but
+    // for the partial data of copies cut short (kept for the next run to resume from).
     server.finish_dirs();
     server.abandon_scratch();
     // The scanned roots are plain memory, and the process ends here: freeing a big tree's
@@ -230,6 +232,7 @@ impl Server {
                     | Request::Blocks { .. }
                     | Request::Versions { .. }
                     | Request::ReadFile { .. }
+                    | Request::ReadFrom { .. }
                     | Request::Watch { .. }
                     | Request::Records { .. }
                     | Request::Commit { .. }
@@ -325,7 +328,8 @@ impl Server {
                     Err(e) => write_frame(w, &Response::Failed(e))?,
                 },
                 Request::Cleanup { root, dir } => reply(w, self.cleanup(root, dir))?,
-                Request::ReadFile { root, rel } => self.read_file(root, &rel, w)?,
+                Request::ReadFile { root, rel } => self.read_file(root, &rel, 0, w)?,
+                Request::ReadFrom { root, rel, from } => self.read_file(root, &rel, from, w)?,
                 Request::WriteFile {
                     root,
                     rel,
@@ -333,8 +337,26 @@ impl Server {
                     mtime,
                     seed,
                 } => {
-                    let res = self.write_file(root, &rel, mode, mtime, seed, r)?;
+                    let res = self.write_file(root, &rel, mode, mtime, seed, None, r)?;
                     reply(w, res)?
+                }
+                Request::WritePartial {
+                    root,
+                    rel,
+                    mode,
+                    mtime,
+                    seed,
+                    digest,
+                    from,
+                } => {
+                    let partial = Some((digest, from));
+                    let res = self.write_file(root, &rel, mode, mtime, seed, partial, r)?;
+                    self.release_stream_scratch(root);
+                    reply(w, res)?
+                }
+                Request::Partial { root, rel, digest } => {
+                    let answer = self.partial(root, &rel, digest);
+                    write_frame(w, &answer)?
                 }
                 Request::MakeDir {
                     root,

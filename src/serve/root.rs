@@ -76,6 +76,12 @@ pub(super) struct RootCtx {
     pub(super) scratch: Option<(Vec<u8>, OwnedFd, bool)>,
     /// The scratch directory's registration for removal if the serve is stopped.
     pub(super) scratch_live: Option<u64>,
+    /// The partial files a run cut short left in the scratch directory, found as it was
+    /// prepared: a copy rsync resumed from one is checked against its digest before it is placed.
+    pub(super) partials: HashSet<Vec<u8>>,
+    /// The scratch directory was made for a streamed copy's partial file, not for rsync: it
+    /// goes once that copy is done.
+    pub(super) scratch_for_stream: bool,
     /// Emptied mount points ([`crate::proto::Emptied`]): the deletions below them are recorded
     /// only as the client decides, never as reported.
     pub(super) guarded: Vec<WirePath>,
@@ -107,6 +113,8 @@ impl RootCtx {
             holds: Default::default(),
             scratch: None,
             scratch_live: None,
+            partials: HashSet::new(),
+            scratch_for_stream: false,
             guarded: Vec::new(),
             links: RefCell::default(),
         }

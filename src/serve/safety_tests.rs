@@ -8,9 +8,11 @@ use std::path::Path;
 
 use super::tests::{end, hello, scan_home, w, SEED};
 use super::Server;
+use crate::model::Digest;
 use crate::names;
 use crate::paths::WirePath;
 use crate::proto::{encode, read_frame, Placement, Placing, Request, Response};
+use std::os::unix::ffi::OsStrExt;
 
 /// A serve session on `home` that keeps its roots between calls, as one client's would.
 struct Session {
@@ -187,6 +189,7 @@ fn rsync_lands_in_scratch_and_only_planned_complete_files_move_into_place() {
         size,
         mtime: mtime * 1_000_000_000,
         mode: 0o4755,
+        digest: Digest::of(b""),
     };
     let place = Request::Place {
         root: 0,
@@ -210,6 +213,92 @@ fn rsync_lands_in_scratch_and_only_planned_complete_files_move_into_place() {
         Response::Done
     ));
     assert!(!sd.exists(), "scratch and what is left in it removed");
+}
+
+#[test]
+fn partial_data_outlives_a_run_and_a_resumed_copy_is_checked_whole() {
+    let home = tempfile::tempdir().unwrap();
+    let root = dir_root(home.path());
+    let prepare = |s: &mut Session| {
+        let Response::Scratch(scratch) = s.last(&[Request::Prepare { root: 0, dir: true }]) else {
+            panic!("no scratch")
+        };
+        root.join(scratch.as_path())
+    };
+    let mut s = Session::new(home.path());
+    s.ask(&[scan_home("t")]);
+    let sd = prepare(&mut s);
+    let pd = sd.join(std::ffi::OsStr::from_bytes(&names::partial_dir_name()));
+    assert!(pd.is_dir(), "made for rsync's temp files");
+    // A run cut short: rsync kept half of "big" and "sub/other"; a temp of its own and other
+    // debris are left too.
+    fs::write(pd.join("big"), "half").unwrap();
+    fs::write(pd.join("other"), "part").unwrap();
+    fs::write(pd.join(".big.Xy12Zz"), "temp").unwrap();
+    fs::write(sd.join("debris"), "x").unwrap();
+    s.server.abandon_scratch();
+    drop(s);
+    assert_eq!(
+        fs::read(pd.join("big")).unwrap(),
+        b"half",
+        "a hung-up session keeps partial data"
+    );
+    let mut s = Session::new(home.path());
+    s.ask(&[scan_home("t")]);
+    assert!(
+        sd.exists(),
+        "a scan keeps a scratch directory holding partial data"
+    );
+    assert_eq!(prepare(&mut s), sd);
+    assert!(!sd.join("debris").exists() && !pd.join(".big.Xy12Zz").exists());
+    // The resumed copies arrive; one is not the master's version.
+    for (rel, content) in [("big", "whole"), ("other", "wrong")] {
+        fs::write(sd.join(rel), content).unwrap();
+        filetime::set_file_mtime(sd.join(rel), filetime::FileTime::from_unix_time(5, 0)).unwrap();
+    }
+    let item = |rel: &str, digest: Digest| Placing {
+        rel: w(rel),
+        size: 5,
+        mtime: 5_000_000_000,
+        mode: 0o644,
+        digest,
+    };
+    let place = Request::Place {
+        root: 0,
+        items: vec![
+            item("big", Digest::of(b"whole")),
+            item("other", Digest::of(b"right")),
+        ],
+    };
+    let Response::Placed(done) = s.last(&[place]) else {
+        panic!()
+    };
+    assert_eq!(done[0], Placement::Done);
+    assert!(
+        matches!(&done[1], Placement::Failed(m) if m.contains("does not match the master's digest")),
+        "{done:?}"
+    );
+    assert_eq!(fs::read(root.join("big")).unwrap(), b"whole");
+    assert!(!root.join("other").exists());
+    fs::remove_file(pd.join("big")).unwrap();
+    assert!(matches!(
+        s.last(&[Request::Cleanup { root: 0, dir: true }]),
+        Response::Done
+    ));
+    assert_eq!(
+        fs::read(pd.join("other")).unwrap(),
+        b"part",
+        "the partial data of a copy not done stays"
+    );
+    fs::remove_file(pd.join("other")).unwrap();
+    s.server.abandon_scratch();
+    drop(s);
+    let mut s = Session::new(home.path());
+    s.ask(&[scan_home("t")]);
+    assert!(
+        !sd.exists(),
+        "a scratch directory with no partial data left goes"
+    );
 }
 
 #[test]

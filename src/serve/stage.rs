@@ -7,7 +7,7 @@
 //! a real directory this user owns; it is locked while the session uses it, so a scan
 //! elsewhere never takes it for a killed run's debris.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use rustix::fs::{self as rfs, Mode, OFlags};
@@ -17,7 +17,10 @@ use std::io;
 
 use super::write::refuse_directory;
 use super::{msg, Fail, OpResult, Server};
-use crate::beneath::{self, kind_of, Beneath};
+use sha2::Digest as _;
+
+use crate::beneath::{self, kind_of, partial, Beneath};
+use crate::model::Digest;
 use crate::model::Record;
 use crate::names;
 use crate::paths::WirePath;
@@ -27,7 +30,7 @@ use crate::scan::MODE_BITS;
 impl Server {
     /// The directory rsync's names are relative to for root `root`: the root itself where it
     /// is a directory, else its parent.
-    fn rsync_base(&self, root: u32, dir: bool) -> Result<&Beneath, String> {
+    pub(super) fn rsync_base(&self, root: u32, dir: bool) -> Result<&Beneath, String> {
         let ctx = self.ctx(root)?;
         if dir {
             ctx.dir()
@@ -40,6 +43,15 @@ impl Server {
     /// it is a directory, and an empty scratch directory in its base, held locked until the
     /// session ends. Returns the scratch directory's name.
     pub(super) fn prepare(&mut self, root: u32, dir: bool) -> Result<WirePath, Fail> {
+        // Prepared already this session (the streaming copier's resumable copies use it too).
+        if let Some((name, _, was_dir)) = &self.ctx(root)?.scratch {
+            if *was_dir == dir {
+                return Ok(WirePath(name.clone()));
+            }
+            return Err(Fail::Error(format!(
+                "root #{root}: scratch directory prepared for another kind of root"
+            )));
+        }
         let seed = {
             let ctx = self.ctx(root)?;
             if dir {
@@ -58,13 +70,18 @@ impl Server {
         let name = names::scratch_name(seed);
         let base = self.rsync_base(root, dir)?;
         let fd = scratch_dir(base, &name)?;
-        // Debris of a killed run: nothing in it may be taken for this run's copies.
-        empty(fd.as_fd())
-            .map_err(|e| Fail::Error(format!("{}: {e}", base.shown(&name).display())))?;
+        let shown = |e: &dyn std::fmt::Display| {
+            Fail::Error(format!("{}: {e}", base.shown(&name).display()))
+        };
+        // Debris of a killed run: nothing in it may be taken for this run's copies, but for
+        // the partial data of copies cut short, which rsync resumes from.
+        let partials = partial::clear_inside(fd.as_fd(), true).map_err(|e| shown(&e))?;
+        partial_dir(fd.as_fd()).map_err(|e| shown(&e))?;
         let live = beneath::on_stop_remove(base.fd(), &name, true);
         let ctx = self.ctx_mut(root)?;
         ctx.scratch = Some((name.clone(), fd, dir));
         ctx.scratch_live = live;
+        ctx.partials = partials.into_iter().collect();
         Ok(WirePath(name))
     }
 
@@ -121,6 +138,15 @@ impl Server {
                 dest.shown().display()
             )));
         }
+        // rsync's own check covers the file it rebuilt; one resumed from a partial file a
+        // run cut short is checked whole against the master's digest too.
+        let resumed = below_base
+            .rsplit(|b| *b == b'/')
+            .next()
+            .is_some_and(|n| ctx.partials.contains(n));
+        if resumed {
+            verify(&src, item.digest)?;
+        }
         refuse_directory(&dest)?;
         src.set_mode(item.mode & MODE_BITS)
             .map_err(|e| Fail::Error(e.to_string()))?;
@@ -141,9 +167,9 @@ impl Server {
         beneath::forget(live);
         let base = self.rsync_base(root, dir)?;
         if let Some((name, fd, _)) = scratch {
-            let _ = empty(fd.as_fd());
             drop(fd);
-            let _ = beneath::remove_tree(base.fd(), &name);
+            // What rsync left of a copy that failed midway stays for the next run.
+            let _ = partial::clear(base.fd(), &name, true);
         }
         flush(base.path(), one_fs).map_err(Fail::Error)
     }
@@ -164,7 +190,10 @@ impl Server {
             };
             drop(fd);
             if let Ok(base) = self.rsync_base(root, dir) {
-                let _ = beneath::remove_tree(base.fd(), &name);
+                // The one thing a run cut short leaves on purpose: its copies' partial data.
+                // rsync's receiver, cut short too, may be renaming its temp file to the
+                // partial one right now: its temp files stay until the next run.
+                let _ = partial::clear(base.fd(), &name, false);
             }
         }
     }
@@ -200,18 +229,37 @@ fn scratch_dir(base: &Beneath, name: &[u8]) -> Result<OwnedFd, Fail> {
     Ok(fd)
 }
 
-/// Removes everything inside the directory `dir` (never following a symlink).
-fn empty(dir: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
-    let mut names = Vec::new();
-    for e in rfs::Dir::read_from(dir)? {
-        let e = e?;
-        let n = e.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            names.push(n.to_vec());
-        }
+/// Makes (or opens) the partial directory in the scratch directory `scratch`, where rsync
+/// writes its temp files and keeps what a copy cut short received; checked to be a real
+/// directory (never a symlink).
+fn partial_dir(scratch: BorrowedFd<'_>) -> io::Result<()> {
+    let name = names::partial_dir_name();
+    match rfs::mkdirat(scratch, name.as_slice(), Mode::from_raw_mode(0o700)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(e.into()),
     }
-    for n in names {
-        beneath::remove_tree(dir, &n)?;
+    rfs::openat(
+        scratch,
+        name.as_slice(),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok(())
+}
+
+/// Checks the whole file at `src` against the master's digest.
+fn verify(src: &beneath::At, digest: Digest) -> Result<(), Fail> {
+    let shown = || src.shown().display().to_string();
+    let mut f = src
+        .open_read()
+        .map_err(|e| Fail::Error(format!("{}: {e}", shown())))?;
+    let mut h = sha2::Sha512::new();
+    io::copy(&mut f, &mut h).map_err(|e| Fail::Error(format!("{}: {e}", shown())))?;
+    if Digest::from_hasher(h) != digest {
+        return Err(Fail::Error(format!(
+            "{}: the resumed copy does not match the master's digest; old version kept",
+            shown()
+        )));
     }
     Ok(())
 }

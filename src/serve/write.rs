@@ -12,6 +12,7 @@ use std::io::{self, Read, Seek, Write};
 
 use sha2::Digest as _;
 
+use super::resume::Out;
 use super::root::DirMeta;
 use super::{protocol_error, Fail, OpResult, Server};
 use crate::beneath::{kind_of, At, Expect, Refused, Stamp};
@@ -55,6 +56,7 @@ impl Server {
         &self,
         root: u32,
         rel: &WirePath,
+        from: u64,
         w: &mut W,
     ) -> Result<(), FrameError> {
         let opened = self
@@ -68,7 +70,19 @@ impl Server {
         let mut hasher = sha2::Sha512::new();
         let mut buf = vec![0u8; CHUNK];
         let size = f.metadata().map_or(0, |m| m.len());
+        // What a resumed copy's target holds already is read for the digest, not sent.
         let mut offset = 0u64;
+        while offset < from {
+            let want = (from - offset).min(CHUNK as u64) as usize;
+            match fill(&mut f, &mut buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                    offset += n as u64;
+                }
+                Err(e) => return write_frame(w, &Response::Failed(format!("{rel}: {e}"))),
+            }
+        }
         loop {
             // A whole chunk inside a hole goes as one, unread: the targets keep it a hole.
             if let Some(len) = hole_at(&f, offset, size) {
@@ -130,19 +144,23 @@ impl Server {
         mode: u32,
         mtime: i64,
         seed: u64,
+        partial: Option<(Digest, u64)>,
         r: &mut R,
     ) -> Result<OpResult, FrameError> {
         let mut sink = self.ctx(root).map_err(Fail::Error).and_then(|ctx| {
             let at = ctx.at(rel, true)?;
             refuse_directory(&at)?;
-            let tmp = at.temp().map_err(|e| Fail::Error(e.to_string()))?;
-            Ok((at, tmp))
+            let out = match partial {
+                None => Out::Temp(at.temp().map_err(|e| Fail::Error(e.to_string()))?),
+                Some((digest, from)) => Out::Partial(self.open_partial(root, rel, digest, from)?),
+            };
+            Ok((at, out))
         });
+        let mut offset = partial.map_or(0, |(_, from)| from);
+        let mut flushed = offset;
         let mut written = Check::new(seed);
         // The old file, opened at the first block that is the same in it.
         let mut old: Option<File> = None;
-        let mut offset = 0u64;
-        let mut flushed = 0u64;
         let check = loop {
             if let Ok((_, tmp)) = &sink {
                 if offset - flushed >= WRITEBACK_STEP {
@@ -157,6 +175,7 @@ impl Server {
                             sink = Err(Fail::Error(format!("{}: {e}", at.shown().display())));
                         } else {
                             written.update(&d);
+                            tmp.seen(&d);
                         }
                     }
                     offset += d.len() as u64;
@@ -169,7 +188,10 @@ impl Server {
                             Ok(block)
                         });
                         match copied {
-                            Ok(block) => written.update(&block),
+                            Ok(block) => {
+                                written.update(&block);
+                                tmp.seen(&block);
+                            }
                             Err(e) => {
                                 sink = Err(Fail::Error(format!("{}: {e}", at.shown().display())))
                             }
@@ -181,7 +203,10 @@ impl Server {
                     let len = (len as usize).min(CHUNK);
                     if let Ok((at, tmp)) = &mut sink {
                         match tmp.file_mut().seek(io::SeekFrom::Current(len as i64)) {
-                            Ok(_) => written.update(&ZEROS[..len]),
+                            Ok(_) => {
+                                written.update(&ZEROS[..len]);
+                                tmp.seen(&ZEROS[..len]);
+                            }
                             Err(e) => {
                                 sink = Err(Fail::Error(format!("{}: {e}", at.shown().display())))
                             }
@@ -191,9 +216,14 @@ impl Server {
                 }
                 Request::End { check } => break check,
                 Request::Abort => {
+                    // The master could not send that version (changed since the scan): what
+                    // arrived of it is nothing to resume from.
+                    if let Ok((_, Out::Partial(p))) = sink {
+                        self.drop_partial(root, &p);
+                    }
                     return Ok(Err(Fail::Error(format!(
                         "{rel}: transfer abandoned; old version kept"
-                    ))))
+                    ))));
                 }
                 _ => return Err(protocol_error("unexpected frame inside a file transfer")),
             }
@@ -207,11 +237,19 @@ impl Server {
             return Ok(Err(Fail::Error(format!("{}: {e}", at.shown().display()))));
         }
         if written.value() != check {
+            if let Out::Partial(p) = tmp {
+                // Not what the master sent: nothing of it is worth resuming from.
+                self.drop_partial(root, &p);
+            }
             return Ok(Err(Fail::Error(format!(
                 "{}: received bytes do not match what the master read; old version kept",
                 at.shown().display()
             ))));
         }
+        let tmp = match tmp {
+            Out::Temp(tmp) => tmp,
+            Out::Partial(p) => return Ok(self.place_partial(root, rel, &at, p, mode, mtime)),
+        };
         let ctx = self.ctx(root).map_err(Fail::Error);
         Ok(ctx.and_then(|ctx| {
             let stamp = tmp.place(&at, mode & MODE_BITS, mtime, Some(ctx.expect(rel)))?;

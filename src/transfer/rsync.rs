@@ -14,6 +14,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::WireStats;
+use crate::names;
 use crate::paths::WirePath;
 use crate::proto::{
     read_frame_async, write_frame_async, FrameError, Request, Response, MAGIC, PROTOCOL_VERSION,
@@ -138,6 +139,21 @@ impl Job {
     /// shell, for runs on a remote master where no one could answer a prompt.
     pub fn args(&self, batch: bool) -> Vec<OsString> {
         let mut args: Vec<OsString> = RSYNC_OPTS.iter().map(OsString::from).collect();
+        // The destination is the target's scratch directory: rsync writes its temp files in
+        // the partial directory there and, cut short, keeps what it received there, which the
+        // next run's rsync takes as the basis of the same file (see
+        // [`crate::beneath::partial`]). Absolute: one directory for every name, not one per
+        // directory of the tree.
+        let mut base = self.dst.base.as_bytes();
+        while base.len() > 1 && base.ends_with(b"/") {
+            base = &base[..base.len() - 1];
+        }
+        let partial = WirePath(base.to_vec()).join(&WirePath(names::partial_dir_name()));
+        for opt in ["--partial-dir=", "--temp-dir="] {
+            let mut a = opt.as_bytes().to_vec();
+            a.extend_from_slice(partial.as_bytes());
+            args.push(OsString::from_vec(a));
+        }
         if self.tuning.compress {
             args.push("-z".into());
         }
@@ -376,7 +392,9 @@ mod tests {
             bwlimit: Some(10 << 20),
         };
         let shown = job.display(true);
-        assert!(shown.starts_with("rsync -ptsIS --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' -z '--bwlimit=10240' "), "{shown}");
+        let partial = "/srv/home/bob/my dir/.synk-scratch.0000000000000000";
+        let want = format!("rsync -ptsIS --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' '--partial-dir={partial}' '--temp-dir={partial}' -z '--bwlimit=10240' ");
+        assert!(shown.starts_with(&want), "{shown}");
     }
 
     #[test]
@@ -389,7 +407,7 @@ mod tests {
         assert_eq!(job.stdin(), b".\0-rf $(reboot);\n'x'\0\xff\xfe\0".to_vec());
         assert_eq!(
             job.display(true),
-            "rsync -ptsIS --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' -e 'ssh -o BatchMode=yes -p 2222' '/home/a/my dir/' 'bob@beta:/srv/home/bob/my dir/'"
+            "rsync -ptsIS --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' '--partial-dir=/srv/home/bob/my dir/.synk-scratch.0000000000000000' '--temp-dir=/srv/home/bob/my dir/.synk-scratch.0000000000000000' -e 'ssh -o BatchMode=yes -p 2222' '/home/a/my dir/' 'bob@beta:/srv/home/bob/my dir/'"
         );
     }
 
@@ -429,7 +447,7 @@ mod tests {
         };
         assert_eq!(
             job.display(false),
-            "rsync -ptsIS --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' -e \"ssh -S '/tmp/.ssh-connection x/master' -o ControlMaster=no -F '/etc/ssh cfg'\" alpha:/h/a/ /h/b/"
+            "rsync -ptsIS --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' '--partial-dir=/h/b/.synk-scratch.0000000000000000' '--temp-dir=/h/b/.synk-scratch.0000000000000000' -e \"ssh -S '/tmp/.ssh-connection x/master' -o ControlMaster=no -F '/etc/ssh cfg'\" alpha:/h/a/ /h/b/"
         );
     }
 

@@ -323,6 +323,7 @@ impl RootTransfer<'_> {
                 size: c.meta.size,
                 mtime: c.meta.mtime,
                 mode: c.meta.mode,
+                digest: c.meta.digest.expect("files carry a digest"),
             })
             .collect();
         let req = Request::Place {

@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use futures::future::join_all;
 
 use super::WireStats;
-use crate::model::Kind;
+use crate::model::{Digest, Kind};
+use crate::peer::check;
 use crate::peer::{Conn, OpError, Peer};
 use crate::plan::{Copy, PeerId};
 use crate::proto::{
@@ -134,27 +135,56 @@ async fn copy_file(
     }
     // Targets whose conversation broke are dropped from the fan-out as we go.
     let mut results: Vec<TargetResult> = Vec::new();
-    let basis = if copy.meta.size >= DELTA_MIN {
-        blocks_of(&mut outs, &mut results, root, copy).await
+    // A big file is resumable: each target says what it holds of this version already (a
+    // copy cut short) or lists its old file's blocks.
+    let resumable = copy.meta.size >= DELTA_MIN;
+    let (basis, held) = if resumable {
+        partial_of(&mut outs, &mut results, root, copy, digest).await
     } else {
-        HashMap::new()
+        (HashMap::new(), HashMap::new())
     };
+    // What every target holds is not sent again.
+    let from = outs
+        .iter()
+        .map(|(t, _)| held.get(t).copied().unwrap_or(0))
+        .min()
+        .unwrap_or(0);
     let seed = Check::draw_seed();
-    let begin = Request::WriteFile {
-        root,
-        rel: copy.rel.clone(),
-        mode: copy.meta.mode,
-        mtime: copy.meta.mtime,
-        seed,
+    let (rel, mode, mtime) = (copy.rel.clone(), copy.meta.mode, copy.meta.mtime);
+    let begin = if resumable {
+        Request::WritePartial {
+            root,
+            rel,
+            mode,
+            mtime,
+            seed,
+            digest,
+            from,
+        }
+    } else {
+        Request::WriteFile {
+            root,
+            rel,
+            mode,
+            mtime,
+            seed,
+        }
     };
     fan_out(&mut outs, &mut results, &begin).await;
-    let read = Request::ReadFile {
-        root,
-        rel: copy.source.clone().unwrap_or_else(|| copy.rel.clone()),
+    let src = copy.source.clone().unwrap_or_else(|| copy.rel.clone());
+    let read = if from > 0 {
+        on_bytes(from, WireStats::default());
+        Request::ReadFrom {
+            root,
+            rel: src,
+            from,
+        }
+    } else {
+        Request::ReadFile { root, rel: src }
     };
     let name = &peers[copy.master].name;
-    let mut block = 0usize;
-    let mut offset = 0u64;
+    let mut block = (from / CHUNK as u64) as usize;
+    let mut offset = from;
     let mut check = Check::new(seed);
     let master_err: Option<OpError> = match master.call(&read).await {
         Err(e) => Some(OpError::Lost(e)),
@@ -303,23 +333,38 @@ async fn relay_chunk(
     }
 }
 
-/// Asks every target for the block fingerprints of the file it holds at the copy's path.
-async fn blocks_of(
+/// What a target holds to build a file from: the partial data of this version a copy cut
+/// short left, or its old file's blocks.
+enum Held {
+    Partial(u64),
+    Blocks(Vec<[u8; 16]>),
+}
+
+/// The block fingerprints of each target's file at the copy's path, and the bytes of this
+/// version (`digest`) each target holds already from a copy cut short.
+async fn partial_of(
     outs: &mut Vec<(PeerId, tokio::sync::MutexGuard<'_, Conn>)>,
     results: &mut Vec<TargetResult>,
     root: u32,
     copy: &Copy,
-) -> HashMap<PeerId, Vec<[u8; 16]>> {
-    let ask = Request::Blocks {
+    digest: Digest,
+) -> (HashMap<PeerId, Vec<[u8; 16]>>, HashMap<PeerId, u64>) {
+    let ask = Request::Partial {
         root,
         rel: copy.rel.clone(),
+        digest,
     };
+    let size = copy.meta.size;
     let answers = join_all(outs.iter_mut().map(|(t, c)| {
         let ask = &ask;
         async move {
             let r = match c.call(ask).await {
                 // No more than a file of any size has: a longer list is a lie.
-                Ok(Response::Blocks(b)) if b.len() <= MAX_BLOCKS => Ok(b),
+                Ok(Response::Blocks(b)) if b.len() <= MAX_BLOCKS => Ok(Held::Blocks(b)),
+                Ok(Response::Partial { len }) => match check::check_partial(len, size) {
+                    Ok(len) => Ok(Held::Partial(len)),
+                    Err(e) => Err(c.refused(e)),
+                },
                 Ok(other) => Err(c.unexpected(&other)),
                 Err(e) => Err(e),
             };
@@ -327,20 +372,23 @@ async fn blocks_of(
         }
     }))
     .await;
-    let mut basis = HashMap::new();
+    let (mut basis, mut held) = (HashMap::new(), HashMap::new());
     for (t, r) in answers {
         match r {
-            Ok(b) if !b.is_empty() => {
+            Ok(Held::Blocks(b)) if !b.is_empty() => {
                 basis.insert(t, b);
             }
-            Ok(_) => {}
+            Ok(Held::Blocks(_)) => {}
+            Ok(Held::Partial(len)) => {
+                held.insert(t, len);
+            }
             Err(e) => {
                 outs.retain(|(p, _)| *p != t);
                 results.push((t, Err(OpError::Lost(e))));
             }
         }
     }
-    basis
+    (basis, held)
 }
 
 /// Sends `req` to every remaining target at once; a target that fails leaves the set.

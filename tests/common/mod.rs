@@ -20,6 +20,7 @@
 #![allow(dead_code)]
 
 mod exfat;
+#[allow(unused_imports)]
 pub use exfat::Exfat;
 
 use std::fs;
@@ -690,4 +691,17 @@ pub fn kill_holders(path: &Path) -> usize {
 pub fn ok_run(s: &Scene, peers: &[&str], root: &str) {
     let out = s.synk(peers, &[&s.arg(root)]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// `len` bytes of reproducible noise (nothing in them compresses or matches by chance).
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut data = vec![0u8; len];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ seed;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    data
 }

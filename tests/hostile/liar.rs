@@ -24,6 +24,8 @@
 //! - `hole-past-end`: ends every file it sends with 1 GiB of holes (a few bytes each, past
 //!   the size it scanned).
 //! - `link REL TO`: says its entry REL is a hard link to TO (every such lie is told).
+//! - `partial-past-end`: answers every request for partial data or blocks with 1 TiB of
+//!   partial data of the file.
 
 use std::fs;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -293,6 +295,9 @@ impl Liar {
                     out.push(Out::Frame(Response::Hole { len }));
                 }
                 out.push(Out::Frame(Response::ReadDone(d)));
+            }
+            Response::Blocks(_) if self.lie("partial-past-end").is_some() => {
+                out.push(Out::Frame(Response::Partial { len: 1 << 40 }));
             }
             other => out.push(Out::Frame(other)),
         }

@@ -134,6 +134,10 @@ const CASES: &[Case] = &[
     case("holes_past_the_end_of_a_file", holes_past_the_end),
     case("hard_links_no_tree_can_hold", impossible_links),
     case(
+        "a_target_holding_more_than_the_file_has",
+        partial_past_the_end,
+    ),
+    case(
         "a_relay_source_whose_rsync_sends_unplanned_names",
         relay_source,
     ),
@@ -831,4 +835,27 @@ fn impossible_links() {
         let again = h.synk(&[&s.arg(&root)]);
         assert_eq!(again.code, Some(0), "{}", again.stderr());
     }
+}
+
+/// A target that says it holds more of a file than the file has, from a copy cut short: a
+/// copy resumed there would send nothing and take its word for the rest.
+fn partial_past_the_end() {
+    let Some(h) = Hostile::new("partial") else {
+        return;
+    };
+    let s = &h.s;
+    for p in h.all() {
+        s.write(p, "f", "old", now() - 100);
+    }
+    let big = noise(1 << 20, 3);
+    s.write(LOCAL, "f", &big, now() - 10);
+    h.lies(&[&[b"partial-past-end"]]);
+    let run = h.synk(&[os("--copier"), os("stream"), &s.arg("f")]);
+    h.refused(&run, "says it holds 1099511627776 bytes", RSS_LIMIT, &[]);
+    assert_eq!(
+        s.read("alpha", "f").unwrap(),
+        big,
+        "the honest target gets it"
+    );
+    assert_eq!(s.read(LIAR, "f").unwrap(), b"old");
 }

@@ -1,0 +1,184 @@
+//! Copies resumed where a run cut them: the partial data a killed run leaves in the target's
+//! scratch directory, what the next run sends, and what it places. Over a real sshd (see
+//! `common/mod.rs`).
+
+#[macro_use]
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The directory inside a scratch directory that keeps partial data.
+const PARTIAL_DIR: &str = ".synk-scratch.0000000000000000";
+
+/// Files in the partial directories of the scratch directories in `dir`, with their sizes.
+fn partial_files(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if !e
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".synk-scratch.")
+        {
+            continue;
+        }
+        for f in fs::read_dir(e.path().join(PARTIAL_DIR))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            out.push((f.path(), f.metadata().map_or(0, |m| m.len())));
+        }
+    }
+    out
+}
+
+/// Bytes of the file `big`, a copy of which is cut once the target holds `at` of them.
+const SIZE: usize = 48 << 20;
+
+/// The name of the partial file of `big` each copier keeps: rsync's is the file's name, the
+/// streaming copier's the digest of the version it is of.
+fn partial_name(copier: &str, content: &[u8]) -> String {
+    if copier == "rsync" {
+        "big".into()
+    } else {
+        use sha2::Digest as _;
+        hex(&sha2::Sha512::digest(content))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Starts syncing `big` (holding `content`) from this host to alpha with `copier` at a
+/// limited rate and stops the client with SIGTERM once alpha's partial data passes `at`
+/// bytes. Returns the partial file's size.
+fn cut(s: &Scene, copier: &str, content: &[u8], at: u64) -> u64 {
+    let mut cmd = s.command(&["alpha"]);
+    cmd.args(["--copier", copier, "--bwlimit", "16M"])
+        .arg(s.arg("big"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !partial_files(&s.dir("alpha")).iter().any(|(_, n)| *n >= at) {
+        assert!(child.try_wait().unwrap().is_none(), "the copy ended first");
+        assert!(Instant::now() < deadline, "the copy never got that far");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: a signal to the client this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    assert_eq!(
+        s.read("alpha", "big"),
+        None,
+        "nothing half-written in place"
+    );
+    // rsync's receiver keeps what it received as the partial file, under the file's name.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let kept = partial_files(&s.dir("alpha"));
+        if let [(p, n)] = &kept[..] {
+            if p.file_name().unwrap().to_string_lossy() == partial_name(copier, content) {
+                return *n;
+            }
+        }
+        assert!(Instant::now() < deadline, "no partial file kept: {kept:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The bytes the run described by `doc` sent as they are.
+fn literal(doc: &serde_json::Value) -> u64 {
+    doc["roots"][0]["literal_bytes"].as_u64().unwrap()
+}
+
+fn json_run(s: &Scene, copier: &str, root: &str) -> serde_json::Value {
+    let out = s.synk(
+        &["alpha"],
+        &[os("--json"), os("--copier"), os(copier), &s.arg(root)],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Cuts a copy of a big file halfway with `copier`, reruns, and checks what the rerun sent
+/// and what arrived.
+fn resumes(name: &str, copier: &str) {
+    let s = scene!(name);
+    let t = now() - 100;
+    let content = noise(SIZE, 11);
+    let big = s.write(LOCAL, "big", &content, t);
+    let kept = cut(&s, copier, &content, SIZE as u64 / 2);
+    assert!(kept >= SIZE as u64 / 2 && kept < SIZE as u64, "{kept}");
+    let doc = json_run(&s, copier, "big");
+    let sent = literal(&doc);
+    let missing = SIZE as u64 - kept;
+    eprintln!("{copier}: kept {kept}, missing {missing}, the rerun sent {sent}");
+    assert!(
+        sent <= missing + (1 << 20),
+        "sent {sent} bytes for {missing} missing"
+    );
+    assert_eq!(sha512(&s.path("alpha", "big")), sha512(&big));
+    assert_eq!(
+        partial_files(&s.dir("alpha")),
+        [],
+        "the partial file goes once used"
+    );
+    let left: Vec<_> = fs::read_dir(s.dir("alpha"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left, ["big"], "no scratch directory left");
+}
+
+#[test]
+fn a_copy_cut_short_resumes_with_the_missing_bytes_only() {
+    resumes("resume-rsync", "rsync");
+}
+
+#[test]
+fn a_streamed_copy_cut_short_resumes_with_the_missing_bytes_only() {
+    resumes("resume-stream", "stream");
+}
+
+/// Cuts a copy with `copier`, changes the source, reruns: the new version arrives whole.
+fn changed(name: &str, copier: &str) {
+    let s = scene!(name);
+    let t = now() - 100;
+    let content = noise(SIZE, 12);
+    s.write(LOCAL, "big", &content, t);
+    let kept = cut(&s, copier, &content, SIZE as u64 / 3);
+    assert!(kept >= SIZE as u64 / 3, "{kept}");
+    // Another version of the same size: nothing of the partial data is of it.
+    let big = s.write(LOCAL, "big", noise(SIZE, 13), t + 10);
+    let doc = json_run(&s, copier, "big");
+    assert!(literal(&doc) >= SIZE as u64 - (1 << 20), "{doc}");
+    assert_eq!(sha512(&s.path("alpha", "big")), sha512(&big));
+    if copier == "rsync" {
+        assert_eq!(
+            partial_files(&s.dir("alpha")),
+            [],
+            "the partial data is gone"
+        );
+    }
+    // And in sync from here.
+    assert_eq!(literal(&json_run(&s, copier, "big")), 0);
+}
+
+#[test]
+fn a_source_changed_since_the_cut_arrives_whole_and_right() {
+    changed("resume-changed", "rsync");
+}
+
+#[test]
+fn a_streamed_source_changed_since_the_cut_arrives_whole_and_right() {
+    changed("resume-changed-stream", "stream");
+}
