@@ -448,6 +448,20 @@ impl<'a> ScanCheck<'a> {
                 }
                 Ok(self.progress(0))
             }
+            Response::Holds(holds) => {
+                // After a summary too: it is no entry.
+                let Some(Ok(scanned)) = self.out.last_mut() else {
+                    return refuse("protocol error: what a filesystem holds outside a root");
+                };
+                if scanned.holds.is_some() {
+                    return refuse("protocol error: a root's filesystem told twice");
+                }
+                if !(1..=crate::proto::MAX_MTIME_STEP).contains(&holds.mtime_step) {
+                    return refuse("protocol error: an mtime step out of range");
+                }
+                scanned.holds = Some(holds);
+                Ok(self.progress(0))
+            }
             Response::ScanDone if self.out.len() == self.roots.len() => Ok(Took::Done),
             Response::ScanDone => refuse(format!(
                 "protocol error: {} roots answered of {}",

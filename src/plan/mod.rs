@@ -35,6 +35,9 @@ mod entry;
 mod meta;
 #[cfg(test)]
 mod meta_tests;
+mod names;
+#[cfg(test)]
+mod names_tests;
 mod records;
 #[cfg(test)]
 mod role_tests;
@@ -52,8 +55,9 @@ pub use actions::{Action, Verb};
 use derive::{actions_of, clones, keep_needed_directories, Decided};
 use entry::{verdict, versions_of, Verdict, Version};
 pub use meta::differences;
+pub use names::{Collision, Fold};
 pub use records::Records;
-pub use settle::{settle, Briefs, Settled};
+pub use settle::{settle, settle_none, Briefs, Settled};
 
 /// Index of a peer in the run's peer list (0 is always localhost).
 pub type PeerId = usize;
@@ -198,6 +202,14 @@ pub enum Problem {
     },
     /// No peer has the root at all.
     Missing,
+    /// Names that are one name on this peer's filesystem (case, NFC/NFD): the peer is left
+    /// out of all of them and of what is below them; the other peers sync them as usual.
+    Collision {
+        /// The peer whose filesystem folds them together.
+        peer: PeerId,
+        /// The names, in path order.
+        names: Vec<WirePath>,
+    },
     /// No peer that may send holds or remembers anything of the root, while this
     /// receive-only peer holds entries there: reverting would empty it, so it is left out of
     /// the root (unless the user confirms).
@@ -316,6 +328,8 @@ pub struct Input<'a> {
     /// Per peer, its emptied mount points; missing: none. Each leaves that peer out of its
     /// subtree, unless `confirm_empty`.
     pub emptied: &'a [Vec<Emptied>],
+    /// Per peer, how its filesystem compares names; missing: byte by byte.
+    pub folds: &'a [Fold],
 }
 
 impl Input<'_> {
@@ -376,8 +390,30 @@ pub fn suddenly_empty(listing: &Listing, settled: usize) -> Option<usize> {
     (held == 0 && deleted > 1).then_some(deleted)
 }
 
-/// Decides one root.
+/// Decides one root. Where a peer's filesystem would take some of the names decided for one
+/// name, it is decided again with that peer left out of those names ([`names`]).
 pub fn decide(input: &Input<'_>) -> Plan {
+    let (plan, available) = decide_apart(input, &HashSet::new());
+    let found = names::collisions(input, &available, &plan);
+    if found.is_empty() {
+        return plan;
+    }
+    let apart: HashSet<(PeerId, WirePath)> = found
+        .iter()
+        .flat_map(|c| c.names.iter().map(|n| (c.peer, n.clone())))
+        .collect();
+    let (mut plan, _) = decide_apart(input, &apart);
+    plan.problems
+        .extend(found.into_iter().map(|c| Problem::Collision {
+            peer: c.peer,
+            names: c.names,
+        }));
+    plan
+}
+
+/// Decides one root with each (peer, entry) in `apart` left out of that entry and of what is
+/// below it. Returns the peers in the decision, too.
+fn decide_apart(input: &Input<'_>, apart: &HashSet<(PeerId, WirePath)>) -> (Plan, Vec<PeerId>) {
     let mut plan = Plan::default();
     let mut available: Vec<PeerId> = Vec::new();
     for (p, v) in input.views.iter().enumerate() {
@@ -391,7 +427,7 @@ pub fn decide(input: &Input<'_>) -> Plan {
     }
     if !available.iter().any(|p| input.sends(*p)) {
         // Nothing may win here: the peers that may send are out (and said why).
-        return plan;
+        return (plan, available);
     }
     empty_group(input, &mut available, &mut plan);
     // Peers left out of an emptied mount point's subtree.
@@ -419,7 +455,7 @@ pub fn decide(input: &Input<'_>) -> Plan {
         if !available.is_empty() && plan.problems.is_empty() {
             plan.problems.push(Problem::Missing);
         }
-        return plan;
+        return (plan, available);
     }
 
     // Peers left out of a subtree: (peer, entry) where the peer could not read the entry.
@@ -435,6 +471,9 @@ pub fn decide(input: &Input<'_>) -> Plan {
                     && (blocked.contains(&(*p, WirePath::default()))
                         || rel.ancestors().any(|a| blocked.contains(&(*p, a)))))
                     || (emptied_out && input.emptied_over(*p, rel).is_some())
+                    || (!apart.is_empty()
+                        && (apart.contains(&(*p, (*rel).clone()))
+                            || rel.ancestors().any(|a| apart.contains(&(*p, a)))))
             })
             .collect();
         let seen: Vec<(PeerId, &Seen)> = seen
@@ -535,7 +574,7 @@ pub fn decide(input: &Input<'_>) -> Plan {
     plan.removes.reverse();
     plan.clones = clones(&mut plan.copies, &plan.renames, input.views);
     plan.copies.retain(|c| !c.targets.is_empty());
-    plan
+    (plan, available)
 }
 
 /// Leaves out of the root every receive-only peer that holds entries there while no peer that

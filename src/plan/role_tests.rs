@@ -199,6 +199,7 @@ impl World {
             settled: &[],
             roles: &self.roles,
             emptied: &[],
+            folds: &[],
         });
         self.carry_out(&plan, &listings);
         plan

@@ -100,6 +100,7 @@ fn run_with(ls: &[Listing], forced: Option<PeerId>, confirm_empty: bool) -> Plan
         settled: &[],
         roles: &[],
         emptied: &[],
+        folds: &[],
     })
 }
 
@@ -539,6 +540,7 @@ fn run_emptied(ls: &[Listing], emptied: &[&str], confirm_empty: bool) -> Plan {
         roles: &[],
         settled: &[],
         emptied: &per_peer,
+        folds: &[],
     })
 }
 
@@ -676,6 +678,7 @@ fn a_single_file_roots_conflict_copy_goes_beside_it_without_a_record() {
         settled: &[],
         roles: &[],
         emptied: &[],
+        folds: &[],
     });
     let to = &plan.renames[0].to;
     assert!(to.to_string().starts_with("notes.synk-conflict-"), "{to}");
@@ -759,6 +762,7 @@ fn files_over_the_size_limit_are_left_alone_everywhere() {
         settled: &[],
         roles: &[],
         emptied: &[],
+        folds: &[],
     });
     assert!(
         plan.removes.is_empty(),

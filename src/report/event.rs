@@ -226,6 +226,14 @@ pub enum Event {
         /// Each other version: the peer it came from and the conflict copy's path.
         kept: Vec<(String, WirePath)>,
     },
+    /// Names that are one name on a peer's filesystem (case, NFC/NFD): that peer is left out
+    /// of them, the other peers sync them.
+    NameCollision {
+        /// The peer.
+        peer: String,
+        /// The names, as the user would write them.
+        paths: Vec<WirePath>,
+    },
     /// A peer could not read an entry: it is left out of it there.
     Unreadable {
         /// The peer.

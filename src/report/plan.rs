@@ -139,6 +139,10 @@ impl Reporter {
                     held: *held,
                 },
                 Problem::TooBig { .. } => continue,
+                Problem::Collision { peer, names } => Event::NameCollision {
+                    peer: p.name(*peer),
+                    paths: names.iter().map(|n| p.path_of(n)).collect(),
+                },
                 Problem::Missing => Event::Missing {
                     root: p.root.to_string(),
                 },

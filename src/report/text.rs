@@ -58,7 +58,7 @@ pub fn voice(ev: &Event) -> Voice {
         | LostWhileSyncing { .. }
         | NothingToRestore { .. } => Voice::Error,
         NoLog { .. } | CannotWatch { .. } | Special { .. } | SkippedTooBig { .. } => Voice::Warn,
-        Conflict { .. } | ChangedMeanwhile { .. } => Voice::Conflict,
+        Conflict { .. } | ChangedMeanwhile { .. } | NameCollision { .. } => Voice::Conflict,
         PeerNote { .. } => Voice::Say(1),
         PeerWarning { .. } => Voice::Warn,
         WaitingForLock { .. } => Voice::Notice,
@@ -296,6 +296,14 @@ pub fn line(ev: &Event, style: Style) -> String {
             path(p),
             s(error)
         ),
+        NameCollision { peer, paths } => {
+            let names: Vec<String> = paths.iter().map(|p| path(p)).collect();
+            format!(
+                "{} are one name on {}'s filesystem (it folds case or Unicode normalization): neither is synced there and what it holds stays as it is; the other peers keep each. Rename all but one to sync them there",
+                names.join(" and "),
+                s(peer)
+            )
+        }
         Special { path: p, peers } => {
             let peers: Vec<String> = peers.iter().map(|peer| s(peer)).collect();
             format!("{}: special file on {} skipped", path(p), peers.join(", "))

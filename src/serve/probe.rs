@@ -5,31 +5,16 @@
 //! a filesystem cannot hold is never taken as a change there: the scan reports the recorded
 //! value instead, and a copy that arrived is recorded though the disk rounded its time.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
-use rustix::fs::{self as rfs, Mode, Timespec, Timestamps};
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps};
 
 use super::root::RootCtx;
 use crate::model::Meta;
+use crate::names;
 use crate::paths::WirePath;
 
-/// What a filesystem holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Holds {
-    /// Permission bits set are read back as set.
-    pub(crate) modes: bool,
-    /// The step of its mtimes, in ns (1: to the nanosecond).
-    pub(crate) mtime_step: i64,
-}
-
-impl Default for Holds {
-    fn default() -> Self {
-        Holds {
-            modes: true,
-            mtime_step: 1,
-        }
-    }
-}
+pub(crate) use crate::proto::Holds;
 
 impl Holds {
     /// What it cannot hold, for the note a first sync there shows; `None`: everything.
@@ -43,6 +28,18 @@ impl Holds {
                 "mtimes finer than {} ms",
                 self.mtime_step as f64 / 1e6
             ));
+        }
+        if self.folds_case {
+            out.push("names that differ only in case (it is case-insensitive)".to_string());
+        }
+        if self.normalizes {
+            out.push("names that differ only in Unicode normalization (NFC/NFD)".to_string());
+        }
+        if !self.symlinks {
+            out.push("symlinks".to_string());
+        }
+        if !self.hard_links {
+            out.push("hard links".to_string());
         }
         (!out.is_empty()).then(|| out.join(", "))
     }
@@ -96,8 +93,8 @@ fn holds_everything(magic: i64) -> bool {
 const PROBE_SECS: i64 = 1_700_000_001;
 const PROBE_NS: i64 = 999_999_999;
 
-/// Tries root `ctx`'s filesystem on a temp file in the root directory (`None` where the root
-/// is no directory there yet, or none could be made). The directory's mtime is given back.
+/// Tries root `ctx`'s filesystem in a scratch directory of synk's (`None` where the root is
+/// no directory there yet, or nothing could be made in it). The root's mtime is given back.
 pub(super) fn probe(ctx: &RootCtx) -> Option<Holds> {
     // A native Linux filesystem holds modes and nanosecond mtimes: it is not tried, so an
     // in-sync run on it writes nothing, not even a ctime on its root.
@@ -117,27 +114,80 @@ pub(super) fn probe(ctx: &RootCtx) -> Option<Holds> {
     let cache = crate::os::cache_dir(crate::os::home_dir().as_deref()).map(|d| d.join("synk"));
     if let Some(cache) = cache {
         if rfs::stat(&cache).is_ok_and(|c| c.st_dev == dev) {
-            if let Ok(tmp) = tempfile::Builder::new()
-                .prefix(".probe")
-                .tempfile_in(&cache)
-            {
-                return Some(try_on(tmp.as_file().as_fd()));
+            if let Ok(tmp) = tempfile::Builder::new().prefix(".probe").tempdir_in(&cache) {
+                let dir = rfs::open(tmp.path(), dir_flags(), Mode::empty()).ok()?;
+                return try_in(dir.as_fd());
             }
         }
     }
     let before = crate::beneath::Stamp::of(&st).mtime;
-    let tried = ctx
-        .at(&WirePath::from("probe"), false)
-        .ok()
-        .and_then(|at| at.temp().ok())
-        .map(|tmp| try_on(tmp.file().as_fd()));
-    // The temp file is gone (dropped); so is its trace on the directory.
+    let dir = rfs::openat(root.dir(), root.name(), dir_flags(), Mode::empty()).ok()?;
+    // A scratch-shaped name: skipped by every scan, removed if the process is stopped.
+    let name = names::scratch_name(xxhash_rust::xxh3::xxh3_64(
+        &(now_ns() ^ (u64::from(std::process::id()) << 32)).to_le_bytes(),
+    ));
+    let tried = match rfs::mkdirat(&dir, name.as_slice(), Mode::from_raw_mode(0o700)) {
+        Ok(()) => {
+            let live = crate::beneath::on_stop_remove(dir.as_fd(), &name, true);
+            let tried = rfs::openat(&dir, name.as_slice(), dir_flags(), Mode::empty())
+                .ok()
+                .and_then(|d| try_in(d.as_fd()));
+            let _ = crate::beneath::remove_tree(dir.as_fd(), &name);
+            crate::beneath::forget(live);
+            tried
+        }
+        Err(_) => None,
+    };
+    // The scratch directory is gone; so is its trace on the root.
     let _ = root.set_mtime(before);
     tried
 }
 
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// What an empty directory `dir` of synk's own holds: a file `a` made in it shows modes and
+/// mtimes; whether `A` finds it, whether an NFC name finds a file made under its NFD
+/// spelling, and whether a symlink and a hard link can be made beside it.
+fn try_in(dir: BorrowedFd<'_>) -> Option<Holds> {
+    let create = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let file = rfs::openat(dir, "a", create, Mode::from_raw_mode(0o600)).ok()?;
+    let (modes, mtime_step) = try_on(file.as_fd());
+    let inode = |name: &str| {
+        rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .ok()
+            .map(|st| (st.st_dev, st.st_ino))
+    };
+    let a = inode("a");
+    let folds_case = a.is_some() && inode("A") == a;
+    // "é" written decomposed (e, U+0301), looked up composed (U+00E9).
+    let normalizes = rfs::openat(dir, "e\u{301}", create, Mode::from_raw_mode(0o600)).is_ok()
+        && inode("\u{e9}").is_some()
+        && inode("\u{e9}") == inode("e\u{301}");
+    let symlinks = rfs::symlinkat("a", dir, "l").is_ok()
+        && rfs::readlinkat(dir, "l", Vec::new()).is_ok_and(|t| t.as_bytes() == b"a");
+    let hard_links = rfs::linkat(dir, "a", dir, "h", AtFlags::empty()).is_ok()
+        && rfs::fstat(&file).is_ok_and(|st| st.st_nlink == 2);
+    Some(Holds {
+        modes,
+        mtime_step,
+        folds_case,
+        normalizes,
+        symlinks,
+        hard_links,
+    })
+}
+
 /// What a temp file `fd` on the filesystem keeps: modes set, and how fine an mtime.
-fn try_on(fd: std::os::fd::BorrowedFd<'_>) -> Holds {
+fn try_on(fd: BorrowedFd<'_>) -> (bool, i64) {
     let stuck = |mode: u32| {
         rfs::fchmod(fd, Mode::from_raw_mode(mode)).is_ok()
             && rfs::fstat(fd).is_ok_and(|st| st.st_mode & 0o7777 == mode)
@@ -159,11 +209,11 @@ fn try_on(fd: std::os::fd::BorrowedFd<'_>) -> Holds {
             #[allow(clippy::unnecessary_cast)]
             let got = (st.st_mtime as i64) * 1_000_000_000 + st.st_mtime_nsec as i64;
             let want = PROBE_SECS * 1_000_000_000 + PROBE_NS;
-            (want - got + 1).clamp(1, 2_000_000_000)
+            (want - got + 1).clamp(1, crate::proto::MAX_MTIME_STEP)
         }
         _ => 1,
     };
-    Holds { modes, mtime_step }
+    (modes, mtime_step)
 }
 
 #[cfg(test)]
@@ -183,6 +233,7 @@ mod tests {
         let exfat = Holds {
             modes: false,
             mtime_step: 10_000_000,
+            ..Holds::default()
         };
         let recorded = m(0o644, 5_123_456_789);
         let mut found = m(0o777, 5_120_000_000);
@@ -219,6 +270,18 @@ mod tests {
         assert_eq!(
             std::fs::metadata(&root).unwrap().modified().unwrap(),
             before
+        );
+    }
+
+    #[test]
+    fn a_directory_here_tells_case_names_and_links_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let fd = rfs::open(dir.path(), dir_flags(), Mode::empty()).unwrap();
+        let holds = try_in(fd.as_fd()).unwrap();
+        assert!(!holds.folds_case && !holds.normalizes, "{holds:?}");
+        assert!(
+            holds.symlinks && holds.hard_links && holds.modes,
+            "{holds:?}"
         );
     }
 }

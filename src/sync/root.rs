@@ -178,6 +178,7 @@ impl RootRun<'_> {
     ) -> Plan {
         let names: Vec<String> = self.peers.iter().map(|p| p.label.clone()).collect();
         let emptied = self.emptied(views);
+        let folds = self.folds(views);
         let plan = plan::decide(&plan::Input {
             views,
             names: &names,
@@ -188,6 +189,7 @@ impl RootRun<'_> {
             settled,
             roles: self.roles,
             emptied: &emptied,
+            folds: &folds,
         });
         tracing::debug!(
             root = %self.root.display,
@@ -198,6 +200,23 @@ impl RootRun<'_> {
             "decided"
         );
         plan
+    }
+
+    /// Per peer in the decision, how its filesystem under this root compares names.
+    fn folds(&self, views: &[Option<&Listing>]) -> Vec<plan::Fold> {
+        self.scans
+            .iter()
+            .enumerate()
+            .map(|(p, scan)| match (views.get(p), scan) {
+                (Some(Some(_)), Some(roots)) => roots[self.index]
+                    .as_ref()
+                    .ok()
+                    .and_then(|s| s.holds.as_ref())
+                    .map(plan::Fold::of)
+                    .unwrap_or_default(),
+                _ => plan::Fold::default(),
+            })
+            .collect()
     }
 
     /// Per peer in the decision, the mount points it says are emptied below this root.
