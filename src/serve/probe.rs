@@ -1,9 +1,11 @@
-//! What a root's filesystem holds of an entry's metadata: on Linux's own filesystems
-//! everything; elsewhere found by trying it once a session on a temp file of synk's own in
-//! the root: whether permission bits stick (exFAT, FAT, many
-//! CIFS and FUSE mounts fake them) and how fine its mtimes are (exFAT: 10 ms, FAT: 2 s). What
-//! a filesystem cannot hold is never taken as a change there: the scan reports the recorded
-//! value instead, and a copy that arrived is recorded though the disk rounded its time.
+//! What a root's filesystem holds: on Linux's own filesystems everything; elsewhere found by
+//! trying it once a session in a scratch directory of synk's own: whether permission bits
+//! stick (exFAT, FAT, many CIFS and FUSE mounts fake them), how fine its mtimes are (exFAT:
+//! 10 ms, FAT: 2 s), whether it folds case or Unicode normalization, and whether symlinks and
+//! hard links can be made. What a filesystem cannot hold of an entry's metadata is never
+//! taken as a change there: the scan reports the recorded value instead, and a copy that
+//! arrived is recorded though the disk rounded its time. Names it takes for one are told to
+//! the client, whose decision keeps them apart ([`crate::plan::Fold`]).
 
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -93,20 +95,30 @@ fn holds_everything(magic: i64) -> bool {
 const PROBE_SECS: i64 = 1_700_000_001;
 const PROBE_NS: i64 = 999_999_999;
 
-/// Tries root `ctx`'s filesystem in a scratch directory of synk's (`None` where the root is
-/// no directory there yet, or nothing could be made in it). The root's mtime is given back.
+/// Tries root `ctx`'s filesystem in a scratch directory of synk's made in the root, or in its
+/// parent where the root is not there yet (a first sync makes it on that filesystem: names
+/// that would be one there must be known before). `None` where the root is no directory, or
+/// nothing could be made. The directory's mtime is given back.
 pub(super) fn probe(ctx: &RootCtx) -> Option<Holds> {
+    let root = ctx.at(&WirePath::default(), false).ok()?;
+    let (dir, st) = match root.lstat().ok()? {
+        Some(st) if crate::beneath::kind_of(&st) == rfs::FileType::Directory => {
+            let dir = rfs::openat(root.dir(), root.name(), dir_flags(), Mode::empty()).ok()?;
+            (dir, st)
+        }
+        Some(_) => return None,
+        None => {
+            let dir = rfs::openat(root.dir(), ".", dir_flags(), Mode::empty()).ok()?;
+            let st = rfs::fstat(&dir).ok()?;
+            (dir, st)
+        }
+    };
     // A native Linux filesystem holds modes and nanosecond mtimes: it is not tried, so an
     // in-sync run on it writes nothing, not even a ctime on its root.
     // (`f_type`'s width differs between C libraries.)
     #[allow(clippy::unnecessary_cast)]
-    if rfs::statfs(&ctx.abs).is_ok_and(|fs| holds_everything(fs.f_type as i64)) {
+    if rfs::fstatfs(&dir).is_ok_and(|fs| holds_everything(fs.f_type as i64)) {
         return Some(Holds::default());
-    }
-    let root = ctx.at(&WirePath::default(), false).ok()?;
-    let st = root.lstat().ok()??;
-    if crate::beneath::kind_of(&st) != rfs::FileType::Directory {
-        return None;
     }
     // Where synk's cache directory is on the same filesystem, the probe runs there: the root
     // is not written at all (its ctime stays, on every run).
@@ -121,7 +133,6 @@ pub(super) fn probe(ctx: &RootCtx) -> Option<Holds> {
         }
     }
     let before = crate::beneath::Stamp::of(&st).mtime;
-    let dir = rfs::openat(root.dir(), root.name(), dir_flags(), Mode::empty()).ok()?;
     // A scratch-shaped name: skipped by every scan, removed if the process is stopped.
     let name = names::scratch_name(xxhash_rust::xxh3::xxh3_64(
         &(now_ns() ^ (u64::from(std::process::id()) << 32)).to_le_bytes(),
@@ -138,8 +149,18 @@ pub(super) fn probe(ctx: &RootCtx) -> Option<Holds> {
         }
         Err(_) => None,
     };
-    // The scratch directory is gone; so is its trace on the root.
-    let _ = root.set_mtime(before);
+    // The scratch directory is gone; so is its trace on the directory.
+    let t = Timespec {
+        tv_sec: before.div_euclid(1_000_000_000) as _,
+        tv_nsec: before.rem_euclid(1_000_000_000) as _,
+    };
+    let _ = rfs::futimens(
+        &dir,
+        &Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+    );
     tried
 }
 
@@ -161,17 +182,14 @@ fn try_in(dir: BorrowedFd<'_>) -> Option<Holds> {
     let create = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let file = rfs::openat(dir, "a", create, Mode::from_raw_mode(0o600)).ok()?;
     let (modes, mtime_step) = try_on(file.as_fd());
-    let inode = |name: &str| {
-        rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
-            .ok()
-            .map(|st| (st.st_dev, st.st_ino))
-    };
-    let a = inode("a");
-    let folds_case = a.is_some() && inode("A") == a;
+    // The directory holds nothing else: a name found there that was never made is one of
+    // ours spelled otherwise. (Inode numbers cannot tell: FUSE filesystems without `use_ino`
+    // number each path they are asked for anew.)
+    let found = |name: &str| rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok();
+    let folds_case = found("a") && found("A");
     // "é" written decomposed (e, U+0301), looked up composed (U+00E9).
-    let normalizes = rfs::openat(dir, "e\u{301}", create, Mode::from_raw_mode(0o600)).is_ok()
-        && inode("\u{e9}").is_some()
-        && inode("\u{e9}") == inode("e\u{301}");
+    let normalizes =
+        rfs::openat(dir, "e\u{301}", create, Mode::from_raw_mode(0o600)).is_ok() && found("\u{e9}");
     let symlinks = rfs::symlinkat("a", dir, "l").is_ok()
         && rfs::readlinkat(dir, "l", Vec::new()).is_ok_and(|t| t.as_bytes() == b"a");
     let hard_links = rfs::linkat(dir, "a", dir, "h", AtFlags::empty()).is_ok()

@@ -19,6 +19,8 @@
 
 #![allow(dead_code)]
 
+pub mod exfat;
+
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
