@@ -23,6 +23,8 @@
 //!   handshake, then dies.
 //! - `hole-past-end`: ends every file it sends with 1 GiB of holes (a few bytes each, past
 //!   the size it scanned).
+//! - `holds-twice`: tells what each root's filesystem holds twice;
+//! - `holds-step NS`: tells an mtime step of NS ns for each root's filesystem.
 
 use std::fs;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -278,6 +280,15 @@ impl Liar {
                     _ => {}
                 }
                 out.push(Out::Frame(Response::Done));
+            }
+            Response::Holds(mut holds) => {
+                if let Some(l) = self.lie("holds-step") {
+                    holds.mtime_step = String::from_utf8_lossy(&l.args[0]).parse().unwrap();
+                }
+                if self.lie("holds-twice").is_some() {
+                    out.push(Out::Frame(Response::Holds(holds)));
+                }
+                out.push(Out::Frame(Response::Holds(holds)));
             }
             Response::ReadDone(d) if self.lie("hole-past-end").is_some() => {
                 let len = synk::proto::CHUNK as u32;
