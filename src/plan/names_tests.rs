@@ -101,7 +101,10 @@ fn copies(plan: &Plan) -> Vec<(String, Vec<PeerId>)> {
         .collect()
 }
 
-fn collisions(plan: &Plan) -> Vec<(PeerId, Vec<String>)> {
+/// Each collision as (peer, names).
+type Told = Vec<(PeerId, Vec<String>)>;
+
+fn collisions(plan: &Plan) -> Told {
     plan.problems
         .iter()
         .filter_map(|p| match p {
@@ -113,7 +116,7 @@ fn collisions(plan: &Plan) -> Vec<(PeerId, Vec<String>)> {
         .collect()
 }
 
-fn collision(peer: PeerId, names: &[&str]) -> Vec<(PeerId, Vec<String>)> {
+fn collision(peer: PeerId, names: &[&str]) -> Told {
     vec![(peer, names.iter().map(|n| n.to_string()).collect())]
 }
 
@@ -176,7 +179,7 @@ fn a_case_variant_held_by_the_folding_peer_alone_is_matched_to_nothing_and_delet
     // exfat holds README, the others Readme (in sync among themselves); then a new Readme
     // on alpha meets an exfat that held nothing; then exfat's README is in sync but alpha
     // has a new readme beside it.
-    let cases: Vec<(Vec<Listing>, Vec<(PeerId, Vec<String>)>)> = vec![
+    let cases: Vec<(Vec<Listing>, Told)> = vec![
         (
             vec![
                 listing(vec![("Readme", held(file("a")))]),

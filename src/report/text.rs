@@ -297,7 +297,7 @@ pub fn line(ev: &Event, style: Style) -> String {
             s(error)
         ),
         NameCollision { peer, paths } => {
-            let names: Vec<String> = paths.iter().map(|p| path(p)).collect();
+            let names: Vec<String> = paths.iter().map(path).collect();
             format!(
                 "{} are one name on {}'s filesystem (it folds case or Unicode normalization): neither is synced there and what it holds stays as it is; the other peers keep each. Rename all but one to sync them there",
                 names.join(" and "),
