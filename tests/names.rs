@@ -172,3 +172,42 @@ fn nfc_and_nfd_spellings_are_two_names_where_no_filesystem_normalizes() {
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     assert_nothing_done(&again);
 }
+
+#[test]
+fn a_symlink_never_reaches_an_exfat_peer_and_is_named_once_a_run() {
+    let s = scene!("names-symlink");
+    let Some(_disk) = Exfat::mount(&s, "alpha", &s.dir("alpha")) else {
+        return;
+    };
+    let t = now() - 500;
+    s.write(LOCAL, "d/f", "text", t);
+    std::os::unix::fs::symlink("f", s.path(LOCAL, "d/l")).unwrap();
+    std::os::unix::fs::symlink("f", s.path(LOCAL, "d/m")).unwrap();
+    let peers = ["alpha", "beta"];
+    for run in 1..=3 {
+        let out = s.synk(&peers, &[os("-v"), &s.arg("d")]);
+        let told = stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "run {run}: {told}");
+        let named: Vec<&str> = told
+            .lines()
+            .filter(|l| l.contains("its filesystem holds no symlinks: 2 symlinks not synced there"))
+            .collect();
+        assert_eq!(named.len(), 1, "run {run}: once, not per symlink: {told}");
+        assert!(
+            named[0].starts_with("synk: warning: synkt-alpha@"),
+            "{told}"
+        );
+        assert!(
+            !told.contains("not implemented"),
+            "never tried there: {told}"
+        );
+        for p in [LOCAL, "beta"] {
+            for l in ["d/l", "d/m"] {
+                let m = fs::symlink_metadata(s.path(p, l)).unwrap();
+                assert!(m.file_type().is_symlink(), "run {run}: {p}: {l}");
+            }
+        }
+        assert_eq!(names(&s, "alpha", "d"), vec!["f".to_string()], "run {run}");
+        assert_eq!(s.read("alpha", "d/f").as_deref(), Some(&b"text"[..]));
+    }
+}

@@ -210,6 +210,14 @@ pub enum Problem {
         /// The names, in path order.
         names: Vec<WirePath>,
     },
+    /// Symlinks that cannot be made on this peer's filesystem: the peer is left out of them,
+    /// the others sync them.
+    NoSymlinks {
+        /// The peer.
+        peer: PeerId,
+        /// The symlinks it would have taken.
+        rels: Vec<WirePath>,
+    },
     /// No peer that may send holds or remembers anything of the root, while this
     /// receive-only peer holds entries there: reverting would empty it, so it is left out of
     /// the root (unless the user confirms).
@@ -278,9 +286,12 @@ pub struct Plan {
 impl Plan {
     /// True when something is wrong enough that the run must not exit 0.
     pub fn has_failures(&self) -> bool {
-        self.problems
-            .iter()
-            .any(|p| !matches!(p, Problem::Special { .. } | Problem::TooBig { .. }))
+        self.problems.iter().any(|p| {
+            !matches!(
+                p,
+                Problem::Special { .. } | Problem::TooBig { .. } | Problem::NoSymlinks { .. }
+            )
+        })
     }
 
     /// True when the plan changes nothing on any peer (records aside).
@@ -330,6 +341,9 @@ pub struct Input<'a> {
     pub emptied: &'a [Vec<Emptied>],
     /// Per peer, how its filesystem compares names; missing: byte by byte.
     pub folds: &'a [Fold],
+    /// The peers whose filesystem under this root holds no symlinks (exFAT, FAT): left out of
+    /// every symlink, named once.
+    pub no_symlinks: &'a [PeerId],
 }
 
 impl Input<'_> {
@@ -395,19 +409,30 @@ pub fn suddenly_empty(listing: &Listing, settled: usize) -> Option<usize> {
 pub fn decide(input: &Input<'_>) -> Plan {
     let (plan, available) = decide_apart(input, &HashSet::new());
     let found = names::collisions(input, &available, &plan);
-    if found.is_empty() {
+    let unlinked = names::symlinks_out(input, &plan);
+    if found.is_empty() && unlinked.is_empty() {
         return plan;
     }
-    let apart: HashSet<(PeerId, WirePath)> = found
+    let mut apart: HashSet<(PeerId, WirePath)> = found
         .iter()
         .flat_map(|c| c.names.iter().map(|n| (c.peer, n.clone())))
         .collect();
+    apart.extend(
+        unlinked
+            .iter()
+            .flat_map(|(p, rels)| rels.iter().map(|r| (*p, r.clone()))),
+    );
     let (mut plan, _) = decide_apart(input, &apart);
     plan.problems
         .extend(found.into_iter().map(|c| Problem::Collision {
             peer: c.peer,
             names: c.names,
         }));
+    plan.problems.extend(
+        unlinked
+            .into_iter()
+            .map(|(peer, rels)| Problem::NoSymlinks { peer, rels }),
+    );
     plan
 }
 

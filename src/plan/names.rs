@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use unicode_normalization::UnicodeNormalization;
 
 use super::{Input, Listing, PeerId, Plan};
+use crate::model::Kind;
 use crate::paths::WirePath;
 
 /// How a peer's filesystem compares names (from its probe: [`crate::proto::Holds`]).
@@ -117,6 +118,24 @@ pub(super) fn collisions(input: &Input<'_>, available: &[PeerId], plan: &Plan) -
                 .into_iter()
                 .map(|names| Collision { peer: p, names }),
         );
+    }
+    out
+}
+
+/// Per peer whose filesystem holds no symlinks, the symlinks a first decision `plan` would
+/// make there, in path order.
+pub(super) fn symlinks_out(input: &Input<'_>, plan: &Plan) -> Vec<(PeerId, Vec<WirePath>)> {
+    let mut out: Vec<(PeerId, Vec<WirePath>)> = Vec::new();
+    for &p in input.no_symlinks {
+        let rels: Vec<WirePath> = plan
+            .copies
+            .iter()
+            .filter(|c| matches!(c.meta.kind, Kind::Symlink(_)) && c.targets.contains(&p))
+            .map(|c| c.rel.clone())
+            .collect();
+        if !rels.is_empty() {
+            out.push((p, rels));
+        }
     }
     out
 }

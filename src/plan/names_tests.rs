@@ -90,6 +90,7 @@ fn run(ls: &[Listing], folds: &[Fold]) -> Plan {
         roles: &[],
         emptied: &[],
         folds,
+        no_symlinks: &[],
     })
 }
 
@@ -306,4 +307,47 @@ fn nfc_and_nfd_spellings_collide_only_where_a_filesystem_normalizes() {
     );
     assert_eq!(collisions(&plan).len(), 1);
     assert!(plan.is_noop(), "{plan:?}");
+}
+
+#[test]
+fn a_peer_without_symlinks_is_left_out_of_them_and_takes_the_rest() {
+    let link = Meta {
+        kind: Kind::Symlink(w("f")),
+        size: 0,
+        mode: 0o777,
+        mtime: 1,
+        digest: Some(Digest::of(b"f")),
+    };
+    let ls = [
+        listing(vec![("f", new(file("x"))), ("l", new(link))]),
+        listing(vec![]),
+        listing(vec![]),
+    ];
+    let views: Vec<Option<&Listing>> = ls.iter().map(Some).collect();
+    let names: Vec<String> = ["alpha", "beta", "exfat"].map(String::from).to_vec();
+    let plan = decide(&Input {
+        views: &views,
+        names: &names,
+        forced: None,
+        confirm_empty: false,
+        file_name: None,
+        max_size: None,
+        settled: &[],
+        roles: &[],
+        emptied: &[],
+        folds: &[],
+        no_symlinks: &[2],
+    });
+    assert_eq!(
+        copies(&plan),
+        vec![("f".into(), vec![1, 2]), ("l".into(), vec![1])]
+    );
+    assert_eq!(
+        plan.problems,
+        vec![Problem::NoSymlinks {
+            peer: 2,
+            rels: vec![w("l")]
+        }]
+    );
+    assert!(!plan.has_failures());
 }

@@ -200,6 +200,7 @@ impl World {
             roles: &self.roles,
             emptied: &[],
             folds: &[],
+            no_symlinks: &[],
         });
         self.carry_out(&plan, &listings);
         plan

@@ -101,6 +101,7 @@ fn run_with(ls: &[Listing], forced: Option<PeerId>, confirm_empty: bool) -> Plan
         roles: &[],
         emptied: &[],
         folds: &[],
+        no_symlinks: &[],
     })
 }
 
@@ -541,6 +542,7 @@ fn run_emptied(ls: &[Listing], emptied: &[&str], confirm_empty: bool) -> Plan {
         settled: &[],
         emptied: &per_peer,
         folds: &[],
+        no_symlinks: &[],
     })
 }
 
@@ -679,6 +681,7 @@ fn a_single_file_roots_conflict_copy_goes_beside_it_without_a_record() {
         roles: &[],
         emptied: &[],
         folds: &[],
+        no_symlinks: &[],
     });
     let to = &plan.renames[0].to;
     assert!(to.to_string().starts_with("notes.synk-conflict-"), "{to}");
@@ -763,6 +766,7 @@ fn files_over_the_size_limit_are_left_alone_everywhere() {
         roles: &[],
         emptied: &[],
         folds: &[],
+        no_symlinks: &[],
     });
     assert!(
         plan.removes.is_empty(),

@@ -234,6 +234,15 @@ pub enum Event {
         /// The names, as the user would write them.
         paths: Vec<WirePath>,
     },
+    /// A peer's filesystem holds no symlinks: those it would have taken are left out there.
+    NoSymlinks {
+        /// The peer.
+        peer: String,
+        /// The first of them, as the user would write it.
+        first: WirePath,
+        /// How many.
+        count: usize,
+    },
     /// A peer could not read an entry: it is left out of it there.
     Unreadable {
         /// The peer.

@@ -57,7 +57,11 @@ pub fn voice(ev: &Event) -> Voice {
         | RsyncFailed { .. }
         | LostWhileSyncing { .. }
         | NothingToRestore { .. } => Voice::Error,
-        NoLog { .. } | CannotWatch { .. } | Special { .. } | SkippedTooBig { .. } => Voice::Warn,
+        NoLog { .. }
+        | CannotWatch { .. }
+        | Special { .. }
+        | SkippedTooBig { .. }
+        | NoSymlinks { .. } => Voice::Warn,
         Conflict { .. } | ChangedMeanwhile { .. } | NameCollision { .. } => Voice::Conflict,
         PeerNote { .. } => Voice::Say(1),
         PeerWarning { .. } => Voice::Warn,
@@ -295,6 +299,14 @@ pub fn line(ev: &Event, style: Style) -> String {
             s(peer),
             path(p),
             s(error)
+        ),
+        NoSymlinks { peer, first, count } => format!(
+            "{}: its filesystem holds no symlinks: {} not synced there ({}{}); the other peers have {}",
+            s(peer),
+            if *count == 1 { "one symlink".to_string() } else { format!("{count} symlinks") },
+            path(first),
+            if *count > 1 { ", …" } else { "" },
+            if *count == 1 { "it" } else { "them" },
         ),
         NameCollision { peer, paths } => {
             let names: Vec<String> = paths.iter().map(path).collect();

@@ -179,6 +179,9 @@ impl RootRun<'_> {
         let names: Vec<String> = self.peers.iter().map(|p| p.label.clone()).collect();
         let emptied = self.emptied(views);
         let folds = self.folds(views);
+        let no_symlinks: Vec<PeerId> = (0..self.peers.len())
+            .filter(|p| self.holds(views, *p).is_some_and(|h| !h.symlinks))
+            .collect();
         let plan = plan::decide(&plan::Input {
             views,
             names: &names,
@@ -190,6 +193,7 @@ impl RootRun<'_> {
             roles: self.roles,
             emptied: &emptied,
             folds: &folds,
+            no_symlinks: &no_symlinks,
         });
         tracing::debug!(
             root = %self.root.display,
@@ -202,19 +206,22 @@ impl RootRun<'_> {
         plan
     }
 
+    /// What peer `p`'s filesystem under this root holds, where it is in the decision and
+    /// told.
+    fn holds(&self, views: &[Option<&Listing>], p: PeerId) -> Option<crate::proto::Holds> {
+        match (views.get(p), self.scans.get(p)) {
+            (Some(Some(_)), Some(Some(roots))) => roots[self.index].as_ref().ok()?.holds,
+            _ => None,
+        }
+    }
+
     /// Per peer in the decision, how its filesystem under this root compares names.
     fn folds(&self, views: &[Option<&Listing>]) -> Vec<plan::Fold> {
-        self.scans
-            .iter()
-            .enumerate()
-            .map(|(p, scan)| match (views.get(p), scan) {
-                (Some(Some(_)), Some(roots)) => roots[self.index]
-                    .as_ref()
-                    .ok()
-                    .and_then(|s| s.holds.as_ref())
-                    .map(plan::Fold::of)
-                    .unwrap_or_default(),
-                _ => plan::Fold::default(),
+        (0..self.peers.len())
+            .map(|p| {
+                self.holds(views, p)
+                    .map(|h| plan::Fold::of(&h))
+                    .unwrap_or_default()
             })
             .collect()
     }
