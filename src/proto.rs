@@ -446,6 +446,41 @@ pub struct Emptied {
     pub held: u64,
 }
 
+/// What a root's filesystem holds, as its serve probed it once a session ([`Response::Holds`]):
+/// what it cannot hold is never taken as a change there, and names it treats as one are never
+/// given it as two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holds {
+    /// Permission bits set are read back as set.
+    pub modes: bool,
+    /// The step of its mtimes, in ns (1: to the nanosecond; at most [`MAX_MTIME_STEP`]).
+    pub mtime_step: i64,
+    /// Names that differ only in case are one name there (exFAT, FAT, CIFS, macOS).
+    pub folds_case: bool,
+    /// A name's NFC and NFD spellings are one name there.
+    pub normalizes: bool,
+    /// Symlinks can be made there.
+    pub symlinks: bool,
+    /// Hard links can be made there.
+    pub hard_links: bool,
+}
+
+/// The coarsest mtime step a peer may report: FAT's 2 s.
+pub const MAX_MTIME_STEP: i64 = 2_000_000_000;
+
+impl Default for Holds {
+    fn default() -> Self {
+        Holds {
+            modes: true,
+            mtime_step: 1,
+            folds_case: false,
+            normalizes: false,
+            symlinks: true,
+            hard_links: true,
+        }
+    }
+}
+
 /// Server to client.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
@@ -524,6 +559,8 @@ pub enum Response {
     Warning(String),
     /// After a root's entries: its emptied mount points ([`Emptied`]).
     Emptied(Vec<Emptied>),
+    /// After a root's entries: what its filesystem holds ([`Holds`]), at most once a root.
+    Holds(Holds),
     /// First answer to a [`Request::Scan`] with `lock`: this peer's stable key (clients lock
     /// peers in its order), and the lock found busy, if one was: then nothing is held and no
     /// scan follows.

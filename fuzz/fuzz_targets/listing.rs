@@ -2,8 +2,9 @@
 //! peer sent for a scan of `~/.profile`, `~/notes` and `/srv/data` from a peer whose home is
 //! `/h`. Whatever it accepts keeps the client's promises: each root is the one asked for,
 //! every entry path stays below its root within the system's limits and is none of synk's
-//! own names, and a root held as a single file has nothing beside it but its own conflict
-//! copies; a hard link is a file's, to an earlier entry path of the same root.
+//! own names, a root held as a single file has nothing beside it but its own conflict
+//! copies, a hard link is a file's, to an earlier entry path of the same root, and what a
+//! root's filesystem holds is told at most once, with an mtime step some filesystem has.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -31,6 +32,9 @@ fuzz_target!(|data: &[u8]| {
     for (spec, scan) in roots.iter().zip(&scans) {
         let Ok(s) = scan else { continue };
         assert_eq!(Some(&s.abs), expected_root(spec, &home).as_ref());
+        if let Some(h) = &s.holds {
+            assert!((1..=synk::proto::MAX_MTIME_STEP).contains(&h.mtime_step), "{h:?}");
+        }
         for (rel, seen) in &s.listing {
             assert!(check_entry_path(rel).is_ok(), "{rel:?}");
             // A hard link is a file's, to an earlier entry path of its root.

@@ -487,6 +487,20 @@ impl<'a> ScanCheck<'a> {
                 }
                 Ok(self.progress(0))
             }
+            Response::Holds(holds) => {
+                // After a summary too: it is no entry.
+                let Some(Ok(scanned)) = self.out.last_mut() else {
+                    return refuse("protocol error: what a filesystem holds outside a root");
+                };
+                if scanned.holds.is_some() {
+                    return refuse("protocol error: a root's filesystem told twice");
+                }
+                if !(1..=crate::proto::MAX_MTIME_STEP).contains(&holds.mtime_step) {
+                    return refuse("protocol error: an mtime step out of range");
+                }
+                scanned.holds = Some(holds);
+                Ok(self.progress(0))
+            }
             Response::ScanDone if self.out.len() == self.roots.len() => Ok(Took::Done),
             Response::ScanDone => refuse(format!(
                 "protocol error: {} roots answered of {}",
@@ -1120,5 +1134,55 @@ mod tests {
         assert_eq!(q, format!("\"{}\"… (1000 bytes)", "a".repeat(QUOTE_MAX)));
         let big = Response::Failed("y".repeat(1 << 20));
         assert_eq!(glimpse(&big, 12), "Failed(\"yyyy");
+    }
+
+    #[test]
+    fn what_a_filesystem_holds_is_taken_once_a_root_with_a_step_some_filesystem_has() {
+        // The fuzz seed: three roots, the last told to fold case, with whole seconds.
+        let seed = include_bytes!("../../fuzz/seeds/listing/holds");
+        let frames = || {
+            let mut r = &seed[..];
+            let mut frames = Vec::new();
+            while let Ok(f) = crate::proto::read_frame::<Response, _>(&mut r) {
+                frames.push(f);
+            }
+            frames
+        };
+        let roots = [
+            RootSpec::Home(w(".profile")),
+            RootSpec::Home(w("notes")),
+            RootSpec::Absolute(w("/srv/data")),
+        ];
+        let scans = check_scan(&roots, &w("/h"), frames()).unwrap();
+        let told = scans[2].as_ref().unwrap().holds.unwrap();
+        assert!(told.folds_case && !told.symlinks && !told.modes, "{told:?}");
+        assert_eq!(told.mtime_step, 1_000_000_000);
+        assert_eq!(scans[0].as_ref().unwrap().holds, None);
+        let at = frames()
+            .iter()
+            .position(|f| matches!(f, Response::Holds(_)))
+            .unwrap();
+        let twice = {
+            let mut f = frames();
+            f.insert(at, Response::Holds(told));
+            f
+        };
+        for (bad, says) in [
+            (twice, "told twice"),
+            (
+                {
+                    let mut f = frames();
+                    f[at] = Response::Holds(crate::proto::Holds {
+                        mtime_step: 0,
+                        ..told
+                    });
+                    f
+                },
+                "out of range",
+            ),
+        ] {
+            let e = check_scan(&roots, &w("/h"), bad).unwrap_err();
+            assert!(e.0.contains(says), "{}", e.0);
+        }
     }
 }

@@ -37,6 +37,8 @@ pub struct Scanned {
     pub notes: Vec<String>,
     /// Mount points below the root that are emptied there now.
     pub emptied: Vec<Emptied>,
+    /// What the root's filesystem holds, as the peer probed it (`None`: not told).
+    pub holds: Option<crate::proto::Holds>,
 }
 
 /// How much longer than the wait it asked for a client waits for a serve's answer to a lock.

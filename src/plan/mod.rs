@@ -36,6 +36,9 @@ mod links;
 mod meta;
 #[cfg(test)]
 mod meta_tests;
+mod names;
+#[cfg(test)]
+mod names_tests;
 mod records;
 #[cfg(test)]
 mod role_tests;
@@ -54,8 +57,9 @@ use derive::{actions_of, clones, keep_needed_directories, Decided};
 use entry::{verdict, versions_of, Verdict, Version};
 pub use links::{link_names, Link};
 pub use meta::differences;
+pub use names::{Collision, Fold};
 pub use records::Records;
-pub use settle::{settle, Briefs, Settled};
+pub use settle::{settle, settle_none, Briefs, Settled};
 
 /// Index of a peer in the run's peer list (0 is always localhost).
 pub type PeerId = usize;
@@ -200,6 +204,22 @@ pub enum Problem {
     },
     /// No peer has the root at all.
     Missing,
+    /// Names that are one name on this peer's filesystem (case, NFC/NFD): the peer is left
+    /// out of all of them and of what is below them; the other peers sync them as usual.
+    Collision {
+        /// The peer whose filesystem folds them together.
+        peer: PeerId,
+        /// The names, in path order.
+        names: Vec<WirePath>,
+    },
+    /// Symlinks that cannot be made on this peer's filesystem: the peer is left out of them,
+    /// the others sync them.
+    NoSymlinks {
+        /// The peer.
+        peer: PeerId,
+        /// The symlinks it would have taken.
+        rels: Vec<WirePath>,
+    },
     /// No peer that may send holds or remembers anything of the root, while this
     /// receive-only peer holds entries there: reverting would empty it, so it is left out of
     /// the root (unless the user confirms).
@@ -270,9 +290,12 @@ pub struct Plan {
 impl Plan {
     /// True when something is wrong enough that the run must not exit 0.
     pub fn has_failures(&self) -> bool {
-        self.problems
-            .iter()
-            .any(|p| !matches!(p, Problem::Special { .. } | Problem::TooBig { .. }))
+        self.problems.iter().any(|p| {
+            !matches!(
+                p,
+                Problem::Special { .. } | Problem::TooBig { .. } | Problem::NoSymlinks { .. }
+            )
+        })
     }
 
     /// True when the plan changes nothing on any peer (records aside).
@@ -321,6 +344,11 @@ pub struct Input<'a> {
     /// Per peer, its emptied mount points; missing: none. Each leaves that peer out of its
     /// subtree, unless `confirm_empty`.
     pub emptied: &'a [Vec<Emptied>],
+    /// Per peer, how its filesystem compares names; missing: byte by byte.
+    pub folds: &'a [Fold],
+    /// The peers whose filesystem under this root holds no symlinks (exFAT, FAT): left out of
+    /// every symlink, named once.
+    pub no_symlinks: &'a [PeerId],
 }
 
 impl Input<'_> {
@@ -381,8 +409,41 @@ pub fn suddenly_empty(listing: &Listing, settled: usize) -> Option<usize> {
     (held == 0 && deleted > 1).then_some(deleted)
 }
 
-/// Decides one root.
+/// Decides one root. Where a peer's filesystem would take some of the names decided for one
+/// name, it is decided again with that peer left out of those names ([`names`]).
 pub fn decide(input: &Input<'_>) -> Plan {
+    let (plan, available) = decide_apart(input, &HashSet::new());
+    let found = names::collisions(input, &available, &plan);
+    let unlinked = names::symlinks_out(input, &plan);
+    if found.is_empty() && unlinked.is_empty() {
+        return plan;
+    }
+    let mut apart: HashSet<(PeerId, WirePath)> = found
+        .iter()
+        .flat_map(|c| c.names.iter().map(|n| (c.peer, n.clone())))
+        .collect();
+    apart.extend(
+        unlinked
+            .iter()
+            .flat_map(|(p, rels)| rels.iter().map(|r| (*p, r.clone()))),
+    );
+    let (mut plan, _) = decide_apart(input, &apart);
+    plan.problems
+        .extend(found.into_iter().map(|c| Problem::Collision {
+            peer: c.peer,
+            names: c.names,
+        }));
+    plan.problems.extend(
+        unlinked
+            .into_iter()
+            .map(|(peer, rels)| Problem::NoSymlinks { peer, rels }),
+    );
+    plan
+}
+
+/// Decides one root with each (peer, entry) in `apart` left out of that entry and of what is
+/// below it. Returns the peers in the decision, too.
+fn decide_apart(input: &Input<'_>, apart: &HashSet<(PeerId, WirePath)>) -> (Plan, Vec<PeerId>) {
     let mut plan = Plan::default();
     let mut available: Vec<PeerId> = Vec::new();
     for (p, v) in input.views.iter().enumerate() {
@@ -396,7 +457,7 @@ pub fn decide(input: &Input<'_>) -> Plan {
     }
     if !available.iter().any(|p| input.sends(*p)) {
         // Nothing may win here: the peers that may send are out (and said why).
-        return plan;
+        return (plan, available);
     }
     empty_group(input, &mut available, &mut plan);
     // Peers left out of an emptied mount point's subtree.
@@ -424,7 +485,7 @@ pub fn decide(input: &Input<'_>) -> Plan {
         if !available.is_empty() && plan.problems.is_empty() {
             plan.problems.push(Problem::Missing);
         }
-        return plan;
+        return (plan, available);
     }
 
     // Peers left out of a subtree: (peer, entry) where the peer could not read the entry.
@@ -440,6 +501,9 @@ pub fn decide(input: &Input<'_>) -> Plan {
                     && (blocked.contains(&(*p, WirePath::default()))
                         || rel.ancestors().any(|a| blocked.contains(&(*p, a)))))
                     || (emptied_out && input.emptied_over(*p, rel).is_some())
+                    || (!apart.is_empty()
+                        && (apart.contains(&(*p, (*rel).clone()))
+                            || rel.ancestors().any(|a| apart.contains(&(*p, a)))))
             })
             .collect();
         let seen: Vec<(PeerId, &Seen)> = seen
@@ -540,7 +604,7 @@ pub fn decide(input: &Input<'_>) -> Plan {
     plan.removes.reverse();
     plan.clones = clones(&mut plan.copies, &plan.renames, input.views);
     plan.copies.retain(|c| !c.targets.is_empty());
-    plan
+    (plan, available)
 }
 
 /// Leaves out of the root every receive-only peer that holds entries there while no peer that

@@ -201,6 +201,8 @@ impl World {
             settled: &[],
             roles: &self.roles,
             emptied: &[],
+            folds: &[],
+            no_symlinks: &[],
         });
         self.carry_out(&plan, &listings);
         plan

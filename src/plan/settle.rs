@@ -63,6 +63,22 @@ pub struct Settled {
     pub in_sync: usize,
 }
 
+/// Settles nothing: every brief of every peer is wanted in full (where the decision must see
+/// every name, [`super::names`]).
+pub fn settle_none(briefs: &[Option<&Briefs>]) -> Settled {
+    Settled {
+        want: briefs
+            .iter()
+            .map(|b| {
+                b.map(|b| (0..b.len()).map(|i| WirePath(b.rel(i).to_vec())).collect())
+                    .unwrap_or_default()
+            })
+            .collect(),
+        held: vec![0; briefs.len()],
+        in_sync: 0,
+    }
+}
+
 /// Settles the paths every peer (each `Some` in `briefs`, in peer order) sent in brief with the
 /// same fingerprint; every other brief is wanted in full. With `max_size`, a file over it is
 /// never settled here, so the decision still reports it.

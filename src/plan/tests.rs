@@ -103,6 +103,8 @@ fn run_with(ls: &[Listing], forced: Option<PeerId>, confirm_empty: bool) -> Plan
         settled: &[],
         roles: &[],
         emptied: &[],
+        folds: &[],
+        no_symlinks: &[],
     })
 }
 
@@ -542,6 +544,8 @@ fn run_emptied(ls: &[Listing], emptied: &[&str], confirm_empty: bool) -> Plan {
         roles: &[],
         settled: &[],
         emptied: &per_peer,
+        folds: &[],
+        no_symlinks: &[],
     })
 }
 
@@ -679,6 +683,8 @@ fn a_single_file_roots_conflict_copy_goes_beside_it_without_a_record() {
         settled: &[],
         roles: &[],
         emptied: &[],
+        folds: &[],
+        no_symlinks: &[],
     });
     let to = &plan.renames[0].to;
     assert!(to.to_string().starts_with("notes.synk-conflict-"), "{to}");
@@ -762,6 +768,8 @@ fn files_over_the_size_limit_are_left_alone_everywhere() {
         settled: &[],
         roles: &[],
         emptied: &[],
+        folds: &[],
+        no_symlinks: &[],
     });
     assert!(
         plan.removes.is_empty(),

@@ -226,6 +226,23 @@ pub enum Event {
         /// Each other version: the peer it came from and the conflict copy's path.
         kept: Vec<(String, WirePath)>,
     },
+    /// Names that are one name on a peer's filesystem (case, NFC/NFD): that peer is left out
+    /// of them, the other peers sync them.
+    NameCollision {
+        /// The peer.
+        peer: String,
+        /// The names, as the user would write them.
+        paths: Vec<WirePath>,
+    },
+    /// A peer's filesystem holds no symlinks: those it would have taken are left out there.
+    NoSymlinks {
+        /// The peer.
+        peer: String,
+        /// The first of them, as the user would write it.
+        first: WirePath,
+        /// How many.
+        count: usize,
+    },
     /// A peer could not read an entry: it is left out of it there.
     Unreadable {
         /// The peer.

@@ -211,6 +211,20 @@ impl RootDoc {
                     }
                     Problem::TooBig { rel, size } => (json!({"problem": "too-big", "size": size}), Some(rel)),
                     Problem::Missing => (json!({"problem": "missing"}), None),
+                    Problem::NoSymlinks { peer, rels } => {
+                        let names: Vec<String> = rels
+                            .iter()
+                            .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned())
+                            .collect();
+                        (json!({"problem": "no-symlinks", "peer": name(*peer), "names": names}), None)
+                    }
+                    Problem::Collision { peer, names } => {
+                        let names: Vec<String> = names
+                            .iter()
+                            .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned())
+                            .collect();
+                        (json!({"problem": "name-collision", "peer": name(*peer), "names": names}), None)
+                    }
                     Problem::EmptyGroup { peer, held } => (json!({"problem": "empty-group", "peer": name(*peer), "held": held}), None),
                 };
                 if let Some(rel) = rel {

@@ -139,6 +139,15 @@ impl Reporter {
                     held: *held,
                 },
                 Problem::TooBig { .. } => continue,
+                Problem::NoSymlinks { peer, rels } => Event::NoSymlinks {
+                    peer: p.name(*peer),
+                    first: p.path_of(&rels[0]),
+                    count: rels.len(),
+                },
+                Problem::Collision { peer, names } => Event::NameCollision {
+                    peer: p.name(*peer),
+                    paths: names.iter().map(|n| p.path_of(n)).collect(),
+                },
                 Problem::Missing => Event::Missing {
                     root: p.root.to_string(),
                 },

@@ -57,8 +57,12 @@ pub fn voice(ev: &Event) -> Voice {
         | RsyncFailed { .. }
         | LostWhileSyncing { .. }
         | NothingToRestore { .. } => Voice::Error,
-        NoLog { .. } | CannotWatch { .. } | Special { .. } | SkippedTooBig { .. } => Voice::Warn,
-        Conflict { .. } | ChangedMeanwhile { .. } => Voice::Conflict,
+        NoLog { .. }
+        | CannotWatch { .. }
+        | Special { .. }
+        | SkippedTooBig { .. }
+        | NoSymlinks { .. } => Voice::Warn,
+        Conflict { .. } | ChangedMeanwhile { .. } | NameCollision { .. } => Voice::Conflict,
         PeerNote { .. } => Voice::Say(1),
         PeerWarning { .. } => Voice::Warn,
         WaitingForLock { .. } => Voice::Notice,
@@ -296,6 +300,22 @@ pub fn line(ev: &Event, style: Style) -> String {
             path(p),
             s(error)
         ),
+        NoSymlinks { peer, first, count } => format!(
+            "{}: its filesystem holds no symlinks: {} not synced there ({}{}); the other peers have {}",
+            s(peer),
+            if *count == 1 { "one symlink".to_string() } else { format!("{count} symlinks") },
+            path(first),
+            if *count > 1 { ", …" } else { "" },
+            if *count == 1 { "it" } else { "them" },
+        ),
+        NameCollision { peer, paths } => {
+            let names: Vec<String> = paths.iter().map(path).collect();
+            format!(
+                "{} are one name on {}'s filesystem (it folds case or Unicode normalization): neither is synced there and what it holds stays as it is; the other peers keep each. Rename all but one to sync them there",
+                names.join(" and "),
+                s(peer)
+            )
+        }
         Special { path: p, peers } => {
             let peers: Vec<String> = peers.iter().map(|peer| s(peer)).collect();
             format!("{}: special file on {} skipped", path(p), peers.join(", "))

@@ -35,7 +35,7 @@ impl Server {
         if ctx.state.is_empty() {
             if let Some(lacks) = ctx.holds().lacks() {
                 let line = format!(
-                    "{}: its filesystem keeps no {lacks}; those stay as synced there and are never taken as changes",
+                    "{}: its filesystem keeps no {lacks}; modes and times stay as synced there and are never taken as changes, names that would be one there are reported and never overwrite each other",
                     ctx.abs.display()
                 );
                 self.warnings.push(line);

@@ -204,7 +204,7 @@ impl Server {
                 return Ok(());
             }
         }
-        let linked = if holds.links {
+        let linked = if holds.hard_links {
             src.link_over(&dest, Some(ctx.expect(rel)))
         } else {
             Err(crate::beneath::Refused::Io(

@@ -1,38 +1,22 @@
-//! What a root's filesystem holds of an entry's metadata: on Linux's own filesystems
-//! everything; elsewhere found by trying it once a session on a temp file of synk's own in
-//! the root: whether permission bits stick (exFAT, FAT, many
-//! CIFS and FUSE mounts fake them) and how fine its mtimes are (exFAT: 10 ms, FAT: 2 s). What
-//! a filesystem cannot hold is never taken as a change there: the scan reports the recorded
-//! value instead, and a copy that arrived is recorded though the disk rounded its time.
+//! What a root's filesystem holds: on Linux's own filesystems everything; elsewhere found by
+//! trying it once a session in a scratch directory of synk's own: whether permission bits
+//! stick (exFAT, FAT, many CIFS and FUSE mounts fake them), how fine its mtimes are (exFAT:
+//! 10 ms, FAT: 2 s), whether it folds case or Unicode normalization, and whether symlinks and
+//! hard links can be made. What a filesystem cannot hold of an entry's metadata is never
+//! taken as a change there: the scan reports the recorded value instead, and a copy that
+//! arrived is recorded though the disk rounded its time. Names it takes for one are told to
+//! the client, whose decision keeps them apart ([`crate::plan::Fold`]).
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
-use rustix::fs::{self as rfs, Mode, Timespec, Timestamps};
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps};
 
 use super::root::RootCtx;
 use crate::model::Meta;
+use crate::names;
 use crate::paths::WirePath;
 
-/// What a filesystem holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Holds {
-    /// Permission bits set are read back as set.
-    pub(crate) modes: bool,
-    /// The step of its mtimes, in ns (1: to the nanosecond).
-    pub(crate) mtime_step: i64,
-    /// A file can have more than one name (exFAT and FAT: no hard links).
-    pub(crate) links: bool,
-}
-
-impl Default for Holds {
-    fn default() -> Self {
-        Holds {
-            modes: true,
-            mtime_step: 1,
-            links: true,
-        }
-    }
-}
+pub(crate) use crate::proto::Holds;
 
 impl Holds {
     /// What it cannot hold, for the note a first sync there shows; `None`: everything.
@@ -47,8 +31,17 @@ impl Holds {
                 self.mtime_step as f64 / 1e6
             ));
         }
-        if !self.links {
-            out.push("hard links (linked names are independent files there)".to_string());
+        if self.folds_case {
+            out.push("names that differ only in case (it is case-insensitive)".to_string());
+        }
+        if self.normalizes {
+            out.push("names that differ only in Unicode normalization (NFC/NFD)".to_string());
+        }
+        if !self.symlinks {
+            out.push("symlinks".to_string());
+        }
+        if !self.hard_links {
+            out.push("hard links".to_string());
         }
         (!out.is_empty()).then(|| out.join(", "))
     }
@@ -64,7 +57,7 @@ impl Holds {
         if !self.modes {
             found.mode = recorded.mode;
         }
-        if !self.links {
+        if !self.hard_links {
             found.extra.link.clone_from(&recorded.extra.link);
         }
         let same =
@@ -105,20 +98,30 @@ fn holds_everything(magic: i64) -> bool {
 const PROBE_SECS: i64 = 1_700_000_001;
 const PROBE_NS: i64 = 999_999_999;
 
-/// Tries root `ctx`'s filesystem on a temp file in the root directory (`None` where the root
-/// is no directory there yet, or none could be made). The directory's mtime is given back.
+/// Tries root `ctx`'s filesystem in a scratch directory of synk's made in the root, or in its
+/// parent where the root is not there yet (a first sync makes it on that filesystem: names
+/// that would be one there must be known before). `None` where the root is no directory, or
+/// nothing could be made. The directory's mtime is given back.
 pub(super) fn probe(ctx: &RootCtx) -> Option<Holds> {
+    let root = ctx.at(&WirePath::default(), false).ok()?;
+    let (dir, st) = match root.lstat().ok()? {
+        Some(st) if crate::beneath::kind_of(&st) == rfs::FileType::Directory => {
+            let dir = rfs::openat(root.dir(), root.name(), dir_flags(), Mode::empty()).ok()?;
+            (dir, st)
+        }
+        Some(_) => return None,
+        None => {
+            let dir = rfs::openat(root.dir(), ".", dir_flags(), Mode::empty()).ok()?;
+            let st = rfs::fstat(&dir).ok()?;
+            (dir, st)
+        }
+    };
     // A native Linux filesystem holds modes and nanosecond mtimes: it is not tried, so an
     // in-sync run on it writes nothing, not even a ctime on its root.
     // (`f_type`'s width differs between C libraries.)
     #[allow(clippy::unnecessary_cast)]
-    if rfs::statfs(&ctx.abs).is_ok_and(|fs| holds_everything(fs.f_type as i64)) {
+    if rfs::fstatfs(&dir).is_ok_and(|fs| holds_everything(fs.f_type as i64)) {
         return Some(Holds::default());
-    }
-    let root = ctx.at(&WirePath::default(), false).ok()?;
-    let st = root.lstat().ok()??;
-    if crate::beneath::kind_of(&st) != rfs::FileType::Directory {
-        return None;
     }
     // Where synk's cache directory is on the same filesystem, the probe runs there: the root
     // is not written at all (its ctime stays, on every run).
@@ -126,62 +129,86 @@ pub(super) fn probe(ctx: &RootCtx) -> Option<Holds> {
     let cache = crate::os::cache_dir(crate::os::home_dir().as_deref()).map(|d| d.join("synk"));
     if let Some(cache) = cache {
         if rfs::stat(&cache).is_ok_and(|c| c.st_dev == dev) {
-            if let Ok(tmp) = tempfile::Builder::new()
-                .prefix(".probe")
-                .tempfile_in(&cache)
-            {
-                let dir = rfs::open(
-                    &cache,
-                    rfs::OFlags::PATH | rfs::OFlags::DIRECTORY | rfs::OFlags::CLOEXEC,
-                    Mode::empty(),
-                );
-                let links = dir.map_or(true, |d| links_stick(tmp.as_file().as_fd(), d.as_fd()));
-                return Some(Holds {
-                    links,
-                    ..try_on(tmp.as_file().as_fd())
-                });
+            if let Ok(tmp) = tempfile::Builder::new().prefix(".probe").tempdir_in(&cache) {
+                let dir = rfs::open(tmp.path(), dir_flags(), Mode::empty()).ok()?;
+                return try_in(dir.as_fd());
             }
         }
     }
     let before = crate::beneath::Stamp::of(&st).mtime;
-    let tried = ctx
-        .at(&WirePath::from("probe"), false)
-        .ok()
-        .and_then(|at| Some((at.temp().ok()?, at)))
-        .map(|(tmp, at)| Holds {
-            links: links_stick(tmp.file().as_fd(), at.dir()),
-            ..try_on(tmp.file().as_fd())
-        });
-    // The temp file is gone (dropped); so is its trace on the directory.
-    let _ = root.set_mtime(before);
+    // A scratch-shaped name: skipped by every scan, removed if the process is stopped.
+    let name = names::scratch_name(xxhash_rust::xxh3::xxh3_64(
+        &(now_ns() ^ (u64::from(std::process::id()) << 32)).to_le_bytes(),
+    ));
+    let tried = match rfs::mkdirat(&dir, name.as_slice(), Mode::from_raw_mode(0o700)) {
+        Ok(()) => {
+            let live = crate::beneath::on_stop_remove(dir.as_fd(), &name, true);
+            let tried = rfs::openat(&dir, name.as_slice(), dir_flags(), Mode::empty())
+                .ok()
+                .and_then(|d| try_in(d.as_fd()));
+            let _ = crate::beneath::remove_tree(dir.as_fd(), &name);
+            crate::beneath::forget(live);
+            tried
+        }
+        Err(_) => None,
+    };
+    // The scratch directory is gone; so is its trace on the directory.
+    let t = Timespec {
+        tv_sec: before.div_euclid(1_000_000_000) as _,
+        tv_nsec: before.rem_euclid(1_000_000_000) as _,
+    };
+    let _ = rfs::futimens(
+        &dir,
+        &Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+    );
     tried
 }
 
-/// Whether the temp file `fd` takes a second name in `dir` (a name synk owns, removed at once).
-/// Through `/proc/self/fd`, as `linkat(AT_EMPTY_PATH)` needs a capability; without `/proc`
-/// links are taken to work.
-fn links_stick(fd: std::os::fd::BorrowedFd<'_>, dir: std::os::fd::BorrowedFd<'_>) -> bool {
-    use std::os::fd::AsRawFd;
-    let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    let name = crate::names::temp_name(u64::from(std::process::id()) << 20 | 0x11_4b);
-    match rfs::linkat(
-        rfs::CWD,
-        proc.as_str(),
-        dir,
-        name.as_slice(),
-        rfs::AtFlags::SYMLINK_FOLLOW,
-    ) {
-        Ok(()) => {
-            let _ = rfs::unlinkat(dir, name.as_slice(), rfs::AtFlags::empty());
-            true
-        }
-        Err(rustix::io::Errno::NOENT) => true,
-        Err(_) => false,
-    }
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// What an empty directory `dir` of synk's own holds: a file `a` made in it shows modes and
+/// mtimes; whether `A` finds it, whether an NFC name finds a file made under its NFD
+/// spelling, and whether a symlink and a hard link can be made beside it.
+fn try_in(dir: BorrowedFd<'_>) -> Option<Holds> {
+    let create = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let file = rfs::openat(dir, "a", create, Mode::from_raw_mode(0o600)).ok()?;
+    let (modes, mtime_step) = try_on(file.as_fd());
+    // The directory holds nothing else: a name found there that was never made is one of
+    // ours spelled otherwise. (Inode numbers cannot tell: FUSE filesystems without `use_ino`
+    // number each path they are asked for anew.)
+    let found = |name: &str| rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok();
+    let folds_case = found("a") && found("A");
+    // "é" written decomposed (e, U+0301), looked up composed (U+00E9).
+    let normalizes =
+        rfs::openat(dir, "e\u{301}", create, Mode::from_raw_mode(0o600)).is_ok() && found("\u{e9}");
+    let symlinks = rfs::symlinkat("a", dir, "l").is_ok()
+        && rfs::readlinkat(dir, "l", Vec::new()).is_ok_and(|t| t.as_bytes() == b"a");
+    let hard_links = rfs::linkat(dir, "a", dir, "h", AtFlags::empty()).is_ok()
+        && rfs::fstat(&file).is_ok_and(|st| st.st_nlink == 2);
+    Some(Holds {
+        modes,
+        mtime_step,
+        folds_case,
+        normalizes,
+        symlinks,
+        hard_links,
+    })
 }
 
 /// What a temp file `fd` on the filesystem keeps: modes set, and how fine an mtime.
-fn try_on(fd: std::os::fd::BorrowedFd<'_>) -> Holds {
+fn try_on(fd: BorrowedFd<'_>) -> (bool, i64) {
     let stuck = |mode: u32| {
         rfs::fchmod(fd, Mode::from_raw_mode(mode)).is_ok()
             && rfs::fstat(fd).is_ok_and(|st| st.st_mode & 0o7777 == mode)
@@ -203,15 +230,11 @@ fn try_on(fd: std::os::fd::BorrowedFd<'_>) -> Holds {
             #[allow(clippy::unnecessary_cast)]
             let got = (st.st_mtime as i64) * 1_000_000_000 + st.st_mtime_nsec as i64;
             let want = PROBE_SECS * 1_000_000_000 + PROBE_NS;
-            (want - got + 1).clamp(1, 2_000_000_000)
+            (want - got + 1).clamp(1, crate::proto::MAX_MTIME_STEP)
         }
         _ => 1,
     };
-    Holds {
-        modes,
-        mtime_step,
-        links: true,
-    }
+    (modes, mtime_step)
 }
 
 #[cfg(test)]
@@ -232,7 +255,8 @@ mod tests {
         let exfat = Holds {
             modes: false,
             mtime_step: 10_000_000,
-            links: false,
+            hard_links: false,
+            ..Holds::default()
         };
         let recorded = m(0o644, 5_123_456_789);
         let mut found = m(0o777, 5_120_000_000);
@@ -249,7 +273,7 @@ mod tests {
         assert_eq!(Holds::default().lacks(), None);
         assert_eq!(
             exfat.lacks().unwrap(),
-            "permission bits (chmod has no effect), mtimes finer than 10 ms, hard links (linked names are independent files there)"
+            "permission bits (chmod has no effect), mtimes finer than 10 ms, hard links"
         );
         // A name linked as recorded, independent on a disk without links: no change.
         let mut linked = recorded.clone();
@@ -271,11 +295,23 @@ mod tests {
         let holds = probe(&ctx).unwrap();
         assert!(holds.modes);
         assert!(holds.mtime_step <= 1_000, "{holds:?}");
-        assert!(holds.links, "{holds:?}");
+        assert!(holds.hard_links, "{holds:?}");
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0, "no trace");
         assert_eq!(
             std::fs::metadata(&root).unwrap().modified().unwrap(),
             before
+        );
+    }
+
+    #[test]
+    fn a_directory_here_tells_case_names_and_links_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let fd = rfs::open(dir.path(), dir_flags(), Mode::empty()).unwrap();
+        let holds = try_in(fd.as_fd()).unwrap();
+        assert!(!holds.folds_case && !holds.normalizes, "{holds:?}");
+        assert!(
+            holds.symlinks && holds.hard_links && holds.modes,
+            "{holds:?}"
         );
     }
 }

@@ -250,8 +250,8 @@ impl RootCtx {
         }
     }
 
-    /// What the root's filesystem holds: probed on first use where the root is a directory
-    /// (everything, until it is one).
+    /// What the root's filesystem holds: probed on first use, in the root or, where it is not
+    /// there yet, in its parent (everything, until one of them can be tried).
     pub(super) fn holds(&self) -> super::probe::Holds {
         if let Some(h) = self.holds.get() {
             return h;
@@ -261,7 +261,7 @@ impl RootCtx {
                 self.holds.set(Some(h));
                 h
             }
-            // Not yet possible (the root is made by this very sync): tried again next time.
+            // Not possible yet (no parent either, or the root is a file): tried again next time.
             None => Default::default(),
         }
     }

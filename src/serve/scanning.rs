@@ -310,6 +310,13 @@ impl Server {
         ctx.dirty = dirty;
         ctx.state.see_mounts(mounts);
         (ctx.held_briefs, ctx.said) = out.finish()?.map(|s| (s.held, s.said)).unzip();
+        // What the client needs to know of names and links here, before it decides; said
+        // again with the rest where the scan is answered from memory.
+        let told = crate::proto::encode(&Response::Holds(holds))?;
+        w.write_all(&told)?;
+        if let Some(said) = &mut ctx.said {
+            said.extend_from_slice(&told);
+        }
         let emptied = emptied_mounts(ctx);
         if !emptied.is_empty() {
             // Their deletions are recorded only where the client confirms them.

@@ -179,6 +179,10 @@ impl RootRun<'_> {
     ) -> Plan {
         let names: Vec<String> = self.peers.iter().map(|p| p.label.clone()).collect();
         let emptied = self.emptied(views);
+        let folds = self.folds(views);
+        let no_symlinks: Vec<PeerId> = (0..self.peers.len())
+            .filter(|p| self.holds(views, *p).is_some_and(|h| !h.symlinks))
+            .collect();
         let mut plan = plan::decide(&plan::Input {
             views,
             names: &names,
@@ -189,6 +193,8 @@ impl RootRun<'_> {
             settled,
             roles: self.roles,
             emptied: &emptied,
+            folds: &folds,
+            no_symlinks: &no_symlinks,
         });
         plan::link_names(&mut plan, views, windowed);
         tracing::debug!(
@@ -200,6 +206,26 @@ impl RootRun<'_> {
             "decided"
         );
         plan
+    }
+
+    /// What peer `p`'s filesystem under this root holds, where it is in the decision and
+    /// told.
+    fn holds(&self, views: &[Option<&Listing>], p: PeerId) -> Option<crate::proto::Holds> {
+        match (views.get(p), self.scans.get(p)) {
+            (Some(Some(_)), Some(Some(roots))) => roots[self.index].as_ref().ok()?.holds,
+            _ => None,
+        }
+    }
+
+    /// Per peer in the decision, how its filesystem under this root compares names.
+    fn folds(&self, views: &[Option<&Listing>]) -> Vec<plan::Fold> {
+        (0..self.peers.len())
+            .map(|p| {
+                self.holds(views, p)
+                    .map(|h| plan::Fold::of(&h))
+                    .unwrap_or_default()
+            })
+            .collect()
     }
 
     /// Per peer in the decision, the mount points it says are emptied below this root.

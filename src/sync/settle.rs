@@ -26,6 +26,11 @@ pub(super) async fn settle_root(
         return;
     }
     fetch_summed(peers, scans, root, rep).await;
+    // Where a peer's filesystem takes some names for one, the decision must see every name
+    // of the root at once: a name in sync everywhere may collide with a new one.
+    let folds = scans.iter().any(|s| {
+        scanned(s, root).is_some_and(|s| s.holds.is_some_and(|h| plan::Fold::of(&h).folds()))
+    });
     let mut settled = {
         let briefs: Vec<Option<&plan::Briefs>> = scans
             .iter()
@@ -34,9 +39,13 @@ pub(super) async fn settle_root(
         if briefs.iter().flatten().all(|b| b.is_empty()) {
             return;
         }
-        plan::settle(&briefs, max_size)
+        if folds {
+            plan::settle_none(&briefs)
+        } else {
+            plan::settle(&briefs, max_size)
+        }
     };
-    if let Some(p) = lone_holder(scans, root, &settled) {
+    if let Some(p) = lone_holder(scans, root, &settled).filter(|_| !folds) {
         // Fetched window by window as the root is carried out (see RootRun::sync_in_windows).
         if let Some(s) = scanned_mut(&mut scans[p], root) {
             s.deferred = std::mem::take(&mut settled.want[p]);

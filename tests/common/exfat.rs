@@ -1,5 +1,5 @@
-//! An exFAT peer for the tests: a filesystem without permission bits, fine mtimes or hard
-//! links, mounted through exfat-fuse over a loop device.
+//! An exFAT filesystem for a peer's tree: exfat-fuse over a loop device (this kernel has no
+//! vfat and no ext4 casefold), case-insensitive, without modes, symlinks or hard links.
 
 use std::fs;
 use std::path::Path;

@@ -19,7 +19,7 @@
 
 #![allow(dead_code)]
 
-mod exfat;
+pub mod exfat;
 #[allow(unused_imports)]
 pub use exfat::Exfat;
 

@@ -26,6 +26,8 @@
 //! - `link REL TO`: says its entry REL is a hard link to TO (every such lie is told).
 //! - `partial-past-end`: answers every request for partial data or blocks with 1 TiB of
 //!   partial data of the file.
+//! - `holds-twice`: tells what each root's filesystem holds twice;
+//! - `holds-step NS`: tells an mtime step of NS ns for each root's filesystem.
 
 use std::fs;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -288,6 +290,15 @@ impl Liar {
                     _ => {}
                 }
                 out.push(Out::Frame(Response::Done));
+            }
+            Response::Holds(mut holds) => {
+                if let Some(l) = self.lie("holds-step") {
+                    holds.mtime_step = String::from_utf8_lossy(&l.args[0]).parse().unwrap();
+                }
+                if self.lie("holds-twice").is_some() {
+                    out.push(Out::Frame(Response::Holds(holds)));
+                }
+                out.push(Out::Frame(Response::Holds(holds)));
             }
             Response::ReadDone(d) if self.lie("hole-past-end").is_some() => {
                 let len = synk::proto::CHUNK as u32;

@@ -125,6 +125,7 @@ const CASES: &[Case] = &[
     case("synks_own_temp_and_scratch_names", synks_own_names),
     case("a_detail_answer_to_questions_not_asked", unasked_detail),
     case("briefs_that_do_not_add_up", briefs_that_do_not_add_up),
+    case("filesystems_told_wrong", filesystems_told_wrong),
     case("an_endless_listing", endless_listing),
     case("escape_sequences_in_names_and_errors", escapes),
     case("a_flood_on_stderr", stderr_flood),
@@ -534,6 +535,40 @@ fn briefs_that_do_not_add_up() {
         RSS_LIMIT,
         &["extra"],
     );
+}
+
+/// lambda tells what its root's filesystem holds twice, or with an mtime step no filesystem
+/// has: refused, nothing of it used.
+fn filesystems_told_wrong() {
+    let Some(h) = Hostile::new("holds") else {
+        return;
+    };
+    let s = &h.s;
+    for p in &h.honest {
+        s.write(p, "a", "honest", now() - 100);
+    }
+    s.write(LIAR, "a", "lambda's", now() - 50);
+    for (lie, says) in [
+        (
+            &[&b"holds-twice"[..]][..],
+            "protocol error: a root's filesystem told twice",
+        ),
+        (
+            &[&b"holds-step"[..], &b"0"[..]][..],
+            "protocol error: an mtime step out of range",
+        ),
+        (
+            &[&b"holds-step"[..], &b"9000000000"[..]][..],
+            "protocol error: an mtime step out of range",
+        ),
+    ] {
+        h.lies(&[lie]);
+        let run = h.synk(&[&s.arg("")]);
+        h.refused(&run, says, RSS_LIMIT, &[]);
+        for p in &h.honest {
+            assert_eq!(s.read(p, "a").unwrap(), b"honest");
+        }
+    }
 }
 
 /// lambda lists entries without end: the client stops it at its bound, with memory bounded.
