@@ -16,6 +16,7 @@ fn file(content: &str) -> Meta {
         mode: 0o644,
         mtime: 5,
         digest: Some(Digest::of(content.as_bytes())),
+        extra: Default::default(),
     }
 }
 
@@ -26,6 +27,7 @@ fn dir() -> Meta {
         mode: 0o755,
         mtime: 1,
         digest: None,
+        extra: Default::default(),
     }
 }
 
@@ -317,6 +319,7 @@ fn a_peer_without_symlinks_is_left_out_of_them_and_takes_the_rest() {
         mode: 0o777,
         mtime: 1,
         digest: Some(Digest::of(b"f")),
+        extra: Default::default(),
     };
     let ls = [
         listing(vec![("f", new(file("x"))), ("l", new(link))]),
