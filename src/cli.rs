@@ -142,6 +142,22 @@ pub struct Cli {
     #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
     pub max_size: Option<u64>,
 
+    /// Do not keep extended attributes (user.*, and trusted.* and security.* as root).
+    #[arg(long)]
+    pub no_xattrs: bool,
+
+    /// Do not keep POSIX ACLs.
+    #[arg(long)]
+    pub no_acls: bool,
+
+    /// Do not keep owner and group (kept only where synk runs as root on both ends).
+    #[arg(long)]
+    pub no_owner: bool,
+
+    /// Keep owner and group by number, not by user and group name.
+    #[arg(long)]
+    pub numeric_ids: bool,
+
     /// Use HOST's version wherever it has one, even if older (resolves conflicts).
     #[arg(long, value_name = "HOST")]
     pub master: Option<String>,

@@ -10,11 +10,13 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::model::{Brief, Digest, Kept, Meta, Record, Retention, Vv};
+pub use crate::extra::xattr::Xattr;
+pub use crate::extra::MetaOpts;
+use crate::model::{Brief, Digest, Kept, Meta, Owner, Record, Retention, Vv};
 use crate::paths::{RootSpec, WirePath};
 
 /// Bumped on every incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 10;
+pub const PROTOCOL_VERSION: u32 = 11;
 /// Opens every handshake so a stray banner or a different program is recognised at once.
 pub const MAGIC: [u8; 4] = *b"SYNK";
 /// Largest frame either side accepts.
@@ -110,6 +112,8 @@ pub enum Request {
         /// Hold the roots' locks first, taking any not held yet without waiting: answered
         /// [`Response::Locked`] before the scan, which does not follow where one is busy.
         lock: bool,
+        /// Which metadata beyond mode and mtime is read (and later set).
+        meta: MetaOpts,
     },
     /// Wait up to `wait_ms` for a change under the roots of the last scan
     /// ([`Response::Watched`]); `reset` first forgets the changes seen so far.
@@ -347,6 +351,31 @@ pub enum Request {
         /// Modification time (ns).
         mtime: i64,
     },
+    /// The extended attributes and ACLs (of the kinds the scan read) of these entries of the
+    /// last scan: [`Response::Attrs`] frames, then [`Response::Done`].
+    Attrs {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// Entries below that root.
+        rels: Vec<WirePath>,
+    },
+    /// Give a file or directory this peer holds the extended attributes, ACLs or owner of
+    /// another peer's version, if it is still the version the scan saw or this session left.
+    SetExtra {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// Entry below that root.
+        rel: WirePath,
+        /// Its `user.*` attributes, and with `sys` its `trusted.*` and `security.*` ones
+        /// (`None`: leave them).
+        xattrs: Option<Vec<Xattr>>,
+        /// Whether `xattrs` holds the `trusted.*` and `security.*` ones (read as root).
+        sys: bool,
+        /// Its ACL attributes (`None`: leave them).
+        acl: Option<Vec<Xattr>>,
+        /// Its owner (`None`: leave it; a serve that is not root never sets one).
+        owner: Option<Owner>,
+    },
 }
 
 /// One file for [`Request::Place`]: where it goes and the version the plan expects there.
@@ -483,6 +512,8 @@ pub enum Response {
         /// How many bytes.
         len: u32,
     },
+    /// Answering [`Request::Attrs`]: entries and their attributes, sorted by name.
+    Attrs(Vec<(WirePath, Vec<Xattr>)>),
 }
 
 /// Files from this size on are sent as deltas by the streaming copier; smaller ones whole
@@ -736,10 +767,16 @@ mod tests {
                 mtime: 1_700_000_000_123_456_789,
                 digest: Some(Digest::of(b"../t")),
                 extra: crate::model::Extra {
-                    owner: Some(crate::model::Owner { uid: 0, gid: 7 }),
+                    owner: Some(crate::model::Owner {
+                        uid: 0,
+                        gid: 7,
+                        user: Some("root".into()),
+                        group: None,
+                    }),
                     xattrs: Some([1; 16]),
                     acl: None,
                     link: Some(WirePath(b"dir/a".to_vec())),
+                    sys: Some([2; 16]),
                 },
             })),
             vv: Some(Vv(vec![(7, 3), (9, 1_700_000_000_000)])),

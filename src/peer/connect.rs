@@ -422,7 +422,14 @@ mod tests {
             w.flush().await.unwrap();
         });
         let roots = [crate::paths::RootSpec::Home(WirePath::from("notes"))];
-        let scan = Conn::scan_request(&roots, crate::model::Retention::default(), &[], true, true);
+        let scan = Conn::scan_request(
+            &roots,
+            crate::model::Retention::default(),
+            &[],
+            true,
+            true,
+            Default::default(),
+        );
         let limit = Duration::from_secs(10);
         let caps = tokio::time::timeout(limit, conn.handshake(Some(&scan)))
             .await
@@ -450,7 +457,14 @@ mod tests {
             w.flush().await.unwrap();
         });
         let roots = [crate::paths::RootSpec::Home(WirePath::from("notes"))];
-        let scan = Conn::scan_request(&roots, crate::model::Retention::default(), &[], true, true);
+        let scan = Conn::scan_request(
+            &roots,
+            crate::model::Retention::default(),
+            &[],
+            true,
+            true,
+            Default::default(),
+        );
         let e = conn.handshake(Some(&scan)).await.unwrap_err();
         assert!(matches!(e, StartError::Mismatch { .. }), "{e:?}");
     }

@@ -76,6 +76,7 @@ impl Conn {
         excludes: &[String],
         brief: bool,
         tidy: bool,
+        meta: crate::extra::MetaOpts,
     ) -> Request {
         Request::Scan {
             roots: roots.to_vec(),
@@ -84,6 +85,7 @@ impl Conn {
             brief,
             tidy,
             lock: true,
+            meta,
         }
     }
 
@@ -142,10 +144,13 @@ impl Conn {
         excludes: &[String],
         brief: bool,
         tidy: bool,
+        meta: crate::extra::MetaOpts,
         progress: impl FnMut(u64, u64),
     ) -> Result<Vec<RootScan>> {
-        self.send(&Self::scan_request(roots, retention, excludes, brief, tidy))
-            .await?;
+        self.send(&Self::scan_request(
+            roots, retention, excludes, brief, tidy, meta,
+        ))
+        .await?;
         self.flush().await?;
         self.scanned(roots, progress).await
     }
@@ -269,10 +274,18 @@ mod tests {
             w.flush().await.unwrap();
         });
         let roots = [RootSpec::Home(WirePath(b"notes".to_vec()))];
-        conn.scan(&roots, Retention::default(), &[], true, true, |_, _| {})
-            .await
-            .unwrap_err()
-            .to_string()
+        conn.scan(
+            &roots,
+            Retention::default(),
+            &[],
+            true,
+            true,
+            Default::default(),
+            |_, _| {},
+        )
+        .await
+        .unwrap_err()
+        .to_string()
     }
 
     #[tokio::test]
@@ -450,7 +463,15 @@ mod tests {
         });
         let roots = [RootSpec::Home(WirePath::from("notes"))];
         let res = conn
-            .scan(&roots, Retention::default(), &[], true, true, |_, _| {})
+            .scan(
+                &roots,
+                Retention::default(),
+                &[],
+                true,
+                true,
+                Default::default(),
+                |_, _| {},
+            )
             .await;
         (res, conn.take_warnings(), conn.key())
     }

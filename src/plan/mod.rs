@@ -32,6 +32,7 @@
 mod actions;
 mod derive;
 mod entry;
+pub mod extra;
 mod meta;
 #[cfg(test)]
 mod meta_tests;

@@ -607,7 +607,7 @@ pub(super) fn when(ns: i64) -> String {
 }
 
 /// A metadata field's value as `-v` and `--json` show it: a mode in octal, an mtime in UTC
-/// to the nanosecond.
+/// to the nanosecond, an owner as `user:group`, xattrs and ACLs by a short hash.
 pub fn field_value(f: crate::model::Field, m: &crate::model::Meta) -> String {
     match f {
         crate::model::Field::Mode => format!("{:04o}", m.mode),
@@ -620,7 +620,24 @@ pub fn field_value(f: crate::model::Field, m: &crate::model::Meta) -> String {
             let day = humantime::format_rfc3339_seconds(at).to_string();
             format!("{}.{ns:09}Z", day.trim_end_matches('Z'))
         }
+        crate::model::Field::Xattrs => hashed(m.extra.xattrs.or(m.extra.sys)),
+        crate::model::Field::Acl => hashed(m.extra.acl),
+        crate::model::Field::Owner => m.extra.owner.as_ref().map_or("-".into(), |o| {
+            let user = o.user.clone().unwrap_or_else(|| o.uid.to_string());
+            let group = o.group.clone().unwrap_or_else(|| o.gid.to_string());
+            format!("{user}:{group}")
+        }),
     }
+}
+
+/// Extended attributes or ACLs as `-v` shows them: `none`, or the start of their hash.
+fn hashed(h: Option<[u8; 16]>) -> String {
+    h.map_or("none".into(), |h| {
+        h[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    })
 }
 
 /// The fields in which `t`'s entry changes, as [`Event::Metadata`] tells them.

@@ -27,6 +27,7 @@ use crate::versions::Store;
 
 mod commit;
 mod emit;
+mod extra;
 mod keep;
 mod locks;
 mod probe;
@@ -80,6 +81,10 @@ pub struct Server {
     pruned: bool,
     /// What each root's filesystem holds, probed once a session ([`probe::probe`]).
     probed: std::cell::RefCell<std::collections::HashMap<std::path::PathBuf, probe::Holds>>,
+    /// Which metadata beyond mode and mtime the last scan read, and this session sets.
+    meta: crate::extra::MetaOpts,
+    /// This serve runs as root: it reads and sets owners, `trusted.*` and `security.*`.
+    root: bool,
     /// The roots of the last scan; later requests refer to them by index.
     roots: Vec<Option<root::RootCtx>>,
     /// The watch over the scanned roots (`--watch`, and re-checks), made on first use;
@@ -157,6 +162,8 @@ impl Server {
             retention: Retention::default(),
             pruned: false,
             probed: Default::default(),
+            meta: crate::extra::MetaOpts::none(),
+            root: crate::extra::is_root(),
             roots: Vec::new(),
             watch: None,
             last_walk: None,
@@ -244,8 +251,10 @@ impl Server {
                     brief,
                     tidy,
                     lock,
+                    meta,
                 } => {
                     self.retention = retention;
+                    self.meta = meta;
                     if !lock || self.lock_for_scan(&roots, w)? {
                         self.scan(&roots, &excludes, brief, tidy, w)?
                     }
@@ -343,6 +352,15 @@ impl Server {
                     mode,
                     mtime,
                 } => reply(w, self.set_meta(root, &rel, mode, mtime))?,
+                Request::Attrs { root, rels } => self.attrs(root, rels, w)?,
+                Request::SetExtra {
+                    root,
+                    rel,
+                    xattrs,
+                    sys,
+                    acl,
+                    owner,
+                } => reply(w, self.set_extra(root, &rel, xattrs, sys, acl, owner))?,
                 Request::Hello { .. }
                 | Request::Data(_)
                 | Request::Same { .. }
@@ -476,6 +494,7 @@ pub(super) mod tests {
             brief: false,
             tidy: true,
             lock: false,
+            meta: crate::extra::MetaOpts::default(),
         }
     }
 
@@ -491,6 +510,7 @@ pub(super) mod tests {
             brief: true,
             tidy: true,
             lock: false,
+            meta: crate::extra::MetaOpts::default(),
         };
         let detail = |rel: &str| Request::Detail {
             root: 0,
@@ -572,6 +592,7 @@ pub(super) mod tests {
             brief: true,
             tidy: true,
             lock: false,
+            meta: crate::extra::MetaOpts::default(),
         };
         let briefs = |resps: &[Response]| -> Vec<Brief> {
             gather(resps, |r| match r {
@@ -688,6 +709,7 @@ pub(super) mod tests {
             brief: true,
             tidy: true,
             lock: false,
+            meta: crate::extra::MetaOpts::default(),
         };
         let (res, _) = converse_in(
             home.path(),

@@ -79,6 +79,10 @@ pub(super) struct RootCtx {
     /// Emptied mount points ([`crate::proto::Emptied`]): the deletions below them are recorded
     /// only as the client decides, never as reported.
     pub(super) guarded: Vec<WirePath>,
+    /// Which metadata beyond mode and mtime the scan read, and this session sets.
+    pub(super) meta: crate::extra::MetaOpts,
+    /// The serve runs as root (reads and sets owners, `trusted.*` and `security.*`).
+    pub(super) as_root: bool,
 }
 
 impl RootCtx {
@@ -105,6 +109,8 @@ impl RootCtx {
             scratch: None,
             scratch_live: None,
             guarded: Vec::new(),
+            meta: crate::extra::MetaOpts::none(),
+            as_root: false,
         }
     }
 

@@ -94,6 +94,7 @@ impl Server {
                 write_frame(w, &Response::Warning(moved_aside(&abs, &moved)))?;
             }
             let mut ctx = RootCtx::new(abs, excludes, state);
+            (ctx.meta, ctx.as_root) = (self.meta, self.root);
             let res = self.scan_one(index, &mut ctx, brief, tidy, w);
             self.roots.push(Some(ctx));
             res?;
@@ -229,7 +230,12 @@ impl Server {
         let excludes = &ctx.excludes;
         let mut dirty = false;
         let mut hint = 0;
-        let walked = scan::scan_root(&abs, &cache, excludes, tidy, &mut |found: Found| {
+        let (opts, as_root) = (self.meta, self.root);
+        let extra = opts.xattrs || opts.acls || (opts.owner && as_root);
+        let walked = scan::scan_root(&abs, &cache, excludes, tidy, &mut |mut found: Found| {
+            if extra {
+                with_extra(&abs, &mut found, &opts, as_root);
+            }
             let base = state.get_near(&found.rel, &mut hint);
             let stamp = found.stamp.map_or(0, |s| s.id());
             let (entry, rep) = versioned(found, base, key, now, &holds);
@@ -438,6 +444,26 @@ fn emptied_mounts(ctx: &RootCtx) -> Vec<Emptied> {
 }
 
 /// The entry to report for what the walk found, given the remembered record.
+/// Adds to an entry found its xattrs, ACLs and owner, as `opts` asks (an error reading them
+/// makes the entry one that could not be read: nothing is decided on half of it).
+fn with_extra(abs: &std::path::Path, found: &mut Found, opts: &crate::extra::MetaOpts, root: bool) {
+    let Ok(meta) = &mut found.state else { return };
+    let path = if found.rel.is_empty() {
+        abs.to_path_buf()
+    } else {
+        abs.join(found.rel.as_path())
+    };
+    match crate::extra::read(&path, &meta.kind, opts, root) {
+        Ok(e) => meta.extra = e,
+        Err(e) => {
+            found.state = Err(format!(
+                "cannot read extended attributes: {}",
+                scan::io_msg(&e)
+            ))
+        }
+    }
+}
+
 fn versioned(
     found: Found,
     base: Option<&Record>,
@@ -537,6 +563,7 @@ mod tests {
             brief: true,
             tidy: true,
             lock: true,
+            meta: crate::extra::MetaOpts::default(),
         }
     }
 

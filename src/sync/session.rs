@@ -54,6 +54,8 @@ pub(super) struct Settings {
     pub tidy: bool,
     /// How long to wait for another run's locks on a peer.
     pub lock_wait: Duration,
+    /// `--no-xattrs`, `--no-acls`, `--no-owner`, `--numeric-ids`.
+    pub meta: crate::extra::MetaOpts,
 }
 
 /// How one peer's scan ended.
@@ -138,8 +140,9 @@ impl Session {
         let hold = scan.is_some() && wanted.iter().any(|i| specs[*i].is_some());
         let remote_done = &remote_done;
         // A new peer gets the scan right behind the handshake.
-        let ahead = scan
-            .map(|(roots, s)| Conn::scan_request(roots, s.retention, &s.excludes, s.brief, s.tidy));
+        let ahead = scan.map(|(roots, s)| {
+            Conn::scan_request(roots, s.retention, &s.excludes, s.brief, s.tidy, s.meta)
+        });
         let ahead = ahead.as_ref();
         let fresh = join_all(wanted.iter().map(|i| async move {
             let local = specs[*i].is_none();
@@ -537,8 +540,16 @@ async fn scan_peer(
     let res = if sent {
         conn.scanned(roots, progress).await
     } else {
-        conn.scan(roots, s.retention, &s.excludes, s.brief, s.tidy, progress)
-            .await
+        conn.scan(
+            roots,
+            s.retention,
+            &s.excludes,
+            s.brief,
+            s.tidy,
+            s.meta,
+            progress,
+        )
+        .await
     };
     spinner.finish_and_clear();
     tell_warnings(peer, &mut conn, rep);

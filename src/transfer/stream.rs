@@ -415,6 +415,7 @@ mod tests {
             brief: false,
             tidy: true,
             lock: false,
+            meta: Default::default(),
         };
         conn.send(&scan).await.unwrap();
         conn.flush().await.unwrap();
