@@ -620,7 +620,11 @@ pub fn field_value(f: crate::model::Field, m: &crate::model::Meta) -> String {
             let day = humantime::format_rfc3339_seconds(at).to_string();
             format!("{}.{ns:09}Z", day.trim_end_matches('Z'))
         }
-        crate::model::Field::Xattrs => hashed(m.extra.xattrs.or(m.extra.sys)),
+        crate::model::Field::Xattrs => match m.extra.sys.filter(|s| *s != crate::extra::NO_SYS) {
+            // trusted.* and security.*, read as root, apart.
+            Some(sys) => format!("{}+{}", hashed(m.extra.xattrs), hashed(Some(sys))),
+            None => hashed(m.extra.xattrs),
+        },
         crate::model::Field::Acl => hashed(m.extra.acl),
         crate::model::Field::Owner => m.extra.owner.as_ref().map_or("-".into(), |o| {
             let user = o.user.clone().unwrap_or_else(|| o.uid.to_string());

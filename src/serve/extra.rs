@@ -178,9 +178,9 @@ pub(super) fn arrived(ctx: &RootCtx, rel: &WirePath, m: &Meta) -> bool {
         return false;
     };
     let holds = ctx.holds();
-    let xattrs = !holds.xattrs
-        || (now.xattrs == m.extra.xattrs && (m.extra.sys.is_none() || now.sys == m.extra.sys));
-    let acl = !holds.acls || now.acl == m.extra.acl;
+    let sys = !ctx.as_root || m.extra.sys.is_none() || now.sys == m.extra.sys;
+    let xattrs = !opts.xattrs || !holds.xattrs || (now.xattrs == m.extra.xattrs && sys);
+    let acl = !opts.acls || !holds.acls || now.acl == m.extra.acl;
     let owner = match (&now.owner, &m.extra.owner) {
         (Some(n), Some(w)) if holds.modes => n.key() == w.key(),
         _ => true,

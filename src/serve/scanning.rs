@@ -238,7 +238,7 @@ impl Server {
             }
             let base = state.get_near(&found.rel, &mut hint);
             let stamp = found.stamp.map_or(0, |s| s.id());
-            let (entry, rep) = versioned(found, base, key, now, &holds);
+            let (entry, rep) = versioned(found, base, key, now, &holds, (&opts, as_root));
             dirty |= entry.changed;
             if matches!(rep, Reported::Unknown) && entry.state.is_err() {
                 unknown_dirs.push(entry.rel.clone());
@@ -464,12 +464,35 @@ fn with_extra(abs: &std::path::Path, found: &mut Found, opts: &crate::extra::Met
     }
 }
 
+/// `found` with what this serve does not read (an option turned it off, or only root reads
+/// it) taken as recorded, as what a filesystem cannot hold is: never a change here, and the
+/// entry stays as recorded, so its brief matches the other peers'.
+fn as_unread(found: &mut crate::model::Meta, recorded: &crate::model::Meta, opts: &crate::extra::MetaOpts, root: bool) {
+    if std::mem::discriminant(&found.kind) != std::mem::discriminant(&recorded.kind) {
+        return;
+    }
+    let e = &mut found.extra;
+    if !(opts.owner && root) {
+        e.owner = recorded.extra.owner.clone();
+    }
+    if !opts.xattrs {
+        e.xattrs = recorded.extra.xattrs;
+    }
+    if !(opts.xattrs && root) {
+        e.sys = recorded.extra.sys;
+    }
+    if !opts.acls {
+        e.acl = recorded.extra.acl;
+    }
+}
+
 fn versioned(
     found: Found,
     base: Option<&Record>,
     key: u64,
     now: u64,
     holds: &Holds,
+    reads: (&crate::extra::MetaOpts, bool),
 ) -> (Entry, Reported) {
     let rel = found.rel;
     match found.state {
@@ -494,6 +517,7 @@ fn versioned(
         Ok(mut meta) => {
             if let Some(old) = base.and_then(|b| b.meta.as_ref()) {
                 holds.as_held(&mut meta, old);
+                as_unread(&mut meta, old, reads.0, reads.1);
             }
             let ctime_ms = found.stamp.map_or(0, |s| s.ctime.max(0) as u64 / 1_000_000);
             let (vv, changed) = match base {
