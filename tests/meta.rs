@@ -352,7 +352,11 @@ fn what_an_exfat_peer_cannot_hold_is_never_a_change_there() {
             && told.contains("its filesystem keeps no permission bits (chmod has no effect), extended attributes, ACLs, mtimes finer than 1000 ms"),
         "{told}"
     );
-    assert_eq!(told.matches("keeps no").count(), 1, "once, not per file: {told}");
+    assert_eq!(
+        told.matches("keeps no").count(),
+        1,
+        "once, not per file: {told}"
+    );
     for _ in 0..2 {
         let again = s.synk(&peers, &[os("-v"), &s.arg("d")]);
         assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
@@ -361,7 +365,11 @@ fn what_an_exfat_peer_cannot_hold_is_never_a_change_there() {
     }
     // exFAT's own modes never reach the others, nor its lack of xattrs.
     for p in [LOCAL, "beta"] {
-        assert_eq!(xattr(&s.path(p, "d/f")).as_deref(), Some(&b"blue"[..]), "{p}");
+        assert_eq!(
+            xattr(&s.path(p, "d/f")).as_deref(),
+            Some(&b"blue"[..]),
+            "{p}"
+        );
         assert_eq!(mode(&s.path(p, "d/f")), 0o640, "{p}");
         assert_eq!(mode(&s.path(p, "d/sub")), 0o750, "{p}");
         let m = fs::metadata(s.path(p, "d/f")).unwrap();

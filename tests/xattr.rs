@@ -63,8 +63,16 @@ fn user_xattrs_go_with_a_copy_and_a_change_or_removal_of_them_goes_everywhere() 
     let out = s.synk(&peers, &[&s.arg("d")]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     for p in all {
-        assert_eq!(get_x(&s.path(p, "d/f"), "user.color").as_deref(), Some(&b"blue"[..]), "{p}");
-        assert_eq!(get_x(&s.path(p, "d/sub"), "user.dir").as_deref(), Some(&b"1"[..]), "{p}");
+        assert_eq!(
+            get_x(&s.path(p, "d/f"), "user.color").as_deref(),
+            Some(&b"blue"[..]),
+            "{p}"
+        );
+        assert_eq!(
+            get_x(&s.path(p, "d/sub"), "user.dir").as_deref(),
+            Some(&b"1"[..]),
+            "{p}"
+        );
     }
     assert_nothing_done(&s.synk(&peers, &[os("-v"), &s.arg("d")]));
     // A change on one peer, and an attribute added: everywhere, named in -v.
@@ -76,7 +84,11 @@ fn user_xattrs_go_with_a_copy_and_a_change_or_removal_of_them_goes_everywhere() 
     assert!(stdout(&out).contains("xattrs"), "{}", stdout(&out));
     for p in all {
         let there = s.path(p, "d/f");
-        assert_eq!(get_x(&there, "user.color").as_deref(), Some(&b"red"[..]), "{p}");
+        assert_eq!(
+            get_x(&there, "user.color").as_deref(),
+            Some(&b"red"[..]),
+            "{p}"
+        );
         assert_eq!(get_x(&there, "user.new").as_deref(), Some(&b""[..]), "{p}");
         assert_eq!(s.read(p, "d/f").as_deref(), Some(&b"content"[..]), "{p}");
     }
@@ -90,7 +102,10 @@ fn user_xattrs_go_with_a_copy_and_a_change_or_removal_of_them_goes_everywhere() 
     assert!(doc.to_string().contains("\"xattrs\""), "{doc}");
     for p in all {
         assert_eq!(get_x(&s.path(p, "d/f"), "user.color"), None, "{p}");
-        assert_eq!(get_x(&s.path(p, "d/f"), "user.new").as_deref(), Some(&b""[..]));
+        assert_eq!(
+            get_x(&s.path(p, "d/f"), "user.new").as_deref(),
+            Some(&b""[..])
+        );
         assert_eq!(get_x(&s.path(p, "d/sub"), "user.dir"), None, "{p}");
     }
     assert_nothing_done(&s.synk(&peers, &[os("-v"), &s.arg("d")]));
@@ -145,7 +160,11 @@ fn each_option_turns_its_part_off_on_the_command_line_and_in_synk_conf() {
     // Off in synk.conf: a change to them is no change either.
     let conf = s.home(LOCAL).join(".config/synk");
     fs::create_dir_all(&conf).unwrap();
-    fs::write(conf.join("synk.conf"), "no-xattrs\nno-acls\nno-owner\nnumeric-ids\n").unwrap();
+    fs::write(
+        conf.join("synk.conf"),
+        "no-xattrs\nno-acls\nno-owner\nnumeric-ids\n",
+    )
+    .unwrap();
     set_x(&f, "user.color", b"green");
     assert_nothing_done(&s.synk(&peers, &[os("-v"), &s.arg("d")]));
     assert_eq!(get_x(&there, "user.color"), None);
@@ -178,6 +197,10 @@ fn a_peer_that_is_not_root_never_sets_an_owner_and_never_fails_for_it() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(!stderr(&out).contains("rror"), "{}", stderr(&out));
     assert_eq!(fs::metadata(&there).unwrap().uid(), alpha.uid);
-    assert_eq!(fs::metadata(&f).unwrap().uid(), 23456, "the root peer keeps its own");
+    assert_eq!(
+        fs::metadata(&f).unwrap().uid(),
+        23456,
+        "the root peer keeps its own"
+    );
     assert_nothing_done(&s.synk(&peers, &[os("-v"), &s.arg("d")]));
 }

@@ -407,6 +407,8 @@ fn protocol_error(what: &str) -> FrameError {
 }
 
 #[cfg(test)]
+mod extra_tests;
+#[cfg(test)]
 mod safety_tests;
 
 #[cfg(test)]
@@ -428,7 +430,10 @@ pub(super) mod tests {
     }
 
     /// Runs a server over the given requests and returns its responses after the handshake.
-    fn converse(home: &Path, reqs: &[Request]) -> (Result<(), FrameError>, Vec<Response>) {
+    pub(super) fn converse(
+        home: &Path,
+        reqs: &[Request],
+    ) -> (Result<(), FrameError>, Vec<Response>) {
         converse_in(home, None, reqs)
     }
 

@@ -467,7 +467,12 @@ fn with_extra(abs: &std::path::Path, found: &mut Found, opts: &crate::extra::Met
 /// `found` with what this serve does not read (an option turned it off, or only root reads
 /// it) taken as recorded, as what a filesystem cannot hold is: never a change here, and the
 /// entry stays as recorded, so its brief matches the other peers'.
-fn as_unread(found: &mut crate::model::Meta, recorded: &crate::model::Meta, opts: &crate::extra::MetaOpts, root: bool) {
+fn as_unread(
+    found: &mut crate::model::Meta,
+    recorded: &crate::model::Meta,
+    opts: &crate::extra::MetaOpts,
+    root: bool,
+) {
     if std::mem::discriminant(&found.kind) != std::mem::discriminant(&recorded.kind) {
         return;
     }
