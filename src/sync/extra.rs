@@ -124,8 +124,9 @@ fn fail(rep: &Reporter, name: &str, e: OpError, gone: impl FnOnce()) {
         },
         OpError::Lost(e) => {
             gone();
+            // The error names the peer already.
             Event::Failed {
-                error: format!("{name}: {e:#}"),
+                error: format!("{e:#}"),
             }
         }
         other => Event::PeerFailed {

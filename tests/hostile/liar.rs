@@ -23,6 +23,9 @@
 //!   handshake, then dies.
 //! - `hole-past-end`: ends every file it sends with 1 GiB of holes (a few bytes each, past
 //!   the size it scanned).
+//! - `xattrs HOW`: answers every Attrs request with attributes past synk's bounds: `name`
+//!   (of no kept namespace), `value` (too big), `count` (too many) or `unasked` (of an
+//!   entry not asked about).
 
 use std::fs;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -278,6 +281,25 @@ impl Liar {
                     _ => {}
                 }
                 out.push(Out::Frame(Response::Done));
+            }
+            Response::Attrs(mut got) if self.lie("xattrs").is_some() => {
+                let how = self.lie("xattrs").map(|l| l.arg(0)).unwrap_or_default();
+                let x = |name: String, len: usize| synk::proto::Xattr {
+                    name: name.into_bytes(),
+                    value: vec![b'v'; len],
+                };
+                for (_, list) in &mut got {
+                    *list = match how.as_bytes() {
+                        b"name" => vec![x("evil.x".into(), 1)],
+                        b"value" => vec![x("user.big".into(), 70_000)],
+                        b"count" => (0..2000).map(|i| x(format!("user.{i:04}"), 0)).collect(),
+                        _ => std::mem::take(list),
+                    };
+                }
+                if how.as_bytes() == b"unasked" {
+                    got.push((WirePath::from("unasked"), Vec::new()));
+                }
+                out.push(Out::Frame(Response::Attrs(got)));
             }
             Response::ReadDone(d) if self.lie("hole-past-end").is_some() => {
                 let len = synk::proto::CHUNK as u32;
