@@ -72,9 +72,7 @@ pub fn check(list: &[Xattr]) -> Result<(), String> {
             return Err(format!("bad extended attribute name {shown:?}"));
         }
         if class_of(&x.name).is_none() {
-            return Err(format!(
-                "extended attribute {shown:?} is of no kept namespace"
-            ));
+            return Err(format!("extended attribute {shown:?} of no kept namespace"));
         }
         if x.value.len() > MAX_VALUE {
             return Err(format!(
