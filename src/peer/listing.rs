@@ -137,20 +137,14 @@ impl Conn {
 
     /// Scans `roots` on this peer. Its answer is checked as it comes ([`ScanCheck`]): a peer
     /// that breaks a rule is refused whole.
+    /// `request` is [`Conn::scan_request`]'s for the same `roots`.
     pub async fn scan(
         &mut self,
         roots: &[RootSpec],
-        retention: Retention,
-        excludes: &[String],
-        brief: bool,
-        tidy: bool,
-        meta: crate::extra::MetaOpts,
+        request: &Request,
         progress: impl FnMut(u64, u64),
     ) -> Result<Vec<RootScan>> {
-        self.send(&Self::scan_request(
-            roots, retention, excludes, brief, tidy, meta,
-        ))
-        .await?;
+        self.send(request).await?;
         self.flush().await?;
         self.scanned(roots, progress).await
     }
@@ -276,11 +270,14 @@ mod tests {
         let roots = [RootSpec::Home(WirePath(b"notes".to_vec()))];
         conn.scan(
             &roots,
-            Retention::default(),
-            &[],
-            true,
-            true,
-            Default::default(),
+            &Conn::scan_request(
+                &roots,
+                Retention::default(),
+                &[],
+                true,
+                true,
+                Default::default(),
+            ),
             |_, _| {},
         )
         .await
@@ -465,11 +462,14 @@ mod tests {
         let res = conn
             .scan(
                 &roots,
-                Retention::default(),
-                &[],
-                true,
-                true,
-                Default::default(),
+                &Conn::scan_request(
+                    &roots,
+                    Retention::default(),
+                    &[],
+                    true,
+                    true,
+                    Default::default(),
+                ),
                 |_, _| {},
             )
             .await;

@@ -542,11 +542,7 @@ async fn scan_peer(
     } else {
         conn.scan(
             roots,
-            s.retention,
-            &s.excludes,
-            s.brief,
-            s.tidy,
-            s.meta,
+            &Conn::scan_request(roots, s.retention, &s.excludes, s.brief, s.tidy, s.meta),
             progress,
         )
         .await
