@@ -380,6 +380,36 @@ impl At {
         Ok(f)
     }
 
+    /// Opens the file or directory at the name to change its attributes through the handle
+    /// (`fsetxattr` takes no `O_PATH` handle): never through a symlink, never blocking on a
+    /// fifo, and only a file or directory.
+    pub fn open_attrs(&self) -> io::Result<OwnedFd> {
+        let fd = rfs::openat(
+            &self.dir,
+            self.name.as_slice(),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| self.err(e))?;
+        let st = rfs::fstat(&fd).map_err(|e| self.err(e))?;
+        match kind_of(&st) {
+            rfs::FileType::RegularFile | rfs::FileType::Directory => Ok(fd),
+            _ => Err(self.err(io::Error::other("neither a file nor a directory"))),
+        }
+    }
+
+    /// Gives the entry at the name (a symlink itself, never its target) this owner.
+    pub fn chown(&self, uid: u32, gid: u32) -> io::Result<()> {
+        rfs::chownat(
+            &self.dir,
+            self.name.as_slice(),
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| self.err(e))
+    }
+
     /// The target of the symlink at the name.
     pub fn read_link(&self) -> io::Result<Vec<u8>> {
         rfs::readlinkat(&self.dir, self.name.as_slice(), Vec::new())

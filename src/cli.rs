@@ -146,6 +146,21 @@ pub struct Cli {
     /// neither read nor compared.
     #[arg(long)]
     pub no_hard_links: bool,
+    /// Do not keep extended attributes (user.*, and trusted.* and security.* as root).
+    #[arg(long)]
+    pub no_xattrs: bool,
+
+    /// Do not keep POSIX ACLs.
+    #[arg(long)]
+    pub no_acls: bool,
+
+    /// Do not keep owner and group (kept only where synk runs as root on both ends).
+    #[arg(long)]
+    pub no_owner: bool,
+
+    /// Keep owner and group by number, not by user and group name.
+    #[arg(long)]
+    pub numeric_ids: bool,
 
     /// Use HOST's version wherever it has one, even if older (resolves conflicts).
     #[arg(long, value_name = "HOST")]

@@ -118,6 +118,14 @@ pub struct Config {
     pub log: Option<PathBuf>,
     /// `compress yes|no`.
     pub compress: Option<bool>,
+    /// `no-xattrs`: extended attributes are not kept.
+    pub no_xattrs: bool,
+    /// `no-acls`: POSIX ACLs are not kept.
+    pub no_acls: bool,
+    /// `no-owner`: owners are not kept, even as root.
+    pub no_owner: bool,
+    /// `numeric-ids`: owners are kept by number, not by name.
+    pub numeric_ids: bool,
     /// `bwlimit RATE`, in bytes per second.
     pub bwlimit: Option<u64>,
     /// `max-size SIZE`, in bytes.
@@ -193,6 +201,13 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
             }
             ["keep-versions" | "keep-days", ..] => {
                 return Err(syntax(format!("expected `{} N`", words[0])))
+            }
+            ["no-xattrs"] => cfg.no_xattrs = true,
+            ["no-acls"] => cfg.no_acls = true,
+            ["no-owner"] => cfg.no_owner = true,
+            ["numeric-ids"] => cfg.numeric_ids = true,
+            ["no-xattrs" | "no-acls" | "no-owner" | "numeric-ids", ..] => {
+                return Err(syntax(format!("`{}` takes no value", words[0])))
             }
             ["compress", "yes"] => cfg.compress = Some(true),
             ["compress", "no"] => cfg.compress = Some(false),

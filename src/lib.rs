@@ -26,6 +26,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod exclude;
+pub mod extra;
 pub mod install;
 pub mod model;
 pub mod names;

@@ -103,22 +103,51 @@ pub struct Meta {
 pub struct Extra {
     /// Owner and group ids, as the peer that scanned the entry numbers them.
     pub owner: Option<Owner>,
-    /// A hash of the entry's extended attributes (names and values; ACLs apart).
+    /// A hash of the entry's `user.*` extended attributes (names and values); none: it has
+    /// none.
     pub xattrs: Option<[u8; 16]>,
     /// A hash of the entry's POSIX ACLs (access and default) beyond what its mode says.
     pub acl: Option<[u8; 16]>,
     /// For a name that shares its inode with others in the root: the first of those names in
     /// the root's order (the one the others are linked to).
     pub link: Option<WirePath>,
+    /// A hash of its `trusted.*` and `security.*` attributes, read only where the scanning
+    /// serve runs as root (none elsewhere, so a peer that cannot see them never differs).
+    pub sys: Option<[u8; 16]>,
 }
 
-/// Owner and group ids of an entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Owner and group of an entry: ids as the peer that scanned it numbers them, and (without
+/// `--numeric-ids`) their names in that peer's `/etc/passwd` and `/etc/group`, by which peers
+/// compare and set them (an id without a name there is taken as it is, as rsync does).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Owner {
     /// The owning user's id.
     pub uid: u32,
     /// The owning group's id.
     pub gid: u32,
+    /// The owning user's name, if it has one and names are compared.
+    pub user: Option<String>,
+    /// The owning group's name, if it has one and names are compared.
+    pub group: Option<String>,
+}
+
+/// How owners compare across peers: by name where the scanning peer had one, else by id.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub enum Who<'a> {
+    /// By name.
+    Name(&'a str),
+    /// By number.
+    Id(u32),
+}
+
+impl Owner {
+    /// What identifies the owning user and group across peers.
+    pub fn key(&self) -> (Who<'_>, Who<'_>) {
+        fn who(n: &Option<String>, id: u32) -> Who<'_> {
+            n.as_deref().map_or(Who::Id(id), Who::Name)
+        }
+        (who(&self.user, self.uid), who(&self.group, self.gid))
+    }
 }
 
 /// One part of [`Extra`] as it is encoded. New variants go at the end: postcard numbers
@@ -133,6 +162,8 @@ pub enum Part {
     Acl([u8; 16]),
     /// [`Extra::link`].
     Link(WirePath),
+    /// [`Extra::sys`].
+    Sys([u8; 16]),
 }
 
 impl From<Vec<Part>> for Extra {
@@ -144,6 +175,7 @@ impl From<Vec<Part>> for Extra {
                 Part::Xattrs(h) => e.xattrs = Some(h),
                 Part::Acl(h) => e.acl = Some(h),
                 Part::Link(l) => e.link = Some(l),
+                Part::Sys(h) => e.sys = Some(h),
             }
         }
         e
@@ -157,6 +189,7 @@ impl From<Extra> for Vec<Part> {
         parts.extend(e.xattrs.map(Part::Xattrs));
         parts.extend(e.acl.map(Part::Acl));
         parts.extend(e.link.map(Part::Link));
+        parts.extend(e.sys.map(Part::Sys));
         parts
     }
 }
@@ -165,10 +198,21 @@ impl Extra {
     /// Feeds every part to a fingerprint, tagged, so two different `Extra`s never feed the
     /// same bytes.
     pub fn hash_into(&self, h: &mut xxhash_rust::xxh3::Xxh3) {
-        if let Some(o) = self.owner {
-            h.update(b"o");
-            h.update(&o.uid.to_le_bytes());
-            h.update(&o.gid.to_le_bytes());
+        if let Some(o) = &self.owner {
+            // By what peers compare, so peers numbering one user differently agree.
+            for w in [o.key().0, o.key().1] {
+                match w {
+                    Who::Name(n) => {
+                        h.update(b"n");
+                        h.update(&(n.len() as u64).to_le_bytes());
+                        h.update(n.as_bytes());
+                    }
+                    Who::Id(id) => {
+                        h.update(b"o");
+                        h.update(&id.to_le_bytes());
+                    }
+                }
+            }
         }
         if let Some(x) = &self.xattrs {
             h.update(b"x");
@@ -182,6 +226,10 @@ impl Extra {
             h.update(b"l");
             h.update(&(l.as_bytes().len() as u64).to_le_bytes());
             h.update(l.as_bytes());
+        }
+        if let Some(x) = &self.sys {
+            h.update(b"s");
+            h.update(x);
         }
     }
 }
@@ -225,11 +273,24 @@ pub enum Field {
     /// field, not content: making or breaking a link between names of the same content
     /// copies no byte, and two peers that differ in it never conflict.
     Link,
+    /// The extended attributes ([`Extra::xattrs`]).
+    Xattrs,
+    /// The POSIX ACLs ([`Extra::acl`]).
+    Acl,
+    /// Owner and group ([`Extra::owner`]).
+    Owner,
 }
 
 impl Field {
     /// Every field.
-    pub const ALL: [Field; 3] = [Field::Mode, Field::Mtime, Field::Link];
+    pub const ALL: [Field; 6] = [
+        Field::Mode,
+        Field::Mtime,
+        Field::Xattrs,
+        Field::Acl,
+        Field::Owner,
+        Field::Link,
+    ];
 
     /// The lowest key a field may use: peer keys stay below it ([`Vv::is_field_key`]).
     pub const FIRST_KEY: u64 = u64::MAX - 15;
@@ -240,6 +301,9 @@ impl Field {
             Field::Mode => u64::MAX,
             Field::Mtime => u64::MAX - 1,
             Field::Link => u64::MAX - 5,
+            Field::Xattrs => u64::MAX - 2,
+            Field::Acl => u64::MAX - 3,
+            Field::Owner => u64::MAX - 4,
         }
     }
 
@@ -249,16 +313,41 @@ impl Field {
             Field::Mode => "mode",
             Field::Mtime => "mtime",
             Field::Link => "link",
+            Field::Xattrs => "xattrs",
+            Field::Acl => "acl",
+            Field::Owner => "owner",
         }
     }
 
     /// Whether the field differs between two entries of the same kind (a symlink has no mode
-    /// of its own).
+    /// of its own). An owner differs only where both sides read one: a peer that is not root
+    /// reads none, and never takes one.
     pub fn differs(self, a: &Meta, b: &Meta) -> bool {
         match self {
             Field::Mode => !matches!(a.kind, Kind::Symlink(_)) && a.mode != b.mode,
             Field::Mtime => a.mtime != b.mtime,
             Field::Link => a.extra.link != b.extra.link,
+            Field::Xattrs => {
+                a.extra.xattrs != b.extra.xattrs
+                    || matches!((a.extra.sys, b.extra.sys), (Some(x), Some(y)) if x != y)
+            }
+            Field::Acl => a.extra.acl != b.extra.acl,
+            Field::Owner => match (&a.extra.owner, &b.extra.owner) {
+                (Some(x), Some(y)) => x.key() != y.key(),
+                _ => false,
+            },
+        }
+    }
+
+    /// Whether `m` has a value of the field: of changes equally old (a first sync), a value
+    /// wins over none, so a peer that reads or holds none takes nothing away.
+    pub fn has(self, m: &Meta) -> bool {
+        match self {
+            // No link is a value too: a file of its own.
+            Field::Mode | Field::Mtime | Field::Link => true,
+            Field::Xattrs => m.extra.xattrs.is_some(),
+            Field::Acl => m.extra.acl.is_some(),
+            Field::Owner => m.extra.owner.is_some(),
         }
     }
 
@@ -268,6 +357,18 @@ impl Field {
             Field::Mode => to.mode = from.mode,
             Field::Mtime => to.mtime = from.mtime,
             Field::Link => to.extra.link = from.extra.link.clone(),
+            Field::Xattrs => {
+                to.extra.xattrs = from.extra.xattrs;
+                if from.extra.sys.is_some() {
+                    to.extra.sys = from.extra.sys;
+                }
+            }
+            Field::Acl => to.extra.acl = from.extra.acl,
+            Field::Owner => {
+                if from.extra.owner.is_some() {
+                    to.extra.owner = from.extra.owner.clone();
+                }
+            }
         }
     }
 }

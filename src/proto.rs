@@ -10,11 +10,13 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::model::{Brief, Digest, Kept, Meta, Record, Retention, Vv};
+pub use crate::extra::xattr::Xattr;
+pub use crate::extra::MetaOpts;
+use crate::model::{Brief, Digest, Kept, Meta, Owner, Record, Retention, Vv};
 use crate::paths::{RootSpec, WirePath};
 
 /// Bumped on every incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 12;
+pub const PROTOCOL_VERSION: u32 = 13;
 /// Opens every handshake so a stray banner or a different program is recognised at once.
 pub const MAGIC: [u8; 4] = *b"SYNK";
 /// Largest frame either side accepts.
@@ -110,9 +112,8 @@ pub enum Request {
         /// Hold the roots' locks first, taking any not held yet without waiting: answered
         /// [`Response::Locked`] before the scan, which does not follow where one is busy.
         lock: bool,
-        /// Report which names share an inode ([`crate::model::Extra::link`]); off with
-        /// `--no-hard-links`, when every name is a file of its own.
-        links: bool,
+        /// Which metadata beyond mode and mtime is read (and later set), hard links included.
+        meta: MetaOpts,
     },
     /// Wait up to `wait_ms` for a change under the roots of the last scan
     /// ([`Response::Watched`]); `reset` first forgets the changes seen so far.
@@ -403,6 +404,31 @@ pub enum Request {
         /// Bytes of the partial file kept; the data that follows starts there.
         from: u64,
     },
+    /// The extended attributes and ACLs (of the kinds the scan read) of these entries of the
+    /// last scan: [`Response::Attrs`] frames, then [`Response::Done`].
+    Attrs {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// Entries below that root.
+        rels: Vec<WirePath>,
+    },
+    /// Give a file or directory this peer holds the extended attributes, ACLs or owner of
+    /// another peer's version, if it is still the version the scan saw or this session left.
+    SetExtra {
+        /// Index into the last scan's roots.
+        root: u32,
+        /// Entry below that root.
+        rel: WirePath,
+        /// Its `user.*` attributes, and with `sys` its `trusted.*` and `security.*` ones
+        /// (`None`: leave them).
+        xattrs: Option<Vec<Xattr>>,
+        /// Whether `xattrs` holds the `trusted.*` and `security.*` ones (read as root).
+        sys: bool,
+        /// Its ACL attributes (`None`: leave them).
+        acl: Option<Vec<Xattr>>,
+        /// Its owner (`None`: leave it; a serve that is not root never sets one).
+        owner: Option<Owner>,
+    },
 }
 
 /// One file for [`Request::Place`]: where it goes and the version the plan expects there.
@@ -455,6 +481,10 @@ pub struct Holds {
     pub modes: bool,
     /// The step of its mtimes, in ns (1: to the nanosecond; at most [`MAX_MTIME_STEP`]).
     pub mtime_step: i64,
+    /// `user.*` extended attributes set are kept.
+    pub xattrs: bool,
+    /// POSIX ACLs set are kept.
+    pub acls: bool,
     /// Names that differ only in case are one name there (exFAT, FAT, CIFS, macOS).
     pub folds_case: bool,
     /// A name's NFC and NFD spellings are one name there.
@@ -473,6 +503,8 @@ impl Default for Holds {
         Holds {
             modes: true,
             mtime_step: 1,
+            xattrs: true,
+            acls: true,
             folds_case: false,
             normalizes: false,
             symlinks: true,
@@ -585,6 +617,8 @@ pub enum Response {
         /// Bytes held, from the start of the file.
         len: u64,
     },
+    /// Answering [`Request::Attrs`]: entries and their attributes, sorted by name.
+    Attrs(Vec<(WirePath, Vec<Xattr>)>),
 }
 
 /// Files from this size on are sent as deltas by the streaming copier; smaller ones whole
@@ -838,10 +872,16 @@ mod tests {
                 mtime: 1_700_000_000_123_456_789,
                 digest: Some(Digest::of(b"../t")),
                 extra: crate::model::Extra {
-                    owner: Some(crate::model::Owner { uid: 0, gid: 7 }),
+                    owner: Some(crate::model::Owner {
+                        uid: 0,
+                        gid: 7,
+                        user: Some("root".into()),
+                        group: None,
+                    }),
                     xattrs: Some([1; 16]),
                     acl: None,
                     link: Some(WirePath(b"dir/a".to_vec())),
+                    sys: Some([2; 16]),
                 },
             })),
             vv: Some(Vv(vec![(7, 3), (9, 1_700_000_000_000)])),

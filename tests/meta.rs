@@ -260,6 +260,18 @@ fn what_an_exfat_peer_cannot_hold_is_never_a_change_there() {
     let t = now() - 500;
     s.write(LOCAL, "d/f", "some text", t);
     chmod(&s.path(LOCAL, "d/f"), 0o640);
+    let xattr = |p: &Path| {
+        let mut buf = [0u8; 64];
+        let n = rustix::fs::lgetxattr(p, "user.color", &mut buf[..]).ok()?;
+        Some(buf[..n].to_vec())
+    };
+    rustix::fs::lsetxattr(
+        s.path(LOCAL, "d/f"),
+        "user.color",
+        b"blue",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
     s.mkdir(LOCAL, "d/sub");
     chmod(&s.path(LOCAL, "d/sub"), 0o750);
     // Times to the nanosecond, which exFAT (through FUSE here) rounds to the second.
@@ -273,8 +285,13 @@ fn what_an_exfat_peer_cannot_hold_is_never_a_change_there() {
     let told = stderr(&first);
     assert!(
         told.contains(&format!("{}: ", s.shown("alpha")))
-            && told.contains("its filesystem keeps no permission bits (chmod has no effect), mtimes finer than 1000 ms"),
+            && told.contains("its filesystem keeps no permission bits (chmod has no effect), extended attributes, ACLs, mtimes finer than 1000 ms"),
         "{told}"
+    );
+    assert_eq!(
+        told.matches("keeps no").count(),
+        1,
+        "once, not per file: {told}"
     );
     for _ in 0..2 {
         let again = s.synk(&peers, &[os("-v"), &s.arg("d")]);
@@ -282,8 +299,13 @@ fn what_an_exfat_peer_cannot_hold_is_never_a_change_there() {
         assert_nothing_done(&again);
         assert!(!stderr(&again).contains("keeps no"), "named once");
     }
-    // exFAT's own modes never reach the others.
+    // exFAT's own modes never reach the others, nor its lack of xattrs.
     for p in [LOCAL, "beta"] {
+        assert_eq!(
+            xattr(&s.path(p, "d/f")).as_deref(),
+            Some(&b"blue"[..]),
+            "{p}"
+        );
         assert_eq!(mode(&s.path(p, "d/f")), 0o640, "{p}");
         assert_eq!(mode(&s.path(p, "d/sub")), 0o750, "{p}");
         let m = fs::metadata(s.path(p, "d/f")).unwrap();

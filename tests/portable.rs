@@ -139,7 +139,7 @@ fn the_executable_runs_and_serves_alone_in_an_empty_chroot() {
             brief: false,
             tidy: true,
             lock: false,
-            links: true,
+            meta: Default::default(),
         })
         .unwrap(),
     );

@@ -240,7 +240,13 @@ fn entry_cost(e: &Entry) -> u64 {
         Ok(None) => 0,
         Err(text) => text.len(),
     };
-    let vv = e.vv.as_ref().map_or(0, |v| v.0.len() * 16);
+    let owner = match &e.state {
+        Ok(Some(m)) => m.extra.owner.as_ref().map_or(0, |o| {
+            o.user.as_ref().map_or(0, String::len) + o.group.as_ref().map_or(0, String::len)
+        }),
+        _ => 0,
+    };
+    let vv = e.vv.as_ref().map_or(0, |v| v.0.len() * 16) + owner;
     ENTRY_COST + (e.rel.as_bytes().len() + texts + vv) as u64
 }
 
@@ -291,6 +297,18 @@ pub fn take_entries(
                 if let Some(to) = &m.extra.link {
                     check_link(&e.rel, &m.kind, to)?;
                 }
+                if let Some(o) = &m.extra.owner {
+                    let names = [&o.user, &o.group];
+                    if !names
+                        .into_iter()
+                        .all(|n| n.as_deref().is_none_or(crate::extra::name_ok))
+                    {
+                        return refuse(format!(
+                            "sent {} with an owner name no system can hold",
+                            quote(e.rel.as_bytes())
+                        ));
+                    }
+                }
                 if m.kind == Kind::File {
                     bytes = bytes.saturating_add(m.size);
                 }
@@ -317,6 +335,37 @@ pub fn take_entries(
         }
     }
     Ok(bytes)
+}
+
+/// Checks one [`Response::Attrs`] answer: each entry one of those `asked` (crossed off, so
+/// none comes twice), each list within [`crate::extra::xattr::check`]'s bounds and of the
+/// `classes` asked for.
+pub fn take_attrs(
+    got: Vec<(WirePath, Vec<crate::extra::xattr::Xattr>)>,
+    asked: &mut HashSet<WirePath>,
+    classes: &[crate::extra::xattr::Class],
+) -> Result<Vec<(WirePath, Vec<crate::extra::xattr::Xattr>)>, Refused> {
+    for (rel, list) in &got {
+        if !asked.remove(rel) {
+            return refuse(format!(
+                "protocol error: sent the attributes of {}, which were not asked for (or twice)",
+                quote(rel.as_bytes())
+            ));
+        }
+        if let Err(e) = crate::extra::xattr::check(list) {
+            return refuse(format!("sent {} with {e}", quote(rel.as_bytes())));
+        }
+        let kept = |x: &crate::extra::xattr::Xattr| {
+            crate::extra::xattr::class_of(&x.name).is_some_and(|c| classes.contains(&c))
+        };
+        if !list.iter().all(kept) || !list.windows(2).all(|w| w[0].name < w[1].name) {
+            return refuse(format!(
+                "sent {} with attributes not asked for or out of order",
+                quote(rel.as_bytes())
+            ));
+        }
+    }
+    Ok(got)
 }
 
 /// Checks briefs (never the root itself; paths as [`check_entry_path`] says) and adds them

@@ -428,7 +428,7 @@ mod tests {
             &[],
             true,
             true,
-            true,
+            Default::default(),
         );
         let limit = Duration::from_secs(10);
         let caps = tokio::time::timeout(limit, conn.handshake(Some(&scan)))
@@ -463,7 +463,7 @@ mod tests {
             &[],
             true,
             true,
-            true,
+            Default::default(),
         );
         let e = conn.handshake(Some(&scan)).await.unwrap_err();
         assert!(matches!(e, StartError::Mismatch { .. }), "{e:?}");

@@ -78,7 +78,7 @@ impl Conn {
         excludes: &[String],
         brief: bool,
         tidy: bool,
-        links: bool,
+        meta: crate::extra::MetaOpts,
     ) -> Request {
         Request::Scan {
             roots: roots.to_vec(),
@@ -87,7 +87,7 @@ impl Conn {
             brief,
             tidy,
             lock: true,
-            links,
+            meta,
         }
     }
 
@@ -139,22 +139,14 @@ impl Conn {
 
     /// Scans `roots` on this peer. Its answer is checked as it comes ([`ScanCheck`]): a peer
     /// that breaks a rule is refused whole.
-    // Each is one field of the scan request.
-    #[allow(clippy::too_many_arguments)]
+    /// `request` is [`Conn::scan_request`]'s for the same `roots`.
     pub async fn scan(
         &mut self,
         roots: &[RootSpec],
-        retention: Retention,
-        excludes: &[String],
-        brief: bool,
-        tidy: bool,
-        links: bool,
+        request: &Request,
         progress: impl FnMut(u64, u64),
     ) -> Result<Vec<RootScan>> {
-        self.send(&Self::scan_request(
-            roots, retention, excludes, brief, tidy, links,
-        ))
-        .await?;
+        self.send(request).await?;
         self.flush().await?;
         self.scanned(roots, progress).await
     }
@@ -280,11 +272,14 @@ mod tests {
         let roots = [RootSpec::Home(WirePath(b"notes".to_vec()))];
         conn.scan(
             &roots,
-            Retention::default(),
-            &[],
-            true,
-            true,
-            true,
+            &Conn::scan_request(
+                &roots,
+                Retention::default(),
+                &[],
+                true,
+                true,
+                Default::default(),
+            ),
             |_, _| {},
         )
         .await
@@ -469,11 +464,14 @@ mod tests {
         let res = conn
             .scan(
                 &roots,
-                Retention::default(),
-                &[],
-                true,
-                true,
-                true,
+                &Conn::scan_request(
+                    &roots,
+                    Retention::default(),
+                    &[],
+                    true,
+                    true,
+                    Default::default(),
+                ),
                 |_, _| {},
             )
             .await;

@@ -12,6 +12,7 @@ use crate::config::PeerSpec;
 use crate::paths::WirePath;
 use crate::ssh::SshOptions;
 
+mod attrs;
 pub mod check;
 mod conn;
 mod connect;

@@ -14,7 +14,8 @@ use crate::model::{Content, Field, Meta, Order};
 /// of the winner's kind that hold its content or an older one (by their histories): a
 /// version changed concurrently (a conflict's loser, one a send-only peer overrode) or one
 /// that lost without history keeps its metadata with its own content. Of equal clocks (none
-/// changed the field since its first sync, a first sync) the newest mtime wins, then the
+/// changed the field since its first sync, a first sync) a value wins over none (xattrs a
+/// peer's filesystem cannot hold are not taken away), then the newest mtime, then the
 /// winner, then the lowest peer.
 pub(super) fn merged(
     versions: &[Version<'_>],
@@ -44,6 +45,7 @@ pub(super) fn merged(
         let best = candidates.iter().max_by_key(|(v, m)| {
             (
                 v.vv.map_or(0, |vv| vv.stamp(f)),
+                f.has(m),
                 m.mtime,
                 v.peer == winner,
                 Reverse(v.peer),

@@ -33,6 +33,7 @@ mod actions;
 mod derive;
 mod entry;
 mod links;
+pub mod extra;
 mod meta;
 #[cfg(test)]
 mod meta_tests;

@@ -627,7 +627,7 @@ pub(super) fn when(ns: i64) -> String {
 }
 
 /// A metadata field's value as `-v` and `--json` show it: a mode in octal, an mtime in UTC
-/// to the nanosecond.
+/// to the nanosecond, an owner as `user:group`, xattrs and ACLs by a short hash.
 pub fn field_value(f: crate::model::Field, m: &crate::model::Meta) -> String {
     match f {
         crate::model::Field::Mode => format!("{:04o}", m.mode),
@@ -644,7 +644,28 @@ pub fn field_value(f: crate::model::Field, m: &crate::model::Meta) -> String {
             Some(l) => format!("linked to {l}"),
             None => "no link".to_string(),
         },
+        crate::model::Field::Xattrs => match m.extra.sys.filter(|s| *s != crate::extra::NO_SYS) {
+            // trusted.* and security.*, read as root, apart.
+            Some(sys) => format!("{}+{}", hashed(m.extra.xattrs), hashed(Some(sys))),
+            None => hashed(m.extra.xattrs),
+        },
+        crate::model::Field::Acl => hashed(m.extra.acl),
+        crate::model::Field::Owner => m.extra.owner.as_ref().map_or("-".into(), |o| {
+            let user = o.user.clone().unwrap_or_else(|| o.uid.to_string());
+            let group = o.group.clone().unwrap_or_else(|| o.gid.to_string());
+            format!("{user}:{group}")
+        }),
     }
+}
+
+/// Extended attributes or ACLs as `-v` shows them: `none`, or the start of their hash.
+fn hashed(h: Option<[u8; 16]>) -> String {
+    h.map_or("none".into(), |h| {
+        h[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    })
 }
 
 /// The fields in which `t`'s entry changes, as [`Event::Metadata`] tells them.

@@ -164,7 +164,7 @@ fn arrived(ctx: &RootCtx, r: &Record) -> bool {
     // A mode or mtime the serve could not set (a directory owned by another user) is not
     // recorded as set: the next run would take the old value for a change of this peer's.
     let same_mode = !holds.modes || st.st_mode & scan::MODE_BITS == m.mode & scan::MODE_BITS;
-    match &m.kind {
+    let found = match &m.kind {
         Kind::Dir => {
             kind == FileType::Directory
                 && same_mode
@@ -188,7 +188,8 @@ fn arrived(ctx: &RootCtx, r: &Record) -> bool {
             seen == now.id() && ctx.meta(&r.rel).is_some_and(|s| s.digest == m.digest)
         }
         _ => false,
-    }
+    };
+    found && super::extra::arrived(ctx, &r.rel, m)
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use crate::versions::Store;
 
 mod commit;
 mod emit;
+mod extra;
 mod keep;
 mod locks;
 mod probe;
@@ -84,6 +85,10 @@ pub struct Server {
     links: bool,
     /// What each root's filesystem holds, probed once a session ([`probe::probe`]).
     probed: std::cell::RefCell<std::collections::HashMap<std::path::PathBuf, probe::Holds>>,
+    /// Which metadata beyond mode and mtime the last scan read, and this session sets.
+    meta: crate::extra::MetaOpts,
+    /// This serve runs as root: it reads and sets owners, `trusted.*` and `security.*`.
+    root: bool,
     /// The roots of the last scan; later requests refer to them by index.
     roots: Vec<Option<root::RootCtx>>,
     /// The watch over the scanned roots (`--watch`, and re-checks), made on first use;
@@ -162,6 +167,8 @@ impl Server {
             pruned: false,
             links: true,
             probed: Default::default(),
+            meta: crate::extra::MetaOpts::none(),
+            root: crate::extra::is_root(),
             roots: Vec::new(),
             watch: None,
             last_walk: None,
@@ -250,10 +257,10 @@ impl Server {
                     brief,
                     tidy,
                     lock,
-                    links,
+                    meta,
                 } => {
                     self.retention = retention;
-                    self.links = links;
+                    self.meta = meta;
                     if !lock || self.lock_for_scan(&roots, w)? {
                         self.scan(&roots, &excludes, brief, tidy, w)?
                     }
@@ -376,6 +383,15 @@ impl Server {
                     mode,
                     mtime,
                 } => reply(w, self.set_meta(root, &rel, mode, mtime))?,
+                Request::Attrs { root, rels } => self.attrs(root, rels, w)?,
+                Request::SetExtra {
+                    root,
+                    rel,
+                    xattrs,
+                    sys,
+                    acl,
+                    owner,
+                } => reply(w, self.set_extra(root, &rel, xattrs, sys, acl, owner))?,
                 Request::Hello { .. }
                 | Request::Data(_)
                 | Request::Same { .. }
@@ -422,6 +438,8 @@ fn protocol_error(what: &str) -> FrameError {
 }
 
 #[cfg(test)]
+mod extra_tests;
+#[cfg(test)]
 mod safety_tests;
 
 #[cfg(test)]
@@ -443,7 +461,10 @@ pub(super) mod tests {
     }
 
     /// Runs a server over the given requests and returns its responses after the handshake.
-    fn converse(home: &Path, reqs: &[Request]) -> (Result<(), FrameError>, Vec<Response>) {
+    pub(super) fn converse(
+        home: &Path,
+        reqs: &[Request],
+    ) -> (Result<(), FrameError>, Vec<Response>) {
         converse_in(home, None, reqs)
     }
 
@@ -509,7 +530,7 @@ pub(super) mod tests {
             brief: false,
             tidy: true,
             lock: false,
-            links: true,
+            meta: crate::extra::MetaOpts::default(),
         }
     }
 
@@ -525,7 +546,7 @@ pub(super) mod tests {
             brief: true,
             tidy: true,
             lock: false,
-            links: true,
+            meta: crate::extra::MetaOpts::default(),
         };
         let detail = |rel: &str| Request::Detail {
             root: 0,
@@ -607,7 +628,7 @@ pub(super) mod tests {
             brief: true,
             tidy: true,
             lock: false,
-            links: true,
+            meta: crate::extra::MetaOpts::default(),
         };
         let briefs = |resps: &[Response]| -> Vec<Brief> {
             gather(resps, |r| match r {
@@ -724,7 +745,7 @@ pub(super) mod tests {
             brief: true,
             tidy: true,
             lock: false,
-            links: true,
+            meta: crate::extra::MetaOpts::default(),
         };
         let (res, _) = converse_in(
             home.path(),

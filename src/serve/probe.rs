@@ -25,6 +25,12 @@ impl Holds {
         if !self.modes {
             out.push("permission bits (chmod has no effect)".to_string());
         }
+        if !self.xattrs {
+            out.push("extended attributes".to_string());
+        }
+        if !self.acls {
+            out.push("ACLs".to_string());
+        }
         if self.mtime_step > 1 {
             out.push(format!(
                 "mtimes finer than {} ms",
@@ -56,6 +62,15 @@ impl Holds {
         }
         if !self.modes {
             found.mode = recorded.mode;
+            // Nor owners: such a filesystem gives every file the mount's.
+            found.extra.owner = recorded.extra.owner.clone();
+        }
+        if !self.xattrs {
+            found.extra.xattrs = recorded.extra.xattrs;
+            found.extra.sys = recorded.extra.sys;
+        }
+        if !self.acls {
+            found.extra.acl = recorded.extra.acl;
         }
         if !self.hard_links {
             found.extra.link.clone_from(&recorded.extra.link);
@@ -184,7 +199,7 @@ fn now_ns() -> u64 {
 fn try_in(dir: BorrowedFd<'_>) -> Option<Holds> {
     let create = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let file = rfs::openat(dir, "a", create, Mode::from_raw_mode(0o600)).ok()?;
-    let (modes, mtime_step) = try_on(file.as_fd());
+    let (modes, mtime_step, xattrs, acls) = try_on(file.as_fd());
     // The directory holds nothing else: a name found there that was never made is one of
     // ours spelled otherwise. (Inode numbers cannot tell: FUSE filesystems without `use_ino`
     // number each path they are asked for anew.)
@@ -200,6 +215,8 @@ fn try_in(dir: BorrowedFd<'_>) -> Option<Holds> {
     Some(Holds {
         modes,
         mtime_step,
+        xattrs,
+        acls,
         folds_case,
         normalizes,
         symlinks,
@@ -207,8 +224,9 @@ fn try_in(dir: BorrowedFd<'_>) -> Option<Holds> {
     })
 }
 
-/// What a temp file `fd` on the filesystem keeps: modes set, and how fine an mtime.
-fn try_on(fd: BorrowedFd<'_>) -> (bool, i64) {
+/// What a temp file `fd` on the filesystem keeps: modes set, how fine an mtime, `user.*`
+/// extended attributes and ACLs.
+fn try_on(fd: BorrowedFd<'_>) -> (bool, i64, bool, bool) {
     let stuck = |mode: u32| {
         rfs::fchmod(fd, Mode::from_raw_mode(mode)).is_ok()
             && rfs::fstat(fd).is_ok_and(|st| st.st_mode & 0o7777 == mode)
@@ -234,7 +252,37 @@ fn try_on(fd: BorrowedFd<'_>) -> (bool, i64) {
         }
         _ => 1,
     };
-    (modes, mtime_step)
+    let xattrs = rfs::fsetxattr(fd, "user.synk-probe", b"1", rfs::XattrFlags::empty()).is_ok()
+        && rfs::fgetxattr(fd, "user.synk-probe", &mut [0u8; 4][..]).is_ok_and(|n| n == 1);
+    let acls = rfs::fsetxattr(
+        fd,
+        "system.posix_acl_access",
+        &probe_acl(),
+        rfs::XattrFlags::empty(),
+    )
+    .is_ok()
+        && rfs::fgetxattr_query(fd, "system.posix_acl_access").is_ok_and(|n| n > 0);
+    (modes, mtime_step, xattrs, acls)
+}
+
+/// A POSIX ACL in the kernel's xattr form (version 2; tag, permissions, id per entry) that no
+/// mode can say: the owner may read and write, a named user (this one) may read.
+fn probe_acl() -> Vec<u8> {
+    let me = rustix::process::geteuid().as_raw();
+    let entries: [(u16, u16, u32); 5] = [
+        (0x01, 6, u32::MAX), // owner
+        (0x02, 4, me),       // a named user
+        (0x04, 0, u32::MAX), // owning group
+        (0x10, 4, u32::MAX), // mask
+        (0x20, 0, u32::MAX), // others
+    ];
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in entries {
+        v.extend(tag.to_le_bytes());
+        v.extend(perm.to_le_bytes());
+        v.extend(id.to_le_bytes());
+    }
+    v
 }
 
 #[cfg(test)]
@@ -255,10 +303,14 @@ mod tests {
         let exfat = Holds {
             modes: false,
             mtime_step: 10_000_000,
+            xattrs: false,
+            acls: false,
             hard_links: false,
             ..Holds::default()
         };
-        let recorded = m(0o644, 5_123_456_789);
+        let mut recorded = m(0o644, 5_123_456_789);
+        recorded.extra.xattrs = Some([3; 16]);
+        recorded.extra.acl = Some([4; 16]);
         let mut found = m(0o777, 5_120_000_000);
         exfat.as_held(&mut found, &recorded);
         assert_eq!(found, recorded);
@@ -266,6 +318,10 @@ mod tests {
         let mut touched = m(0o777, 9_000_000_000);
         exfat.as_held(&mut touched, &recorded);
         assert_eq!((touched.mode, touched.mtime), (0o644, 9_000_000_000));
+        assert_eq!(
+            touched.extra, recorded.extra,
+            "no xattrs there: as recorded"
+        );
         // Where everything is held, nothing is taken.
         let mut chmod = m(0o600, 5_120_000_000);
         Holds::default().as_held(&mut chmod, &recorded);
@@ -273,7 +329,7 @@ mod tests {
         assert_eq!(Holds::default().lacks(), None);
         assert_eq!(
             exfat.lacks().unwrap(),
-            "permission bits (chmod has no effect), mtimes finer than 10 ms, hard links"
+            "permission bits (chmod has no effect), extended attributes, ACLs, mtimes finer than 10 ms, hard links"
         );
         // A name linked as recorded, independent on a disk without links: no change.
         let mut linked = recorded.clone();
@@ -293,7 +349,7 @@ mod tests {
         let ctx = RootCtx::new(root.clone(), crate::exclude::Excludes::none(), state);
         let before = std::fs::metadata(&root).unwrap().modified().unwrap();
         let holds = probe(&ctx).unwrap();
-        assert!(holds.modes);
+        assert!(holds.modes && holds.xattrs && holds.acls);
         assert!(holds.mtime_step <= 1_000, "{holds:?}");
         assert!(holds.hard_links, "{holds:?}");
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0, "no trace");

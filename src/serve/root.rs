@@ -88,6 +88,10 @@ pub(super) struct RootCtx {
     /// Names that share an inode in the root, as the walk found them and this session linked
     /// them: a step on one name moves the ctime of all ([`RootCtx::inode_moved`]).
     pub(super) links: RefCell<Vec<Vec<WirePath>>>,
+    /// Which metadata beyond mode and mtime the scan read, and this session sets.
+    pub(super) meta: crate::extra::MetaOpts,
+    /// The serve runs as root (reads and sets owners, `trusted.*` and `security.*`).
+    pub(super) as_root: bool,
 }
 
 impl RootCtx {
@@ -116,6 +120,8 @@ impl RootCtx {
             partials: HashSet::new(),
             scratch_for_stream: false,
             guarded: Vec::new(),
+            meta: crate::extra::MetaOpts::none(),
+            as_root: false,
             links: RefCell::default(),
         }
     }

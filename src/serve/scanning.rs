@@ -94,6 +94,7 @@ impl Server {
                 write_frame(w, &Response::Warning(moved_aside(&abs, &moved)))?;
             }
             let mut ctx = RootCtx::new(abs, excludes, state);
+            (ctx.meta, ctx.as_root) = (self.meta, self.root);
             let res = self.scan_one(index, &mut ctx, brief, tidy, w);
             self.roots.push(Some(ctx));
             res?;
@@ -229,16 +230,20 @@ impl Server {
         let excludes = &ctx.excludes;
         let mut dirty = false;
         let mut hint = 0;
-        let links = self.links;
+        let (opts, as_root) = (self.meta, self.root);
+        let extra = opts.xattrs || opts.acls || (opts.owner && as_root);
         let walked = scan::scan_root(&abs, &cache, excludes, tidy, &mut |mut found: Found| {
-            if !links {
+            if !opts.links {
                 if let Ok(m) = &mut found.state {
                     m.extra.link = None;
                 }
             }
+            if extra {
+                with_extra(&abs, &mut found, &opts, as_root);
+            }
             let base = state.get_near(&found.rel, &mut hint);
             let stamp = found.stamp.map_or(0, |s| s.id());
-            let (entry, rep) = versioned(found, base, key, now, &holds);
+            let (entry, rep) = versioned(found, base, key, now, &holds, (&opts, as_root));
             dirty |= entry.changed;
             if matches!(rep, Reported::Unknown) && entry.state.is_err() {
                 unknown_dirs.push(entry.rel.clone());
@@ -452,12 +457,60 @@ fn emptied_mounts(ctx: &RootCtx) -> Vec<Emptied> {
 }
 
 /// The entry to report for what the walk found, given the remembered record.
+/// Adds to an entry found its xattrs, ACLs and owner, as `opts` asks (an error reading them
+/// makes the entry one that could not be read: nothing is decided on half of it).
+fn with_extra(abs: &std::path::Path, found: &mut Found, opts: &crate::extra::MetaOpts, root: bool) {
+    let Ok(meta) = &mut found.state else { return };
+    let path = if found.rel.is_empty() {
+        abs.to_path_buf()
+    } else {
+        abs.join(found.rel.as_path())
+    };
+    match crate::extra::read(&path, &meta.kind, opts, root) {
+        Ok(e) => meta.extra = e,
+        Err(e) => {
+            found.state = Err(format!(
+                "cannot read extended attributes: {}",
+                scan::io_msg(&e)
+            ))
+        }
+    }
+}
+
+/// `found` with what this serve does not read (an option turned it off, or only root reads
+/// it) taken as recorded, as what a filesystem cannot hold is: never a change here, and the
+/// entry stays as recorded, so its brief matches the other peers'.
+fn as_unread(
+    found: &mut crate::model::Meta,
+    recorded: &crate::model::Meta,
+    opts: &crate::extra::MetaOpts,
+    root: bool,
+) {
+    if std::mem::discriminant(&found.kind) != std::mem::discriminant(&recorded.kind) {
+        return;
+    }
+    let e = &mut found.extra;
+    if !(opts.owner && root) {
+        e.owner = recorded.extra.owner.clone();
+    }
+    if !opts.xattrs {
+        e.xattrs = recorded.extra.xattrs;
+    }
+    if !(opts.xattrs && root) {
+        e.sys = recorded.extra.sys;
+    }
+    if !opts.acls {
+        e.acl = recorded.extra.acl;
+    }
+}
+
 fn versioned(
     found: Found,
     base: Option<&Record>,
     key: u64,
     now: u64,
     holds: &Holds,
+    reads: (&crate::extra::MetaOpts, bool),
 ) -> (Entry, Reported) {
     let rel = found.rel;
     match found.state {
@@ -482,6 +535,7 @@ fn versioned(
         Ok(mut meta) => {
             if let Some(old) = base.and_then(|b| b.meta.as_ref()) {
                 holds.as_held(&mut meta, old);
+                as_unread(&mut meta, old, reads.0, reads.1);
             }
             let ctime_ms = found.stamp.map_or(0, |s| s.ctime.max(0) as u64 / 1_000_000);
             let (vv, changed) = match base {
@@ -551,7 +605,7 @@ mod tests {
             brief: true,
             tidy: true,
             lock: true,
-            links: true,
+            meta: crate::extra::MetaOpts::default(),
         }
     }
 

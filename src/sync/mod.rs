@@ -29,6 +29,7 @@ pub const EXIT_CONFLICTS: i32 = 3;
 /// Exit status: a dry run found something it would change.
 pub const EXIT_PENDING: i32 = 4;
 
+mod extra;
 mod root;
 mod session;
 mod settle;
@@ -160,7 +161,13 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         brief: cli.verbose < 2 && cli.restore.is_none() && refill.is_none(),
         tidy: !cli.dry_run,
         lock_wait: cli.lock_wait.unwrap_or(session::LOCK_WAIT),
-        links: !(cli.no_hard_links || cfg.no_hard_links),
+        meta: crate::extra::MetaOpts {
+            xattrs: !(cli.no_xattrs || cfg.no_xattrs),
+            acls: !(cli.no_acls || cfg.no_acls),
+            owner: !(cli.no_owner || cfg.no_owner),
+            numeric_ids: cli.numeric_ids || cfg.numeric_ids,
+            links: !(cli.no_hard_links || cfg.no_hard_links),
+        },
     };
     rep.max_size(settings.max_size);
     let mut session = Session::new(specs, opts, forced);

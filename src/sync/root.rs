@@ -313,6 +313,12 @@ impl RootRun<'_> {
             failed.extend(link_failed);
         }
         if !self.cli.dry_run {
+            let skip =
+                |p: PeerId, rel: &WirePath| lost.contains(&p) || failed.contains(&(p, rel.clone()));
+            let gone = self.give_extra(plan, views, &skip, rep).await;
+            lost.extend(gone);
+        }
+        if !self.cli.dry_run {
             // What a failed step or a lost peer did not do is not logged as done.
             let skip =
                 |p: PeerId, rel: &WirePath| lost.contains(&p) || failed.contains(&(p, rel.clone()));

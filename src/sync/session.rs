@@ -54,8 +54,8 @@ pub(super) struct Settings {
     pub tidy: bool,
     /// How long to wait for another run's locks on a peer.
     pub lock_wait: Duration,
-    /// Names that share an inode are kept linked (off with `--no-hard-links`).
-    pub links: bool,
+    /// `--no-xattrs`, `--no-acls`, `--no-owner`, `--numeric-ids`, `--no-hard-links`.
+    pub meta: crate::extra::MetaOpts,
 }
 
 /// How one peer's scan ended.
@@ -141,7 +141,7 @@ impl Session {
         let remote_done = &remote_done;
         // A new peer gets the scan right behind the handshake.
         let ahead = scan.map(|(roots, s)| {
-            Conn::scan_request(roots, s.retention, &s.excludes, s.brief, s.tidy, s.links)
+            Conn::scan_request(roots, s.retention, &s.excludes, s.brief, s.tidy, s.meta)
         });
         let ahead = ahead.as_ref();
         let fresh = join_all(wanted.iter().map(|i| async move {
@@ -542,11 +542,7 @@ async fn scan_peer(
     } else {
         conn.scan(
             roots,
-            s.retention,
-            &s.excludes,
-            s.brief,
-            s.tidy,
-            s.links,
+            &Conn::scan_request(roots, s.retention, &s.excludes, s.brief, s.tidy, s.meta),
             progress,
         )
         .await

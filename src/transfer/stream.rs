@@ -463,7 +463,7 @@ mod tests {
             brief: false,
             tidy: true,
             lock: false,
-            links: true,
+            meta: Default::default(),
         };
         conn.send(&scan).await.unwrap();
         conn.flush().await.unwrap();

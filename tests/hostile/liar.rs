@@ -28,6 +28,9 @@
 //!   partial data of the file.
 //! - `holds-twice`: tells what each root's filesystem holds twice;
 //! - `holds-step NS`: tells an mtime step of NS ns for each root's filesystem.
+//! - `xattrs HOW`: answers every Attrs request with attributes past synk's bounds: `name`
+//!   (of no kept namespace), `value` (too big), `count` (too many) or `unasked` (of an
+//!   entry not asked about).
 
 use std::fs;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -299,6 +302,24 @@ impl Liar {
                     out.push(Out::Frame(Response::Holds(holds)));
                 }
                 out.push(Out::Frame(Response::Holds(holds)));
+            Response::Attrs(mut got) if self.lie("xattrs").is_some() => {
+                let how = self.lie("xattrs").map(|l| l.arg(0)).unwrap_or_default();
+                let x = |name: String, len: usize| synk::proto::Xattr {
+                    name: name.into_bytes(),
+                    value: vec![b'v'; len],
+                };
+                for (_, list) in &mut got {
+                    *list = match how.as_bytes() {
+                        b"name" => vec![x("evil.x".into(), 1)],
+                        b"value" => vec![x("user.big".into(), 70_000)],
+                        b"count" => (0..2000).map(|i| x(format!("user.{i:04}"), 0)).collect(),
+                        _ => std::mem::take(list),
+                    };
+                }
+                if how.as_bytes() == b"unasked" {
+                    got.push((WirePath::from("unasked"), Vec::new()));
+                }
+                out.push(Out::Frame(Response::Attrs(got)));
             }
             Response::ReadDone(d) if self.lie("hole-past-end").is_some() => {
                 let len = synk::proto::CHUNK as u32;

@@ -139,6 +139,10 @@ const CASES: &[Case] = &[
         partial_past_the_end,
     ),
     case(
+        "extended_attributes_past_the_bounds",
+        xattrs_past_the_bounds,
+    ),
+    case(
         "a_relay_source_whose_rsync_sends_unplanned_names",
         relay_source,
     ),
@@ -893,4 +897,42 @@ fn partial_past_the_end() {
         "the honest target gets it"
     );
     assert_eq!(s.read(LIAR, "f").unwrap(), b"old");
+}
+/// A master whose extended attributes, fetched for the targets, are past synk's bounds or of
+/// an entry not asked about: refused, and none of it set anywhere.
+fn xattrs_past_the_bounds() {
+    let Some(h) = Hostile::new("xattrs") else {
+        return;
+    };
+    let s = &h.s;
+    let lies = [
+        ("name", "extended attribute \"evil.x\" of no kept namespace"),
+        ("value", "value over 65536 bytes"),
+        ("count", "2000 extended attributes (at most 1024)"),
+        ("unasked", "which were not asked for (or twice)"),
+    ];
+    for (how, _) in lies {
+        let f = format!("f-{how}");
+        for p in h.all() {
+            s.write(p, &f, "same", now() - 100);
+        }
+    }
+    let run = h.synk(&[&s.arg("")]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr());
+    for (how, says) in lies {
+        // lambda's newer version of one file, with an attribute: fetched from it.
+        let f = format!("f-{how}");
+        let theirs = s.write(LIAR, &f, "lambda's, newer", now() - 10);
+        rustix::fs::lsetxattr(&theirs, "user.a", b"1", rustix::fs::XattrFlags::empty()).unwrap();
+        h.lies(&[&[b"xattrs", how.as_bytes()]]);
+        let run = h.synk(&[&s.arg("")]);
+        h.refused(&run, says, RSS_LIMIT, &[]);
+        for p in &h.honest {
+            for name in ["user.big", "evil.x", "user.0000"] {
+                let mut buf = [0u8; 16];
+                let got = rustix::fs::lgetxattr(s.path(p, &f), name, &mut buf[..]);
+                assert!(got.is_err(), "{how}: {name} on {p}");
+            }
+        }
+    }
 }

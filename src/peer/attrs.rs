@@ -1,0 +1,53 @@
+//! Fetching the extended attributes and ACLs of entries a peer holds, for targets that need
+//! the same values.
+
+use std::collections::HashSet;
+
+use super::check;
+use super::conn::{Conn, OpError};
+use crate::extra::xattr::{Class, Xattr};
+use crate::paths::WirePath;
+use crate::proto::{Request, Response};
+
+/// Paths per [`Request::Attrs`].
+const ATTRS_BATCH: usize = 256;
+
+impl Conn {
+    /// The attributes of entries `rels` of root `root` of the last scan, of `classes`, each
+    /// checked ([`check::take_attrs`]); every one asked for is answered.
+    pub async fn attrs(
+        &mut self,
+        root: u32,
+        rels: &[WirePath],
+        classes: &[Class],
+    ) -> Result<Vec<(WirePath, Vec<Xattr>)>, OpError> {
+        let mut out = Vec::with_capacity(rels.len());
+        for slice in rels.chunks(ATTRS_BATCH) {
+            let mut asked: HashSet<WirePath> = slice.iter().cloned().collect();
+            let req = Request::Attrs {
+                root,
+                rels: asked.iter().cloned().collect(),
+            };
+            self.send(&req).await.map_err(OpError::Lost)?;
+            self.flush().await.map_err(OpError::Lost)?;
+            loop {
+                match self.recv().await.map_err(OpError::Lost)? {
+                    Response::Attrs(got) => out.extend(
+                        check::take_attrs(got, &mut asked, classes)
+                            .map_err(|e| OpError::Lost(self.refused(e)))?,
+                    ),
+                    Response::Done if asked.is_empty() => break,
+                    Response::Done => {
+                        let e = check::Refused(
+                            "protocol error: attributes asked for were not sent".into(),
+                        );
+                        return Err(OpError::Lost(self.refused(e)));
+                    }
+                    Response::Failed(m) => return Err(OpError::Failed(m)),
+                    other => return Err(OpError::Lost(self.unexpected(&other))),
+                }
+            }
+        }
+        Ok(out)
+    }
+}
