@@ -32,8 +32,8 @@
 mod actions;
 mod derive;
 mod entry;
-mod links;
 pub mod extra;
+mod links;
 mod meta;
 #[cfg(test)]
 mod meta_tests;

@@ -81,8 +81,6 @@ pub struct Server {
     retention: Retention,
     /// The store was pruned in this session.
     pruned: bool,
-    /// The last scan asked which names share an inode (not with `--no-hard-links`).
-    links: bool,
     /// What each root's filesystem holds, probed once a session ([`probe::probe`]).
     probed: std::cell::RefCell<std::collections::HashMap<std::path::PathBuf, probe::Holds>>,
     /// Which metadata beyond mode and mtime the last scan read, and this session sets.
@@ -165,7 +163,7 @@ impl Server {
             store: None,
             retention: Retention::default(),
             pruned: false,
-            links: true,
+
             probed: Default::default(),
             meta: crate::extra::MetaOpts::none(),
             root: crate::extra::is_root(),

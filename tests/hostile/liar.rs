@@ -302,6 +302,7 @@ impl Liar {
                     out.push(Out::Frame(Response::Holds(holds)));
                 }
                 out.push(Out::Frame(Response::Holds(holds)));
+            }
             Response::Attrs(mut got) if self.lie("xattrs").is_some() => {
                 let how = self.lie("xattrs").map(|l| l.arg(0)).unwrap_or_default();
                 let x = |name: String, len: usize| synk::proto::Xattr {
