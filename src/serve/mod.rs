@@ -163,7 +163,6 @@ impl Server {
             store: None,
             retention: Retention::default(),
             pruned: false,
-
             probed: Default::default(),
             meta: crate::extra::MetaOpts::none(),
             root: crate::extra::is_root(),
