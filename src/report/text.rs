@@ -525,7 +525,7 @@ pub fn line(ev: &Event, style: Style) -> String {
         ServeFailed { error } => format!("synk --serve: {}", s(error)),
         Stopping => "synk: stopping after the current run (again to stop now)".into(),
         StoppedBySignal { signal } => {
-            format!("synk: stopped by {signal}: copies cut short, what they wrote removed")
+            format!("synk: stopped by {signal}: copies cut short, what they wrote removed but the partial data the next run resumes from")
         }
     }
 }

@@ -341,7 +341,13 @@ impl Server {
                     mtime,
                     seed,
                 } => {
-                    let res = self.write_file(root, &rel, mode, mtime, seed, None, r)?;
+                    let how = write::Incoming {
+                        mode,
+                        mtime,
+                        seed,
+                        partial: None,
+                    };
+                    let res = self.write_file(root, &rel, how, r)?;
                     reply(w, res)?
                 }
                 Request::WritePartial {
@@ -353,8 +359,13 @@ impl Server {
                     digest,
                     from,
                 } => {
-                    let partial = Some((digest, from));
-                    let res = self.write_file(root, &rel, mode, mtime, seed, partial, r)?;
+                    let how = write::Incoming {
+                        mode,
+                        mtime,
+                        seed,
+                        partial: Some((digest, from)),
+                    };
+                    let res = self.write_file(root, &rel, how, r)?;
                     self.release_stream_scratch(root);
                     reply(w, res)?
                 }

@@ -25,7 +25,7 @@ pub(super) enum Out {
     /// A temp file beside the entry.
     Temp(crate::beneath::Temp),
     /// The partial file of its version in the scratch directory.
-    Partial(PartialFile),
+    Partial(Box<PartialFile>),
 }
 
 impl Out {

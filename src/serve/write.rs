@@ -49,6 +49,15 @@ impl From<Refused> for Fail {
     }
 }
 
+/// How a file is received: the mode and time it gets, its [`Check`]'s seed, and, for a
+/// resumable copy, the version's digest and the bytes of its partial file kept.
+pub(super) struct Incoming {
+    pub(super) mode: u32,
+    pub(super) mtime: i64,
+    pub(super) seed: u64,
+    pub(super) partial: Option<(Digest, u64)>,
+}
+
 impl Server {
     /// Answers [`crate::proto::Request::ReadFile`]: the file's bytes in whole chunks, then
     /// the digest of what was sent.
@@ -141,18 +150,28 @@ impl Server {
         &self,
         root: u32,
         rel: &WirePath,
-        mode: u32,
-        mtime: i64,
-        seed: u64,
-        partial: Option<(Digest, u64)>,
+        how: Incoming,
         r: &mut R,
     ) -> Result<OpResult, FrameError> {
+        let Incoming {
+            mode,
+            mtime,
+            seed,
+            partial,
+        } = how;
         let mut sink = self.ctx(root).map_err(Fail::Error).and_then(|ctx| {
             let at = ctx.at(rel, true)?;
             refuse_directory(&at)?;
+            // Where no scratch directory could be made (its answer to Partial was the old
+            // file's blocks), a fresh copy goes through a temp file: not resumable, but it goes.
             let out = match partial {
+                Some((_, 0)) if ctx.scratch.is_none() => {
+                    Out::Temp(at.temp().map_err(|e| Fail::Error(e.to_string()))?)
+                }
+                Some((digest, from)) => {
+                    Out::Partial(Box::new(self.open_partial(root, rel, digest, from)?))
+                }
                 None => Out::Temp(at.temp().map_err(|e| Fail::Error(e.to_string()))?),
-                Some((digest, from)) => Out::Partial(self.open_partial(root, rel, digest, from)?),
             };
             Ok((at, out))
         });
@@ -248,7 +267,7 @@ impl Server {
         }
         let tmp = match tmp {
             Out::Temp(tmp) => tmp,
-            Out::Partial(p) => return Ok(self.place_partial(root, rel, &at, p, mode, mtime)),
+            Out::Partial(p) => return Ok(self.place_partial(root, rel, &at, *p, mode, mtime)),
         };
         let ctx = self.ctx(root).map_err(Fail::Error);
         Ok(ctx.and_then(|ctx| {
