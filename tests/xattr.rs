@@ -204,3 +204,43 @@ fn a_peer_that_is_not_root_never_sets_an_owner_and_never_fails_for_it() {
     );
     assert_nothing_done(&s.synk(&peers, &[os("-v"), &s.arg("d")]));
 }
+
+#[test]
+fn attributes_go_with_a_copy_by_either_copier_and_with_a_new_version() {
+    for copier in ["rsync", "stream"] {
+        let s = scene!(&format!("xattr-copier-{copier}"));
+        let t = now() - 500;
+        let f = s.write(LOCAL, "d/f", "content", t);
+        set_x(&f, "user.color", b"blue");
+        set_x(&f, ACCESS, &acl(user("beta").uid));
+        let peers = ["alpha", "beta"];
+        let run = |s: &Scene| {
+            let out = s.synk(&peers, &[os("--copier"), os(copier), &s.arg("d")]);
+            assert_eq!(out.status.code(), Some(0), "{copier}: {}", stderr(&out));
+        };
+        run(&s);
+        // A new content on alpha replaces the file (a new inode): its attributes go along.
+        let on_alpha = s.write("alpha", "d/f", "new content, longer", t + 100);
+        set_x(&on_alpha, "user.color", b"green");
+        set_x(&on_alpha, ACCESS, &acl(user("beta").uid));
+        run(&s);
+        for p in [LOCAL, "beta"] {
+            let there = s.path(p, "d/f");
+            assert_eq!(
+                s.read(p, "d/f").as_deref(),
+                Some(&b"new content, longer"[..])
+            );
+            assert_eq!(
+                get_x(&there, "user.color").as_deref(),
+                Some(&b"green"[..]),
+                "{copier}: {p}"
+            );
+            assert_eq!(
+                get_x(&there, ACCESS),
+                Some(acl(user("beta").uid)),
+                "{copier}: {p}"
+            );
+        }
+        assert_nothing_done(&s.synk(&peers, &[os("-v"), &s.arg("d")]));
+    }
+}

@@ -75,20 +75,33 @@ impl RootRun<'_> {
                 )
             }),
         };
+        // A target reads trusted.* and security.* only as root, which its root entry says:
+        // their values are never sent to one that is not.
+        let as_root = |p: PeerId| {
+            views
+                .get(p)
+                .and_then(|v| v.as_ref()?.get(&WirePath::default()))
+                .and_then(|seen| seen.state.as_ref().ok()?.as_ref())
+                .is_some_and(|m| m.extra.sys.is_some())
+        };
         let mut steps: BTreeMap<PeerId, Vec<Request>> = BTreeMap::new();
         for n in &needs {
+            let root_there = n.sys && as_root(n.peer);
+            let classes: &[Class] = if root_there {
+                &[Class::User, Class::Sys]
+            } else {
+                &[Class::User]
+            };
             // Values a source could not give are left for the next run.
-            let (Some(xattrs), Some(acl)) = (
-                pick(&n.xattrs, &[Class::User, Class::Sys]),
-                pick(&n.acl, &[Class::Acl]),
-            ) else {
+            let (Some(xattrs), Some(acl)) = (pick(&n.xattrs, classes), pick(&n.acl, &[Class::Acl]))
+            else {
                 continue;
             };
             steps.entry(n.peer).or_default().push(Request::SetExtra {
                 root,
                 rel: n.rel.clone(),
                 xattrs,
-                sys: n.sys,
+                sys: root_there,
                 acl,
                 owner: n.owner.clone(),
             });
