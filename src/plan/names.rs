@@ -13,7 +13,7 @@ use super::{Input, Listing, PeerId, Plan};
 use crate::model::Kind;
 use crate::paths::WirePath;
 
-/// How a peer's filesystem compares names (from its probe: [`crate::proto::Holds`]).
+/// How a peer's filesystem compares names (as its serve's probe found).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Fold {
     /// Names that differ only in case are one name.
@@ -23,14 +23,6 @@ pub struct Fold {
 }
 
 impl Fold {
-    /// The rule of a filesystem that holds what `holds` says.
-    pub fn of(holds: &crate::proto::Holds) -> Fold {
-        Fold {
-            case: holds.folds_case,
-            unicode: holds.normalizes,
-        }
-    }
-
     /// Whether any two different names can be one here.
     pub fn folds(&self) -> bool {
         self.case || self.unicode

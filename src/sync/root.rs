@@ -222,7 +222,10 @@ impl RootRun<'_> {
         (0..self.peers.len())
             .map(|p| {
                 self.holds(views, p)
-                    .map(|h| plan::Fold::of(&h))
+                    .map(|h| plan::Fold {
+                        case: h.folds_case,
+                        unicode: h.normalizes,
+                    })
                     .unwrap_or_default()
             })
             .collect()

@@ -29,7 +29,7 @@ pub(super) async fn settle_root(
     // Where a peer's filesystem takes some names for one, the decision must see every name
     // of the root at once: a name in sync everywhere may collide with a new one.
     let folds = scans.iter().any(|s| {
-        scanned(s, root).is_some_and(|s| s.holds.is_some_and(|h| plan::Fold::of(&h).folds()))
+        scanned(s, root).is_some_and(|s| s.holds.is_some_and(|h| h.folds_case || h.normalizes))
     });
     let mut settled = {
         let briefs: Vec<Option<&plan::Briefs>> = scans
