@@ -467,7 +467,11 @@ fn with_extra(abs: &std::path::Path, found: &mut Found, opts: &crate::extra::Met
         abs.join(found.rel.as_path())
     };
     match crate::extra::read(&path, &meta.kind, opts, root) {
-        Ok(e) => meta.extra = e,
+        Ok(e) => {
+            // The walk found the hard links; the attributes are read here.
+            let link = meta.extra.link.take();
+            meta.extra = crate::model::Extra { link, ..e };
+        }
         Err(e) => {
             found.state = Err(format!(
                 "cannot read extended attributes: {}",
