@@ -344,7 +344,10 @@ impl RootCtx {
             .at(rel, false)
             .ok()
             .and_then(|a| a.lstat().ok().flatten())
-            .map(|st| (st.st_dev as u64, st.st_ino as u64));
+            .map(|st| {
+                let s = Stamp::of(&st);
+                (s.dev, s.ino)
+            });
         for name in others {
             if self.expect(&name) != Expect::Same(old) {
                 continue;
