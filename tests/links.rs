@@ -9,6 +9,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
+use common::exfat::Exfat;
 use common::*;
 
 /// Content big enough that a second transfer would show in the bytes sent.

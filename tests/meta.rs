@@ -9,6 +9,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use common::exfat::Exfat;
 use common::*;
 
 fn chmod(p: &Path, mode: u32) {

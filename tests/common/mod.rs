@@ -19,8 +19,7 @@
 
 #![allow(dead_code)]
 
-mod exfat;
-pub use exfat::Exfat;
+pub mod exfat;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
