@@ -9,6 +9,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
+use common::exfat::Exfat;
 use common::*;
 
 /// Content big enough that a second transfer would show in the bytes sent.
@@ -95,9 +96,8 @@ fn a_link_broken_on_one_peer_goes_everywhere_and_so_does_one_made_again() {
     let z = s.path("alpha", "d/z");
     fs::remove_file(&z).unwrap();
     fs::hard_link(s.path("alpha", "d/a"), &z).unwrap();
-    let out = s.synk(&peers, &[os("-vv"), &s.arg("d")]);
+    let out = s.synk(&peers, &[os("-v"), &s.arg("d")]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    eprintln!("{}\n{}", stdout(&out), stderr(&out));
     for p in all {
         assert_linked(&s, p);
     }
@@ -165,4 +165,72 @@ fn a_peer_without_hard_links_gets_independent_files_and_no_change_there() {
     // The others keep their links.
     assert_linked(&s, LOCAL);
     assert_linked(&s, "beta");
+}
+
+#[test]
+fn a_linked_file_edited_in_place_keeps_its_links_and_every_replaced_version() {
+    let s = scene!("links-edit");
+    linked_tree(&s);
+    let peers = ["alpha", "beta"];
+    assert_eq!(s.synk(&peers, &[&s.arg("d")]).status.code(), Some(0));
+    // Written through one name: every name of the file holds the new content.
+    fs::write(s.path(LOCAL, "d/sub/b"), "edited in place").unwrap();
+    set_mtime(&s.path(LOCAL, "d/a"), now() - 10);
+    let out = s.synk(&peers, &[os("-v"), &s.arg("d")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for p in [LOCAL, "alpha", "beta"] {
+        assert_linked(&s, p);
+        assert_eq!(
+            s.read(p, "d/z").as_deref(),
+            Some(&b"edited in place"[..]),
+            "{p}"
+        );
+    }
+    // What each target held under each name is kept.
+    for name in ["d/a", "d/sub/b", "d/z"] {
+        let listed = s.synk(&peers, &[os("--versions"), &s.arg(name)]);
+        assert_eq!(listed.status.code(), Some(0), "{}", stderr(&listed));
+        let text = stdout(&listed);
+        for p in ["alpha", "beta"] {
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(&format!("{}\t", s.shown(p)))),
+                "{name} kept on {p}: {text}"
+            );
+        }
+    }
+    let again = s.synk(&peers, &[os("-v"), &s.arg("d")]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_nothing_done(&again);
+}
+
+#[test]
+fn a_link_whose_first_name_went_in_an_earlier_window_is_still_a_link() {
+    // More entries than the client decides at once (50,000): the tree goes in windows, and
+    // `zz/late` comes in the second, its first name `a/f00000` in the first.
+    let s = scene!("links-windows");
+    let root = s.path(LOCAL, "big");
+    fs::create_dir_all(root.join("a")).unwrap();
+    fs::create_dir_all(root.join("zz")).unwrap();
+    for i in 0..50_200 {
+        fs::write(root.join(format!("a/f{i:05}")), format!("file {i}\n")).unwrap();
+    }
+    fs::hard_link(root.join("a/f00000"), root.join("zz/late")).unwrap();
+    fs::hard_link(root.join("a/f00000"), root.join("a/f00000-too")).unwrap();
+    let out = s.synk(&["alpha"], &[&s.arg("big")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let first = inode(&s.path("alpha", "big/a/f00000"));
+    assert_eq!(
+        inode(&s.path("alpha", "big/a/f00000-too")),
+        first,
+        "same window"
+    );
+    assert_eq!(
+        inode(&s.path("alpha", "big/zz/late")),
+        first,
+        "a later window"
+    );
+    let again = s.synk(&["alpha"], &[os("-v"), &s.arg("big")]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_nothing_done(&again);
 }

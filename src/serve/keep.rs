@@ -211,6 +211,10 @@ impl Server {
                 std::io::ErrorKind::Unsupported.into(),
             ))
         };
+        if linked.is_err() {
+            // The link was made under a temp name and taken back: the ctime moved anyway.
+            ctx.inode_moved(to, before);
+        }
         let stamp = match linked {
             Ok(stamp) => stamp,
             Err(crate::beneath::Refused::Io(e)) if no_links_here(&e) => {
@@ -227,8 +231,9 @@ impl Server {
             }
             Err(e) => return Err(e.into()),
         };
-        ctx.linked(rel, to);
+        // What stood at `rel` lost that name first, then `rel` joins `to`'s names.
         ctx.placed(rel, stamp.id());
+        ctx.linked(rel, to);
         ctx.inode_moved(rel, before);
         Ok(())
     }

@@ -143,16 +143,17 @@ impl RootCtx {
         }
     }
 
-    /// A step on `rel` (a hard link made or moved) changed the ctime of the inode it had
-    /// when its stamp was `before`: every other name of the root linked to that inode, still
-    /// as this session expected it, is expected with its new stamp (else the next step on it,
-    /// or the commit, would take it for a change the user made).
+    /// A step on `rel` (a hard link made, moved or removed) changed the ctime of the inode
+    /// it had when its stamp was `before`: `rel` and every other name of the root linked to
+    /// it, still as this session expected them, are expected with their new stamp (else the
+    /// next step on one, or the commit, would take it for a change the user made).
     pub(super) fn inode_moved(&self, rel: &WirePath, before: Stamp) {
-        let others: Vec<WirePath> = match self.links.borrow().iter().find(|g| g.contains(rel)) {
+        let mut names: Vec<WirePath> = match self.links.borrow().iter().find(|g| g.contains(rel)) {
             Some(g) => g.iter().filter(|n| *n != rel).cloned().collect(),
-            None => return,
+            None => Vec::new(),
         };
-        for name in others {
+        names.push(rel.clone());
+        for name in names {
             if self.expect(&name) != Expect::Same(before.id()) {
                 continue;
             }
@@ -333,10 +334,53 @@ impl RootCtx {
         self.expect.borrow_mut().insert(rel.clone(), e);
     }
 
-    /// Notes a file this session placed with its decided version.
+    /// Notes a file this session placed with its decided version. Where it replaced a name
+    /// of a file with other names in the root, that file lost a name: its other names are
+    /// expected as they are now (see [`RootCtx::inode_moved`]).
     pub(super) fn placed(&self, rel: &WirePath, id: u128) {
+        let old = self.expect(rel);
         self.placed.borrow_mut().insert(rel.clone(), id);
         self.now_at(rel, Some(id));
+        if let Expect::Same(old) = old {
+            self.name_lost(rel, old);
+        }
+    }
+
+    /// The file whose stamp had id `old` lost its name `rel` (replaced or moved away): its
+    /// other names in the root that were expected with that same stamp, and are still
+    /// another file than what stands at `rel` now, are expected as they are now.
+    pub(super) fn name_lost(&self, rel: &WirePath, old: u128) {
+        let others: Vec<WirePath> = match self.links.borrow().iter().find(|g| g.contains(rel)) {
+            Some(g) => g.iter().filter(|n| *n != rel).cloned().collect(),
+            None => return,
+        };
+        let here = self
+            .at(rel, false)
+            .ok()
+            .and_then(|a| a.lstat().ok().flatten())
+            .map(|st| {
+                let s = Stamp::of(&st);
+                (s.dev, s.ino)
+            });
+        for name in others {
+            if self.expect(&name) != Expect::Same(old) {
+                continue;
+            }
+            let Ok(Some(st)) = self
+                .at(&name, false)
+                .and_then(|a| a.lstat().map_err(|e| e.to_string()))
+            else {
+                continue;
+            };
+            let now = Stamp::of(&st);
+            if Some((now.dev, now.ino)) == here {
+                continue;
+            }
+            if self.placed.borrow().contains_key(&name) {
+                self.placed.borrow_mut().insert(name.clone(), now.id());
+            }
+            self.now_at(&name, Some(now.id()));
+        }
     }
 
     /// Nothing changed since the walk, none to record, and the briefs behind its summary

@@ -20,8 +20,6 @@
 #![allow(dead_code)]
 
 pub mod exfat;
-#[allow(unused_imports)]
-pub use exfat::Exfat;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
