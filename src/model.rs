@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::paths::WirePath;
 
+mod attrs;
+pub use attrs::{class_of, Class, MetaOpts, Xattr, ACL_NAMES, NO_SYS};
+
 /// A SHA-512 digest.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Digest(#[serde(with = "serde_big_array::BigArray")] pub [u8; 64]);

@@ -10,9 +10,8 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-pub use crate::extra::xattr::Xattr;
-pub use crate::extra::MetaOpts;
 use crate::model::{Brief, Digest, Kept, Meta, Owner, Record, Retention, Vv};
+pub use crate::model::{MetaOpts, Xattr};
 use crate::paths::{RootSpec, WirePath};
 
 /// Bumped on every incompatible change to the messages below.

@@ -9,76 +9,16 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
 use crate::model::{Extra, Kind, Owner};
 use xattr::Class;
 
-/// Which metadata beyond mode and mtime a run keeps (`--no-xattrs`, `--no-acls`,
-/// `--no-owner`, `--numeric-ids`): a part that is off is neither read nor compared nor set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MetaOpts {
-    /// Extended attributes: `user.*`, and `trusted.*` and `security.*` as root.
-    pub xattrs: bool,
-    /// POSIX ACLs.
-    pub acls: bool,
-    /// Owner and group, where the serve runs as root.
-    pub owner: bool,
-    /// Owners by number, not by name.
-    pub numeric_ids: bool,
-    /// Which names share an inode ([`crate::model::Extra::link`]); off with
-    /// `--no-hard-links`, when every name is a file of its own.
-    pub links: bool,
-}
-
-impl Default for MetaOpts {
-    fn default() -> Self {
-        MetaOpts {
-            xattrs: true,
-            acls: true,
-            owner: true,
-            numeric_ids: false,
-            links: true,
-        }
-    }
-}
-
-impl MetaOpts {
-    /// Nothing beyond mode and mtime.
-    pub fn none() -> Self {
-        MetaOpts {
-            xattrs: false,
-            acls: false,
-            owner: false,
-            numeric_ids: false,
-            links: false,
-        }
-    }
-
-    /// The attribute classes read and set by a serve (`root`: running as root).
-    pub fn classes(&self, root: bool) -> Vec<Class> {
-        let mut c = Vec::new();
-        if self.xattrs {
-            c.push(Class::User);
-            if root {
-                c.push(Class::Sys);
-            }
-        }
-        if self.acls {
-            c.push(Class::Acl);
-        }
-        c
-    }
-}
+pub use crate::model::{MetaOpts, NO_SYS};
 
 /// Whether this process runs as root (and so reads and sets `trusted.*`, `security.*` and
 /// owners).
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
-
-/// What [`Extra::sys`] says of an entry read as root that has no such attributes.
-pub const NO_SYS: [u8; 16] = [0; 16];
 
 /// The extra metadata of the entry at `path` (never a symlink's target) of kind `kind`, as
 /// `opts` asks and this serve can read (`root`). Symlinks carry no attributes; specials

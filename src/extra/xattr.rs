@@ -6,10 +6,9 @@ use std::os::fd::BorrowedFd;
 use std::path::Path;
 
 use rustix::io::Errno;
-use serde::{Deserialize, Serialize};
 
-/// The ACL attributes: kept apart from the other xattrs ([`crate::model::Extra::acl`]).
-pub const ACL_NAMES: [&[u8]; 2] = [b"system.posix_acl_access", b"system.posix_acl_default"];
+pub use crate::model::{class_of, Class, Xattr, ACL_NAMES};
+
 /// Longest attribute name Linux takes (`XATTR_NAME_MAX`).
 pub const MAX_NAME: usize = 255;
 /// Largest attribute value Linux takes (`XATTR_SIZE_MAX`).
@@ -18,42 +17,6 @@ pub const MAX_VALUE: usize = 64 << 10;
 pub const MAX_COUNT: usize = 1024;
 /// Most bytes (names and values) of one entry's attributes synk carries.
 pub const MAX_TOTAL: usize = 1 << 20;
-
-/// One extended attribute.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Xattr {
-    /// Its full name, namespace included (`user.mime_type`).
-    #[serde(with = "serde_bytes")]
-    pub name: Vec<u8>,
-    /// Its value.
-    #[serde(with = "serde_bytes")]
-    pub value: Vec<u8>,
-}
-
-/// Which attributes a name belongs to, as synk keeps them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Class {
-    /// `user.*`: kept wherever the filesystem holds them.
-    User,
-    /// `trusted.*` and `security.*`: read and set only as root.
-    Sys,
-    /// The POSIX ACLs.
-    Acl,
-}
-
-/// The class of attribute `name`, if synk keeps it at all (`system.*` beyond ACLs, say
-/// `system.nfs4_acl`, is not).
-pub fn class_of(name: &[u8]) -> Option<Class> {
-    if name.starts_with(b"user.") {
-        Some(Class::User)
-    } else if name.starts_with(b"trusted.") || name.starts_with(b"security.") {
-        Some(Class::Sys)
-    } else if ACL_NAMES.contains(&name) {
-        Some(Class::Acl)
-    } else {
-        None
-    }
-}
 
 /// Whether `list` is within synk's bounds for one entry: names of a kept class and at most
 /// [`MAX_NAME`] bytes with no NUL, values at most [`MAX_VALUE`], at most [`MAX_COUNT`] of them

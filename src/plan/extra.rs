@@ -3,7 +3,7 @@
 //! from a peer that holds the wanted ones, only for the entries that need them.
 
 use super::{Listing, PeerId, Plan};
-use crate::extra::NO_SYS;
+use crate::model::NO_SYS;
 use crate::model::{Content, Field, Kind, Meta, Owner};
 use crate::paths::WirePath;
 

@@ -644,7 +644,7 @@ pub fn field_value(f: crate::model::Field, m: &crate::model::Meta) -> String {
             Some(l) => format!("linked to {l}"),
             None => "no link".to_string(),
         },
-        crate::model::Field::Xattrs => match m.extra.sys.filter(|s| *s != crate::extra::NO_SYS) {
+        crate::model::Field::Xattrs => match m.extra.sys.filter(|s| *s != crate::model::NO_SYS) {
             // trusted.* and security.*, read as root, apart.
             Some(sys) => format!("{}+{}", hashed(m.extra.xattrs), hashed(Some(sys))),
             None => hashed(m.extra.xattrs),
