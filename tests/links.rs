@@ -67,7 +67,7 @@ fn hard_links_are_kept_on_every_target_with_one_transfer_each() {
 }
 
 #[test]
-fn a_link_broken_on_one_peer_goes_everywhere_and_so_does_one_made_again() {
+fn a_link_broken_on_one_peer_goes_everywhere() {
     let s = scene!("links-broken");
     linked_tree(&s);
     let peers = ["alpha", "beta"];
@@ -91,7 +91,20 @@ fn a_link_broken_on_one_peer_goes_everywhere_and_so_does_one_made_again() {
     let again = s.synk(&peers, &[os("-v"), &s.arg("d")]);
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     assert_nothing_done(&again);
+}
 
+#[test]
+fn a_link_made_again_after_a_break_goes_everywhere() {
+    let s = scene!("links-again");
+    linked_tree(&s);
+    let peers = ["alpha", "beta"];
+    let all = [LOCAL, "alpha", "beta"];
+    assert_eq!(s.synk(&peers, &[&s.arg("d")]).status.code(), Some(0));
+    let z = s.path("beta", "d/z");
+    let t = mtime(&z);
+    fs::remove_file(&z).unwrap();
+    s.write("beta", "d/z", body(), t);
+    assert_eq!(s.synk(&peers, &[&s.arg("d")]).status.code(), Some(0));
     // `ln -f d/a d/z` on alpha: linked again everywhere.
     let z = s.path("alpha", "d/z");
     fs::remove_file(&z).unwrap();
@@ -231,6 +244,28 @@ fn a_link_whose_first_name_went_in_an_earlier_window_is_still_a_link() {
         "a later window"
     );
     let again = s.synk(&["alpha"], &[os("-v"), &s.arg("big")]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_nothing_done(&again);
+}
+
+#[test]
+fn a_link_made_on_one_peer_between_names_of_the_same_content_goes_everywhere() {
+    let s = scene!("links-made");
+    let t = now() - 500;
+    s.write(LOCAL, "d/a", body(), t);
+    s.write(LOCAL, "d/z", body(), t);
+    let peers = ["alpha", "beta"];
+    assert_eq!(s.synk(&peers, &[&s.arg("d")]).status.code(), Some(0));
+    // `ln -f d/a d/z` on beta.
+    let z = s.path("beta", "d/z");
+    fs::remove_file(&z).unwrap();
+    fs::hard_link(s.path("beta", "d/a"), &z).unwrap();
+    let out = s.synk(&peers, &[os("-v"), &s.arg("d")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for p in [LOCAL, "alpha", "beta"] {
+        assert_eq!(inode(&s.path(p, "d/z")), inode(&s.path(p, "d/a")), "{p}");
+    }
+    let again = s.synk(&peers, &[os("-v"), &s.arg("d")]);
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     assert_nothing_done(&again);
 }

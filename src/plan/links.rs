@@ -37,6 +37,7 @@ fn one_file(a: &Meta, b: &Meta) -> bool {
 /// that the winner does not. `windowed`: names absent from `views` were copied to every
 /// target in an earlier window of a first sync (the serve checks that they arrived).
 pub fn link_names(plan: &mut Plan, views: &[Option<&Listing>], windowed: bool) {
+    let settled = true;
     let wanted = |m: &Meta| m.extra.link.is_some();
     let any = plan.copies.iter().any(|c| wanted(&c.meta))
         || plan.clones.iter().any(|c| wanted(&c.meta))
@@ -98,7 +99,9 @@ pub fn link_names(plan: &mut Plan, views: &[Option<&Listing>], windowed: bool) {
         plain.extra.link = None;
         match held(p, to) {
             Some(there) => there.extra.link.is_none() && one_file(&there, &plain),
-            None => windowed && holder_lacks(to),
+            // In no listing: settled (the same on every peer, so not listed) or, in windows,
+            // copied in an earlier window. The serve checks it holds the version.
+            None => (windowed || settled) && holder_lacks(to),
         }
     };
     let mut links = Vec::new();
@@ -293,8 +296,8 @@ mod tests {
                 ),
             ),
             (
-                "a name linked to nothing there: a copy",
-                (vec![copy("b", file(1, Some("x")))], vec![], vec![], 0, 1, 0),
+                "a name linked to one no listing holds (settled everywhere): a link the serve checks",
+                (vec![copy("b", file(1, Some("x")))], vec![], vec![], 1, 0, 0),
             ),
             (
                 "a link made elsewhere: made here without a copy",

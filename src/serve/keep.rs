@@ -189,7 +189,12 @@ impl Server {
             return Err(changed());
         };
         let holds = ctx.holds();
+        // Placed by this session with its decided version, or as the scan saw it with the
+        // digest wanted.
+        let known = ctx.placed.borrow().get(to) == Some(&before.id())
+            || ctx.meta(to).is_some_and(|m| m.digest == meta.digest);
         let same = kind == rustix::fs::FileType::RegularFile
+            && known
             && ctx.expect(to) == Expect::Same(before.id())
             && before.size == meta.size
             && holds.same_time(before.mtime, meta.mtime)

@@ -858,12 +858,17 @@ fn impossible_links() {
         s.mkdir(LIAR, &format!("{root}/bdir"));
         h.lies(lies);
         let run = h.synk(&[&s.arg(&root)]);
-        assert_eq!(run.code, Some(0), "{}", run.stderr());
+        // A link to a name no listing holds is tried (the name may be in sync everywhere,
+        // hence unlisted): each serve refuses it, and the name is left out, never wrong.
+        assert!(matches!(run.code, Some(0 | 1)), "{}", run.stderr());
         h.checked(&run, RSS_LIMIT, &[]);
         for p in &h.honest {
             let at = |rel: &str| s.path(p, &format!("{root}/{rel}"));
+            let Ok(c) = fs::metadata(at("c")) else {
+                assert!(run.stderr().contains("not the version to link to"), "{p}");
+                continue;
+            };
             assert_eq!(fs::read(at("c")).unwrap(), b"x", "{p}");
-            let c = fs::metadata(at("c")).unwrap();
             assert_eq!(c.nlink(), 1, "{p}: {root}/c a file of its own");
             assert!(at("bdir").is_dir(), "{p}");
             if i == 2 {
@@ -872,7 +877,8 @@ fn impossible_links() {
             }
         }
         let again = h.synk(&[&s.arg(&root)]);
-        assert_eq!(again.code, Some(0), "{}", again.stderr());
+        assert!(matches!(again.code, Some(0 | 1)), "{}", again.stderr());
+        h.checked(&again, RSS_LIMIT, &[]);
     }
 }
 
