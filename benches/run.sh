@@ -24,6 +24,8 @@
 # slow.
 #   P7  1 GiB to 8 peers vs to 1 peer, every link rate-limited: benches/relay.sh on nine docker
 #       hosts, run from here where Docker is available
+#   P8  in-sync re-check, 10k files, 16 peers   vs 16 parallel `ssh HOST true`: benches/many.sh on
+#       seventeen docker hosts, where Docker is available
 #   W1–W3 far peers, 100 ms RTT on every link (benches/far.sh, after the others: it gives the
 #       peer users homes of its own)
 set -euo pipefail
@@ -177,6 +179,21 @@ elif [[ -n ${BENCH_NO_RELAY:-} ]]; then
     echo "P7 left out: BENCH_NO_RELAY is set" >&2
 else
     echo "P7 left out: no Docker here (benches/relay.sh)" >&2
+fi
+
+# P8: many peers, on seventeen docker hosts (benches/many.sh), where Docker runs here; BENCH_NO_MANY=1
+# leaves it out.
+if [[ -z ${BENCH_NO_MANY:-} ]] && docker info >/dev/null 2>&1; then
+    if p8=$(BENCH_FILES=$n_recheck benches/many.sh 2>"$work/many.err" | tail -n1) && [[ $p8 == "| P8 "* ]]; then
+        p8=${p8#| }; p8=${p8% |}
+        rows+=("${p8// | /$'\t'}")
+    else
+        echo "P8 did not run: $(tail -n3 "$work/many.err")" >&2
+    fi
+elif [[ -n ${BENCH_NO_MANY:-} ]]; then
+    echo "P8 left out: BENCH_NO_MANY is set" >&2
+else
+    echo "P8 left out: no Docker here (benches/many.sh)" >&2
 fi
 
 # W1–W3: far peers, every link through a forwarder that adds latency (benches/far.sh).

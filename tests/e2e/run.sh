@@ -1013,6 +1013,9 @@ s_roles_backup() {   # synk.conf roles over several runs: beta a send-only sourc
     stdout_has "^$root/sub/c.txt: send-only beta keeps its own version\$" || { fail "-v does not say beta keeps c.txt"; show_output; }
 }
 
+# many16: 16 peers, on hosts of their own (docker/many.yml)
+source "$(dirname "${BASH_SOURCE[0]}")/many.sh"
+
 SCENARIOS=(local_master remote_master missing_some dir_union norsync_master norsync_target norsync_client
            hostile_names big_file relay_units rerun_noop conflict dry_run fault_stopped fault_disconnected
            kill_rsync_container kill_stream_sshd kill_stream_container
@@ -1020,7 +1023,7 @@ SCENARIOS=(local_master remote_master missing_some dir_union norsync_master nors
            delete_propagates conflict_history old_mtime_change emptied_root missed_sync two_clients
            concurrent_clients kill_client_rerun watch_across_hosts every_across_hosts
            ssh_no_known_hosts ssh_unknown_key_strict no_install jump_and_install upgrade_older
-           old_libc_install roles_backup)
+           old_libc_install roles_backup many16)
 
 # ---------------------------------------------------------------- main
 
