@@ -1,5 +1,5 @@
 //! Metadata beyond mode and mtime as the decision and the wire see it: which parts a run
-//! keeps, and extended attributes as values (reading and setting them is `crate::extra`'s).
+//! keeps, and extended attributes as values (the serve reads and sets them).
 
 use serde::{Deserialize, Serialize};
 
