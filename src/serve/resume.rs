@@ -61,7 +61,7 @@ pub(super) struct PartialFile {
 }
 
 /// The partial file's name for `digest`, below the scratch directory.
-fn partial_rel(digest: &Digest) -> Vec<u8> {
+pub(super) fn partial_rel(digest: &Digest) -> Vec<u8> {
     let mut rel = names::partial_dir_name();
     rel.push(b'/');
     rel.extend_from_slice(digest.hex().as_bytes());

@@ -153,6 +153,10 @@ impl Server {
         let stamp = src.rename_over(&dest, Some(ctx.expect(&item.rel)))?;
         dest.sync_dir();
         ctx.placed(&item.rel, stamp.id());
+        // What a streamed copy of this version cut short earlier left is of no use now.
+        if let Ok(stale) = scratch.at(&super::resume::partial_rel(&item.digest)) {
+            let _ = stale.unlink();
+        }
         Ok(())
     }
 
