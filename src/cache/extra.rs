@@ -106,6 +106,13 @@ impl ExtraCache {
     pub fn save(self) {
         self.store.save()
     }
+
+    /// The cache, taking entries changed just now as settled (for tests elsewhere).
+    #[cfg(test)]
+    pub fn settled(mut self) -> Self {
+        self.store.trusted_before = i64::MAX;
+        self
+    }
 }
 
 #[cfg(test)]
@@ -168,9 +175,7 @@ mod tests {
 
     /// A cache whose clock says the entries were changed long ago.
     fn settled(file: &Path, opts: &MetaOpts, as_root: bool) -> ExtraCache {
-        let mut c = ExtraCache::at(Some(file.to_path_buf()), opts, as_root);
-        c.store.trusted_before = i64::MAX;
-        c
+        ExtraCache::at(Some(file.to_path_buf()), opts, as_root).settled()
     }
 
     fn stamp(p: &Path) -> Stamp {

@@ -276,6 +276,8 @@ impl Store {
                 name: name_of(rel),
                 payload,
             });
+            // Made without a lookup first, it still must be written.
+            self.missed.store(true, Ordering::Relaxed);
         }
     }
 

@@ -709,6 +709,57 @@ mod tests {
     }
 
     #[test]
+    fn attributes_known_by_their_stamp_are_not_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        fs::write(&f, "x").unwrap();
+        let store = dir.path().join("x.extras");
+        let opts = crate::extra::MetaOpts::default();
+        let found = || {
+            let mut got = None;
+            let (digests, none) = (DigestCache::disabled(), Excludes::none());
+            scan::scan_root(&f, &digests, &none, true, &mut |e| got = Some(e)).unwrap();
+            let mut got = got.unwrap();
+            got.state.as_mut().unwrap().extra.link = Some(WirePath::from("g"));
+            got
+        };
+        let extra_of = |found: &Found| found.state.as_ref().unwrap().extra.clone();
+        // Not what the file holds: where it is reported, the cache answered.
+        let planted = crate::model::Extra {
+            xattrs: Some([7; 16]),
+            ..Default::default()
+        };
+        let first = found();
+        let c = ExtraCache::at(Some(store.clone()), &opts, false).settled();
+        c.keep(&first.rel, first.stamp.unwrap(), &planted);
+        c.save();
+        let mut hit = first.clone();
+        let c = ExtraCache::at(Some(store.clone()), &opts, false).settled();
+        with_extra(&f, &mut hit, (&opts, false), &c);
+        let linked = crate::model::Extra {
+            link: Some(WirePath::from("g")),
+            ..planted.clone()
+        };
+        assert_eq!(extra_of(&hit), linked, "the walk's hard link is kept");
+        // Its ctime moved: read again, and what is read is kept for the next scan.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+        let mut changed = found();
+        with_extra(&f, &mut changed, (&opts, false), &c);
+        let read = crate::extra::read(&f, &Kind::File, &opts, false).unwrap();
+        assert_ne!(read.xattrs, planted.xattrs);
+        let want = crate::model::Extra {
+            link: Some(WirePath::from("g")),
+            ..read.clone()
+        };
+        assert_eq!(extra_of(&changed), want);
+        c.save();
+        let c = ExtraCache::at(Some(store), &opts, false);
+        assert_eq!(c.lookup(&changed.rel, &changed.stamp.unwrap()), Some(read));
+    }
+
+    #[test]
     fn no_mount_point_no_guard() {
         let home = tempfile::tempdir().unwrap();
         let h = home.path();
