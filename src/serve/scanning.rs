@@ -12,6 +12,7 @@ use super::recheck::{self, Asked, FileId, LastWalk, Marks, Now, RootId};
 use super::reports::Reported;
 use super::root::RootCtx;
 use super::{msg, watch, Server};
+use crate::cache::extra::ExtraCache;
 use crate::cache::DigestCache;
 use crate::exclude::Excludes;
 use crate::model::{next_version, now_ms, Kind, Record};
@@ -232,6 +233,11 @@ impl Server {
         let mut hint = 0;
         let (opts, as_root) = (self.meta, self.root);
         let extra = opts.xattrs || opts.acls || (opts.owner && as_root);
+        let xcache = if extra {
+            ExtraCache::for_root(self.cache_dir.as_deref(), &abs, &opts, as_root)
+        } else {
+            ExtraCache::at(None, &opts, as_root)
+        };
         let walked = scan::scan_root(&abs, &cache, excludes, tidy, &mut |mut found: Found| {
             if !opts.links {
                 if let Ok(m) = &mut found.state {
@@ -239,7 +245,7 @@ impl Server {
                 }
             }
             if extra {
-                with_extra(&abs, &mut found, &opts, as_root);
+                with_extra(&abs, &mut found, (&opts, as_root), &xcache);
             }
             let base = state.get_near(&found.rel, &mut hint);
             let stamp = found.stamp.map_or(0, |s| s.id());
@@ -253,6 +259,7 @@ impl Server {
         });
         reported.sort();
         cache.save();
+        xcache.save();
         let mounts = match walked {
             Ok(w) => {
                 ctx.watchable = !w.other_device;
@@ -457,16 +464,32 @@ fn emptied_mounts(ctx: &RootCtx) -> Vec<Emptied> {
 }
 
 /// The entry to report for what the walk found, given the remembered record.
-/// Adds to an entry found its xattrs, ACLs and owner, as `opts` asks (an error reading them
-/// makes the entry one that could not be read: nothing is decided on half of it).
-fn with_extra(abs: &std::path::Path, found: &mut Found, opts: &crate::extra::MetaOpts, root: bool) {
+/// Adds to an entry found its xattrs, ACLs and owner, as `opts` asks of a serve run as root
+/// or not (an error reading them makes the entry one that could not be read: nothing is
+/// decided on half of it). What `cache` knows of an entry with its stamp is not read again.
+fn with_extra(
+    abs: &std::path::Path,
+    found: &mut Found,
+    (opts, root): (&crate::extra::MetaOpts, bool),
+    cache: &ExtraCache,
+) {
     let Ok(meta) = &mut found.state else { return };
-    let path = if found.rel.is_empty() {
-        abs.to_path_buf()
-    } else {
-        abs.join(found.rel.as_path())
-    };
-    match crate::extra::read(&path, &meta.kind, opts, root) {
+    // Specials carry nothing that is read.
+    let stamp = found.stamp.filter(|_| meta.kind != Kind::Special);
+    let known = stamp.and_then(|s| cache.lookup(&found.rel, &s));
+    let read = known.map(Ok).unwrap_or_else(|| {
+        let path = if found.rel.is_empty() {
+            abs.to_path_buf()
+        } else {
+            abs.join(found.rel.as_path())
+        };
+        let read = crate::extra::read(&path, &meta.kind, opts, root);
+        if let (Ok(e), Some(s)) = (&read, stamp) {
+            cache.keep(&found.rel, s, e);
+        }
+        read
+    });
+    match read {
         Ok(e) => {
             // The walk found the hard links; the attributes are read here.
             let link = meta.extra.link.take();
@@ -683,6 +706,57 @@ mod tests {
         assert!(st.mounts().is_empty());
         let resps = converse(h, &[scan()]);
         assert!(emptied(&resps).is_empty());
+    }
+
+    #[test]
+    fn attributes_known_by_their_stamp_are_not_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        fs::write(&f, "x").unwrap();
+        let store = dir.path().join("x.extras");
+        let opts = crate::extra::MetaOpts::default();
+        let found = || {
+            let mut got = None;
+            let (digests, none) = (DigestCache::disabled(), Excludes::none());
+            scan::scan_root(&f, &digests, &none, true, &mut |e| got = Some(e)).unwrap();
+            let mut got = got.unwrap();
+            got.state.as_mut().unwrap().extra.link = Some(WirePath::from("g"));
+            got
+        };
+        let extra_of = |found: &Found| found.state.as_ref().unwrap().extra.clone();
+        // Not what the file holds: where it is reported, the cache answered.
+        let planted = crate::model::Extra {
+            xattrs: Some([7; 16]),
+            ..Default::default()
+        };
+        let first = found();
+        let c = ExtraCache::at(Some(store.clone()), &opts, false).settled();
+        c.keep(&first.rel, first.stamp.unwrap(), &planted);
+        c.save();
+        let mut hit = first.clone();
+        let c = ExtraCache::at(Some(store.clone()), &opts, false).settled();
+        with_extra(&f, &mut hit, (&opts, false), &c);
+        let linked = crate::model::Extra {
+            link: Some(WirePath::from("g")),
+            ..planted.clone()
+        };
+        assert_eq!(extra_of(&hit), linked, "the walk's hard link is kept");
+        // Its ctime moved: read again, and what is read is kept for the next scan.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+        let mut changed = found();
+        with_extra(&f, &mut changed, (&opts, false), &c);
+        let read = crate::extra::read(&f, &Kind::File, &opts, false).unwrap();
+        assert_ne!(read.xattrs, planted.xattrs);
+        let want = crate::model::Extra {
+            link: Some(WirePath::from("g")),
+            ..read.clone()
+        };
+        assert_eq!(extra_of(&changed), want);
+        c.save();
+        let c = ExtraCache::at(Some(store), &opts, false);
+        assert_eq!(c.lookup(&changed.rel, &changed.stamp.unwrap()), Some(read));
     }
 
     #[test]

@@ -9,6 +9,12 @@
 //!
 //! Every re-check reads the whole file, so it is laid out to be used as read: fixed-width
 //! records sorted by device and inode behind a checksummed header, nothing to decode.
+//!
+//! The same store keeps, in a file of its own, what [`crate::extra::read`] found of each
+//! entry ([`extra::ExtraCache`]): the ctime moves on every change of xattrs, ACLs and owner
+//! as on every write, so the same stamp vouches for them.
+
+pub mod extra;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,11 +30,16 @@ use crate::model::Digest;
 /// The first bytes of a cache file.
 const MAGIC: &[u8; 8] = b"synkdig\0";
 /// Bumped whenever the file format or the meaning of a stamp changes.
-const FORMAT: u32 = 4;
-/// Magic, format, record count, checksum of the records.
-const HEADER: usize = 8 + 4 + 8 + 8;
-/// Device, inode, size, mtime, ctime, name hash, digest.
-const RECORD: usize = 6 * 8 + 64;
+const FORMAT: u32 = 5;
+/// Magic, format, record count, checksum of the records, what the records hold (see
+/// [`Store::key`]).
+const HEADER: usize = 8 + 4 + 8 + 8 + 8;
+/// Device, inode, size, mtime, ctime, name hash, payload.
+const RECORD: usize = 6 * 8 + PAYLOAD;
+/// What a record remembers of its entry: a digest, or what [`extra::ExtraCache`] packs.
+const PAYLOAD: usize = 64;
+/// The key of a digest cache's header: digests depend on nothing but the file.
+const DIGESTS: u64 = 0;
 /// Entries changed this recently before the scan began are not trusted later.
 const SETTLE_NS: i64 = 2_000_000_000;
 
@@ -43,7 +54,7 @@ struct Record {
     /// xxh3 of the entry's path: where inode numbers are not stable (some FUSE mounts), another
     /// file that comes back under this one's inode is still not taken for it.
     name: u64,
-    digest: Digest,
+    payload: [u8; PAYLOAD],
 }
 
 impl Record {
@@ -59,7 +70,7 @@ impl Record {
         ] {
             out.extend_from_slice(&n.to_le_bytes());
         }
-        out.extend_from_slice(&self.digest.0);
+        out.extend_from_slice(&self.payload);
     }
 
     /// The record in `b`, exactly [`RECORD`] bytes.
@@ -74,7 +85,7 @@ impl Record {
                 ctime: n(4) as i64,
             },
             name: n(5),
-            digest: Digest(b[48..RECORD].try_into().expect("64 bytes")),
+            payload: b[48..RECORD].try_into().expect("a payload"),
         }
     }
 }
@@ -95,7 +106,7 @@ fn name_of(rel: &WirePath) -> u64 {
 
 /// Writes a cache file of `records` to `w`, sorted by device and inode (one record each),
 /// as it encodes them: a million records need no second copy in memory.
-fn encode_to(mut records: Vec<Record>, w: &mut impl Write) -> std::io::Result<()> {
+fn encode_to(key: u64, mut records: Vec<Record>, w: &mut impl Write) -> std::io::Result<()> {
     records.sort_unstable_by_key(|r| file_of(&r.stamp));
     records.dedup_by_key(|r| file_of(&r.stamp));
     let mut one = Vec::with_capacity(RECORD);
@@ -110,6 +121,7 @@ fn encode_to(mut records: Vec<Record>, w: &mut impl Write) -> std::io::Result<()
     w.write_all(&FORMAT.to_le_bytes())?;
     w.write_all(&(records.len() as u64).to_le_bytes())?;
     w.write_all(&sum.digest().to_le_bytes())?;
+    w.write_all(&key.to_le_bytes())?;
     for r in &records {
         one.clear();
         r.write_to(&mut one);
@@ -120,17 +132,17 @@ fn encode_to(mut records: Vec<Record>, w: &mut impl Write) -> std::io::Result<()
 
 /// A cache file's bytes for `records` (see [`encode_to`]).
 #[cfg(test)]
-fn encode(records: Vec<Record>) -> Vec<u8> {
+fn encode(key: u64, records: Vec<Record>) -> Vec<u8> {
     let mut out = Vec::new();
-    encode_to(records, &mut out).expect("a Vec takes every write");
+    encode_to(key, records, &mut out).expect("a Vec takes every write");
     out
 }
 
 /// The keys of the records of a cache file's `bytes`; `None` for anything but a whole, intact
-/// file of this format with its records in order.
-fn decode(bytes: &[u8]) -> Option<Vec<(u64, u64)>> {
+/// file of this format, written under `key`, with its records in order.
+fn decode(key: u64, bytes: &[u8]) -> Option<Vec<(u64, u64)>> {
     let head = bytes.get(..HEADER)?;
-    if &head[..8] != MAGIC || head[8..12] != FORMAT.to_le_bytes() {
+    if &head[..8] != MAGIC || head[8..12] != FORMAT.to_le_bytes() || u64_at(head, 28) != key {
         return None;
     }
     let body = &bytes[HEADER..];
@@ -145,9 +157,13 @@ fn decode(bytes: &[u8]) -> Option<Vec<(u64, u64)>> {
     keys.windows(2).all(|w| w[0] < w[1]).then_some(keys)
 }
 
-/// The cache of one root for one scan: lookups from the last scan, records for the next.
-pub struct DigestCache {
+/// The records of one cache file for one scan: lookups from the last scan, records for the
+/// next.
+struct Store {
     file: Option<PathBuf>,
+    /// What the records hold and under which options they were read: a file written under
+    /// another key is ignored.
+    key: u64,
     /// The cache file as read: records of the last scan from [`HEADER`] on, sorted by device
     /// and inode.
     bytes: Vec<u8>,
@@ -156,11 +172,11 @@ pub struct DigestCache {
     keys: Vec<(u64, u64)>,
     /// Which records this scan found unchanged.
     seen: Vec<AtomicBool>,
-    /// Digests this scan computed.
+    /// Records this scan made.
     fresh: Mutex<Vec<Record>>,
     /// Entries changed after this instant (ns) are not recorded.
     trusted_before: i64,
-    /// Some digest was computed, not found: the file must be written again.
+    /// Some record was made, not found: the file must be written again.
     missed: AtomicBool,
 }
 
@@ -171,6 +187,18 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// The file of `root`'s cache below `cache_dir` ending in `.{ext}`.
+fn file_for(cache_dir: Option<&Path>, root: &Path, ext: &str) -> Option<PathBuf> {
+    cache_dir.map(|d| {
+        let key = Digest::of(root.as_os_str().as_encoded_bytes()).hex();
+        d.join("synk").join(format!("{}.{ext}", &key[..32]))
+    })
+}
+
+/// The digests of one root's files for one scan: lookups from the last scan, records for the
+/// next.
+pub struct DigestCache(Store);
+
 impl DigestCache {
     /// A cache that remembers nothing.
     pub fn disabled() -> Self {
@@ -179,21 +207,40 @@ impl DigestCache {
 
     /// The cache of `root` below `cache_dir` (the user's, `~/.cache`; `None`: no cache).
     pub fn for_root(cache_dir: Option<&Path>, root: &Path) -> Self {
-        let file = cache_dir.map(|d| {
-            let key = Digest::of(root.as_os_str().as_encoded_bytes()).hex();
-            d.join("synk").join(format!("{}.digests", &key[..32]))
-        });
-        Self::at(file)
+        Self::at(file_for(cache_dir, root, "digests"))
     }
 
     /// The cache kept in `file`.
     pub fn at(file: Option<PathBuf>) -> Self {
+        DigestCache(Store::at(file, DIGESTS))
+    }
+
+    /// The digest recorded for the file at `rel` with this stamp, if it is unchanged.
+    pub fn lookup(&self, rel: &WirePath, stamp: &Stamp) -> Option<Digest> {
+        self.0.lookup(rel, stamp).map(Digest)
+    }
+
+    /// Remembers a freshly computed digest, unless the file changed too recently to trust.
+    pub fn keep(&self, rel: &WirePath, stamp: Stamp, digest: Digest) {
+        self.0.keep(rel, stamp, digest.0)
+    }
+
+    /// Writes what this scan saw (temp file and rename; errors only cost the next scan time).
+    pub fn save(self) {
+        self.0.save()
+    }
+}
+
+impl Store {
+    /// The store kept in `file`, of records written under `key`.
+    fn at(file: Option<PathBuf>, key: u64) -> Self {
         let read = file.as_deref().and_then(|f| std::fs::read(f).ok());
         let (bytes, keys) = read
-            .and_then(|b| decode(&b).map(|keys| (b, keys)))
+            .and_then(|b| decode(key, &b).map(|keys| (b, keys)))
             .unwrap_or_default();
-        DigestCache {
+        Store {
             file,
+            key,
             bytes,
             seen: keys.iter().map(|_| AtomicBool::new(false)).collect(),
             keys,
@@ -208,32 +255,34 @@ impl DigestCache {
         Record::read_from(&self.bytes[HEADER + i * RECORD..HEADER + (i + 1) * RECORD])
     }
 
-    /// The digest recorded for the file at `rel` with this stamp, if it is unchanged.
-    pub fn lookup(&self, rel: &WirePath, stamp: &Stamp) -> Option<Digest> {
+    /// The payload recorded for the entry at `rel` with this stamp, if it is unchanged.
+    fn lookup(&self, rel: &WirePath, stamp: &Stamp) -> Option<[u8; PAYLOAD]> {
         if let Ok(i) = self.keys.binary_search(&file_of(stamp)) {
             let known = self.known(i);
             if known.stamp == *stamp && known.name == name_of(rel) {
                 self.seen[i].store(true, Ordering::Relaxed);
-                return Some(known.digest);
+                return Some(known.payload);
             }
         }
         self.missed.store(true, Ordering::Relaxed);
         None
     }
 
-    /// Remembers a freshly computed digest, unless the file changed too recently to trust.
-    pub fn keep(&self, rel: &WirePath, stamp: Stamp, digest: Digest) {
+    /// Remembers a fresh payload, unless the entry changed too recently to trust.
+    fn keep(&self, rel: &WirePath, stamp: Stamp, payload: [u8; PAYLOAD]) {
         if self.file.is_some() && stamp.mtime.max(stamp.ctime) < self.trusted_before {
             self.fresh.lock().expect("cache lock").push(Record {
                 stamp,
                 name: name_of(rel),
-                digest,
+                payload,
             });
+            // Made without a lookup first, it still must be written.
+            self.missed.store(true, Ordering::Relaxed);
         }
     }
 
     /// Writes what this scan saw (temp file and rename; errors only cost the next scan time).
-    pub fn save(self) {
+    fn save(self) {
         let Some(file) = &self.file else { return };
         // Every file found by its stamp and none gone: the file on disk says it all already.
         if !self.missed.load(Ordering::Relaxed)
@@ -252,7 +301,7 @@ impl DigestCache {
             std::fs::create_dir_all(dir)?;
             let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
             let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-            encode_to(records, &mut w)?;
+            encode_to(self.key, records, &mut w)?;
             w.flush()?;
             drop(w);
             tmp.persist(file).map_err(|e| e.error)?;
@@ -286,7 +335,7 @@ mod tests {
     /// A cache whose clock says the files were written long ago.
     fn settled(file: &Path) -> DigestCache {
         let mut c = DigestCache::at(Some(file.to_path_buf()));
-        c.trusted_before = i64::MAX;
+        c.0.trusted_before = i64::MAX;
         c
     }
 
@@ -305,18 +354,18 @@ mod tests {
         let planted = Record {
             stamp: Stamp::of_metadata(&std::fs::metadata(&f).unwrap()),
             name: name_of(&WirePath::default()),
-            digest: fake,
+            payload: fake.0,
         };
-        std::fs::write(&store, encode(vec![planted])).unwrap();
+        std::fs::write(&store, encode(DIGESTS, vec![planted])).unwrap();
         assert_eq!(digest_of(&f, &settled(&store)), fake);
         // The same stamp under another path (an inode handed out again) is not trusted.
         let elsewhere = Record {
             name: name_of(&WirePath(b"other".to_vec())),
             ..planted
         };
-        std::fs::write(&store, encode(vec![elsewhere])).unwrap();
+        std::fs::write(&store, encode(DIGESTS, vec![elsewhere])).unwrap();
         assert_eq!(digest_of(&f, &settled(&store)), Digest::of(b"one"));
-        std::fs::write(&store, encode(vec![planted])).unwrap();
+        std::fs::write(&store, encode(DIGESTS, vec![planted])).unwrap();
         // Any write moves the ctime, even one that restores size and mtime.
         let md = std::fs::metadata(&f).unwrap();
         std::fs::write(&f, "two").unwrap();
@@ -334,7 +383,10 @@ mod tests {
         let c = DigestCache::at(Some(store.clone()));
         assert_eq!(digest_of(&f, &c), Digest::of(b"new"));
         c.save();
-        assert_eq!(decode(&std::fs::read(&store).unwrap()), Some(vec![]));
+        assert_eq!(
+            decode(DIGESTS, &std::fs::read(&store).unwrap()),
+            Some(vec![])
+        );
         // Garbage in the cache file is ignored.
         std::fs::write(&store, b"\xff\xff garbage").unwrap();
         assert_eq!(digest_of(&f, &settled(&store)), Digest::of(b"new"));
@@ -351,7 +403,7 @@ mod tests {
                 ctime: i64::MAX,
             },
             name: ino.wrapping_mul(7),
-            digest: Digest::of(&ino.to_le_bytes()),
+            payload: Digest::of(&ino.to_le_bytes()).0,
         }
     }
 
@@ -361,20 +413,20 @@ mod tests {
         let store = dir.path().join("x.digests");
         std::fs::write(
             &store,
-            encode(vec![record(9), record(2), record(5), record(2)]),
+            encode(DIGESTS, vec![record(9), record(2), record(5), record(2)]),
         )
         .unwrap();
         let c = DigestCache::at(Some(store));
-        assert_eq!(c.keys, [(1, 2), (1, 5), (1, 9)]);
+        assert_eq!(c.0.keys, [(1, 2), (1, 5), (1, 9)]);
         for (i, ino) in [2, 5, 9].into_iter().enumerate() {
-            assert_eq!(c.known(i), record(ino));
+            assert_eq!(c.0.known(i), record(ino));
         }
     }
 
     #[test]
     fn a_torn_flipped_or_disordered_file_is_ignored_whole() {
-        let good = encode(vec![record(1), record(2), record(3)]);
-        assert_eq!(decode(&good).map(|k| k.len()), Some(3));
+        let good = encode(DIGESTS, vec![record(1), record(2), record(3)]);
+        assert_eq!(decode(DIGESTS, &good).map(|k| k.len()), Some(3));
         // Cut anywhere: short of a record, of the header, or a whole record gone.
         for len in [
             0,
@@ -384,13 +436,22 @@ mod tests {
             good.len() - 1,
             good.len() - RECORD,
         ] {
-            assert_eq!(decode(&good[..len]), None, "cut at {len}");
+            assert_eq!(decode(DIGESTS, &good[..len]), None, "cut at {len}");
         }
         // Any one byte changed, in the header or a record.
-        for at in [0, 8, 12, 20, HEADER, HEADER + RECORD + 50, good.len() - 1] {
+        for at in [
+            0,
+            8,
+            12,
+            20,
+            28,
+            HEADER,
+            HEADER + RECORD + 50,
+            good.len() - 1,
+        ] {
             let mut bad = good.clone();
             bad[at] ^= 1;
-            assert_eq!(decode(&bad), None, "byte {at}");
+            assert_eq!(decode(DIGESTS, &bad), None, "byte {at}");
         }
         // Records out of order, checksum and all made right: a search could not find them.
         let mut body = Vec::new();
@@ -401,11 +462,11 @@ mod tests {
         disordered[12..20].copy_from_slice(&2u64.to_le_bytes());
         disordered[20..28].copy_from_slice(&xxhash_rust::xxh3::xxh3_64(&body).to_le_bytes());
         disordered.extend_from_slice(&body);
-        assert_eq!(decode(&disordered), None);
+        assert_eq!(decode(DIGESTS, &disordered), None);
         disordered.truncate(HEADER + RECORD);
         disordered[12..20].copy_from_slice(&1u64.to_le_bytes());
         let one = xxhash_rust::xxh3::xxh3_64(&disordered[HEADER..]);
         disordered[20..28].copy_from_slice(&one.to_le_bytes());
-        assert_eq!(decode(&disordered), Some(vec![(1, 2)]));
+        assert_eq!(decode(DIGESTS, &disordered), Some(vec![(1, 2)]));
     }
 }
