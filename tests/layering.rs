@@ -25,7 +25,8 @@ const RULES: &[(&str, &[&str])] = &[
     ("atomic", &["names", "os"]),
     ("beneath", &["names", "os"]),
     ("exclude", &["paths"]),
-    ("cache", &["beneath", "model", "paths"]),
+    ("extra", &["model", "paths"]),
+    ("cache", &["beneath", "extra", "model", "paths"]),
     (
         "scan",
         &["beneath", "cache", "exclude", "model", "names", "paths"],
