@@ -2,33 +2,12 @@
 //! peer is out of them, the others sync them, nothing is deleted or overwritten, and the
 //! next run decides the same.
 
+use super::tests::{dir, w};
 use super::*;
 use crate::model::Digest;
 
-fn w(s: &str) -> WirePath {
-    WirePath(s.as_bytes().to_vec())
-}
-
 fn file(content: &str) -> Meta {
-    Meta {
-        kind: Kind::File,
-        size: content.len() as u64,
-        mode: 0o644,
-        mtime: 5,
-        digest: Some(Digest::of(content.as_bytes())),
-        extra: Default::default(),
-    }
-}
-
-fn dir() -> Meta {
-    Meta {
-        kind: Kind::Dir,
-        size: 0,
-        mode: 0o755,
-        mtime: 1,
-        digest: None,
-        extra: Default::default(),
-    }
+    super::tests::file(content, 5)
 }
 
 /// Held now, in sync since the last run.

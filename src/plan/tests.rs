@@ -4,11 +4,11 @@
 use super::*;
 use crate::model::{Digest, Record};
 
-fn w(s: &str) -> WirePath {
+pub(super) fn w(s: &str) -> WirePath {
     WirePath(s.as_bytes().to_vec())
 }
 
-fn file(content: &str, mtime: i64) -> Meta {
+pub(super) fn file(content: &str, mtime: i64) -> Meta {
     Meta {
         kind: Kind::File,
         size: content.len() as u64,
@@ -19,7 +19,7 @@ fn file(content: &str, mtime: i64) -> Meta {
     }
 }
 
-fn dir() -> Meta {
+pub(super) fn dir() -> Meta {
     Meta {
         kind: Kind::Dir,
         size: 0,
