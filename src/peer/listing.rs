@@ -269,22 +269,21 @@ mod tests {
             }
             w.flush().await.unwrap();
         });
-        let roots = [RootSpec::Home(WirePath(b"notes".to_vec()))];
-        conn.scan(
+        scan_notes(&mut conn).await.unwrap_err().to_string()
+    }
+
+    /// A brief scan of `~/notes` with every default, as the client asks it.
+    async fn scan_notes(conn: &mut Conn) -> Result<Vec<RootScan>> {
+        let roots = [RootSpec::Home(WirePath::from("notes"))];
+        let request = Conn::scan_request(
             &roots,
-            &Conn::scan_request(
-                &roots,
-                Retention::default(),
-                &[],
-                true,
-                true,
-                Default::default(),
-            ),
-            |_, _| {},
-        )
-        .await
-        .unwrap_err()
-        .to_string()
+            Retention::default(),
+            &[],
+            true,
+            true,
+            Default::default(),
+        );
+        conn.scan(&roots, &request, |_, _| {}).await
     }
 
     #[tokio::test]
@@ -460,21 +459,7 @@ mod tests {
             }
             w.flush().await.unwrap();
         });
-        let roots = [RootSpec::Home(WirePath::from("notes"))];
-        let res = conn
-            .scan(
-                &roots,
-                &Conn::scan_request(
-                    &roots,
-                    Retention::default(),
-                    &[],
-                    true,
-                    true,
-                    Default::default(),
-                ),
-                |_, _| {},
-            )
-            .await;
+        let res = scan_notes(&mut conn).await;
         (res, conn.take_warnings(), conn.key())
     }
 
