@@ -17,7 +17,6 @@ use std::io;
 
 use super::write::refuse_directory;
 use super::{msg, Fail, OpResult, Server};
-use sha2::Digest as _;
 
 use crate::beneath::{self, kind_of, partial, Beneath};
 use crate::model::Digest;
@@ -44,12 +43,17 @@ impl Server {
     /// session ends. Returns the scratch directory's name.
     pub(super) fn prepare(&mut self, root: u32, dir: bool) -> Result<WirePath, Fail> {
         // Prepared already this session (the streaming copier's resumable copies use it too).
-        if let Some((name, _, was_dir)) = &self.ctx(root)?.scratch {
+        let ctx = self.ctx_mut(root)?;
+        if let Some((name, _, was_dir)) = &ctx.scratch {
             if *was_dir == dir {
-                return Ok(WirePath(name.clone()));
+                let name = WirePath(name.clone());
+                // rsync uses it now: its Cleanup releases it, not the end of a streamed copy.
+                ctx.scratch_for_stream = false;
+                return Ok(name);
             }
             return Err(Fail::Error(format!(
-                "root #{root}: scratch directory prepared for another kind of root"
+                "{}: scratch directory prepared for another kind of root",
+                ctx.abs.display()
             )));
         }
         let seed = {
@@ -154,8 +158,10 @@ impl Server {
         dest.sync_dir();
         ctx.placed(&item.rel, stamp.id());
         // What a streamed copy of this version cut short earlier left is of no use now.
-        if let Ok(stale) = scratch.at(&super::resume::partial_rel(&item.digest)) {
-            let _ = stale.unlink();
+        if ctx.partials.contains(item.digest.hex().as_bytes()) {
+            if let Ok(stale) = scratch.at(&super::resume::partial_rel(&item.digest)) {
+                let _ = stale.unlink();
+            }
         }
         Ok(())
     }
@@ -257,9 +263,9 @@ fn verify(src: &beneath::At, digest: Digest) -> Result<(), Fail> {
     let mut f = src
         .open_read()
         .map_err(|e| Fail::Error(format!("{}: {e}", shown())))?;
-    let mut h = sha2::Sha512::new();
-    io::copy(&mut f, &mut h).map_err(|e| Fail::Error(format!("{}: {e}", shown())))?;
-    if Digest::from_hasher(h) != digest {
+    let whole = crate::scan::hash_pipelined(&mut f)
+        .map_err(|e| Fail::Error(format!("{}: {e}", shown())))?;
+    if whole != digest {
         return Err(Fail::Error(format!(
             "{}: the resumed copy does not match the master's digest; old version kept",
             shown()
