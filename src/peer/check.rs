@@ -240,14 +240,18 @@ fn entry_cost(e: &Entry) -> u64 {
         Ok(None) => 0,
         Err(text) => text.len(),
     };
-    let owner = match &e.state {
-        Ok(Some(m)) => m.extra.owner.as_ref().map_or(0, |o| {
-            o.user.as_ref().map_or(0, String::len) + o.group.as_ref().map_or(0, String::len)
-        }),
+    // Owner names and a hard link's first name are held with the entry too.
+    let extra = match &e.state {
+        Ok(Some(m)) => {
+            let owner = m.extra.owner.as_ref().map_or(0, |o| {
+                o.user.as_ref().map_or(0, String::len) + o.group.as_ref().map_or(0, String::len)
+            });
+            owner + m.extra.link.as_ref().map_or(0, |l| l.as_bytes().len())
+        }
         _ => 0,
     };
-    let vv = e.vv.as_ref().map_or(0, |v| v.0.len() * 16) + owner;
-    ENTRY_COST + (e.rel.as_bytes().len() + texts + vv) as u64
+    let vv = e.vv.as_ref().map_or(0, |v| v.0.len() * 16);
+    ENTRY_COST + (e.rel.as_bytes().len() + texts + vv + extra) as u64
 }
 
 /// Checks the entries of one answer and adds them to `listing`: every path as
