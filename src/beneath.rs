@@ -557,6 +557,8 @@ impl At {
     /// symlink: both ends are names in directories opened beneath the root).
     pub fn link_over(&self, to: &At, expect: Option<Expect>) -> Result<Stamp, Refused> {
         let name = temp_name();
+        // The directory handle first: a failure after the link would leave a second name.
+        let dir = rfs::openat(&to.dir, ".", dir_flags(), Mode::empty()).map_err(|e| to.err(e))?;
         rfs::linkat(
             &self.dir,
             self.name.as_slice(),
@@ -566,7 +568,7 @@ impl At {
         )
         .map_err(|e| Refused::Io(to.err(e)))?;
         let tmp = At {
-            dir: rfs::openat(&to.dir, ".", dir_flags(), Mode::empty()).map_err(|e| to.err(e))?,
+            dir,
             name,
             shown: to.shown.clone(),
         };
