@@ -155,12 +155,12 @@ pub fn replace(fd: BorrowedFd<'_>, classes: &[Class], want: &[Xattr]) -> io::Res
             }
         }
     }
+    let mut cur = vec![0u8; MAX_VALUE];
     for x in want
         .iter()
         .filter(|x| class_of(&x.name).is_some_and(|c| classes.contains(&c)))
     {
         let cname = std::ffi::CString::new(x.name.clone()).map_err(io::Error::other)?;
-        let mut cur = vec![0u8; MAX_VALUE];
         let same =
             rustix::fs::fgetxattr(fd, &cname, &mut cur[..]).is_ok_and(|n| cur[..n] == x.value[..]);
         if !same {

@@ -89,7 +89,6 @@ impl Holds {
     }
 }
 
-/// The time the probe sets: an odd second and the last nanosecond, so any rounding shows.
 /// Whether a filesystem (its `statfs` magic) is one of Linux's own, which keep permission
 /// bits and nanosecond mtimes: ext2/3/4, XFS, Btrfs, tmpfs, ZFS, F2FS, overlayfs, bcachefs,
 /// ReiserFS, JFS, NILFS.
@@ -110,6 +109,7 @@ fn holds_everything(magic: i64) -> bool {
     NATIVE.contains(&magic)
 }
 
+/// The time the probe sets: an odd second and the last nanosecond, so any rounding shows.
 const PROBE_SECS: i64 = 1_700_000_001;
 const PROBE_NS: i64 = 999_999_999;
 

@@ -463,7 +463,6 @@ fn emptied_mounts(ctx: &RootCtx) -> Vec<Emptied> {
         .collect()
 }
 
-/// The entry to report for what the walk found, given the remembered record.
 /// Adds to an entry found its xattrs, ACLs and owner, as `opts` asks of a serve run as root
 /// or not (an error reading them makes the entry one that could not be read: nothing is
 /// decided on half of it). What `cache` knows of an entry with its stamp is not read again.
@@ -531,6 +530,7 @@ fn as_unread(
     }
 }
 
+/// The entry to report for what the walk found, given the remembered record.
 fn versioned(
     found: Found,
     base: Option<&Record>,
