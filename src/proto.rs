@@ -15,7 +15,7 @@ pub use crate::model::{MetaOpts, Xattr};
 use crate::paths::{RootSpec, WirePath};
 
 /// Bumped on every incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 13;
+pub const PROTOCOL_VERSION: u32 = 14;
 /// Opens every handshake so a stray banner or a different program is recognised at once.
 pub const MAGIC: [u8; 4] = *b"SYNK";
 /// Largest frame either side accepts.
@@ -323,6 +323,10 @@ pub enum Request {
         /// What rsync reads on its standard input (`--files-from=- --from0`).
         #[serde(with = "serde_bytes")]
         names: Vec<u8>,
+        /// The source directory, where it is this peer's: the names whose files there have
+        /// holes go in a second run with `--sparse` added
+        /// ([`crate::transfer::rsync::split_by_holes`]).
+        holes: Option<WirePath>,
     },
     /// Move files rsync wrote into the root's scratch directory into place, each only if it
     /// is complete (the planned size and mtime) and the entry it replaces is still the

@@ -171,6 +171,14 @@ fn holes_stay_holes_with_either_copier() {
         sparse_image(&img);
         set_mtime(&img, t);
         s.own(LOCAL, &img);
+        // A dense file beside it: the same rsync job, split into a run without `--sparse`.
+        let dense = s.path(LOCAL, "d/dense.bin");
+        fs::write(
+            &dense,
+            (0..300_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        s.own(LOCAL, &dense);
         assert!(disk_usage(&img) < 1 << 20, "the image is sparse here");
         // alpha gets it from localhost; beta from alpha where alpha is the master.
         let peers = ["alpha", "beta"];
@@ -182,6 +190,8 @@ fn holes_stay_holes_with_either_copier() {
             assert_eq!(fs::metadata(&there).unwrap().len(), 64 << 20);
             let used = disk_usage(&there);
             assert!(used < 1 << 20, "{copier}: {p} holds {used} bytes on disk");
+            let d = s.path(p, "d/dense.bin");
+            assert_eq!(sha512(&d), sha512(&dense), "{copier}: dense file on {p}");
         }
         // A change in the middle: still sparse wherever it lands, from another master.
         let alpha = s.path("alpha", "d/disk.img");

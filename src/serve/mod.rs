@@ -321,8 +321,8 @@ impl Server {
                     Ok(name) => write_frame(w, &Response::Scratch(name))?,
                     Err(e) => reply(w, Err(e))?,
                 },
-                Request::RunRsync { args, names } => {
-                    write_frame(w, &self.run_rsync(args, names))?;
+                Request::RunRsync { args, names, holes } => {
+                    write_frame(w, &self.run_rsync(args, names, holes))?;
                     w.flush()?;
                     // The conversation of a remote rsync ends with it.
                     return Ok(());

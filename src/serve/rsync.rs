@@ -15,10 +15,53 @@ use std::time::{Duration, Instant};
 use super::Server;
 use crate::paths::WirePath;
 use crate::proto::{Response, RSYNC_OUTPUT};
+use crate::transfer::rsync::{split_by_holes, SPARSE};
 
 impl Server {
-    /// Answers [`crate::proto::Request::RunRsync`].
-    pub(super) fn run_rsync(&self, args: Vec<WirePath>, names: Vec<u8>) -> Response {
+    /// Answers [`crate::proto::Request::RunRsync`]: with `holes`, files with holes below
+    /// that directory go in a run of their own with `--sparse`, after the rest.
+    pub(super) fn run_rsync(
+        &self,
+        args: Vec<WirePath>,
+        names: Vec<u8>,
+        holes: Option<WirePath>,
+    ) -> Response {
+        let Some(base) = holes else {
+            return self.run_one(&args, names);
+        };
+        let (dense, sparse) = split_by_holes(base.as_bytes(), &names);
+        if sparse.is_empty() {
+            return self.run_one(&args, dense);
+        }
+        let mut with_sparse = args.clone();
+        with_sparse.insert(1.min(args.len()), WirePath(SPARSE.into()));
+        if dense.is_empty() {
+            return self.run_one(&with_sparse, sparse);
+        }
+        match self.run_one(&args, dense) {
+            Response::RsyncDone {
+                code: Some(0),
+                stdout,
+                stderr,
+            } => match self.run_one(&with_sparse, sparse) {
+                // One answer for both runs: their statistics add up (see `parse_stats`).
+                Response::RsyncDone {
+                    code,
+                    stdout: more,
+                    stderr: errs,
+                } => Response::RsyncDone {
+                    code,
+                    stdout: [stdout, more].concat(),
+                    stderr: [stderr, errs].concat(),
+                },
+                other => other,
+            },
+            failed => failed,
+        }
+    }
+
+    /// Runs rsync once.
+    fn run_one(&self, args: &[WirePath], names: Vec<u8>) -> Response {
         let spawned = Command::new("rsync")
             .args(args.iter().map(|a| a.as_path()))
             .stdin(Stdio::piped())

@@ -97,6 +97,7 @@ impl RootTransfer<'_> {
             dst,
             names,
             tuning: self.tuning,
+            sparse: false,
         };
         let shown = Event::Rsync {
             on: (!client_runs).then(|| self.name(m).to_string()),
