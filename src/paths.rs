@@ -38,6 +38,29 @@ impl WirePath {
         &self.0
     }
 
+    /// The path in Unicode's composed form (NFC), where it is UTF-8 and spelled otherwise:
+    /// the one spelling of a name on a filesystem that takes its NFC and NFD spellings for
+    /// one name. `None`: it is NFC already, or not UTF-8 (kept byte for byte).
+    pub fn nfc(&self) -> Option<WirePath> {
+        use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
+        if self.0.is_ascii() {
+            return None;
+        }
+        let s = std::str::from_utf8(&self.0).ok()?;
+        if is_nfc_quick(s.chars()) == IsNormalized::Yes {
+            return None;
+        }
+        let n: String = s.nfc().collect();
+        (n.as_bytes() != self.0).then(|| WirePath(n.into_bytes()))
+    }
+
+    /// Respells the path in NFC in place (see [`WirePath::nfc`]).
+    pub fn make_nfc(&mut self) {
+        if let Some(n) = self.nfc() {
+            *self = n;
+        }
+    }
+
     /// True for the empty relative path, which names a root itself.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -272,6 +295,17 @@ mod tests {
 
     fn w(s: &str) -> WirePath {
         WirePath(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn nfc_respells_only_what_is_spelled_otherwise() {
+        assert_eq!(w("d/cafe\u{301}/x").nfc(), Some(w("d/caf\u{e9}/x")));
+        assert_eq!(w("d/caf\u{e9}").nfc(), None);
+        assert_eq!(w("plain").nfc(), None);
+        assert_eq!(WirePath(b"e\xcc\x81\xff".to_vec()).nfc(), None, "not UTF-8");
+        let mut p = w("A\u{30a}");
+        p.make_nfc();
+        assert_eq!(p, w("\u{c5}"));
     }
 
     #[test]

@@ -434,6 +434,72 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// The root a request names and the entry paths in it that the serve looks up in what it
+    /// holds of that root (its scan, state and this session's changes), to spell them as
+    /// it does where its filesystem takes a name's NFC and NFD spellings for one. Not
+    /// [`Request::Detail`] and [`Request::Attrs`]: their answers name the entries as asked.
+    pub fn entry_paths_mut(&mut self) -> Option<(u32, Vec<&mut WirePath>)> {
+        use Request as R;
+        let (root, paths) = match self {
+            R::Rename { root, rel, to } => (*root, vec![rel, to]),
+            R::Clone {
+                root, from, rel, ..
+            }
+            | R::Link {
+                root,
+                to: from,
+                rel,
+                ..
+            } => (*root, vec![from, rel]),
+            R::Keep { root, rels } => (*root, rels.iter_mut().collect()),
+            R::Records { root, set } => {
+                let mut v = Vec::new();
+                for r in set.iter_mut() {
+                    v.push(&mut r.rel);
+                    if let Some(l) = r.meta.as_mut().and_then(|m| m.extra.link.as_mut()) {
+                        v.push(l);
+                    }
+                }
+                (*root, v)
+            }
+            R::Place { root, items } => (*root, items.iter_mut().map(|i| &mut i.rel).collect()),
+            R::Remove { root, rel, .. }
+            | R::Restore { root, rel, .. }
+            | R::ReadFile { root, rel }
+            | R::WriteFile { root, rel, .. }
+            | R::MakeDir { root, rel, .. }
+            | R::Symlink { root, rel, .. }
+            | R::Blocks { root, rel }
+            | R::SetMeta { root, rel, .. }
+            | R::Partial { root, rel, .. }
+            | R::ReadFrom { root, rel, .. }
+            | R::WritePartial { root, rel, .. }
+            | R::SetExtra { root, rel, .. } => (*root, vec![rel]),
+            R::Hello { .. }
+            | R::Scan { .. }
+            | R::Watch { .. }
+            | R::Siblings { .. }
+            | R::Commit { .. }
+            | R::Versions { .. }
+            | R::Prepare { .. }
+            | R::Cleanup { .. }
+            | R::Data(_)
+            | R::End { .. }
+            | R::Abort
+            | R::Detail { .. }
+            | R::Attrs { .. }
+            | R::Briefs { .. }
+            | R::Same { .. }
+            | R::RunRsync { .. }
+            | R::Lock { .. }
+            | R::Unlock
+            | R::Hole { .. } => return None,
+        };
+        Some((root, paths))
+    }
+}
+
 /// One file for [`Request::Place`]: where it goes and the version the plan expects there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placing {

@@ -173,13 +173,13 @@ pub fn hash_pipelined(r: &mut (impl Read + Send)) -> io::Result<Digest> {
 ///
 /// Files whose stamp `cache` knows are not read again; every digest computed is offered to it.
 /// Entries `excludes` matches are skipped, directories with everything below them. Names synk
-/// owns ([`crate::names::is_own`]) are skipped too; with `tidy`, those a killed run left are
-/// removed (never on a dry run).
+/// owns ([`crate::names::is_own`]) are skipped too; with [`WalkOpts::tidy`], those a killed
+/// run left are removed (never on a dry run).
 pub fn scan_root(
     root: &Path,
     cache: &DigestCache,
     excludes: &Excludes,
-    tidy: bool,
+    opts: WalkOpts,
     sink: &mut dyn FnMut(Found),
 ) -> io::Result<Walked> {
     let mut walked = Walked::default();
@@ -190,7 +190,7 @@ pub fn scan_root(
     };
     let mut files: Vec<FileAt> = Vec::new();
     if md.is_dir() {
-        walk(root, &md, excludes, tidy, sink, &mut files, &mut walked);
+        walk(root, &md, excludes, opts, sink, &mut files, &mut walked);
     } else if md.is_file() {
         walked.note(&md, md.dev());
         files.push(FileAt::of(WirePath::default(), &md));
@@ -237,6 +237,17 @@ fn link_groups(files: &mut [FileAt]) -> Vec<Vec<WirePath>> {
     }
     groups.sort_unstable();
     groups
+}
+
+/// How a walk goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalkOpts {
+    /// Remove what a killed run of synk left (never on a dry run).
+    pub tidy: bool,
+    /// Report every name in NFC: the filesystem takes a name's NFC and NFD spellings for
+    /// one, so either finds the entry, and peers that keep names byte for byte can be matched
+    /// to the one spelling.
+    pub nfc: bool,
 }
 
 /// What a walk saw of the tree beyond its entries: where a watch over the root's directories
@@ -317,7 +328,7 @@ fn walk(
     root: &Path,
     root_md: &Metadata,
     excludes: &Excludes,
-    tidy: bool,
+    opts: WalkOpts,
     sink: &mut dyn FnMut(Found),
     files: &mut Vec<FileAt>,
     walked: &mut Walked,
@@ -349,13 +360,19 @@ fn walk(
         // is a step forward (`RootState::get_near`); only the first after a jump searches.
         let mut children: Vec<(WirePath, fs::DirEntry)> = children
             .into_iter()
-            .map(|c| (WirePath(c.file_name().into_encoded_bytes()), c))
+            .map(|c| {
+                let mut name = WirePath(c.file_name().into_encoded_bytes());
+                if opts.nfc {
+                    name.make_nfc();
+                }
+                (name, c)
+            })
             .collect();
         children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let subdirs = stack.len();
         for (name, child) in children {
             if names::is_own(name.as_bytes()) {
-                if tidy {
+                if opts.tidy {
                     tidy_up(&path, name.as_bytes());
                 }
                 continue;
@@ -495,13 +512,45 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
+    fn a_walk_for_a_normalizing_filesystem_spells_every_name_in_nfc() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        fs::create_dir_all(r.join("cafe\u{301}")).unwrap();
+        fs::write(r.join("cafe\u{301}/ne\u{301}"), b"x").unwrap();
+        for nfc in [false, true] {
+            let mut seen = Vec::new();
+            let opts = WalkOpts { tidy: false, nfc };
+            scan_root(
+                r,
+                &DigestCache::disabled(),
+                &Excludes::none(),
+                opts,
+                &mut |e| {
+                    seen.push(String::from_utf8(e.rel.0).unwrap());
+                },
+            )
+            .unwrap();
+            seen.sort();
+            let want = if nfc {
+                ["", "caf\u{e9}", "caf\u{e9}/n\u{e9}"]
+            } else {
+                ["", "cafe\u{301}", "cafe\u{301}/ne\u{301}"]
+            };
+            assert_eq!(seen, want, "nfc: {nfc}");
+        }
+    }
+
+    #[test]
     fn a_walk_tells_of_a_mount_inside_the_tree() {
         let walk = |root: &Path| {
             scan_root(
                 root,
                 &DigestCache::disabled(),
                 &Excludes::none(),
-                true,
+                WalkOpts {
+                    tidy: true,
+                    nfc: false,
+                },
                 &mut |_| {},
             )
             .unwrap()
@@ -538,7 +587,10 @@ mod tests {
             root,
             &DigestCache::disabled(),
             &Excludes::none(),
-            true,
+            WalkOpts {
+                tidy: true,
+                nfc: false,
+            },
             &mut |e| {
                 out.insert(e.rel.0, e.state);
             },

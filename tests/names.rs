@@ -8,6 +8,7 @@ mod common;
 use std::fs;
 
 use common::exfat::Exfat;
+use common::nfcfs::NfcFs;
 use common::*;
 
 /// The names in `peer`'s directory `rel` of the scene, sorted.
@@ -210,4 +211,63 @@ fn a_symlink_never_reaches_an_exfat_peer_and_is_named_once_a_run() {
         assert_eq!(names(&s, "alpha", "d"), vec!["f".to_string()], "run {run}");
         assert_eq!(s.read("alpha", "d/f").as_deref(), Some(&b"text"[..]));
     }
+}
+
+#[test]
+fn a_name_and_its_other_spelling_on_a_normalizing_peer_are_one_entry() {
+    let s = scene!("names-normalizing");
+    let Some(_fs) = NfcFs::mount(&s, "alpha", &s.dir("alpha")) else {
+        return;
+    };
+    let nfc = "caf\u{e9}";
+    let nfd = "cafe\u{301}";
+    let t = now() - 500;
+    // The client spells them decomposed (as a Mac does); alpha's filesystem keeps every name
+    // composed, and holds the same two already.
+    s.write(LOCAL, &format!("d/{nfd}"), "same", t);
+    s.write(LOCAL, &format!("d/{nfd}.d/x"), "below", t);
+    s.write("alpha", &format!("d/{nfc}"), "same", t);
+    s.write("alpha", &format!("d/{nfc}.d/x"), "below", t);
+    let peers = ["alpha", "beta"];
+    let one_name = |run: &str| {
+        for p in [LOCAL, "beta"] {
+            let want = vec![nfd.to_string(), format!("{nfd}.d")];
+            assert_eq!(names(&s, p, "d"), want, "{run}: {p} holds one spelling");
+        }
+        let want = vec![nfc.to_string(), format!("{nfc}.d")];
+        assert_eq!(names(&s, "alpha", "d"), want, "{run}: alpha");
+    };
+    let first = s.synk(&peers, &[&s.arg("d")]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    one_name("first run");
+    assert_eq!(
+        s.read("beta", &format!("d/{nfd}.d/x")).as_deref(),
+        Some(&b"below"[..])
+    );
+    let again = s.synk(&peers, &[os("-v"), &s.arg("d")]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_nothing_done(&again);
+    // An edit on alpha reaches the others under their spelling, and one there comes back.
+    s.write("alpha", &format!("d/{nfc}"), "edited on alpha", t + 10);
+    let edit = s.synk(&peers, &[&s.arg("d")]);
+    assert_eq!(edit.status.code(), Some(0), "{}", stderr(&edit));
+    one_name("after an edit on alpha");
+    for p in [LOCAL, "beta"] {
+        assert_eq!(
+            s.read(p, &format!("d/{nfd}")).as_deref(),
+            Some(&b"edited on alpha"[..]),
+            "{p}"
+        );
+    }
+    s.write(LOCAL, &format!("d/{nfd}.d/x"), "edited here", t + 20);
+    let back = s.synk(&peers, &[&s.arg("d")]);
+    assert_eq!(back.status.code(), Some(0), "{}", stderr(&back));
+    one_name("after an edit here");
+    assert_eq!(
+        s.read("alpha", &format!("d/{nfc}.d/x")).as_deref(),
+        Some(&b"edited here"[..])
+    );
+    let last = s.synk(&peers, &[os("-v"), &s.arg("d")]);
+    assert_eq!(last.status.code(), Some(0), "{}", stderr(&last));
+    assert_nothing_done(&last);
 }

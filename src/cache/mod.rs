@@ -325,7 +325,10 @@ mod tests {
             root,
             cache,
             &crate::exclude::Excludes::none(),
-            true,
+            crate::scan::WalkOpts {
+                tidy: true,
+                nfc: false,
+            },
             &mut |e: Found| got = e.state.unwrap().digest,
         )
         .unwrap();

@@ -44,6 +44,7 @@ mod records;
 #[cfg(test)]
 mod role_tests;
 mod settle;
+mod spell;
 #[cfg(test)]
 mod tests;
 
@@ -61,6 +62,7 @@ pub use meta::differences;
 pub use names::{Collision, Fold};
 pub use records::Records;
 pub use settle::{settle, settle_none, Briefs, Settled};
+pub use spell::respell;
 
 /// Index of a peer in the run's peer list (0 is always localhost).
 pub type PeerId = usize;

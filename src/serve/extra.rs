@@ -31,7 +31,7 @@ impl Server {
         let classes = ctx.meta.classes(ctx.as_root);
         let (mut batch, mut bytes) = (Vec::new(), 0usize);
         for rel in rels {
-            if ctx.meta(&rel).is_none() {
+            if ctx.meta(&ctx.spelled(&rel)).is_none() {
                 let e = format!("{rel:?}: not an entry of the last scan");
                 return write_frame(w, &Response::Failed(e));
             }

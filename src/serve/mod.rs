@@ -153,6 +153,17 @@ fn reply(w: &mut impl Write, res: OpResult) -> Result<(), FrameError> {
 }
 
 impl Server {
+    /// Where root `root`'s filesystem takes a name's NFC and NFD spellings for one, the
+    /// entry paths of `req` are spelled in NFC: as the walk reports every name there, and as
+    /// this serve keeps them in its state and notes.
+    fn spell(&self, req: &mut Request) {
+        if let Some((root, paths)) = req.entry_paths_mut() {
+            if self.ctx(root).is_ok_and(root::RootCtx::normalizes) {
+                paths.into_iter().for_each(WirePath::make_nfc);
+            }
+        }
+    }
+
     /// A server resolving home-relative roots against `home`, without a digest cache.
     pub fn new(home: Option<PathBuf>) -> Self {
         Server {
@@ -222,10 +233,11 @@ impl Server {
             _ => return Err(protocol_error("the first frame was not a synk handshake")),
         }
         loop {
-            let req = match read_frame(r) {
+            let mut req = match read_frame(r) {
                 Err(FrameError::Closed) => return Ok(()),
                 other => other?,
             };
+            self.spell(&mut req);
             // Anything but a read may change what the last walk saw or what its summary
             // stands for; the next scan walks again. Records and a commit count as reads
             // here: the next scan finds them in the root's context and its state file.

@@ -383,6 +383,19 @@ impl RootCtx {
         }
     }
 
+    /// The root's filesystem takes a name's NFC and NFD spellings for one (as probed).
+    pub(super) fn normalizes(&self) -> bool {
+        self.holds.get().is_some_and(|h| h.normalizes)
+    }
+
+    /// `rel` as this serve spells it (see [`RootCtx::normalizes`]).
+    pub(super) fn spelled<'a>(&self, rel: &'a WirePath) -> std::borrow::Cow<'a, WirePath> {
+        match rel.nfc().filter(|_| self.normalizes()) {
+            Some(n) => std::borrow::Cow::Owned(n),
+            None => std::borrow::Cow::Borrowed(rel),
+        }
+    }
+
     /// Nothing changed since the walk, none to record, and the briefs behind its summary
     /// still held: the walk's answer still stands for this root.
     pub(super) fn as_walked(&self) -> bool {

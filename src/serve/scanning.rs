@@ -238,7 +238,11 @@ impl Server {
         } else {
             ExtraCache::at(None, &opts, as_root)
         };
-        let walked = scan::scan_root(&abs, &cache, excludes, tidy, &mut |mut found: Found| {
+        let walk = scan::WalkOpts {
+            tidy,
+            nfc: holds.normalizes,
+        };
+        let walked = scan::scan_root(&abs, &cache, excludes, walk, &mut |mut found: Found| {
             if !opts.links {
                 if let Ok(m) = &mut found.state {
                     m.extra.link = None;
@@ -718,7 +722,10 @@ mod tests {
         let found = || {
             let mut got = None;
             let (digests, none) = (DigestCache::disabled(), Excludes::none());
-            scan::scan_root(&f, &digests, &none, true, &mut |e| got = Some(e)).unwrap();
+            scan::scan_root(&f, &digests, &none, Default::default(), &mut |e| {
+                got = Some(e)
+            })
+            .unwrap();
             let mut got = got.unwrap();
             got.state.as_mut().unwrap().extra.link = Some(WirePath::from("g"));
             got

@@ -22,6 +22,38 @@ pub(super) async fn settle_root(
     max_size: Option<u64>,
     rep: &Reporter,
 ) {
+    settle_briefs(peers, scans, root, max_size, rep).await;
+    respell(scans, root);
+}
+
+/// Where some peer's filesystem takes a name's NFC and NFD spellings for one, its names are
+/// spelled as the other peers spell them ([`plan::respell`]). Every name is in full by then:
+/// such a peer folds names, so nothing was settled in brief.
+fn respell(scans: &mut [Option<Vec<RootScan>>], root: usize) {
+    let normalizes: Vec<bool> = scans
+        .iter()
+        .map(|s| scanned(s, root).is_some_and(|s| s.holds.is_some_and(|h| h.normalizes)))
+        .collect();
+    if !normalizes.contains(&true) {
+        return;
+    }
+    let mut views: Vec<Option<&mut plan::Listing>> = scans
+        .iter_mut()
+        .map(|s| scanned_mut(s, root).map(|s| &mut s.listing))
+        .collect();
+    for (p, from, to) in plan::respell(&mut views, &normalizes) {
+        tracing::debug!(peer = p, "{from:?} is {to:?} there");
+    }
+}
+
+/// What every peer sent in brief is settled, and the rest fetched (see [`settle_root`]).
+async fn settle_briefs(
+    peers: &[Peer],
+    scans: &mut [Option<Vec<RootScan>>],
+    root: usize,
+    max_size: Option<u64>,
+    rep: &Reporter,
+) {
     if settle_summaries(scans, root, max_size) {
         return;
     }

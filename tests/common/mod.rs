@@ -20,6 +20,7 @@
 #![allow(dead_code)]
 
 pub mod exfat;
+pub mod nfcfs;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
