@@ -562,6 +562,9 @@ pub struct Holds {
     pub symlinks: bool,
     /// Hard links can be made there.
     pub hard_links: bool,
+    /// The serve runs as root: it reads and sets owners, `trusted.*` and `security.*` there
+    /// (told by the serve, not probed).
+    pub as_root: bool,
 }
 
 /// The coarsest mtime step a peer may report: FAT's 2 s.
@@ -578,6 +581,7 @@ impl Default for Holds {
             normalizes: false,
             symlinks: true,
             hard_links: true,
+            as_root: false,
         }
     }
 }

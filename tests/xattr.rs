@@ -1,7 +1,8 @@
 //! Extended attributes, ACLs and owners end to end over a real sshd (see `common/mod.rs`):
 //! they go with a copy, a change to them alone is a change that propagates (and a removal
 //! too), each option turns its part off, and a peer that is not root never sets an owner.
-//! The client's own peer (localhost) runs as root here; the others as users `synkt-*`.
+//! The client's own peer (localhost) runs as root here, and so does peer `rho`; the others
+//! run as users `synkt-*`.
 
 #[macro_use]
 mod common;
@@ -243,4 +244,59 @@ fn attributes_go_with_a_copy_by_either_copier_and_with_a_new_version() {
         }
         assert_nothing_done(&s.synk(&peers, &[os("-v"), &s.arg("d")]));
     }
+}
+
+#[test]
+fn root_to_root_owners_and_trusted_attributes_are_kept_and_a_chown_goes_everywhere() {
+    let s = scene!("xattr-root");
+    let t = now() - 500;
+    let (alpha, beta, gamma) = (user("alpha"), user("beta"), user("gamma"));
+    let named = s.write(LOCAL, "d/named", "by name", t);
+    std::os::unix::fs::lchown(&named, Some(alpha.uid), Some(beta.gid)).unwrap();
+    set_x(&named, "trusted.synk", b"kept as root");
+    set_x(&named, "user.synk", b"for anyone");
+    // Ids without a name in /etc/passwd and /etc/group travel as numbers, as rsync's do.
+    let numbered = s.write(LOCAL, "d/numbered", "by number", t);
+    std::os::unix::fs::lchown(&numbered, Some(54321), Some(54322)).unwrap();
+    let dir = s.path(LOCAL, "d/sub");
+    fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::lchown(&dir, Some(gamma.uid), Some(gamma.gid)).unwrap();
+    set_mtime(&dir, t);
+    let peers = [ROOT];
+    let out = s.synk(&peers, &[&s.arg("d")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let owner = |p: &str, rel: &str| {
+        let md = fs::symlink_metadata(s.path(p, rel)).unwrap();
+        (md.uid(), md.gid())
+    };
+    assert_eq!(owner(ROOT, "d/named"), (alpha.uid, beta.gid));
+    assert_eq!(owner(ROOT, "d/numbered"), (54321, 54322));
+    assert_eq!(owner(ROOT, "d/sub"), (gamma.uid, gamma.gid));
+    let there = s.path(ROOT, "d/named");
+    assert_eq!(
+        get_x(&there, "trusted.synk").as_deref(),
+        Some(&b"kept as root"[..])
+    );
+    assert_eq!(
+        get_x(&there, "user.synk").as_deref(),
+        Some(&b"for anyone"[..])
+    );
+    assert_nothing_done(&s.synk(&peers, &[os("-v"), &s.arg("d")]));
+    // A chown alone on the root peer is a change: it comes back, content untouched.
+    std::os::unix::fs::lchown(&there, Some(gamma.uid), None).unwrap();
+    set_x(&there, "trusted.synk", b"changed there");
+    let out = s.synk(&peers, &[os("-v"), &s.arg("d")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(owner(LOCAL, "d/named"), (gamma.uid, beta.gid));
+    assert_eq!(
+        get_x(&named, "trusted.synk").as_deref(),
+        Some(&b"changed there"[..])
+    );
+    assert_eq!(s.read(LOCAL, "d/named").as_deref(), Some(&b"by name"[..]));
+    assert_nothing_done(&s.synk(&peers, &[os("-v"), &s.arg("d")]));
+    // With --numeric-ids, the numbers themselves.
+    std::os::unix::fs::lchown(&numbered, Some(beta.uid), Some(54323)).unwrap();
+    let out = s.synk(&peers, &[os("--numeric-ids"), &s.arg("d")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(owner(ROOT, "d/numbered"), (beta.uid, 54323));
 }

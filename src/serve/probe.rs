@@ -221,6 +221,7 @@ fn try_in(dir: BorrowedFd<'_>) -> Option<Holds> {
         normalizes,
         symlinks,
         hard_links,
+        as_root: false,
     })
 }
 

@@ -328,7 +328,10 @@ impl Server {
         (ctx.held_briefs, ctx.said) = out.finish()?.map(|s| (s.held, s.said)).unzip();
         // What the client needs to know of names and links here, before it decides; said
         // again with the rest where the scan is answered from memory.
-        let told = crate::proto::encode(&Response::Holds(holds))?;
+        let told = crate::proto::encode(&Response::Holds(Holds {
+            as_root: self.root,
+            ..holds
+        }))?;
         w.write_all(&told)?;
         if let Some(said) = &mut ctx.said {
             said.extend_from_slice(&told);

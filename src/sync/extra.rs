@@ -75,15 +75,10 @@ impl RootRun<'_> {
                 )
             }),
         };
-        // A target reads trusted.* and security.* only as root, which its root entry says:
-        // their values are never sent to one that is not.
-        let as_root = |p: PeerId| {
-            views
-                .get(p)
-                .and_then(|v| v.as_ref()?.get(&WirePath::default()))
-                .and_then(|seen| seen.state.as_ref().ok()?.as_ref())
-                .is_some_and(|m| m.extra.sys.is_some())
-        };
+        // A target reads trusted.* and security.* only as root, which it tells with what its
+        // filesystem holds (its root entry may not be there yet): their values are never
+        // sent to one that is not.
+        let as_root = |p: PeerId| self.holds(views, p).is_some_and(|h| h.as_root);
         let mut steps: BTreeMap<PeerId, Vec<Request>> = BTreeMap::new();
         for n in &needs {
             let root_there = n.sys && as_root(n.peer);

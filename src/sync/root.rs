@@ -210,7 +210,11 @@ impl RootRun<'_> {
 
     /// What peer `p`'s filesystem under this root holds, where it is in the decision and
     /// told.
-    fn holds(&self, views: &[Option<&Listing>], p: PeerId) -> Option<crate::proto::Holds> {
+    pub(super) fn holds(
+        &self,
+        views: &[Option<&Listing>],
+        p: PeerId,
+    ) -> Option<crate::proto::Holds> {
         match (views.get(p), self.scans.get(p)) {
             (Some(Some(_)), Some(Some(roots))) => roots[self.index].as_ref().ok()?.holds,
             _ => None,

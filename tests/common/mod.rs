@@ -32,8 +32,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Every peer user the rig creates.
 pub const PEERS: &[&str] = &[
-    "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa",
+    "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", ROOT,
 ];
+
+/// The peer whose user is root (uid 0, by another name): a serve that keeps owners and
+/// `trusted.*` attributes, as the client's own peer does here.
+pub const ROOT: &str = "rho";
 
 /// What kappa's `uname -sm` says.
 pub const KAPPA_PLATFORM: &str = "Linux aarch64";
@@ -107,10 +111,13 @@ pub fn user(peer: &str) -> User {
     if !out.status.success() {
         // Password `*`: no password login, but not a locked account (sshd without PAM
         // refuses locked ones even for keys).
-        sh(Command::new("useradd")
-            .args(["-M", "-s", "/bin/sh", "-p", "*", "-d"])
-            .arg(&home)
-            .arg(&name));
+        let mut add = Command::new("useradd");
+        add.args(["-M", "-s", "/bin/sh", "-p", "*", "-d"])
+            .arg(&home);
+        if peer == ROOT {
+            add.args(["-o", "-u", "0", "-g", "0"]);
+        }
+        sh(add.arg(&name));
     }
     let uid: u32 = String::from_utf8(sh(Command::new("id").arg("-u").arg(&name)).stdout)
         .unwrap()
@@ -271,6 +278,9 @@ Match User synkt-theta
 Match User synkt-kappa
     SetEnv PATH={arm}
 Match User synkt-alpha,synkt-beta,synkt-gamma,synkt-epsilon
+    SetEnv PATH={bin}
+Match User synkt-{ROOT}
+    PermitRootLogin prohibit-password
     SetEnv PATH={bin}
 ",
         hk = host_key.display(),
