@@ -233,9 +233,18 @@ pub struct Cli {
     #[arg(long, value_name = "SHELL", exclusive = true)]
     pub completions: Option<clap_complete::Shell>,
 
-    /// Internal: serve the synk protocol on stdin/stdout (run by synk over SSH).
-    #[arg(long, exclusive = true)]
-    pub serve: bool,
+    /// Internal: serve the synk protocol on stdin/stdout (run by synk over SSH). A value,
+    /// hex, holds the first requests: read before stdin, so the serve starts on them without
+    /// waiting the round trip that ssh takes to deliver its input.
+    #[arg(
+        long,
+        exclusive = true,
+        value_name = "HEX",
+        num_args = 0..=1,
+        require_equals = true,
+        hide_possible_values = true
+    )]
+    pub serve: Option<Option<String>>,
 
     /// Files or directories to synchronise (none: the config's `path` lines); a first word
     /// `@NAME` reads the profile NAME.conf instead of synk.conf.
@@ -437,7 +446,11 @@ mod tests {
             parse(&["-h", "a"]).unwrap().paths.is_empty(),
             "the config's paths then"
         );
-        assert!(parse(&["--serve"]).unwrap().serve);
+        assert_eq!(parse(&["--serve"]).unwrap().serve, Some(None));
+        assert_eq!(
+            parse(&["--serve=00ff"]).unwrap().serve,
+            Some(Some("00ff".into()))
+        );
     }
 
     #[test]

@@ -53,13 +53,14 @@ fn resolve_path_sh() -> String {
 }
 
 /// The remote command that starts `synk --serve`: the named binary, else the cached copy of
-/// this version where there is one, else `synk` from the peer's PATH.
-pub fn serve_command(synk_path: Option<&str>) -> String {
+/// this version where there is one, else `synk` from the peer's PATH. `ahead`, hex, gives
+/// the serve its first requests on the command line (`--serve=HEX`).
+pub fn serve_command(synk_path: Option<&str>, ahead: Option<&str>) -> String {
     let script = format!(
-        r#"{}; if [ -n "${{1:-}}" ] || [ -x "$d" ]; then exec "$d" --serve; fi; exec synk --serve"#,
+        r#"{}; if [ -n "${{1:-}}" ] || [ -x "$d" ]; then exec "$d" --serve${{2:+=$2}}; fi; exec synk --serve${{2:+=$2}}"#,
         resolve_path_sh()
     );
-    sh_command(&script, &[synk_path.unwrap_or("")])
+    sh_command(&script, &[synk_path.unwrap_or(""), ahead.unwrap_or("")])
 }
 
 /// Exit codes of the install script, so the client can say what went wrong.
@@ -211,7 +212,7 @@ pub async fn install(
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 #[cfg(test)]
@@ -235,7 +236,7 @@ mod tests {
     fn the_serve_command_prefers_the_cached_copy_then_path() {
         let home = tempfile::tempdir().unwrap();
         // Nothing cached, nothing on PATH: the shell's "not found" and 127.
-        let out = sh(&serve_command(None), home.path());
+        let out = sh(&serve_command(None, None), home.path());
         assert_eq!(out.status.code(), Some(127));
         assert!(String::from_utf8_lossy(&out.stderr).contains("synk: not found"));
         let bin = home.path().join(".cache/synk/bin");
@@ -247,7 +248,7 @@ mod tests {
             .arg(&cached)
             .status()
             .unwrap();
-        let out = sh(&serve_command(None), home.path());
+        let out = sh(&serve_command(None, None), home.path());
         assert_eq!(String::from_utf8_lossy(&out.stdout), "cached --serve\n");
         // A named path wins, with ~ as the peer's home.
         std::fs::write(home.path().join("my synk"), "#!/bin/sh\necho mine \"$@\"\n").unwrap();
@@ -256,8 +257,13 @@ mod tests {
             .arg(home.path().join("my synk"))
             .status()
             .unwrap();
-        let out = sh(&serve_command(Some("~/my synk")), home.path());
+        let out = sh(&serve_command(Some("~/my synk"), None), home.path());
         assert_eq!(String::from_utf8_lossy(&out.stdout), "mine --serve\n");
+        let out = sh(&serve_command(None, Some("00ab")), home.path());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "cached --serve=00ab\n"
+        );
     }
 
     #[test]

@@ -19,8 +19,8 @@ fn main() -> ExitCode {
         Cli::write_completions(shell, &mut std::io::stdout());
         return ExitCode::SUCCESS;
     }
-    if cli.serve {
-        return match synk::serve::run() {
+    if let Some(ahead) = cli.serve {
+        return match synk::serve::run(ahead.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 report::notice(Event::ServeFailed {

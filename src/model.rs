@@ -39,7 +39,7 @@ impl Digest {
 
     /// Full lowercase hex.
     pub fn hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.0)
     }
 
     /// The first seven hex digits, as the `-v` lines show them.

@@ -46,6 +46,8 @@ fn help_options(help: &str) -> BTreeSet<String> {
         .filter(|l| l.trim_start().starts_with('-'))
         // The option's own words come before its description's two-space gap.
         .flat_map(|l| options(l.trim_start().split([' ', ','])))
+        // An optional value: `--serve[=<HEX>]` is `--serve`.
+        .map(|o| o.split('[').next().unwrap_or_default().to_string())
         .collect()
 }
 

@@ -42,6 +42,9 @@ pub struct Conn {
     /// Requests sent whose answers nobody waited for yet, each with what it was about: read
     /// before any other answer, or when the conversation ends ([`Conn::owe`]).
     pub(super) owed: Owed,
+    /// A remote serve on an ssh master of its own: where nothing is owed as the conversation
+    /// ends, its exit is not waited for (see [`Conn::close`]).
+    pub(super) far: bool,
 }
 
 /// Answers owed by the peer: requests sent without waiting ([`Conn::owe`]) and, once read, what
@@ -63,7 +66,7 @@ pub(super) struct RoundTrips {
 
 impl RoundTrips {
     /// Requests went out: the next answer read ends a round trip.
-    fn sent(&mut self) {
+    pub(super) fn sent(&mut self) {
         self.armed = true;
     }
 
@@ -365,7 +368,8 @@ impl Conn {
         );
         let _ = w.flush().await;
         drop(w);
-        if !self.owed.waiting.is_empty() {
+        let owed = !self.owed.waiting.is_empty();
+        if owed {
             // Owed answers are commits: a big state file saved and kept versions pruned take
             // what they take, and the serve must not be killed meanwhile. A dead link ends the
             // read (ssh's ServerAliveInterval), a signal the run.
@@ -380,7 +384,13 @@ impl Conn {
             }
         }
         if let Some(c) = self.child.take() {
-            c.wait(Duration::from_secs(10)).await;
+            if self.far && !owed {
+                // Nothing to hear from it: its exit would come a round trip later, and its
+                // input's end reaches it whether or not its ssh stays (no pty, no signal).
+                drop(c);
+            } else {
+                c.wait(Duration::from_secs(10)).await;
+            }
         }
         self.take_owed()
     }

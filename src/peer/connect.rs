@@ -78,7 +78,7 @@ pub async fn connect(
             .process_group(0)
             .spawn()
             .context("cannot start synk --serve")?;
-        let (conn, caps) = start_process("localhost", child, HANDSHAKE_TIMEOUT, ahead)
+        let (conn, caps) = start_process("localhost", child, HANDSHAKE_TIMEOUT, ahead, false)
             .await
             .map_err(|e| e.into_error("localhost", false))?;
         return Ok(Peer::new("localhost".into(), None, None, caps, conn, None));
@@ -88,8 +88,11 @@ pub async fn connect(
         .await
         .map_err(|e| anyhow!("{name}: {e:#}"))?;
     let synk_path = opts.synk_path.as_deref();
-    // The common case costs one ssh process: a master that runs the serve itself.
-    let command = install::serve_command(synk_path);
+    // The common case costs one ssh process: a master that runs the serve itself. The
+    // handshake and `ahead` go on its command line: ssh hands a command its input a round
+    // trip after it starts it, and the serve starts on them at once.
+    let first = on_command_line(ahead);
+    let command = install::serve_command(synk_path, first.as_deref());
     let ssh::Serving {
         child,
         session,
@@ -97,11 +100,13 @@ pub async fn connect(
     } = ssh::serve(remote, &opts.ssh, &eff, &command).map_err(|e| anyhow!("{name}: {e:#}"))?;
     let master = stop::master(dir.path());
     let limit = HANDSHAKE_TIMEOUT + eff.connect_limit();
-    let failed = match start_process(&name, child, limit, ahead).await {
-        Ok((conn, caps)) => {
+    let failed = match start_process(&name, child, limit, ahead, first.is_some()).await {
+        Ok((mut conn, caps)) => {
+            conn.far = true;
             let mut peer = Peer::new(name, spec, Some(Arc::new(session)), caps, conn, None);
             peer.control = Some((dir, master));
-            peer.serve_command = Some(command);
+            // Later serves (a remote master's rsync) start on their own requests.
+            peer.serve_command = Some(install::serve_command(synk_path, None));
             peer.remote_command = eff.remote_command;
             return Ok(peer);
         }
@@ -136,7 +141,7 @@ pub async fn connect(
     let mut peer = Peer::new(name, spec, Some(session), caps, conn, Some(done));
     peer.remote_command = eff.remote_command;
     peer.stop = Some(master);
-    peer.serve_command = Some(install::serve_command(synk_path));
+    peer.serve_command = Some(install::serve_command(synk_path, None));
     Ok(peer)
 }
 
@@ -190,7 +195,7 @@ async fn start_remote(
 ) -> Result<(Conn, Caps), StartError> {
     let mut child = session
         .clone()
-        .arc_raw_command(install::serve_command(synk_path))
+        .arc_raw_command(install::serve_command(synk_path, None))
         .stdin(openssh::Stdio::piped())
         .stdout(openssh::Stdio::piped())
         .stderr(openssh::Stdio::piped())
@@ -201,7 +206,30 @@ async fn start_remote(
     let stdout = Box::new(child.stdout().take().expect("piped"));
     let stderr = Box::new(child.stderr().take().expect("piped"));
     let child = ServeChild::Remote(child);
-    start(name, child, stdin, stdout, stderr, HANDSHAKE_TIMEOUT, ahead).await
+    start(
+        name,
+        child,
+        stdin,
+        stdout,
+        stderr,
+        HANDSHAKE_TIMEOUT,
+        ahead,
+        false,
+    )
+    .await
+}
+
+/// The longest command line the handshake and `ahead` are given on, in hex; a bigger scan
+/// request (many roots and excludes) goes on the serve's input as usual.
+const COMMAND_LINE_AHEAD: usize = 16 << 10;
+
+/// The handshake and `ahead`, framed and in hex, for `synk --serve=HEX`, if short enough.
+fn on_command_line(ahead: Option<&Request>) -> Option<String> {
+    let mut bytes = crate::proto::encode(&Conn::hello()).ok()?;
+    if let Some(req) = ahead {
+        bytes.extend(crate::proto::encode(req).ok()?);
+    }
+    (bytes.len() * 2 <= COMMAND_LINE_AHEAD).then(|| hex::encode(bytes))
 }
 
 /// Completes the handshake with a serve this process spawned with piped stdio (the local
@@ -211,17 +239,19 @@ async fn start_process(
     mut child: tokio::process::Child,
     limit: Duration,
     ahead: Option<&Request>,
+    sent: bool,
 ) -> Result<(Conn, Caps), StartError> {
     let stdin = Box::new(child.stdin.take().expect("piped"));
     let stdout = Box::new(child.stdout.take().expect("piped"));
     let stderr = Box::new(child.stderr.take().expect("piped"));
     let registered = stop::group(child.id());
     let child = ServeChild::Process(child, registered);
-    start(name, child, stdin, stdout, stderr, limit, ahead).await
+    start(name, child, stdin, stdout, stderr, limit, ahead, sent).await
 }
 
 /// Completes the handshake with a freshly started server, within `limit`, with `ahead` sent
-/// behind it (see [`connect`]).
+/// behind it (see [`connect`]); `sent`: both were given on its command line already.
+#[allow(clippy::too_many_arguments)]
 async fn start(
     name: &str,
     child: ServeChild,
@@ -230,6 +260,7 @@ async fn start(
     stderr: Reader,
     limit: Duration,
     ahead: Option<&Request>,
+    sent: bool,
 ) -> Result<(Conn, Caps), StartError> {
     let tail = Arc::new(StdMutex::new(VecDeque::new()));
     tokio::spawn(collect_stderr(name.to_string(), stderr, tail.clone()));
@@ -244,8 +275,9 @@ async fn start(
         home: WirePath::default(),
         trips: Default::default(),
         owed: Default::default(),
+        far: false,
     };
-    match tokio::time::timeout(limit, conn.handshake(ahead)).await {
+    match tokio::time::timeout(limit, conn.handshake(ahead, sent)).await {
         Ok(Ok(caps)) => Ok((conn, caps)),
         Ok(Err(e @ StartError::Mismatch { .. })) => {
             conn.close().await;
@@ -310,19 +342,35 @@ async fn collect_stderr(name: String, stderr: Reader, tail: Arc<StdMutex<VecDequ
 }
 
 impl Conn {
-    /// Says hello (with `ahead` right behind it) and reads the serve's answer: what the peer
-    /// can do, or why it will not do.
-    pub(super) async fn handshake(&mut self, ahead: Option<&Request>) -> Result<Caps, StartError> {
-        let hello = Request::Hello {
+    /// The client's handshake.
+    fn hello() -> Request {
+        Request::Hello {
             magic: MAGIC,
             protocol: PROTOCOL_VERSION,
             version: env!("CARGO_PKG_VERSION").to_string(),
-        };
-        self.send(&hello).await.map_err(StartError::Failed)?;
-        if let Some(req) = ahead {
-            self.send(req).await.map_err(StartError::Failed)?;
         }
-        self.flush().await.map_err(StartError::Failed)?;
+    }
+
+    /// Says hello (with `ahead` right behind it) and reads the serve's answer: what the peer
+    /// can do, or why it will not do.
+    /// `sent`: the serve was given both on its command line ([`on_command_line`]).
+    pub(super) async fn handshake(
+        &mut self,
+        ahead: Option<&Request>,
+        sent: bool,
+    ) -> Result<Caps, StartError> {
+        if sent {
+            // Waiting for their answers is a round trip all the same.
+            self.trips.sent();
+        } else {
+            self.send(&Conn::hello())
+                .await
+                .map_err(StartError::Failed)?;
+            if let Some(req) = ahead {
+                self.send(req).await.map_err(StartError::Failed)?;
+            }
+            self.flush().await.map_err(StartError::Failed)?;
+        }
         match self.recv().await.map_err(StartError::Failed)? {
             Response::Hello {
                 magic,
@@ -363,6 +411,13 @@ impl Conn {
         if status.and_then(|s| s.code()) == Some(127) || shell_says_missing {
             return StartError::Missing;
         }
+        // A synk from before `--serve=HEX` refuses the value: another protocol.
+        if tail.contains("'--serve'") && tail.contains("unexpected value") {
+            return StartError::Mismatch {
+                version: "older".into(),
+                protocol: 0,
+            };
+        }
         let e = if tail.is_empty() {
             e
         } else {
@@ -386,7 +441,7 @@ mod tests {
 
     /// The message a failed handshake with peer "beta" gives (without --no-install).
     async fn handshake_error(conn: &mut Conn) -> String {
-        conn.handshake(None)
+        conn.handshake(None, false)
             .await
             .unwrap_err()
             .into_error("beta", false)
@@ -431,7 +486,7 @@ mod tests {
             Default::default(),
         );
         let limit = Duration::from_secs(10);
-        let caps = tokio::time::timeout(limit, conn.handshake(Some(&scan)))
+        let caps = tokio::time::timeout(limit, conn.handshake(Some(&scan), false))
             .await
             .expect("the scan went out with the handshake")
             .unwrap_or_else(|e| panic!("{}", e.into_error("beta", true)));
@@ -465,7 +520,7 @@ mod tests {
             true,
             Default::default(),
         );
-        let e = conn.handshake(Some(&scan)).await.unwrap_err();
+        let e = conn.handshake(Some(&scan), false).await.unwrap_err();
         assert!(matches!(e, StartError::Mismatch { .. }), "{e:?}");
     }
 

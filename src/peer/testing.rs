@@ -33,8 +33,9 @@ pub(crate) async fn in_process(name: &str, home: &std::path::Path) -> Peer {
         home: Default::default(),
         trips: Default::default(),
         owed: Default::default(),
+        far: false,
     };
-    let caps = match conn.handshake(None).await {
+    let caps = match conn.handshake(None, false).await {
         Ok(caps) => caps,
         Err(e) => panic!("{}", e.into_error(name, false)),
     };
@@ -64,5 +65,6 @@ where
         home: crate::paths::WirePath::from("/h"),
         trips: Default::default(),
         owed: Default::default(),
+        far: false,
     }
 }

@@ -55,7 +55,7 @@ impl Server {
     }
 
     /// Prunes kept versions, once a session.
-    fn prune_once(&mut self) -> OpResult {
+    pub(super) fn prune_once(&mut self) -> OpResult {
         if !self.pruned {
             self.pruned = true;
             if let Some(store) = &self.store {

@@ -46,15 +46,26 @@ mod write;
 const VERSIONS_BATCH: usize = 1024;
 
 /// Serves one client on this process's stdin and stdout until the client hangs up.
-pub fn run() -> Result<(), FrameError> {
+pub fn run(ahead: Option<&str>) -> Result<(), FrameError> {
     rsync::stop_on_signals();
+    // The first requests, given on the command line (`--serve=HEX`), come before stdin.
+    let ahead = match ahead.map(hex::decode).transpose() {
+        Ok(bytes) => bytes.unwrap_or_default(),
+        Err(e) => return Err(FrameError::Io(io::Error::other(format!("--serve: {e}")))),
+    };
     let mut server = Server::new(crate::os::home_dir());
     server.client = Some(libc::STDIN_FILENO);
     server.cache_dir = crate::os::cache_dir(server.home.as_deref());
     server.with_state(state::state_dir(server.home.as_deref()));
-    let mut r = BufReader::with_capacity(CHUNK + 64, io::stdin().lock());
+    let mut r =
+        BufReader::with_capacity(CHUNK + 64, io::Cursor::new(ahead).chain(io::stdin().lock()));
     let mut w = BufWriter::with_capacity(CHUNK + 64, io::stdout().lock());
     let res = server.serve(&mut r, &mut w);
+    if res.is_ok() && server.tidied {
+        // A run that had nothing to commit here still prunes kept versions, once its
+        // client is done with it (and no longer waits for this serve).
+        let _ = server.prune_once();
+    }
     // The client is gone (done, or killed mid-run): directories made in this session still
     // get their modes and times, and scratch directories go with what is left in them, but
     // for the partial data of copies cut short (kept for the next run to resume from).
@@ -81,6 +92,8 @@ pub struct Server {
     retention: Retention,
     /// The store was pruned in this session.
     pruned: bool,
+    /// A scan of this session tidied what killed runs left: a real run, not a dry one.
+    tidied: bool,
     /// What each root's filesystem holds, probed once a session ([`probe::probe`]).
     probed: std::cell::RefCell<std::collections::HashMap<std::path::PathBuf, probe::Holds>>,
     /// Which metadata beyond mode and mtime the last scan read, and this session sets.
@@ -174,6 +187,7 @@ impl Server {
             store: None,
             retention: Retention::default(),
             pruned: false,
+            tidied: false,
             probed: Default::default(),
             meta: crate::extra::MetaOpts::none(),
             root: crate::extra::is_root(),
@@ -270,6 +284,7 @@ impl Server {
                 } => {
                     self.retention = retention;
                     self.meta = meta;
+                    self.tidied |= tidy;
                     if !lock || self.lock_for_scan(&roots, w)? {
                         self.scan(&roots, &excludes, brief, tidy, w)?
                     }

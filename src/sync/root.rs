@@ -97,7 +97,13 @@ impl RootRun<'_> {
                 .filter(|p| !lost.contains(p))
                 .collect();
             if self.cli.every.is_none() && !self.cli.watch {
-                // Its answers are read as the run ends, while the serves finish.
+                // Its answers are read as the run ends, while the serves finish. A peer with
+                // nothing to record, whose scan found nothing changed, has nothing to commit:
+                // its state already says what it holds, and its serve is not waited for.
+                let live: Vec<PeerId> = live
+                    .into_iter()
+                    .filter(|&p| !in_sync_here(&plan, views[p], p))
+                    .collect();
                 self.apply().commit_owed(&plan, &live, rep).await;
             } else {
                 self.apply().commit(&plan, &live, rep).await;
@@ -364,6 +370,12 @@ pub(super) fn root_is_dir(views: &[Option<&Listing>]) -> bool {
         .flatten()
         .filter_map(|l| l.get(&WirePath::default()))
         .any(|s| matches!(&s.state, Ok(Some(m)) if m.kind == Kind::Dir))
+}
+
+/// Peer `p` holds every entry as its state says and takes no record of `plan`: a commit there
+/// would change nothing.
+fn in_sync_here(plan: &Plan, view: Option<&Listing>, p: PeerId) -> bool {
+    plan.records.of(p).next().is_none() && view.is_some_and(|l| l.values().all(|s| !s.changed))
 }
 
 /// Peers whose state is written: every one that scanned the root and was not left out.

@@ -59,8 +59,9 @@ struct Asked {
     last: Option<&'static str>,
 }
 
-/// Runs the liar in front of the real serve `real`; exits when the client hangs up.
-pub fn main(real: &str) {
+/// Runs the liar in front of the real serve `real`, the client's frames `ahead` first (given
+/// on its command line); exits when the client hangs up.
+pub fn main(real: &str, ahead: Vec<u8>) {
     let home = std::env::var_os("HOME").expect("HOME");
     let lies: Vec<Lie> = fs::read(std::path::Path::new(&home).join(".liar"))
         .unwrap_or_default()
@@ -89,7 +90,7 @@ pub fn main(real: &str) {
         let asked = asked.clone();
         std::thread::spawn(move || {
             // The client's frames go to the serve as they are; only what they ask is noted.
-            let mut stdin = io::stdin().lock();
+            let mut stdin = io::Cursor::new(ahead).chain(io::stdin().lock());
             while let Some(frame) = raw_frame(&mut stdin) {
                 if let Ok(req) = postcard::from_bytes::<Request>(&frame[4..]) {
                     asked.lock().unwrap().last = Some(kind(&req));

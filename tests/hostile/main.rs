@@ -37,7 +37,13 @@ const ENDLESS_RSS_LIMIT: u64 = 1536 << 20;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--liar") {
-        liar::main(&args[2]);
+        // The client's first requests may come as `--serve=HEX`, before stdin.
+        let ahead = args[3..]
+            .iter()
+            .find_map(|a| a.strip_prefix("--serve="))
+            .map(|h| hex::decode(h).expect("hex"))
+            .unwrap_or_default();
+        liar::main(&args[2], ahead);
         return;
     }
     let filters: Vec<&str> = args[1..]
@@ -284,7 +290,7 @@ fn install_liar(rig: &Rig) {
     let script = rig.dir.join(LIAR_BIN).join("synk");
     let me = std::env::current_exe().unwrap();
     let text = format!(
-        "#!/bin/sh\nexec '{}' --liar '{}'\n",
+        "#!/bin/sh\nexec '{}' --liar '{}' \"$@\"\n",
         me.display(),
         env!("CARGO_BIN_EXE_synk")
     );
