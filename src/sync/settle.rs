@@ -63,7 +63,7 @@ pub(super) async fn settle_root(
                     .conn
                     .lock()
                     .await
-                    .detail(root as u32, want, &mut listing)
+                    .detail(root as u32, want.iter().collect(), &mut listing)
                     .await;
                 (p, r.map(|()| listing))
             }),
@@ -283,7 +283,10 @@ mod tests {
 
     fn settled(want: &[usize], held: &[usize]) -> plan::Settled {
         plan::Settled {
-            want: want.iter().map(|n| vec![WirePath::default(); *n]).collect(),
+            want: want
+                .iter()
+                .map(|n| vec![WirePath::default(); *n].into_iter().collect())
+                .collect(),
             held: held.to_vec(),
             in_sync: 0,
         }
