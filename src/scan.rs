@@ -188,7 +188,7 @@ pub fn scan_root(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(walked),
         Err(e) => return Err(e),
     };
-    let mut files: Vec<FileAt> = Vec::new();
+    let mut files = Files::default();
     if md.is_dir() {
         walk(root, &md, excludes, opts, sink, &mut files, &mut walked);
     } else if md.is_file() {
@@ -207,20 +207,51 @@ pub fn scan_root(
     Ok(walked)
 }
 
+/// How many files waiting to be hashed make one chunk of [`Files`].
+const CHUNK: usize = 4096;
+
+/// The regular files a walk found, waiting to be hashed, in walk order and in chunks: hashing
+/// lets go of each chunk once it is done with it, so the memory of what waits is reused by
+/// what the scan reports, instead of both being held for every file at once.
+#[derive(Default)]
+struct Files {
+    chunks: Vec<Vec<FileAt>>,
+}
+
+impl Files {
+    fn push(&mut self, f: FileAt) {
+        match self.chunks.last_mut() {
+            Some(c) if c.len() < CHUNK => c.push(f),
+            _ => {
+                let mut c = Vec::with_capacity(CHUNK);
+                c.push(f);
+                self.chunks.push(c);
+            }
+        }
+    }
+
+    /// The file at `(chunk, index)`.
+    fn at(&mut self, (c, i): (usize, usize)) -> &mut FileAt {
+        &mut self.chunks[c][i]
+    }
+}
+
 /// Groups the regular files that share an inode (device and inode) within the root, and
 /// gives each name but the first of its group, in the root's order, that first name as its
 /// [`crate::model::Extra::link`]. A file linked only to names outside the root (or excluded,
 /// or into synk's version store) is in no group: it is just a file. Only files with more than
 /// one link are looked at, so a tree without hard links costs one comparison a file.
-fn link_groups(files: &mut [FileAt]) -> Vec<Vec<WirePath>> {
+fn link_groups(files: &mut Files) -> Vec<Vec<WirePath>> {
     use std::collections::HashMap;
-    let mut by_inode: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
-    for (i, f) in files.iter().enumerate() {
-        if f.shared {
-            by_inode
-                .entry((f.stamp.dev, f.stamp.ino))
-                .or_default()
-                .push(i);
+    let mut by_inode: HashMap<(u64, u64), Vec<(usize, usize)>> = HashMap::new();
+    for (c, chunk) in files.chunks.iter().enumerate() {
+        for (i, f) in chunk.iter().enumerate() {
+            if f.shared {
+                by_inode
+                    .entry((f.stamp.dev, f.stamp.ino))
+                    .or_default()
+                    .push((c, i));
+            }
         }
     }
     let mut groups = Vec::new();
@@ -228,12 +259,17 @@ fn link_groups(files: &mut [FileAt]) -> Vec<Vec<WirePath>> {
         if at.len() < 2 {
             continue;
         }
-        at.sort_unstable_by(|a, b| files[*a].rel.cmp(&files[*b].rel));
-        let first = files[at[0]].rel.clone();
-        for &i in &at[1..] {
-            files[i].link = Some(first.clone());
+        let names: Vec<WirePath> = {
+            at.sort_unstable_by(|a, b| {
+                let (a, b) = (&files.chunks[a.0][a.1].rel, &files.chunks[b.0][b.1].rel);
+                a.cmp(b)
+            });
+            at.iter().map(|&p| files.at(p).rel.clone()).collect()
+        };
+        for &p in &at[1..] {
+            files.at(p).link = Some(names[0].clone());
         }
-        groups.push(at.iter().map(|&i| files[i].rel.clone()).collect());
+        groups.push(names);
     }
     groups.sort_unstable();
     groups
@@ -330,7 +366,7 @@ fn walk(
     excludes: &Excludes,
     opts: WalkOpts,
     sink: &mut dyn FnMut(Found),
-    files: &mut Vec<FileAt>,
+    files: &mut Files,
     walked: &mut Walked,
 ) {
     let root_dev = root_md.dev();
@@ -474,12 +510,15 @@ fn file_entry(root: &Path, f: FileAt, cache: &DigestCache) -> Found {
 
 /// Describes files: those the cache knows at once, the rest hashed on every core, passing
 /// results to `sink` on this thread as they finish.
-fn hash_all(root: &Path, files: Vec<FileAt>, cache: &DigestCache, sink: &mut dyn FnMut(Found)) {
+fn hash_all(root: &Path, files: Files, cache: &DigestCache, sink: &mut dyn FnMut(Found)) {
     let mut todo = Vec::new();
-    for f in files {
-        match cache.lookup(&f.rel, &f.stamp) {
-            Some(digest) => sink(f.cached(digest)),
-            None => todo.push(f),
+    // Each chunk is let go of once looked up.
+    for chunk in files.chunks {
+        for f in chunk {
+            match cache.lookup(&f.rel, &f.stamp) {
+                Some(digest) => sink(f.cached(digest)),
+                None => todo.push(f),
+            }
         }
     }
     let files = todo;

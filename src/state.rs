@@ -16,11 +16,14 @@ use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::atomic;
 use crate::model::{Digest, Meta, Record};
 use crate::paths::WirePath;
+
+mod records;
+pub use records::Records;
 
 /// Opens every state file of [`FORMAT`] 2 on: a file that begins otherwise is of format 1 (a
 /// bare postcard body, whose first byte is its format) or no state file at all.
@@ -96,27 +99,6 @@ struct OldStored {
     records: Vec<Record2>,
 }
 
-/// The body of a state file, after its header.
-#[derive(Deserialize)]
-struct Body {
-    /// The absolute root the records are relative to (first: see [`read_root`]).
-    root: WirePath,
-    /// Sorted by `rel`.
-    records: Vec<Record>,
-    /// Directories that were mount points at the last sync (on another filesystem than their
-    /// parent's), sorted.
-    mounts: Vec<WirePath>,
-}
-
-/// [`Body`] as it is written, borrowing (the same bytes: postcard encodes a slice as it does a
-/// `Vec`), field for field: the save and load tests read back what it writes.
-#[derive(Serialize)]
-struct BodyRef<'a> {
-    root: &'a WirePath,
-    records: &'a [Record],
-    mounts: &'a [WirePath],
-}
-
 /// A state file's content, decoded and checked.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Decoded {
@@ -133,8 +115,28 @@ pub struct Decoded {
 /// Decodes a state file's bytes, checking its header and checksum; a format 1 file is read
 /// as before. `Err` says what is wrong, for the message that moves the file aside.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
+    let s = decode_held(bytes.to_vec())?;
+    Ok(Decoded {
+        root: s.root,
+        records: s.records.iter().collect(),
+        mounts: s.mounts,
+        format: s.format,
+    })
+}
+
+/// A state file's content as [`decode_held`] keeps it: its records still encoded.
+struct Held {
+    root: WirePath,
+    records: Records,
+    mounts: Vec<WirePath>,
+    format: u32,
+}
+
+/// As [`decode`], keeping the file's bytes as the records' own (a format 3 file's records
+/// are used as they are encoded, never decoded all at once).
+fn decode_held(bytes: Vec<u8>) -> Result<Held, String> {
     if !bytes.starts_with(&MAGIC) {
-        let (old, _) = postcard::take_from_bytes::<OldStored>(bytes)
+        let (old, _) = postcard::take_from_bytes::<OldStored>(&bytes)
             .map_err(|e| format!("not a synk state file ({e})"))?;
         if old.format != OLD_FORMAT {
             return Err(format!(
@@ -142,9 +144,10 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
                 old.format
             ));
         }
-        return Ok(Decoded {
+        let records: Vec<Record> = old.records.into_iter().map(Record::from).collect();
+        return Ok(Held {
             root: old.root,
-            records: old.records.into_iter().map(Record::from).collect(),
+            records: Records::from_vec(&records),
             mounts: Vec::new(),
             format: OLD_FORMAT,
         });
@@ -171,25 +174,34 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
         return Err("its checksum does not match its contents".into());
     }
     let undecodable = |e: postcard::Error| format!("checksum right but undecodable ({e})");
-    let (b, rest) = if format == FORMAT_2 {
+    if format == FORMAT_2 {
         let (b, rest) = postcard::take_from_bytes::<Body2>(body).map_err(undecodable)?;
-        let records = b.records.into_iter().map(Record::from).collect();
-        let b = Body {
+        if !rest.is_empty() {
+            return Err(format!("{} bytes after its records", rest.len()));
+        }
+        let records: Vec<Record> = b.records.into_iter().map(Record::from).collect();
+        return Ok(Held {
             root: b.root,
-            records,
+            records: Records::from_vec(&records),
             mounts: b.mounts,
-        };
-        (b, rest)
-    } else {
-        postcard::take_from_bytes::<Body>(body).map_err(undecodable)?
-    };
+            format,
+        });
+    }
+    // The body as [`write_state`] writes it: the root, the records as a sequence (their
+    // count, then each), the mount points.
+    let (root, rest) = postcard::take_from_bytes::<WirePath>(body).map_err(undecodable)?;
+    let (count, rest) = postcard::take_from_bytes::<usize>(rest).map_err(undecodable)?;
+    let start = bytes.len() - rest.len();
+    let (records, end) = Records::take(bytes, start, count as u64)?;
+    let tail = records.tail(end);
+    let (mounts, rest) = postcard::take_from_bytes::<Vec<WirePath>>(tail).map_err(undecodable)?;
     if !rest.is_empty() {
         return Err(format!("{} bytes after its records", rest.len()));
     }
-    Ok(Decoded {
-        root: b.root,
-        records: b.records,
-        mounts: b.mounts,
+    Ok(Held {
+        root,
+        records,
+        mounts,
         format,
     })
 }
@@ -215,11 +227,14 @@ impl<W: Write> Write for Summing<W> {
 }
 
 /// Writes a state file atomically: header, then the body as it is encoded (a big state goes
-/// to disk without a second copy in memory), then the header's length and checksum.
+/// to disk without a second copy in memory), then the header's length and checksum. The body
+/// is the absolute root the records are relative to (first: see [`read_root`]), the records
+/// sorted by `rel` as postcard encodes a sequence (their count, then each as held), and the
+/// directories that were mount points at the last sync, sorted.
 fn write_state(
     file: &Path,
     root: &WirePath,
-    records: &[Record],
+    records: &Records,
     mounts: &[WirePath],
 ) -> io::Result<()> {
     atomic::write_file(file, |f| {
@@ -229,12 +244,12 @@ fn write_state(
             hash: xxhash_rust::xxh3::Xxh3::new(),
             len: 0,
         };
-        let body = BodyRef {
-            root,
-            records,
-            mounts,
-        };
-        postcard::to_io(&body, &mut w).map_err(io::Error::other)?;
+        postcard::to_io(root, &mut w).map_err(io::Error::other)?;
+        postcard::to_io(&records.len(), &mut w).map_err(io::Error::other)?;
+        for i in 0..records.len() {
+            w.write_all(records.encoded(i))?;
+        }
+        postcard::to_io(mounts, &mut w).map_err(io::Error::other)?;
         w.flush()?;
         let (len, check) = (w.len, w.hash.digest128());
         drop(w);
@@ -365,10 +380,9 @@ pub struct RootState {
     file_root: PathBuf,
     /// `rel` of the scanned root inside the file's root (empty when they are the same).
     prefix: WirePath,
-    /// Records of the scanned root, relative to it.
-    /// Sorted by path, one record a path: looked up by binary search (no map, no second copy
-    /// of each path).
-    records: Vec<Record>,
+    /// Records of the scanned root, relative to it, held encoded: sorted by path, one record a
+    /// path, looked up by binary search (no map, no second copy of each path).
+    records: Records,
     /// Records of the file outside the scanned root, kept as they are.
     others: Vec<Record>,
     /// State files of roots below this one, absorbed on save.
@@ -421,14 +435,14 @@ enum Loaded {
     /// No file.
     Missing,
     /// A sound one.
-    Sound(Decoded),
+    Sound(Held),
     /// One that cannot be read, decoded or checked, and why.
     Bad(String),
 }
 
 fn read_stored(file: &Path) -> Loaded {
     match fs::read(file) {
-        Ok(bytes) => match decode(&bytes) {
+        Ok(bytes) => match decode_held(bytes) {
             Ok(d) => Loaded::Sound(d),
             Err(why) => Loaded::Bad(why),
         },
@@ -437,20 +451,60 @@ fn read_stored(file: &Path) -> Loaded {
     }
 }
 
+/// Records sorted by path, as [`holds_below`] looks at them.
+trait Sorted {
+    /// How many there are.
+    fn count(&self) -> usize;
+    /// The path of the `i`th.
+    fn rel_at(&self, i: usize) -> &[u8];
+    /// Whether the `i`th is of an entry held (not a deletion).
+    fn held_at(&self, i: usize) -> bool;
+}
+
+impl Sorted for [Record] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn rel_at(&self, i: usize) -> &[u8] {
+        self[i].rel.as_bytes()
+    }
+    fn held_at(&self, i: usize) -> bool {
+        self[i].meta.is_some()
+    }
+}
+
+impl Sorted for Records {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn rel_at(&self, i: usize) -> &[u8] {
+        Records::rel_at(self, i)
+    }
+    fn held_at(&self, i: usize) -> bool {
+        self.get(i).meta.is_some()
+    }
+}
+
 /// Whether `records` (sorted by path) hold an entry strictly below `dir`.
-fn holds_below(records: &[Record], dir: &WirePath) -> bool {
+fn holds_below(records: &(impl Sorted + ?Sized), dir: &WirePath) -> bool {
+    let n = records.count();
     if dir.is_empty() {
-        return records
-            .iter()
-            .any(|r| !r.rel.is_empty() && r.meta.is_some());
+        return (0..n).any(|i| !records.rel_at(i).is_empty() && records.held_at(i));
     }
     let mut prefix = dir.as_bytes().to_vec();
     prefix.push(b'/');
-    let start = records.partition_point(|r| r.rel.as_bytes() < prefix.as_slice());
-    records[start..]
-        .iter()
-        .take_while(|r| r.rel.as_bytes().starts_with(&prefix))
-        .any(|r| r.meta.is_some())
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if records.rel_at(mid) < prefix.as_slice() {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    (lo..n)
+        .take_while(|i| records.rel_at(*i).starts_with(&prefix))
+        .any(|i| records.held_at(i))
 }
 
 impl RootState {
@@ -493,9 +547,9 @@ impl RootState {
                 st.records = stored.records;
                 st.mounts = stored.mounts;
             } else {
-                for r in stored.records {
+                for r in stored.records.iter() {
                     match r.rel.below(&prefix) {
-                        Some(rel) => st.records.push(Record { rel, ..r }),
+                        Some(rel) => st.records.push(&Record { rel, ..r }),
                         None => st.others.push(r),
                     }
                 }
@@ -526,8 +580,7 @@ impl RootState {
     /// Sorts the records by path, keeping the first of each path (a root's own records come
     /// before those absorbed from roots below it), and the mount points.
     fn settle(&mut self) {
-        sort_by_path(&mut self.records);
-        self.records.shrink_to_fit();
+        self.records.settle();
         self.mounts.sort();
         self.mounts.dedup();
     }
@@ -557,9 +610,9 @@ impl RootState {
                     continue;
                 }
             };
-            for r in stored.records {
+            for r in stored.records.iter() {
                 let rel = below.join(&r.rel);
-                self.records.push(Record { rel, ..r });
+                self.records.push(&Record { rel, ..r });
             }
             self.mounts
                 .extend(stored.mounts.iter().map(|m| below.join(m)));
@@ -593,7 +646,7 @@ impl RootState {
     }
 
     /// The mount points to record with `records`: see [`RootState::see_mounts`].
-    fn next_mounts(&self, records: &[Record]) -> Vec<WirePath> {
+    fn next_mounts(&self, records: &(impl Sorted + ?Sized)) -> Vec<WirePath> {
         let Some(seen) = &self.seen_mounts else {
             return self.mounts.clone();
         };
@@ -618,24 +671,21 @@ impl RootState {
     }
 
     /// The record of an entry below the scanned root.
-    pub fn get(&self, rel: &WirePath) -> Option<&Record> {
-        self.records
-            .binary_search_by(|r| r.rel.cmp(rel))
-            .ok()
-            .map(|i| &self.records[i])
+    pub fn get(&self, rel: &WirePath) -> Option<Record> {
+        self.records.search(rel).ok().map(|i| self.records.get(i))
     }
 
     /// As [`RootState::get`], for lookups that mostly come in path order: `hint` is where the
     /// last one left off, and a lookup of the record just after it costs one comparison.
-    pub fn get_near(&self, rel: &WirePath, hint: &mut usize) -> Option<&Record> {
-        if let Some(r) = self.records.get(*hint).filter(|r| r.rel == *rel) {
+    pub fn get_near(&self, rel: &WirePath, hint: &mut usize) -> Option<Record> {
+        if self.records.is_at(*hint, rel) {
             *hint += 1;
-            return Some(r);
+            return Some(self.records.get(*hint - 1));
         }
-        match self.records.binary_search_by(|r| r.rel.cmp(rel)) {
+        match self.records.search(rel) {
             Ok(i) => {
                 *hint = i + 1;
-                Some(&self.records[i])
+                Some(self.records.get(i))
             }
             Err(i) => {
                 *hint = i;
@@ -644,8 +694,8 @@ impl RootState {
         }
     }
 
-    /// Every record below the scanned root, in path order.
-    pub fn records(&self) -> impl Iterator<Item = &Record> {
+    /// Every record below the scanned root, in path order, decoded one at a time.
+    pub fn records(&self) -> impl Iterator<Item = Record> + '_ {
         self.records.iter()
     }
 
@@ -666,11 +716,12 @@ impl RootState {
         let Some(file) = self.file.clone() else {
             return Ok(());
         };
-        let mounts = self.next_mounts(&records);
-        if records == self.records && mounts == self.mounts && !self.must_write() {
+        let mounts = self.next_mounts(records.as_slice());
+        if mounts == self.mounts && !self.must_write() && self.records.same_as(&records) {
             return Ok(()); // an in-sync re-check writes nothing
         }
-        self.records = records;
+        self.records = Records::from_vec(&records);
+        drop(records);
         self.mounts = mounts;
         let root = WirePath::from_path(&self.file_root);
         if self.prefix.is_empty() && self.others.is_empty() && self.other_mounts.is_empty() {
@@ -680,13 +731,13 @@ impl RootState {
             let mut all: Vec<Record> = self.others.clone();
             all.extend(self.records.iter().map(|r| Record {
                 rel: self.prefix.join(&r.rel),
-                ..r.clone()
+                ..r
             }));
             all.sort_by(|a, b| a.rel.cmp(&b.rel));
             let mut mounts = self.other_mounts.clone();
             mounts.extend(self.mounts.iter().map(|m| self.prefix.join(m)));
             mounts.sort();
-            write_state(&file, &root, &all, &mounts)?;
+            write_state(&file, &root, &Records::from_vec(&all), &mounts)?;
         }
         self.migrate = false;
         for f in self.absorbed.drain(..) {
@@ -700,6 +751,7 @@ impl RootState {
 mod tests {
     use super::*;
     use crate::model::Vv;
+    use serde::Serialize;
 
     fn vv(pairs: &[(u64, u64)]) -> Vv {
         Vv(pairs.to_vec())
@@ -728,7 +780,7 @@ mod tests {
         let mut sub = RootState::load(Some(dir.path()), &root.join("sub")).unwrap();
         let rels: Vec<String> = sub.records().map(|r| r.rel.to_string()).collect();
         assert_eq!(rels, ["", "x"]);
-        let mut changed: Vec<Record> = sub.records().cloned().collect();
+        let mut changed: Vec<Record> = sub.records().collect();
         changed[1].vv = vv(&[(1, 9)]);
         sub.save(changed).unwrap();
 
@@ -773,7 +825,7 @@ mod tests {
             top.get(&WirePath(b"a/f".to_vec())).unwrap().vv,
             vv(&[(1, 4)])
         );
-        let recs = top.records().cloned().collect();
+        let recs = top.records().collect();
         top.save(recs).unwrap();
         assert_eq!(fs::read_dir(dir.path().join("roots")).unwrap().count(), 1);
     }
@@ -882,7 +934,13 @@ mod tests {
         let file = dir.path().join("f.state");
         let recs = vec![rec("", 1), mounted_dir("m", 2), rec("m/x", 3)];
         let mounts = vec![WirePath::from("m")];
-        write_state(&file, &WirePath::from("/r"), &recs, &mounts).unwrap();
+        write_state(
+            &file,
+            &WirePath::from("/r"),
+            &Records::from_vec(&recs),
+            &mounts,
+        )
+        .unwrap();
         let good = fs::read(&file).unwrap();
         assert_eq!(
             decode(&good).unwrap(),
@@ -1007,7 +1065,7 @@ mod tests {
         fs::write(&file, old_file("/data/notes", &recs)).unwrap();
         let mut st = RootState::load(Some(dir.path()), root).unwrap();
         assert!(st.moved_aside().is_empty());
-        assert_eq!(st.records().cloned().collect::<Vec<_>>(), recs);
+        assert_eq!(st.records().collect::<Vec<_>>(), recs);
         assert!(st.must_write(), "migrated even where nothing changed");
         st.save(recs.clone()).unwrap();
         let bytes = fs::read(&file).unwrap();
@@ -1043,7 +1101,7 @@ mod tests {
         // A sub-root sees the mount points below it, relative to itself, and keeps the rest.
         let mut st = RootState::load(Some(dir.path()), root).unwrap();
         st.see_mounts(vec![WirePath::from("m"), WirePath::from("n/o")]);
-        st.save(st.records().cloned().collect()).unwrap();
+        st.save(st.records().collect()).unwrap();
         let mut sub = RootState::load(Some(dir.path()), &root.join("n")).unwrap();
         assert_eq!(sub.mounts(), [WirePath::from("o")]);
         sub.see_mounts(Vec::new());
@@ -1075,7 +1133,7 @@ mod tests {
         ] {
             let rel = WirePath::from(rel);
             let got = st.get_near(&rel, &mut hint);
-            assert_eq!(got.map(|r| &r.rel), found.then_some(&rel), "{rel}");
+            assert_eq!(got.as_ref().map(|r| &r.rel), found.then_some(&rel), "{rel}");
             assert_eq!(got, st.get(&rel), "{rel}");
             assert_eq!(hint, hint_after, "{rel}");
         }

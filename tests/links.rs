@@ -219,8 +219,8 @@ fn a_linked_file_edited_in_place_keeps_its_links_and_every_replaced_version() {
 
 #[test]
 fn a_link_whose_first_name_went_in_an_earlier_window_is_still_a_link() {
-    // More entries than the client decides at once (50,000): the tree goes in windows, and
-    // `zz/late` comes in the second, its first name `a/f00000` in the first.
+    // More entries than the client decides at once (10,000): the tree goes in windows, and
+    // `zz/late` comes in the last, its first name `a/f00000` in the first.
     let s = scene!("links-windows");
     let root = s.path(LOCAL, "big");
     fs::create_dir_all(root.join("a")).unwrap();

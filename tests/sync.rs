@@ -804,7 +804,7 @@ fn tree_files(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<
 
 #[test]
 fn a_first_sync_of_more_than_a_window_arrives_whole_and_is_recorded() {
-    // More entries than the client decides at once (50,000): the tree goes in windows.
+    // More entries than the client decides at once (10,000): the tree goes in windows.
     let s = scene!("windows");
     let root = s.path(LOCAL, "big");
     let mut bytes = 0;
@@ -820,7 +820,7 @@ fn a_first_sync_of_more_than_a_window_arrives_whole_and_is_recorded() {
     let out = s.run(cmd, &[os("--json"), &s.arg("big")]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let decisions = stderr(&out).matches(" decided ").count();
-    assert_eq!(decisions, 2, "two windows, each decided on its own");
+    assert_eq!(decisions, 6, "six windows, each decided on its own");
     let want = tree_files(&root);
     assert_eq!(want.len(), 50_500);
     for peer in ["alpha", "beta"] {

@@ -138,9 +138,9 @@ fn encode(key: u64, records: Vec<Record>) -> Vec<u8> {
     out
 }
 
-/// The keys of the records of a cache file's `bytes`; `None` for anything but a whole, intact
+/// How many records a cache file's `bytes` hold; `None` for anything but a whole, intact
 /// file of this format, written under `key`, with its records in order.
-fn decode(key: u64, bytes: &[u8]) -> Option<Vec<(u64, u64)>> {
+fn decode(key: u64, bytes: &[u8]) -> Option<usize> {
     let head = bytes.get(..HEADER)?;
     if &head[..8] != MAGIC || head[8..12] != FORMAT.to_le_bytes() || u64_at(head, 28) != key {
         return None;
@@ -152,9 +152,16 @@ fn decode(key: u64, bytes: &[u8]) -> Option<Vec<(u64, u64)>> {
     {
         return None;
     }
-    let keys: Vec<(u64, u64)> = body.chunks_exact(RECORD).map(key_at).collect();
     // Strictly ascending, so a binary search finds the one record of a file.
-    keys.windows(2).all(|w| w[0] < w[1]).then_some(keys)
+    let mut keys = body.chunks_exact(RECORD).map(key_at);
+    let mut last = keys.next();
+    for k in keys {
+        if last >= Some(k) {
+            return None;
+        }
+        last = Some(k);
+    }
+    Some(body.len() / RECORD)
 }
 
 /// The records of one cache file for one scan: lookups from the last scan, records for the
@@ -167,9 +174,9 @@ struct Store {
     /// The cache file as read: records of the last scan from [`HEADER`] on, sorted by device
     /// and inode.
     bytes: Vec<u8>,
-    /// The device and inode of each record, apart: a search touches 16 bytes an entry
-    /// instead of a whole record, so it stays in the processor's caches.
-    keys: Vec<(u64, u64)>,
+    /// How many records `bytes` holds (searched where they are: a copy of their keys apart
+    /// would cost 16 bytes an entry more).
+    count: usize,
     /// Which records this scan found unchanged.
     seen: Vec<AtomicBool>,
     /// Records this scan made.
@@ -235,15 +242,15 @@ impl Store {
     /// The store kept in `file`, of records written under `key`.
     fn at(file: Option<PathBuf>, key: u64) -> Self {
         let read = file.as_deref().and_then(|f| std::fs::read(f).ok());
-        let (bytes, keys) = read
-            .and_then(|b| decode(key, &b).map(|keys| (b, keys)))
+        let (bytes, count) = read
+            .and_then(|b| decode(key, &b).map(|count| (b, count)))
             .unwrap_or_default();
         Store {
             file,
             key,
             bytes,
-            seen: keys.iter().map(|_| AtomicBool::new(false)).collect(),
-            keys,
+            seen: (0..count).map(|_| AtomicBool::new(false)).collect(),
+            count,
             fresh: Mutex::new(Vec::new()),
             trusted_before: now_ns() - SETTLE_NS,
             missed: AtomicBool::new(false),
@@ -255,9 +262,23 @@ impl Store {
         Record::read_from(&self.bytes[HEADER + i * RECORD..HEADER + (i + 1) * RECORD])
     }
 
+    /// Which record of the last scan is keyed by `key` (device and inode), by binary search.
+    fn find(&self, key: (u64, u64)) -> Option<usize> {
+        let (mut lo, mut hi) = (0, self.count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match key_at(&self.bytes[HEADER + mid * RECORD..]).cmp(&key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(mid),
+            }
+        }
+        None
+    }
+
     /// The payload recorded for the entry at `rel` with this stamp, if it is unchanged.
     fn lookup(&self, rel: &WirePath, stamp: &Stamp) -> Option<[u8; PAYLOAD]> {
-        if let Ok(i) = self.keys.binary_search(&file_of(stamp)) {
+        if let Some(i) = self.find(file_of(stamp)) {
             let known = self.known(i);
             if known.stamp == *stamp && known.name == name_of(rel) {
                 self.seen[i].store(true, Ordering::Relaxed);
@@ -292,7 +313,7 @@ impl Store {
         }
         let mut records = std::mem::take(&mut *self.fresh.lock().expect("cache lock"));
         records.extend(
-            (0..self.keys.len())
+            (0..self.count)
                 .filter(|i| self.seen[*i].load(Ordering::Relaxed))
                 .map(|i| self.known(i)),
         );
@@ -386,10 +407,7 @@ mod tests {
         let c = DigestCache::at(Some(store.clone()));
         assert_eq!(digest_of(&f, &c), Digest::of(b"new"));
         c.save();
-        assert_eq!(
-            decode(DIGESTS, &std::fs::read(&store).unwrap()),
-            Some(vec![])
-        );
+        assert_eq!(decode(DIGESTS, &std::fs::read(&store).unwrap()), Some(0));
         // Garbage in the cache file is ignored.
         std::fs::write(&store, b"\xff\xff garbage").unwrap();
         assert_eq!(digest_of(&f, &settled(&store)), Digest::of(b"new"));
@@ -420,7 +438,7 @@ mod tests {
         )
         .unwrap();
         let c = DigestCache::at(Some(store));
-        assert_eq!(c.0.keys, [(1, 2), (1, 5), (1, 9)]);
+        assert_eq!(c.0.count, 3);
         for (i, ino) in [2, 5, 9].into_iter().enumerate() {
             assert_eq!(c.0.known(i), record(ino));
         }
@@ -429,7 +447,7 @@ mod tests {
     #[test]
     fn a_torn_flipped_or_disordered_file_is_ignored_whole() {
         let good = encode(DIGESTS, vec![record(1), record(2), record(3)]);
-        assert_eq!(decode(DIGESTS, &good).map(|k| k.len()), Some(3));
+        assert_eq!(decode(DIGESTS, &good), Some(3));
         // Cut anywhere: short of a record, of the header, or a whole record gone.
         for len in [
             0,
@@ -470,6 +488,6 @@ mod tests {
         disordered[12..20].copy_from_slice(&1u64.to_le_bytes());
         let one = xxhash_rust::xxh3::xxh3_64(&disordered[HEADER..]);
         disordered[20..28].copy_from_slice(&one.to_le_bytes());
-        assert_eq!(decode(DIGESTS, &disordered), Some(vec![(1, 2)]));
+        assert_eq!(decode(DIGESTS, &disordered), Some(1));
     }
 }

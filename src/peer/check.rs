@@ -647,7 +647,7 @@ pub fn check_scan(
 pub fn file_root(
     name: Option<&[u8]>,
     listing: &mut Listing,
-    deferred: &[WirePath],
+    deferred: &crate::plan::Paths,
 ) -> Result<(), Refused> {
     let allowed = |rel: &WirePath| {
         rel.is_empty() || name.is_some_and(|n| names::conflict_of(rel.as_bytes(), n).is_some())
@@ -667,7 +667,7 @@ pub fn file_root(
         listing.remove(&rel);
     }
     match deferred.iter().find(|r| !allowed(r)) {
-        Some(rel) => refuse(beside(rel)),
+        Some(rel) => refuse(beside(&rel)),
         None => Ok(()),
     }
 }
@@ -1031,12 +1031,22 @@ mod tests {
         let mut held = Listing::new();
         let mut budget = Budget::default();
         take_entries(vec![file(""), file(copy)], &mut held, &mut budget, None).unwrap();
-        assert!(file_root(Some(b".bashrc"), &mut held, &[]).is_err());
-        assert!(file_root(None, &mut held, &[]).is_err());
-        assert!(file_root(Some(b".profile"), &mut held, &[]).is_ok());
+        assert!(file_root(Some(b".bashrc"), &mut held, &Default::default()).is_err());
+        assert!(file_root(None, &mut held, &Default::default()).is_err());
+        assert!(file_root(Some(b".profile"), &mut held, &Default::default()).is_ok());
         // Entries left to be fetched later count as much.
-        assert!(file_root(Some(b".profile"), &mut held, &[w(copy)]).is_ok());
-        assert!(file_root(Some(b".profile"), &mut held, &[w("x")]).is_err());
+        assert!(file_root(
+            Some(b".profile"),
+            &mut held,
+            &[w(copy)].into_iter().collect()
+        )
+        .is_ok());
+        assert!(file_root(
+            Some(b".profile"),
+            &mut held,
+            &[w("x")].into_iter().collect()
+        )
+        .is_err());
     }
 
     #[test]

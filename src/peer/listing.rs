@@ -32,7 +32,7 @@ pub struct Scanned {
     pub settled: usize,
     /// Entries sent in brief that settling left to be fetched in full window by window (this
     /// peer alone holds anything under the root, and a lot of it: a first sync).
-    pub deferred: Vec<WirePath>,
+    pub deferred: crate::plan::Paths,
     /// What the peer noted about the root (setuid bits left out, say), for `-v`.
     pub notes: Vec<String>,
     /// Mount points below the root that are emptied there now.

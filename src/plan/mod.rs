@@ -61,7 +61,7 @@ pub use links::{link_names, Link};
 pub use meta::differences;
 pub use names::{Collision, Fold};
 pub use records::Records;
-pub use settle::{settle, settle_none, Briefs, Settled};
+pub use settle::{settle, settle_none, Briefs, Paths, Settled};
 pub use spell::respell;
 
 /// Index of a peer in the run's peer list (0 is always localhost).

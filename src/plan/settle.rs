@@ -51,11 +51,65 @@ impl Briefs {
     }
 }
 
+/// Paths kept one after another in one buffer: a million cost their bytes and a word each,
+/// not a [`WirePath`] apiece (the paths a first sync fetches window by window).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Paths {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Paths {
+    /// Adds a path after the others.
+    pub fn push(&mut self, rel: &[u8]) {
+        self.bytes.extend_from_slice(rel);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// How many paths there are.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// No paths at all.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The `i`th path.
+    pub fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+
+    /// Paths `from..to` (as far as there are), each a [`WirePath`] of its own.
+    pub fn slice(&self, from: usize, to: usize) -> Vec<WirePath> {
+        (from..to.min(self.len()))
+            .map(|i| WirePath(self.get(i).to_vec()))
+            .collect()
+    }
+
+    /// Every path, in order.
+    pub fn iter(&self) -> impl Iterator<Item = WirePath> + '_ {
+        (0..self.len()).map(|i| WirePath(self.get(i).to_vec()))
+    }
+}
+
+impl FromIterator<WirePath> for Paths {
+    fn from_iter<I: IntoIterator<Item = WirePath>>(iter: I) -> Self {
+        let mut p = Paths::default();
+        for rel in iter {
+            p.push(rel.as_bytes());
+        }
+        p
+    }
+}
+
 /// What settling found for one root.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Settled {
     /// Per peer: the paths it sent in brief that the decision needs in full.
-    pub want: Vec<Vec<WirePath>>,
+    pub want: Vec<Paths>,
     /// Per peer: entries it holds now that are in sync on every peer (not in its view, but
     /// counted by the empty-root check).
     pub held: Vec<usize>,
@@ -70,8 +124,11 @@ pub fn settle_none(briefs: &[Option<&Briefs>]) -> Settled {
         want: briefs
             .iter()
             .map(|b| {
-                b.map(|b| (0..b.len()).map(|i| WirePath(b.rel(i).to_vec())).collect())
-                    .unwrap_or_default()
+                let mut want = Paths::default();
+                for i in 0..b.map_or(0, Briefs::len) {
+                    want.push(b.expect("briefs where there are some").rel(i));
+                }
+                want
             })
             .collect(),
         held: vec![0; briefs.len()],
@@ -85,7 +142,7 @@ pub fn settle_none(briefs: &[Option<&Briefs>]) -> Settled {
 pub fn settle(briefs: &[Option<&Briefs>], max_size: Option<u64>) -> Settled {
     let n = briefs.len();
     let mut out = Settled {
-        want: vec![Vec::new(); n],
+        want: vec![Paths::default(); n],
         held: vec![0; n],
         in_sync: 0,
     };
@@ -127,7 +184,7 @@ pub fn settle(briefs: &[Option<&Briefs>], max_size: Option<u64>) -> Settled {
             if settled {
                 out.held[*p] += usize::from(!b.gone[i]);
             } else {
-                out.want[*p].push(WirePath(min.to_vec()));
+                out.want[*p].push(min);
             }
             at[k] += 1;
         }
@@ -164,7 +221,7 @@ mod tests {
         let s = settle(&[Some(&a), Some(&b)], None);
         assert_eq!(s.in_sync, 3);
         assert_eq!(s.held, vec![2, 2], "a remembered deletion is not held");
-        assert!(s.want.iter().all(Vec::is_empty));
+        assert!(s.want.iter().all(Paths::is_empty));
     }
 
     #[test]

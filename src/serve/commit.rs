@@ -96,9 +96,9 @@ fn next_records(ctx: &RootCtx, mut set: Vec<Record>) -> Vec<Record> {
             // Only what actually arrived: where the decided version is not on disk (its copy
             // failed), the old record stays and the next run tries again.
             (Some(r), _) if recordable(&r) && arrived(ctx, &r) => Some(r),
-            (Some(_), _) | (None, Reported::AsRecorded | Reported::Unknown) => old.cloned(),
+            (Some(_), _) | (None, Reported::AsRecorded | Reported::Unknown) => old,
             // Gone below an emptied mount point, and not decided: as before (see `guarded`).
-            (None, Reported::Held(h)) if h.0.is_none() && guarded(ctx, rel) => old.cloned(),
+            (None, Reported::Held(h)) if h.0.is_none() && guarded(ctx, rel) => old,
             (None, Reported::Held(h)) => Some(Record {
                 rel: rel.clone(),
                 meta: h.0.clone(),
@@ -117,8 +117,7 @@ fn next_records(ctx: &RootCtx, mut set: Vec<Record>) -> Vec<Record> {
     let kept = ctx
         .state
         .records()
-        .filter(|r| !ctx.reported.contains_ordered(&r.rel, &mut at))
-        .cloned();
+        .filter(|r| !ctx.reported.contains_ordered(&r.rel, &mut at));
     // Three runs in path order, merged by a stable sort; of equal paths the first pushed stays.
     let reported_end = new.len();
     new.extend(created.chain(kept));

@@ -42,7 +42,7 @@ impl Server {
             Expect::Absent => false,
         };
         match ctx.meta(rel) {
-            Some(m) if same => Ok(m.clone()),
+            Some(m) if same => Ok(m),
             Some(_) => Err(Fail::Changed(format!(
                 "{}: changed since the scan (saved meanwhile?); left for the next run",
                 at.shown().display()

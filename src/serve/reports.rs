@@ -23,7 +23,9 @@ pub(super) enum Reported {
 /// each, and a walk that comes in nearly sorted order sorts in about one pass.
 #[derive(Debug, Default)]
 pub(super) struct Reports {
-    list: Vec<(WirePath, Reported, u128)>,
+    /// The stamp's id in two words: a `u128` would align each report to 16 bytes, and pad
+    /// it by 8.
+    list: Vec<(WirePath, Reported, [u64; 2])>,
     /// How much of `list` is known to be in path order.
     sorted: usize,
 }
@@ -32,7 +34,8 @@ impl Reports {
     /// Adds the report of an entry the scan has not reported yet. Lookups see it after the
     /// next [`Reports::sort`].
     pub(super) fn push(&mut self, rel: WirePath, rep: Reported, stamp: u128) {
-        self.list.push((rel, rep, stamp));
+        self.list
+            .push((rel, rep, [stamp as u64, (stamp >> 64) as u64]));
     }
 
     /// Puts every report in path order (stable: of two reports of one path the first stays).
@@ -59,7 +62,10 @@ impl Reports {
     pub(super) fn stamp(&self, rel: &WirePath) -> u128 {
         self.list[..self.sorted]
             .binary_search_by(|(r, _, _)| r.cmp(rel))
-            .map_or(0, |i| self.list[i].2)
+            .map_or(0, |i| {
+                let [lo, hi] = self.list[i].2;
+                u128::from(lo) | u128::from(hi) << 64
+            })
     }
 
     /// Whether `rel` was reported (among those sorted), for paths asked in path order: `at` (0 for the first) only

@@ -408,16 +408,16 @@ impl RootCtx {
     }
 
     /// The metadata this peer reported for an entry, if it holds one.
-    pub(super) fn meta(&self, rel: &WirePath) -> Option<&Meta> {
+    pub(super) fn meta(&self, rel: &WirePath) -> Option<Meta> {
         self.held(rel).and_then(|(m, _)| m)
     }
 
     /// What this peer reported for an entry it could read: its metadata (`None`: deleted)
     /// and version.
-    pub(super) fn held(&self, rel: &WirePath) -> Option<(Option<&Meta>, Option<&Vv>)> {
+    pub(super) fn held(&self, rel: &WirePath) -> Option<(Option<Meta>, Option<Vv>)> {
         match self.reported.get(rel)? {
-            Reported::AsRecorded => self.state.get(rel).map(|r| (r.meta.as_ref(), Some(&r.vv))),
-            Reported::Held(h) => Some((h.0.as_ref(), h.1.as_ref())),
+            Reported::AsRecorded => self.state.get(rel).map(|r| (r.meta, Some(r.vv))),
+            Reported::Held(h) => Some((h.0.clone(), h.1.clone())),
             Reported::Unknown => None,
         }
     }

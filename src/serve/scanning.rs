@@ -253,7 +253,7 @@ impl Server {
             }
             let base = state.get_near(&found.rel, &mut hint);
             let stamp = found.stamp.map_or(0, |s| s.id());
-            let (entry, rep) = versioned(found, base, key, now, &holds, (&opts, as_root));
+            let (entry, rep) = versioned(found, base.as_ref(), key, now, &holds, (&opts, as_root));
             dirty |= entry.changed;
             if matches!(rep, Reported::Unknown) && entry.state.is_err() {
                 unknown_dirs.push(entry.rel.clone());
@@ -311,7 +311,7 @@ impl Server {
             };
             gone.push((r.rel.clone(), rep));
             out.push(Entry {
-                rel: r.rel.clone(),
+                rel: r.rel,
                 state: Ok(None),
                 vv: Some(vv),
                 changed: gone_now,
@@ -367,9 +367,9 @@ impl Server {
             };
             // Briefs are of entries unchanged since the last sync, or new ones without history.
             batch.push(Entry {
-                state: Ok(meta.cloned()),
-                vv: vv.cloned(),
+                state: Ok(meta),
                 changed: vv.is_none(),
+                vv,
                 rel,
             });
             if batch.len() >= ENTRY_BATCH {
@@ -675,7 +675,7 @@ mod tests {
         // As if the last walk had found a disk mounted at m.
         let mut st = records(h);
         st.see_mounts(vec![WirePath::from("m")]);
-        st.save(st.records().cloned().collect()).unwrap();
+        st.save(st.records().collect()).unwrap();
         assert_eq!(records(h).mounts(), [WirePath::from("m")]);
 
         // Unmounted: m is an empty directory now.

@@ -95,7 +95,7 @@ async fn settle_briefs(
                     .conn
                     .lock()
                     .await
-                    .detail(root as u32, want, &mut listing)
+                    .detail(root as u32, want.iter().collect(), &mut listing)
                     .await;
                 (p, r.map(|()| listing))
             }),
@@ -315,7 +315,10 @@ mod tests {
 
     fn settled(want: &[usize], held: &[usize]) -> plan::Settled {
         plan::Settled {
-            want: want.iter().map(|n| vec![WirePath::default(); *n]).collect(),
+            want: want
+                .iter()
+                .map(|n| vec![WirePath::default(); *n].into_iter().collect())
+                .collect(),
             held: held.to_vec(),
             in_sync: 0,
         }

@@ -7,20 +7,21 @@ use std::collections::HashSet;
 use super::root::{root_is_dir, RootRun};
 use crate::paths::WirePath;
 use crate::peer::OpError;
-use crate::plan::{Listing, PeerId, Plan, Problem};
+use crate::plan::{Listing, Paths, PeerId, Plan, Problem};
 use crate::report::{Event, Reporter, RootDoc};
 use crate::transfer::WireStats;
 
-/// Entries a window holds at most when a first sync is carried out in windows.
-pub(super) const WINDOW: usize = 50_000;
+/// Entries a window holds at most when a first sync is carried out in windows: a window costs
+/// the client a few kilobytes an entry while it is decided and carried out (the plan, what each
+/// target needs, the records for every peer, what is told), so this bounds its memory.
+pub(super) const WINDOW: usize = 10_000;
 
 impl RootRun<'_> {
     /// The peer whose entries settling left to be fetched window by window, and those entries.
-    pub(super) fn deferred(&self, views: &[Option<&Listing>]) -> Option<(PeerId, &[WirePath])> {
+    pub(super) fn deferred(&self, views: &[Option<&Listing>]) -> Option<(PeerId, &Paths)> {
         self.scans.iter().enumerate().find_map(|(p, scan)| {
             let scanned = scan.as_ref()?[self.index].as_ref().ok()?;
-            (views[p].is_some() && !scanned.deferred.is_empty())
-                .then_some((p, scanned.deferred.as_slice()))
+            (views[p].is_some() && !scanned.deferred.is_empty()).then_some((p, &scanned.deferred))
         })
     }
 
@@ -31,7 +32,7 @@ impl RootRun<'_> {
     pub(super) async fn sync_in_windows(
         &self,
         holder: PeerId,
-        deferred: &[WirePath],
+        deferred: &Paths,
         views: &[Option<&Listing>],
         abs: &[Option<WirePath>],
         started: std::time::Instant,
@@ -44,7 +45,8 @@ impl RootRun<'_> {
         let mut wire = WireStats::default();
         let mut doc: Option<RootDoc> = None;
         let names = self.names();
-        for (n, window) in deferred.chunks(WINDOW).enumerate() {
+        for n in 0..deferred.len().div_ceil(WINDOW) {
+            let window = deferred.slice(n * WINDOW, (n + 1) * WINDOW);
             // The root itself, always sent in full, is decided with the first window.
             let mut listing = match views[holder] {
                 Some(l) if n == 0 => l.clone(),
@@ -54,7 +56,7 @@ impl RootRun<'_> {
                 .conn
                 .lock()
                 .await
-                .detail(self.index as u32, window.to_vec(), &mut listing)
+                .detail(self.index as u32, window, &mut listing)
                 .await;
             match fetched {
                 Ok(()) => {}
