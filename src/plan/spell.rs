@@ -128,7 +128,8 @@ mod tests {
         let nfc_dir = format!("{NFC}/x");
         let nfd_dir = format!("{NFD}/x");
         // (byte-for-byte peers' names, the normalizing peer's names, what it holds after)
-        let cases: Vec<(Vec<Vec<&str>>, Vec<&str>, Vec<&str>)> = vec![
+        type Case<'a> = (Vec<Vec<&'a str>>, Vec<&'a str>, Vec<&'a str>);
+        let cases: Vec<Case> = vec![
             // One other spelling: taken, directories and what is below them alike.
             (
                 vec![vec![NFD, &nfd_dir]],
