@@ -325,7 +325,7 @@ pub enum Request {
         names: Vec<u8>,
         /// The source directory, where it is this peer's: the names whose files there have
         /// holes go in a second run with `--sparse` added
-        /// ([`crate::transfer::rsync::split_by_holes`]).
+        /// (see `transfer::rsync::split_by_holes`).
         holes: Option<WirePath>,
     },
     /// Move files rsync wrote into the root's scratch directory into place, each only if it

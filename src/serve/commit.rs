@@ -55,19 +55,26 @@ impl Server {
     }
 
     /// Prunes kept versions, once a session.
-    pub(super) fn prune_once(&mut self) -> OpResult {
+    fn prune_once(&mut self) -> OpResult {
         if !self.pruned {
             self.pruned = true;
-            if let Some(store) = &self.store {
-                match store.prune(self.retention) {
-                    Ok(done) if done.rebuilt => self.warnings.push(format!(
-                        "{}: the index of kept versions was damaged: rebuilt from what could be read and the versions themselves ({} found again); nothing pruned this time",
-                        store.dir().display(),
-                        done.found
-                    )),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!("pruning kept versions: {e}"),
-                }
+            self.prune_store()?;
+        }
+        Ok(())
+    }
+
+    /// Prunes kept versions as the session's retention says; what it found to tell goes with
+    /// the next answer.
+    pub(super) fn prune_store(&mut self) -> OpResult {
+        if let Some(store) = &self.store {
+            match store.prune(self.retention) {
+                Ok(done) if done.rebuilt => self.warnings.push(format!(
+                    "{}: the index of kept versions was damaged: rebuilt from what could be read and the versions themselves ({} found again); nothing pruned this time",
+                    store.dir().display(),
+                    done.found
+                )),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("pruning kept versions: {e}"),
             }
         }
         Ok(())

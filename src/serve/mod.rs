@@ -61,11 +61,6 @@ pub fn run(ahead: Option<&str>) -> Result<(), FrameError> {
         BufReader::with_capacity(CHUNK + 64, io::Cursor::new(ahead).chain(io::stdin().lock()));
     let mut w = BufWriter::with_capacity(CHUNK + 64, io::stdout().lock());
     let res = server.serve(&mut r, &mut w);
-    if res.is_ok() && server.tidied {
-        // A run that had nothing to commit here still prunes kept versions, once its
-        // client is done with it (and no longer waits for this serve).
-        let _ = server.prune_once();
-    }
     // The client is gone (done, or killed mid-run): directories made in this session still
     // get their modes and times, and scratch directories go with what is left in them, but
     // for the partial data of copies cut short (kept for the next run to resume from).
@@ -92,8 +87,8 @@ pub struct Server {
     retention: Retention,
     /// The store was pruned in this session.
     pruned: bool,
-    /// A scan of this session tidied what killed runs left: a real run, not a dry one.
-    tidied: bool,
+    /// The store was pruned as this session's first locked scan began.
+    pruned_early: bool,
     /// What each root's filesystem holds, probed once a session ([`probe::probe`]).
     probed: std::cell::RefCell<std::collections::HashMap<std::path::PathBuf, probe::Holds>>,
     /// Which metadata beyond mode and mtime the last scan read, and this session sets.
@@ -187,7 +182,7 @@ impl Server {
             store: None,
             retention: Retention::default(),
             pruned: false,
-            tidied: false,
+            pruned_early: false,
             probed: Default::default(),
             meta: crate::extra::MetaOpts::none(),
             root: crate::extra::is_root(),
@@ -284,8 +279,16 @@ impl Server {
                 } => {
                     self.retention = retention;
                     self.meta = meta;
-                    self.tidied |= tidy;
                     if !lock || self.lock_for_scan(&roots, w)? {
+                        if lock && tidy && !std::mem::replace(&mut self.pruned_early, true) {
+                            // Kept versions are pruned as a run begins, under its locks, so a
+                            // run with nothing to commit here prunes too and tells what
+                            // pruning found; a commit prunes again after the run's own keeps.
+                            let _ = self.prune_store();
+                            for warning in self.warnings.drain(..) {
+                                write_frame(w, &Response::Warning(warning))?;
+                            }
+                        }
                         self.scan(&roots, &excludes, brief, tidy, w)?
                     }
                 }
