@@ -154,16 +154,9 @@ impl RootCtx {
         };
         names.push(rel.clone());
         for name in names {
-            if self.expect(&name) != Expect::Same(before.id()) {
-                continue;
-            }
-            let Ok(Some(st)) = self
-                .at(&name, false)
-                .and_then(|a| a.lstat().map_err(|e| e.to_string()))
-            else {
+            let Some(now) = self.expected_now(&name, before.id()) else {
                 continue;
             };
-            let now = Stamp::of(&st);
             if (now.dev, now.ino, now.size, now.mtime)
                 != (before.dev, before.ino, before.size, before.mtime)
             {
@@ -175,6 +168,15 @@ impl RootCtx {
                 self.now_at(&name, Some(now.id()));
             }
         }
+    }
+
+    /// What stands at `name` now, where this session expected the stamp with id `id` there.
+    fn expected_now(&self, name: &WirePath, id: u128) -> Option<Stamp> {
+        if self.expect(name) != Expect::Same(id) {
+            return None;
+        }
+        let st = self.at(name, false).ok()?.lstat().ok()??;
+        Some(Stamp::of(&st))
     }
 
     /// The root's own name in its parent.
@@ -363,16 +365,9 @@ impl RootCtx {
                 (s.dev, s.ino)
             });
         for name in others {
-            if self.expect(&name) != Expect::Same(old) {
-                continue;
-            }
-            let Ok(Some(st)) = self
-                .at(&name, false)
-                .and_then(|a| a.lstat().map_err(|e| e.to_string()))
-            else {
+            let Some(now) = self.expected_now(&name, old) else {
                 continue;
             };
-            let now = Stamp::of(&st);
             if Some((now.dev, now.ino)) == here {
                 continue;
             }
