@@ -29,7 +29,8 @@ impl Server {
         let ctx = self.ctx_mut(root)?;
         if !ctx.dirty && ctx.set.is_empty() && !ctx.state.must_write() {
             // An in-sync re-check: the state already says what the scan found.
-            return self.prune_once();
+            self.prune_once();
+            return Ok(());
         }
         // Named once: at the root's first sync on that filesystem.
         if ctx.state.is_empty() {
@@ -51,21 +52,20 @@ impl Server {
                 format!("cannot save sync state: {}", scan::io_msg(&e)).as_str(),
             )
         })?;
-        self.prune_once()
+        self.prune_once();
+        Ok(())
     }
 
     /// Prunes kept versions, once a session.
-    fn prune_once(&mut self) -> OpResult {
-        if !self.pruned {
-            self.pruned = true;
-            self.prune_store()?;
+    fn prune_once(&mut self) {
+        if !std::mem::replace(&mut self.pruned, true) {
+            self.prune_store();
         }
-        Ok(())
     }
 
     /// Prunes kept versions as the session's retention says; what it found to tell goes with
     /// the next answer.
-    pub(super) fn prune_store(&mut self) -> OpResult {
+    pub(super) fn prune_store(&mut self) {
         if let Some(store) = &self.store {
             match store.prune(self.retention) {
                 Ok(done) if done.rebuilt => self.warnings.push(format!(
@@ -77,7 +77,6 @@ impl Server {
                 Err(e) => tracing::warn!("pruning kept versions: {e}"),
             }
         }
-        Ok(())
     }
 }
 

@@ -284,7 +284,7 @@ impl Server {
                             // Kept versions are pruned as a run begins, under its locks, so a
                             // run with nothing to commit here prunes too and tells what
                             // pruning found; a commit prunes again after the run's own keeps.
-                            let _ = self.prune_store();
+                            self.prune_store();
                             for warning in self.warnings.drain(..) {
                                 write_frame(w, &Response::Warning(warning))?;
                             }

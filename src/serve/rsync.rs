@@ -44,16 +44,22 @@ impl Server {
                 stdout,
                 stderr,
             } => match self.run_one(&with_sparse, sparse) {
-                // One answer for both runs: their statistics add up (see `parse_stats`).
+                // One answer for both runs, within the bounds of one: their statistics add up
+                // (see `parse_stats`; rsync's `--stats` are a few hundred bytes).
                 Response::RsyncDone {
                     code,
                     stdout: more,
                     stderr: errs,
-                } => Response::RsyncDone {
-                    code,
-                    stdout: [stdout, more].concat(),
-                    stderr: [stderr, errs].concat(),
-                },
+                } => {
+                    let mut out = [stdout, more].concat();
+                    out.truncate(RSYNC_OUTPUT);
+                    let errs = [stderr, errs].concat();
+                    Response::RsyncDone {
+                        code,
+                        stdout: out,
+                        stderr: errs[errs.len().saturating_sub(RSYNC_OUTPUT)..].to_vec(),
+                    }
+                }
                 other => other,
             },
             failed => failed,

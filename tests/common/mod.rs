@@ -410,6 +410,16 @@ fn liar_setup(dir: &Path) -> String {
     )
 }
 
+/// Whether what a test needs (`what`) is here: where it is not, the test says so and is
+/// skipped, except under CI, where that is a failure.
+pub fn have(here: bool, what: &str) -> bool {
+    if !here {
+        assert!(std::env::var_os("CI").is_none(), "{what} needed under CI");
+        eprintln!("skipping: no {what} here");
+    }
+    here
+}
+
 static RIG: OnceLock<Result<Rig, String>> = OnceLock::new();
 
 /// The rig, started on first use; `None` (after saying why) where it cannot run here.
