@@ -15,7 +15,7 @@ pub use crate::model::{MetaOpts, Xattr};
 use crate::paths::{RootSpec, WirePath};
 
 /// Bumped on every incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 14;
+pub const PROTOCOL_VERSION: u32 = 15;
 /// Opens every handshake so a stray banner or a different program is recognised at once.
 pub const MAGIC: [u8; 4] = *b"SYNK";
 /// Largest frame either side accepts.
@@ -302,10 +302,15 @@ pub enum Request {
         rel: WirePath,
     },
     /// The briefs the last scan of root `root` summed up ([`Response::Summary`]):
-    /// [`Response::Briefs`] frames, then [`Response::Done`].
+    /// [`Response::Briefs`] frames, then the full entries of those of `also` among them
+    /// ([`Response::Entries`] frames, as [`Request::Detail`] would send them), then
+    /// [`Response::Done`]. `also` are the paths the client expects to need in full (another
+    /// peer changed them), so settling a root with a few changes costs one round trip.
     Briefs {
         /// Index into the last scan's roots.
         root: u32,
+        /// Paths below the root to send in full too, where they are among the briefs.
+        also: Vec<WirePath>,
     },
     /// Inside a file transfer, instead of [`Request::Data`]: the next `len` bytes are those of
     /// the old file at the same offset.

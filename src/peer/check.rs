@@ -714,20 +714,26 @@ impl DetailCheck {
 }
 
 /// The briefs behind a summary ([`crate::proto::Request::Briefs`]): checked as in a scan, no
-/// more of them than the summary counts, and adding up to it in the end.
+/// more of them than the summary counts, and adding up to it in the end. Behind them, the full
+/// entries of the paths asked for `also`: each one that came in brief, once, and no other.
 pub struct BriefsCheck {
     want: Summary,
     sum: Summary,
     budget: Budget,
+    also: HashSet<WirePath>,
+    /// Paths of `also` that came in brief and are still to come in full.
+    owed: HashSet<WirePath>,
 }
 
 impl BriefsCheck {
-    /// Ready for the briefs behind `summary`.
-    pub fn new(summary: &Summary) -> Self {
+    /// Ready for the briefs behind `summary`, and in full those of `also` among them.
+    pub fn new(summary: &Summary, also: &[WirePath]) -> Self {
         BriefsCheck {
             want: *summary,
             sum: Summary::default(),
             budget: Budget::default(),
+            also: also.iter().cloned().collect(),
+            owed: HashSet::new(),
         }
     }
 
@@ -740,18 +746,35 @@ impl BriefsCheck {
                 self.want.count
             ));
         }
+        for b in &briefs {
+            if self.also.remove(&b.rel) {
+                self.owed.insert(b.rel.clone());
+            }
+        }
         take_briefs(briefs, into, &mut self.budget)
     }
 
-    /// The answer ended: the briefs must add up to the summary.
+    /// Takes full entries of the answer into `listing`: each of `also` that came in brief.
+    pub fn take_full(&mut self, entries: Vec<Entry>, listing: &mut Listing) -> Result<(), Refused> {
+        take_entries(entries, listing, &mut self.budget, Some(&mut self.owed)).map(|_| ())
+    }
+
+    /// The answer ended: the briefs must add up to the summary, and every one of `also`
+    /// among them must have come in full.
     pub fn done(&self) -> Result<(), Refused> {
-        if self.sum == self.want {
-            Ok(())
-        } else {
-            refuse(format!(
+        if self.sum != self.want {
+            return refuse(format!(
                 "protocol error: {} briefs do not add up to the summary of {}",
                 self.sum.count, self.want.count
-            ))
+            ));
+        }
+        match self.owed.iter().next() {
+            None => Ok(()),
+            Some(rel) => refuse(format!(
+                "protocol error: answered without {} in full ({} asked for not sent)",
+                quote(rel.as_bytes()),
+                self.owed.len()
+            )),
         }
     }
 }

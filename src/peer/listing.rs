@@ -10,8 +10,9 @@ use crate::paths::{RootSpec, WirePath};
 use crate::plan::{Briefs, Emptied, Listing};
 use crate::proto::{Request, Response, Summary};
 
-/// Path bytes per [`Request::Detail`], well below a frame's limit.
-const DETAIL_BYTES: usize = 1 << 20;
+/// Path bytes per [`Request::Detail`] (or `also` of [`Request::Briefs`]), well below a
+/// frame's limit.
+pub const DETAIL_BYTES: usize = 1 << 20;
 
 /// One root as a peer scanned it: its absolute path there and its entries, or the error.
 pub type RootScan = Result<Scanned, String>;
@@ -178,22 +179,32 @@ impl Conn {
     }
 
     /// Fetches the briefs behind root `root`'s `summary` from the last scan, checking that
-    /// they add up to it ([`BriefsCheck`]).
-    pub async fn briefs(&mut self, root: u32, summary: &Summary) -> Result<Briefs, OpError> {
-        self.send(&Request::Briefs { root })
+    /// they add up to it ([`BriefsCheck`]), and in full those of `also` among them (into the
+    /// listing returned).
+    pub async fn briefs(
+        &mut self,
+        root: u32,
+        summary: &Summary,
+        also: Vec<WirePath>,
+    ) -> Result<(Briefs, Listing), OpError> {
+        let mut check = BriefsCheck::new(summary, &also);
+        self.send(&Request::Briefs { root, also })
             .await
             .map_err(OpError::Lost)?;
         self.flush().await.map_err(OpError::Lost)?;
         let mut out = Briefs::default();
-        let mut check = BriefsCheck::new(summary);
+        let mut full = Listing::new();
         loop {
             match self.recv().await.map_err(OpError::Lost)? {
                 Response::Briefs(briefs) => check
                     .take(briefs, &mut out)
                     .map_err(|e| OpError::Lost(self.refused(e)))?,
+                Response::Entries(entries) => check
+                    .take_full(entries, &mut full)
+                    .map_err(|e| OpError::Lost(self.refused(e)))?,
                 Response::Done => {
                     return match check.done() {
-                        Ok(()) => Ok(out),
+                        Ok(()) => Ok((out, full)),
                         Err(e) => Err(OpError::Lost(self.refused(e))),
                     }
                 }
@@ -399,7 +410,7 @@ mod tests {
                     write_frame_async(&mut w, &Response::Done).await.unwrap();
                     w.flush().await.unwrap();
                 });
-                conn.briefs(0, &summary).await
+                conn.briefs(0, &summary, Vec::new()).await.map(|(b, _)| b)
             }
         };
         let got = fetch(Summary::of(&sent)).await.unwrap();
@@ -428,6 +439,71 @@ mod tests {
             e.contains("2 briefs do not add up to the summary of 3"),
             "{e}"
         );
+    }
+
+    #[tokio::test]
+    async fn entries_asked_for_behind_briefs_are_those_that_came_in_brief_each_once() {
+        let brief = |rel: &str| Brief {
+            rel: WirePath::from(rel),
+            fp: [1; 16],
+            size: 0,
+            gone: false,
+        };
+        let entry = |rel: &str| crate::proto::Entry {
+            rel: WirePath::from(rel),
+            state: Ok(Some(crate::model::Meta {
+                kind: Kind::Dir,
+                size: 0,
+                mode: 0o755,
+                mtime: 0,
+                digest: None,
+                extra: Default::default(),
+            })),
+            vv: None,
+            changed: false,
+        };
+        let sent = vec![brief("a"), brief("b")];
+        let summary = Summary::of(&sent);
+        // Asked for a and c in full; the peer sends these entries behind its briefs.
+        let fetch = |full: Vec<&str>| {
+            let frames = vec![
+                Response::Briefs(sent.clone()),
+                Response::Entries(full.into_iter().map(entry).collect()),
+                Response::Done,
+            ];
+            async move {
+                let mut conn = fake_peer(|mut r, mut w| async move {
+                    let _: Request = read_frame_async(&mut r).await.unwrap();
+                    for f in frames {
+                        write_frame_async(&mut w, &f).await.unwrap();
+                    }
+                    w.flush().await.unwrap();
+                });
+                let also = vec![WirePath::from("a"), WirePath::from("c")];
+                conn.briefs(0, &summary, also).await
+            }
+        };
+        let (briefs, full) = fetch(vec!["a"]).await.unwrap();
+        assert_eq!(briefs.len(), 2);
+        assert_eq!(full.keys().collect::<Vec<_>>(), [&WirePath::from("a")]);
+        let refused = |r: Result<(Briefs, Listing), OpError>| match r {
+            Err(OpError::Lost(e)) => e.to_string(),
+            other => panic!("{other:?}"),
+        };
+        // One it summed up and was asked for, missing; one not asked for (or not in brief);
+        // one twice.
+        for (full, want) in [
+            (vec![], "answered without \"a\" in full"),
+            (vec!["a", "b"], "sent \"b\", which was not asked for"),
+            (vec!["a", "c"], "sent \"c\", which was not asked for"),
+            (
+                vec!["a", "a"],
+                "sent \"a\", which was not asked for (or twice)",
+            ),
+        ] {
+            let e = refused(fetch(full).await);
+            assert!(e.contains(want), "{e}");
+        }
     }
 
     #[tokio::test]

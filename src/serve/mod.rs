@@ -297,7 +297,7 @@ impl Server {
                 }
                 Request::Unlock => self.unlock(),
                 Request::Detail { root, rels } => self.detail(root, rels, w)?,
-                Request::Briefs { root } => self.held_briefs(root, w)?,
+                Request::Briefs { root, also } => self.held_briefs(root, also, w)?,
                 Request::Blocks { root, rel } => write_frame(w, &self.blocks(root, &rel))?,
                 Request::Rename { root, rel, to } => reply(w, self.rename(root, &rel, &to))?,
                 Request::Remove { root, rel, deleted } => {
@@ -692,11 +692,21 @@ pub(super) mod tests {
 
         // All as recorded: the root in full, one summary, no briefs; they come on request,
         // once, and add up to the summary.
-        let twice = Request::Briefs { root: 0 };
+        let twice = Request::Briefs {
+            root: 0,
+            also: Vec::new(),
+        };
         let (res, resps) = converse_in(
             home.path(),
             Some(&state),
-            &[scan(), Request::Briefs { root: 0 }, twice],
+            &[
+                scan(),
+                Request::Briefs {
+                    root: 0,
+                    also: vec![w("a"), w("nope"), w("many/0003")],
+                },
+                twice,
+            ],
         );
         res.unwrap();
         let scan_done = resps
@@ -719,6 +729,18 @@ pub(super) mod tests {
         assert_eq!(fetched.len() as u64, total);
         assert_eq!(Summary::of(&fetched), summary[0]);
         assert!(matches!(asked.last(), Some(Response::Failed(m)) if m.contains("no briefs held")));
+        // Behind the briefs, those asked for in full that it summed up, in the order asked.
+        let also: Vec<(String, bool)> = gather(asked, |r| match r {
+            Response::Entries(es) => Some(es),
+            _ => None,
+        })
+        .into_iter()
+        .map(|e| (e.rel.to_string(), e.changed))
+        .collect();
+        assert_eq!(
+            also,
+            [("a".to_string(), false), ("many/0003".to_string(), false)]
+        );
 
         // The briefs held back are those a streamed scan sends: each one's fingerprint is
         // that of the full entry.

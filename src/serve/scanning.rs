@@ -383,8 +383,14 @@ impl Server {
     }
 
     /// Answers [`crate::proto::Request::Briefs`]: the briefs the last scan of root `root`
-    /// summed up, as it would have sent them, then `Done`.
-    pub(super) fn held_briefs<W: Write>(&mut self, root: u32, w: &mut W) -> Result<(), FrameError> {
+    /// summed up, as it would have sent them, then the full entries of those of `also` it
+    /// summed up (others are left out: it does not hold them), then `Done`.
+    pub(super) fn held_briefs<W: Write>(
+        &mut self,
+        root: u32,
+        also: Vec<WirePath>,
+        w: &mut W,
+    ) -> Result<(), FrameError> {
         let held = self.ctx_mut(root).and_then(|ctx| {
             ctx.held_briefs.take().ok_or_else(|| {
                 msg(
@@ -393,15 +399,36 @@ impl Server {
                 )
             })
         });
-        match held {
-            Ok(frames) => {
-                for f in frames {
-                    w.write_all(&f)?;
-                }
-                write_frame(w, &Response::Done)
-            }
-            Err(e) => write_frame(w, &Response::Failed(e)),
+        let frames = match held {
+            Ok(frames) => frames,
+            Err(e) => return write_frame(w, &Response::Failed(e)),
+        };
+        for f in frames {
+            w.write_all(&f)?;
         }
+        let ctx = match self.ctx(root) {
+            Ok(c) => c,
+            Err(e) => return write_frame(w, &Response::Failed(e)),
+        };
+        let mut batch = Vec::new();
+        for rel in also {
+            // Briefs are of entries unchanged since the last sync (a summary holds no others).
+            if let Some((meta, vv)) = ctx.held(&rel) {
+                batch.push(Entry {
+                    state: Ok(meta),
+                    changed: vv.is_none(),
+                    vv,
+                    rel,
+                });
+            }
+            if batch.len() >= ENTRY_BATCH {
+                write_frame(w, &Response::Entries(std::mem::take(&mut batch)))?;
+            }
+        }
+        if !batch.is_empty() {
+            write_frame(w, &Response::Entries(batch))?;
+        }
+        write_frame(w, &Response::Done)
     }
 }
 

@@ -57,7 +57,7 @@ async fn settle_briefs(
     if settle_summaries(scans, root, max_size) {
         return;
     }
-    fetch_summed(peers, scans, root, rep).await;
+    let mut prefetched = fetch_summed(peers, scans, root, rep).await;
     // Where a peer's filesystem takes some names for one, the decision must see every name
     // of the root at once: a name in sync everywhere may collide with a new one.
     let folds = scans.iter().any(|s| {
@@ -81,6 +81,17 @@ async fn settle_briefs(
         // Fetched window by window as the root is carried out (see RootRun::sync_in_windows).
         if let Some(s) = scanned_mut(&mut scans[p], root) {
             s.deferred = std::mem::take(&mut settled.want[p]);
+        }
+    }
+    // What came in full behind the briefs is not asked for again.
+    for (p, full) in prefetched.iter_mut().enumerate() {
+        if full.is_empty() {
+            continue;
+        }
+        let (got, rest) = take_wanted(&settled.want[p], full);
+        settled.want[p] = rest;
+        if let Some(s) = scanned_mut(&mut scans[p], root) {
+            s.listing.extend(got);
         }
     }
     let fetched = join_all(
@@ -157,36 +168,74 @@ pub(super) fn check_file_roots(
 }
 
 /// Replaces each summary of root `root` that did not settle it with the briefs behind it.
+/// Where it asks, it asks for the entries other peers sent in full (their changes) too, in
+/// full where that peer summed them up: settling then needs no round trip of its own for them
+/// ([`take_wanted`]). Returns those, per peer.
 async fn fetch_summed(
     peers: &[Peer],
     scans: &mut [Option<Vec<RootScan>>],
     root: usize,
     rep: &Reporter,
-) {
+) -> Vec<plan::Listing> {
+    let also = changed_paths(scans, root);
     let summed = join_all(scans.iter().enumerate().filter_map(|(p, scan)| {
         let summary = scanned(scan, root)?.summary?;
+        let also = also.clone();
         Some(async move {
             let r = peers[p]
                 .conn
                 .lock()
                 .await
-                .briefs(root as u32, &summary)
+                .briefs(root as u32, &summary, also)
                 .await;
             (p, r)
         })
     }))
     .await;
+    let mut prefetched: Vec<plan::Listing> = scans.iter().map(|_| plan::Listing::new()).collect();
     for (p, r) in summed {
         match r {
-            Ok(briefs) => {
+            Ok((briefs, full)) => {
                 if let Some(s) = scanned_mut(&mut scans[p], root) {
                     s.briefs = briefs;
                     s.summary = None;
+                    prefetched[p] = full;
                 }
             }
             Err(e) => leave_out(scans, p, root, e, rep),
         }
     }
+    prefetched
+}
+
+/// The paths below root `root` that some peer sent in full, as far as they fit in one request
+/// (none where they do not: the rest are asked for once settled, as before).
+fn changed_paths(scans: &[Option<Vec<RootScan>>], root: usize) -> Vec<WirePath> {
+    let mut paths = std::collections::BTreeSet::new();
+    for s in scans.iter().filter_map(|s| scanned(s, root)) {
+        paths.extend(s.listing.keys().filter(|rel| !rel.is_empty()));
+    }
+    let bytes: usize = paths.iter().map(|r| r.as_bytes().len() + 8).sum();
+    if bytes >= crate::peer::DETAIL_BYTES {
+        return Vec::new();
+    }
+    paths.into_iter().cloned().collect()
+}
+
+/// Splits `want` into the entries `full` holds (taken out of it) and the paths still to fetch.
+fn take_wanted(want: &plan::Paths, full: &mut plan::Listing) -> (plan::Listing, plan::Paths) {
+    let mut got = plan::Listing::new();
+    let mut rest = plan::Paths::default();
+    for i in 0..want.len() {
+        let rel = WirePath(want.get(i).to_vec());
+        match full.remove_entry(&rel) {
+            Some((rel, seen)) => {
+                got.insert(rel, seen);
+            }
+            None => rest.push(rel.as_bytes()),
+        }
+    }
+    (got, rest)
 }
 
 fn scanned(scan: &Option<Vec<RootScan>>, root: usize) -> Option<&Scanned> {

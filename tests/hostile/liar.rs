@@ -272,6 +272,9 @@ impl Liar {
                             out.push(Out::Frame(Response::Entries(vec![e.clone()])));
                         }
                     }
+                    Some("briefs") if self.lie("extra-full").is_some() => {
+                        out.push(Out::Frame(Response::Entries(vec![evil_file("unasked")])));
+                    }
                     Some("briefs") if self.lie("summary-lie").is_some() => {
                         out.push(Out::Frame(Response::Briefs(vec![Brief {
                             rel: WirePath::from("extra"),

@@ -131,6 +131,7 @@ const CASES: &[Case] = &[
     case("synks_own_temp_and_scratch_names", synks_own_names),
     case("a_detail_answer_to_questions_not_asked", unasked_detail),
     case("briefs_that_do_not_add_up", briefs_that_do_not_add_up),
+    case("full_entries_behind_briefs_not_asked_for", unasked_full),
     case("filesystems_told_wrong", filesystems_told_wrong),
     case("an_endless_listing", endless_listing),
     case("escape_sequences_in_names_and_errors", escapes),
@@ -545,6 +546,32 @@ fn briefs_that_do_not_add_up() {
         RSS_LIMIT,
         &["extra"],
     );
+}
+
+/// Where only the client changed an entry, lambda (in sync, summing its root up) is asked for
+/// its briefs and that entry in full; it sends another entry in full too.
+fn unasked_full() {
+    let Some(h) = Hostile::new("unasked-full") else {
+        return;
+    };
+    let s = &h.s;
+    for p in h.all() {
+        s.write(p, "a", "same", now() - 100);
+        s.write(p, "b/c", "same too", now() - 100);
+    }
+    let run = h.synk(&[&s.arg("")]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr());
+    s.write(LOCAL, "a", "changed", now() - 10);
+    h.lies(&[&[b"extra-full"]]);
+    let run = h.synk(&[&s.arg("")]);
+    h.refused(
+        &run,
+        "protocol error: sent \"unasked\", which was not asked for (or twice)",
+        RSS_LIMIT,
+        &["unasked"],
+    );
+    // The honest peers still sync among themselves.
+    assert_eq!(s.read("alpha", "a").unwrap(), b"changed");
 }
 
 /// lambda tells what its root's filesystem holds twice, or with an mtime step no filesystem
