@@ -9,8 +9,8 @@ use futures::future::join_all;
 
 use crate::paths::WirePath;
 use crate::peer::{OpError, Peer};
-use crate::plan::{PeerId, Plan};
-use crate::proto::Request;
+use crate::plan::{PeerEntries, PeerId, Plan};
+use crate::proto::{encode, Request};
 use crate::report::{Event, Reporter};
 
 /// Records per frame.
@@ -32,7 +32,7 @@ pub struct Apply<'a> {
 }
 
 /// Entries whose step failed on a peer.
-pub type Failed = HashSet<(PeerId, WirePath)>;
+pub type Failed = PeerEntries;
 
 /// One request for a peer and the entry it is about, for messages.
 struct Step {
@@ -93,10 +93,39 @@ fn batches(steps: Vec<Step>) -> Vec<Vec<Step>> {
     out
 }
 
+/// The keeps of `plan` that can travel with the copy they are for (each `(target, path)` of
+/// `inline`, a copy in the serve channel that can keep as it writes): those whose peer has no
+/// other step before the copies on that entry, one around it or one inside it (a rename, a
+/// clone, a removal), nor new metadata for the entry itself. The rest are kept first.
+pub fn keeps_in_writes(plan: &Plan, inline: &PeerEntries) -> PeerEntries {
+    let mut out: PeerEntries = plan
+        .keeps
+        .iter()
+        .filter(|k| inline.contains(k))
+        .cloned()
+        .collect();
+    if out.is_empty() {
+        return out;
+    }
+    let mut others: Vec<(PeerId, &WirePath)> = Vec::new();
+    for r in &plan.renames {
+        others.extend([(r.peer, &r.rel), (r.peer, &r.to)]);
+    }
+    for c in &plan.clones {
+        others.extend([(c.peer, &c.rel), (c.peer, &c.from)]);
+    }
+    others.extend(plan.removes.iter().map(|r| (r.peer, &r.rel)));
+    out.retain(|(p, rel)| {
+        !others.iter().any(|(q, x)| q == p && related(x, rel))
+            && !plan.touches.iter().any(|t| t.peer == *p && t.rel == *rel)
+    });
+    out
+}
+
 impl Apply<'_> {
-    /// Every peer's steps before the copies, in order: renames, keeps, clones, removals, new
-    /// metadata.
-    fn steps(&self, plan: &Plan) -> BTreeMap<PeerId, Vec<Step>> {
+    /// Every peer's steps before the copies, in order: renames, keeps (but those of `in_writes`,
+    /// which their copies make), clones, removals, new metadata.
+    fn steps(&self, plan: &Plan, in_writes: &PeerEntries) -> BTreeMap<PeerId, Vec<Step>> {
         let root = self.root;
         let mut steps: BTreeMap<PeerId, Vec<Step>> = BTreeMap::new();
         for &p in &self.siblings {
@@ -116,7 +145,7 @@ impl Apply<'_> {
             });
         }
         let mut keeps: BTreeMap<PeerId, Vec<WirePath>> = BTreeMap::new();
-        for (p, rel) in &plan.keeps {
+        for (p, rel) in plan.keeps.iter().filter(|k| !in_writes.contains(*k)) {
             keeps.entry(*p).or_default().push(rel.clone());
         }
         for (p, rels) in keeps {
@@ -177,12 +206,18 @@ impl Apply<'_> {
         steps
     }
 
-    /// Runs every peer's steps before the copies, unrelated ones sent together ([`batches`]).
-    /// Returns the peers whose connection broke and
-    /// the entries whose step failed on a peer: nothing may replace those there afterwards,
-    /// since their old version could not be kept.
-    pub async fn before_copies(&self, plan: &Plan, rep: &Reporter) -> (HashSet<PeerId>, Failed) {
-        self.run(self.steps(plan), HashSet::new(), rep).await
+    /// Runs every peer's steps before the copies, unrelated ones sent together ([`batches`]),
+    /// but the keeps of `in_writes` ([`keeps_in_writes`]: their copies keep as they write).
+    /// Returns the peers whose connection broke and the entries whose step failed on a peer:
+    /// nothing may replace those there afterwards, since their old version could not be kept.
+    pub async fn before_copies(
+        &self,
+        plan: &Plan,
+        in_writes: &PeerEntries,
+        rep: &Reporter,
+    ) -> (HashSet<PeerId>, Failed) {
+        self.run(self.steps(plan, in_writes), HashSet::new(), rep)
+            .await
     }
 
     /// Makes the plan's hard links once the copies are done: each where the name it links to
@@ -353,6 +388,35 @@ impl Apply<'_> {
     }
 }
 
+impl Apply<'_> {
+    /// Peer `p`'s records of `plan` and its commit, encoded, to send with other requests
+    /// (`Err`: a frame too big, which [`Apply::commit`] would fail with as well).
+    pub fn commit_frames(&self, plan: &Plan, p: PeerId) -> anyhow::Result<Vec<Vec<u8>>> {
+        let mut frames = Vec::new();
+        let mut records = plan.records.of(p).peekable();
+        while records.peek().is_some() {
+            let set: Vec<_> = records.by_ref().take(RECORD_BATCH).cloned().collect();
+            frames.push(encode(&Request::Records {
+                root: self.root,
+                set,
+            })?);
+        }
+        frames.push(encode(&Request::Commit { root: self.root })?);
+        Ok(frames)
+    }
+
+    /// Tells what a commit sent with other requests came to, where it failed.
+    pub fn committed(&self, p: PeerId, res: &Result<(), OpError>, rep: &Reporter) {
+        if let Err(e) = res {
+            rep.emit(Event::RootFailed {
+                peer: self.peers[p].name.clone(),
+                root: self.display.to_string(),
+                error: e.to_string(),
+            });
+        }
+    }
+}
+
 /// Sends peer `p`'s records of `plan` in batches that stay well below the frame limit.
 async fn send_records(
     conn: &mut crate::peer::Conn,
@@ -402,6 +466,100 @@ mod tests {
 
     fn sizes(b: &[Vec<Step>]) -> Vec<usize> {
         b.iter().map(Vec::len).collect()
+    }
+
+    #[test]
+    fn a_keep_travels_with_its_copy_unless_another_step_touches_that_entry_first() {
+        use crate::plan::{Clone as PlanClone, Remove, Rename, Touch};
+        let meta = crate::model::Meta {
+            kind: crate::model::Kind::File,
+            size: 1,
+            mode: 0o644,
+            mtime: 0,
+            digest: Some(crate::model::Digest::of(b"x")),
+            extra: Default::default(),
+        };
+        let base = || Plan {
+            keeps: vec![(1, w("d/a")), (1, w("d/b")), (2, w("d/a")), (2, w("c"))],
+            ..Plan::default()
+        };
+        // Inline copies of d/a to 1 and 2, d/b to 1; c goes by rsync.
+        let inline: PeerEntries = [(1, w("d/a")), (1, w("d/b")), (2, w("d/a"))]
+            .into_iter()
+            .collect();
+        let folded = |plan: &Plan| {
+            let mut v: Vec<(PeerId, String)> = keeps_in_writes(plan, &inline)
+                .into_iter()
+                .map(|(p, r)| (p, r.to_string()))
+                .collect();
+            v.sort();
+            v
+        };
+        let all = vec![(1, "d/a".into()), (1, "d/b".into()), (2, "d/a".into())];
+        assert_eq!(folded(&base()), all);
+        // (another step, what still travels with its copy)
+        let cases: Vec<(Plan, Vec<(PeerId, String)>)> = vec![
+            (
+                Plan {
+                    renames: vec![Rename {
+                        rel: w("d/a"),
+                        peer: 1,
+                        to: w("d/a.conflict"),
+                    }],
+                    ..base()
+                },
+                vec![(1, "d/b".into()), (2, "d/a".into())],
+            ),
+            (
+                Plan {
+                    // Removing the directory around them, on peer 2 only.
+                    removes: vec![Remove {
+                        rel: w("d"),
+                        peer: 2,
+                        deleted: true,
+                    }],
+                    ..base()
+                },
+                vec![(1, "d/a".into()), (1, "d/b".into())],
+            ),
+            (
+                Plan {
+                    clones: vec![PlanClone {
+                        rel: w("e"),
+                        peer: 1,
+                        from: w("d/b"),
+                        meta: meta.clone(),
+                    }],
+                    ..base()
+                },
+                vec![(1, "d/a".into()), (2, "d/a".into())],
+            ),
+            (
+                Plan {
+                    // New metadata for the directory around them is no reason; for the
+                    // entry itself it is.
+                    touches: vec![
+                        Touch {
+                            rel: w("d"),
+                            peer: 1,
+                            was: meta.clone(),
+                            meta: meta.clone(),
+                        },
+                        Touch {
+                            rel: w("d/a"),
+                            peer: 2,
+                            was: meta.clone(),
+                            meta: meta.clone(),
+                        },
+                    ],
+                    ..base()
+                },
+                vec![(1, "d/a".into()), (1, "d/b".into())],
+            ),
+        ];
+        for (i, (plan, want)) in cases.into_iter().enumerate() {
+            assert_eq!(folded(&plan), want, "case {i}");
+        }
     }
 
     #[test]

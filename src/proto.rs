@@ -250,6 +250,9 @@ pub enum Request {
         mtime: i64,
         /// The seed of this transfer's [`Check`], drawn by the client.
         seed: u64,
+        /// Keep the version it replaces first, as [`Request::Keep`] would (the file is not
+        /// placed where that fails): the keep travels with the copy, not a round trip ahead.
+        keep: bool,
     },
     /// A chunk of the file being written.
     Data(#[serde(with = "serde_bytes")] Vec<u8>),
@@ -910,6 +913,7 @@ mod tests {
             mode: 0o644,
             mtime: -5,
             seed: u64::MAX,
+            keep: true,
         };
         match roundtrip_req(&msg) {
             Request::WriteFile {
@@ -918,6 +922,7 @@ mod tests {
                 mode,
                 mtime,
                 seed,
+                keep: true,
             } => assert_eq!(
                 (root, &rel, mode, mtime, seed),
                 (3, &hostile, 0o644, -5, u64::MAX)

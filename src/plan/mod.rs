@@ -67,6 +67,9 @@ pub use spell::respell;
 /// Index of a peer in the run's peer list (0 is always localhost).
 pub type PeerId = usize;
 
+/// Entries of peers: each a peer and a path below the root.
+pub type PeerEntries = std::collections::HashSet<(PeerId, WirePath)>;
+
 /// One entry as a peer reported it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seen {

@@ -370,12 +370,14 @@ impl Server {
                     mode,
                     mtime,
                     seed,
+                    keep,
                 } => {
                     let how = write::Incoming {
                         mode,
                         mtime,
                         seed,
                         partial: None,
+                        keep,
                     };
                     let res = self.write_file(root, &rel, how, r)?;
                     reply(w, res)?
@@ -394,6 +396,7 @@ impl Server {
                         mtime,
                         seed,
                         partial: Some((digest, from)),
+                        keep: false,
                     };
                     let res = self.write_file(root, &rel, how, r)?;
                     self.release_stream_scratch(root);
@@ -542,6 +545,7 @@ pub(super) mod tests {
             mode,
             mtime,
             seed: SEED,
+            keep: false,
         }
     }
 

@@ -58,6 +58,7 @@ fn stream(rel: &str, content: &[u8], mode: u32) -> Vec<Request> {
             mode,
             mtime: 1_000_000_000,
             seed: SEED,
+            keep: false,
         },
         Request::Data(content.to_vec()),
         end(content),
@@ -158,6 +159,46 @@ fn a_keep_then_a_copy_replaces_the_version_the_scan_saw() {
     assert!(matches!(s.last(&reqs), Response::Done));
     assert_eq!(fs::read(root.join("f")).unwrap(), b"new");
     assert_eq!(fs::metadata(root.join("f")).unwrap().mode() & 0o7777, 0o640);
+}
+
+#[test]
+fn a_copy_that_keeps_as_it_writes_keeps_the_version_it_replaces_or_writes_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let root = dir_root(home.path());
+    fs::write(root.join("f"), "old").unwrap();
+    fs::write(root.join("g"), "old g").unwrap();
+    let mut s = Session::new(home.path());
+    s.ask(&[scan_home("t")]);
+    let keeping = |rel: &str, content: &[u8]| {
+        let mut reqs = stream(rel, content, 0o644);
+        if let Request::WriteFile { keep, .. } = &mut reqs[0] {
+            *keep = true;
+        }
+        reqs
+    };
+    assert!(matches!(s.last(&keeping("f", b"new")), Response::Done));
+    assert_eq!(fs::read(root.join("f")).unwrap(), b"new");
+    fn files(dir: &Path, out: &mut Vec<Vec<u8>>) {
+        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => files(&e.path(), out),
+                Ok(t) if t.is_file() => out.extend(fs::read(e.path())),
+                _ => {}
+            }
+        }
+    }
+    let mut kept = Vec::new();
+    files(&home.path().join(".state"), &mut kept);
+    assert!(kept.iter().any(|k| k == b"old"), "the old version is kept");
+    // Saved since the scan: neither kept nor replaced, and no temp file left.
+    fs::write(root.join("g"), "edited").unwrap();
+    assert!(matches!(
+        s.last(&keeping("g", b"incoming")),
+        Response::Changed(_)
+    ));
+    assert_eq!(fs::read(root.join("g")).unwrap(), b"edited");
+    let left: Vec<_> = fs::read_dir(&root).unwrap().flatten().collect();
+    assert_eq!(left.len(), 3, "no temp left: {left:?}");
 }
 
 #[test]

@@ -50,12 +50,14 @@ impl From<Refused> for Fail {
 }
 
 /// How a file is received: the mode and time it gets, its [`Check`]'s seed, and, for a
-/// resumable copy, the version's digest and the bytes of its partial file kept.
+/// resumable copy, the version's digest and the bytes of its partial file kept; and whether
+/// the version it replaces is kept first.
 pub(super) struct Incoming {
     pub(super) mode: u32,
     pub(super) mtime: i64,
     pub(super) seed: u64,
     pub(super) partial: Option<(Digest, u64)>,
+    pub(super) keep: bool,
 }
 
 impl Server {
@@ -158,6 +160,7 @@ impl Server {
             mtime,
             seed,
             partial,
+            keep,
         } = how;
         let mut sink = self.ctx(root).map_err(Fail::Error).and_then(|ctx| {
             let at = ctx.at(rel, true)?;
@@ -264,6 +267,12 @@ impl Server {
                 "{}: received bytes do not match what the master read; old version kept",
                 at.shown().display()
             ))));
+        }
+        // Kept only now, once the new version is whole: a copy that fails keeps nothing.
+        if keep {
+            if let Err(e) = self.keep(root, std::slice::from_ref(rel)) {
+                return Ok(Err(e));
+            }
         }
         let tmp = match tmp {
             Out::Temp(tmp) => tmp,

@@ -16,6 +16,19 @@ use crate::proto::Request;
 use crate::report::{Event, Reporter};
 
 impl RootRun<'_> {
+    /// What targets of `plan` need after the copies ([`needs`]) that they can be given: an
+    /// owner only where the serve runs as root (it sets none otherwise).
+    pub(super) fn extra_needs(&self, plan: &Plan, views: &[Option<&Listing>]) -> Vec<Need> {
+        let mut out = needs(plan, views);
+        for n in &mut out {
+            if !self.holds(views, n.peer).is_some_and(|h| h.as_root) {
+                n.owner = None;
+            }
+        }
+        out.retain(|n| n.xattrs.is_some() || n.acl.is_some() || n.owner.is_some());
+        out
+    }
+
     /// Gives every target of `plan` what it needs beyond content, mode and mtime (none where
     /// `skip` says its step failed or it is gone). Returns the peers whose connection broke.
     pub(super) async fn give_extra(
@@ -25,7 +38,8 @@ impl RootRun<'_> {
         skip: &dyn Fn(PeerId, &WirePath) -> bool,
         rep: &Reporter,
     ) -> HashSet<PeerId> {
-        let needs: Vec<Need> = needs(plan, views)
+        let needs: Vec<Need> = self
+            .extra_needs(plan, views)
             .into_iter()
             .filter(|n| !skip(n.peer, &n.rel))
             .collect();

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use crate::apply::Apply;
+use crate::apply::{keeps_in_writes, Apply};
 use crate::cli::Cli;
 use crate::model::{Kind, Role};
 use crate::oplog::OpLog;
@@ -90,24 +90,34 @@ impl RootRun<'_> {
         let root_is_dir = root_is_dir(&views);
         let plan = self.decide(&views, &settled, root_is_dir, false);
         let committing = committing(&plan, &views);
-        let (lost, wire) = self.carry_out(&plan, &views, &abs, root_is_dir, rep).await;
-        if !self.cli.dry_run {
+        let one_shot = !self.cli.dry_run && self.cli.every.is_none() && !self.cli.watch;
+        // In a one-shot run, a peer with nothing to record, whose scan found nothing changed,
+        // has nothing to commit: its state already says what it holds, and its serve is not
+        // waited for.
+        let to_commit: Vec<PeerId> = committing
+            .iter()
+            .copied()
+            .filter(|&p| one_shot && !in_sync_here(&plan, views[p], p))
+            .collect();
+        let (lost, wire, committed) = self
+            .carry_out(&plan, &views, &abs, root_is_dir, &to_commit, rep)
+            .await;
+        for (p, res) in committed.iter() {
+            self.apply().committed(*p, res, rep);
+        }
+        if one_shot {
+            // Its answers are read as the run ends, while the serves finish.
+            let live: Vec<PeerId> = to_commit
+                .into_iter()
+                .filter(|p| !lost.contains(p) && !committed.contains_key(p))
+                .collect();
+            self.apply().commit_owed(&plan, &live, rep).await;
+        } else if !self.cli.dry_run {
             let live: Vec<PeerId> = committing
                 .into_iter()
                 .filter(|p| !lost.contains(p))
                 .collect();
-            if self.cli.every.is_none() && !self.cli.watch {
-                // Its answers are read as the run ends, while the serves finish. A peer with
-                // nothing to record, whose scan found nothing changed, has nothing to commit:
-                // its state already says what it holds, and its serve is not waited for.
-                let live: Vec<PeerId> = live
-                    .into_iter()
-                    .filter(|&p| !in_sync_here(&plan, views[p], p))
-                    .collect();
-                self.apply().commit_owed(&plan, &live, rep).await;
-            } else {
-                self.apply().commit(&plan, &live, rep).await;
-            }
+            self.apply().commit(&plan, &live, rep).await;
         }
         if rep.json() {
             let names = self.names();
@@ -257,15 +267,18 @@ impl RootRun<'_> {
     }
 
     /// Reports a plan and carries it out (unless `--dry-run`): returns the peers whose
-    /// connection broke, and what crossed the wire.
+    /// connection broke, what crossed the wire, and the commits that travelled with the copies
+    /// (of peers in `commit`, whose commits are due once the plan is carried out; see
+    /// [`commits_with_copies`]), each with what it came to.
     pub(super) async fn carry_out(
         &self,
         plan: &Plan,
         views: &[Option<&Listing>],
         abs: &[Option<WirePath>],
         root_is_dir: bool,
+        commit: &[PeerId],
         rep: &Reporter,
-    ) -> (HashSet<PeerId>, WireStats) {
+    ) -> (HashSet<PeerId>, WireStats, Committed) {
         let names = self.names();
         let told = self.told(plan, views, &names, abs, root_is_dir);
         rep.plan(&told);
@@ -277,7 +290,7 @@ impl RootRun<'_> {
         }
         let mut lost = HashSet::new();
         if plan.is_noop() {
-            return (lost, WireStats::default());
+            return (lost, WireStats::default(), Committed::new());
         }
         let siblings = if !root_is_dir && !plan.renames.is_empty() {
             committing(plan, views)
@@ -288,22 +301,7 @@ impl RootRun<'_> {
             siblings,
             ..self.apply()
         };
-        let mut copies_plan = None;
-        let mut failed = HashSet::new();
-        if !self.cli.dry_run {
-            let (gone, step_failed) = apply.before_copies(plan, rep).await;
-            lost = gone;
-            failed = step_failed;
-            if !failed.is_empty() {
-                // Never replace what could not be kept first.
-                let mut p = plan.clone();
-                for c in &mut p.copies {
-                    c.targets.retain(|t| !failed.contains(&(*t, c.rel.clone())));
-                }
-                copies_plan = Some(p);
-            }
-        }
-        let transfer = RootTransfer {
+        let mut transfer = RootTransfer {
             peers: self.peers,
             root: self.index as u32,
             abs,
@@ -315,7 +313,41 @@ impl RootRun<'_> {
             dry_run: self.cli.dry_run,
             tuning: self.tuning,
             no_route: self.no_route,
+            keep_in_write: Default::default(),
+            commit_with: Default::default(),
+            committed: Default::default(),
         };
+        let mut copies_plan = None;
+        let mut failed = HashSet::new();
+        if !self.cli.dry_run {
+            // A small file's copy keeps what it replaces as it writes: no round trip first.
+            let inline = transfer.inline_targets(plan, &HashSet::new());
+            transfer.keep_in_write = keeps_in_writes(plan, &inline);
+            // And where nothing else is left to do there, the commit goes behind the copies.
+            if !commit.is_empty()
+                && plan.links.is_empty()
+                && self.extra_needs(plan, views).is_empty()
+            {
+                for p in commits_with_copies(plan, &inline, commit) {
+                    if let Ok(frames) = apply.commit_frames(plan, p) {
+                        transfer.commit_with.insert(p, frames);
+                    }
+                }
+            }
+            let (gone, step_failed) = apply
+                .before_copies(plan, &transfer.keep_in_write, rep)
+                .await;
+            lost = gone;
+            failed = step_failed;
+            if !failed.is_empty() {
+                // Never replace what could not be kept first.
+                let mut p = plan.clone();
+                for c in &mut p.copies {
+                    c.targets.retain(|t| !failed.contains(&(*t, c.rel.clone())));
+                }
+                copies_plan = Some(p);
+            }
+        }
         let (copies_lost, wire) = transfer
             .execute(copies_plan.as_ref().unwrap_or(plan), &lost, rep)
             .await;
@@ -339,7 +371,8 @@ impl RootRun<'_> {
             rep.role_outcomes(&told, &skip);
             rep.done(&told, &skip);
         }
-        (lost, wire)
+        let committed = transfer.committed.into_inner().expect("commits lock");
+        (lost, wire, committed)
     }
 
     fn log_actions(
@@ -374,6 +407,39 @@ pub(super) fn root_is_dir(views: &[Option<&Listing>]) -> bool {
 
 /// Peer `p` holds every entry as its state says and takes no record of `plan`: a commit there
 /// would change nothing.
+/// What the commits sent with the copies came to, per peer.
+pub(super) type Committed = std::collections::BTreeMap<PeerId, Result<(), crate::peer::OpError>>;
+
+/// The peers of `commit` whose commit can travel right behind their copies: every copy of
+/// `plan` they take goes in the serve channel (`inline`), all from one master, and they are
+/// the master of none. (The caller makes sure nothing else follows the copies: no hard links,
+/// no owners or attributes to give.)
+pub(super) fn commits_with_copies(
+    plan: &Plan,
+    inline: &plan::PeerEntries,
+    commit: &[PeerId],
+) -> Vec<PeerId> {
+    commit
+        .iter()
+        .copied()
+        .filter(|&p| {
+            let mut masters = std::collections::BTreeSet::new();
+            for c in &plan.copies {
+                if c.master == p {
+                    return false;
+                }
+                if c.targets.contains(&p) {
+                    if !inline.contains(&(p, c.rel.clone())) {
+                        return false;
+                    }
+                    masters.insert(c.master);
+                }
+            }
+            masters.len() == 1
+        })
+        .collect()
+}
+
 fn in_sync_here(plan: &Plan, view: Option<&Listing>, p: PeerId) -> bool {
     plan.records.of(p).next().is_none() && view.is_some_and(|l| l.values().all(|s| !s.changed))
 }

@@ -96,7 +96,7 @@ impl RootRun<'_> {
             let left_out = plan.problems.iter().any(
                 |p| matches!(p, Problem::EmptyGroup { peer, .. } | Problem::EmptyRoot { peer, .. } if *peer == holder),
             );
-            let (gone, stats) = self.carry_out(&plan, &views, abs, is_dir, rep).await;
+            let (gone, stats, _) = self.carry_out(&plan, &views, abs, is_dir, &[], rep).await;
             lost.extend(gone);
             wire.add(stats);
             if !self.cli.dry_run {

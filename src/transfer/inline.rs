@@ -136,7 +136,7 @@ impl RootTransfer<'_> {
         };
         let mut sent = WireStats::default();
         for (t, answer) in answers {
-            let answers = match answer {
+            let mut answers = match answer {
                 Ok(a) => a,
                 Err(e) => {
                     self.fail(
@@ -149,6 +149,12 @@ impl RootTransfer<'_> {
                     continue;
                 }
             };
+            // Its commit came last, where it travelled with the copies.
+            if self.commit_with.contains_key(&t) {
+                if let Some(c) = answers.pop() {
+                    self.committed.lock().expect("commits lock").insert(t, c);
+                }
+            }
             // Target t's answers are for the copies it was sent, in order; one never sent
             // has no answer.
             let mine = copies
@@ -215,14 +221,18 @@ impl RootTransfer<'_> {
         let mut broke = None;
         for (c, ts) in copies {
             let seed = Check::draw_seed();
-            let begin = encode(&Request::WriteFile {
-                root: self.root,
-                rel: c.rel.clone(),
-                mode: c.meta.mode,
-                mtime: c.meta.mtime,
-                seed,
-            });
-            let Ok(begin) = begin else {
+            let begin = |keep: bool| {
+                encode(&Request::WriteFile {
+                    root: self.root,
+                    rel: c.rel.clone(),
+                    mode: c.meta.mode,
+                    mtime: c.meta.mtime,
+                    seed,
+                    keep,
+                })
+            };
+            let begins = begin(false).and_then(|plain| Ok((plain, begin(true)?)));
+            let Ok((plain, keeping)) = begins else {
                 // A path too long for a frame: the master's answer is still read, and dropped.
                 out.push(Read::NotSent(format!("{}: path too long", c.rel)));
                 if let Err(e) = skip_read(&mut master).await {
@@ -231,7 +241,19 @@ impl RootTransfer<'_> {
                 }
                 continue;
             };
-            all(ts, begin, false).await;
+            join_all(ts.iter().map(|t| {
+                let keeps = self.keep_in_write.contains(&(*t, c.rel.clone()));
+                to(
+                    *t,
+                    if keeps {
+                        keeping.clone()
+                    } else {
+                        plain.clone()
+                    },
+                    false,
+                )
+            }))
+            .await;
             let mut check = Check::new(seed);
             let digest = c.meta.digest.expect("files carry a digest");
             // Bytes read so far: a master sends no more than the file it scanned.
@@ -294,6 +316,17 @@ impl RootTransfer<'_> {
             match read {
                 Some(r) => out.push(r),
                 None => break,
+            }
+        }
+        if broke.is_none() {
+            // A target whose commit travels with its copies gets it behind the last of them.
+            for (t, frames) in &self.commit_with {
+                if !queues.contains_key(t) {
+                    continue;
+                }
+                for (i, frame) in frames.iter().enumerate() {
+                    to(*t, frame.clone(), i + 1 == frames.len()).await;
+                }
             }
         }
         drop(queues);

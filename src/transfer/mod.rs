@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use crate::model::Kind;
 use crate::paths::{entry_display, WirePath};
 use crate::peer::{OpError, Peer};
-use crate::plan::{Copy, PeerId, Plan};
+use crate::plan::{Copy, PeerEntries, PeerId, Plan};
 use crate::proto::Request;
 use crate::report::{Event, Progress, Reporter};
 use futures::future::join_all;
@@ -93,6 +93,14 @@ pub struct RootTransfer<'a> {
     pub tuning: rsync::Tuning,
     /// Relay pairs that could not connect earlier in the run.
     pub no_route: &'a relay::NoRoute,
+    /// Targets and paths whose copy in the serve channel keeps the version it replaces as it
+    /// writes ([`crate::apply::keeps_in_writes`]): that keep was not made first.
+    pub keep_in_write: PeerEntries,
+    /// Per target whose copies all go in the serve channel from one master: its records and
+    /// commit, encoded, sent right behind its last copy (the commit answered with them).
+    pub commit_with: BTreeMap<PeerId, Vec<Vec<u8>>>,
+    /// What each commit of `commit_with` that was sent came to.
+    pub committed: Mutex<BTreeMap<PeerId, Result<(), OpError>>>,
 }
 
 impl RootTransfer<'_> {
@@ -143,40 +151,12 @@ impl RootTransfer<'_> {
                 self.peers[t].caps.rsync,
             )
         };
-        // Small files that rsync would carry go in the serve channels instead (unless the
-        // user asked for rsync, or for its compression or rate limit): one round trip, not an
-        // rsync session per target.
-        // --compress and --bwlimit are rsync's to honour.
-        let inline_of = |c: &Copy, m: PeerId, t: PeerId| {
-            self.copier == CopierChoice::Auto
-                && !self.tuning.compress
-                && self.tuning.bwlimit.is_none()
-                && c.meta.kind == Kind::File
-                && inline::is_inline(c.meta.size)
-                && method(m, t) == Method::Rsync
-        };
-        // A master with more small files than that sends them by rsync.
-        let mut small: BTreeMap<PeerId, usize> = BTreeMap::new();
-        for c in plan.copies.iter() {
-            if c.meta.kind == Kind::File && inline::is_inline(c.meta.size) {
-                *small.entry(c.master).or_default() += 1;
-            }
-        }
-        let inline_of = |c: &Copy, m: PeerId, t: PeerId| {
-            inline_of(c, m, t) && small.get(&m).is_some_and(|n| *n <= inline::INLINE_FILES)
-        };
-        let mut inline_copies: Vec<(&Copy, Vec<PeerId>)> = Vec::new();
-        for c in plan.copies.iter().filter(|c| !lost.contains(&c.master)) {
-            let ts: Vec<PeerId> = c
-                .targets
-                .iter()
-                .copied()
-                .filter(|t| !lost.contains(t) && inline_of(c, c.master, *t))
-                .collect();
-            if !ts.is_empty() {
-                inline_copies.push((c, ts));
-            }
-        }
+        let inline_copies = self.inline_copies(plan, lost);
+        let inline_set: HashSet<(*const Copy, PeerId)> = inline_copies
+            .iter()
+            .flat_map(|(c, ts)| ts.iter().map(move |t| (*c as *const Copy, *t)))
+            .collect();
+        let inline_of = |c: &Copy, t: PeerId| inline_set.contains(&(c as *const Copy, t));
         let mut rsync_pairs = Vec::new();
         let mut stream_pairs: BTreeSet<(PeerId, PeerId)> = BTreeSet::new();
         // rsync carries regular files only; a pair's directories and symlinks are made by the
@@ -188,7 +168,7 @@ impl RootTransfer<'_> {
                     let (files, others): (Vec<&Copy>, Vec<&Copy>) =
                         copies.iter().partition(|c| c.meta.kind == Kind::File);
                     let files: Vec<&Copy> =
-                        files.into_iter().filter(|c| !inline_of(c, m, t)).collect();
+                        files.into_iter().filter(|c| !inline_of(c, t)).collect();
                     made.entry(t).or_default().extend(others);
                     if !files.is_empty() {
                         rsync_pairs.push((m, t, files));
@@ -234,6 +214,67 @@ impl RootTransfer<'_> {
             lost.into_inner().expect("lost set lock"),
             wire.into_inner().expect("wire stats lock"),
         )
+    }
+
+    /// The copies of `plan` (its sideways copies left out) that go in the serve channels,
+    /// each with the targets it goes to that way: small files that rsync would carry (unless
+    /// the user asked for rsync, or for its compression or rate limit, which are rsync's to
+    /// honour), from a master with no more than [`inline::INLINE_FILES`] of them. One round
+    /// trip, not an rsync session per target.
+    fn inline_copies<'p>(
+        &self,
+        plan: &'p Plan,
+        lost: &HashSet<PeerId>,
+    ) -> Vec<(&'p Copy, Vec<PeerId>)> {
+        let small_file = |c: &Copy| c.meta.kind == Kind::File && inline::is_inline(c.meta.size);
+        if self.copier != CopierChoice::Auto
+            || self.tuning.compress
+            || self.tuning.bwlimit.is_some()
+        {
+            return Vec::new();
+        }
+        let mut small: BTreeMap<PeerId, usize> = BTreeMap::new();
+        for c in plan.copies.iter().filter(|c| small_file(c)) {
+            *small.entry(c.master).or_default() += 1;
+        }
+        let mut out = Vec::new();
+        for c in plan.copies.iter().filter(|c| !lost.contains(&c.master)) {
+            if !small_file(c)
+                || small
+                    .get(&c.master)
+                    .is_none_or(|n| *n > inline::INLINE_FILES)
+            {
+                continue;
+            }
+            let ts: Vec<PeerId> = c
+                .targets
+                .iter()
+                .copied()
+                .filter(|t| {
+                    !lost.contains(t)
+                        && choose(
+                            self.copier,
+                            self.peers[c.master].caps.rsync,
+                            self.peers[*t].caps.rsync,
+                        ) == Method::Rsync
+                })
+                .collect();
+            if !ts.is_empty() {
+                out.push((c, ts));
+            }
+        }
+        out
+    }
+
+    /// Every target and path a copy of `plan` writes in the serve channels ([`Self::execute`]
+    /// with the same peers lost, or more): where such a copy keeps the version it replaces as
+    /// it writes, that keep need not go first.
+    pub fn inline_targets(&self, plan: &Plan, lost: &HashSet<PeerId>) -> PeerEntries {
+        let (_, plan) = split_sideways(plan);
+        self.inline_copies(&plan, lost)
+            .into_iter()
+            .flat_map(|(c, ts)| ts.into_iter().map(|t| (t, c.rel.clone())))
+            .collect()
     }
 
     /// Creates the root directory (with its mode and time) on targets that lack it.

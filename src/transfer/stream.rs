@@ -168,6 +168,7 @@ async fn copy_file(
             mode,
             mtime,
             seed,
+            keep: false,
         }
     };
     fan_out(&mut outs, &mut results, &begin).await;
