@@ -216,20 +216,48 @@ impl Conn {
         &mut self,
         reqs: impl IntoIterator<Item = &'r Request>,
     ) -> Result<Vec<Result<(), OpError>>> {
+        self.pipeline_then(reqs, &[]).await
+    }
+
+    /// [`Conn::pipeline`], with encoded requests `tail` sent behind them: only the last of
+    /// these is answered (records, then a commit), its answer last.
+    pub async fn pipeline_then<'r>(
+        &mut self,
+        reqs: impl IntoIterator<Item = &'r Request>,
+        tail: &[Vec<u8>],
+    ) -> Result<Vec<Result<(), OpError>>> {
+        let answers = self.pipeline_raw(reqs, tail).await?;
+        answers
+            .into_iter()
+            .map(|a| match a {
+                Response::Done => Ok(Ok(())),
+                Response::Failed(m) => Ok(Err(OpError::Failed(m))),
+                Response::Changed(m) => Ok(Err(OpError::Changed(m))),
+                other => Err(self.unexpected(&other)),
+            })
+            .collect()
+    }
+
+    /// Sends every request, then the encoded requests `tail` (of which only the last is
+    /// answered), and reads one answer per request, as they come, in order: one round trip.
+    pub async fn pipeline_raw<'r>(
+        &mut self,
+        reqs: impl IntoIterator<Item = &'r Request>,
+        tail: &[Vec<u8>],
+    ) -> Result<Vec<Response>> {
         let mut n = 0;
         for r in reqs {
             self.send(r).await?;
             n += 1;
         }
+        for frame in tail {
+            self.send_frame(frame).await?;
+        }
+        n += usize::from(!tail.is_empty());
         self.flush().await?;
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
-            out.push(match self.recv().await? {
-                Response::Done => Ok(()),
-                Response::Failed(m) => Err(OpError::Failed(m)),
-                Response::Changed(m) => Err(OpError::Changed(m)),
-                other => return Err(self.unexpected(&other)),
-            });
+            out.push(self.recv().await?);
         }
         Ok(out)
     }

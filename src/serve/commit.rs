@@ -27,6 +27,10 @@ impl Server {
         // Directories get their modes and times once filled, before the state says so.
         self.finish_dirs();
         let ctx = self.ctx_mut(root)?;
+        if let Some(e) = &ctx.unflushed {
+            // Its commit may come right behind the cleanup, unanswered yet.
+            return Err(format!("{e}; sync state not saved, so the next run copies again").into());
+        }
         if !ctx.dirty && ctx.set.is_empty() && !ctx.state.must_write() {
             // An in-sync re-check: the state already says what the scan found.
             self.prune_once();

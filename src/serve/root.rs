@@ -76,6 +76,8 @@ pub(super) struct RootCtx {
     pub(super) scratch: Option<(Vec<u8>, OwnedFd, bool)>,
     /// The scratch directory's registration for removal if the serve is stopped.
     pub(super) scratch_live: Option<u64>,
+    /// A cleanup failed to make what rsync wrote durable: no commit records it.
+    pub(super) unflushed: Option<String>,
     /// The partial files a run cut short left in the scratch directory, found as it was
     /// prepared: a copy rsync resumed from one is checked against its digest before it is placed.
     pub(super) partials: HashSet<Vec<u8>>,
@@ -117,6 +119,7 @@ impl RootCtx {
             holds: Default::default(),
             scratch: None,
             scratch_live: None,
+            unflushed: None,
             partials: HashSet::new(),
             scratch_for_stream: false,
             guarded: Vec::new(),

@@ -202,6 +202,26 @@ fn a_copy_that_keeps_as_it_writes_keeps_the_version_it_replaces_or_writes_nothin
 }
 
 #[test]
+fn no_commit_records_what_a_cleanup_could_not_make_durable() {
+    let home = tempfile::tempdir().unwrap();
+    let root = dir_root(home.path());
+    fs::write(root.join("f"), "old").unwrap();
+    let mut s = Session::new(home.path());
+    s.ask(&[scan_home("t")]);
+    s.server.ctx_mut(0).unwrap().unflushed = Some("t: syncfs: I/O error".into());
+    let Response::Failed(m) = s.last(&[Request::Commit { root: 0 }]) else {
+        panic!("a commit behind a failed cleanup went through")
+    };
+    assert!(m.contains("I/O error") && m.contains("not saved"), "{m}");
+    // The next scan starts afresh.
+    s.ask(&[scan_home("t")]);
+    assert!(matches!(
+        s.last(&[Request::Commit { root: 0 }]),
+        Response::Done
+    ));
+}
+
+#[test]
 fn rsync_lands_in_scratch_and_only_planned_complete_files_move_into_place() {
     let home = tempfile::tempdir().unwrap();
     let root = dir_root(home.path());

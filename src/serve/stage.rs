@@ -181,7 +181,11 @@ impl Server {
             // What rsync left of a copy that failed midway stays for the next run.
             let _ = partial::clear(base.fd(), &name, true);
         }
-        flush(base.path(), one_fs).map_err(Fail::Error)
+        let flushed = flush(base.path(), one_fs);
+        if let Err(e) = &flushed {
+            self.ctx_mut(root)?.unflushed = Some(e.clone());
+        }
+        flushed.map_err(Fail::Error)
     }
 }
 

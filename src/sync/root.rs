@@ -269,7 +269,7 @@ impl RootRun<'_> {
     /// Reports a plan and carries it out (unless `--dry-run`): returns the peers whose
     /// connection broke, what crossed the wire, and the commits that travelled with the copies
     /// (of peers in `commit`, whose commits are due once the plan is carried out; see
-    /// [`commits_with_copies`]), each with what it came to.
+    /// [`RootTransfer::commits_with_copies`]), each with what it came to.
     pub(super) async fn carry_out(
         &self,
         plan: &Plan,
@@ -328,7 +328,7 @@ impl RootRun<'_> {
                 && plan.links.is_empty()
                 && self.extra_needs(plan, views).is_empty()
             {
-                for p in commits_with_copies(plan, &inline, commit) {
+                for p in transfer.commits_with_copies(plan, &inline, commit) {
                     if let Ok(frames) = apply.commit_frames(plan, p) {
                         transfer.commit_with.insert(p, frames);
                     }
@@ -409,36 +409,6 @@ pub(super) fn root_is_dir(views: &[Option<&Listing>]) -> bool {
 /// would change nothing.
 /// What the commits sent with the copies came to, per peer.
 pub(super) type Committed = std::collections::BTreeMap<PeerId, Result<(), crate::peer::OpError>>;
-
-/// The peers of `commit` whose commit can travel right behind their copies: every copy of
-/// `plan` they take goes in the serve channel (`inline`), all from one master, and they are
-/// the master of none. (The caller makes sure nothing else follows the copies: no hard links,
-/// no owners or attributes to give.)
-pub(super) fn commits_with_copies(
-    plan: &Plan,
-    inline: &plan::PeerEntries,
-    commit: &[PeerId],
-) -> Vec<PeerId> {
-    commit
-        .iter()
-        .copied()
-        .filter(|&p| {
-            let mut masters = std::collections::BTreeSet::new();
-            for c in &plan.copies {
-                if c.master == p {
-                    return false;
-                }
-                if c.targets.contains(&p) {
-                    if !inline.contains(&(p, c.rel.clone())) {
-                        return false;
-                    }
-                    masters.insert(c.master);
-                }
-            }
-            masters.len() == 1
-        })
-        .collect()
-}
 
 fn in_sync_here(plan: &Plan, view: Option<&Listing>, p: PeerId) -> bool {
     plan.records.of(p).next().is_none() && view.is_some_and(|l| l.values().all(|s| !s.changed))

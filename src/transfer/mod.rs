@@ -12,10 +12,11 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use crate::model::Kind;
+use crate::names;
 use crate::paths::{entry_display, WirePath};
 use crate::peer::{OpError, Peer};
 use crate::plan::{Copy, PeerEntries, PeerId, Plan};
-use crate::proto::Request;
+use crate::proto::{Request, Response};
 use crate::report::{Event, Progress, Reporter};
 use futures::future::join_all;
 
@@ -141,9 +142,6 @@ impl RootTransfer<'_> {
                 pairs.entry((c.master, *t)).or_default().push(c);
             }
         }
-        if !self.dry_run {
-            self.make_root_dirs(plan, lost, rep).await;
-        }
         let method = |m: PeerId, t: PeerId| {
             choose(
                 self.copier,
@@ -193,12 +191,17 @@ impl RootTransfer<'_> {
             }
             return (HashSet::new(), WireStats::default());
         }
+        let lost_before = lost;
         let lost = Mutex::new(HashSet::new());
         let wire = Mutex::new(WireStats::default());
-        self.make_entries(&made, rep, &lost).await;
+        let rsync_to: BTreeSet<PeerId> = rsync_pairs.iter().map(|(_, t, _)| *t).collect();
+        let scratch = self
+            .make_entries(plan, lost_before, &made, &rsync_to, rep, &lost)
+            .await;
         // rsync runs hold one connection at a time; the serve-channel copiers hold a master's
         // and its targets' together, so they take turns.
-        let (fallback, _) = tokio::join!(self.run_rsyncs(&rsync_pairs, rep, &lost, &wire), async {
+        let rsyncs = self.run_rsyncs(&rsync_pairs, scratch, rep, &lost, &wire);
+        let (fallback, _) = tokio::join!(rsyncs, async {
             self.run_inline(&inline_copies, rep, &lost, &wire).await;
             self.run_streams(plan, &stream_pairs, rep, &lost, &wire)
                 .await
@@ -277,64 +280,125 @@ impl RootTransfer<'_> {
             .collect()
     }
 
-    /// Creates the root directory (with its mode and time) on targets that lack it.
-    async fn make_root_dirs(&self, plan: &Plan, lost: &HashSet<PeerId>, rep: &Reporter) {
+    /// The peers of `commit` whose commit can travel right behind their copies of `plan`
+    /// ([`commit_follows_copies`]; `inline` as [`Self::inline_targets`] says).
+    pub fn commits_with_copies(
+        &self,
+        plan: &Plan,
+        inline: &PeerEntries,
+        commit: &[PeerId],
+    ) -> Vec<PeerId> {
+        let rsync = |m: PeerId, t: PeerId| {
+            choose(
+                self.copier,
+                self.peers[m].caps.rsync,
+                self.peers[t].caps.rsync,
+            ) == Method::Rsync
+        };
+        commit
+            .iter()
+            .copied()
+            .filter(|&p| commit_follows_copies(plan, inline, &rsync, p))
+            .collect()
+    }
+
+    /// Readies each target for the copies, all its requests sent in one go and answered in
+    /// one go: the root directory (with its mode and time) where it lacks it, the directories
+    /// and symlinks of rsync pairs (`made`, in plan order), and, for a target rsync writes to
+    /// (`rsync_to`), the scratch directory it writes into (rsync creates neither the root's
+    /// missing parents nor that directory). Returns each prepared target's scratch directory.
+    async fn make_entries(
+        &self,
+        plan: &Plan,
+        lost_before: &HashSet<PeerId>,
+        made: &BTreeMap<PeerId, Vec<&Copy>>,
+        rsync_to: &BTreeSet<PeerId>,
+        rep: &Reporter,
+        lost: &Mutex<HashSet<PeerId>>,
+    ) -> BTreeMap<PeerId, WirePath> {
+        /// What a request readies, for its failure's message.
+        enum For<'c> {
+            Root,
+            Entry(&'c WirePath),
+            Scratch,
+        }
+        let mut requests: BTreeMap<PeerId, Vec<(For, Request)>> = BTreeMap::new();
         for c in plan
             .copies
             .iter()
             .filter(|c| c.rel.is_empty() && c.meta.kind == Kind::Dir)
         {
-            let targets: Vec<PeerId> = c
-                .targets
-                .iter()
-                .copied()
-                .filter(|t| !lost.contains(t))
-                .collect();
-            for (t, r) in
-                stream::copy_entry(self.peers, self.root, c, &targets, None, &|_, _| {}).await
-            {
-                if let Err(e) = r {
-                    rep.emit(Event::RootFailed {
-                        peer: self.name(t).to_string(),
-                        root: self.display.to_string(),
-                        error: e.to_string(),
-                    });
-                }
+            for t in c.targets.iter().filter(|t| !lost_before.contains(t)) {
+                let req = stream::make_request(self.root, c).expect("a directory");
+                requests.entry(*t).or_default().push((For::Root, req));
             }
         }
-    }
-
-    /// Makes the directories and symlinks of rsync pairs on their targets, each target's in
-    /// plan order, sent in one go and answered in one go.
-    async fn make_entries(
-        &self,
-        made: &BTreeMap<PeerId, Vec<&Copy>>,
-        rep: &Reporter,
-        lost: &Mutex<HashSet<PeerId>>,
-    ) {
-        join_all(made.iter().map(|(&t, copies)| async move {
+        for (&t, copies) in made {
             let mut copies = copies.clone();
             copies.sort_by(|a, b| a.rel.cmp(&b.rel));
             copies.dedup_by(|a, b| a.rel == b.rel);
-            let requests: Vec<(WirePath, Request)> = copies
-                .iter()
-                .filter_map(|c| stream::make_request(self.root, c).map(|r| (c.rel.clone(), r)))
-                .collect();
+            requests
+                .entry(t)
+                .or_default()
+                .extend(copies.iter().filter_map(|c| {
+                    stream::make_request(self.root, c).map(|r| (For::Entry(&c.rel), r))
+                }));
+        }
+        for &t in rsync_to {
+            let prepare = Request::Prepare {
+                root: self.root,
+                dir: self.root_is_dir,
+            };
+            requests.entry(t).or_default().push((For::Scratch, prepare));
+        }
+        let prepared = join_all(requests.into_iter().map(|(t, requests)| async move {
             let mut conn = self.peers[t].conn.lock().await;
-            let answers = conn.pipeline(requests.iter().map(|(_, r)| r)).await;
-            drop(conn);
-            match answers {
-                Ok(answers) => {
-                    for ((rel, _), a) in requests.iter().zip(answers) {
-                        if let Err(e) = a {
-                            self.fail(rep, lost, t, self.path_of(rel), e);
-                        }
-                    }
+            let answers = conn
+                .pipeline_raw(requests.iter().map(|(_, r)| r), &[])
+                .await;
+            let answers = match answers {
+                Ok(a) => a,
+                Err(e) => {
+                    drop(conn);
+                    let e = OpError::Lost(e);
+                    self.fail(rep, lost, t, WirePath::from(self.display), e);
+                    return None;
                 }
-                Err(e) => self.fail(rep, lost, t, WirePath::from(self.display), OpError::Lost(e)),
+            };
+            let mut scratch = None;
+            let mut failed = Vec::new();
+            for ((what, _), a) in requests.iter().zip(answers) {
+                let e = match (what, a) {
+                    (_, Response::Done) => continue,
+                    // A name of synk's exact scratch shape, or the peer is not speaking synk.
+                    (For::Scratch, Response::Scratch(name))
+                        if names::is_scratch_name(name.as_bytes()) =>
+                    {
+                        scratch = Some(name);
+                        continue;
+                    }
+                    (_, Response::Failed(m)) => OpError::Failed(m),
+                    (_, Response::Changed(m)) => OpError::Changed(m),
+                    (_, other) => OpError::Lost(conn.unexpected(&other)),
+                };
+                failed.push((what, e));
             }
+            drop(conn);
+            for (what, e) in failed {
+                match what {
+                    For::Root => rep.emit(Event::RootFailed {
+                        peer: self.name(t).to_string(),
+                        root: self.display.to_string(),
+                        error: e.to_string(),
+                    }),
+                    For::Entry(rel) => self.fail(rep, lost, t, self.path_of(rel), e),
+                    For::Scratch => self.fail(rep, lost, t, WirePath::from(self.display), e),
+                }
+            }
+            scratch.map(|s| (t, s))
         }))
         .await;
+        prepared.into_iter().flatten().collect()
     }
 
     /// Streams every copy whose (master, target) pair is in `pairs`, entry by entry in plan
@@ -465,6 +529,39 @@ impl RootTransfer<'_> {
     }
 }
 
+/// Whether target `p`'s commit can travel right behind the last request of its copies of
+/// `plan` (the caller makes sure nothing else follows them: no hard links, no attributes to
+/// give): it is the master of none; every copy it takes goes between peers with rsync (its
+/// directories and symlinks made first) and none sideways; and either its files all go in the
+/// serve channel (`inline`) from one master, its commit behind the last of them, or none
+/// does, and its commit goes behind the cleanup that ends rsync's runs there.
+pub fn commit_follows_copies(
+    plan: &Plan,
+    inline: &PeerEntries,
+    rsync: &dyn Fn(PeerId, PeerId) -> bool,
+    p: PeerId,
+) -> bool {
+    let mut masters = BTreeSet::new();
+    let (mut files, mut inlined) = (0, 0);
+    for c in &plan.copies {
+        if c.master == p {
+            return false;
+        }
+        if !c.targets.contains(&p) {
+            continue;
+        }
+        if c.source.is_some() || !rsync(c.master, p) {
+            return false;
+        }
+        masters.insert(c.master);
+        if c.meta.kind == Kind::File {
+            files += 1;
+            inlined += usize::from(inline.contains(&(p, c.rel.clone())));
+        }
+    }
+    files > 0 && ((inlined == files && masters.len() == 1) || inlined == 0)
+}
+
 /// The plan's copies read from another path than they are written to, apart (`None`: there
 /// are none, and the plan is as it was).
 fn split_sideways(plan: &Plan) -> (Option<Plan>, std::borrow::Cow<'_, Plan>) {
@@ -499,5 +596,78 @@ mod tests {
         assert_eq!(choose(Auto, false, true), Method::Stream);
         assert_eq!(choose(Stream, true, true), Method::Stream);
         assert_eq!(choose(Rsync, false, false), Method::Rsync);
+    }
+
+    #[test]
+    fn a_commit_follows_the_copies_only_where_they_all_end_in_one_known_request() {
+        use crate::model::{Digest, Meta};
+        let copy = |rel: &str, kind: Kind, master: PeerId, targets: &[PeerId]| Copy {
+            rel: WirePath::from(rel),
+            master,
+            targets: targets.to_vec(),
+            meta: Meta {
+                digest: (kind == Kind::File).then(|| Digest::of(b"x")),
+                kind,
+                size: 1,
+                mode: 0o644,
+                mtime: 0,
+                extra: Default::default(),
+            },
+            source: None,
+        };
+        let file = |rel: &str, master, targets: &[PeerId]| copy(rel, Kind::File, master, targets);
+        // Peer 3 has no rsync: every copy with it streams.
+        let rsync = |m: PeerId, t: PeerId| m != 3 && t != 3;
+        let follows = |copies: Vec<Copy>, inline: &[(PeerId, &str)]| -> Vec<PeerId> {
+            let plan = Plan {
+                copies,
+                ..Plan::default()
+            };
+            let inline: PeerEntries = inline
+                .iter()
+                .map(|(p, r)| (*p, WirePath::from(*r)))
+                .collect();
+            (0..4)
+                .filter(|p| commit_follows_copies(&plan, &inline, &rsync, *p))
+                .collect()
+        };
+        // All inline from 0 to 1 and 2 (a directory made first is fine).
+        let small = vec![
+            copy("d", Kind::Dir, 0, &[1, 2]),
+            file("d/a", 0, &[1, 2]),
+            file("d/b", 0, &[1]),
+        ];
+        let all_inline = [(1, "d/a"), (2, "d/a"), (1, "d/b")];
+        assert_eq!(follows(small.clone(), &all_inline), [1, 2]);
+        // None inline: all by rsync, the commit behind the cleanup.
+        assert_eq!(follows(small.clone(), &[]), [1, 2]);
+        // Some inline to 1 and some not: its requests end in two places.
+        assert_eq!(follows(small.clone(), &[(1, "d/a"), (2, "d/a")]), [2]);
+        // Inline from two masters.
+        let two = vec![file("a", 0, &[2]), file("b", 1, &[2])];
+        assert_eq!(
+            follows(two.clone(), &[(2, "a"), (2, "b")]),
+            Vec::<PeerId>::new()
+        );
+        // By rsync from two masters: one cleanup after both.
+        assert_eq!(follows(two, &[]), [2]);
+        // A master of something, a peer taking a streamed copy, only a directory, and a
+        // sideways copy: none.
+        let mixed = vec![
+            file("a", 0, &[1, 3]),
+            file("b", 1, &[2]),
+            copy("e", Kind::Dir, 0, &[2]),
+        ];
+        assert_eq!(follows(mixed, &[]), [2]);
+        let mut side = file("c", 0, &[1]);
+        side.source = Some(WirePath::from("c.conflict"));
+        assert_eq!(
+            follows(vec![side, file("f", 0, &[1])], &[]),
+            Vec::<PeerId>::new()
+        );
+        assert_eq!(
+            follows(vec![copy("e", Kind::Dir, 0, &[1])], &[]),
+            Vec::<PeerId>::new()
+        );
     }
 }

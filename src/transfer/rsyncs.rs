@@ -9,7 +9,6 @@ use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::{relay, rsync, RootTransfer, WireStats};
-use crate::names;
 use crate::paths::WirePath;
 use crate::peer::OpError;
 use crate::plan::{Copy, PeerId};
@@ -106,45 +105,20 @@ impl RootTransfer<'_> {
         (job, shown)
     }
 
-    /// Runs every rsync pair, each master's copies spreading as a relay tree. Returns the
-    /// pairs to retry with the streaming copier.
+    /// Runs every rsync pair, each master's copies spreading as a relay tree, into the
+    /// targets' `scratch` directories (those that could not prepare one are left out).
+    /// Returns the pairs to retry with the streaming copier.
     pub(super) async fn run_rsyncs(
         &self,
         pairs: &[(PeerId, PeerId, Vec<&Copy>)],
+        scratch: BTreeMap<PeerId, WirePath>,
         rep: &Reporter,
         lost: &Mutex<HashSet<PeerId>>,
         wire: &Mutex<WireStats>,
     ) -> BTreeSet<(PeerId, PeerId)> {
-        // rsync creates neither the root's missing parents nor its scratch directory. One
-        // Prepare and one Cleanup per target: its runs from different masters share them.
+        // One Prepare (made with the target's directories) and one Cleanup per target: its
+        // runs from different masters share them.
         let dir = self.root_is_dir;
-        let targets: BTreeSet<PeerId> = pairs.iter().map(|(_, t, _)| *t).collect();
-        let prepared = join_all(targets.iter().map(|t| async move {
-            let mut conn = self.peers[*t].conn.lock().await;
-            let req = Request::Prepare {
-                root: self.root,
-                dir,
-            };
-            let r = match conn.call(&req).await {
-                Err(e) => Err(OpError::Lost(e)),
-                // A name of synk's exact scratch shape, or the peer is not speaking synk.
-                Ok(Response::Scratch(name)) if names::is_scratch_name(name.as_bytes()) => Ok(name),
-                Ok(Response::Failed(m)) => Err(OpError::Failed(m)),
-                Ok(Response::Changed(m)) => Err(OpError::Changed(m)),
-                Ok(other) => Err(OpError::Lost(conn.unexpected(&other))),
-            };
-            (*t, r)
-        }))
-        .await;
-        let mut scratch: BTreeMap<PeerId, WirePath> = BTreeMap::new();
-        for (t, r) in prepared {
-            match r {
-                Ok(name) => {
-                    scratch.insert(t, name);
-                }
-                Err(e) => self.fail(rep, lost, t, WirePath::from(self.display), e),
-            }
-        }
         let ready: BTreeSet<PeerId> = scratch.keys().copied().collect();
         // Targets that need the same copies from the same master share one fan-out.
         let mut groups: BTreeMap<(PeerId, Vec<&WirePath>), Group> = BTreeMap::new();
@@ -153,20 +127,40 @@ impl RootTransfer<'_> {
             groups.entry(key).or_insert((copies, Vec::new())).1.push(*t);
         }
         let scratch = &scratch;
-        let fallback = join_all(groups.into_iter().map(|((m, _), (copies, targets))| {
-            self.fan_out(m, copies, targets, scratch, rep, lost, wire)
-        }))
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
-        // Cleanup also makes what rsync wrote durable before any state records it.
-        let cleaned = join_all(ready.iter().map(|t| async move {
-            let cleanup = Request::Cleanup {
-                root: self.root,
-                dir,
-            };
-            (*t, self.peers[*t].conn.lock().await.op(&cleanup).await)
+        let fallback: BTreeSet<(PeerId, PeerId)> =
+            join_all(groups.into_iter().map(|((m, _), (copies, targets))| {
+                self.fan_out(m, copies, targets, scratch, rep, lost, wire)
+            }))
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        // Cleanup also makes what rsync wrote durable before any state records it. A target
+        // whose copies all went by rsync gets its commit right behind (the serve refuses it
+        // where the cleanup failed).
+        let cleaned = join_all(ready.iter().map(|t| {
+            let fallback = &fallback;
+            async move {
+                let cleanup = Request::Cleanup {
+                    root: self.root,
+                    dir,
+                };
+                let tail = match self.commit_with.get(t) {
+                    Some(frames) if !fallback.iter().any(|(_, f)| f == t) => frames.as_slice(),
+                    _ => &[],
+                };
+                let mut conn = self.peers[*t].conn.lock().await;
+                let mut answers = match conn.pipeline_then([&cleanup], tail).await {
+                    Ok(a) => a.into_iter(),
+                    Err(e) => return (*t, Err(OpError::Lost(e))),
+                };
+                if !tail.is_empty() {
+                    if let Some(c) = answers.next_back() {
+                        self.committed.lock().expect("commits lock").insert(*t, c);
+                    }
+                }
+                (*t, answers.next().unwrap_or(Ok(())))
+            }
         }))
         .await;
         for (t, r) in cleaned {
