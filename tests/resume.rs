@@ -57,7 +57,8 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Starts syncing `big` (holding `content`) from this host to alpha with `copier` at a
 /// limited rate and stops the client with SIGTERM once alpha's partial data passes `at`
-/// bytes. Returns the partial file's size.
+/// bytes. Returns the partial file's size once the cut run's writers there are gone (its
+/// serve, rsync's receiver) and that size holds.
 fn cut(s: &Scene, copier: &str, content: &[u8], at: u64) -> u64 {
     let mut cmd = s.command(&["alpha"]);
     cmd.args(["--copier", copier, "--bwlimit", "16M"])
@@ -80,17 +81,32 @@ fn cut(s: &Scene, copier: &str, content: &[u8], at: u64) -> u64 {
         None,
         "nothing half-written in place"
     );
-    // rsync's receiver keeps what it received as the partial file, under the file's name.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // rsync's receiver keeps what it received as the partial file, under the file's name;
+    // the streaming copier's serve writes its partial file in place. Either may still be
+    // writing for a moment after the client is gone: the size taken is the one they leave.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = None;
     loop {
         let kept = partial_files(&s.dir("alpha"));
-        if let [(p, n)] = &kept[..] {
-            if p.file_name().unwrap().to_string_lossy() == partial_name(copier, content) {
-                return *n;
+        let writers = users_of(&s.dir("alpha"));
+        match &kept[..] {
+            [(p, n)]
+                if writers.is_empty()
+                    && p.file_name().unwrap().to_string_lossy()
+                        == partial_name(copier, content) =>
+            {
+                if last == Some(*n) {
+                    return *n;
+                }
+                last = Some(*n);
             }
+            _ => last = None,
         }
-        assert!(Instant::now() < deadline, "no partial file kept: {kept:?}");
-        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            Instant::now() < deadline,
+            "no partial file kept: {kept:?}, still writing: {writers:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -126,6 +142,7 @@ fn resumes(name: &str, copier: &str) {
         "sent {sent} bytes for {missing} missing"
     );
     assert_eq!(sha512(&s.path("alpha", "big")), sha512(&big));
+    // Kept anywhere else, the rerun did not take over the cut run's scratch directory.
     assert_eq!(
         partial_files(&s.dir("alpha")),
         [],
