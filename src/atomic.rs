@@ -57,6 +57,34 @@ fn temp_in(dir: &Path, like: &Path) -> io::Result<Temp> {
     }
 }
 
+/// Writes `bytes` to `path` whole, as [`write()`] does, unless something is there already:
+/// then that stays, and false says so. The durable temp file is hard-linked into place, which
+/// never replaces, so of several writers at once the first one's contents stand for everyone.
+/// Where the filesystem has no hard links, it is renamed into place as [`write()`] does.
+pub fn create(path: &Path, bytes: &[u8]) -> io::Result<bool> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let mut tmp = temp_in(dir, path)?;
+    tmp.file.write_all(bytes)?;
+    tmp.file.sync_all()?;
+    let made = match fs::hard_link(&tmp.path, path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EOPNOTSUPP)) => {
+            fs::rename(&tmp.path, path)?;
+            tmp.placed = true;
+            true
+        }
+        Err(e) => return Err(e),
+    };
+    if made {
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(made)
+}
+
 /// As [`write()`], with the contents written by `fill` through a buffer: a big state
 /// file goes to disk as it is encoded, never whole in memory.
 pub fn write_with(

@@ -281,18 +281,27 @@ pub fn state_dir(home: Option<&Path>) -> Option<PathBuf> {
 /// This peer's stable key, created on first use.
 pub fn peer_key(dir: &Path) -> io::Result<u64> {
     let file = dir.join("key");
-    if let Ok(text) = fs::read_to_string(&file) {
-        if let Ok(k) = u64::from_str_radix(text.trim(), 16) {
-            return Ok(k);
+    let read = || -> io::Result<Option<u64>> {
+        match fs::read_to_string(&file) {
+            Ok(text) => Ok(u64::from_str_radix(text.trim(), 16).ok()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
+    };
+    if let Some(k) = read()? {
+        return Ok(k);
     }
     // Never 0 (the decision's own key) nor a metadata field's (`Vv::is_field_key`).
     let key = crate::os::random_u64()?.clamp(1, crate::model::Field::FIRST_KEY - 1);
-    fs::create_dir_all(dir)?;
-    atomic::write(&file, format!("{key:016x}\n").as_bytes())?;
-    // Two first runs at once: whichever rename came last is the key for good.
-    let text = fs::read_to_string(&file)?;
-    u64::from_str_radix(text.trim(), 16).map_err(io::Error::other)
+    let text = format!("{key:016x}\n");
+    // Two first runs at once (serves started together on a fresh peer): the first key made
+    // is the key for good, and every serve goes on with that one, never with its own key a
+    // later one replaced (the key names this peer's state and its scratch directories).
+    if !atomic::create(&file, text.as_bytes())? && read()?.is_none() {
+        // Something unreadable as a key was there: a key of this run's replaces it.
+        atomic::write(&file, text.as_bytes())?;
+    }
+    read()?.ok_or_else(|| io::Error::other(format!("{}: not a key", file.display())))
 }
 
 /// The state file of `root` in the state directory `dir`.
@@ -755,6 +764,30 @@ mod tests {
 
     fn vv(pairs: &[(u64, u64)]) -> Vv {
         Vv(pairs.to_vec())
+    }
+
+    #[test]
+    fn first_runs_at_once_agree_on_the_peer_key() {
+        // Serves started together on a fresh peer each make a key: every one of them must
+        // go on with the same one (it names the scratch directories partial data is in).
+        for _ in 0..20 {
+            let d = tempfile::tempdir().unwrap();
+            let dir = d.path().join("synk");
+            let barrier = std::sync::Barrier::new(8);
+            let keys: Vec<u64> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            peer_key(&dir).unwrap()
+                        })
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert!(keys.iter().all(|k| *k == keys[0]), "{keys:x?}");
+            assert_eq!(peer_key(&dir).unwrap(), keys[0]);
+        }
     }
 
     fn rec(rel: &str, n: u64) -> Record {

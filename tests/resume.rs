@@ -57,7 +57,8 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Starts syncing `big` (holding `content`) from this host to alpha with `copier` at a
 /// limited rate and stops the client with SIGTERM once alpha's partial data passes `at`
-/// bytes. Returns the partial file's size.
+/// bytes. Returns the partial file's size once the cut run's writers there are gone (its
+/// serve, rsync's receiver) and that size holds.
 fn cut(s: &Scene, copier: &str, content: &[u8], at: u64) -> u64 {
     let mut cmd = s.command(&["alpha"]);
     cmd.args(["--copier", copier, "--bwlimit", "16M"])
@@ -80,17 +81,32 @@ fn cut(s: &Scene, copier: &str, content: &[u8], at: u64) -> u64 {
         None,
         "nothing half-written in place"
     );
-    // rsync's receiver keeps what it received as the partial file, under the file's name.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // rsync's receiver keeps what it received as the partial file, under the file's name;
+    // the streaming copier's serve writes its partial file in place. Either may still be
+    // writing for a moment after the client is gone: the size taken is the one they leave.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = None;
     loop {
         let kept = partial_files(&s.dir("alpha"));
-        if let [(p, n)] = &kept[..] {
-            if p.file_name().unwrap().to_string_lossy() == partial_name(copier, content) {
-                return *n;
+        let writers = users_of(&s.dir("alpha"));
+        match &kept[..] {
+            [(p, n)]
+                if writers.is_empty()
+                    && p.file_name().unwrap().to_string_lossy()
+                        == partial_name(copier, content) =>
+            {
+                if last == Some(*n) {
+                    return *n;
+                }
+                last = Some(*n);
             }
+            _ => last = None,
         }
-        assert!(Instant::now() < deadline, "no partial file kept: {kept:?}");
-        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            Instant::now() < deadline,
+            "no partial file kept: {kept:?}, still writing: {writers:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -126,6 +142,7 @@ fn resumes(name: &str, copier: &str) {
         "sent {sent} bytes for {missing} missing"
     );
     assert_eq!(sha512(&s.path("alpha", "big")), sha512(&big));
+    // Kept anywhere else, the rerun did not take over the cut run's scratch directory.
     assert_eq!(
         partial_files(&s.dir("alpha")),
         [],
@@ -181,4 +198,54 @@ fn a_source_changed_since_the_cut_arrives_whole_and_right() {
 #[test]
 fn a_streamed_source_changed_since_the_cut_arrives_whole_and_right() {
     changed("resume-changed-stream", "stream");
+}
+
+/// rsync's receiver on a target outlives the run cut short for a moment (sshd started it, not
+/// the serve): it writes what it still holds, then renames its temp file to the partial file.
+/// A rerun that starts meanwhile waits for that partial file and resumes from it: it neither
+/// removes the temp file, the only copy of that data, nor sends the whole file.
+#[test]
+fn a_rerun_waits_for_the_receiver_of_the_cut_run_to_leave_its_partial_file() {
+    let s = scene!("resume-late");
+    let t = now() - 100;
+    let content = noise(SIZE, 14);
+    let big = s.write(LOCAL, "big", &content, t);
+    let kept = cut(&s, "rsync", &content, SIZE as u64 / 2);
+    // Back to what a receiver still at work has: its temp file, written to until it is
+    // renamed to the partial file.
+    let files = partial_files(&s.dir("alpha"));
+    let [(partial, _)] = &files[..] else {
+        panic!("{files:?}")
+    };
+    let temp = partial.with_file_name(".big.Ab12Cd");
+    fs::rename(partial, &temp).unwrap();
+    let receiver = std::thread::spawn({
+        let (partial, temp) = (partial.clone(), temp.clone());
+        move || {
+            for _ in 0..8 {
+                // A write moves the ctime, as this does.
+                let f = fs::File::options().write(true).open(&temp).unwrap();
+                f.set_modified(std::time::SystemTime::now()).unwrap();
+                drop(f);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            fs::rename(&temp, &partial).unwrap();
+        }
+    });
+    let doc = json_run(&s, "rsync", "big");
+    receiver
+        .join()
+        .expect("the receiver's temp file was removed under it");
+    let (sent, missing) = (literal(&doc), SIZE as u64 - kept);
+    eprintln!("kept {kept}, missing {missing}, the rerun sent {sent}");
+    assert!(
+        sent <= missing + (1 << 20),
+        "sent {sent} bytes for {missing} missing"
+    );
+    assert_eq!(sha512(&s.path("alpha", "big")), sha512(&big));
+    assert_eq!(
+        partial_files(&s.dir("alpha")),
+        [],
+        "the partial file is used"
+    );
 }

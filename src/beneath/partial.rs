@@ -47,6 +47,76 @@ fn rsync_temp(name: &[u8]) -> bool {
         && name[name.len() - 6..].iter().all(u8::is_ascii_alphanumeric)
 }
 
+/// How long an rsync temp file in the partial directory stays unchanged before it is taken
+/// for the leftover of a receiver killed outright. A receiver whose run was cut short outlives
+/// its serve (sshd started it, not the serve, and nothing of the serve's locks covers it): it
+/// writes what it still holds, then renames its temp file to the partial file. Until then its
+/// temp file is the only copy of that data, and the next run must neither remove it nor
+/// start its own copy before the partial file is there.
+pub const RECEIVER_QUIET: Duration = Duration::from_secs(2);
+
+/// How long [`wait_for_receivers`] waits at most.
+pub const RECEIVER_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether the inode `st` changed less than [`RECEIVER_QUIET`] before `now`: every write and
+/// rename moves its ctime.
+fn busy(st: &rfs::Stat, now: SystemTime) -> bool {
+    #[allow(clippy::unnecessary_cast)]
+    let changed = UNIX_EPOCH
+        + Duration::new(
+            (st.st_ctime as i64).max(0) as u64,
+            (st.st_ctime_nsec as i64).clamp(0, 999_999_999) as u32,
+        );
+    // A ctime a little ahead of the clock (another host's, on a network filesystem) counts as
+    // now; one far ahead says nothing of a writer.
+    now.duration_since(changed).map_or_else(
+        |ahead| ahead.duration() < RECEIVER_WAIT,
+        |age| age < RECEIVER_QUIET,
+    )
+}
+
+/// The rsync temp files in the partial directory `partial` that changed within
+/// [`RECEIVER_QUIET`]: a receiver may still be writing or renaming them.
+fn busy_temps(partial: BorrowedFd<'_>) -> io::Result<usize> {
+    let now = SystemTime::now();
+    let mut n = 0;
+    for name in names_in(partial)? {
+        if !rsync_temp(&name) {
+            continue;
+        }
+        match rfs::statat(partial, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if kind_of(&st) == rfs::FileType::RegularFile && busy(&st, now) => n += 1,
+            // Renamed or removed meanwhile: that receiver is done with it.
+            _ => {}
+        }
+    }
+    Ok(n)
+}
+
+/// Waits until no rsync receiver of a run cut short is still writing in the partial directory
+/// of the scratch directory `scratch` (its temp files are gone, renamed to partial files, or
+/// unchanged for [`RECEIVER_QUIET`]), up to `max`. Called with the scratch directory locked,
+/// before a run takes over what is in it: so the partial file a dying receiver is about to
+/// leave is there for this run to resume from, never half-written and never removed with the
+/// temp file it still is. Returns whether the receivers were done in time.
+pub fn wait_for_receivers(scratch: BorrowedFd<'_>, max: Duration) -> io::Result<bool> {
+    let partial = match dir_at(scratch, &names::partial_dir_name()) {
+        Ok(fd) => fd,
+        // Nothing kept, or not a directory (which clear_inside removes).
+        Err(_) => return Ok(true),
+    };
+    let deadline = std::time::Instant::now() + max;
+    loop {
+        if busy_temps(partial.as_fd())? == 0 {
+            return Ok(true);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Whether partial data last changed at `changed` (seconds since the epoch) is kept at `now`.
 pub fn fresh(changed: i64, now: i64) -> bool {
     now - changed <= PARTIAL_AGE.as_secs() as i64
@@ -61,9 +131,22 @@ fn now() -> i64 {
 /// Empties the scratch directory `scratch` but for its partial directory, and prunes that:
 /// what is old or not a regular file goes, and with `temps` rsync's temp files too (not while
 /// a receiver cut short may still be renaming its temp file to the partial one: only as a run
-/// starts or ends). Returns the names of the partial files kept; the partial directory itself
-/// is removed when none is.
+/// starts or ends, and only those unchanged for [`RECEIVER_QUIET`]). Returns the names of the
+/// partial files kept; the partial directory itself is removed when none is.
 pub fn clear_inside(scratch: BorrowedFd<'_>, temps: bool) -> io::Result<Vec<Vec<u8>>> {
+    // A receiver cut short may rename its temp file while the partial directory is read:
+    // then it is read again, so the partial file it became is counted.
+    for _ in 0..3 {
+        if let Some(kept) = clear_pass(scratch, temps)? {
+            return Ok(kept);
+        }
+    }
+    clear_pass(scratch, temps)?
+        .ok_or_else(|| io::Error::other("the partial directory kept changing while it was cleared"))
+}
+
+/// One pass of [`clear_inside`]; `None` where an entry was renamed away while it ran.
+fn clear_pass(scratch: BorrowedFd<'_>, temps: bool) -> io::Result<Option<Vec<Vec<u8>>>> {
     let keep = names::partial_dir_name();
     for n in names_in(scratch)? {
         if n != keep {
@@ -72,24 +155,28 @@ pub fn clear_inside(scratch: BorrowedFd<'_>, temps: bool) -> io::Result<Vec<Vec<
     }
     let partial = match dir_at(scratch, &keep) {
         Ok(fd) => fd,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(Vec::new()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(Some(Vec::new())),
         // Not a directory (a symlink put there): not ours to keep.
         Err(_) => {
             remove_tree(scratch, &keep)?;
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
         }
     };
-    let now = now();
+    let (now, clock) = (now(), SystemTime::now());
     let mut kept = Vec::new();
     for n in names_in(partial.as_fd())? {
-        let st = rfs::statat(&partial, n.as_slice(), AtFlags::SYMLINK_NOFOLLOW)?;
+        let st = match rfs::statat(&partial, n.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
         // The inode's change time: rsync may give a partial file the source's old mtime, but
         // every write and rename moves the ctime.
         #[allow(clippy::unnecessary_cast)]
         let changed = st.st_ctime as i64;
         if kind_of(&st) == rfs::FileType::RegularFile
             && fresh(changed, now)
-            && !(temps && rsync_temp(&n))
+            && !(temps && rsync_temp(&n) && !busy(&st, clock))
         {
             kept.push(n);
         } else {
@@ -100,11 +187,13 @@ pub fn clear_inside(scratch: BorrowedFd<'_>, temps: bool) -> io::Result<Vec<Vec<
         drop(partial);
         match rfs::unlinkat(scratch, keep.as_slice(), AtFlags::REMOVEDIR) {
             Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            // Something came in after the listing.
+            Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST) => return Ok(None),
             Err(e) => return Err(e.into()),
         }
     }
     kept.sort();
-    Ok(kept)
+    Ok(Some(kept))
 }
 
 /// Removes the scratch directory `name` in `dir` with what is in it, but for partial data
@@ -149,6 +238,55 @@ mod tests {
     }
 
     #[test]
+    fn a_run_waits_for_a_receiver_cut_short_then_clears_what_a_killed_one_left() {
+        let d = tempfile::tempdir().unwrap();
+        let s = d.path().join("scratch");
+        let p = s.join(std::ffi::OsStr::from_bytes(&names::partial_dir_name()));
+        fs::create_dir_all(&p).unwrap();
+        let scratch = dir_at(rfs::CWD, s.as_os_str().as_bytes()).unwrap();
+        // A receiver cut short still writes its temp file, then renames it to the partial
+        // file: the wait ends with the partial file there, and a clear keeps it.
+        fs::write(p.join(".big.Ab12Cd"), "half").unwrap();
+        let receiver = {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                for _ in 0..5 {
+                    std::thread::sleep(Duration::from_millis(200));
+                    let mut f = fs::OpenOptions::new()
+                        .append(true)
+                        .open(p.join(".big.Ab12Cd"))
+                        .unwrap();
+                    std::io::Write::write_all(&mut f, b"more").unwrap();
+                }
+                fs::rename(p.join(".big.Ab12Cd"), p.join("big")).unwrap();
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(wait_for_receivers(scratch.as_fd(), RECEIVER_WAIT).unwrap());
+        receiver.join().unwrap();
+        assert_eq!(
+            fs::read(p.join("big")).unwrap(),
+            b"halfmoremoremoremoremore"
+        );
+        assert_eq!(
+            clear_inside(scratch.as_fd(), true).unwrap(),
+            [b"big".to_vec()]
+        );
+        // A receiver killed outright left its temp file: once it has been still for a while
+        // it is taken for that, and goes.
+        fs::write(p.join(".big.Zz9876"), "temp").unwrap();
+        let started = std::time::Instant::now();
+        assert!(!wait_for_receivers(scratch.as_fd(), Duration::from_millis(100)).unwrap());
+        assert!(wait_for_receivers(scratch.as_fd(), RECEIVER_WAIT).unwrap());
+        assert!(started.elapsed() >= RECEIVER_QUIET - Duration::from_millis(100));
+        assert_eq!(
+            clear_inside(scratch.as_fd(), true).unwrap(),
+            [b"big".to_vec()]
+        );
+        assert!(!p.join(".big.Zz9876").exists());
+    }
+
+    #[test]
     fn only_fresh_partial_files_outlive_a_clear() {
         let d = tempfile::tempdir().unwrap();
         let s = d.path().join("scratch");
@@ -175,9 +313,11 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         left.sort();
-        assert_eq!(left, ["big", "old"]);
+        // rsync's temp file stays while a receiver may still be writing it.
+        assert_eq!(left, [".big.Ab12Cd", "big", "old"]);
         assert!(!s.join("sub").exists(), "debris gone");
         assert!(Path::new("/etc/passwd").exists());
+        fs::remove_file(p.join(".big.Ab12Cd")).unwrap();
         fs::remove_file(p.join("big")).unwrap();
         fs::remove_file(p.join("old")).unwrap();
         clear(base.as_fd(), b"scratch", true).unwrap();

@@ -77,6 +77,16 @@ impl Server {
         let shown = |e: &dyn std::fmt::Display| {
             Fail::Error(format!("{}: {e}", base.shown(&name).display()))
         };
+        // A receiver of a run cut short may still be writing its temp file, or renaming it to
+        // the partial file this run resumes from: that partial file is waited for.
+        if !partial::wait_for_receivers(fd.as_fd(), partial::RECEIVER_WAIT)
+            .map_err(|e| shown(&e))?
+        {
+            tracing::warn!(
+                "{}: an rsync receiver of an earlier run still writes there",
+                base.shown(&name).display()
+            );
+        }
         // Debris of a killed run: nothing in it may be taken for this run's copies, but for
         // the partial data of copies cut short, which rsync resumes from.
         let partials = partial::clear_inside(fd.as_fd(), true).map_err(|e| shown(&e))?;

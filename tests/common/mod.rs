@@ -601,6 +601,30 @@ impl Scene {
     }
 }
 
+/// Processes (other than this one) that have a file open below `dir` or run in it.
+pub fn users_of(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        let cwd = fs::read_link(p.path().join("cwd")).ok();
+        let open = fs::read_dir(p.path().join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|fd| fs::read_link(fd.path()).ok());
+        if cwd.into_iter().chain(open).any(|f| f.starts_with(dir)) {
+            let comm = fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+            out.push(format!("{pid} {}", comm.trim()));
+        }
+    }
+    out
+}
+
 /// A [`Scene`], or an early return from the test where the rig cannot run here.
 macro_rules! scene {
     ($name:expr) => {
