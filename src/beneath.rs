@@ -832,14 +832,29 @@ impl Temp {
     /// Gives the file its mode and modification time, makes it durable and renames it over
     /// `to` as `expect` allows. Returns the stamp of the file in place.
     pub fn place(
-        mut self,
+        self,
         to: &At,
         mode: u32,
         mtime: i64,
         expect: Option<Expect>,
     ) -> Result<Stamp, Refused> {
+        self.place_as(to, mode, mtime, expect, true)
+    }
+
+    /// [`Temp::place`], made durable on its own only if `durable`: else a flush of the whole
+    /// filesystem makes it durable later, with many others (as after rsync's runs).
+    pub fn place_as(
+        mut self,
+        to: &At,
+        mode: u32,
+        mtime: i64,
+        expect: Option<Expect>,
+        durable: bool,
+    ) -> Result<Stamp, Refused> {
         rfs::fchmod(&self.file, Mode::from_raw_mode(mode)).map_err(|e| to.err(e))?;
-        self.file.sync_all().map_err(|e| to.err(e))?;
+        if durable {
+            self.file.sync_all().map_err(|e| to.err(e))?;
+        }
         let t = timespec(mtime);
         rfs::futimens(
             &self.file,
@@ -851,7 +866,9 @@ impl Temp {
         .map_err(|e| to.err(e))?;
         let stamp = self.at.rename_over(to, expect)?;
         self.placed = true;
-        to.sync_dir();
+        if durable {
+            to.sync_dir();
+        }
         Ok(stamp)
     }
 }

@@ -253,6 +253,9 @@ pub enum Request {
         /// Keep the version it replaces first, as [`Request::Keep`] would (the file is not
         /// placed where that fails): the keep travels with the copy, not a round trip ahead.
         keep: bool,
+        /// One of many: made durable with the others, by a flush of the filesystem before
+        /// the root's next commit, not on its own.
+        batched: bool,
     },
     /// A chunk of the file being written.
     Data(#[serde(with = "serde_bytes")] Vec<u8>),
@@ -914,6 +917,7 @@ mod tests {
             mtime: -5,
             seed: u64::MAX,
             keep: true,
+            batched: true,
         };
         match roundtrip_req(&msg) {
             Request::WriteFile {
@@ -923,6 +927,7 @@ mod tests {
                 mtime,
                 seed,
                 keep: true,
+                batched: true,
             } => assert_eq!(
                 (root, &rel, mode, mtime, seed),
                 (3, &hostile, 0o644, -5, u64::MAX)

@@ -172,35 +172,35 @@ fn a_commit_answered_as_the_run_ends_still_tells_its_failure() {
 
 #[test]
 fn a_copy_that_cannot_keep_the_version_it_replaces_leaves_it_and_its_record() {
-    // (delta and zeta: the other tests here use their state directories.)
+    // (epsilon and zeta: the other tests here use the others' state directories.)
     // The keep travels with the copy: where it fails, the copy is not placed, and the commit
     // sent right behind it keeps that peer's record of the old version.
     let s = scene!("f-keep");
     let t = now() - 100;
     s.write(LOCAL, "d/a", "one", t);
     s.write(LOCAL, "d/b", "bee", t);
-    ok_run(&s, &["delta", "zeta"], "d");
-    let objects = s.home("delta").join(".local/state/synk/versions/objects");
+    ok_run(&s, &["epsilon", "zeta"], "d");
+    let objects = s.home("epsilon").join(".local/state/synk/versions/objects");
     std::fs::create_dir_all(&objects).unwrap();
-    s.own("delta", &objects);
+    s.own("epsilon", &objects);
     std::os::unix::fs::lchown(&objects, Some(0), Some(0)).unwrap();
-    let back = Taken("delta", objects);
+    let back = Taken("epsilon", objects);
     s.write(LOCAL, "d/a", "two", t + 10);
-    let out = s.synk(&["delta", "zeta"], &[os("-v"), &s.arg("d")]);
+    let out = s.synk(&["epsilon", "zeta"], &[os("-v"), &s.arg("d")]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let e = stderr(&out);
     assert!(
         e.lines()
-            .any(|l| l.contains(&s.shown("delta")) && l.contains("/d/a")),
+            .any(|l| l.contains(&s.shown("epsilon")) && l.contains("/d/a")),
         "{e}"
     );
     assert!(!e.contains(&s.shown("zeta")), "{e}");
-    assert_eq!(s.read("delta", "d/a").unwrap(), b"one");
+    assert_eq!(s.read("epsilon", "d/a").unwrap(), b"one");
     assert_eq!(s.read("zeta", "d/a").unwrap(), b"two");
     // gamma's old version is not taken for a change of its own: once it can keep it, the new
     // one arrives, and the old one is kept.
     drop(back);
-    let doc = json_run(&s, &["delta", "zeta"], "d");
+    let doc = json_run(&s, &["epsilon", "zeta"], "d");
     let entries: Vec<(&str, &str)> = doc["roots"][0]["entries"]
         .as_array()
         .unwrap()
@@ -208,13 +208,39 @@ fn a_copy_that_cannot_keep_the_version_it_replaces_leaves_it_and_its_record() {
         .map(|e| (e["path"].as_str().unwrap(), e["decision"].as_str().unwrap()))
         .collect();
     assert_eq!(entries, [("a", "copy")], "{doc}");
-    assert_same_everywhere(&s, &[LOCAL, "zeta", "delta"], "d/a");
-    let versions = s.synk(&["delta"], &[os("--versions"), &s.arg("d/a")]);
+    assert_same_everywhere(&s, &[LOCAL, "zeta", "epsilon"], "d/a");
+    let versions = s.synk(&["epsilon"], &[os("--versions"), &s.arg("d/a")]);
     let listed = stdout(&versions);
     assert!(
         listed.lines().any(|l| {
-            l.starts_with(&format!("{}\t", s.shown("delta"))) && l.contains("\toverwritten\t")
+            l.starts_with(&format!("{}\t", s.shown("epsilon"))) && l.contains("\toverwritten\t")
         }),
         "{listed}"
     );
+}
+
+#[test]
+fn many_small_files_go_in_the_serve_channel_and_the_next_run_is_quiet() {
+    // More than a few small files to a target are placed without a flush each, and flushed
+    // once before its commit: they all arrive, recorded, and nothing travels again.
+    let s = scene!("f-many");
+    let t = now() - 100;
+    for i in 0..300 {
+        s.write(
+            LOCAL,
+            &format!("d/s{}/f{i}", i % 7),
+            format!("small {i}"),
+            t,
+        );
+    }
+    let out = s.synk(&["alpha", "beta"], &[os("-v"), &s.arg("d")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let o = stdout(&out);
+    assert!(o.contains("synk: stream localhost:"), "{o}");
+    assert!(!o.contains("synk: rsync "), "{o}");
+    for i in (0..300).step_by(37) {
+        assert_same_everywhere(&s, &[LOCAL, "alpha", "beta"], &format!("d/s{}/f{i}", i % 7));
+    }
+    let doc = json_run(&s, &["alpha", "beta"], "d");
+    assert_eq!(doc["roots"][0]["entries"], serde_json::json!([]), "{doc}");
 }

@@ -2,6 +2,7 @@
 //! decided version arrived on disk, then pruning kept versions once a session.
 
 use rustix::fs::FileType;
+use std::path::Path;
 
 use super::reports::Reported;
 use super::root::RootCtx;
@@ -26,7 +27,19 @@ impl Server {
     pub(super) fn commit(&mut self, root: u32) -> OpResult {
         // Directories get their modes and times once filled, before the state says so.
         self.finish_dirs();
+        let one_fs = self.one_filesystem(root);
         let ctx = self.ctx_mut(root)?;
+        if ctx.unsynced.take() {
+            // Copies placed without a flush each: one flush for all, before the state says so.
+            let dir = if ctx.abs.is_dir() {
+                ctx.abs.as_path()
+            } else {
+                ctx.abs.parent().unwrap_or(Path::new("/"))
+            };
+            if let Err(e) = super::stage::flush(dir, one_fs) {
+                ctx.unflushed = Some(e);
+            }
+        }
         if let Some(e) = &ctx.unflushed {
             // Its commit may come right behind the cleanup, unanswered yet.
             return Err(format!("{e}; sync state not saved, so the next run copies again").into());

@@ -371,6 +371,7 @@ impl Server {
                     mtime,
                     seed,
                     keep,
+                    batched,
                 } => {
                     let how = write::Incoming {
                         mode,
@@ -378,6 +379,7 @@ impl Server {
                         seed,
                         partial: None,
                         keep,
+                        batched,
                     };
                     let res = self.write_file(root, &rel, how, r)?;
                     reply(w, res)?
@@ -397,6 +399,7 @@ impl Server {
                         seed,
                         partial: Some((digest, from)),
                         keep: false,
+                        batched: false,
                     };
                     let res = self.write_file(root, &rel, how, r)?;
                     self.release_stream_scratch(root);
@@ -546,6 +549,7 @@ pub(super) mod tests {
             mtime,
             seed: SEED,
             keep: false,
+            batched: false,
         }
     }
 

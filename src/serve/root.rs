@@ -78,6 +78,8 @@ pub(super) struct RootCtx {
     pub(super) scratch_live: Option<u64>,
     /// A cleanup failed to make what rsync wrote durable: no commit records it.
     pub(super) unflushed: Option<String>,
+    /// Files were placed without being made durable one by one: the commit flushes them first.
+    pub(super) unsynced: std::cell::Cell<bool>,
     /// The partial files a run cut short left in the scratch directory, found as it was
     /// prepared: a copy rsync resumed from one is checked against its digest before it is placed.
     pub(super) partials: HashSet<Vec<u8>>,
@@ -120,6 +122,7 @@ impl RootCtx {
             scratch: None,
             scratch_live: None,
             unflushed: None,
+            unsynced: std::cell::Cell::new(false),
             partials: HashSet::new(),
             scratch_for_stream: false,
             guarded: Vec::new(),

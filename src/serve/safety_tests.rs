@@ -59,6 +59,7 @@ fn stream(rel: &str, content: &[u8], mode: u32) -> Vec<Request> {
             mtime: 1_000_000_000,
             seed: SEED,
             keep: false,
+            batched: false,
         },
         Request::Data(content.to_vec()),
         end(content),

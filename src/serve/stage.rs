@@ -298,7 +298,7 @@ pub(super) fn recordable(r: &Record) -> bool {
 /// take back. `one_fs`: the tree has no mount inside, so flushing the filesystem that holds
 /// `dir` is enough; else every filesystem is. On Linux both wait until the data is on disk;
 /// elsewhere `sync` only schedules the writes.
-fn flush(dir: &Path, one_fs: bool) -> Result<(), String> {
+pub(super) fn flush(dir: &Path, one_fs: bool) -> Result<(), String> {
     let f = File::open(dir).map_err(|e| msg(dir, e))?;
     #[cfg(target_os = "linux")]
     if one_fs {

@@ -50,14 +50,15 @@ impl From<Refused> for Fail {
 }
 
 /// How a file is received: the mode and time it gets, its [`Check`]'s seed, and, for a
-/// resumable copy, the version's digest and the bytes of its partial file kept; and whether
-/// the version it replaces is kept first.
+/// resumable copy, the version's digest and the bytes of its partial file kept; whether the
+/// version it replaces is kept first; and whether it is made durable later, with others.
 pub(super) struct Incoming {
     pub(super) mode: u32,
     pub(super) mtime: i64,
     pub(super) seed: u64,
     pub(super) partial: Option<(Digest, u64)>,
     pub(super) keep: bool,
+    pub(super) batched: bool,
 }
 
 impl Server {
@@ -161,6 +162,7 @@ impl Server {
             seed,
             partial,
             keep,
+            batched,
         } = how;
         let mut sink = self.ctx(root).map_err(Fail::Error).and_then(|ctx| {
             let at = ctx.at(rel, true)?;
@@ -280,8 +282,12 @@ impl Server {
         };
         let ctx = self.ctx(root).map_err(Fail::Error);
         Ok(ctx.and_then(|ctx| {
-            let stamp = tmp.place(&at, mode & MODE_BITS, mtime, Some(ctx.expect(rel)))?;
+            let expect = Some(ctx.expect(rel));
+            let stamp = tmp.place_as(&at, mode & MODE_BITS, mtime, expect, !batched)?;
             ctx.placed(rel, stamp.id());
+            if batched {
+                ctx.unsynced.set(true);
+            }
             Ok(())
         }))
     }

@@ -24,9 +24,17 @@ use crate::report::Reporter;
 pub const INLINE_BELOW: u64 = 64 << 10;
 
 /// At most this many small files of one master go in the serve channels in a run (or a
-/// window of one): each is made durable on its own as it is placed, where rsync's are made
-/// durable together, so a tree of many small files still goes by rsync.
-pub const INLINE_FILES: usize = 256;
+/// window of one), and at most [`INLINE_BYTES`] of them: every byte passes through the client,
+/// where rsync carries a remote master's files from peer to peer.
+pub const INLINE_FILES: usize = 4096;
+
+/// At most this many bytes of one master's small files go in the serve channels.
+pub const INLINE_BYTES: u64 = 32 << 20;
+
+/// A target that takes more than this many files from one master has them made durable
+/// together, by one flush of its filesystem before its commit, as rsync's are; fewer are each
+/// made durable as they are placed (a flush of the whole filesystem costs more than a few).
+pub const BATCH_FROM: usize = 16;
 
 /// Frames queued per target ahead of its connection.
 const QUEUE: usize = 64;
@@ -208,6 +216,10 @@ impl RootTransfer<'_> {
         let all = |ts: &[PeerId], frame: Vec<u8>, ends: bool| {
             join_all(ts.iter().map(|t| to(*t, frame.clone(), ends)))
         };
+        let mut taking: BTreeMap<PeerId, usize> = BTreeMap::new();
+        for t in copies.iter().flat_map(|(_, ts)| ts) {
+            *taking.entry(*t).or_default() += 1;
+        }
         for (c, _) in copies {
             master
                 .send(&Request::ReadFile {
@@ -221,7 +233,7 @@ impl RootTransfer<'_> {
         let mut broke = None;
         for (c, ts) in copies {
             let seed = Check::draw_seed();
-            let begin = |keep: bool| {
+            let begin = |keep: bool, batched: bool| {
                 encode(&Request::WriteFile {
                     root: self.root,
                     rel: c.rel.clone(),
@@ -229,10 +241,13 @@ impl RootTransfer<'_> {
                     mtime: c.meta.mtime,
                     seed,
                     keep,
+                    batched,
                 })
             };
-            let begins = begin(false).and_then(|plain| Ok((plain, begin(true)?)));
-            let Ok((plain, keeping)) = begins else {
+            // Indexed by keep + 2 × batched.
+            let ways = [(false, false), (true, false), (false, true), (true, true)];
+            let begins: Result<Vec<Vec<u8>>, _> = ways.iter().map(|(k, b)| begin(*k, *b)).collect();
+            let Ok(begins) = begins else {
                 // A path too long for a frame: the master's answer is still read, and dropped.
                 out.push(Read::NotSent(format!("{}: path too long", c.rel)));
                 if let Err(e) = skip_read(&mut master).await {
@@ -242,16 +257,10 @@ impl RootTransfer<'_> {
                 continue;
             };
             join_all(ts.iter().map(|t| {
-                let keeps = self.keep_in_write.contains(&(*t, c.rel.clone()));
-                to(
-                    *t,
-                    if keeps {
-                        keeping.clone()
-                    } else {
-                        plain.clone()
-                    },
-                    false,
-                )
+                let keep = self.keep_in_write.contains(&(*t, c.rel.clone()));
+                let batched = taking.get(t).is_some_and(|n| *n > BATCH_FROM);
+                let frame = &begins[usize::from(keep) + 2 * usize::from(batched)];
+                to(*t, frame.clone(), false)
             }))
             .await;
             let mut check = Check::new(seed);

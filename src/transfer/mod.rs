@@ -222,8 +222,8 @@ impl RootTransfer<'_> {
     /// The copies of `plan` (its sideways copies left out) that go in the serve channels,
     /// each with the targets it goes to that way: small files that rsync would carry (unless
     /// the user asked for rsync, or for its compression or rate limit, which are rsync's to
-    /// honour), from a master with no more than [`inline::INLINE_FILES`] of them. One round
-    /// trip, not an rsync session per target.
+    /// honour), from a master with no more than [`inline::INLINE_FILES`] of them
+    /// ([`inline::INLINE_BYTES`]). One round trip, not an rsync session per target.
     fn inline_copies<'p>(
         &self,
         plan: &'p Plan,
@@ -236,17 +236,20 @@ impl RootTransfer<'_> {
         {
             return Vec::new();
         }
-        let mut small: BTreeMap<PeerId, usize> = BTreeMap::new();
+        let mut small: BTreeMap<PeerId, (usize, u64)> = BTreeMap::new();
         for c in plan.copies.iter().filter(|c| small_file(c)) {
-            *small.entry(c.master).or_default() += 1;
+            let (n, bytes) = small.entry(c.master).or_default();
+            *n += 1;
+            *bytes += c.meta.size;
         }
+        let few = |m: &PeerId| {
+            small
+                .get(m)
+                .is_some_and(|(n, b)| *n <= inline::INLINE_FILES && *b <= inline::INLINE_BYTES)
+        };
         let mut out = Vec::new();
         for c in plan.copies.iter().filter(|c| !lost.contains(&c.master)) {
-            if !small_file(c)
-                || small
-                    .get(&c.master)
-                    .is_none_or(|n| *n > inline::INLINE_FILES)
-            {
+            if !small_file(c) || !few(&c.master) {
                 continue;
             }
             let ts: Vec<PeerId> = c

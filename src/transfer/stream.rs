@@ -169,6 +169,7 @@ async fn copy_file(
             mtime,
             seed,
             keep: false,
+            batched: false,
         }
     };
     fan_out(&mut outs, &mut results, &begin).await;
