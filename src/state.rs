@@ -708,6 +708,15 @@ impl RootState {
         self.records.iter()
     }
 
+    /// The records below the scanned root, in path order, but for those whose path `skip`
+    /// turns down: those are never decoded.
+    pub fn records_unless<'a>(
+        &'a self,
+        skip: impl FnMut(&[u8]) -> bool + 'a,
+    ) -> impl Iterator<Item = Record> + 'a {
+        self.records.iter_unless(skip)
+    }
+
     /// True when saving would fold the state files of roots below this one into its own.
     pub fn absorbs(&self) -> bool {
         !self.absorbed.is_empty()

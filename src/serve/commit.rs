@@ -137,10 +137,10 @@ fn next_records(ctx: &RootCtx, mut set: Vec<Record>) -> Vec<Record> {
     // Records below unreadable directories were not reported: they stay, unless this sync
     // made something there.
     let mut at = 0;
+    let reported = &ctx.reported;
     let kept = ctx
         .state
-        .records()
-        .filter(|r| !ctx.reported.contains_ordered(&r.rel, &mut at));
+        .records_unless(move |rel| reported.contains_ordered(rel, &mut at));
     // Three runs in path order, merged by a stable sort; of equal paths the first pushed stays.
     let reported_end = new.len();
     new.extend(created.chain(kept));

@@ -70,12 +70,13 @@ impl Reports {
 
     /// Whether `rel` was reported (among those sorted), for paths asked in path order: `at` (0 for the first) only
     /// moves forward, so walking a sorted list beside the reports costs one pass over both.
-    pub(super) fn contains_ordered(&self, rel: &WirePath, at: &mut usize) -> bool {
+    /// The path is given as its bytes: a state record's, read without decoding the record.
+    pub(super) fn contains_ordered(&self, rel: &[u8], at: &mut usize) -> bool {
         let list = &self.list[..self.sorted];
-        while list.get(*at).is_some_and(|(r, _, _)| r < rel) {
+        while list.get(*at).is_some_and(|(r, _, _)| r.as_bytes() < rel) {
             *at += 1;
         }
-        list.get(*at).is_some_and(|(r, _, _)| r == rel)
+        list.get(*at).is_some_and(|(r, _, _)| r.as_bytes() == rel)
     }
 
     /// Every report, in path order once sorted.
@@ -117,7 +118,7 @@ mod tests {
         let mut at = 0;
         for rel in ["", "a", "a-a", "a-b", "a/x", "a/y", "a/z", "b", "c"] {
             assert_eq!(
-                r.contains_ordered(&WirePath::from(rel), &mut at),
+                r.contains_ordered(rel.as_bytes(), &mut at),
                 r.get(&WirePath::from(rel)).is_some(),
                 "{rel}"
             );

@@ -289,12 +289,12 @@ impl Server {
         // Nothing below an unreadable directory is taken as deleted.
         let mut at = 0;
         let mut gone = Vec::new();
-        for r in state.records() {
+        // A record the walk reported is passed over undecoded: in a tree in sync, every one.
+        let seen = &*reported;
+        let unseen = state.records_unless(|rel| seen.contains_ordered(rel, &mut at));
+        for r in unseen {
             let is_dir = matches!(&r.meta, Some(m) if m.kind == Kind::Dir);
-            if reported.contains_ordered(&r.rel, &mut at)
-                || below_any(&r.rel, &unknown_dirs)
-                || excludes.excludes(&r.rel, is_dir)
-            {
+            if below_any(&r.rel, &unknown_dirs) || excludes.excludes(&r.rel, is_dir) {
                 continue;
             }
             let gone_now = r.meta.is_some();

@@ -144,6 +144,17 @@ impl Records {
         (0..self.len()).map(|i| self.get(i))
     }
 
+    /// The records, in path order, whose path `skip` turns down, each decoded only then: a
+    /// walk over what a scan did not see decodes none of those it saw.
+    pub fn iter_unless<'a>(
+        &'a self,
+        mut skip: impl FnMut(&[u8]) -> bool + 'a,
+    ) -> impl Iterator<Item = Record> + 'a {
+        (0..self.len())
+            .filter(move |&i| !skip(self.rel_at(i)))
+            .map(|i| self.get(i))
+    }
+
     /// Whether these are exactly `records`, in this order.
     pub fn same_as(&self, records: &[Record]) -> bool {
         records.len() == self.len() && self.iter().zip(records).all(|(a, b)| a == *b)
