@@ -393,28 +393,22 @@ impl Apply<'_> {
     /// (`Err`: a frame too big, which [`Apply::commit`] would fail with as well).
     pub fn commit_frames(&self, plan: &Plan, p: PeerId) -> anyhow::Result<Vec<Vec<u8>>> {
         let mut frames = Vec::new();
-        let mut records = plan.records.of(p).peekable();
-        while records.peek().is_some() {
-            let set: Vec<_> = records.by_ref().take(RECORD_BATCH).cloned().collect();
-            frames.push(encode(&Request::Records {
-                root: self.root,
-                set,
-            })?);
+        for req in record_requests(self.root, plan, p) {
+            frames.push(encode(&req)?);
         }
         frames.push(encode(&Request::Commit { root: self.root })?);
         Ok(frames)
     }
+}
 
-    /// Tells what a commit sent with other requests came to, where it failed.
-    pub fn committed(&self, p: PeerId, res: &Result<(), OpError>, rep: &Reporter) {
-        if let Err(e) = res {
-            rep.emit(Event::RootFailed {
-                peer: self.peers[p].name.clone(),
-                root: self.display.to_string(),
-                error: e.to_string(),
-            });
-        }
-    }
+/// Peer `p`'s records of `plan` as requests, in batches that stay well below the frame limit.
+fn record_requests(root: u32, plan: &Plan, p: PeerId) -> impl Iterator<Item = Request> + '_ {
+    let mut records = plan.records.of(p).peekable();
+    std::iter::from_fn(move || {
+        records.peek()?;
+        let set: Vec<_> = records.by_ref().take(RECORD_BATCH).cloned().collect();
+        Some(Request::Records { root, set })
+    })
 }
 
 /// Sends peer `p`'s records of `plan` in batches that stay well below the frame limit.
@@ -424,10 +418,8 @@ async fn send_records(
     plan: &Plan,
     p: PeerId,
 ) -> anyhow::Result<()> {
-    let mut records = plan.records.of(p).peekable();
-    while records.peek().is_some() {
-        let set: Vec<_> = records.by_ref().take(RECORD_BATCH).cloned().collect();
-        conn.send(&Request::Records { root, set }).await?;
+    for req in record_requests(root, plan, p) {
+        conn.send(&req).await?;
     }
     Ok(())
 }

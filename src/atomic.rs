@@ -60,7 +60,8 @@ fn temp_in(dir: &Path, like: &Path) -> io::Result<Temp> {
 /// Writes `bytes` to `path` whole, as [`write()`] does, unless something is there already:
 /// then that stays, and false says so. The durable temp file is hard-linked into place, which
 /// never replaces, so of several writers at once the first one's contents stand for everyone.
-/// Where the filesystem has no hard links, it is renamed into place as [`write()`] does.
+/// Where the filesystem has no hard links, it is renamed into place without replacing
+/// (`RENAME_NOREPLACE`), or, where even that is missing, as [`write()`] does.
 pub fn create(path: &Path, bytes: &[u8]) -> io::Result<bool> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
@@ -70,8 +71,17 @@ pub fn create(path: &Path, bytes: &[u8]) -> io::Result<bool> {
     let made = match fs::hard_link(&tmp.path, path) {
         Ok(()) => true,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+        // No hard links there: a rename that never replaces, where the filesystem has one.
         Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EOPNOTSUPP)) => {
-            fs::rename(&tmp.path, path)?;
+            use rustix::fs::{renameat_with, RenameFlags, CWD};
+            match renameat_with(CWD, &tmp.path, CWD, path, RenameFlags::NOREPLACE) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::EXIST) => return Ok(false),
+                Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+                    fs::rename(&tmp.path, path)?
+                }
+                Err(e) => return Err(e.into()),
+            }
             tmp.placed = true;
             true
         }

@@ -708,8 +708,8 @@ impl RootState {
         self.records.iter()
     }
 
-    /// The records below the scanned root, in path order, but for those whose path `skip`
-    /// turns down: those are never decoded.
+    /// The records below the scanned root, in path order, of the paths for which `skip` is
+    /// false: the others are never decoded.
     pub fn records_unless<'a>(
         &'a self,
         skip: impl FnMut(&[u8]) -> bool + 'a,

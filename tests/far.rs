@@ -14,6 +14,16 @@ fn json_run(s: &Scene, peers: &[&str], root: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Each entry of the first root in a `--json` document, with its decision.
+fn decisions(doc: &serde_json::Value) -> Vec<(&str, &str)> {
+    doc["roots"][0]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["path"].as_str().unwrap(), e["decision"].as_str().unwrap()))
+        .collect()
+}
+
 /// Each peer's `round_trips`, by name.
 fn trips(doc: &serde_json::Value) -> Vec<(String, u64)> {
     doc["peers"]
@@ -111,12 +121,7 @@ fn requests_sent_together_keep_each_entrys_result_when_one_fails_midway() {
     let doc = json_run(&s, &["alpha", "beta"], "d");
     // Only d/locked/x travels; d/locked itself, whose mtime alpha could not take while it
     // was root's, gets it now, on alpha alone (the others keep theirs).
-    let entries: Vec<(&str, &str)> = doc["roots"][0]["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| (e["path"].as_str().unwrap(), e["decision"].as_str().unwrap()))
-        .collect();
+    let entries = decisions(&doc);
     assert_eq!(
         entries,
         [("locked", "metadata"), ("locked/x", "copy")],
@@ -197,16 +202,11 @@ fn a_copy_that_cannot_keep_the_version_it_replaces_leaves_it_and_its_record() {
     assert!(!e.contains(&s.shown("zeta")), "{e}");
     assert_eq!(s.read("epsilon", "d/a").unwrap(), b"one");
     assert_eq!(s.read("zeta", "d/a").unwrap(), b"two");
-    // gamma's old version is not taken for a change of its own: once it can keep it, the new
+    // epsilon's old version is not taken for a change of its own: once it can keep it, the new
     // one arrives, and the old one is kept.
     drop(back);
     let doc = json_run(&s, &["epsilon", "zeta"], "d");
-    let entries: Vec<(&str, &str)> = doc["roots"][0]["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| (e["path"].as_str().unwrap(), e["decision"].as_str().unwrap()))
-        .collect();
+    let entries = decisions(&doc);
     assert_eq!(entries, [("a", "copy")], "{doc}");
     assert_same_everywhere(&s, &[LOCAL, "zeta", "epsilon"], "d/a");
     let versions = s.synk(&["epsilon"], &[os("--versions"), &s.arg("d/a")]);

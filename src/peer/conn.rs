@@ -219,8 +219,8 @@ impl Conn {
         self.pipeline_then(reqs, &[]).await
     }
 
-    /// [`Conn::pipeline`], with encoded requests `tail` sent behind them: only the last of
-    /// these is answered (records, then a commit), its answer last.
+    /// [`Conn::pipeline`], with encoded requests `tail` sent behind them whose one answer
+    /// (records, then a commit) the caller owes ([`Conn::owe`]).
     pub async fn pipeline_then<'r>(
         &mut self,
         reqs: impl IntoIterator<Item = &'r Request>,
@@ -238,8 +238,8 @@ impl Conn {
             .collect()
     }
 
-    /// Sends every request, then the encoded requests `tail` (of which only the last is
-    /// answered), and reads one answer per request, as they come, in order: one round trip.
+    /// Sends every request, then the encoded requests `tail` (whose answer, if any, the caller
+    /// owes), and reads one answer per request, in order: one round trip.
     pub async fn pipeline_raw<'r>(
         &mut self,
         reqs: impl IntoIterator<Item = &'r Request>,
@@ -253,7 +253,6 @@ impl Conn {
         for frame in tail {
             self.send_frame(frame).await?;
         }
-        n += usize::from(!tail.is_empty());
         self.flush().await?;
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
@@ -396,12 +395,13 @@ impl Conn {
         );
         let _ = w.flush().await;
         drop(w);
-        let owed = !self.owed.waiting.is_empty();
-        if owed {
+        let mut heard_all = true;
+        if !self.owed.waiting.is_empty() {
             // Owed answers are commits: a big state file saved and kept versions pruned take
             // what they take, and the serve must not be killed meanwhile. A dead link ends the
             // read (ssh's ServerAliveInterval), a signal the run.
             let failed = self.read_owed().await.err().map(|e| format!("{e:#}"));
+            heard_all = failed.is_none();
             if let Some(e) = failed {
                 let waiting = std::mem::take(&mut self.owed.waiting);
                 self.owed.read.extend(
@@ -412,9 +412,9 @@ impl Conn {
             }
         }
         if let Some(c) = self.child.take() {
-            if self.far && !owed {
-                // Nothing to hear from it: its exit would come a round trip later, and its
-                // input's end reaches it whether or not its ssh stays (no pty, no signal).
+            if self.far && heard_all {
+                // Nothing (more) to hear from it: its exit would come a round trip later, and
+                // its input's end reaches it whether or not its ssh stays (no pty, no signal).
                 drop(c);
             } else {
                 c.wait(Duration::from_secs(10)).await;

@@ -10,9 +10,8 @@ use crate::paths::{RootSpec, WirePath};
 use crate::plan::{Briefs, Emptied, Listing};
 use crate::proto::{Request, Response, Summary};
 
-/// Path bytes per [`Request::Detail`] (or `also` of [`Request::Briefs`]), well below a
-/// frame's limit.
-pub const DETAIL_BYTES: usize = 1 << 20;
+/// Path bytes per [`Request::Detail`], well below a frame's limit.
+const DETAIL_BYTES: usize = 1 << 20;
 
 /// One root as a peer scanned it: its absolute path there and its entries, or the error.
 pub type RootScan = Result<Scanned, String>;

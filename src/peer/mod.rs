@@ -23,7 +23,7 @@ pub(crate) mod testing;
 
 pub use conn::{Conn, OpError};
 pub use connect::connect;
-pub use listing::{Busy, RootScan, Scanned, DETAIL_BYTES};
+pub use listing::{Busy, RootScan, Scanned};
 
 /// Options for reaching remote peers.
 #[derive(Debug, Clone, Default)]

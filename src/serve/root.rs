@@ -76,9 +76,10 @@ pub(super) struct RootCtx {
     pub(super) scratch: Option<(Vec<u8>, OwnedFd, bool)>,
     /// The scratch directory's registration for removal if the serve is stopped.
     pub(super) scratch_live: Option<u64>,
-    /// A cleanup failed to make what rsync wrote durable: no commit records it.
+    /// A flush failed to make what was placed durable: no commit records it.
     pub(super) unflushed: Option<String>,
-    /// Files were placed without being made durable one by one: the commit flushes them first.
+    /// Files were placed without being made durable one by one (batched copies, rsync's) and
+    /// no flush has covered them yet: the commit flushes them first.
     pub(super) unsynced: std::cell::Cell<bool>,
     /// The partial files a run cut short left in the scratch directory, found as it was
     /// prepared: a copy rsync resumed from one is checked against its digest before it is placed.

@@ -353,33 +353,10 @@ impl Server {
         rels: Vec<WirePath>,
         w: &mut W,
     ) -> Result<(), FrameError> {
-        let ctx = match self.ctx(root) {
-            Ok(c) => c,
-            Err(e) => return write_frame(w, &Response::Failed(e)),
-        };
-        let mut batch = Vec::with_capacity(ENTRY_BATCH.min(rels.len()));
-        for rel in rels {
-            let Some((meta, vv)) = ctx.held(&rel) else {
-                return write_frame(
-                    w,
-                    &Response::Failed(format!("{rel:?}: not in brief in the last scan")),
-                );
-            };
-            // Briefs are of entries unchanged since the last sync, or new ones without history.
-            batch.push(Entry {
-                state: Ok(meta),
-                changed: vv.is_none(),
-                vv,
-                rel,
-            });
-            if batch.len() >= ENTRY_BATCH {
-                write_frame(w, &Response::Entries(std::mem::take(&mut batch)))?;
-            }
+        match self.ctx(root) {
+            Ok(ctx) => send_held(ctx, rels, true, w),
+            Err(e) => write_frame(w, &Response::Failed(e)),
         }
-        if !batch.is_empty() {
-            write_frame(w, &Response::Entries(batch))?;
-        }
-        write_frame(w, &Response::Done)
     }
 
     /// Answers [`crate::proto::Request::Briefs`]: the briefs the last scan of root `root`
@@ -406,30 +383,46 @@ impl Server {
         for f in frames {
             w.write_all(&f)?;
         }
-        let ctx = match self.ctx(root) {
-            Ok(c) => c,
-            Err(e) => return write_frame(w, &Response::Failed(e)),
-        };
-        let mut batch = Vec::new();
-        for rel in also {
-            // Briefs are of entries unchanged since the last sync (a summary holds no others).
-            if let Some((meta, vv)) = ctx.held(&rel) {
-                batch.push(Entry {
-                    state: Ok(meta),
-                    changed: vv.is_none(),
-                    vv,
-                    rel,
-                });
-            }
-            if batch.len() >= ENTRY_BATCH {
-                write_frame(w, &Response::Entries(std::mem::take(&mut batch)))?;
-            }
+        match self.ctx(root) {
+            Ok(ctx) => send_held(ctx, also, false, w),
+            Err(e) => write_frame(w, &Response::Failed(e)),
         }
-        if !batch.is_empty() {
-            write_frame(w, &Response::Entries(batch))?;
-        }
-        write_frame(w, &Response::Done)
     }
+}
+
+/// Sends the full entries of `rels` that the last scan of `ctx` sent in brief or summed up, in
+/// batches, then `Done`. A path it did not report ends the answer with `Failed` where `strict`,
+/// and is left out where not.
+fn send_held<W: Write>(
+    ctx: &RootCtx,
+    rels: Vec<WirePath>,
+    strict: bool,
+    w: &mut W,
+) -> Result<(), FrameError> {
+    let mut batch = Vec::with_capacity(ENTRY_BATCH.min(rels.len()));
+    for rel in rels {
+        let Some((meta, vv)) = ctx.held(&rel) else {
+            if strict {
+                let e = format!("{rel:?}: not in brief in the last scan");
+                return write_frame(w, &Response::Failed(e));
+            }
+            continue;
+        };
+        // Briefs are of entries unchanged since the last sync, or new ones without history.
+        batch.push(Entry {
+            state: Ok(meta),
+            changed: vv.is_none(),
+            vv,
+            rel,
+        });
+        if batch.len() >= ENTRY_BATCH {
+            write_frame(w, &Response::Entries(std::mem::take(&mut batch)))?;
+        }
+    }
+    if !batch.is_empty() {
+        write_frame(w, &Response::Entries(batch))?;
+    }
+    write_frame(w, &Response::Done)
 }
 
 /// The warning that a root's state file (or one it would absorb) was moved aside.

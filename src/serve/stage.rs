@@ -167,6 +167,8 @@ impl Server {
         let stamp = src.rename_over(&dest, Some(ctx.expect(&item.rel)))?;
         dest.sync_dir();
         ctx.placed(&item.rel, stamp.id());
+        // rsync fsyncs nothing: until a cleanup flushes it, the commit must.
+        ctx.unsynced.set(true);
         // What a streamed copy of this version cut short earlier left is of no use now.
         if ctx.partials.contains(item.digest.hex().as_bytes()) {
             if let Ok(stale) = scratch.at(&super::resume::partial_rel(&item.digest)) {
@@ -177,7 +179,8 @@ impl Server {
     }
 
     /// Answers [`crate::proto::Request::Cleanup`]: the scratch directory removed with what is
-    /// left in it, and what was placed made durable.
+    /// left in it, and what was placed made durable. Where it fails before its flush, the
+    /// commit flushes what was placed itself (`RootCtx::unsynced`).
     pub(super) fn cleanup(&mut self, root: u32, dir: bool) -> OpResult {
         let one_fs = self.one_filesystem(root);
         let (scratch, live) = {
@@ -192,8 +195,11 @@ impl Server {
             let _ = partial::clear(base.fd(), &name, true);
         }
         let flushed = flush(base.path(), one_fs);
-        if let Err(e) = &flushed {
-            self.ctx_mut(root)?.unflushed = Some(e.clone());
+        let ctx = self.ctx_mut(root)?;
+        match &flushed {
+            // Everything placed so far is on disk for good.
+            Ok(()) => ctx.unsynced.set(false),
+            Err(e) => ctx.unflushed = Some(e.clone()),
         }
         flushed.map_err(Fail::Error)
     }

@@ -144,8 +144,8 @@ impl Records {
         (0..self.len()).map(|i| self.get(i))
     }
 
-    /// The records, in path order, whose path `skip` turns down, each decoded only then: a
-    /// walk over what a scan did not see decodes none of those it saw.
+    /// The records, in path order, of the paths for which `skip` is false, each decoded only
+    /// then: a walk over what a scan did not see decodes none of those it saw.
     pub fn iter_unless<'a>(
         &'a self,
         mut skip: impl FnMut(&[u8]) -> bool + 'a,

@@ -1,6 +1,6 @@
 //! One root's part of a run: decide, change each peer's tree, copy, commit, report, log.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use crate::apply::{keeps_in_writes, Apply};
 use crate::cli::Cli;
@@ -102,14 +102,11 @@ impl RootRun<'_> {
         let (lost, wire, committed) = self
             .carry_out(&plan, &views, &abs, root_is_dir, &to_commit, rep)
             .await;
-        for (p, res) in committed.iter() {
-            self.apply().committed(*p, res, rep);
-        }
         if one_shot {
             // Its answers are read as the run ends, while the serves finish.
             let live: Vec<PeerId> = to_commit
                 .into_iter()
-                .filter(|p| !lost.contains(p) && !committed.contains_key(p))
+                .filter(|p| !lost.contains(p) && !committed.contains(p))
                 .collect();
             self.apply().commit_owed(&plan, &live, rep).await;
         } else if !self.cli.dry_run {
@@ -267,9 +264,9 @@ impl RootRun<'_> {
     }
 
     /// Reports a plan and carries it out (unless `--dry-run`): returns the peers whose
-    /// connection broke, what crossed the wire, and the commits that travelled with the copies
-    /// (of peers in `commit`, whose commits are due once the plan is carried out; see
-    /// [`RootTransfer::commits_with_copies`]), each with what it came to.
+    /// connection broke, what crossed the wire, and the peers whose commit travelled with
+    /// their copies (of those in `commit`, whose commits are due once the plan is carried out;
+    /// see [`RootTransfer::commits_with_copies`]), its answer owed.
     pub(super) async fn carry_out(
         &self,
         plan: &Plan,
@@ -278,7 +275,7 @@ impl RootRun<'_> {
         root_is_dir: bool,
         commit: &[PeerId],
         rep: &Reporter,
-    ) -> (HashSet<PeerId>, WireStats, Committed) {
+    ) -> (HashSet<PeerId>, WireStats, BTreeSet<PeerId>) {
         let names = self.names();
         let told = self.told(plan, views, &names, abs, root_is_dir);
         rep.plan(&told);
@@ -290,7 +287,7 @@ impl RootRun<'_> {
         }
         let mut lost = HashSet::new();
         if plan.is_noop() {
-            return (lost, WireStats::default(), Committed::new());
+            return (lost, WireStats::default(), BTreeSet::new());
         }
         let siblings = if !root_is_dir && !plan.renames.is_empty() {
             committing(plan, views)
@@ -315,7 +312,7 @@ impl RootRun<'_> {
             no_route: self.no_route,
             keep_in_write: Default::default(),
             commit_with: Default::default(),
-            committed: Default::default(),
+            commit_sent: Default::default(),
         };
         let mut copies_plan = None;
         let mut failed = HashSet::new();
@@ -371,7 +368,7 @@ impl RootRun<'_> {
             rep.role_outcomes(&told, &skip);
             rep.done(&told, &skip);
         }
-        let committed = transfer.committed.into_inner().expect("commits lock");
+        let committed = transfer.commit_sent.into_inner().expect("commits lock");
         (lost, wire, committed)
     }
 
@@ -407,9 +404,6 @@ pub(super) fn root_is_dir(views: &[Option<&Listing>]) -> bool {
 
 /// Peer `p` holds every entry as its state says and takes no record of `plan`: a commit there
 /// would change nothing.
-/// What the commits sent with the copies came to, per peer.
-pub(super) type Committed = std::collections::BTreeMap<PeerId, Result<(), crate::peer::OpError>>;
-
 fn in_sync_here(plan: &Plan, view: Option<&Listing>, p: PeerId) -> bool {
     plan.records.of(p).next().is_none() && view.is_some_and(|l| l.values().all(|s| !s.changed))
 }

@@ -167,6 +167,9 @@ pub(super) fn check_file_roots(
     }
 }
 
+/// Bytes of paths named in a request for briefs at most (see [`changed_paths`]).
+const ALSO_BYTES: usize = 64 << 10;
+
 /// Replaces each summary of root `root` that did not settle it with the briefs behind it.
 /// Where it asks, it asks for the entries other peers sent in full (their changes) too, in
 /// full where that peer summed them up: settling then needs no round trip of its own for them
@@ -208,18 +211,23 @@ async fn fetch_summed(
     prefetched
 }
 
-/// The paths below root `root` that some peer sent in full, as far as they fit in one request
-/// (none where they do not: the rest are asked for once settled, as before).
+/// The paths below root `root` that some peer sent in full, the first of them up to
+/// [`ALSO_BYTES`] (the rest are asked for once settled, if need be).
 fn changed_paths(scans: &[Option<Vec<RootScan>>], root: usize) -> Vec<WirePath> {
     let mut paths = std::collections::BTreeSet::new();
     for s in scans.iter().filter_map(|s| scanned(s, root)) {
         paths.extend(s.listing.keys().filter(|rel| !rel.is_empty()));
     }
-    let bytes: usize = paths.iter().map(|r| r.as_bytes().len() + 8).sum();
-    if bytes >= crate::peer::DETAIL_BYTES {
-        return Vec::new();
-    }
-    paths.into_iter().cloned().collect()
+    // Sent to every peer that summed the root up, and worth a round trip only when small.
+    let mut bytes = 0;
+    paths
+        .into_iter()
+        .take_while(|r| {
+            bytes += r.as_bytes().len() + 8;
+            bytes < ALSO_BYTES
+        })
+        .cloned()
+        .collect()
 }
 
 /// Splits `want` into the entries `full` holds (taken out of it) and the paths still to fetch.

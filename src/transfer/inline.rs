@@ -28,7 +28,8 @@ pub const INLINE_BELOW: u64 = 64 << 10;
 /// where rsync carries a remote master's files from peer to peer.
 pub const INLINE_FILES: usize = 4096;
 
-/// At most this many bytes of one master's small files go in the serve channels.
+/// At most this many bytes of one master's small files go in the serve channels, counted once
+/// per target (the client passes each on to every one).
 pub const INLINE_BYTES: u64 = 32 << 20;
 
 /// A target that takes more than this many files from one master has them made durable
@@ -123,7 +124,13 @@ impl RootTransfer<'_> {
             queues.insert(t, tx);
             drains.push(async move {
                 let mut conn = self.peers[t].conn.lock().await;
-                (t, conn.stream_ops(rx).await)
+                let answers = conn.stream_ops(rx).await;
+                // Its commit went behind the copies (before the feed let go of the queues):
+                // its answer is owed, read as the run ends.
+                if answers.is_ok() && self.commit_sent.lock().expect("commits lock").contains(&t) {
+                    conn.owe(self.display.to_string());
+                }
+                (t, answers)
             });
         }
         let feed = self.feed(m, &copies, queues);
@@ -144,7 +151,7 @@ impl RootTransfer<'_> {
         };
         let mut sent = WireStats::default();
         for (t, answer) in answers {
-            let mut answers = match answer {
+            let answers = match answer {
                 Ok(a) => a,
                 Err(e) => {
                     self.fail(
@@ -157,12 +164,6 @@ impl RootTransfer<'_> {
                     continue;
                 }
             };
-            // Its commit came last, where it travelled with the copies.
-            if self.commit_with.contains_key(&t) {
-                if let Some(c) = answers.pop() {
-                    self.committed.lock().expect("commits lock").insert(t, c);
-                }
-            }
             // Target t's answers are for the copies it was sent, in order; one never sent
             // has no answer.
             let mine = copies
@@ -328,14 +329,16 @@ impl RootTransfer<'_> {
             }
         }
         if broke.is_none() {
-            // A target whose commit travels with its copies gets it behind the last of them.
+            // A target whose commit travels with its copies gets it behind the last of them,
+            // its answer owed (not one the drain waits for).
             for (t, frames) in &self.commit_with {
                 if !queues.contains_key(t) {
                     continue;
                 }
-                for (i, frame) in frames.iter().enumerate() {
-                    to(*t, frame.clone(), i + 1 == frames.len()).await;
+                for frame in frames {
+                    to(*t, frame.clone(), false).await;
                 }
+                self.commit_sent.lock().expect("commits lock").insert(*t);
             }
         }
         drop(queues);

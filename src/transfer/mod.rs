@@ -97,11 +97,11 @@ pub struct RootTransfer<'a> {
     /// Targets and paths whose copy in the serve channel keeps the version it replaces as it
     /// writes ([`crate::apply::keeps_in_writes`]): that keep was not made first.
     pub keep_in_write: PeerEntries,
-    /// Per target whose copies all go in the serve channel from one master: its records and
-    /// commit, encoded, sent right behind its last copy (the commit answered with them).
+    /// Per target whose copies all end in one known request ([`commit_follows_copies`]): its
+    /// records and commit, encoded, sent right behind that request, their answer owed.
     pub commit_with: BTreeMap<PeerId, Vec<Vec<u8>>>,
-    /// What each commit of `commit_with` that was sent came to.
-    pub committed: Mutex<BTreeMap<PeerId, Result<(), OpError>>>,
+    /// The targets of `commit_with` whose commit was sent.
+    pub commit_sent: Mutex<BTreeSet<PeerId>>,
 }
 
 impl RootTransfer<'_> {
@@ -240,7 +240,8 @@ impl RootTransfer<'_> {
         for c in plan.copies.iter().filter(|c| small_file(c)) {
             let (n, bytes) = small.entry(c.master).or_default();
             *n += 1;
-            *bytes += c.meta.size;
+            // What the client passes on: once to each target.
+            *bytes += c.meta.size * c.targets.len() as u64;
         }
         let few = |m: &PeerId| {
             small
@@ -372,7 +373,7 @@ impl RootTransfer<'_> {
             let mut failed = Vec::new();
             for ((what, _), a) in requests.iter().zip(answers) {
                 let e = match (what, a) {
-                    (_, Response::Done) => continue,
+                    (For::Root | For::Entry(_), Response::Done) => continue,
                     // A name of synk's exact scratch shape, or the peer is not speaking synk.
                     (For::Scratch, Response::Scratch(name))
                         if names::is_scratch_name(name.as_bytes()) =>
@@ -387,6 +388,8 @@ impl RootTransfer<'_> {
                 failed.push((what, e));
             }
             drop(conn);
+            // A peer that answered out of turn is lost: nothing more goes to it.
+            let broke = failed.iter().any(|(_, e)| matches!(e, OpError::Lost(_)));
             for (what, e) in failed {
                 match what {
                     For::Root => rep.emit(Event::RootFailed {
@@ -398,7 +401,7 @@ impl RootTransfer<'_> {
                     For::Scratch => self.fail(rep, lost, t, WirePath::from(self.display), e),
                 }
             }
-            scratch.map(|s| (t, s))
+            scratch.filter(|_| !broke).map(|s| (t, s))
         }))
         .await;
         prepared.into_iter().flatten().collect()
@@ -447,7 +450,7 @@ impl RootTransfer<'_> {
         let mut made_dirs: Vec<(&Copy, Vec<PeerId>)> = Vec::new();
         for c in &plan.copies {
             if c.rel.is_empty() && c.meta.kind == Kind::Dir {
-                continue; // made by make_root_dirs
+                continue; // made by make_entries
             }
             if lost.lock().expect("lost set lock").contains(&c.master) {
                 continue;

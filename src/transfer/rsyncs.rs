@@ -136,8 +136,8 @@ impl RootTransfer<'_> {
             .flatten()
             .collect();
         // Cleanup also makes what rsync wrote durable before any state records it. A target
-        // whose copies all went by rsync gets its commit right behind (the serve refuses it
-        // where the cleanup failed).
+        // whose copies all went by rsync (none streamed instead) gets its commit right behind,
+        // its answer owed.
         let cleaned = join_all(ready.iter().map(|t| {
             let fallback = &fallback;
             async move {
@@ -150,16 +150,15 @@ impl RootTransfer<'_> {
                     _ => &[],
                 };
                 let mut conn = self.peers[*t].conn.lock().await;
-                let mut answers = match conn.pipeline_then([&cleanup], tail).await {
-                    Ok(a) => a.into_iter(),
+                let answer = match conn.pipeline_then([&cleanup], tail).await {
+                    Ok(mut a) => a.pop().expect("one answer for one request"),
                     Err(e) => return (*t, Err(OpError::Lost(e))),
                 };
                 if !tail.is_empty() {
-                    if let Some(c) = answers.next_back() {
-                        self.committed.lock().expect("commits lock").insert(*t, c);
-                    }
+                    conn.owe(self.display.to_string());
+                    self.commit_sent.lock().expect("commits lock").insert(*t);
                 }
-                (*t, answers.next().unwrap_or(Ok(())))
+                (*t, answer)
             }
         }))
         .await;
