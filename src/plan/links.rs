@@ -34,10 +34,10 @@ fn one_file(a: &Meta, b: &Meta) -> bool {
 
 /// Turns the copies, clones and metadata changes of names the winner links into links on each
 /// target where the linked-to name ends with the same version; breaks links a target holds
-/// that the winner does not. `windowed`: names absent from `views` were copied to every
-/// target in an earlier window of a first sync (the serve checks that they arrived).
-pub fn link_names(plan: &mut Plan, views: &[Option<&Listing>], windowed: bool) {
-    let settled = true;
+/// that the winner does not. A name absent from every view is the same everywhere (settled,
+/// or copied to every target in an earlier window of a first sync): the serve checks that it
+/// holds the version.
+pub fn link_names(plan: &mut Plan, views: &[Option<&Listing>]) {
     let wanted = |m: &Meta| m.extra.link.is_some();
     let any = plan.copies.iter().any(|c| wanted(&c.meta))
         || plan.clones.iter().any(|c| wanted(&c.meta))
@@ -101,7 +101,7 @@ pub fn link_names(plan: &mut Plan, views: &[Option<&Listing>], windowed: bool) {
             Some(there) => there.extra.link.is_none() && one_file(&there, &plain),
             // In no listing: settled (the same on every peer, so not listed) or, in windows,
             // copied in an earlier window. The serve checks it holds the version.
-            None => (windowed || settled) && holder_lacks(to),
+            None => holder_lacks(to),
         }
     };
     let mut links = Vec::new();
@@ -341,7 +341,7 @@ mod tests {
             let mine = listing(&held);
             let nothing = Listing::new();
             let views = [Some(&nothing), Some(&mine)];
-            link_names(&mut plan, &views, false);
+            link_names(&mut plan, &views);
             assert_eq!(plan.links.len(), links, "{name}: links");
             assert_eq!(plan.copies.len(), left, "{name}: copies");
             assert_eq!(plan.clones.len(), clones, "{name}: clones");

@@ -92,11 +92,67 @@ pub(super) struct RootCtx {
     pub(super) guarded: Vec<WirePath>,
     /// Names that share an inode in the root, as the walk found them and this session linked
     /// them: a step on one name moves the ctime of all ([`RootCtx::inode_moved`]).
-    pub(super) links: RefCell<Vec<Vec<WirePath>>>,
+    pub(super) links: RefCell<LinkGroups>,
     /// Which metadata beyond mode and mtime the scan read, and this session sets.
     pub(super) meta: crate::extra::MetaOpts,
     /// The serve runs as root (reads and sets owners, `trusted.*` and `security.*`).
     pub(super) as_root: bool,
+}
+
+/// Names that share an inode in a root, each group found from any of its names at once
+/// (a tree of many hard links is not searched name by name).
+#[derive(Debug, Default)]
+pub(super) struct LinkGroups {
+    groups: Vec<Vec<WirePath>>,
+    group_of: HashMap<WirePath, usize>,
+}
+
+impl From<Vec<Vec<WirePath>>> for LinkGroups {
+    fn from(groups: Vec<Vec<WirePath>>) -> Self {
+        let mut group_of = HashMap::new();
+        for (i, g) in groups.iter().enumerate() {
+            for n in g {
+                group_of.insert(n.clone(), i);
+            }
+        }
+        LinkGroups { groups, group_of }
+    }
+}
+
+impl LinkGroups {
+    /// `rel` is a file of its own now.
+    fn unlink(&mut self, rel: &WirePath) {
+        if let Some(g) = self.group_of.remove(rel) {
+            self.groups[g].retain(|n| n != rel);
+        }
+    }
+
+    /// `rel` is a hard link to `to` now.
+    fn link(&mut self, rel: &WirePath, to: &WirePath) {
+        self.unlink(rel);
+        let g = match self.group_of.get(to) {
+            Some(g) => *g,
+            None => {
+                self.groups.push(vec![to.clone()]);
+                self.group_of.insert(to.clone(), self.groups.len() - 1);
+                self.groups.len() - 1
+            }
+        };
+        self.groups[g].push(rel.clone());
+        self.group_of.insert(rel.clone(), g);
+    }
+
+    /// The other names of `rel`'s inode (`None`: it is in no group).
+    fn others(&self, rel: &WirePath) -> Option<Vec<WirePath>> {
+        let g = self.group_of.get(rel)?;
+        Some(
+            self.groups[*g]
+                .iter()
+                .filter(|n| *n != rel)
+                .cloned()
+                .collect(),
+        )
+    }
 }
 
 impl RootCtx {
@@ -135,19 +191,12 @@ impl RootCtx {
 
     /// Notes that `rel` is a file of its own now.
     pub(super) fn unlinked(&self, rel: &WirePath) {
-        for g in self.links.borrow_mut().iter_mut() {
-            g.retain(|n| n != rel);
-        }
+        self.links.borrow_mut().unlink(rel);
     }
 
     /// Notes that `rel` is now a hard link to `to`.
     pub(super) fn linked(&self, rel: &WirePath, to: &WirePath) {
-        self.unlinked(rel);
-        let mut groups = self.links.borrow_mut();
-        match groups.iter_mut().find(|g| g.contains(to)) {
-            Some(g) => g.push(rel.clone()),
-            None => groups.push(vec![to.clone(), rel.clone()]),
-        }
+        self.links.borrow_mut().link(rel, to);
     }
 
     /// A step on `rel` (a hard link made, moved or removed) changed the ctime of the inode
@@ -155,10 +204,7 @@ impl RootCtx {
     /// it, still as this session expected them, are expected with their new stamp (else the
     /// next step on one, or the commit, would take it for a change the user made).
     pub(super) fn inode_moved(&self, rel: &WirePath, before: Stamp) {
-        let mut names: Vec<WirePath> = match self.links.borrow().iter().find(|g| g.contains(rel)) {
-            Some(g) => g.iter().filter(|n| *n != rel).cloned().collect(),
-            None => Vec::new(),
-        };
+        let mut names: Vec<WirePath> = self.links.borrow().others(rel).unwrap_or_default();
         names.push(rel.clone());
         for name in names {
             let Some(now) = self.expected_now(&name, before.id()) else {
@@ -359,9 +405,8 @@ impl RootCtx {
     /// other names in the root that were expected with that same stamp, and are still
     /// another file than what stands at `rel` now, are expected as they are now.
     pub(super) fn name_lost(&self, rel: &WirePath, old: u128) {
-        let others: Vec<WirePath> = match self.links.borrow().iter().find(|g| g.contains(rel)) {
-            Some(g) => g.iter().filter(|n| *n != rel).cloned().collect(),
-            None => return,
+        let Some(others) = self.links.borrow().others(rel) else {
+            return;
         };
         let here = self
             .at(rel, false)
@@ -464,5 +509,34 @@ impl Server {
     pub(super) fn siblings(&mut self, root: u32) -> OpResult {
         self.ctx_mut(root)?.siblings = true;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LinkGroups;
+    use crate::paths::WirePath;
+
+    #[test]
+    fn link_groups_follow_links_made_and_broken() {
+        let w = |s: &str| WirePath::from(s);
+        let others = |g: &LinkGroups, rel: &str| -> Option<Vec<String>> {
+            g.others(&w(rel))
+                .map(|v| v.iter().map(|n| n.to_string()).collect())
+        };
+        let mut g = LinkGroups::from(vec![vec![w("a"), w("b")], vec![w("c"), w("d")]]);
+        assert_eq!(others(&g, "a"), Some(vec!["b".into()]));
+        assert_eq!(others(&g, "x"), None);
+        // x joins a's inode; b leaves it for c's.
+        g.link(&w("x"), &w("a"));
+        g.link(&w("b"), &w("c"));
+        assert_eq!(others(&g, "a"), Some(vec!["x".into()]));
+        assert_eq!(others(&g, "d"), Some(vec!["c".into(), "b".into()]));
+        // A link to a name in no group starts one; a name unlinked is in none.
+        g.link(&w("y"), &w("z"));
+        assert_eq!(others(&g, "z"), Some(vec!["y".into()]));
+        g.unlink(&w("x"));
+        assert_eq!(others(&g, "x"), None);
+        assert_eq!(others(&g, "a"), Some(Vec::new()));
     }
 }

@@ -267,7 +267,7 @@ impl Server {
         let mounts = match walked {
             Ok(w) => {
                 ctx.watchable = !w.other_device;
-                *ctx.links.get_mut() = w.links;
+                *ctx.links.get_mut() = w.links.into();
 
                 if w.setid > 0 {
                     out.note(format!(

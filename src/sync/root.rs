@@ -88,7 +88,7 @@ impl RootRun<'_> {
                 .await;
         }
         let root_is_dir = root_is_dir(&views);
-        let plan = self.decide(&views, &settled, root_is_dir, false);
+        let plan = self.decide(&views, &settled, root_is_dir);
         let committing = committing(&plan, &views);
         let one_shot = !self.cli.dry_run && self.cli.every.is_none() && !self.cli.watch;
         // In a one-shot run, a peer with nothing to record, whose scan found nothing changed,
@@ -188,7 +188,6 @@ impl RootRun<'_> {
         views: &[Option<&Listing>],
         settled: &[usize],
         root_is_dir: bool,
-        windowed: bool,
     ) -> Plan {
         let names: Vec<String> = self.peers.iter().map(|p| p.label.clone()).collect();
         let emptied = self.emptied(views);
@@ -209,7 +208,7 @@ impl RootRun<'_> {
             folds: &folds,
             no_symlinks: &no_symlinks,
         });
-        plan::link_names(&mut plan, views, windowed);
+        plan::link_names(&mut plan, views);
         tracing::debug!(
             root = %self.root.display,
             copies = plan.copies.len(),

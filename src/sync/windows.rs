@@ -92,7 +92,7 @@ impl RootRun<'_> {
             // tells them all at once).
             let mut later = vec![0; views.len()];
             later[holder] = deferred.len().saturating_sub((n + 1) * WINDOW);
-            let plan = self.decide(&views, &later, is_dir, true);
+            let plan = self.decide(&views, &later, is_dir);
             let left_out = plan.problems.iter().any(
                 |p| matches!(p, Problem::EmptyGroup { peer, .. } | Problem::EmptyRoot { peer, .. } if *peer == holder),
             );
