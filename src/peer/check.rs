@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use super::listing::{RootScan, Scanned};
-use crate::model::{Brief, Kept, Kind};
+use crate::model::{fingerprint_held, fingerprint_new, Brief, Kept, Kind};
 use crate::names;
 use crate::paths::{check_rel, RootSpec, WirePath};
 use crate::plan::{Briefs, Listing, Seen};
@@ -723,6 +723,8 @@ pub struct BriefsCheck {
     also: HashSet<WirePath>,
     /// Paths of `also` that came in brief and are still to come in full.
     owed: HashSet<WirePath>,
+    /// The fingerprint of each brief of `also`: its full entry must say the same.
+    fps: std::collections::HashMap<WirePath, [u8; 16]>,
 }
 
 impl BriefsCheck {
@@ -734,6 +736,7 @@ impl BriefsCheck {
             budget: Budget::default(),
             also: also.iter().cloned().collect(),
             owed: HashSet::new(),
+            fps: Default::default(),
         }
     }
 
@@ -749,13 +752,31 @@ impl BriefsCheck {
         for b in &briefs {
             if self.also.remove(&b.rel) {
                 self.owed.insert(b.rel.clone());
+                self.fps.insert(b.rel.clone(), b.fp);
             }
         }
         take_briefs(briefs, into, &mut self.budget)
     }
 
-    /// Takes full entries of the answer into `listing`: each of `also` that came in brief.
+    /// Takes full entries of the answer into `listing`: each of `also` that came in brief, as
+    /// its brief described it (settling went by the brief, the decision goes by the entry).
     pub fn take_full(&mut self, entries: Vec<Entry>, listing: &mut Listing) -> Result<(), Refused> {
+        for e in &entries {
+            let Some(fp) = self.fps.get(&e.rel) else {
+                continue; // not asked for: take_entries refuses it
+            };
+            let said = match (&e.state, &e.vv) {
+                (Ok(meta), Some(vv)) => Some(fingerprint_held(meta.as_ref(), vv)),
+                (Ok(Some(meta)), None) => Some(fingerprint_new(meta)),
+                _ => None,
+            };
+            if said != Some(*fp) {
+                return refuse(format!(
+                    "protocol error: sent {} in full unlike its brief",
+                    quote(e.rel.as_bytes())
+                ));
+            }
+        }
         take_entries(entries, listing, &mut self.budget, Some(&mut self.owed)).map(|_| ())
     }
 

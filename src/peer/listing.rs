@@ -342,7 +342,6 @@ mod tests {
 
     #[tokio::test]
     async fn a_summary_is_a_roots_last_word() {
-        use crate::model::Meta;
         use crate::proto::Entry;
         let summary = || {
             Response::Summary(Summary {
@@ -355,14 +354,7 @@ mod tests {
         let entry = |rel: &str| {
             Response::Entries(vec![Entry {
                 rel: WirePath::from(rel),
-                state: Ok(Some(Meta {
-                    kind: Kind::Dir,
-                    size: 0,
-                    mode: 0o755,
-                    mtime: 0,
-                    digest: None,
-                    extra: Default::default(),
-                })),
+                state: Ok(Some(dir_meta())),
                 vv: None,
                 changed: true,
             }])
@@ -440,31 +432,42 @@ mod tests {
         );
     }
 
+    /// A directory's metadata, as a peer would send it.
+    fn dir_meta() -> crate::model::Meta {
+        crate::model::Meta {
+            kind: Kind::Dir,
+            size: 0,
+            mode: 0o755,
+            mtime: 0,
+            digest: None,
+            extra: Default::default(),
+        }
+    }
+
     #[tokio::test]
     async fn entries_asked_for_behind_briefs_are_those_that_came_in_brief_each_once() {
+        // Briefs of new directories; "b" sent in full is another one than its brief says.
         let brief = |rel: &str| Brief {
             rel: WirePath::from(rel),
-            fp: [1; 16],
+            fp: crate::model::fingerprint_new(&dir_meta()),
             size: 0,
             gone: false,
         };
-        let entry = |rel: &str| crate::proto::Entry {
-            rel: WirePath::from(rel),
-            state: Ok(Some(crate::model::Meta {
-                kind: Kind::Dir,
-                size: 0,
-                mode: 0o755,
-                mtime: 0,
-                digest: None,
-                extra: Default::default(),
-            })),
-            vv: None,
-            changed: false,
+        let entry = |rel: &str| {
+            let mut meta = dir_meta();
+            meta.mode = if rel == "b" { 0o700 } else { 0o755 };
+            crate::proto::Entry {
+                rel: WirePath::from(rel),
+                state: Ok(Some(meta)),
+                vv: None,
+                changed: true,
+            }
         };
         let sent = vec![brief("a"), brief("b")];
         let summary = Summary::of(&sent);
         // Asked for a and c in full; the peer sends these entries behind its briefs.
-        let fetch = |full: Vec<&str>| {
+        let fetch = |full: Vec<&str>, also: &[&str]| {
+            let also: Vec<WirePath> = also.iter().map(|r| WirePath::from(*r)).collect();
             let frames = vec![
                 Response::Briefs(sent.clone()),
                 Response::Entries(full.into_iter().map(entry).collect()),
@@ -478,11 +481,10 @@ mod tests {
                     }
                     w.flush().await.unwrap();
                 });
-                let also = vec![WirePath::from("a"), WirePath::from("c")];
                 conn.briefs(0, &summary, also).await
             }
         };
-        let (briefs, full) = fetch(vec!["a"]).await.unwrap();
+        let (briefs, full) = fetch(vec!["a"], &["a", "c"]).await.unwrap();
         assert_eq!(briefs.len(), 2);
         assert_eq!(full.keys().collect::<Vec<_>>(), [&WirePath::from("a")]);
         let refused = |r: Result<(Briefs, Listing), OpError>| match r {
@@ -500,9 +502,12 @@ mod tests {
                 "sent \"a\", which was not asked for (or twice)",
             ),
         ] {
-            let e = refused(fetch(full).await);
+            let e = refused(fetch(full, &["a", "c"]).await);
             assert!(e.contains(want), "{e}");
         }
+        // One asked for that is not what its brief said.
+        let e = refused(fetch(vec!["a", "b"], &["a", "b"]).await);
+        assert!(e.contains("sent \"b\" in full unlike its brief"), "{e}");
     }
 
     #[tokio::test]
