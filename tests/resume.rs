@@ -110,6 +110,23 @@ fn cut(s: &Scene, copier: &str, content: &[u8], at: u64) -> u64 {
     }
 }
 
+/// The rerun described by `doc` sent no more than the bytes the cut run did not keep (`kept`
+/// of them, of file `big`) and a megabyte, alpha holds `big` whole, and no partial data is left.
+fn assert_resumed(s: &Scene, doc: &serde_json::Value, big: &Path, kept: u64, copier: &str) {
+    let (sent, missing) = (literal(doc), SIZE as u64 - kept);
+    eprintln!("{copier}: kept {kept}, missing {missing}, the rerun sent {sent}");
+    assert!(
+        sent <= missing + (1 << 20),
+        "sent {sent} bytes for {missing} missing"
+    );
+    assert_eq!(sha512(&s.path("alpha", "big")), sha512(big));
+    assert_eq!(
+        partial_files(&s.dir("alpha")),
+        [],
+        "the partial file goes once used"
+    );
+}
+
 /// The bytes the run described by `doc` sent as they are.
 fn literal(doc: &serde_json::Value) -> u64 {
     doc["roots"][0]["literal_bytes"].as_u64().unwrap()
@@ -134,20 +151,8 @@ fn resumes(name: &str, copier: &str) {
     let kept = cut(&s, copier, &content, SIZE as u64 / 2);
     assert!(kept >= SIZE as u64 / 2 && kept < SIZE as u64, "{kept}");
     let doc = json_run(&s, copier, "big");
-    let sent = literal(&doc);
-    let missing = SIZE as u64 - kept;
-    eprintln!("{copier}: kept {kept}, missing {missing}, the rerun sent {sent}");
-    assert!(
-        sent <= missing + (1 << 20),
-        "sent {sent} bytes for {missing} missing"
-    );
-    assert_eq!(sha512(&s.path("alpha", "big")), sha512(&big));
     // Kept anywhere else, the rerun did not take over the cut run's scratch directory.
-    assert_eq!(
-        partial_files(&s.dir("alpha")),
-        [],
-        "the partial file goes once used"
-    );
+    assert_resumed(&s, &doc, &big, kept, copier);
     let left: Vec<_> = fs::read_dir(s.dir("alpha"))
         .unwrap()
         .flatten()
@@ -236,16 +241,5 @@ fn a_rerun_waits_for_the_receiver_of_the_cut_run_to_leave_its_partial_file() {
     receiver
         .join()
         .expect("the receiver's temp file was removed under it");
-    let (sent, missing) = (literal(&doc), SIZE as u64 - kept);
-    eprintln!("kept {kept}, missing {missing}, the rerun sent {sent}");
-    assert!(
-        sent <= missing + (1 << 20),
-        "sent {sent} bytes for {missing} missing"
-    );
-    assert_eq!(sha512(&s.path("alpha", "big")), sha512(&big));
-    assert_eq!(
-        partial_files(&s.dir("alpha")),
-        [],
-        "the partial file is used"
-    );
+    assert_resumed(&s, &doc, &big, kept, "rsync");
 }

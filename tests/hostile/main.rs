@@ -525,19 +525,25 @@ fn unasked_detail() {
     }
 }
 
+/// The same `a` and `b/c` on every peer, synced once truthfully: every peer has a history,
+/// so its next scan sums the root up.
+fn in_sync_with_history(h: &Hostile) {
+    let s = &h.s;
+    for p in h.all() {
+        s.write(p, "a", "same", now() - 100);
+        s.write(p, "b/c", "same too", now() - 100);
+    }
+    let run = h.synk(&[&s.arg("")]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr());
+}
+
 /// lambda sums its root up wrong, then sends a brief more than its summary counts.
 fn briefs_that_do_not_add_up() {
     let Some(h) = Hostile::new("briefs") else {
         return;
     };
     let s = &h.s;
-    for p in h.all() {
-        s.write(p, "a", "same", now() - 100);
-        s.write(p, "b/c", "same too", now() - 100);
-    }
-    // A first sync, truthful, gives every peer a history: the next scan sums the root up.
-    let run = h.synk(&[&s.arg("")]);
-    assert_eq!(run.code, Some(0), "{}", run.stderr());
+    in_sync_with_history(&h);
     h.lies(&[&[b"summary-lie"]]);
     let run = h.synk(&[&s.arg("")]);
     h.refused(
@@ -555,12 +561,7 @@ fn unasked_full() {
         return;
     };
     let s = &h.s;
-    for p in h.all() {
-        s.write(p, "a", "same", now() - 100);
-        s.write(p, "b/c", "same too", now() - 100);
-    }
-    let run = h.synk(&[&s.arg("")]);
-    assert_eq!(run.code, Some(0), "{}", run.stderr());
+    in_sync_with_history(&h);
     s.write(LOCAL, "a", "changed", now() - 10);
     h.lies(&[&[b"extra-full"]]);
     let run = h.synk(&[&s.arg("")]);
