@@ -8,6 +8,7 @@
 #
 #   benches/million.sh            (needs root)
 #   N=200000 benches/million.sh   another size
+#   FRESH=0 benches/million.sh    the in-sync runs only, not the first sync to empty peers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
@@ -31,5 +32,6 @@ printf '| %s files, 3 peers | time | client peak RSS | local serve peak RSS |\n|
 measure "first sync (identical trees, no history)"
 measure "second run"
 measure "in-sync re-check"
+[[ ${FRESH:-1} == 0 ]] && exit 0
 make_tree "$work/client/fresh" "$n"
 measure "first sync to three empty peers" fresh

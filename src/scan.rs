@@ -166,18 +166,22 @@ pub fn hash_pipelined(r: &mut (impl Read + Send)) -> io::Result<Digest> {
     Ok(Digest::from_hasher(hasher))
 }
 
-/// Scans `root` and hands every entry to `sink` as soon as it is known (in no fixed order).
+/// Scans `root` and hands every entry to `sink` as soon as it is known.
 ///
 /// A missing root yields no entries. An error on the root itself is returned; an error below
 /// it becomes an entry carrying the message, so one unreadable file does not hide the rest.
 ///
-/// Files whose stamp `cache` knows are not read again; every digest computed is offered to it.
-/// Entries `excludes` matches are skipped, directories with everything below them. Names synk
-/// owns ([`crate::names::is_own`]) are skipped too; with [`WalkOpts::tidy`], those a killed
-/// run left are removed (never on a dry run).
+/// Entries come to `sink` in path order (as [`WirePath`]s sort, byte for byte): the walk
+/// lists each directory in that order, a subdirectory's entries where its name and a slash
+/// sort, so the state, the caches and the reports can all be walked beside it as streams.
+///
+/// Files whose stamp `cache` knows are not read again; every digest is noted in it for the
+/// next scan. Entries `excludes` matches are skipped, directories with everything below them.
+/// Names synk owns ([`crate::names::is_own`]) are skipped too; with [`WalkOpts::tidy`], those
+/// a killed run left are removed (never on a dry run).
 pub fn scan_root(
     root: &Path,
-    cache: &DigestCache,
+    cache: &mut DigestCache,
     excludes: &Excludes,
     opts: WalkOpts,
     sink: &mut dyn FnMut(Found),
@@ -188,91 +192,151 @@ pub fn scan_root(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(walked),
         Err(e) => return Err(e),
     };
-    let mut files = Files::default();
+    let mut out = Ordered {
+        root,
+        cache,
+        sink,
+        pending: Vec::new(),
+        to_hash: 0,
+        links: Links::default(),
+    };
     if md.is_dir() {
-        walk(root, &md, excludes, opts, sink, &mut files, &mut walked);
+        walk(root, &md, excludes, opts, &mut out, &mut walked);
     } else if md.is_file() {
         walked.note(&md, md.dev());
-        files.push(FileAt::of(WirePath::default(), &md));
+        out.file(FileAt::of(WirePath::default(), &md));
     } else {
         walked.note(&md, md.dev());
-        sink(Found {
-            rel: WirePath::default(),
-            state: describe(root, &md),
-            stamp: Some(Stamp::of_metadata(&md)),
-        });
+        out.found(
+            Found {
+                rel: WirePath::default(),
+                state: describe(root, &md),
+                stamp: Some(Stamp::of_metadata(&md)),
+            },
+            None,
+        );
     }
-    walked.links = link_groups(&mut files);
-    hash_all(root, files, cache, sink);
+    out.flush();
+    walked.links = out.links.groups();
     Ok(walked)
 }
 
-/// How many files waiting to be hashed make one chunk of [`Files`].
+/// How many files waiting to be hashed are hashed together, on every core.
 const CHUNK: usize = 4096;
 
-/// The regular files a walk found, waiting to be hashed, in walk order and in chunks: hashing
-/// lets go of each chunk once it is done with it, so the memory of what waits is reused by
-/// what the scan reports, instead of both being held for every file at once.
-#[derive(Default)]
-struct Files {
-    chunks: Vec<Vec<FileAt>>,
+/// A file's digest to note in the cache for the next scan, with the stamp the walk saw.
+type Note = Option<(Stamp, Digest)>;
+
+/// An entry on its way to the sink.
+enum Pending {
+    /// Described (boxed: a described entry is several times the size of a file to hash).
+    Ready(Box<Found>, Note),
+    /// A file still to hash.
+    Hash(FileAt),
 }
 
-impl Files {
-    fn push(&mut self, f: FileAt) {
-        match self.chunks.last_mut() {
-            Some(c) if c.len() < CHUNK => c.push(f),
-            _ => {
-                let mut c = Vec::with_capacity(CHUNK);
-                c.push(f);
-                self.chunks.push(c);
+/// The walk's entries on their way to the sink, kept in path order: files the cache does not
+/// know wait to be hashed in chunks, on every core, and what comes after them waits with
+/// them, so memory holds a chunk, not the tree.
+struct Ordered<'a> {
+    root: &'a Path,
+    cache: &'a mut DigestCache,
+    sink: &'a mut dyn FnMut(Found),
+    /// Entries from the first file still to hash on, in path order.
+    pending: Vec<Pending>,
+    /// How many of them are files to hash.
+    to_hash: usize,
+    links: Links,
+}
+
+impl Ordered<'_> {
+    /// An entry described, next in path order.
+    fn found(&mut self, f: Found, note: Note) {
+        if self.pending.is_empty() {
+            self.emit(f, note);
+        } else {
+            self.pending.push(Pending::Ready(Box::new(f), note));
+            if self.pending.len() >= 4 * CHUNK {
+                self.flush();
             }
         }
     }
 
-    /// The file at `(chunk, index)`.
-    fn at(&mut self, (c, i): (usize, usize)) -> &mut FileAt {
-        &mut self.chunks[c][i]
+    /// A regular file, next in path order: described from the cache where it knows the
+    /// stamp, else hashed with the next chunk.
+    fn file(&mut self, mut f: FileAt) {
+        if f.shared {
+            self.links.name(&mut f);
+        }
+        match self.cache.lookup(&f.rel, &f.stamp) {
+            Some(digest) => {
+                let stamp = f.stamp;
+                self.found(f.cached(digest), Some((stamp, digest)));
+            }
+            None => {
+                self.pending.push(Pending::Hash(f));
+                self.to_hash += 1;
+                if self.to_hash >= CHUNK {
+                    self.flush();
+                }
+            }
+        }
+    }
+
+    /// Hashes the files waiting, then passes everything waiting on, in order.
+    fn flush(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        let root = self.root;
+        let resolve = |p: Pending| match p {
+            Pending::Ready(f, note) => (*f, note),
+            Pending::Hash(f) => file_entry(root, f),
+        };
+        let done: Vec<(Found, Note)> = if self.to_hash > 1 {
+            pending.into_par_iter().map(resolve).collect()
+        } else {
+            pending.into_iter().map(resolve).collect()
+        };
+        self.to_hash = 0;
+        for (f, note) in done {
+            self.emit(f, note);
+        }
+    }
+
+    fn emit(&mut self, f: Found, note: Note) {
+        if let Some((stamp, digest)) = note {
+            self.cache.note(&f.rel, stamp, digest);
+        }
+        (self.sink)(f);
     }
 }
 
-/// Groups the regular files that share an inode (device and inode) within the root, and
-/// gives each name but the first of its group, in the root's order, that first name as its
+/// The regular files that share an inode (device and inode) within the root, as the walk
+/// meets them in path order: each name but the first of its group gets that first name as its
 /// [`crate::model::Extra::link`]. A file linked only to names outside the root (or excluded,
 /// or into synk's version store) is in no group: it is just a file. Only files with more than
 /// one link are looked at, so a tree without hard links costs one comparison a file.
-fn link_groups(files: &mut Files) -> Vec<Vec<WirePath>> {
-    use std::collections::HashMap;
-    let mut by_inode: HashMap<(u64, u64), Vec<(usize, usize)>> = HashMap::new();
-    for (c, chunk) in files.chunks.iter().enumerate() {
-        for (i, f) in chunk.iter().enumerate() {
-            if f.shared {
-                by_inode
-                    .entry((f.stamp.dev, f.stamp.ino))
-                    .or_default()
-                    .push((c, i));
-            }
+#[derive(Default)]
+struct Links {
+    names: std::collections::HashMap<(u64, u64), Vec<WirePath>>,
+}
+
+impl Links {
+    /// Adds `f` (a file with more than one link) to its inode's group.
+    fn name(&mut self, f: &mut FileAt) {
+        let names = self.names.entry((f.stamp.dev, f.stamp.ino)).or_default();
+        if let Some(first) = names.first() {
+            f.link = Some(first.clone());
         }
+        names.push(f.rel.clone());
     }
-    let mut groups = Vec::new();
-    for (_, mut at) in by_inode {
-        if at.len() < 2 {
-            continue;
-        }
-        let names: Vec<WirePath> = {
-            at.sort_unstable_by(|a, b| {
-                let (a, b) = (&files.chunks[a.0][a.1].rel, &files.chunks[b.0][b.1].rel);
-                a.cmp(b)
-            });
-            at.iter().map(|&p| files.at(p).rel.clone()).collect()
-        };
-        for &p in &at[1..] {
-            files.at(p).link = Some(names[0].clone());
-        }
-        groups.push(names);
+
+    /// The groups of more than one name, each in path order.
+    fn groups(self) -> Vec<Vec<WirePath>> {
+        let mut groups: Vec<Vec<WirePath>> =
+            self.names.into_values().filter(|n| n.len() > 1).collect();
+        groups.sort_unstable();
+        groups
     }
-    groups.sort_unstable();
-    groups
 }
 
 /// How a walk goes.
@@ -309,7 +373,7 @@ impl Walked {
 }
 
 /// A regular file the walk found, waiting to be hashed: what describing it needs and no more
-/// (its path is rebuilt from the root; a 100k-file tree waits in a few megabytes).
+/// (its path is rebuilt from the root).
 struct FileAt {
     rel: WirePath,
     stamp: Stamp,
@@ -358,94 +422,148 @@ impl FileAt {
     }
 }
 
-/// Walks a directory tree depth first, emitting directories, symlinks and specials at once and
-/// collecting regular files for the parallel hashing stage.
+/// One name of a directory being walked, where its path sorts.
+enum Step {
+    /// An entry described at once (symlinks, specials, what could not be read).
+    Found(Found),
+    /// A regular file.
+    File(FileAt),
+    /// A directory's own entry: it is listed here, so that an unreadable one is reported as
+    /// such.
+    Dir(WirePath, PathBuf, Metadata),
+    /// Everything below a directory: its path and a slash.
+    Below(WirePath),
+}
+
+/// Walks a directory tree depth first in path order ([`scan_root`]), passing entries to
+/// `out` as it meets them.
 fn walk(
     root: &Path,
     root_md: &Metadata,
     excludes: &Excludes,
     opts: WalkOpts,
-    sink: &mut dyn FnMut(Found),
-    files: &mut Files,
+    out: &mut Ordered,
     walked: &mut Walked,
 ) {
+    use std::collections::HashMap;
     let root_dev = root_md.dev();
     walked.note(root_md, root_dev);
-    let mut stack = vec![(WirePath::default(), root.to_path_buf(), root_md.clone())];
-    while let Some((rel, path, md)) = stack.pop() {
-        let listing = fs::read_dir(&path).and_then(|rd| rd.collect::<io::Result<Vec<_>>>());
-        let children = match listing {
-            Ok(children) => children,
-            Err(e) => {
-                sink(Found {
-                    rel,
-                    state: Err(format!("cannot list directory: {}", io_msg(&e))),
-                    stamp: None,
-                });
-                continue;
-            }
+    // Directories whose own entry went out, listed, their names waiting for their turn (the
+    // names that sort between `d` and `d/`, like `d.txt`, come first).
+    let mut listed: HashMap<WirePath, (PathBuf, Metadata, Vec<fs::DirEntry>)> = HashMap::new();
+    let mut stack: Vec<std::vec::IntoIter<Step>> = vec![vec![
+        Step::Dir(WirePath::default(), root.to_path_buf(), root_md.clone()),
+        Step::Below(WirePath::default()),
+    ]
+    .into_iter()];
+    while let Some(steps) = stack.last_mut() {
+        let Some(step) = steps.next() else {
+            stack.pop();
+            continue;
         };
-        sink(Found {
-            rel: rel.clone(),
-            state: describe(&path, &md),
-            stamp: Some(Stamp::of_metadata(&md)),
-        });
-        // In name order, subdirectories visited in that order too. Directories are reported as
-        // the walk meets them, files after the walk (cached ones in walk order), so within a
-        // directory files come in the order the sync state keeps them and looking each one up
-        // is a step forward (`RootState::get_near`); only the first after a jump searches.
-        let mut children: Vec<(WirePath, fs::DirEntry)> = children
-            .into_iter()
-            .map(|c| {
-                let mut name = WirePath(c.file_name().into_encoded_bytes());
-                if opts.nfc {
-                    name.make_nfc();
-                }
-                (name, c)
-            })
-            .collect();
-        children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let subdirs = stack.len();
-        for (name, child) in children {
-            if names::is_own(name.as_bytes()) {
-                if opts.tidy {
-                    tidy_up(&path, name.as_bytes());
-                }
-                continue;
-            }
-            let child_rel = rel.join(&name);
-            let is_dir = child.file_type().is_ok_and(|t| t.is_dir());
-            if excludes.excludes(&child_rel, is_dir) {
-                continue;
-            }
-            // An lstat relative to the open directory: no walk of the whole path per entry.
-            let cmd = child.metadata();
-            if let Ok(cmd) = &cmd {
-                walked.note(cmd, root_dev);
-            }
-            match cmd {
-                Ok(cmd) if cmd.is_dir() => {
-                    if cmd.dev() != md.dev() {
-                        walked.mounts.push(child_rel.clone());
+        match step {
+            Step::Found(f) => out.found(f, None),
+            Step::File(f) => out.file(f),
+            Step::Dir(rel, path, md) => {
+                match fs::read_dir(&path).and_then(|rd| rd.collect::<io::Result<Vec<_>>>()) {
+                    Ok(children) => {
+                        let entry = Found {
+                            rel: rel.clone(),
+                            state: describe(&path, &md),
+                            stamp: Some(Stamp::of_metadata(&md)),
+                        };
+                        out.found(entry, None);
+                        listed.insert(rel, (path, md, children));
                     }
-                    stack.push((child_rel, child.path(), cmd))
+                    Err(e) => out.found(
+                        Found {
+                            rel,
+                            state: Err(format!("cannot list directory: {}", io_msg(&e))),
+                            stamp: None,
+                        },
+                        None,
+                    ),
                 }
-                Ok(cmd) if cmd.is_file() => files.push(FileAt::of(child_rel, &cmd)),
-                Ok(cmd) => sink(Found {
+            }
+            Step::Below(rel) => {
+                if let Some((path, md, children)) = listed.remove(&rel) {
+                    let dir = (&rel, path.as_path(), &md, root_dev);
+                    let steps = steps_of(dir, children, excludes, opts, walked);
+                    stack.push(steps.into_iter());
+                }
+            }
+        }
+    }
+}
+
+/// The steps of one directory's `children`, in the order their paths sort: a subdirectory
+/// twice, its own entry at its name and what is below it at its name and a slash.
+/// `dir` is the directory's path below the root, its path, its metadata and the root's
+/// device.
+fn steps_of(
+    (rel, path, md, root_dev): (&WirePath, &Path, &Metadata, u64),
+    children: Vec<fs::DirEntry>,
+    excludes: &Excludes,
+    opts: WalkOpts,
+    walked: &mut Walked,
+) -> Vec<Step> {
+    let mut keyed: Vec<(Vec<u8>, Step)> = Vec::with_capacity(children.len());
+    for child in children {
+        let mut name = WirePath(child.file_name().into_encoded_bytes());
+        if opts.nfc {
+            name.make_nfc();
+        }
+        if names::is_own(name.as_bytes()) {
+            if opts.tidy {
+                tidy_up(path, name.as_bytes());
+            }
+            continue;
+        }
+        let child_rel = rel.join(&name);
+        let is_dir = child.file_type().is_ok_and(|t| t.is_dir());
+        if excludes.excludes(&child_rel, is_dir) {
+            continue;
+        }
+        // An lstat relative to the open directory: no walk of the whole path per entry.
+        let cmd = child.metadata();
+        if let Ok(cmd) = &cmd {
+            walked.note(cmd, root_dev);
+        }
+        let key = name.0;
+        match cmd {
+            Ok(cmd) if cmd.is_dir() => {
+                if cmd.dev() != md.dev() {
+                    walked.mounts.push(child_rel.clone());
+                }
+                let mut below = key.clone();
+                below.push(b'/');
+                keyed.push((below, Step::Below(child_rel.clone())));
+                keyed.push((key, Step::Dir(child_rel, child.path(), cmd)));
+            }
+            Ok(cmd) if cmd.is_file() => keyed.push((key, Step::File(FileAt::of(child_rel, &cmd)))),
+            Ok(cmd) => {
+                let state = describe(&child.path(), &cmd);
+                let found = Found {
                     rel: child_rel,
-                    state: describe(&child.path(), &cmd),
+                    state,
                     stamp: Some(Stamp::of_metadata(&cmd)),
-                }),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {} // gone since listing
-                Err(e) => sink(Found {
+                };
+                keyed.push((key, Step::Found(found)));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {} // gone since listing
+            Err(e) => keyed.push((
+                key,
+                Step::Found(Found {
                     rel: child_rel,
                     state: Err(io_msg(&e)),
                     stamp: None,
                 }),
-            }
+            )),
         }
-        stack[subdirs..].reverse();
     }
+    // Stable: two names one in NFC keep the listing's order.
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    keyed.into_iter().map(|(_, step)| step).collect()
 }
 
 /// One entry the walk found: its path below the root and its metadata, or why it can't be read.
@@ -472,76 +590,33 @@ fn tidy_up(dir: &Path, name: &[u8]) {
     }
 }
 
-/// Hashes one regular file the cache did not know, and offers the digest to the cache.
-fn file_entry(root: &Path, f: FileAt, cache: &DigestCache) -> Found {
+/// Hashes one regular file the cache did not know, with the digest to note for the next
+/// scan: only what the walk saw is recorded, and only if hashing saw the same file.
+fn file_entry(root: &Path, f: FileAt) -> (Found, Note) {
     let stamp = f.stamp;
-    let hashed = hash_file(&f.path(root));
-    if let Ok((
-        Meta {
-            digest: Some(d),
-            mtime,
-            size,
-            ..
-        },
-        _,
-    )) = &hashed
-    {
-        // Only what the walk saw is recorded, and only if hashing saw the same file.
-        if *mtime == stamp.mtime && *size == stamp.size {
-            cache.keep(&f.rel, stamp, *d);
+    match hash_file(&f.path(root)) {
+        Ok((mut meta, hashed)) => {
+            let note = meta
+                .digest
+                .filter(|_| meta.mtime == stamp.mtime && meta.size == stamp.size)
+                .map(|d| (stamp, d));
+            meta.extra.link = f.link;
+            let found = Found {
+                state: Ok(meta),
+                rel: f.rel,
+                stamp: Some(hashed),
+            };
+            (found, note)
+        }
+        Err(e) => {
+            let found = Found {
+                rel: f.rel,
+                state: Err(e),
+                stamp: None,
+            };
+            (found, None)
         }
     }
-    match hashed {
-        Ok((mut meta, stamp)) => Found {
-            state: Ok({
-                meta.extra.link = f.link;
-                meta
-            }),
-            rel: f.rel,
-            stamp: Some(stamp),
-        },
-        Err(e) => Found {
-            rel: f.rel,
-            state: Err(e),
-            stamp: None,
-        },
-    }
-}
-
-/// Describes files: those the cache knows at once, the rest hashed on every core, passing
-/// results to `sink` on this thread as they finish.
-fn hash_all(root: &Path, files: Files, cache: &DigestCache, sink: &mut dyn FnMut(Found)) {
-    let mut todo = Vec::new();
-    // Each chunk is let go of once looked up.
-    for chunk in files.chunks {
-        for f in chunk {
-            match cache.lookup(&f.rel, &f.stamp) {
-                Some(digest) => sink(f.cached(digest)),
-                None => todo.push(f),
-            }
-        }
-    }
-    let files = todo;
-    if files.is_empty() {
-        return;
-    }
-    if files.len() == 1 {
-        let f = files.into_iter().next().expect("one file");
-        sink(file_entry(root, f, cache));
-        return;
-    }
-    let (tx, rx) = mpsc::channel();
-    std::thread::scope(|s| {
-        s.spawn(move || {
-            files.into_par_iter().for_each_with(tx, |tx, f| {
-                // The receiver outlives this scope; a send error cannot happen.
-                let _ = tx.send(file_entry(root, f, cache));
-            });
-        });
-        for entry in rx {
-            sink(entry);
-        }
-    });
 }
 
 #[cfg(test)]
@@ -561,7 +636,7 @@ mod tests {
             let opts = WalkOpts { tidy: false, nfc };
             scan_root(
                 r,
-                &DigestCache::disabled(),
+                &mut DigestCache::disabled(),
                 &Excludes::none(),
                 opts,
                 &mut |e| {
@@ -584,7 +659,7 @@ mod tests {
         let walk = |root: &Path| {
             scan_root(
                 root,
-                &DigestCache::disabled(),
+                &mut DigestCache::disabled(),
                 &Excludes::none(),
                 WalkOpts {
                     tidy: true,
@@ -624,7 +699,7 @@ mod tests {
         let mut out = BTreeMap::new();
         scan_root(
             root,
-            &DigestCache::disabled(),
+            &mut DigestCache::disabled(),
             &Excludes::none(),
             WalkOpts {
                 tidy: true,
@@ -636,6 +711,51 @@ mod tests {
         )
         .unwrap();
         out
+    }
+
+    #[test]
+    fn entries_come_in_path_order_and_a_link_names_the_first_of_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path().join("t");
+        // Names that sort between a directory and its entries ("a" < "a-b" < "a.c" < "a/x"),
+        // and more files to hash than one chunk, between others the walk meets.
+        for d in ["a/x", "a-b", "m", "z"] {
+            fs::create_dir_all(r.join(d)).unwrap();
+        }
+        for f in ["a.c", "a0", "a/x/y", "a-b/z", "b", "z/last"] {
+            fs::write(r.join(f), f).unwrap();
+        }
+        for i in 0..CHUNK + 10 {
+            fs::write(r.join(format!("m/{i}")), i.to_string()).unwrap();
+        }
+        fs::hard_link(r.join("b"), r.join("a/x/l")).unwrap();
+        fs::hard_link(r.join("b"), r.join("z/l")).unwrap();
+        std::os::unix::fs::symlink("b", r.join("a/s")).unwrap();
+        let mut seen = Vec::new();
+        let mut links = BTreeMap::new();
+        let walked = scan_root(
+            &r,
+            &mut DigestCache::disabled(),
+            &Excludes::none(),
+            WalkOpts::default(),
+            &mut |e| {
+                let m = e.state.unwrap();
+                if let Some(l) = m.extra.link {
+                    links.insert(e.rel.to_string(), l.to_string());
+                }
+                seen.push(e.rel);
+            },
+        )
+        .unwrap();
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(seen.len(), CHUNK + 10 + 15);
+        assert!(seen == sorted, "in path order, each once");
+        let l = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(links, BTreeMap::from([l("b", "a/x/l"), l("z/l", "a/x/l")]));
+        let names: Vec<WirePath> = ["a/x/l", "b", "z/l"].map(WirePath::from).to_vec();
+        assert_eq!(walked.links, [names]);
     }
 
     #[test]

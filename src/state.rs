@@ -708,13 +708,23 @@ impl RootState {
         self.records.iter()
     }
 
-    /// The records below the scanned root, in path order, of the paths for which `skip` is
-    /// false: the others are never decoded.
+    /// The records below the scanned root, in path order and with their index, of those for
+    /// which `skip` (given the index and the path) is false: the others are never decoded.
     pub fn records_unless<'a>(
         &'a self,
-        skip: impl FnMut(&[u8]) -> bool + 'a,
-    ) -> impl Iterator<Item = Record> + 'a {
+        skip: impl FnMut(usize, &[u8]) -> bool + 'a,
+    ) -> impl Iterator<Item = (usize, Record)> + 'a {
         self.records.iter_unless(skip)
+    }
+
+    /// The index of `rel`'s record among the records below the scanned root.
+    pub fn index_of(&self, rel: &WirePath) -> Option<usize> {
+        self.records.search(rel).ok()
+    }
+
+    /// The path of the `i`th record below the scanned root, as its bytes.
+    pub fn rel_at(&self, i: usize) -> &[u8] {
+        self.records.rel_at(i)
     }
 
     /// True when saving would fold the state files of roots below this one into its own.

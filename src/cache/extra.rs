@@ -92,14 +92,17 @@ impl ExtraCache {
     }
 
     /// The attributes recorded for the entry at `rel` with this stamp, if it is unchanged
-    /// (without a hard link: the walk tells that).
-    pub fn lookup(&self, rel: &WirePath, stamp: &Stamp) -> Option<Extra> {
+    /// (without a hard link: the walk tells that). Asked in path order, as
+    /// [`super::DigestCache::lookup`].
+    pub fn lookup(&mut self, rel: &WirePath, stamp: &Stamp) -> Option<Extra> {
         unpack(&self.store.lookup(rel, stamp)?, self.numeric)
     }
 
-    /// Remembers attributes just read, unless the entry changed too recently to trust.
-    pub fn keep(&self, rel: &WirePath, stamp: Stamp, extra: &Extra) {
-        self.store.keep(rel, stamp, pack(extra))
+    /// Records the attributes of the entry at `rel` for the next scan (found by a lookup or
+    /// just read), unless it changed too recently to trust. Noted in path order, as
+    /// [`super::DigestCache::note`].
+    pub fn note(&mut self, rel: &WirePath, stamp: Stamp, extra: &Extra) {
+        self.store.note(rel, stamp, pack(extra))
     }
 
     /// Writes what this scan saw (errors only cost the next scan time).
@@ -196,11 +199,11 @@ mod tests {
             acl: Some([8; 16]),
             ..Extra::default()
         };
-        let c = settled(&store, &opts, false);
+        let mut c = settled(&store, &opts, false);
         assert_eq!(c.lookup(&rel, &stamp(&d)), None);
-        c.keep(&rel, stamp(&d), &planted);
+        c.note(&rel, stamp(&d), &planted);
         c.save();
-        let c = settled(&store, &opts, false);
+        let mut c = settled(&store, &opts, false);
         assert_eq!(c.lookup(&rel, &stamp(&d)), Some(planted.clone()));
         // Under another name (an inode handed out again), it is not trusted.
         assert_eq!(c.lookup(&WirePath::from("e"), &stamp(&d)), None);
@@ -219,7 +222,7 @@ mod tests {
             numeric_ids: true,
             ..opts
         };
-        let n = settled(&store, &numeric, false);
+        let mut n = settled(&store, &numeric, false);
         assert_eq!(n.lookup(&rel, &stamp(&d)), Some(planted.clone()));
         // A change of mode (as of xattrs, ACLs or owner) moves the ctime: read again.
         let before = stamp(&d);
@@ -230,8 +233,8 @@ mod tests {
         assert_ne!(before.ctime, after.ctime);
         assert_eq!(settled(&store, &opts, false).lookup(&rel, &after), None);
         // Entries changed just before the scan are not kept.
-        let recent = ExtraCache::at(Some(store.clone()), &opts, false);
-        recent.keep(&rel, after, &Extra::default());
+        let mut recent = ExtraCache::at(Some(store.clone()), &opts, false);
+        recent.note(&rel, after, &Extra::default());
         recent.save();
         assert_eq!(settled(&store, &opts, false).lookup(&rel, &after), None);
     }

@@ -1,14 +1,16 @@
 //! A peer's record of digests it already computed, so a re-check reads only what changed.
 //!
 //! One file per root under `$XDG_CACHE_HOME/synk/` (`~/.cache/synk/`), keyed by the entry's
-//! device and inode and trusted while size, mtime, ctime and a hash of the path hold — the
-//! stamp git's index trusts too: content cannot change without the ctime changing. Entries
-//! touched in the last seconds before a scan are not recorded (a write in the same clock tick
-//! could go unseen). A cache that is missing, unreadable, garbled or from another version is
-//! simply ignored: it can cost time, never correctness.
+//! path and trusted while its device, inode, size, mtime and ctime hold — the stamp git's
+//! index trusts too: content cannot change without the ctime changing. Entries touched in the
+//! last seconds before a scan are not recorded (a write in the same clock tick could go
+//! unseen). A cache that is missing, unreadable, garbled or from another version is simply
+//! ignored from the first bad record on: it can cost time, never correctness.
 //!
-//! Every re-check reads the whole file, so it is laid out to be used as read: fixed-width
-//! records sorted by device and inode behind a checksummed header, nothing to decode.
+//! A scan walks in path order (as the scan module says), and the file is kept in that order
+//! too, so a scan reads the last scan's records as a stream beside its walk and writes the next
+//! file as a stream: a million entries cost two read buffers, not a table in memory. Where the
+//! walk finds every record as it was, nothing is written at all.
 //!
 //! The same store keeps, in a file of its own, what [`crate::extra::read`] found of each
 //! entry ([`extra::ExtraCache`]): the ctime moves on every change of xattrs, ACLs and owner
@@ -16,10 +18,9 @@
 
 pub mod extra;
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::beneath::Stamp;
@@ -30,63 +31,77 @@ use crate::model::Digest;
 /// The first bytes of a cache file.
 const MAGIC: &[u8; 8] = b"synkdig\0";
 /// Bumped whenever the file format or the meaning of a stamp changes.
-const FORMAT: u32 = 5;
-/// Magic, format, record count, checksum of the records, what the records hold (see
-/// [`Store::key`]).
-const HEADER: usize = 8 + 4 + 8 + 8 + 8;
-/// Device, inode, size, mtime, ctime, name hash, payload.
-const RECORD: usize = 6 * 8 + PAYLOAD;
+const FORMAT: u32 = 6;
+/// Magic, format, what the records hold (see [`Store::key`]).
+const HEADER: usize = 8 + 4 + 8;
 /// What a record remembers of its entry: a digest, or what [`extra::ExtraCache`] packs.
 const PAYLOAD: usize = 64;
+/// A record's fixed part after its path: device, inode, size, mtime, ctime, payload, and the
+/// checksum of the whole record.
+const FIXED: usize = 5 * 8 + PAYLOAD + 8;
+/// The longest path a record holds (longer ones are not recorded: Linux's `PATH_MAX` is 4096).
+const MAX_PATH: usize = 1 << 16;
 /// The key of a digest cache's header: digests depend on nothing but the file.
 const DIGESTS: u64 = 0;
 /// Entries changed this recently before the scan began are not trusted later.
 const SETTLE_NS: i64 = 2_000_000_000;
+/// Read and write buffers: a few syscalls a megabyte.
+const BUF: usize = 64 << 10;
 
-/// What identifies the file itself, whatever its name: device and inode.
-fn file_of(s: &Stamp) -> (u64, u64) {
-    (s.dev, s.ino)
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Record {
+    rel: Vec<u8>,
     stamp: Stamp,
-    /// xxh3 of the entry's path: where inode numbers are not stable (some FUSE mounts), another
-    /// file that comes back under this one's inode is still not taken for it.
-    name: u64,
     payload: [u8; PAYLOAD],
 }
 
 impl Record {
+    /// Appends the record's bytes, its checksum last.
     fn write_to(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&(self.rel.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.rel);
         let s = &self.stamp;
-        for n in [
-            s.dev,
-            s.ino,
-            s.size,
-            s.mtime as u64,
-            s.ctime as u64,
-            self.name,
-        ] {
+        for n in [s.dev, s.ino, s.size, s.mtime as u64, s.ctime as u64] {
             out.extend_from_slice(&n.to_le_bytes());
         }
         out.extend_from_slice(&self.payload);
+        let sum = xxhash_rust::xxh3::xxh3_64(&out[start..]);
+        out.extend_from_slice(&sum.to_le_bytes());
     }
 
-    /// The record in `b`, exactly [`RECORD`] bytes.
-    fn read_from(b: &[u8]) -> Record {
-        let n = |i: usize| u64_at(b, i * 8);
-        Record {
-            stamp: Stamp {
-                dev: n(0),
-                ino: n(1),
-                size: n(2),
-                mtime: n(3) as i64,
-                ctime: n(4) as i64,
-            },
-            name: n(5),
-            payload: b[48..RECORD].try_into().expect("a payload"),
+    /// The next record of `r` (`None` at a clean end), reading its bytes into `buf`; an error
+    /// for a record cut short, too long or whose checksum does not hold.
+    fn read_from(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<Option<Record>> {
+        let mut len = [0u8; 4];
+        match r.read(&mut len[..1])? {
+            0 => return Ok(None),
+            _ => r.read_exact(&mut len[1..])?,
         }
+        let n = u32::from_le_bytes(len) as usize;
+        if n > MAX_PATH {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "path too long"));
+        }
+        buf.clear();
+        buf.extend_from_slice(&len);
+        buf.resize(4 + n + FIXED, 0);
+        r.read_exact(&mut buf[4..])?;
+        let body = buf.len() - 8;
+        if xxhash_rust::xxh3::xxh3_64(&buf[..body]).to_le_bytes() != buf[body..] {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "checksum"));
+        }
+        let word = |i: usize| u64_at(buf, 4 + n + i * 8);
+        Ok(Some(Record {
+            rel: buf[4..4 + n].to_vec(),
+            stamp: Stamp {
+                dev: word(0),
+                ino: word(1),
+                size: word(2),
+                mtime: word(3) as i64,
+                ctime: word(4) as i64,
+            },
+            payload: buf[4 + n + 40..body].try_into().expect("a payload"),
+        }))
     }
 }
 
@@ -95,96 +110,93 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// The device and inode a record in `b` is keyed by: its first two words.
-fn key_at(b: &[u8]) -> (u64, u64) {
-    (u64_at(b, 0), u64_at(b, 8))
+/// A cache file's header for records written under `key`.
+fn header(key: u64) -> [u8; HEADER] {
+    let mut h = [0u8; HEADER];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&FORMAT.to_le_bytes());
+    h[12..].copy_from_slice(&key.to_le_bytes());
+    h
 }
 
-fn name_of(rel: &WirePath) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(rel.as_bytes())
+/// `file` opened past its header, if it is a cache file of this format written under `key`.
+fn open_cache(file: &Path, key: u64) -> Option<BufReader<File>> {
+    let mut r = BufReader::with_capacity(BUF, File::open(file).ok()?);
+    let mut h = [0u8; HEADER];
+    r.read_exact(&mut h).ok()?;
+    (h == header(key)).then_some(r)
 }
 
-/// Writes a cache file of `records` to `w`, sorted by device and inode (one record each),
-/// as it encodes them: a million records need no second copy in memory.
-fn encode_to(key: u64, mut records: Vec<Record>, w: &mut impl Write) -> std::io::Result<()> {
-    records.sort_unstable_by_key(|r| file_of(&r.stamp));
-    records.dedup_by_key(|r| file_of(&r.stamp));
-    let mut one = Vec::with_capacity(RECORD);
-    // The checksum leads the records, so they are encoded twice (a few ns each), not held.
-    let mut sum = xxhash_rust::xxh3::Xxh3::new();
-    for r in &records {
-        one.clear();
-        r.write_to(&mut one);
-        sum.update(&one);
-    }
-    w.write_all(MAGIC)?;
-    w.write_all(&FORMAT.to_le_bytes())?;
-    w.write_all(&(records.len() as u64).to_le_bytes())?;
-    w.write_all(&sum.digest().to_le_bytes())?;
-    w.write_all(&key.to_le_bytes())?;
-    for r in &records {
-        one.clear();
-        r.write_to(&mut one);
-        w.write_all(&one)?;
-    }
-    Ok(())
+/// The last scan's records, read in path order as lookups ask for them.
+struct Known {
+    r: BufReader<File>,
+    /// The record lookups have reached (`None`: the end, or a bad record, and nothing after
+    /// it is trusted).
+    at: Option<Record>,
+    buf: Vec<u8>,
 }
 
-/// A cache file's bytes for `records` (see [`encode_to`]).
-#[cfg(test)]
-fn encode(key: u64, records: Vec<Record>) -> Vec<u8> {
-    let mut out = Vec::new();
-    encode_to(key, records, &mut out).expect("a Vec takes every write");
-    out
-}
+impl Known {
+    fn open(file: &Path, key: u64) -> Option<Known> {
+        let mut k = Known {
+            r: open_cache(file, key)?,
+            at: None,
+            buf: Vec::new(),
+        };
+        k.next();
+        Some(k)
+    }
 
-/// How many records a cache file's `bytes` hold; `None` for anything but a whole, intact
-/// file of this format, written under `key`, with its records in order.
-fn decode(key: u64, bytes: &[u8]) -> Option<usize> {
-    let head = bytes.get(..HEADER)?;
-    if &head[..8] != MAGIC || head[8..12] != FORMAT.to_le_bytes() || u64_at(head, 28) != key {
-        return None;
+    /// Moves to the next record; one not strictly after the last ends the file.
+    fn next(&mut self) {
+        let next = Record::read_from(&mut self.r, &mut self.buf).ok().flatten();
+        self.at = match (next, &self.at) {
+            (Some(n), Some(last)) if n.rel <= last.rel => None,
+            (n, _) => n,
+        };
     }
-    let body = &bytes[HEADER..];
-    if (body.len() / RECORD) as u64 != u64_at(head, 12)
-        || body.len() % RECORD != 0
-        || xxhash_rust::xxh3::xxh3_64(body) != u64_at(head, 20)
-    {
-        return None;
-    }
-    // Strictly ascending, so a binary search finds the one record of a file.
-    let mut keys = body.chunks_exact(RECORD).map(key_at);
-    let mut last = keys.next();
-    for k in keys {
-        if last >= Some(k) {
-            return None;
+
+    /// The record of `rel`, for paths asked in path order.
+    fn find(&mut self, rel: &[u8]) -> Option<&Record> {
+        while self.at.as_ref().is_some_and(|r| r.rel.as_slice() < rel) {
+            self.next();
         }
-        last = Some(k);
+        self.at.as_ref().filter(|r| r.rel == rel)
     }
-    Some(body.len() / RECORD)
+}
+
+/// The next cache file, as the scan notes its records. While every record noted is the next
+/// of the last file, byte for byte, nothing is written: that file says it already.
+enum Next {
+    /// The notes so far are the first `upto` bytes of the last file's records (`old`: that
+    /// file, read that far; `None`: there is none to keep).
+    Same {
+        old: Option<BufReader<File>>,
+        upto: u64,
+    },
+    /// A new file, being written.
+    Writing(BufWriter<tempfile::NamedTempFile>),
+    /// Writing failed (or there is no file): the rest is not recorded.
+    Off,
 }
 
 /// The records of one cache file for one scan: lookups from the last scan, records for the
-/// next.
+/// next, both streamed in path order.
 struct Store {
     file: Option<PathBuf>,
     /// What the records hold and under which options they were read: a file written under
     /// another key is ignored.
     key: u64,
-    /// The cache file as read: records of the last scan from [`HEADER`] on, sorted by device
-    /// and inode.
-    bytes: Vec<u8>,
-    /// How many records `bytes` holds (searched where they are: a copy of their keys apart
-    /// would cost 16 bytes an entry more).
-    count: usize,
-    /// Which records this scan found unchanged.
-    seen: Vec<AtomicBool>,
-    /// Records this scan made.
-    fresh: Mutex<Vec<Record>>,
+    known: Option<Known>,
+    next: Next,
+    /// The path of the last record noted: notes out of order are dropped.
+    last: Option<Vec<u8>>,
     /// Entries changed after this instant (ns) are not recorded.
     trusted_before: i64,
-    /// Some record was made, not found: the file must be written again.
-    missed: AtomicBool,
+    /// One record's bytes, reused.
+    one: Vec<u8>,
+    /// The old file's bytes where a note is compared with them.
+    theirs: Vec<u8>,
 }
 
 fn now_ns() -> i64 {
@@ -203,7 +215,7 @@ fn file_for(cache_dir: Option<&Path>, root: &Path, ext: &str) -> Option<PathBuf>
 }
 
 /// The digests of one root's files for one scan: lookups from the last scan, records for the
-/// next.
+/// next. Both go in path order, the walk's.
 pub struct DigestCache(Store);
 
 impl DigestCache {
@@ -222,17 +234,21 @@ impl DigestCache {
         DigestCache(Store::at(file, DIGESTS))
     }
 
-    /// The digest recorded for the file at `rel` with this stamp, if it is unchanged.
-    pub fn lookup(&self, rel: &WirePath, stamp: &Stamp) -> Option<Digest> {
+    /// The digest recorded for the file at `rel` with this stamp, if it is unchanged. Asked
+    /// in path order: a path before the last one asked is not found.
+    pub fn lookup(&mut self, rel: &WirePath, stamp: &Stamp) -> Option<Digest> {
         self.0.lookup(rel, stamp).map(Digest)
     }
 
-    /// Remembers a freshly computed digest, unless the file changed too recently to trust.
-    pub fn keep(&self, rel: &WirePath, stamp: Stamp, digest: Digest) {
-        self.0.keep(rel, stamp, digest.0)
+    /// Records the digest of the file at `rel` for the next scan (found by a lookup or just
+    /// computed), unless the file changed too recently to trust. Noted in path order; what
+    /// is not noted is forgotten.
+    pub fn note(&mut self, rel: &WirePath, stamp: Stamp, digest: Digest) {
+        self.0.note(rel, stamp, digest.0)
     }
 
-    /// Writes what this scan saw (temp file and rename; errors only cost the next scan time).
+    /// Writes what this scan noted, where it differs from the last (temp file and rename;
+    /// errors only cost the next scan time).
     pub fn save(self) {
         self.0.save()
     }
@@ -241,95 +257,125 @@ impl DigestCache {
 impl Store {
     /// The store kept in `file`, of records written under `key`.
     fn at(file: Option<PathBuf>, key: u64) -> Self {
-        let read = file.as_deref().and_then(|f| std::fs::read(f).ok());
-        let (bytes, count) = read
-            .and_then(|b| decode(key, &b).map(|count| (b, count)))
-            .unwrap_or_default();
+        let known = file.as_deref().and_then(|f| Known::open(f, key));
+        let next = match &file {
+            Some(f) => Next::Same {
+                old: open_cache(f, key),
+                upto: 0,
+            },
+            None => Next::Off,
+        };
         Store {
             file,
             key,
-            bytes,
-            seen: (0..count).map(|_| AtomicBool::new(false)).collect(),
-            count,
-            fresh: Mutex::new(Vec::new()),
+            known,
+            next,
+            last: None,
             trusted_before: now_ns() - SETTLE_NS,
-            missed: AtomicBool::new(false),
+            one: Vec::new(),
+            theirs: Vec::new(),
         }
-    }
-
-    /// The `i`th record of the last scan.
-    fn known(&self, i: usize) -> Record {
-        Record::read_from(&self.bytes[HEADER + i * RECORD..HEADER + (i + 1) * RECORD])
-    }
-
-    /// Which record of the last scan is keyed by `key` (device and inode), by binary search.
-    fn find(&self, key: (u64, u64)) -> Option<usize> {
-        let (mut lo, mut hi) = (0, self.count);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match key_at(&self.bytes[HEADER + mid * RECORD..]).cmp(&key) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Some(mid),
-            }
-        }
-        None
     }
 
     /// The payload recorded for the entry at `rel` with this stamp, if it is unchanged.
-    fn lookup(&self, rel: &WirePath, stamp: &Stamp) -> Option<[u8; PAYLOAD]> {
-        if let Some(i) = self.find(file_of(stamp)) {
-            let known = self.known(i);
-            if known.stamp == *stamp && known.name == name_of(rel) {
-                self.seen[i].store(true, Ordering::Relaxed);
-                return Some(known.payload);
-            }
-        }
-        self.missed.store(true, Ordering::Relaxed);
-        None
+    fn lookup(&mut self, rel: &WirePath, stamp: &Stamp) -> Option<[u8; PAYLOAD]> {
+        let r = self.known.as_mut()?.find(rel.as_bytes())?;
+        (r.stamp == *stamp).then_some(r.payload)
     }
 
-    /// Remembers a fresh payload, unless the entry changed too recently to trust.
-    fn keep(&self, rel: &WirePath, stamp: Stamp, payload: [u8; PAYLOAD]) {
-        if self.file.is_some() && stamp.mtime.max(stamp.ctime) < self.trusted_before {
-            self.fresh.lock().expect("cache lock").push(Record {
-                stamp,
-                name: name_of(rel),
-                payload,
-            });
-            // Made without a lookup first, it still must be written.
-            self.missed.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// Writes what this scan saw (temp file and rename; errors only cost the next scan time).
-    fn save(self) {
-        let Some(file) = &self.file else { return };
-        // Every file found by its stamp and none gone: the file on disk says it all already.
-        if !self.missed.load(Ordering::Relaxed)
-            && self.seen.iter().all(|s| s.load(Ordering::Relaxed))
+    /// Records a payload for the next scan, unless the entry changed too recently to trust.
+    fn note(&mut self, rel: &WirePath, stamp: Stamp, payload: [u8; PAYLOAD]) {
+        let rel = rel.as_bytes();
+        if matches!(self.next, Next::Off)
+            || stamp.mtime.max(stamp.ctime) >= self.trusted_before
+            || rel.len() > MAX_PATH
+            || self.last.as_deref().is_some_and(|l| rel <= l)
         {
             return;
         }
-        let mut records = std::mem::take(&mut *self.fresh.lock().expect("cache lock"));
-        records.extend(
-            (0..self.count)
-                .filter(|i| self.seen[*i].load(Ordering::Relaxed))
-                .map(|i| self.known(i)),
-        );
-        let write = || -> std::io::Result<()> {
+        self.last = Some(rel.to_vec());
+        self.one.clear();
+        Record {
+            rel: rel.to_vec(),
+            stamp,
+            payload,
+        }
+        .write_to(&mut self.one);
+        if let Next::Same {
+            old: Some(old),
+            upto,
+        } = &mut self.next
+        {
+            self.theirs.resize(self.one.len(), 0);
+            if old.read_exact(&mut self.theirs).is_ok() && self.theirs == self.one {
+                *upto += self.one.len() as u64;
+                return;
+            }
+        }
+        if matches!(self.next, Next::Same { .. }) {
+            self.diverge();
+        }
+        if let Next::Writing(w) = &mut self.next {
+            if w.write_all(&self.one).is_err() {
+                self.next = Next::Off;
+            }
+        }
+    }
+
+    /// Starts the new file: the header, then the old file's records the notes matched so far.
+    fn diverge(&mut self) {
+        let Next::Same { upto, .. } = self.next else {
+            return;
+        };
+        let file = self.file.as_deref().expect("a store that notes has a file");
+        let start = || -> io::Result<BufWriter<tempfile::NamedTempFile>> {
             let dir = file.parent().expect("cache file has a directory");
             std::fs::create_dir_all(dir)?;
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-            let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-            encode_to(self.key, records, &mut w)?;
-            w.flush()?;
-            drop(w);
-            tmp.persist(file).map_err(|e| e.error)?;
-            Ok(())
+            let mut w = BufWriter::with_capacity(BUF, tempfile::NamedTempFile::new_in(dir)?);
+            w.write_all(&header(self.key))?;
+            if upto > 0 {
+                let mut old = File::open(file)?;
+                old.seek(SeekFrom::Start(HEADER as u64))?;
+                let copied = io::copy(&mut old.take(upto), &mut w)?;
+                if copied != upto {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+            Ok(w)
         };
-        if let Err(e) = write() {
-            tracing::debug!("digest cache {}: {e}", file.display());
+        self.next = match start() {
+            Ok(w) => Next::Writing(w),
+            Err(e) => {
+                tracing::debug!("cache {}: {e}", file.display());
+                Next::Off
+            }
+        };
+    }
+
+    /// Writes what this scan noted, where it differs from the last file (temp file and
+    /// rename; errors only cost the next scan time).
+    fn save(mut self) {
+        if let Next::Same { old, .. } = &mut self.next {
+            // Every record of the last file noted again, and nothing after them.
+            if old
+                .as_mut()
+                .is_some_and(|o| o.read(&mut [0u8]).ok() == Some(0))
+            {
+                return;
+            }
+            self.diverge();
+        }
+        let Next::Writing(w) = self.next else { return };
+        let file = self
+            .file
+            .as_deref()
+            .expect("a store that writes has a file");
+        let done = w
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|tmp| tmp.persist(file).map(drop).map_err(|e| e.error));
+        if let Err(e) = done {
+            tracing::debug!("cache {}: {e}", file.display());
         }
     }
 }
@@ -339,9 +385,11 @@ mod tests {
     use super::*;
     use crate::scan::scan_root;
     use crate::scan::Found;
+    use std::os::unix::fs::MetadataExt;
 
-    fn digest_of(root: &Path, cache: &DigestCache) -> Digest {
-        let mut got = None;
+    /// Every file's digest, as a scan with `cache` reports it, in path order.
+    fn digests_of(root: &Path, cache: &mut DigestCache) -> Vec<Digest> {
+        let mut got = Vec::new();
         scan_root(
             root,
             cache,
@@ -350,10 +398,16 @@ mod tests {
                 tidy: true,
                 nfc: false,
             },
-            &mut |e: Found| got = e.state.unwrap().digest,
+            &mut |e: Found| got.extend(e.state.unwrap().digest),
         )
         .unwrap();
-        got.expect("one file")
+        got
+    }
+
+    fn digest_of(root: &Path, cache: &mut DigestCache) -> Digest {
+        let got = digests_of(root, cache);
+        assert_eq!(got.len(), 1, "one file");
+        got[0]
     }
 
     /// A cache whose clock says the files were written long ago.
@@ -363,38 +417,60 @@ mod tests {
         c
     }
 
+    /// A cache file of `records`, as given.
+    fn encode(key: u64, records: &[Record]) -> Vec<u8> {
+        let mut out = header(key).to_vec();
+        for r in records {
+            r.write_to(&mut out);
+        }
+        out
+    }
+
+    /// The records a cache file holds, up to the first bad one.
+    fn decode(bytes: &[u8]) -> Vec<Record> {
+        let (mut r, mut buf, mut out) = (&bytes[HEADER..], Vec::new(), Vec::new());
+        while let Ok(Some(rec)) = Record::read_from(&mut r, &mut buf) {
+            out.push(rec);
+        }
+        out
+    }
+
+    fn stamp_of(p: &Path) -> Stamp {
+        Stamp::of_metadata(&std::fs::metadata(p).unwrap())
+    }
+
     #[test]
     fn known_stamps_are_not_read_again_and_changes_are_seen() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("f");
         let store = dir.path().join("cache/x.digests");
         std::fs::write(&f, "one").unwrap();
-        let c = settled(&store);
-        assert_eq!(digest_of(&f, &c), Digest::of(b"one"));
+        let mut c = settled(&store);
+        assert_eq!(digest_of(&f, &mut c), Digest::of(b"one"));
         c.save();
         // Plant a different digest under the file's current stamp: a re-check that trusts the
         // cache reports it, which proves the file was not read.
         let fake = Digest::of(b"planted");
         let planted = Record {
-            stamp: Stamp::of_metadata(&std::fs::metadata(&f).unwrap()),
-            name: name_of(&WirePath::default()),
+            rel: Vec::new(),
+            stamp: stamp_of(&f),
             payload: fake.0,
         };
-        std::fs::write(&store, encode(DIGESTS, vec![planted])).unwrap();
-        assert_eq!(digest_of(&f, &settled(&store)), fake);
+        std::fs::write(&store, encode(DIGESTS, std::slice::from_ref(&planted))).unwrap();
+        assert_eq!(digest_of(&f, &mut settled(&store)), fake);
         // The same stamp under another path (an inode handed out again) is not trusted.
         let elsewhere = Record {
-            name: name_of(&WirePath(b"other".to_vec())),
-            ..planted
+            rel: b"other".to_vec(),
+            ..planted.clone()
         };
-        std::fs::write(&store, encode(DIGESTS, vec![elsewhere])).unwrap();
-        assert_eq!(digest_of(&f, &settled(&store)), Digest::of(b"one"));
-        std::fs::write(&store, encode(DIGESTS, vec![planted])).unwrap();
+        std::fs::write(&store, encode(DIGESTS, &[elsewhere])).unwrap();
+        assert_eq!(digest_of(&f, &mut settled(&store)), Digest::of(b"one"));
+        std::fs::write(&store, encode(DIGESTS, &[planted])).unwrap();
         // Any write moves the ctime, even one that restores size and mtime.
         let md = std::fs::metadata(&f).unwrap();
         std::fs::write(&f, "two").unwrap();
         filetime::set_file_mtime(&f, filetime::FileTime::from_last_modification_time(&md)).unwrap();
-        assert_eq!(digest_of(&f, &settled(&store)), Digest::of(b"two"));
+        assert_eq!(digest_of(&f, &mut settled(&store)), Digest::of(b"two"));
     }
 
     #[test]
@@ -404,90 +480,143 @@ mod tests {
         let store = dir.path().join("x.digests");
         std::fs::write(&f, "new").unwrap();
         // Written just now: not recorded.
-        let c = DigestCache::at(Some(store.clone()));
-        assert_eq!(digest_of(&f, &c), Digest::of(b"new"));
+        let mut c = DigestCache::at(Some(store.clone()));
+        assert_eq!(digest_of(&f, &mut c), Digest::of(b"new"));
         c.save();
-        assert_eq!(decode(DIGESTS, &std::fs::read(&store).unwrap()), Some(0));
-        // Garbage in the cache file is ignored.
+        assert_eq!(std::fs::read(&store).unwrap(), header(DIGESTS));
+        // Garbage in the cache file is ignored, and replaced.
         std::fs::write(&store, b"\xff\xff garbage").unwrap();
-        assert_eq!(digest_of(&f, &settled(&store)), Digest::of(b"new"));
+        let mut c = settled(&store);
+        assert_eq!(digest_of(&f, &mut c), Digest::of(b"new"));
+        c.save();
+        assert_eq!(decode(&std::fs::read(&store).unwrap()).len(), 1);
     }
 
-    /// A record of file (dev 1, `ino`) whose digest is that of `ino`'s bytes.
-    fn record(ino: u64) -> Record {
-        Record {
+    /// A tree of files `a`, `b/c`, `b-d` and `e`, its cache file after a settled scan, and the
+    /// digests that scan reported.
+    fn tree(dir: &Path) -> (PathBuf, PathBuf, Vec<Digest>) {
+        let root = dir.join("t");
+        std::fs::create_dir_all(root.join("b")).unwrap();
+        for f in ["a", "b/c", "b-d", "e"] {
+            std::fs::write(root.join(f), f).unwrap();
+        }
+        let store = dir.join("x.digests");
+        let mut c = settled(&store);
+        let got = digests_of(&root, &mut c);
+        c.save();
+        (root, store, got)
+    }
+
+    #[test]
+    fn records_go_in_path_order_and_a_scan_that_changes_nothing_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, store, first) = tree(dir.path());
+        let rels: Vec<Vec<u8>> = decode(&std::fs::read(&store).unwrap())
+            .into_iter()
+            .map(|r| r.rel)
+            .collect();
+        assert_eq!(rels, [&b"a"[..], b"b-d", b"b/c", b"e"]);
+        let before = std::fs::metadata(&store).unwrap();
+        let mut c = settled(&store);
+        assert_eq!(digests_of(&root, &mut c), first);
+        c.save();
+        let after = std::fs::metadata(&store).unwrap();
+        assert_eq!(
+            (before.ino(), before.mtime_nsec()),
+            (after.ino(), after.mtime_nsec()),
+            "not written again"
+        );
+    }
+
+    #[test]
+    fn a_change_in_the_middle_keeps_the_records_around_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, store, _) = tree(dir.path());
+        let old = decode(&std::fs::read(&store).unwrap());
+        // Plant digests for every record, to tell what a later scan took from the cache.
+        let planted: Vec<Record> = old
+            .iter()
+            .map(|r| Record {
+                payload: Digest::of(&r.rel).0,
+                ..r.clone()
+            })
+            .collect();
+        std::fs::write(&store, encode(DIGESTS, &planted)).unwrap();
+        std::fs::remove_file(root.join("b-d")).unwrap();
+        std::fs::write(root.join("b/c"), "changed").unwrap();
+        std::fs::write(root.join("b/new"), "new").unwrap();
+        let mut c = settled(&store);
+        let got = digests_of(&root, &mut c);
+        c.save();
+        let expect = [
+            Digest::of(b"a"),
+            Digest::of(b"changed"),
+            Digest::of(b"new"),
+            Digest::of(b"e"),
+        ];
+        assert_eq!(got, expect, "the unchanged from the cache, the rest read");
+        let now = decode(&std::fs::read(&store).unwrap());
+        let rels: Vec<&[u8]> = now.iter().map(|r| r.rel.as_slice()).collect();
+        assert_eq!(rels, [&b"a"[..], b"b/c", b"b/new", b"e"]);
+        assert_eq!(now[0], planted[0], "kept as it was");
+        assert_eq!(now[3], planted[3], "kept as it was");
+        assert_eq!(now[1].payload, Digest::of(b"changed").0);
+    }
+
+    #[test]
+    fn a_torn_flipped_or_disordered_file_is_trusted_up_to_the_damage() {
+        let rec = |rel: &str, n: u8| Record {
+            rel: rel.as_bytes().to_vec(),
             stamp: Stamp {
                 dev: 1,
-                ino,
-                size: ino * 10,
+                ino: u64::from(n),
+                size: 10,
                 mtime: -5,
                 ctime: i64::MAX,
             },
-            name: ino.wrapping_mul(7),
-            payload: Digest::of(&ino.to_le_bytes()).0,
+            payload: [n; PAYLOAD],
+        };
+        let good = encode(DIGESTS, &[rec("a", 1), rec("b", 2), rec("c", 3)]);
+        let at = |bytes: &[u8]| {
+            let dir = tempfile::tempdir().unwrap();
+            let store = dir.path().join("x");
+            std::fs::write(&store, bytes).unwrap();
+            let mut c = DigestCache::at(Some(store));
+            ["a", "b", "c"]
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    c.lookup(&WirePath::from(*r), &rec(r, i as u8 + 1).stamp)
+                        .is_some()
+                })
+                .collect::<Vec<bool>>()
+        };
+        assert_eq!(at(&good), [true, true, true]);
+        let one = (good.len() - HEADER) / 3;
+        // Cut anywhere: in the header, or inside the second record.
+        for len in [0, 7, HEADER - 1] {
+            assert_eq!(at(&good[..len]), [false; 3], "cut at {len}");
         }
-    }
-
-    #[test]
-    fn records_read_back_in_order_whatever_order_they_were_kept_in() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = dir.path().join("x.digests");
-        std::fs::write(
-            &store,
-            encode(DIGESTS, vec![record(9), record(2), record(5), record(2)]),
-        )
-        .unwrap();
-        let c = DigestCache::at(Some(store));
-        assert_eq!(c.0.count, 3);
-        for (i, ino) in [2, 5, 9].into_iter().enumerate() {
-            assert_eq!(c.0.known(i), record(ino));
-        }
-    }
-
-    #[test]
-    fn a_torn_flipped_or_disordered_file_is_ignored_whole() {
-        let good = encode(DIGESTS, vec![record(1), record(2), record(3)]);
-        assert_eq!(decode(DIGESTS, &good), Some(3));
-        // Cut anywhere: short of a record, of the header, or a whole record gone.
-        for len in [
-            0,
-            7,
-            HEADER - 1,
-            HEADER,
-            good.len() - 1,
-            good.len() - RECORD,
-        ] {
-            assert_eq!(decode(DIGESTS, &good[..len]), None, "cut at {len}");
-        }
-        // Any one byte changed, in the header or a record.
-        for at in [
-            0,
-            8,
-            12,
-            20,
-            28,
-            HEADER,
-            HEADER + RECORD + 50,
-            good.len() - 1,
+        assert_eq!(at(&good[..HEADER + one + 5]), [true, false, false]);
+        // One byte changed: in the header, or the second record's path, stamp or checksum.
+        for (byte, expect) in [
+            (0, [false; 3]),
+            (9, [false; 3]),
+            (13, [false; 3]),
+            (HEADER + one + 4, [true, false, false]),
+            (HEADER + one + 10, [true, false, false]),
+            (HEADER + 2 * one - 1, [true, false, false]),
         ] {
             let mut bad = good.clone();
-            bad[at] ^= 1;
-            assert_eq!(decode(DIGESTS, &bad), None, "byte {at}");
+            bad[byte] ^= 1;
+            assert_eq!(at(&bad), expect, "byte {byte}");
         }
-        // Records out of order, checksum and all made right: a search could not find them.
-        let mut body = Vec::new();
-        for ino in [2, 1] {
-            record(ino).write_to(&mut body);
-        }
-        let mut disordered = good[..HEADER].to_vec();
-        disordered[12..20].copy_from_slice(&2u64.to_le_bytes());
-        disordered[20..28].copy_from_slice(&xxhash_rust::xxh3::xxh3_64(&body).to_le_bytes());
-        disordered.extend_from_slice(&body);
-        assert_eq!(decode(DIGESTS, &disordered), None);
-        disordered.truncate(HEADER + RECORD);
-        disordered[12..20].copy_from_slice(&1u64.to_le_bytes());
-        let one = xxhash_rust::xxh3::xxh3_64(&disordered[HEADER..]);
-        disordered[20..28].copy_from_slice(&one.to_le_bytes());
-        assert_eq!(decode(DIGESTS, &disordered), Some(1));
+        // Another key: another kind of cache, or read under other options.
+        let mut other = good.clone();
+        other[HEADER - 1] ^= 1;
+        assert_eq!(at(&other), [false; 3]);
+        // Out of order: the record that goes back ends what is trusted.
+        let back = encode(DIGESTS, &[rec("a", 1), rec("c", 3), rec("b", 2)]);
+        assert_eq!(at(&back), [true, false, true]);
     }
 }

@@ -4,7 +4,7 @@
 use rustix::fs::FileType;
 use std::path::Path;
 
-use super::reports::Reported;
+use super::reports::{Cursor, Reported};
 use super::root::RootCtx;
 use super::stage::recordable;
 use super::{msg, OpResult, Server};
@@ -110,20 +110,20 @@ fn next_records(ctx: &RootCtx, mut set: Vec<Record>) -> Vec<Record> {
     // Decided entries the scan did not report: made by this sync (conflict copies).
     let mut created = Vec::new();
     let mut hint = 0;
-    for (rel, rep) in ctx.reported.iter() {
-        while let Some(r) = set.next_if(|r| r.rel < *rel) {
+    for (rel, rep) in ctx.reported.iter(&ctx.state) {
+        while let Some(r) = set.next_if(|r| r.rel < rel) {
             created.push(r);
         }
-        let old = ctx.state.get_near(rel, &mut hint);
-        let rec = match (set.next_if(|r| r.rel == *rel), rep) {
+        let old = ctx.state.get_near(&rel, &mut hint);
+        let rec = match (set.next_if(|r| r.rel == rel), rep) {
             // Only what actually arrived: where the decided version is not on disk (its copy
             // failed), the old record stays and the next run tries again.
             (Some(r), _) if recordable(&r) && arrived(ctx, &r) => Some(r),
             (Some(_), _) | (None, Reported::AsRecorded | Reported::Unknown) => old,
             // Gone below an emptied mount point, and not decided: as before (see `guarded`).
-            (None, Reported::Held(h)) if h.0.is_none() && guarded(ctx, rel) => old,
+            (None, Reported::Held(h)) if h.0.is_none() && guarded(ctx, &rel) => old,
             (None, Reported::Held(h)) => Some(Record {
-                rel: rel.clone(),
+                rel,
                 meta: h.0.clone(),
                 vv: h.1.clone().unwrap_or_default(),
             }),
@@ -136,11 +136,12 @@ fn next_records(ctx: &RootCtx, mut set: Vec<Record>) -> Vec<Record> {
         .filter(|r| recordable(r) && arrived(ctx, r));
     // Records below unreadable directories were not reported: they stay, unless this sync
     // made something there.
-    let mut at = 0;
+    let mut at = Cursor::default();
     let reported = &ctx.reported;
     let kept = ctx
         .state
-        .records_unless(move |rel| reported.contains_ordered(rel, &mut at));
+        .records_unless(move |i, rel| reported.has(i, rel, &mut at))
+        .map(|(_, r)| r);
     // Three runs in path order, merged by a stable sort; of equal paths the first pushed stays.
     let reported_end = new.len();
     new.extend(created.chain(kept));
@@ -261,7 +262,6 @@ mod tests {
         let held = |n| Reported::Held(Box::new((dir_rec("", n).meta, Some(Vv(vec![(1, n)])))));
         for (rel, rep) in [
             ("ok", held(2)),
-            ("a", Reported::AsRecorded),
             ("h", held(2)),
             ("f", held(2)),
             ("u", Reported::Unknown),
@@ -269,6 +269,8 @@ mod tests {
         ] {
             reported.push(WirePath::from(rel), rep, 0);
         }
+        // "a" as its record, the first, says.
+        reported.push_recorded(0, 0);
         reported.sort();
         let gone = Record {
             meta: None,

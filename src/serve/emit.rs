@@ -2,7 +2,8 @@
 //! unchanged since the last sync, as one [`Summary`] with the briefs held back until the
 //! client asks for them ([`crate::proto::Request::Briefs`]).
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
 
 use crate::model::{fingerprint_held, fingerprint_new, Brief, Kind};
 use crate::proto::{encode, write_frame, Entry, FrameError, Response, Summary, ENTRY_BATCH};
@@ -24,14 +25,64 @@ pub(super) struct Emitter<'w, W: Write> {
 /// Briefs held back while a root may still be summed up.
 #[derive(Default)]
 struct Summing {
-    frames: Vec<Vec<u8>>,
+    frames: HeldBriefs,
     summary: Summary,
     /// The frames sent so far (the header, the root's own entry), as sent.
     said: Vec<u8>,
 }
 
-/// Encoded [`Response::Briefs`] frames a scan held back behind its [`Summary`].
-pub(super) type HeldBriefs = Vec<Vec<u8>>;
+/// Encoded [`Response::Briefs`] frames a scan held back behind its [`Summary`]: in an
+/// unnamed temp file (a million briefs are some 40 MB the serve need not hold), in memory
+/// where none can be made. Nothing of it outlives the serve, however it ends.
+#[derive(Debug, Default)]
+pub(super) struct HeldBriefs {
+    /// The file and how much of it is written (`None`: not made yet, or it cannot be).
+    file: Option<(File, u64)>,
+    /// The frames not in the file.
+    mem: Vec<u8>,
+    /// Making the file failed: all stays in memory.
+    no_file: bool,
+}
+
+/// How much of the held frames stays in memory before it goes to the file.
+const HELD_IN_MEMORY: usize = 1 << 20;
+
+impl HeldBriefs {
+    /// Holds one encoded frame after the others.
+    fn push(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        self.mem.extend_from_slice(frame);
+        if self.mem.len() < HELD_IN_MEMORY || self.no_file {
+            return Ok(());
+        }
+        if self.file.is_none() {
+            match tempfile::tempfile() {
+                Ok(f) => self.file = Some((f, 0)),
+                Err(e) => {
+                    tracing::debug!("briefs held in memory: {e}");
+                    self.no_file = true;
+                    return Ok(());
+                }
+            }
+        }
+        let (f, len) = self.file.as_mut().expect("made above");
+        f.write_all(&self.mem)?;
+        *len += self.mem.len() as u64;
+        self.mem.clear();
+        Ok(())
+    }
+
+    /// Writes every frame held, in the order held, to `w`.
+    pub(super) fn send_to<W: Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        if let Some((f, len)) = &mut self.file {
+            f.seek(SeekFrom::Start(0))?;
+            let copied = std::io::copy(&mut (&*f).take(*len), w)?;
+            if copied != *len {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        w.write_all(&self.mem)
+    }
+}
 
 /// A root summed up: what the scan sent, and what it held back.
 pub(super) struct Summed {
@@ -118,12 +169,10 @@ impl<'w, W: Write> Emitter<'w, W> {
         let Some(s) = self.summing.take() else {
             return;
         };
-        let res = self.write_header().and_then(|()| {
-            for f in &s.frames {
-                self.w.write_all(f)?;
-            }
-            Ok(())
-        });
+        let mut frames = s.frames;
+        let res = self
+            .write_header()
+            .and_then(|()| Ok(frames.send_to(self.w)?));
         if let Err(e) = res {
             self.failed.get_or_insert(e);
         }
@@ -176,7 +225,7 @@ impl<'w, W: Write> Emitter<'w, W> {
         if let Some(briefs) = self.briefs.as_mut().filter(|b| !b.is_empty()) {
             let frame = Response::Briefs(std::mem::take(briefs));
             match &mut self.summing {
-                Some(s) => s.frames.push(encode(&frame)?),
+                Some(s) => s.frames.push(&encode(&frame)?)?,
                 None => {
                     write_frame(self.w, &frame)?;
                     wrote = true;
@@ -231,5 +280,33 @@ fn brief_of(e: &Entry) -> Option<([u8; 16], u64, bool)> {
         }
         (Ok(Some(m)), None) if m.kind != Kind::Special => Some((fingerprint_new(m), m.size, false)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn briefs_held_in_a_file_come_back_whole_and_in_order() {
+        let mut held = HeldBriefs::default();
+        let mut want = Vec::new();
+        // Past what stays in memory, twice over, in frames of many sizes.
+        let mut i = 0u32;
+        while want.len() < 2 * HELD_IN_MEMORY + 12_345 {
+            let frame: Vec<u8> = (0..(i % 5000)).map(|b| (b ^ i) as u8).collect();
+            held.push(&frame).unwrap();
+            want.extend_from_slice(&frame);
+            i += 1;
+        }
+        assert!(held.file.is_some(), "a file was made");
+        assert!(held.mem.len() < HELD_IN_MEMORY);
+        let mut got = Vec::new();
+        held.send_to(&mut got).unwrap();
+        assert!(got == want, "{} bytes of {}", got.len(), want.len());
+        // Sent again, the same (a release before a summary never follows one).
+        let mut again = Vec::new();
+        held.send_to(&mut again).unwrap();
+        assert!(again == want);
     }
 }

@@ -1,9 +1,10 @@
-//! What the last scan of a root reported for each entry: pushed in walk order while the scan
-//! runs, then sorted once, so the commit and the client's follow-up requests find entries by
-//! search and the state's records can be walked beside them.
+//! What the last scan of a root reported for each entry: pushed in walk order (path order)
+//! while the scan runs, then sorted once, so the commit and the client's follow-up requests
+//! find entries by search and the state's records can be walked beside them.
 
 use crate::model::{Meta, Vv};
 use crate::paths::WirePath;
+use crate::state::RootState;
 
 /// What this peer reported for one entry in the last scan.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,16 +19,30 @@ pub(super) enum Reported {
 }
 
 /// Every entry one scan reported, one report per path, with the id of its stamp as the scan
-/// saw it ([`crate::beneath::Stamp::id`]; 0: none): a replacement checks that the entry is still that
-/// version. A flat list rather than a map: a million entries cost their paths and a few words
-/// each, and a walk that comes in nearly sorted order sorts in about one pass.
+/// saw it ([`crate::beneath::Stamp::id`]; 0: none): a replacement checks that the entry is
+/// still that version. Flat lists rather than a map, in path order as the walk comes.
+///
+/// An entry exactly as its state record says (most of a re-check) is kept by the record's
+/// index in the state: 20 bytes, where a path and a report would cost about a hundred.
 #[derive(Debug, Default)]
 pub(super) struct Reports {
-    /// The stamp's id in two words: a `u128` would align each report to 16 bytes, and pad
-    /// it by 8.
+    /// Entries as recorded: the record's index and the stamp's id in four words.
+    recorded: Vec<[u32; 5]>,
+    /// The rest, with their paths. The stamp's id in two words: a `u128` would align each
+    /// report to 16 bytes, and pad it by 8.
     list: Vec<(WirePath, Reported, [u64; 2])>,
     /// How much of `list` is known to be in path order.
     sorted: usize,
+}
+
+/// The one report every entry kept by its record's index has.
+static AS_RECORDED: Reported = Reported::AsRecorded;
+
+/// Where a walk beside the state's records has come to in both lists ([`Reports::has`]).
+#[derive(Debug, Default)]
+pub(super) struct Cursor {
+    recorded: usize,
+    list: usize,
 }
 
 impl Reports {
@@ -38,90 +53,194 @@ impl Reports {
             .push((rel, rep, [stamp as u64, (stamp >> 64) as u64]));
     }
 
+    /// Adds the report of an entry exactly as the state's `index`th record says.
+    pub(super) fn push_recorded(&mut self, index: usize, stamp: u128) {
+        let w = |n: u32| (stamp >> (32 * n)) as u32;
+        self.recorded.push([index as u32, w(0), w(1), w(2), w(3)]);
+    }
+
     /// Puts every report in path order (stable: of two reports of one path the first stays).
     pub(super) fn sort(&mut self) {
         self.list.sort_by(|a, b| a.0.cmp(&b.0));
         self.list.dedup_by(|later, first| later.0 == first.0);
         self.sorted = self.list.len();
+        self.recorded.sort_by_key(|r| r[0]);
+        self.recorded.dedup_by_key(|r| r[0]);
     }
 
     /// How many entries were reported.
     pub(super) fn len(&self) -> usize {
-        self.list.len()
+        self.list.len() + self.recorded.len()
     }
 
-    /// The report of `rel`, among those sorted.
-    pub(super) fn get(&self, rel: &WirePath) -> Option<&Reported> {
-        self.list[..self.sorted]
-            .binary_search_by(|(r, _, _)| r.cmp(rel))
+    /// Where `rel` is among the sorted reports: in the list, or by its record in `state`.
+    fn find(&self, rel: &WirePath, state: &RootState) -> Option<Found> {
+        if let Ok(i) = self.list[..self.sorted].binary_search_by(|(r, _, _)| r.cmp(rel)) {
+            return Some(Found::Listed(i));
+        }
+        let index = state.index_of(rel)? as u32;
+        self.recorded
+            .binary_search_by_key(&index, |r| r[0])
             .ok()
-            .map(|i| &self.list[i].1)
+            .map(Found::Recorded)
+    }
+
+    /// The report of `rel`, among those sorted (`state`: the records the scan was against).
+    pub(super) fn get(&self, rel: &WirePath, state: &RootState) -> Option<&Reported> {
+        match self.find(rel, state)? {
+            Found::Listed(i) => Some(&self.list[i].1),
+            Found::Recorded(_) => Some(&AS_RECORDED),
+        }
     }
 
     /// The id of the stamp the scan saw `rel` with, among those sorted (0: none).
-    pub(super) fn stamp(&self, rel: &WirePath) -> u128 {
-        self.list[..self.sorted]
-            .binary_search_by(|(r, _, _)| r.cmp(rel))
-            .map_or(0, |i| {
+    pub(super) fn stamp(&self, rel: &WirePath, state: &RootState) -> u128 {
+        match self.find(rel, state) {
+            Some(Found::Listed(i)) => {
                 let [lo, hi] = self.list[i].2;
                 u128::from(lo) | u128::from(hi) << 64
-            })
-    }
-
-    /// Whether `rel` was reported (among those sorted), for paths asked in path order: `at` (0 for the first) only
-    /// moves forward, so walking a sorted list beside the reports costs one pass over both.
-    /// The path is given as its bytes: a state record's, read without decoding the record.
-    pub(super) fn contains_ordered(&self, rel: &[u8], at: &mut usize) -> bool {
-        let list = &self.list[..self.sorted];
-        while list.get(*at).is_some_and(|(r, _, _)| r.as_bytes() < rel) {
-            *at += 1;
+            }
+            Some(Found::Recorded(i)) => {
+                let r = &self.recorded[i];
+                (1..5).fold(0, |id, n| id | u128::from(r[n]) << (32 * (n - 1)))
+            }
+            None => 0,
         }
-        list.get(*at).is_some_and(|(r, _, _)| r.as_bytes() == rel)
     }
 
-    /// Every report, in path order once sorted.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&WirePath, &Reported)> {
-        self.list.iter().map(|(r, rep, _)| (r, rep))
+    /// Whether the state's `index`th record, of path `rel`, was reported (among those
+    /// sorted), for records asked in order: `at` only moves forward, so walking the state
+    /// beside the reports costs one pass over both. The path is given as its bytes: a
+    /// state record's, read without decoding the record.
+    pub(super) fn has(&self, index: usize, rel: &[u8], at: &mut Cursor) -> bool {
+        let rec = &self.recorded;
+        while rec
+            .get(at.recorded)
+            .is_some_and(|r| (r[0] as usize) < index)
+        {
+            at.recorded += 1;
+        }
+        if rec.get(at.recorded).is_some_and(|r| r[0] as usize == index) {
+            return true;
+        }
+        let list = &self.list[..self.sorted];
+        while list
+            .get(at.list)
+            .is_some_and(|(r, _, _)| r.as_bytes() < rel)
+        {
+            at.list += 1;
+        }
+        list.get(at.list)
+            .is_some_and(|(r, _, _)| r.as_bytes() == rel)
     }
+
+    /// Every report, in path order once sorted (`state`: the records the scan was against).
+    pub(super) fn iter<'a>(
+        &'a self,
+        state: &'a RootState,
+    ) -> impl Iterator<Item = (WirePath, &'a Reported)> + 'a {
+        let mut recorded = self.recorded.iter().peekable();
+        let mut list = self.list.iter().peekable();
+        std::iter::from_fn(move || {
+            let next_recorded = recorded.peek().map(|r| state.rel_at(r[0] as usize));
+            match (next_recorded, list.peek()) {
+                (Some(a), Some((b, _, _))) if b.as_bytes() < a => {
+                    list.next().map(|(rel, rep, _)| (rel.clone(), rep))
+                }
+                (Some(a), _) => {
+                    let rel = WirePath(a.to_vec());
+                    recorded.next();
+                    Some((rel, &AS_RECORDED))
+                }
+                (None, _) => list.next().map(|(rel, rep, _)| (rel.clone(), rep)),
+            }
+        })
+    }
+}
+
+/// Where a report was found.
+enum Found {
+    Listed(usize),
+    Recorded(usize),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Record;
+
+    /// A state of records at `rels`, in a directory of its own.
+    fn state(rels: &[&str]) -> (tempfile::TempDir, RootState) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = RootState::load(Some(&dir.path().join("s")), &dir.path().join("r")).unwrap();
+        let records = rels
+            .iter()
+            .map(|r| Record {
+                rel: WirePath::from(*r),
+                meta: None,
+                vv: Vv(vec![(1, 1)]),
+            })
+            .collect();
+        st.save(records).unwrap();
+        let st = RootState::load(Some(&dir.path().join("s")), &dir.path().join("r")).unwrap();
+        (dir, st)
+    }
 
     #[test]
     fn reports_are_found_once_sorted_and_the_first_of_a_path_stays() {
+        // Records at "a-b" (index 0) and "c" (index 1), reported as recorded.
+        let (_dir, st) = state(&["a-b", "c"]);
         let mut r = Reports::default();
         for (rel, rep) in [
             ("b", Reported::AsRecorded),
             ("a/x", Reported::Unknown),
-            ("a-b", Reported::AsRecorded),
             ("a", Reported::Held(Box::new((None, None)))),
             ("b", Reported::Unknown),
         ] {
-            r.push(WirePath::from(rel), rep, 0);
+            r.push(WirePath::from(rel), rep, 7);
         }
-        assert_eq!(r.get(&WirePath::from("b")), None, "not sorted yet");
+        r.push_recorded(1, u128::MAX - 1);
+        r.push_recorded(0, 1 << 100 | 5);
+        assert_eq!(r.get(&WirePath::from("b"), &st), None, "not sorted yet");
         r.sort();
-        let order: Vec<String> = r.iter().map(|(rel, _)| rel.to_string()).collect();
-        assert_eq!(order, ["a", "a-b", "a/x", "b"]);
-        assert_eq!(r.get(&WirePath::from("b")), Some(&Reported::AsRecorded));
-        assert_eq!(r.get(&WirePath::from("a/x")), Some(&Reported::Unknown));
-        assert!(r.get(&WirePath::from("a")).is_some());
-        assert!(r.get(&WirePath::from("a/y")).is_none());
+        assert_eq!(r.len(), 5);
+        let order: Vec<String> = r.iter(&st).map(|(rel, _)| rel.to_string()).collect();
+        assert_eq!(order, ["a", "a-b", "a/x", "b", "c"]);
+        let get = |rel: &str| r.get(&WirePath::from(rel), &st);
+        assert_eq!(get("b"), Some(&Reported::AsRecorded));
+        assert_eq!(get("a/x"), Some(&Reported::Unknown));
+        assert_eq!(get("a-b"), Some(&Reported::AsRecorded));
+        assert!(get("a").is_some());
+        assert!(get("a/y").is_none());
+        assert_eq!(r.stamp(&WirePath::from("c"), &st), u128::MAX - 1);
+        assert_eq!(r.stamp(&WirePath::from("a-b"), &st), 1 << 100 | 5);
+        assert_eq!(r.stamp(&WirePath::from("a"), &st), 7);
+        assert_eq!(r.stamp(&WirePath::from("d"), &st), 0);
         // Reports added later are found after the next sort.
         r.push(WirePath::from("a/y"), Reported::Unknown, 0);
-        assert!(r.get(&WirePath::from("a/y")).is_none());
+        assert!(get_after(&r, "a/y", &st).is_none());
         r.sort();
-        assert!(r.get(&WirePath::from("a/y")).is_some());
-        // Asked in path order, with one cursor: the same answers as a search.
-        let mut at = 0;
-        for rel in ["", "a", "a-a", "a-b", "a/x", "a/y", "a/z", "b", "c"] {
+        assert!(get_after(&r, "a/y", &st).is_some());
+        // The state's records asked in path order, with one cursor: the same answers as a
+        // search, for records reported either way.
+        let mut at = Cursor::default();
+        assert!(r.has(0, b"a-b", &mut at));
+        assert!(r.has(1, b"c", &mut at));
+        let mut at = Cursor::default();
+        for (i, rel) in ["", "a", "a-a", "a/x", "a/y", "a/z", "b", "bb"]
+            .into_iter()
+            .enumerate()
+        {
+            // Indexes past the state's: only the listed reports can answer.
             assert_eq!(
-                r.contains_ordered(rel.as_bytes(), &mut at),
-                r.get(&WirePath::from(rel)).is_some(),
+                r.has(10 + i, rel.as_bytes(), &mut at),
+                r.get(&WirePath::from(rel), &st).is_some(),
                 "{rel}"
             );
         }
+    }
+
+    fn get_after<'a>(r: &'a Reports, rel: &str, st: &RootState) -> Option<&'a Reported> {
+        r.get(&WirePath::from(rel), st)
     }
 }

@@ -377,7 +377,7 @@ impl RootCtx {
         if let Some(e) = self.expect.borrow().get(rel) {
             return *e;
         }
-        match self.reported.stamp(rel) {
+        match self.reported.stamp(rel, &self.state) {
             0 => Expect::Absent,
             id => Expect::Same(id),
         }
@@ -462,7 +462,7 @@ impl RootCtx {
     /// What this peer reported for an entry it could read: its metadata (`None`: deleted)
     /// and version.
     pub(super) fn held(&self, rel: &WirePath) -> Option<(Option<Meta>, Option<Vv>)> {
-        match self.reported.get(rel)? {
+        match self.reported.get(rel, &self.state)? {
             Reported::AsRecorded => self.state.get(rel).map(|r| (r.meta, Some(r.vv))),
             Reported::Held(h) => Some((h.0.clone(), h.1.clone())),
             Reported::Unknown => None,

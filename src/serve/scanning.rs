@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::emit::Emitter;
 use super::probe::Holds;
 use super::recheck::{self, Asked, FileId, LastWalk, Marks, Now, RootId};
-use super::reports::Reported;
+use super::reports::{Cursor, Reported};
 use super::root::RootCtx;
 use super::{msg, watch, Server};
 use crate::cache::extra::ExtraCache;
@@ -225,7 +225,7 @@ impl Server {
         let now = now_ms();
         let key = self.key;
         let mut unknown_dirs: Vec<WirePath> = Vec::new();
-        let cache = DigestCache::for_root(self.cache_dir.as_deref(), &abs);
+        let mut cache = DigestCache::for_root(self.cache_dir.as_deref(), &abs);
         let state = &ctx.state;
         let reported = &mut ctx.reported;
         let excludes = &ctx.excludes;
@@ -233,7 +233,7 @@ impl Server {
         let mut hint = 0;
         let (opts, as_root) = (self.meta, self.root);
         let extra = opts.xattrs || opts.acls || (opts.owner && as_root);
-        let xcache = if extra {
+        let mut xcache = if extra {
             ExtraCache::for_root(self.cache_dir.as_deref(), &abs, &opts, as_root)
         } else {
             ExtraCache::at(None, &opts, as_root)
@@ -242,14 +242,14 @@ impl Server {
             tidy,
             nfc: holds.normalizes,
         };
-        let walked = scan::scan_root(&abs, &cache, excludes, walk, &mut |mut found: Found| {
+        let walked = scan::scan_root(&abs, &mut cache, excludes, walk, &mut |mut found: Found| {
             if !opts.links {
                 if let Ok(m) = &mut found.state {
                     m.extra.link = None;
                 }
             }
             if extra {
-                with_extra(&abs, &mut found, (&opts, as_root), &xcache);
+                with_extra(&abs, &mut found, (&opts, as_root), &mut xcache);
             }
             let base = state.get_near(&found.rel, &mut hint);
             let stamp = found.stamp.map_or(0, |s| s.id());
@@ -258,7 +258,11 @@ impl Server {
             if matches!(rep, Reported::Unknown) && entry.state.is_err() {
                 unknown_dirs.push(entry.rel.clone());
             }
-            reported.push(entry.rel.clone(), rep, stamp);
+            match rep {
+                // Kept by its record's index: a hit of `get_near` leaves the hint past it.
+                Reported::AsRecorded => reported.push_recorded(hint - 1, stamp),
+                rep => reported.push(entry.rel.clone(), rep, stamp),
+            }
             out.push(entry);
         });
         reported.sort();
@@ -287,12 +291,12 @@ impl Server {
         };
         // Remembered entries that are gone: deleted here since the last sync, or tombstones.
         // Nothing below an unreadable directory is taken as deleted.
-        let mut at = 0;
+        let mut at = Cursor::default();
         let mut gone = Vec::new();
         // A record the walk reported is passed over undecoded: in a tree in sync, every one.
         let seen = &*reported;
-        let unseen = state.records_unless(|rel| seen.contains_ordered(rel, &mut at));
-        for r in unseen {
+        let unseen = state.records_unless(|i, rel| seen.has(i, rel, &mut at));
+        for (i, r) in unseen {
             let is_dir = matches!(&r.meta, Some(m) if m.kind == Kind::Dir);
             if below_any(&r.rel, &unknown_dirs) || excludes.excludes(&r.rel, is_dir) {
                 continue;
@@ -309,7 +313,7 @@ impl Server {
             } else {
                 Reported::AsRecorded
             };
-            gone.push((r.rel.clone(), rep));
+            gone.push((i, r.rel.clone(), rep));
             out.push(Entry {
                 rel: r.rel,
                 state: Ok(None),
@@ -318,8 +322,11 @@ impl Server {
             });
         }
         if !gone.is_empty() {
-            for (rel, rep) in gone {
-                reported.push(rel, rep, 0);
+            for (i, rel, rep) in gone {
+                match rep {
+                    Reported::AsRecorded => reported.push_recorded(i, 0),
+                    rep => reported.push(rel, rep, 0),
+                }
             }
             reported.sort();
         }
@@ -376,13 +383,11 @@ impl Server {
                 )
             })
         });
-        let frames = match held {
+        let mut frames = match held {
             Ok(frames) => frames,
             Err(e) => return write_frame(w, &Response::Failed(e)),
         };
-        for f in frames {
-            w.write_all(&f)?;
-        }
+        frames.send_to(w)?;
         match self.ctx(root) {
             Ok(ctx) => send_held(ctx, also, false, w),
             Err(e) => write_frame(w, &Response::Failed(e)),
@@ -457,9 +462,9 @@ fn emptied_mounts(ctx: &RootCtx) -> Vec<Emptied> {
     // Per candidate: entries held below it now, and entries gone below it since the sync.
     let mut held = vec![0u64; candidates.len()];
     let mut gone = vec![0u64; candidates.len()];
-    for (rel, rep) in ctx.reported.iter() {
+    for (rel, rep) in ctx.reported.iter(&ctx.state) {
         let now = match rep {
-            Reported::AsRecorded => ctx.state.get(rel).is_some_and(|r| r.meta.is_some()),
+            Reported::AsRecorded => ctx.state.get(&rel).is_some_and(|r| r.meta.is_some()),
             Reported::Held(h) if h.0.is_none() => {
                 // Deleted since the sync (a remembered deletion is reported as recorded).
                 for (i, m) in candidates.iter().enumerate() {
@@ -492,12 +497,13 @@ fn emptied_mounts(ctx: &RootCtx) -> Vec<Emptied> {
 
 /// Adds to an entry found its xattrs, ACLs and owner, as `opts` asks of a serve run as root
 /// or not (an error reading them makes the entry one that could not be read: nothing is
-/// decided on half of it). What `cache` knows of an entry with its stamp is not read again.
+/// decided on half of it). What `cache` knows of an entry with its stamp is not read again;
+/// what is known of it now is noted for the next scan (entries come in path order).
 fn with_extra(
     abs: &std::path::Path,
     found: &mut Found,
     (opts, root): (&crate::extra::MetaOpts, bool),
-    cache: &ExtraCache,
+    cache: &mut ExtraCache,
 ) {
     let Ok(meta) = &mut found.state else { return };
     // Specials carry nothing that is read.
@@ -509,12 +515,11 @@ fn with_extra(
         } else {
             abs.join(found.rel.as_path())
         };
-        let read = crate::extra::read(&path, &meta.kind, opts, root);
-        if let (Ok(e), Some(s)) = (&read, stamp) {
-            cache.keep(&found.rel, s, e);
-        }
-        read
+        crate::extra::read(&path, &meta.kind, opts, root)
     });
+    if let (Ok(e), Some(s)) = (&read, stamp) {
+        cache.note(&found.rel, s, e);
+    }
     match read {
         Ok(e) => {
             // The walk found the hard links; the attributes are read here.
@@ -744,8 +749,8 @@ mod tests {
         let opts = crate::extra::MetaOpts::default();
         let found = || {
             let mut got = None;
-            let (digests, none) = (DigestCache::disabled(), Excludes::none());
-            scan::scan_root(&f, &digests, &none, Default::default(), &mut |e| {
+            let (mut digests, none) = (DigestCache::disabled(), Excludes::none());
+            scan::scan_root(&f, &mut digests, &none, Default::default(), &mut |e| {
                 got = Some(e)
             })
             .unwrap();
@@ -760,12 +765,13 @@ mod tests {
             ..Default::default()
         };
         let first = found();
-        let c = ExtraCache::at(Some(store.clone()), &opts, false).settled();
-        c.keep(&first.rel, first.stamp.unwrap(), &planted);
+        let mut c = ExtraCache::at(Some(store.clone()), &opts, false).settled();
+        c.note(&first.rel, first.stamp.unwrap(), &planted);
         c.save();
         let mut hit = first.clone();
-        let c = ExtraCache::at(Some(store.clone()), &opts, false).settled();
-        with_extra(&f, &mut hit, (&opts, false), &c);
+        let mut c = ExtraCache::at(Some(store.clone()), &opts, false).settled();
+        with_extra(&f, &mut hit, (&opts, false), &mut c);
+        c.save();
         let linked = crate::model::Extra {
             link: Some(WirePath::from("g")),
             ..planted.clone()
@@ -776,7 +782,8 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
         let mut changed = found();
-        with_extra(&f, &mut changed, (&opts, false), &c);
+        let mut c = ExtraCache::at(Some(store.clone()), &opts, false).settled();
+        with_extra(&f, &mut changed, (&opts, false), &mut c);
         let read = crate::extra::read(&f, &Kind::File, &opts, false).unwrap();
         assert_ne!(read.xattrs, planted.xattrs);
         let want = crate::model::Extra {
@@ -785,7 +792,7 @@ mod tests {
         };
         assert_eq!(extra_of(&changed), want);
         c.save();
-        let c = ExtraCache::at(Some(store), &opts, false);
+        let mut c = ExtraCache::at(Some(store), &opts, false);
         assert_eq!(c.lookup(&changed.rel, &changed.stamp.unwrap()), Some(read));
     }
 

@@ -144,15 +144,16 @@ impl Records {
         (0..self.len()).map(|i| self.get(i))
     }
 
-    /// The records, in path order, of the paths for which `skip` is false, each decoded only
-    /// then: a walk over what a scan did not see decodes none of those it saw.
+    /// The records, in path order and with their index, of those for which `skip` (given the
+    /// index and the path) is false, each decoded only then: a walk over what a scan did not
+    /// see decodes none of those it saw.
     pub fn iter_unless<'a>(
         &'a self,
-        mut skip: impl FnMut(&[u8]) -> bool + 'a,
-    ) -> impl Iterator<Item = Record> + 'a {
+        mut skip: impl FnMut(usize, &[u8]) -> bool + 'a,
+    ) -> impl Iterator<Item = (usize, Record)> + 'a {
         (0..self.len())
-            .filter(move |&i| !skip(self.rel_at(i)))
-            .map(|i| self.get(i))
+            .filter(move |&i| !skip(i, self.rel_at(i)))
+            .map(|i| (i, self.get(i)))
     }
 
     /// Whether these are exactly `records`, in this order.
