@@ -8,17 +8,15 @@
 #
 #   benches/million.sh            (needs root)
 #   N=200000 benches/million.sh   another size
-#   FRESH=0 benches/million.sh    the in-sync runs only, not the first sync to empty peers
+#   PARTS=same benches/million.sh    the runs over identical trees only
+#   PARTS=fresh benches/million.sh   the first sync to empty peers only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
 n=${N:-1000000}
 bench_peers
 
-t0=$SECONDS
-make_tree "$work/client/many" "$n"
-for u in "${peers[@]}"; do cp -a "$work/client/many" "$work/home/$u/many"; chown -R "$u:$u" "$work/home/$u/many"; done
-echo "$n files on 4 hosts, made in $((SECONDS - t0)) s"
+parts=${PARTS:-same fresh}
 
 # measure LABEL [TREE]: one run, its time and both peak RSS figures.
 measure() {
@@ -28,10 +26,20 @@ measure() {
     e=$(date +%s%N)
     printf '| %s | %.1f s | %d MB | %d MB |\n' "$1" "$(( (e - s) / 1000000 ))e-3" $((rss / 1024)) $((serve / 1024))
 }
+
+if [[ $parts == *same* ]]; then
+    t0=$SECONDS
+    make_tree "$work/client/many" "$n"
+    for u in "${peers[@]}"; do cp -a "$work/client/many" "$work/home/$u/many"; chown -R "$u:$u" "$work/home/$u/many"; done
+    echo "$n files on 4 hosts, made in $((SECONDS - t0)) s"
+fi
 printf '| %s files, 3 peers | time | client peak RSS | local serve peak RSS |\n| --- | --- | --- | --- |\n' "$n"
-measure "first sync (identical trees, no history)"
-measure "second run"
-measure "in-sync re-check"
-[[ ${FRESH:-1} == 0 ]] && exit 0
-make_tree "$work/client/fresh" "$n"
-measure "first sync to three empty peers" fresh
+if [[ $parts == *same* ]]; then
+    measure "first sync (identical trees, no history)"
+    measure "second run"
+    measure "in-sync re-check"
+fi
+if [[ $parts == *fresh* ]]; then
+    make_tree "$work/client/fresh" "$n"
+    measure "first sync to three empty peers" fresh
+fi

@@ -28,7 +28,7 @@ pub mod partial;
 
 /// What identifies one version of an entry on this host without reading it: a new inode, a
 /// write, a chmod or a rename over it all change the stamp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Stamp {
     /// Device.
     pub dev: u64,

@@ -12,6 +12,7 @@
 //! recorded root uses and updates that root's file (so `synk --restore ~/notes/a` sees the same
 //! history as `synk ~/notes`); a sync of a parent root absorbs the files of the roots below it.
 
+use std::cmp::Ordering;
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -247,7 +248,7 @@ fn write_state(
         postcard::to_io(root, &mut w).map_err(io::Error::other)?;
         postcard::to_io(&records.len(), &mut w).map_err(io::Error::other)?;
         for i in 0..records.len() {
-            w.write_all(records.encoded(i))?;
+            w.write_all(&records.encoded(i))?;
         }
         postcard::to_io(mounts, &mut w).map_err(io::Error::other)?;
         w.flush()?;
@@ -450,13 +451,143 @@ enum Loaded {
 }
 
 fn read_stored(file: &Path) -> Loaded {
-    match fs::read(file) {
-        Ok(bytes) => match decode_held(bytes) {
-            Ok(d) => Loaded::Sound(d),
-            Err(why) => Loaded::Bad(why),
-        },
+    let read = fs::File::open(file).and_then(|f| decode_file(f, file));
+    match read {
+        Ok(Ok(d)) => Loaded::Sound(d),
+        Ok(Err(why)) => Loaded::Bad(why),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Loaded::Missing,
         Err(e) => Loaded::Bad(io_msg(&e)),
+    }
+}
+
+/// As [`decode_held`], from the open file `path`: a file of this [`FORMAT`] is read in
+/// chunks, its checksum first, then each record decoded once to check it, and its records are
+/// left in the file ([`Records::in_file`]), so a million of them cost a word each. Any other
+/// file, or one whose records are out of order, is read whole into memory.
+fn decode_file(mut f: fs::File, path: &Path) -> io::Result<Result<Held, String>> {
+    let size = f.metadata()?.len();
+    let mut head = [0u8; HEADER];
+    let ours = size >= HEADER as u64
+        && f.read_exact(&mut head).is_ok()
+        && head.starts_with(&MAGIC)
+        && head[8..12] == FORMAT.to_le_bytes();
+    let whole = |mut f: fs::File| -> io::Result<Result<Held, String>> {
+        let mut bytes = Vec::new();
+        f.seek(SeekFrom::Start(0))?;
+        f.read_to_end(&mut bytes)?;
+        Ok(decode_held(bytes))
+    };
+    if !ours {
+        return whole(f);
+    }
+    let len = u64::from_le_bytes(head[12..20].try_into().expect("8 bytes"));
+    let body = size - HEADER as u64;
+    if body != len {
+        return Ok(Err(format!(
+            "{body} bytes where its header says {len}: cut short or grown"
+        )));
+    }
+    let mut sum = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match f.read(&mut buf)? {
+            0 => break,
+            n => sum.update(&buf[..n]),
+        }
+    }
+    drop(buf);
+    if sum.digest128().to_le_bytes() != head[20..HEADER] {
+        return Ok(Err("its checksum does not match its contents".into()));
+    }
+    let mut w = Window {
+        f: &f,
+        pos: HEADER as u64,
+        buf: Vec::new(),
+        cur: 0,
+        eof: false,
+    };
+    let read = (|| -> Result<_, String> {
+        let root: WirePath = w.take()?;
+        let count: usize = w.take()?;
+        // Every record takes more than two bytes: a count beyond is not believed up front.
+        let mut at = Vec::with_capacity(count.min(len as usize / 2));
+        let mut last: Option<WirePath> = None;
+        let mut ordered = true;
+        for _ in 0..count {
+            at.push(w.pos());
+            let r: Record = w.take()?;
+            ordered &= last.as_ref().is_none_or(|l| *l < r.rel);
+            last = Some(r.rel);
+        }
+        let end = w.pos();
+        let mounts: Vec<WirePath> = w.take()?;
+        if w.pos() != size {
+            return Err(format!("{} bytes after its records", size - w.pos()));
+        }
+        Ok((root, at, end, mounts, ordered))
+    })();
+    let (root, at, end, mounts, ordered) = match read {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+    if !ordered {
+        return whole(f);
+    }
+    let records = Records::in_file(f, path.to_path_buf(), at, end)?;
+    Ok(Ok(Held {
+        root,
+        records,
+        mounts,
+        format: FORMAT,
+    }))
+}
+
+/// A state file read forward in chunks, for decoding one value after another.
+struct Window<'f> {
+    f: &'f fs::File,
+    /// Where in the file `buf` begins.
+    pos: u64,
+    buf: Vec<u8>,
+    /// How much of `buf` is decoded.
+    cur: usize,
+    eof: bool,
+}
+
+impl Window<'_> {
+    /// Where in the file the next value begins.
+    fn pos(&self) -> u64 {
+        self.pos + self.cur as u64
+    }
+
+    /// The next value.
+    fn take<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, String> {
+        loop {
+            match postcard::take_from_bytes::<T>(&self.buf[self.cur..]) {
+                Ok((v, rest)) => {
+                    self.cur = self.buf.len() - rest.len();
+                    return Ok(v);
+                }
+                Err(postcard::Error::DeserializeUnexpectedEnd) if !self.eof => self.fill()?,
+                Err(e) => return Err(format!("checksum right but undecodable ({e})")),
+            }
+        }
+    }
+
+    /// Reads the next chunk after what is buffered, letting go of what is decoded.
+    fn fill(&mut self) -> Result<(), String> {
+        use std::os::unix::fs::FileExt;
+        self.buf.drain(..self.cur);
+        self.pos += self.cur as u64;
+        self.cur = 0;
+        let have = self.buf.len();
+        self.buf.resize(have + (256 << 10), 0);
+        let n = self
+            .f
+            .read_at(&mut self.buf[have..], self.pos + have as u64)
+            .map_err(|e| io_msg(&e))?;
+        self.buf.truncate(have + n);
+        self.eof = n == 0;
+        Ok(())
     }
 }
 
@@ -465,7 +596,7 @@ trait Sorted {
     /// How many there are.
     fn count(&self) -> usize;
     /// The path of the `i`th.
-    fn rel_at(&self, i: usize) -> &[u8];
+    fn rel_at(&self, i: usize) -> std::borrow::Cow<'_, [u8]>;
     /// Whether the `i`th is of an entry held (not a deletion).
     fn held_at(&self, i: usize) -> bool;
 }
@@ -474,8 +605,8 @@ impl Sorted for [Record] {
     fn count(&self) -> usize {
         self.len()
     }
-    fn rel_at(&self, i: usize) -> &[u8] {
-        self[i].rel.as_bytes()
+    fn rel_at(&self, i: usize) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(self[i].rel.as_bytes())
     }
     fn held_at(&self, i: usize) -> bool {
         self[i].meta.is_some()
@@ -486,7 +617,7 @@ impl Sorted for Records {
     fn count(&self) -> usize {
         self.len()
     }
-    fn rel_at(&self, i: usize) -> &[u8] {
+    fn rel_at(&self, i: usize) -> std::borrow::Cow<'_, [u8]> {
         Records::rel_at(self, i)
     }
     fn held_at(&self, i: usize) -> bool {
@@ -505,7 +636,7 @@ fn holds_below(records: &(impl Sorted + ?Sized), dir: &WirePath) -> bool {
     let (mut lo, mut hi) = (0, n);
     while lo < hi {
         let mid = (lo + hi) / 2;
-        if records.rel_at(mid) < prefix.as_slice() {
+        if *records.rel_at(mid) < *prefix {
             lo = mid + 1;
         } else {
             hi = mid;
@@ -687,9 +818,20 @@ impl RootState {
     /// As [`RootState::get`], for lookups that mostly come in path order: `hint` is where the
     /// last one left off, and a lookup of the record just after it costs one comparison.
     pub fn get_near(&self, rel: &WirePath, hint: &mut usize) -> Option<Record> {
-        if self.records.is_at(*hint, rel) {
-            *hint += 1;
-            return Some(self.records.get(*hint - 1));
+        let at = |i: usize| self.records.cmp_at(i, rel.as_bytes());
+        match at(*hint) {
+            Some(Ordering::Equal) => {
+                *hint += 1;
+                return Some(self.records.get(*hint - 1));
+            }
+            // Between the record before the hint and the hint's (or past the last): a path
+            // the state does not hold, found without a search.
+            Some(Ordering::Greater) | None
+                if *hint == 0 || at(*hint - 1) == Some(Ordering::Less) =>
+            {
+                return None
+            }
+            _ => {}
         }
         match self.records.search(rel) {
             Ok(i) => {
@@ -723,7 +865,7 @@ impl RootState {
     }
 
     /// The path of the `i`th record below the scanned root, as its bytes.
-    pub fn rel_at(&self, i: usize) -> &[u8] {
+    pub fn rel_at(&self, i: usize) -> std::borrow::Cow<'_, [u8]> {
         self.records.rel_at(i)
     }
 
@@ -1189,6 +1331,134 @@ mod tests {
             assert_eq!(got, st.get(&rel), "{rel}");
             assert_eq!(hint, hint_after, "{rel}");
         }
+    }
+
+    /// A state of `n` records below `/d`, saved in `dir`, and the records.
+    fn saved(dir: &Path, n: usize) -> Vec<Record> {
+        let mut st = RootState::load(Some(dir), Path::new("/d")).unwrap();
+        let mut recs: Vec<Record> = (0..n).map(|i| rec(&format!("d{i:04}/f"), 1)).collect();
+        recs.insert(0, rec("", 1));
+        st.save(recs.clone()).unwrap();
+        recs
+    }
+
+    #[test]
+    fn a_sound_file_leaves_its_records_there_and_every_lookup_finds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs = saved(dir.path(), 1000);
+        let st = RootState::load(Some(dir.path()), Path::new("/d")).unwrap();
+        assert!(st.records.in_file_now());
+        assert!(st.records.same_as(&recs));
+        // In path order, each found where the last left off, with misses between.
+        let mut hint = 0;
+        for r in &recs {
+            let mut before = r.rel.clone();
+            before.0.push(b'-');
+            assert_eq!(st.get_near(&r.rel, &mut hint).as_ref(), Some(r));
+            assert_eq!(st.get_near(&before, &mut hint), None);
+        }
+        // Out of order, and by search.
+        for i in [999, 3, 500, 0, 64, 63, 65, 1000] {
+            let r = &recs[i];
+            assert_eq!(st.get_near(&r.rel, &mut hint).as_ref(), Some(r), "{i}");
+            assert_eq!(st.get(&r.rel).as_ref(), Some(r), "{i}");
+            assert_eq!(st.index_of(&r.rel), Some(i));
+            assert_eq!(&*st.rel_at(i), r.rel.as_bytes());
+        }
+        assert_eq!(st.get(&WirePath::from("d0500")), None);
+        // A root below takes its records into memory, and finds them the same.
+        let sub = RootState::load(Some(dir.path()), Path::new("/d/d0007")).unwrap();
+        assert!(!sub.records.in_file_now());
+        assert_eq!(sub.records().collect::<Vec<_>>(), [rec("f", 1)]);
+    }
+
+    #[test]
+    fn a_file_whose_records_are_out_of_order_is_read_into_memory_and_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = file_for(dir.path(), Path::new("/d"));
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let recs = [rec("b", 1), rec("a", 2), rec("b", 3)];
+        write_state(&file, &WirePath::from("/d"), &Records::from_vec(&recs), &[]).unwrap();
+        let st = RootState::load(Some(dir.path()), Path::new("/d")).unwrap();
+        assert!(!st.records.in_file_now());
+        assert_eq!(st.records().collect::<Vec<_>>(), [rec("a", 2), rec("b", 1)]);
+    }
+
+    #[test]
+    fn a_damaged_file_read_in_chunks_is_refused_as_one_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.state");
+        let recs = vec![rec("", 1), mounted_dir("m", 2), rec("m/x", 3)];
+        let mounts = vec![WirePath::from("m")];
+        write_state(
+            &file,
+            &WirePath::from("/r"),
+            &Records::from_vec(&recs),
+            &mounts,
+        )
+        .unwrap();
+        let good = fs::read(&file).unwrap();
+        let chunked = |bytes: &[u8]| {
+            fs::write(&file, bytes).unwrap();
+            match read_stored(&file) {
+                Loaded::Sound(h) => Ok((h.records.iter().collect::<Vec<_>>(), h.mounts)),
+                Loaded::Bad(why) => Err(why),
+                Loaded::Missing => Err("missing".into()),
+            }
+        };
+        assert_eq!(chunked(&good), Ok((recs.clone(), mounts.clone())));
+        for i in 0..good.len() {
+            for bit in 0..8 {
+                let mut bad = good.clone();
+                bad[i] ^= 1 << bit;
+                assert_eq!(
+                    chunked(&bad).map(|_| ()),
+                    decode(&bad).map(|_| ()),
+                    "byte {i} bit {bit}"
+                );
+            }
+        }
+        for n in 0..good.len() {
+            assert!(chunked(&good[..n]).is_err(), "cut at {n}");
+        }
+        let mut grown = good.clone();
+        grown.push(0);
+        assert!(chunked(&grown).unwrap_err().contains("header says"));
+        let body = b"\xff\xff\xff\xff";
+        let mut forged = good[..HEADER].to_vec();
+        forged[12..20].copy_from_slice(&(body.len() as u64).to_le_bytes());
+        forged[20..HEADER].copy_from_slice(&xxhash_rust::xxh3::xxh3_128(body).to_le_bytes());
+        forged.extend_from_slice(body);
+        assert!(chunked(&forged).unwrap_err().contains("undecodable"));
+    }
+
+    #[test]
+    #[should_panic(expected = "changed in place while in use")]
+    fn records_changed_in_place_while_in_use_are_never_read_as_sound() {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let recs = saved(dir.path(), 300);
+        let st = RootState::load(Some(dir.path()), Path::new("/d")).unwrap();
+        assert_eq!(st.get(&recs[1].rel).as_ref(), Some(&recs[1]));
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .open(file_for(dir.path(), Path::new("/d")))
+            .unwrap();
+        // A path's digit in the last block, rewritten where it lies.
+        let len = file.metadata().unwrap().len();
+        let at = (0..len)
+            .rev()
+            .find(|&i| {
+                let mut b = [0u8];
+                fs::File::open(file_for(dir.path(), Path::new("/d")))
+                    .unwrap()
+                    .read_exact_at(&mut b, i)
+                    .unwrap();
+                b[0] == b'9'
+            })
+            .unwrap();
+        file.write_all_at(b"8", at).unwrap();
+        st.get(&recs[299].rel);
     }
 
     #[test]

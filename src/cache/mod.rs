@@ -55,27 +55,38 @@ struct Record {
     payload: [u8; PAYLOAD],
 }
 
+impl Default for Record {
+    fn default() -> Self {
+        Record {
+            rel: Vec::new(),
+            stamp: Stamp::default(),
+            payload: [0; PAYLOAD],
+        }
+    }
+}
+
 impl Record {
     /// Appends the record's bytes, its checksum last.
+    #[cfg(test)]
     fn write_to(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.extend_from_slice(&(self.rel.len() as u32).to_le_bytes());
-        out.extend_from_slice(&self.rel);
-        let s = &self.stamp;
-        for n in [s.dev, s.ino, s.size, s.mtime as u64, s.ctime as u64] {
-            out.extend_from_slice(&n.to_le_bytes());
-        }
-        out.extend_from_slice(&self.payload);
-        let sum = xxhash_rust::xxh3::xxh3_64(&out[start..]);
-        out.extend_from_slice(&sum.to_le_bytes());
+        encode_record(&self.rel, &self.stamp, &self.payload, out)
     }
 
     /// The next record of `r` (`None` at a clean end), reading its bytes into `buf`; an error
     /// for a record cut short, too long or whose checksum does not hold.
+    #[cfg(test)]
     fn read_from(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<Option<Record>> {
+        let mut rec = Record::default();
+        Ok(rec.read_in(r, buf)?.then_some(rec))
+    }
+
+    /// Reads the next record of `r` into this one, its path's buffer reused (`false` at a
+    /// clean end), its bytes into `buf`; an error for a record cut short, too long or whose
+    /// checksum does not hold.
+    fn read_in(&mut self, r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<bool> {
         let mut len = [0u8; 4];
         match r.read(&mut len[..1])? {
-            0 => return Ok(None),
+            0 => return Ok(false),
             _ => r.read_exact(&mut len[1..])?,
         }
         let n = u32::from_le_bytes(len) as usize;
@@ -91,18 +102,32 @@ impl Record {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "checksum"));
         }
         let word = |i: usize| u64_at(buf, 4 + n + i * 8);
-        Ok(Some(Record {
-            rel: buf[4..4 + n].to_vec(),
-            stamp: Stamp {
-                dev: word(0),
-                ino: word(1),
-                size: word(2),
-                mtime: word(3) as i64,
-                ctime: word(4) as i64,
-            },
-            payload: buf[4 + n + 40..body].try_into().expect("a payload"),
-        }))
+        self.rel.clear();
+        self.rel.extend_from_slice(&buf[4..4 + n]);
+        self.stamp = Stamp {
+            dev: word(0),
+            ino: word(1),
+            size: word(2),
+            mtime: word(3) as i64,
+            ctime: word(4) as i64,
+        };
+        self.payload = buf[4 + n + 40..body].try_into().expect("a payload");
+        Ok(true)
     }
+}
+
+/// Appends a record's bytes to `out`: its path's length and bytes, the stamp, the payload,
+/// and the checksum of all that.
+fn encode_record(rel: &[u8], s: &Stamp, payload: &[u8; PAYLOAD], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&(rel.len() as u32).to_le_bytes());
+    out.extend_from_slice(rel);
+    for n in [s.dev, s.ino, s.size, s.mtime as u64, s.ctime as u64] {
+        out.extend_from_slice(&n.to_le_bytes());
+    }
+    out.extend_from_slice(payload);
+    let sum = xxhash_rust::xxh3::xxh3_64(&out[start..]);
+    out.extend_from_slice(&sum.to_le_bytes());
 }
 
 /// The little-endian word at byte `at` of `b`.
@@ -130,9 +155,12 @@ fn open_cache(file: &Path, key: u64) -> Option<BufReader<File>> {
 /// The last scan's records, read in path order as lookups ask for them.
 struct Known {
     r: BufReader<File>,
-    /// The record lookups have reached (`None`: the end, or a bad record, and nothing after
-    /// it is trusted).
-    at: Option<Record>,
+    /// The record lookups have reached, unless `ended`.
+    at: Record,
+    /// The one read before it, its buffers reused.
+    spare: Record,
+    /// The end, or a bad record: nothing after it is trusted.
+    ended: bool,
     buf: Vec<u8>,
 }
 
@@ -140,28 +168,31 @@ impl Known {
     fn open(file: &Path, key: u64) -> Option<Known> {
         let mut k = Known {
             r: open_cache(file, key)?,
-            at: None,
+            at: Record::default(),
+            spare: Record::default(),
+            ended: false,
             buf: Vec::new(),
         };
-        k.next();
+        k.ended = !matches!(k.at.read_in(&mut k.r, &mut k.buf), Ok(true));
         Some(k)
     }
 
     /// Moves to the next record; one not strictly after the last ends the file.
     fn next(&mut self) {
-        let next = Record::read_from(&mut self.r, &mut self.buf).ok().flatten();
-        self.at = match (next, &self.at) {
-            (Some(n), Some(last)) if n.rel <= last.rel => None,
-            (n, _) => n,
-        };
+        let read = self.spare.read_in(&mut self.r, &mut self.buf);
+        if matches!(read, Ok(true)) && self.spare.rel > self.at.rel {
+            std::mem::swap(&mut self.at, &mut self.spare);
+        } else {
+            self.ended = true;
+        }
     }
 
     /// The record of `rel`, for paths asked in path order.
     fn find(&mut self, rel: &[u8]) -> Option<&Record> {
-        while self.at.as_ref().is_some_and(|r| r.rel.as_slice() < rel) {
+        while !self.ended && self.at.rel.as_slice() < rel {
             self.next();
         }
-        self.at.as_ref().filter(|r| r.rel == rel)
+        (!self.ended && self.at.rel == rel).then_some(&self.at)
     }
 }
 
@@ -289,18 +320,15 @@ impl Store {
         if matches!(self.next, Next::Off)
             || stamp.mtime.max(stamp.ctime) >= self.trusted_before
             || rel.len() > MAX_PATH
-            || self.last.as_deref().is_some_and(|l| rel <= l)
+            || self.last.as_ref().is_some_and(|l| rel <= l.as_slice())
         {
             return;
         }
-        self.last = Some(rel.to_vec());
+        let last = self.last.get_or_insert_with(Vec::new);
+        last.clear();
+        last.extend_from_slice(rel);
         self.one.clear();
-        Record {
-            rel: rel.to_vec(),
-            stamp,
-            payload,
-        }
-        .write_to(&mut self.one);
+        encode_record(rel, &stamp, &payload, &mut self.one);
         if let Next::Same {
             old: Some(old),
             upto,

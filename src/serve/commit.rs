@@ -4,7 +4,7 @@
 use rustix::fs::FileType;
 use std::path::Path;
 
-use super::reports::{Cursor, Reported};
+use super::reports::{Cursor, Reported, Reports};
 use super::root::RootCtx;
 use super::stage::recordable;
 use super::{msg, OpResult, Server};
@@ -69,6 +69,10 @@ impl Server {
                 format!("cannot save sync state: {}", scan::io_msg(&e)).as_str(),
             )
         })?;
+        // The reports name entries by the index of their record among those just replaced:
+        // nothing after the commit goes by them (a write expects nothing, a second commit keeps
+        // every record as it is now) until the next scan.
+        ctx.reported = Reports::default();
         self.prune_once();
         Ok(())
     }

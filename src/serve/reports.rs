@@ -144,11 +144,11 @@ impl Reports {
         std::iter::from_fn(move || {
             let next_recorded = recorded.peek().map(|r| state.rel_at(r[0] as usize));
             match (next_recorded, list.peek()) {
-                (Some(a), Some((b, _, _))) if b.as_bytes() < a => {
+                (Some(a), Some((b, _, _))) if b.as_bytes() < &*a => {
                     list.next().map(|(rel, rep, _)| (rel.clone(), rep))
                 }
                 (Some(a), _) => {
-                    let rel = WirePath(a.to_vec());
+                    let rel = WirePath(a.into_owned());
                     recorded.next();
                     Some((rel, &AS_RECORDED))
                 }

@@ -1,9 +1,16 @@
-//! A root's records held as the state file encodes them: one buffer of postcard records and
-//! where each begins, in path order. A million records cost their encoded bytes and a word
-//! each, not a decoded [`Record`] apiece (a few hundred bytes with its metadata inline); a
-//! record is decoded where it is looked at.
+//! A root's records held as the state file encodes them, in path order: in memory (one buffer
+//! of postcard records and where each begins) or, for a state file read whole and found sound,
+//! left in that file and read a block at a time. A million records then cost the serve a word
+//! each, not their encoded bytes (about 110 apiece) nor a decoded [`Record`] (a few hundred with
+//! its metadata inline): a record is decoded where it is looked at, and the walk looks at them
+//! in order.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Mutex;
 
 use crate::model::Record;
 use crate::paths::WirePath;
@@ -11,10 +18,43 @@ use crate::paths::WirePath;
 /// Records of one root, sorted by path, one a path.
 #[derive(Debug, Default)]
 pub struct Records {
-    /// Encoded records, possibly among other bytes (the state file they were read from).
-    bytes: Vec<u8>,
-    /// Where each record begins in `bytes`, in path order.
+    /// Where each record begins, in path order: in the buffer, or in the file.
     at: Vec<u64>,
+    store: Store,
+}
+
+#[derive(Debug)]
+enum Store {
+    /// Encoded records, possibly among other bytes (the state file they were read from).
+    Mem(Vec<u8>),
+    /// Records left in the state file they were read from.
+    File(Paged),
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::Mem(Vec::new())
+    }
+}
+
+/// How many records one read of a state file brings in.
+const BLOCK: usize = 64;
+
+/// Records left in their state file: the file stays open (a later commit renames another over
+/// its name, never writes into it), and each block of [`BLOCK`] records is checked against the
+/// sum taken when the file was read whole, so a file changed in place since is never taken
+/// for what was read.
+#[derive(Debug)]
+struct Paged {
+    file: File,
+    /// Its name, for the message should it fail.
+    path: PathBuf,
+    /// Where the records end.
+    end: u64,
+    /// The xxh3 of each block's bytes.
+    sums: Vec<u64>,
+    /// The block read last: its number and its bytes.
+    block: Mutex<(usize, Vec<u8>)>,
 }
 
 /// The postcard varint at the start of `b` and its length, if sound.
@@ -35,6 +75,13 @@ fn rel_of(b: &[u8]) -> &[u8] {
     &b[n..n + len as usize]
 }
 
+/// The record at the start of `b`, and its length.
+fn decode(b: &[u8]) -> (Record, usize) {
+    let (r, after) =
+        postcard::take_from_bytes::<Record>(b).expect("a record checked as it was taken in");
+    (r, b.len() - after.len())
+}
+
 impl Records {
     /// Records encoded one after another in `bytes[start..]`, `count` of them as a state
     /// file's body holds them: each is decoded once to check it. Returns them with where
@@ -49,9 +96,35 @@ impl Records {
             at.push(pos as u64);
             pos += rest.len() - after.len();
         }
-        let mut r = Records { bytes, at };
+        let mut r = Records {
+            at,
+            store: Store::Mem(bytes),
+        };
         r.settle();
         Ok((r, pos))
+    }
+
+    /// Records left in `file` (named `path`), found sound by a read of the whole file: they
+    /// begin at `at`, in strictly ascending path order, and end at `end`. Their blocks are
+    /// summed here, read once more.
+    pub fn in_file(file: File, path: PathBuf, at: Vec<u64>, end: u64) -> std::io::Result<Records> {
+        let mut sums = Vec::with_capacity(at.len().div_ceil(BLOCK));
+        let mut buf = Vec::new();
+        for no in 0..at.len().div_ceil(BLOCK) {
+            read_block(&file, &at, end, no, &mut buf)?;
+            sums.push(xxhash_rust::xxh3::xxh3_64(&buf));
+        }
+        let paged = Paged {
+            file,
+            path,
+            end,
+            sums,
+            block: Mutex::new((usize::MAX, Vec::new())),
+        };
+        Ok(Records {
+            at,
+            store: Store::File(paged),
+        })
     }
 
     /// `records` encoded, in the order given (sorted by path, one a path).
@@ -63,39 +136,85 @@ impl Records {
         r
     }
 
-    /// Adds a record after the others (`settle` puts them in order).
+    /// Adds a record after the others (`settle` puts them in order). Records left in their
+    /// file are read into memory first.
     pub fn push(&mut self, rec: &Record) {
-        self.at.push(self.bytes.len() as u64);
-        let bytes = std::mem::take(&mut self.bytes);
-        self.bytes = postcard::to_extend(rec, bytes).expect("a Vec takes every write");
+        self.read_into_memory();
+        let Store::Mem(bytes) = &mut self.store else {
+            unreachable!("just read into memory")
+        };
+        self.at.push(bytes.len() as u64);
+        let taken = std::mem::take(bytes);
+        *bytes = postcard::to_extend(rec, taken).expect("a Vec takes every write");
+    }
+
+    /// Reads records left in their file into memory.
+    fn read_into_memory(&mut self) {
+        if let Store::File(_) = self.store {
+            let mut bytes = Vec::new();
+            let mut at = Vec::with_capacity(self.at.len());
+            for i in 0..self.len() {
+                at.push(bytes.len() as u64);
+                bytes.extend_from_slice(&self.encoded(i));
+            }
+            *self = Records {
+                at,
+                store: Store::Mem(bytes),
+            };
+        }
     }
 
     /// Sorts by path (stable: of two records of a path the first stays) unless already so,
-    /// and lets go of spare room.
+    /// and lets go of spare room. (Records left in their file were found so as it was read.)
     pub fn settle(&mut self) {
-        let sorted = self
-            .at
-            .windows(2)
-            .all(|w| self.rel(w[0] as usize) < self.rel(w[1] as usize));
+        let Store::Mem(bytes) = &self.store else {
+            return;
+        };
+        let rel = |p: &u64| rel_of(&bytes[*p as usize..]);
+        let sorted = self.at.windows(2).all(|w| rel(&w[0]) < rel(&w[1]));
         if !sorted {
-            let bytes = &self.bytes;
-            self.at
-                .sort_by(|a, b| rel_of(&bytes[*a as usize..]).cmp(rel_of(&bytes[*b as usize..])));
-            self.at.dedup_by(|later, first| {
-                rel_of(&bytes[*later as usize..]) == rel_of(&bytes[*first as usize..])
-            });
+            self.at.sort_by(|a, b| rel(a).cmp(rel(b)));
+            self.at.dedup_by(|later, first| rel(later) == rel(first));
         }
         self.at.shrink_to_fit();
     }
 
-    /// The bytes after byte `end` of those the records were taken from.
+    /// The bytes after byte `end` of those the records were taken from (in memory).
     pub fn tail(&self, end: usize) -> &[u8] {
-        &self.bytes[end..]
+        match &self.store {
+            Store::Mem(bytes) => &bytes[end..],
+            Store::File(_) => &[],
+        }
     }
 
-    /// The path of the record at byte `pos`.
-    fn rel(&self, pos: usize) -> &[u8] {
-        rel_of(&self.bytes[pos..])
+    /// Calls `f` with the bytes of the `i`th record (and maybe more after it).
+    fn with<R>(&self, i: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+        match &self.store {
+            Store::Mem(bytes) => f(&bytes[self.at[i] as usize..]),
+            Store::File(p) => {
+                let no = i / BLOCK;
+                let mut block = p.block.lock().unwrap_or_else(|e| e.into_inner());
+                if block.0 != no {
+                    block.0 = usize::MAX;
+                    let read = read_block(&p.file, &self.at, p.end, no, &mut block.1);
+                    if let Err(e) = read {
+                        panic!(
+                            "{}: sync state unreadable while in use: {e}",
+                            p.path.display()
+                        );
+                    }
+                    if xxhash_rust::xxh3::xxh3_64(&block.1) != p.sums[no] {
+                        panic!(
+                            "{}: sync state changed in place while in use",
+                            p.path.display()
+                        );
+                    }
+                    block.0 = no;
+                }
+                let off = (self.at[i] - self.at[no * BLOCK]) as usize;
+                f(&block.1[off..])
+            }
+        }
     }
 
     /// How many records there are.
@@ -109,34 +228,51 @@ impl Records {
     }
 
     /// The path of the `i`th record.
-    pub fn rel_at(&self, i: usize) -> &[u8] {
-        self.rel(self.at[i] as usize)
+    pub fn rel_at(&self, i: usize) -> Cow<'_, [u8]> {
+        match &self.store {
+            Store::Mem(bytes) => Cow::Borrowed(rel_of(&bytes[self.at[i] as usize..])),
+            Store::File(_) => Cow::Owned(self.with(i, |b| rel_of(b).to_vec())),
+        }
+    }
+
+    /// How the path of the `i`th record sorts against `rel` (`None`: there is no `i`th).
+    pub fn cmp_at(&self, i: usize, rel: &[u8]) -> Option<Ordering> {
+        (i < self.len()).then(|| self.with(i, |b| rel_of(b).cmp(rel)))
     }
 
     /// The `i`th record, decoded.
     pub fn get(&self, i: usize) -> Record {
-        postcard::take_from_bytes::<Record>(&self.bytes[self.at[i] as usize..])
-            .expect("a record checked as it was taken in")
-            .0
+        self.with(i, |b| decode(b).0)
     }
 
     /// The `i`th record as encoded.
-    pub fn encoded(&self, i: usize) -> &[u8] {
-        let from = &self.bytes[self.at[i] as usize..];
-        let (_, after) =
-            postcard::take_from_bytes::<Record>(from).expect("a record checked as it was taken in");
-        &from[..from.len() - after.len()]
+    pub fn encoded(&self, i: usize) -> Cow<'_, [u8]> {
+        match &self.store {
+            Store::Mem(bytes) => {
+                let from = &bytes[self.at[i] as usize..];
+                Cow::Borrowed(&from[..decode(from).1])
+            }
+            Store::File(_) => Cow::Owned(self.with(i, |b| b[..decode(b).1].to_vec())),
+        }
     }
 
     /// Where the record of `rel` is (`Ok`), or would go (`Err`).
     pub fn search(&self, rel: &WirePath) -> Result<usize, usize> {
-        self.at
-            .binary_search_by(|p| self.rel(*p as usize).cmp(rel.as_bytes()))
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.cmp_at(mid, rel.as_bytes()).expect("within") {
+                Ordering::Less => lo = mid + 1,
+                Ordering::Greater => hi = mid,
+                Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(lo)
     }
 
     /// Whether the `i`th record is of `rel`.
     pub fn is_at(&self, i: usize, rel: &WirePath) -> bool {
-        i < self.at.len() && self.rel_at(i).cmp(rel.as_bytes()) == Ordering::Equal
+        self.cmp_at(i, rel.as_bytes()) == Some(Ordering::Equal)
     }
 
     /// Every record, decoded one at a time, in path order.
@@ -152,14 +288,35 @@ impl Records {
         mut skip: impl FnMut(usize, &[u8]) -> bool + 'a,
     ) -> impl Iterator<Item = (usize, Record)> + 'a {
         (0..self.len())
-            .filter(move |&i| !skip(i, self.rel_at(i)))
+            .filter(move |&i| !skip(i, &self.rel_at(i)))
             .map(|i| (i, self.get(i)))
+    }
+
+    /// Whether the records are left in their file.
+    #[cfg(test)]
+    pub fn in_file_now(&self) -> bool {
+        matches!(self.store, Store::File(_))
     }
 
     /// Whether these are exactly `records`, in this order.
     pub fn same_as(&self, records: &[Record]) -> bool {
         records.len() == self.len() && self.iter().zip(records).all(|(a, b)| a == *b)
     }
+}
+
+/// Reads block `no` of the records beginning at `at` and ending at `end` of `file` into `buf`.
+fn read_block(
+    file: &File,
+    at: &[u64],
+    end: u64,
+    no: usize,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    let from = at[no * BLOCK];
+    let to = at.get((no + 1) * BLOCK).copied().unwrap_or(end);
+    buf.clear();
+    buf.resize((to - from) as usize, 0);
+    file.read_exact_at(buf, from)
 }
 
 #[cfg(test)]
@@ -195,10 +352,13 @@ mod tests {
         let again = Records::from_vec(&r.iter().collect::<Vec<_>>());
         let mut bytes = vec![9, 9];
         for i in 0..again.len() {
-            bytes.extend_from_slice(again.encoded(i));
+            bytes.extend_from_slice(&again.encoded(i));
         }
         let (taken, end) = Records::take(bytes, 2, 4).unwrap();
-        assert_eq!(end, taken.bytes.len());
+        let Store::Mem(all) = &taken.store else {
+            panic!("taken into memory")
+        };
+        assert_eq!(end, all.len());
         assert!(taken.same_as(&r.iter().collect::<Vec<_>>()));
     }
 }
