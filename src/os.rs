@@ -119,6 +119,35 @@ pub fn random_u64() -> io::Result<u64> {
     Ok(u64::from_le_bytes(b))
 }
 
+/// Whether `path` is on one of the local filesystems Linux runs from (ext4, xfs, btrfs, tmpfs,
+/// f2fs, zfs, bcachefs): there every change raises an inotify event, and a file renamed over
+/// stays readable through a handle opened before. False on network and FUSE mounts, and where
+/// unsure.
+pub fn local_fs(path: &Path) -> bool {
+    // statfs(2) magic numbers, from linux/magic.h (ZFS's from OpenZFS).
+    const LOCAL: [i64; 7] = [
+        0xEF53,     // ext2, ext3, ext4
+        0x58465342, // xfs
+        0x9123683E, // btrfs
+        0x01021994, // tmpfs
+        0xF2F52010, // f2fs
+        0x2FC12FC1, // zfs
+        0xCA451A4E, // bcachefs
+    ];
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs fills the zeroed struct it is given and reads the NUL-terminated path.
+    let kind = unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        if libc::statfs(c.as_ptr(), &mut st) != 0 {
+            return false;
+        }
+        st.f_type as i64
+    };
+    LOCAL.contains(&kind)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

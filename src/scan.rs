@@ -448,9 +448,10 @@ fn walk(
     use std::collections::HashMap;
     let root_dev = root_md.dev();
     walked.note(root_md, root_dev);
-    // Directories whose own entry went out, listed, their names waiting for their turn (the
-    // names that sort between `d` and `d/`, like `d.txt`, come first).
-    let mut listed: HashMap<WirePath, (PathBuf, Metadata, Vec<fs::DirEntry>)> = HashMap::new();
+    // Directories whose own entry went out, their steps waiting for their turn (the names that
+    // sort between `d` and `d/`, like `d.txt`, come first). Steps, not the listing: an entry of
+    // a listing holds its directory open.
+    let mut listed: HashMap<WirePath, Vec<Step>> = HashMap::new();
     let mut stack: Vec<std::vec::IntoIter<Step>> = vec![vec![
         Step::Dir(WirePath::default(), root.to_path_buf(), root_md.clone()),
         Step::Below(WirePath::default()),
@@ -473,7 +474,9 @@ fn walk(
                             stamp: Some(Stamp::of_metadata(&md)),
                         };
                         out.found(entry, None);
-                        listed.insert(rel, (path, md, children));
+                        let dir = (&rel, path.as_path(), &md, root_dev);
+                        let steps = steps_of(dir, children, excludes, opts, walked);
+                        listed.insert(rel, steps);
                     }
                     Err(e) => out.found(
                         Found {
@@ -486,9 +489,7 @@ fn walk(
                 }
             }
             Step::Below(rel) => {
-                if let Some((path, md, children)) = listed.remove(&rel) {
-                    let dir = (&rel, path.as_path(), &md, root_dev);
-                    let steps = steps_of(dir, children, excludes, opts, walked);
+                if let Some(steps) = listed.remove(&rel) {
                     stack.push(steps.into_iter());
                 }
             }

@@ -24,6 +24,7 @@ use crate::model::{Digest, Meta, Record};
 use crate::paths::WirePath;
 
 mod records;
+use records::Blocks;
 pub use records::Records;
 
 /// Opens every state file of [`FORMAT`] 2 on: a file that begins otherwise is of format 1 (a
@@ -460,17 +461,20 @@ fn read_stored(file: &Path) -> Loaded {
     }
 }
 
-/// As [`decode_held`], from the open file `path`: a file of this [`FORMAT`] is read in
-/// chunks, its checksum first, then each record decoded once to check it, and its records are
-/// left in the file ([`Records::in_file`]), so a million of them cost a word each. Any other
-/// file, or one whose records are out of order, is read whole into memory.
+/// As [`decode_held`], from the open file `path`: a file of this [`FORMAT`] on a local
+/// filesystem is read in chunks, its checksum first, then each record decoded once to check
+/// it, and its records are left in the file ([`Records::in_file`]), so a million of them cost a
+/// word each. Any other file, one whose records are out of order, or one on a network
+/// filesystem (where a file renamed over by another host's commit may not stay readable
+/// through an open handle), is read whole into memory.
 fn decode_file(mut f: fs::File, path: &Path) -> io::Result<Result<Held, String>> {
     let size = f.metadata()?.len();
     let mut head = [0u8; HEADER];
     let ours = size >= HEADER as u64
         && f.read_exact(&mut head).is_ok()
         && head.starts_with(&MAGIC)
-        && head[8..12] == FORMAT.to_le_bytes();
+        && head[8..12] == FORMAT.to_le_bytes()
+        && crate::os::local_fs(path);
     let whole = |mut f: fs::File| -> io::Result<Result<Held, String>> {
         let mut bytes = Vec::new();
         f.seek(SeekFrom::Start(0))?;
@@ -510,30 +514,45 @@ fn decode_file(mut f: fs::File, path: &Path) -> io::Result<Result<Held, String>>
         let root: WirePath = w.take()?;
         let count: usize = w.take()?;
         // Every record takes more than two bytes: a count beyond is not believed up front.
-        let mut at = Vec::with_capacity(count.min(len as usize / 2));
+        let mut blocks = Blocks {
+            at: Vec::with_capacity(count.min(len as usize / 2)),
+            ..Blocks::default()
+        };
+        let mut sum = xxhash_rust::xxh3::Xxh3::new();
         let mut last: Option<WirePath> = None;
         let mut ordered = true;
-        for _ in 0..count {
-            at.push(w.pos());
-            let r: Record = w.take()?;
+        for i in 0..count {
+            if i % records::BLOCK == 0 && i > 0 {
+                blocks.sums.push(sum.digest());
+                sum.reset();
+            }
+            blocks.at.push(w.pos());
+            let (r, raw) = w.take_raw::<Record>()?;
+            sum.update(raw);
+            if i % records::BLOCK == 0 {
+                blocks.firsts.push(r.rel.as_bytes().into());
+            }
             ordered &= last.as_ref().is_none_or(|l| *l < r.rel);
             last = Some(r.rel);
         }
-        let end = w.pos();
+        if count > 0 {
+            blocks.sums.push(sum.digest());
+        }
+        blocks.end = w.pos();
         let mounts: Vec<WirePath> = w.take()?;
         if w.pos() != size {
             return Err(format!("{} bytes after its records", size - w.pos()));
         }
-        Ok((root, at, end, mounts, ordered))
+        Ok((root, blocks, mounts, ordered))
     })();
-    let (root, at, end, mounts, ordered) = match read {
+    let (root, blocks, mounts, ordered) = match read {
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
     };
     if !ordered {
         return whole(f);
     }
-    let records = Records::in_file(f, path.to_path_buf(), at, end)?;
+    let records = Records::in_file(f, path.to_path_buf(), blocks);
     Ok(Ok(Held {
         root,
         records,
@@ -561,11 +580,19 @@ impl Window<'_> {
 
     /// The next value.
     fn take<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, String> {
+        self.take_raw().map(|(v, _)| v)
+    }
+
+    /// The next value, and its bytes as encoded.
+    fn take_raw<T: serde::de::DeserializeOwned>(&mut self) -> Result<(T, &[u8]), String> {
         loop {
-            match postcard::take_from_bytes::<T>(&self.buf[self.cur..]) {
+            let taken = postcard::take_from_bytes::<T>(&self.buf[self.cur..])
+                .map(|(v, rest)| (v, rest.len()));
+            match taken {
                 Ok((v, rest)) => {
-                    self.cur = self.buf.len() - rest.len();
-                    return Ok(v);
+                    let start = self.cur;
+                    self.cur = self.buf.len() - rest;
+                    return Ok((v, &self.buf[start..self.cur]));
                 }
                 Err(postcard::Error::DeserializeUnexpectedEnd) if !self.eof => self.fill()?,
                 Err(e) => return Err(format!("checksum right but undecodable ({e})")),
@@ -859,6 +886,11 @@ impl RootState {
         self.records.iter_unless(skip)
     }
 
+    /// The `i`th record below the scanned root.
+    pub fn record_at(&self, i: usize) -> Record {
+        self.records.get(i)
+    }
+
     /// The index of `rel`'s record among the records below the scanned root.
     pub fn index_of(&self, rel: &WirePath) -> Option<usize> {
         self.records.search(rel).ok()
@@ -880,40 +912,43 @@ impl RootState {
     }
 
     /// Replaces the records of the scanned root (sorted by path, one a path) and writes the
-    /// file atomically.
-    pub fn save(&mut self, records: Vec<Record>) -> io::Result<()> {
+    /// file atomically. Returns whether the records were replaced: not where they are as they
+    /// were (nothing is written), nor where writing fails (they stay as read).
+    pub fn save(&mut self, records: Vec<Record>) -> io::Result<bool> {
         debug_assert!(records.windows(2).all(|w| w[0].rel < w[1].rel));
         let Some(file) = self.file.clone() else {
-            return Ok(());
+            return Ok(false);
         };
         let mounts = self.next_mounts(records.as_slice());
         if mounts == self.mounts && !self.must_write() && self.records.same_as(&records) {
-            return Ok(()); // an in-sync re-check writes nothing
+            return Ok(false); // an in-sync re-check writes nothing
         }
-        self.records = Records::from_vec(&records);
+        let new = Records::from_vec(&records);
         drop(records);
-        self.mounts = mounts;
         let root = WirePath::from_path(&self.file_root);
         if self.prefix.is_empty() && self.others.is_empty() && self.other_mounts.is_empty() {
             // The root has a file of its own: its records are the file's, as they are.
-            write_state(&file, &root, &self.records, &self.mounts)?;
+            write_state(&file, &root, &new, &mounts)?;
         } else {
             let mut all: Vec<Record> = self.others.clone();
-            all.extend(self.records.iter().map(|r| Record {
+            all.extend(new.iter().map(|r| Record {
                 rel: self.prefix.join(&r.rel),
                 ..r
             }));
             all.sort_by(|a, b| a.rel.cmp(&b.rel));
-            let mut mounts = self.other_mounts.clone();
-            mounts.extend(self.mounts.iter().map(|m| self.prefix.join(m)));
-            mounts.sort();
-            write_state(&file, &root, &Records::from_vec(&all), &mounts)?;
+            let mut all_mounts = self.other_mounts.clone();
+            all_mounts.extend(mounts.iter().map(|m| self.prefix.join(m)));
+            all_mounts.sort();
+            write_state(&file, &root, &Records::from_vec(&all), &all_mounts)?;
         }
+        // Only once written: a state that could not be saved stays as it was read.
+        self.records = new;
+        self.mounts = mounts;
         self.migrate = false;
         for f in self.absorbed.drain(..) {
             let _ = fs::remove_file(f);
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -1336,7 +1371,7 @@ mod tests {
     /// A state of `n` records below `/d`, saved in `dir`, and the records.
     fn saved(dir: &Path, n: usize) -> Vec<Record> {
         let mut st = RootState::load(Some(dir), Path::new("/d")).unwrap();
-        let mut recs: Vec<Record> = (0..n).map(|i| rec(&format!("d{i:04}/f"), 1)).collect();
+        let mut recs: Vec<Record> = (0..n).map(|i| rec(&format!("d{i:05}/f"), 1)).collect();
         recs.insert(0, rec("", 1));
         st.save(recs.clone()).unwrap();
         recs
@@ -1345,7 +1380,8 @@ mod tests {
     #[test]
     fn a_sound_file_leaves_its_records_there_and_every_lookup_finds_them() {
         let dir = tempfile::tempdir().unwrap();
-        let recs = saved(dir.path(), 1000);
+        // More records than one chunk of the read holds (256 KiB).
+        let recs = saved(dir.path(), 20_000);
         let st = RootState::load(Some(dir.path()), Path::new("/d")).unwrap();
         assert!(st.records.in_file_now());
         assert!(st.records.same_as(&recs));
@@ -1367,9 +1403,28 @@ mod tests {
         }
         assert_eq!(st.get(&WirePath::from("d0500")), None);
         // A root below takes its records into memory, and finds them the same.
-        let sub = RootState::load(Some(dir.path()), Path::new("/d/d0007")).unwrap();
+        let sub = RootState::load(Some(dir.path()), Path::new("/d/d00007")).unwrap();
         assert!(!sub.records.in_file_now());
         assert_eq!(sub.records().collect::<Vec<_>>(), [rec("f", 1)]);
+    }
+
+    #[test]
+    fn a_save_that_fails_leaves_the_records_as_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs = saved(dir.path(), 100);
+        let mut st = RootState::load(Some(dir.path()), Path::new("/d")).unwrap();
+        // The state directory's files can no longer be written.
+        let roots = dir.path().join("roots");
+        fs::rename(&roots, dir.path().join("moved")).unwrap();
+        fs::write(&roots, "not a directory").unwrap();
+        assert!(st.save(vec![rec("", 2)]).is_err());
+        assert!(st.records.same_as(&recs), "as read");
+        // Records as they are: nothing to write, nothing replaced.
+        fs::remove_file(&roots).unwrap();
+        fs::rename(dir.path().join("moved"), &roots).unwrap();
+        assert!(!st.save(recs.clone()).unwrap());
+        assert!(st.save(vec![rec("", 2)]).unwrap());
+        assert_eq!(st.records().collect::<Vec<_>>(), [rec("", 2)]);
     }
 
     #[test]

@@ -19,7 +19,8 @@
 pub mod extra;
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -352,7 +353,7 @@ impl Store {
 
     /// Starts the new file: the header, then the old file's records the notes matched so far.
     fn diverge(&mut self) {
-        let Next::Same { upto, .. } = self.next else {
+        let Next::Same { upto, old } = &self.next else {
             return;
         };
         let file = self.file.as_deref().expect("a store that notes has a file");
@@ -361,13 +362,22 @@ impl Store {
             std::fs::create_dir_all(dir)?;
             let mut w = BufWriter::with_capacity(BUF, tempfile::NamedTempFile::new_in(dir)?);
             w.write_all(&header(self.key))?;
-            if upto > 0 {
-                let mut old = File::open(file)?;
-                old.seek(SeekFrom::Start(HEADER as u64))?;
-                let copied = io::copy(&mut old.take(upto), &mut w)?;
-                if copied != upto {
+            // From the file the notes were compared with (another scan may have renamed a
+            // new one over its name since), without moving its reader.
+            let old = old.as_ref().map(|o| o.get_ref());
+            let (mut at, end) = (HEADER as u64, HEADER as u64 + upto);
+            let mut buf = vec![0u8; BUF];
+            while at < end {
+                let want = buf.len().min((end - at) as usize);
+                let n = match old {
+                    Some(o) => o.read_at(&mut buf[..want], at)?,
+                    None => 0,
+                };
+                if n == 0 {
                     return Err(io::ErrorKind::UnexpectedEof.into());
                 }
+                w.write_all(&buf[..n])?;
+                at += n as u64;
             }
             Ok(w)
         };

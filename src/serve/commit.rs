@@ -63,16 +63,19 @@ impl Server {
         let set = std::mem::take(&mut ctx.set);
         let new = next_records(ctx, set);
         let abs = ctx.abs.clone();
-        ctx.state.save(new).map_err(|e| {
+        let replaced = ctx.state.save(new).map_err(|e| {
             msg(
                 &abs,
                 format!("cannot save sync state: {}", scan::io_msg(&e)).as_str(),
             )
         })?;
-        // The reports name entries by the index of their record among those just replaced:
-        // nothing after the commit goes by them (a write expects nothing, a second commit keeps
-        // every record as it is now) until the next scan.
-        ctx.reported = Reports::default();
+        if replaced {
+            // The reports name entries by the index of their record among those just
+            // replaced: until the next scan nothing goes by them (a write finds nothing
+            // expected in its place, so it replaces nothing; a second commit records only what
+            // the state says now).
+            ctx.reported = Reports::default();
+        }
         self.prune_once();
         Ok(())
     }
@@ -114,7 +117,7 @@ fn next_records(ctx: &RootCtx, mut set: Vec<Record>) -> Vec<Record> {
     // Decided entries the scan did not report: made by this sync (conflict copies).
     let mut created = Vec::new();
     let mut hint = 0;
-    for (rel, rep) in ctx.reported.iter(&ctx.state) {
+    for (rel, rep, _) in ctx.reported.iter(&ctx.state) {
         while let Some(r) = set.next_if(|r| r.rel < rel) {
             created.push(r);
         }

@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
 
 use crate::model::{fingerprint_held, fingerprint_new, Brief, Kind};
 use crate::proto::{encode, write_frame, Entry, FrameError, Response, Summary, ENTRY_BATCH};
@@ -33,14 +34,17 @@ struct Summing {
 
 /// Encoded [`Response::Briefs`] frames a scan held back behind its [`Summary`]: in an
 /// unnamed temp file (a million briefs are some 40 MB the serve need not hold), in memory
-/// where none can be made. Nothing of it outlives the serve, however it ends.
+/// where none can be made or written. Nothing of it outlives the serve, however it ends.
 #[derive(Debug, Default)]
 pub(super) struct HeldBriefs {
+    /// Where the file goes (the user's cache; `None`, or where that fails: the temp
+    /// directory).
+    dir: Option<PathBuf>,
     /// The file and how much of it is written (`None`: not made yet, or it cannot be).
     file: Option<(File, u64)>,
     /// The frames not in the file.
     mem: Vec<u8>,
-    /// Making the file failed: all stays in memory.
+    /// Making or writing the file failed: the rest stays in memory.
     no_file: bool,
 }
 
@@ -49,26 +53,39 @@ const HELD_IN_MEMORY: usize = 1 << 20;
 
 impl HeldBriefs {
     /// Holds one encoded frame after the others.
-    fn push(&mut self, frame: &[u8]) -> std::io::Result<()> {
+    fn push(&mut self, frame: &[u8]) {
         self.mem.extend_from_slice(frame);
         if self.mem.len() < HELD_IN_MEMORY || self.no_file {
-            return Ok(());
+            return;
         }
         if self.file.is_none() {
-            match tempfile::tempfile() {
+            let made = self
+                .dir
+                .as_deref()
+                .and_then(|d| tempfile::tempfile_in(d).ok())
+                .map(Ok)
+                .unwrap_or_else(tempfile::tempfile);
+            match made {
                 Ok(f) => self.file = Some((f, 0)),
                 Err(e) => {
                     tracing::debug!("briefs held in memory: {e}");
                     self.no_file = true;
-                    return Ok(());
+                    return;
                 }
             }
         }
         let (f, len) = self.file.as_mut().expect("made above");
-        f.write_all(&self.mem)?;
-        *len += self.mem.len() as u64;
-        self.mem.clear();
-        Ok(())
+        match f.write_all(&self.mem) {
+            Ok(()) => {
+                *len += self.mem.len() as u64;
+                self.mem.clear();
+            }
+            // What was written before stays good (only `len` bytes are read back).
+            Err(e) => {
+                tracing::debug!("briefs held in memory from here on: {e}");
+                self.no_file = true;
+            }
+        }
     }
 
     /// Writes every frame held, in the order held, to `w`.
@@ -95,14 +112,22 @@ pub(super) struct Summed {
 
 impl<'w, W: Write> Emitter<'w, W> {
     /// An emitter for the root `header` announces; `brief` sends unchanged entries in brief
-    /// (and a root that is all unchanged as a summary).
-    pub(super) fn new(w: &'w mut W, header: Response, brief: bool) -> Self {
+    /// (and a root that is all unchanged as a summary, its briefs held in a temp file in
+    /// `spill` where one can be made there).
+    pub(super) fn new(w: &'w mut W, header: Response, brief: bool, spill: Option<PathBuf>) -> Self {
+        let summing = brief.then(|| Summing {
+            frames: HeldBriefs {
+                dir: spill,
+                ..HeldBriefs::default()
+            },
+            ..Summing::default()
+        });
         Emitter {
             w,
             header: Some(header),
             batch: Vec::with_capacity(ENTRY_BATCH),
             briefs: brief.then(|| Vec::with_capacity(ENTRY_BATCH)),
-            summing: brief.then(Summing::default),
+            summing,
             failed: None,
         }
     }
@@ -225,7 +250,7 @@ impl<'w, W: Write> Emitter<'w, W> {
         if let Some(briefs) = self.briefs.as_mut().filter(|b| !b.is_empty()) {
             let frame = Response::Briefs(std::mem::take(briefs));
             match &mut self.summing {
-                Some(s) => s.frames.push(&encode(&frame)?)?,
+                Some(s) => s.frames.push(&encode(&frame)?),
                 None => {
                     write_frame(self.w, &frame)?;
                     wrote = true;
@@ -295,7 +320,7 @@ mod tests {
         let mut i = 0u32;
         while want.len() < 2 * HELD_IN_MEMORY + 12_345 {
             let frame: Vec<u8> = (0..(i % 5000)).map(|b| (b ^ i) as u8).collect();
-            held.push(&frame).unwrap();
+            held.push(&frame);
             want.extend_from_slice(&frame);
             i += 1;
         }

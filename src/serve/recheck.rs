@@ -197,28 +197,7 @@ impl LastWalk {
 /// Whether a change under `path` raises an inotify event here, whoever makes it: true on the
 /// local filesystems Linux runs from; false on network and FUSE mounts, and where unsure.
 pub(super) fn watch_sees_all(path: &Path) -> bool {
-    // statfs(2) magic numbers, from linux/magic.h (ZFS's from OpenZFS).
-    const LOCAL: [i64; 7] = [
-        0xEF53,     // ext2, ext3, ext4
-        0x58465342, // xfs
-        0x9123683E, // btrfs
-        0x01021994, // tmpfs
-        0xF2F52010, // f2fs
-        0x2FC12FC1, // zfs
-        0xCA451A4E, // bcachefs
-    ];
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    // SAFETY: statfs fills the zeroed struct it is given and reads the NUL-terminated path.
-    let kind = unsafe {
-        let mut st: libc::statfs = std::mem::zeroed();
-        if libc::statfs(c.as_ptr(), &mut st) != 0 {
-            return false;
-        }
-        st.f_type as i64
-    };
-    LOCAL.contains(&kind)
+    crate::os::local_fs(path)
 }
 
 #[cfg(test)]

@@ -85,11 +85,16 @@ impl Reports {
             .map(Found::Recorded)
     }
 
-    /// The report of `rel`, among those sorted (`state`: the records the scan was against).
-    pub(super) fn get(&self, rel: &WirePath, state: &RootState) -> Option<&Reported> {
+    /// The report of `rel`, among those sorted (`state`: the records the scan was against),
+    /// with the index of its record where it is as recorded.
+    pub(super) fn get(
+        &self,
+        rel: &WirePath,
+        state: &RootState,
+    ) -> Option<(&Reported, Option<usize>)> {
         match self.find(rel, state)? {
-            Found::Listed(i) => Some(&self.list[i].1),
-            Found::Recorded(_) => Some(&AS_RECORDED),
+            Found::Listed(i) => Some((&self.list[i].1, None)),
+            Found::Recorded(i) => Some((&AS_RECORDED, Some(self.recorded[i][0] as usize))),
         }
     }
 
@@ -134,25 +139,26 @@ impl Reports {
             .is_some_and(|(r, _, _)| r.as_bytes() == rel)
     }
 
-    /// Every report, in path order once sorted (`state`: the records the scan was against).
+    /// Every report, in path order once sorted (`state`: the records the scan was against),
+    /// with the index of its record where it is as recorded.
     pub(super) fn iter<'a>(
         &'a self,
         state: &'a RootState,
-    ) -> impl Iterator<Item = (WirePath, &'a Reported)> + 'a {
+    ) -> impl Iterator<Item = (WirePath, &'a Reported, Option<usize>)> + 'a {
         let mut recorded = self.recorded.iter().peekable();
         let mut list = self.list.iter().peekable();
         std::iter::from_fn(move || {
             let next_recorded = recorded.peek().map(|r| state.rel_at(r[0] as usize));
             match (next_recorded, list.peek()) {
                 (Some(a), Some((b, _, _))) if b.as_bytes() < &*a => {
-                    list.next().map(|(rel, rep, _)| (rel.clone(), rep))
+                    list.next().map(|(rel, rep, _)| (rel.clone(), rep, None))
                 }
                 (Some(a), _) => {
                     let rel = WirePath(a.into_owned());
-                    recorded.next();
-                    Some((rel, &AS_RECORDED))
+                    let index = recorded.next().map(|r| r[0] as usize);
+                    Some((rel, &AS_RECORDED, index))
                 }
-                (None, _) => list.next().map(|(rel, rep, _)| (rel.clone(), rep)),
+                (None, _) => list.next().map(|(rel, rep, _)| (rel.clone(), rep, None)),
             }
         })
     }
@@ -204,12 +210,26 @@ mod tests {
         assert_eq!(r.get(&WirePath::from("b"), &st), None, "not sorted yet");
         r.sort();
         assert_eq!(r.len(), 5);
-        let order: Vec<String> = r.iter(&st).map(|(rel, _)| rel.to_string()).collect();
-        assert_eq!(order, ["a", "a-b", "a/x", "b", "c"]);
-        let get = |rel: &str| r.get(&WirePath::from(rel), &st);
+        let order: Vec<(String, Option<usize>)> = r
+            .iter(&st)
+            .map(|(rel, _, i)| (rel.to_string(), i))
+            .collect();
+        let at = |rel: &str, i| (rel.to_string(), i);
+        assert_eq!(
+            order,
+            [
+                at("a", None),
+                at("a-b", Some(0)),
+                at("a/x", None),
+                at("b", None),
+                at("c", Some(1))
+            ]
+        );
+        let get = |rel: &str| r.get(&WirePath::from(rel), &st).map(|(rep, _)| rep);
         assert_eq!(get("b"), Some(&Reported::AsRecorded));
         assert_eq!(get("a/x"), Some(&Reported::Unknown));
         assert_eq!(get("a-b"), Some(&Reported::AsRecorded));
+        assert_eq!(r.get(&WirePath::from("c"), &st).unwrap().1, Some(1));
         assert!(get("a").is_some());
         assert!(get("a/y").is_none());
         assert_eq!(r.stamp(&WirePath::from("c"), &st), u128::MAX - 1);
@@ -241,6 +261,6 @@ mod tests {
     }
 
     fn get_after<'a>(r: &'a Reports, rel: &str, st: &RootState) -> Option<&'a Reported> {
-        r.get(&WirePath::from(rel), st)
+        r.get(&WirePath::from(rel), st).map(|(rep, _)| rep)
     }
 }

@@ -463,9 +463,13 @@ impl RootCtx {
     /// and version.
     pub(super) fn held(&self, rel: &WirePath) -> Option<(Option<Meta>, Option<Vv>)> {
         match self.reported.get(rel, &self.state)? {
-            Reported::AsRecorded => self.state.get(rel).map(|r| (r.meta, Some(r.vv))),
-            Reported::Held(h) => Some((h.0.clone(), h.1.clone())),
-            Reported::Unknown => None,
+            (Reported::AsRecorded, Some(i)) => {
+                let r = self.state.record_at(i);
+                Some((r.meta, Some(r.vv)))
+            }
+            (Reported::AsRecorded, None) => self.state.get(rel).map(|r| (r.meta, Some(r.vv))),
+            (Reported::Held(h), _) => Some((h.0.clone(), h.1.clone())),
+            (Reported::Unknown, _) => None,
         }
     }
 }

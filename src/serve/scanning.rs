@@ -221,7 +221,9 @@ impl Server {
             index,
             result: Ok(WirePath::from_path(&abs)),
         };
-        let mut out = Emitter::new(w, header, brief);
+        // Held briefs go beside the caches (the temp directory may be memory).
+        let spill = self.cache_dir.as_ref().map(|d| d.join("synk"));
+        let mut out = Emitter::new(w, header, brief, spill);
         let now = now_ms();
         let key = self.key;
         let mut unknown_dirs: Vec<WirePath> = Vec::new();
@@ -462,9 +464,12 @@ fn emptied_mounts(ctx: &RootCtx) -> Vec<Emptied> {
     // Per candidate: entries held below it now, and entries gone below it since the sync.
     let mut held = vec![0u64; candidates.len()];
     let mut gone = vec![0u64; candidates.len()];
-    for (rel, rep) in ctx.reported.iter(&ctx.state) {
+    for (rel, rep, index) in ctx.reported.iter(&ctx.state) {
         let now = match rep {
-            Reported::AsRecorded => ctx.state.get(&rel).is_some_and(|r| r.meta.is_some()),
+            Reported::AsRecorded => index
+                .map(|i| ctx.state.record_at(i))
+                .or_else(|| ctx.state.get(&rel))
+                .is_some_and(|r| r.meta.is_some()),
             Reported::Held(h) if h.0.is_none() => {
                 // Deleted since the sync (a remembered deletion is reported as recorded).
                 for (i, m) in candidates.iter().enumerate() {
@@ -738,6 +743,43 @@ mod tests {
         assert!(st.mounts().is_empty());
         let resps = converse(h, &[scan()]);
         assert!(emptied(&resps).is_empty());
+    }
+
+    #[test]
+    fn a_commit_that_changes_no_record_keeps_what_the_scan_reported() {
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path();
+        fs::create_dir_all(h.join("notes")).unwrap();
+        for f in ["a", "b"] {
+            fs::write(h.join("notes").join(f), f).unwrap();
+        }
+        converse(h, &[scan(), commit()]);
+        // A record sent as the state has it: the commit writes nothing, and what the scan
+        // reported (b as recorded) still answers the client.
+        let same = records(h).get(&WirePath::from("a")).unwrap();
+        let resps = converse(
+            h,
+            &[
+                scan(),
+                Request::Records {
+                    root: 0,
+                    set: vec![same],
+                },
+                commit(),
+                Request::Detail {
+                    root: 0,
+                    rels: vec![WirePath::from("b")],
+                },
+            ],
+        );
+        assert!(
+            !resps.iter().any(|r| matches!(r, Response::Failed(_))),
+            "{resps:?}"
+        );
+        let b_in_full = resps.iter().any(|r| {
+            matches!(r, Response::Entries(es) if es.iter().any(|e| e.rel == WirePath::from("b")))
+        });
+        assert!(b_in_full, "{resps:?}");
     }
 
     #[test]

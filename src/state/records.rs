@@ -38,12 +38,24 @@ impl Default for Store {
 }
 
 /// How many records one read of a state file brings in.
-const BLOCK: usize = 64;
+pub(super) const BLOCK: usize = 64;
+
+/// What a read of a whole state file found of its records, to leave them there: where each
+/// begins and where the last ends, and of each block of [`BLOCK`] records its first path and
+/// the xxh3 of its bytes.
+#[derive(Debug, Default)]
+pub(super) struct Blocks {
+    pub(super) at: Vec<u64>,
+    pub(super) end: u64,
+    pub(super) firsts: Vec<Box<[u8]>>,
+    pub(super) sums: Vec<u64>,
+}
 
 /// Records left in their state file: the file stays open (a later commit renames another over
 /// its name, never writes into it), and each block of [`BLOCK`] records is checked against the
 /// sum taken when the file was read whole, so a file changed in place since is never taken
-/// for what was read.
+/// for what was read. A block that cannot be read, or does not match, stops the serve (a
+/// panic naming the file) before anything is decided or recorded from it.
 #[derive(Debug)]
 struct Paged {
     file: File,
@@ -51,6 +63,8 @@ struct Paged {
     path: PathBuf,
     /// Where the records end.
     end: u64,
+    /// The first path of each block: a search reads one block.
+    firsts: Vec<Box<[u8]>>,
     /// The xxh3 of each block's bytes.
     sums: Vec<u64>,
     /// The block read last: its number and its bytes.
@@ -104,27 +118,21 @@ impl Records {
         Ok((r, pos))
     }
 
-    /// Records left in `file` (named `path`), found sound by a read of the whole file: they
-    /// begin at `at`, in strictly ascending path order, and end at `end`. Their blocks are
-    /// summed here, read once more.
-    pub fn in_file(file: File, path: PathBuf, at: Vec<u64>, end: u64) -> std::io::Result<Records> {
-        let mut sums = Vec::with_capacity(at.len().div_ceil(BLOCK));
-        let mut buf = Vec::new();
-        for no in 0..at.len().div_ceil(BLOCK) {
-            read_block(&file, &at, end, no, &mut buf)?;
-            sums.push(xxhash_rust::xxh3::xxh3_64(&buf));
-        }
+    /// Records left in `file` (named `path`), found sound by a read of the whole file, in
+    /// strictly ascending path order, where `blocks` says.
+    pub(super) fn in_file(file: File, path: PathBuf, blocks: Blocks) -> Records {
         let paged = Paged {
             file,
             path,
-            end,
-            sums,
+            end: blocks.end,
+            firsts: blocks.firsts,
+            sums: blocks.sums,
             block: Mutex::new((usize::MAX, Vec::new())),
         };
-        Ok(Records {
-            at,
+        Records {
+            at: blocks.at,
             store: Store::File(paged),
-        })
+        }
     }
 
     /// `records` encoded, in the order given (sorted by path, one a path).
@@ -259,6 +267,14 @@ impl Records {
     /// Where the record of `rel` is (`Ok`), or would go (`Err`).
     pub fn search(&self, rel: &WirePath) -> Result<usize, usize> {
         let (mut lo, mut hi) = (0, self.len());
+        if let Store::File(p) = &self.store {
+            // The last block whose first path is not after `rel` holds it, if any does.
+            let b = p.firsts.partition_point(|f| **f <= *rel.as_bytes());
+            if b == 0 {
+                return Err(0);
+            }
+            (lo, hi) = ((b - 1) * BLOCK, (b * BLOCK).min(self.len()));
+        }
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             match self.cmp_at(mid, rel.as_bytes()).expect("within") {
