@@ -117,13 +117,28 @@ pub struct Decoded {
 /// Decodes a state file's bytes, checking its header and checksum; a format 1 file is read
 /// as before. `Err` says what is wrong, for the message that moves the file aside.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
-    let s = decode_held(bytes.to_vec())?;
-    Ok(Decoded {
-        root: s.root,
-        records: s.records.iter().collect(),
-        mounts: s.mounts,
-        format: s.format,
-    })
+    decode_held(bytes.to_vec()).map(Decoded::from)
+}
+
+/// Decodes the state file at `path` as a serve loads it: read in chunks, its records left in
+/// the file where they can be ([`decode_file`]). The same answer as [`decode`] of its bytes.
+pub fn decode_at(path: &Path) -> Result<Decoded, String> {
+    match read_stored(path) {
+        Loaded::Sound(s) => Ok(Decoded::from(s)),
+        Loaded::Bad(why) => Err(why),
+        Loaded::Missing => Err(format!("{}: no such file", path.display())),
+    }
+}
+
+impl From<Held> for Decoded {
+    fn from(s: Held) -> Self {
+        Decoded {
+            root: s.root,
+            records: s.records.iter().collect(),
+            mounts: s.mounts,
+            format: s.format,
+        }
+    }
 }
 
 /// A state file's content as [`decode_held`] keeps it: its records still encoded.
@@ -1157,20 +1172,32 @@ mod tests {
         names
     }
 
+    /// A state file of three records and a mount point in `dir`: its path, its records and
+    /// mount points, and its bytes.
+    fn small_state(dir: &Path) -> (PathBuf, Vec<Record>, Vec<WirePath>, Vec<u8>) {
+        let file = dir.join("f.state");
+        let recs = vec![rec("", 1), mounted_dir("m", 2), rec("m/x", 3)];
+        let mounts = vec![WirePath::from("m")];
+        let all = Records::from_vec(&recs);
+        write_state(&file, &WirePath::from("/r"), &all, &mounts).unwrap();
+        let good = fs::read(&file).unwrap();
+        (file, recs, mounts, good)
+    }
+
+    /// `good`'s header over a body that is no state file's, its length and checksum made right.
+    fn forged(good: &[u8]) -> Vec<u8> {
+        let body = b"\xff\xff\xff\xff";
+        let mut forged = good[..HEADER].to_vec();
+        forged[12..20].copy_from_slice(&(body.len() as u64).to_le_bytes());
+        forged[20..HEADER].copy_from_slice(&xxhash_rust::xxh3::xxh3_128(body).to_le_bytes());
+        forged.extend_from_slice(body);
+        forged
+    }
+
     #[test]
     fn the_header_vouches_for_the_body() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("f.state");
-        let recs = vec![rec("", 1), mounted_dir("m", 2), rec("m/x", 3)];
-        let mounts = vec![WirePath::from("m")];
-        write_state(
-            &file,
-            &WirePath::from("/r"),
-            &Records::from_vec(&recs),
-            &mounts,
-        )
-        .unwrap();
-        let good = fs::read(&file).unwrap();
+        let (_, recs, mounts, good) = small_state(dir.path());
         assert_eq!(
             decode(&good).unwrap(),
             Decoded {
@@ -1196,11 +1223,7 @@ mod tests {
         grown.push(0);
         assert!(decode(&grown).unwrap_err().contains("header says"));
         // A sound header over a body that is not one.
-        let body = b"\xff\xff\xff\xff";
-        let mut forged = good[..HEADER].to_vec();
-        forged[12..20].copy_from_slice(&(body.len() as u64).to_le_bytes());
-        forged[20..HEADER].copy_from_slice(&xxhash_rust::xxh3::xxh3_128(body).to_le_bytes());
-        forged.extend_from_slice(body);
+        let forged = forged(&good);
         assert!(decode(&forged).unwrap_err().contains("undecodable"));
         // Format 1 reads as before; other formats are refused.
         let old = old_file("/r", &recs);
@@ -1442,17 +1465,7 @@ mod tests {
     #[test]
     fn a_damaged_file_read_in_chunks_is_refused_as_one_read_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("f.state");
-        let recs = vec![rec("", 1), mounted_dir("m", 2), rec("m/x", 3)];
-        let mounts = vec![WirePath::from("m")];
-        write_state(
-            &file,
-            &WirePath::from("/r"),
-            &Records::from_vec(&recs),
-            &mounts,
-        )
-        .unwrap();
-        let good = fs::read(&file).unwrap();
+        let (file, recs, mounts, good) = small_state(dir.path());
         let chunked = |bytes: &[u8]| {
             fs::write(&file, bytes).unwrap();
             match read_stored(&file) {
@@ -1479,11 +1492,7 @@ mod tests {
         let mut grown = good.clone();
         grown.push(0);
         assert!(chunked(&grown).unwrap_err().contains("header says"));
-        let body = b"\xff\xff\xff\xff";
-        let mut forged = good[..HEADER].to_vec();
-        forged[12..20].copy_from_slice(&(body.len() as u64).to_le_bytes());
-        forged[20..HEADER].copy_from_slice(&xxhash_rust::xxh3::xxh3_128(body).to_le_bytes());
-        forged.extend_from_slice(body);
+        let forged = forged(&good);
         assert!(chunked(&forged).unwrap_err().contains("undecodable"));
     }
 
