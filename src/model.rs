@@ -559,6 +559,21 @@ pub fn fingerprint_new(meta: &Meta) -> [u8; 16] {
     h.digest128().to_le_bytes()
 }
 
+#[cfg(test)]
+impl Meta {
+    /// A directory's metadata as a peer would send it (mode 755, time 0), for tests.
+    pub(crate) fn test_dir() -> Meta {
+        Meta {
+            kind: Kind::Dir,
+            size: 0,
+            mode: 0o755,
+            mtime: 0,
+            digest: None,
+            extra: Default::default(),
+        }
+    }
+}
+
 /// One entry as a peer held it after a sync.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {

@@ -434,14 +434,7 @@ mod tests {
 
     /// A directory's metadata, as a peer would send it.
     fn dir_meta() -> crate::model::Meta {
-        crate::model::Meta {
-            kind: Kind::Dir,
-            size: 0,
-            mode: 0o755,
-            mtime: 0,
-            digest: None,
-            extra: Default::default(),
-        }
+        crate::model::Meta::test_dir()
     }
 
     #[tokio::test]

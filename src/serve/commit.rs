@@ -232,14 +232,7 @@ mod tests {
     use crate::state::RootState;
 
     fn dir_rec(rel: &str, n: u64) -> Record {
-        let meta = Meta {
-            kind: Kind::Dir,
-            size: 0,
-            mode: 0o755,
-            mtime: 0,
-            digest: None,
-            extra: Default::default(),
-        };
+        let meta = Meta::test_dir();
         Record {
             rel: WirePath::from(rel),
             meta: Some(meta),

@@ -53,6 +53,22 @@ impl Reports {
             .push((rel, rep, [stamp as u64, (stamp >> 64) as u64]));
     }
 
+    /// Adds the report of an entry the scan has not reported yet: by its record's index
+    /// where it is exactly as `record` (its index among the state's, if it has one) says, else
+    /// by its path.
+    pub(super) fn report(
+        &mut self,
+        rel: &WirePath,
+        rep: Reported,
+        record: Option<usize>,
+        stamp: u128,
+    ) {
+        match (rep, record) {
+            (Reported::AsRecorded, Some(i)) => self.push_recorded(i, stamp),
+            (rep, _) => self.push(rel.clone(), rep, stamp),
+        }
+    }
+
     /// Adds the report of an entry exactly as the state's `index`th record says.
     pub(super) fn push_recorded(&mut self, index: usize, stamp: u128) {
         let w = |n: u32| (stamp >> (32 * n)) as u32;

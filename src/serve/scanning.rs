@@ -254,17 +254,15 @@ impl Server {
                 with_extra(&abs, &mut found, (&opts, as_root), &mut xcache);
             }
             let base = state.get_near(&found.rel, &mut hint);
+            // A record found leaves the hint just past it.
+            let record = base.as_ref().map(|_| hint - 1);
             let stamp = found.stamp.map_or(0, |s| s.id());
             let (entry, rep) = versioned(found, base.as_ref(), key, now, &holds, (&opts, as_root));
             dirty |= entry.changed;
             if matches!(rep, Reported::Unknown) && entry.state.is_err() {
                 unknown_dirs.push(entry.rel.clone());
             }
-            match rep {
-                // Kept by its record's index: a hit of `get_near` leaves the hint past it.
-                Reported::AsRecorded => reported.push_recorded(hint - 1, stamp),
-                rep => reported.push(entry.rel.clone(), rep, stamp),
-            }
+            reported.report(&entry.rel, rep, record, stamp);
             out.push(entry);
         });
         reported.sort();
@@ -325,10 +323,7 @@ impl Server {
         }
         if !gone.is_empty() {
             for (i, rel, rep) in gone {
-                match rep {
-                    Reported::AsRecorded => reported.push_recorded(i, 0),
-                    rep => reported.push(rel, rep, 0),
-                }
+                reported.report(&rel, rep, Some(i), 0);
             }
             reported.sort();
         }

@@ -298,13 +298,15 @@ impl Records {
 
     /// The records, in path order and with their index, of those for which `skip` (given the
     /// index and the path) is false, each decoded only then: a walk over what a scan did not
-    /// see decodes none of those it saw.
+    /// see decodes none of those it saw. `skip` sees the path where it lies, so it must not
+    /// look at these records itself.
     pub fn iter_unless<'a>(
         &'a self,
         mut skip: impl FnMut(usize, &[u8]) -> bool + 'a,
     ) -> impl Iterator<Item = (usize, Record)> + 'a {
+        // The path is looked at where it lies: no copy of each, even from the file.
         (0..self.len())
-            .filter(move |&i| !skip(i, &self.rel_at(i)))
+            .filter(move |&i| !self.with(i, |b| skip(i, rel_of(b))))
             .map(|i| (i, self.get(i)))
     }
 
