@@ -37,6 +37,27 @@ fn partial_files(dir: &Path) -> Vec<(PathBuf, u64)> {
     out
 }
 
+/// What a copy under way has received in the scratch directories in `dir`: partial files,
+/// and rsync's temp files beside what it receives (`.big.XXXXXX`), with their sizes.
+fn received(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = partial_files(dir);
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if !e
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".synk-scratch.")
+        {
+            continue;
+        }
+        for f in fs::read_dir(e.path()).into_iter().flatten().flatten() {
+            if f.file_name().to_string_lossy().starts_with(".big.") {
+                out.push((f.path(), f.metadata().map_or(0, |m| m.len())));
+            }
+        }
+    }
+    out
+}
+
 /// Bytes of the file `big`, a copy of which is cut once the target holds `at` of them.
 const SIZE: usize = 48 << 20;
 
@@ -67,7 +88,7 @@ fn cut(s: &Scene, copier: &str, content: &[u8], at: u64) -> u64 {
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !partial_files(&s.dir("alpha")).iter().any(|(_, n)| *n >= at) {
+    while !received(&s.dir("alpha")).iter().any(|(_, n)| *n >= at) {
         assert!(child.try_wait().unwrap().is_none(), "the copy ended first");
         assert!(Instant::now() < deadline, "the copy never got that far");
         std::thread::sleep(Duration::from_millis(5));
@@ -216,13 +237,14 @@ fn a_rerun_waits_for_the_receiver_of_the_cut_run_to_leave_its_partial_file() {
     let content = noise(SIZE, 14);
     let big = s.write(LOCAL, "big", &content, t);
     let kept = cut(&s, "rsync", &content, SIZE as u64 / 2);
-    // Back to what a receiver still at work has: its temp file, written to until it is
-    // renamed to the partial file.
+    // Back to what a receiver still at work has: its temp file beside what it receives in
+    // the scratch directory, written to until it is renamed to the partial file.
     let files = partial_files(&s.dir("alpha"));
     let [(partial, _)] = &files[..] else {
         panic!("{files:?}")
     };
-    let temp = partial.with_file_name(".big.Ab12Cd");
+    let scratch = partial.parent().unwrap().parent().unwrap();
+    let temp = scratch.join(".big.Ab12Cd");
     fs::rename(partial, &temp).unwrap();
     let receiver = std::thread::spawn({
         let (partial, temp) = (partial.clone(), temp.clone());

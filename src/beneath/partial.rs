@@ -3,8 +3,15 @@
 //! so the next run of the same version sends only what is missing. Everything else in the
 //! scratch directory is a killed run's debris and goes, as before; partial data older than
 //! [`PARTIAL_AGE`], anything in the partial directory that is not a regular file, and rsync's
-//! own temp files there go too. Never through a symlink: every step is relative to a directory
-//! handle opened with `O_NOFOLLOW`.
+//! own temp files go too, once no receiver can still be writing them. Never through a
+//! symlink: every step is relative to a directory handle opened with `O_NOFOLLOW`.
+//!
+//! rsync writes its temp files beside the files it receives in the scratch directory (a
+//! rename within one directory: a temp directory of their own made every file's rename one
+//! across directories, which the kernel serializes, and a first sync of many small files
+//! took twice as long). A receiver cut short renames its temp file to the partial file, from
+//! wherever it is: so rsync's temp files anywhere in the scratch directory are waited for
+//! and kept as the partial directory's are.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -75,39 +82,41 @@ fn busy(st: &rfs::Stat, now: SystemTime) -> bool {
     )
 }
 
-/// The rsync temp files in the partial directory `partial` that changed within
-/// [`RECEIVER_QUIET`]: a receiver may still be writing or renaming them.
-fn busy_temps(partial: BorrowedFd<'_>) -> io::Result<usize> {
+/// The rsync temp files anywhere in the directory `dir` (the scratch directory, the partial
+/// directory in it, the tree rsync received there) that changed within [`RECEIVER_QUIET`]:
+/// a receiver may still be writing or renaming them.
+fn busy_temps(dir: BorrowedFd<'_>) -> io::Result<usize> {
     let now = SystemTime::now();
     let mut n = 0;
-    for name in names_in(partial)? {
-        if !rsync_temp(&name) {
-            continue;
-        }
-        match rfs::statat(partial, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) if kind_of(&st) == rfs::FileType::RegularFile && busy(&st, now) => n += 1,
+    for name in names_in(dir)? {
+        let st = match rfs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
             // Renamed or removed meanwhile: that receiver is done with it.
+            Err(_) => continue,
+        };
+        match kind_of(&st) {
+            rfs::FileType::RegularFile if rsync_temp(&name) && busy(&st, now) => n += 1,
+            rfs::FileType::Directory => {
+                if let Ok(sub) = dir_at(dir, &name) {
+                    n += busy_temps(sub.as_fd())?;
+                }
+            }
             _ => {}
         }
     }
     Ok(n)
 }
 
-/// Waits until no rsync receiver of a run cut short is still writing in the partial directory
-/// of the scratch directory `scratch` (its temp files are gone, renamed to partial files, or
-/// unchanged for [`RECEIVER_QUIET`]), up to `max`. Called with the scratch directory locked,
+/// Waits until no rsync receiver of a run cut short is still writing in the scratch directory
+/// `scratch` (its temp files are gone, renamed to partial files, or unchanged for
+/// [`RECEIVER_QUIET`]), up to `max`. Called with the scratch directory locked,
 /// before a run takes over what is in it: so the partial file a dying receiver is about to
 /// leave is there for this run to resume from, never half-written and never removed with the
 /// temp file it still is. Returns whether the receivers were done in time.
 pub fn wait_for_receivers(scratch: BorrowedFd<'_>, max: Duration) -> io::Result<bool> {
-    let partial = match dir_at(scratch, &names::partial_dir_name()) {
-        Ok(fd) => fd,
-        // Nothing kept, or not a directory (which clear_inside removes).
-        Err(_) => return Ok(true),
-    };
     let deadline = std::time::Instant::now() + max;
     loop {
-        if busy_temps(partial.as_fd())? == 0 {
+        if busy_temps(scratch)? == 0 {
             return Ok(true);
         }
         if std::time::Instant::now() >= deadline {
@@ -129,9 +138,10 @@ fn now() -> i64 {
 }
 
 /// Empties the scratch directory `scratch` but for its partial directory, and prunes that:
-/// what is old or not a regular file goes, and with `temps` rsync's temp files too (not while
-/// a receiver cut short may still be renaming its temp file to the partial one: only as a run
-/// starts or ends, and only those unchanged for [`RECEIVER_QUIET`]). Returns the names of the
+/// what is old or not a regular file goes. rsync's temp files, in the partial directory or
+/// anywhere below the scratch directory, go only with `temps` (not while a receiver cut
+/// short may still be renaming its temp file to the partial one: only as a run starts or
+/// ends), and only those unchanged for [`RECEIVER_QUIET`]. Returns the names of the
 /// partial files kept; the partial directory itself is removed when none is.
 pub fn clear_inside(scratch: BorrowedFd<'_>, temps: bool) -> io::Result<Vec<Vec<u8>>> {
     // A receiver cut short may rename its temp file while the partial directory is read:
@@ -148,9 +158,10 @@ pub fn clear_inside(scratch: BorrowedFd<'_>, temps: bool) -> io::Result<Vec<Vec<
 /// One pass of [`clear_inside`]; `None` where an entry was renamed away while it ran.
 fn clear_pass(scratch: BorrowedFd<'_>, temps: bool) -> io::Result<Option<Vec<Vec<u8>>>> {
     let keep = names::partial_dir_name();
+    let clock = SystemTime::now();
     for n in names_in(scratch)? {
         if n != keep {
-            remove_tree(scratch, &n)?;
+            remove_debris(scratch, &n, temps, clock)?;
         }
     }
     let partial = match dir_at(scratch, &keep) {
@@ -162,7 +173,7 @@ fn clear_pass(scratch: BorrowedFd<'_>, temps: bool) -> io::Result<Option<Vec<Vec
             return Ok(Some(Vec::new()));
         }
     };
-    let (now, clock) = (now(), SystemTime::now());
+    let now = now();
     let mut kept = Vec::new();
     for n in names_in(partial.as_fd())? {
         let st = match rfs::statat(&partial, n.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
@@ -176,7 +187,7 @@ fn clear_pass(scratch: BorrowedFd<'_>, temps: bool) -> io::Result<Option<Vec<Vec
         let changed = st.st_ctime as i64;
         if kind_of(&st) == rfs::FileType::RegularFile
             && fresh(changed, now)
-            && !(temps && rsync_temp(&n) && !busy(&st, clock))
+            && (!rsync_temp(&n) || keep_temp(&st, temps, clock))
         {
             kept.push(n);
         } else {
@@ -196,9 +207,55 @@ fn clear_pass(scratch: BorrowedFd<'_>, temps: bool) -> io::Result<Option<Vec<Vec
     Ok(Some(kept))
 }
 
+/// Whether an rsync temp file stays in a clear: always where a receiver cut short may still
+/// be renaming it (`temps` false), else while it changed within [`RECEIVER_QUIET`] of `clock`.
+fn keep_temp(st: &rfs::Stat, temps: bool, clock: SystemTime) -> bool {
+    !temps || busy(st, clock)
+}
+
+/// Removes `name` in `dir`, and what is in it where it is a directory, but for rsync's temp
+/// files a receiver may still be writing ([`keep_temp`]): those stay, and the directories
+/// holding them. Returns whether anything stayed.
+fn remove_debris(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    temps: bool,
+    clock: SystemTime,
+) -> io::Result<bool> {
+    let st = match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(rustix::io::Errno::NOENT) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    match kind_of(&st) {
+        rfs::FileType::RegularFile if rsync_temp(name) && keep_temp(&st, temps, clock) => Ok(true),
+        rfs::FileType::Directory => {
+            let Ok(sub) = dir_at(dir, name) else {
+                // Replaced by something else meanwhile.
+                return remove_tree(dir, name).map(|()| false);
+            };
+            let mut kept = false;
+            for n in names_in(sub.as_fd())? {
+                kept |= remove_debris(sub.as_fd(), &n, temps, clock)?;
+            }
+            drop(sub);
+            if kept {
+                return Ok(true);
+            }
+            match rfs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
+                Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(false),
+                // A receiver renamed something in meanwhile: it stays for the next clear.
+                Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST) => Ok(true),
+                Err(e) => Err(e.into()),
+            }
+        }
+        _ => remove_tree(dir, name).map(|()| false),
+    }
+}
+
 /// Removes the scratch directory `name` in `dir` with what is in it, but for partial data
-/// worth keeping ([`clear_inside`], `temps` as there): then the directory stays, holding only
-/// that.
+/// worth keeping and rsync's temp files a receiver may still write ([`clear_inside`],
+/// `temps` as there): then the directory stays, holding only those.
 pub fn clear(dir: BorrowedFd<'_>, name: &[u8], temps: bool) -> io::Result<()> {
     let fd = match dir_at(dir, name) {
         Ok(fd) => fd,
@@ -208,7 +265,12 @@ pub fn clear(dir: BorrowedFd<'_>, name: &[u8], temps: bool) -> io::Result<()> {
     };
     if clear_inside(fd.as_fd(), temps)?.is_empty() {
         drop(fd);
-        return remove_tree(dir, name);
+        match rfs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            // rsync's temp files that stayed, or what came in meanwhile: for the next clear.
+            Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
 }
@@ -284,6 +346,56 @@ mod tests {
             [b"big".to_vec()]
         );
         assert!(!p.join(".big.Zz9876").exists());
+    }
+
+    #[test]
+    fn a_temp_file_beside_what_rsync_received_is_waited_for_and_kept_until_still() {
+        let d = tempfile::tempdir().unwrap();
+        let s = d.path().join("scratch");
+        let p = s.join(std::ffi::OsStr::from_bytes(&names::partial_dir_name()));
+        fs::create_dir_all(s.join("sub/deep")).unwrap();
+        fs::write(s.join("sub/done"), "x").unwrap();
+        fs::write(s.join("sub/deep/.big.Ab12Cd"), "half").unwrap();
+        let base = dir_at(rfs::CWD, d.path().as_os_str().as_bytes()).unwrap();
+        // A client hung up: the receiver, cut short too, may still be writing it.
+        clear(base.as_fd(), b"scratch", false).unwrap();
+        assert!(s.join("sub/deep/.big.Ab12Cd").exists());
+        assert!(!s.join("sub/done").exists(), "debris gone");
+        // The next run waits while it is written, then for the rename to the partial file.
+        let scratch = dir_at(rfs::CWD, s.as_os_str().as_bytes()).unwrap();
+        let receiver = {
+            let (s, p) = (s.clone(), p.clone());
+            std::thread::spawn(move || {
+                for _ in 0..3 {
+                    std::thread::sleep(Duration::from_millis(200));
+                    let mut f = fs::OpenOptions::new()
+                        .append(true)
+                        .open(s.join("sub/deep/.big.Ab12Cd"))
+                        .unwrap();
+                    std::io::Write::write_all(&mut f, b"more").unwrap();
+                }
+                fs::create_dir_all(&p).unwrap();
+                fs::rename(s.join("sub/deep/.big.Ab12Cd"), p.join("big")).unwrap();
+            })
+        };
+        assert!(wait_for_receivers(scratch.as_fd(), RECEIVER_WAIT).unwrap());
+        receiver.join().unwrap();
+        assert_eq!(
+            clear_inside(scratch.as_fd(), true).unwrap(),
+            [b"big".to_vec()]
+        );
+        assert_eq!(fs::read(p.join("big")).unwrap(), b"halfmoremoremore");
+        assert!(!s.join("sub").exists(), "the emptied tree goes");
+        // One a receiver killed outright left, still for a while, goes with the tree.
+        fs::create_dir_all(s.join("sub")).unwrap();
+        fs::write(s.join("sub/.gone.Zz9876"), "temp").unwrap();
+        assert!(!wait_for_receivers(scratch.as_fd(), Duration::from_millis(100)).unwrap());
+        assert!(wait_for_receivers(scratch.as_fd(), RECEIVER_WAIT).unwrap());
+        assert_eq!(
+            clear_inside(scratch.as_fd(), true).unwrap(),
+            [b"big".to_vec()]
+        );
+        assert!(!s.join("sub").exists());
     }
 
     #[test]
