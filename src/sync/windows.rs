@@ -47,6 +47,7 @@ impl RootRun<'_> {
         let names = self.names();
         for n in 0..deferred.len().div_ceil(WINDOW) {
             let window = deferred.slice(n * WINDOW, (n + 1) * WINDOW);
+            let t0 = std::time::Instant::now();
             // The root itself, always sent in full, is decided with the first window.
             let mut listing = match views[holder] {
                 Some(l) if n == 0 => l.clone(),
@@ -92,13 +93,16 @@ impl RootRun<'_> {
             // tells them all at once).
             let mut later = vec![0; views.len()];
             later[holder] = deferred.len().saturating_sub((n + 1) * WINDOW);
+            let t1 = std::time::Instant::now();
             let plan = self.decide(&views, &later, is_dir);
+            let t2 = std::time::Instant::now();
             let left_out = plan.problems.iter().any(
                 |p| matches!(p, Problem::EmptyGroup { peer, .. } | Problem::EmptyRoot { peer, .. } if *peer == holder),
             );
             let (gone, stats, _) = self.carry_out(&plan, &views, abs, is_dir, &[], rep).await;
             lost.extend(gone);
             wire.add(stats);
+            let t3 = std::time::Instant::now();
             if !self.cli.dry_run {
                 let live: Vec<PeerId> = taking
                     .iter()
@@ -108,6 +112,14 @@ impl RootRun<'_> {
                 let broke = self.apply().records(&plan, &live, rep).await;
                 lost.extend(broke);
             }
+            tracing::debug!(
+                window = n,
+                fetched = ?t1 - t0,
+                decided = ?t2 - t1,
+                carried_out = ?t3 - t2,
+                recorded = ?t3.elapsed(),
+                "window done"
+            );
             if rep.json() {
                 let window = RootDoc::of(&self.told(&plan, &views, &names, abs, is_dir));
                 match &mut doc {
