@@ -6,12 +6,18 @@
 use crate::model::Brief;
 use crate::paths::WirePath;
 
+/// Where a path ends in a buffer of paths. Four bytes, not eight: what a peer sends for one
+/// root is held to a budget far below 4 GiB (`peer::check::HOLD_LIMIT`).
+fn end_of(buffer: &[u8]) -> u32 {
+    u32::try_from(buffer.len()).expect("a peer's paths for one root are held to well below 4 GiB")
+}
+
 /// One peer's briefs for one root, packed: the paths back to back in one buffer, the rest in
 /// columns (a few dozen bytes an entry, against a few hundred for a full entry in a map).
 #[derive(Debug, Default)]
 pub struct Briefs {
     names: Vec<u8>,
-    ends: Vec<usize>,
+    ends: Vec<u32>,
     fps: Vec<[u8; 16]>,
     sizes: Vec<u64>,
     gone: Vec<bool>,
@@ -21,7 +27,7 @@ impl Briefs {
     /// Adds one brief.
     pub fn push(&mut self, b: Brief) {
         self.names.extend_from_slice(b.rel.as_bytes());
-        self.ends.push(self.names.len());
+        self.ends.push(end_of(&self.names));
         self.fps.push(b.fp);
         self.sizes.push(b.size);
         self.gone.push(b.gone);
@@ -39,8 +45,23 @@ impl Briefs {
 
     /// The path of brief `i`.
     pub fn rel(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.names[start..self.ends[i]]
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.names[start..self.ends[i] as usize]
+    }
+
+    /// The paths alone, where they came in strictly increasing path order (as a serve walks):
+    /// what [`settle`] wants of the one peer that sent briefs where the others sent none, and
+    /// in that order, without a copy of a million paths beside the briefs. Otherwise the
+    /// briefs back.
+    pub fn into_paths(self) -> Result<Paths, Briefs> {
+        let ordered = (1..self.len()).all(|i| self.rel(i - 1) < self.rel(i));
+        if !ordered {
+            return Err(self);
+        }
+        Ok(Paths {
+            bytes: self.names,
+            ends: self.ends,
+        })
     }
 
     /// Brief indices in path order.
@@ -56,14 +77,14 @@ impl Briefs {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Paths {
     bytes: Vec<u8>,
-    ends: Vec<usize>,
+    ends: Vec<u32>,
 }
 
 impl Paths {
     /// Adds a path after the others.
     pub fn push(&mut self, rel: &[u8]) {
         self.bytes.extend_from_slice(rel);
-        self.ends.push(self.bytes.len());
+        self.ends.push(end_of(&self.bytes));
     }
 
     /// How many paths there are.
@@ -78,8 +99,8 @@ impl Paths {
 
     /// The `i`th path.
     pub fn get(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.bytes[start..self.ends[i]]
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.bytes[start..self.ends[i] as usize]
     }
 
     /// Paths `from..to` (as far as there are), each a [`WirePath`] of its own.
@@ -211,6 +232,20 @@ mod tests {
 
     fn wanted(s: &Settled, p: usize) -> Vec<String> {
         s.want[p].iter().map(|r| r.to_string()).collect()
+    }
+
+    #[test]
+    fn paths_in_strict_path_order_are_handed_over_as_they_are() {
+        let a = briefs(&[("a", 1, false), ("a/b", 2, false), ("b", 3, true)]);
+        let none = Briefs::default();
+        let want = settle(&[Some(&a), Some(&none)], None).want.swap_remove(0);
+        assert_eq!(a.into_paths().unwrap(), want);
+        for list in [
+            &[("b", 1, false), ("a", 1, false)][..],
+            &[("a", 1, false), ("a", 1, false)][..],
+        ] {
+            assert_eq!(briefs(list).into_paths().unwrap_err().len(), 2);
+        }
     }
 
     #[test]

@@ -63,7 +63,14 @@ async fn settle_briefs(
     let folds = scans.iter().any(|s| {
         scanned(s, root).is_some_and(|s| s.holds.is_some_and(|h| h.folds_case || h.normalizes))
     });
-    let mut settled = {
+    let lone = if folds {
+        None
+    } else {
+        settle_lone(scans, root)
+    };
+    let mut settled = if let Some(settled) = lone {
+        settled
+    } else {
         let briefs: Vec<Option<&plan::Briefs>> = scans
             .iter()
             .map(|s| scanned(s, root).map(|s| &s.briefs))
@@ -318,6 +325,44 @@ fn settle_summaries(
 /// holds nothing below the root and has no history there, and it sent more than a window of
 /// entries, all in brief (but the root itself, always sent in full): a first sync to new
 /// peers, carried out in windows.
+/// Settles root `root` where one peer sent briefs and at least one other has a listing of
+/// it but sent none (a first sync to peers that hold nothing), as [`plan::settle`] would:
+/// all of that peer's briefs are wanted, in path order. Its paths become that list, without
+/// a copy of them beside the briefs. `None` (and the briefs as they were) otherwise.
+fn settle_lone(scans: &mut [Option<Vec<RootScan>>], root: usize) -> Option<plan::Settled> {
+    let mut listed = 0;
+    let mut holder = None;
+    for (p, scan) in scans.iter().enumerate() {
+        let Some(s) = scanned(scan, root) else {
+            continue;
+        };
+        listed += 1;
+        if !s.briefs.is_empty() {
+            if holder.is_some() {
+                return None;
+            }
+            holder = Some(p);
+        }
+    }
+    let p = holder.filter(|_| listed > 1)?;
+    let s = scanned_mut(&mut scans[p], root)?;
+    match std::mem::take(&mut s.briefs).into_paths() {
+        Ok(paths) => {
+            let mut want = vec![plan::Paths::default(); scans.len()];
+            want[p] = paths;
+            Some(plan::Settled {
+                want,
+                held: vec![0; scans.len()],
+                in_sync: 0,
+            })
+        }
+        Err(briefs) => {
+            s.briefs = briefs;
+            None
+        }
+    }
+}
+
 fn lone_holder(
     scans: &[Option<Vec<RootScan>>],
     root: usize,
@@ -378,6 +423,47 @@ mod tests {
                 .collect(),
             held: held.to_vec(),
             in_sync: 0,
+        }
+    }
+
+    #[test]
+    fn one_peer_with_briefs_beside_empty_peers_is_settled_as_settle_would() {
+        use crate::model::Brief;
+        let with = |rels: &[&str]| {
+            let mut s = scanned(&[""]);
+            if let Some(Ok(sc)) = s.as_mut().map(|v| &mut v[0]) {
+                for (i, rel) in rels.iter().enumerate() {
+                    sc.briefs.push(Brief {
+                        rel: WirePath::from(*rel),
+                        fp: [i as u8; 16],
+                        size: 1,
+                        gone: false,
+                    });
+                }
+            }
+            s
+        };
+        let general = |scans: &[Option<Vec<RootScan>>]| {
+            let briefs: Vec<_> = scans
+                .iter()
+                .map(|s| super::scanned(s, 0).map(|s| &s.briefs))
+                .collect();
+            plan::settle(&briefs, None)
+        };
+        // One holder, two empty peers, one left out: its paths, moved.
+        let mut scans = vec![with(&["a", "a/b", "b"]), with(&[]), None, with(&[])];
+        let want = general(&scans);
+        assert_eq!(settle_lone(&mut scans, 0), Some(want));
+        assert!(super::scanned(&scans[0], 0).unwrap().briefs.is_empty());
+        // Out of path order, a second holder, or no other listing: settled the general way,
+        // the briefs left as they were.
+        for mut scans in [
+            vec![with(&["b", "a"]), with(&[])],
+            vec![with(&["a"]), with(&["a"])],
+            vec![with(&["a"]), None],
+        ] {
+            assert_eq!(settle_lone(&mut scans, 0), None);
+            assert!(!super::scanned(&scans[0], 0).unwrap().briefs.is_empty());
         }
     }
 
