@@ -46,7 +46,9 @@ fn names_in(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
 }
 
 /// Whether `name` has the shape of rsync's temp files (`.NAME.XXXXXX`): one a receiver killed
-/// outright left in the partial directory, never to be resumed from.
+/// outright left in the scratch directory, never to be resumed from. A user's file of that
+/// shape that rsync received (`.profile.backup`) is taken for one too: it stays a little
+/// longer after a run cut short, and goes with the next clear all the same.
 fn rsync_temp(name: &[u8]) -> bool {
     name.len() >= 9
         && name[0] == b'.'
@@ -54,7 +56,7 @@ fn rsync_temp(name: &[u8]) -> bool {
         && name[name.len() - 6..].iter().all(u8::is_ascii_alphanumeric)
 }
 
-/// How long an rsync temp file in the partial directory stays unchanged before it is taken
+/// How long an rsync temp file in the scratch directory stays unchanged before it is taken
 /// for the leftover of a receiver killed outright. A receiver whose run was cut short outlives
 /// its serve (sshd started it, not the serve, and nothing of the serve's locks covers it): it
 /// writes what it still holds, then renames its temp file to the partial file. Until then its
@@ -96,11 +98,12 @@ fn busy_temps(dir: BorrowedFd<'_>) -> io::Result<usize> {
         };
         match kind_of(&st) {
             rfs::FileType::RegularFile if rsync_temp(&name) && busy(&st, now) => n += 1,
-            rfs::FileType::Directory => {
-                if let Ok(sub) = dir_at(dir, &name) {
-                    n += busy_temps(sub.as_fd())?;
-                }
-            }
+            rfs::FileType::Directory => match dir_at(dir, &name) {
+                Ok(sub) => n += busy_temps(sub.as_fd())?,
+                // Removed or replaced meanwhile: nothing of a receiver's below it.
+                Err(e) if gone_or_replaced(&e) => {}
+                Err(e) => return Err(e),
+            },
             _ => {}
         }
     }
@@ -142,7 +145,8 @@ fn now() -> i64 {
 /// anywhere below the scratch directory, go only with `temps` (not while a receiver cut
 /// short may still be renaming its temp file to the partial one: only as a run starts or
 /// ends), and only those unchanged for [`RECEIVER_QUIET`]. Returns the names of the
-/// partial files kept; the partial directory itself is removed when none is.
+/// partial files kept; the partial directory itself is removed when none is and no temp file
+/// stayed.
 pub fn clear_inside(scratch: BorrowedFd<'_>, temps: bool) -> io::Result<Vec<Vec<u8>>> {
     // A receiver cut short may rename its temp file while the partial directory is read:
     // then it is read again, so the partial file it became is counted.
@@ -159,9 +163,12 @@ pub fn clear_inside(scratch: BorrowedFd<'_>, temps: bool) -> io::Result<Vec<Vec<
 fn clear_pass(scratch: BorrowedFd<'_>, temps: bool) -> io::Result<Option<Vec<Vec<u8>>>> {
     let keep = names::partial_dir_name();
     let clock = SystemTime::now();
+    // Whether rsync's temp files stayed: a receiver may still rename one into the partial
+    // directory, which then stays too.
+    let mut temps_kept = false;
     for n in names_in(scratch)? {
         if n != keep {
-            remove_debris(scratch, &n, temps, clock)?;
+            temps_kept |= remove_debris(scratch, &n, temps, clock)?;
         }
     }
     let partial = match dir_at(scratch, &keep) {
@@ -194,7 +201,7 @@ fn clear_pass(scratch: BorrowedFd<'_>, temps: bool) -> io::Result<Option<Vec<Vec
             remove_tree(partial.as_fd(), &n)?;
         }
     }
-    if kept.is_empty() {
+    if kept.is_empty() && !temps_kept {
         drop(partial);
         match rfs::unlinkat(scratch, keep.as_slice(), AtFlags::REMOVEDIR) {
             Ok(()) | Err(rustix::io::Errno::NOENT) => {}
@@ -205,6 +212,14 @@ fn clear_pass(scratch: BorrowedFd<'_>, temps: bool) -> io::Result<Option<Vec<Vec
     }
     kept.sort();
     Ok(Some(kept))
+}
+
+/// Whether opening a directory that was listed failed because it is no longer one there.
+fn gone_or_replaced(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+    )
 }
 
 /// Whether an rsync temp file stays in a clear: always where a receiver cut short may still
@@ -230,9 +245,12 @@ fn remove_debris(
     match kind_of(&st) {
         rfs::FileType::RegularFile if rsync_temp(name) && keep_temp(&st, temps, clock) => Ok(true),
         rfs::FileType::Directory => {
-            let Ok(sub) = dir_at(dir, name) else {
-                // Replaced by something else meanwhile.
-                return remove_tree(dir, name).map(|()| false);
+            let sub = match dir_at(dir, name) {
+                Ok(sub) => sub,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
+                // Replaced by something else meanwhile (a symlink: unlinked, never followed).
+                Err(e) if gone_or_replaced(&e) => return remove_tree(dir, name).map(|()| false),
+                Err(e) => return Err(e),
             };
             let mut kept = false;
             for n in names_in(sub.as_fd())? {

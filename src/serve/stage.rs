@@ -78,7 +78,9 @@ impl Server {
             Fail::Error(format!("{}: {e}", base.shown(&name).display()))
         };
         // A receiver of a run cut short may still be writing its temp file, or renaming it to
-        // the partial file this run resumes from: that partial file is waited for.
+        // the partial file this run resumes from: that partial file is waited for. The
+        // debris goes first (but rsync's temp files), so the wait looks at little.
+        partial::clear_inside(fd.as_fd(), false).map_err(|e| shown(&e))?;
         if !partial::wait_for_receivers(fd.as_fd(), partial::RECEIVER_WAIT)
             .map_err(|e| shown(&e))?
         {
@@ -261,8 +263,7 @@ fn scratch_dir(base: &Beneath, name: &[u8]) -> Result<OwnedFd, Fail> {
 }
 
 /// Makes (or opens) the partial directory in the scratch directory `scratch`, where rsync
-/// writes its temp files and keeps what a copy cut short received; checked to be a real
-/// directory (never a symlink).
+/// keeps what a copy cut short received; checked to be a real directory (never a symlink).
 fn partial_dir(scratch: BorrowedFd<'_>) -> io::Result<()> {
     let name = names::partial_dir_name();
     match rfs::mkdirat(scratch, name.as_slice(), Mode::from_raw_mode(0o700)) {

@@ -321,10 +321,6 @@ fn settle_summaries(
     true
 }
 
-/// The one peer that holds anything under root `root`, when every other peer that scanned it
-/// holds nothing below the root and has no history there, and it sent more than a window of
-/// entries, all in brief (but the root itself, always sent in full): a first sync to new
-/// peers, carried out in windows.
 /// Settles root `root` where one peer sent briefs and at least one other has a listing of
 /// it but sent none (a first sync to peers that hold nothing), as [`plan::settle`] would:
 /// all of that peer's briefs are wanted, in path order. Its paths become that list, without
@@ -363,6 +359,10 @@ fn settle_lone(scans: &mut [Option<Vec<RootScan>>], root: usize) -> Option<plan:
     }
 }
 
+/// The one peer that holds anything under root `root`, when every other peer that scanned it
+/// holds nothing below the root and has no history there, and it sent more than a window of
+/// entries, all in brief (but the root itself, always sent in full): a first sync to new
+/// peers, carried out in windows.
 fn lone_holder(
     scans: &[Option<Vec<RootScan>>],
     root: usize,
