@@ -528,15 +528,18 @@ fn killed_mid_transfer(name: &str, copier: &str) {
     cmd.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
-    // Wait until the temp file is growing, then kill the process writing it. Both copiers
-    // write a big file into the partial directory of synk's scratch directory.
-    let dir = || partial_dir(&s.dir("alpha"));
+    // Wait until the temp file is growing, then kill the process writing it. The streaming
+    // copier writes a big file into the partial directory of synk's scratch directory, rsync
+    // beside what it receives there.
+    let partial = || partial_dir(&s.dir("alpha"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     // The receiver (rsync or synk --serve) is whoever holds the growing temp file: kill just
     // that process, not others that parallel tests run as the same user.
     let temp = loop {
-        let growing = fs::read_dir(dir())
-            .into_iter()
+        let partial = partial();
+        let growing = [partial.clone(), partial.parent().unwrap().to_path_buf()]
+            .iter()
+            .flat_map(fs::read_dir)
             .flatten()
             .flatten()
             .find(|e| {
