@@ -15,45 +15,46 @@ use common::*;
 /// The directory inside a scratch directory that keeps partial data.
 const PARTIAL_DIR: &str = ".synk-scratch.0000000000000000";
 
+/// The scratch directories in `dir`.
+fn scratch_dirs(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".synk-scratch.")
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// The files in `dir` whose names `keep` takes, with their sizes.
+fn sizes_in(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<(PathBuf, u64)> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|f| keep(&f.file_name().to_string_lossy()))
+        .map(|f| (f.path(), f.metadata().map_or(0, |m| m.len())))
+        .collect()
+}
+
 /// Files in the partial directories of the scratch directories in `dir`, with their sizes.
 fn partial_files(dir: &Path) -> Vec<(PathBuf, u64)> {
-    let mut out = Vec::new();
-    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
-        if !e
-            .file_name()
-            .to_string_lossy()
-            .starts_with(".synk-scratch.")
-        {
-            continue;
-        }
-        for f in fs::read_dir(e.path().join(PARTIAL_DIR))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            out.push((f.path(), f.metadata().map_or(0, |m| m.len())));
-        }
-    }
-    out
+    scratch_dirs(dir)
+        .iter()
+        .flat_map(|d| sizes_in(&d.join(PARTIAL_DIR), |_| true))
+        .collect()
 }
 
 /// What a copy under way has received in the scratch directories in `dir`: partial files,
 /// and rsync's temp files beside what it receives (`.big.XXXXXX`), with their sizes.
 fn received(dir: &Path) -> Vec<(PathBuf, u64)> {
     let mut out = partial_files(dir);
-    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
-        if !e
-            .file_name()
-            .to_string_lossy()
-            .starts_with(".synk-scratch.")
-        {
-            continue;
-        }
-        for f in fs::read_dir(e.path()).into_iter().flatten().flatten() {
-            if f.file_name().to_string_lossy().starts_with(".big.") {
-                out.push((f.path(), f.metadata().map_or(0, |m| m.len())));
-            }
-        }
+    for d in scratch_dirs(dir) {
+        out.extend(sizes_in(&d, |n| n.starts_with(".big.")));
     }
     out
 }

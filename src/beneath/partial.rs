@@ -317,6 +317,25 @@ mod tests {
         assert!(!fresh(now - 3 * 24 * 3600 - 1, now));
     }
 
+    /// An rsync receiver cut short, as it ends: `writes` more writes to its temp file `temp`
+    /// 200 ms apart, then the rename to the partial file `partial` (its directory made first,
+    /// as rsync makes it).
+    fn receiver(
+        temp: std::path::PathBuf,
+        partial: std::path::PathBuf,
+        writes: usize,
+    ) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            for _ in 0..writes {
+                std::thread::sleep(Duration::from_millis(200));
+                let mut f = fs::OpenOptions::new().append(true).open(&temp).unwrap();
+                std::io::Write::write_all(&mut f, b"more").unwrap();
+            }
+            fs::create_dir_all(partial.parent().unwrap()).unwrap();
+            fs::rename(&temp, &partial).unwrap();
+        })
+    }
+
     #[test]
     fn a_run_waits_for_a_receiver_cut_short_then_clears_what_a_killed_one_left() {
         let d = tempfile::tempdir().unwrap();
@@ -327,20 +346,7 @@ mod tests {
         // A receiver cut short still writes its temp file, then renames it to the partial
         // file: the wait ends with the partial file there, and a clear keeps it.
         fs::write(p.join(".big.Ab12Cd"), "half").unwrap();
-        let receiver = {
-            let p = p.clone();
-            std::thread::spawn(move || {
-                for _ in 0..5 {
-                    std::thread::sleep(Duration::from_millis(200));
-                    let mut f = fs::OpenOptions::new()
-                        .append(true)
-                        .open(p.join(".big.Ab12Cd"))
-                        .unwrap();
-                    std::io::Write::write_all(&mut f, b"more").unwrap();
-                }
-                fs::rename(p.join(".big.Ab12Cd"), p.join("big")).unwrap();
-            })
-        };
+        let receiver = receiver(p.join(".big.Ab12Cd"), p.join("big"), 5);
         std::thread::sleep(Duration::from_millis(50));
         assert!(wait_for_receivers(scratch.as_fd(), RECEIVER_WAIT).unwrap());
         receiver.join().unwrap();
@@ -381,21 +387,7 @@ mod tests {
         assert!(!s.join("sub/done").exists(), "debris gone");
         // The next run waits while it is written, then for the rename to the partial file.
         let scratch = dir_at(rfs::CWD, s.as_os_str().as_bytes()).unwrap();
-        let receiver = {
-            let (s, p) = (s.clone(), p.clone());
-            std::thread::spawn(move || {
-                for _ in 0..3 {
-                    std::thread::sleep(Duration::from_millis(200));
-                    let mut f = fs::OpenOptions::new()
-                        .append(true)
-                        .open(s.join("sub/deep/.big.Ab12Cd"))
-                        .unwrap();
-                    std::io::Write::write_all(&mut f, b"more").unwrap();
-                }
-                fs::create_dir_all(&p).unwrap();
-                fs::rename(s.join("sub/deep/.big.Ab12Cd"), p.join("big")).unwrap();
-            })
-        };
+        let receiver = receiver(s.join("sub/deep/.big.Ab12Cd"), p.join("big"), 3);
         assert!(wait_for_receivers(scratch.as_fd(), RECEIVER_WAIT).unwrap());
         receiver.join().unwrap();
         assert_eq!(
