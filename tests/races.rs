@@ -33,19 +33,12 @@ fn growing_copy(dir: &Path, child: &mut Child) -> PathBuf {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut places = vec![dir.to_path_buf()];
+        // rsync's temp files are in the scratch directory, the streaming copier's partial
+        // file of a big one in its partial directory.
         places.extend(
-            fs::read_dir(dir)
+            scratch_dirs(dir)
                 .into_iter()
-                .flatten()
-                .flatten()
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .starts_with(".synk-scratch.")
-                })
-                // rsync's temp files, and the streaming copier's partial file of a big one,
-                // are in the scratch directory's partial directory.
-                .flat_map(|e| [e.path(), e.path().join(".synk-scratch.0000000000000000")]),
+                .flat_map(|d| [d.join(".synk-scratch.0000000000000000"), d]),
         );
         for p in places {
             for e in fs::read_dir(&p).into_iter().flatten().flatten() {

@@ -15,21 +15,6 @@ use common::*;
 /// The directory inside a scratch directory that keeps partial data.
 const PARTIAL_DIR: &str = ".synk-scratch.0000000000000000";
 
-/// The scratch directories in `dir`.
-fn scratch_dirs(dir: &Path) -> Vec<PathBuf> {
-    fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(".synk-scratch.")
-        })
-        .map(|e| e.path())
-        .collect()
-}
-
 /// The files in `dir` whose names `keep` takes, with their sizes.
 fn sizes_in(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<(PathBuf, u64)> {
     fs::read_dir(dir)

@@ -748,3 +748,18 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     }
     data
 }
+
+/// The scratch directories synk made in `dir` (`.synk-scratch.*`).
+pub fn scratch_dirs(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".synk-scratch.")
+        })
+        .map(|e| e.path())
+        .collect()
+}
