@@ -86,8 +86,9 @@ echo "| W2 | first sync of 2,000 small files to 3 empty peers, $rtt | $(secs "$w
 fi
 
 if want W4; then
-# W4: a 1 GiB copy to one peer cut once the peer's partial file (rsync's, in the partial
-# directory of synk's scratch directory) passes half of it, then run again.
+# W4: a 1 GiB copy to one peer cut once what the peer received passes half of it (rsync's
+# temp file in synk's scratch directory, which a receiver cut short renames to the partial
+# file in the partial directory there), then run again.
 size=$((1 << 30))
 head -c "$size" /dev/urandom >"$work/client/big.bin"
 rm -rf "$work/home/bench1/big.bin" "$work/home/bench1"/.synk-scratch.*
@@ -96,7 +97,8 @@ one=("$synk" -q -F "$work/ssh_config" -p "$fport" -h "bench1@127.0.0.1")
 client=$!
 partial_size() {
     local f n=0
-    for f in "$work/home/bench1"/.synk-scratch.*/.synk-scratch.0000000000000000/* \
+    for f in "$work/home/bench1"/.synk-scratch.*/.big.bin.* \
+        "$work/home/bench1"/.synk-scratch.*/.synk-scratch.0000000000000000/* \
         "$work/home/bench1"/.synk-scratch.*/.synk-scratch.0000000000000000/.[!.]*; do
         [[ -f $f ]] && n=$(stat -c %s "$f")
     done
