@@ -31,6 +31,9 @@ pub const ID_MAX: usize = 128;
 /// them: some 2.5 million entries in full, or 10 million in brief, where an honest tree of a
 /// million entries takes at most half of it (and much less where most of it is in sync).
 pub const HOLD_LIMIT: u64 = 1 << 30;
+// One root's briefs fill from one answer, under one budget: `plan::Briefs` and `plan::Paths`
+// mark where each path ends in 4 bytes, which this keeps enough.
+const _: () = assert!(HOLD_LIMIT < 1 << 32);
 
 /// What one entry in full costs the client beside its path and texts: the map's key and value
 /// and the map's share of nodes around them (measured: a map of a million entries with short

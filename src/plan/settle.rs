@@ -7,7 +7,8 @@ use crate::model::Brief;
 use crate::paths::WirePath;
 
 /// Where a path ends in a buffer of paths. Four bytes, not eight: what a peer sends for one
-/// root is held to a budget far below 4 GiB (`peer::check::HOLD_LIMIT`).
+/// root is held to a budget far below 4 GiB (`peer::check::HOLD_LIMIT`, which asserts so
+/// where it is set).
 fn end_of(buffer: &[u8]) -> u32 {
     u32::try_from(buffer.len()).expect("a peer's paths for one root are held to well below 4 GiB")
 }
