@@ -931,15 +931,19 @@ impl RootState {
     /// were (nothing is written), nor where writing fails (they stay as read).
     pub fn save(&mut self, records: Vec<Record>) -> io::Result<bool> {
         debug_assert!(records.windows(2).all(|w| w[0].rel < w[1].rel));
+        self.save_records(Records::from_vec(&records))
+    }
+
+    /// As [`RootState::save`], with the records already encoded (settled: in path order, one
+    /// a path): a root of a million entries is never held decoded.
+    pub fn save_records(&mut self, new: Records) -> io::Result<bool> {
         let Some(file) = self.file.clone() else {
             return Ok(false);
         };
-        let mounts = self.next_mounts(records.as_slice());
-        if mounts == self.mounts && !self.must_write() && self.records.same_as(&records) {
+        let mounts = self.next_mounts(&new);
+        if mounts == self.mounts && !self.must_write() && self.records.same_records(&new) {
             return Ok(false); // an in-sync re-check writes nothing
         }
-        let new = Records::from_vec(&records);
-        drop(records);
         let root = WirePath::from_path(&self.file_root);
         if self.prefix.is_empty() && self.others.is_empty() && self.other_mounts.is_empty() {
             // The root has a file of its own: its records are the file's, as they are.

@@ -12,13 +12,16 @@ use crate::beneath::{kind_of, Expect, Stamp};
 use crate::model::{Kind, Record};
 use crate::paths::WirePath;
 use crate::scan;
-use crate::state::sort_by_path;
+use crate::state::Records;
 
 impl Server {
     /// Records what the client decided for some entries of a root.
     pub(super) fn records(&mut self, root: u32, set: Vec<Record>) -> OpResult {
         let ctx = self.ctx_mut(root)?;
-        ctx.set.extend(set);
+        // Kept encoded: a first sync of a million entries sends a record for each.
+        for r in &set {
+            ctx.set.push(r);
+        }
         Ok(())
     }
 
@@ -63,7 +66,7 @@ impl Server {
         let set = std::mem::take(&mut ctx.set);
         let new = next_records(ctx, set);
         let abs = ctx.abs.clone();
-        let replaced = ctx.state.save(new).map_err(|e| {
+        let replaced = ctx.state.save_records(new).map_err(|e| {
             msg(
                 &abs,
                 format!("cannot save sync state: {}", scan::io_msg(&e)).as_str(),
@@ -107,22 +110,26 @@ impl Server {
 /// The root's records after this sync, in path order: every entry as reported, but as the
 /// client decided (`set`) where the decided version arrived, and as before where an action
 /// failed or the entry could not be read. Reports, state and decisions are each in path
-/// order, so this is one pass beside the three.
-fn next_records(ctx: &RootCtx, mut set: Vec<Record>) -> Vec<Record> {
+/// order, so this is one pass beside the three, each record encoded as it is taken.
+fn next_records(ctx: &RootCtx, mut set: Records) -> Records {
     // Of two records sent for one path, the later one stands.
-    set.reverse();
-    sort_by_path(&mut set);
-    let mut set = set.into_iter().peekable();
-    let mut new = Vec::with_capacity(ctx.reported.len());
-    // Decided entries the scan did not report: made by this sync (conflict copies).
-    let mut created = Vec::new();
+    set.settle_keeping_last();
+    let mut set = set.iter().peekable();
+    let mut new = Records::default();
+    // Decided entries the scan did not report (made by this sync: conflict copies, every
+    // entry of a first sync to an empty peer): no report has their paths.
+    let created = |r: Record, new: &mut Records| {
+        if recordable(&r) && arrived(ctx, &r) {
+            new.push(&r);
+        }
+    };
     let mut hint = 0;
     for (rel, rep, _) in ctx.reported.iter(&ctx.state) {
         while let Some(r) = set.next_if(|r| r.rel < rel) {
-            created.push(r);
+            created(r, &mut new);
         }
         let old = ctx.state.get_near(&rel, &mut hint);
-        let rec = match (set.next_if(|r| r.rel == rel), rep) {
+        let rec = match (set.next_if(|r| r.rel == rel), rep.as_ref()) {
             // Only what actually arrived: where the decided version is not on disk (its copy
             // failed), the old record stays and the next run tries again.
             (Some(r), _) if recordable(&r) && arrived(ctx, &r) => Some(r),
@@ -135,12 +142,13 @@ fn next_records(ctx: &RootCtx, mut set: Vec<Record>) -> Vec<Record> {
                 vv: h.1.clone().unwrap_or_default(),
             }),
         };
-        new.extend(rec);
+        if let Some(r) = rec {
+            new.push(&r);
+        }
     }
-    created.extend(set);
-    let created = created
-        .into_iter()
-        .filter(|r| recordable(r) && arrived(ctx, r));
+    for r in set {
+        created(r, &mut new);
+    }
     // Records below unreadable directories were not reported: they stay, unless this sync
     // made something there.
     let mut at = Cursor::default();
@@ -149,12 +157,12 @@ fn next_records(ctx: &RootCtx, mut set: Vec<Record>) -> Vec<Record> {
         .state
         .records_unless(move |i, rel| reported.has(i, rel, &mut at))
         .map(|(_, r)| r);
-    // Three runs in path order, merged by a stable sort; of equal paths the first pushed stays.
-    let reported_end = new.len();
-    new.extend(created.chain(kept));
-    if new.len() > reported_end {
-        sort_by_path(&mut new);
+    // Two runs in path order (reported and created, whose paths differ, then kept), merged
+    // by a stable sort of where each begins: of equal paths the first pushed stays.
+    for r in kept {
+        new.push(&r);
     }
+    new.settle();
     new
 }
 
@@ -208,8 +216,8 @@ fn arrived(ctx: &RootCtx, r: &Record) -> bool {
             if now.size != m.size || !same_mode || !holds.same_time(now.mtime, m.mtime) {
                 return false;
             }
-            if let Some(placed) = ctx.placed.borrow().get(&r.rel) {
-                return *placed == now.id();
+            if let Some(placed) = ctx.placed_id(&r.rel) {
+                return placed == now.id();
             }
             let seen = match ctx.expect(&r.rel) {
                 Expect::Same(id) => id,
@@ -288,7 +296,7 @@ mod tests {
         let mut ctx = RootCtx::new(tree.path().to_path_buf(), Excludes::none(), state);
         ctx.dirty = true;
         ctx.reported = reported;
-        let got = next_records(&ctx, set);
+        let got: Vec<Record> = next_records(&ctx, Records::from_vec(&set)).iter().collect();
         let want = vec![
             dir_rec("a", 1),
             dir_rec("f", 1),

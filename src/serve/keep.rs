@@ -191,7 +191,7 @@ impl Server {
         let holds = ctx.holds();
         // Placed by this session with its decided version, or as the scan saw it with the
         // digest wanted.
-        let known = ctx.placed.borrow().get(to) == Some(&before.id())
+        let known = ctx.placed_id(to) == Some(before.id())
             || ctx.meta(to).is_some_and(|m| m.digest == meta.digest);
         let same = kind == rustix::fs::FileType::RegularFile
             && known

@@ -2,12 +2,16 @@
 //! while the scan runs, then sorted once, so the commit and the client's follow-up requests
 //! find entries by search and the state's records can be walked beside them.
 
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
 use crate::model::{Meta, Vv};
 use crate::paths::WirePath;
 use crate::state::RootState;
 
 /// What this peer reported for one entry in the last scan.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) enum Reported {
     /// Exactly as its state record says, metadata and version: nothing is kept twice (most
     /// entries of a re-check).
@@ -23,16 +27,55 @@ pub(super) enum Reported {
 /// still that version. Flat lists rather than a map, in path order as the walk comes.
 ///
 /// An entry exactly as its state record says (most of a re-check) is kept by the record's
-/// index in the state: 20 bytes, where a path and a report would cost about a hundred.
+/// index in the state: 20 bytes, where a path and a report would cost about a hundred. The
+/// rest (every entry of a first sync) are kept encoded, about 130 bytes for a file where a
+/// decoded path and report would cost over 350.
 #[derive(Debug, Default)]
 pub(super) struct Reports {
     /// Entries as recorded: the record's index and the stamp's id in four words.
     recorded: Vec<[u32; 5]>,
-    /// The rest, with their paths. The stamp's id in two words: a `u128` would align each
-    /// report to 16 bytes, and pad it by 8.
-    list: Vec<(WirePath, Reported, [u64; 2])>,
+    /// The rest, each its path, report and stamp id encoded ([`Listed`]) one after another.
+    listed: Vec<u8>,
+    /// Where each of those begins in `listed`, in path order up to `sorted`.
+    list: Vec<u64>,
     /// How much of `list` is known to be in path order.
     sorted: usize,
+}
+
+/// A report kept with its path, as encoded (the path first, so it is read without decoding
+/// the rest). The stamp's id in two words: postcard has no `u128` varint.
+#[derive(Serialize)]
+struct ListedRef<'a> {
+    #[serde(with = "serde_bytes")]
+    rel: &'a [u8],
+    rep: &'a Reported,
+    stamp: [u64; 2],
+}
+
+/// [`ListedRef`], decoded.
+#[derive(Deserialize)]
+struct Listed {
+    rel: WirePath,
+    rep: Reported,
+    stamp: [u64; 2],
+}
+
+/// The path a listed report begins with (postcard: its length, then its bytes).
+fn rel_of(b: &[u8]) -> &[u8] {
+    let (len, n) = varint(b);
+    &b[n..n + len]
+}
+
+/// The postcard varint at the start of `b`, which this serve encoded, and its length.
+fn varint(b: &[u8]) -> (usize, usize) {
+    let mut v = 0usize;
+    for (i, &byte) in b.iter().enumerate() {
+        v |= usize::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return (v, i + 1);
+        }
+    }
+    unreachable!("a varint this serve encoded")
 }
 
 /// The one report every entry kept by its record's index has.
@@ -49,8 +92,26 @@ impl Reports {
     /// Adds the report of an entry the scan has not reported yet. Lookups see it after the
     /// next [`Reports::sort`].
     pub(super) fn push(&mut self, rel: WirePath, rep: Reported, stamp: u128) {
-        self.list
-            .push((rel, rep, [stamp as u64, (stamp >> 64) as u64]));
+        self.list.push(self.listed.len() as u64);
+        let item = ListedRef {
+            rel: rel.as_bytes(),
+            rep: &rep,
+            stamp: [stamp as u64, (stamp >> 64) as u64],
+        };
+        let bytes = std::mem::take(&mut self.listed);
+        self.listed = postcard::to_extend(&item, bytes).expect("a Vec takes every write");
+    }
+
+    /// The path of the `i`th listed report.
+    fn rel_at(&self, i: usize) -> &[u8] {
+        rel_of(&self.listed[self.list[i] as usize..])
+    }
+
+    /// The `i`th listed report, decoded.
+    fn listed_at(&self, i: usize) -> Listed {
+        postcard::take_from_bytes(&self.listed[self.list[i] as usize..])
+            .expect("a report this serve encoded")
+            .0
     }
 
     /// Adds the report of an entry the scan has not reported yet: by its record's index
@@ -77,22 +138,31 @@ impl Reports {
 
     /// Puts every report in path order (stable: of two reports of one path the first stays).
     pub(super) fn sort(&mut self) {
-        self.list.sort_by(|a, b| a.0.cmp(&b.0));
-        self.list.dedup_by(|later, first| later.0 == first.0);
+        let listed = &self.listed;
+        let rel = |at: &u64| rel_of(&listed[*at as usize..]);
+        self.list.sort_by(|a, b| rel(a).cmp(rel(b)));
+        self.list.dedup_by(|later, first| rel(later) == rel(first));
         self.sorted = self.list.len();
         self.recorded.sort_by_key(|r| r[0]);
         self.recorded.dedup_by_key(|r| r[0]);
     }
 
     /// How many entries were reported.
+    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.list.len() + self.recorded.len()
     }
 
     /// Where `rel` is among the sorted reports: in the list, or by its record in `state`.
     fn find(&self, rel: &WirePath, state: &RootState) -> Option<Found> {
-        if let Ok(i) = self.list[..self.sorted].binary_search_by(|(r, _, _)| r.cmp(rel)) {
-            return Some(Found::Listed(i));
+        let (mut lo, mut hi) = (0, self.sorted);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.rel_at(mid).cmp(rel.as_bytes()) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(Found::Listed(mid)),
+            }
         }
         let index = state.index_of(rel)? as u32;
         self.recorded
@@ -107,10 +177,13 @@ impl Reports {
         &self,
         rel: &WirePath,
         state: &RootState,
-    ) -> Option<(&Reported, Option<usize>)> {
+    ) -> Option<(Cow<'_, Reported>, Option<usize>)> {
         match self.find(rel, state)? {
-            Found::Listed(i) => Some((&self.list[i].1, None)),
-            Found::Recorded(i) => Some((&AS_RECORDED, Some(self.recorded[i][0] as usize))),
+            Found::Listed(i) => Some((Cow::Owned(self.listed_at(i).rep), None)),
+            Found::Recorded(i) => Some((
+                Cow::Borrowed(&AS_RECORDED),
+                Some(self.recorded[i][0] as usize),
+            )),
         }
     }
 
@@ -118,7 +191,7 @@ impl Reports {
     pub(super) fn stamp(&self, rel: &WirePath, state: &RootState) -> u128 {
         match self.find(rel, state) {
             Some(Found::Listed(i)) => {
-                let [lo, hi] = self.list[i].2;
+                let [lo, hi] = self.listed_at(i).stamp;
                 u128::from(lo) | u128::from(hi) << 64
             }
             Some(Found::Recorded(i)) => {
@@ -144,15 +217,10 @@ impl Reports {
         if rec.get(at.recorded).is_some_and(|r| r[0] as usize == index) {
             return true;
         }
-        let list = &self.list[..self.sorted];
-        while list
-            .get(at.list)
-            .is_some_and(|(r, _, _)| r.as_bytes() < rel)
-        {
+        while at.list < self.sorted && self.rel_at(at.list) < rel {
             at.list += 1;
         }
-        list.get(at.list)
-            .is_some_and(|(r, _, _)| r.as_bytes() == rel)
+        at.list < self.sorted && self.rel_at(at.list) == rel
     }
 
     /// Every report, in path order once sorted (`state`: the records the scan was against),
@@ -160,21 +228,24 @@ impl Reports {
     pub(super) fn iter<'a>(
         &'a self,
         state: &'a RootState,
-    ) -> impl Iterator<Item = (WirePath, &'a Reported, Option<usize>)> + 'a {
+    ) -> impl Iterator<Item = (WirePath, Cow<'a, Reported>, Option<usize>)> + 'a {
         let mut recorded = self.recorded.iter().peekable();
-        let mut list = self.list.iter().peekable();
+        let mut next = 0;
         std::iter::from_fn(move || {
             let next_recorded = recorded.peek().map(|r| state.rel_at(r[0] as usize));
-            match (next_recorded, list.peek()) {
-                (Some(a), Some((b, _, _))) if b.as_bytes() < &*a => {
-                    list.next().map(|(rel, rep, _)| (rel.clone(), rep, None))
-                }
-                (Some(a), _) => {
+            let listed = (next < self.list.len()).then(|| self.rel_at(next));
+            match (next_recorded, listed) {
+                (Some(a), b) if b.is_none_or(|b| b >= &*a) => {
                     let rel = WirePath(a.into_owned());
                     let index = recorded.next().map(|r| r[0] as usize);
-                    Some((rel, &AS_RECORDED, index))
+                    Some((rel, Cow::Borrowed(&AS_RECORDED), index))
                 }
-                (None, _) => list.next().map(|(rel, rep, _)| (rel.clone(), rep, None)),
+                (_, Some(_)) => {
+                    let item = self.listed_at(next);
+                    next += 1;
+                    Some((item.rel, Cow::Owned(item.rep), None))
+                }
+                _ => None,
             }
         })
     }
@@ -241,10 +312,18 @@ mod tests {
                 at("c", Some(1))
             ]
         );
-        let get = |rel: &str| r.get(&WirePath::from(rel), &st).map(|(rep, _)| rep);
-        assert_eq!(get("b"), Some(&Reported::AsRecorded));
-        assert_eq!(get("a/x"), Some(&Reported::Unknown));
-        assert_eq!(get("a-b"), Some(&Reported::AsRecorded));
+        let get = |rel: &str| {
+            r.get(&WirePath::from(rel), &st)
+                .map(|(rep, _)| rep.into_owned())
+        };
+        assert_eq!(
+            get("b"),
+            Some(Reported::AsRecorded),
+            "the first of a path stays"
+        );
+        assert_eq!(get("a/x"), Some(Reported::Unknown));
+        assert_eq!(get("a-b"), Some(Reported::AsRecorded));
+        assert_eq!(get("a"), Some(Reported::Held(Box::new((None, None)))));
         assert_eq!(r.get(&WirePath::from("c"), &st).unwrap().1, Some(1));
         assert!(get("a").is_some());
         assert!(get("a/y").is_none());
@@ -276,7 +355,8 @@ mod tests {
         }
     }
 
-    fn get_after<'a>(r: &'a Reports, rel: &str, st: &RootState) -> Option<&'a Reported> {
-        r.get(&WirePath::from(rel), st).map(|(rep, _)| rep)
+    fn get_after(r: &Reports, rel: &str, st: &RootState) -> Option<Reported> {
+        r.get(&WirePath::from(rel), st)
+            .map(|(rep, _)| rep.into_owned())
     }
 }

@@ -11,10 +11,10 @@ use super::reports::{Reported, Reports};
 use super::{msg, OpResult, Server};
 use crate::beneath::{At, Beneath, Expect, Stamp};
 use crate::exclude::Excludes;
-use crate::model::{Meta, Record, Vv};
+use crate::model::{Meta, Vv};
 use crate::names;
 use crate::paths::{check_rel, RootSpec, WirePath};
-use crate::state::RootState;
+use crate::state::{Records, RootState};
 
 /// A directory's mode and mtime to set once this session's writes in it are done.
 #[derive(Debug)]
@@ -45,7 +45,7 @@ pub(super) struct RootCtx {
     /// What the last scan reported for each entry.
     pub(super) reported: Reports,
     /// Records the client sent for this root, in the order they came.
-    pub(super) set: Vec<Record>,
+    pub(super) set: Records,
     /// The briefs the scan summed up instead of sending, until the client asks for them.
     pub(super) held_briefs: Option<HeldBriefs>,
     /// Every frame the scan sent for this root, where it summed the root up.
@@ -59,11 +59,10 @@ pub(super) struct RootCtx {
     /// The root directory, opened on first use (never through a symlink): every write below
     /// it goes through this handle.
     pub(super) dir: OnceCell<Beneath>,
-    /// Where this session changed an entry, what a replacement must find there now (a keep's
-    /// hard link moves the ctime; a copy placed or an entry moved away changes the rest).
-    pub(super) expect: RefCell<HashMap<WirePath, Expect>>,
-    /// Files this session wrote with a decided version, with the stamp each had in place.
-    pub(super) placed: RefCell<HashMap<WirePath, u128>>,
+    /// Where this session changed an entry, what it left there ([`RootCtx::expect`],
+    /// [`RootCtx::placed_id`]). One map of both, by the path's bytes: a first sync places
+    /// every file of the root.
+    left: RefCell<HashMap<Box<[u8]>, Left>>,
     /// Directories made or decided in this session: their permission bits and mtime, applied
     /// once they are filled (a 0555 directory would refuse its own entries).
     pub(super) dir_meta: RefCell<Vec<DirMeta>>,
@@ -165,14 +164,13 @@ impl RootCtx {
             dirty: false,
             state,
             reported: Reports::default(),
-            set: Vec::new(),
+            set: Records::default(),
             held_briefs: None,
             said: None,
             watchable: false,
             parent: OnceCell::new(),
             dir: OnceCell::new(),
-            expect: RefCell::default(),
-            placed: RefCell::default(),
+            left: RefCell::default(),
             dir_meta: RefCell::default(),
             dir_noted: RefCell::default(),
             holds: Default::default(),
@@ -215,7 +213,7 @@ impl RootCtx {
             {
                 continue;
             }
-            if self.placed.borrow().contains_key(&name) {
+            if self.placed_id(&name).is_some() {
                 self.placed(&name, now.id());
             } else {
                 self.now_at(&name, Some(now.id()));
@@ -374,8 +372,11 @@ impl RootCtx {
     /// What replacing entry `rel` must find there: as this session left it, else as the scan
     /// saw it, else nothing.
     pub(super) fn expect(&self, rel: &WirePath) -> Expect {
-        if let Some(e) = self.expect.borrow().get(rel) {
-            return *e;
+        if let Some(l) = self.left.borrow().get(rel.as_bytes()) {
+            return match id_of(l.now) {
+                0 => Expect::Absent,
+                id => Expect::Same(id),
+            };
         }
         match self.reported.stamp(rel, &self.state) {
             0 => Expect::Absent,
@@ -385,8 +386,23 @@ impl RootCtx {
 
     /// Notes what stands at `rel` now that this session changed it (`None`: nothing).
     pub(super) fn now_at(&self, rel: &WirePath, id: Option<u128>) {
-        let e = id.map_or(Expect::Absent, Expect::Same);
-        self.expect.borrow_mut().insert(rel.clone(), e);
+        let now = words(id.unwrap_or(0));
+        let mut left = self.left.borrow_mut();
+        match left.get_mut(rel.as_bytes()) {
+            Some(l) => l.now = now,
+            None => {
+                let placed = [0; 2];
+                left.insert(rel.as_bytes().into(), Left { now, placed });
+            }
+        }
+    }
+
+    /// The stamp id of the file this session wrote at `rel` with a decided version, as it
+    /// was in place (kept up to date where a step of this session moved its ctime).
+    pub(super) fn placed_id(&self, rel: &WirePath) -> Option<u128> {
+        let left = self.left.borrow();
+        let id = id_of(left.get(rel.as_bytes())?.placed);
+        (id != 0).then_some(id)
     }
 
     /// Notes a file this session placed with its decided version. Where it replaced a name
@@ -394,8 +410,10 @@ impl RootCtx {
     /// expected as they are now (see [`RootCtx::inode_moved`]).
     pub(super) fn placed(&self, rel: &WirePath, id: u128) {
         let old = self.expect(rel);
-        self.placed.borrow_mut().insert(rel.clone(), id);
         self.now_at(rel, Some(id));
+        if let Some(l) = self.left.borrow_mut().get_mut(rel.as_bytes()) {
+            l.placed = words(id);
+        }
         if let Expect::Same(old) = old {
             self.name_lost(rel, old);
         }
@@ -423,10 +441,12 @@ impl RootCtx {
             if Some((now.dev, now.ino)) == here {
                 continue;
             }
-            if self.placed.borrow().contains_key(&name) {
-                self.placed.borrow_mut().insert(name.clone(), now.id());
-            }
             self.now_at(&name, Some(now.id()));
+            if let Some(l) = self.left.borrow_mut().get_mut(name.as_bytes()) {
+                if id_of(l.placed) != 0 {
+                    l.placed = words(now.id());
+                }
+            }
         }
     }
 
@@ -462,16 +482,36 @@ impl RootCtx {
     /// What this peer reported for an entry it could read: its metadata (`None`: deleted)
     /// and version.
     pub(super) fn held(&self, rel: &WirePath) -> Option<(Option<Meta>, Option<Vv>)> {
-        match self.reported.get(rel, &self.state)? {
+        let (rep, index) = self.reported.get(rel, &self.state)?;
+        match (rep.into_owned(), index) {
             (Reported::AsRecorded, Some(i)) => {
                 let r = self.state.record_at(i);
                 Some((r.meta, Some(r.vv)))
             }
             (Reported::AsRecorded, None) => self.state.get(rel).map(|r| (r.meta, Some(r.vv))),
-            (Reported::Held(h), _) => Some((h.0.clone(), h.1.clone())),
+            (Reported::Held(h), _) => Some(*h),
             (Reported::Unknown, _) => None,
         }
     }
+}
+
+/// What this session left at a path it changed: the stamp id of what stands there now (0:
+/// nothing), and of the file it placed there with a decided version (0: none). Ids in two
+/// words each: a `u128` would align the entry to 16 bytes.
+#[derive(Debug, Clone, Copy)]
+struct Left {
+    now: [u64; 2],
+    placed: [u64; 2],
+}
+
+/// A stamp id in two words.
+fn words(id: u128) -> [u64; 2] {
+    [id as u64, (id >> 64) as u64]
+}
+
+/// The stamp id two words hold.
+fn id_of(w: [u64; 2]) -> u128 {
+    u128::from(w[0]) | u128::from(w[1]) << 64
 }
 
 impl Server {

@@ -460,7 +460,7 @@ fn emptied_mounts(ctx: &RootCtx) -> Vec<Emptied> {
     let mut held = vec![0u64; candidates.len()];
     let mut gone = vec![0u64; candidates.len()];
     for (rel, rep, index) in ctx.reported.iter(&ctx.state) {
-        let now = match rep {
+        let now = match rep.as_ref() {
             Reported::AsRecorded => index
                 .map(|i| ctx.state.record_at(i))
                 .or_else(|| ctx.state.get(&rel))

@@ -187,6 +187,27 @@ impl Records {
         self.at.shrink_to_fit();
     }
 
+    /// Sorts by path as [`Records::settle`] does, but of two records of a path the one pushed
+    /// later stays: records sent for one path again correct the earlier ones.
+    pub fn settle_keeping_last(&mut self) {
+        let Store::Mem(bytes) = &self.store else {
+            return;
+        };
+        let rel = |p: &u64| rel_of(&bytes[*p as usize..]);
+        if !self.at.windows(2).all(|w| rel(&w[0]) < rel(&w[1])) {
+            // Stable: of equal paths the later stays later, and moves into the first's place.
+            self.at.sort_by(|a, b| rel(a).cmp(rel(b)));
+            self.at.dedup_by(|later, first| {
+                let same = rel(later) == rel(first);
+                if same {
+                    *first = *later;
+                }
+                same
+            });
+        }
+        self.at.shrink_to_fit();
+    }
+
     /// The bytes after byte `end` of those the records were taken from (in memory).
     pub fn tail(&self, end: usize) -> &[u8] {
         match &self.store {
@@ -316,6 +337,12 @@ impl Records {
         matches!(self.store, Store::File(_))
     }
 
+    /// Whether these are exactly the records `other` holds, in the same order: compared as
+    /// encoded, which postcard makes one encoding a record.
+    pub fn same_records(&self, other: &Records) -> bool {
+        self.len() == other.len() && (0..self.len()).all(|i| self.encoded(i) == other.encoded(i))
+    }
+
     /// Whether these are exactly `records`, in this order.
     pub fn same_as(&self, records: &[Record]) -> bool {
         records.len() == self.len() && self.iter().zip(records).all(|(a, b)| a == *b)
@@ -348,6 +375,21 @@ mod tests {
             meta: None,
             vv: Vv(vec![(1, n)]),
         }
+    }
+
+    #[test]
+    fn records_settled_keeping_the_last_of_a_path_are_compared_as_encoded() {
+        let mut r = Records::default();
+        for x in [rec("b", 1), rec("a", 2), rec("b", 3), rec("c", 4), rec("b", 5)] {
+            r.push(&x);
+        }
+        r.settle_keeping_last();
+        let got: Vec<Record> = r.iter().collect();
+        assert_eq!(got, [rec("a", 2), rec("b", 5), rec("c", 4)]);
+        assert!(r.same_records(&Records::from_vec(&got)));
+        assert!(!r.same_records(&Records::from_vec(&got[..2])));
+        let other = [rec("a", 2), rec("b", 3), rec("c", 4)];
+        assert!(!r.same_records(&Records::from_vec(&other)));
     }
 
     #[test]
