@@ -937,6 +937,7 @@ impl RootState {
     /// As [`RootState::save`], with the records already encoded (settled: in path order, one
     /// a path): a root of a million entries is never held decoded.
     pub fn save_records(&mut self, new: Records) -> io::Result<bool> {
+        debug_assert!((1..new.len()).all(|i| new.rel_at(i - 1) < new.rel_at(i)));
         let Some(file) = self.file.clone() else {
             return Ok(false);
         };

@@ -42,21 +42,32 @@ pub(super) struct Reports {
     sorted: usize,
 }
 
-/// A report kept with its path, as encoded (the path first, so it is read without decoding
-/// the rest). The stamp's id in two words: postcard has no `u128` varint.
+/// A report kept with its path, as encoded: the path first, so it is read without decoding
+/// the rest, then the stamp's id (in two words: postcard has no `u128` varint), read without
+/// decoding the report.
 #[derive(Serialize)]
 struct ListedRef<'a> {
     #[serde(with = "serde_bytes")]
     rel: &'a [u8],
-    rep: &'a Reported,
     stamp: [u64; 2],
+    rep: &'a Reported,
 }
 
 /// [`ListedRef`], decoded.
 #[derive(Deserialize)]
 struct Listed {
     rel: WirePath,
+    #[allow(dead_code)] // read by `Head`
+    stamp: [u64; 2],
     rep: Reported,
+}
+
+/// The start of a [`ListedRef`]: its path, where it lies, and its stamp's id.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[allow(dead_code)] // decoded to get past it
+    #[serde(borrow, with = "serde_bytes")]
+    rel: &'a [u8],
     stamp: [u64; 2],
 }
 
@@ -69,7 +80,7 @@ fn rel_of(b: &[u8]) -> &[u8] {
 /// The postcard varint at the start of `b`, which this serve encoded, and its length.
 fn varint(b: &[u8]) -> (usize, usize) {
     let mut v = 0usize;
-    for (i, &byte) in b.iter().enumerate() {
+    for (i, &byte) in b.iter().enumerate().take(10) {
         v |= usize::from(byte & 0x7f) << (7 * i);
         if byte & 0x80 == 0 {
             return (v, i + 1);
@@ -95,8 +106,8 @@ impl Reports {
         self.list.push(self.listed.len() as u64);
         let item = ListedRef {
             rel: rel.as_bytes(),
-            rep: &rep,
             stamp: [stamp as u64, (stamp >> 64) as u64],
+            rep: &rep,
         };
         let bytes = std::mem::take(&mut self.listed);
         self.listed = postcard::to_extend(&item, bytes).expect("a Vec takes every write");
@@ -143,6 +154,7 @@ impl Reports {
         self.list.sort_by(|a, b| rel(a).cmp(rel(b)));
         self.list.dedup_by(|later, first| rel(later) == rel(first));
         self.sorted = self.list.len();
+        self.listed.shrink_to_fit();
         self.recorded.sort_by_key(|r| r[0]);
         self.recorded.dedup_by_key(|r| r[0]);
     }
@@ -191,7 +203,10 @@ impl Reports {
     pub(super) fn stamp(&self, rel: &WirePath, state: &RootState) -> u128 {
         match self.find(rel, state) {
             Some(Found::Listed(i)) => {
-                let [lo, hi] = self.listed_at(i).stamp;
+                let head: Head = postcard::take_from_bytes(&self.listed[self.list[i] as usize..])
+                    .expect("a report this serve encoded")
+                    .0;
+                let [lo, hi] = head.stamp;
                 u128::from(lo) | u128::from(hi) << 64
             }
             Some(Found::Recorded(i)) => {

@@ -380,7 +380,13 @@ mod tests {
     #[test]
     fn records_settled_keeping_the_last_of_a_path_are_compared_as_encoded() {
         let mut r = Records::default();
-        for x in [rec("b", 1), rec("a", 2), rec("b", 3), rec("c", 4), rec("b", 5)] {
+        for x in [
+            rec("b", 1),
+            rec("a", 2),
+            rec("b", 3),
+            rec("c", 4),
+            rec("b", 5),
+        ] {
             r.push(&x);
         }
         r.settle_keeping_last();
