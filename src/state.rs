@@ -24,6 +24,7 @@ use crate::model::{Digest, Meta, Record};
 use crate::paths::WirePath;
 
 mod records;
+pub(crate) use records::rel_of;
 use records::Blocks;
 pub use records::Records;
 
@@ -278,12 +279,6 @@ fn write_state(
         f.seek(SeekFrom::Start(0))?;
         f.write_all(&header)
     })
-}
-
-/// Sorts `records` by path (stable), keeping the first record of each path.
-pub fn sort_by_path(records: &mut Vec<Record>) {
-    records.sort_by(|a, b| a.rel.cmp(&b.rel));
-    records.dedup_by(|later, first| later.rel == first.rel);
 }
 
 /// Where a peer keeps its state: `$XDG_STATE_HOME/synk` (`~/.local/state/synk`).
@@ -633,45 +628,12 @@ impl Window<'_> {
     }
 }
 
-/// Records sorted by path, as [`holds_below`] looks at them.
-trait Sorted {
-    /// How many there are.
-    fn count(&self) -> usize;
-    /// The path of the `i`th.
-    fn rel_at(&self, i: usize) -> std::borrow::Cow<'_, [u8]>;
-    /// Whether the `i`th is of an entry held (not a deletion).
-    fn held_at(&self, i: usize) -> bool;
-}
-
-impl Sorted for [Record] {
-    fn count(&self) -> usize {
-        self.len()
-    }
-    fn rel_at(&self, i: usize) -> std::borrow::Cow<'_, [u8]> {
-        std::borrow::Cow::Borrowed(self[i].rel.as_bytes())
-    }
-    fn held_at(&self, i: usize) -> bool {
-        self[i].meta.is_some()
-    }
-}
-
-impl Sorted for Records {
-    fn count(&self) -> usize {
-        self.len()
-    }
-    fn rel_at(&self, i: usize) -> std::borrow::Cow<'_, [u8]> {
-        Records::rel_at(self, i)
-    }
-    fn held_at(&self, i: usize) -> bool {
-        self.get(i).meta.is_some()
-    }
-}
-
 /// Whether `records` (sorted by path) hold an entry strictly below `dir`.
-fn holds_below(records: &(impl Sorted + ?Sized), dir: &WirePath) -> bool {
-    let n = records.count();
+fn holds_below(records: &Records, dir: &WirePath) -> bool {
+    let n = records.len();
+    let held_at = |i| records.get(i).meta.is_some();
     if dir.is_empty() {
-        return (0..n).any(|i| !records.rel_at(i).is_empty() && records.held_at(i));
+        return (0..n).any(|i| !records.rel_at(i).is_empty() && held_at(i));
     }
     let mut prefix = dir.as_bytes().to_vec();
     prefix.push(b'/');
@@ -686,7 +648,7 @@ fn holds_below(records: &(impl Sorted + ?Sized), dir: &WirePath) -> bool {
     }
     (lo..n)
         .take_while(|i| records.rel_at(*i).starts_with(&prefix))
-        .any(|i| records.held_at(i))
+        .any(held_at)
 }
 
 impl RootState {
@@ -828,7 +790,7 @@ impl RootState {
     }
 
     /// The mount points to record with `records`: see [`RootState::see_mounts`].
-    fn next_mounts(&self, records: &(impl Sorted + ?Sized)) -> Vec<WirePath> {
+    fn next_mounts(&self, records: &Records) -> Vec<WirePath> {
         let Some(seen) = &self.seen_mounts else {
             return self.mounts.clone();
         };

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Meta, Vv};
 use crate::paths::WirePath;
-use crate::state::RootState;
+use crate::state::{rel_of, RootState};
 
 /// What this peer reported for one entry in the last scan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,24 +71,6 @@ struct Head<'a> {
     stamp: [u64; 2],
 }
 
-/// The path a listed report begins with (postcard: its length, then its bytes).
-fn rel_of(b: &[u8]) -> &[u8] {
-    let (len, n) = varint(b);
-    &b[n..n + len]
-}
-
-/// The postcard varint at the start of `b`, which this serve encoded, and its length.
-fn varint(b: &[u8]) -> (usize, usize) {
-    let mut v = 0usize;
-    for (i, &byte) in b.iter().enumerate().take(10) {
-        v |= usize::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return (v, i + 1);
-        }
-    }
-    unreachable!("a varint this serve encoded")
-}
-
 /// The one report every entry kept by its record's index has.
 static AS_RECORDED: Reported = Reported::AsRecorded;
 
@@ -118,8 +100,8 @@ impl Reports {
         rel_of(&self.listed[self.list[i] as usize..])
     }
 
-    /// The `i`th listed report, decoded.
-    fn listed_at(&self, i: usize) -> Listed {
+    /// The `i`th listed report, decoded as far as `T` (a [`Listed`], or its [`Head`]).
+    fn listed_at<'a, T: Deserialize<'a>>(&'a self, i: usize) -> T {
         postcard::take_from_bytes(&self.listed[self.list[i] as usize..])
             .expect("a report this serve encoded")
             .0
@@ -167,14 +149,12 @@ impl Reports {
 
     /// Where `rel` is among the sorted reports: in the list, or by its record in `state`.
     fn find(&self, rel: &WirePath, state: &RootState) -> Option<Found> {
-        let (mut lo, mut hi) = (0, self.sorted);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.rel_at(mid).cmp(rel.as_bytes()) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Some(Found::Listed(mid)),
-            }
+        let listed = &self.listed;
+        let sorted = &self.list[..self.sorted];
+        if let Ok(i) =
+            sorted.binary_search_by(|at| rel_of(&listed[*at as usize..]).cmp(rel.as_bytes()))
+        {
+            return Some(Found::Listed(i));
         }
         let index = state.index_of(rel)? as u32;
         self.recorded
@@ -191,7 +171,7 @@ impl Reports {
         state: &RootState,
     ) -> Option<(Cow<'_, Reported>, Option<usize>)> {
         match self.find(rel, state)? {
-            Found::Listed(i) => Some((Cow::Owned(self.listed_at(i).rep), None)),
+            Found::Listed(i) => Some((Cow::Owned(self.listed_at::<Listed>(i).rep), None)),
             Found::Recorded(i) => Some((
                 Cow::Borrowed(&AS_RECORDED),
                 Some(self.recorded[i][0] as usize),
@@ -203,10 +183,7 @@ impl Reports {
     pub(super) fn stamp(&self, rel: &WirePath, state: &RootState) -> u128 {
         match self.find(rel, state) {
             Some(Found::Listed(i)) => {
-                let head: Head = postcard::take_from_bytes(&self.listed[self.list[i] as usize..])
-                    .expect("a report this serve encoded")
-                    .0;
-                let [lo, hi] = head.stamp;
+                let [lo, hi] = self.listed_at::<Head>(i).stamp;
                 u128::from(lo) | u128::from(hi) << 64
             }
             Some(Found::Recorded(i)) => {
@@ -256,7 +233,7 @@ impl Reports {
                     Some((rel, Cow::Borrowed(&AS_RECORDED), index))
                 }
                 (_, Some(_)) => {
-                    let item = self.listed_at(next);
+                    let item: Listed = self.listed_at(next);
                     next += 1;
                     Some((item.rel, Cow::Owned(item.rep), None))
                 }

@@ -83,9 +83,10 @@ fn varint(b: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
-/// The path an encoded record begins with (postcard: its length, then its bytes).
-fn rel_of(b: &[u8]) -> &[u8] {
-    let (len, n) = varint(b).expect("a record checked as it was taken in");
+/// The path an encoded record begins with (postcard: its length, then its bytes), or
+/// anything else this process encoded path first.
+pub(crate) fn rel_of(b: &[u8]) -> &[u8] {
+    let (len, n) = varint(b).expect("encoded by this process, or checked as it was taken in");
     &b[n..n + len as usize]
 }
 
@@ -175,31 +176,28 @@ impl Records {
     /// Sorts by path (stable: of two records of a path the first stays) unless already so,
     /// and lets go of spare room. (Records left in their file were found so as it was read.)
     pub fn settle(&mut self) {
-        let Store::Mem(bytes) = &self.store else {
-            return;
-        };
-        let rel = |p: &u64| rel_of(&bytes[*p as usize..]);
-        let sorted = self.at.windows(2).all(|w| rel(&w[0]) < rel(&w[1]));
-        if !sorted {
-            self.at.sort_by(|a, b| rel(a).cmp(rel(b)));
-            self.at.dedup_by(|later, first| rel(later) == rel(first));
-        }
-        self.at.shrink_to_fit();
+        self.settle_keeping(false);
     }
 
     /// Sorts by path as [`Records::settle`] does, but of two records of a path the one pushed
     /// later stays: records sent for one path again correct the earlier ones.
     pub fn settle_keeping_last(&mut self) {
+        self.settle_keeping(true);
+    }
+
+    /// Sorts by path (stable) unless already so, keeping the first or the `last` record of
+    /// each path, and lets go of spare room.
+    fn settle_keeping(&mut self, last: bool) {
         let Store::Mem(bytes) = &self.store else {
             return;
         };
         let rel = |p: &u64| rel_of(&bytes[*p as usize..]);
         if !self.at.windows(2).all(|w| rel(&w[0]) < rel(&w[1])) {
-            // Stable: of equal paths the later stays later, and moves into the first's place.
             self.at.sort_by(|a, b| rel(a).cmp(rel(b)));
+            // Of equal paths the later stays later: to keep it, it takes the first's place.
             self.at.dedup_by(|later, first| {
                 let same = rel(later) == rel(first);
-                if same {
+                if same && last {
                     *first = *later;
                 }
                 same
@@ -344,6 +342,7 @@ impl Records {
     }
 
     /// Whether these are exactly `records`, in this order.
+    #[cfg(test)]
     pub fn same_as(&self, records: &[Record]) -> bool {
         records.len() == self.len() && self.iter().zip(records).all(|(a, b)| a == *b)
     }
