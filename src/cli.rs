@@ -408,6 +408,7 @@ impl Cli {
             },
             install: !self.no_install && cfg.install.unwrap_or(true),
             synk_path: self.synk_path.clone().or_else(|| cfg.synk_path.clone()),
+            lookup: Default::default(),
         }
     }
 }

@@ -84,7 +84,9 @@ pub async fn connect(
         return Ok(Peer::new("localhost".into(), None, None, caps, conn, None));
     };
     let name = remote.to_string();
-    let eff = ssh::effective(remote, &opts.ssh)
+    let eff = opts
+        .lookup
+        .effective(remote, &opts.ssh)
         .await
         .map_err(|e| anyhow!("{name}: {e:#}"))?;
     let synk_path = opts.synk_path.as_deref();

@@ -34,6 +34,8 @@ pub struct ConnectOptions {
     pub install: bool,
     /// The synk executable on peers (`~/` is the peer's home), instead of the cache or PATH.
     pub synk_path: Option<String>,
+    /// `ssh -G`, shared by the peers where the configuration cannot tell them apart.
+    pub lookup: std::sync::Arc<crate::ssh::Lookup>,
 }
 
 /// What a peer told us in the handshake.

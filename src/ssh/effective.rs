@@ -55,6 +55,35 @@ impl Effective {
     }
 }
 
+/// `ssh -G` for the peers of a run: once for all of them where the configuration is silent on
+/// every value [`Effective`] holds (see [`super::silence`]), else once per peer.
+#[derive(Debug, Default)]
+pub struct Lookup {
+    /// The last shared answer, with the digest of the configuration it was asked under.
+    /// Held across the one `ssh -G`, so peers connecting at once wait for it.
+    shared: tokio::sync::Mutex<Option<(u64, Effective)>>,
+}
+
+impl Lookup {
+    /// The values ssh would use for `spec`.
+    pub async fn effective(&self, spec: &PeerSpec, opts: &SshOptions) -> Result<Effective> {
+        let digest = super::silence::Places::here().and_then(|p| super::silence::silent(opts, &p));
+        let Some(digest) = digest else {
+            return effective(spec, opts).await;
+        };
+        let mut shared = self.shared.lock().await;
+        if let Some((d, e)) = &*shared {
+            if *d == digest {
+                return Ok(e.clone());
+            }
+        }
+        let e = effective(spec, opts).await?;
+        tracing::debug!("ssh configuration silent on synk's options: one ssh -G for every peer");
+        *shared = Some((digest, e.clone()));
+        Ok(e)
+    }
+}
+
 /// Asks ssh which configuration it would use for `spec` (no connection is made).
 pub async fn effective(spec: &PeerSpec, opts: &SshOptions) -> Result<Effective> {
     let out = Command::new("ssh")

@@ -12,6 +12,7 @@
 //! the `-o` options given to synk.
 
 mod effective;
+mod silence;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -23,7 +24,7 @@ use tokio::process::Command;
 
 use crate::config::PeerSpec;
 
-pub use effective::{effective, Effective};
+pub use effective::{effective, Effective, Lookup};
 
 /// Seconds ssh may take to connect where the user's configuration sets no `ConnectTimeout`:
 /// a dead host is reported in seconds, not after TCP's minutes.
