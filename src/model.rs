@@ -101,8 +101,7 @@ pub struct Meta {
 ///
 /// Stored and sent as a list of tagged parts ([`Part`]), so a later kind of metadata adds a
 /// variant and what was written before it still decodes.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(from = "Vec<Part>", into = "Vec<Part>")]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Extra {
     /// Owner and group ids, as the peer that scanned the entry numbers them.
     pub owner: Option<Owner>,
@@ -169,31 +168,64 @@ pub enum Part {
     Sys([u8; 16]),
 }
 
-impl From<Vec<Part>> for Extra {
-    fn from(parts: Vec<Part>) -> Extra {
-        let mut e = Extra::default();
-        for p in parts {
-            match p {
-                Part::Owner(o) => e.owner = Some(o),
-                Part::Xattrs(h) => e.xattrs = Some(h),
-                Part::Acl(h) => e.acl = Some(h),
-                Part::Link(l) => e.link = Some(l),
-                Part::Sys(h) => e.sys = Some(h),
-            }
+/// [`Part`] borrowed from an [`Extra`]: the same encoding, without a copy of the parts.
+#[derive(Serialize)]
+#[serde(rename = "Part")]
+enum PartRef<'a> {
+    Owner(&'a Owner),
+    Xattrs(&'a [u8; 16]),
+    Acl(&'a [u8; 16]),
+    Link(&'a WirePath),
+    Sys(&'a [u8; 16]),
+}
+
+impl Serialize for Extra {
+    /// A list of [`Part`]s, those present, in variant order.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let parts = [
+            self.owner.as_ref().map(PartRef::Owner),
+            self.xattrs.as_ref().map(PartRef::Xattrs),
+            self.acl.as_ref().map(PartRef::Acl),
+            self.link.as_ref().map(PartRef::Link),
+            self.sys.as_ref().map(PartRef::Sys),
+        ];
+        let mut seq = s.serialize_seq(Some(parts.iter().flatten().count()))?;
+        for p in parts.iter().flatten() {
+            seq.serialize_element(p)?;
         }
-        e
+        seq.end()
     }
 }
 
-impl From<Extra> for Vec<Part> {
-    fn from(e: Extra) -> Vec<Part> {
-        let mut parts = Vec::new();
-        parts.extend(e.owner.map(Part::Owner));
-        parts.extend(e.xattrs.map(Part::Xattrs));
-        parts.extend(e.acl.map(Part::Acl));
-        parts.extend(e.link.map(Part::Link));
-        parts.extend(e.sys.map(Part::Sys));
-        parts
+impl<'de> Deserialize<'de> for Extra {
+    /// A list of [`Part`]s in any order (a later one of a kind wins), read straight into
+    /// their fields.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Extra, D::Error> {
+        struct Parts;
+        impl<'de> serde::de::Visitor<'de> for Parts {
+            type Value = Extra;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of metadata parts")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Extra, A::Error> {
+                let mut e = Extra::default();
+                while let Some(p) = seq.next_element::<Part>()? {
+                    match p {
+                        Part::Owner(o) => e.owner = Some(o),
+                        Part::Xattrs(h) => e.xattrs = Some(h),
+                        Part::Acl(h) => e.acl = Some(h),
+                        Part::Link(l) => e.link = Some(l),
+                        Part::Sys(h) => e.sys = Some(h),
+                    }
+                }
+                Ok(e)
+            }
+        }
+        d.deserialize_seq(Parts)
     }
 }
 
@@ -716,6 +748,47 @@ impl Default for Retention {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extra_encodes_as_the_list_of_its_parts_and_reads_any_order() {
+        let full = Extra {
+            owner: Some(Owner {
+                uid: 7,
+                gid: 8,
+                user: Some("ann".into()),
+                group: None,
+            }),
+            xattrs: Some([1; 16]),
+            acl: Some([2; 16]),
+            link: Some(WirePath::from("a/b")),
+            sys: Some([3; 16]),
+        };
+        let parts = |e: &Extra| {
+            let mut v = Vec::new();
+            v.extend(e.owner.clone().map(Part::Owner));
+            v.extend(e.xattrs.map(Part::Xattrs));
+            v.extend(e.acl.map(Part::Acl));
+            v.extend(e.link.clone().map(Part::Link));
+            v.extend(e.sys.map(Part::Sys));
+            v
+        };
+        let some = Extra {
+            acl: Some([4; 16]),
+            ..Extra::default()
+        };
+        for e in [full.clone(), some, Extra::default()] {
+            let bytes = postcard::to_stdvec(&e).unwrap();
+            assert_eq!(bytes, postcard::to_stdvec(&parts(&e)).unwrap());
+            assert_eq!(postcard::from_bytes::<Extra>(&bytes).unwrap(), e);
+            let json = serde_json::to_string(&e).unwrap();
+            assert_eq!(json, serde_json::to_string(&parts(&e)).unwrap());
+            assert_eq!(serde_json::from_str::<Extra>(&json).unwrap(), e);
+        }
+        let mut backwards = parts(&full);
+        backwards.reverse();
+        let bytes = postcard::to_stdvec(&backwards).unwrap();
+        assert_eq!(postcard::from_bytes::<Extra>(&bytes).unwrap(), full);
+    }
 
     fn vv(pairs: &[(u64, u64)]) -> Vv {
         Vv(pairs.to_vec())

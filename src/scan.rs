@@ -562,9 +562,15 @@ fn steps_of(
             )),
         }
     }
+    // Sorted by index: a step is a few hundred bytes, a sort moves each O(log n) times.
     // Stable: two names one in NFC keep the listing's order.
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
-    keyed.into_iter().map(|(_, step)| step).collect()
+    let mut order: Vec<u32> = (0..keyed.len() as u32).collect();
+    order.sort_by(|&a, &b| keyed[a as usize].0.cmp(&keyed[b as usize].0));
+    let mut steps: Vec<Option<Step>> = keyed.into_iter().map(|(_, step)| Some(step)).collect();
+    order
+        .into_iter()
+        .map(|i| steps[i as usize].take().expect("each index once"))
+        .collect()
 }
 
 /// One entry the walk found: its path below the root and its metadata, or why it can't be read.
