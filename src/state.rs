@@ -471,22 +471,28 @@ fn read_stored(file: &Path) -> Loaded {
     }
 }
 
+/// A state file smaller than this is read whole into memory: a few thousand records cost
+/// less held than read three times in chunks. (Tests page every file, to exercise the pages.)
+const PAGED_FROM: u64 = if cfg!(test) { 0 } else { 4 << 20 };
+
 /// As [`decode_held`], from the open file `path`: a file of this [`FORMAT`] on a local
-/// filesystem is read in chunks, its checksum first, then each record decoded once to check
-/// it, and its records are left in the file ([`Records::in_file`]), so a million of them cost a
-/// word each. Any other file, one whose records are out of order, or one on a network
-/// filesystem (where a file renamed over by another host's commit may not stay readable
-/// through an open handle), is read whole into memory.
+/// filesystem, of [`PAGED_FROM`] bytes or more, is read in chunks, its checksum first, then
+/// each record decoded once to check it, and its records are left in the file
+/// ([`Records::in_file`]), so a million of them cost a word each. Any other file, one whose
+/// records are out of order, or one on a network filesystem (where a file renamed over by
+/// another host's commit may not stay readable through an open handle), is read whole into
+/// memory.
 fn decode_file(mut f: fs::File, path: &Path) -> io::Result<Result<Held, String>> {
     let size = f.metadata()?.len();
     let mut head = [0u8; HEADER];
     let ours = size >= HEADER as u64
+        && size >= PAGED_FROM
         && f.read_exact(&mut head).is_ok()
         && head.starts_with(&MAGIC)
         && head[8..12] == FORMAT.to_le_bytes()
         && crate::os::local_fs(path);
     let whole = |mut f: fs::File| -> io::Result<Result<Held, String>> {
-        let mut bytes = Vec::new();
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         f.seek(SeekFrom::Start(0))?;
         f.read_to_end(&mut bytes)?;
         Ok(decode_held(bytes))
