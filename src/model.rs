@@ -183,12 +183,20 @@ impl Serialize for Extra {
     /// A list of [`Part`]s, those present, in variant order.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
+        // Destructured, so a field added to Extra without a part here does not compile.
+        let Extra {
+            owner,
+            xattrs,
+            acl,
+            link,
+            sys,
+        } = self;
         let parts = [
-            self.owner.as_ref().map(PartRef::Owner),
-            self.xattrs.as_ref().map(PartRef::Xattrs),
-            self.acl.as_ref().map(PartRef::Acl),
-            self.link.as_ref().map(PartRef::Link),
-            self.sys.as_ref().map(PartRef::Sys),
+            owner.as_ref().map(PartRef::Owner),
+            xattrs.as_ref().map(PartRef::Xattrs),
+            acl.as_ref().map(PartRef::Acl),
+            link.as_ref().map(PartRef::Link),
+            sys.as_ref().map(PartRef::Sys),
         ];
         let mut seq = s.serialize_seq(Some(parts.iter().flatten().count()))?;
         for p in parts.iter().flatten() {

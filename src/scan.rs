@@ -564,12 +564,12 @@ fn steps_of(
     }
     // Sorted by index: a step is a few hundred bytes, a sort moves each O(log n) times.
     // Stable: two names one in NFC keep the listing's order.
-    let mut order: Vec<u32> = (0..keyed.len() as u32).collect();
-    order.sort_by(|&a, &b| keyed[a as usize].0.cmp(&keyed[b as usize].0));
+    let mut order: Vec<usize> = (0..keyed.len()).collect();
+    order.sort_by(|&a, &b| keyed[a].0.cmp(&keyed[b].0));
     let mut steps: Vec<Option<Step>> = keyed.into_iter().map(|(_, step)| Some(step)).collect();
     order
         .into_iter()
-        .map(|i| steps[i as usize].take().expect("each index once"))
+        .map(|i| steps[i].take().expect("each index once"))
         .collect()
 }
 

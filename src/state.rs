@@ -471,9 +471,10 @@ fn read_stored(file: &Path) -> Loaded {
     }
 }
 
-/// A state file smaller than this is read whole into memory: a few thousand records cost
-/// less held than read three times in chunks. (Tests page every file, to exercise the pages.)
-const PAGED_FROM: u64 = if cfg!(test) { 0 } else { 4 << 20 };
+/// A state file smaller than this (some 30,000 records) is read whole into memory: held, it
+/// costs less than read three times in chunks. (Unit tests page every file, to exercise the
+/// pages; the end-to-end tests, with small states, read them whole.)
+const PAGED_FROM: u64 = if cfg!(test) { 1 } else { 4 << 20 };
 
 /// As [`decode_held`], from the open file `path`: a file of this [`FORMAT`] on a local
 /// filesystem, of [`PAGED_FROM`] bytes or more, is read in chunks, its checksum first, then

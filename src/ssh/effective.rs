@@ -67,11 +67,14 @@ pub struct Lookup {
 impl Lookup {
     /// The values ssh would use for `spec`.
     pub async fn effective(&self, spec: &PeerSpec, opts: &SshOptions) -> Result<Effective> {
+        // The digest is taken under the lock: an answer is kept with the configuration it was
+        // asked under, not one read before another peer's ssh -G ran.
+        let mut shared = self.shared.lock().await;
         let digest = super::silence::Places::here().and_then(|p| super::silence::silent(opts, &p));
         let Some(digest) = digest else {
+            drop(shared);
             return effective(spec, opts).await;
         };
-        let mut shared = self.shared.lock().await;
         if let Some((d, e)) = &*shared {
             if *d == digest {
                 return Ok(e.clone());

@@ -14,13 +14,18 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::SshOptions;
 
-/// The options [`super::Effective`] reads, as ssh_config keywords (lowercase).
-const KEYWORDS: [&str; 5] = [
+/// The options [`super::Effective`] reads, as ssh_config keywords (lowercase), and those that
+/// set one of them on some builds: Debian's and Ubuntu's ssh take `ProtocolKeepAlives` and
+/// `SetupTimeOut` for `ServerAliveInterval`, and give it a default of 300 s under `BatchMode`.
+const KEYWORDS: [&str; 8] = [
     "stricthostkeychecking",
     "connecttimeout",
     "serveraliveinterval",
     "remotecommand",
     "ciphers",
+    "protocolkeepalives",
+    "setuptimeout",
+    "batchmode",
 ];
 
 /// How deep `Include` may nest (ssh's own limit).
@@ -28,23 +33,29 @@ const MAX_DEPTH: u32 = 16;
 
 /// Where ssh looks for its configuration.
 #[derive(Debug, Clone)]
-pub struct Places {
-    /// The home directory ssh expands `~` to (the passwd entry's, not `$HOME`).
-    pub home: PathBuf,
+pub(super) struct Places {
+    /// The passwd entry's home: ssh reads `~/.ssh/config` there, whatever `$HOME` says.
+    pub(super) home: PathBuf,
+    /// Where an `Include` finds `~`: `$HOME` where it is set (glob(3) expands the tilde from
+    /// it), else the passwd home.
+    pub(super) tilde: PathBuf,
     /// The system-wide file (`/etc/ssh/ssh_config`).
-    pub system: PathBuf,
+    pub(super) system: PathBuf,
     /// Which ssh binary this is (device, inode, size, mtime): another one may have other
     /// defaults.
-    pub binary: [u64; 4],
+    pub(super) binary: [u64; 4],
 }
 
 impl Places {
     /// This host's, where they are known for certain: the ssh on PATH is the system's
-    /// (`/usr/bin/ssh` or `/bin/ssh`, which reads `/etc/ssh/ssh_config`) and this user has a
-    /// line in `/etc/passwd`.
-    pub fn here() -> Option<Places> {
+    /// (`/usr/bin/ssh` or `/bin/ssh`, which reads `/etc/ssh/ssh_config`; not a system with a
+    /// vendor configuration in `/usr/etc/ssh`, read where `/etc` has none), this user has a
+    /// line in `/etc/passwd`, and `$HOME`, if set, is an absolute path.
+    pub(super) fn here() -> Option<Places> {
         let ssh = std::fs::canonicalize(which::which("ssh").ok()?).ok()?;
-        if !(ssh.starts_with("/usr/bin") || ssh.starts_with("/bin")) {
+        if !(ssh.starts_with("/usr/bin") || ssh.starts_with("/bin"))
+            || Path::new("/usr/etc/ssh").exists()
+        {
             return None;
         }
         use std::os::unix::fs::MetadataExt;
@@ -53,18 +64,25 @@ impl Places {
         // SAFETY: getuid has no preconditions and cannot fail.
         let uid = unsafe { libc::getuid() };
         let home = crate::os::passwd_home(&std::fs::read("/etc/passwd").ok()?, uid)?;
+        let tilde = match std::env::var_os("HOME") {
+            Some(h) if Path::new(&h).is_absolute() => PathBuf::from(h),
+            Some(_) => return None,
+            None => home.clone(),
+        };
         Some(Places {
             home,
+            tilde,
             system: "/etc/ssh/ssh_config".into(),
             binary,
         })
     }
 }
 
-/// A digest of everything the answer depends on (the files read, in order, and the options),
-/// if no file or option names a keyword of [`KEYWORDS`]; `None` if one does or the scan cannot
-/// be sure. Equal digests mean `ssh -G` would give every host the same values.
-pub fn silent(opts: &SshOptions, places: &Places) -> Option<u64> {
+/// `Some` where `ssh -G` would give every host the same values: no file or option names a
+/// keyword of [`KEYWORDS`]. It holds a digest of everything that answer depends on (the
+/// binary, the options, the files read, in order): while it stays the same, so does the answer.
+/// `None` where a keyword is named or the scan cannot be sure.
+pub(super) fn silent(opts: &SshOptions, places: &Places) -> Option<u64> {
     let mut h = Xxh3::new();
     for n in places.binary {
         h.update(&n.to_le_bytes());
@@ -78,7 +96,7 @@ pub fn silent(opts: &SshOptions, places: &Places) -> Option<u64> {
         h.update(b"\n");
     }
     match &opts.config {
-        Some(f) if f.as_os_str() == "none" => {}
+        Some(f) if f.to_str().is_some_and(|f| f.eq_ignore_ascii_case("none")) => {}
         // ssh reads a -F file as a user's file, and refuses one it cannot read.
         Some(f) => scan(f, true, places, 0, &mut h, false)?,
         None => {
@@ -123,12 +141,23 @@ fn scan(
         if line.is_empty() || line[0] == b'#' {
             continue;
         }
-        let lower = line.to_ascii_lowercase();
+        // ssh takes a quoted keyword (`"Ciphers"`, `Connect"Timeout"`) as if bare.
+        let lower: Vec<u8> = line
+            .iter()
+            .filter(|&&b| b != b'"')
+            .map(u8::to_ascii_lowercase)
+            .collect();
         if KEYWORDS.iter().any(|k| contains(&lower, k.as_bytes())) {
             return None;
         }
-        let Some(args) = include_args(&lower, line) else {
+        if !contains(&lower, b"include") {
             continue;
+        }
+        // Followed only in its plain form (`Include a b`, `Include=a`); any other line that
+        // names it (quoted, after `=`, a host of that name) leaves the scan unsure.
+        let args = match include_args(line) {
+            Some(args) if !line.contains(&b'"') => args,
+            _ => return None,
         };
         for arg in args
             .split(|b| b.is_ascii_whitespace())
@@ -143,7 +172,8 @@ fn scan(
 }
 
 /// The arguments of an `Include` line (`Include a b`, `Include=a`), in their original case.
-fn include_args<'a>(lower: &[u8], line: &'a [u8]) -> Option<&'a [u8]> {
+fn include_args(line: &[u8]) -> Option<&[u8]> {
+    let lower = line.to_ascii_lowercase();
     let rest = lower.strip_prefix(b"include")?;
     let first = *rest.first()?;
     if !(first.is_ascii_whitespace() || first == b'=') {
@@ -154,21 +184,22 @@ fn include_args<'a>(lower: &[u8], line: &'a [u8]) -> Option<&'a [u8]> {
     Some(args.trim_ascii())
 }
 
-/// The files one `Include` argument names, sorted, as ssh finds them: `~/` is the home, a
-/// relative path is under `~/.ssh` (user files) or `/etc/ssh` (the system's), and the rest is
-/// a glob. `None` where ssh might read it otherwise (quotes, `~user`, variables, tokens).
+/// The files one `Include` argument names, sorted, as ssh finds them: `~/` is
+/// [`Places::tilde`], a relative path is under `~/.ssh` (user files) or `/etc/ssh` (the
+/// system's), and the rest is a glob. `None` where ssh might read it otherwise (quotes,
+/// `~user`, variables, tokens).
 fn expand(arg: &str, user: bool, places: &Places) -> Option<Vec<PathBuf>> {
     if arg.contains(['"', '\'', '$', '%', '\\']) {
         return None;
     }
     let path = if let Some(rest) = arg.strip_prefix("~/") {
-        places.home.join(rest)
+        places.tilde.join(rest)
     } else if arg.starts_with('~') {
         return None;
     } else if arg.starts_with('/') {
         PathBuf::from(arg)
     } else if user {
-        places.home.join(".ssh").join(arg)
+        places.tilde.join(".ssh").join(arg)
     } else {
         places.system.parent()?.join(arg)
     };
@@ -180,6 +211,7 @@ fn expand(arg: &str, user: bool, places: &Places) -> Option<Vec<PathBuf>> {
     Some(found)
 }
 
+/// Whether `needle` occurs in `hay`.
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -209,6 +241,7 @@ mod tests {
         }
         Fixture {
             places: Places {
+                tilde: home.clone(),
                 home,
                 system: system_file,
                 binary: [1, 2, 3, 4],
@@ -247,6 +280,16 @@ mod tests {
             "  ServerAliveInterval 30\n",
             "Host x\n RemoteCommand tmux\n",
             "Ciphers=aes256-ctr\n",
+            // Quoted, as ssh reads them too.
+            "Host x\n Connect\"Timeout\" 5\n",
+            "\"Ciphers\" aes128-ctr\n",
+            // Debian's names for ServerAliveInterval, and its default under BatchMode.
+            "Host y\n SetupTimeOut 30\n",
+            "Host y\n ProtocolKeepAlives 30\n",
+            "Host backup-*\n BatchMode yes\n",
+            // An Include not in its plain form.
+            "\"Include\" other\n",
+            "=Include other\n",
         ] {
             let f = fixture(Some(user), Some(DEBIAN));
             assert_eq!(silent(&no_opts(), &f.places), None, "{user:?}");
@@ -274,6 +317,17 @@ mod tests {
         // `~/` is the home.
         let f = fixture(Some("Include ~/more\n"), None);
         std::fs::write(f.places.home.join("more"), "ConnectTimeout 1\n").unwrap();
+        assert_eq!(silent(&no_opts(), &f.places), None);
+
+        // ... as `$HOME` says, for an Include, relative ones too (not the passwd home, where
+        // ssh finds `~/.ssh/config` itself).
+        let mut f = fixture(Some("Include more\n"), None);
+        let elsewhere = f.places.home.parent().unwrap().join("elsewhere");
+        std::fs::create_dir_all(elsewhere.join(".ssh")).unwrap();
+        std::fs::write(f.places.home.join(".ssh/more"), "User x\n").unwrap();
+        std::fs::write(elsewhere.join(".ssh/more"), "ConnectTimeout 1\n").unwrap();
+        assert!(silent(&no_opts(), &f.places).is_some());
+        f.places.tilde = elsewhere;
         assert_eq!(silent(&no_opts(), &f.places), None);
     }
 
@@ -306,6 +360,7 @@ mod tests {
         );
         // -F none reads no file; -F FILE reads that file alone, and must exist.
         assert!(silent(&opts(Some("none"), &["User=x"]), &f.places).is_some());
+        assert!(silent(&opts(Some("NONE"), &[]), &f.places).is_some());
         let other = f.places.home.join("other");
         std::fs::write(&other, "User x\n").unwrap();
         assert!(silent(&opts(other.to_str(), &[]), &f.places).is_some());

@@ -329,7 +329,7 @@ Match User synkt-{ROOT}
     fs::write(
         &ssh_config,
         format!(
-            "Host *\n    IdentityFile {}\n    IdentitiesOnly yes\n    UserKnownHostsFile {}\n    BatchMode yes\n    LogLevel ERROR\n",
+            "Host *\n    IdentityFile {}\n    IdentitiesOnly yes\n    UserKnownHostsFile {}\n    LogLevel ERROR\n",
             key.display(),
             dir.join("known_hosts").display()
         ),
