@@ -140,6 +140,19 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// Removes the partial files `names` from the partial directory of the scratch directory
+/// `scratch` (those already gone are no error).
+pub fn remove(scratch: BorrowedFd<'_>, names: &[Vec<u8>]) -> io::Result<()> {
+    let partial = dir_at(scratch, &names::partial_dir_name())?;
+    for n in names {
+        match rfs::unlinkat(&partial, n.as_slice(), AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Empties the scratch directory `scratch` but for its partial directory, and prunes that:
 /// what is old or not a regular file goes. rsync's temp files, in the partial directory or
 /// anywhere below the scratch directory, go only with `temps` (not while a receiver cut

@@ -37,6 +37,7 @@ mod restore;
 mod resume;
 mod root;
 mod rsync;
+mod rsync_probe;
 mod scanning;
 mod stage;
 mod watch;

@@ -91,7 +91,17 @@ impl Server {
         }
         // Debris of a killed run: nothing in it may be taken for this run's copies, but for
         // the partial data of copies cut short, which rsync resumes from.
-        let partials = partial::clear_inside(fd.as_fd(), true).map_err(|e| shown(&e))?;
+        let mut partials = partial::clear_inside(fd.as_fd(), true).map_err(|e| shown(&e))?;
+        // An rsync that cannot read a basis in the partial directory fails every copy of a
+        // name that has a partial file there, run after run (see `rsync_probe`): there the
+        // partial files rsync left go, and a cut copy starts over. The streaming copier's,
+        // named by digest, stay.
+        let rsyncs = |n: &Vec<u8>| !super::resume::is_partial_name(n);
+        if partials.iter().any(rsyncs) && !super::rsync_probe::resumes_from_partial_dir() {
+            let gone: Vec<Vec<u8>> = partials.iter().filter(|n| rsyncs(n)).cloned().collect();
+            partial::remove(fd.as_fd(), &gone).map_err(|e| shown(&e))?;
+            partials.retain(|n| !rsyncs(n));
+        }
         partial_dir(fd.as_fd()).map_err(|e| shown(&e))?;
         let live = beneath::on_stop_remove(base.fd(), &name, true);
         let ctx = self.ctx_mut(root)?;

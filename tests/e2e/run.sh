@@ -576,6 +576,8 @@ kill_common() {
     local h; for h in alpha "$target"; do compare_tree "$h" $f "$WORK/pre.alpha"; done
 }
 s_kill_rsync_container() { kill_common beta container; }
+# the sshd cut of an rsync copy (its receiver may keep partial data on beta): the rerun converges
+s_kill_rsync_sshd()      { kill_common beta sshd; }
 s_kill_stream_sshd()     { kill_common delta sshd; }
 s_kill_stream_container() { kill_common delta container; }
 
@@ -1018,7 +1020,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/many.sh"
 
 SCENARIOS=(local_master remote_master missing_some dir_union norsync_master norsync_target norsync_client
            hostile_names big_file relay_units rerun_noop conflict dry_run fault_stopped fault_disconnected
-           kill_rsync_container kill_stream_sshd kill_stream_container
+           kill_rsync_container kill_rsync_sshd kill_stream_sshd kill_stream_container
            kill_no_partial_spread kill_no_partial_spread_rsync
            delete_propagates conflict_history old_mtime_change emptied_root missed_sync two_clients
            concurrent_clients kill_client_rerun watch_across_hosts every_across_hosts
