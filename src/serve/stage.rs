@@ -96,11 +96,13 @@ impl Server {
         // name that has a partial file there, run after run (see `rsync_probe`): there the
         // partial files rsync left go, and a cut copy starts over. The streaming copier's,
         // named by digest, stay.
-        let rsyncs = |n: &Vec<u8>| !super::resume::is_partial_name(n);
-        if partials.iter().any(rsyncs) && !super::rsync_probe::resumes_from_partial_dir() {
-            let gone: Vec<Vec<u8>> = partials.iter().filter(|n| rsyncs(n)).cloned().collect();
-            partial::remove(fd.as_fd(), &gone).map_err(|e| shown(&e))?;
-            partials.retain(|n| !rsyncs(n));
+        let (streamed, rsyncs): (Vec<_>, Vec<_>) = partials
+            .iter()
+            .cloned()
+            .partition(|n| super::resume::is_partial_name(n));
+        if !rsyncs.is_empty() && !super::rsync_probe::resumes_from_partial_dir() {
+            partial::remove(fd.as_fd(), &rsyncs).map_err(|e| shown(&e))?;
+            partials = streamed;
         }
         partial_dir(fd.as_fd()).map_err(|e| shown(&e))?;
         let live = beneath::on_stop_remove(base.fd(), &name, true);

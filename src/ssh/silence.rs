@@ -173,13 +173,15 @@ fn scan(
 
 /// The arguments of an `Include` line (`Include a b`, `Include=a`), in their original case.
 fn include_args(line: &[u8]) -> Option<&[u8]> {
-    let lower = line.to_ascii_lowercase();
-    let rest = lower.strip_prefix(b"include")?;
-    let first = *rest.first()?;
+    const KEY: &[u8] = b"include";
+    if !line.get(..KEY.len())?.eq_ignore_ascii_case(KEY) {
+        return None;
+    }
+    let first = *line.get(KEY.len())?;
     if !(first.is_ascii_whitespace() || first == b'=') {
         return None;
     }
-    let args = line[b"include".len()..].trim_ascii_start();
+    let args = line[KEY.len()..].trim_ascii_start();
     let args = args.strip_prefix(b"=").unwrap_or(args);
     Some(args.trim_ascii())
 }

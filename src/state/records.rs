@@ -368,6 +368,15 @@ mod tests {
     use super::*;
     use crate::model::Vv;
 
+    /// The records pushed in the order given.
+    fn pushed(list: &[Record]) -> Records {
+        let mut r = Records::default();
+        for x in list {
+            r.push(x);
+        }
+        r
+    }
+
     fn rec(rel: &str, n: u64) -> Record {
         Record {
             rel: WirePath::from(rel),
@@ -378,16 +387,13 @@ mod tests {
 
     #[test]
     fn records_settled_keeping_the_last_of_a_path_are_compared_as_encoded() {
-        let mut r = Records::default();
-        for x in [
+        let mut r = pushed(&[
             rec("b", 1),
             rec("a", 2),
             rec("b", 3),
             rec("c", 4),
             rec("b", 5),
-        ] {
-            r.push(&x);
-        }
+        ]);
         r.settle_keeping_last();
         let got: Vec<Record> = r.iter().collect();
         assert_eq!(got, [rec("a", 2), rec("b", 5), rec("c", 4)]);
@@ -399,16 +405,13 @@ mod tests {
 
     #[test]
     fn records_are_found_in_path_order_the_first_of_a_path_kept() {
-        let mut r = Records::default();
-        for x in [
+        let mut r = pushed(&[
             rec("b", 1),
             rec("a/x", 2),
             rec("a-b", 3),
             rec("b", 4),
             rec("", 5),
-        ] {
-            r.push(&x);
-        }
+        ]);
         r.settle();
         let rels: Vec<String> = r.iter().map(|x| x.rel.to_string()).collect();
         assert_eq!(rels, ["", "a-b", "a/x", "b"]);
