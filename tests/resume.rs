@@ -15,32 +15,47 @@ use common::*;
 /// The directory inside a scratch directory that keeps partial data.
 const PARTIAL_DIR: &str = ".synk-scratch.0000000000000000";
 
-/// The files in `dir` whose names `keep` takes, with their sizes.
-fn sizes_in(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<(PathBuf, u64)> {
-    fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|f| keep(&f.file_name().to_string_lossy()))
-        .map(|f| (f.path(), f.metadata().map_or(0, |m| m.len())))
-        .collect()
+/// The files anywhere below the scratch directories in `dir` or below it, with their sizes.
+fn scratch_files(dir: &Path) -> Vec<(PathBuf, u64)> {
+    fn walk(dir: &Path, inside: bool, out: &mut Vec<(PathBuf, u64)>) {
+        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+            let Ok(t) = e.file_type() else { continue };
+            let scratch = inside
+                || e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".synk-scratch.");
+            if t.is_dir() {
+                walk(&e.path(), scratch, out);
+            } else if t.is_file() && inside {
+                out.push((e.path(), e.metadata().map_or(0, |m| m.len())));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, false, &mut out);
+    out.sort();
+    out
 }
 
-/// Files in the partial directories of the scratch directories in `dir`, with their sizes.
+/// Files in the partial directories of the scratch directories in `dir` or below it (the
+/// streaming copier's in the scratch directory itself, rsync's beside each file it
+/// receives), with their sizes.
 fn partial_files(dir: &Path) -> Vec<(PathBuf, u64)> {
-    scratch_dirs(dir)
-        .iter()
-        .flat_map(|d| sizes_in(&d.join(PARTIAL_DIR), |_| true))
-        .collect()
+    let mut out = scratch_files(dir);
+    out.retain(|(p, _)| p.parent().and_then(Path::file_name) == Some(PARTIAL_DIR.as_ref()));
+    out
 }
 
 /// What a copy under way has received in the scratch directories in `dir`: partial files,
 /// and rsync's temp files beside what it receives (`.big.XXXXXX`), with their sizes.
 fn received(dir: &Path) -> Vec<(PathBuf, u64)> {
     let mut out = partial_files(dir);
-    for d in scratch_dirs(dir) {
-        out.extend(sizes_in(&d, |n| n.starts_with(".big.")));
-    }
+    out.extend(scratch_files(dir).into_iter().filter(|(p, _)| {
+        p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(".big.")
+    }));
     out
 }
 
@@ -67,9 +82,14 @@ fn hex(bytes: &[u8]) -> String {
 /// bytes. Returns the partial file's size once the cut run's writers there are gone (its
 /// serve, rsync's receiver) and that size holds.
 fn cut(s: &Scene, copier: &str, content: &[u8], at: u64) -> u64 {
+    cut_below(s, "big", "big", copier, content, at)
+}
+
+/// [`cut`], of the root `root` holding `big` at `file`.
+fn cut_below(s: &Scene, root: &str, file: &str, copier: &str, content: &[u8], at: u64) -> u64 {
     let mut cmd = s.command(&["alpha"]);
     cmd.args(["--copier", copier, "--bwlimit", "16M"])
-        .arg(s.arg("big"))
+        .arg(s.arg(root))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
@@ -83,11 +103,7 @@ fn cut(s: &Scene, copier: &str, content: &[u8], at: u64) -> u64 {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
-    assert_eq!(
-        s.read("alpha", "big"),
-        None,
-        "nothing half-written in place"
-    );
+    assert_eq!(s.read("alpha", file), None, "nothing half-written in place");
     // rsync's receiver keeps what it received as the partial file, under the file's name;
     // the streaming copier's serve writes its partial file in place. Either may still be
     // writing for a moment after the client is gone: the size taken is the one they leave.
@@ -120,13 +136,25 @@ fn cut(s: &Scene, copier: &str, content: &[u8], at: u64) -> u64 {
 /// The rerun described by `doc` sent no more than the bytes the cut run did not keep (`kept`
 /// of them, of file `big`) and a megabyte, alpha holds `big` whole, and no partial data is left.
 fn assert_resumed(s: &Scene, doc: &serde_json::Value, big: &Path, kept: u64, copier: &str) {
+    assert_resumed_at(s, doc, "big", big, kept, copier)
+}
+
+/// [`assert_resumed`], of `big` at `file` on alpha.
+fn assert_resumed_at(
+    s: &Scene,
+    doc: &serde_json::Value,
+    file: &str,
+    big: &Path,
+    kept: u64,
+    copier: &str,
+) {
     let (sent, missing) = (literal(doc), SIZE as u64 - kept);
     eprintln!("{copier}: kept {kept}, missing {missing}, the rerun sent {sent}");
     assert!(
         sent <= missing + (1 << 20),
         "sent {sent} bytes for {missing} missing"
     );
-    assert_eq!(sha512(&s.path("alpha", "big")), sha512(big));
+    assert_eq!(sha512(&s.path("alpha", file)), sha512(big));
     assert_eq!(
         partial_files(&s.dir("alpha")),
         [],
@@ -171,6 +199,36 @@ fn resumes(name: &str, copier: &str) {
 #[test]
 fn a_copy_cut_short_resumes_with_the_missing_bytes_only() {
     resumes("resume-rsync", "rsync");
+}
+
+/// rsync keeps a file's partial data in a partial directory beside where it receives the file
+/// (relative: the receivers of rsync 3.4, and of the fixes backported to older releases, read
+/// no basis by an absolute path), so a file deep in a directory root resumes too, and a file
+/// of the same name elsewhere in the tree is not taken for it.
+#[test]
+fn a_copy_cut_short_deep_in_a_directory_resumes_from_the_partial_data_beside_it() {
+    let s = scene!("resume-deep");
+    let t = now() - 100;
+    let content = noise(SIZE, 15);
+    let big = s.write(LOCAL, "t/sub/big", &content, t);
+    s.write(LOCAL, "t/big", b"another file of that name", t);
+    let kept = cut_below(&s, "t", "t/sub/big", "rsync", &content, SIZE as u64 / 2);
+    assert!(kept >= SIZE as u64 / 2 && kept < SIZE as u64, "{kept}");
+    let files = partial_files(&s.dir("alpha"));
+    let [(partial, _)] = &files[..] else {
+        panic!("{files:?}")
+    };
+    assert!(
+        partial.ends_with(Path::new("sub").join(PARTIAL_DIR).join("big")),
+        "{partial:?}"
+    );
+    let doc = json_run(&s, "rsync", "t");
+    assert_resumed_at(&s, &doc, "t/sub/big", &big, kept, "rsync");
+    assert_eq!(
+        s.read("alpha", "t/big").unwrap(),
+        b"another file of that name"
+    );
+    assert_eq!(scratch_dirs(&s.path("alpha", "t")), Vec::<PathBuf>::new());
 }
 
 #[test]

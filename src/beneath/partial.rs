@@ -1,17 +1,19 @@
 //! The one thing a run cut short leaves behind on purpose: the partial data of a copy, kept in
-//! a directory of its own inside the root's scratch directory ([`names::partial_dir_name`]),
-//! so the next run of the same version sends only what is missing. Everything else in the
-//! scratch directory is a killed run's debris and goes, as before; partial data older than
-//! [`PARTIAL_AGE`], anything in the partial directory that is not a regular file, and rsync's
+//! partial directories ([`names::partial_dir_name`]) inside the root's scratch directory, so
+//! the next run of the same version sends only what is missing: the streaming copier's in the
+//! scratch directory itself, named by digest; rsync's beside each file it receives there
+//! (`--partial-dir` is relative), under the file's name. Everything else in the scratch
+//! directory is a killed run's debris and goes, as before; partial data older than
+//! [`PARTIAL_AGE`], anything in a partial directory that is not a regular file, and rsync's
 //! own temp files go too, once no receiver can still be writing them. Never through a
 //! symlink: every step is relative to a directory handle opened with `O_NOFOLLOW`.
 //!
 //! rsync writes its temp files beside the files it receives in the scratch directory (a
 //! rename within one directory: a temp directory of their own made every file's rename one
 //! across directories, which the kernel serializes, and a first sync of many small files
-//! took twice as long). A receiver cut short renames its temp file to the partial file, from
-//! wherever it is: so rsync's temp files anywhere in the scratch directory are waited for
-//! and kept as the partial directory's are.
+//! took twice as long). A receiver cut short renames its temp file to the partial file beside
+//! it: so rsync's temp files anywhere in the scratch directory are waited for and kept as the
+//! partial directories' are.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -140,29 +142,19 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Removes the partial files `names` from the partial directory of the scratch directory
-/// `scratch` (those already gone are no error).
-pub fn remove(scratch: BorrowedFd<'_>, names: &[Vec<u8>]) -> io::Result<()> {
-    let partial = dir_at(scratch, &names::partial_dir_name())?;
-    for n in names {
-        match rfs::unlinkat(&partial, n.as_slice(), AtFlags::empty()) {
-            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
-/// Empties the scratch directory `scratch` but for its partial directory, and prunes that:
-/// what is old or not a regular file goes. rsync's temp files, in the partial directory or
-/// anywhere below the scratch directory, go only with `temps` (not while a receiver cut
-/// short may still be renaming its temp file to the partial one: only as a run starts or
-/// ends), and only those unchanged for [`RECEIVER_QUIET`]. Returns the names of the
-/// partial files kept; the partial directory itself is removed when none is and no temp file
-/// stayed.
+/// Empties the scratch directory `scratch` but for partial data, and prunes that: what is old
+/// or not a regular file goes. Partial data is kept in a partial directory
+/// ([`names::partial_dir_name`]) in the scratch directory itself (the streaming copier's, by
+/// digest) and in any directory below it (rsync's: `--partial-dir` is relative, so a file's
+/// partial data sits in a partial directory beside where it is received). rsync's temp files
+/// go only with `temps` (not while a receiver cut short may still be renaming its temp file
+/// to the partial one: only as a run starts or ends), and only those unchanged for
+/// [`RECEIVER_QUIET`]. Returns the partial files kept, as paths below the scratch directory
+/// without the partial directory (`d/f` for rsync's `d/NAME/f`: the name rsync receives);
+/// a directory is removed when nothing stayed in it.
 pub fn clear_inside(scratch: BorrowedFd<'_>, temps: bool) -> io::Result<Vec<Vec<u8>>> {
-    // A receiver cut short may rename its temp file while the partial directory is read:
-    // then it is read again, so the partial file it became is counted.
+    // A receiver cut short may rename its temp file while a partial directory is read: then
+    // it is read again, so the partial file it became is counted.
     for _ in 0..3 {
         if let Some(kept) = clear_pass(scratch, temps)? {
             return Ok(kept);
@@ -174,57 +166,182 @@ pub fn clear_inside(scratch: BorrowedFd<'_>, temps: bool) -> io::Result<Vec<Vec<
 
 /// One pass of [`clear_inside`]; `None` where an entry was renamed away while it ran.
 fn clear_pass(scratch: BorrowedFd<'_>, temps: bool) -> io::Result<Option<Vec<Vec<u8>>>> {
-    let keep = names::partial_dir_name();
-    let clock = SystemTime::now();
-    // Whether rsync's temp files stayed: a receiver may still rename one into the partial
-    // directory, which then stays too.
-    let mut temps_kept = false;
-    for n in names_in(scratch)? {
-        if n != keep {
-            temps_kept |= remove_debris(scratch, &n, temps, clock)?;
-        }
-    }
-    let partial = match dir_at(scratch, &keep) {
-        Ok(fd) => fd,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(Some(Vec::new())),
-        // Not a directory (a symlink put there): not ours to keep.
-        Err(_) => {
-            remove_tree(scratch, &keep)?;
-            return Ok(Some(Vec::new()));
-        }
+    let mut pass = Pass {
+        temps,
+        clock: SystemTime::now(),
+        now: now(),
+        kept: Vec::new(),
     };
-    let now = now();
-    let mut kept = Vec::new();
-    for n in names_in(partial.as_fd())? {
-        let st = match rfs::statat(&partial, n.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+    if pass.dir(scratch, &[])?.is_none() {
+        return Ok(None);
+    }
+    pass.kept.sort();
+    Ok(Some(pass.kept))
+}
+
+/// What stayed of an entry a [`Pass`] cleared.
+enum Stayed {
+    Nothing,
+    /// An rsync temp file a receiver may still write or rename into the partial directory
+    /// beside it.
+    Temp,
+    /// A directory, for what stayed in it.
+    Below,
+}
+
+/// One pass of [`clear_inside`] over the scratch directory's tree.
+struct Pass {
+    temps: bool,
+    clock: SystemTime,
+    /// Seconds since the epoch, for [`fresh`].
+    now: i64,
+    /// The partial files kept so far, below the scratch directory.
+    kept: Vec<Vec<u8>>,
+}
+
+impl Pass {
+    /// Clears the directory `dir`, at `prefix` below the scratch directory: returns whether
+    /// anything stayed in it, `None` where an entry was renamed away meanwhile.
+    fn dir(&mut self, dir: BorrowedFd<'_>, prefix: &[u8]) -> io::Result<Option<bool>> {
+        let partial = names::partial_dir_name();
+        let (mut stayed, mut temps) = (false, false);
+        let mut has_partial = false;
+        for n in names_in(dir)? {
+            if n == partial {
+                has_partial = true;
+                continue;
+            }
+            match self.debris(dir, &n, &join(prefix, &n))? {
+                Some(Stayed::Nothing) => {}
+                Some(Stayed::Temp) => (stayed, temps) = (true, true),
+                Some(Stayed::Below) => stayed = true,
+                None => return Ok(None),
+            }
+        }
+        if has_partial {
+            // Last: while an rsync temp file stays beside it, a receiver may still rename
+            // it into the partial directory, which then stays too.
+            match self.partial(dir, prefix, temps)? {
+                Some(s) => stayed |= s,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(stayed))
+    }
+
+    /// Removes `name` in `dir` (at `rel` below the scratch directory), and what is in it
+    /// where it is a directory, but for partial data and rsync's temp files a receiver may
+    /// still be writing ([`keep_temp`]): those stay, and the directories holding them.
+    /// Returns what stayed.
+    fn debris(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        rel: &[u8],
+    ) -> io::Result<Option<Stayed>> {
+        let st = match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
-            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(rustix::io::Errno::NOENT) => return Ok(Some(Stayed::Nothing)),
             Err(e) => return Err(e.into()),
         };
-        // The inode's change time: rsync may give a partial file the source's old mtime, but
-        // every write and rename moves the ctime.
-        #[allow(clippy::unnecessary_cast)]
-        let changed = st.st_ctime as i64;
-        if kind_of(&st) == rfs::FileType::RegularFile
-            && fresh(changed, now)
-            && (!rsync_temp(&n) || keep_temp(&st, temps, clock))
-        {
-            kept.push(n);
-        } else {
-            remove_tree(partial.as_fd(), &n)?;
+        match kind_of(&st) {
+            rfs::FileType::RegularFile
+                if rsync_temp(name) && keep_temp(&st, self.temps, self.clock) =>
+            {
+                Ok(Some(Stayed::Temp))
+            }
+            rfs::FileType::Directory => {
+                let sub = match dir_at(dir, name) {
+                    Ok(sub) => sub,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                        return Ok(Some(Stayed::Nothing))
+                    }
+                    // Replaced by something else meanwhile (a symlink: unlinked, never
+                    // followed).
+                    Err(e) if gone_or_replaced(&e) => {
+                        return remove_tree(dir, name).map(|()| Some(Stayed::Nothing))
+                    }
+                    Err(e) => return Err(e),
+                };
+                let Some(kept) = self.dir(sub.as_fd(), rel)? else {
+                    return Ok(None);
+                };
+                drop(sub);
+                if kept {
+                    return Ok(Some(Stayed::Below));
+                }
+                match rfs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
+                    Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(Some(Stayed::Nothing)),
+                    // A receiver renamed something in meanwhile: it stays for the next clear.
+                    Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST) => {
+                        Ok(Some(Stayed::Below))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+            _ => remove_tree(dir, name).map(|()| Some(Stayed::Nothing)),
         }
     }
-    if kept.is_empty() && !temps_kept {
+
+    /// Prunes the partial directory in `dir` (at `prefix` below the scratch directory):
+    /// fresh regular files stay. The directory goes when none does and, `beside` false, no
+    /// rsync temp file stayed in `dir`. Returns whether it stayed.
+    fn partial(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        prefix: &[u8],
+        beside: bool,
+    ) -> io::Result<Option<bool>> {
+        let name = names::partial_dir_name();
+        let partial = match dir_at(dir, &name) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(Some(false)),
+            // Not a directory (a symlink put there): not ours to keep.
+            Err(_) => return remove_tree(dir, &name).map(|()| Some(false)),
+        };
+        let mut stayed = false;
+        for n in names_in(partial.as_fd())? {
+            let st = match rfs::statat(&partial, n.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(rustix::io::Errno::NOENT) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            // The inode's change time: rsync may give a partial file the source's old mtime,
+            // but every write and rename moves the ctime.
+            #[allow(clippy::unnecessary_cast)]
+            let changed = st.st_ctime as i64;
+            if kind_of(&st) == rfs::FileType::RegularFile
+                && fresh(changed, self.now)
+                && (!rsync_temp(&n) || keep_temp(&st, self.temps, self.clock))
+            {
+                self.kept.push(join(prefix, &n));
+                stayed = true;
+            } else {
+                remove_tree(partial.as_fd(), &n)?;
+            }
+        }
+        if stayed || beside {
+            return Ok(Some(true));
+        }
         drop(partial);
-        match rfs::unlinkat(scratch, keep.as_slice(), AtFlags::REMOVEDIR) {
-            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+        match rfs::unlinkat(dir, name.as_slice(), AtFlags::REMOVEDIR) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(Some(false)),
             // Something came in after the listing.
-            Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST) => return Ok(None),
-            Err(e) => return Err(e.into()),
+            Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST) => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
-    kept.sort();
-    Ok(Some(kept))
+}
+
+/// `prefix/name`, or `name` where `prefix` is empty.
+fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(prefix.len() + 1 + name.len());
+    if !prefix.is_empty() {
+        v.extend_from_slice(prefix);
+        v.push(b'/');
+    }
+    v.extend_from_slice(name);
+    v
 }
 
 /// Whether opening a directory that was listed failed because it is no longer one there.
@@ -239,49 +356,6 @@ fn gone_or_replaced(e: &io::Error) -> bool {
 /// be renaming it (`temps` false), else while it changed within [`RECEIVER_QUIET`] of `clock`.
 fn keep_temp(st: &rfs::Stat, temps: bool, clock: SystemTime) -> bool {
     !temps || busy(st, clock)
-}
-
-/// Removes `name` in `dir`, and what is in it where it is a directory, but for rsync's temp
-/// files a receiver may still be writing ([`keep_temp`]): those stay, and the directories
-/// holding them. Returns whether anything stayed.
-fn remove_debris(
-    dir: BorrowedFd<'_>,
-    name: &[u8],
-    temps: bool,
-    clock: SystemTime,
-) -> io::Result<bool> {
-    let st = match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) => st,
-        Err(rustix::io::Errno::NOENT) => return Ok(false),
-        Err(e) => return Err(e.into()),
-    };
-    match kind_of(&st) {
-        rfs::FileType::RegularFile if rsync_temp(name) && keep_temp(&st, temps, clock) => Ok(true),
-        rfs::FileType::Directory => {
-            let sub = match dir_at(dir, name) {
-                Ok(sub) => sub,
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
-                // Replaced by something else meanwhile (a symlink: unlinked, never followed).
-                Err(e) if gone_or_replaced(&e) => return remove_tree(dir, name).map(|()| false),
-                Err(e) => return Err(e),
-            };
-            let mut kept = false;
-            for n in names_in(sub.as_fd())? {
-                kept |= remove_debris(sub.as_fd(), &n, temps, clock)?;
-            }
-            drop(sub);
-            if kept {
-                return Ok(true);
-            }
-            match rfs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
-                Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(false),
-                // A receiver renamed something in meanwhile: it stays for the next clear.
-                Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST) => Ok(true),
-                Err(e) => Err(e.into()),
-            }
-        }
-        _ => remove_tree(dir, name).map(|()| false),
-    }
 }
 
 /// Removes the scratch directory `name` in `dir` with what is in it, but for partial data
@@ -419,6 +493,46 @@ mod tests {
             [b"big".to_vec()]
         );
         assert!(!s.join("sub").exists());
+    }
+
+    #[test]
+    fn rsync_partial_files_beside_what_it_received_are_kept_by_path() {
+        let d = tempfile::tempdir().unwrap();
+        let s = d.path().join("scratch");
+        let pdn = std::ffi::OsStr::from_bytes(&names::partial_dir_name()).to_owned();
+        // Two files of one name in two directories, each cut short; debris beside them.
+        for dir in ["a/b", "c"] {
+            fs::create_dir_all(s.join(dir).join(&pdn)).unwrap();
+            fs::write(s.join(dir).join(&pdn).join("f"), dir).unwrap();
+            fs::write(s.join(dir).join("done"), "x").unwrap();
+        }
+        // A partial directory that is a symlink, and one holding no regular file.
+        fs::create_dir_all(s.join("e")).unwrap();
+        std::os::unix::fs::symlink("/etc", s.join("e").join(&pdn)).unwrap();
+        fs::create_dir_all(s.join("g").join(&pdn).join("dir")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", s.join("g").join(&pdn).join("f")).unwrap();
+        let scratch = dir_at(rfs::CWD, s.as_os_str().as_bytes()).unwrap();
+        assert_eq!(
+            clear_inside(scratch.as_fd(), true).unwrap(),
+            [b"a/b/f".to_vec(), b"c/f".to_vec()]
+        );
+        assert_eq!(
+            fs::read(s.join("a/b").join(&pdn).join("f")).unwrap(),
+            b"a/b"
+        );
+        assert_eq!(fs::read(s.join("c").join(&pdn).join("f")).unwrap(), b"c");
+        assert!(!s.join("a/b/done").exists() && !s.join("c/done").exists());
+        assert!(
+            !s.join("e").exists() && !s.join("g").exists(),
+            "nothing kept there"
+        );
+        assert!(Path::new("/etc/passwd").exists());
+        // Once rsync took them, the directories that held them go too.
+        fs::remove_file(s.join("a/b").join(&pdn).join("f")).unwrap();
+        fs::remove_file(s.join("c").join(&pdn).join("f")).unwrap();
+        let base = dir_at(rfs::CWD, d.path().as_os_str().as_bytes()).unwrap();
+        clear(base.as_fd(), b"scratch", true).unwrap();
+        assert!(!s.exists());
     }
 
     #[test]

@@ -37,7 +37,6 @@ mod restore;
 mod resume;
 mod root;
 mod rsync;
-mod rsync_probe;
 mod scanning;
 mod stage;
 mod watch;

@@ -60,12 +60,6 @@ pub(super) struct PartialFile {
     digest: Digest,
 }
 
-/// Whether `name`, in the partial directory, is the streaming copier's (a digest in hex)
-/// rather than rsync's (the name of the file it received).
-pub(super) fn is_partial_name(name: &[u8]) -> bool {
-    name.len() == 2 * std::mem::size_of::<Digest>() && name.iter().all(u8::is_ascii_hexdigit)
-}
-
 /// The partial file's name for `digest`, below the scratch directory.
 pub(super) fn partial_rel(digest: &Digest) -> Vec<u8> {
     let mut rel = names::partial_dir_name();

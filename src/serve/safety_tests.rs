@@ -290,14 +290,19 @@ fn partial_data_outlives_a_run_and_a_resumed_copy_is_checked_whole() {
     let mut s = Session::new(home.path());
     s.ask(&[scan_home("t")]);
     let sd = prepare(&mut s);
-    let pd = sd.join(std::ffi::OsStr::from_bytes(&names::partial_dir_name()));
-    assert!(pd.is_dir(), "made for rsync's temp files");
-    // A run cut short: rsync kept half of "big" and "sub/other"; a temp of its own and other
-    // debris are left too.
+    let pdn = std::ffi::OsStr::from_bytes(&names::partial_dir_name()).to_owned();
+    let pd = sd.join(&pdn);
+    assert!(pd.is_dir(), "made for the streaming copier's partial files");
+    // A run cut short: rsync kept half of "big" and of "sub/other", each in the partial
+    // directory beside where it was received; a temp of its own and other debris are left
+    // too, and a stray file of the same name in the wrong directory.
+    let sub_pd = sd.join("sub").join(&pdn);
+    fs::create_dir_all(&sub_pd).unwrap();
     fs::write(pd.join("big"), "half").unwrap();
-    fs::write(pd.join("other"), "part").unwrap();
+    fs::write(sub_pd.join("other"), "part").unwrap();
     fs::write(pd.join(".big.Xy12Zz"), "temp").unwrap();
     fs::write(sd.join("debris"), "x").unwrap();
+    fs::write(sd.join("sub/debris"), "x").unwrap();
     s.server.abandon_scratch();
     drop(s);
     assert_eq!(
@@ -313,8 +318,10 @@ fn partial_data_outlives_a_run_and_a_resumed_copy_is_checked_whole() {
     );
     assert_eq!(prepare(&mut s), sd);
     assert!(!sd.join("debris").exists() && !pd.join(".big.Xy12Zz").exists());
+    assert!(!sd.join("sub/debris").exists());
+    assert_eq!(fs::read(sub_pd.join("other")).unwrap(), b"part");
     // The resumed copies arrive; one is not the master's version.
-    for (rel, content) in [("big", "whole"), ("other", "wrong")] {
+    for (rel, content) in [("big", "whole"), ("sub/other", "wrong")] {
         fs::write(sd.join(rel), content).unwrap();
         filetime::set_file_mtime(sd.join(rel), filetime::FileTime::from_unix_time(5, 0)).unwrap();
     }
@@ -329,7 +336,7 @@ fn partial_data_outlives_a_run_and_a_resumed_copy_is_checked_whole() {
         root: 0,
         items: vec![
             item("big", Digest::of(b"whole")),
-            item("other", Digest::of(b"right")),
+            item("sub/other", Digest::of(b"right")),
         ],
     };
     let Response::Placed(done) = s.last(&[place]) else {
@@ -341,18 +348,19 @@ fn partial_data_outlives_a_run_and_a_resumed_copy_is_checked_whole() {
         "{done:?}"
     );
     assert_eq!(fs::read(root.join("big")).unwrap(), b"whole");
-    assert!(!root.join("other").exists());
+    assert!(!root.join("sub/other").exists());
     fs::remove_file(pd.join("big")).unwrap();
     assert!(matches!(
         s.last(&[Request::Cleanup { root: 0, dir: true }]),
         Response::Done
     ));
     assert_eq!(
-        fs::read(pd.join("other")).unwrap(),
+        fs::read(sub_pd.join("other")).unwrap(),
         b"part",
         "the partial data of a copy not done stays"
     );
-    fs::remove_file(pd.join("other")).unwrap();
+    assert!(!pd.exists(), "an emptied partial directory goes");
+    fs::remove_file(sub_pd.join("other")).unwrap();
     s.server.abandon_scratch();
     drop(s);
     let mut s = Session::new(home.path());

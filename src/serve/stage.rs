@@ -91,19 +91,7 @@ impl Server {
         }
         // Debris of a killed run: nothing in it may be taken for this run's copies, but for
         // the partial data of copies cut short, which rsync resumes from.
-        let mut partials = partial::clear_inside(fd.as_fd(), true).map_err(|e| shown(&e))?;
-        // An rsync that cannot read a basis in the partial directory fails every copy of a
-        // name that has a partial file there, run after run (see `rsync_probe`): there the
-        // partial files rsync left go, and a cut copy starts over. The streaming copier's,
-        // named by digest, stay.
-        let (streamed, rsyncs): (Vec<_>, Vec<_>) = partials
-            .iter()
-            .cloned()
-            .partition(|n| super::resume::is_partial_name(n));
-        if !rsyncs.is_empty() && !super::rsync_probe::resumes_from_partial_dir() {
-            partial::remove(fd.as_fd(), &rsyncs).map_err(|e| shown(&e))?;
-            partials = streamed;
-        }
+        let partials = partial::clear_inside(fd.as_fd(), true).map_err(|e| shown(&e))?;
         partial_dir(fd.as_fd()).map_err(|e| shown(&e))?;
         let live = beneath::on_stop_remove(base.fd(), &name, true);
         let ctx = self.ctx_mut(root)?;
@@ -168,11 +156,7 @@ impl Server {
         }
         // rsync's own check covers the file it rebuilt; one resumed from a partial file a
         // run cut short is checked whole against the master's digest too.
-        let resumed = below_base
-            .rsplit(|b| *b == b'/')
-            .next()
-            .is_some_and(|n| ctx.partials.contains(n));
-        if resumed {
+        if ctx.partials.contains(&below_base) {
             verify(&src, item.digest)?;
         }
         refuse_directory(&dest)?;

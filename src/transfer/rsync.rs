@@ -175,18 +175,15 @@ impl Job {
             args.insert(1, SPARSE.into());
         }
         // The destination is the target's scratch directory: rsync, cut short, keeps what it
-        // received in the partial directory there, which the next run's rsync takes as the
-        // basis of the same file (see [`crate::beneath::partial`]). Absolute: one directory
-        // for every name, not one per directory of the tree. Its temp files stay beside what
-        // it receives: a temp directory would make every file's rename one across
-        // directories, which the kernel serializes.
-        let mut base = self.dst.base.as_bytes();
-        while base.len() > 1 && base.ends_with(b"/") {
-            base = &base[..base.len() - 1];
-        }
-        let partial = WirePath(base.to_vec()).join(&WirePath(names::partial_dir_name()));
+        // received in a partial directory beside the file there, which the next run's rsync
+        // takes as the basis of the same file (see [`crate::beneath::partial`]). Relative:
+        // rsync 3.4 and the fixes backported to older ones (Debian 12's) cannot read a basis
+        // by an absolute path, and a partial directory a directory of the tree has of its
+        // own keeps two files of one name apart. Its temp files stay beside what it
+        // receives: a temp directory would make every file's rename one across directories,
+        // which the kernel serializes.
         let mut a = b"--partial-dir=".to_vec();
-        a.extend_from_slice(partial.as_bytes());
+        a.extend_from_slice(&names::partial_dir_name());
         args.push(OsString::from_vec(a));
         if self.tuning.compress {
             args.push("-z".into());
@@ -473,9 +470,9 @@ mod tests {
             bwlimit: Some(10 << 20),
         };
         let shown = job.display(true);
-        let partial = "/srv/home/bob/my dir/.synk-scratch.0000000000000000";
-        let want = format!("rsync -ptsI --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' '--partial-dir={partial}' -z '--bwlimit=10240' ");
-        assert!(shown.starts_with(&want), "{shown}");
+        // Relative: beside each file received, never an absolute basis path.
+        let want = "rsync -ptsI --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' '--partial-dir=.synk-scratch.0000000000000000' -z '--bwlimit=10240' ";
+        assert!(shown.starts_with(want), "{shown}");
     }
 
     #[test]
@@ -488,7 +485,7 @@ mod tests {
         assert_eq!(job.stdin(), b".\0-rf $(reboot);\n'x'\0\xff\xfe\0".to_vec());
         assert_eq!(
             job.display(true),
-            "rsync -ptsI --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' '--partial-dir=/srv/home/bob/my dir/.synk-scratch.0000000000000000' -e 'ssh -o BatchMode=yes -p 2222' '/home/a/my dir/' 'bob@beta:/srv/home/bob/my dir/'"
+            "rsync -ptsI --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' '--partial-dir=.synk-scratch.0000000000000000' -e 'ssh -o BatchMode=yes -p 2222' '/home/a/my dir/' 'bob@beta:/srv/home/bob/my dir/'"
         );
     }
 
@@ -529,7 +526,7 @@ mod tests {
         };
         assert_eq!(
             job.display(false),
-            "rsync -ptsI --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' '--partial-dir=/h/b/.synk-scratch.0000000000000000' -e \"ssh -S '/tmp/.ssh-connection x/master' -o ControlMaster=no -F '/etc/ssh cfg'\" alpha:/h/a/ /h/b/"
+            "rsync -ptsI --stats '--copy-dest=..' '--chmod=Du+rwx' --from0 '--files-from=-' '--partial-dir=.synk-scratch.0000000000000000' -e \"ssh -S '/tmp/.ssh-connection x/master' -o ControlMaster=no -F '/etc/ssh cfg'\" alpha:/h/a/ /h/b/"
         );
     }
 
