@@ -86,8 +86,8 @@ fn busy(st: &rfs::Stat, now: SystemTime) -> bool {
     )
 }
 
-/// The rsync temp files anywhere in the directory `dir` (the scratch directory, the partial
-/// directory in it, the tree rsync received there) that changed within [`RECEIVER_QUIET`]:
+/// The rsync temp files anywhere in the directory `dir` (the scratch directory, the tree rsync
+/// received there, the partial directories in both) that changed within [`RECEIVER_QUIET`]:
 /// a receiver may still be writing or renaming them.
 fn busy_temps(dir: BorrowedFd<'_>) -> io::Result<usize> {
     let now = SystemTime::now();
@@ -205,10 +205,8 @@ impl Pass {
     fn dir(&mut self, dir: BorrowedFd<'_>, prefix: &[u8]) -> io::Result<Option<bool>> {
         let partial = names::partial_dir_name();
         let (mut stayed, mut temps) = (false, false);
-        let mut has_partial = false;
         for n in names_in(dir)? {
             if n == partial {
-                has_partial = true;
                 continue;
             }
             match self.debris(dir, &n, &join(prefix, &n))? {
@@ -218,13 +216,12 @@ impl Pass {
                 None => return Ok(None),
             }
         }
-        if has_partial {
-            // Last: while an rsync temp file stays beside it, a receiver may still rename
-            // it into the partial directory, which then stays too.
-            match self.partial(dir, prefix, temps)? {
-                Some(s) => stayed |= s,
-                None => return Ok(None),
-            }
+        // Last, and whether it was listed or not: a receiver cut short makes the partial
+        // directory as it renames its temp file there, which may have been since the listing.
+        // While an rsync temp file stays beside it, a receiver may still do so: then it stays.
+        match self.partial(dir, prefix, temps)? {
+            Some(s) => stayed |= s,
+            None => return Ok(None),
         }
         Ok(Some(stayed))
     }
@@ -272,10 +269,9 @@ impl Pass {
                 }
                 match rfs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
                     Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(Some(Stayed::Nothing)),
-                    // A receiver renamed something in meanwhile: it stays for the next clear.
-                    Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST) => {
-                        Ok(Some(Stayed::Below))
-                    }
+                    // A receiver renamed something in meanwhile (its partial file, maybe):
+                    // the pass starts over, so what it left is counted.
+                    Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST) => Ok(None),
                     Err(e) => Err(e.into()),
                 }
             }
@@ -297,7 +293,8 @@ impl Pass {
             Ok(fd) => fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(Some(false)),
             // Not a directory (a symlink put there): not ours to keep.
-            Err(_) => return remove_tree(dir, &name).map(|()| Some(false)),
+            Err(e) if gone_or_replaced(&e) => return remove_tree(dir, &name).map(|()| Some(false)),
+            Err(e) => return Err(e),
         };
         let mut stayed = false;
         for n in names_in(partial.as_fd())? {
@@ -463,7 +460,9 @@ mod tests {
     fn a_temp_file_beside_what_rsync_received_is_waited_for_and_kept_until_still() {
         let d = tempfile::tempdir().unwrap();
         let s = d.path().join("scratch");
-        let p = s.join(std::ffi::OsStr::from_bytes(&names::partial_dir_name()));
+        let p = s
+            .join("sub/deep")
+            .join(std::ffi::OsStr::from_bytes(&names::partial_dir_name()));
         fs::create_dir_all(s.join("sub/deep")).unwrap();
         fs::write(s.join("sub/done"), "x").unwrap();
         fs::write(s.join("sub/deep/.big.Ab12Cd"), "half").unwrap();
@@ -472,27 +471,33 @@ mod tests {
         clear(base.as_fd(), b"scratch", false).unwrap();
         assert!(s.join("sub/deep/.big.Ab12Cd").exists());
         assert!(!s.join("sub/done").exists(), "debris gone");
-        // The next run waits while it is written, then for the rename to the partial file.
+        // The next run waits while it is written, then for the rename to the partial file
+        // beside it (the receiver makes the partial directory).
         let scratch = dir_at(rfs::CWD, s.as_os_str().as_bytes()).unwrap();
         let receiver = receiver(s.join("sub/deep/.big.Ab12Cd"), p.join("big"), 3);
         assert!(wait_for_receivers(scratch.as_fd(), RECEIVER_WAIT).unwrap());
         receiver.join().unwrap();
         assert_eq!(
             clear_inside(scratch.as_fd(), true).unwrap(),
-            [b"big".to_vec()]
+            [b"sub/deep/big".to_vec()]
         );
         assert_eq!(fs::read(p.join("big")).unwrap(), b"halfmoremoremore");
-        assert!(!s.join("sub").exists(), "the emptied tree goes");
-        // One a receiver killed outright left, still for a while, goes with the tree.
-        fs::create_dir_all(s.join("sub")).unwrap();
+        // One a receiver killed outright left, still for a while, goes.
         fs::write(s.join("sub/.gone.Zz9876"), "temp").unwrap();
         assert!(!wait_for_receivers(scratch.as_fd(), Duration::from_millis(100)).unwrap());
         assert!(wait_for_receivers(scratch.as_fd(), RECEIVER_WAIT).unwrap());
         assert_eq!(
             clear_inside(scratch.as_fd(), true).unwrap(),
-            [b"big".to_vec()]
+            [b"sub/deep/big".to_vec()]
         );
-        assert!(!s.join("sub").exists());
+        assert!(!s.join("sub/.gone.Zz9876").exists());
+        // Once rsync took the partial file, the emptied tree goes.
+        fs::remove_file(p.join("big")).unwrap();
+        assert_eq!(
+            clear_inside(scratch.as_fd(), true).unwrap(),
+            Vec::<Vec<u8>>::new()
+        );
+        assert!(!s.join("sub").exists(), "the emptied tree goes");
     }
 
     #[test]

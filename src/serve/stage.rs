@@ -258,8 +258,9 @@ fn scratch_dir(base: &Beneath, name: &[u8]) -> Result<OwnedFd, Fail> {
     Ok(fd)
 }
 
-/// Makes (or opens) the partial directory in the scratch directory `scratch`, where rsync
-/// keeps what a copy cut short received; checked to be a real directory (never a symlink).
+/// Makes (or opens) the partial directory in the scratch directory `scratch`, where the
+/// streaming copier keeps what a copy cut short received (and rsync, of a file it receives
+/// there rather than in a directory below); checked to be a real directory (never a symlink).
 fn partial_dir(scratch: BorrowedFd<'_>) -> io::Result<()> {
     let name = names::partial_dir_name();
     match rfs::mkdirat(scratch, name.as_slice(), Mode::from_raw_mode(0o700)) {
