@@ -26,7 +26,7 @@ use crate::paths::WirePath;
 mod records;
 pub(crate) use records::rel_of;
 use records::Blocks;
-pub use records::Records;
+pub use records::{Records, Reuse};
 
 /// Opens every state file of [`FORMAT`] 2 on: a file that begins otherwise is of format 1 (a
 /// bare postcard body, whose first byte is its format) or no state file at all.

@@ -12,7 +12,8 @@ use crate::beneath::{kind_of, Expect, Stamp};
 use crate::model::{Kind, Record};
 use crate::paths::WirePath;
 use crate::scan;
-use crate::state::Records;
+use crate::state::{Records, Reuse};
+use std::cmp::Ordering;
 
 impl Server {
     /// Records what the client decided for some entries of a root.
@@ -110,44 +111,58 @@ impl Server {
 /// The root's records after this sync, in path order: every entry as reported, but as the
 /// client decided (`set`) where the decided version arrived, and as before where an action
 /// failed or the entry could not be read. Reports, state and decisions are each in path
-/// order, so this is one pass beside the three, each record encoded as it is taken.
+/// order, so this is one pass beside the three. A decided record is taken where it lies in
+/// `set` (a first sync sends one for every entry: no second copy of them); the others are
+/// encoded as they are taken.
 fn next_records(ctx: &RootCtx, mut set: Records) -> Records {
     // Of two records sent for one path, the later one stands.
     set.settle_keeping_last();
-    let mut set = set.iter().peekable();
-    let mut new = Records::default();
+    let mut new = set.reuse();
+    let mut next = 0;
     // Decided entries the scan did not report (made by this sync: conflict copies, every
     // entry of a first sync to an empty peer): no report has their paths.
-    let created = |r: Record, new: &mut Records| {
+    let created = |i: usize, new: &mut Reuse| {
+        let r = new.from().get(i);
         if recordable(&r) && arrived(ctx, &r) {
-            new.push(&r);
+            new.take(i);
         }
     };
     let mut hint = 0;
     for (rel, rep, _) in ctx.reported.iter(&ctx.state) {
-        while let Some(r) = set.next_if(|r| r.rel < rel) {
-            created(r, &mut new);
+        while new.from().cmp_at(next, rel.as_bytes()) == Some(Ordering::Less) {
+            created(next, &mut new);
+            next += 1;
         }
-        let old = ctx.state.get_near(&rel, &mut hint);
-        let rec = match (set.next_if(|r| r.rel == rel), rep.as_ref()) {
+        let decided = new.from().is_at(next, &rel).then(|| {
+            next += 1;
+            (next - 1, new.from().get(next - 1))
+        });
+        let mut old = || ctx.state.get_near(&rel, &mut hint);
+        match (decided, rep.as_ref()) {
             // Only what actually arrived: where the decided version is not on disk (its copy
             // failed), the old record stays and the next run tries again.
-            (Some(r), _) if recordable(&r) && arrived(ctx, &r) => Some(r),
-            (Some(_), _) | (None, Reported::AsRecorded | Reported::Unknown) => old,
+            (Some((i, r)), _) if recordable(&r) && arrived(ctx, &r) => new.take(i),
+            (Some(_), _) | (None, Reported::AsRecorded | Reported::Unknown) => {
+                if let Some(r) = old() {
+                    new.push(&r);
+                }
+            }
             // Gone below an emptied mount point, and not decided: as before (see `guarded`).
-            (None, Reported::Held(h)) if h.0.is_none() && guarded(ctx, &rel) => old,
-            (None, Reported::Held(h)) => Some(Record {
+            (None, Reported::Held(h)) if h.0.is_none() && guarded(ctx, &rel) => {
+                if let Some(r) = old() {
+                    new.push(&r);
+                }
+            }
+            (None, Reported::Held(h)) => new.push(&Record {
                 rel,
                 meta: h.0.clone(),
                 vv: h.1.clone().unwrap_or_default(),
             }),
-        };
-        if let Some(r) = rec {
-            new.push(&r);
         }
     }
-    for r in set {
-        created(r, &mut new);
+    while next < new.from().len() {
+        created(next, &mut new);
+        next += 1;
     }
     // Records below unreadable directories were not reported: they stay, unless this sync
     // made something there.
@@ -158,12 +173,11 @@ fn next_records(ctx: &RootCtx, mut set: Records) -> Records {
         .records_unless(move |i, rel| reported.has(i, rel, &mut at))
         .map(|(_, r)| r);
     // Two runs in path order (reported and created, whose paths differ, then kept), merged
-    // by a stable sort of where each begins: of equal paths the first pushed stays.
+    // by a stable sort of where each begins: of equal paths the first taken stays.
     for r in kept {
         new.push(&r);
     }
-    new.settle();
-    new
+    new.finish()
 }
 
 /// Whether `rel` is at or below one of the root's emptied mount points.

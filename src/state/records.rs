@@ -157,6 +157,22 @@ impl Records {
         *bytes = postcard::to_extend(rec, taken).expect("a Vec takes every write");
     }
 
+    /// Starts records made mostly of these ones (in memory): see [`Reuse`].
+    pub fn reuse(mut self) -> Reuse {
+        self.read_into_memory();
+        let Store::Mem(bytes) = self.store else {
+            unreachable!("just read into memory")
+        };
+        Reuse {
+            from: Records {
+                at: self.at,
+                store: Store::Mem(bytes),
+            },
+            own: Vec::new(),
+            at: Vec::new(),
+        }
+    }
+
     /// Reads records left in their file into memory.
     fn read_into_memory(&mut self) {
         if let Store::File(_) = self.store {
@@ -349,6 +365,58 @@ impl Records {
 }
 
 /// Reads block `no` of the records beginning at `at` and ending at `end` of `file` into `buf`.
+/// Records built from others (`from`) without a copy of those taken: each is taken where it
+/// lies in their buffer, and only records from elsewhere are encoded anew, after it. The new
+/// state of a first sync, whose client sends a record for every entry, then costs no second
+/// copy of them.
+#[derive(Debug)]
+pub struct Reuse {
+    from: Records,
+    /// Records encoded here, to follow `from`'s bytes.
+    own: Vec<u8>,
+    /// Where each taken record begins in `from`'s bytes followed by `own`, in the order taken.
+    at: Vec<u64>,
+}
+
+impl Reuse {
+    /// The records taken from, in path order.
+    pub fn from(&self) -> &Records {
+        &self.from
+    }
+
+    /// Takes the `i`th record of [`Reuse::from`].
+    pub fn take(&mut self, i: usize) {
+        self.at.push(self.from.at[i]);
+    }
+
+    /// Takes a record from elsewhere.
+    pub fn push(&mut self, rec: &Record) {
+        let Store::Mem(bytes) = &self.from.store else {
+            unreachable!("read into memory")
+        };
+        self.at.push((bytes.len() + self.own.len()) as u64);
+        let taken = std::mem::take(&mut self.own);
+        self.own = postcard::to_extend(rec, taken).expect("a Vec takes every write");
+    }
+
+    /// The records taken, settled ([`Records::settle`]): of two of a path the first taken
+    /// stays.
+    pub fn finish(self) -> Records {
+        let Store::Mem(mut bytes) = self.from.store else {
+            unreachable!("read into memory")
+        };
+        drop(self.from.at);
+        // A buffer this big is its own mapping, which grows in place.
+        bytes.extend_from_slice(&self.own);
+        let mut r = Records {
+            at: self.at,
+            store: Store::Mem(bytes),
+        };
+        r.settle();
+        r
+    }
+}
+
 fn read_block(
     file: &File,
     at: &[u64],
@@ -383,6 +451,42 @@ mod tests {
             meta: None,
             vv: Vv(vec![(1, n)]),
         }
+    }
+
+    #[test]
+    fn records_built_from_others_take_theirs_in_place_and_settle_with_the_first_taken() {
+        let mut from = pushed(&[rec("d", 1), rec("b", 2), rec("f", 3)]);
+        from.settle();
+        let bytes_before = match &from.store {
+            Store::Mem(b) => b.len(),
+            Store::File(_) => unreachable!(),
+        };
+        let mut new = from.reuse();
+        // From elsewhere, then theirs ("b", "f"; "d" left out), a path taken twice, and an
+        // earlier path after later ones: what a merge with kept records pushes last.
+        new.push(&rec("a", 9));
+        new.take(0);
+        new.push(&rec("c", 9));
+        new.take(2);
+        new.push(&rec("f", 8));
+        new.push(&rec("e", 9));
+        let r = new.finish();
+        let want = [
+            rec("a", 9),
+            rec("b", 2),
+            rec("c", 9),
+            rec("e", 9),
+            rec("f", 3),
+        ];
+        assert!(r.same_as(&want), "{:?}", r.iter().collect::<Vec<_>>());
+        assert!(r.same_records(&Records::from_vec(&want)));
+        // Theirs were not copied: the buffer grew by the records from elsewhere only.
+        let Store::Mem(b) = &r.store else { panic!() };
+        let own: usize = [rec("a", 9), rec("c", 9), rec("f", 8), rec("e", 9)]
+            .iter()
+            .map(|x| postcard::to_allocvec(x).unwrap().len())
+            .sum();
+        assert_eq!(b.len(), bytes_before + own);
     }
 
     #[test]
