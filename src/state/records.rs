@@ -160,15 +160,8 @@ impl Records {
     /// Starts records made mostly of these ones (in memory): see [`Reuse`].
     pub fn reuse(mut self) -> Reuse {
         self.read_into_memory();
-        let Store::Mem(bytes) = self.store else {
-            unreachable!("just read into memory")
-        };
         Reuse {
-            from: Records {
-                at: self.at,
-                store: Store::Mem(bytes),
-            },
-            own: Vec::new(),
+            from: self,
             at: Vec::new(),
         }
     }
@@ -364,17 +357,14 @@ impl Records {
     }
 }
 
-/// Reads block `no` of the records beginning at `at` and ending at `end` of `file` into `buf`.
 /// Records built from others (`from`) without a copy of those taken: each is taken where it
-/// lies in their buffer, and only records from elsewhere are encoded anew, after it. The new
-/// state of a first sync, whose client sends a record for every entry, then costs no second
-/// copy of them.
+/// lies in their buffer, and records from elsewhere are encoded after them in the same
+/// buffer (offsets already taken stay valid as it grows). The new state of a first sync,
+/// whose client sends a record for every entry, then costs no second copy of them.
 #[derive(Debug)]
 pub struct Reuse {
     from: Records,
-    /// Records encoded here, to follow `from`'s bytes.
-    own: Vec<u8>,
-    /// Where each taken record begins in `from`'s bytes followed by `own`, in the order taken.
+    /// Where each taken record begins in `from`'s buffer, in the order taken.
     at: Vec<u64>,
 }
 
@@ -391,32 +381,27 @@ impl Reuse {
 
     /// Takes a record from elsewhere.
     pub fn push(&mut self, rec: &Record) {
-        let Store::Mem(bytes) = &self.from.store else {
+        let Store::Mem(bytes) = &mut self.from.store else {
             unreachable!("read into memory")
         };
-        self.at.push((bytes.len() + self.own.len()) as u64);
-        let taken = std::mem::take(&mut self.own);
-        self.own = postcard::to_extend(rec, taken).expect("a Vec takes every write");
+        self.at.push(bytes.len() as u64);
+        let taken = std::mem::take(bytes);
+        *bytes = postcard::to_extend(rec, taken).expect("a Vec takes every write");
     }
 
     /// The records taken, settled ([`Records::settle`]): of two of a path the first taken
     /// stays.
     pub fn finish(self) -> Records {
-        let Store::Mem(mut bytes) = self.from.store else {
-            unreachable!("read into memory")
-        };
-        drop(self.from.at);
-        // A buffer this big is its own mapping, which grows in place.
-        bytes.extend_from_slice(&self.own);
         let mut r = Records {
             at: self.at,
-            store: Store::Mem(bytes),
+            store: self.from.store,
         };
         r.settle();
         r
     }
 }
 
+/// Reads block `no` of the records beginning at `at` and ending at `end` of `file` into `buf`.
 fn read_block(
     file: &File,
     at: &[u64],
