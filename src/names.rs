@@ -50,9 +50,10 @@ pub fn scratch_name(seed: u64) -> Vec<u8> {
     format!("{SCRATCH_PREFIX}{seed:016x}").into_bytes()
 }
 
-/// The name of the directory inside a scratch directory that keeps the partial data of copies
-/// cut short, for a later run to resume from: of a scratch name's own shape, so no entry of a
-/// user's (which rsync writes into the scratch directory under its own name) can be it.
+/// The name of the directories inside a scratch directory that keep the partial data of
+/// copies cut short, for a later run to resume from (one in the scratch directory itself, and
+/// rsync's beside each file it receives below it): of a scratch name's own shape, so no entry
+/// of a user's (which rsync writes into the scratch directory under its own name) can be one.
 pub fn partial_dir_name() -> Vec<u8> {
     scratch_name(0)
 }
