@@ -59,22 +59,7 @@ impl Exfat {
 impl Drop for Exfat {
     fn drop(&mut self) {
         use std::process::Command;
-        // A serve of the last run may still be leaving it: busy for a moment, then free. A
-        // mount left behind would keep its fuse daemon and loop device past the tests.
-        let unmounted = (0..50).any(|_| {
-            let done = Command::new("umount")
-                .arg(&self.dir)
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !done {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            done
-        });
-        if !unmounted {
-            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-        }
+        super::unmount(&self.dir);
         let _ = Command::new("losetup")
             .arg("-d")
             .arg(&self.loop_dev)

@@ -156,6 +156,7 @@ fn start() -> Result<Rig, String> {
             ));
         }
     }
+    detach_stale_mounts();
     fs::create_dir_all(BASE).unwrap();
     fs::set_permissions(BASE, fs::Permissions::from_mode(0o755)).unwrap();
     let dir = PathBuf::from(BASE).join(format!("rig-{}", std::process::id()));
@@ -423,6 +424,41 @@ pub fn have(here: bool, what: &str) -> bool {
 static RIG: OnceLock<Result<Rig, String>> = OnceLock::new();
 
 /// The rig, started on first use; `None` (after saying why) where it cannot run here.
+/// Unmounts the filesystem at `dir`. A serve of the last run may still be leaving it: busy
+/// for a moment, then free. Detached lazily if it stays busy: a mount left behind would keep
+/// its fuse daemon past the tests, or, once the daemon is gone, fail every walk over it.
+pub fn unmount(dir: &Path) {
+    let unmounted = (0..50).any(|_| {
+        let done = Command::new("umount")
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !done {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        done
+    });
+    if !unmounted {
+        let _ = Command::new("umount").arg("-l").arg(dir).status();
+    }
+}
+
+/// Detaches the FUSE mounts below [`BASE`] whose daemon is gone (an earlier run killed before
+/// it unmounted): every walk over one fails with ENOTCONN. Live mounts stay: they may be
+/// another test process's.
+fn detach_stale_mounts() {
+    let Ok(mounts) = fs::read_to_string("/proc/self/mounts") else {
+        return;
+    };
+    for point in mounts.lines().filter_map(|l| l.split(' ').nth(1)) {
+        let dead = fs::metadata(point).is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN));
+        if point.starts_with(BASE) && dead {
+            let _ = Command::new("umount").arg("-l").arg(point).status();
+        }
+    }
+}
+
 pub fn rig() -> Option<&'static Rig> {
     match RIG.get_or_init(start) {
         Ok(r) => Some(r),

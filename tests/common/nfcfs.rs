@@ -61,7 +61,9 @@ impl NfcFs {
 
 impl Drop for NfcFs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir).status();
+        // Unmounted first: a mount whose daemon is gone fails every later walk of the home
+        // with ENOTCONN.
+        super::unmount(&self.dir);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
