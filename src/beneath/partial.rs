@@ -23,6 +23,7 @@ use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 
 use super::{kind_of, remove_tree};
 use crate::names;
+use crate::paths::WirePath;
 
 /// How long partial data is kept for a later run to resume from.
 pub const PARTIAL_AGE: Duration = Duration::from_secs(3 * 24 * 3600);
@@ -167,12 +168,13 @@ pub fn clear_inside(scratch: BorrowedFd<'_>, temps: bool) -> io::Result<Vec<Vec<
 /// One pass of [`clear_inside`]; `None` where an entry was renamed away while it ran.
 fn clear_pass(scratch: BorrowedFd<'_>, temps: bool) -> io::Result<Option<Vec<Vec<u8>>>> {
     let mut pass = Pass {
+        partial: names::partial_dir_name(),
         temps,
         clock: SystemTime::now(),
         now: now(),
         kept: Vec::new(),
     };
-    if pass.dir(scratch, &[])?.is_none() {
+    if pass.dir(scratch, &WirePath::default())?.is_none() {
         return Ok(None);
     }
     pass.kept.sort();
@@ -191,6 +193,8 @@ enum Stayed {
 
 /// One pass of [`clear_inside`] over the scratch directory's tree.
 struct Pass {
+    /// [`names::partial_dir_name`].
+    partial: Vec<u8>,
     temps: bool,
     clock: SystemTime,
     /// Seconds since the epoch, for [`fresh`].
@@ -202,14 +206,13 @@ struct Pass {
 impl Pass {
     /// Clears the directory `dir`, at `prefix` below the scratch directory: returns whether
     /// anything stayed in it, `None` where an entry was renamed away meanwhile.
-    fn dir(&mut self, dir: BorrowedFd<'_>, prefix: &[u8]) -> io::Result<Option<bool>> {
-        let partial = names::partial_dir_name();
+    fn dir(&mut self, dir: BorrowedFd<'_>, prefix: &WirePath) -> io::Result<Option<bool>> {
         let (mut stayed, mut temps) = (false, false);
         for n in names_in(dir)? {
-            if n == partial {
+            if n == self.partial {
                 continue;
             }
-            match self.debris(dir, &n, &join(prefix, &n))? {
+            match self.debris(dir, &n, prefix)? {
                 Some(Stayed::Nothing) => {}
                 Some(Stayed::Temp) => (stayed, temps) = (true, true),
                 Some(Stayed::Below) => stayed = true,
@@ -226,7 +229,7 @@ impl Pass {
         Ok(Some(stayed))
     }
 
-    /// Removes `name` in `dir` (at `rel` below the scratch directory), and what is in it
+    /// Removes `name` in `dir` (at `prefix` below the scratch directory), and what is in it
     /// where it is a directory, but for partial data and rsync's temp files a receiver may
     /// still be writing ([`keep_temp`]): those stay, and the directories holding them.
     /// Returns what stayed.
@@ -234,7 +237,7 @@ impl Pass {
         &mut self,
         dir: BorrowedFd<'_>,
         name: &[u8],
-        rel: &[u8],
+        prefix: &WirePath,
     ) -> io::Result<Option<Stayed>> {
         let st = match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
@@ -260,7 +263,8 @@ impl Pass {
                     }
                     Err(e) => return Err(e),
                 };
-                let Some(kept) = self.dir(sub.as_fd(), rel)? else {
+                let rel = prefix.join(&WirePath(name.to_vec()));
+                let Some(kept) = self.dir(sub.as_fd(), &rel)? else {
                     return Ok(None);
                 };
                 drop(sub);
@@ -285,15 +289,15 @@ impl Pass {
     fn partial(
         &mut self,
         dir: BorrowedFd<'_>,
-        prefix: &[u8],
+        prefix: &WirePath,
         beside: bool,
     ) -> io::Result<Option<bool>> {
-        let name = names::partial_dir_name();
-        let partial = match dir_at(dir, &name) {
+        let name = self.partial.as_slice();
+        let partial = match dir_at(dir, name) {
             Ok(fd) => fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(Some(false)),
             // Not a directory (a symlink put there): not ours to keep.
-            Err(e) if gone_or_replaced(&e) => return remove_tree(dir, &name).map(|()| Some(false)),
+            Err(e) if gone_or_replaced(&e) => return remove_tree(dir, name).map(|()| Some(false)),
             Err(e) => return Err(e),
         };
         let mut stayed = false;
@@ -311,7 +315,7 @@ impl Pass {
                 && fresh(changed, self.now)
                 && (!rsync_temp(&n) || keep_temp(&st, self.temps, self.clock))
             {
-                self.kept.push(join(prefix, &n));
+                self.kept.push(prefix.join(&WirePath(n)).0);
                 stayed = true;
             } else {
                 remove_tree(partial.as_fd(), &n)?;
@@ -321,24 +325,13 @@ impl Pass {
             return Ok(Some(true));
         }
         drop(partial);
-        match rfs::unlinkat(dir, name.as_slice(), AtFlags::REMOVEDIR) {
+        match rfs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
             Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(Some(false)),
             // Something came in after the listing.
             Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
-}
-
-/// `prefix/name`, or `name` where `prefix` is empty.
-fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(prefix.len() + 1 + name.len());
-    if !prefix.is_empty() {
-        v.extend_from_slice(prefix);
-        v.push(b'/');
-    }
-    v.extend_from_slice(name);
-    v
 }
 
 /// Whether opening a directory that was listed failed because it is no longer one there.

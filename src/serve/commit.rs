@@ -133,31 +133,32 @@ fn next_records(ctx: &RootCtx, mut set: Records) -> Records {
             created(next, &mut new);
             next += 1;
         }
-        let decided = new.from().is_at(next, &rel).then(|| {
-            next += 1;
-            (next - 1, new.from().get(next - 1))
-        });
-        let mut old = || ctx.state.get_near(&rel, &mut hint);
-        match (decided, rep.as_ref()) {
+        let decided = new.from().is_at(next, &rel).then_some(next);
+        next += usize::from(decided.is_some());
+        let held = match (decided.map(|i| (i, new.from().get(i))), rep.as_ref()) {
             // Only what actually arrived: where the decided version is not on disk (its copy
             // failed), the old record stays and the next run tries again.
-            (Some((i, r)), _) if recordable(&r) && arrived(ctx, &r) => new.take(i),
-            (Some(_), _) | (None, Reported::AsRecorded | Reported::Unknown) => {
-                if let Some(r) = old() {
-                    new.push(&r);
-                }
+            (Some((i, r)), _) if recordable(&r) && arrived(ctx, &r) => {
+                new.take(i);
+                continue;
             }
+            (Some(_), _) | (None, Reported::AsRecorded | Reported::Unknown) => None,
             // Gone below an emptied mount point, and not decided: as before (see `guarded`).
-            (None, Reported::Held(h)) if h.0.is_none() && guarded(ctx, &rel) => {
-                if let Some(r) = old() {
-                    new.push(&r);
-                }
-            }
-            (None, Reported::Held(h)) => new.push(&Record {
+            (None, Reported::Held(h)) if h.0.is_none() && guarded(ctx, &rel) => None,
+            (None, Reported::Held(h)) => Some(h),
+        };
+        match held {
+            Some(h) => new.push(&Record {
                 rel,
                 meta: h.0.clone(),
                 vv: h.1.clone().unwrap_or_default(),
             }),
+            // The old record stays: decoded only here.
+            None => {
+                if let Some(r) = ctx.state.get_near(&rel, &mut hint) {
+                    new.push(&r);
+                }
+            }
         }
     }
     while next < new.from().len() {
