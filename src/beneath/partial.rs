@@ -23,7 +23,6 @@ use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 
 use super::{kind_of, remove_tree};
 use crate::names;
-use crate::paths::WirePath;
 
 /// How long partial data is kept for a later run to resume from.
 pub const PARTIAL_AGE: Duration = Duration::from_secs(3 * 24 * 3600);
@@ -174,7 +173,7 @@ fn clear_pass(scratch: BorrowedFd<'_>, temps: bool) -> io::Result<Option<Vec<Vec
         now: now(),
         kept: Vec::new(),
     };
-    if pass.dir(scratch, &WirePath::default())?.is_none() {
+    if pass.dir(scratch, &[])?.is_none() {
         return Ok(None);
     }
     pass.kept.sort();
@@ -206,7 +205,7 @@ struct Pass {
 impl Pass {
     /// Clears the directory `dir`, at `prefix` below the scratch directory: returns whether
     /// anything stayed in it, `None` where an entry was renamed away meanwhile.
-    fn dir(&mut self, dir: BorrowedFd<'_>, prefix: &WirePath) -> io::Result<Option<bool>> {
+    fn dir(&mut self, dir: BorrowedFd<'_>, prefix: &[u8]) -> io::Result<Option<bool>> {
         let (mut stayed, mut temps) = (false, false);
         for n in names_in(dir)? {
             if n == self.partial {
@@ -237,7 +236,7 @@ impl Pass {
         &mut self,
         dir: BorrowedFd<'_>,
         name: &[u8],
-        prefix: &WirePath,
+        prefix: &[u8],
     ) -> io::Result<Option<Stayed>> {
         let st = match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
@@ -263,7 +262,7 @@ impl Pass {
                     }
                     Err(e) => return Err(e),
                 };
-                let rel = prefix.join(&WirePath(name.to_vec()));
+                let rel = join(prefix, name);
                 let Some(kept) = self.dir(sub.as_fd(), &rel)? else {
                     return Ok(None);
                 };
@@ -289,7 +288,7 @@ impl Pass {
     fn partial(
         &mut self,
         dir: BorrowedFd<'_>,
-        prefix: &WirePath,
+        prefix: &[u8],
         beside: bool,
     ) -> io::Result<Option<bool>> {
         let name = self.partial.as_slice();
@@ -315,7 +314,7 @@ impl Pass {
                 && fresh(changed, self.now)
                 && (!rsync_temp(&n) || keep_temp(&st, self.temps, self.clock))
             {
-                self.kept.push(prefix.join(&WirePath(n)).0);
+                self.kept.push(join(prefix, &n));
                 stayed = true;
             } else {
                 remove_tree(partial.as_fd(), &n)?;
@@ -332,6 +331,18 @@ impl Pass {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// `prefix/name`, or `name` where `prefix` is empty (`WirePath::join`'s rule; `paths` is a
+/// layer above this one).
+fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(prefix.len() + 1 + name.len());
+    if !prefix.is_empty() {
+        v.extend_from_slice(prefix);
+        v.push(b'/');
+    }
+    v.extend_from_slice(name);
+    v
 }
 
 /// Whether opening a directory that was listed failed because it is no longer one there.
