@@ -158,6 +158,9 @@ struct Known {
     r: BufReader<File>,
     /// The record lookups have reached, unless `ended`.
     at: Record,
+    /// Where `at` begins, counted from the end of the header, and how long it is.
+    at_pos: u64,
+    at_len: u64,
     /// The one read before it, its buffers reused.
     spare: Record,
     /// The end, or a bad record: nothing after it is trusted.
@@ -170,11 +173,14 @@ impl Known {
         let mut k = Known {
             r: open_cache(file, key)?,
             at: Record::default(),
+            at_pos: 0,
+            at_len: 0,
             spare: Record::default(),
             ended: false,
             buf: Vec::new(),
         };
         k.ended = !matches!(k.at.read_in(&mut k.r, &mut k.buf), Ok(true));
+        k.at_len = k.buf.len() as u64;
         Some(k)
     }
 
@@ -183,6 +189,8 @@ impl Known {
         let read = self.spare.read_in(&mut self.r, &mut self.buf);
         if matches!(read, Ok(true)) && self.spare.rel > self.at.rel {
             std::mem::swap(&mut self.at, &mut self.spare);
+            self.at_pos += self.at_len;
+            self.at_len = self.buf.len() as u64;
         } else {
             self.ended = true;
         }
@@ -195,17 +203,23 @@ impl Known {
         }
         (!self.ended && self.at.rel == rel).then_some(&self.at)
     }
+
+    /// Whether the record of `rel` holds `stamp` and `payload` and begins `upto` bytes into
+    /// the records: then it is, byte for byte, the note of them that would follow those bytes
+    /// (a record's bytes follow from its fields).
+    fn continues(&mut self, upto: u64, rel: &[u8], stamp: &Stamp, payload: &[u8; PAYLOAD]) -> bool {
+        let at_pos = self.at_pos;
+        self.find(rel)
+            .is_some_and(|r| at_pos == upto && r.stamp == *stamp && r.payload == *payload)
+    }
 }
 
 /// The next cache file, as the scan notes its records. While every record noted is the next
 /// of the last file, byte for byte, nothing is written: that file says it already.
 enum Next {
-    /// The notes so far are the first `upto` bytes of the last file's records (`old`: that
-    /// file, read that far; `None`: there is none to keep).
-    Same {
-        old: Option<BufReader<File>>,
-        upto: u64,
-    },
+    /// The notes so far are the first `upto` bytes of the last file's records (those
+    /// [`Known`] reads).
+    Same { upto: u64 },
     /// A new file, being written.
     Writing(BufWriter<tempfile::NamedTempFile>),
     /// Writing failed (or there is no file): the rest is not recorded.
@@ -227,8 +241,6 @@ struct Store {
     trusted_before: i64,
     /// One record's bytes, reused.
     one: Vec<u8>,
-    /// The old file's bytes where a note is compared with them.
-    theirs: Vec<u8>,
 }
 
 fn now_ns() -> i64 {
@@ -291,10 +303,7 @@ impl Store {
     fn at(file: Option<PathBuf>, key: u64) -> Self {
         let known = file.as_deref().and_then(|f| Known::open(f, key));
         let next = match &file {
-            Some(f) => Next::Same {
-                old: open_cache(f, key),
-                upto: 0,
-            },
+            Some(_) => Next::Same { upto: 0 },
             None => Next::Off,
         };
         Store {
@@ -305,7 +314,6 @@ impl Store {
             last: None,
             trusted_before: now_ns() - SETTLE_NS,
             one: Vec::new(),
-            theirs: Vec::new(),
         }
     }
 
@@ -328,23 +336,19 @@ impl Store {
         let last = self.last.get_or_insert_with(Vec::new);
         last.clear();
         last.extend_from_slice(rel);
-        self.one.clear();
-        encode_record(rel, &stamp, &payload, &mut self.one);
-        if let Next::Same {
-            old: Some(old),
-            upto,
-        } = &mut self.next
-        {
-            self.theirs.resize(self.one.len(), 0);
-            if old.read_exact(&mut self.theirs).is_ok() && self.theirs == self.one {
-                *upto += self.one.len() as u64;
-                return;
+        if let Next::Same { upto } = &mut self.next {
+            // In a tree in sync, every note: the lookup just read this very record.
+            if let Some(k) = self.known.as_mut() {
+                if k.continues(*upto, rel, &stamp, &payload) {
+                    *upto += k.at_len;
+                    return;
+                }
             }
-        }
-        if matches!(self.next, Next::Same { .. }) {
             self.diverge();
         }
         if let Next::Writing(w) = &mut self.next {
+            self.one.clear();
+            encode_record(rel, &stamp, &payload, &mut self.one);
             if w.write_all(&self.one).is_err() {
                 self.next = Next::Off;
             }
@@ -353,7 +357,7 @@ impl Store {
 
     /// Starts the new file: the header, then the old file's records the notes matched so far.
     fn diverge(&mut self) {
-        let Next::Same { upto, old } = &self.next else {
+        let Next::Same { upto } = self.next else {
             return;
         };
         let file = self.file.as_deref().expect("a store that notes has a file");
@@ -364,7 +368,7 @@ impl Store {
             w.write_all(&header(self.key))?;
             // From the file the notes were compared with (another scan may have renamed a
             // new one over its name since), without moving its reader.
-            let old = old.as_ref().map(|o| o.get_ref());
+            let old = self.known.as_ref().map(|k| k.r.get_ref());
             let (mut at, end) = (HEADER as u64, HEADER as u64 + upto);
             let mut buf = vec![0u8; BUF];
             while at < end {
@@ -393,12 +397,10 @@ impl Store {
     /// Writes what this scan noted, where it differs from the last file (temp file and
     /// rename; errors only cost the next scan time).
     fn save(mut self) {
-        if let Next::Same { old, .. } = &mut self.next {
+        if let Next::Same { upto } = self.next {
             // Every record of the last file noted again, and nothing after them.
-            if old
-                .as_mut()
-                .is_some_and(|o| o.read(&mut [0u8]).ok() == Some(0))
-            {
+            let len = self.known.as_ref().map(|k| k.r.get_ref().metadata());
+            if matches!(len, Some(Ok(m)) if m.len() == HEADER as u64 + upto) {
                 return;
             }
             self.diverge();
@@ -564,6 +566,30 @@ mod tests {
             (after.ino(), after.mtime_nsec()),
             "not written again"
         );
+    }
+
+    #[test]
+    fn what_follows_the_records_noted_again_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, store, first) = tree(dir.path());
+        let whole = std::fs::read(&store).unwrap();
+        // Junk after the last record: every record is noted again, the junk is not kept.
+        let mut junk = whole.clone();
+        junk.extend_from_slice(b"junk");
+        std::fs::write(&store, &junk).unwrap();
+        let mut c = settled(&store);
+        assert_eq!(digests_of(&root, &mut c), first);
+        c.save();
+        assert_eq!(std::fs::read(&store).unwrap(), whole);
+        // The last entry gone: the records before it are kept, byte for byte.
+        std::fs::remove_file(root.join("e")).unwrap();
+        let mut c = settled(&store);
+        digests_of(&root, &mut c);
+        c.save();
+        let now = decode(&std::fs::read(&store).unwrap());
+        let rels: Vec<&[u8]> = now.iter().map(|r| r.rel.as_slice()).collect();
+        assert_eq!(rels, [&b"a"[..], b"b-d", b"b/c"]);
+        assert_eq!(now[..], decode(&whole)[..3]);
     }
 
     #[test]
