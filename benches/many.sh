@@ -2,6 +2,8 @@
 # P8: many peers. Seventeen docker hosts (docker/many.yml): synk on m00 re-checks an in-sync tree of
 # BENCH_FILES files (default 10,000) on its 16 peers m01 … m16, against 16 parallel `ssh HOST true` from m00,
 # best of BENCH_RUNS (default 5) each, taking turns. The goal is ≤ 1.2×. Links run at loopback speed.
+# A second reference, 16 parallel `ssh HOST find` reading every entry's size, mtime and mode, is the least
+# a re-check can do: connect, and look at each entry once; all of it shares the machine's cores.
 #
 #   benches/many.sh         (needs root, Docker with docker-compose, and a Debian base: the same as
 #                            docker/rig; builds target/x86_64-unknown-linux-gnu/release/synk first)
@@ -62,23 +64,35 @@ done
 
 log "timing: best of $RUNS, taking turns"
 # Timed on m00 itself, so docker exec is not part of either figure.
-read -r best_synk best_ssh < <(as_synk m00 '
+read -r best_synk best_ssh best_walk < <(as_synk m00 '
     runs=$1; shift
     ms() { local s e; s=$(date +%s%N); "$@" || exit 1; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }
     synk_run() { synk -q --json "$@" /data/p8 >/tmp/p8.json || { echo "synk: not in sync" >&2; return 1; }
                  grep -q "\"bytes\":0" /tmp/p8.json || { echo "synk: the re-check copied" >&2; return 1; }; }
     ssh_all() { local h; for h in "$@"; do ssh -o BatchMode=yes "$h" true </dev/null & done; wait; }
+    walk_all() {
+        local h
+        for h in "$@"; do
+            ssh -o BatchMode=yes "$h" "find /data/p8 -printf \"%s %T@ %m\\n\" >/dev/null" </dev/null &
+        done
+        wait
+    }
     peers=(); for a in "$@"; do [ "$a" = -h ] || peers+=("$a"); done
-    bs=""; bh=""
+    bs=""; bh=""; bw=""
     for _ in $(seq "$runs"); do
         s=$(ms synk_run "$@") || exit 1; h=$(ms ssh_all "${peers[@]}") || exit 1
+        w=$(ms walk_all "${peers[@]}") || exit 1
         { [ -z "$bs" ] || [ "$s" -lt "$bs" ]; } && bs=$s
         { [ -z "$bh" ] || [ "$h" -lt "$bh" ]; } && bh=$h
+        { [ -z "$bw" ] || [ "$w" -lt "$bw" ]; } && bw=$w
     done
-    echo "$bs $bh"' "$RUNS" "${hosts[@]}")
-[[ -n ${best_ssh:-} ]] || { log "the timing failed"; exit 1; }
-log "synk: $best_synk ms, 16 parallel ssh true: $best_ssh ms"
+    echo "$bs $bh $bw"' "$RUNS" "${hosts[@]}")
+[[ -n ${best_walk:-} ]] || { log "the timing failed"; exit 1; }
+log "synk: $best_synk ms, 16 parallel ssh true: $best_ssh ms, 16 parallel ssh find: $best_walk ms"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo
 printf '| # | measure | synk | reference | ratio |\n| --- | --- | --- | --- | --- |\n'
 printf '| P8 | in-sync re-check, %s files, 16 peers | %s ms | 16 parallel ssh true: %s ms | %sx |\n' \
-    "$FILES" "$best_synk" "$best_ssh" "$(awk -v a="$best_synk" -v b="$best_ssh" 'BEGIN { printf "%.2f", a / b }')"
+    "$FILES" "$best_synk" "$best_ssh" "$(ratio "$best_synk" "$best_ssh")"
+printf '| P8w | the same | %s ms | 16 parallel ssh find (every entry stat-ed): %s ms | %sx |\n' \
+    "$best_synk" "$best_walk" "$(ratio "$best_synk" "$best_walk")"

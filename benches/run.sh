@@ -26,6 +26,7 @@
 #       hosts, run from here where Docker is available
 #   P8  in-sync re-check, 10k files, 16 peers   vs 16 parallel `ssh HOST true`: benches/many.sh on
 #       seventeen docker hosts, where Docker is available
+#       (P8w: the same against 16 parallel `ssh HOST find` reading every entry's metadata)
 #   W1–W3 far peers, 100 ms RTT on every link (benches/far.sh, after the others: it gives the
 #       peer users homes of its own)
 set -euo pipefail
@@ -184,9 +185,11 @@ fi
 # P8: many peers, on seventeen docker hosts (benches/many.sh), where Docker runs here; BENCH_NO_MANY=1
 # leaves it out.
 if [[ -z ${BENCH_NO_MANY:-} ]] && docker info >/dev/null 2>&1; then
-    if p8=$(BENCH_FILES=$n_recheck benches/many.sh 2>"$work/many.err" | tail -n1) && [[ $p8 == "| P8 "* ]]; then
-        p8=${p8#| }; p8=${p8% |}
-        rows+=("${p8// | /$'\t'}")
+    if p8=$(BENCH_FILES=$n_recheck benches/many.sh 2>"$work/many.err" | grep '^| P8') && [[ $p8 == "| P8 "* ]]; then
+        while IFS= read -r row; do
+            row=${row#| }; row=${row% |}
+            rows+=("${row// | /$'\t'}")
+        done <<<"$p8"
     else
         echo "P8 did not run: $(tail -n3 "$work/many.err")" >&2
     fi
