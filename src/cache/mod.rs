@@ -9,8 +9,8 @@
 //!
 //! A scan walks in path order (as the scan module says), and the file is kept in that order
 //! too, so a scan reads the last scan's records as a stream beside its walk and writes the next
-//! file as a stream: a million entries cost two read buffers, not a table in memory. Where the
-//! walk finds every record as it was, nothing is written at all.
+//! file as a stream: a million entries cost a read buffer and a write buffer, not a table in
+//! memory. Where the walk finds every record as it was, nothing is written at all.
 //!
 //! The same store keeps, in a file of its own, what [`crate::extra::read`] found of each
 //! entry ([`extra::ExtraCache`]): the ctime moves on every change of xattrs, ACLs and owner
@@ -158,7 +158,8 @@ struct Known {
     r: BufReader<File>,
     /// The record lookups have reached, unless `ended`.
     at: Record,
-    /// Where `at` begins, counted from the end of the header, and how long it is.
+    /// Where `at` begins, counted from the end of the header, and how long it is (unless
+    /// `ended`).
     at_pos: u64,
     at_len: u64,
     /// The one read before it, its buffers reused.
@@ -204,13 +205,27 @@ impl Known {
         (!self.ended && self.at.rel == rel).then_some(&self.at)
     }
 
-    /// Whether the record of `rel` holds `stamp` and `payload` and begins `upto` bytes into
-    /// the records: then it is, byte for byte, the note of them that would follow those bytes
-    /// (a record's bytes follow from its fields).
-    fn continues(&mut self, upto: u64, rel: &[u8], stamp: &Stamp, payload: &[u8; PAYLOAD]) -> bool {
-        let at_pos = self.at_pos;
-        self.find(rel)
-            .is_some_and(|r| at_pos == upto && r.stamp == *stamp && r.payload == *payload)
+    /// The length of the record at `upto` bytes into the records if it is, byte for byte,
+    /// the one `encoded` (of `rel`, `stamp` and `payload`, encoded into it if need be).
+    fn repeats(
+        &self,
+        upto: u64,
+        (rel, stamp, payload): (&[u8], &Stamp, &[u8; PAYLOAD]),
+        encoded: &mut Vec<u8>,
+        theirs: &mut Vec<u8>,
+    ) -> Option<u64> {
+        // In a tree in sync, nearly every note: the lookup just read and checked this very
+        // record (a record's bytes follow from its fields). It does not move the reader.
+        if !self.ended && self.at_pos == upto && self.at.rel == rel {
+            return (self.at.stamp == *stamp && self.at.payload == *payload).then_some(self.at_len);
+        }
+        // Else the lookups may have gone past it (a scan notes digests it had to read
+        // after later lookups): compare bytes.
+        encoded.clear();
+        encode_record(rel, stamp, payload, encoded);
+        theirs.resize(encoded.len(), 0);
+        let read = self.r.get_ref().read_exact_at(theirs, HEADER as u64 + upto);
+        (read.is_ok() && theirs == encoded).then_some(encoded.len() as u64)
     }
 }
 
@@ -241,6 +256,8 @@ struct Store {
     trusted_before: i64,
     /// One record's bytes, reused.
     one: Vec<u8>,
+    /// The old file's bytes where a note is compared with them.
+    theirs: Vec<u8>,
 }
 
 fn now_ns() -> i64 {
@@ -314,6 +331,7 @@ impl Store {
             last: None,
             trusted_before: now_ns() - SETTLE_NS,
             one: Vec::new(),
+            theirs: Vec::new(),
         }
     }
 
@@ -337,12 +355,14 @@ impl Store {
         last.clear();
         last.extend_from_slice(rel);
         if let Next::Same { upto } = &mut self.next {
-            // In a tree in sync, every note: the lookup just read this very record.
-            if let Some(k) = self.known.as_mut() {
-                if k.continues(*upto, rel, &stamp, &payload) {
-                    *upto += k.at_len;
-                    return;
-                }
+            let fields = (rel, &stamp, &payload);
+            let same = self
+                .known
+                .as_ref()
+                .and_then(|k| k.repeats(*upto, fields, &mut self.one, &mut self.theirs));
+            if let Some(len) = same {
+                *upto += len;
+                return;
             }
             self.diverge();
         }
@@ -590,6 +610,55 @@ mod tests {
         let rels: Vec<&[u8]> = now.iter().map(|r| r.rel.as_slice()).collect();
         assert_eq!(rels, [&b"a"[..], b"b-d", b"b/c"]);
         assert_eq!(now[..], decode(&whole)[..3]);
+    }
+
+    #[test]
+    fn notes_behind_the_lookups_or_without_one_keep_the_file_exact() {
+        let rec = |rel: &str, n: u8| Record {
+            rel: rel.as_bytes().to_vec(),
+            stamp: Stamp {
+                dev: 1,
+                ino: u64::from(n),
+                size: 10,
+                mtime: 5,
+                ctime: 5,
+            },
+            payload: [n; PAYLOAD],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("x");
+        let (a, b, c) = (rec("a", 1), rec("b", 2), rec("c", 3));
+        std::fs::write(&store, encode(DIGESTS, &[a.clone(), b.clone(), c.clone()])).unwrap();
+        let before = std::fs::metadata(&store).unwrap();
+        let look = |s: &mut DigestCache, r: &Record| s.lookup(&WirePath(r.rel.clone()), &r.stamp);
+        let note = |s: &mut DigestCache, r: &Record| {
+            s.note(&WirePath(r.rel.clone()), r.stamp, Digest(r.payload))
+        };
+        // A new file whose digest is read while later lookups go on, and never noted (it
+        // changed as it was read): the notes of the rest come behind the lookups.
+        let mut s = settled(&store);
+        assert!(look(&mut s, &a).is_some());
+        note(&mut s, &a);
+        assert!(look(&mut s, &rec("a1", 9)).is_none());
+        assert!(look(&mut s, &b).is_some());
+        assert!(look(&mut s, &c).is_some());
+        note(&mut s, &b);
+        note(&mut s, &c);
+        s.save();
+        let after = std::fs::metadata(&store).unwrap();
+        assert_eq!(
+            (before.ino(), before.mtime_nsec()),
+            (after.ino(), after.mtime_nsec()),
+            "not written again"
+        );
+        // One looked up but not noted, the next noted without a lookup: written anew, exact.
+        let mut s = settled(&store);
+        assert!(look(&mut s, &a).is_some());
+        note(&mut s, &a);
+        assert!(look(&mut s, &b).is_some());
+        note(&mut s, &c);
+        s.save();
+        assert_eq!(decode(&std::fs::read(&store).unwrap()), [a, c]);
     }
 
     #[test]
