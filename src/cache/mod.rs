@@ -477,6 +477,31 @@ mod tests {
         c
     }
 
+    /// A record of `rel` whose stamp and payload follow from `n`, changed at `mtime`/`ctime`.
+    fn rec(rel: &str, n: u8, (mtime, ctime): (i64, i64)) -> Record {
+        Record {
+            rel: rel.as_bytes().to_vec(),
+            stamp: Stamp {
+                dev: 1,
+                ino: u64::from(n),
+                size: 10,
+                mtime,
+                ctime,
+            },
+            payload: [n; PAYLOAD],
+        }
+    }
+
+    /// Asserts `store` is the very file `before` described: not written again.
+    fn not_written_again(store: &Path, before: &std::fs::Metadata) {
+        let after = std::fs::metadata(store).unwrap();
+        assert_eq!(
+            (before.ino(), before.mtime_nsec()),
+            (after.ino(), after.mtime_nsec()),
+            "not written again"
+        );
+    }
+
     /// A cache file of `records`, as given.
     fn encode(key: u64, records: &[Record]) -> Vec<u8> {
         let mut out = header(key).to_vec();
@@ -580,12 +605,7 @@ mod tests {
         let mut c = settled(&store);
         assert_eq!(digests_of(&root, &mut c), first);
         c.save();
-        let after = std::fs::metadata(&store).unwrap();
-        assert_eq!(
-            (before.ino(), before.mtime_nsec()),
-            (after.ino(), after.mtime_nsec()),
-            "not written again"
-        );
+        not_written_again(&store, &before);
     }
 
     #[test]
@@ -614,17 +634,7 @@ mod tests {
 
     #[test]
     fn notes_behind_the_lookups_or_without_one_keep_the_file_exact() {
-        let rec = |rel: &str, n: u8| Record {
-            rel: rel.as_bytes().to_vec(),
-            stamp: Stamp {
-                dev: 1,
-                ino: u64::from(n),
-                size: 10,
-                mtime: 5,
-                ctime: 5,
-            },
-            payload: [n; PAYLOAD],
-        };
+        let rec = |rel: &str, n: u8| rec(rel, n, (5, 5));
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("x");
         let (a, b, c) = (rec("a", 1), rec("b", 2), rec("c", 3));
@@ -645,12 +655,7 @@ mod tests {
         note(&mut s, &b);
         note(&mut s, &c);
         s.save();
-        let after = std::fs::metadata(&store).unwrap();
-        assert_eq!(
-            (before.ino(), before.mtime_nsec()),
-            (after.ino(), after.mtime_nsec()),
-            "not written again"
-        );
+        not_written_again(&store, &before);
         // One looked up but not noted, the next noted without a lookup: written anew, exact.
         let mut s = settled(&store);
         assert!(look(&mut s, &a).is_some());
@@ -698,17 +703,7 @@ mod tests {
 
     #[test]
     fn a_torn_flipped_or_disordered_file_is_trusted_up_to_the_damage() {
-        let rec = |rel: &str, n: u8| Record {
-            rel: rel.as_bytes().to_vec(),
-            stamp: Stamp {
-                dev: 1,
-                ino: u64::from(n),
-                size: 10,
-                mtime: -5,
-                ctime: i64::MAX,
-            },
-            payload: [n; PAYLOAD],
-        };
+        let rec = |rel: &str, n: u8| rec(rel, n, (-5, i64::MAX));
         let good = encode(DIGESTS, &[rec("a", 1), rec("b", 2), rec("c", 3)]);
         let at = |bytes: &[u8]| {
             let dir = tempfile::tempdir().unwrap();
