@@ -205,8 +205,8 @@ impl Known {
         (!self.ended && self.at.rel == rel).then_some(&self.at)
     }
 
-    /// The length of the record at `upto` bytes into the records if it is, byte for byte,
-    /// the one `encoded` (of `rel`, `stamp` and `payload`, encoded into it if need be).
+    /// The length of the record `upto` bytes into the records, if it is, byte for byte, the
+    /// record of `rel`, `stamp` and `payload` (`encoded` and `theirs`: buffers to reuse).
     fn repeats(
         &self,
         upto: u64,
