@@ -423,7 +423,6 @@ pub fn have(here: bool, what: &str) -> bool {
 
 static RIG: OnceLock<Result<Rig, String>> = OnceLock::new();
 
-/// The rig, started on first use; `None` (after saying why) where it cannot run here.
 /// Unmounts the filesystem at `dir`. A serve of the last run may still be leaving it: busy
 /// for a moment, then free. Detached lazily if it stays busy: a mount left behind would keep
 /// its fuse daemon past the tests, or, once the daemon is gone, fail every walk over it.
@@ -451,14 +450,20 @@ fn detach_stale_mounts() {
     let Ok(mounts) = fs::read_to_string("/proc/self/mounts") else {
         return;
     };
-    for point in mounts.lines().filter_map(|l| l.split(' ').nth(1)) {
+    // Only ours are looked at: a stat of another, hung mount could block.
+    let ours = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(1))
+        .filter(|p| p.starts_with(BASE));
+    for point in ours {
         let dead = fs::metadata(point).is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN));
-        if point.starts_with(BASE) && dead {
+        if dead {
             let _ = Command::new("umount").arg("-l").arg(point).status();
         }
     }
 }
 
+/// The rig, started on first use; `None` (after saying why) where it cannot run here.
 pub fn rig() -> Option<&'static Rig> {
     match RIG.get_or_init(start) {
         Ok(r) => Some(r),
