@@ -23,6 +23,10 @@ use crate::proto::{
     ZEROS,
 };
 
+/// How much a master may send past the size it scanned (a file that grew meanwhile) before
+/// its stream is taken as a lie and the conversation as broken.
+const GROWN_MAX: u64 = 64 << 20;
+
 /// Told of each chunk read from the master: its size, and what went to the targets.
 pub type OnBytes<'a> = &'a (dyn Fn(u64, WireStats) + Sync);
 
@@ -188,6 +192,8 @@ async fn copy_file(
     let mut block = (from / CHUNK as u64) as usize;
     let mut offset = from;
     let mut check = Check::new(seed);
+    // Bytes the master sent past the scanned size.
+    let mut grown = 0u64;
     let master_err: Option<OpError> = match master.call(&read).await {
         Err(e) => Some(OpError::Lost(e)),
         Ok(mut resp) => loop {
@@ -196,6 +202,15 @@ async fn copy_file(
                 // conversation with the master is out of step from here.
                 Response::Data(d) if d.len() > CHUNK => {
                     break Some(OpError::Lost(master.unexpected(&Response::Data(d))))
+                }
+                // Past the size the master scanned: the file grew since, or the master lies.
+                // Nothing more reaches the targets (they would write on and on); what follows
+                // is read up to its end, within a bound, and the copy is given up.
+                Response::Data(d) if grown > 0 || offset + d.len() as u64 > copy.meta.size => {
+                    grown += d.len() as u64;
+                    if grown > GROWN_MAX {
+                        break Some(OpError::Lost(master.unexpected(&Response::Data(d))));
+                    }
                 }
                 Response::Data(d) => {
                     let n = d.len();
@@ -227,7 +242,10 @@ async fn copy_file(
                     block += 1;
                     offset += len as u64;
                 }
-                Response::ReadDone(d) if d == digest => break None,
+                // Only the whole file, as scanned, is that version.
+                Response::ReadDone(d) if d == digest && grown == 0 && offset == copy.meta.size => {
+                    break None
+                }
                 Response::ReadDone(_) => {
                     break Some(OpError::Failed(format!(
                         "{name}: {}: changed since it was scanned; run synk again",

@@ -23,6 +23,8 @@
 //!   handshake, then dies.
 //! - `hole-past-end`: ends every file it sends with 1 GiB of holes (a few bytes each, past
 //!   the size it scanned).
+//! - `data-past-end`: ends every file it sends with 96 MiB of data past the size it scanned,
+//!   then the digest of the file as scanned.
 //! - `link REL TO`: says its entry REL is a hard link to TO (every such lie is told).
 //! - `partial-past-end`: answers every request for partial data or blocks with 1 TiB of
 //!   partial data of the file.
@@ -330,6 +332,13 @@ impl Liar {
                 let len = synk::proto::CHUNK as u32;
                 for _ in 0..(1 << 30) / len {
                     out.push(Out::Frame(Response::Hole { len }));
+                }
+                out.push(Out::Frame(Response::ReadDone(d)));
+            }
+            Response::ReadDone(d) if self.lie("data-past-end").is_some() => {
+                let chunk = vec![b'x'; synk::proto::CHUNK];
+                for _ in 0..(96 << 20) / chunk.len() {
+                    out.push(Out::Frame(Response::Data(chunk.clone())));
                 }
                 out.push(Out::Frame(Response::ReadDone(d)));
             }

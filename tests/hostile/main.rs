@@ -140,6 +140,7 @@ const CASES: &[Case] = &[
     case("a_lying_handshake", lying_handshake),
     case("kept_versions_of_other_paths", versions_elsewhere),
     case("holes_past_the_end_of_a_file", holes_past_the_end),
+    case("data_past_the_end_of_a_file", data_past_the_end),
     case("hard_links_no_tree_can_hold", impossible_links),
     case(
         "a_target_holding_more_than_the_file_has",
@@ -837,6 +838,32 @@ fn holes_past_the_end() {
             b"same",
             "{p}: the old version stays"
         );
+    }
+}
+
+/// A master that goes on sending data past the size it scanned: every target would write
+/// until its disk is full, were it relayed.
+fn data_past_the_end() {
+    let Some(h) = Hostile::new("datapast") else {
+        return;
+    };
+    let s = &h.s;
+    let old = vec![b'o'; 100 << 10];
+    for p in h.all() {
+        s.write(p, "f", &old, now() - 100);
+    }
+    s.write(LIAR, "f", vec![b'n'; 100 << 10], now() - 10);
+    h.lies(&[&[b"data-past-end"]]);
+    let run = h.synk(&[os("--copier"), os("stream"), &s.arg("")]);
+    h.refused(&run, "protocol error: unexpected Data", RSS_LIMIT, &[]);
+    for p in &h.honest {
+        assert_eq!(s.read(p, "f").unwrap(), old, "{p}: the old version stays");
+        let left: Vec<_> = fs::read_dir(s.path(p, ""))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.as_encoded_bytes().starts_with(b".synk"))
+            .collect();
+        assert!(left.is_empty(), "{p}: {left:?} left beside it");
     }
 }
 
