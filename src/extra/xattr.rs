@@ -193,6 +193,8 @@ mod tests {
             ("empty name", vec![x("", "1")]),
             ("unknown namespace", vec![x("system.nfs4_acl", "1")]),
             ("no namespace", vec![x("mime", "1")]),
+            // Privilege, as setuid is: never taken from a peer.
+            ("file capabilities", vec![x("security.capability", "1")]),
             ("NUL in name", vec![x("user.a\0b", "1")]),
             (
                 "long name",
@@ -255,5 +257,23 @@ mod tests {
         std::os::unix::fs::symlink(&f, &l).unwrap();
         replace(file.as_fd(), &[Class::User], &want).unwrap();
         assert_eq!(read(&l, &[Class::User]).unwrap(), []);
+    }
+
+    #[test]
+    fn file_capabilities_are_never_read_as_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, b"x").unwrap();
+        // vfs_cap_data, revision 2, effective: CAP_SETUID permitted.
+        let mut cap = 0x0200_0001u32.to_le_bytes().to_vec();
+        cap.extend((1u32 << 7).to_le_bytes());
+        cap.extend([0u8; 12]);
+        let none = rustix::fs::XattrFlags::empty();
+        let set = rustix::fs::setxattr(&f, "security.capability", &cap, none);
+        if set.is_err() || rustix::fs::setxattr(&f, "trusted.t", b"1", none).is_err() {
+            eprintln!("skipped: not root, or no security xattrs here");
+            return;
+        }
+        assert_eq!(read(&f, &[Class::Sys]).unwrap(), [x("trusted.t", "1")]);
     }
 }

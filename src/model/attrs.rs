@@ -88,9 +88,12 @@ pub enum Class {
 }
 
 /// The class of attribute `name`, if synk keeps it at all (`system.*` beyond ACLs, say
-/// `system.nfs4_acl`, is not).
+/// `system.nfs4_acl`, is not; nor are file capabilities, `security.capability`, which grant
+/// privilege as setuid does and which a peer must not plant on another either).
 pub fn class_of(name: &[u8]) -> Option<Class> {
-    if name.starts_with(b"user.") {
+    if name == b"security.capability" {
+        None
+    } else if name.starts_with(b"user.") {
         Some(Class::User)
     } else if name.starts_with(b"trusted.") || name.starts_with(b"security.") {
         Some(Class::Sys)
