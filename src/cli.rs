@@ -207,16 +207,16 @@ pub struct Cli {
 
     /// List the kept versions of PATH (and below it) on every peer (none configured: on this
     /// host).
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["restore", "paths"])]
+    #[arg(long, value_name = "PATH", conflicts_with = "restore")]
     pub versions: Option<PathBuf>,
 
     /// Bring back the newest kept version of PATH (a file, or what is gone below a directory)
     /// and sync it to every peer.
-    #[arg(long, value_name = "PATH", conflicts_with = "paths")]
+    #[arg(long, value_name = "PATH")]
     pub restore: Option<PathBuf>,
 
-    /// With --restore: the version that was current at TIME (`2026-11-25 14:00`, RFC 3339, or
-    /// an age such as `2h` or `3days`).
+    /// With --restore: the version that was current at TIME (`2026-11-25 14:00` local time,
+    /// `2026-11-25T14:00:00Z` as --versions shows it, or an age such as `2h` or `3days`).
     #[arg(long, value_name = "TIME", requires = "restore", value_parser = parse_at)]
     pub at: Option<i64>,
 
@@ -226,7 +226,7 @@ pub struct Cli {
 
     /// List this host's state files (named by a hash of their root) and the root each one
     /// belongs to, and exit.
-    #[arg(long, conflicts_with_all = ["paths", "versions", "restore", "add", "forget", "every", "watch"])]
+    #[arg(long, conflicts_with_all = ["versions", "restore", "add", "forget", "every", "watch"])]
     pub state: bool,
 
     /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell) and exit.
@@ -291,10 +291,12 @@ impl Cli {
             peers.push(spec);
         }
         if ports.next().is_some() {
-            return Err(cmd.error(
-                clap::error::ErrorKind::ArgumentConflict,
-                "-p PORT must come before the -h HOST it applies to",
-            ));
+            let why = if host_at.is_empty() {
+                "-p PORT applies to the -h HOST that follows it, and no -h was given"
+            } else {
+                "-p PORT must come before the -h HOST it applies to"
+            };
+            return Err(cmd.error(clap::error::ErrorKind::ArgumentConflict, why));
         }
         cli.peers = peers;
         if cli.at.is_some() && cli.restore.is_none() {
@@ -313,6 +315,23 @@ impl Cli {
                 }
                 cli.profile = Some(name.to_string());
                 cli.paths.remove(0);
+            }
+        }
+        // Checked once a profile is taken off the paths: `synk @work --versions ~/x` is sound.
+        let alone = [
+            (cli.versions.is_some(), "--versions PATH"),
+            (cli.restore.is_some(), "--restore PATH"),
+            (cli.state, "--state"),
+        ];
+        if let Some((_, option)) = alone.iter().find(|(given, _)| *given) {
+            if let Some(extra) = cli.paths.first() {
+                return Err(cmd.error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!(
+                        "{option} takes no other path ({} given)",
+                        extra.display()
+                    ),
+                ));
             }
         }
         if let Some(p) = cli.versions.as_ref().or(cli.restore.as_ref()) {
@@ -515,8 +534,33 @@ mod tests {
     fn versions_and_restore_take_their_path_and_at_takes_times_or_ages() {
         let cli = parse(&["-h", "a", "--versions", "notes"]).unwrap();
         assert_eq!(cli.paths, [PathBuf::from("notes")]);
-        let cli = parse(&["-h", "a", "--restore", "n", "--at", "2026-01-02 03:04"]).unwrap();
+        // A time as --versions shows it, in UTC.
+        let cli = parse(&["-h", "a", "--restore", "n", "--at", "2026-01-02T03:04:00Z"]).unwrap();
         assert_eq!(cli.at, Some(1_767_323_040_000_000_000));
+        // A bare time is this host's local time: back through localtime it reads the same.
+        for (given, secs) in [("2026-01-02 03:04", 0), ("2026-07-02T23:59:30", 30)] {
+            let cli = parse(&["-h", "a", "--restore", "n", "--at", given]).unwrap();
+            let t = (cli.at.unwrap() / 1_000_000_000) as libc::time_t;
+            // SAFETY: plain C structs, filled by localtime_r.
+            let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+            assert!(!unsafe { libc::localtime_r(&t, &mut tm) }.is_null());
+            let shown = format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}",
+                tm.tm_year + 1900,
+                tm.tm_mon + 1,
+                tm.tm_mday,
+                tm.tm_hour,
+                tm.tm_min
+            );
+            assert_eq!(shown, given.replace('T', " ")[..16], "{given}");
+            assert_eq!(tm.tm_sec, secs);
+        }
+        let day = parse(&["-h", "a", "--restore", "n", "--at", "2026-01-02"]).unwrap();
+        let noon = parse(&["-h", "a", "--restore", "n", "--at", "2026-01-02 12:00"]).unwrap();
+        assert_eq!(noon.at.unwrap() - day.at.unwrap(), 12 * 3600 * 1_000_000_000);
+        for wrong in ["2026-02-30 10:00", "2026-01-02 25:00", "2026-1-2 10:00"] {
+            assert!(parse_at(wrong).is_err(), "{wrong}");
+        }
         let cli = parse(&["-h", "a", "--restore", "n", "--at", "2h"]).unwrap();
         let ago = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -576,6 +620,24 @@ mod tests {
         assert_eq!(parse(&["@", "f"]).unwrap_err().exit_code(), 2);
         let cli = parse(&["--add", "notes"]).unwrap();
         assert_eq!(cli.add, Some(PathBuf::from("notes")));
+        // A profile goes with the options that take no other path.
+        let cli = parse(&["@work", "--versions", "notes"]).unwrap();
+        assert_eq!(cli.profile.as_deref(), Some("work"));
+        assert_eq!(cli.paths, [PathBuf::from("notes")]);
+        assert!(parse(&["@work", "--restore", "n", "--at", "2h"]).is_ok());
+        assert!(parse(&["@work", "--state"]).unwrap().state);
+        for extra in [
+            &["--versions", "notes", "other"][..],
+            &["--restore", "n", "other"],
+            &["--state", "other"],
+            &["@work", "--state", "other"],
+        ] {
+            let e = parse(extra).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{extra:?}");
+            assert!(e.to_string().contains("takes no other path"), "{e}");
+        }
+        let e = parse(&["-p", "2222", "f"]).unwrap_err();
+        assert!(e.to_string().contains("no -h was given"), "{e}");
     }
 
     #[test]

@@ -148,7 +148,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
             line: i + 1,
             message,
         };
-        let line = raw.split('#').next().unwrap_or("").trim();
+        let line = uncommented(raw).trim();
         if line.is_empty() {
             continue;
         }
@@ -259,8 +259,21 @@ pub fn expand_path(value: &str, home: Option<&Path>) -> PathBuf {
     }
 }
 
+/// `line` without its comment: a `#` that starts the line or follows a blank, so that a path
+/// such as `~/notes#2` keeps its `#`.
+fn uncommented(line: &str) -> &str {
+    let mut prev = None;
+    for (i, c) in line.char_indices() {
+        if c == '#' && prev.is_none_or(char::is_whitespace) {
+            return &line[..i];
+        }
+        prev = Some(c);
+    }
+    line
+}
+
 fn is_path_line(line: &str, value: &str) -> bool {
-    let line = line.split('#').next().unwrap_or("").trim();
+    let line = uncommented(line).trim();
     line.strip_prefix("path")
         .filter(|rest| rest.starts_with(char::is_whitespace))
         .map(str::trim)
@@ -270,6 +283,16 @@ fn is_path_line(line: &str, value: &str) -> bool {
 /// Appends `path VALUE` to `file` (created if need be), keeping everything in it as it is.
 /// Returns false when the path was there already.
 pub fn add_path(file: &Path, value: &str) -> std::io::Result<bool> {
+    // A path synk.conf would read back as another (a blank then `#`, blanks at an end, a
+    // line break) is refused rather than written as something else.
+    let line = format!("path {value}");
+    let reads_back = parse_config(&line, file).is_ok_and(|c| c.paths == [value]);
+    if !reads_back || value.contains(['\n', '\r']) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{value:?} cannot be written as a `path` line: give it in the command line instead"),
+        ));
+    }
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -290,7 +313,11 @@ pub fn add_path(file: &Path, value: &str) -> std::io::Result<bool> {
 /// Removes the `path VALUE` lines from `file`, keeping every other line (comments included).
 /// Returns how many were removed.
 pub fn forget_path(file: &Path, value: &str) -> std::io::Result<usize> {
-    let text = std::fs::read_to_string(file)?;
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
     let kept: Vec<&str> = text
         .split_inclusive('\n')
         .filter(|l| !is_path_line(l, value))
@@ -327,8 +354,10 @@ mod tests {
 
     #[test]
     fn parses_peers_comments_and_ports() {
-        let text = "# my hosts\npeer alpha\n\n  peer bob@beta 2222  # backup box\npeer gamma#x\n";
-        let peers = parse_config(text, Path::new("synk.conf")).unwrap().peers;
+        let text = "# my hosts\npeer alpha\n\n  peer bob@beta 2222  # backup box\npeer gamma\t#x\npath ~/notes#2 # as a shell reads it\n";
+        let cfg = parse_config(text, Path::new("synk.conf")).unwrap();
+        assert_eq!(cfg.paths, ["~/notes#2"]);
+        let peers = cfg.peers;
         assert_eq!(
             peers,
             vec![
@@ -408,8 +437,19 @@ mod tests {
             "# my hosts\npeer a  # desk\npath /etc/app\n"
         );
         let new = dir.path().join("sub/new.conf");
+        assert_eq!(forget_path(&new, "~/x").unwrap(), 0, "no file: nothing to forget");
         assert!(add_path(&new, "~/x").unwrap());
-        assert_eq!(std::fs::read_to_string(&new).unwrap(), "path ~/x\n");
+        assert!(add_path(&new, "~/notes#2").unwrap());
+        assert!(!add_path(&new, "~/notes#2").unwrap(), "read back with its #");
+        assert_eq!(
+            std::fs::read_to_string(&new).unwrap(),
+            "path ~/x\npath ~/notes#2\n"
+        );
+        for unreadable in ["~/a #b", "~/trailing ", "~/line\nbreak"] {
+            let e = add_path(&new, unreadable).unwrap_err();
+            assert!(e.to_string().contains("cannot be written"), "{e}");
+        }
+        assert_eq!(forget_path(&new, "~/notes#2").unwrap(), 1);
         let home = Path::new("/home/u");
         assert_eq!(
             path_value(Path::new("/home/u/notes"), Some(home)),

@@ -87,6 +87,15 @@ fn a_profile_names_its_own_peers_and_paths() {
     let out = s.run(s.command(&[]), &[os("@nosuch")]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("nosuch.conf"), "{}", stderr(&out));
+    // --add makes a profile's file that is not there yet; --forget finds nothing in it.
+    let out = s.run(s.command(&[]), &[os("@home"), os("--forget"), &s.arg("work")]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    ok(&s.run(s.command(&[]), &[os("@home"), os("--add"), &s.arg("work")]));
+    let home = fs::read_to_string(conf.with_file_name("home.conf")).unwrap();
+    assert_eq!(home, format!("path ~/t-{}/work\n", s.name));
+    // And goes with --versions, which takes no other path.
+    let out = s.run(s.command(&[]), &[os("@work"), os("--versions"), &s.arg("work")]);
+    ok(&out);
 }
 
 #[test]

@@ -204,6 +204,10 @@ fn concurrent_edits_keep_both_versions_and_the_next_run_is_quiet() {
     synced_dir(&s, &["alpha", "beta"]);
     s.write("alpha", "d/a", "alpha's edit", now() - 20);
     s.write("beta", "d/a", "beta's edit", now() - 10);
+    // A dry run keeps nothing yet: the conflict is a change it would make.
+    let out = s.synk(&["alpha", "beta"], &[os("-n"), &s.arg("d")]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(s.read("alpha", "d/a").unwrap(), b"alpha's edit");
     let out = s.synk(&["alpha", "beta"], &[&s.arg("d")]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let e = stderr(&out);

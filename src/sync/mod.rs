@@ -45,15 +45,6 @@ struct Root {
 
 /// Runs synk as the client and returns the exit status.
 pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
-    let cfg = match cli.config() {
-        Ok(c) => c,
-        Err(e) => {
-            rep.emit(Event::Failed {
-                error: e.to_string(),
-            });
-            return EXIT_USAGE;
-        }
-    };
     let cwd = match std::env::current_dir() {
         Ok(c) => c,
         Err(e) => {
@@ -64,9 +55,19 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         }
     };
     let home = crate::os::home_dir();
+    // Before the config is read: `--add` makes a profile's file that does not exist yet.
     if let Some(code) = edit_tracked(&cli, &cwd, home.as_deref(), rep) {
         return code;
     }
+    let cfg = match cli.config() {
+        Ok(c) => c,
+        Err(e) => {
+            rep.emit(Event::Failed {
+                error: e.to_string(),
+            });
+            return EXIT_USAGE;
+        }
+    };
     if cli.state {
         return state_index(home.as_deref(), rep);
     }
@@ -276,8 +277,9 @@ async fn once(
     let peers = &session.peers;
     let specs: Vec<RootSpec> = roots.iter().map(|r| r.spec.clone()).collect();
     if cli.versions.is_some() {
-        let n = restore::list(peers, &specs[0], &roots[0].display, rep).await;
-        return exit_code(rep, n == 0);
+        // None kept is an answer, not a failure: 0, as for a listing that has some.
+        restore::list(peers, &specs[0], &roots[0].display, rep).await;
+        return exit_code(rep);
     }
     let mut scans = None;
     if cli.restore.is_some() {
@@ -308,13 +310,13 @@ async fn once(
         };
         let n = restore::restore(peers, &specs[0], &roots[0].display, &ask, rep).await;
         if n == 0 {
-            return exit_code(rep, false);
+            return exit_code(rep);
         }
     } else {
         scans = Some(before);
     }
     session.run_once(cli, roots, settings, scans, rep).await;
-    exit_code(rep, false)
+    exit_code(rep)
 }
 
 /// `--refill`: peer `p`'s record of what it held and no longer holds is set aside, so its
@@ -414,14 +416,15 @@ fn edit_tracked(
     }))
 }
 
-/// The exit status after a run: errors first, then conflicts, then changes a dry run found.
-fn exit_code(rep: &Reporter, nothing_found: bool) -> i32 {
-    if rep.failures() > 0 || nothing_found {
+/// The exit status after a run: errors first, then changes a dry run found (a conflict it
+/// found is one: nothing was kept yet), then conflicts.
+fn exit_code(rep: &Reporter) -> i32 {
+    if rep.failures() > 0 {
         EXIT_UNSYNCED
-    } else if rep.conflicts() > 0 {
-        EXIT_CONFLICTS
     } else if rep.any_pending() {
         EXIT_PENDING
+    } else if rep.conflicts() > 0 {
+        EXIT_CONFLICTS
     } else {
         EXIT_OK
     }

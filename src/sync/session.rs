@@ -612,7 +612,7 @@ pub(super) async fn repeat(
         let code = if session.ready(rep) {
             round += 1;
             session.run_once(cli, roots, s, Some(scans), rep).await;
-            let code = super::exit_code(rep, false);
+            let code = super::exit_code(rep);
             s.log.line(
                 "-",
                 "-",
