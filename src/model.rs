@@ -430,6 +430,12 @@ pub enum Order {
 }
 
 impl Vv {
+    /// Whether this vector is one synk makes: keys strictly ascending, as every lookup's
+    /// binary search needs (a peer's made-up order would have them miss counters).
+    pub fn is_sound(&self) -> bool {
+        self.0.windows(2).all(|w| w[0].0 < w[1].0)
+    }
+
     /// The counter of `key` (0 when absent).
     pub fn get(&self, key: u64) -> u64 {
         self.0
@@ -938,6 +944,19 @@ mod tests {
         let gone = Record { meta: None, ..base };
         let (v, changed) = next_version(&gone, &file(1, 0o644, 10), key, 100, 200);
         assert!(changed && v.get(key) == 100 && v.stamp(Field::Mode) == 0);
+    }
+
+    #[test]
+    fn only_vectors_synk_makes_are_sound() {
+        let now = 1_765_000_000_000;
+        assert!(vv(&[]).is_sound());
+        assert!(vv(&[(1, now), (7, 1), (Field::Mode.key(), now)]).is_sound());
+        for made_up in [vv(&[(7, 1), (1, now)]), vv(&[(1, 1), (1, 2)])] {
+            assert!(!made_up.is_sound(), "{made_up:?}");
+        }
+        // What bumps and joins make stays sound.
+        let made = vv(&[(7, 1)]).bumped(1, now).join(&vv(&[(3, 2), (9, 9)]));
+        assert!(made.stamped(Field::Acl, now).is_sound(), "{made:?}");
     }
 
     #[test]

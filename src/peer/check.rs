@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use super::listing::{RootScan, Scanned};
-use crate::model::{fingerprint_held, fingerprint_new, Brief, Kept, Kind};
+use crate::model::{fingerprint_held, fingerprint_new, Brief, Kept, Kind, Vv};
 use crate::names;
 use crate::paths::{check_rel, RootSpec, WirePath};
 use crate::plan::{Briefs, Listing, Seen};
@@ -279,6 +279,12 @@ pub fn take_entries(
                     quote(e.rel.as_bytes())
                 ));
             }
+        }
+        if !e.vv.as_ref().is_none_or(Vv::is_sound) {
+            return refuse(format!(
+                "sent {} with a version vector out of order",
+                quote(e.rel.as_bytes())
+            ));
         }
         let state = match e.state {
             Ok(Some(m)) => {
@@ -1106,6 +1112,18 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(e, r#"protocol error: sent "a" twice"#);
+        for vv in [vec![(7, 1), (1, 1)], vec![(1, 1), (1, 2)]] {
+            let e = scan(vec![
+                root(0, "/h/.profile"),
+                root(1, "/h/notes"),
+                Response::Entries(vec![Entry {
+                    vv: Some(Vv(vv)),
+                    ..file("a")
+                }]),
+            ])
+            .unwrap_err();
+            assert_eq!(e, r#"sent "a" with a version vector out of order"#);
+        }
         let link = |target: &[u8]| Entry {
             state: Ok(Some(Meta {
                 kind: Kind::Symlink(WirePath(target.to_vec())),
