@@ -49,7 +49,9 @@ impl OpLog {
     pub fn line(&self, root: &str, entry: &str, peer: &str, action: &str, from: Option<&str>) {
         let Some(file) = &self.file else { return };
         let when = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-        let clean = |s: &str| s.replace(['\t', '\n'], " ");
+        // Names come from peers: escaped as for a terminal (`tail -f` shows the log), which
+        // also keeps tabs and line breaks out of the fields.
+        let clean = |s: &str| crate::report::text::escape(s.as_bytes()).into_owned();
         let line = format!(
             "{when}\t{}\t{}\t{}\t{action}\t{}\n",
             clean(root),
@@ -71,7 +73,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state/synk.log");
         let log = OpLog::open(&path).unwrap();
-        log.line("/home/u/notes", "a\tb", "beta", "deleted", None);
+        log.line("/home/u/notes", "a\tb\x1b[2J\r", "beta", "deleted", None);
         log.line("/home/u/notes", "c", "gamma", "updated", Some("beta"));
         drop(log);
         let text = fs::read_to_string(&path).unwrap();
@@ -79,7 +81,7 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(
             lines[0][1..],
-            ["/home/u/notes", "a b", "beta", "deleted", "-"]
+            ["/home/u/notes", "a\\tb\\x1b[2J\\r", "beta", "deleted", "-"]
         );
         assert_eq!(lines[1][4..], ["updated", "beta"]);
         fs::write(&path, vec![b'x'; MAX_BYTES as usize + 1]).unwrap();

@@ -152,6 +152,7 @@ impl Conn {
             match frame {
                 Response::Warning(w) => self.keep_warning(w),
                 Response::Failed(m) => return Ok(Response::Failed(clip(m))),
+                Response::Changed(m) => return Ok(Response::Changed(clip(m))),
                 r => return Ok(r),
             }
         }
@@ -312,7 +313,7 @@ impl Conn {
                     Response::Warning(w) => warnings.push(w),
                     Response::Done => out.push(Ok(())),
                     Response::Failed(m) => out.push(Err(OpError::Failed(clip(m)))),
-                    Response::Changed(m) => out.push(Err(OpError::Changed(m))),
+                    Response::Changed(m) => out.push(Err(OpError::Changed(clip(m)))),
                     other => return Err(Err(other)),
                 }
             }

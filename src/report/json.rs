@@ -233,12 +233,13 @@ impl RootDoc {
                 v
             })
             .collect();
-        let bytes: u64 = plan
+        // Sizes come from peers: no overflow, however big they say a file is.
+        let bytes = plan
             .copies
             .iter()
             .filter(|c| c.meta.kind == Kind::File)
-            .map(|c| c.meta.size * c.targets.len() as u64)
-            .sum();
+            .map(|c| c.meta.size.saturating_mul(c.targets.len() as u64))
+            .fold(0u64, u64::saturating_add);
         RootDoc(json!({
             "root": p.root,
             "entries": entries.into_values().collect::<Vec<_>>(),

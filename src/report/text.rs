@@ -128,11 +128,12 @@ impl Style {
 /// Text from elsewhere (a peer, a path, an error) as a terminal may show it, so that no name
 /// can move the cursor, recolour the screen or hide what follows it: control characters and
 /// bytes that are not UTF-8 become escapes (`\n`, `\t`, `\r`, `\x1b` for the other C0
-/// controls and DEL, `\u{9b}` for a C1 control, `\xff` for a byte that is not UTF-8).
-/// Everything else stays as it is, a backslash too.
+/// controls and DEL, `\u{9b}` for a C1 control or a character that reorders or hides text
+/// ([`hides`]), `\xff` for a byte that is not UTF-8). Everything else stays as it is, a
+/// backslash too.
 pub fn escape(text: &[u8]) -> Cow<'_, str> {
     if let Ok(s) = std::str::from_utf8(text) {
-        if !s.chars().any(char::is_control) {
+        if !s.chars().any(|c| c.is_control() || hides(c)) {
             return Cow::Borrowed(s);
         }
     }
@@ -146,7 +147,9 @@ pub fn escape(text: &[u8]) -> Cow<'_, str> {
                 c if c < '\u{80}' && c.is_control() => {
                     out.push_str(&format!("\\x{:02x}", c as u32))
                 }
-                c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+                c if c.is_control() || hides(c) => {
+                    out.push_str(&format!("\\u{{{:x}}}", c as u32))
+                }
                 c => out.push(c),
             }
         }
@@ -155,6 +158,14 @@ pub fn escape(text: &[u8]) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// Whether `c` reorders the text around it or takes no room, so that a name could pass for
+/// another (`evil\u{202e}txt.exe`): the bidirectional controls, zero-width space, word
+/// joiner and byte-order mark. The joiners that scripts and emoji need stay.
+fn hides(c: char) -> bool {
+    matches!(c, '\u{61c}' | '\u{200b}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}'
+        | '\u{2060}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
 /// The words of `ev` (without the `synk: …` prefix its voice adds), with text from elsewhere
@@ -750,7 +761,14 @@ mod tests {
         assert_eq!(e(b"\xe2\x82x"), "\\xe2\\x82x");
         // A backslash stays as it is.
         assert_eq!(e(b"back\\slash \\x1b"), "back\\slash \\x1b");
-        assert_eq!(e("\u{202e}é€𝄞".as_bytes()), "\u{202e}é€𝄞");
+        assert_eq!(e("é€𝄞".as_bytes()), "é€𝄞");
+        // What reorders or hides text is shown, so no name passes for another; the joiners
+        // that scripts and emoji need stay.
+        assert_eq!(
+            e("evil\u{202e}txt.exe\u{200b}\u{2066}".as_bytes()),
+            "evil\\u{202e}txt.exe\\u{200b}\\u{2066}"
+        );
+        assert_eq!(e("👩\u{200d}💻 می\u{200c}خواهم".as_bytes()), "👩\u{200d}💻 می\u{200c}خواهم");
     }
 
     #[test]

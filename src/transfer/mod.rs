@@ -34,8 +34,9 @@ pub struct WireStats {
 impl WireStats {
     /// Adds another count to this one.
     pub fn add(&mut self, o: WireStats) {
-        self.literal += o.literal;
-        self.matched += o.matched;
+        // A remote rsync's figures come from a peer: no overflow, whatever it says.
+        self.literal = self.literal.saturating_add(o.literal);
+        self.matched = self.matched.saturating_add(o.matched);
     }
 }
 
@@ -428,12 +429,12 @@ impl RootTransfer<'_> {
                 .filter(|t| pairs.contains(&(c.master, *t)) && !dead.contains(t))
                 .collect()
         };
-        let total: u64 = plan
+        let total = plan
             .copies
             .iter()
             .filter(|c| c.meta.kind == Kind::File && !targets_of(c).is_empty())
             .map(|c| c.meta.size)
-            .sum();
+            .fold(0u64, u64::saturating_add);
         let bar = rep.bytes_bar(
             total,
             Progress::Stream {

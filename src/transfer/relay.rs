@@ -25,11 +25,12 @@ pub const MAX_UNITS: u64 = 64;
 /// with the last unit (rsync makes missing parents on the way, and sets each directory's mode
 /// and time from the master's in every run that passes through it).
 pub fn units<'c>(copies: &[&'c Copy]) -> Vec<Vec<&'c Copy>> {
-    let total: u64 = copies
+    // Sizes come from a peer: summed without overflow, however big it says they are.
+    let total = copies
         .iter()
         .filter(|c| c.meta.kind != Kind::Dir)
         .map(|c| c.meta.size)
-        .sum();
+        .fold(0u64, u64::saturating_add);
     let per = UNIT_BYTES.max(total.div_ceil(MAX_UNITS));
     let mut out: Vec<Vec<&Copy>> = vec![Vec::new()];
     let mut bytes = 0;
@@ -43,7 +44,7 @@ pub fn units<'c>(copies: &[&'c Copy]) -> Vec<Vec<&'c Copy>> {
             out.push(Vec::new());
             bytes = 0;
         }
-        bytes += c.meta.size;
+        bytes = c.meta.size.saturating_add(bytes);
         out.last_mut().expect("one unit at least").push(*c);
     }
     out.last_mut().expect("one unit at least").extend(dirs);
@@ -284,6 +285,28 @@ mod tests {
 
     fn pairs(r: &[Job]) -> Vec<(PeerId, PeerId)> {
         r.iter().map(|j| (j.from, j.to)).collect()
+    }
+
+    #[test]
+    fn sizes_a_peer_made_up_cut_into_units_without_overflow() {
+        let copy = |rel: &str, size| Copy {
+            rel: WirePath::from(rel),
+            master: 0,
+            targets: vec![1],
+            meta: Meta {
+                kind: Kind::File,
+                size,
+                mode: 0o644,
+                mtime: 0,
+                digest: None,
+                extra: Default::default(),
+            },
+            source: None,
+        };
+        let all = [copy("a", u64::MAX), copy("b", u64::MAX), copy("c", 1)];
+        let refs: Vec<&Copy> = all.iter().collect();
+        let got = units(&refs);
+        assert_eq!(got.iter().map(Vec::len).sum::<usize>(), 3, "{got:?}");
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub struct Tuning {
 /// written costs a first sync of dense files about 6%.
 pub const SPARSE: &str = "--sparse";
 
+/// How much of a remote master's channel stderr is kept for a message.
+const STDERR_KEPT: usize = 16 << 10;
+
 /// Whether the file at `path` (not followed if a symlink) has holes: fewer blocks allocated
 /// than its size needs. A file that cannot be read is taken as sparse, which is never wrong,
 /// only slower.
@@ -263,7 +266,7 @@ pub fn parse_stats(stdout: &str) -> WireStats {
                     .parse::<u64>()
                     .ok()
             })
-            .sum()
+            .fold(0u64, u64::saturating_add)
     };
     WireStats {
         literal: count("Literal data:"),
@@ -282,7 +285,8 @@ fn with_stats(outcome: Outcome, stdout: &[u8]) -> Outcome {
 /// Classifies an exit code and stderr.
 pub fn classify(code: Option<i32>, stderr: &str) -> Outcome {
     let tail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    let tail = tail[tail.len().saturating_sub(4)..].join(" / ");
+    // A remote rsync's stderr comes from a peer: its last lines, cut as any peer's text.
+    let tail = crate::peer::check::clip(tail[tail.len().saturating_sub(4)..].join(" / "));
     match code {
         Some(0) => Outcome::Done(WireStats::default()),
         Some(255) => Outcome::Unreachable(tail),
@@ -406,14 +410,23 @@ pub async fn run_remote(session: Arc<openssh::Session>, serve_command: &str, job
             } if magic == MAGIC && protocol == PROTOCOL_VERSION => {}
             other => {
                 return Err(FrameError::Io(std::io::Error::other(format!(
-                    "unexpected {other:?}"
+                    "unexpected {}",
+                    crate::peer::check::glimpse(&other, 60)
                 ))))
             }
         }
         read_frame_async::<Response, _>(&mut stdout).await
     };
+    // Read to its end, as the serve must not block on it, but only its start kept.
     let mut errs = Vec::new();
-    let (answer, _) = tokio::join!(talk, stderr.read_to_end(&mut errs));
+    let drain = async {
+        let mut buf = [0u8; 8192];
+        while let Ok(n @ 1..) = stderr.read(&mut buf).await {
+            let room = STDERR_KEPT.saturating_sub(errs.len());
+            errs.extend_from_slice(&buf[..n.min(room)]);
+        }
+    };
+    let (answer, _) = tokio::join!(talk, drain);
     drop(stdin);
     let _ = child.wait().await;
     match answer {
@@ -422,7 +435,10 @@ pub async fn run_remote(session: Arc<openssh::Session>, serve_command: &str, job
             stdout,
             stderr,
         }) => with_stats(classify(code, &String::from_utf8_lossy(&stderr)), &stdout),
-        Ok(other) => Outcome::Failed(format!("rsync: unexpected {other:?}")),
+        Ok(other) => Outcome::Failed(format!(
+            "rsync: unexpected {}",
+            crate::peer::check::glimpse(&other, 60)
+        )),
         // ssh could not run the command: as rsync's own ssh failing, unreachable.
         Err(e) => classify(
             Some(255),

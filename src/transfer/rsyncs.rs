@@ -355,8 +355,9 @@ impl RootTransfer<'_> {
         for (c, done) in copies.iter().zip(answer) {
             let e = match done {
                 Placement::Done => continue,
-                Placement::Changed(m) => OpError::Changed(m),
-                Placement::Failed(m) => OpError::Failed(m),
+                // A peer's text: cut, as every error it sends.
+                Placement::Changed(m) => OpError::Changed(crate::peer::check::clip(m)),
+                Placement::Failed(m) => OpError::Failed(crate::peer::check::clip(m)),
             };
             all = false;
             self.fail(rep, lost, t, self.path_of(&c.rel), e);

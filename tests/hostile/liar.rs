@@ -25,6 +25,8 @@
 //!   the size it scanned).
 //! - `data-past-end`: ends every file it sends with 96 MiB of data past the size it scanned,
 //!   then the digest of the file as scanned.
+//! - `changed-huge`: answers every op it is asked for with 4 MiB of "changed meanwhile" text,
+//!   escape sequences in it.
 //! - `link REL TO`: says its entry REL is a hard link to TO (every such lie is told).
 //! - `partial-past-end`: answers every request for partial data or blocks with 1 TiB of
 //!   partial data of the file.
@@ -263,6 +265,13 @@ impl Liar {
                 }
                 self.last_entries = Some(entries.clone());
                 out.push(Out::Frame(Response::Entries(entries)));
+            }
+            // Every op it is asked for, "changed meanwhile", at length and in colour.
+            Response::Done
+                if self.lie("changed-huge").is_some() && self.last_asked() == Some("other") =>
+            {
+                let text = "\x1b[31mchanged ".repeat((4 << 20) / 13);
+                out.push(Out::Frame(Response::Changed(text)));
             }
             Response::Done => {
                 match self.last_asked() {

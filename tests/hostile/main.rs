@@ -136,6 +136,7 @@ const CASES: &[Case] = &[
     case("an_endless_listing", endless_listing),
     case("escape_sequences_in_names_and_errors", escapes),
     case("a_flood_on_stderr", stderr_flood),
+    case("answers_of_megabytes", huge_answers),
     case("oversized_and_truncated_frames", garbled_frames),
     case("a_lying_handshake", lying_handshake),
     case("kept_versions_of_other_paths", versions_elsewhere),
@@ -713,6 +714,26 @@ fn stderr_flood() {
     h.refused(&run, "connection lost", RSS_LIMIT, &[]);
     // What the client quotes of it is cut.
     assert!(run.stderr.len() < 16 << 10, "{} bytes", run.stderr.len());
+}
+
+/// A target that answers every op it is given with megabytes of text: what the client
+/// holds and prints of it is cut, and escaped.
+fn huge_answers() {
+    let Some(h) = Hostile::new("hugeanswer") else {
+        return;
+    };
+    let s = &h.s;
+    for p in h.all() {
+        s.write(p, "f", "old", now() - 100);
+    }
+    s.write(LOCAL, "f", "new here", now() - 10);
+    h.lies(&[&[b"changed-huge"]]);
+    let run = h.synk(&[&s.arg("")]);
+    assert_ne!(run.code, Some(0), "{}", run.stderr());
+    assert!(run.stderr().contains("changed"), "{}", run.stderr());
+    assert!(run.stderr.len() < 16 << 10, "{} bytes", run.stderr.len());
+    h.checked(&run, RSS_LIMIT, &[]);
+    assert_eq!(s.read("alpha", "f").unwrap(), b"new here");
 }
 
 /// Frames no serve sends: longer than any allowed, or cut short.
