@@ -14,12 +14,28 @@ pub const IGNORE_FILE: &str = ".synkignore";
 
 /// The patterns in force for one root.
 #[derive(Debug, Clone)]
-pub struct Excludes(Option<Gitignore>);
+pub struct Excludes(Option<Gitignore>, Vec<WirePath>);
 
 impl Excludes {
     /// Nothing excluded (beyond synk's own temp files, which the scan always skips).
     pub fn none() -> Excludes {
-        Excludes(None)
+        Excludes(None, Vec::new())
+    }
+
+    /// These, and the directories at `own` (synk's own state and cache on this peer, where
+    /// the root holds them) with everything below them.
+    pub fn with_own(mut self, own: Vec<WirePath>) -> Excludes {
+        self.1 = own;
+        self
+    }
+
+    /// Whether `rel` is one of synk's own directories or below one.
+    pub fn is_own(&self, rel: &WirePath) -> bool {
+        let rel = rel.as_bytes();
+        self.1.iter().any(|d| {
+            let d = d.as_bytes();
+            rel.starts_with(d) && (rel.len() == d.len() || rel[d.len()] == b'/')
+        })
     }
 
     /// `patterns`, then the root's `.synkignore` (when the root is a directory that has one).
@@ -39,7 +55,7 @@ impl Excludes {
             }
         }
         b.build()
-            .map(|g| Excludes(Some(g)))
+            .map(|g| Excludes(Some(g), Vec::new()))
             .map_err(|e| e.to_string())
     }
 
@@ -60,6 +76,9 @@ impl Excludes {
 
     /// Whether the entry at `rel` below the root is excluded; never the root itself.
     pub fn excludes(&self, rel: &WirePath, is_dir: bool) -> bool {
+        if self.is_own(rel) {
+            return true;
+        }
         match &self.0 {
             Some(g) if !rel.is_empty() => g
                 .matched_path_or_any_parents(rel.as_path(), is_dir)
@@ -113,6 +132,14 @@ mod tests {
         );
         assert!(!ex.excludes(&w(""), true));
         assert!(!Excludes::none().excludes(&w("a.log"), false));
+        // synk's own directories, with or without patterns.
+        for ex in [ex, Excludes::none()] {
+            let ex = ex.with_own(vec![w(".cache/synk")]);
+            assert!(ex.excludes(&w(".cache/synk"), true));
+            assert!(ex.excludes(&w(".cache/synk/x.digests"), false));
+            assert!(!ex.excludes(&w(".cache/synkish"), true));
+            assert!(!ex.excludes(&w(".cache"), true));
+        }
     }
 
     #[test]

@@ -334,6 +334,11 @@ impl RootCtx {
         if rel.as_bytes().split(|b| *b == b'/').any(names::is_own) {
             return Err(format!("{rel}: refused: a name synk keeps for itself"));
         }
+        if self.excludes.is_own(rel) {
+            return Err(format!(
+                "{rel}: refused: synk's own state or cache on this peer, never synced"
+            ));
+        }
         if rel.is_empty() {
             return self
                 .parent(create)?
@@ -514,6 +519,39 @@ fn id_of(w: [u64; 2]) -> u128 {
     u128::from(w[0]) | u128::from(w[1]) << 64
 }
 
+/// Where synk's own directories (`own`: its state and cache on this peer) lie below the
+/// root at `abs`, as paths below it, to be left out of every scan and write (`synk ~` must
+/// not sync a peer's key, state and kept versions to the others, nor take theirs in); a root
+/// inside one of them is refused. Compared as written and, where they exist, resolved.
+pub(super) fn own_below(abs: &Path, own: &[PathBuf]) -> Result<Vec<WirePath>, String> {
+    let forms = |p: &Path| -> Vec<PathBuf> {
+        let mut v = vec![p.to_path_buf()];
+        v.extend(std::fs::canonicalize(p).ok().filter(|c| c != p));
+        v
+    };
+    let roots = forms(abs);
+    let mut below = Vec::new();
+    for dir in own {
+        for d in forms(dir) {
+            for r in &roots {
+                if r.starts_with(&d) {
+                    return Err(format!(
+                        "{} is synk's own state or cache on this peer, never synced",
+                        d.display()
+                    ));
+                }
+                if let Ok(rel) = d.strip_prefix(r) {
+                    let rel = WirePath(rel.as_os_str().as_encoded_bytes().to_vec());
+                    if !below.contains(&rel) {
+                        below.push(rel);
+                    }
+                }
+            }
+        }
+    }
+    Ok(below)
+}
+
 impl Server {
     /// The absolute path `spec` names on this peer.
     pub(super) fn resolve(&self, spec: &RootSpec) -> Result<PathBuf, String> {
@@ -558,8 +596,31 @@ impl Server {
 
 #[cfg(test)]
 mod tests {
-    use super::LinkGroups;
+    use super::{own_below, LinkGroups};
     use crate::paths::WirePath;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn synks_own_directories_are_found_below_a_root_and_a_root_inside_them_refused() {
+        let own = [
+            PathBuf::from("/h/.local/state/synk"),
+            PathBuf::from("/h/.cache/synk"),
+        ];
+        let rels = |abs: &str| own_below(Path::new(abs), &own);
+        assert_eq!(
+            rels("/h").unwrap(),
+            [
+                WirePath::from(".local/state/synk"),
+                WirePath::from(".cache/synk")
+            ]
+        );
+        assert_eq!(rels("/h/.cache").unwrap(), [WirePath::from("synk")]);
+        assert_eq!(rels("/h/notes").unwrap(), Vec::<WirePath>::new());
+        assert_eq!(rels("/h/.cache/synkish").unwrap(), Vec::<WirePath>::new());
+        for inside in ["/h/.cache/synk", "/h/.local/state/synk/roots"] {
+            assert!(rels(inside).unwrap_err().contains("synk's own"), "{inside}");
+        }
+    }
 
     #[test]
     fn link_groups_follow_links_made_and_broken() {

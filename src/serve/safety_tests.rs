@@ -489,3 +489,57 @@ fn names_synk_keeps_for_itself_are_refused_from_the_wire() {
     }
     assert_eq!(fs::read_dir(&root).unwrap().count(), 1);
 }
+
+#[test]
+fn synks_own_state_and_cache_inside_a_root_are_never_scanned_nor_written() {
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join(".local/state/synk");
+    fs::create_dir_all(state.join("roots")).unwrap();
+    fs::write(state.join("key"), "1234").unwrap();
+    fs::create_dir_all(home.path().join(".cache/synk")).unwrap();
+    fs::write(home.path().join(".cache/synk/x.digests"), "c").unwrap();
+    fs::write(home.path().join("notes"), "n").unwrap();
+    let mut server = Server::new(Some(home.path().to_path_buf()));
+    server.with_state(Some(state.clone()));
+    server.cache_dir = Some(home.path().join(".cache"));
+    let mut s = Session { server };
+    // `synk ~`: the home holds both.
+    let listed: Vec<WirePath> = s
+        .ask(&[scan_home("")])
+        .into_iter()
+        .flat_map(|r| match r {
+            Response::Entries(e) => e.into_iter().map(|e| e.rel).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    assert!(listed.contains(&w("notes")), "{listed:?}");
+    assert!(listed.contains(&w(".cache")), "{listed:?}");
+    let own = |r: &WirePath| {
+        r.as_bytes().starts_with(b".local/state/synk") || r.as_bytes().starts_with(b".cache/synk")
+    };
+    assert!(!listed.iter().any(own), "{listed:?}");
+    // Nor written, whatever a client asks.
+    for reqs in [
+        stream(".local/state/synk/key", b"9999", 0o600),
+        stream(".cache/synk/planted", b"x", 0o600),
+        vec![Request::MakeDir {
+            root: 0,
+            rel: w(".local/state/synk/versions"),
+            mode: 0o755,
+            mtime: 0,
+        }],
+    ] {
+        match s.last(&reqs) {
+            Response::Failed(m) => assert!(m.contains("synk's own"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(fs::read(state.join("key")).unwrap(), b"1234");
+    assert!(!home.path().join(".cache/synk/planted").exists());
+    // A root inside them is refused.
+    let refused = s.ask(&[scan_home(".local/state/synk")]);
+    assert!(
+        refused.iter().any(|r| matches!(r, Response::Root { result: Err(e), .. } if e.contains("synk's own"))),
+        "{refused:?}"
+    );
+}

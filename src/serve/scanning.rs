@@ -10,7 +10,7 @@ use super::emit::Emitter;
 use super::probe::Holds;
 use super::recheck::{self, Asked, FileId, LastWalk, Marks, Now, RootId};
 use super::reports::{Cursor, Reported};
-use super::root::RootCtx;
+use super::root::{self, RootCtx};
 use super::{msg, watch, Server};
 use crate::cache::extra::ExtraCache;
 use crate::cache::DigestCache;
@@ -71,8 +71,18 @@ impl Server {
         self.roots.clear();
         for (i, spec) in roots.iter().enumerate() {
             let index = i as u32;
+            let own: Vec<PathBuf> = [
+                self.state_dir.clone(),
+                self.cache_dir.as_ref().map(|d| d.join("synk")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
             let loaded = self.resolve(spec).and_then(|abs| {
-                let ex = Excludes::new(&abs, excludes).map_err(|e| format!("{spec}: {e}"))?;
+                let own = root::own_below(&abs, &own).map_err(|e| format!("{spec}: {e}"))?;
+                let ex = Excludes::new(&abs, excludes)
+                    .map_err(|e| format!("{spec}: {e}"))?
+                    .with_own(own);
                 RootState::load(self.state_dir.as_deref(), &abs)
                     .map(|st| (abs, st, ex))
                     .map_err(|e| format!("{spec}: {}", scan::io_msg(&e)))
