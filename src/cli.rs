@@ -133,7 +133,7 @@ pub struct Cli {
     pub compress: bool,
 
     /// Limit each transfer to RATE per second (rsync and the streaming copier alike): a number
-    /// of KiB, or with a unit: 500K, 10M, 1G.
+    /// of KiB, or with a unit: 500K, 10M, 1G; 0: no limit (as for rsync, over synk.conf's).
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub bwlimit: Option<u64>,
 

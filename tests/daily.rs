@@ -180,6 +180,17 @@ fn bwlimit_slows_both_copiers_and_compress_reaches_rsync() {
         );
         assert_eq!(s.read("alpha", copier).unwrap(), data, "{copier}");
     }
+    // 0 is no limit, as for rsync (it was 1 KiB/s for rsync): the -v line names none.
+    s.write(LOCAL, "rsync", &data[..200 << 10], now() - 50);
+    let started = Instant::now();
+    let out = s.synk(
+        &["alpha"],
+        &[os("-v"), os("--bwlimit"), os("0"), &s.arg("rsync")],
+    );
+    ok(&out);
+    assert!(!stdout(&out).contains("--bwlimit"), "{}", stdout(&out));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(s.read("alpha", "rsync").unwrap(), data[..200 << 10]);
     s.write(LOCAL, "f", "new", now() - 10);
     let out = s.synk(&["alpha"], &[os("-v"), os("--compress"), &s.arg("f")]);
     ok(&out);

@@ -151,7 +151,8 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         excludes,
         tuning: Tuning {
             compress: cli.compress || cfg.compress.unwrap_or(false),
-            bwlimit: cli.bwlimit.or(cfg.bwlimit),
+            // 0 is no limit, as for rsync: `--bwlimit 0` lifts a limit synk.conf sets.
+            bwlimit: cli.bwlimit.or(cfg.bwlimit).filter(|r| *r > 0),
         },
         max_size: cli.max_size.or(cfg.max_size),
         log: open_log(&cli, &cfg, rep),
