@@ -333,6 +333,33 @@ fn every_keeps_the_sessions_open_and_stops_cleanly_on_sigterm() {
 }
 
 #[test]
+fn every_tells_each_round_in_json_even_when_every_peer_is_away() {
+    let s = scene!("d-every-away");
+    s.write(LOCAL, "d/a", "one", now() - 100);
+    let away = ["-p", "1", "-h", "nobody@127.0.0.1"];
+    let mut child = background(&s, &[], &[&away[..], &["--every", "1s", "--json"]].concat());
+    std::thread::sleep(Duration::from_secs(4));
+    let out = stop(&mut child);
+    let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&out.stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("not JSON documents ({e}): {}", stdout(&out)));
+    assert!(docs.len() >= 2, "one document a round: {}", stdout(&out));
+    for doc in &docs {
+        assert_eq!(doc["exit"], 1, "{doc}");
+        assert!(
+            doc["peers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["peer"] == "nobody@127.0.0.1:1" && p["connected"] == false),
+            "{doc}"
+        );
+    }
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+#[test]
 fn every_sees_changes_after_runs_answered_from_memory() {
     let s = scene!("d-every-memory");
     s.write(LOCAL, "d/a", "one", now() - 100);
@@ -474,4 +501,18 @@ fn json_describes_the_run_on_stdout() {
     assert!(root["bytes"].as_u64().unwrap() >= 1);
     // -v lines went to stderr, not into the document.
     assert!(stderr(&out).contains("peer: "), "{}", stderr(&out));
+    // A peer that cannot be reached is listed too, as not connected, and named in errors.
+    let away = [os("-p"), os("1"), os("-h"), os("nobody@127.0.0.1")];
+    let out = s.synk(&["alpha"], &[&away[..], &[os("--json"), &s.arg("d")]].concat());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let peers = doc["peers"].as_array().unwrap();
+    let listed = |name: &str| peers.iter().find(|p| p["peer"] == name).cloned();
+    let away = listed("nobody@127.0.0.1:1").unwrap_or_else(|| panic!("{peers:?}"));
+    assert_eq!(away["connected"], false, "{away}");
+    assert!(away.get("round_trips").is_none(), "{away}");
+    let alpha = listed(&s.shown("alpha")).unwrap_or_else(|| panic!("{peers:?}"));
+    assert_eq!(alpha["connected"], true, "{alpha}");
+    assert!(alpha["round_trips"].as_u64().is_some(), "{alpha}");
+    assert!(doc["errors"].to_string().contains("127.0.0.1"), "{doc}");
 }

@@ -154,12 +154,15 @@ impl Reporter {
         self.note(|d| d.roots.push(root.finish(literal, matched, seconds)));
     }
 
-    /// Names the run's peers for the `--json` document, each with its role's words.
-    pub fn json_peers(&self, peers: Vec<(String, Vec<&'static str>)>) {
+    /// Names the run's peers for the `--json` document, each with its role's words and
+    /// whether it is connected.
+    pub fn json_peers(&self, peers: Vec<(String, Vec<&'static str>, bool)>) {
         self.note(|d| {
             d.peers = peers
                 .into_iter()
-                .map(|(name, role)| serde_json::json!({"peer": name, "role": role}))
+                .map(|(name, role, connected)| {
+                    serde_json::json!({"peer": name, "role": role, "connected": connected})
+                })
                 .collect()
         });
     }

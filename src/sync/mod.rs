@@ -275,6 +275,7 @@ async fn once(
     before: Vec<Option<Vec<RootScan>>>,
     rep: &Reporter,
 ) -> i32 {
+    session.json_peers(rep);
     let peers = &session.peers;
     let specs: Vec<RootSpec> = roots.iter().map(|r| r.spec.clone()).collect();
     if cli.versions.is_some() {

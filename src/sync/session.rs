@@ -95,6 +95,25 @@ pub(super) struct Session {
 }
 
 impl Session {
+    /// Lists every peer of the session in the `--json` document, with its role and whether
+    /// it is connected (one that is not has no `round_trips`).
+    pub fn json_peers(&self, rep: &Reporter) {
+        if !rep.json() {
+            return;
+        }
+        let listed = self.specs.iter().enumerate().map(|(i, spec)| {
+            let peer = self.spec_of.iter().position(|s| *s == i);
+            let name = match (peer, spec) {
+                (Some(p), _) => self.peers[p].name.clone(),
+                (None, Some(spec)) => spec.to_string(),
+                (None, None) => "localhost".to_string(),
+            };
+            let role = self.roles.get(i).copied().unwrap_or_default();
+            (name, role.words(), peer.is_some())
+        });
+        rep.json_peers(listed.collect());
+    }
+
     /// A session of the peers `specs` (`None`: this host), none connected yet.
     pub fn new(specs: Vec<Option<PeerSpec>>, opts: ConnectOptions, forced: Option<usize>) -> Self {
         Session {
@@ -374,10 +393,7 @@ impl Session {
             .iter()
             .map(|i| self.roles.get(*i).copied().unwrap_or_default())
             .collect();
-        if rep.json() {
-            let named = self.peers.iter().map(|p| p.name.clone());
-            rep.json_peers(named.zip(roles.iter().map(Role::words)).collect());
-        }
+        self.json_peers(rep);
         let mut dead: HashSet<PeerId> = (0..self.peers.len())
             .filter(|i| scans[*i].is_none())
             .collect();
@@ -609,23 +625,24 @@ pub(super) async fn repeat(
         let started = Instant::now();
         let specs: Vec<RootSpec> = roots.iter().map(|r| r.spec.clone()).collect();
         let scans = session.connect_scan(Some((&specs, s)), rep).await;
+        // A round whose peers are all out is a run too: its log line and its document.
+        round += 1;
         let code = if session.ready(rep) {
-            round += 1;
             session.run_once(cli, roots, s, Some(scans), rep).await;
-            let code = super::exit_code(rep);
-            s.log.line(
-                "-",
-                "-",
-                "-",
-                &format!("run {round} ended with status {code}"),
-                None,
-            );
-            tracing::debug!(round, code, took = ?started.elapsed(), "run done");
-            rep.end_run(code, started.elapsed().as_secs_f64(), false);
-            code
+            super::exit_code(rep)
         } else {
+            session.json_peers(rep);
             EXIT_UNSYNCED
         };
+        s.log.line(
+            "-",
+            "-",
+            "-",
+            &format!("run {round} ended with status {code}"),
+            None,
+        );
+        tracing::debug!(round, code, took = ?started.elapsed(), "run done");
+        rep.end_run(code, started.elapsed().as_secs_f64(), false);
         if stop.load(Ordering::SeqCst) {
             session.close().await;
             return code;
