@@ -276,6 +276,23 @@ fn refill_fills_an_emptied_peer_from_the_others_and_deletes_nothing() {
         &s.synk(&peers, &[os("--refill"), os("nowhere"), &s.arg("d")]),
         2,
     );
+    // A send-only peer is refilled too, as its emptied-root error says, and stays send-only.
+    let alpha = s.shown("alpha");
+    let send_only = [os("--send-only"), os(&alpha)];
+    fs::remove_dir_all(s.path("alpha", "d")).unwrap();
+    s.mkdir("alpha", "d");
+    let out = s.synk(&peers, &[&send_only[..], &[&s.arg("d")]].concat());
+    code(&out, 1);
+    assert!(stderr(&out).contains("--refill"), "{}", stderr(&out));
+    let d = s.arg("d");
+    let refill = [os("--refill"), os(&alpha), &d];
+    code(&s.synk(&peers, &[&send_only[..], &refill].concat()), 0);
+    assert_eq!(s.read("alpha", "d/a").unwrap(), b"a1");
+    assert_eq!(s.read("alpha", "d/sub/c").unwrap(), b"c1");
+    code(&s.synk(&peers, &[&send_only[..], &[&s.arg("d")]].concat()), 0);
+    s.write("beta", "d/a", "beta's edit", now() - 5);
+    code(&s.synk(&peers, &[&send_only[..], &[&s.arg("d")]].concat()), 0);
+    assert_eq!(s.read("alpha", "d/a").unwrap(), b"a1", "send-only again");
 }
 
 #[test]

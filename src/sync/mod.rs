@@ -145,6 +145,11 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         },
     };
 
+    // A refill may fill any peer: a send-only one takes what it is refilled with, this run.
+    let mut roles = roles;
+    if let Some(role) = refill.and_then(|i| roles.get_mut(i)) {
+        role.send_only = false;
+    }
     let opts = cli.connect_options(&cfg);
     let settings = Settings {
         retention: cfg.retention,
