@@ -25,6 +25,19 @@ use crate::beneath::At;
 use crate::model::{Kept, Kind, Meta, Retention, Why};
 use crate::paths::WirePath;
 
+/// The error of [`Store::keep_at`] when the entry changed while the store was being made
+/// ready for it: nothing was taken.
+#[derive(Debug)]
+pub struct Changed;
+
+impl std::fmt::Display for Changed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("changed while it was being kept")
+    }
+}
+
+impl std::error::Error for Changed {}
+
 /// How an entry goes into the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Take {
@@ -242,7 +255,9 @@ impl Store {
 
     /// As [`Store::keep`], for the entry `at` (whose whole path, for the record, is `path`),
     /// reached through its directory's handle: never through a symlink swapped into its
-    /// parents.
+    /// parents. With `still`, the entry must still have that stamp id when it is taken, after
+    /// the store's lock and the record's fsync (an edit saved while they waited is left in
+    /// the tree, and the error is [`Changed`]): `meta` describes that version only.
     pub fn keep_at(
         &self,
         at: &At,
@@ -250,9 +265,16 @@ impl Store {
         meta: &Meta,
         why: Why,
         take: Take,
+        still: Option<u128>,
     ) -> io::Result<Kept> {
         use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
         self.keep_with(path, meta, why, |obj, id| {
+            if let Some(want) = still {
+                let now = at.lstat()?.map(|st| crate::beneath::Stamp::of(&st).id());
+                if now != Some(want) {
+                    return Err(io::Error::other(Changed));
+                }
+            }
             let objects = rfs::open(
                 self.dir.join("objects"),
                 OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,

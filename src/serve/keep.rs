@@ -17,6 +17,19 @@ use crate::proto::CHUNK;
 use crate::scan::{self, MODE_BITS};
 use crate::versions::{Store, Take};
 
+/// Why the entry at `at` was not kept: changed while the store got ready for it (left for
+/// the next run, as [`Server::still`] leaves one), or an error.
+fn not_kept(at: &At, e: std::io::Error) -> Fail {
+    let shown = at.shown().display();
+    if e.get_ref().is_some_and(|i| i.is::<crate::versions::Changed>()) {
+        Fail::Changed(format!(
+            "{shown}: changed since the scan (saved meanwhile?); left for the next run"
+        ))
+    } else {
+        Fail::Error(format!("{shown}: {e}"))
+    }
+}
+
 /// What stands at `at` now: its stamp and kind (`None`: nothing).
 fn standing(at: &At) -> Result<Option<(Stamp, rustix::fs::FileType)>, Fail> {
     let st = at.lstat().map_err(|e| Fail::Error(e.to_string()))?;
@@ -98,8 +111,8 @@ impl Server {
             Why::Overwritten
         };
         self.store()?
-            .keep_at(&at, at.shown(), &meta, why, Take::Move)
-            .map_err(|e| Fail::Error(format!("{}: {e}", at.shown().display())))?;
+            .keep_at(&at, at.shown(), &meta, why, Take::Move, Some(now.id()))
+            .map_err(|e| not_kept(&at, e))?;
         at.sync_dir();
         ctx.now_at(rel, None);
         ctx.inode_moved(rel, now);
@@ -119,8 +132,8 @@ impl Server {
         let meta = Self::still(ctx, rel, &at, now)?;
         if meta.kind != Kind::Dir {
             self.store()?
-                .keep_at(&at, at.shown(), &meta, Why::Conflict, Take::Link)
-                .map_err(|e| Fail::Error(format!("{}: {e}", at.shown().display())))?;
+                .keep_at(&at, at.shown(), &meta, Why::Conflict, Take::Link, Some(now.id()))
+                .map_err(|e| not_kept(&at, e))?;
         }
         // The name must be free: a conflict copy never replaces anything.
         let stamp = at
@@ -155,8 +168,8 @@ impl Server {
             }
             let meta = Self::still(ctx, rel, &at, now)?;
             self.store()?
-                .keep_at(&at, at.shown(), &meta, Why::Overwritten, Take::Link)
-                .map_err(|e| Fail::Error(format!("{}: {e}", at.shown().display())))?;
+                .keep_at(&at, at.shown(), &meta, Why::Overwritten, Take::Link, Some(now.id()))
+                .map_err(|e| not_kept(&at, e))?;
             // A hard link moves the ctime: the copy that follows must expect that, and so
             // must steps on the other names of the same file.
             if let Some((after, _)) = standing(&at)? {

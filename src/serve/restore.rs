@@ -42,7 +42,7 @@ impl Server {
                 let now = scan::describe(&path, &md)
                     .map_err(|e| Fail::Error(format!("{}: {e}", path.display())))?;
                 store
-                    .keep_at(&at, &path, &now, Why::Overwritten, Take::Link)
+                    .keep_at(&at, &path, &now, Why::Overwritten, Take::Link, None)
                     .map_err(|e| Fail::Error(format!("{}: {e}", path.display())))?;
                 match at.lstat().map_err(|e| Fail::Error(e.to_string()))? {
                     Some(after) if Stamp::of(&after).ino == Stamp::of(&st).ino => {

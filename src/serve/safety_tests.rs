@@ -543,3 +543,36 @@ fn synks_own_state_and_cache_inside_a_root_are_never_scanned_nor_written() {
         "{refused:?}"
     );
 }
+
+#[test]
+fn an_edit_saved_while_the_store_is_busy_is_not_taken_into_it() {
+    use std::os::unix::io::AsRawFd;
+    let home = tempfile::tempdir().unwrap();
+    let root = dir_root(home.path());
+    fs::write(root.join("f"), "scanned").unwrap();
+    let mut s = Session::new(home.path());
+    s.ask(&[scan_home("t")]);
+    // Another serve holds the store (pruning, say) while the user saves by rename.
+    let store = home.path().join(".state/versions");
+    fs::create_dir_all(&store).unwrap();
+    let lock = fs::File::create(store.join("lock")).unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let saver = {
+        let root = root.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            fs::write(root.join(".f.swp"), "saved meanwhile").unwrap();
+            fs::rename(root.join(".f.swp"), root.join("f")).unwrap();
+            drop(lock);
+        })
+    };
+    let got = s.last(&[Request::Remove {
+        root: 0,
+        rel: w("f"),
+        deleted: true,
+    }]);
+    saver.join().unwrap();
+    assert!(matches!(got, Response::Changed(_)), "{got:?}");
+    assert_eq!(fs::read(root.join("f")).unwrap(), b"saved meanwhile");
+}
