@@ -15,8 +15,6 @@ use crate::report::{Event, Reporter};
 
 /// Records per frame.
 const RECORD_BATCH: usize = 2048;
-/// Entries per Keep request.
-const KEEP_BATCH: usize = 1024;
 
 /// One root's changes to peers' trees.
 pub struct Apply<'a> {
@@ -148,13 +146,15 @@ impl Apply<'_> {
         for (p, rel) in plan.keeps.iter().filter(|k| !in_writes.contains(*k)) {
             keeps.entry(*p).or_default().push(rel.clone());
         }
+        // One request an entry, all in one round trip: an entry that cannot be kept (saved
+        // meanwhile, unreadable) holds back its own copy only, never the others'.
         for (p, rels) in keeps {
-            for batch in rels.chunks(KEEP_BATCH) {
+            for rel in rels {
                 steps.entry(p).or_default().push(Step {
-                    rel: batch[0].clone(),
+                    rel: rel.clone(),
                     req: Request::Keep {
                         root,
-                        rels: batch.to_vec(),
+                        rels: vec![rel],
                     },
                 });
             }
