@@ -289,21 +289,15 @@ impl Store {
                 Take::Link => rfs::linkat(at.dir(), at.name(), &objects, id, AtFlags::empty()),
             };
             if let Err(e) = linked {
+                let e = io::Error::from(e);
+                if !elsewhere(&e) {
+                    return Err(e);
+                }
                 // Another filesystem (or no hard links): copy, then remove what was moved.
                 match &meta.kind {
-                    Kind::File => {
-                        let mut from = at.open_read()?;
-                        let mut to = File::create(obj)?;
-                        io::copy(&mut from, &mut to)?;
-                        to.sync_all()?;
-                        let t = filetime::FileTime::from_unix_time(
-                            meta.mtime.div_euclid(1_000_000_000),
-                            meta.mtime.rem_euclid(1_000_000_000) as u32,
-                        );
-                        filetime::set_file_handle_times(&to, None, Some(t))?;
-                    }
+                    Kind::File => copy_object(&mut at.open_read()?, obj, meta.mtime)?,
                     Kind::Symlink(_) => rfs::symlinkat(at.read_link()?.as_slice(), &objects, id)?,
-                    _ => return Err(e.into()),
+                    _ => return Err(e),
                 }
                 if take == Take::Move {
                     at.unlink()?;
@@ -368,9 +362,12 @@ impl Store {
             Take::Link => fs::hard_link(path, obj),
         };
         if let Err(e) = linked {
+            if !elsewhere(&e) {
+                return Err(e);
+            }
             // Another filesystem (or no hard links): copy, then remove what was moved.
             match &meta.kind {
-                Kind::File => copy_durably(path, obj)?,
+                Kind::File => copy_object(&mut File::open(path)?, obj, meta.mtime)?,
                 Kind::Symlink(_) => std::os::unix::fs::symlink(fs::read_link(path)?, obj)?,
                 _ => return Err(e),
             }
@@ -511,12 +508,29 @@ impl Store {
     }
 }
 
-fn copy_durably(from: &Path, to: &Path) -> io::Result<()> {
-    fs::copy(from, to)?;
-    File::open(to)?.sync_all()?;
-    let md = fs::metadata(from)?;
-    filetime::set_file_mtime(to, filetime::FileTime::from_last_modification_time(&md))?;
-    Ok(())
+/// Whether a rename or hard link into the store failed because the store is elsewhere (another
+/// filesystem) or its filesystem has no hard links: a copy does instead. Any other error
+/// (EACCES, a full disk) is the answer; a copy would leave the entry in place and pile up
+/// a full copy on every run.
+fn elsewhere(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EXDEV | libc::EPERM | libc::EOPNOTSUPP | libc::EMLINK | libc::ENOSYS)
+    )
+}
+
+/// Copies `from` to the object `obj` as every write is made ([`crate::atomic`]: a private
+/// temp file beside it, fsync, rename), with the modification time `mtime_ns`: a crash leaves
+/// no object cut short, and a kept 0600 file is no one else's to read.
+fn copy_object(from: &mut File, obj: &Path, mtime_ns: i64) -> io::Result<()> {
+    let t = filetime::FileTime::from_unix_time(
+        mtime_ns.div_euclid(1_000_000_000),
+        mtime_ns.rem_euclid(1_000_000_000) as u32,
+    );
+    crate::atomic::write_file(obj, |f| {
+        io::copy(from, f)?;
+        filetime::set_file_handle_times(f, None, Some(t))
+    })
 }
 
 #[cfg(test)]
@@ -533,6 +547,52 @@ mod tests {
             digest: Some(Digest::of(content)),
             extra: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_version_kept_across_filesystems_is_a_private_whole_copy() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let tree = tempfile::tempdir().unwrap();
+        // /dev/shm is a tmpfs: another filesystem than the tree's, where there is one.
+        let Ok(state) = tempfile::tempdir_in("/dev/shm") else {
+            eprintln!("skipped: no /dev/shm");
+            return;
+        };
+        let dev = |p: &Path| fs::metadata(p).unwrap().dev();
+        if dev(tree.path()) == dev(state.path()) {
+            eprintln!("skipped: /dev/shm is the tree's filesystem here");
+            return;
+        }
+        let store = Store::new(state.path());
+        let f = tree.path().join("secret");
+        fs::write(&f, "private").unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+        let m = Meta {
+            mtime: 1_600_000_000_000_000_000,
+            ..meta(b"private")
+        };
+        // Through the tree's handle, as a serve keeps it.
+        let at = crate::beneath::Beneath::open(tree.path())
+            .unwrap()
+            .at(b"secret")
+            .unwrap();
+        store
+            .keep_at(&at, &f, &m, Why::Deleted, Take::Move, None)
+            .unwrap();
+        assert!(!f.exists(), "moved out of the tree");
+        let kept = store.list(tree.path());
+        let obj = store.object_path(&kept[0].id).unwrap();
+        assert_eq!(fs::read(&obj).unwrap(), b"private");
+        let md = fs::metadata(&obj).unwrap();
+        assert_eq!(md.mode() & 0o077, 0, "{:o}", md.mode());
+        assert_eq!(md.mtime(), 1_600_000_000);
+        let objects = obj.parent().unwrap();
+        let names: Vec<_> = fs::read_dir(objects).unwrap().flatten().collect();
+        assert_eq!(names.len(), 2, "the object and its sidecar, no temp: {names:?}");
+        // An error that is not about where the store is (here: nothing there) is the answer,
+        // not a copy.
+        let gone = tree.path().join("gone");
+        assert!(store.keep(&gone, &meta(b"x"), Why::Deleted, Take::Move).is_err());
     }
 
     #[test]
