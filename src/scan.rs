@@ -204,6 +204,10 @@ pub fn scan_root(
         walk(root, &md, excludes, opts, &mut out, &mut walked);
     } else if md.is_file() {
         walked.note(&md, md.dev());
+        // A file root's copies are written beside it: what a killed one left is there.
+        if let Some(parent) = root.parent().filter(|_| opts.tidy) {
+            tidy_beside(parent);
+        }
         out.file(FileAt::of(WirePath::default(), &md));
     } else {
         walked.note(&md, md.dev());
@@ -586,6 +590,16 @@ pub struct Found {
 
 /// Removes what a killed run left at `name` in the directory `dir`, if no live run owns it
 /// ([`crate::beneath::remove_if_stale`]).
+/// [`tidy_up`] of every name of synk's own shape in `dir`, the directory of a file root.
+fn tidy_beside(dir: &Path) {
+    let Ok(list) = fs::read_dir(dir) else { return };
+    for name in list.flatten().map(|e| e.file_name()) {
+        if names::is_own(name.as_encoded_bytes()) {
+            tidy_up(dir, name.as_encoded_bytes());
+        }
+    }
+}
+
 fn tidy_up(dir: &Path, name: &[u8]) {
     use rustix::fs::{Mode, OFlags};
     if let Ok(fd) = rustix::fs::open(
@@ -788,6 +802,12 @@ mod tests {
             !r.join("a/.synk-tmp.0123456789abcdef").exists(),
             "a killed run's, removed"
         );
+        // Beside a file root too, where its copies are written.
+        fs::write(r.join("a/b/.synk-tmp.fedcba9876543210"), b"half").unwrap();
+        fs::write(r.join("a/b/.synk-tmp.notes"), b"a user's file").unwrap();
+        assert_eq!(scan(&r.join("a/b/f")).len(), 1);
+        assert!(!r.join("a/b/.synk-tmp.fedcba9876543210").exists());
+        assert!(r.join("a/b/.synk-tmp.notes").exists(), "the user's");
         let f = s[&b"a/b/f".to_vec()].as_ref().unwrap();
         assert_eq!(f.kind, Kind::File);
         assert_eq!(f.size, 5);

@@ -235,8 +235,9 @@ enum Next {
     /// The notes so far are the first `upto` bytes of the last file's records (those
     /// [`Known`] reads).
     Same { upto: u64 },
-    /// A new file, being written.
-    Writing(BufWriter<tempfile::NamedTempFile>),
+    /// A new file, being written, and its registration for removal should the serve be
+    /// stopped before it is renamed into place ([`crate::beneath::on_stop_remove`]).
+    Writing(BufWriter<tempfile::NamedTempFile>, Option<u64>),
     /// Writing failed (or there is no file): the rest is not recorded.
     Off,
 }
@@ -366,7 +367,7 @@ impl Store {
             }
             self.diverge();
         }
-        if let Next::Writing(w) = &mut self.next {
+        if let Next::Writing(w, _) = &mut self.next {
             self.one.clear();
             encode_record(rel, &stamp, &payload, &mut self.one);
             if w.write_all(&self.one).is_err() {
@@ -406,7 +407,19 @@ impl Store {
             Ok(w)
         };
         self.next = match start() {
-            Ok(w) => Next::Writing(w),
+            Ok(w) => {
+                // A signal must not leave it behind: it lives for the whole scan.
+                let tmp = w.get_ref().path();
+                let live = tmp
+                    .parent()
+                    .and_then(|d| std::fs::File::open(d).ok())
+                    .zip(tmp.file_name())
+                    .and_then(|(d, name)| {
+                        use std::os::fd::AsFd;
+                        crate::beneath::on_stop_remove(d.as_fd(), name.as_encoded_bytes(), false)
+                    });
+                Next::Writing(w, live)
+            }
             Err(e) => {
                 tracing::debug!("cache {}: {e}", file.display());
                 Next::Off
@@ -425,7 +438,9 @@ impl Store {
             }
             self.diverge();
         }
-        let Next::Writing(w) = self.next else { return };
+        let Next::Writing(w, live) = self.next else {
+            return;
+        };
         let file = self
             .file
             .as_deref()
@@ -434,6 +449,7 @@ impl Store {
             .into_inner()
             .map_err(|e| e.into_error())
             .and_then(|tmp| tmp.persist(file).map(drop).map_err(|e| e.error));
+        crate::beneath::forget(live);
         if let Err(e) = done {
             tracing::debug!("cache {}: {e}", file.display());
         }
