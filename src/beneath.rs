@@ -741,8 +741,36 @@ pub fn forget(id: Option<u64>) {
     }
 }
 
-/// Removes everything registered with [`on_stop_remove`]: the process is being stopped.
+/// Directories a serve made writable by their owner to fill them, each with the mode and mtime
+/// it gets once filled: given on a stop as well ([`on_stop`]), so that a stopped run never
+/// leaves one wider than it was, which the next scan would take for a change to spread.
+static WIDENED: std::sync::Mutex<Vec<(At, u32, i64)>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers directory `at`, made writable by its owner for this session, to get `mode` and
+/// `mtime` should the process be stopped before [`narrowed`].
+pub fn on_stop_narrow(at: &At, mode: u32, mtime: i64) {
+    let Ok(dir) = rfs::openat(&at.dir, ".", dir_flags(), Mode::empty()) else {
+        return;
+    };
+    let at = At {
+        dir,
+        name: at.name.clone(),
+        shown: at.shown.clone(),
+    };
+    let mut widened = WIDENED.lock().unwrap_or_else(|e| e.into_inner());
+    widened.push((at, mode, mtime));
+}
+
+/// Forgets what [`on_stop_narrow`] registered: the session gave those directories their
+/// modes and times.
+pub fn narrowed() {
+    WIDENED.lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
+/// Removes everything registered with [`on_stop_remove`], and gives the directories of
+/// [`on_stop_narrow`] their modes and times (deepest first): the process is being stopped.
 pub fn on_stop() {
+    let mut widened = std::mem::take(&mut *WIDENED.lock().unwrap_or_else(|e| e.into_inner()));
     let live = std::mem::take(&mut LIVE.lock().unwrap_or_else(|e| e.into_inner()).1);
     for (_, dir, name, tree) in live {
         let _ = if tree && names::is_scratch_name(&name) {
@@ -752,6 +780,13 @@ pub fn on_stop() {
         } else {
             rfs::unlinkat(&dir, name.as_slice(), AtFlags::empty()).map_err(Into::into)
         };
+    }
+    // Below a directory, its entries' paths sort after its own: backwards, they come first.
+    widened.sort_by(|a, b| b.0.shown.cmp(&a.0.shown));
+    for (at, mode, mtime) in widened {
+        let setid = at.lstat().ok().flatten().map_or(0, |st| st.st_mode & 0o6000);
+        let _ = at.set_mode(mode | setid);
+        let _ = at.set_mtime(mtime);
     }
 }
 

@@ -403,3 +403,74 @@ fn a_second_run_on_the_same_root_waits_for_the_first() {
     ok(&out);
     assert!(!stderr(&out).contains("waiting"), "{}", stderr(&out));
 }
+
+/// A serve stopped by a signal (the local one on Ctrl-C) while it fills a read-only
+/// directory gives that directory its mode and time back: one left writable would be taken
+/// for a change by the next scan and spread to every peer.
+#[test]
+fn a_serve_stopped_while_filling_a_read_only_directory_narrows_it_again() {
+    use std::io::{BufReader, Write};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use synk::paths::{RootSpec, WirePath};
+    use synk::proto::{self, Request, Response, MAGIC, PROTOCOL_VERSION};
+    let home = tempfile::tempdir_in("/var/tmp").unwrap();
+    let d = home.path().join("t/d");
+    fs::create_dir_all(&d).unwrap();
+    fs::set_permissions(&d, fs::Permissions::from_mode(0o500)).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_synk"))
+        .arg("--serve")
+        .env_clear()
+        .env("HOME", home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mtime = 1_500_000_000_000_000_000;
+    for req in [
+        Request::Hello {
+            magic: MAGIC,
+            protocol: PROTOCOL_VERSION,
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        Request::Scan {
+            roots: vec![RootSpec::Home(WirePath::from("t"))],
+            retention: Default::default(),
+            excludes: Vec::new(),
+            brief: false,
+            tidy: true,
+            lock: false,
+            meta: Default::default(),
+        },
+        Request::MakeDir {
+            root: 0,
+            rel: WirePath::from("d"),
+            mode: 0o500,
+            mtime,
+        },
+    ] {
+        stdin.write_all(&proto::encode(&req).unwrap()).unwrap();
+    }
+    stdin.flush().unwrap();
+    // Up to the answer to MakeDir: the directory is being filled now.
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut scanned = false;
+    loop {
+        match proto::read_frame::<Response, _>(&mut out).unwrap() {
+            Response::ScanDone => scanned = true,
+            Response::Done if scanned => break,
+            Response::Failed(e) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o700, "writable meanwhile");
+    // SAFETY: a signal to the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM));
+    let md = fs::metadata(&d).unwrap();
+    assert_eq!(md.mode() & 0o777, 0o500);
+    assert_eq!(md.mtime(), 1_500_000_000);
+    drop(stdin);
+}

@@ -301,6 +301,7 @@ impl Server {
         let made = at
             .mkdir((mode & MODE_BITS) | 0o700)
             .map_err(|e| Fail::Error(e.to_string()))?;
+        let mut widened = made && mode & 0o700 != 0o700;
         if !made {
             // There already: writable by its owner while it is filled.
             if let Ok(Some(st)) = at.lstat() {
@@ -308,8 +309,13 @@ impl Server {
                 if now & 0o700 != 0o700 {
                     at.set_mode(now | 0o700)
                         .map_err(|e| Fail::Error(e.to_string()))?;
+                    widened = true;
                 }
             }
+        }
+        if widened {
+            // Given its mode even if the serve is stopped before it is filled.
+            crate::beneath::on_stop_narrow(&at, mode & MODE_BITS, mtime);
         }
         ctx.dir_meta.borrow_mut().push(DirMeta {
             rel: rel.clone(),
@@ -420,6 +426,7 @@ impl Server {
                 }
             }
         }
+        crate::beneath::narrowed();
     }
 }
 
