@@ -14,7 +14,8 @@ const ATTRS_BATCH: usize = 256;
 
 impl Conn {
     /// The attributes of entries `rels` of root `root` of the last scan, of `classes`, each
-    /// checked ([`check::take_attrs`]); every one asked for is answered.
+    /// checked ([`check::take_attrs`]): every one the serve could read (of one it could not,
+    /// it warns, and its entry is left out).
     pub async fn attrs(
         &mut self,
         root: u32,
@@ -36,13 +37,9 @@ impl Conn {
                         check::take_attrs(got, &mut asked, classes)
                             .map_err(|e| OpError::Lost(self.refused(e)))?,
                     ),
-                    Response::Done if asked.is_empty() => break,
-                    Response::Done => {
-                        let e = check::Refused(
-                            "protocol error: attributes asked for were not sent".into(),
-                        );
-                        return Err(OpError::Lost(self.refused(e)));
-                    }
+                    // Those not sent could not be read there (the serve warned of each): their
+                    // entries' attributes are left for the next run.
+                    Response::Done => break,
                     Response::Failed(m) => return Err(OpError::Failed(m)),
                     other => return Err(OpError::Lost(self.unexpected(&other))),
                 }

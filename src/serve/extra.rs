@@ -17,7 +17,8 @@ const FRAME_BYTES: usize = 4 << 20;
 
 impl Server {
     /// Answers [`crate::proto::Request::Attrs`]: the attributes of entries of the last scan
-    /// that the scan read, in frames, then `Done` (or `Failed`).
+    /// that the scan read, in frames, then `Done` (or `Failed`); an entry gone or unreadable
+    /// since is left out, with a warning.
     pub(super) fn attrs<W: Write>(
         &self,
         root: u32,
@@ -37,9 +38,15 @@ impl Server {
             }
             let list = match xattr::read(&path_of(ctx, &rel), &classes) {
                 Ok(l) => l,
+                // Gone or unreadable since the scan: this entry's attributes wait for the next
+                // run, and every other entry's still go.
                 Err(e) => {
-                    let e = format!("{}: {}", path_of(ctx, &rel).display(), e);
-                    return write_frame(w, &Response::Failed(e));
+                    let e = format!(
+                        "{}: {e}; its attributes are left for the next run",
+                        path_of(ctx, &rel).display()
+                    );
+                    write_frame(w, &Response::Warning(e))?;
+                    continue;
                 }
             };
             bytes += list

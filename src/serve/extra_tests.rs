@@ -184,3 +184,44 @@ fn attributes_past_the_bounds_or_through_a_symlink_are_refused() {
         got[7]
     );
 }
+
+#[test]
+fn an_entry_gone_since_the_scan_leaves_the_others_attributes_to_go() {
+    use crate::proto::{encode, read_frame};
+    let home = tempfile::tempdir().unwrap();
+    let d = home.path().join("d");
+    fs::create_dir(&d).unwrap();
+    for f in ["a", "b", "c"] {
+        fs::write(d.join(f), f).unwrap();
+    }
+    // One session: the scan, then b removed, then the attributes of all three asked for.
+    let mut server = super::Server::new(Some(home.path().to_path_buf()));
+    server.with_state(Some(home.path().join(".state")));
+    let mut serve = |req: &Request| -> Vec<Response> {
+        let mut input = encode(&super::tests::hello()).unwrap();
+        input.extend(encode(req).unwrap());
+        let mut out = Vec::new();
+        server.serve(&mut &input[..], &mut out).unwrap();
+        let mut r = &out[..];
+        std::iter::from_fn(|| read_frame::<Response, _>(&mut r).ok()).collect()
+    };
+    serve(&scan(MetaOpts::default()));
+    fs::remove_file(d.join("b")).unwrap();
+    let frames = serve(&Request::Attrs {
+        root: 0,
+        rels: vec![w("a"), w("b"), w("c")],
+    });
+    let warned = frames
+        .iter()
+        .any(|f| matches!(f, Response::Warning(m) if m.contains("left for the next run")));
+    assert!(warned, "{frames:?}");
+    let answered: Vec<_> = frames
+        .iter()
+        .flat_map(|f| match f {
+            Response::Attrs(got) => got.iter().map(|(rel, _)| rel.clone()).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    assert_eq!(answered, [w("a"), w("c")]);
+    assert!(matches!(frames.last(), Some(Response::Done)), "{frames:?}");
+}
