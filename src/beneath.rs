@@ -784,7 +784,11 @@ pub fn on_stop() {
     // Below a directory, its entries' paths sort after its own: backwards, they come first.
     widened.sort_by(|a, b| b.0.shown.cmp(&a.0.shown));
     for (at, mode, mtime) in widened {
-        let setid = at.lstat().ok().flatten().map_or(0, |st| st.st_mode & 0o6000);
+        let setid = at
+            .lstat()
+            .ok()
+            .flatten()
+            .map_or(0, |st| st.st_mode & 0o6000);
         let _ = at.set_mode(mode | setid);
         let _ = at.set_mtime(mtime);
     }

@@ -327,10 +327,7 @@ impl Cli {
             if let Some(extra) = cli.paths.first() {
                 return Err(cmd.error(
                     clap::error::ErrorKind::ArgumentConflict,
-                    format!(
-                        "{option} takes no other path ({} given)",
-                        extra.display()
-                    ),
+                    format!("{option} takes no other path ({} given)", extra.display()),
                 ));
             }
         }
@@ -557,7 +554,10 @@ mod tests {
         }
         let day = parse(&["-h", "a", "--restore", "n", "--at", "2026-01-02"]).unwrap();
         let noon = parse(&["-h", "a", "--restore", "n", "--at", "2026-01-02 12:00"]).unwrap();
-        assert_eq!(noon.at.unwrap() - day.at.unwrap(), 12 * 3600 * 1_000_000_000);
+        assert_eq!(
+            noon.at.unwrap() - day.at.unwrap(),
+            12 * 3600 * 1_000_000_000
+        );
         for wrong in ["2026-02-30 10:00", "2026-01-02 25:00", "2026-1-2 10:00"] {
             assert!(parse_at(wrong).is_err(), "{wrong}");
         }

@@ -290,7 +290,9 @@ pub fn add_path(file: &Path, value: &str) -> std::io::Result<bool> {
     if !reads_back || value.contains(['\n', '\r']) {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("{value:?} cannot be written as a `path` line: give it in the command line instead"),
+            format!(
+                "{value:?} cannot be written as a `path` line: give it in the command line instead"
+            ),
         ));
     }
     let text = match std::fs::read_to_string(file) {
@@ -437,10 +439,17 @@ mod tests {
             "# my hosts\npeer a  # desk\npath /etc/app\n"
         );
         let new = dir.path().join("sub/new.conf");
-        assert_eq!(forget_path(&new, "~/x").unwrap(), 0, "no file: nothing to forget");
+        assert_eq!(
+            forget_path(&new, "~/x").unwrap(),
+            0,
+            "no file: nothing to forget"
+        );
         assert!(add_path(&new, "~/x").unwrap());
         assert!(add_path(&new, "~/notes#2").unwrap());
-        assert!(!add_path(&new, "~/notes#2").unwrap(), "read back with its #");
+        assert!(
+            !add_path(&new, "~/notes#2").unwrap(),
+            "read back with its #"
+        );
         assert_eq!(
             std::fs::read_to_string(&new).unwrap(),
             "path ~/x\npath ~/notes#2\n"

@@ -588,11 +588,17 @@ mod tests {
         assert_eq!(md.mtime(), 1_600_000_000);
         let objects = obj.parent().unwrap();
         let names: Vec<_> = fs::read_dir(objects).unwrap().flatten().collect();
-        assert_eq!(names.len(), 2, "the object and its sidecar, no temp: {names:?}");
+        assert_eq!(
+            names.len(),
+            2,
+            "the object and its sidecar, no temp: {names:?}"
+        );
         // An error that is not about where the store is (here: nothing there) is the answer,
         // not a copy.
         let gone = tree.path().join("gone");
-        assert!(store.keep(&gone, &meta(b"x"), Why::Deleted, Take::Move).is_err());
+        assert!(store
+            .keep(&gone, &meta(b"x"), Why::Deleted, Take::Move)
+            .is_err());
     }
 
     #[test]

@@ -88,13 +88,19 @@ fn a_profile_names_its_own_peers_and_paths() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("nosuch.conf"), "{}", stderr(&out));
     // --add makes a profile's file that is not there yet; --forget finds nothing in it.
-    let out = s.run(s.command(&[]), &[os("@home"), os("--forget"), &s.arg("work")]);
+    let out = s.run(
+        s.command(&[]),
+        &[os("@home"), os("--forget"), &s.arg("work")],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     ok(&s.run(s.command(&[]), &[os("@home"), os("--add"), &s.arg("work")]));
     let home = fs::read_to_string(conf.with_file_name("home.conf")).unwrap();
     assert_eq!(home, format!("path ~/t-{}/work\n", s.name));
     // And goes with --versions, which takes no other path.
-    let out = s.run(s.command(&[]), &[os("@work"), os("--versions"), &s.arg("work")]);
+    let out = s.run(
+        s.command(&[]),
+        &[os("@work"), os("--versions"), &s.arg("work")],
+    );
     ok(&out);
 }
 
@@ -503,7 +509,10 @@ fn json_describes_the_run_on_stdout() {
     assert!(stderr(&out).contains("peer: "), "{}", stderr(&out));
     // A peer that cannot be reached is listed too, as not connected, and named in errors.
     let away = [os("-p"), os("1"), os("-h"), os("nobody@127.0.0.1")];
-    let out = s.synk(&["alpha"], &[&away[..], &[os("--json"), &s.arg("d")]].concat());
+    let out = s.synk(
+        &["alpha"],
+        &[&away[..], &[os("--json"), &s.arg("d")]].concat(),
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let peers = doc["peers"].as_array().unwrap();

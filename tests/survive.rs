@@ -464,7 +464,11 @@ fn a_serve_stopped_while_filling_a_read_only_directory_narrows_it_again() {
             _ => {}
         }
     }
-    assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o700, "writable meanwhile");
+    assert_eq!(
+        fs::metadata(&d).unwrap().mode() & 0o777,
+        0o700,
+        "writable meanwhile"
+    );
     // SAFETY: a signal to the child this test started.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();

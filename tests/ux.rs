@@ -289,9 +289,15 @@ fn refill_fills_an_emptied_peer_from_the_others_and_deletes_nothing() {
     code(&s.synk(&peers, &[&send_only[..], &refill].concat()), 0);
     assert_eq!(s.read("alpha", "d/a").unwrap(), b"a1");
     assert_eq!(s.read("alpha", "d/sub/c").unwrap(), b"c1");
-    code(&s.synk(&peers, &[&send_only[..], &[&s.arg("d")]].concat()), 0);
+    code(
+        &s.synk(&peers, &[&send_only[..], &[&s.arg("d")]].concat()),
+        0,
+    );
     s.write("beta", "d/a", "beta's edit", now() - 5);
-    code(&s.synk(&peers, &[&send_only[..], &[&s.arg("d")]].concat()), 0);
+    code(
+        &s.synk(&peers, &[&send_only[..], &[&s.arg("d")]].concat()),
+        0,
+    );
     assert_eq!(s.read("alpha", "d/a").unwrap(), b"a1", "send-only again");
 }
 

@@ -147,9 +147,7 @@ pub fn escape(text: &[u8]) -> Cow<'_, str> {
                 c if c < '\u{80}' && c.is_control() => {
                     out.push_str(&format!("\\x{:02x}", c as u32))
                 }
-                c if c.is_control() || hides(c) => {
-                    out.push_str(&format!("\\u{{{:x}}}", c as u32))
-                }
+                c if c.is_control() || hides(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
                 c => out.push(c),
             }
         }
@@ -768,7 +766,10 @@ mod tests {
             e("evil\u{202e}txt.exe\u{200b}\u{2066}".as_bytes()),
             "evil\\u{202e}txt.exe\\u{200b}\\u{2066}"
         );
-        assert_eq!(e("👩\u{200d}💻 می\u{200c}خواهم".as_bytes()), "👩\u{200d}💻 می\u{200c}خواهم");
+        assert_eq!(
+            e("👩\u{200d}💻 می\u{200c}خواهم".as_bytes()),
+            "👩\u{200d}💻 می\u{200c}خواهم"
+        );
     }
 
     #[test]

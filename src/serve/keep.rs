@@ -21,7 +21,9 @@ use crate::versions::{Store, Take};
 /// the next run, as [`Server::still`] leaves one), or an error.
 fn not_kept(at: &At, e: std::io::Error) -> Fail {
     let shown = at.shown().display();
-    if e.get_ref().is_some_and(|i| i.is::<crate::versions::Changed>()) {
+    if e.get_ref()
+        .is_some_and(|i| i.is::<crate::versions::Changed>())
+    {
         Fail::Changed(format!(
             "{shown}: changed since the scan (saved meanwhile?); left for the next run"
         ))
@@ -132,7 +134,14 @@ impl Server {
         let meta = Self::still(ctx, rel, &at, now)?;
         if meta.kind != Kind::Dir {
             self.store()?
-                .keep_at(&at, at.shown(), &meta, Why::Conflict, Take::Link, Some(now.id()))
+                .keep_at(
+                    &at,
+                    at.shown(),
+                    &meta,
+                    Why::Conflict,
+                    Take::Link,
+                    Some(now.id()),
+                )
                 .map_err(|e| not_kept(&at, e))?;
         }
         // The name must be free: a conflict copy never replaces anything.
@@ -168,7 +177,14 @@ impl Server {
             }
             let meta = Self::still(ctx, rel, &at, now)?;
             self.store()?
-                .keep_at(&at, at.shown(), &meta, Why::Overwritten, Take::Link, Some(now.id()))
+                .keep_at(
+                    &at,
+                    at.shown(),
+                    &meta,
+                    Why::Overwritten,
+                    Take::Link,
+                    Some(now.id()),
+                )
                 .map_err(|e| not_kept(&at, e))?;
             // A hard link moves the ctime: the copy that follows must expect that, and so
             // must steps on the other names of the same file.

@@ -539,7 +539,9 @@ fn synks_own_state_and_cache_inside_a_root_are_never_scanned_nor_written() {
     // A root inside them is refused.
     let refused = s.ask(&[scan_home(".local/state/synk")]);
     assert!(
-        refused.iter().any(|r| matches!(r, Response::Root { result: Err(e), .. } if e.contains("synk's own"))),
+        refused.iter().any(
+            |r| matches!(r, Response::Root { result: Err(e), .. } if e.contains("synk's own"))
+        ),
         "{refused:?}"
     );
 }
