@@ -743,22 +743,29 @@ pub fn forget(id: Option<u64>) {
 
 /// Directories a serve made writable by their owner to fill them, each with the mode and mtime
 /// it gets once filled: given on a stop as well ([`on_stop`]), so that a stopped run never
-/// leaves one wider than it was, which the next scan would take for a change to spread.
-static WIDENED: std::sync::Mutex<Vec<(At, u32, i64)>> = std::sync::Mutex::new(Vec::new());
+/// leaves one wider than it was, which the next scan would take for a change to spread. One
+/// handle per directory they are below (a root), and their paths there: a tree of thousands
+/// of read-only directories holds a handle or two, not one each.
+type Widened = Vec<(Beneath, Vec<(Vec<u8>, u32, i64)>)>;
 
-/// Registers directory `at`, made writable by its owner for this session, to get `mode` and
-/// `mtime` should the process be stopped before [`narrowed`].
-pub fn on_stop_narrow(at: &At, mode: u32, mtime: i64) {
-    let Ok(dir) = rfs::openat(&at.dir, ".", dir_flags(), Mode::empty()) else {
-        return;
-    };
-    let at = At {
-        dir,
-        name: at.name.clone(),
-        shown: at.shown.clone(),
-    };
+static WIDENED: std::sync::Mutex<Widened> = std::sync::Mutex::new(Vec::new());
+
+/// Registers directory `rel` below `base`, made writable by its owner for this session, to
+/// get `mode` and `mtime` should the process be stopped before [`narrowed`].
+pub fn on_stop_narrow(base: &Beneath, rel: &[u8], mode: u32, mtime: i64) {
     let mut widened = WIDENED.lock().unwrap_or_else(|e| e.into_inner());
-    widened.push((at, mode, mtime));
+    let i = match widened.iter().position(|(b, _)| b.path == base.path) {
+        Some(i) => i,
+        None => {
+            let Ok(fd) = rfs::openat(&base.fd, ".", dir_flags(), Mode::empty()) else {
+                return;
+            };
+            let path = base.path.clone();
+            widened.push((Beneath { fd, path }, Vec::new()));
+            widened.len() - 1
+        }
+    };
+    widened[i].1.push((rel.to_vec(), mode, mtime));
 }
 
 /// Forgets what [`on_stop_narrow`] registered: the session gave those directories their
@@ -781,16 +788,19 @@ pub fn on_stop() {
             rfs::unlinkat(&dir, name.as_slice(), AtFlags::empty()).map_err(Into::into)
         };
     }
-    // Below a directory, its entries' paths sort after its own: backwards, they come first.
-    widened.sort_by(|a, b| b.0.shown.cmp(&a.0.shown));
-    for (at, mode, mtime) in widened {
-        let setid = at
-            .lstat()
-            .ok()
-            .flatten()
-            .map_or(0, |st| st.st_mode & 0o6000);
-        let _ = at.set_mode(mode | setid);
-        let _ = at.set_mtime(mtime);
+    for (base, dirs) in &mut widened {
+        // Below a directory, its entries' paths sort after its own: backwards, they come first.
+        dirs.sort_by(|a, b| b.0.cmp(&a.0));
+        for (rel, mode, mtime) in dirs.iter() {
+            let Ok(at) = base.at(rel) else { continue };
+            let setid = at
+                .lstat()
+                .ok()
+                .flatten()
+                .map_or(0, |st| st.st_mode & 0o6000);
+            let _ = at.set_mode(mode | setid);
+            let _ = at.set_mtime(*mtime);
+        }
     }
 }
 

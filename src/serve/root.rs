@@ -251,6 +251,19 @@ impl RootCtx {
         Ok(self.parent.get_or_init(|| b))
     }
 
+    /// Registers directory `rel`, made writable by its owner to be filled, to get `mode` and
+    /// `mtime` should the serve be stopped first ([`crate::beneath::on_stop_narrow`]).
+    pub(super) fn narrow_on_stop(&self, rel: &WirePath, mode: u32, mtime: i64) {
+        let base = if rel.is_empty() {
+            self.parent(false).map(|p| (p, self.name()))
+        } else {
+            self.dir().map(|d| (d, rel.as_bytes()))
+        };
+        if let Ok((base, rel)) = base {
+            crate::beneath::on_stop_narrow(base, rel, mode, mtime);
+        }
+    }
+
     /// The handle on the root directory itself (opened from its parent, never through a
     /// symlink: a root that is one is not a directory root).
     pub(super) fn dir(&self) -> Result<&Beneath, String> {

@@ -315,7 +315,7 @@ impl Server {
         }
         if widened {
             // Given its mode even if the serve is stopped before it is filled.
-            crate::beneath::on_stop_narrow(&at, mode & MODE_BITS, mtime);
+            ctx.narrow_on_stop(rel, mode & MODE_BITS, mtime);
         }
         ctx.dir_meta.borrow_mut().push(DirMeta {
             rel: rel.clone(),
