@@ -268,6 +268,7 @@ impl RootTransfer<'_> {
             let digest = c.meta.digest.expect("files carry a digest");
             // Bytes read so far: a master sends no more than the file it scanned.
             let mut offset: u64 = 0;
+            let mut grown = super::Grown::default();
             let read = loop {
                 let resp = match master.recv().await {
                     Ok(r) => r,
@@ -277,17 +278,27 @@ impl RootTransfer<'_> {
                     }
                 };
                 match resp {
-                    Response::Data(d)
-                        if d.len() > CHUNK || offset + d.len() as u64 > c.meta.size =>
-                    {
+                    Response::Data(d) if d.len() > CHUNK => {
                         broke = Some(master.unexpected(&Response::Data(d)));
                         break None;
                     }
-                    Response::Hole { len }
-                        if len as usize > CHUNK || offset + u64::from(len) > c.meta.size =>
-                    {
+                    Response::Hole { len } if len as usize > CHUNK => {
                         broke = Some(master.unexpected(&Response::Hole { len }));
                         break None;
+                    }
+                    // Past the size it scanned: the file grew since (or the master lies).
+                    // Nothing more reaches the targets; the copy is given up at the end.
+                    Response::Data(d) if grown.past(offset, d.len(), c.meta.size) => {
+                        if grown.too_much() {
+                            broke = Some(master.unexpected(&Response::Data(d)));
+                            break None;
+                        }
+                    }
+                    Response::Hole { len } if grown.past(offset, len as usize, c.meta.size) => {
+                        if grown.too_much() {
+                            broke = Some(master.unexpected(&Response::Hole { len }));
+                            break None;
+                        }
                     }
                     // A hole travels as one (a small file may be all hole), hashed as zeros.
                     Response::Hole { len } => {
@@ -302,7 +313,9 @@ impl RootTransfer<'_> {
                         let frame = encode(&Request::Data(d)).expect("a chunk fits in a frame");
                         all(ts, frame, false).await;
                     }
-                    Response::ReadDone(d) if d == digest => break Some(Read::Done),
+                    Response::ReadDone(d) if d == digest && grown.whole(offset, c.meta.size) => {
+                        break Some(Read::Done)
+                    }
                     Response::ReadDone(_) => {
                         break Some(Read::Failed(format!(
                             "{name}: {}: changed since it was scanned; run synk again",

@@ -40,6 +40,38 @@ impl WireStats {
     }
 }
 
+/// What a master sent past the size it scanned of the file it streams: a file that grew since
+/// the scan (or a master that lies). None of it reaches a target, which would write on and
+/// on; the stream is read to its end within [`Grown::MAX`], and the copy given up as changed.
+#[derive(Debug, Default)]
+pub(crate) struct Grown(u64);
+
+impl Grown {
+    /// How much may come past the scanned size before the stream is taken as a lie, and the
+    /// conversation with the master as out of step.
+    pub(crate) const MAX: u64 = 64 << 20;
+
+    /// Whether `len` bytes at `offset` go past `size` (or something did before): counted here,
+    /// and not to be relayed.
+    pub(crate) fn past(&mut self, offset: u64, len: usize, size: u64) -> bool {
+        let past = self.0 > 0 || offset.saturating_add(len as u64) > size;
+        if past {
+            self.0 = self.0.saturating_add(len as u64).max(1);
+        }
+        past
+    }
+
+    /// Past [`Grown::MAX`].
+    pub(crate) fn too_much(&self) -> bool {
+        self.0 > Self::MAX
+    }
+
+    /// Whether the stream, ended at `offset`, was the whole file as scanned (`size` bytes).
+    pub(crate) fn whole(&self, offset: u64, size: u64) -> bool {
+        self.0 == 0 && offset == size
+    }
+}
+
 /// How entries travel from master to target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum CopierChoice {
@@ -593,6 +625,21 @@ fn split_sideways(plan: &Plan) -> (Option<Plan>, std::borrow::Cow<'_, Plan>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_stream_past_the_scanned_size_is_counted_and_never_whole() {
+        use super::Grown;
+        let mut g = Grown::default();
+        assert!(!g.past(0, 10, 20) && !g.past(10, 10, 20));
+        assert!(g.whole(20, 20) && !g.whole(10, 20), "short is not whole");
+        assert!(g.past(20, 1, 20), "one byte past");
+        assert!(g.past(20, 0, 20), "and everything after it");
+        assert!(!g.whole(20, 20) && !g.too_much());
+        assert!(g.past(0, Grown::MAX as usize, 20) && g.too_much());
+        // An empty chunk past the end still counts: a grown stream never becomes whole.
+        let mut g = Grown::default();
+        assert!(g.past(5, 0, 4) && !g.whole(5, 5));
+    }
+
     use super::*;
 
     #[test]

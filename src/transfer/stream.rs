@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use futures::future::join_all;
 
-use super::WireStats;
+use super::{Grown, WireStats};
 use crate::model::{Digest, Kind};
 use crate::peer::check;
 use crate::peer::{Conn, OpError, Peer};
@@ -22,10 +22,6 @@ use crate::proto::{
     block_fingerprint, encode, Check, FrameError, Request, Response, CHUNK, DELTA_MIN, MAX_BLOCKS,
     ZEROS,
 };
-
-/// How much a master may send past the size it scanned (a file that grew meanwhile) before
-/// its stream is taken as a lie and the conversation as broken.
-const GROWN_MAX: u64 = 64 << 20;
 
 /// Told of each chunk read from the master: its size, and what went to the targets.
 pub type OnBytes<'a> = &'a (dyn Fn(u64, WireStats) + Sync);
@@ -192,8 +188,7 @@ async fn copy_file(
     let mut block = (from / CHUNK as u64) as usize;
     let mut offset = from;
     let mut check = Check::new(seed);
-    // Bytes the master sent past the scanned size.
-    let mut grown = 0u64;
+    let mut grown = Grown::default();
     let master_err: Option<OpError> = match master.call(&read).await {
         Err(e) => Some(OpError::Lost(e)),
         Ok(mut resp) => loop {
@@ -203,14 +198,13 @@ async fn copy_file(
                 Response::Data(d) if d.len() > CHUNK => {
                     break Some(OpError::Lost(master.unexpected(&Response::Data(d))))
                 }
-                // Past the size the master scanned: the file grew since, or the master lies.
-                // Nothing more reaches the targets (they would write on and on); what follows
-                // is read up to its end, within a bound, and the copy is given up.
-                Response::Data(d) if grown > 0 || offset + d.len() as u64 > copy.meta.size => {
-                    grown += d.len() as u64;
-                    if grown > GROWN_MAX {
+                // Past the size the master scanned: the file grew since (or the master lies).
+                // Nothing more reaches the targets, which would write on and on.
+                Response::Data(d) if grown.past(offset, d.len(), copy.meta.size) => {
+                    if grown.too_much() {
                         break Some(OpError::Lost(master.unexpected(&Response::Data(d))));
                     }
+                    throttle.pace(d.len()).await;
                 }
                 Response::Data(d) => {
                     let n = d.len();
@@ -225,12 +219,14 @@ async fn copy_file(
                     block += 1;
                     offset += n as u64;
                 }
-                // A hole longer than a chunk, or past the size the master scanned, is no
-                // hole of that file: a garbled or lying stream.
-                Response::Hole { len }
-                    if len as usize > CHUNK || offset + len as u64 > copy.meta.size =>
-                {
+                // A hole longer than a chunk is no hole of that file: a garbled stream.
+                Response::Hole { len } if len as usize > CHUNK => {
                     break Some(OpError::Lost(master.unexpected(&Response::Hole { len })))
+                }
+                Response::Hole { len } if grown.past(offset, len as usize, copy.meta.size) => {
+                    if grown.too_much() {
+                        break Some(OpError::Lost(master.unexpected(&Response::Hole { len })));
+                    }
                 }
                 Response::Hole { len } => {
                     // A hole goes as a hole, never as zeros: a few bytes to every target.
@@ -243,7 +239,7 @@ async fn copy_file(
                     offset += len as u64;
                 }
                 // Only the whole file, as scanned, is that version.
-                Response::ReadDone(d) if d == digest && grown == 0 && offset == copy.meta.size => {
+                Response::ReadDone(d) if d == digest && grown.whole(offset, copy.meta.size) => {
                     break None
                 }
                 Response::ReadDone(_) => {
