@@ -69,23 +69,58 @@ fn related(a: &WirePath, b: &WirePath) -> bool {
     inside(a, b) || inside(b, a)
 }
 
+/// Steps a batch holds at most: every request of a batch is written before its answers are
+/// read, so these bound what the answers fill of the pipes meanwhile (a few bytes each, well
+/// within a pipe and the serve's buffer), at one round trip per this many.
+const BATCH_MAX: usize = 4096;
+
+/// The entries a batch's steps touch, to tell in a few lookups whether a path is
+/// [`related`] to one of them.
+#[derive(Default)]
+struct Touched(std::collections::BTreeSet<Vec<u8>>);
+
+impl Touched {
+    /// Whether `r` is one of them, inside one of them, or holds one of them.
+    fn clashes(&self, r: &WirePath) -> bool {
+        let r = r.as_bytes();
+        if self.0.is_empty() {
+            return false;
+        }
+        if r.is_empty() || self.0.contains(r) || self.0.contains(&b""[..]) {
+            return true;
+        }
+        let outer = r
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'/')
+            .any(|(i, _)| self.0.contains(&r[..i]));
+        let mut below = r.to_vec();
+        below.push(b'/');
+        let inner = self
+            .0
+            .range(below.clone()..)
+            .next()
+            .is_some_and(|x| x.starts_with(&below));
+        outer || inner
+    }
+}
+
 /// Cuts a peer's steps, in order, into batches sent together: a step goes into the current
 /// batch unless it touches an entry a step already there touches (the same one, or one inside
 /// the other), so a step on an entry is sent only once every earlier step on it was answered,
-/// and left out when one of those failed. Unrelated steps go in one round trip.
+/// and left out when one of those failed. Unrelated steps go in one round trip, up to
+/// [`BATCH_MAX`] of them.
 fn batches(steps: Vec<Step>) -> Vec<Vec<Step>> {
     let mut out: Vec<Vec<Step>> = Vec::new();
-    let mut seen: Vec<WirePath> = Vec::new();
+    let mut seen = Touched::default();
     for s in steps {
-        let clash = s
-            .touched()
-            .iter()
-            .any(|r| seen.iter().any(|x| related(x, r)));
-        if clash || out.is_empty() {
+        let clash = s.touched().iter().any(|r| seen.clashes(r));
+        if clash || out.last().is_none_or(|b| b.len() >= BATCH_MAX) {
             out.push(Vec::new());
-            seen.clear();
+            seen.0.clear();
         }
-        seen.extend(s.touched().into_iter().cloned());
+        seen.0
+            .extend(s.touched().into_iter().map(|r| r.as_bytes().to_vec()));
         out.last_mut().expect("a batch").push(s);
     }
     out
@@ -562,6 +597,18 @@ mod tests {
         assert!(related(&w(""), &w("x")));
         assert!(!related(&w("a"), &w("ab")));
         assert!(!related(&w("a/b"), &w("a/c")));
+        // The set a batch keeps answers as related does, pair by pair.
+        let paths = [
+            "", "a", "a/b", "a/b/c", "ab", "a/c", "a.b", "a0", "b", "a/bc",
+        ];
+        for x in paths {
+            let mut t = Touched::default();
+            t.0.insert(x.as_bytes().to_vec());
+            for r in paths {
+                assert_eq!(t.clashes(&w(r)), related(&w(x), &w(r)), "{x:?} {r:?}");
+            }
+        }
+        assert!(!Touched::default().clashes(&w("")));
     }
 
     #[test]
@@ -592,5 +639,10 @@ mod tests {
         });
         assert_eq!(sizes(&batches(vec![rename, keep(&["g"])])), [1, 1]);
         assert!(batches(Vec::new()).is_empty());
+        // Many unrelated steps: a round trip per BATCH_MAX of them.
+        let many: Vec<Step> = (0..BATCH_MAX * 2 + 1)
+            .map(|i| keep(&[&format!("f{i}")]))
+            .collect();
+        assert_eq!(sizes(&batches(many)), [BATCH_MAX, BATCH_MAX, 1]);
     }
 }
