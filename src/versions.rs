@@ -290,7 +290,7 @@ impl Store {
             };
             if let Err(e) = linked {
                 let e = io::Error::from(e);
-                if !elsewhere(&e) {
+                if !elsewhere(&e, take) {
                     return Err(e);
                 }
                 // Another filesystem (or no hard links): copy, then remove what was moved.
@@ -362,7 +362,7 @@ impl Store {
             Take::Link => fs::hard_link(path, obj),
         };
         if let Err(e) = linked {
-            if !elsewhere(&e) {
+            if !elsewhere(&e, take) {
                 return Err(e);
             }
             // Another filesystem (or no hard links): copy, then remove what was moved.
@@ -511,12 +511,16 @@ impl Store {
 /// Whether a rename or hard link into the store failed because the store is elsewhere (another
 /// filesystem) or its filesystem has no hard links: a copy does instead. Any other error
 /// (EACCES, a full disk) is the answer; a copy would leave the entry in place and pile up
-/// a full copy on every run.
-fn elsewhere(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EXDEV | libc::EPERM | libc::EOPNOTSUPP | libc::EMLINK | libc::ENOSYS)
-    )
+/// a full copy on every run. A rename says so only by EXDEV (its EPERM is a sticky directory's refusal); a hard link by
+/// EXDEV, or by EPERM and the like where the filesystem has none.
+fn elsewhere(e: &io::Error, take: Take) -> bool {
+    match take {
+        Take::Move => e.raw_os_error() == Some(libc::EXDEV),
+        Take::Link => matches!(
+            e.raw_os_error(),
+            Some(libc::EXDEV | libc::EPERM | libc::EOPNOTSUPP | libc::EMLINK | libc::ENOSYS)
+        ),
+    }
 }
 
 /// Copies `from` to the object `obj` as every write is made ([`crate::atomic`]: a private

@@ -367,10 +367,12 @@ impl Store {
             }
             self.diverge();
         }
-        if let Next::Writing(w, _) = &mut self.next {
+        if let Next::Writing(w, live) = &mut self.next {
             self.one.clear();
             encode_record(rel, &stamp, &payload, &mut self.one);
             if w.write_all(&self.one).is_err() {
+                // The temp file goes with the writer: nothing is left to remove on a stop.
+                crate::beneath::forget(*live);
                 self.next = Next::Off;
             }
         }

@@ -14,15 +14,16 @@ const ATTRS_BATCH: usize = 256;
 
 impl Conn {
     /// The attributes of entries `rels` of root `root` of the last scan, of `classes`, each
-    /// checked ([`check::take_attrs`]): every one the serve could read (of one it could not,
-    /// it warns, and its entry is left out).
+    /// checked ([`check::take_attrs`]): every one the serve could read, and how many it could
+    /// not (it warns of each, and leaves its entry out).
     pub async fn attrs(
         &mut self,
         root: u32,
         rels: &[WirePath],
         classes: &[Class],
-    ) -> Result<Vec<(WirePath, Vec<Xattr>)>, OpError> {
+    ) -> Result<(Vec<(WirePath, Vec<Xattr>)>, usize), OpError> {
         let mut out = Vec::with_capacity(rels.len());
+        let mut unread = 0;
         for slice in rels.chunks(ATTRS_BATCH) {
             let mut asked: HashSet<WirePath> = slice.iter().cloned().collect();
             let req = Request::Attrs {
@@ -39,12 +40,15 @@ impl Conn {
                     ),
                     // Those not sent could not be read there (the serve warned of each): their
                     // entries' attributes are left for the next run.
-                    Response::Done => break,
+                    Response::Done => {
+                        unread += asked.len();
+                        break;
+                    }
                     Response::Failed(m) => return Err(OpError::Failed(m)),
                     other => return Err(OpError::Lost(self.unexpected(&other))),
                 }
             }
         }
-        Ok(out)
+        Ok((out, unread))
     }
 }

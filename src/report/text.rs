@@ -158,12 +158,16 @@ pub fn escape(text: &[u8]) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Whether `c` reorders the text around it or takes no room, so that a name could pass for
-/// another (`evil\u{202e}txt.exe`): the bidirectional controls, zero-width space, word
-/// joiner and byte-order mark. The joiners that scripts and emoji need stay.
+/// Whether `c` reorders the text around it or shows as nothing, so that a name could pass
+/// for another (`evil\u{202e}txt.exe`): the bidirectional controls, the soft hyphen, zero-width
+/// space, word joiner and invisible operators, the Hangul fillers, the interlinear annotation
+/// marks, the byte-order mark and the tag characters. The joiners that scripts and emoji need
+/// stay (as do the variation selectors, which only choose a glyph).
 fn hides(c: char) -> bool {
-    matches!(c, '\u{61c}' | '\u{200b}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}'
-        | '\u{2060}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    matches!(c, '\u{ad}' | '\u{61c}' | '\u{115f}' | '\u{1160}' | '\u{180e}' | '\u{200b}'
+        | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}' | '\u{3164}' | '\u{feff}' | '\u{ffa0}'
+        | '\u{fff9}'..='\u{fffb}' | '\u{e0000}'..='\u{e007f}')
 }
 
 /// The words of `ev` (without the `synk: …` prefix its voice adds), with text from elsewhere
@@ -763,8 +767,8 @@ mod tests {
         // What reorders or hides text is shown, so no name passes for another; the joiners
         // that scripts and emoji need stay.
         assert_eq!(
-            e("evil\u{202e}txt.exe\u{200b}\u{2066}".as_bytes()),
-            "evil\\u{202e}txt.exe\\u{200b}\\u{2066}"
+            e("evil\u{202e}txt.exe\u{200b}\u{2066}\u{ad}\u{3164}\u{e0041}".as_bytes()),
+            "evil\\u{202e}txt.exe\\u{200b}\\u{2066}\\u{ad}\\u{3164}\\u{e0041}"
         );
         assert_eq!(
             e("👩\u{200d}💻 می\u{200c}خواهم".as_bytes()),

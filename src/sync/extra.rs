@@ -64,7 +64,18 @@ impl RootRun<'_> {
                 let peer = &self.peers[p];
                 let mut conn = peer.conn.lock().await;
                 match conn.attrs(root, &rels, &all).await {
-                    Ok(got) => got.into_iter().map(|(r, l)| ((p, r), l)).collect(),
+                    Ok((got, unread)) => {
+                        if unread > 0 {
+                            // Not synced: a failure, each entry named in the serve's warnings.
+                            rep.emit(Event::PeerFailed {
+                                peer: peer.name.clone(),
+                                error: format!(
+                                    "the attributes of {unread} entries could not be read there; left for the next run"
+                                ),
+                            });
+                        }
+                        got.into_iter().map(|(r, l)| ((p, r), l)).collect()
+                    }
                     Err(e) => {
                         fail(rep, &peer.name, e, || {
                             lost.lock().expect("lost set lock").insert(p);

@@ -197,6 +197,7 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
         .then_some((specs.as_slice(), &settings));
     let scans = session.connect_scan(scan, rep).await;
     if !session.ready(rep) {
+        session.json_peers(rep);
         session.close().await;
         rep.end_run(EXIT_UNSYNCED, started.elapsed().as_secs_f64(), cli.dry_run);
         return EXIT_UNSYNCED;
