@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use common::*;
 use sha2::Digest as _;
 use synk::model::Kind;
-use synk::paths::{RootSpec, WirePath};
+use synk::paths::WirePath;
 use synk::proto::{self, Request, Response, MAGIC, PROTOCOL_VERSION};
 
 const SYNK: &str = env!("CARGO_BIN_EXE_synk");
@@ -131,18 +131,7 @@ fn the_executable_runs_and_serves_alone_in_an_empty_chroot() {
         version: VERSION.into(),
     })
     .unwrap();
-    input.extend(
-        proto::encode(&Request::Scan {
-            roots: vec![RootSpec::Home(WirePath(b"notes".to_vec()))],
-            retention: Default::default(),
-            excludes: Vec::new(),
-            brief: false,
-            tidy: true,
-            lock: false,
-            meta: Default::default(),
-        })
-        .unwrap(),
-    );
+    input.extend(proto::encode(&scan_home("notes")).unwrap());
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(&input).unwrap();
     drop(stdin);

@@ -411,7 +411,7 @@ fn a_second_run_on_the_same_root_waits_for_the_first() {
 fn a_serve_stopped_while_filling_a_read_only_directory_narrows_it_again() {
     use std::io::{BufReader, Write};
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    use synk::paths::{RootSpec, WirePath};
+    use synk::paths::WirePath;
     use synk::proto::{self, Request, Response, MAGIC, PROTOCOL_VERSION};
     let home = tempfile::tempdir_in("/var/tmp").unwrap();
     let d = home.path().join("t/d");
@@ -434,15 +434,7 @@ fn a_serve_stopped_while_filling_a_read_only_directory_narrows_it_again() {
             protocol: PROTOCOL_VERSION,
             version: env!("CARGO_PKG_VERSION").into(),
         },
-        Request::Scan {
-            roots: vec![RootSpec::Home(WirePath::from("t"))],
-            retention: Default::default(),
-            excludes: Vec::new(),
-            brief: false,
-            tidy: true,
-            lock: false,
-            meta: Default::default(),
-        },
+        scan_home("t"),
         Request::MakeDir {
             root: 0,
             rel: WirePath::from("d"),

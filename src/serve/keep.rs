@@ -71,6 +71,15 @@ impl Server {
         }
     }
 
+    /// Keeps the entry at `at` as `meta` describes it, provided it still has the stamp `now`
+    /// when it is taken ([`Store::keep_at`]).
+    fn keep_still(&self, at: &At, meta: &Meta, why: Why, take: Take, now: Stamp) -> OpResult {
+        self.store()?
+            .keep_at(at, at.shown(), meta, why, take, Some(now.id()))
+            .map(drop)
+            .map_err(|e| not_kept(at, e))
+    }
+
     /// Takes an entry out of the tree: files and symlinks into the version store, empty
     /// directories removed. Gone already is fine.
     pub(super) fn remove(&self, root: u32, rel: &WirePath, deleted: bool) -> OpResult {
@@ -112,9 +121,7 @@ impl Server {
         } else {
             Why::Overwritten
         };
-        self.store()?
-            .keep_at(&at, at.shown(), &meta, why, Take::Move, Some(now.id()))
-            .map_err(|e| not_kept(&at, e))?;
+        self.keep_still(&at, &meta, why, Take::Move, now)?;
         at.sync_dir();
         ctx.now_at(rel, None);
         ctx.inode_moved(rel, now);
@@ -133,16 +140,7 @@ impl Server {
         };
         let meta = Self::still(ctx, rel, &at, now)?;
         if meta.kind != Kind::Dir {
-            self.store()?
-                .keep_at(
-                    &at,
-                    at.shown(),
-                    &meta,
-                    Why::Conflict,
-                    Take::Link,
-                    Some(now.id()),
-                )
-                .map_err(|e| not_kept(&at, e))?;
+            self.keep_still(&at, &meta, Why::Conflict, Take::Link, now)?;
         }
         // The name must be free: a conflict copy never replaces anything.
         let stamp = at
@@ -176,16 +174,7 @@ impl Server {
                 continue;
             }
             let meta = Self::still(ctx, rel, &at, now)?;
-            self.store()?
-                .keep_at(
-                    &at,
-                    at.shown(),
-                    &meta,
-                    Why::Overwritten,
-                    Take::Link,
-                    Some(now.id()),
-                )
-                .map_err(|e| not_kept(&at, e))?;
+            self.keep_still(&at, &meta, Why::Overwritten, Take::Link, now)?;
             // A hard link moves the ctime: the copy that follows must expect that, and so
             // must steps on the other names of the same file.
             if let Some((after, _)) = standing(&at)? {

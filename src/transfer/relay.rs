@@ -289,21 +289,11 @@ mod tests {
 
     #[test]
     fn sizes_a_peer_made_up_cut_into_units_without_overflow() {
-        let copy = |rel: &str, size| Copy {
-            rel: WirePath::from(rel),
-            master: 0,
-            targets: vec![1],
-            meta: Meta {
-                kind: Kind::File,
-                size,
-                mode: 0o644,
-                mtime: 0,
-                digest: None,
-                extra: Default::default(),
-            },
-            source: None,
-        };
-        let all = [copy("a", u64::MAX), copy("b", u64::MAX), copy("c", 1)];
+        let all = [
+            copy("a", Kind::File, u64::MAX),
+            copy("b", Kind::File, u64::MAX),
+            copy("c", Kind::File, 1),
+        ];
         let refs: Vec<&Copy> = all.iter().collect();
         let got = units(&refs);
         assert_eq!(got.iter().map(Vec::len).sum::<usize>(), 3, "{got:?}");

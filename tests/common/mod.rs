@@ -677,6 +677,21 @@ macro_rules! scene {
 }
 
 /// An argument from a string.
+/// The first request of a serve's session that scans `rel` below its home, in full.
+pub fn scan_home(rel: &str) -> synk::proto::Request {
+    synk::proto::Request::Scan {
+        roots: vec![synk::paths::RootSpec::Home(synk::paths::WirePath::from(
+            rel,
+        ))],
+        retention: Default::default(),
+        excludes: Vec::new(),
+        brief: false,
+        tidy: true,
+        lock: false,
+        meta: Default::default(),
+    }
+}
+
 pub fn os(s: &str) -> &std::ffi::OsStr {
     std::ffi::OsStr::new(s)
 }
