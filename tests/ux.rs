@@ -245,14 +245,17 @@ fn refill_fills_an_emptied_peer_from_the_others_and_deletes_nothing() {
         e.contains(&format!("--refill {}", s.shown("alpha"))) && e.contains("--confirm-empty"),
         "both choices named: {e}"
     );
-    // The other peers still sync, and the state files say whose they are.
-    let out = s.synk(&[], &[os("--state")]);
-    code(&out, 0);
-    assert!(
-        stdout(&out).contains(&format!("{}\t", shown_path(&s, LOCAL, "d"))),
-        "{}",
-        stdout(&out)
-    );
+    // The other peers still sync, and the state files say whose they are, -q or not: -q
+    // quiets what synk tells, not what it was asked.
+    for quiet in [&[][..], &[os("-q")]] {
+        let out = s.synk(&[], &[quiet, &[os("--state")]].concat());
+        code(&out, 0);
+        assert!(
+            stdout(&out).contains(&format!("{}\t", shown_path(&s, LOCAL, "d"))),
+            "{}",
+            stdout(&out)
+        );
+    }
 
     let out = s.synk(
         &peers,

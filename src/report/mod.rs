@@ -122,6 +122,11 @@ impl Reporter {
                     self.bars.suspend(|| eprintln!("synk: conflict: {line}"));
                 }
             }
+            Voice::Answer if self.json.is_some() => self.say(0, &ev),
+            Voice::Answer => {
+                let line = text::line(&ev, Style::Terminal);
+                self.bars.suspend(|| println!("{line}"));
+            }
             Voice::Notice => {
                 let line = text::line(&ev, Style::Terminal);
                 self.bars.suspend(|| eprintln!("{line}"));

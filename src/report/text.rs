@@ -23,6 +23,10 @@ pub enum Voice {
     Conflict,
     /// A line on stderr as it is, outside any run's counts.
     Notice,
+    /// A line of what was asked for (`--versions`, `--state`): on stdout even with `-q`, which
+    /// quiets what synk tells, not what it was asked; on stderr with `--json` (unless `-q`),
+    /// whose document holds it.
+    Answer,
 }
 
 /// Which voice tells `ev`.
@@ -63,6 +67,7 @@ pub fn voice(ev: &Event) -> Voice {
         | SkippedTooBig { .. }
         | NoSymlinks { .. } => Voice::Warn,
         Conflict { .. } | ChangedMeanwhile { .. } | NameCollision { .. } => Voice::Conflict,
+        VersionsHeader | StateFiles { .. } | Version { .. } => Voice::Answer,
         PeerNote { .. } => Voice::Say(1),
         PeerWarning { .. } => Voice::Warn,
         WaitingForLock { .. } => Voice::Notice,
@@ -71,9 +76,6 @@ pub fn voice(ev: &Event) -> Voice {
         | Reconnected { .. }
         | WouldDo { .. }
         | NoVersions { .. }
-        | VersionsHeader
-        | StateFiles { .. }
-        | Version { .. }
         | WouldRestore { .. }
         | Restored { .. }
         | Reverted { .. }
