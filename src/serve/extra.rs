@@ -149,10 +149,26 @@ impl Server {
             rustix::fs::FileType::RegularFile | rustix::fs::FileType::Directory
         );
         if !sets.is_empty() && attrs_fit {
-            let fd = at.open_attrs().map_err(err)?;
-            use std::os::fd::AsFd;
-            for (classes, list) in sets {
-                xattr::replace(fd.as_fd(), &classes, &list).map_err(err)?;
+            let set = || -> std::io::Result<()> {
+                use std::os::fd::AsFd;
+                let fd = at.open_attrs()?;
+                for (classes, list) in &sets {
+                    xattr::replace(fd.as_fd(), classes, list)?;
+                }
+                Ok(())
+            };
+            match set() {
+                // user.* needs write permission, which a read-only file (0444) or directory
+                // (0555) lacks for its owner too: as rsync does, its owner makes it writable
+                // for a moment.
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && !ctx.as_root => {
+                    let mode = st.st_mode & 0o7777;
+                    at.set_mode(mode | 0o600).map_err(err)?;
+                    let res = set();
+                    at.set_mode(mode).map_err(err)?;
+                    res.map_err(err)?;
+                }
+                res => res.map_err(err)?,
             }
         }
         if kind == rustix::fs::FileType::RegularFile {
