@@ -357,7 +357,13 @@ impl Cli {
         if let Some(name) = &self.profile {
             let file = config::user_config_path(Some(name))
                 .unwrap_or_else(|| PathBuf::from(format!("{name}.conf")));
-            return config::load_config(&file);
+            return config::load_config(&file).map_err(|e| match e {
+                ConfigError::Read(f, why) => ConfigError::Read(
+                    f,
+                    format!("{why}: no profile @{name} (synk @{name} --add PATH makes it)"),
+                ),
+                other => other,
+            });
         }
         match config::default_config_paths()
             .into_iter()

@@ -216,8 +216,13 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
             }
             ["no-hard-links"] => cfg.no_hard_links = true,
             ["no-hard-links", ..] => return Err(syntax("`no-hard-links` takes no value".into())),
-            ["bwlimit", rate] => cfg.bwlimit = Some(parse_rate(rate).map_err(syntax)?),
-            ["max-size", size] => cfg.max_size = Some(parse_bytes(size).map_err(syntax)?),
+            ["bwlimit", rate] => {
+                cfg.bwlimit = Some(parse_rate(rate).map_err(|e| syntax(format!("bwlimit: {e}")))?)
+            }
+            ["max-size", size] => {
+                cfg.max_size =
+                    Some(parse_bytes(size).map_err(|e| syntax(format!("max-size: {e}")))?)
+            }
             ["bwlimit" | "max-size", ..] => {
                 return Err(syntax(format!("expected `{} VALUE`", words[0])))
             }
@@ -238,8 +243,19 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
 
 /// Reads and parses a config file.
 pub fn load_config(file: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| ConfigError::Read(file.to_path_buf(), e.to_string()))?;
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file".to_string(),
+            // Without the "(os error N)" that tells a user nothing.
+            _ => e
+                .to_string()
+                .split(" (os error")
+                .next()
+                .unwrap_or("")
+                .to_string(),
+        };
+        ConfigError::Read(file.to_path_buf(), why)
+    })?;
     parse_config(&text, file)
 }
 
@@ -482,6 +498,15 @@ mod tests {
         assert!(e.to_string().starts_with("/etc/synk.conf:3: "), "{e}");
         let e = parse_config("peer a 22 x\n", f).unwrap_err();
         assert!(e.to_string().starts_with("/etc/synk.conf:1: "), "{e}");
+        let e = parse_config("bwlimit x\n", f).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"/etc/synk.conf:1: bwlimit: "x" is not a rate: KiB a second, or with a unit (500K, 10M)"#
+        );
+        let e = parse_config("\nmax-size 1Q\n", f).unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with(r#"/etc/synk.conf:2: max-size: "1Q" is not a size"#));
         let e = parse_config("peer -oProxyCommand=x\n", f).unwrap_err();
         assert!(e.to_string().contains("must not start with '-'"), "{e}");
     }

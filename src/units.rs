@@ -8,7 +8,7 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     parse_size::Config::new()
         .with_binary()
         .parse_size(s)
-        .map_err(|e| format!("{s:?}: {e}"))
+        .map_err(|_| format!("{s:?} is not a size: bytes, or with a unit (10M, 2G)"))
 }
 
 /// A rate per second: KiB, or with a binary unit (`10M` is 10 MiB/s, as for rsync).
@@ -17,7 +17,7 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
         .with_binary()
         .with_default_factor(1024)
         .parse_size(s)
-        .map_err(|e| format!("{s:?}: {e}"))
+        .map_err(|_| format!("{s:?} is not a rate: KiB a second, or with a unit (500K, 10M)"))
 }
 
 /// An interval between runs (`--every`): a human duration, at least a second.

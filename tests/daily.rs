@@ -86,7 +86,11 @@ fn a_profile_names_its_own_peers_and_paths() {
     assert_eq!(s.read("beta", "work/w").unwrap(), b"w");
     let out = s.run(s.command(&[]), &[os("@nosuch")]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("nosuch.conf"), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains("nosuch.conf: no such file: no profile @nosuch"),
+        "{e}"
+    );
     // --add makes a profile's file that is not there yet; --forget finds nothing in it.
     let out = s.run(
         s.command(&[]),

@@ -71,7 +71,7 @@ fn round_trips_per_peer_are_counted_and_few() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let o = stdout(&out);
     assert!(
-        o.contains(&format!("synk: {}: ", s.shown("alpha"))) && o.contains(" round trips"),
+        o.contains(&format!("synk: {}: ", s.shown("alpha"))) && o.contains(" round trip"),
         "{o}"
     );
 }

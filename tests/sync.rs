@@ -476,7 +476,11 @@ fn usage_errors_exit_2() {
     fs::write(&empty, "# nobody\n").unwrap();
     let out = run(&["-f", empty.to_str().unwrap(), "x"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("no peers"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no peer but this host"),
+        "{}",
+        stderr(&out)
+    );
     let bad = s.local_home.join("bad.conf");
     fs::write(&bad, "peer a\npear b\n").unwrap();
     let out = run(&["-f", bad.to_str().unwrap(), "x"]);

@@ -125,7 +125,12 @@ pub async fn connect(
     // synk is missing there or speaks another protocol: a master of its own carries the
     // install, then the serve.
     if !opts.install {
-        return Err(failed.into_error(&name, false));
+        let e = failed.into_error(&name, false);
+        // The path the user named is the one that was not found there.
+        return Err(match (synk_path, e.to_string().contains("not found")) {
+            (Some(p), true) => anyhow!("{e:#} (looked for it at --synk-path {p})"),
+            _ => e,
+        });
     }
     let was = match &failed {
         StartError::Mismatch { version, .. } => Some(version.clone()),

@@ -187,7 +187,7 @@ pub fn line(ev: &Event, style: Style) -> String {
         ),
         NoRuntime { error } => format!("cannot start the async runtime: {}", s(error)),
         NoCurrentDir { error } => format!("cannot read the current directory: {}", s(error)),
-        NoPeers => "no peers: give -h HOST, or list peers in synk.conf (see synk.conf(5))".into(),
+        NoPeers => "no peer but this host (localhost, always one): give -h HOST for another, or list peers in synk.conf (see synk.conf(5))".into(),
         NothingToSync => {
             "nothing to sync: give PATH, or add `path` lines to synk.conf (synk --add PATH)".into()
         }
@@ -432,7 +432,11 @@ pub fn line(ev: &Event, style: Style) -> String {
         Stream { from, root, to } => {
             format!("synk: stream {}:{} -> {}", s(from), s(root), s(to))
         }
-        RoundTrips { peer, trips } => format!("synk: {}: {trips} round trips", s(peer)),
+        RoundTrips { peer, trips } => format!(
+            "synk: {}: {trips} round trip{}",
+            s(peer),
+            if *trips == 1 { "" } else { "s" }
+        ),
         RsyncDone {
             from,
             to,

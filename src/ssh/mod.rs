@@ -264,9 +264,25 @@ fn control_dir() -> PathBuf {
 /// ssh's own words, with advice where the fix is known.
 pub fn explain(log: &str, spec: &PeerSpec, eff: &Effective) -> String {
     let text = one_line(log);
-    let unknown_key = log.contains("host key is known for")
-        || log.contains("Host key verification failed")
-        || log.contains("REMOTE HOST IDENTIFICATION HAS CHANGED");
+    if log.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+        // Accepting it again does not do: the old key must go first. ssh's banner is long;
+        // its line that names the host says what matters.
+        let said = log
+            .lines()
+            .find(|l| l.contains("Host key for") || l.contains("key for"))
+            .map_or("REMOTE HOST IDENTIFICATION HAS CHANGED", str::trim);
+        let known = match spec.port {
+            Some(p) => format!("'[{}]:{p}'", spec.host),
+            None => spec.host.clone(),
+        };
+        let port = spec.port.map(|p| format!(" -p {p}")).unwrap_or_default();
+        return format!(
+            "ssh: {said}: the host key is not the one ~/.ssh/known_hosts holds for it; if the host was reinstalled, check its new key, remove the old one with `ssh-keygen -R {known}` and accept the new one with `ssh{port} {}` once",
+            spec.destination()
+        );
+    }
+    let unknown_key =
+        log.contains("host key is known for") || log.contains("Host key verification failed");
     if unknown_key {
         let dest = spec.destination();
         let port = spec.port.map(|p| format!(" -p {p}")).unwrap_or_default();
@@ -279,7 +295,8 @@ pub fn explain(log: &str, spec: &PeerSpec, eff: &Effective) -> String {
         let dest = spec.destination();
         let port = spec.port.map(|p| format!(" -p {p}")).unwrap_or_default();
         return format!(
-            "{text}: synk needs a login without a prompt, with a key or an agent, as `ssh -o BatchMode=yes{port} {dest} true` shows (ssh-copy-id{port} {dest}, or ssh-add)"
+            "{}: synk needs a login without a prompt, with a key or an agent, as `ssh -o BatchMode=yes{port} {dest} true` shows (ssh-copy-id{port} {dest}, or ssh-add)",
+            text.trim_end_matches('.')
         );
     }
     if text.is_empty() {
@@ -432,6 +449,15 @@ mod tests {
         assert!(m.contains("`ssh -p 2222 bob@beta` once"), "{m}");
         let m = explain("Connection refused\n", &spec("beta", None), &eff);
         assert_eq!(m, "Connection refused");
+        // A changed key is not accepted again: the old one goes first.
+        let changed = "@@@@@@@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n@@@@@@@@@@@\nIT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!\nOffending ECDSA key in /home/u/.ssh/known_hosts:3\nHost key for [beta]:2222 has changed and you have requested strict checking.\nHost key verification failed.\n";
+        let m = explain(changed, &spec("bob@beta", Some(2222)), &eff);
+        assert!(
+            m.starts_with("ssh: Host key for [beta]:2222 has changed"),
+            "{m}"
+        );
+        assert!(m.contains("`ssh-keygen -R '[beta]:2222'`"), "{m}");
+        assert!(!m.contains("NASTY"), "{m}");
     }
 
     #[test]
@@ -443,7 +469,7 @@ mod tests {
             &eff,
         );
         assert!(
-            m.starts_with("me@beta: Permission denied (publickey)."),
+            m.starts_with("me@beta: Permission denied (publickey): synk needs"),
             "{m}"
         );
         assert!(
