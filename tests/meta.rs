@@ -210,6 +210,21 @@ fn holes_stay_holes_with_either_copier() {
             let used = disk_usage(&there);
             assert!(used < 1 << 20, "{copier}: {p} holds {used} bytes on disk");
         }
+        // Moved: each peer makes the new name from the copy it holds, still sparse.
+        let want = sha512(&alpha);
+        fs::create_dir_all(s.path(LOCAL, "d/vm")).unwrap();
+        fs::rename(s.path(LOCAL, "d/disk.img"), s.path(LOCAL, "d/vm/disk.img")).unwrap();
+        let out = s.synk(&peers, &[os("--copier"), os(copier), &s.arg("d")]);
+        assert_eq!(out.status.code(), Some(0), "{copier}: {}", stderr(&out));
+        for p in peers {
+            let there = s.path(p, "d/vm/disk.img");
+            assert_eq!(sha512(&there), want, "{copier}: moved on {p}");
+            let used = disk_usage(&there);
+            assert!(
+                used < 1 << 20,
+                "{copier}: moved, {p} holds {used} bytes on disk"
+            );
+        }
     }
 }
 

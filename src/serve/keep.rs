@@ -299,23 +299,55 @@ fn no_links_here(e: &std::io::Error) -> bool {
 }
 
 /// Copies the file at `src` into a locked temp file beside `dest`, checking the bytes against
-/// `digest`.
+/// `digest`. Its holes stay holes (`SEEK_DATA`, `SEEK_HOLE`): a sparse image cloned or relinked
+/// on a peer costs that peer its data, not its size.
 pub(super) fn copy_to_temp(src: &At, dest: &At, digest: &Digest) -> Result<Temp, Fail> {
+    use rustix::fs::{seek, SeekFrom};
+    use std::io::Seek;
     let err = |at: &At, e: std::io::Error| Fail::Error(format!("{}: {e}", at.shown().display()));
     let mut tmp = dest.temp().map_err(|e| Fail::Error(e.to_string()))?;
     let mut f = src.open_read().map_err(|e| Fail::Error(e.to_string()))?;
+    let size = f.metadata().map_err(|e| err(src, e))?.len();
     let mut hasher = sha2::Sha512::new();
     let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| err(src, e))?;
-        if n == 0 {
+    let mut offset = 0u64;
+    while offset < size {
+        // Where the next data is (a filesystem that cannot tell: here), and where it ends.
+        let data = match seek(&f, SeekFrom::Data(offset)) {
+            Ok(d) => d.min(size),
+            Err(rustix::io::Errno::NXIO) => size,
+            Err(_) => offset,
+        };
+        for at in (offset..data).step_by(CHUNK) {
+            hasher.update(&crate::proto::ZEROS[..(data - at).min(CHUNK as u64) as usize]);
+        }
+        offset = data;
+        if offset >= size {
             break;
         }
-        hasher.update(&buf[..n]);
-        tmp.file_mut()
-            .write_all(&buf[..n])
+        let end = seek(&f, SeekFrom::Hole(offset)).map_or(size, |h| h.min(size));
+        f.seek(std::io::SeekFrom::Start(offset))
+            .map_err(|e| err(src, e))?;
+        let out = tmp.file_mut();
+        out.seek(std::io::SeekFrom::Start(offset))
             .map_err(|e| err(dest, e))?;
+        while offset < end {
+            let want = (end - offset).min(CHUNK as u64) as usize;
+            let n = f.read(&mut buf[..want]).map_err(|e| err(src, e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(|e| err(dest, e))?;
+            offset += n as u64;
+        }
+        if offset < end {
+            // Shorter than it said: changed, as the digest will tell.
+            break;
+        }
     }
+    // A hole at the end is the file's length.
+    tmp.file_mut().set_len(offset).map_err(|e| err(dest, e))?;
     if Digest::from_hasher(hasher) != *digest {
         return Err(Fail::Changed(format!(
             "{}: changed since the scan; not copied",
