@@ -210,7 +210,7 @@ impl RootRun<'_> {
         });
         plan::link_names(&mut plan, views);
         tracing::debug!(
-            root = %self.root.display,
+            root = %crate::report::text::escape(self.root.display.as_bytes()),
             copies = plan.copies.len(),
             removes = plan.removes.len(),
             conflicts = plan.conflicts.len(),

@@ -274,7 +274,8 @@ impl RootTransfer<'_> {
         rep: &Reporter,
     ) -> rsync::Outcome {
         let (job, shown) = self.rsync_job(from, t, copies, scratch);
-        tracing::debug!(entries = job.names.len(), "{shown:?}");
+        // The -v line says the command; the trace, how many entries it carries.
+        tracing::debug!(entries = job.names.len(), "rsync run");
         rep.emit(shown);
         let spinner = rep.spinner(Progress::Rsync {
             from: self.name(from).to_string(),
