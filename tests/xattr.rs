@@ -59,34 +59,23 @@ fn a_read_only_file_takes_its_attributes_on_a_peer_that_is_not_root() {
     set_x(&f, "user.color", b"blue");
     fs::set_permissions(&f, fs::Permissions::from_mode(0o444)).unwrap();
     let peers = ["alpha", "beta"];
-    let out = s.synk(&peers, &[&s.arg("d")]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    for p in peers {
-        let there = s.path(p, "d/f");
-        assert_eq!(
-            get_x(&there, "user.color").as_deref(),
-            Some(&b"blue"[..]),
-            "{p}"
-        );
-        assert_eq!(fs::metadata(&there).unwrap().mode() & 0o7777, 0o444, "{p}");
-    }
-    assert_nothing_done(&s.synk(&peers, &[os("-v"), &s.arg("d")]));
+    // Synced, the attribute there with the mode, and the next run quiet.
+    let synced_as = |value: &[u8]| {
+        let out = s.synk(&peers, &[&s.arg("d")]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        for p in peers {
+            let there = s.path(p, "d/f");
+            assert_eq!(get_x(&there, "user.color").as_deref(), Some(value), "{p}");
+            assert_eq!(fs::metadata(&there).unwrap().mode() & 0o7777, 0o444, "{p}");
+        }
+        assert_nothing_done(&s.synk(&peers, &[os("-v"), &s.arg("d")]));
+    };
+    synced_as(b"blue");
     // A change of it alone reaches them too, and leaves the file read-only.
     fs::set_permissions(&f, fs::Permissions::from_mode(0o644)).unwrap();
     set_x(&f, "user.color", b"red");
     fs::set_permissions(&f, fs::Permissions::from_mode(0o444)).unwrap();
-    let out = s.synk(&peers, &[&s.arg("d")]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    for p in peers {
-        let there = s.path(p, "d/f");
-        assert_eq!(
-            get_x(&there, "user.color").as_deref(),
-            Some(&b"red"[..]),
-            "{p}"
-        );
-        assert_eq!(fs::metadata(&there).unwrap().mode() & 0o7777, 0o444, "{p}");
-    }
-    assert_nothing_done(&s.synk(&peers, &[os("-v"), &s.arg("d")]));
+    synced_as(b"red");
 }
 
 #[test]
