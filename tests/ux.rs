@@ -205,6 +205,15 @@ fn versions_and_restore_work_on_this_host_alone_and_the_log_says_restored() {
             "{said}"
         );
     }
+    // A peer that cannot be reached is named, and hides nothing the others keep.
+    let away = [os("-p"), os("1"), os("-h"), os("nobody@127.0.0.1")];
+    let out = s.synk(
+        &[],
+        &[&away[..], &[os("--versions"), &s.arg("d/a")]].concat(),
+    );
+    code(&out, 1);
+    assert!(stderr(&out).contains("127.0.0.1"), "{}", stderr(&out));
+    assert!(stdout(&out).contains("\toverwritten\t"), "{}", stdout(&out));
     let out = s.synk(&[], &[os("--versions"), &s.arg("d/a"), os("--json")]);
     code(&out, 0);
     let doc: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();

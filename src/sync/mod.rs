@@ -179,7 +179,9 @@ pub async fn run(cli: Cli, rep: &Reporter) -> i32 {
     rep.max_size(settings.max_size);
     let mut session = Session::new(specs, opts, forced);
     session.roles = roles;
-    session.alone = alone;
+    // A listing of kept versions lists what the peers it reaches hold, this host's at least:
+    // one peer away (named as unreachable, exit 1) does not hide the others'.
+    session.alone = alone || cli.versions.is_some();
     if cli.every.is_none() && !cli.watch {
         // A one-shot run stops at once on a signal, every child with it.
         session::stop_on_signals(false);

@@ -90,7 +90,7 @@ pub(super) struct Session {
     spec_of: Vec<usize>,
     /// When a peer that dropped may be tried again, and the wait after that.
     retry: HashMap<usize, (Instant, Duration)>,
-    /// This host alone is enough (`--versions`, `--restore` with no other peer).
+    /// This host alone is enough (`--versions`, or `--restore` with no other peer).
     pub alone: bool,
 }
 
