@@ -98,7 +98,10 @@ impl Touched {
         below.push(b'/');
         let inner = self
             .0
-            .range(below.clone()..)
+            .range::<[u8], _>((
+                std::ops::Bound::Included(below.as_slice()),
+                std::ops::Bound::Unbounded,
+            ))
             .next()
             .is_some_and(|x| x.starts_with(&below));
         outer || inner

@@ -64,8 +64,8 @@ async fn gather(peers: &[Peer], spec: &RootSpec, rep: &Reporter) -> Vec<(PeerId,
     out
 }
 
-/// Prints the kept versions of `spec` on every peer, by path then time. Returns how many.
-pub async fn list(peers: &[Peer], spec: &RootSpec, display: &str, rep: &Reporter) -> usize {
+/// Prints the kept versions of `spec` on every peer, by path then time.
+pub async fn list(peers: &[Peer], spec: &RootSpec, display: &str, rep: &Reporter) {
     let mut all = gather(peers, spec, rep).await;
     all.sort_by(|(pa, a), (pb, b)| {
         (a.path.as_bytes(), a.replaced, *pa).cmp(&(b.path.as_bytes(), b.replaced, *pb))
@@ -75,13 +75,11 @@ pub async fn list(peers: &[Peer], spec: &RootSpec, display: &str, rep: &Reporter
             path: display.to_string(),
         });
     }
-    let n = all.len();
     rep.versions(
         all.into_iter()
             .map(|(p, kept)| (peers[p].name.clone(), kept))
             .collect(),
     );
-    n
 }
 
 /// Which kept version of each entry to bring back, entries named below the root on every peer

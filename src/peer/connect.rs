@@ -80,7 +80,7 @@ pub async fn connect(
             .context("cannot start synk --serve")?;
         let (conn, caps) = start_process("localhost", child, HANDSHAKE_TIMEOUT, ahead, false)
             .await
-            .map_err(|e| e.into_error("localhost", false))?;
+            .map_err(|e| e.into_error("localhost", false, None))?;
         return Ok(Peer::new("localhost".into(), None, None, caps, conn, None));
     };
     let name = remote.to_string();
@@ -125,12 +125,7 @@ pub async fn connect(
     // synk is missing there or speaks another protocol: a master of its own carries the
     // install, then the serve.
     if !opts.install {
-        let e = failed.into_error(&name, false);
-        // The path the user named is the one that was not found there.
-        return Err(match (synk_path, e.to_string().contains("not found")) {
-            (Some(p), true) => anyhow!("{e:#} (looked for it at --synk-path {p})"),
-            _ => e,
-        });
+        return Err(failed.into_error(&name, false, synk_path));
     }
     let was = match &failed {
         StartError::Mismatch { version, .. } => Some(version.clone()),
@@ -143,7 +138,7 @@ pub async fn connect(
     let at = install::install(&name, &session, synk_path).await?;
     let (conn, caps) = start_remote(&name, &session, synk_path, ahead)
         .await
-        .map_err(|e| e.into_error(&name, true))?;
+        .map_err(|e| e.into_error(&name, true, synk_path))?;
     let done = Installed { was, at };
     let mut peer = Peer::new(name, spec, Some(session), caps, conn, Some(done));
     peer.remote_command = eff.remote_command;
@@ -172,8 +167,14 @@ pub(super) enum StartError {
 }
 
 impl StartError {
-    /// The error to report for peer `name` (`install`: synk was installed there first).
-    pub(super) fn into_error(self, name: &str, install: bool) -> anyhow::Error {
+    /// The error to report for peer `name` (`install`: synk was installed there first;
+    /// `synk_path`: where it was looked for, as `--synk-path` named it).
+    pub(super) fn into_error(
+        self,
+        name: &str,
+        install: bool,
+        synk_path: Option<&str>,
+    ) -> anyhow::Error {
         let this = env!("CARGO_PKG_VERSION");
         let hint = if install {
             ""
@@ -184,7 +185,10 @@ impl StartError {
             StartError::Missing if install => {
                 anyhow!("synk not found on {name}, even after installing it")
             }
-            StartError::Missing => anyhow!("synk not found on {name}: install it or put it in PATH{hint}"),
+            StartError::Missing => match synk_path {
+                Some(p) => anyhow!("synk not found on {name} at --synk-path {p}: install it there{hint}"),
+                None => anyhow!("synk not found on {name}: install it or put it in PATH{hint}"),
+            },
             StartError::Mismatch { version, protocol } => anyhow!(
                 "{name}: runs synk {version} (protocol {protocol}); this is synk {this} (protocol {PROTOCOL_VERSION}): install the same version on every peer{hint}"
             ),
@@ -451,7 +455,7 @@ mod tests {
         conn.handshake(None, false)
             .await
             .unwrap_err()
-            .into_error("beta", false)
+            .into_error("beta", false, None)
             .to_string()
     }
 
@@ -496,7 +500,7 @@ mod tests {
         let caps = tokio::time::timeout(limit, conn.handshake(Some(&scan), false))
             .await
             .expect("the scan went out with the handshake")
-            .unwrap_or_else(|e| panic!("{}", e.into_error("beta", true)));
+            .unwrap_or_else(|e| panic!("{}", e.into_error("beta", true, None)));
         assert_eq!(caps.home, WirePath::from("/h"));
         let scanned = conn.scanned(&roots, |_, _| {}).await.unwrap();
         assert_eq!(scanned[0].as_ref().unwrap().abs, WirePath::from("/h/notes"));

@@ -37,7 +37,7 @@ pub(crate) async fn in_process(name: &str, home: &std::path::Path) -> Peer {
     };
     let caps = match conn.handshake(None, false).await {
         Ok(caps) => caps,
-        Err(e) => panic!("{}", e.into_error(name, false)),
+        Err(e) => panic!("{}", e.into_error(name, false, None)),
     };
     let spec = PeerSpec::parse(name, None).expect("a host name");
     Peer::new(name.into(), Some(spec), None, caps, conn, None)

@@ -69,15 +69,16 @@ impl Server {
         }
         self.finish_dirs();
         self.roots.clear();
+        // synk's own state and cache, left out of any root that holds them.
+        let own: Vec<PathBuf> = [
+            self.state_dir.clone(),
+            self.cache_dir.as_ref().map(|d| d.join("synk")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         for (i, spec) in roots.iter().enumerate() {
             let index = i as u32;
-            let own: Vec<PathBuf> = [
-                self.state_dir.clone(),
-                self.cache_dir.as_ref().map(|d| d.join("synk")),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
             let loaded = self.resolve(spec).and_then(|abs| {
                 let own = root::own_below(&abs, &own).map_err(|e| format!("{spec}: {e}"))?;
                 let ex = Excludes::new(&abs, excludes)
